@@ -1,0 +1,115 @@
+//! Real peers: find a tool, start a server on a free loopback port, stop it on drop.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when running in CI (`CI=true`), where a missing tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Finds `name` on `PATH`. Returns `None` (after a loud message on stderr) when it is missing
+/// locally, so the test can return early; panics in CI, where every peer must be installed
+/// (`scripts/install-test-deps.sh`).
+pub fn require(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    });
+    match found {
+        Some(p) => Some(p),
+        None if in_ci() => panic!("`{name}` is required in CI; install it with scripts/install-test-deps.sh"),
+        None => {
+            eprintln!("SKIPPED: `{name}` is not installed (run scripts/install-test-deps.sh); this test did not run");
+            None
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free loopback port")
+}
+
+/// A child process killed when dropped.
+pub struct Running {
+    child: Child,
+    /// The loopback address it listens on.
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`, or panics after `timeout`.
+pub fn wait_for_port(addr: SocketAddr, child: &mut Child, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listened on {addr} after {timeout:?}");
+}
+
+/// Starts `openssl s_server` on a free loopback port, sending `cert` then `chain`, answering
+/// `GET` requests (`-www`). Returns `None` when openssl is missing locally.
+pub fn openssl_server(cert: &Path, key: &Path, chain: Option<&Path>) -> Option<Running> {
+    let openssl = require("openssl")?;
+    // Retry a few times: the port we picked may be taken between finding and binding it.
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = Command::new(&openssl);
+        cmd.args(["s_server", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .args(["-www", "-naccept", "1000"]);
+        if let Some(chain) = chain {
+            cmd.arg("-cert_chain").arg(chain);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Some(Running { child, addr });
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // port taken or bad arguments: try another port
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("openssl s_server did not listen on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("openssl s_server could not start on any free port");
+}

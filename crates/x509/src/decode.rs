@@ -1,0 +1,256 @@
+//! Turning a file's bytes into certificates: PEM, DER, PKCS#7, with every problem located.
+
+use std::fmt;
+
+use der::Decode as _;
+use der::Encode as _;
+use serde::Serialize;
+
+use crate::certificate::Certificate;
+use crate::der::{self as tlv, tag};
+use crate::error::DecodeError;
+use crate::pem::{self, BlockError};
+
+/// Where in the input an item was found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Position {
+    /// 1-based line of the PEM `BEGIN` line; `None` for binary input.
+    pub line: Option<usize>,
+    /// 1-based index of the certificate inside a PKCS#7 bundle.
+    pub index: Option<usize>,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.index) {
+            (Some(line), Some(index)) => write!(f, "line {line}, PKCS#7 certificate {index}"),
+            (Some(line), None) => write!(f, "line {line}"),
+            (None, Some(index)) => write!(f, "PKCS#7 certificate {index}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// What kind of input was recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Input {
+    /// Text with PEM blocks.
+    Pem,
+    /// A single DER certificate.
+    Der,
+    /// A DER PKCS#7 / CMS SignedData bundle.
+    Pkcs7,
+    /// Nothing recognisable (see the problems).
+    Unknown,
+}
+
+/// A certificate and where it was found.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// Where in the input.
+    pub position: Position,
+    /// The certificate.
+    pub certificate: Certificate,
+}
+
+/// A problem and where it was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the input.
+    pub position: Position,
+    /// What went wrong.
+    pub error: DecodeError,
+}
+
+/// Everything found in one input: certificates that decoded and problems with the rest.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    /// What the input looked like.
+    pub input: Input,
+    /// Certificates, in input order.
+    pub certificates: Vec<Found>,
+    /// Items that could not be used, in input order.
+    pub problems: Vec<Problem>,
+}
+
+impl Decoded {
+    /// True when a private key was among the items: the whole source must be refused.
+    pub fn has_private_key(&self) -> bool {
+        self.problems.iter().any(|p| p.error.is_private_key())
+    }
+}
+
+/// Decodes every certificate in `input`, which may be PEM text (any number of blocks, comments,
+/// CRLF), one DER certificate, or a DER PKCS#7 certs-only bundle.
+///
+/// Never fails as a whole: bad items become [`Problem`]s and the rest is still returned.
+pub fn decode(input: &[u8]) -> Decoded {
+    let mut out = Decoded { input: Input::Unknown, certificates: Vec::new(), problems: Vec::new() };
+    if input.iter().all(u8::is_ascii_whitespace) {
+        out.problems.push(Problem { position: Position::default(), error: DecodeError::Empty });
+        return out;
+    }
+    if pem::looks_like_pem(input) {
+        out.input = Input::Pem;
+        for block in pem::scan(input) {
+            decode_block(block, &mut out);
+        }
+        return out;
+    }
+    if input.first() == Some(&tag::SEQUENCE) {
+        decode_der(input, None, &mut out);
+        return out;
+    }
+    out.problems.push(Problem { position: Position::default(), error: DecodeError::NotRecognized });
+    out
+}
+
+fn decode_block(block: pem::Block, out: &mut Decoded) {
+    let position = Position { line: Some(block.line), index: None };
+    let label = block.label.as_str();
+    // Refuse keys before looking at the body: even a truncated key block is a key.
+    if label.contains("PRIVATE KEY") {
+        let error = DecodeError::PrivateKey { kind: label.to_owned() };
+        out.problems.push(Problem { position, error });
+        return;
+    }
+    let body = match block.body {
+        Ok(body) => body,
+        Err(BlockError::Truncated) => {
+            let error = DecodeError::TruncatedPem { label: label.to_owned() };
+            out.problems.push(Problem { position, error });
+            return;
+        }
+        Err(BlockError::Base64 { line, reason }) => {
+            let error = DecodeError::Base64 { label: label.to_owned(), line, reason };
+            out.problems.push(Problem { position, error });
+            return;
+        }
+    };
+    match label {
+        "CERTIFICATE" | "X509 CERTIFICATE" => push(Certificate::from_der(&body), position, out),
+        // OpenSSL's trusted form: the certificate followed by X509_CERT_AUX (trust settings,
+        // alias). The certificate is the first DER element; the auxiliary data is not carried over.
+        "TRUSTED CERTIFICATE" => match tlv::read(&body) {
+            Ok((cert, _aux)) => push(Certificate::from_der(cert.raw), position, out),
+            Err(e) => push(Err(DecodeError::Der { reason: e.to_string() }), position, out),
+        },
+        "PKCS7" | "CMS" | "PKCS #7 SIGNED DATA" => decode_pkcs7(&body, Some(block.line), out),
+        other => {
+            let hint = match other {
+                "X509 CRL" => "a certificate revocation list",
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => "a certificate signing request",
+                "PUBLIC KEY" | "RSA PUBLIC KEY" => "a bare public key",
+                "DH PARAMETERS" | "EC PARAMETERS" => "key parameters",
+                _ => "an unknown PEM type",
+            };
+            let error = DecodeError::UnexpectedBlock { label: other.to_owned(), hint };
+            out.problems.push(Problem { position, error });
+        }
+    }
+}
+
+fn push(result: Result<Certificate, DecodeError>, position: Position, out: &mut Decoded) {
+    match result {
+        Ok(certificate) => out.certificates.push(Found { position, certificate }),
+        Err(error) => out.problems.push(Problem { position, error }),
+    }
+}
+
+/// Binary input: a certificate, a PKCS#7 bundle, or (refused) a private key.
+fn decode_der(input: &[u8], line: Option<usize>, out: &mut Decoded) {
+    let position = Position { line, index: None };
+    if let Some(kind) = private_key_kind(input) {
+        out.problems.push(Problem { position, error: DecodeError::PrivateKey { kind: kind.into() } });
+        return;
+    }
+    if is_pkcs7(input) {
+        out.input = Input::Pkcs7;
+        decode_pkcs7(input, line, out);
+        return;
+    }
+    out.input = Input::Der;
+    push(Certificate::from_der(input), position, out);
+}
+
+const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+
+/// ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT ... }
+fn is_pkcs7(input: &[u8]) -> bool {
+    let Ok((outer, _)) = tlv::read(input) else { return false };
+    let Ok((oid, _)) = tlv::read(outer.content) else { return false };
+    oid.tag == tag::OID && oid.content == OID_SIGNED_DATA
+}
+
+fn decode_pkcs7(input: &[u8], line: Option<usize>, out: &mut Decoded) {
+    let position = Position { line, index: None };
+    let fail = |reason: String, out: &mut Decoded| {
+        out.problems.push(Problem { position, error: DecodeError::Pkcs7 { reason } });
+    };
+    let info = match cms::content_info::ContentInfo::from_der(input) {
+        Ok(info) => info,
+        Err(e) => return fail(format!("{e} (BER-encoded bundles must be converted to DER, e.g. `openssl pkcs7 -inform DER -outform DER`)"), out),
+    };
+    if info.content_type.as_bytes() != OID_SIGNED_DATA {
+        return fail(format!("content type {} is not signedData", info.content_type), out);
+    }
+    let signed: cms::signed_data::SignedData = match info.content.decode_as() {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string(), out),
+    };
+    let Some(certs) = signed.certificates else {
+        return fail("the bundle holds no certificates".into(), out);
+    };
+    let mut index = 0;
+    for choice in certs.0.iter() {
+        index += 1;
+        let position = Position { line, index: Some(index) };
+        match choice {
+            cms::cert::CertificateChoices::Certificate(cert) => match cert.to_der() {
+                Ok(der) => push(Certificate::from_der(&der), position, out),
+                Err(e) => push(Err(DecodeError::Der { reason: e.to_string() }), position, out),
+            },
+            cms::cert::CertificateChoices::Other(_) => {
+                let reason = "an `other` certificate format, not X.509".to_owned();
+                out.problems.push(Problem { position, error: DecodeError::Pkcs7 { reason } });
+            }
+        }
+    }
+    if index == 0 {
+        fail("the bundle holds no certificates".into(), out);
+    }
+}
+
+/// Recognises the shapes of DER private keys without decoding them: PKCS#8 (plain and
+/// encrypted), PKCS#1 RSA, SEC 1 EC. Returns a label for the error message.
+fn private_key_kind(input: &[u8]) -> Option<&'static str> {
+    let (outer, _) = tlv::read(input).ok()?;
+    if outer.tag != tag::SEQUENCE {
+        return None;
+    }
+    let items = tlv::children(outer.content).ok()?;
+    let tags: Vec<u8> = items.iter().map(|t| t.tag).collect();
+    let version = items.first().filter(|t| t.tag == tag::INTEGER).map(|t| t.content);
+    match (version, tags.as_slice()) {
+        // PrivateKeyInfo / OneAsymmetricKey: version, AlgorithmIdentifier, OCTET STRING, ...
+        (Some([0] | [1]), [tag::INTEGER, tag::SEQUENCE, tag::OCTET_STRING, ..]) => Some("PKCS#8"),
+        // ECPrivateKey: version 1, OCTET STRING, [0] params, [1] public key
+        (Some([1]), [tag::INTEGER, tag::OCTET_STRING, ..]) => Some("SEC 1 EC private key"),
+        // RSAPrivateKey: version 0 and eight INTEGERs
+        (Some([0]), t) if t.len() >= 9 && t.iter().all(|&x| x == tag::INTEGER) => {
+            Some("PKCS#1 RSA private key")
+        }
+        // EncryptedPrivateKeyInfo: AlgorithmIdentifier, OCTET STRING
+        (None, [tag::SEQUENCE, tag::OCTET_STRING]) => {
+            let alg = tlv::children(items[0].content).ok()?;
+            let oid = alg.first()?;
+            // pkcs5PBES2 (1.2.840.113549.1.5.13) or the PKCS#12 PBE family (1.2.840.113549.1.12.1.*).
+            let pbes2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d];
+            let pkcs12: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01];
+            (oid.tag == tag::OID && (oid.content == pbes2 || oid.content.starts_with(pkcs12)))
+                .then_some("encrypted PKCS#8")
+        }
+        _ => None,
+    }
+}

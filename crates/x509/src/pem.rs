@@ -1,0 +1,152 @@
+//! A PEM scanner that keeps line numbers.
+//!
+//! Written by hand because the crates we looked at (`pem`, `rustls-pki-types`) stop at the first
+//! bad block or do not say on which line a block starts; a trust-store builder must report each bad
+//! block by line and keep going. Text outside blocks (comments, `subject=` lines printed by
+//! `openssl x509 -text`) is ignored, CRLF is tolerated.
+
+use base64::Engine as _;
+
+/// One `-----BEGIN label-----` ... `-----END label-----` block.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) label: String,
+    /// 1-based line of the BEGIN line.
+    pub(crate) line: usize,
+    pub(crate) body: Result<Vec<u8>, BlockError>,
+}
+
+/// Why a block's body is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BlockError {
+    /// No END line before the end of input or the next BEGIN.
+    Truncated,
+    /// Base64 that does not decode; `line` is the first content line at fault, when known.
+    Base64 { line: usize, reason: String },
+}
+
+/// True when the input looks like PEM text (has a BEGIN line).
+pub(crate) fn looks_like_pem(input: &[u8]) -> bool {
+    input.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+fn begin_label(line: &str) -> Option<&str> {
+    line.strip_prefix("-----BEGIN ")?.strip_suffix("-----")
+}
+
+fn end_label(line: &str) -> Option<&str> {
+    line.strip_prefix("-----END ")?.strip_suffix("-----")
+}
+
+/// Splits PEM text into blocks. Labels are kept exactly as written.
+pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
+    struct Open {
+        label: String,
+        line: usize,
+        body_lines: Vec<(usize, String)>,
+        headers: bool,
+    }
+
+    let text = String::from_utf8_lossy(input);
+    let mut blocks = Vec::new();
+    let mut open: Option<Open> = None;
+    for (index, raw_line) in text.split('\n').enumerate() {
+        let line_no = index + 1;
+        let line = raw_line.trim_end_matches('\r').trim();
+        if let Some(label) = begin_label(line) {
+            if let Some(o) = open.take() {
+                blocks.push(Block { label: o.label, line: o.line, body: Err(BlockError::Truncated) });
+            }
+            open = Some(Open {
+                label: label.to_owned(),
+                line: line_no,
+                body_lines: Vec::new(),
+                headers: false,
+            });
+            continue;
+        }
+        let Some(o) = open.as_mut() else { continue };
+        if let Some(label) = end_label(line) {
+            let o = open.take().expect("checked above");
+            let body = if label == o.label {
+                decode_body(&o.body_lines, o.line)
+            } else {
+                Err(BlockError::Truncated)
+            };
+            blocks.push(Block { label: o.label, line: o.line, body });
+            continue;
+        }
+        // RFC 1421 headers (`Proc-Type:`, `DEK-Info:`) appear only in legacy encrypted keys.
+        if line.contains(':') {
+            o.headers = true;
+            continue;
+        }
+        if !line.is_empty() {
+            o.body_lines.push((line_no, line.to_owned()));
+        }
+    }
+    if let Some(o) = open {
+        blocks.push(Block { label: o.label, line: o.line, body: Err(BlockError::Truncated) });
+    }
+    blocks
+}
+
+fn decode_body(lines: &[(usize, String)], begin_line: usize) -> Result<Vec<u8>, BlockError> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let joined: String = lines.iter().map(|(_, l)| l.as_str()).collect();
+    match engine.decode(joined.as_bytes()) {
+        Ok(bytes) if bytes.is_empty() => Err(BlockError::Base64 {
+            line: begin_line,
+            reason: "the block is empty".into(),
+        }),
+        Ok(bytes) => Ok(bytes),
+        Err(err) => {
+            // Find the first line with a character outside the base64 alphabet, if any, so the
+            // message points at it; otherwise blame the block.
+            let bad_line = lines
+                .iter()
+                .find(|(_, l)| {
+                    !l.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+                })
+                .map_or(begin_line, |(n, _)| *n);
+            Err(BlockError::Base64 { line: bad_line, reason: err.to_string() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_blocks_comments_and_crlf() {
+        let text = b"# corporate roots\r\n-----BEGIN CERTIFICATE-----\r\nAAEC\r\n-----END CERTIFICATE-----\r\nsubject=CN=x\n-----BEGIN CERTIFICATE-----\nAwQF\n-----END CERTIFICATE-----\n";
+        let blocks = scan(text);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0].line, 2);
+        assert_eq!(blocks[0].body.as_ref().unwrap(), &[0, 1, 2]);
+        assert_eq!(blocks[1].line, 6);
+        assert_eq!(blocks[1].body.as_ref().unwrap(), &[3, 4, 5]);
+    }
+
+    #[test]
+    fn truncated_and_bad_base64_are_located() {
+        let text = b"-----BEGIN CERTIFICATE-----\nAAEC\nAA*C\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAAEC\n";
+        let blocks = scan(text);
+        assert_eq!(blocks.len(), 2);
+        match &blocks[0].body {
+            Err(BlockError::Base64 { line, .. }) => assert_eq!(*line, 3),
+            other => panic!("expected base64 error, got {other:?}"),
+        }
+        assert_eq!(blocks[1].body, Err(BlockError::Truncated));
+        assert_eq!(blocks[1].line, 5);
+    }
+
+    #[test]
+    fn begin_inside_block_truncates_the_first() {
+        let text = b"-----BEGIN CERTIFICATE-----\nAAEC\n-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+        let blocks = scan(text);
+        assert_eq!(blocks[0].body, Err(BlockError::Truncated));
+        assert_eq!(blocks[1].body.as_ref().unwrap(), &[0, 1, 2]);
+    }
+}
