@@ -1,1 +1,42 @@
-fn main() {}
+//! `anchorage`: the command-line front end. It parses arguments, resolves them into settings,
+//! calls the libraries and renders their results as text or JSON; it has no logic of its own.
+
+// The binary is the one place that talks to the user.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+mod commands;
+mod exit;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(a),
+        args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(failure) => {
+            eprintln!("anchorage: error: {}", failure.message);
+            failure.code.into()
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANCHORAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

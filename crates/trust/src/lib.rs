@@ -1,1 +1,40 @@
-//! placeholder
+//! Trust bundles: collect CA certificates from many sources, apply a policy, and write them in the
+//! forms TLS clients read.
+//!
+//! The flow is `Source ──load──▶ Loaded ──Policy──▶ Bundle ──writer──▶ output (atomic swap)`:
+//!
+//! - [`Source`]: a file, a directory (recursive), a Kubernetes ConfigMap/Secret manifest, the OS
+//!   store or Mozilla's roots compiled in. [`load`] never stops at the first bad input: it returns
+//!   what loaded and, for the rest, a [`SourceProblem`] naming the file, line or key.
+//! - [`Policy`]: de-duplicates by fingerprint, drops expired certificates, warns about leaves,
+//!   **refuses private keys**, and in strict mode turns any problem into an error.
+//! - [`Bundle`]: sorted and de-duplicated by construction, so every writer is deterministic.
+//! - Writers: [`write_pem`] (a PEM bundle) and [`write_openssl_dir`] (a hashed directory named as
+//!   `openssl rehash` names it), both through [`atomic`], so a reader never sees a partial store.
+//!
+//! ```no_run
+//! use anchorage_trust::{load, write_pem, LoadOptions, PemOptions, Policy, Source};
+//!
+//! let loaded = load(&[Source::Path("corp-ca.pem".into()), Source::Mozilla], &LoadOptions::default());
+//! let (bundle, report) = Policy::default().apply(loaded)?;
+//! write_pem(&bundle, "ca-bundle.pem".as_ref(), &PemOptions::default())?;
+//! # Ok::<(), anchorage_trust::TrustError>(())
+//! ```
+
+pub mod atomic;
+mod bundle;
+mod error;
+mod kubernetes;
+mod output;
+mod policy;
+mod source;
+
+pub use bundle::{Bundle, Entry};
+pub use error::TrustError;
+pub use kubernetes::KeyFilter;
+pub use output::openssl_dir::{DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir};
+pub use output::pem::{PemOptions, render_pem, write_pem};
+pub use policy::{Finding, FindingKind, Policy, Report};
+pub use source::{
+    Loaded, LoadError, LoadOptions, LoadedCertificate, NameFilter, Origin, Source, SourceProblem, load,
+};

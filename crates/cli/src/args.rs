@@ -1,0 +1,202 @@
+//! What the user typed (clap), and its resolution into library settings.
+
+use std::path::PathBuf;
+
+use anchorage_trust::{DirLayout, KeyFilter, LoadOptions, NameFilter, Source};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+
+/// Anchorage: trust for private CAs, everywhere.
+#[derive(Parser, Debug)]
+#[command(name = "anchorage", version, about, after_help = EXIT_CODES_HELP)]
+pub(crate) struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug); ANCHORAGE_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Build and inspect CA trust bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BundleCommand {
+    /// Build a de-duplicated trust bundle and write it as a PEM file and/or an OpenSSL hashed
+    /// directory, atomically.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage bundle build corp-root.pem --mozilla --pem /etc/ssl/certs/ca-certificates.crt\n",
+        "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir ./certs --output json\n",
+        "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n\n",
+        "A SOURCE is a PEM/DER/PKCS#7 file, a directory (read recursively), or a Kubernetes\n",
+        "ConfigMap/Secret manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
+        "goes to stdout and the summary to stderr.\n\n",
+        "Exit codes:\n",
+        "  0  done (warnings, if any, were printed on stderr)\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  3  bad input: no usable certificate, or any problem with --strict\n",
+        "  4  a private key was found among the certificates (refused, never copied)\n",
+        "  5  an output could not be written (the previous output is untouched)",
+    ))]
+    Build(BuildArgs),
+    /// List what a file, directory, bundle or manifest holds.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage bundle inspect /etc/ssl/certs/ca-certificates.crt\n",
+        "  anchorage bundle inspect corp.p7b --output json | jq '.certificates[].subject'\n\n",
+        "Exit codes:\n",
+        "  0  at least one certificate and no problem\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  3  problems were found (listed), or no certificate at all\n",
+        "  4  a private key was found (listed by location only, never printed)",
+    ))]
+    Inspect(InspectArgs),
+}
+
+/// How results are printed.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum OutputFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document on stdout, for scripts.
+    Json,
+}
+
+/// Which files of a directory to read.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum DirFilter {
+    /// .crt .pem .cer .der .p7b .p7c and <hash>.<n> files.
+    #[default]
+    Certs,
+    /// Only *.crt (as wasmCloud's operator reads them).
+    Crt,
+    /// Every file; non-certificates are reported.
+    All,
+}
+
+/// Which keys of a ConfigMap/Secret to read.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum K8sKeys {
+    /// Only keys ending in .crt (wasmCloud's operator).
+    #[default]
+    Crt,
+    /// Every key (a private key is refused).
+    All,
+}
+
+/// Layout of the OpenSSL hashed directory.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Each <hash>.<n> is a real file (survives ConfigMaps and image layers).
+    #[default]
+    Files,
+    /// <sha256>.pem files plus relative <hash>.<n> symbolic links.
+    Links,
+}
+
+/// Options shared by commands that read sources.
+#[derive(Args, Debug)]
+pub(crate) struct ReadArgs {
+    /// Which files of a directory to read.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) dir_filter: DirFilter,
+    /// Which keys of a Kubernetes ConfigMap/Secret to read.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) k8s_keys: K8sKeys,
+}
+
+impl ReadArgs {
+    pub(crate) fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            name_filter: match self.dir_filter {
+                DirFilter::Certs => NameFilter::CertificateLike,
+                DirFilter::Crt => NameFilter::Suffix(".crt".into()),
+                DirFilter::All => NameFilter::All,
+            },
+            key_filter: match self.k8s_keys {
+                K8sKeys::Crt => KeyFilter::Suffix(".crt".into()),
+                K8sKeys::All => KeyFilter::All,
+            },
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BuildArgs {
+    /// Certificate files, directories or Kubernetes manifests.
+    #[arg(value_name = "SOURCE")]
+    pub(crate) sources: Vec<PathBuf>,
+    /// Add the operating system's trust store.
+    #[arg(long)]
+    pub(crate) system: bool,
+    /// Add Mozilla's root certificates (compiled in; works offline).
+    #[arg(long)]
+    pub(crate) mozilla: bool,
+    /// Write the PEM bundle to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pem: Option<PathBuf>,
+    /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
+    #[arg(long)]
+    pub(crate) pem_comments: bool,
+    /// Write an OpenSSL hashed directory (<hash>.<n>) to DIR (swapped in atomically).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) openssl_dir: Option<PathBuf>,
+    /// Layout of --openssl-dir.
+    #[arg(long, value_enum, default_value_t, requires = "openssl_dir")]
+    pub(crate) openssl_dir_layout: Layout,
+    /// Also write the PEM bundle inside --openssl-dir under this name (e.g. ca-certificates.crt).
+    #[arg(long, value_name = "NAME", requires = "openssl_dir")]
+    pub(crate) openssl_dir_bundle: Option<String>,
+    /// Keep expired certificates (they are reported either way).
+    #[arg(long)]
+    pub(crate) keep_expired: bool,
+    /// Make any problem or warning fatal (exit 3) and write nothing.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+impl BuildArgs {
+    /// The sources in the order given: paths, then the OS store, then Mozilla.
+    pub(crate) fn sources(&self) -> Vec<Source> {
+        let mut sources: Vec<Source> = self.sources.iter().cloned().map(Source::Path).collect();
+        if self.system {
+            sources.push(Source::System);
+        }
+        if self.mozilla {
+            sources.push(Source::Mozilla);
+        }
+        sources
+    }
+
+    pub(crate) fn layout(&self) -> DirLayout {
+        match self.openssl_dir_layout {
+            Layout::Files => DirLayout::Files,
+            Layout::Links => DirLayout::Links,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// A certificate file, bundle, directory or Kubernetes manifest.
+    pub(crate) path: PathBuf,
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}

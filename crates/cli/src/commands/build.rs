@@ -1,0 +1,119 @@
+//! `anchorage bundle build`.
+
+use std::path::PathBuf;
+
+use anchorage_trust::{
+    FindingKind, OpensslDirOptions, PemOptions, Policy, load, render_pem, write_openssl_dir,
+    write_pem,
+};
+use serde::Serialize;
+
+use crate::args::{BuildArgs, OutputFormat};
+use crate::exit::{Code, Failure};
+use crate::render::{CertificateView, ProblemView, findings_for, print_json, warn_all};
+
+#[derive(Serialize)]
+struct Summary {
+    certificates: usize,
+    certificates_read: usize,
+    files_read: usize,
+    duplicates: usize,
+    expired_dropped: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pem: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openssl_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openssl_dir_entries: Option<usize>,
+    problems: Vec<ProblemView>,
+    findings: Vec<anchorage_trust::Finding>,
+    bundle: Vec<CertificateView>,
+}
+
+pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
+    let sources = args.sources();
+    if sources.is_empty() {
+        return Err(Failure {
+            code: Code::BadInput,
+            message: "no sources: give certificate files or directories, --system or --mozilla (see --help)".into(),
+        });
+    }
+    let span = tracing::info_span!("bundle_build", sources = sources.len());
+    let _enter = span.enter();
+    let loaded = load(&sources, &args.read.load_options());
+    let policy = Policy { keep_expired: args.keep_expired, strict: args.strict, ..Policy::default() };
+    let (bundle, report) = policy.apply(loaded)?;
+
+    if let Some(path) = &args.pem {
+        write_pem(&bundle, path, &PemOptions { comments: args.pem_comments })?;
+    }
+    let mut dir_entries = None;
+    if let Some(dir) = &args.openssl_dir {
+        let options =
+            OpensslDirOptions { layout: args.layout(), bundle_file: args.openssl_dir_bundle.clone() };
+        dir_entries = Some(write_openssl_dir(&bundle, dir, &options)?);
+    }
+    let to_stdout = args.pem.is_none() && args.openssl_dir.is_none();
+
+    let duplicates =
+        report.findings.iter().filter(|f| matches!(f.kind, FindingKind::Duplicate { .. })).count();
+    let expired_dropped = report
+        .findings
+        .iter()
+        .filter(|f| matches!(f.kind, FindingKind::Expired { dropped: true, .. }))
+        .count();
+
+    match args.output {
+        OutputFormat::Json if !to_stdout => {
+            let summary = Summary {
+                certificates: bundle.len(),
+                certificates_read: report.certificates_read,
+                files_read: report.files_read,
+                duplicates,
+                expired_dropped,
+                pem: args.pem.clone(),
+                openssl_dir: args.openssl_dir.clone(),
+                openssl_dir_entries: dir_entries,
+                problems: report.problems.iter().map(ProblemView::from).collect(),
+                findings: report.findings.clone(),
+                bundle: bundle
+                    .entries()
+                    .iter()
+                    .map(|e| {
+                        let origins = e.origins.iter().map(ToString::to_string).collect();
+                        let warnings = findings_for(&report.findings, &e.certificate);
+                        CertificateView::new(&e.certificate, origins, warnings)
+                    })
+                    .collect(),
+            };
+            print_json(&summary);
+        }
+        _ => {
+            warn_all(&report);
+            if to_stdout {
+                print!("{}", render_pem(&bundle, &PemOptions { comments: args.pem_comments }));
+            }
+            let line = format!(
+                "anchorage: bundle of {} certificates from {} read ({} duplicates, {} expired dropped, {} problems)",
+                bundle.len(),
+                report.certificates_read,
+                duplicates,
+                expired_dropped,
+                report.problems.len()
+            );
+            // The summary goes to stderr when stdout carries the bundle.
+            if to_stdout {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+                if let Some(path) = &args.pem {
+                    println!("wrote {}", path.display());
+                }
+                if let (Some(dir), Some(n)) = (&args.openssl_dir, dir_entries) {
+                    println!("wrote {} ({n} hashed entries)", dir.display());
+                }
+            }
+        }
+    }
+    Ok(Code::Ok)
+}

@@ -1,0 +1,87 @@
+//! `anchorage bundle inspect`.
+
+use anchorage_trust::{Policy, Source, TrustError, load};
+use serde::Serialize;
+
+use crate::args::{InspectArgs, OutputFormat};
+use crate::exit::{Code, Failure};
+use crate::render::{CertificateView, ProblemView, findings_for, print_json};
+
+#[derive(Serialize)]
+struct Inspection {
+    path: String,
+    certificates: Vec<CertificateView>,
+    problems: Vec<ProblemView>,
+}
+
+pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
+    let mut loaded = load(&[Source::Path(args.path.clone())], &args.read.load_options());
+    let problems: Vec<ProblemView> = loaded.problems.iter().map(ProblemView::from).collect();
+    let has_key = loaded.problems.iter().any(|p| p.error.private_key_kind().is_some());
+    // Inspect lists every certificate, expired ones included; a key is listed as a problem (by
+    // location only) rather than stopping the listing.
+    loaded.problems.retain(|p| p.error.private_key_kind().is_none());
+    let policy = Policy { keep_expired: true, ..Policy::default() };
+    let certificates: Vec<CertificateView> = match policy.apply(loaded) {
+        Ok((bundle, report)) => bundle
+            .entries()
+            .iter()
+            .map(|e| {
+                let origins = e.origins.iter().map(ToString::to_string).collect();
+                let warnings = findings_for(&report.findings, &e.certificate);
+                CertificateView::new(&e.certificate, origins, warnings)
+            })
+            .collect(),
+        Err(TrustError::NoCertificates { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let code = if has_key {
+        Code::PrivateKey
+    } else if certificates.is_empty() || !problems.is_empty() {
+        Code::BadInput
+    } else {
+        Code::Ok
+    };
+
+    let inspection = Inspection { path: args.path.display().to_string(), certificates, problems };
+    match args.output {
+        OutputFormat::Json => print_json(&inspection),
+        OutputFormat::Text => print_text(&inspection),
+    }
+    Ok(code)
+}
+
+fn print_text(inspection: &Inspection) {
+    for (i, c) in inspection.certificates.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("subject:      {}", c.subject);
+        println!("issuer:       {}", c.issuer);
+        println!("not after:    {}", c.not_after);
+        println!("sha256:       {}", c.sha256);
+        println!("subject hash: {}", c.subject_hash);
+        let kind = match (c.ca, c.self_signed) {
+            (true, true) => "CA, self-signed (root)",
+            (true, false) => "CA (intermediate)",
+            (false, true) => "not a CA, self-signed",
+            (false, false) => "not a CA (leaf)",
+        };
+        println!("kind:         {kind}; key {}", c.key);
+        for origin in &c.origins {
+            println!("found in:     {origin}");
+        }
+        for w in &c.warnings {
+            println!("warning:      {w}");
+        }
+    }
+    for p in &inspection.problems {
+        eprintln!("anchorage: problem: {}: {}", p.origin, p.message);
+    }
+    println!(
+        "{} certificate(s), {} problem(s) in {}",
+        inspection.certificates.len(),
+        inspection.problems.len(),
+        inspection.path
+    );
+}

@@ -1,0 +1,4 @@
+//! One module per command: resolve arguments, call the library, render.
+
+pub(crate) mod build;
+pub(crate) mod inspect;

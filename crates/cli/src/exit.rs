@@ -1,0 +1,62 @@
+//! Exit codes: each one means one thing, and `--help` lists them.
+
+use std::process::ExitCode;
+
+/// The documented exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// Done; warnings, if any, were printed.
+    Ok = 0,
+    /// An unexpected failure.
+    Failure = 1,
+    // 2 is clap's usage error.
+    /// Bad input: nothing usable, or a problem under --strict.
+    BadInput = 3,
+    /// A private key was found among the certificates.
+    PrivateKey = 4,
+    /// An output could not be written (the previous one is untouched).
+    Output = 5,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> Self {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// The help text's exit-code table, shared by every command.
+pub(crate) const EXIT_CODES_HELP: &str = "Exit codes:
+  0  done (warnings, if any, were printed on stderr)
+  1  unexpected failure
+  2  invalid command line
+  3  bad input: no usable certificate, or any problem with --strict
+  4  a private key was found among the certificates (refused, never copied)
+  5  an output could not be written (the previous output is untouched)";
+
+/// A failed command: the message for stderr and the exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: Code,
+    pub(crate) message: String,
+}
+
+impl From<anchorage_trust::TrustError> for Failure {
+    fn from(e: anchorage_trust::TrustError) -> Self {
+        use anchorage_trust::TrustError as E;
+        let code = match &e {
+            E::PrivateKey { .. } => Code::PrivateKey,
+            E::Strict { .. } | E::NoCertificates { .. } => Code::BadInput,
+            E::Output { .. } => Code::Output,
+            _ => Code::Failure,
+        };
+        // Show the OS error behind an output failure too.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self { code, message }
+    }
+}

@@ -1,0 +1,86 @@
+//! Turning library results into text and JSON. JSON shapes are documented in docs/cli.md and kept
+//! stable: fields may be added, never renamed or removed.
+
+use anchorage_trust::{Finding, Report, SourceProblem};
+use anchorage_x509::Certificate;
+use serde::Serialize;
+
+/// One certificate as `inspect` and `build --output json` show it.
+#[derive(Serialize)]
+pub(crate) struct CertificateView {
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
+    pub(crate) serial: String,
+    pub(crate) not_before: anchorage_x509::Timestamp,
+    pub(crate) not_after: anchorage_x509::Timestamp,
+    pub(crate) sha256: anchorage_x509::Sha256Fingerprint,
+    pub(crate) sha1: anchorage_x509::Sha1Fingerprint,
+    pub(crate) subject_hash: anchorage_x509::SubjectHash,
+    pub(crate) ca: bool,
+    pub(crate) self_signed: bool,
+    pub(crate) key: String,
+    pub(crate) signature_algorithm: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) subject_alt_names: Vec<String>,
+    pub(crate) origins: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
+}
+
+impl CertificateView {
+    pub(crate) fn new(cert: &Certificate, origins: Vec<String>, warnings: Vec<String>) -> Self {
+        Self {
+            subject: cert.subject().to_owned(),
+            issuer: cert.issuer().to_owned(),
+            serial: cert.serial().to_owned(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+            sha256: cert.sha256(),
+            sha1: cert.sha1(),
+            subject_hash: cert.subject_hash(),
+            ca: cert.is_ca(),
+            self_signed: cert.is_self_signed(),
+            key: cert.public_key().to_string(),
+            signature_algorithm: cert.signature_algorithm().to_owned(),
+            subject_alt_names: cert.subject_alt_names().iter().map(ToString::to_string).collect(),
+            origins,
+            warnings,
+        }
+    }
+}
+
+/// A problem as JSON shows it.
+#[derive(Serialize)]
+pub(crate) struct ProblemView {
+    pub(crate) origin: String,
+    pub(crate) message: String,
+}
+
+impl From<&SourceProblem> for ProblemView {
+    fn from(p: &SourceProblem) -> Self {
+        Self { origin: p.origin.to_string(), message: p.error.to_string() }
+    }
+}
+
+/// Prints problems and warning findings on stderr, one line each.
+pub(crate) fn warn_all(report: &Report) {
+    for problem in &report.problems {
+        eprintln!("anchorage: warning: {problem}");
+    }
+    for finding in report.findings.iter().filter(|f| f.kind.is_warning()) {
+        eprintln!("anchorage: warning: {finding}");
+    }
+}
+
+/// Findings of the given certificate, as strings.
+pub(crate) fn findings_for(findings: &[Finding], cert: &Certificate) -> Vec<String> {
+    findings.iter().filter(|f| f.sha256 == cert.sha256()).map(|f| f.kind.to_string()).collect()
+}
+
+/// Prints a JSON document on stdout.
+pub(crate) fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("anchorage: error: cannot render JSON: {e}"),
+    }
+}

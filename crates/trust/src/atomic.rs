@@ -1,0 +1,214 @@
+//! Atomic outputs: every writer goes through here, so a reader sees the old store or the new one,
+//! never a partial or empty one, even if the writer is killed mid-write.
+//!
+//! - A file is written to a temporary file beside its target, fsynced, and renamed over it.
+//! - A directory is filled in a temporary directory beside its target, synced, and swapped with
+//!   the live one in one `renameat2(RENAME_EXCHANGE)` call (Linux 3.15+); the old contents are
+//!   removed afterwards. A target that does not exist yet is simply renamed into place.
+//!
+//! Temporary names start with `.<target>.anchorage-tmp-<pid>-`; leftovers of a killed writer are
+//! removed by the next run. This module owns durability and atomicity only, not formats.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{CWD, RenameFlags};
+
+/// Mode of certificate files and directories: readable by every TLS client on the machine.
+const PUBLIC_FILE_MODE: u32 = 0o644;
+const PUBLIC_DIR_MODE: u32 = 0o755;
+
+fn split(target: &Path) -> io::Result<(PathBuf, OsString)> {
+    let name = target.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
+    })?;
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name.to_owned()))
+}
+
+fn temp_prefix(name: &OsString) -> String {
+    format!(".{}.anchorage-tmp-", name.to_string_lossy())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes temporary entries for `name` left by writers that no longer run.
+fn remove_stale(parent: &Path, name: &OsString) {
+    let prefix = temp_prefix(name);
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+            continue; // a live writer (or a reused pid): leave it alone
+        }
+        let path = entry.path();
+        tracing::debug!(path = %path.display(), "removing a killed writer's temporary output");
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Writes `contents` to `target` atomically, with mode 0644.
+///
+/// If `target` is a symbolic link, the link itself is replaced by the new file.
+pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
+    let (parent, name) = split(target)?;
+    if target.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "the output path is a directory; give a file name",
+        ));
+    }
+    remove_stale(&parent, &name);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!("{}{}-", temp_prefix(&name), std::process::id()))
+        .tempfile_in(&parent)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(PUBLIC_FILE_MODE))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(target).map_err(|e| e.error)?;
+    sync_dir(&parent)
+}
+
+/// Replaces the directory `target` with one filled by `fill`, atomically.
+///
+/// `fill` receives an empty private directory on the same file system; whatever it writes there
+/// becomes `target` in one step. If `fill` fails, nothing changes. `target` must be a directory (or
+/// a symbolic link) if it exists.
+pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
+    let (parent, name) = split(target)?;
+    let existing = match fs::symlink_metadata(target) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(meta) = &existing {
+        if meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the output path exists and is a regular file, not a directory",
+            ));
+        }
+    }
+    remove_stale(&parent, &name);
+    let tmp = parent.join(format!("{}{}", temp_prefix(&name), unique_suffix()));
+    fs::create_dir(&tmp)?;
+    let result = fill_and_swap(&tmp, target, existing.is_some(), fill);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result?;
+    sync_dir(&parent)
+}
+
+fn fill_and_swap(
+    tmp: &Path,
+    target: &Path,
+    exists: bool,
+    fill: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    fs::set_permissions(tmp, fs::Permissions::from_mode(PUBLIC_DIR_MODE))?;
+    fill(tmp)?;
+    // One syncfs for the whole tree is far cheaper than an fsync per file, and just as durable
+    // for our purpose: everything is on disk before the new directory becomes visible.
+    let dir = File::open(tmp)?;
+    rustix::fs::syncfs(&dir)?;
+    dir.sync_all()?;
+    if !exists {
+        return fs::rename(tmp, target);
+    }
+    rustix::fs::renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE).map_err(|e| {
+        if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this file system cannot swap directories atomically (renameat2 RENAME_EXCHANGE); write to a new path or a file system that supports it",
+            )
+        } else {
+            io::Error::from(e)
+        }
+    })?;
+    // `tmp` now holds the old contents (a directory, or the symbolic link that was there).
+    match fs::symlink_metadata(tmp) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(tmp),
+        _ => fs::remove_file(tmp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_is_replaced_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.pem");
+        write_file(&path, b"one").unwrap();
+        write_file(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        // Only the output remains: no temporary files.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn directory_is_swapped_and_old_contents_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs");
+        replace_dir(&target, |d| fs::File::create(d.join("old")).map(drop)).unwrap();
+        replace_dir(&target, |d| fs::File::create(d.join("new")).map(drop)).unwrap();
+        let names: Vec<_> = fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![OsString::from("new")]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no leftovers beside the target");
+    }
+
+    #[test]
+    fn failed_fill_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs");
+        replace_dir(&target, |d| fs::File::create(d.join("keep")).map(drop)).unwrap();
+        let err = replace_dir(&target, |_| Err(io::Error::other("boom"))).unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+        assert!(target.join("keep").exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs");
+        // pid 0 is never a live process in /proc.
+        fs::create_dir(dir.path().join(".certs.anchorage-tmp-0-123")).unwrap();
+        replace_dir(&target, |_| Ok(())).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_to_replace_a_regular_file_with_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs");
+        write_file(&target, b"x").unwrap();
+        assert!(replace_dir(&target, |_| Ok(())).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"x");
+    }
+}

@@ -1,0 +1,65 @@
+//! [`Bundle`]: the set of certificates every writer serialises, sorted and de-duplicated by
+//! construction.
+
+use std::collections::BTreeMap;
+
+use anchorage_x509::{Certificate, Sha256Fingerprint};
+
+use crate::source::Origin;
+
+/// One certificate of a bundle and every place it was found.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The certificate.
+    pub certificate: Certificate,
+    /// Where it came from, first one first.
+    pub origins: Vec<Origin>,
+}
+
+/// A de-duplicated set of certificates in a deterministic order (subject, then SHA-256
+/// fingerprint), whatever the order of the sources: the same certificates always give
+/// byte-identical outputs.
+#[derive(Clone, Debug, Default)]
+pub struct Bundle {
+    entries: Vec<Entry>,
+}
+
+impl Bundle {
+    /// Builds a bundle; a certificate seen several times keeps all its origins.
+    pub fn new(items: impl IntoIterator<Item = (Certificate, Origin)>) -> Self {
+        let mut by_fp: BTreeMap<Sha256Fingerprint, Entry> = BTreeMap::new();
+        for (certificate, origin) in items {
+            by_fp
+                .entry(certificate.sha256())
+                .or_insert_with(|| Entry { certificate, origins: Vec::new() })
+                .origins
+                .push(origin);
+        }
+        let mut entries: Vec<Entry> = by_fp.into_values().collect();
+        entries.sort_by(|a, b| {
+            (a.certificate.subject(), a.certificate.sha256())
+                .cmp(&(b.certificate.subject(), b.certificate.sha256()))
+        });
+        Self { entries }
+    }
+
+    /// The entries, in bundle order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The certificates, in bundle order.
+    pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
+        self.entries.iter().map(|e| &e.certificate)
+    }
+
+    /// Number of distinct certificates.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the bundle holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

@@ -1,0 +1,42 @@
+//! The errors that stop a bundle from being built or written.
+
+use std::path::PathBuf;
+
+use crate::source::Origin;
+
+/// Why a bundle could not be built or written. Each variant carries what a fix needs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// Key material was found among the certificates. The key is never copied or printed.
+    #[error("private key found in {origin} ({kind}): refusing to build a trust store from a source that holds key material; remove the key from that source or point at the certificate alone")]
+    PrivateKey {
+        /// Where the key was found.
+        origin: Origin,
+        /// What kind of key (PEM label or DER structure), never its content.
+        kind: String,
+    },
+    /// `--strict` was asked for and something was reported.
+    #[error("strict mode: {count} problem(s) found, the first: {first}; fix them or drop --strict to use what loaded")]
+    Strict {
+        /// How many problems and warnings were found.
+        count: usize,
+        /// The first one, rendered.
+        first: String,
+    },
+    /// Nothing usable was loaded; existing outputs are left untouched.
+    #[error("no usable certificates: {problems} problem(s) reported and nothing left after the policy; existing outputs were left untouched")]
+    NoCertificates {
+        /// How many load problems were reported.
+        problems: usize,
+    },
+    /// Writing an output failed; the previous output (if any) is still in place.
+    #[error("cannot write {path}; the previous contents are still in place")]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}

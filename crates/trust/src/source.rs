@@ -1,0 +1,356 @@
+//! Sources of certificates and [`load`], which reads them all and reports every problem by origin.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use anchorage_x509::{Certificate, DecodeError, Position, decode};
+use serde::Serialize;
+
+use crate::kubernetes::{self, KeyFilter};
+
+/// Where certificates come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file (PEM, DER, PKCS#7, or a Kubernetes manifest when named `.yaml`/`.yml` or starting
+    /// like one) or a directory, read recursively.
+    Path(PathBuf),
+    /// The operating system's trust store, as rustls-native-certs finds it (honours
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+    System,
+    /// Mozilla's root program, compiled in (webpki-root-certs), so it works offline.
+    Mozilla,
+}
+
+/// Which files of a directory are read. Files named explicitly are always read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NameFilter {
+    /// Files that look like certificates: `.crt`, `.pem`, `.cer`, `.der`, `.p7b`, `.p7c`, and
+    /// OpenSSL `<hash>.<n>` entries.
+    #[default]
+    CertificateLike,
+    /// Only names ending with this suffix (wasmCloud's operator reads `.crt`).
+    Suffix(String),
+    /// Every file; anything that is not a certificate is reported.
+    All,
+}
+
+impl NameFilter {
+    fn accepts(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Suffix(s) => name.ends_with(s.as_str()),
+            Self::CertificateLike => {
+                let lower = name.to_ascii_lowercase();
+                [".crt", ".pem", ".cer", ".der", ".p7b", ".p7c"].iter().any(|s| lower.ends_with(s))
+                    || is_openssl_hash_name(name)
+            }
+        }
+    }
+}
+
+fn is_openssl_hash_name(name: &str) -> bool {
+    let Some((hash, n)) = name.split_once('.') else { return false };
+    let n = n.strip_prefix('r').unwrap_or(n);
+    hash.len() == 8
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// How sources are read.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Which files of a directory are read.
+    pub name_filter: NameFilter,
+    /// Which keys of a ConfigMap or Secret are read.
+    pub key_filter: KeyFilter,
+}
+
+/// Where a certificate or a problem was found: source, detail (Kubernetes object and key), and
+/// position (line, PKCS#7 index).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Origin {
+    /// A path, `system trust store` or `Mozilla roots`.
+    pub source: String,
+    /// For Kubernetes manifests: document, object and key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Line and index inside the source (or inside the key's value).
+    pub position: Position,
+}
+
+impl Origin {
+    pub(crate) fn path(path: &Path) -> Self {
+        Self { source: path.display().to_string(), detail: None, position: Position::default() }
+    }
+
+    pub(crate) fn at(&self, position: Position) -> Self {
+        Self { position, ..self.clone() }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        if self.position != Position::default() {
+            write!(f, ": {}", self.position)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why (part of) a source could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes did not decode (see [`DecodeError`]); a private key is one of these.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The file or directory could not be read.
+    #[error("cannot read ({reason}); check that the path exists and is readable")]
+    Io {
+        /// What the OS said.
+        reason: String,
+    },
+    /// A directory reached again through a symbolic link.
+    #[error("directory symlink loop: this directory was already read through another path; skipped")]
+    SymlinkLoop,
+    /// The YAML could not be parsed.
+    #[error("invalid YAML{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    Yaml {
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A YAML document that is not a ConfigMap or Secret.
+    #[error("not a Kubernetes ConfigMap or Secret (kind: {kind}); give a ConfigMap or Secret manifest, or a certificate file")]
+    NotKubernetes {
+        /// The document's `kind`, or `none`.
+        kind: String,
+    },
+    /// A value in a Secret's `data` or a ConfigMap's `binaryData` is not base64.
+    #[error("value is not valid base64 ({reason}); Secret `data` and ConfigMap `binaryData` values must be base64 (use `stringData` or `data` for plain PEM)")]
+    Base64 {
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A ConfigMap or Secret with no key the key filter accepts.
+    #[error("no keys matching {filter} (keys present: {keys}); rename the keys or pass --k8s-keys all")]
+    NoMatchingKeys {
+        /// The filter in words.
+        filter: String,
+        /// The keys that were there.
+        keys: String,
+    },
+    /// The OS trust store could not be read (or part of it).
+    #[error("system trust store: {reason}")]
+    System {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl LoadError {
+    /// The kind of private key, when this problem is one.
+    pub fn private_key_kind(&self) -> Option<&str> {
+        match self {
+            Self::Decode(DecodeError::PrivateKey { kind }) => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// A problem with one source or part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceProblem {
+    /// Where.
+    pub origin: Origin,
+    /// What.
+    pub error: LoadError,
+}
+
+impl fmt::Display for SourceProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.error)
+    }
+}
+
+/// A certificate and where it was found.
+#[derive(Clone, Debug)]
+pub struct LoadedCertificate {
+    /// The certificate.
+    pub certificate: Certificate,
+    /// Where it was found.
+    pub origin: Origin,
+}
+
+/// What [`load`] read: certificates in source order, and every problem.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// Certificates, in the order found (duplicates included).
+    pub certificates: Vec<LoadedCertificate>,
+    /// Problems, in the order found.
+    pub problems: Vec<SourceProblem>,
+    /// Files read.
+    pub files_read: usize,
+    /// Directory entries skipped by the name filter.
+    pub files_skipped: usize,
+}
+
+impl Loaded {
+    pub(crate) fn add_decoded(&mut self, origin: &Origin, bytes: &[u8]) {
+        let decoded = decode(bytes);
+        for found in decoded.certificates {
+            let origin = origin.at(found.position);
+            self.certificates.push(LoadedCertificate { certificate: found.certificate, origin });
+        }
+        for problem in decoded.problems {
+            self.problem(origin.at(problem.position), problem.error.into());
+        }
+    }
+
+    pub(crate) fn problem(&mut self, origin: Origin, error: LoadError) {
+        tracing::debug!(%origin, %error, "source problem");
+        self.problems.push(SourceProblem { origin, error });
+    }
+}
+
+/// Reads every source. Never fails as a whole: unreadable or bad inputs become
+/// [`SourceProblem`]s and the rest is returned.
+pub fn load(sources: &[Source], options: &LoadOptions) -> Loaded {
+    let mut loaded = Loaded::default();
+    for source in sources {
+        match source {
+            Source::Path(path) => load_path(path, options, &mut loaded),
+            Source::System => load_system(&mut loaded),
+            Source::Mozilla => load_mozilla(&mut loaded),
+        }
+    }
+    loaded
+}
+
+fn load_mozilla(loaded: &mut Loaded) {
+    let origin = Origin { source: "Mozilla roots".into(), detail: None, position: Position::default() };
+    for (i, der) in webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().enumerate() {
+        let origin = origin.at(Position { line: None, index: Some(i + 1) });
+        match Certificate::from_der(der) {
+            Ok(certificate) => loaded.certificates.push(LoadedCertificate { certificate, origin }),
+            Err(e) => loaded.problem(origin, e.into()),
+        }
+    }
+}
+
+fn load_system(loaded: &mut Loaded) {
+    let origin =
+        Origin { source: "system trust store".into(), detail: None, position: Position::default() };
+    let result = rustls_native_certs::load_native_certs();
+    for error in &result.errors {
+        loaded.problem(origin.clone(), LoadError::System { reason: error.to_string() });
+    }
+    if result.certs.is_empty() && result.errors.is_empty() {
+        let reason = "no certificates found (is the ca-certificates package installed? SSL_CERT_FILE and SSL_CERT_DIR are honoured)".to_owned();
+        loaded.problem(origin.clone(), LoadError::System { reason });
+    }
+    for (i, der) in result.certs.iter().enumerate() {
+        let origin = origin.at(Position { line: None, index: Some(i + 1) });
+        match Certificate::from_der(der) {
+            Ok(certificate) => loaded.certificates.push(LoadedCertificate { certificate, origin }),
+            Err(e) => loaded.problem(origin, e.into()),
+        }
+    }
+}
+
+fn load_path(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let mut visited = HashSet::new();
+            load_dir(path, options, &mut visited, loaded);
+        }
+        Ok(_) => load_file(path, options, loaded),
+        Err(e) => loaded.problem(Origin::path(path), LoadError::Io { reason: e.to_string() }),
+    }
+}
+
+fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
+    let origin = Origin::path(path);
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => return loaded.problem(origin, LoadError::Io { reason: e.to_string() }),
+    };
+    loaded.files_read += 1;
+    if kubernetes::looks_like_manifest(path, &bytes) {
+        kubernetes::load_manifests(&origin, &bytes, &options.key_filter, loaded);
+    } else {
+        loaded.add_decoded(&origin, &bytes);
+    }
+}
+
+fn load_dir(
+    dir: &Path,
+    options: &LoadOptions,
+    visited: &mut HashSet<(u64, u64)>,
+    loaded: &mut Loaded,
+) {
+    let origin = Origin::path(dir);
+    let meta = match fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => return loaded.problem(origin, LoadError::Io { reason: e.to_string() }),
+    };
+    if !visited.insert((meta.dev(), meta.ino())) {
+        return loaded.problem(origin, LoadError::SymlinkLoop);
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return loaded.problem(origin, LoadError::Io { reason: e.to_string() }),
+    };
+    let mut paths: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    paths.sort();
+    for (name, path) in paths {
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => load_dir(&path, options, visited, loaded),
+            Ok(_) if options.name_filter.accepts(&name) => load_file(&path, options, loaded),
+            Ok(_) => loaded.files_skipped += 1,
+            Err(e) => loaded.problem(Origin::path(&path), LoadError::Io { reason: e.to_string() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_filters() {
+        let f = NameFilter::default();
+        assert!(f.accepts("corp.CRT"));
+        assert!(f.accepts("5ad8a5d6.0"));
+        assert!(f.accepts("5ad8a5d6.r1"));
+        assert!(!f.accepts("README.md"));
+        assert!(!f.accepts("5ad8a5d6."));
+        let crt = NameFilter::Suffix(".crt".into());
+        assert!(crt.accepts("a.crt"));
+        assert!(!crt.accepts("a.pem"));
+        assert!(NameFilter::All.accepts("anything"));
+    }
+
+    #[test]
+    fn origin_display() {
+        let o = Origin {
+            source: "cm.yaml".into(),
+            detail: Some("document 2, ConfigMap ns/ca, key ca.crt".into()),
+            position: Position { line: Some(3), index: None },
+        };
+        assert_eq!(o.to_string(), "cm.yaml: document 2, ConfigMap ns/ca, key ca.crt: line 3");
+    }
+}
