@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509Certificate};
@@ -37,7 +38,11 @@ pub struct Certificate {
     subject_alt_names: Vec<SubjectAltName>,
     subject_key_id: Option<Box<[u8]>>,
     authority_key_id: Option<Box<[u8]>>,
-    self_signed: bool,
+    /// Issuer = subject and key identifiers agree: cheap, decided at decode time.
+    self_issued: bool,
+    /// Whether the signature verifies with the certificate's own key: costly (a signature
+    /// verification), so decided on first use.
+    self_signed: OnceLock<bool>,
 }
 
 /// The algorithm family of a certificate's public key.
@@ -231,15 +236,13 @@ impl Certificate {
             }
         }
 
-        // Self-signed: the issuer is the subject, the key identifiers (when both present) agree, and
-        // the signature verifies with the certificate's own key.
+        // Self-issued: the issuer is the subject and the key identifiers (when both present) agree.
         let names_match = subject_der == issuer_der;
         let ids_match = match (&subject_key_id, &authority_key_id) {
             (Some(s), Some(a)) => s == a,
             _ => true,
         };
-        let self_signed =
-            names_match && ids_match && cert.verify_signature(Some(cert.public_key())).is_ok();
+        let self_issued = names_match && ids_match;
 
         Ok(Self {
             sha256: Sha256Fingerprint::of(der),
@@ -262,7 +265,8 @@ impl Certificate {
             subject_alt_names,
             subject_key_id,
             authority_key_id,
-            self_signed,
+            self_issued,
+            self_signed: OnceLock::new(),
         })
     }
 
@@ -360,8 +364,20 @@ impl Certificate {
     }
     /// True when the certificate is issued by its own key (subject = issuer and the signature
     /// verifies with its own public key).
+    ///
+    /// The signature check runs on first call only, and only for self-issued certificates.
     pub fn is_self_signed(&self) -> bool {
-        self.self_signed
+        *self.self_signed.get_or_init(|| {
+            self.self_issued
+                && X509Certificate::from_der(&self.der)
+                    .is_ok_and(|(_, c)| c.verify_signature(Some(c.public_key())).is_ok())
+        })
+    }
+
+    /// True when the issuer name equals the subject name (and key identifiers agree): a root or
+    /// a self-signed leaf, judged without checking the signature.
+    pub fn is_self_issued(&self) -> bool {
+        self.self_issued
     }
     /// The PEM encoding (`-----BEGIN CERTIFICATE-----`, 64-column base64, `\n` line ends).
     pub fn to_pem(&self) -> String {

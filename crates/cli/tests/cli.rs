@@ -1,0 +1,244 @@
+//! End-to-end tests of the `anchorage` binary in a temporary directory: exit codes, messages that
+//! name the source, determinism, and outputs left untouched on failure.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anchorage_test_support::pki;
+
+fn anchorage(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anchorage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ANCHORAGE_LOG")
+        .output()
+        .expect("run anchorage")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[allow(clippy::disallowed_methods)] // test fixtures
+fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, contents).unwrap();
+    path
+}
+
+struct Fixture {
+    dir: anchorage_test_support::TempDir,
+    root: pki::Issued,
+}
+
+fn fixture() -> Fixture {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    let root = pki::root_ca("Anchorage CLI Test Root");
+    root.write_pem(dir.path(), "root.crt");
+    Fixture { dir, root }
+}
+
+#[test]
+fn builds_pem_and_dir_and_reports_json() {
+    let f = fixture();
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "root.crt", "--mozilla", "--pem", "b.pem", "--openssl-dir", "certs", "--output", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = json["certificates"].as_u64().unwrap();
+    assert!(n > 100, "Mozilla roots plus ours, got {n}");
+    assert_eq!(json["openssl_dir_entries"].as_u64(), Some(n));
+    let ours = json["bundle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"].as_str().unwrap().contains("Anchorage CLI Test Root"))
+        .expect("our root is in the bundle");
+    assert_eq!(ours["ca"], true);
+    assert_eq!(ours["self_signed"], true);
+    let pem = fs::read_to_string(f.dir.path().join("b.pem")).unwrap();
+    assert!(pem.contains(f.root.pem.trim()));
+    assert_eq!(fs::read_dir(f.dir.path().join("certs")).unwrap().count() as u64, n);
+}
+
+#[test]
+fn output_is_identical_whatever_the_source_order() {
+    let f = fixture();
+    let other = pki::root_ca("Another Root");
+    other.write_pem(f.dir.path(), "other.crt");
+    // The same root twice, once through a directory.
+    fs::create_dir(f.dir.path().join("d")).unwrap();
+    f.root.write_pem(&f.dir.path().join("d"), "again.pem");
+    let a = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "other.crt", "d", "--pem", "a.pem", "--pem-comments"]);
+    let b = anchorage(f.dir.path(), &["bundle", "build", "d", "other.crt", "root.crt", "--pem", "b.pem", "--pem-comments"]);
+    assert!(a.status.success() && b.status.success(), "{}{}", stderr(&a), stderr(&b));
+    assert!(stdout(&a).contains("1 duplicates"), "{}", stdout(&a));
+    let pa = fs::read(f.dir.path().join("a.pem")).unwrap();
+    assert_eq!(pa, fs::read(f.dir.path().join("b.pem")).unwrap());
+    assert_eq!(String::from_utf8(pa).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+}
+
+#[test]
+fn pem_goes_to_stdout_without_outputs() {
+    let f = fixture();
+    let out = anchorage(f.dir.path(), &["bundle", "build", "root.crt"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), f.root.pem.replace("\r\n", "\n"));
+    assert!(stderr(&out).contains("bundle of 1 certificates"));
+}
+
+#[test]
+fn private_key_is_refused_and_never_printed() {
+    let f = fixture();
+    let combined = format!("{}{}", f.root.pem, f.root.key_pem);
+    write(f.dir.path(), "server.pem", &combined);
+    let out = anchorage(f.dir.path(), &["bundle", "build", "server.pem", "--pem", "b.pem"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("private key found in server.pem: line"), "{err}");
+    let key_body: Vec<&str> = f.root.key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    for line in key_body {
+        assert!(!err.contains(line) && !stdout(&out).contains(line), "key material leaked");
+    }
+    assert!(!f.dir.path().join("b.pem").exists(), "nothing written");
+    // inspect lists it by location, exits 4, never prints it either.
+    let out = anchorage(f.dir.path(), &["bundle", "inspect", "server.pem"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(!stdout(&out).contains("PRIVATE KEY-----\n") && !stderr(&out).contains(f.root.key_pem.lines().nth(1).unwrap()));
+}
+
+#[test]
+fn bad_inputs_are_named_and_the_rest_is_used() {
+    let f = fixture();
+    let pem = f.root.pem.clone();
+    let lines: Vec<&str> = pem.lines().collect();
+    let truncated = lines[..lines.len() - 2].join("\n");
+    let mut bad_b64 = lines.clone();
+    bad_b64[2] = "!!!!not-base64!!!!";
+    let mut trailing = f.root.der.clone();
+    trailing.extend_from_slice(b"\0\0\0");
+    fs::create_dir(f.dir.path().join("in")).unwrap();
+    let d = f.dir.path().join("in");
+    write(&d, "truncated.pem", truncated);
+    write(&d, "badb64.pem", bad_b64.join("\n"));
+    write(&d, "trailing.der", trailing);
+    write(&d, "crl.pem", "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+    write(&d, "empty.crt", "");
+    write(&d, "good.crt", &pem);
+    std::os::unix::fs::symlink(".", d.join("loop")).unwrap();
+    std::os::unix::fs::symlink("does-not-exist.crt", d.join("dangling.crt")).unwrap();
+    write(&d, "deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
+    let out = anchorage(f.dir.path(), &["bundle", "build", "in", "in/deploy.yaml", "--pem", "b.pem"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for expected in [
+        "in/truncated.pem: line 1: truncated PEM",
+        "in/badb64.pem: line 1: bad base64 in PEM block `CERTIFICATE` (line 3)",
+        "in/trailing.der: 3 unexpected bytes after the certificate",
+        "in/crl.pem: line 1: PEM block `X509 CRL` is not a certificate (a certificate revocation list)",
+        "in/empty.crt: empty input",
+        "in/loop: directory symlink loop",
+        "in/dangling.crt: cannot read",
+        "in/deploy.yaml: document 1: not a Kubernetes ConfigMap or Secret (kind: Deployment)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(stdout(&out).contains("bundle of 1 certificates"));
+
+    // --strict: any problem is fatal and nothing is written.
+    let out = anchorage(f.dir.path(), &["bundle", "build", "in", "--strict", "--pem", "strict.pem"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("strict mode:"));
+    assert!(!f.dir.path().join("strict.pem").exists());
+}
+
+#[test]
+fn zero_usable_certificates_leaves_outputs_untouched() {
+    let f = fixture();
+    let ok = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "--pem", "b.pem", "--openssl-dir", "certs"]);
+    assert!(ok.status.success());
+    let before_pem = fs::read(f.dir.path().join("b.pem")).unwrap();
+    let before_dir: Vec<_> = fs::read_dir(f.dir.path().join("certs")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    write(f.dir.path(), "junk.crt", "not a certificate");
+    let out = anchorage(f.dir.path(), &["bundle", "build", "junk.crt", "--pem", "b.pem", "--openssl-dir", "certs"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("no usable certificates"), "{}", stderr(&out));
+    assert_eq!(fs::read(f.dir.path().join("b.pem")).unwrap(), before_pem);
+    let after_dir: Vec<_> = fs::read_dir(f.dir.path().join("certs")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before_dir, after_dir);
+}
+
+#[test]
+fn expired_certificates_are_dropped_unless_kept() {
+    let f = fixture();
+    let expired = pki::expired_root_ca("Old Root");
+    expired.write_pem(f.dir.path(), "old.crt");
+    let out = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "old.crt", "--pem", "b.pem"]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("old.crt: line 1: expired on"), "{}", stderr(&out));
+    assert!(!fs::read_to_string(f.dir.path().join("b.pem")).unwrap().contains(expired.pem.lines().nth(1).unwrap()));
+    let out = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "old.crt", "--keep-expired", "--pem", "k.pem"]);
+    assert!(out.status.success());
+    assert!(fs::read_to_string(f.dir.path().join("k.pem")).unwrap().contains(expired.pem.lines().nth(1).unwrap()));
+}
+
+#[test]
+fn kubernetes_configmap_and_secret() {
+    use base64::Engine as _;
+    let f = fixture();
+    let other = pki::root_ca("Secret Root");
+    let indented = f.root.pem.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&other.pem);
+    let key_b64 = base64::engine::general_purpose::STANDARD.encode(&other.key_pem);
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: corp-ca\n  namespace: infra\ndata:\n  ca.crt: |\n{indented}\n  notes.txt: hello\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {b64}\n  tls.key: {key_b64}\n"
+    );
+    write(f.dir.path(), "ca.yaml", yaml);
+    let out = anchorage(f.dir.path(), &["bundle", "build", "ca.yaml", "--pem", "b.pem"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("bundle of 2 certificates"), "{}", stdout(&out));
+    // Every key: the Secret's tls.key is then refused.
+    let out = anchorage(f.dir.path(), &["bundle", "build", "ca.yaml", "--k8s-keys", "all", "--pem", "c.pem"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("document 2, Secret s, data key tls.key"), "{}", stderr(&out));
+}
+
+#[test]
+fn pkcs7_bundle_from_openssl() {
+    let Some(openssl) = anchorage_test_support::peer::require("openssl") else { return };
+    let f = fixture();
+    let other = pki::root_ca("P7 Root");
+    other.write_pem(f.dir.path(), "other.crt");
+    let status = Command::new(openssl)
+        .args(["crl2pkcs7", "-nocrl", "-certfile", "root.crt", "-certfile", "other.crt", "-outform", "DER", "-out", "corp.p7b"])
+        .current_dir(f.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = anchorage(f.dir.path(), &["bundle", "inspect", "corp.p7b", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["certificates"].as_array().unwrap().len(), 2);
+    assert!(json["certificates"][0]["origins"][0].as_str().unwrap().contains("PKCS#7 certificate"));
+}
+
+#[test]
+fn help_has_examples_and_exit_codes() {
+    let f = fixture();
+    for cmd in [&["bundle", "build", "--help"][..], &["bundle", "inspect", "--help"][..]] {
+        let out = anchorage(f.dir.path(), cmd);
+        assert!(out.status.success());
+        let text = stdout(&out);
+        assert!(text.contains("Examples:") && text.contains("Exit codes:"), "{text}");
+    }
+    let out = anchorage(f.dir.path(), &["bundle", "build"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("no sources"));
+}
