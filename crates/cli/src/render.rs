@@ -42,7 +42,11 @@ impl CertificateView {
             self_signed: cert.is_self_signed(),
             key: cert.public_key().to_string(),
             signature_algorithm: cert.signature_algorithm().to_owned(),
-            subject_alt_names: cert.subject_alt_names().iter().map(ToString::to_string).collect(),
+            subject_alt_names: cert
+                .subject_alt_names()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             origins,
             warnings,
         }
@@ -58,7 +62,10 @@ pub(crate) struct ProblemView {
 
 impl From<&SourceProblem> for ProblemView {
     fn from(p: &SourceProblem) -> Self {
-        Self { origin: p.origin.to_string(), message: p.error.to_string() }
+        Self {
+            origin: p.origin.to_string(),
+            message: p.error.to_string(),
+        }
     }
 }
 
@@ -74,7 +81,11 @@ pub(crate) fn warn_all(report: &Report) {
 
 /// Findings of the given certificate, as strings.
 pub(crate) fn findings_for(findings: &[Finding], cert: &Certificate) -> Vec<String> {
-    findings.iter().filter(|f| f.sha256 == cert.sha256()).map(|f| f.kind.to_string()).collect()
+    findings
+        .iter()
+        .filter(|f| f.sha256 == cert.sha256())
+        .map(|f| f.kind.to_string())
+        .collect()
 }
 
 /// Prints a JSON document on stdout.

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `anchorage` binary in a temporary directory: exit codes, messages that
 //! name the source, determinism, and outputs left untouched on failure.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -48,7 +50,18 @@ fn builds_pem_and_dir_and_reports_json() {
     let f = fixture();
     let out = anchorage(
         f.dir.path(),
-        &["bundle", "build", "root.crt", "--mozilla", "--pem", "b.pem", "--openssl-dir", "certs", "--output", "json"],
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--mozilla",
+            "--pem",
+            "b.pem",
+            "--openssl-dir",
+            "certs",
+            "--output",
+            "json",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -59,13 +72,21 @@ fn builds_pem_and_dir_and_reports_json() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["subject"].as_str().unwrap().contains("Anchorage CLI Test Root"))
+        .find(|c| {
+            c["subject"]
+                .as_str()
+                .unwrap()
+                .contains("Anchorage CLI Test Root")
+        })
         .expect("our root is in the bundle");
     assert_eq!(ours["ca"], true);
     assert_eq!(ours["self_signed"], true);
     let pem = fs::read_to_string(f.dir.path().join("b.pem")).unwrap();
     assert!(pem.contains(f.root.pem.trim()));
-    assert_eq!(fs::read_dir(f.dir.path().join("certs")).unwrap().count() as u64, n);
+    assert_eq!(
+        fs::read_dir(f.dir.path().join("certs")).unwrap().count() as u64,
+        n
+    );
 }
 
 #[test]
@@ -76,13 +97,48 @@ fn output_is_identical_whatever_the_source_order() {
     // The same root twice, once through a directory.
     fs::create_dir(f.dir.path().join("d")).unwrap();
     f.root.write_pem(&f.dir.path().join("d"), "again.pem");
-    let a = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "other.crt", "d", "--pem", "a.pem", "--pem-comments"]);
-    let b = anchorage(f.dir.path(), &["bundle", "build", "d", "other.crt", "root.crt", "--pem", "b.pem", "--pem-comments"]);
-    assert!(a.status.success() && b.status.success(), "{}{}", stderr(&a), stderr(&b));
+    let a = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "other.crt",
+            "d",
+            "--pem",
+            "a.pem",
+            "--pem-comments",
+        ],
+    );
+    let b = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "d",
+            "other.crt",
+            "root.crt",
+            "--pem",
+            "b.pem",
+            "--pem-comments",
+        ],
+    );
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        stderr(&a),
+        stderr(&b)
+    );
     assert!(stdout(&a).contains("1 duplicates"), "{}", stdout(&a));
     let pa = fs::read(f.dir.path().join("a.pem")).unwrap();
     assert_eq!(pa, fs::read(f.dir.path().join("b.pem")).unwrap());
-    assert_eq!(String::from_utf8(pa).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+    assert_eq!(
+        String::from_utf8(pa)
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -99,19 +155,36 @@ fn private_key_is_refused_and_never_printed() {
     let f = fixture();
     let combined = format!("{}{}", f.root.pem, f.root.key_pem);
     write(f.dir.path(), "server.pem", &combined);
-    let out = anchorage(f.dir.path(), &["bundle", "build", "server.pem", "--pem", "b.pem"]);
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "server.pem", "--pem", "b.pem"],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("private key found in server.pem: line"), "{err}");
-    let key_body: Vec<&str> = f.root.key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(
+        err.contains("private key found in server.pem: line"),
+        "{err}"
+    );
+    let key_body: Vec<&str> = f
+        .root
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     for line in key_body {
-        assert!(!err.contains(line) && !stdout(&out).contains(line), "key material leaked");
+        assert!(
+            !err.contains(line) && !stdout(&out).contains(line),
+            "key material leaked"
+        );
     }
     assert!(!f.dir.path().join("b.pem").exists(), "nothing written");
     // inspect lists it by location, exits 4, never prints it either.
     let out = anchorage(f.dir.path(), &["bundle", "inspect", "server.pem"]);
     assert_eq!(out.status.code(), Some(4));
-    assert!(!stdout(&out).contains("PRIVATE KEY-----\n") && !stderr(&out).contains(f.root.key_pem.lines().nth(1).unwrap()));
+    assert!(
+        !stdout(&out).contains("PRIVATE KEY-----\n")
+            && !stderr(&out).contains(f.root.key_pem.lines().nth(1).unwrap())
+    );
 }
 
 #[test]
@@ -129,13 +202,24 @@ fn bad_inputs_are_named_and_the_rest_is_used() {
     write(&d, "truncated.pem", truncated);
     write(&d, "badb64.pem", bad_b64.join("\n"));
     write(&d, "trailing.der", trailing);
-    write(&d, "crl.pem", "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+    write(
+        &d,
+        "crl.pem",
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    );
     write(&d, "empty.crt", "");
     write(&d, "good.crt", &pem);
     std::os::unix::fs::symlink(".", d.join("loop")).unwrap();
     std::os::unix::fs::symlink("does-not-exist.crt", d.join("dangling.crt")).unwrap();
-    write(&d, "deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
-    let out = anchorage(f.dir.path(), &["bundle", "build", "in", "in/deploy.yaml", "--pem", "b.pem"]);
+    write(
+        &d,
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+    );
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "in", "in/deploy.yaml", "--pem", "b.pem"],
+    );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     for expected in [
@@ -153,7 +237,10 @@ fn bad_inputs_are_named_and_the_rest_is_used() {
     assert!(stdout(&out).contains("bundle of 1 certificates"));
 
     // --strict: any problem is fatal and nothing is written.
-    let out = anchorage(f.dir.path(), &["bundle", "build", "in", "--strict", "--pem", "strict.pem"]);
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "in", "--strict", "--pem", "strict.pem"],
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("strict mode:"));
     assert!(!f.dir.path().join("strict.pem").exists());
@@ -162,16 +249,48 @@ fn bad_inputs_are_named_and_the_rest_is_used() {
 #[test]
 fn zero_usable_certificates_leaves_outputs_untouched() {
     let f = fixture();
-    let ok = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "--pem", "b.pem", "--openssl-dir", "certs"]);
+    let ok = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--pem",
+            "b.pem",
+            "--openssl-dir",
+            "certs",
+        ],
+    );
     assert!(ok.status.success());
     let before_pem = fs::read(f.dir.path().join("b.pem")).unwrap();
-    let before_dir: Vec<_> = fs::read_dir(f.dir.path().join("certs")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let before_dir: Vec<_> = fs::read_dir(f.dir.path().join("certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     write(f.dir.path(), "junk.crt", "not a certificate");
-    let out = anchorage(f.dir.path(), &["bundle", "build", "junk.crt", "--pem", "b.pem", "--openssl-dir", "certs"]);
+    let out = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "junk.crt",
+            "--pem",
+            "b.pem",
+            "--openssl-dir",
+            "certs",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("no usable certificates"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no usable certificates"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(fs::read(f.dir.path().join("b.pem")).unwrap(), before_pem);
-    let after_dir: Vec<_> = fs::read_dir(f.dir.path().join("certs")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let after_dir: Vec<_> = fs::read_dir(f.dir.path().join("certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(before_dir, after_dir);
 }
 
@@ -180,13 +299,39 @@ fn expired_certificates_are_dropped_unless_kept() {
     let f = fixture();
     let expired = pki::expired_root_ca("Old Root");
     expired.write_pem(f.dir.path(), "old.crt");
-    let out = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "old.crt", "--pem", "b.pem"]);
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "root.crt", "old.crt", "--pem", "b.pem"],
+    );
     assert!(out.status.success());
-    assert!(stderr(&out).contains("old.crt: line 1: expired on"), "{}", stderr(&out));
-    assert!(!fs::read_to_string(f.dir.path().join("b.pem")).unwrap().contains(expired.pem.lines().nth(1).unwrap()));
-    let out = anchorage(f.dir.path(), &["bundle", "build", "root.crt", "old.crt", "--keep-expired", "--pem", "k.pem"]);
+    assert!(
+        stderr(&out).contains("old.crt: line 1: expired on"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !fs::read_to_string(f.dir.path().join("b.pem"))
+            .unwrap()
+            .contains(expired.pem.lines().nth(1).unwrap())
+    );
+    let out = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "old.crt",
+            "--keep-expired",
+            "--pem",
+            "k.pem",
+        ],
+    );
     assert!(out.status.success());
-    assert!(fs::read_to_string(f.dir.path().join("k.pem")).unwrap().contains(expired.pem.lines().nth(1).unwrap()));
+    assert!(
+        fs::read_to_string(f.dir.path().join("k.pem"))
+            .unwrap()
+            .contains(expired.pem.lines().nth(1).unwrap())
+    );
 }
 
 #[test]
@@ -194,49 +339,104 @@ fn kubernetes_configmap_and_secret() {
     use base64::Engine as _;
     let f = fixture();
     let other = pki::root_ca("Secret Root");
-    let indented = f.root.pem.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n");
+    let indented = f
+        .root
+        .pem
+        .lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let b64 = base64::engine::general_purpose::STANDARD.encode(&other.pem);
     let key_b64 = base64::engine::general_purpose::STANDARD.encode(&other.key_pem);
     let yaml = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: corp-ca\n  namespace: infra\ndata:\n  ca.crt: |\n{indented}\n  notes.txt: hello\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {b64}\n  tls.key: {key_b64}\n"
     );
     write(f.dir.path(), "ca.yaml", yaml);
-    let out = anchorage(f.dir.path(), &["bundle", "build", "ca.yaml", "--pem", "b.pem"]);
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "ca.yaml", "--pem", "b.pem"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("bundle of 2 certificates"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("bundle of 2 certificates"),
+        "{}",
+        stdout(&out)
+    );
     // Every key: the Secret's tls.key is then refused.
-    let out = anchorage(f.dir.path(), &["bundle", "build", "ca.yaml", "--k8s-keys", "all", "--pem", "c.pem"]);
+    let out = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "ca.yaml",
+            "--k8s-keys",
+            "all",
+            "--pem",
+            "c.pem",
+        ],
+    );
     assert_eq!(out.status.code(), Some(4));
-    assert!(stderr(&out).contains("document 2, Secret s, data key tls.key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("document 2, Secret s, data key tls.key"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn pkcs7_bundle_from_openssl() {
-    let Some(openssl) = anchorage_test_support::peer::require("openssl") else { return };
+    let Some(openssl) = anchorage_test_support::peer::require("openssl") else {
+        return;
+    };
     let f = fixture();
     let other = pki::root_ca("P7 Root");
     other.write_pem(f.dir.path(), "other.crt");
     let status = Command::new(openssl)
-        .args(["crl2pkcs7", "-nocrl", "-certfile", "root.crt", "-certfile", "other.crt", "-outform", "DER", "-out", "corp.p7b"])
+        .args([
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            "root.crt",
+            "-certfile",
+            "other.crt",
+            "-outform",
+            "DER",
+            "-out",
+            "corp.p7b",
+        ])
         .current_dir(f.dir.path())
         .status()
         .unwrap();
     assert!(status.success());
-    let out = anchorage(f.dir.path(), &["bundle", "inspect", "corp.p7b", "--output", "json"]);
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "inspect", "corp.p7b", "--output", "json"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["certificates"].as_array().unwrap().len(), 2);
-    assert!(json["certificates"][0]["origins"][0].as_str().unwrap().contains("PKCS#7 certificate"));
+    assert!(
+        json["certificates"][0]["origins"][0]
+            .as_str()
+            .unwrap()
+            .contains("PKCS#7 certificate")
+    );
 }
 
 #[test]
 fn help_has_examples_and_exit_codes() {
     let f = fixture();
-    for cmd in [&["bundle", "build", "--help"][..], &["bundle", "inspect", "--help"][..]] {
+    for cmd in [
+        &["bundle", "build", "--help"][..],
+        &["bundle", "inspect", "--help"][..],
+    ] {
         let out = anchorage(f.dir.path(), cmd);
         assert!(out.status.success());
         let text = stdout(&out);
-        assert!(text.contains("Examples:") && text.contains("Exit codes:"), "{text}");
+        assert!(
+            text.contains("Examples:") && text.contains("Exit codes:"),
+            "{text}"
+        );
     }
     let out = anchorage(f.dir.path(), &["bundle", "build"]);
     assert_eq!(out.status.code(), Some(3));

@@ -44,7 +44,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Removes temporary entries for `name` left by writers that no longer run.
 fn remove_stale(parent: &Path, name: &OsString) {
     let prefix = temp_prefix(name);
-    let Ok(entries) = fs::read_dir(parent) else { return };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
@@ -64,7 +66,9 @@ fn remove_stale(parent: &Path, name: &OsString) {
 }
 
 fn unique_suffix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{}-{nanos}", std::process::id())
 }
 
@@ -84,7 +88,8 @@ pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
         .prefix(&format!("{}{}-", temp_prefix(&name), std::process::id()))
         .tempfile_in(&parent)?;
     tmp.write_all(contents)?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(PUBLIC_FILE_MODE))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(PUBLIC_FILE_MODE))?;
     tmp.as_file().sync_all()?;
     tmp.persist(target).map_err(|e| e.error)?;
     sync_dir(&parent)
@@ -102,13 +107,11 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) ->
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    if let Some(meta) = &existing {
-        if meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the output path exists and is a regular file, not a directory",
-            ));
-        }
+    if existing.as_ref().is_some_and(fs::Metadata::is_file) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the output path exists and is a regular file, not a directory",
+        ));
     }
     remove_stale(&parent, &name);
     let tmp = parent.join(format!("{}{}", temp_prefix(&name), unique_suffix()));
@@ -177,9 +180,16 @@ mod tests {
         let target = dir.path().join("certs");
         replace_dir(&target, |d| fs::File::create(d.join("old")).map(drop)).unwrap();
         replace_dir(&target, |d| fs::File::create(d.join("new")).map(drop)).unwrap();
-        let names: Vec<_> = fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![OsString::from("new")]);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no leftovers beside the target");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no leftovers beside the target"
+        );
     }
 
     #[test]

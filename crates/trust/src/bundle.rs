@@ -31,7 +31,10 @@ impl Bundle {
         for (certificate, origin) in items {
             by_fp
                 .entry(certificate.sha256())
-                .or_insert_with(|| Entry { certificate, origins: Vec::new() })
+                .or_insert_with(|| Entry {
+                    certificate,
+                    origins: Vec::new(),
+                })
                 .origins
                 .push(origin);
         }

@@ -9,7 +9,9 @@ use crate::source::Origin;
 #[non_exhaustive]
 pub enum TrustError {
     /// Key material was found among the certificates. The key is never copied or printed.
-    #[error("private key found in {origin} ({kind}): refusing to build a trust store from a source that holds key material; remove the key from that source or point at the certificate alone")]
+    #[error(
+        "private key found in {origin} ({kind}): refusing to build a trust store from a source that holds key material; remove the key from that source or point at the certificate alone"
+    )]
     PrivateKey {
         /// Where the key was found.
         origin: Origin,
@@ -17,7 +19,9 @@ pub enum TrustError {
         kind: String,
     },
     /// `--strict` was asked for and something was reported.
-    #[error("strict mode: {count} problem(s) found, the first: {first}; fix them or drop --strict to use what loaded")]
+    #[error(
+        "strict mode: {count} problem(s) found, the first: {first}; fix them or drop --strict to use what loaded"
+    )]
     Strict {
         /// How many problems and warnings were found.
         count: usize,
@@ -25,7 +29,9 @@ pub enum TrustError {
         first: String,
     },
     /// Nothing usable was loaded; existing outputs are left untouched.
-    #[error("no usable certificates: {problems} problem(s) reported and nothing left after the policy; existing outputs were left untouched")]
+    #[error(
+        "no usable certificates: {problems} problem(s) reported and nothing left after the policy; existing outputs were left untouched"
+    )]
     NoCertificates {
         /// How many load problems were reported.
         problems: usize,

@@ -44,7 +44,10 @@ impl KeyFilter {
 
 /// True for `.yaml`/`.yml` files and for text that starts like a manifest.
 pub(crate) fn looks_like_manifest(path: &Path, bytes: &[u8]) -> bool {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     if matches!(ext.as_deref(), Some("yaml" | "yml")) {
         return true;
     }
@@ -59,7 +62,12 @@ pub(crate) fn looks_like_manifest(path: &Path, bytes: &[u8]) -> bool {
 }
 
 /// Reads every document of a manifest file.
-pub(crate) fn load_manifests(origin: &Origin, bytes: &[u8], filter: &KeyFilter, loaded: &mut Loaded) {
+pub(crate) fn load_manifests(
+    origin: &Origin,
+    bytes: &[u8],
+    filter: &KeyFilter,
+    loaded: &mut Loaded,
+) {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -73,7 +81,13 @@ pub(crate) fn load_manifests(origin: &Origin, bytes: &[u8], filter: &KeyFilter, 
             Ok(v) => v,
             Err(e) => {
                 let line = e.location().map(|l| l.line());
-                loaded.problem(origin.clone(), LoadError::Yaml { line, reason: e.to_string() });
+                loaded.problem(
+                    origin.clone(),
+                    LoadError::Yaml {
+                        line,
+                        reason: e.to_string(),
+                    },
+                );
                 // The YAML stream cannot be resumed after a syntax error.
                 return;
             }
@@ -86,13 +100,21 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-fn load_object(origin: &Origin, doc_no: usize, value: &Value, filter: &KeyFilter, loaded: &mut Loaded) {
+fn load_object(
+    origin: &Origin,
+    doc_no: usize,
+    value: &Value,
+    filter: &KeyFilter,
+    loaded: &mut Loaded,
+) {
     if value.is_null() {
         return; // an empty document, e.g. after a trailing `---`
     }
     let kind = str_field(value, "kind").unwrap_or("none");
     let meta = value.get("metadata");
-    let name = meta.and_then(|m| str_field(m, "name")).unwrap_or("<unnamed>");
+    let name = meta
+        .and_then(|m| str_field(m, "name"))
+        .unwrap_or("<unnamed>");
     let namespace = meta.and_then(|m| str_field(m, "namespace"));
     let object = match namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),
@@ -114,14 +136,24 @@ fn load_object(origin: &Origin, doc_no: usize, value: &Value, filter: &KeyFilter
             return;
         }
         _ => {
-            let doc_origin = Origin { detail: Some(format!("document {doc_no}")), ..origin.clone() };
-            return loaded.problem(doc_origin, LoadError::NotKubernetes { kind: kind.to_owned() });
+            let doc_origin = Origin {
+                detail: Some(format!("document {doc_no}")),
+                ..origin.clone()
+            };
+            return loaded.problem(
+                doc_origin,
+                LoadError::NotKubernetes {
+                    kind: kind.to_owned(),
+                },
+            );
         }
     };
     let mut all_keys = Vec::new();
     let mut matched = 0;
     for (field, is_base64) in fields {
-        let Some(map) = value.get(*field).and_then(Value::as_mapping) else { continue };
+        let Some(map) = value.get(*field).and_then(Value::as_mapping) else {
+            continue;
+        };
         for (key, val) in map {
             let Some(key) = key.as_str() else { continue };
             all_keys.push(key.to_owned());
@@ -142,7 +174,12 @@ fn load_object(origin: &Origin, doc_no: usize, value: &Value, filter: &KeyFilter
                 let compact: String = text.split_ascii_whitespace().collect();
                 match base64::engine::general_purpose::STANDARD.decode(compact) {
                     Ok(bytes) => loaded.add_decoded(&key_origin, &bytes),
-                    Err(e) => loaded.problem(key_origin, LoadError::Base64 { reason: e.to_string() }),
+                    Err(e) => loaded.problem(
+                        key_origin,
+                        LoadError::Base64 {
+                            reason: e.to_string(),
+                        },
+                    ),
                 }
             } else {
                 loaded.add_decoded(&key_origin, text.as_bytes());
@@ -150,8 +187,18 @@ fn load_object(origin: &Origin, doc_no: usize, value: &Value, filter: &KeyFilter
         }
     }
     if matched == 0 {
-        let keys = if all_keys.is_empty() { "none".to_owned() } else { all_keys.join(", ") };
-        loaded.problem(doc_origin, LoadError::NoMatchingKeys { filter: filter.describe(), keys });
+        let keys = if all_keys.is_empty() {
+            "none".to_owned()
+        } else {
+            all_keys.join(", ")
+        };
+        loaded.problem(
+            doc_origin,
+            LoadError::NoMatchingKeys {
+                filter: filter.describe(),
+                keys,
+            },
+        );
     }
 }
 
@@ -162,8 +209,14 @@ mod tests {
     #[test]
     fn detects_manifests() {
         assert!(looks_like_manifest(Path::new("x.yaml"), b""));
-        assert!(looks_like_manifest(Path::new("x"), b"# c\n---\napiVersion: v1\nkind: ConfigMap\n"));
-        assert!(!looks_like_manifest(Path::new("x.pem"), b"-----BEGIN CERTIFICATE-----\n"));
+        assert!(looks_like_manifest(
+            Path::new("x"),
+            b"# c\n---\napiVersion: v1\nkind: ConfigMap\n"
+        ));
+        assert!(!looks_like_manifest(
+            Path::new("x.pem"),
+            b"-----BEGIN CERTIFICATE-----\n"
+        ));
         assert!(!looks_like_manifest(Path::new("x.crt"), b"\x30\x82"));
     }
 
@@ -176,7 +229,10 @@ mod tests {
         assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
         let p = &loaded.problems[0];
         assert!(matches!(p.error, LoadError::Base64 { .. }));
-        assert_eq!(p.origin.to_string(), "s.yaml: document 1, Secret ns/ca, data key ca.crt");
+        assert_eq!(
+            p.origin.to_string(),
+            "s.yaml: document 1, Secret ns/ca, data key ca.crt"
+        );
     }
 
     #[test]
@@ -185,8 +241,12 @@ mod tests {
         let mut loaded = Loaded::default();
         let origin = Origin::path(Path::new("m.yaml"));
         load_manifests(&origin, yaml.as_bytes(), &KeyFilter::default(), &mut loaded);
-        assert!(matches!(loaded.problems[0].error, LoadError::NotKubernetes { ref kind } if kind == "Deployment"));
-        assert!(matches!(loaded.problems[1].error, LoadError::NoMatchingKeys { ref keys, .. } if keys == "ca.pem"));
+        assert!(
+            matches!(loaded.problems[0].error, LoadError::NotKubernetes { ref kind } if kind == "Deployment")
+        );
+        assert!(
+            matches!(loaded.problems[1].error, LoadError::NoMatchingKeys { ref keys, .. } if keys == "ca.pem")
+        );
         assert_eq!(loaded.problems.len(), 2);
     }
 
@@ -194,7 +254,15 @@ mod tests {
     fn yaml_syntax_errors_carry_a_line() {
         let mut loaded = Loaded::default();
         let origin = Origin::path(Path::new("bad.yaml"));
-        load_manifests(&origin, b"kind: ConfigMap\ndata: [\n  a: b\n", &KeyFilter::default(), &mut loaded);
-        assert!(matches!(loaded.problems[0].error, LoadError::Yaml { line: Some(_), .. }));
+        load_manifests(
+            &origin,
+            b"kind: ConfigMap\ndata: [\n  a: b\n",
+            &KeyFilter::default(),
+            &mut loaded,
+        );
+        assert!(matches!(
+            loaded.problems[0].error,
+            LoadError::Yaml { line: Some(_), .. }
+        ));
     }
 }

@@ -32,9 +32,12 @@ mod source;
 pub use bundle::{Bundle, Entry};
 pub use error::TrustError;
 pub use kubernetes::KeyFilter;
-pub use output::openssl_dir::{DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir};
+pub use output::openssl_dir::{
+    DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir,
+};
 pub use output::pem::{PemOptions, render_pem, write_pem};
 pub use policy::{Finding, FindingKind, Policy, Report};
 pub use source::{
-    Loaded, LoadError, LoadOptions, LoadedCertificate, NameFilter, Origin, Source, SourceProblem, load,
+    LoadError, LoadOptions, Loaded, LoadedCertificate, NameFilter, Origin, Source, SourceProblem,
+    load,
 };

@@ -23,8 +23,14 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Self { now: Timestamp::from_unix(now as i64), keep_expired: false, strict: false }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            now: Timestamp::from_unix(now as i64),
+            keep_expired: false,
+            strict: false,
+        }
     }
 }
 
@@ -124,10 +130,15 @@ impl Policy {
     /// Applies the policy. Fails on a private key (always), on any problem or warning in strict
     /// mode, and when nothing usable is left.
     pub fn apply(&self, loaded: Loaded) -> Result<(Bundle, Report), TrustError> {
-        if let Some((problem, kind)) =
-            loaded.problems.iter().find_map(|p| p.error.private_key_kind().map(|k| (p, k)))
+        if let Some((problem, kind)) = loaded
+            .problems
+            .iter()
+            .find_map(|p| p.error.private_key_kind().map(|k| (p, k)))
         {
-            return Err(TrustError::PrivateKey { origin: problem.origin.clone(), kind: kind.into() });
+            return Err(TrustError::PrivateKey {
+                origin: problem.origin.clone(),
+                kind: kind.into(),
+            });
         }
         let mut report = Report {
             certificates_read: loaded.certificates.len(),
@@ -146,27 +157,36 @@ impl Policy {
                 kind,
             };
             if let Some(first) = first_seen.get(&cert.sha256()) {
-                report.findings.push(finding(FindingKind::Duplicate { first: first.clone() }));
+                report.findings.push(finding(FindingKind::Duplicate {
+                    first: first.clone(),
+                }));
                 kept.push((item.certificate, item.origin));
                 continue;
             }
             first_seen.insert(cert.sha256(), item.origin.clone());
             if cert.is_expired_at(self.now) {
                 let dropped = !self.keep_expired;
-                report.findings.push(finding(FindingKind::Expired { not_after: cert.not_after(), dropped }));
+                report.findings.push(finding(FindingKind::Expired {
+                    not_after: cert.not_after(),
+                    dropped,
+                }));
                 if dropped {
                     continue;
                 }
             } else if cert.is_not_yet_valid_at(self.now) {
-                report.findings.push(finding(FindingKind::NotYetValid { not_before: cert.not_before() }));
+                report.findings.push(finding(FindingKind::NotYetValid {
+                    not_before: cert.not_before(),
+                }));
             }
             if !cert.is_ca() && !cert.is_self_signed() {
-                report.findings.push(finding(FindingKind::LeafNotSelfSigned));
+                report
+                    .findings
+                    .push(finding(FindingKind::LeafNotSelfSigned));
             }
             kept.push((item.certificate, item.origin));
         }
         // Duplicates of a dropped (expired) certificate must not bring it back.
-        kept.retain(|(c, _)| !(c.is_expired_at(self.now) && !self.keep_expired));
+        kept.retain(|(c, _)| self.keep_expired || !c.is_expired_at(self.now));
         report.problems = loaded.problems;
 
         if self.strict && report.warning_count() > 0 {
@@ -174,13 +194,24 @@ impl Policy {
                 .problems
                 .first()
                 .map(ToString::to_string)
-                .or_else(|| report.findings.iter().find(|f| f.kind.is_warning()).map(ToString::to_string))
+                .or_else(|| {
+                    report
+                        .findings
+                        .iter()
+                        .find(|f| f.kind.is_warning())
+                        .map(ToString::to_string)
+                })
                 .unwrap_or_default();
-            return Err(TrustError::Strict { count: report.warning_count(), first });
+            return Err(TrustError::Strict {
+                count: report.warning_count(),
+                first,
+            });
         }
         let bundle = Bundle::new(kept);
         if bundle.is_empty() {
-            return Err(TrustError::NoCertificates { problems: report.problems.len() });
+            return Err(TrustError::NoCertificates {
+                problems: report.problems.len(),
+            });
         }
         Ok((bundle, report))
     }

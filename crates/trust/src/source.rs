@@ -44,7 +44,9 @@ impl NameFilter {
             Self::Suffix(s) => name.ends_with(s.as_str()),
             Self::CertificateLike => {
                 let lower = name.to_ascii_lowercase();
-                [".crt", ".pem", ".cer", ".der", ".p7b", ".p7c"].iter().any(|s| lower.ends_with(s))
+                [".crt", ".pem", ".cer", ".der", ".p7b", ".p7c"]
+                    .iter()
+                    .any(|s| lower.ends_with(s))
                     || is_openssl_hash_name(name)
             }
         }
@@ -52,7 +54,9 @@ impl NameFilter {
 }
 
 fn is_openssl_hash_name(name: &str) -> bool {
-    let Some((hash, n)) = name.split_once('.') else { return false };
+    let Some((hash, n)) = name.split_once('.') else {
+        return false;
+    };
     let n = n.strip_prefix('r').unwrap_or(n);
     hash.len() == 8
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
@@ -84,11 +88,18 @@ pub struct Origin {
 
 impl Origin {
     pub(crate) fn path(path: &Path) -> Self {
-        Self { source: path.display().to_string(), detail: None, position: Position::default() }
+        Self {
+            source: path.display().to_string(),
+            detail: None,
+            position: Position::default(),
+        }
     }
 
     pub(crate) fn at(&self, position: Position) -> Self {
-        Self { position, ..self.clone() }
+        Self {
+            position,
+            ..self.clone()
+        }
     }
 }
 
@@ -119,7 +130,9 @@ pub enum LoadError {
         reason: String,
     },
     /// A directory reached again through a symbolic link.
-    #[error("directory symlink loop: this directory was already read through another path; skipped")]
+    #[error(
+        "directory symlink loop: this directory was already read through another path; skipped"
+    )]
     SymlinkLoop,
     /// The YAML could not be parsed.
     #[error("invalid YAML{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
@@ -130,19 +143,25 @@ pub enum LoadError {
         reason: String,
     },
     /// A YAML document that is not a ConfigMap or Secret.
-    #[error("not a Kubernetes ConfigMap or Secret (kind: {kind}); give a ConfigMap or Secret manifest, or a certificate file")]
+    #[error(
+        "not a Kubernetes ConfigMap or Secret (kind: {kind}); give a ConfigMap or Secret manifest, or a certificate file"
+    )]
     NotKubernetes {
         /// The document's `kind`, or `none`.
         kind: String,
     },
     /// A value in a Secret's `data` or a ConfigMap's `binaryData` is not base64.
-    #[error("value is not valid base64 ({reason}); Secret `data` and ConfigMap `binaryData` values must be base64 (use `stringData` or `data` for plain PEM)")]
+    #[error(
+        "value is not valid base64 ({reason}); Secret `data` and ConfigMap `binaryData` values must be base64 (use `stringData` or `data` for plain PEM)"
+    )]
     Base64 {
         /// What the decoder said.
         reason: String,
     },
     /// A ConfigMap or Secret with no key the key filter accepts.
-    #[error("no keys matching {filter} (keys present: {keys}); rename the keys or pass --k8s-keys all")]
+    #[error(
+        "no keys matching {filter} (keys present: {keys}); rename the keys or pass --k8s-keys all"
+    )]
     NoMatchingKeys {
         /// The filter in words.
         filter: String,
@@ -209,7 +228,10 @@ impl Loaded {
         let decoded = decode(bytes);
         for found in decoded.certificates {
             let origin = origin.at(found.position);
-            self.certificates.push(LoadedCertificate { certificate: found.certificate, origin });
+            self.certificates.push(LoadedCertificate {
+                certificate: found.certificate,
+                origin,
+            });
         }
         for problem in decoded.problems {
             self.problem(origin.at(problem.position), problem.error.into());
@@ -237,31 +259,55 @@ pub fn load(sources: &[Source], options: &LoadOptions) -> Loaded {
 }
 
 fn load_mozilla(loaded: &mut Loaded) {
-    let origin = Origin { source: "Mozilla roots".into(), detail: None, position: Position::default() };
+    let origin = Origin {
+        source: "Mozilla roots".into(),
+        detail: None,
+        position: Position::default(),
+    };
     for (i, der) in webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().enumerate() {
-        let origin = origin.at(Position { line: None, index: Some(i + 1) });
+        let origin = origin.at(Position {
+            line: None,
+            index: Some(i + 1),
+        });
         match Certificate::from_der(der) {
-            Ok(certificate) => loaded.certificates.push(LoadedCertificate { certificate, origin }),
+            Ok(certificate) => loaded.certificates.push(LoadedCertificate {
+                certificate,
+                origin,
+            }),
             Err(e) => loaded.problem(origin, e.into()),
         }
     }
 }
 
 fn load_system(loaded: &mut Loaded) {
-    let origin =
-        Origin { source: "system trust store".into(), detail: None, position: Position::default() };
+    let origin = Origin {
+        source: "system trust store".into(),
+        detail: None,
+        position: Position::default(),
+    };
     let result = rustls_native_certs::load_native_certs();
     for error in &result.errors {
-        loaded.problem(origin.clone(), LoadError::System { reason: error.to_string() });
+        loaded.problem(
+            origin.clone(),
+            LoadError::System {
+                reason: error.to_string(),
+            },
+        );
     }
     if result.certs.is_empty() && result.errors.is_empty() {
         let reason = "no certificates found (is the ca-certificates package installed? SSL_CERT_FILE and SSL_CERT_DIR are honoured)".to_owned();
         loaded.problem(origin.clone(), LoadError::System { reason });
     }
     for (i, der) in result.certs.iter().enumerate() {
-        let origin = origin.at(Position { line: None, index: Some(i + 1) });
+        let origin = origin.at(Position {
+            line: None,
+            index: Some(i + 1),
+        });
         match Certificate::from_der(der) {
-            Ok(certificate) => loaded.certificates.push(LoadedCertificate { certificate, origin }),
+            Ok(certificate) => loaded.certificates.push(LoadedCertificate {
+                certificate,
+                origin,
+            }),
             Err(e) => loaded.problem(origin, e.into()),
         }
     }
@@ -274,7 +320,12 @@ fn load_path(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
             load_dir(path, options, &mut visited, loaded);
         }
         Ok(_) => load_file(path, options, loaded),
-        Err(e) => loaded.problem(Origin::path(path), LoadError::Io { reason: e.to_string() }),
+        Err(e) => loaded.problem(
+            Origin::path(path),
+            LoadError::Io {
+                reason: e.to_string(),
+            },
+        ),
     }
 }
 
@@ -282,7 +333,14 @@ fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
     let origin = Origin::path(path);
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) => return loaded.problem(origin, LoadError::Io { reason: e.to_string() }),
+        Err(e) => {
+            return loaded.problem(
+                origin,
+                LoadError::Io {
+                    reason: e.to_string(),
+                },
+            );
+        }
     };
     loaded.files_read += 1;
     if kubernetes::looks_like_manifest(path, &bytes) {
@@ -301,14 +359,28 @@ fn load_dir(
     let origin = Origin::path(dir);
     let meta = match fs::metadata(dir) {
         Ok(m) => m,
-        Err(e) => return loaded.problem(origin, LoadError::Io { reason: e.to_string() }),
+        Err(e) => {
+            return loaded.problem(
+                origin,
+                LoadError::Io {
+                    reason: e.to_string(),
+                },
+            );
+        }
     };
     if !visited.insert((meta.dev(), meta.ino())) {
         return loaded.problem(origin, LoadError::SymlinkLoop);
     }
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) => return loaded.problem(origin, LoadError::Io { reason: e.to_string() }),
+        Err(e) => {
+            return loaded.problem(
+                origin,
+                LoadError::Io {
+                    reason: e.to_string(),
+                },
+            );
+        }
     };
     let mut paths: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -321,7 +393,12 @@ fn load_dir(
             Ok(meta) if meta.is_dir() => load_dir(&path, options, visited, loaded),
             Ok(_) if options.name_filter.accepts(&name) => load_file(&path, options, loaded),
             Ok(_) => loaded.files_skipped += 1,
-            Err(e) => loaded.problem(Origin::path(&path), LoadError::Io { reason: e.to_string() }),
+            Err(e) => loaded.problem(
+                Origin::path(&path),
+                LoadError::Io {
+                    reason: e.to_string(),
+                },
+            ),
         }
     }
 }
@@ -349,8 +426,14 @@ mod tests {
         let o = Origin {
             source: "cm.yaml".into(),
             detail: Some("document 2, ConfigMap ns/ca, key ca.crt".into()),
-            position: Position { line: Some(3), index: None },
+            position: Position {
+                line: Some(3),
+                index: None,
+            },
         };
-        assert_eq!(o.to_string(), "cm.yaml: document 2, ConfigMap ns/ca, key ca.crt: line 3");
+        assert_eq!(
+            o.to_string(),
+            "cm.yaml: document 2, ConfigMap ns/ca, key ca.crt: line 3"
+        );
     }
 }

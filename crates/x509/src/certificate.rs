@@ -175,8 +175,9 @@ impl Certificate {
     /// Decodes one DER certificate. The whole input must be the certificate: trailing bytes are
     /// an error (see [`DecodeError::TrailingBytes`]).
     pub fn from_der(der: &[u8]) -> Result<Self, DecodeError> {
-        let (rest, cert) = X509Certificate::from_der(der)
-            .map_err(|e| DecodeError::Der { reason: e.to_string() })?;
+        let (rest, cert) = X509Certificate::from_der(der).map_err(|e| DecodeError::Der {
+            reason: e.to_string(),
+        })?;
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes { count: rest.len() });
         }
@@ -189,8 +190,10 @@ impl Certificate {
         let issuer_der = cert.issuer().as_raw();
         let subject_hash = subject_hash_of_name(subject_der)
             .map_err(|reason| DecodeError::SubjectHash { reason })?;
-        let issuer_hash = subject_hash_of_name(issuer_der)
-            .map_err(|reason| DecodeError::SubjectHash { reason: format!("issuer: {reason}") })?;
+        let issuer_hash =
+            subject_hash_of_name(issuer_der).map_err(|reason| DecodeError::SubjectHash {
+                reason: format!("issuer: {reason}"),
+            })?;
 
         let mut subject_key_id = None;
         let mut authority_key_id = None;
@@ -204,15 +207,19 @@ impl Certificate {
                     subject_key_id = Some(id.0.to_vec().into_boxed_slice());
                 }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    authority_key_id =
-                        aki.key_identifier.as_ref().map(|id| id.0.to_vec().into_boxed_slice());
+                    authority_key_id = aki
+                        .key_identifier
+                        .as_ref()
+                        .map(|id| id.0.to_vec().into_boxed_slice());
                 }
                 ParsedExtension::SubjectAlternativeName(san) => {
                     subject_alt_names = san.general_names.iter().map(convert_name).collect();
                 }
                 ParsedExtension::BasicConstraints(bc) => {
-                    basic_constraints =
-                        Some(BasicConstraints { ca: bc.ca, path_len: bc.path_len_constraint });
+                    basic_constraints = Some(BasicConstraints {
+                        ca: bc.ca,
+                        path_len: bc.path_len_constraint,
+                    });
                 }
                 ParsedExtension::KeyUsage(ku) => key_usage = Some(KeyUsage(ku.flags)),
                 ParsedExtension::ExtendedKeyUsage(eku) => {

@@ -86,9 +86,16 @@ impl Decoded {
 ///
 /// Never fails as a whole: bad items become [`Problem`]s and the rest is still returned.
 pub fn decode(input: &[u8]) -> Decoded {
-    let mut out = Decoded { input: Input::Unknown, certificates: Vec::new(), problems: Vec::new() };
+    let mut out = Decoded {
+        input: Input::Unknown,
+        certificates: Vec::new(),
+        problems: Vec::new(),
+    };
     if input.iter().all(u8::is_ascii_whitespace) {
-        out.problems.push(Problem { position: Position::default(), error: DecodeError::Empty });
+        out.problems.push(Problem {
+            position: Position::default(),
+            error: DecodeError::Empty,
+        });
         return out;
     }
     if pem::looks_like_pem(input) {
@@ -102,28 +109,42 @@ pub fn decode(input: &[u8]) -> Decoded {
         decode_der(input, None, &mut out);
         return out;
     }
-    out.problems.push(Problem { position: Position::default(), error: DecodeError::NotRecognized });
+    out.problems.push(Problem {
+        position: Position::default(),
+        error: DecodeError::NotRecognized,
+    });
     out
 }
 
 fn decode_block(block: pem::Block, out: &mut Decoded) {
-    let position = Position { line: Some(block.line), index: None };
+    let position = Position {
+        line: Some(block.line),
+        index: None,
+    };
     let label = block.label.as_str();
     // Refuse keys before looking at the body: even a truncated key block is a key.
     if label.contains("PRIVATE KEY") {
-        let error = DecodeError::PrivateKey { kind: label.to_owned() };
+        let error = DecodeError::PrivateKey {
+            kind: label.to_owned(),
+        };
         out.problems.push(Problem { position, error });
         return;
     }
     let body = match block.body {
         Ok(body) => body,
         Err(BlockError::Truncated) => {
-            let error = DecodeError::TruncatedPem { label: label.to_owned() };
+            let error = DecodeError::TruncatedPem {
+                label: label.to_owned(),
+            };
             out.problems.push(Problem { position, error });
             return;
         }
         Err(BlockError::Base64 { line, reason }) => {
-            let error = DecodeError::Base64 { label: label.to_owned(), line, reason };
+            let error = DecodeError::Base64 {
+                label: label.to_owned(),
+                line,
+                reason,
+            };
             out.problems.push(Problem { position, error });
             return;
         }
@@ -134,18 +155,29 @@ fn decode_block(block: pem::Block, out: &mut Decoded) {
         // alias). The certificate is the first DER element; the auxiliary data is not carried over.
         "TRUSTED CERTIFICATE" => match tlv::read(&body) {
             Ok((cert, _aux)) => push(Certificate::from_der(cert.raw), position, out),
-            Err(e) => push(Err(DecodeError::Der { reason: e.to_string() }), position, out),
+            Err(e) => push(
+                Err(DecodeError::Der {
+                    reason: e.to_string(),
+                }),
+                position,
+                out,
+            ),
         },
         "PKCS7" | "CMS" | "PKCS #7 SIGNED DATA" => decode_pkcs7(&body, Some(block.line), out),
         other => {
             let hint = match other {
                 "X509 CRL" => "a certificate revocation list",
-                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => "a certificate signing request",
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
+                    "a certificate signing request"
+                }
                 "PUBLIC KEY" | "RSA PUBLIC KEY" => "a bare public key",
                 "DH PARAMETERS" | "EC PARAMETERS" => "key parameters",
                 _ => "an unknown PEM type",
             };
-            let error = DecodeError::UnexpectedBlock { label: other.to_owned(), hint };
+            let error = DecodeError::UnexpectedBlock {
+                label: other.to_owned(),
+                hint,
+            };
             out.problems.push(Problem { position, error });
         }
     }
@@ -153,7 +185,10 @@ fn decode_block(block: pem::Block, out: &mut Decoded) {
 
 fn push(result: Result<Certificate, DecodeError>, position: Position, out: &mut Decoded) {
     match result {
-        Ok(certificate) => out.certificates.push(Found { position, certificate }),
+        Ok(certificate) => out.certificates.push(Found {
+            position,
+            certificate,
+        }),
         Err(error) => out.problems.push(Problem { position, error }),
     }
 }
@@ -162,7 +197,10 @@ fn push(result: Result<Certificate, DecodeError>, position: Position, out: &mut 
 fn decode_der(input: &[u8], line: Option<usize>, out: &mut Decoded) {
     let position = Position { line, index: None };
     if let Some(kind) = private_key_kind(input) {
-        out.problems.push(Problem { position, error: DecodeError::PrivateKey { kind: kind.into() } });
+        out.problems.push(Problem {
+            position,
+            error: DecodeError::PrivateKey { kind: kind.into() },
+        });
         return;
     }
     if is_pkcs7(input) {
@@ -178,22 +216,39 @@ const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07,
 
 /// ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT ... }
 fn is_pkcs7(input: &[u8]) -> bool {
-    let Ok((outer, _)) = tlv::read(input) else { return false };
-    let Ok((oid, _)) = tlv::read(outer.content) else { return false };
+    let Ok((outer, _)) = tlv::read(input) else {
+        return false;
+    };
+    let Ok((oid, _)) = tlv::read(outer.content) else {
+        return false;
+    };
     oid.tag == tag::OID && oid.content == OID_SIGNED_DATA
 }
 
 fn decode_pkcs7(input: &[u8], line: Option<usize>, out: &mut Decoded) {
     let position = Position { line, index: None };
     let fail = |reason: String, out: &mut Decoded| {
-        out.problems.push(Problem { position, error: DecodeError::Pkcs7 { reason } });
+        out.problems.push(Problem {
+            position,
+            error: DecodeError::Pkcs7 { reason },
+        });
     };
     let info = match cms::content_info::ContentInfo::from_der(input) {
         Ok(info) => info,
-        Err(e) => return fail(format!("{e} (BER-encoded bundles must be converted to DER, e.g. `openssl pkcs7 -inform DER -outform DER`)"), out),
+        Err(e) => {
+            return fail(
+                format!(
+                    "{e} (BER-encoded bundles must be converted to DER, e.g. `openssl pkcs7 -inform DER -outform DER`)"
+                ),
+                out,
+            );
+        }
     };
     if info.content_type.as_bytes() != OID_SIGNED_DATA {
-        return fail(format!("content type {} is not signedData", info.content_type), out);
+        return fail(
+            format!("content type {} is not signedData", info.content_type),
+            out,
+        );
     }
     let signed: cms::signed_data::SignedData = match info.content.decode_as() {
         Ok(s) => s,
@@ -205,15 +260,27 @@ fn decode_pkcs7(input: &[u8], line: Option<usize>, out: &mut Decoded) {
     let mut index = 0;
     for choice in certs.0.iter() {
         index += 1;
-        let position = Position { line, index: Some(index) };
+        let position = Position {
+            line,
+            index: Some(index),
+        };
         match choice {
             cms::cert::CertificateChoices::Certificate(cert) => match cert.to_der() {
                 Ok(der) => push(Certificate::from_der(&der), position, out),
-                Err(e) => push(Err(DecodeError::Der { reason: e.to_string() }), position, out),
+                Err(e) => push(
+                    Err(DecodeError::Der {
+                        reason: e.to_string(),
+                    }),
+                    position,
+                    out,
+                ),
             },
             cms::cert::CertificateChoices::Other(_) => {
                 let reason = "an `other` certificate format, not X.509".to_owned();
-                out.problems.push(Problem { position, error: DecodeError::Pkcs7 { reason } });
+                out.problems.push(Problem {
+                    position,
+                    error: DecodeError::Pkcs7 { reason },
+                });
             }
         }
     }
@@ -231,7 +298,10 @@ fn private_key_kind(input: &[u8]) -> Option<&'static str> {
     }
     let items = tlv::children(outer.content).ok()?;
     let tags: Vec<u8> = items.iter().map(|t| t.tag).collect();
-    let version = items.first().filter(|t| t.tag == tag::INTEGER).map(|t| t.content);
+    let version = items
+        .first()
+        .filter(|t| t.tag == tag::INTEGER)
+        .map(|t| t.content);
     match (version, tags.as_slice()) {
         // PrivateKeyInfo / OneAsymmetricKey: version, AlgorithmIdentifier, OCTET STRING, ...
         (Some([0] | [1]), [tag::INTEGER, tag::SEQUENCE, tag::OCTET_STRING, ..]) => Some("PKCS#8"),

@@ -72,14 +72,23 @@ pub(crate) fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), TlvError> {
         }
         let (len_bytes, after) = rest.split_at(n);
         rest = after;
-        len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
     };
     if rest.len() < len {
         return Err(TlvError::Truncated);
     }
     let header_len = input.len() - rest.len();
     let (content, rest) = rest.split_at(len);
-    Ok((Tlv { tag, content, raw: &input[..header_len + len] }, rest))
+    Ok((
+        Tlv {
+            tag,
+            content,
+            raw: &input[..header_len + len],
+        },
+        rest,
+    ))
 }
 
 /// Reads every element of a constructed value's content.
@@ -130,7 +139,10 @@ mod tests {
     #[test]
     fn rejects_truncation_and_ber() {
         assert_eq!(read(&[0x30, 0x05, 1, 2]).unwrap_err(), TlvError::Truncated);
-        assert_eq!(read(&[0x30, 0x80, 0, 0]).unwrap_err(), TlvError::IndefiniteLength);
+        assert_eq!(
+            read(&[0x30, 0x80, 0, 0]).unwrap_err(),
+            TlvError::IndefiniteLength
+        );
         assert_eq!(read(&[0x1f, 0x01, 0]).unwrap_err(), TlvError::HighTagNumber);
         assert_eq!(read(&[]).unwrap_err(), TlvError::Truncated);
     }

@@ -11,10 +11,14 @@ pub enum DecodeError {
     #[error("empty input: expected PEM, DER or PKCS#7 certificates")]
     Empty,
     /// Text with no `-----BEGIN` line, and not DER either.
-    #[error("no PEM block and not DER: expected `-----BEGIN CERTIFICATE-----` blocks or a binary DER/PKCS#7 file")]
+    #[error(
+        "no PEM block and not DER: expected `-----BEGIN CERTIFICATE-----` blocks or a binary DER/PKCS#7 file"
+    )]
     NotRecognized,
     /// A `-----BEGIN label-----` with no matching `-----END label-----`.
-    #[error("truncated PEM: `-----BEGIN {label}-----` has no matching `-----END {label}-----`; the file may have been cut short")]
+    #[error(
+        "truncated PEM: `-----BEGIN {label}-----` has no matching `-----END {label}-----`; the file may have been cut short"
+    )]
     TruncatedPem {
         /// The block's label.
         label: String,
@@ -30,13 +34,17 @@ pub enum DecodeError {
         reason: String,
     },
     /// A private key where certificates were expected. Never carries the key itself.
-    #[error("private key found ({kind}) where certificates are expected: refusing to use this source; keep keys out of trust stores")]
+    #[error(
+        "private key found ({kind}) where certificates are expected: refusing to use this source; keep keys out of trust stores"
+    )]
     PrivateKey {
         /// The PEM label or the DER structure recognised (for example `PRIVATE KEY`, `PKCS#8`).
         kind: String,
     },
     /// A PEM block of a type that is not a certificate (a CRL, a CSR, a public key, ...).
-    #[error("PEM block `{label}` is not a certificate ({hint}); remove it or point at the certificate file")]
+    #[error(
+        "PEM block `{label}` is not a certificate ({hint}); remove it or point at the certificate file"
+    )]
     UnexpectedBlock {
         /// The block's label.
         label: String,
@@ -50,7 +58,9 @@ pub enum DecodeError {
         reason: String,
     },
     /// A certificate's DER is followed by bytes that belong to nothing.
-    #[error("{count} unexpected bytes after the certificate's DER encoding; the file may be corrupt or concatenated DER (use PEM for several certificates)")]
+    #[error(
+        "{count} unexpected bytes after the certificate's DER encoding; the file may be corrupt or concatenated DER (use PEM for several certificates)"
+    )]
     TrailingBytes {
         /// How many bytes follow the certificate.
         count: usize,

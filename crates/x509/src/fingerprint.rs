@@ -58,8 +58,18 @@ macro_rules! fingerprint {
     };
 }
 
-fingerprint!(Sha256Fingerprint, 32, sha2::Sha256, "SHA-256 of a certificate's DER encoding.");
-fingerprint!(Sha1Fingerprint, 20, sha1::Sha1, "SHA-1 of a certificate's DER encoding.");
+fingerprint!(
+    Sha256Fingerprint,
+    32,
+    sha2::Sha256,
+    "SHA-256 of a certificate's DER encoding."
+);
+fingerprint!(
+    Sha1Fingerprint,
+    20,
+    sha1::Sha1,
+    "SHA-1 of a certificate's DER encoding."
+);
 
 #[cfg(test)]
 mod tests {
@@ -73,6 +83,9 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert!(fp.to_string().starts_with("BA:78:16:BF:"));
-        assert_eq!(Sha1Fingerprint::of(b"abc").hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            Sha1Fingerprint::of(b"abc").hex(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 }

@@ -55,7 +55,11 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
         let line = raw_line.trim_end_matches('\r').trim();
         if let Some(label) = begin_label(line) {
             if let Some(o) = open.take() {
-                blocks.push(Block { label: o.label, line: o.line, body: Err(BlockError::Truncated) });
+                blocks.push(Block {
+                    label: o.label,
+                    line: o.line,
+                    body: Err(BlockError::Truncated),
+                });
             }
             open = Some(Open {
                 label: label.to_owned(),
@@ -73,7 +77,11 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
             } else {
                 Err(BlockError::Truncated)
             };
-            blocks.push(Block { label: o.label, line: o.line, body });
+            blocks.push(Block {
+                label: o.label,
+                line: o.line,
+                body,
+            });
             continue;
         }
         // RFC 1421 headers (`Proc-Type:`, `DEK-Info:`) appear only in legacy encrypted keys.
@@ -86,7 +94,11 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
         }
     }
     if let Some(o) = open {
-        blocks.push(Block { label: o.label, line: o.line, body: Err(BlockError::Truncated) });
+        blocks.push(Block {
+            label: o.label,
+            line: o.line,
+            body: Err(BlockError::Truncated),
+        });
     }
     blocks
 }
@@ -106,10 +118,14 @@ fn decode_body(lines: &[(usize, String)], begin_line: usize) -> Result<Vec<u8>, 
             let bad_line = lines
                 .iter()
                 .find(|(_, l)| {
-                    !l.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+                    !l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
                 })
                 .map_or(begin_line, |(n, _)| *n);
-            Err(BlockError::Base64 { line: bad_line, reason: err.to_string() })
+            Err(BlockError::Base64 {
+                line: bad_line,
+                reason: err.to_string(),
+            })
         }
     }
 }

@@ -58,7 +58,9 @@ impl Serialize for SubjectHash {
 pub fn subject_hash_of_name(name_der: &[u8]) -> Result<SubjectHash, String> {
     let canon = canonical_name(name_der)?;
     let digest = Sha1::digest(&canon);
-    Ok(SubjectHash(u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])))
+    Ok(SubjectHash(u32::from_le_bytes([
+        digest[0], digest[1], digest[2], digest[3],
+    ])))
 }
 
 /// The canonical encoding OpenSSL hashes: the RDN SETs concatenated, without the outer SEQUENCE.
@@ -121,7 +123,7 @@ fn to_utf8(value: &Tlv<'_>) -> Result<Option<String>, String> {
             bytes.iter().map(|&b| char::from(b)).collect()
         }
         tag::BMP_STRING => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return Err("BMPString length is not a multiple of 2".into());
             }
             bytes
@@ -131,7 +133,7 @@ fn to_utf8(value: &Tlv<'_>) -> Result<Option<String>, String> {
                 .ok_or("BMPString holds a surrogate code unit")?
         }
         tag::UNIVERSAL_STRING => {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return Err("UniversalString length is not a multiple of 4".into());
             }
             bytes
@@ -150,8 +152,14 @@ fn canonical_text(text: &str) -> Vec<u8> {
     // OpenSSL's ossl_isspace: space, \t, \n, \v, \f, \r; never a byte >= 0x80.
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
     let bytes = text.as_bytes();
-    let start = bytes.iter().position(|&b| !is_space(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|&b| !is_space(b)).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|&b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_space(b))
+        .map_or(start, |i| i + 1);
     let mut out = Vec::with_capacity(end - start);
     let mut in_space = false;
     for &b in &bytes[start..end] {
@@ -172,7 +180,10 @@ fn canonical_text(text: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn name(rdns: &[&[(&[u8], u8, &[u8])]]) -> Vec<u8> {
+    /// (attribute OID content, value tag, value content)
+    type Attr<'a> = (&'a [u8], u8, &'a [u8]);
+
+    fn name(rdns: &[&[Attr<'_>]]) -> Vec<u8> {
         let mut body = Vec::new();
         for rdn in rdns {
             let mut set = Vec::new();
@@ -203,7 +214,14 @@ mod tests {
     fn case_spacing_and_string_type_do_not_change_the_hash() {
         let a = name(&[&[(CN, tag::PRINTABLE_STRING, b"Example  CA ")]]);
         let b = name(&[&[(CN, tag::UTF8_STRING, b"example ca")]]);
-        let c = name(&[&[(CN, tag::BMP_STRING, &[0, b'E', 0, b'x', 0, b'a', 0, b'm', 0, b'p', 0, b'l', 0, b'e', 0, b' ', 0, b'c', 0, b'A'])]]);
+        let c = name(&[&[(
+            CN,
+            tag::BMP_STRING,
+            &[
+                0, b'E', 0, b'x', 0, b'a', 0, b'm', 0, b'p', 0, b'l', 0, b'e', 0, b' ', 0, b'c', 0,
+                b'A',
+            ],
+        )]]);
         let ha = subject_hash_of_name(&a).unwrap();
         assert_eq!(ha, subject_hash_of_name(&b).unwrap());
         assert_eq!(ha, subject_hash_of_name(&c).unwrap());
@@ -215,9 +233,18 @@ mod tests {
     fn multi_valued_rdn_order_does_not_matter() {
         let a = name(&[&[(CN, tag::UTF8_STRING, b"x"), (O, tag::UTF8_STRING, b"y")]]);
         let b = name(&[&[(O, tag::UTF8_STRING, b"y"), (CN, tag::UTF8_STRING, b"x")]]);
-        assert_eq!(subject_hash_of_name(&a).unwrap(), subject_hash_of_name(&b).unwrap());
-        let split = name(&[&[(CN, tag::UTF8_STRING, b"x")], &[(O, tag::UTF8_STRING, b"y")]]);
-        assert_ne!(subject_hash_of_name(&a).unwrap(), subject_hash_of_name(&split).unwrap());
+        assert_eq!(
+            subject_hash_of_name(&a).unwrap(),
+            subject_hash_of_name(&b).unwrap()
+        );
+        let split = name(&[
+            &[(CN, tag::UTF8_STRING, b"x")],
+            &[(O, tag::UTF8_STRING, b"y")],
+        ]);
+        assert_ne!(
+            subject_hash_of_name(&a).unwrap(),
+            subject_hash_of_name(&split).unwrap()
+        );
     }
 
     #[test]
@@ -230,6 +257,9 @@ mod tests {
     #[test]
     fn empty_name_hashes_empty_input() {
         // SHA-1("") = da39a3ee...; OpenSSL reads the first four bytes little-endian.
-        assert_eq!(subject_hash_of_name(&[0x30, 0x00]).unwrap().to_string(), "eea339da");
+        assert_eq!(
+            subject_hash_of_name(&[0x30, 0x00]).unwrap().to_string(),
+            "eea339da"
+        );
     }
 }

@@ -51,6 +51,9 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         assert_eq!(Timestamp::from_unix(0).to_string(), "1970-01-01T00:00:00Z");
-        assert_eq!(Timestamp::from_unix(1_893_456_000).to_string(), "2030-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp::from_unix(1_893_456_000).to_string(),
+            "2030-01-01T00:00:00Z"
+        );
     }
 }

@@ -41,22 +41,37 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
     let span = tracing::info_span!("bundle_build", sources = sources.len());
     let _enter = span.enter();
     let loaded = load(&sources, &args.read.load_options());
-    let policy = Policy { keep_expired: args.keep_expired, strict: args.strict, ..Policy::default() };
+    let policy = Policy {
+        keep_expired: args.keep_expired,
+        strict: args.strict,
+        ..Policy::default()
+    };
     let (bundle, report) = policy.apply(loaded)?;
 
     if let Some(path) = &args.pem {
-        write_pem(&bundle, path, &PemOptions { comments: args.pem_comments })?;
+        write_pem(
+            &bundle,
+            path,
+            &PemOptions {
+                comments: args.pem_comments,
+            },
+        )?;
     }
     let mut dir_entries = None;
     if let Some(dir) = &args.openssl_dir {
-        let options =
-            OpensslDirOptions { layout: args.layout(), bundle_file: args.openssl_dir_bundle.clone() };
+        let options = OpensslDirOptions {
+            layout: args.layout(),
+            bundle_file: args.openssl_dir_bundle.clone(),
+        };
         dir_entries = Some(write_openssl_dir(&bundle, dir, &options)?);
     }
     let to_stdout = args.pem.is_none() && args.openssl_dir.is_none();
 
-    let duplicates =
-        report.findings.iter().filter(|f| matches!(f.kind, FindingKind::Duplicate { .. })).count();
+    let duplicates = report
+        .findings
+        .iter()
+        .filter(|f| matches!(f.kind, FindingKind::Duplicate { .. }))
+        .count();
     let expired_dropped = report
         .findings
         .iter()
@@ -72,7 +87,7 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
                 duplicates,
                 expired_dropped,
                 pem: args.pem.clone(),
-                openssl_dir: args.openssl_dir.clone(),
+                openssl_dir: args.openssl_dir,
                 openssl_dir_entries: dir_entries,
                 problems: report.problems.iter().map(ProblemView::from).collect(),
                 findings: report.findings.clone(),
@@ -91,7 +106,15 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
         _ => {
             warn_all(&report);
             if to_stdout {
-                print!("{}", render_pem(&bundle, &PemOptions { comments: args.pem_comments }));
+                print!(
+                    "{}",
+                    render_pem(
+                        &bundle,
+                        &PemOptions {
+                            comments: args.pem_comments
+                        }
+                    )
+                );
             }
             let line = format!(
                 "anchorage: bundle of {} certificates from {} read ({} duplicates, {} expired dropped, {} problems)",

@@ -15,13 +15,24 @@ struct Inspection {
 }
 
 pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
-    let mut loaded = load(&[Source::Path(args.path.clone())], &args.read.load_options());
+    let mut loaded = load(
+        &[Source::Path(args.path.clone())],
+        &args.read.load_options(),
+    );
     let problems: Vec<ProblemView> = loaded.problems.iter().map(ProblemView::from).collect();
-    let has_key = loaded.problems.iter().any(|p| p.error.private_key_kind().is_some());
+    let has_key = loaded
+        .problems
+        .iter()
+        .any(|p| p.error.private_key_kind().is_some());
     // Inspect lists every certificate, expired ones included; a key is listed as a problem (by
     // location only) rather than stopping the listing.
-    loaded.problems.retain(|p| p.error.private_key_kind().is_none());
-    let policy = Policy { keep_expired: true, ..Policy::default() };
+    loaded
+        .problems
+        .retain(|p| p.error.private_key_kind().is_none());
+    let policy = Policy {
+        keep_expired: true,
+        ..Policy::default()
+    };
     let certificates: Vec<CertificateView> = match policy.apply(loaded) {
         Ok((bundle, report)) => bundle
             .entries()
@@ -43,7 +54,11 @@ pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
         Code::Ok
     };
 
-    let inspection = Inspection { path: args.path.display().to_string(), certificates, problems };
+    let inspection = Inspection {
+        path: args.path.display().to_string(),
+        certificates,
+        problems,
+    };
     match args.output {
         OutputFormat::Json => print_json(&inspection),
         OutputFormat::Text => print_text(&inspection),

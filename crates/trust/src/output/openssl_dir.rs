@@ -63,14 +63,20 @@ impl HashedName {
 pub fn hashed_names(bundle: &Bundle) -> Vec<HashedName> {
     let mut buckets: BTreeMap<SubjectHash, Vec<usize>> = BTreeMap::new();
     for (i, entry) in bundle.entries().iter().enumerate() {
-        buckets.entry(entry.certificate.subject_hash()).or_default().push(i);
+        buckets
+            .entry(entry.certificate.subject_hash())
+            .or_default()
+            .push(i);
     }
     let entries = bundle.entries();
     buckets
         .into_iter()
         .flat_map(|(hash, mut members)| {
             members.sort_by_key(|&i| entries[i].certificate.sha256());
-            members.into_iter().enumerate().map(move |(n, entry)| HashedName { hash, n, entry })
+            members
+                .into_iter()
+                .enumerate()
+                .map(move |(n, entry)| HashedName { hash, n, entry })
         })
         .collect()
 }
@@ -90,7 +96,9 @@ pub fn write_openssl_dir(
         for name in &names {
             let cert = &bundle.entries()[name.entry].certificate;
             match options.layout {
-                DirLayout::Files => write_new(&tmp.join(name.file_name()), cert.to_pem().as_bytes())?,
+                DirLayout::Files => {
+                    write_new(&tmp.join(name.file_name()), cert.to_pem().as_bytes())?
+                }
                 DirLayout::Links => {
                     let target = link_target(cert);
                     write_new(&tmp.join(&target), cert.to_pem().as_bytes())?;
@@ -104,14 +112,20 @@ pub fn write_openssl_dir(
         }
         Ok(())
     };
-    atomic::replace_dir(dir, fill)
-        .map_err(|source| TrustError::Output { path: dir.to_owned(), source })?;
+    atomic::replace_dir(dir, fill).map_err(|source| TrustError::Output {
+        path: dir.to_owned(),
+        source,
+    })?;
     Ok(names.len())
 }
 
 /// Creates a new file inside the private temporary directory. No fsync here: the directory is
 /// synced once as a whole before it is swapped in.
 fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
     file.write_all(contents)
 }

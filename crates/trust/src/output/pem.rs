@@ -20,8 +20,11 @@ pub fn render_pem(bundle: &Bundle, options: &PemOptions) -> String {
     for cert in bundle.certificates() {
         if options.comments {
             // A subject can hold any character: keep the comment on one line.
-            let subject: String =
-                cert.subject().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let subject: String = cert
+                .subject()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             out.push_str("# ");
             out.push_str(&subject);
             out.push_str("\n# SHA-256: ");
@@ -35,6 +38,10 @@ pub fn render_pem(bundle: &Bundle, options: &PemOptions) -> String {
 
 /// Writes the PEM bundle to `path` atomically (mode 0644).
 pub fn write_pem(bundle: &Bundle, path: &Path, options: &PemOptions) -> Result<(), TrustError> {
-    atomic::write_file(path, render_pem(bundle, options).as_bytes())
-        .map_err(|source| TrustError::Output { path: path.to_owned(), source })
+    atomic::write_file(path, render_pem(bundle, options).as_bytes()).map_err(|source| {
+        TrustError::Output {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
