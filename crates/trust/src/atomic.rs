@@ -152,9 +152,43 @@ fn fill_and_swap(
     })?;
     // `tmp` now holds the old contents (a directory, or the symbolic link that was there).
     match fs::symlink_metadata(tmp) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(tmp),
+        Ok(meta) if meta.is_dir() => remove_tree(tmp),
         _ => fs::remove_file(tmp),
     }
+}
+
+/// Removes a directory tree, unlinking the entries of the top directory on all cores: a hashed
+/// directory holds thousands of files and removal is system-call bound.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    let entries: Vec<(PathBuf, bool)> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir()))))
+        .collect::<io::Result<_>>()?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(entries.len().div_ceil(256))
+        .max(1);
+    let chunk = entries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().try_for_each(|(path, is_dir)| {
+                        if *is_dir {
+                            fs::remove_dir_all(path)
+                        } else {
+                            fs::remove_file(path)
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("removal thread panicked")))
+        })
+    })?;
+    fs::remove_dir(dir)
 }
 
 #[cfg(test)]

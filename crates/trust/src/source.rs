@@ -316,8 +316,9 @@ fn load_system(loaded: &mut Loaded) {
 fn load_path(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            let mut visited = HashSet::new();
-            load_dir(path, options, &mut visited, loaded);
+            let mut files = Vec::new();
+            walk_dir(path, options, &mut HashSet::new(), &mut files, loaded);
+            load_files(&files, options, loaded);
         }
         Ok(_) => load_file(path, options, loaded),
         Err(e) => loaded.problem(
@@ -350,10 +351,50 @@ fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
     }
 }
 
-fn load_dir(
+/// Reads and decodes files on all cores, keeping their order in the result. Decoding dominates
+/// the cost of large directories (10,000 CAs), and files are independent.
+fn load_files(files: &[PathBuf], options: &LoadOptions, loaded: &mut Loaded) {
+    const MIN_FILES_PER_THREAD: usize = 64;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(files.len().div_ceil(MIN_FILES_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        files.iter().for_each(|f| load_file(f, options, loaded));
+        return;
+    }
+    let chunk = files.len().div_ceil(threads);
+    let parts: Vec<Loaded> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut partial = Loaded::default();
+                    part.iter()
+                        .for_each(|f| load_file(f, options, &mut partial));
+                    partial
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for part in parts {
+        loaded.certificates.extend(part.certificates);
+        loaded.problems.extend(part.problems);
+        loaded.files_read += part.files_read;
+    }
+}
+
+/// Lists the files of `dir` (recursively, sorted by name, following symbolic links but not
+/// looping) that the name filter accepts.
+fn walk_dir(
     dir: &Path,
     options: &LoadOptions,
     visited: &mut HashSet<(u64, u64)>,
+    files: &mut Vec<PathBuf>,
     loaded: &mut Loaded,
 ) {
     let origin = Origin::path(dir);
@@ -382,17 +423,30 @@ fn load_dir(
             );
         }
     };
-    let mut paths: Vec<(String, PathBuf)> = entries
+    let mut paths: Vec<(String, PathBuf, Option<fs::FileType>)> = entries
         .filter_map(Result::ok)
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .filter(|(name, _)| !name.starts_with('.'))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.path(),
+                e.file_type().ok(),
+            )
+        })
+        .filter(|(name, _, _)| !name.starts_with('.'))
         .collect();
-    paths.sort();
-    for (name, path) in paths {
-        match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => load_dir(&path, options, visited, loaded),
-            Ok(_) if options.name_filter.accepts(&name) => load_file(&path, options, loaded),
-            Ok(_) => loaded.files_skipped += 1,
+    paths.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, path, file_type) in paths {
+        // The directory entry's type is free; only symbolic links (and the rare file system
+        // that does not report types) need a stat to know what they point at.
+        let is_dir = match file_type {
+            Some(t) if t.is_dir() => Ok(true),
+            Some(t) if t.is_file() => Ok(false),
+            _ => fs::metadata(&path).map(|m| m.is_dir()),
+        };
+        match is_dir {
+            Ok(true) => walk_dir(&path, options, visited, files, loaded),
+            Ok(false) if options.name_filter.accepts(&name) => files.push(path),
+            Ok(false) => loaded.files_skipped += 1,
             Err(e) => loaded.problem(
                 Origin::path(&path),
                 LoadError::Io {

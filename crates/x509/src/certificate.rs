@@ -261,7 +261,7 @@ impl Certificate {
             issuer_der: issuer_der.to_vec().into_boxed_slice(),
             subject_hash,
             issuer_hash,
-            serial: cert.raw_serial_as_string(),
+            serial: hex_colon(cert.raw_serial()),
             not_before: Timestamp::from_unix(cert.validity().not_before.timestamp()),
             not_after: Timestamp::from_unix(cert.validity().not_after.timestamp()),
             public_key: public_key_info(cert),
@@ -451,31 +451,59 @@ fn oid_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
         .unwrap_or_else(|_| oid.to_id_string())
 }
 
+/// Colon-separated lower-case hex, as OpenSSL prints serials (x509-parser's own formatter
+/// allocates per byte, which showed in profiles of 10,000-certificate bundles).
+fn hex_colon(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+// OID contents (DER value bytes) of the key algorithms and curves we name.
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const OID_ED448: &[u8] = &[0x2b, 0x65, 0x71];
+const OID_DSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+
 fn public_key_info(cert: &X509Certificate<'_>) -> PublicKeyInfo {
     let spki = cert.public_key();
-    let oid = spki.algorithm.algorithm.to_id_string();
+    let algorithm = &spki.algorithm.algorithm;
     let parsed = spki.parsed();
-    let kind = match oid.as_str() {
-        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => KeyKind::Rsa,
-        "1.2.840.10045.2.1" => {
+    let kind = match algorithm.as_bytes() {
+        OID_RSA | OID_RSA_PSS => KeyKind::Rsa,
+        OID_EC => {
             let curve = spki
                 .algorithm
                 .parameters
                 .as_ref()
                 .and_then(|p| p.as_oid().ok())
-                .map(|c| match c.to_id_string().as_str() {
-                    "1.2.840.10045.3.1.7" => "P-256".to_owned(),
-                    "1.3.132.0.34" => "P-384".to_owned(),
-                    "1.3.132.0.35" => "P-521".to_owned(),
-                    other => other.to_owned(),
+                .map(|c| match c.as_bytes() {
+                    OID_P256 => "P-256".to_owned(),
+                    OID_P384 => "P-384".to_owned(),
+                    OID_P521 => "P-521".to_owned(),
+                    _ => c.to_id_string(),
                 })
                 .unwrap_or_else(|| "unknown curve".to_owned());
             KeyKind::Ec { curve }
         }
-        "1.3.101.112" => KeyKind::Ed25519,
-        "1.3.101.113" => KeyKind::Ed448,
-        "1.2.840.10040.4.1" => KeyKind::Dsa,
-        _ => KeyKind::Other { oid },
+        OID_ED25519 => KeyKind::Ed25519,
+        OID_ED448 => KeyKind::Ed448,
+        OID_DSA => KeyKind::Dsa,
+        _ => KeyKind::Other {
+            oid: algorithm.to_id_string(),
+        },
     };
     let bits = match (&kind, parsed) {
         (KeyKind::Ed25519, _) => Some(256),

@@ -40,11 +40,10 @@ fn end_label(line: &str) -> Option<&str> {
 
 /// Splits PEM text into blocks. Labels are kept exactly as written.
 pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
-    struct Open {
-        label: String,
+    struct Open<'a> {
+        label: &'a str,
         line: usize,
-        body_lines: Vec<(usize, String)>,
-        headers: bool,
+        body_lines: Vec<(usize, &'a str)>,
     }
 
     let text = String::from_utf8_lossy(input);
@@ -56,16 +55,15 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
         if let Some(label) = begin_label(line) {
             if let Some(o) = open.take() {
                 blocks.push(Block {
-                    label: o.label,
+                    label: o.label.to_owned(),
                     line: o.line,
                     body: Err(BlockError::Truncated),
                 });
             }
             open = Some(Open {
-                label: label.to_owned(),
+                label,
                 line: line_no,
-                body_lines: Vec::new(),
-                headers: false,
+                body_lines: Vec::with_capacity(32),
             });
             continue;
         }
@@ -78,7 +76,7 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
                 Err(BlockError::Truncated)
             };
             blocks.push(Block {
-                label: o.label,
+                label: o.label.to_owned(),
                 line: o.line,
                 body,
             });
@@ -86,16 +84,15 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
         }
         // RFC 1421 headers (`Proc-Type:`, `DEK-Info:`) appear only in legacy encrypted keys.
         if line.contains(':') {
-            o.headers = true;
             continue;
         }
         if !line.is_empty() {
-            o.body_lines.push((line_no, line.to_owned()));
+            o.body_lines.push((line_no, line));
         }
     }
     if let Some(o) = open {
         blocks.push(Block {
-            label: o.label,
+            label: o.label.to_owned(),
             line: o.line,
             body: Err(BlockError::Truncated),
         });
@@ -103,9 +100,9 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
     blocks
 }
 
-fn decode_body(lines: &[(usize, String)], begin_line: usize) -> Result<Vec<u8>, BlockError> {
+fn decode_body(lines: &[(usize, &str)], begin_line: usize) -> Result<Vec<u8>, BlockError> {
     let engine = base64::engine::general_purpose::STANDARD;
-    let joined: String = lines.iter().map(|(_, l)| l.as_str()).collect();
+    let joined: String = lines.iter().map(|(_, l)| *l).collect();
     match engine.decode(joined.as_bytes()) {
         Ok(bytes) if bytes.is_empty() => Err(BlockError::Base64 {
             line: begin_line,

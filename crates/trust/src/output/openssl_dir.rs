@@ -92,20 +92,34 @@ pub fn write_openssl_dir(
     options: &OpensslDirOptions,
 ) -> Result<usize, TrustError> {
     let names = hashed_names(bundle);
-    let fill = |tmp: &Path| -> std::io::Result<()> {
-        for name in &names {
-            let cert = &bundle.entries()[name.entry].certificate;
-            match options.layout {
-                DirLayout::Files => {
-                    write_new(&tmp.join(name.file_name()), cert.to_pem().as_bytes())?
-                }
-                DirLayout::Links => {
-                    let target = link_target(cert);
-                    write_new(&tmp.join(&target), cert.to_pem().as_bytes())?;
-                    std::os::unix::fs::symlink(&target, tmp.join(name.file_name()))?;
-                }
+    let write_entry = |tmp: &Path, name: &HashedName| -> std::io::Result<()> {
+        let cert = &bundle.entries()[name.entry].certificate;
+        match options.layout {
+            DirLayout::Files => write_new(&tmp.join(name.file_name()), cert.to_pem().as_bytes()),
+            DirLayout::Links => {
+                let target = link_target(cert);
+                write_new(&tmp.join(&target), cert.to_pem().as_bytes())?;
+                std::os::unix::fs::symlink(&target, tmp.join(name.file_name()))
             }
         }
+    };
+    let fill = |tmp: &Path| -> std::io::Result<()> {
+        // Creating thousands of files is system-call bound: spread it over the cores.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(names.len().div_ceil(256))
+            .max(1);
+        let chunk = names.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().try_for_each(|n| write_entry(tmp, n))))
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
+            })
+        })?;
         if let Some(file) = &options.bundle_file {
             let pem = render_pem(bundle, &PemOptions::default());
             write_new(&tmp.join(file), pem.as_bytes())?;
