@@ -72,7 +72,7 @@ fn unique_suffix() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-/// Writes `contents` to `target` atomically, with mode 0644.
+/// Writes `contents` to `target` atomically, with mode 0644, creating missing parent directories.
 ///
 /// If `target` is a symbolic link, the link itself is replaced by the new file.
 pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
@@ -83,6 +83,7 @@ pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
             "the output path is a directory; give a file name",
         ));
     }
+    fs::create_dir_all(&parent)?;
     remove_stale(&parent, &name);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{}{}-", temp_prefix(&name), std::process::id()))
@@ -99,7 +100,7 @@ pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
 ///
 /// `fill` receives an empty private directory on the same file system; whatever it writes there
 /// becomes `target` in one step. If `fill` fails, nothing changes. `target` must be a directory (or
-/// a symbolic link) if it exists.
+/// a symbolic link) if it exists; missing parent directories are created.
 pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
     let (parent, name) = split(target)?;
     let existing = match fs::symlink_metadata(target) {
@@ -113,6 +114,7 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) ->
             "the output path exists and is a regular file, not a directory",
         ));
     }
+    fs::create_dir_all(&parent)?;
     remove_stale(&parent, &name);
     let tmp = parent.join(format!("{}{}", temp_prefix(&name), unique_suffix()));
     fs::create_dir(&tmp)?;
@@ -194,6 +196,14 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_parents_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(&dir.path().join("a/b/bundle.pem"), b"x").unwrap();
+        replace_dir(&dir.path().join("c/d/certs"), |_| Ok(())).unwrap();
+        assert!(dir.path().join("c/d/certs").is_dir());
+    }
 
     #[test]
     fn file_is_replaced_and_readable() {

@@ -37,7 +37,7 @@ pub enum TrustError {
         problems: usize,
     },
     /// Writing an output failed; the previous output (if any) is still in place.
-    #[error("cannot write {path}; the previous contents are still in place")]
+    #[error("cannot write {path} (any previous output there is unchanged)")]
     Output {
         /// The output path.
         path: PathBuf,

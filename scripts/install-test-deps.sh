@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Install the real peers the tests (and scripts/bench.sh) run against, on Debian 12.
+#
+# Idempotent and quiet: if every binary is already on PATH, apt is not touched at all (saves CI
+# time). Otherwise runs `apt-get update` once and installs the whole set; apt skips what is there.
+# Needs root, or sudo when not root. Java 17 (for the JKS/keytool tests) is assumed present.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+# package -> binaries it provides that the tests use (space separated).
+declare -A provides=(
+    [openssl]="openssl"
+    [curl]="curl"
+    [gnutls-bin]="gnutls-cli certtool"
+    [p11-kit]="p11-kit trust"
+    [ca-certificates]="update-ca-certificates"
+    [python3]="python3"
+    [hyperfine]="hyperfine"
+)
+# Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
+# timing loop), so its absence from the archive is a warning, not a failure.
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 hyperfine)
+optional=(hyperfine)
+
+say() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+have() {
+    # update-ca-certificates lives in /usr/sbin, which is not on a non-root PATH.
+    command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]]
+}
+
+missing=()
+for pkg in "${packages[@]}"; do
+    for bin in ${provides[$pkg]}; do
+        if ! have "$bin"; then
+            missing+=("$pkg")
+            break
+        fi
+    done
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    say "all test peers present; nothing to install"
+    exit 0
+fi
+say "missing: ${missing[*]}"
+
+if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo --non-interactive --preserve-env=DEBIAN_FRONTEND)
+else
+    say "error: need root or sudo to install ${missing[*]}"
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    say "error: apt-get not found; install ${missing[*]} by hand (this script targets Debian 12)"
+    exit 1
+fi
+
+log=$(mktemp -t install-test-deps.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+if ! "${sudo[@]}" apt-get update -qq >"$log" 2>&1; then
+    cat "$log" >&2
+    say "error: apt-get update failed"
+    exit 1
+fi
+
+# Only ask apt for packages the archive actually offers, so one absent optional package does not
+# fail the whole install.
+install=()
+for pkg in "${packages[@]}"; do
+    candidate=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    if [[ -n "$candidate" && "$candidate" != "(none)" ]]; then
+        install+=("$pkg")
+    elif [[ " ${optional[*]} " == *" $pkg "* ]]; then
+        say "warning: package $pkg is not available from apt; skipping it"
+    else
+        say "error: package $pkg is not available from apt (check /etc/apt/sources.list.d)"
+        exit 1
+    fi
+done
+
+if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${install[@]}" >"$log" 2>&1; then
+    cat "$log" >&2
+    say "error: apt-get install failed"
+    exit 1
+fi
+
+for pkg in "${missing[@]}"; do
+    for bin in ${provides[$pkg]}; do
+        if ! have "$bin" && [[ " ${optional[*]} " != *" $pkg "* ]]; then
+            say "error: $bin still missing after installing $pkg"
+            exit 1
+        fi
+    done
+done
+say "installed: ${install[*]}"
