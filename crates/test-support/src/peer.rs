@@ -15,13 +15,19 @@ pub fn in_ci() -> bool {
 /// (`scripts/install-test-deps.sh`).
 pub fn require(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
     });
     match found {
         Some(p) => Some(p),
-        None if in_ci() => panic!("`{name}` is required in CI; install it with scripts/install-test-deps.sh"),
+        None if in_ci() => {
+            panic!("`{name}` is required in CI; install it with scripts/install-test-deps.sh")
+        }
         None => {
-            eprintln!("SKIPPED: `{name}` is not installed (run scripts/install-test-deps.sh); this test did not run");
+            eprintln!(
+                "SKIPPED: `{name}` is not installed (run scripts/install-test-deps.sh); this test did not run"
+            );
             None
         }
     }

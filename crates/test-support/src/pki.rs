@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -42,20 +42,33 @@ fn ca_params(cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) ->
     dn.push(DnType::OrganizationName, "Anchorage Test");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = not_before;
     params.not_after = not_after;
     params
 }
 
-fn finish(params: CertificateParams, key: KeyPair, issuer: Option<&Issuer<'_, &KeyPair>>) -> Issued {
+fn finish(
+    params: CertificateParams,
+    key: KeyPair,
+    issuer: Option<&Issuer<'_, &KeyPair>>,
+) -> Issued {
     let cert = match issuer {
         Some(issuer) => params.signed_by(&key, issuer),
         None => params.self_signed(&key),
     }
     .expect("sign test certificate");
-    Issued { pem: cert.pem(), der: cert.der().to_vec(), key_pem: key.serialize_pem(), params, key }
+    Issued {
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
+        key_pem: key.serialize_pem(),
+        params,
+        key,
+    }
 }
 
 /// A self-signed root CA, valid from an hour ago for ten years, P-256.
@@ -75,7 +88,11 @@ pub fn expired_root_ca(cn: &str) -> Issued {
 /// A CA certificate from explicit params (for awkward names): self-signed with a fresh P-256 key.
 pub fn root_ca_with_name(dn: DistinguishedName) -> Issued {
     let now = OffsetDateTime::now_utc();
-    let mut params = ca_params("unused", now - Duration::hours(1), now + Duration::days(3650));
+    let mut params = ca_params(
+        "unused",
+        now - Duration::hours(1),
+        now + Duration::days(3650),
+    );
     params.distinguished_name = dn;
     finish(params, KeyPair::generate().expect("generate key"), None)
 }
@@ -85,7 +102,11 @@ pub fn intermediate_ca(cn: &str, parent: &Issued) -> Issued {
     let now = OffsetDateTime::now_utc();
     let mut params = ca_params(cn, now - Duration::hours(1), now + Duration::days(1825));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    finish(params, KeyPair::generate().expect("generate key"), Some(&parent.issuer()))
+    finish(
+        params,
+        KeyPair::generate().expect("generate key"),
+        Some(&parent.issuer()),
+    )
 }
 
 /// A server leaf for the given DNS names (and `127.0.0.1`), signed by `parent`.
@@ -93,7 +114,10 @@ pub fn server_leaf(dns_names: &[&str], parent: &Issued) -> Issued {
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, dns_names.first().copied().unwrap_or("localhost"));
+    dn.push(
+        DnType::CommonName,
+        dns_names.first().copied().unwrap_or("localhost"),
+    );
     params.distinguished_name = dn;
     params.subject_alt_names = dns_names
         .iter()
@@ -105,7 +129,11 @@ pub fn server_leaf(dns_names: &[&str], parent: &Issued) -> Issued {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(90);
-    finish(params, KeyPair::generate().expect("generate key"), Some(&parent.issuer()))
+    finish(
+        params,
+        KeyPair::generate().expect("generate key"),
+        Some(&parent.issuer()),
+    )
 }
 
 /// root → intermediate → `localhost` server leaf.
@@ -136,7 +164,11 @@ impl Pki {
         let root = root_ca(&format!("{name} Root CA"));
         let intermediate = intermediate_ca(&format!("{name} Intermediate CA"), &root);
         let leaf = server_leaf(&["localhost"], &intermediate);
-        Self { root, intermediate, leaf }
+        Self {
+            root,
+            intermediate,
+            leaf,
+        }
     }
 
     /// Writes the server's files into `dir`.

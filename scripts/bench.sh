@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `anchorage bundle build` against `update-ca-certificates` and
+# `openssl rehash` on the same certificates, in the same run.
+#
+#   scripts/bench.sh
+#
+# Cases:
+#   a-private-ca   Mozilla roots + the sample private CA in testdata/sample-ca
+#   b-10k-cas      Mozilla roots + 10,000 CAs from `gen-corpus` (BENCH_CORPUS=N to change)
+#
+# Measured per case:
+#   ours     anchorage bundle build <case dir> --mozilla --pem OUT/bundle.pem --openssl-dir OUT/certs
+#   ucc      update-ca-certificates --fresh --sysroot ROOT   (a scratch root holding the same certs)
+#   rehash   openssl rehash DIR                               (the same certs, one per file)
+#
+# "The same certs": the Mozilla set fed to the peers is the one compiled into anchorage (written
+# out once with `--mozilla --pem` and split one certificate per file), so all three do the same
+# work. BENCH_MOZILLA=system uses /usr/share/ca-certificates/mozilla (or the system bundle) instead.
+#
+# Timing uses hyperfine when present (a few runs, outputs reset before each with --prepare),
+# otherwise a bash loop. update-ca-certificates is slow on 10,000 certificates: it runs once or
+# twice there. Peak RSS of our command comes from `/usr/bin/time -v` (package `time` is installed
+# if missing and we may), else from getrusage in python3.
+#
+# Prints a table and writes target/bench/results.json. Everything else lives in a temp dir that
+# is removed on exit (under BENCH_TMPDIR, else TMPDIR, else /tmp). BENCH_NO_HYPERFINE=1 forces the
+# bash timing loop; BENCH_STRICT=1 makes a missed target exit 1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+
+corpus_size=${BENCH_CORPUS:-10000}
+mozilla_from=${BENCH_MOZILLA:-anchorage}
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    say "error: $*"
+    exit 1
+}
+
+# --- build ------------------------------------------------------------------------------------
+say "building release binaries"
+cargo build --release --quiet -p anchorage -p anchorage-test-support
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+anchorage=$target_dir/release/anchorage
+gen_corpus=$target_dir/release/gen-corpus
+[[ -x $anchorage && -x $gen_corpus ]] || die "release binaries missing in $target_dir/release"
+
+ucc=$(command -v update-ca-certificates || echo /usr/sbin/update-ca-certificates)
+[[ -x $ucc ]] || die "update-ca-certificates not found (scripts/install-test-deps.sh installs it)"
+openssl=$(command -v openssl) || die "openssl not found (scripts/install-test-deps.sh installs it)"
+command -v python3 >/dev/null || die "python3 not found (scripts/install-test-deps.sh installs it)"
+
+# --- peak-RSS tool ----------------------------------------------------------------------------
+if [[ ! -x /usr/bin/time ]] && command -v apt-get >/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+        sudo=()
+    else
+        sudo=(sudo --non-interactive)
+    fi
+    say "installing package 'time' for peak RSS"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends time \
+        >/dev/null 2>&1 || say "could not install 'time'; using python3 getrusage"
+fi
+
+# --- scratch space ----------------------------------------------------------------------------
+# All three tools are dominated by file-system metadata work (create, symlink, rename), so where
+# the scratch dir lives matters: BENCH_TMPDIR=/dev/shm measures on tmpfs, away from disk noise.
+work=$(mktemp -d -p "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}" anchorage-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+scratch_fs=$(stat -f -c %T "$work")
+say "scratch: $work ($scratch_fs)"
+# update-ca-certificates and hyperfine make temp files: keep them in our temp dir too.
+export TMPDIR=$work/tmp
+mkdir -p "$TMPDIR" "$work/json"
+
+# Split PEM files into one certificate per file: split_pem OUT_DIR PREFIX FILE...
+split_pem() {
+    local out=$1 prefix=$2
+    shift 2
+    mkdir -p "$out"
+    awk -v out="$out" -v prefix="$prefix" '
+        /-----BEGIN CERTIFICATE-----/ { n++; file = sprintf("%s/%s-%04d.crt", out, prefix, n); keep = 1 }
+        keep { print > file }
+        /-----END CERTIFICATE-----/ { keep = 0; close(file) }
+    ' "$@"
+}
+
+mozilla=$work/mozilla
+case $mozilla_from in
+    anchorage)
+        "$anchorage" bundle build --mozilla --pem "$work/mozilla.pem" >/dev/null 2>&1 ||
+            die "anchorage bundle build --mozilla --pem failed"
+        split_pem "$mozilla" mozilla "$work/mozilla.pem"
+        ;;
+    system)
+        if compgen -G '/usr/share/ca-certificates/mozilla/*.crt' >/dev/null; then
+            mkdir -p "$mozilla"
+            cp /usr/share/ca-certificates/mozilla/*.crt "$mozilla/"
+        elif [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
+            split_pem "$mozilla" mozilla /etc/ssl/certs/ca-certificates.crt
+        else
+            die "no system Mozilla set (install ca-certificates)"
+        fi
+        ;;
+    *) die "BENCH_MOZILLA must be 'anchorage' or 'system'" ;;
+esac
+mozilla_count=$(find "$mozilla" -name '*.crt' | wc -l)
+say "Mozilla set: $mozilla_count certificates (from $mozilla_from)"
+
+# Lay out one case: make_case NAME (the case's own CAs must already be in $work/NAME/input).
+make_case() {
+    local dir=$work/$1
+    # update-ca-certificates --sysroot ROOT prefixes every path it uses with ROOT:
+    #   ROOT/etc/ca-certificates.conf           Mozilla files, relative to ROOT/usr/share/ca-certificates
+    #   ROOT/usr/share/ca-certificates/mozilla  the Mozilla certificates (*.crt)
+    #   ROOT/usr/local/share/ca-certificates    local CAs (*.crt only; searched recursively)
+    #   ROOT/etc/ssl/certs                      output; must exist (the script cd's into it)
+    #   ROOT/etc/ca-certificates/update.d       hooks; left absent, so no Java keystore hook runs
+    local root=$dir/ucc-root
+    mkdir -p "$root/usr/share/ca-certificates/mozilla" "$root/usr/local/share/ca-certificates" \
+        "$root/etc/ssl/certs"
+    cp "$mozilla"/*.crt "$root/usr/share/ca-certificates/mozilla/"
+    (cd "$root/usr/share/ca-certificates" && find mozilla -name '*.crt' | sort) \
+        >"$root/etc/ca-certificates.conf"
+    cp -R "$dir/input/." "$root/usr/local/share/ca-certificates/"
+    # openssl rehash: the same certificates, one per file, in one directory.
+    mkdir -p "$dir/rehash"
+    cp "$mozilla"/*.crt "$dir/rehash/"
+    cp -R "$dir/input/." "$dir/rehash/"
+}
+
+# Time a command: measure CASE TOOL RUNS WARMUP PREPARE -- CMD...
+# Writes $work/json/CASE-TOOL.json (hyperfine's format; the bash loop writes the same fields).
+measure() {
+    local case=$1 tool=$2 runs=$3 warmup=$4 prepare=$5
+    shift 6
+    local json=$work/json/$case-$tool.json
+    say "$case: $tool ($runs runs)"
+    if [[ -z ${BENCH_NO_HYPERFINE:-} ]] && command -v hyperfine >/dev/null; then
+        # --shell=none: no shell start-up in the timings (which matter at a few ms); the prepare
+        # command is then not run by a shell either, so it gets its own bash.
+        hyperfine --style basic --shell=none --runs "$runs" --warmup "$warmup" \
+            --prepare "bash -c $(printf '%q' "$prepare")" --export-json "$json" --command-name "$tool" \
+            "$(printf '%q ' "$@")" >&2
+    else
+        local i t0 t1 times=()
+        for ((i = 0; i < warmup; i++)); do
+            bash -c "$prepare"
+            "$@" >/dev/null 2>&1
+        done
+        for ((i = 0; i < runs; i++)); do
+            bash -c "$prepare"
+            t0=$(date +%s%N)
+            "$@" >/dev/null 2>&1
+            t1=$(date +%s%N)
+            times+=("$(((t1 - t0) / 1000))")
+        done
+        python3 - "$json" "$tool" "${times[@]}" <<'PY'
+import json, statistics, sys
+path, tool, *micros = sys.argv[1:]
+t = [int(m) / 1e6 for m in micros]
+json.dump({"results": [{"command": tool, "times": t, "mean": statistics.mean(t),
+                        "median": statistics.median(t), "min": min(t), "max": max(t),
+                        "stddev": statistics.stdev(t) if len(t) > 1 else None}]},
+          open(path, "w"))
+PY
+    fi
+}
+
+# Peak RSS in KiB of one run of CMD: peak_rss_kib CMD...
+peak_rss_kib() {
+    if [[ -x /usr/bin/time ]]; then
+        /usr/bin/time -v "$@" 2>&1 >/dev/null |
+            awk -F': ' '/Maximum resident set size/ { print $2 }'
+    else
+        python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+    fi
+}
+
+count_pem() { grep -c -- '-----BEGIN CERTIFICATE-----' "$1" || true; }
+count_hashed() { find "$1" -maxdepth 1 -regextype posix-extended -regex '.*/[0-9a-f]{8}\.[0-9]+' | wc -l; }
+
+# Run one case: run_case NAME OURS_RUNS UCC_RUNS REHASH_RUNS
+run_case() {
+    local case=$1 ours_runs=$2 ucc_runs=$3 rehash_runs=$4
+    local dir=$work/$case
+    local out=$dir/out root=$dir/ucc-root
+    local ours=("$anchorage" bundle build "$dir/input" --mozilla --pem "$out/bundle.pem"
+        --openssl-dir "$out/certs")
+
+    measure "$case" ours "$ours_runs" 2 "rm -rf '$out' && mkdir -p '$out'" -- "${ours[@]}"
+    measure "$case" update-ca-certificates "$ucc_runs" 0 \
+        "rm -rf '$root/etc/ssl/certs' && mkdir -p '$root/etc/ssl/certs'" \
+        -- "$ucc" --fresh --sysroot "$root"
+    measure "$case" openssl-rehash "$rehash_runs" 1 "find '$dir/rehash' -type l -delete" \
+        -- "$openssl" rehash "$dir/rehash"
+
+    rm -rf "$out" && mkdir -p "$out"
+    local rss
+    rss=$(peak_rss_kib "${ours[@]}")
+
+    # What each tool produced (from its last run), so the table shows they did the same work.
+    python3 - "$work/json/$case-facts.json" <<PY
+import json, sys
+json.dump({
+    "inputs": $(find "$dir/input" -type f | wc -l),
+    "mozilla": $mozilla_count,
+    "peak_rss_kib": ${rss:-0},
+    "certs": {
+        "ours_pem": $(count_pem "$out/bundle.pem"),
+        "ours_hashed": $(count_hashed "$out/certs"),
+        "update_ca_certificates_pem": $(count_pem "$root/etc/ssl/certs/ca-certificates.crt"),
+        "update_ca_certificates_hashed": $(count_hashed "$root/etc/ssl/certs"),
+        "openssl_rehash_hashed": $(count_hashed "$dir/rehash"),
+    },
+}, open(sys.argv[1], "w"))
+PY
+}
+
+# --- case (a): Mozilla + one private CA -------------------------------------------------------
+mkdir -p "$work/a-private-ca/input"
+cp testdata/sample-ca/anchorage-sample-root.crt "$work/a-private-ca/input/"
+make_case a-private-ca
+run_case a-private-ca 20 5 10
+
+# --- case (b): Mozilla + 10,000 CAs -----------------------------------------------------------
+say "generating $corpus_size CAs"
+"$gen_corpus" --count "$corpus_size" --out "$work/b-10k-cas/input" 2>/dev/null
+make_case b-10k-cas
+run_case b-10k-cas 5 2 3
+
+# --- report -----------------------------------------------------------------------------------
+mkdir -p "$target_dir/bench"
+python3 - "$work/json" "$target_dir/bench/results.json" "$corpus_size" "$mozilla_from" \
+    "$scratch_fs" <<'PY'
+import datetime, json, os, platform, subprocess, sys
+
+json_dir, results_path, corpus_size, mozilla_from, scratch_fs = sys.argv[1:]
+targets = {
+    "a-private-ca": {"vs_update_ca_certificates": 40, "vs_openssl_rehash": 2, "peak_rss_mib": None},
+    "b-10k-cas": {"vs_update_ca_certificates": 100, "vs_openssl_rehash": 5, "peak_rss_mib": 64},
+}
+
+def timing(case, tool):
+    r = json.load(open(os.path.join(json_dir, f"{case}-{tool}.json")))["results"][0]
+    ms = lambda s: None if s is None else round(s * 1000, 3)
+    return {"median_ms": ms(r["median"]), "mean_ms": ms(r["mean"]), "min_ms": ms(r["min"]),
+            "max_ms": ms(r["max"]), "stddev_ms": ms(r.get("stddev")), "runs": len(r["times"])}
+
+def version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+
+cases, missed = [], []
+for case, target in targets.items():
+    facts = json.load(open(os.path.join(json_dir, f"{case}-facts.json")))
+    ours = timing(case, "ours")
+    ucc = timing(case, "update-ca-certificates")
+    rehash = timing(case, "openssl-rehash")
+    ratio_ucc = round(ucc["median_ms"] / ours["median_ms"], 1)
+    ratio_rehash = round(rehash["median_ms"] / ours["median_ms"], 1)
+    rss_mib = round(facts["peak_rss_kib"] / 1024, 1)
+    met = {
+        "vs_update_ca_certificates": ratio_ucc >= target["vs_update_ca_certificates"],
+        "vs_openssl_rehash": ratio_rehash >= target["vs_openssl_rehash"],
+    }
+    if target["peak_rss_mib"] is not None:
+        met["peak_rss_mib"] = rss_mib < target["peak_rss_mib"]
+    missed += [f"{case} {k}" for k, ok in met.items() if not ok]
+    cases.append({"case": case, **facts, "ours": ours, "update_ca_certificates": ucc,
+                  "openssl_rehash": rehash, "ratio_vs_update_ca_certificates": ratio_ucc,
+                  "ratio_vs_openssl_rehash": ratio_rehash, "peak_rss_mib": rss_mib,
+                  "targets": target, "targets_met": met})
+
+results = {
+    "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "host": {"machine": platform.machine(), "kernel": platform.release(),
+             "cpus": os.cpu_count(), "scratch_fs": scratch_fs, "openssl": version(["openssl", "version"]),
+             "ca_certificates": version(["dpkg-query", "-W", "-f=${Version}", "ca-certificates"])},
+    "mozilla_from": mozilla_from, "corpus_size": int(corpus_size),
+    "statistic": "median wall-clock time", "cases": cases, "targets_missed": missed,
+}
+os.makedirs(os.path.dirname(results_path), exist_ok=True)
+with open(results_path, "w") as f:
+    json.dump(results, f, indent=2)
+    f.write("\n")
+
+def mark(ok):
+    return "ok" if ok else "MISSED"
+
+rows = [("case", "certs", "ours ms", "ucc ms", "rehash ms", "x ucc", "x rehash", "peak RSS MiB")]
+for c in cases:
+    rows.append((c["case"], str(c["mozilla"] + c["inputs"]), f'{c["ours"]["median_ms"]:.1f}',
+                 f'{c["update_ca_certificates"]["median_ms"]:.0f}',
+                 f'{c["openssl_rehash"]["median_ms"]:.1f}',
+                 f'{c["ratio_vs_update_ca_certificates"]}', f'{c["ratio_vs_openssl_rehash"]}',
+                 f'{c["peak_rss_mib"]}'))
+widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+print()
+for r in rows:
+    print("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+print()
+print("targets (median times):")
+for c in cases:
+    t, m = c["targets"], c["targets_met"]
+    line = (f'  {c["case"]}: >= {t["vs_update_ca_certificates"]}x vs update-ca-certificates '
+            f'[{mark(m["vs_update_ca_certificates"])}], >= {t["vs_openssl_rehash"]}x vs openssl '
+            f'rehash [{mark(m["vs_openssl_rehash"])}]')
+    if "peak_rss_mib" in m:
+        line += f', peak RSS < {t["peak_rss_mib"]} MiB [{mark(m["peak_rss_mib"])}]'
+    print(line)
+print()
+print("certificates written (ours pem/hashed, update-ca-certificates pem/hashed, rehash hashed):")
+for c in cases:
+    n = c["certs"]
+    print(f'  {c["case"]}: {n["ours_pem"]}/{n["ours_hashed"]}, '
+          f'{n["update_ca_certificates_pem"]}/{n["update_ca_certificates_hashed"]}, '
+          f'{n["openssl_rehash_hashed"]}')
+print(f"\nscratch file system: {scratch_fs}; results: {results_path}")
+PY
+
+if [[ ${BENCH_STRICT:-0} == 1 ]]; then
+    python3 -c 'import json, sys; sys.exit(1 if json.load(open(sys.argv[1]))["targets_missed"] else 0)' \
+        "$target_dir/bench/results.json" || die "targets missed"
+fi
