@@ -119,3 +119,109 @@ pub fn openssl_server(cert: &Path, key: &Path, chain: Option<&Path>) -> Option<R
     }
     panic!("openssl s_server could not start on any free port");
 }
+
+/// How a client run ended: its exit status and what it printed (lossily decoded as UTF-8).
+#[derive(Debug)]
+pub struct ClientRun {
+    /// The exit status.
+    pub status: std::process::ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl ClientRun {
+    /// Standard output then standard error, for matching a message wherever the tool put it.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cmd` to completion with stdin closed (so an interactive client such as `openssl s_client`
+/// or `gnutls-cli` ends after the handshake), capturing stdout and stderr. A client still running
+/// after `timeout` is killed and the test panics with what it printed, so a hung peer cannot hang
+/// the suite.
+pub fn run_client(cmd: &mut Command, timeout: Duration) -> ClientRun {
+    use std::io::Read;
+
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    // Drain both pipes on their own threads so a chatty client cannot block on a full pipe; the
+    // text comes back over a channel so a grandchild that keeps a pipe open cannot block us.
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
+        });
+        rx
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let collect = |rx: std::sync::mpsc::Receiver<String>, deadline: Instant| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        rx.recv_timeout(left).unwrap_or_else(|_| {
+            "<not collected: a process it started still holds the pipe open>".to_owned()
+        })
+    };
+    let start = Instant::now();
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("wait for client") {
+            break (status, false);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            break (child.wait().expect("wait for killed client"), true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let run = ClientRun {
+        status,
+        stdout: collect(stdout, deadline),
+        stderr: collect(stderr, deadline),
+    };
+    assert!(
+        !timed_out,
+        "{cmd:?} was still running after {timeout:?} and was killed\n--- stdout\n{}\n--- stderr\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_client_captures_both_streams_and_the_exit_code() {
+        let run = run_client(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(run.status.code(), Some(3));
+        assert_eq!(
+            (run.stdout.as_str(), run.stderr.as_str()),
+            ("out\n", "err\n")
+        );
+        assert_eq!(run.output(), "out\nerr\n");
+    }
+
+    #[test]
+    #[should_panic(expected = "was still running after")]
+    fn run_client_kills_a_hung_client() {
+        run_client(
+            // Not `exec`: the orphaned `sleep` keeps the pipes open after `sh` is killed.
+            Command::new("sh").args(["-c", "echo started; sleep 5; true"]),
+            Duration::from_millis(300),
+        );
+    }
+}
