@@ -7,13 +7,17 @@
 //!    VisibleString, UniversalString or BMPString is converted to UTF-8 (the one-byte types read as
 //!    Latin-1), leading and trailing ASCII whitespace is removed, inner runs of whitespace become one
 //!    space, ASCII letters are lower-cased (bytes >= 0x80 untouched), and the value is re-tagged as
-//!    UTF8String; values of any other type are kept as they are;
-//! 2. each RDN is encoded as a DER `SET OF` its (canonical) attributes, sorted as DER requires;
+//!    UTF8String; a BIT STRING is re-encoded as OpenSSL decodes it (unused bits cleared); values of
+//!    any other type are kept as they are;
+//! 2. each non-empty RDN is encoded as a DER `SET OF` its (canonical) attributes, sorted as DER
+//!    requires (an empty RDN leaves nothing);
 //! 3. the SETs are concatenated *without* the outer `SEQUENCE` header;
 //! 4. SHA-1 of that, the first four bytes read little-endian.
 //!
-//! The interop tests check this against `openssl x509 -hash` on generated names of every string
-//! type, multi-valued RDNs, e-mail and DC attributes.
+//! `crates/interop-tests/tests/openssl_hash.rs` checks this against `openssl x509 -subject_hash`
+//! on generated names of every string type, multi-valued RDNs, e-mail and DC attributes. (OpenSSL
+//! 3.0 refuses to decode a certificate whose name holds a VisibleString, OCTET STRING, INTEGER and
+//! some other types; we still hash those names.)
 
 use std::fmt;
 
@@ -79,6 +83,11 @@ fn canonical_name(name_der: &[u8]) -> Result<Vec<u8>, String> {
             .into_iter()
             .map(canonical_entry)
             .collect::<Result<Vec<_>, _>>()?;
+        // OpenSSL keeps a name as a list of entries numbered by RDN, so an empty RDN (invalid in
+        // X.501, accepted by OpenSSL) leaves no SET in the canonical encoding.
+        if entries.is_empty() {
+            continue;
+        }
         // DER orders the members of a SET OF by their encodings (OpenSSL's `der_cmp`: bytes first,
         // then the shorter one first).
         entries.sort();
@@ -103,11 +112,33 @@ fn canonical_entry(atv: Tlv<'_>) -> Result<Vec<u8>, String> {
     let mut body = oid.raw.to_vec();
     match to_utf8(value)? {
         Some(text) => der::write(tag::UTF8_STRING, &canonical_text(&text), &mut body),
+        None if value.tag == BIT_STRING => {
+            der::write(BIT_STRING, &canonical_bits(value.content)?, &mut body);
+        }
         None => body.extend_from_slice(value.raw),
     }
     let mut out = Vec::with_capacity(body.len() + 4);
     der::write(tag::SEQUENCE, &body, &mut out);
     Ok(out)
+}
+
+const BIT_STRING: u8 = 0x03;
+
+/// A BIT STRING as OpenSSL re-encodes it after decoding (`c2i`/`i2c_ASN1_BIT_STRING`): the unused
+/// bits of the last byte cleared, and an unused-bit count of 0 when there are no bytes.
+fn canonical_bits(content: &[u8]) -> Result<Vec<u8>, String> {
+    match content {
+        [] => Err("BIT STRING without its unused-bits octet".into()),
+        [unused, ..] if *unused > 7 => Err("BIT STRING with more than 7 unused bits".into()),
+        [_] => Ok(vec![0]),
+        [unused, ..] => {
+            let mut out = content.to_vec();
+            if let Some(last) = out.last_mut() {
+                *last &= 0xff << unused;
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Converts a string value to UTF-8 as `ASN1_STRING_to_UTF8` does; `None` for types OpenSSL does
@@ -252,6 +283,49 @@ mod tests {
         assert!(subject_hash_of_name(&name(&[&[(CN, tag::UTF8_STRING, &[0xff])]])).is_err());
         assert!(subject_hash_of_name(&name(&[&[(CN, tag::BMP_STRING, &[0])]])).is_err());
         assert!(subject_hash_of_name(&[0x31, 0x00]).is_err());
+    }
+
+    #[test]
+    fn empty_rdns_leave_no_trace() {
+        // `openssl x509 -subject_hash` gives eea339da for `SEQUENCE { SET {} }`, and the same hash
+        // with and without an empty RDN between two others (tests/openssl_hash.rs).
+        assert_eq!(
+            subject_hash_of_name(&name(&[&[]])).unwrap().to_string(),
+            "eea339da"
+        );
+        let with_empty = name(&[
+            &[(CN, tag::UTF8_STRING, b"x")],
+            &[],
+            &[(O, tag::UTF8_STRING, b"y")],
+        ]);
+        let without = name(&[
+            &[(CN, tag::UTF8_STRING, b"x")],
+            &[(O, tag::UTF8_STRING, b"y")],
+        ]);
+        assert_eq!(
+            subject_hash_of_name(&with_empty).unwrap(),
+            subject_hash_of_name(&without).unwrap()
+        );
+    }
+
+    #[test]
+    fn bit_strings_are_re_encoded_like_openssl() {
+        const UNIQUE_ID: &[u8] = &[0x55, 0x04, 0x2d];
+        let hash = |bits: &[u8]| subject_hash_of_name(&name(&[&[(UNIQUE_ID, BIT_STRING, bits)]]));
+        // Unused bits are cleared: OpenSSL hashes 4 set padding bits as if they were clear.
+        assert_eq!(
+            hash(&[4, 0xab, 0xcf]).unwrap(),
+            hash(&[4, 0xab, 0xc0]).unwrap()
+        );
+        assert_ne!(
+            hash(&[0, 0xab, 0xcf]).unwrap(),
+            hash(&[0, 0xab, 0xc0]).unwrap()
+        );
+        // No data bytes: the unused-bit count is dropped.
+        assert_eq!(hash(&[5]).unwrap(), hash(&[0]).unwrap());
+        // What OpenSSL cannot decode.
+        assert!(hash(&[]).is_err());
+        assert!(hash(&[8, 0]).is_err());
     }
 
     #[test]
