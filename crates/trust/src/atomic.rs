@@ -152,11 +152,21 @@ fn fill_and_swap(
             io::Error::from(e)
         }
     })?;
-    // `tmp` now holds the old contents (a directory, or the symbolic link that was there).
-    match fs::symlink_metadata(tmp) {
+    // `tmp` now holds the old contents (a directory, or the symbolic link that was there). The new
+    // output is in place, so failing to remove the old one must not report the write as failed
+    // (callers say "the previous output is unchanged" on error); the next run retries.
+    let removed = match fs::symlink_metadata(tmp) {
         Ok(meta) if meta.is_dir() => remove_tree(tmp),
         _ => fs::remove_file(tmp),
+    };
+    if let Err(error) = removed {
+        tracing::warn!(
+            path = %tmp.display(),
+            %error,
+            "the new output is in place but the previous one could not be removed; the next run retries"
+        );
     }
+    Ok(())
 }
 
 /// Removes a directory tree, unlinking the entries of the top directory on all cores: a hashed
@@ -255,6 +265,80 @@ mod tests {
         fs::create_dir(dir.path().join(".certs.anchorage-tmp-0-123")).unwrap();
         replace_dir(&target, |_| Ok(())).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Makes a file impossible to unlink until dropped: immutable (root, on ext4 and the like),
+    /// or else its directory read-only (enough for anyone but root).
+    struct Unremovable {
+        file: PathBuf,
+        immutable: bool,
+    }
+
+    impl Unremovable {
+        fn new(file: &Path) -> Option<Self> {
+            let f = File::open(file).ok()?;
+            let flags = rustix::fs::ioctl_getflags(&f).ok()?;
+            if rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::IMMUTABLE).is_ok() {
+                return Some(Self {
+                    file: file.to_owned(),
+                    immutable: true,
+                });
+            }
+            let parent = file.parent()?;
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o555)).ok()?;
+            let guard = Self {
+                file: file.to_owned(),
+                immutable: false,
+            };
+            // Root ignores permissions: no way to make the file unremovable then.
+            let probe = parent.join("probe");
+            File::create(&probe).is_err().then_some(guard)
+        }
+
+        /// Where the file is now that its directory was swapped out.
+        fn moved_to(&mut self, dir: &Path) {
+            self.file = dir.join(self.file.file_name().unwrap_or_default());
+        }
+    }
+
+    impl Drop for Unremovable {
+        fn drop(&mut self) {
+            if self.immutable {
+                if let Ok(f) = File::open(&self.file) {
+                    let _ = rustix::fs::ioctl_setflags(&f, rustix::fs::IFlags::empty());
+                }
+            } else if let Some(parent) = self.file.parent() {
+                let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
+            }
+        }
+    }
+
+    #[test]
+    fn swapped_directory_counts_as_written_even_if_the_old_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs");
+        replace_dir(&target, |d| fs::File::create(d.join("old")).map(drop)).unwrap();
+        let Some(mut guard) = Unremovable::new(&target.join("old")) else {
+            eprintln!("SKIPPED: cannot make a file unremovable here (root without chattr +i)");
+            return;
+        };
+        let result = replace_dir(&target, |d| fs::File::create(d.join("new")).map(drop));
+        let leftovers: Vec<PathBuf> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p != &target)
+            .collect();
+        if let [old_tree] = leftovers.as_slice() {
+            guard.moved_to(old_tree);
+        }
+        drop(guard);
+        result.expect("the new directory is in place: the write succeeded");
+        assert!(target.join("new").exists() && !target.join("old").exists());
+        // The old tree stays under a temporary name, which the next writer process removes (see
+        // `stale_temporaries_of_dead_writers_are_removed`; this process is alive, so not here).
+        assert_eq!(leftovers.len(), 1);
+        let name = leftovers[0].file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(".certs.anchorage-tmp-"), "{name}");
     }
 
     #[test]
