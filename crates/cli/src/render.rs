@@ -71,11 +71,16 @@ impl From<&SourceProblem> for ProblemView {
 
 /// Prints problems and warning findings on stderr, one line each.
 pub(crate) fn warn_all(report: &Report) {
-    for problem in &report.problems {
-        eprintln!("anchorage: warning: {problem}");
-    }
+    warn_problems(&report.problems);
     for finding in report.findings.iter().filter(|f| f.kind.is_warning()) {
         eprintln!("anchorage: warning: {finding}");
+    }
+}
+
+/// Prints problems on stderr, one line each.
+pub(crate) fn warn_problems(problems: &[SourceProblem]) {
+    for problem in problems {
+        eprintln!("anchorage: warning: {problem}");
     }
 }
 

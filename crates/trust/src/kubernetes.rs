@@ -177,7 +177,7 @@ fn load_object(
                     Err(e) => loaded.problem(
                         key_origin,
                         LoadError::Base64 {
-                            reason: e.to_string(),
+                            reason: describe_base64_error(&e),
                         },
                     ),
                 }
@@ -199,6 +199,31 @@ fn load_object(
                 keys,
             },
         );
+    }
+}
+
+/// The decoder's error in words. Only the character at fault is shown, and only when it is
+/// printable ASCII: nothing else of a Secret's value is echoed.
+fn describe_base64_error(e: &base64::DecodeError) -> String {
+    let character = |byte: u8| {
+        if byte.is_ascii_graphic() {
+            format!(" `{}`", char::from(byte))
+        } else {
+            String::new()
+        }
+    };
+    match *e {
+        base64::DecodeError::InvalidByte(offset, byte) => {
+            format!("invalid character{} at offset {offset}", character(byte))
+        }
+        base64::DecodeError::InvalidLastSymbol(offset, byte) => format!(
+            "the last character{} at offset {offset} does not end a base64 text",
+            character(byte)
+        ),
+        base64::DecodeError::InvalidLength(n) => {
+            format!("{n} base64 characters is not a whole number of bytes")
+        }
+        base64::DecodeError::InvalidPadding => "invalid `=` padding".into(),
     }
 }
 
@@ -228,7 +253,11 @@ mod tests {
         load_manifests(&origin, yaml.as_bytes(), &KeyFilter::default(), &mut loaded);
         assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
         let p = &loaded.problems[0];
-        assert!(matches!(p.error, LoadError::Base64 { .. }));
+        assert!(
+            matches!(&p.error, LoadError::Base64 { reason } if reason == "invalid character `*` at offset 0"),
+            "{:?}",
+            p.error
+        );
         assert_eq!(
             p.origin.to_string(),
             "s.yaml: document 1, Secret ns/ca, data key ca.crt"

@@ -131,11 +131,14 @@ pub enum LoadError {
     },
     /// A directory reached again through a symbolic link.
     #[error(
-        "directory symlink loop: this directory was already read through another path; skipped"
+        "directory symlink loop: this directory was already read through another path, so it was skipped; remove the link if it is not needed"
     )]
     SymlinkLoop,
     /// The YAML could not be parsed.
-    #[error("invalid YAML{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    #[error(
+        "invalid YAML{}: {reason}; fix the manifest (a Kubernetes ConfigMap or Secret is expected here)",
+        line.map(|l| format!(" at line {l}")).unwrap_or_default()
+    )]
     Yaml {
         /// 1-based line, when known.
         line: Option<usize>,

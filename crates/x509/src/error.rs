@@ -8,7 +8,9 @@
 #[non_exhaustive]
 pub enum DecodeError {
     /// The input held nothing but whitespace.
-    #[error("empty input: expected PEM, DER or PKCS#7 certificates")]
+    #[error(
+        "empty input: expected PEM, DER or PKCS#7 certificates; put the certificates in it or remove it"
+    )]
     Empty,
     /// Text with no `-----BEGIN` line, and not DER either.
     #[error(
@@ -17,14 +19,16 @@ pub enum DecodeError {
     NotRecognized,
     /// A `-----BEGIN label-----` with no matching `-----END label-----`.
     #[error(
-        "truncated PEM: `-----BEGIN {label}-----` has no matching `-----END {label}-----`; the file may have been cut short"
+        "truncated PEM: `-----BEGIN {label}-----` has no matching `-----END {label}-----`; the file may have been cut short: copy or export it again"
     )]
     TruncatedPem {
         /// The block's label.
         label: String,
     },
     /// The base64 inside a PEM block is not valid.
-    #[error("bad base64 in PEM block `{label}` (line {line}): {reason}")]
+    #[error(
+        "bad base64 in PEM block `{label}` (line {line}): {reason}; the block is damaged: copy or export it again"
+    )]
     Base64 {
         /// The block's label.
         label: String,
@@ -52,7 +56,9 @@ pub enum DecodeError {
         hint: &'static str,
     },
     /// The DER could not be parsed as an X.509 certificate.
-    #[error("invalid certificate DER: {reason}")]
+    #[error(
+        "invalid certificate DER ({reason}); the data is damaged or not an X.509 certificate: export it again as PEM or DER"
+    )]
     Der {
         /// What the parser said.
         reason: String,

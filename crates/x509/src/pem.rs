@@ -110,20 +110,48 @@ fn decode_body(lines: &[(usize, &str)], begin_line: usize) -> Result<Vec<u8>, Bl
         }),
         Ok(bytes) => Ok(bytes),
         Err(err) => {
-            // Find the first line with a character outside the base64 alphabet, if any, so the
-            // message points at it; otherwise blame the block.
-            let bad_line = lines
-                .iter()
-                .find(|(_, l)| {
-                    !l.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
-                })
-                .map_or(begin_line, |(n, _)| *n);
-            Err(BlockError::Base64 {
-                line: bad_line,
-                reason: err.to_string(),
-            })
+            // The decoder's offset is into the joined body: turn it into the line at fault.
+            let line_of = |offset: usize| {
+                let mut end = 0;
+                lines
+                    .iter()
+                    .find(|(_, l)| {
+                        end += l.len();
+                        offset < end
+                    })
+                    .map_or(begin_line, |(n, _)| *n)
+            };
+            let last_line = lines.last().map_or(begin_line, |(n, _)| *n);
+            let (line, reason) = match err {
+                base64::DecodeError::InvalidByte(offset, byte) => (
+                    line_of(offset),
+                    format!("invalid character {}", describe_byte(byte)),
+                ),
+                base64::DecodeError::InvalidLastSymbol(offset, byte) => (
+                    line_of(offset),
+                    format!(
+                        "the last character {} does not end a base64 text",
+                        describe_byte(byte)
+                    ),
+                ),
+                base64::DecodeError::InvalidLength(n) => (
+                    begin_line,
+                    format!(
+                        "{n} base64 characters is not a whole number of bytes; a line may be missing or cut"
+                    ),
+                ),
+                base64::DecodeError::InvalidPadding => (last_line, "invalid `=` padding".into()),
+            };
+            Err(BlockError::Base64 { line, reason })
         }
+    }
+}
+
+fn describe_byte(byte: u8) -> String {
+    if byte.is_ascii_graphic() {
+        format!("`{}`", char::from(byte))
+    } else {
+        format!("0x{byte:02x}")
     }
 }
 
@@ -148,11 +176,34 @@ mod tests {
         let blocks = scan(text);
         assert_eq!(blocks.len(), 2);
         match &blocks[0].body {
-            Err(BlockError::Base64 { line, .. }) => assert_eq!(*line, 3),
+            Err(BlockError::Base64 { line, reason }) => {
+                assert_eq!(*line, 3);
+                assert_eq!(reason, "invalid character `*`");
+            }
             other => panic!("expected base64 error, got {other:?}"),
         }
         assert_eq!(blocks[1].body, Err(BlockError::Truncated));
         assert_eq!(blocks[1].line, 5);
+    }
+
+    #[test]
+    fn base64_errors_name_the_line_at_fault() {
+        // `=` is in the alphabet, so only the decoder's offset can tell which line holds it.
+        let text = b"-----BEGIN CERTIFICATE-----\nAAEC\nAA=C\nAAEC\n-----END CERTIFICATE-----\n";
+        match &scan(text)[0].body {
+            Err(BlockError::Base64 { line, reason }) => {
+                assert_eq!(*line, 3);
+                assert_eq!(reason, "invalid character `=`");
+            }
+            other => panic!("expected base64 error, got {other:?}"),
+        }
+        let text = b"-----BEGIN CERTIFICATE-----\nAAEC\nA\n-----END CERTIFICATE-----\n";
+        match &scan(text)[0].body {
+            Err(BlockError::Base64 { reason, .. }) => {
+                assert!(reason.contains("a line may be missing"), "{reason}");
+            }
+            other => panic!("expected base64 error, got {other:?}"),
+        }
     }
 
     #[test]

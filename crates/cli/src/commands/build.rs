@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 
 use anchorage_trust::{
-    FindingKind, OpensslDirOptions, PemOptions, Policy, load, render_pem, write_openssl_dir,
-    write_pem,
+    FindingKind, OpensslDirOptions, PemOptions, Policy, TrustError, load, render_pem,
+    write_openssl_dir, write_pem,
 };
 use serde::Serialize;
 
 use crate::args::{BuildArgs, OutputFormat};
 use crate::exit::{Code, Failure};
-use crate::render::{CertificateView, ProblemView, findings_for, print_json, warn_all};
+use crate::render::{
+    CertificateView, ProblemView, findings_for, print_json, warn_all, warn_problems,
+};
 
 #[derive(Serialize)]
 struct Summary {
@@ -46,7 +48,17 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
         strict: args.strict,
         ..Policy::default()
     };
-    let (bundle, report) = policy.apply(loaded)?;
+    // When the policy refuses the whole build, the report is not returned: keep the problems so
+    // the error can be explained (a count alone does not say which source to fix).
+    let problems = loaded.problems.clone();
+    let (bundle, report) = policy.apply(loaded).inspect_err(|e| {
+        if matches!(
+            e,
+            TrustError::NoCertificates { .. } | TrustError::Strict { .. }
+        ) {
+            warn_problems(&problems);
+        }
+    })?;
 
     if let Some(path) = &args.pem {
         write_pem(
