@@ -442,3 +442,81 @@ fn help_has_examples_and_exit_codes() {
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("no sources"));
 }
+
+/// Runs `anchorage` under `umask 077`, as a hardened service account might.
+fn anchorage_umask_077(dir: &Path, args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_anchorage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ANCHORAGE_LOG")
+        .output()
+        .expect("run anchorage")
+}
+
+#[test]
+fn rerun_leaves_identical_outputs_alone_and_a_strict_umask_does_not_narrow_them() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    let f = fixture();
+    let args = [
+        "bundle",
+        "build",
+        "root.crt",
+        "--pem",
+        "out/b.pem",
+        "--openssl-dir",
+        "out/certs",
+    ];
+    let first = anchorage_umask_077(f.dir.path(), &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).contains("wrote out/b.pem"),
+        "{}",
+        stdout(&first)
+    );
+    let out = f.dir.path().join("out");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&out.join("b.pem")),
+        0o644,
+        "PEM readable by every client"
+    );
+    assert_eq!(mode(&out.join("certs")), 0o755);
+    for entry in fs::read_dir(out.join("certs")).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o644, "hashed entry readable");
+    }
+    let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+    let (pem_ino, dir_ino) = (inode(&out.join("b.pem")), inode(&out.join("certs")));
+
+    let mut json_args = args.to_vec();
+    json_args.extend(["--output", "json"]);
+    let again = anchorage_umask_077(f.dir.path(), &json_args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(json["pem_changed"], false);
+    assert_eq!(json["openssl_dir_changed"], false);
+    assert_eq!(inode(&out.join("b.pem")), pem_ino, "PEM not rewritten");
+    assert_eq!(inode(&out.join("certs")), dir_ino, "directory not swapped");
+
+    let text = anchorage(f.dir.path(), &args);
+    assert!(
+        stdout(&text).contains("unchanged out/b.pem"),
+        "{}",
+        stdout(&text)
+    );
+    assert!(stdout(&text).contains("unchanged out/certs (1 hashed entries)"));
+
+    // A new certificate changes both.
+    pki::root_ca("Another Root").write_pem(f.dir.path(), "another.crt");
+    let mut more = args.to_vec();
+    more.insert(3, "another.crt");
+    more.extend(["--output", "json"]);
+    let changed = anchorage(f.dir.path(), &more);
+    let json: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    assert_eq!(json["pem_changed"], true);
+    assert_eq!(json["openssl_dir_changed"], true);
+    assert_eq!(json["openssl_dir_entries"], 2);
+}

@@ -72,6 +72,37 @@ fn unique_suffix() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
+/// Removes temporary entries beside `target` left by killed writers. [`write_file`] and
+/// [`replace_dir`] do this themselves; a writer that leaves an unchanged target alone calls it.
+pub fn remove_stale_beside(target: &Path) {
+    if let Ok((parent, name)) = split(target) {
+        remove_stale(&parent, &name);
+    }
+}
+
+/// Whether `path` is a regular file (not a link) with mode 0644 holding exactly `contents`.
+///
+/// Writers use it to leave an unchanged output alone, so processes watching it (inotify reloaders,
+/// kubelet's ConfigMap sync) are not woken for nothing. Any error reads as "no".
+pub fn file_holds(path: &Path, contents: &[u8]) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !meta.is_file()
+        || meta.permissions().mode() & 0o7777 != PUBLIC_FILE_MODE
+        || meta.len() != contents.len() as u64
+    {
+        return false;
+    }
+    fs::read(path).is_ok_and(|held| held == contents)
+}
+
+/// Whether `path` is a real directory (not a link) with mode 0755.
+pub fn is_public_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == PUBLIC_DIR_MODE)
+}
+
 /// Writes `contents` to `target` atomically, with mode 0644, creating missing parent directories.
 ///
 /// If `target` is a symbolic link, the link itself is replaced by the new file.

@@ -32,6 +32,7 @@ mod source;
 pub use bundle::{Bundle, Entry};
 pub use error::TrustError;
 pub use kubernetes::KeyFilter;
+pub use output::Written;
 pub use output::openssl_dir::{
     DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir,
 };

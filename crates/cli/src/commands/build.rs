@@ -26,7 +26,11 @@ struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     openssl_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pem_changed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     openssl_dir_entries: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openssl_dir_changed: Option<bool>,
     problems: Vec<ProblemView>,
     findings: Vec<anchorage_trust::Finding>,
     bundle: Vec<CertificateView>,
@@ -60,23 +64,26 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
         }
     })?;
 
-    if let Some(path) = &args.pem {
-        write_pem(
+    let pem_written = match &args.pem {
+        Some(path) => Some(write_pem(
             &bundle,
             path,
             &PemOptions {
                 comments: args.pem_comments,
             },
-        )?;
-    }
-    let mut dir_entries = None;
-    if let Some(dir) = &args.openssl_dir {
-        let options = OpensslDirOptions {
-            layout: args.layout(),
-            bundle_file: args.openssl_dir_bundle.clone(),
-        };
-        dir_entries = Some(write_openssl_dir(&bundle, dir, &options)?);
-    }
+        )?),
+        None => None,
+    };
+    let dir_written = match &args.openssl_dir {
+        Some(dir) => {
+            let options = OpensslDirOptions {
+                layout: args.layout(),
+                bundle_file: args.openssl_dir_bundle.clone(),
+            };
+            Some(write_openssl_dir(&bundle, dir, &options)?)
+        }
+        None => None,
+    };
     let to_stdout = args.pem.is_none() && args.openssl_dir.is_none();
 
     let duplicates = report
@@ -100,7 +107,9 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
                 expired_dropped,
                 pem: args.pem.clone(),
                 openssl_dir: args.openssl_dir,
-                openssl_dir_entries: dir_entries,
+                pem_changed: pem_written.map(|w| w.changed),
+                openssl_dir_entries: dir_written.map(|w| w.entries),
+                openssl_dir_changed: dir_written.map(|w| w.changed),
                 problems: report.problems.iter().map(ProblemView::from).collect(),
                 findings: report.findings.clone(),
                 bundle: bundle
@@ -141,14 +150,20 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
                 eprintln!("{line}");
             } else {
                 println!("{line}");
-                if let Some(path) = &args.pem {
-                    println!("wrote {}", path.display());
+                if let (Some(path), Some(w)) = (&args.pem, pem_written) {
+                    println!("{} {}", verb(w.changed), path.display());
                 }
-                if let (Some(dir), Some(n)) = (&args.openssl_dir, dir_entries) {
-                    println!("wrote {} ({n} hashed entries)", dir.display());
+                if let (Some(dir), Some(w)) = (&args.openssl_dir, dir_written) {
+                    let n = w.entries;
+                    println!("{} {} ({n} hashed entries)", verb(w.changed), dir.display());
                 }
             }
         }
     }
     Ok(Code::Ok)
+}
+
+/// How the text summary names what happened to an output.
+fn verb(changed: bool) -> &'static str {
+    if changed { "wrote" } else { "unchanged" }
 }

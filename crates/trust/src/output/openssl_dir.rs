@@ -9,14 +9,15 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
 
 use anchorage_x509::{Certificate, SubjectHash};
 
 use crate::atomic;
 use crate::bundle::Bundle;
 use crate::error::TrustError;
+use crate::output::Written;
 use crate::output::pem::{PemOptions, render_pem};
 
 /// How the `<hash>.<n>` entries are stored.
@@ -85,21 +86,68 @@ fn link_target(cert: &Certificate) -> String {
     format!("{}.pem", cert.sha256().hex())
 }
 
+/// One entry of the directory we are about to write.
+enum Planned<'a> {
+    /// A regular file with these bytes.
+    File(String, Vec<u8>),
+    /// A relative symbolic link to this name.
+    Link(String, &'a str),
+}
+
 /// Writes the hashed directory to `dir`, replacing any previous one atomically.
+///
+/// When `dir` already holds exactly this directory (the same names, bytes, links and modes, and
+/// nothing else) it is left alone and `changed` is `false`.
 pub fn write_openssl_dir(
     bundle: &Bundle,
     dir: &Path,
     options: &OpensslDirOptions,
-) -> Result<usize, TrustError> {
+) -> Result<Written, TrustError> {
     let names = hashed_names(bundle);
-    let write_entry = |tmp: &Path, name: &HashedName| -> std::io::Result<()> {
+    let written = |changed| Written {
+        entries: names.len(),
+        changed,
+    };
+    let targets: Vec<String> = match options.layout {
+        DirLayout::Files => Vec::new(),
+        DirLayout::Links => names
+            .iter()
+            .map(|n| link_target(&bundle.entries()[n.entry].certificate))
+            .collect(),
+    };
+    let bundle_pem = options
+        .bundle_file
+        .as_ref()
+        .map(|file| (file, render_pem(bundle, &PemOptions::default())));
+    let plan = || {
+        let certs = names.iter().enumerate().flat_map(|(i, name)| {
+            let cert = &bundle.entries()[name.entry].certificate;
+            let pem = cert.to_pem().into_bytes();
+            match options.layout {
+                DirLayout::Files => vec![Planned::File(name.file_name(), pem)],
+                DirLayout::Links => vec![
+                    Planned::File(targets[i].clone(), pem),
+                    Planned::Link(name.file_name(), targets[i].as_str()),
+                ],
+            }
+        });
+        let bundle_file = bundle_pem
+            .iter()
+            .map(|(file, pem)| Planned::File((*file).clone(), pem.clone().into_bytes()));
+        certs.chain(bundle_file)
+    };
+    if dir_holds(dir, plan()) {
+        atomic::remove_stale_beside(dir);
+        return Ok(written(false));
+    }
+    let write_entry = |tmp: &Path, name: &HashedName, i: usize| -> std::io::Result<()> {
         let cert = &bundle.entries()[name.entry].certificate;
         match options.layout {
             DirLayout::Files => write_new(&tmp.join(name.file_name()), cert.to_pem().as_bytes()),
             DirLayout::Links => {
-                let target = link_target(cert);
-                write_new(&tmp.join(&target), cert.to_pem().as_bytes())?;
-                std::os::unix::fs::symlink(&target, tmp.join(name.file_name()))
+                let target = &targets[i];
+                write_new(&tmp.join(target), cert.to_pem().as_bytes())?;
+                std::os::unix::fs::symlink(target, tmp.join(name.file_name()))
             }
         }
     };
@@ -113,24 +161,81 @@ pub fn write_openssl_dir(
         std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().try_for_each(|n| write_entry(tmp, n))))
+                .enumerate()
+                .map(|(c, part)| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .try_for_each(|(j, n)| write_entry(tmp, n, c * chunk + j))
+                    })
+                })
                 .collect();
             handles.into_iter().try_for_each(|h| {
                 h.join()
                     .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
             })
         })?;
-        if let Some(file) = &options.bundle_file {
-            let pem = render_pem(bundle, &PemOptions::default());
+        if let Some((file, pem)) = &bundle_pem {
             write_new(&tmp.join(file), pem.as_bytes())?;
         }
-        Ok(())
+        widen_modes(tmp)
     };
     atomic::replace_dir(dir, fill).map_err(|source| TrustError::Output {
         path: dir.to_owned(),
         source,
     })?;
-    Ok(names.len())
+    Ok(written(true))
+}
+
+/// Whether `dir` holds exactly the planned entries and nothing else. Any error reads as "no".
+fn dir_holds<'a>(dir: &Path, plan: impl Iterator<Item = Planned<'a>>) -> bool {
+    if !atomic::is_public_dir(dir) {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let mut present = 0usize;
+    for entry in entries {
+        if entry.is_err() {
+            return false;
+        }
+        present += 1;
+    }
+    let mut planned = 0usize;
+    for entry in plan {
+        planned += 1;
+        let ok = match &entry {
+            Planned::File(name, bytes) => atomic::file_holds(&dir.join(name), bytes),
+            Planned::Link(name, target) => {
+                fs::read_link(dir.join(name)).is_ok_and(|t| t == PathBuf::from(target))
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    // Every planned name exists and names are unique, so equal counts mean nothing else is there.
+    present == planned
+}
+
+/// Gives every file the public mode 0644 when the process umask made them narrower: a trust
+/// store is read by every TLS client on the machine. Costs one `stat` under the usual umask 022.
+fn widen_modes(tmp: &Path) -> std::io::Result<()> {
+    let first_file = fs::read_dir(tmp)?
+        .filter_map(Result::ok)
+        .find(|e| e.file_type().is_ok_and(|t| t.is_file()));
+    match first_file {
+        Some(e) if e.metadata()?.permissions().mode() & 0o777 != 0o644 => {}
+        _ => return Ok(()),
+    }
+    for entry in fs::read_dir(tmp)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates a new file inside the private temporary directory. No fsync here: the directory is
@@ -142,4 +247,94 @@ fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .mode(0o644)
         .open(path)?;
     file.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use anchorage_test_support::pki;
+    use anchorage_x509::Position;
+
+    use super::*;
+    use crate::source::Origin;
+
+    fn bundle(names: &[&str]) -> Bundle {
+        Bundle::new(names.iter().map(|n| {
+            let cert = Certificate::from_der(&pki::root_ca(n).der).unwrap();
+            let origin = Origin {
+                source: "test".into(),
+                detail: None,
+                position: Position::default(),
+            };
+            (cert, origin)
+        }))
+    }
+
+    /// (name, inode, mtime) of every entry, sorted.
+    fn snapshot(dir: &Path) -> Vec<(String, u64, i64)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.path().symlink_metadata().unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    m.ino(),
+                    m.mtime_nsec(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_identical_directory_is_left_alone_and_any_difference_rewrites_it() {
+        for layout in [DirLayout::Files, DirLayout::Links] {
+            let tmp = anchorage_test_support::tempdir().unwrap();
+            let dir = tmp.path().join("certs");
+            let b = bundle(&["Same A", "Same B"]);
+            let options = OpensslDirOptions {
+                layout,
+                bundle_file: Some("ca-certificates.crt".into()),
+            };
+            assert!(write_openssl_dir(&b, &dir, &options).unwrap().changed);
+            let before = snapshot(&dir);
+            let again = write_openssl_dir(&b, &dir, &options).unwrap();
+            assert_eq!((again.changed, again.entries), (false, 2), "{layout:?}");
+            assert_eq!(snapshot(&dir), before, "{layout:?}: nothing touched");
+
+            // Each kind of drift is repaired by a rewrite.
+            let some_file = before
+                .iter()
+                .map(|(n, ..)| dir.join(n))
+                .find(|p| p.symlink_metadata().unwrap().is_file())
+                .unwrap();
+            let drifts: [(&str, &dyn Fn()); 3] = [
+                ("extra file", &|| {
+                    drop(fs::File::create(dir.join("extra")).unwrap());
+                }),
+                ("narrowed mode", &|| {
+                    fs::set_permissions(&some_file, fs::Permissions::from_mode(0o600)).unwrap();
+                }),
+                ("edited file", &|| {
+                    let mut f = fs::OpenOptions::new()
+                        .append(true)
+                        .open(&some_file)
+                        .unwrap();
+                    f.write_all(b"\n").unwrap();
+                }),
+            ];
+            for (what, drift) in drifts {
+                drift();
+                let w = write_openssl_dir(&b, &dir, &options).unwrap();
+                assert!(w.changed, "{layout:?}: {what} must be repaired");
+                assert!(!write_openssl_dir(&b, &dir, &options).unwrap().changed);
+            }
+            // A different bundle is a change.
+            let other = bundle(&["Same A", "Other C"]);
+            assert!(write_openssl_dir(&other, &dir, &options).unwrap().changed);
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::atomic;
 use crate::bundle::Bundle;
 use crate::error::TrustError;
+use crate::output::Written;
 
 /// How to render a PEM bundle.
 #[derive(Clone, Debug, Default)]
@@ -36,12 +37,66 @@ pub fn render_pem(bundle: &Bundle, options: &PemOptions) -> String {
     out
 }
 
-/// Writes the PEM bundle to `path` atomically (mode 0644).
-pub fn write_pem(bundle: &Bundle, path: &Path, options: &PemOptions) -> Result<(), TrustError> {
-    atomic::write_file(path, render_pem(bundle, options).as_bytes()).map_err(|source| {
-        TrustError::Output {
+/// Writes the PEM bundle to `path` atomically (mode 0644), unless `path` already holds exactly
+/// these bytes as a regular file with mode 0644: then it is left alone (`changed: false`).
+pub fn write_pem(
+    bundle: &Bundle,
+    path: &Path,
+    options: &PemOptions,
+) -> Result<Written, TrustError> {
+    let pem = render_pem(bundle, options);
+    let changed = !atomic::file_holds(path, pem.as_bytes());
+    if changed {
+        atomic::write_file(path, pem.as_bytes()).map_err(|source| TrustError::Output {
             path: path.to_owned(),
             source,
-        }
+        })?;
+    } else {
+        atomic::remove_stale_beside(path);
+    }
+    Ok(Written {
+        entries: bundle.len(),
+        changed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    use anchorage_test_support::pki;
+    use anchorage_x509::{Certificate, Position};
+
+    use super::*;
+    use crate::source::Origin;
+
+    #[test]
+    fn an_identical_file_is_left_alone_and_a_narrowed_mode_is_repaired() {
+        let cert = Certificate::from_der(&pki::root_ca("Pem Same").der).unwrap();
+        let origin = Origin {
+            source: "test".into(),
+            detail: None,
+            position: Position::default(),
+        };
+        let b = Bundle::new([(cert, origin)]);
+        let tmp = anchorage_test_support::tempdir().unwrap();
+        let path = tmp.path().join("b.pem");
+        let opts = PemOptions::default();
+        assert!(write_pem(&b, &path, &opts).unwrap().changed);
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        assert!(!write_pem(&b, &path, &opts).unwrap().changed);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "not rewritten"
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(write_pem(&b, &path, &opts).unwrap().changed);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+        // Comments change the bytes.
+        let commented = PemOptions { comments: true };
+        assert!(write_pem(&b, &path, &commented).unwrap().changed);
+    }
 }
