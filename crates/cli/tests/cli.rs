@@ -332,6 +332,19 @@ fn expired_certificates_are_dropped_unless_kept() {
             .unwrap()
             .contains(expired.pem.lines().nth(1).unwrap())
     );
+
+    // Only expired certificates: the error says why nothing is left, and names each one.
+    let out = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "old.crt", "--pem", "k.pem"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("old.crt: line 1: expired on"), "{err}");
+    assert!(
+        err.contains("1 expired certificate(s) dropped (--keep-expired keeps them)"),
+        "{err}"
+    );
 }
 
 #[test]

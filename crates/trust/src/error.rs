@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::policy::Report;
 use crate::source::Origin;
 
 /// Why a bundle could not be built or written. Each variant carries what a fix needs.
@@ -27,14 +28,19 @@ pub enum TrustError {
         count: usize,
         /// The first one, rendered.
         first: String,
+        /// Everything that was reported, so a caller can list it.
+        report: Box<Report>,
     },
     /// Nothing usable was loaded; existing outputs are left untouched.
     #[error(
-        "no usable certificates: {problems} problem(s) reported and nothing left after the policy; existing outputs were left untouched"
+        "no usable certificates: {} problem(s) reported, {} expired certificate(s) dropped{}; existing outputs were left untouched",
+        report.problems.len(),
+        report.expired_dropped(),
+        if report.expired_dropped() > 0 { " (--keep-expired keeps them)" } else { "" }
     )]
     NoCertificates {
-        /// How many load problems were reported.
-        problems: usize,
+        /// Everything that was reported: why nothing was left.
+        report: Box<Report>,
     },
     /// Writing an output failed; the previous output (if any) is still in place.
     #[error("cannot write {path} (any previous output there is unchanged)")]

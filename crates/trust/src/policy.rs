@@ -124,6 +124,14 @@ impl Report {
     pub fn warning_count(&self) -> usize {
         self.problems.len() + self.findings.iter().filter(|f| f.kind.is_warning()).count()
     }
+
+    /// Expired certificates the policy dropped.
+    pub fn expired_dropped(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| matches!(f.kind, FindingKind::Expired { dropped: true, .. }))
+            .count()
+    }
 }
 
 impl Policy {
@@ -205,12 +213,13 @@ impl Policy {
             return Err(TrustError::Strict {
                 count: report.warning_count(),
                 first,
+                report: Box::new(report),
             });
         }
         let bundle = Bundle::new(kept);
         if bundle.is_empty() {
             return Err(TrustError::NoCertificates {
-                problems: report.problems.len(),
+                report: Box::new(report),
             });
         }
         Ok((bundle, report))

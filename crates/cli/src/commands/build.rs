@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use crate::args::{BuildArgs, OutputFormat};
 use crate::exit::{Code, Failure};
-use crate::render::{
-    CertificateView, ProblemView, findings_for, print_json, warn_all, warn_problems,
-};
+use crate::render::{CertificateView, ProblemView, findings_for, print_json, warn_all};
 
 #[derive(Serialize)]
 struct Summary {
@@ -52,16 +50,13 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
         strict: args.strict,
         ..Policy::default()
     };
-    // When the policy refuses the whole build, the report is not returned: keep the problems so
-    // the error can be explained (a count alone does not say which source to fix).
-    let problems = loaded.problems.clone();
-    let (bundle, report) = policy.apply(loaded).inspect_err(|e| {
-        if matches!(
-            e,
-            TrustError::NoCertificates { .. } | TrustError::Strict { .. }
-        ) {
-            warn_problems(&problems);
+    // When the policy refuses the whole build, list what it saw: a count alone does not say
+    // which source to fix.
+    let (bundle, report) = policy.apply(loaded).inspect_err(|e| match e {
+        TrustError::NoCertificates { report } | TrustError::Strict { report, .. } => {
+            warn_all(report);
         }
+        _ => {}
     })?;
 
     let pem_written = match &args.pem {
@@ -91,11 +86,7 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
         .iter()
         .filter(|f| matches!(f.kind, FindingKind::Duplicate { .. }))
         .count();
-    let expired_dropped = report
-        .findings
-        .iter()
-        .filter(|f| matches!(f.kind, FindingKind::Expired { dropped: true, .. }))
-        .count();
+    let expired_dropped = report.expired_dropped();
 
     match args.output {
         OutputFormat::Json if !to_stdout => {
