@@ -188,13 +188,6 @@ fn openssl_req_cases(openssl: &Path, dir: &Path) -> Vec<Case> {
     cases
 }
 
-/// Names OpenSSL hashes but our certificate decoder refuses. x509-parser, which finds the subject
-/// in the certificate for us, stops at an empty RDN (X.501 forbids them) and hands back a `Name`
-/// slice cut short, so the certificate is refused as undecodable: a visible refusal, never a wrong
-/// hash. The bare `Name` still has to hash as OpenSSL hashes it.
-const REFUSED_BY_OUR_DECODER: &[&str] =
-    &["hand-built: empty rdn", "hand-built: empty rdn between two"];
-
 #[test]
 fn subject_hash_equals_openssl_x509_subject_hash() {
     let Some(openssl) = peer::require("openssl") else {
@@ -231,12 +224,6 @@ fn subject_hash_equals_openssl_x509_subject_hash() {
         }
         match (&theirs, &ours) {
             (Outcome::Hash(t), Outcome::Hash(o)) if t == o => compared += 1,
-            (Outcome::Hash(t), Outcome::Refused(_))
-                if REFUSED_BY_OUR_DECODER.contains(&case.label.as_str())
-                    && bare.as_ref().is_some_and(|b| b.as_ref() == Ok(t)) =>
-            {
-                compared += 1;
-            }
             (Outcome::Refused(why), ours) => {
                 refused_by_openssl.push(format!("{}: openssl: {why}; ours: {ours:?}", case.label));
             }

@@ -186,8 +186,10 @@ impl Certificate {
     }
 
     fn from_parsed(der: &[u8], cert: &X509Certificate<'_>) -> Result<Self, DecodeError> {
-        let subject_der = cert.subject().as_raw();
-        let issuer_der = cert.issuer().as_raw();
+        // The names' bytes come from our own walk of the TBSCertificate: x509-parser cuts a name
+        // short at an empty RDN (`SET {}`), which OpenSSL hashes (and skips) like any other.
+        let (issuer_der, subject_der) =
+            raw_names(der).unwrap_or_else(|| (cert.issuer().as_raw(), cert.subject().as_raw()));
         let subject_hash = subject_hash_of_name(subject_der)
             .map_err(|reason| DecodeError::SubjectHash { reason })?;
         let issuer_hash =
@@ -443,6 +445,20 @@ fn convert_name(name: &GeneralName<'_>) -> SubjectAltName {
         },
         other => SubjectAltName::Other(other.to_string()),
     }
+}
+
+/// The raw `issuer` and `subject` Names of a DER certificate:
+/// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+/// signature, issuer, validity, subject, … }, … }`.
+fn raw_names(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (cert, _) = crate::der::read(der).ok()?;
+    let (tbs, _) = crate::der::read(cert.content).ok()?;
+    let fields = crate::der::children(tbs.content).ok()?;
+    let skip = usize::from(fields.first()?.tag == 0xa0); // explicit [0] version
+    let issuer = fields.get(skip + 2)?;
+    let subject = fields.get(skip + 4)?;
+    (issuer.tag == crate::der::tag::SEQUENCE && subject.tag == crate::der::tag::SEQUENCE)
+        .then_some((issuer.raw, subject.raw))
 }
 
 fn oid_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
