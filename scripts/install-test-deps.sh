@@ -15,11 +15,12 @@ declare -A provides=(
     [p11-kit]="p11-kit trust"
     [ca-certificates]="update-ca-certificates"
     [python3]="python3"
+    [nodejs]="node"
     [hyperfine]="hyperfine"
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.
-packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 hyperfine)
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs hyperfine)
 optional=(hyperfine)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }

@@ -390,3 +390,40 @@ fn python_ssl_verifies_with_cafile_and_capath() {
         cmd
     });
 }
+
+/// Node.js client: connects with default verification (`rejectUnauthorized`), SNI and hostname
+/// check for `localhost`; exits 0 only after a verified handshake.
+const NODE_CLIENT: &str = r#"
+const tls = require('tls');
+const port = Number(process.argv[1]);
+const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost' }, () => {
+  console.log(`verified ${socket.getProtocol()} authorized=${socket.authorized}`);
+  socket.end();
+  process.exit(socket.authorized ? 0 : 3);
+});
+socket.on('error', (e) => { console.error(`node tls error ${e.code}: ${e.message}`); process.exit(1); });
+"#;
+
+#[test]
+fn node_verifies_with_node_extra_ca_certs() {
+    let Some(node) = peer::require("node") else {
+        return;
+    };
+    let Some(fx) = Fixture::start() else {
+        return;
+    };
+    let port = fx.server.port();
+    let expect = Expect::new(
+        &["verified TLSv1.3 authorized=true"],
+        &["node tls error UNABLE_TO_GET_ISSUER_CERT_LOCALLY"],
+    );
+    // Node reads only a PEM file here; it adds it to its own compiled-in roots.
+    fx.check("node", &[Store::Pem], &expect, |_, path| {
+        let mut cmd = Command::new(&node);
+        cmd.env_remove("NODE_OPTIONS") // could carry --use-openssl-ca / --use-system-ca
+            .env("NODE_EXTRA_CA_CERTS", path)
+            .args(["-e", NODE_CLIENT, "--"])
+            .arg(port.to_string());
+        cmd
+    });
+}
