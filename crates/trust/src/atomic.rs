@@ -106,6 +106,9 @@ pub fn is_public_dir(path: &Path) -> bool {
 /// Writes `contents` to `target` atomically, with mode 0644, creating missing parent directories.
 ///
 /// If `target` is a symbolic link, the link itself is replaced by the new file.
+///
+/// A target that is (or links to) a device, FIFO or socket, such as `/dev/stdout` or `/dev/null`,
+/// is not a store to swap: the bytes are written straight to it, and it is never replaced.
 pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
     let (parent, name) = split(target)?;
     if target.is_dir() {
@@ -113,6 +116,12 @@ pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
             io::ErrorKind::IsADirectory,
             "the output path is a directory; give a file name",
         ));
+    }
+    if fs::metadata(target).is_ok_and(|m| !m.is_file()) {
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(target)?
+            .write_all(contents);
     }
     fs::create_dir_all(&parent)?;
     remove_stale(&parent, &name);
@@ -139,10 +148,13 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) ->
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    if existing.as_ref().is_some_and(fs::Metadata::is_file) {
+    if existing
+        .as_ref()
+        .is_some_and(|m| !m.is_dir() && !m.file_type().is_symlink())
+    {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            "the output path exists and is a regular file, not a directory",
+            "the output path exists and is not a directory",
         ));
     }
     fs::create_dir_all(&parent)?;
@@ -244,6 +256,33 @@ mod tests {
         write_file(&dir.path().join("a/b/bundle.pem"), b"x").unwrap();
         replace_dir(&dir.path().join("c/d/certs"), |_| Ok(())).unwrap();
         assert!(dir.path().join("c/d/certs").is_dir());
+    }
+
+    #[test]
+    fn a_device_or_fifo_is_written_through_never_replaced() {
+        use std::os::unix::fs::FileTypeExt as _;
+        // A FIFO stands for every non-file target: testing on /dev/null itself would break the
+        // machine if this regressed.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write_file(&fifo, b"through the pipe").unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        // Nor is such a target ever swapped for a directory.
+        assert!(replace_dir(&fifo, |_| Ok(())).is_err());
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     }
 
     #[test]
