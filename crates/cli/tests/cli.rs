@@ -527,9 +527,13 @@ fn rerun_leaves_identical_outputs_alone_and_a_strict_umask_does_not_narrow_them(
     let mut more = args.to_vec();
     more.insert(3, "another.crt");
     more.extend(["--output", "json"]);
-    let changed = anchorage(f.dir.path(), &more);
+    let changed = anchorage_umask_077(f.dir.path(), &more);
     let json: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
     assert_eq!(json["pem_changed"], true);
     assert_eq!(json["openssl_dir_changed"], true);
     assert_eq!(json["openssl_dir_entries"], 2);
+    // The kept entry was linked from the old directory, the new one written: both public.
+    for entry in fs::read_dir(out.join("certs")).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o644, "hashed entry readable");
+    }
 }

@@ -7,12 +7,13 @@
 //! directory yields exactly our links.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write as _;
+use std::fs::{self, File};
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anchorage_x509::{Certificate, SubjectHash};
+use rustix::fs::AtFlags;
 
 use crate::atomic;
 use crate::bundle::Bundle;
@@ -140,13 +141,31 @@ pub fn write_openssl_dir(
         atomic::remove_stale_beside(dir);
         return Ok(written(false));
     }
+    // A changed directory usually keeps most of its certificates: those are hard-linked from the
+    // live directory instead of being written again (no new inode, no data to write or sync,
+    // which is most of the cost on a disk). The live directory is opened once and every lookup is
+    // made relative to that handle, so a concurrent swap cannot slip other bytes in.
+    let live = atomic::is_public_dir(dir)
+        .then(|| File::open(dir).ok())
+        .flatten();
+    let chmod = umask_narrows_public_files();
+    let place = |tmp: &Path, name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let dest = tmp.join(name);
+        if let Some(live) = &live
+            && holds_at(live, name, bytes)
+            && rustix::fs::linkat(live, name, rustix::fs::CWD, &dest, AtFlags::empty()).is_ok()
+        {
+            return Ok(());
+        }
+        write_new(&dest, bytes, chmod)
+    };
     let write_entry = |tmp: &Path, name: &HashedName, i: usize| -> std::io::Result<()> {
         let cert = &bundle.entries()[name.entry].certificate;
         match options.layout {
-            DirLayout::Files => write_new(&tmp.join(name.file_name()), cert.to_pem().as_bytes()),
+            DirLayout::Files => place(tmp, &name.file_name(), cert.to_pem().as_bytes()),
             DirLayout::Links => {
                 let target = &targets[i];
-                write_new(&tmp.join(target), cert.to_pem().as_bytes())?;
+                place(tmp, target, cert.to_pem().as_bytes())?;
                 std::os::unix::fs::symlink(target, tmp.join(name.file_name()))
             }
         }
@@ -176,9 +195,9 @@ pub fn write_openssl_dir(
             })
         })?;
         if let Some((file, pem)) = &bundle_pem {
-            write_new(&tmp.join(file), pem.as_bytes())?;
+            write_new(&tmp.join(file), pem.as_bytes(), chmod)?;
         }
-        widen_modes(tmp)
+        Ok(())
     };
     atomic::replace_dir(dir, fill).map_err(|source| TrustError::Output {
         path: dir.to_owned(),
@@ -219,33 +238,53 @@ fn dir_holds<'a>(dir: &Path, plan: impl Iterator<Item = Planned<'a>>) -> bool {
     present == planned
 }
 
-/// Gives every file the public mode 0644 when the process umask made them narrower: a trust
-/// store is read by every TLS client on the machine. Costs one `stat` under the usual umask 022.
-fn widen_modes(tmp: &Path) -> std::io::Result<()> {
-    let first_file = fs::read_dir(tmp)?
-        .filter_map(Result::ok)
-        .find(|e| e.file_type().is_ok_and(|t| t.is_file()));
-    match first_file {
-        Some(e) if e.metadata()?.permissions().mode() & 0o777 != 0o644 => {}
-        _ => return Ok(()),
+/// Whether `name` inside the open directory `dir` is a regular file with mode 0644 holding
+/// exactly `bytes` (links are not followed). Any error reads as "no".
+fn holds_at(dir: &File, name: &str, bytes: &[u8]) -> bool {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let Ok(stat) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return false;
+    };
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
+        || Mode::from_raw_mode(stat.st_mode).bits() & 0o7777 != 0o644
+        || u64::try_from(stat.st_size).ok() != Some(bytes.len() as u64)
+    {
+        return false;
     }
-    for entry in fs::read_dir(tmp)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
-        }
-    }
-    Ok(())
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let mut held = Vec::with_capacity(bytes.len());
+    File::from(fd).read_to_end(&mut held).is_ok() && held == bytes
 }
 
-/// Creates a new file inside the private temporary directory. No fsync here: the directory is
-/// synced once as a whole before it is swapped in.
-fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// Whether the process umask would take bits off mode 0644. Read from `/proc/self/status`
+/// (Linux 4.7+) because `umask(2)` can only be read by setting it, which races with other
+/// threads; when it cannot be read, assume it does.
+fn umask_narrows_public_files() -> bool {
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .is_none_or(|umask| umask & 0o644 != 0)
+}
+
+/// Creates a new file inside the private temporary directory, mode 0644 whatever the umask
+/// (`chmod`: the umask narrows it, so set it explicitly; a trust store is read by every client).
+/// No fsync here: the directory is synced once as a whole before it is swapped in.
+fn write_new(path: &Path, contents: &[u8], chmod: bool) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
         .open(path)?;
+    if chmod {
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     file.write_all(contents)
 }
 
@@ -332,9 +371,31 @@ mod tests {
                 assert!(w.changed, "{layout:?}: {what} must be repaired");
                 assert!(!write_openssl_dir(&b, &dir, &options).unwrap().changed);
             }
-            // A different bundle is a change.
-            let other = bundle(&["Same A", "Other C"]);
-            assert!(write_openssl_dir(&other, &dir, &options).unwrap().changed);
+            // A different bundle is a change; what it keeps is linked from the old directory.
+            let kept: Vec<_> = snapshot(&dir)
+                .into_iter()
+                .filter(|(n, ..)| dir.join(n).symlink_metadata().unwrap().is_file())
+                .filter(|(n, ..)| n != "ca-certificates.crt")
+                .collect();
+            let mut more = b
+                .entries()
+                .iter()
+                .map(|e| e.certificate.clone())
+                .collect::<Vec<_>>();
+            more.push(Certificate::from_der(&pki::root_ca("Added C").der).unwrap());
+            let origin = || Origin {
+                source: "test".into(),
+                detail: None,
+                position: Position::default(),
+            };
+            let bigger = Bundle::new(more.into_iter().map(|c| (c, origin())));
+            let w = write_openssl_dir(&bigger, &dir, &options).unwrap();
+            assert_eq!((w.changed, w.entries), (true, 3));
+            for (name, ino, _) in &kept {
+                let meta = dir.join(name).symlink_metadata().unwrap();
+                assert_eq!(meta.ino(), *ino, "{layout:?}: {name} reused, not rewritten");
+            }
+            assert!(!write_openssl_dir(&bigger, &dir, &options).unwrap().changed);
         }
     }
 }
