@@ -123,10 +123,24 @@ fn decode_block(block: pem::Block, out: &mut Decoded) {
     };
     let label = block.label.as_str();
     // Refuse keys before looking at the body: even a truncated key block is a key.
-    if label.contains("PRIVATE KEY") {
-        let error = DecodeError::PrivateKey {
-            kind: label.to_owned(),
+    if pem::is_private_key_label(label)
+        || matches!(
+            block.body,
+            Err(BlockError::MalformedBegin { private_key: true })
+        )
+    {
+        // A fixed description, never input text: a label is checked, but stay safe.
+        let kind = match label {
+            "PRIVATE KEY"
+            | "RSA PRIVATE KEY"
+            | "EC PRIVATE KEY"
+            | "DSA PRIVATE KEY"
+            | "ENCRYPTED PRIVATE KEY"
+            | "OPENSSH PRIVATE KEY" => label,
+            "" => "PEM private key on a malformed line",
+            _ => "PEM private key",
         };
+        let error = DecodeError::PrivateKey { kind: kind.into() };
         out.problems.push(Problem { position, error });
         return;
     }
@@ -136,6 +150,11 @@ fn decode_block(block: pem::Block, out: &mut Decoded) {
             let error = DecodeError::TruncatedPem {
                 label: label.to_owned(),
             };
+            out.problems.push(Problem { position, error });
+            return;
+        }
+        Err(BlockError::MalformedBegin { .. }) => {
+            let error = DecodeError::MalformedPem;
             out.problems.push(Problem { position, error });
             return;
         }
@@ -322,5 +341,51 @@ fn private_key_kind(input: &[u8]) -> Option<&'static str> {
                 .then_some("encrypted PKCS#8")
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_and_key_pem() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["decode.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_folded_onto_one_line_is_refused_and_never_echoed() {
+        let (cert, key) = cert_and_key_pem();
+        let one_line = key.lines().collect::<Vec<_>>().join(" ");
+        let input = format!("{cert}{one_line}\n");
+        let decoded = decode(input.as_bytes());
+        assert_eq!(decoded.certificates.len(), 1);
+        let problem = decoded.problems.first().expect("the key is reported");
+        assert!(problem.error.is_private_key(), "{:?}", problem.error);
+        let shown = format!("{} {:?}", problem.error, problem.error);
+        let secret = key.lines().nth(1).unwrap();
+        assert!(!shown.contains(&secret[..20]), "key material in: {shown}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_certificate() {
+        let (cert, _) = cert_and_key_pem();
+        let decoded = decode(format!("\u{feff}{cert}").as_bytes());
+        assert_eq!(decoded.certificates.len(), 1, "{:?}", decoded.problems);
+        assert!(decoded.problems.is_empty());
+    }
+
+    #[test]
+    fn a_begin_line_that_cannot_be_read_is_reported_not_skipped() {
+        let (cert, _) = cert_and_key_pem();
+        let glued = format!("# bundle\nsubject=x {cert}");
+        let decoded = decode(glued.as_bytes());
+        let errors: Vec<_> = decoded.problems.iter().map(|p| &p.error).collect();
+        assert!(errors.contains(&&DecodeError::MalformedPem), "{errors:?}");
+        assert_eq!(decoded.problems[0].position.line, Some(2));
     }
 }

@@ -45,6 +45,12 @@ pub enum DecodeError {
         /// The PEM label or the DER structure recognised (for example `PRIVATE KEY`, `PKCS#8`).
         kind: String,
     },
+    /// A line that holds `-----BEGIN` but is not a well-formed BEGIN line on its own (a one-line
+    /// PEM, a BEGIN in the middle of a line, a malformed label). Never carries the line itself.
+    #[error(
+        "malformed PEM: this line holds `-----BEGIN` but is not a `-----BEGIN LABEL-----` line on its own (a PEM folded onto one line?); put the BEGIN line, the base64 lines and the END line on separate lines"
+    )]
+    MalformedPem,
     /// A PEM block of a type that is not a certificate (a CRL, a CSR, a public key, ...).
     #[error(
         "PEM block `{label}` is not a certificate ({hint}); remove it or point at the certificate file"

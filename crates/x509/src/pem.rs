@@ -13,6 +13,7 @@ pub(crate) struct Block {
     pub(crate) label: String,
     /// 1-based line of the BEGIN line.
     pub(crate) line: usize,
+    /// The decoded body; empty for a private-key block, whose body is never decoded.
     pub(crate) body: Result<Vec<u8>, BlockError>,
 }
 
@@ -23,6 +24,9 @@ pub(crate) enum BlockError {
     Truncated,
     /// Base64 that does not decode; `line` is the first content line at fault, when known.
     Base64 { line: usize, reason: String },
+    /// A line holding `-----BEGIN` that is not a BEGIN line on its own; `private_key` when it
+    /// also mentions a private key (then the source must be refused, not merely reported).
+    MalformedBegin { private_key: bool },
 }
 
 /// True when the input looks like PEM text (has a BEGIN line).
@@ -30,12 +34,38 @@ pub(crate) fn looks_like_pem(input: &[u8]) -> bool {
     input.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
+/// An RFC 7468 label: printable ASCII other than `-`, with single `-` or spaces between them, and
+/// short. Anything else (a whole one-line PEM, base64 included) is not a label: it must never be
+/// carried into a message as if it were one.
+fn valid_label(label: &str) -> bool {
+    const MAX_LABEL: usize = 64;
+    let bytes = label.as_bytes();
+    let labelchar = |b: u8| (0x21..=0x7e).contains(&b) && b != b'-';
+    !bytes.is_empty()
+        && bytes.len() <= MAX_LABEL
+        && labelchar(bytes[0])
+        && labelchar(bytes[bytes.len() - 1])
+        && bytes
+            .iter()
+            .all(|&b| labelchar(b) || b == b'-' || b == b' ')
+        && !bytes
+            .windows(2)
+            .any(|w| !labelchar(w[0]) && !labelchar(w[1]))
+}
+
 fn begin_label(line: &str) -> Option<&str> {
-    line.strip_prefix("-----BEGIN ")?.strip_suffix("-----")
+    let label = line.strip_prefix("-----BEGIN ")?.strip_suffix("-----")?;
+    valid_label(label).then_some(label)
 }
 
 fn end_label(line: &str) -> Option<&str> {
-    line.strip_prefix("-----END ")?.strip_suffix("-----")
+    let label = line.strip_prefix("-----END ")?.strip_suffix("-----")?;
+    valid_label(label).then_some(label)
+}
+
+/// Whether a block with this label holds key material: its body is never decoded.
+pub(crate) fn is_private_key_label(label: &str) -> bool {
+    label.contains("PRIVATE KEY")
 }
 
 /// Splits PEM text into blocks. Labels are kept exactly as written.
@@ -47,6 +77,8 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
     }
 
     let text = String::from_utf8_lossy(input);
+    // Windows tools write a UTF-8 byte-order mark before the first BEGIN line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut blocks = Vec::new();
     let mut open: Option<Open> = None;
     for (index, raw_line) in text.split('\n').enumerate() {
@@ -67,10 +99,23 @@ pub(crate) fn scan(input: &[u8]) -> Vec<Block> {
             });
             continue;
         }
+        if line.contains("-----BEGIN") {
+            // A BEGIN we could not read must not be skipped silently: its block would vanish.
+            blocks.push(Block {
+                label: String::new(),
+                line: line_no,
+                body: Err(BlockError::MalformedBegin {
+                    private_key: line.contains("PRIVATE KEY"),
+                }),
+            });
+            continue;
+        }
         let Some(o) = open.as_mut() else { continue };
         if let Some(label) = end_label(line) {
             let o = open.take().expect("checked above");
-            let body = if label == o.label {
+            let body = if label == o.label && is_private_key_label(label) {
+                Ok(Vec::new()) // refused by label; key material is never decoded
+            } else if label == o.label {
                 decode_body(&o.body_lines, o.line)
             } else {
                 Err(BlockError::Truncated)
