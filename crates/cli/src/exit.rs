@@ -57,6 +57,24 @@ impl From<anchorage_trust::TrustError> for Failure {
             message.push_str(&s.to_string());
             source = s.source();
         }
+        // What to do about the usual OS refusals of an atomic swap.
+        if let E::Output { source, .. } = &e {
+            let hint = match source.kind() {
+                std::io::ErrorKind::CrossesDevices | std::io::ErrorKind::ResourceBusy => Some(
+                    "the target is a mount point (a volume or bind mount), which cannot be swapped: write to a path inside the mounted directory instead",
+                ),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    Some(
+                        "the target's parent directory must be writable: the new output is created beside it and swapped in",
+                    )
+                }
+                _ => None,
+            };
+            if let Some(hint) = hint {
+                message.push_str("; ");
+                message.push_str(hint);
+            }
+        }
         Self { code, message }
     }
 }

@@ -537,3 +537,70 @@ fn rerun_leaves_identical_outputs_alone_and_a_strict_umask_does_not_narrow_them(
         assert_eq!(mode(&entry.unwrap().path()), 0o644, "hashed entry readable");
     }
 }
+
+#[test]
+fn a_failed_build_still_prints_json_and_names_what_was_skipped() {
+    let f = fixture();
+    pki::expired_root_ca("Old Json Root").write_pem(f.dir.path(), "old.crt");
+    let out = anchorage(
+        f.dir.path(),
+        &[
+            "bundle", "build", "old.crt", "--pem", "k.pem", "--output", "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["exit_code"], 3);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("no usable certificates")
+    );
+    assert_eq!(json["findings"][0]["kind"], "expired", "{json}");
+
+    // A directory whose files the name filter skips says so.
+    fs::create_dir(f.dir.path().join("pems")).unwrap();
+    f.root.write_pem(&f.dir.path().join("pems"), "root.pem");
+    let out = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "pems",
+            "--dir-filter",
+            "crt",
+            "--pem",
+            "k.pem",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("1 file(s) skipped by the directory name filter (see --dir-filter)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_bundle_file_inside_the_directory_must_be_a_plain_name() {
+    let f = fixture();
+    for bad in ["../escape.crt", "sub/dir.crt", "..", "0a1b2c3d.0"] {
+        let out = anchorage(
+            f.dir.path(),
+            &[
+                "bundle",
+                "build",
+                "root.crt",
+                "--openssl-dir",
+                "certs",
+                "--openssl-dir-bundle",
+                bad,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(5), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("plain file name"), "{}", stderr(&out));
+        assert!(!f.dir.path().join("escape.crt").exists());
+        assert!(!f.dir.path().join("certs").exists(), "nothing written");
+    }
+}

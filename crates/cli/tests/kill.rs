@@ -35,6 +35,8 @@ const ITERATIONS: usize = 30;
 const MAX_EXTRA_ITERATIONS: usize = 60;
 /// Kills that must land mid-write for the test to have exercised the window it is about.
 const MIN_MID_WRITE: usize = 4;
+/// CAs of each set's own, disjoint between the sets.
+const OWN_CAS: usize = 150;
 /// Delays are drawn from `[0, SPREAD × one run's duration]`, so a few writers also finish.
 const SPREAD: f64 = 1.25;
 
@@ -212,14 +214,14 @@ fn reader(out: &Path, expected: &Expected, stop: &AtomicBool) -> Result<ReaderSt
 fn kill_writers_at_random_points(layout: &str) {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let work = tmp.path();
-    // Set A and set B: Mozilla's roots (so a run does real work) plus a few CAs of their own.
-    for (set, names) in [("set-a", ["A1", "A2", "A3"]), ("set-b", ["B1", "B2", "B3"])] {
+    // Set A and set B: Mozilla's roots plus CAs of their own, enough of them that every swap
+    // writes new files (entries the live tree already holds are linked, not written, so sets
+    // that differed by a few CAs would leave almost no window to kill a writer in).
+    for (set, prefix) in [("set-a", "A"), ("set-b", "B")] {
         fs::create_dir(work.join(set)).unwrap();
-        for name in names {
-            pki::root_ca(&format!("Kill Test {name}")).write_pem(
-                &work.join(set),
-                &format!("{}.crt", name.to_ascii_lowercase()),
-            );
+        for i in 0..OWN_CAS {
+            pki::root_ca(&format!("Kill Test {prefix}{i}"))
+                .write_pem(&work.join(set), &format!("{prefix}{i:03}.crt"));
         }
     }
     let sets = ["set-a", "set-b"];

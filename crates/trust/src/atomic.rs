@@ -53,7 +53,9 @@ fn remove_stale(parent: &Path, name: &OsString) {
             continue;
         };
         let pid = rest.split('-').next().unwrap_or_default();
-        if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+        // Our own pid means an earlier run that had it: in a container every run may be pid 1.
+        let ours = pid == std::process::id().to_string();
+        if !ours && !pid.is_empty() && Path::new("/proc").join(pid).exists() {
             continue; // a live writer (or a reused pid): leave it alone
         }
         let path = entry.path();
@@ -333,8 +335,23 @@ mod tests {
         let target = dir.path().join("certs");
         // pid 0 is never a live process in /proc.
         fs::create_dir(dir.path().join(".certs.anchorage-tmp-0-123")).unwrap();
+        // Our own pid: an earlier run that had it (in a container every run may be pid 1).
+        let ours = format!(".certs.anchorage-tmp-{}-456", std::process::id());
+        fs::create_dir(dir.path().join(ours)).unwrap();
+        // A live process's (pid 1, init) is left alone.
+        fs::create_dir(dir.path().join(".certs.anchorage-tmp-1-789")).unwrap();
         replace_dir(&target, |_| Ok(())).unwrap();
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let expect = if std::process::id() == 1 {
+            vec!["certs"]
+        } else {
+            vec![".certs.anchorage-tmp-1-789", "certs"]
+        };
+        assert_eq!(left, expect);
     }
 
     /// Makes a file impossible to unlink until dropped: immutable (root, on ext4 and the like),

@@ -33,10 +33,12 @@ pub enum TrustError {
     },
     /// Nothing usable was loaded; existing outputs are left untouched.
     #[error(
-        "no usable certificates: {} problem(s) reported, {} expired certificate(s) dropped{}; existing outputs were left untouched",
+        "no usable certificates: {} problem(s) reported, {} expired certificate(s) dropped{}, {} file(s) skipped by the directory name filter{}; existing outputs were left untouched",
         report.problems.len(),
         report.expired_dropped(),
-        if report.expired_dropped() > 0 { " (--keep-expired keeps them)" } else { "" }
+        if report.expired_dropped() > 0 { " (--keep-expired keeps them)" } else { "" },
+        report.files_skipped,
+        if report.files_skipped > 0 { " (see --dir-filter)" } else { "" }
     )]
     NoCertificates {
         /// Everything that was reported: why nothing was left.

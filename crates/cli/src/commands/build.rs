@@ -25,6 +25,7 @@ struct Summary {
     openssl_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pem_changed: Option<bool>,
+    files_skipped: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     openssl_dir_entries: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,7 +35,36 @@ struct Summary {
     bundle: Vec<CertificateView>,
 }
 
+/// What `--output json` prints on stdout when the build fails, so a script always gets JSON.
+#[derive(Serialize)]
+struct FailureJson<'a> {
+    error: &'a str,
+    exit_code: u8,
+    problems: Vec<ProblemView>,
+    findings: &'a [anchorage_trust::Finding],
+}
+
 pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
+    let json = args.output == OutputFormat::Json;
+    let mut report_seen = None;
+    let result = build(args, &mut report_seen);
+    if let (true, Err(failure)) = (json, &result) {
+        let empty = anchorage_trust::Report::default();
+        let report = report_seen.as_ref().unwrap_or(&empty);
+        print_json(&FailureJson {
+            error: &failure.message,
+            exit_code: failure.code as u8,
+            problems: report.problems.iter().map(ProblemView::from).collect(),
+            findings: &report.findings,
+        });
+    }
+    result
+}
+
+fn build(
+    args: BuildArgs,
+    report_seen: &mut Option<anchorage_trust::Report>,
+) -> Result<Code, Failure> {
     let sources = args.sources();
     if sources.is_empty() {
         return Err(Failure {
@@ -55,9 +85,11 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
     let (bundle, report) = policy.apply(loaded).inspect_err(|e| match e {
         TrustError::NoCertificates { report } | TrustError::Strict { report, .. } => {
             warn_all(report);
+            *report_seen = Some((**report).clone());
         }
         _ => {}
     })?;
+    *report_seen = Some(report.clone());
 
     let pem_written = match &args.pem {
         Some(path) => Some(write_pem(
@@ -75,7 +107,19 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
                 layout: args.layout(),
                 bundle_file: args.openssl_dir_bundle.clone(),
             };
-            Some(write_openssl_dir(&bundle, dir, &options)?)
+            let written = write_openssl_dir(&bundle, dir, &options).map_err(|e| {
+                let mut failure = Failure::from(e);
+                if let (Some(pem), Some(w)) = (&args.pem, pem_written)
+                    && w.changed
+                {
+                    failure.message.push_str(&format!(
+                        " (note: {} was already written with the new bundle)",
+                        pem.display()
+                    ));
+                }
+                failure
+            })?;
+            Some(written)
         }
         None => None,
     };
@@ -99,6 +143,7 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
                 pem: args.pem.clone(),
                 openssl_dir: args.openssl_dir,
                 pem_changed: pem_written.map(|w| w.changed),
+                files_skipped: report.files_skipped,
                 openssl_dir_entries: dir_written.map(|w| w.entries),
                 openssl_dir_changed: dir_written.map(|w| w.changed),
                 problems: report.problems.iter().map(ProblemView::from).collect(),

@@ -104,6 +104,17 @@ pub fn write_openssl_dir(
     dir: &Path,
     options: &OpensslDirOptions,
 ) -> Result<Written, TrustError> {
+    if let Some(file) = &options.bundle_file
+        && !is_plain_file_name(file)
+    {
+        return Err(TrustError::Output {
+            path: dir.join(file),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the bundle file inside the hashed directory must be a plain file name such as ca-certificates.crt (no `/`, no `..`)",
+            ),
+        });
+    }
     let names = hashed_names(bundle);
     let written = |changed| Written {
         entries: names.len(),
@@ -236,6 +247,17 @@ fn dir_holds<'a>(dir: &Path, plan: impl Iterator<Item = Planned<'a>>) -> bool {
     }
     // Every planned name exists and names are unique, so equal counts mean nothing else is there.
     present == planned
+}
+
+/// A single path component that is neither `.` nor `..` nor hidden, nor a `<hash>.<n>` name.
+fn is_plain_file_name(name: &str) -> bool {
+    let hashed = name.split_once('.').is_some_and(|(h, n)| {
+        h.len() == 8
+            && h.bytes().all(|b| b.is_ascii_hexdigit())
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+    });
+    !name.is_empty() && !name.contains('/') && !name.starts_with('.') && !hashed
 }
 
 /// Whether `name` inside the open directory `dir` is a regular file with mode 0644 holding
