@@ -381,7 +381,11 @@ fn load_files(files: &[PathBuf], options: &LoadOptions, loaded: &mut Loaded) {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            // A panic is a bug: carry it on rather than silently drop this chunk's files.
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     for part in parts {
