@@ -87,16 +87,32 @@ pub fn remove_stale_beside(target: &Path) {
 /// Writers use it to leave an unchanged output alone, so processes watching it (inotify reloaders,
 /// kubelet's ConfigMap sync) are not woken for nothing. Any error reads as "no".
 pub fn file_holds(path: &Path, contents: &[u8]) -> bool {
-    let Ok(meta) = fs::symlink_metadata(path) else {
+    let Ok((parent, name)) = split(path) else {
         return false;
     };
-    if !meta.is_file()
-        || meta.permissions().mode() & 0o7777 != PUBLIC_FILE_MODE
-        || meta.len() != contents.len() as u64
+    File::open(parent).is_ok_and(|dir| holds_at(&dir, &name, contents))
+}
+
+/// Whether `name` inside the open directory `dir` is a regular file (links are not followed)
+/// with mode 0644 holding exactly `contents`. Any error reads as "no".
+pub fn holds_at(dir: &File, name: impl AsRef<Path>, contents: &[u8]) -> bool {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let name = name.as_ref();
+    let Ok(stat) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return false;
+    };
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
+        || Mode::from_raw_mode(stat.st_mode).bits() & 0o7777 != PUBLIC_FILE_MODE
+        || u64::try_from(stat.st_size).ok() != Some(contents.len() as u64)
     {
         return false;
     }
-    fs::read(path).is_ok_and(|held| held == contents)
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let mut held = Vec::with_capacity(contents.len());
+    io::Read::read_to_end(&mut File::from(fd), &mut held).is_ok() && held == contents
 }
 
 /// Whether `path` is a real directory (not a link) with mode 0755.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -163,7 +163,7 @@ pub fn write_openssl_dir(
     let place = |tmp: &Path, name: &str, bytes: &[u8]| -> std::io::Result<()> {
         let dest = tmp.join(name);
         if let Some(live) = &live
-            && holds_at(live, name, bytes)
+            && atomic::holds_at(live, name, bytes)
             && rustix::fs::linkat(live, name, rustix::fs::CWD, &dest, AtFlags::empty()).is_ok()
         {
             return Ok(());
@@ -222,6 +222,9 @@ fn dir_holds<'a>(dir: &Path, plan: impl Iterator<Item = Planned<'a>>) -> bool {
     if !atomic::is_public_dir(dir) {
         return false;
     }
+    let Ok(handle) = File::open(dir) else {
+        return false;
+    };
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
@@ -236,7 +239,7 @@ fn dir_holds<'a>(dir: &Path, plan: impl Iterator<Item = Planned<'a>>) -> bool {
     for entry in plan {
         planned += 1;
         let ok = match &entry {
-            Planned::File(name, bytes) => atomic::file_holds(&dir.join(name), bytes),
+            Planned::File(name, bytes) => atomic::holds_at(&handle, name, bytes),
             Planned::Link(name, target) => {
                 fs::read_link(dir.join(name)).is_ok_and(|t| t == PathBuf::from(target))
             }
@@ -258,27 +261,6 @@ fn is_plain_file_name(name: &str) -> bool {
             && n.bytes().all(|b| b.is_ascii_digit())
     });
     !name.is_empty() && !name.contains('/') && !name.starts_with('.') && !hashed
-}
-
-/// Whether `name` inside the open directory `dir` is a regular file with mode 0644 holding
-/// exactly `bytes` (links are not followed). Any error reads as "no".
-fn holds_at(dir: &File, name: &str, bytes: &[u8]) -> bool {
-    use rustix::fs::{FileType, Mode, OFlags};
-    let Ok(stat) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
-        return false;
-    };
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
-        || Mode::from_raw_mode(stat.st_mode).bits() & 0o7777 != 0o644
-        || u64::try_from(stat.st_size).ok() != Some(bytes.len() as u64)
-    {
-        return false;
-    }
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
-        return false;
-    };
-    let mut held = Vec::with_capacity(bytes.len());
-    File::from(fd).read_to_end(&mut held).is_ok() && held == bytes
 }
 
 /// Whether the process umask would take bits off mode 0644. Read from `/proc/self/status`
