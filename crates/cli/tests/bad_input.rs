@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anchorage_test_support::pki;
@@ -22,14 +22,21 @@ use anchorage_test_support::pki;
 const NOBODY: u32 = 65534;
 
 /// Runs `anchorage`, as another user when `uid` is given.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Runner {
     uid: Option<u32>,
+    /// A copy of the binary that `uid` can execute (the build tree may sit in a private 0700
+    /// checkout); the built binary itself when `None`.
+    binary: Option<PathBuf>,
 }
 
 impl Runner {
-    fn run(self, dir: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
+    fn run(&self, dir: &Path, args: &[&str]) -> Output {
+        let binary = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_anchorage")));
+        let mut cmd = Command::new(binary);
         cmd.args(args).current_dir(dir).env_remove("ANCHORAGE_LOG");
         if let Some(uid) = self.uid {
             cmd.uid(uid).gid(uid);
@@ -310,7 +317,7 @@ const CASES: &[Case] = &[
 ];
 
 /// A case directory: the good and previous certificates, and outputs built from `previous`.
-fn case_dir(parent: &Path, name: &str, certs: &Certs, runner: Runner) -> std::path::PathBuf {
+fn case_dir(parent: &Path, name: &str, certs: &Certs, runner: &Runner) -> PathBuf {
     let dir = parent.join(name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
     fs::create_dir(&dir).unwrap();
     certs.good.write_pem(&dir, "good.crt");
@@ -329,7 +336,7 @@ fn case_dir(parent: &Path, name: &str, certs: &Certs, runner: Runner) -> std::pa
 /// Runs one case in every mode and checks everything the issue asks for.
 fn check_case(parent: &Path, certs: &Certs, case: &Case, runner: Runner) {
     let name = case.name;
-    let dir = case_dir(parent, name, certs, runner);
+    let dir = case_dir(parent, name, certs, &runner);
     let source = (case.make)(&dir, certs);
     let before = outputs(&dir);
 
@@ -478,7 +485,13 @@ fn unreadable_file() {
         }
         println!("running as root: the unreadable-file case runs anchorage as uid {NOBODY}");
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        Runner { uid: Some(NOBODY) }
+        let binary = tmp.path().join("anchorage-copy");
+        fs::copy(env!("CARGO_BIN_EXE_anchorage"), &binary).unwrap();
+        fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+        Runner {
+            uid: Some(NOBODY),
+            binary: Some(binary),
+        }
     };
     let case = Case {
         name: "unreadable file",
@@ -503,7 +516,7 @@ fn unreadable_file() {
 fn private_key_in_a_configmap_is_refused() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let certs = certs();
-    let dir = case_dir(tmp.path(), "key", &certs, Runner::default());
+    let dir = case_dir(tmp.path(), "key", &certs, &Runner::default());
     let indented = |text: &str| {
         text.lines()
             .map(|l| format!("    {}", l.trim_end()))
