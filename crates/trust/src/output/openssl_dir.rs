@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anchorage_x509::{Certificate, SubjectHash};
 use rustix::fs::AtFlags;
@@ -88,11 +88,26 @@ fn link_target(cert: &Certificate) -> String {
 }
 
 /// One entry of the directory we are about to write.
-enum Planned<'a> {
+enum Planned {
     /// A regular file with these bytes.
     File(String, Vec<u8>),
-    /// A relative symbolic link to this name.
-    Link(String, &'a str),
+    /// A relative symbolic link (name, target).
+    Link(String, String),
+}
+
+/// The entries one hashed name puts in the directory: the layout rule, in one place.
+fn planned_for(cert: &Certificate, name: &HashedName, layout: DirLayout) -> Vec<Planned> {
+    let pem = cert.to_pem().into_bytes();
+    match layout {
+        DirLayout::Files => vec![Planned::File(name.file_name(), pem)],
+        DirLayout::Links => {
+            let target = link_target(cert);
+            vec![
+                Planned::File(target.clone(), pem),
+                Planned::Link(name.file_name(), target),
+            ]
+        }
+    }
 }
 
 /// Writes the hashed directory to `dir`, replacing any previous one atomically.
@@ -120,65 +135,50 @@ pub fn write_openssl_dir(
         entries: names.len(),
         changed,
     };
-    let targets: Vec<String> = match options.layout {
-        DirLayout::Files => Vec::new(),
-        DirLayout::Links => names
-            .iter()
-            .map(|n| link_target(&bundle.entries()[n.entry].certificate))
-            .collect(),
+    let planned = |name: &HashedName| {
+        planned_for(
+            &bundle.entries()[name.entry].certificate,
+            name,
+            options.layout,
+        )
     };
     let bundle_pem = options
         .bundle_file
         .as_ref()
         .map(|file| (file, render_pem(bundle, &PemOptions::default())));
-    let plan = || {
-        let certs = names.iter().enumerate().flat_map(|(i, name)| {
-            let cert = &bundle.entries()[name.entry].certificate;
-            let pem = cert.to_pem().into_bytes();
-            match options.layout {
-                DirLayout::Files => vec![Planned::File(name.file_name(), pem)],
-                DirLayout::Links => vec![
-                    Planned::File(targets[i].clone(), pem),
-                    Planned::Link(name.file_name(), targets[i].as_str()),
-                ],
-            }
-        });
-        let bundle_file = bundle_pem
-            .iter()
-            .map(|(file, pem)| Planned::File((*file).clone(), pem.clone().into_bytes()));
-        certs.chain(bundle_file)
-    };
-    if dir_holds(dir, plan()) {
-        atomic::remove_stale_beside(dir);
-        return Ok(written(false));
-    }
-    // A changed directory usually keeps most of its certificates: those are hard-linked from the
-    // live directory instead of being written again (no new inode, no data to write or sync,
-    // which is most of the cost on a disk). The live directory is opened once and every lookup is
-    // made relative to that handle, so a concurrent swap cannot slip other bytes in.
+    // The live directory, opened once: compared against, and (when it changed) the source of the
+    // certificates it keeps. Every lookup goes through this handle, so a concurrent swap cannot
+    // slip other bytes in.
     let live = atomic::is_public_dir(dir)
         .then(|| File::open(dir).ok())
         .flatten();
-    let chmod = umask_narrows_public_files();
-    let place = |tmp: &Path, name: &str, bytes: &[u8]| -> std::io::Result<()> {
-        let dest = tmp.join(name);
-        if let Some(live) = &live
-            && atomic::holds_at(live, name, bytes)
-            && rustix::fs::linkat(live, name, rustix::fs::CWD, &dest, AtFlags::empty()).is_ok()
-        {
-            return Ok(());
+    if let Some(live) = &live {
+        let bundle_file = bundle_pem
+            .iter()
+            .map(|(file, pem)| Planned::File((*file).clone(), pem.clone().into_bytes()));
+        if dir_holds(live, names.iter().flat_map(planned).chain(bundle_file)) {
+            atomic::remove_stale_beside(dir);
+            return Ok(written(false));
         }
-        write_new(&dest, bytes, chmod)
-    };
-    let write_entry = |tmp: &Path, name: &HashedName, i: usize| -> std::io::Result<()> {
-        let cert = &bundle.entries()[name.entry].certificate;
-        match options.layout {
-            DirLayout::Files => place(tmp, &name.file_name(), cert.to_pem().as_bytes()),
-            DirLayout::Links => {
-                let target = &targets[i];
-                place(tmp, target, cert.to_pem().as_bytes())?;
-                std::os::unix::fs::symlink(target, tmp.join(name.file_name()))
+    }
+    // A changed directory usually keeps most of its certificates: those are hard-linked from the
+    // live directory instead of being written again (no new inode, no data to write or sync,
+    // which is most of the cost on a disk).
+    let chmod = umask_narrows_public_files();
+    let place = |tmp: &Path, entry: Planned| -> std::io::Result<()> {
+        match entry {
+            Planned::File(name, bytes) => {
+                let dest = tmp.join(&name);
+                if let Some(live) = &live
+                    && atomic::holds_at(live, &name, &bytes)
+                    && rustix::fs::linkat(live, &name, rustix::fs::CWD, &dest, AtFlags::empty())
+                        .is_ok()
+                {
+                    return Ok(());
+                }
+                write_new(&dest, &bytes, chmod)
             }
+            Planned::Link(name, target) => std::os::unix::fs::symlink(target, tmp.join(name)),
         }
     };
     let fill = |tmp: &Path| -> std::io::Result<()> {
@@ -191,12 +191,11 @@ pub fn write_openssl_dir(
         std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .chunks(chunk)
-                .enumerate()
-                .map(|(c, part)| {
+                .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .enumerate()
-                            .try_for_each(|(j, n)| write_entry(tmp, n, c * chunk + j))
+                            .flat_map(planned)
+                            .try_for_each(|entry| place(tmp, entry))
                     })
                 })
                 .collect();
@@ -217,32 +216,26 @@ pub fn write_openssl_dir(
     Ok(written(true))
 }
 
-/// Whether `dir` holds exactly the planned entries and nothing else. Any error reads as "no".
-fn dir_holds<'a>(dir: &Path, plan: impl Iterator<Item = Planned<'a>>) -> bool {
-    if !atomic::is_public_dir(dir) {
-        return false;
-    }
-    let Ok(handle) = File::open(dir) else {
-        return false;
-    };
-    let Ok(entries) = fs::read_dir(dir) else {
+/// Whether the open directory `dir` holds exactly the planned entries and nothing else. Any error
+/// reads as "no".
+fn dir_holds(dir: &File, plan: impl Iterator<Item = Planned>) -> bool {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
         return false;
     };
     let mut present = 0usize;
     for entry in entries {
-        if entry.is_err() {
-            return false;
+        let Ok(entry) = entry else { return false };
+        if !matches!(entry.file_name().to_bytes(), b"." | b"..") {
+            present += 1;
         }
-        present += 1;
     }
     let mut planned = 0usize;
     for entry in plan {
         planned += 1;
         let ok = match &entry {
-            Planned::File(name, bytes) => atomic::holds_at(&handle, name, bytes),
-            Planned::Link(name, target) => {
-                fs::read_link(dir.join(name)).is_ok_and(|t| t == PathBuf::from(target))
-            }
+            Planned::File(name, bytes) => atomic::holds_at(dir, name, bytes),
+            Planned::Link(name, target) => rustix::fs::readlinkat(dir, name.as_str(), Vec::new())
+                .is_ok_and(|t| t.as_bytes() == target.as_bytes()),
         };
         if !ok {
             return false;
@@ -302,16 +295,24 @@ mod tests {
     use super::*;
     use crate::source::Origin;
 
+    fn origin() -> Origin {
+        Origin {
+            source: "test".into(),
+            detail: None,
+            position: Position::default(),
+        }
+    }
+
+    fn bundle_of(certs: impl IntoIterator<Item = Certificate>) -> Bundle {
+        Bundle::new(certs.into_iter().map(|c| (c, origin())))
+    }
+
     fn bundle(names: &[&str]) -> Bundle {
-        Bundle::new(names.iter().map(|n| {
-            let cert = Certificate::from_der(&pki::root_ca(n).der).unwrap();
-            let origin = Origin {
-                source: "test".into(),
-                detail: None,
-                position: Position::default(),
-            };
-            (cert, origin)
-        }))
+        bundle_of(
+            names
+                .iter()
+                .map(|n| Certificate::from_der(&pki::root_ca(n).der).unwrap()),
+        )
     }
 
     /// (name, inode, mtime) of every entry, sorted.
@@ -387,12 +388,7 @@ mod tests {
                 .map(|e| e.certificate.clone())
                 .collect::<Vec<_>>();
             more.push(Certificate::from_der(&pki::root_ca("Added C").der).unwrap());
-            let origin = || Origin {
-                source: "test".into(),
-                detail: None,
-                position: Position::default(),
-            };
-            let bigger = Bundle::new(more.into_iter().map(|c| (c, origin())));
+            let bigger = bundle_of(more);
             let w = write_openssl_dir(&bigger, &dir, &options).unwrap();
             assert_eq!((w.changed, w.entries), (true, 3));
             for (name, ino, _) in &kept {
