@@ -33,11 +33,30 @@ pub(crate) const EXIT_CODES_HELP: &str = "Exit codes:
   4  a private key was found among the certificates (refused, never copied)
   5  an output could not be written (the previous output is untouched)";
 
-/// A failed command: the message for stderr and the exit code.
+/// A failed command: the message for stderr, the exit code, and what the policy reported before
+/// the failure (for `--output json`), when it got that far.
 #[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) code: Code,
     pub(crate) message: String,
+    pub(crate) report: Option<Box<anchorage_trust::Report>>,
+}
+
+impl Failure {
+    /// A failure before any certificate was looked at.
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            report: None,
+        }
+    }
+
+    /// Attaches the policy's report of a build that failed later (writing an output).
+    pub(crate) fn with_report(mut self, report: &anchorage_trust::Report) -> Self {
+        self.report = Some(Box::new(report.clone()));
+        self
+    }
 }
 
 impl From<anchorage_trust::TrustError> for Failure {
@@ -75,6 +94,14 @@ impl From<anchorage_trust::TrustError> for Failure {
                 message.push_str(hint);
             }
         }
-        Self { code, message }
+        let report = match e {
+            E::NoCertificates { report } | E::Strict { report, .. } => Some(report),
+            _ => None,
+        };
+        Self {
+            code,
+            message,
+            report,
+        }
     }
 }

@@ -46,31 +46,28 @@ struct FailureJson<'a> {
 
 pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
     let json = args.output == OutputFormat::Json;
-    let mut report_seen = None;
-    let result = build(args, &mut report_seen);
+    let result = build(args);
     if let (true, Err(failure)) = (json, &result) {
-        let empty = anchorage_trust::Report::default();
-        let report = report_seen.as_ref().unwrap_or(&empty);
+        let report = failure.report.as_deref();
         print_json(&FailureJson {
             error: &failure.message,
             exit_code: failure.code as u8,
-            problems: report.problems.iter().map(ProblemView::from).collect(),
-            findings: &report.findings,
+            problems: report
+                .map(|r| r.problems.iter().map(ProblemView::from).collect())
+                .unwrap_or_default(),
+            findings: report.map_or(&[], |r| &r.findings),
         });
     }
     result
 }
 
-fn build(
-    args: BuildArgs,
-    report_seen: &mut Option<anchorage_trust::Report>,
-) -> Result<Code, Failure> {
+fn build(args: BuildArgs) -> Result<Code, Failure> {
     let sources = args.sources();
     if sources.is_empty() {
-        return Err(Failure {
-            code: Code::BadInput,
-            message: "no sources: give certificate files or directories, --system or --mozilla (see --help)".into(),
-        });
+        return Err(Failure::new(
+            Code::BadInput,
+            "no sources: give certificate files or directories, --system or --mozilla (see --help)",
+        ));
     }
     let span = tracing::info_span!("bundle_build", sources = sources.len());
     let _enter = span.enter();
@@ -85,20 +82,21 @@ fn build(
     let (bundle, report) = policy.apply(loaded).inspect_err(|e| match e {
         TrustError::NoCertificates { report } | TrustError::Strict { report, .. } => {
             warn_all(report);
-            *report_seen = Some((**report).clone());
         }
         _ => {}
     })?;
-    *report_seen = Some(report.clone());
 
     let pem_written = match &args.pem {
-        Some(path) => Some(write_pem(
-            &bundle,
-            path,
-            &PemOptions {
-                comments: args.pem_comments,
-            },
-        )?),
+        Some(path) => Some(
+            write_pem(
+                &bundle,
+                path,
+                &PemOptions {
+                    comments: args.pem_comments,
+                },
+            )
+            .map_err(|e| Failure::from(e).with_report(&report))?,
+        ),
         None => None,
     };
     let dir_written = match &args.openssl_dir {
@@ -108,7 +106,7 @@ fn build(
                 bundle_file: args.openssl_dir_bundle.clone(),
             };
             let written = write_openssl_dir(&bundle, dir, &options).map_err(|e| {
-                let mut failure = Failure::from(e);
+                let mut failure = Failure::from(e).with_report(&report);
                 if let (Some(pem), Some(w)) = (&args.pem, pem_written)
                     && w.changed
                 {
