@@ -389,25 +389,12 @@ fn awkward_names_use_every_string_type() {
     }
 }
 
-/// The tags of the attribute values of a Name (short-form lengths only: enough for the guard).
+/// The tags of the attribute values of a Name.
 fn value_tags(name: &[u8]) -> Vec<u8> {
-    fn split(input: &[u8]) -> (u8, &[u8], &[u8]) {
-        let (len, header) = match input[1] {
-            l if l < 0x80 => (usize::from(l), 2),
-            l => {
-                let n = usize::from(l & 0x7f);
-                let len = input[2..2 + n]
-                    .iter()
-                    .fold(0, |acc, &b| (acc << 8) | usize::from(b));
-                (len, 2 + n)
-            }
-        };
-        (
-            input[0],
-            &input[header..header + len],
-            &input[header + len..],
-        )
-    }
+    let split = |input| {
+        let (tag, content, _, rest) = pki::der_split(input);
+        (tag, content, rest)
+    };
     let mut tags = Vec::new();
     let (_, mut rdns, _) = split(name);
     while !rdns.is_empty() {

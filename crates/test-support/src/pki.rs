@@ -289,7 +289,8 @@ fn der_push(tag: u8, content: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Splits one DER element off the front of `input`: (identifier, content, whole element, rest).
-fn der_split(input: &[u8]) -> (u8, &[u8], &[u8], &[u8]) {
+/// Panics on malformed input: for tests walking DER they built themselves.
+pub fn der_split(input: &[u8]) -> (u8, &[u8], &[u8], &[u8]) {
     let tag = input[0];
     let (len, header) = match input[1] {
         l if l < 0x80 => (usize::from(l), 2),
