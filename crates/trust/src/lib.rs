@@ -23,11 +23,13 @@
 
 pub mod atomic;
 mod bundle;
+pub mod env;
 mod error;
 mod kubernetes;
 mod output;
 mod policy;
 mod source;
+pub mod tls;
 
 pub use bundle::{Bundle, Entry};
 pub use error::TrustError;

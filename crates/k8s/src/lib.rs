@@ -1,0 +1,1 @@
+//! Kubernetes objects that carry a trust bundle to workloads.

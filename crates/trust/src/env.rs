@@ -1,0 +1,1 @@
+//! Environment variables that point each runtime at a trust bundle.

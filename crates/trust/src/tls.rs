@@ -1,0 +1,1 @@
+//! A rustls trust builder with the wasmCloud HTTP client's semantics.
