@@ -23,6 +23,78 @@ pub(crate) enum Command {
     /// Build and inspect CA trust bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Print the environment variables that point every runtime at a trust bundle.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  eval \"$(anchorage env --bundle out/ca-bundle.pem --dir out/certs --extra out/extra.pem)\"\n",
+        "  anchorage env --bundle out/ca-bundle.pem --java-truststore out/trust.p12 --format dotenv > trust.env\n",
+        "  anchorage env --in-container --bundle /etc/ssl/certs/ca-certificates.crt --dir /etc/ssl/certs --format k8s\n\n",
+        "Variables that replace a runtime's default store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE,\n",
+        "CURL_CA_BUNDLE, JAVA_TOOL_OPTIONS, ...) name --bundle, which must hold public roots too;\n",
+        "those that add to it (NODE_EXTRA_CA_CERTS, DENO_CERT) name --extra, the private CAs only\n",
+        "(`anchorage bundle build ... --extra-pem FILE` writes it). A variable whose file is not given\n",
+        "is left out. Programs that ignore every variable are listed with --output text on stderr.\n\n",
+        "Exit codes:\n",
+        "  0  printed\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  3  a named file is missing, unreadable or holds no certificate\n",
+        "  4  a named file holds a private key",
+    ))]
+    Env(EnvArgs),
+}
+
+/// How `anchorage env` prints the variables.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum EnvFormat {
+    /// `export NAME='value'` lines for sh/bash/zsh (`eval "$(anchorage env ...)"`).
+    #[default]
+    Shell,
+    /// `NAME=value` lines, unquoted, as docker --env-file and compose env_file read them.
+    Dotenv,
+    /// A JSON document with each variable, its effect and its readers.
+    Json,
+    /// A Kubernetes container `env:` list (EnvVar objects, YAML).
+    K8s,
+}
+
+/// Keystore type named in JAVA_TOOL_OPTIONS.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum JavaStoreKind {
+    /// PKCS#12.
+    #[default]
+    Pkcs12,
+    /// Legacy JKS.
+    Jks,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EnvArgs {
+    /// The combined PEM bundle (public roots plus private CAs).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bundle: PathBuf,
+    /// The OpenSSL hashed directory (for SSL_CERT_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// The private CAs only (for NODE_EXTRA_CA_CERTS and DENO_CERT).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) extra: Option<PathBuf>,
+    /// A Java trust store holding the combined bundle (for JAVA_TOOL_OPTIONS).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) java_truststore: Option<PathBuf>,
+    /// Type of --java-truststore.
+    #[arg(long, value_enum, default_value_t, requires = "java_truststore")]
+    pub(crate) java_truststore_type: JavaStoreKind,
+    /// Password of --java-truststore, passed in JAVA_TOOL_OPTIONS (not needed for a
+    /// password-less PKCS#12; a trust store's password guards integrity, not secrecy).
+    #[arg(long, value_name = "PASSWORD", requires = "java_truststore")]
+    pub(crate) java_truststore_password: Option<String>,
+    /// The paths are inside a container or pod: print them as given, do not check them here.
+    #[arg(long)]
+    pub(crate) in_container: bool,
+    /// Output format (`--output` is accepted too).
+    #[arg(long, alias = "output", value_enum, default_value_t)]
+    pub(crate) format: EnvFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +216,10 @@ pub(crate) struct BuildArgs {
     /// Write the PEM bundle to FILE (atomically).
     #[arg(long, value_name = "FILE")]
     pub(crate) pem: Option<PathBuf>,
+    /// Also write the certificates Mozilla's roots lack (the private CAs) to FILE: what
+    /// NODE_EXTRA_CA_CERTS and DENO_CERT must name (see `anchorage env`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) extra_pem: Option<PathBuf>,
     /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
     #[arg(long)]
     pub(crate) pem_comments: bool,

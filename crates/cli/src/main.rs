@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
+        args::Command::Env(a) => commands::env::run(a),
     };
     match result {
         Ok(code) => code.into(),

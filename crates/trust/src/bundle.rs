@@ -56,6 +56,25 @@ impl Bundle {
         self.entries.iter().map(|e| &e.certificate)
     }
 
+    /// The certificates Mozilla's root list lacks (by SHA-256): the private CAs a runtime with
+    /// compiled-in Mozilla roots must be told about (`NODE_EXTRA_CA_CERTS`, `DENO_CERT`).
+    pub fn without_mozilla_roots(&self) -> Bundle {
+        let mozilla: std::collections::BTreeSet<Sha256Fingerprint> =
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter_map(|der| Certificate::from_der(der).ok())
+                .map(|c| c.sha256())
+                .collect();
+        Bundle {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| !mozilla.contains(&e.certificate.sha256()))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Number of distinct certificates.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -1,1 +1,426 @@
 //! Environment variables that point each runtime at a trust bundle.
+//!
+//! Every runtime finds its trust store its own way, and most can be redirected by one environment
+//! variable. This module owns the catalogue of those variables: which runtime reads each one, and
+//! whether it **replaces** the runtime's default store or **adds** to it. That distinction decides
+//! which file a variable must name:
+//!
+//! - a variable that *replaces* the default store (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`,
+//!   `CURL_CA_BUNDLE`, Java's trust-store flags, …) must name the **combined** bundle (public roots
+//!   plus private CAs), or the workload stops trusting public sites;
+//! - a variable that *adds* to a compiled-in store (`NODE_EXTRA_CA_CERTS`, `DENO_CERT`) must name
+//!   the **private CAs only**: the runtime already ships Mozilla's roots
+//!   (`anchorage bundle build … --extra-pem FILE` writes exactly that file).
+//!
+//! It does not own where the files are, nor render shell syntax: [`variables`] turns an
+//! [`EnvRequest`] into [`Variable`]s, and the CLI prints them (`anchorage env`). Programs that
+//! ignore every variable are listed in [`IGNORE_ALL`], so users are not surprised.
+//!
+//! ```
+//! use anchorage_trust::env::{variables, EnvRequest, Points};
+//!
+//! let request = EnvRequest {
+//!     bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+//!     dir: Some("/etc/ssl/certs".into()),
+//!     ..EnvRequest::default()
+//! };
+//! let vars = variables(&request);
+//! let file = vars.iter().find(|v| v.name == "SSL_CERT_FILE").unwrap();
+//! assert_eq!(file.value, "/etc/ssl/certs/ca-certificates.crt");
+//! assert_eq!(file.points, Points::Bundle);
+//! // Without an extra-CA file, the "adds" variables are left out rather than pointed at the
+//! // combined bundle.
+//! assert!(vars.iter().all(|v| v.name != "NODE_EXTRA_CA_CERTS"));
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// What a variable does to the runtime's default trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The runtime reads only this store: it must hold public roots too.
+    Replaces,
+    /// The runtime adds these certificates to its compiled-in roots.
+    Adds,
+}
+
+/// Which file a variable names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Points {
+    /// The combined PEM bundle (public roots plus private CAs).
+    Bundle,
+    /// The OpenSSL hashed directory (`<hash>.<n>` entries).
+    Dir,
+    /// The private CAs only: what Mozilla's roots lack.
+    Extra,
+    /// Java options naming the trust store.
+    JavaTrustStore,
+}
+
+/// One entry of the catalogue: a variable and who reads it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Spec {
+    /// The variable's name.
+    pub name: &'static str,
+    /// Replaces or adds to the default store.
+    pub effect: Effect,
+    /// Which file it names.
+    pub points: Points,
+    /// The runtimes and tools that read it.
+    pub readers: &'static str,
+    /// What to know before relying on it.
+    pub note: &'static str,
+}
+
+/// Every variable [`variables`] can set, in output order.
+pub const CATALOGUE: &[Spec] = &[
+    Spec {
+        name: "SSL_CERT_FILE",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "OpenSSL-based programs (openssl, Python ssl, Ruby, PHP, .NET on Linux), Go crypto/x509, Rust rustls-native-certs, uv",
+        note: "read through OpenSSL's default verify paths; programs that set their own CA file ignore it",
+    },
+    Spec {
+        name: "SSL_CERT_DIR",
+        effect: Effect::Replaces,
+        points: Points::Dir,
+        readers: "OpenSSL-based programs, Go crypto/x509 (colon-separated list), Rust rustls-native-certs",
+        note: "needs the hashed <hash>.<n> entries, not just a bundle",
+    },
+    Spec {
+        name: "REQUESTS_CA_BUNDLE",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "Python requests (and pip, conda, httpx through it), which otherwise use certifi and ignore SSL_CERT_FILE",
+        note: "replaces certifi entirely",
+    },
+    Spec {
+        name: "CURL_CA_BUNDLE",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "curl command line, Python requests (fallback)",
+        note: "libcurl itself does not read it; programs linking libcurl set CURLOPT_CAINFO",
+    },
+    Spec {
+        name: "GIT_SSL_CAINFO",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "git over HTTPS",
+        note: "same as git config http.sslCAInfo",
+    },
+    Spec {
+        name: "PIP_CERT",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "pip",
+        note: "same as pip --cert",
+    },
+    Spec {
+        name: "AWS_CA_BUNDLE",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "AWS CLI and SDKs (botocore, Go, Java, JavaScript)",
+        note: "same as ca_bundle in ~/.aws/config",
+    },
+    Spec {
+        name: "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "gRPC C core (grpcio for Python, gRPC for Ruby, C++, PHP)",
+        note: "grpc-go and grpc-java use their language's store instead",
+    },
+    Spec {
+        name: "HTTPLIB2_CA_CERTS",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "Python httplib2 (google-api-python-client)",
+        note: "",
+    },
+    Spec {
+        name: "CARGO_HTTP_CAINFO",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "cargo",
+        note: "same as http.cainfo in .cargo/config.toml",
+    },
+    Spec {
+        name: "NPM_CONFIG_CAFILE",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "npm",
+        note: "npm's cafile replaces its default CA list",
+    },
+    Spec {
+        name: "COMPOSER_CAFILE",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "PHP Composer",
+        note: "",
+    },
+    Spec {
+        name: "HEX_CACERTS_PATH",
+        effect: Effect::Replaces,
+        points: Points::Bundle,
+        readers: "Elixir Hex and Mix",
+        note: "",
+    },
+    Spec {
+        name: "NODE_EXTRA_CA_CERTS",
+        effect: Effect::Adds,
+        points: Points::Extra,
+        readers: "Node.js, Bun",
+        note: "read once at process start; Node ignores SSL_CERT_FILE unless run with --use-openssl-ca",
+    },
+    Spec {
+        name: "DENO_CERT",
+        effect: Effect::Adds,
+        points: Points::Extra,
+        readers: "Deno",
+        note: "",
+    },
+    Spec {
+        name: "JAVA_TOOL_OPTIONS",
+        effect: Effect::Replaces,
+        points: Points::JavaTrustStore,
+        readers: "every JVM (Java, Kotlin, Scala, Gradle, Maven): javax.net.ssl.trustStore replaces cacerts",
+        note: "appends to JAVA_TOOL_OPTIONS if the workload already sets it; the JVM prints 'Picked up JAVA_TOOL_OPTIONS' on stderr",
+    },
+];
+
+/// Programs that ignore every variable above, so pointing them at a bundle needs another way.
+pub const IGNORE_ALL: &[(&str, &str)] = &[
+    (
+        "programs with compiled-in roots",
+        "statically linked binaries built with webpki-roots (Rust) or an embedded certifi/CA bundle read no file at all: rebuild them, or use their own CA option",
+    ),
+    (
+        "Java without JAVA_TOOL_OPTIONS",
+        "the JVM reads only its cacerts keystore; it never reads PEM files or SSL_CERT_FILE",
+    ),
+    (
+        "Node.js default store",
+        "Node reads its bundled Mozilla list plus NODE_EXTRA_CA_CERTS; SSL_CERT_FILE and SSL_CERT_DIR count only with --use-openssl-ca",
+    ),
+    (
+        "Chromium, Chrome and Electron apps on Linux",
+        "use the NSS database (~/.pki/nssdb): import with certutil",
+    ),
+    (
+        "Firefox",
+        "uses its own NSS store; enterprise policy ImportEnterpriseRoots or certutil",
+    ),
+];
+
+/// Where the trust files are, as the workload will see them.
+#[derive(Clone, Debug, Default)]
+pub struct EnvRequest {
+    /// The combined PEM bundle (public roots plus private CAs).
+    pub bundle: PathBuf,
+    /// The OpenSSL hashed directory, if there is one.
+    pub dir: Option<PathBuf>,
+    /// The private CAs only (`--extra-pem`); without it `NODE_EXTRA_CA_CERTS` and `DENO_CERT`
+    /// are not set.
+    pub extra: Option<PathBuf>,
+    /// A Java trust store holding the combined bundle; without it `JAVA_TOOL_OPTIONS` is not set.
+    pub java: Option<JavaTrustStore>,
+}
+
+/// A Java trust store for `JAVA_TOOL_OPTIONS`.
+#[derive(Clone, Debug)]
+pub struct JavaTrustStore {
+    /// The keystore file.
+    pub path: PathBuf,
+    /// `PKCS12` or `JKS`.
+    pub store_type: JavaStoreType,
+    /// Whether to pass `-Djavax.net.ssl.trustStorePassword`. The password then shows in the
+    /// process environment: fine for a trust store (it guards integrity, not secrecy), and
+    /// unnecessary for a password-less PKCS#12.
+    pub password: Option<String>,
+}
+
+/// The keystore type Java is told to expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JavaStoreType {
+    /// PKCS#12 (Java 9+ default).
+    Pkcs12,
+    /// Legacy JKS.
+    Jks,
+}
+
+/// A variable to set, with the catalogue facts that explain it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Variable {
+    /// The name.
+    pub name: &'static str,
+    /// The value (a path, or Java options).
+    pub value: String,
+    /// Replaces or adds to the default store.
+    pub effect: Effect,
+    /// Which file it names.
+    pub points: Points,
+    /// Who reads it.
+    pub readers: &'static str,
+}
+
+/// The variables for `request`, in catalogue order. Variables whose file was not given are left
+/// out (see [`omitted`]).
+pub fn variables(request: &EnvRequest) -> Vec<Variable> {
+    CATALOGUE
+        .iter()
+        .filter_map(|spec| {
+            let value = match spec.points {
+                Points::Bundle => request.bundle.display().to_string(),
+                Points::Dir => request.dir.as_ref()?.display().to_string(),
+                Points::Extra => request.extra.as_ref()?.display().to_string(),
+                Points::JavaTrustStore => java_options(request.java.as_ref()?),
+            };
+            Some(Variable {
+                name: spec.name,
+                value,
+                effect: spec.effect,
+                points: spec.points,
+                readers: spec.readers,
+            })
+        })
+        .collect()
+}
+
+/// The catalogue entries [`variables`] left out for `request`, with the option that would add
+/// each.
+pub fn omitted(request: &EnvRequest) -> Vec<(&'static Spec, &'static str)> {
+    CATALOGUE
+        .iter()
+        .filter_map(|spec| {
+            let missing = match spec.points {
+                Points::Bundle => None,
+                Points::Dir => request.dir.is_none().then_some("--dir"),
+                Points::Extra => request.extra.is_none().then_some("--extra"),
+                Points::JavaTrustStore => request.java.is_none().then_some("--java-truststore"),
+            };
+            missing.map(|m| (spec, m))
+        })
+        .collect()
+}
+
+fn java_options(store: &JavaTrustStore) -> String {
+    let kind = match store.store_type {
+        JavaStoreType::Pkcs12 => "PKCS12",
+        JavaStoreType::Jks => "JKS",
+    };
+    // The JVM splits JAVA_TOOL_OPTIONS on white space but honours double quotes (JDK 9+).
+    let path = store.path.display().to_string();
+    let path = if path.contains(char::is_whitespace) {
+        format!("\"{path}\"")
+    } else {
+        path
+    };
+    let mut options =
+        format!("-Djavax.net.ssl.trustStore={path} -Djavax.net.ssl.trustStoreType={kind}");
+    if let Some(password) = &store.password {
+        options.push_str(&format!(" -Djavax.net.ssl.trustStorePassword={password}"));
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> EnvRequest {
+        EnvRequest {
+            bundle: "/b/ca.pem".into(),
+            dir: Some("/b/certs".into()),
+            extra: Some("/b/extra.pem".into()),
+            java: Some(JavaTrustStore {
+                path: "/b/trust.p12".into(),
+                store_type: JavaStoreType::Pkcs12,
+                password: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn replacing_variables_name_the_combined_bundle_and_adding_ones_the_extra_file() {
+        for v in variables(&full()) {
+            match (v.effect, v.points) {
+                (Effect::Replaces, Points::Bundle) => {
+                    assert_eq!(v.value, "/b/ca.pem", "{}", v.name)
+                }
+                (Effect::Replaces, Points::Dir) => assert_eq!(v.value, "/b/certs"),
+                (Effect::Adds, Points::Extra) => assert_eq!(v.value, "/b/extra.pem", "{}", v.name),
+                (Effect::Replaces, Points::JavaTrustStore) => assert_eq!(
+                    v.value,
+                    "-Djavax.net.ssl.trustStore=/b/trust.p12 -Djavax.net.ssl.trustStoreType=PKCS12"
+                ),
+                other => panic!("{}: unexpected {other:?}", v.name),
+            }
+        }
+        assert_eq!(variables(&full()).len(), CATALOGUE.len());
+        assert!(omitted(&full()).is_empty());
+    }
+
+    #[test]
+    fn the_issue_s_variables_are_all_there() {
+        let names: Vec<_> = CATALOGUE.iter().map(|s| s.name).collect();
+        for want in [
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "NODE_EXTRA_CA_CERTS",
+            "GIT_SSL_CAINFO",
+            "PIP_CERT",
+            "AWS_CA_BUNDLE",
+            "JAVA_TOOL_OPTIONS",
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+            "DENO_CERT",
+        ] {
+            assert!(names.contains(&want), "{want} missing");
+        }
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "a variable is listed twice");
+    }
+
+    #[test]
+    fn missing_files_leave_their_variables_out_and_say_which_option_adds_them() {
+        let request = EnvRequest {
+            bundle: "/b/ca.pem".into(),
+            ..EnvRequest::default()
+        };
+        let names: Vec<_> = variables(&request).iter().map(|v| v.name).collect();
+        assert!(names.contains(&"SSL_CERT_FILE"));
+        for absent in [
+            "SSL_CERT_DIR",
+            "NODE_EXTRA_CA_CERTS",
+            "DENO_CERT",
+            "JAVA_TOOL_OPTIONS",
+        ] {
+            assert!(!names.contains(&absent), "{absent} set without its file");
+        }
+        let omitted: Vec<_> = omitted(&request)
+            .iter()
+            .map(|(s, opt)| (s.name, *opt))
+            .collect();
+        assert!(omitted.contains(&("NODE_EXTRA_CA_CERTS", "--extra")));
+        assert!(omitted.contains(&("SSL_CERT_DIR", "--dir")));
+    }
+
+    #[test]
+    fn java_password_is_passed_only_when_given() {
+        let mut store = JavaTrustStore {
+            path: "/t.jks".into(),
+            store_type: JavaStoreType::Jks,
+            password: Some("changeit".into()),
+        };
+        assert!(java_options(&store).ends_with("-Djavax.net.ssl.trustStorePassword=changeit"));
+        store.password = None;
+        assert!(!java_options(&store).contains("Password"));
+    }
+}

@@ -42,5 +42,5 @@ pub use output::pem::{PemOptions, render_pem, write_pem};
 pub use policy::{Finding, FindingKind, Policy, Report};
 pub use source::{
     LoadError, LoadOptions, Loaded, LoadedCertificate, NameFilter, Origin, Source, SourceProblem,
-    load,
+    is_openssl_hash_name, load,
 };

@@ -53,7 +53,9 @@ impl NameFilter {
     }
 }
 
-fn is_openssl_hash_name(name: &str) -> bool {
+/// Whether `name` is an OpenSSL hashed-directory entry: `<8 hex digits>.<n>` (or `.r<n>` for a
+/// CRL).
+pub fn is_openssl_hash_name(name: &str) -> bool {
     let Some((hash, n)) = name.split_once('.') else {
         return false;
     };

@@ -1,10 +1,10 @@
 //! `anchorage bundle build`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anchorage_trust::{
-    FindingKind, OpensslDirOptions, PemOptions, Policy, TrustError, load, render_pem,
-    write_openssl_dir, write_pem,
+    FindingKind, OpensslDirOptions, PemOptions, Policy, Report, TrustError, Written, load,
+    render_pem, write_openssl_dir, write_pem,
 };
 use serde::Serialize;
 
@@ -30,6 +30,7 @@ struct Summary {
     openssl_dir_entries: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     openssl_dir_changed: Option<bool>,
+    outputs: Vec<OutputView>,
     problems: Vec<ProblemView>,
     findings: Vec<anchorage_trust::Finding>,
     bundle: Vec<CertificateView>,
@@ -86,17 +87,14 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         _ => {}
     })?;
 
+    let mut outputs = Outputs::default();
+    let pem_options = PemOptions {
+        comments: args.pem_comments,
+    };
     let pem_written = match &args.pem {
-        Some(path) => Some(
-            write_pem(
-                &bundle,
-                path,
-                &PemOptions {
-                    comments: args.pem_comments,
-                },
-            )
-            .map_err(|e| Failure::from(e).with_report(&report))?,
-        ),
+        Some(path) => Some(outputs.write(&report, "pem", path, || {
+            write_pem(&bundle, path, &pem_options)
+        })?),
         None => None,
     };
     let dir_written = match &args.openssl_dir {
@@ -105,23 +103,25 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
                 layout: args.layout(),
                 bundle_file: args.openssl_dir_bundle.clone(),
             };
-            let written = write_openssl_dir(&bundle, dir, &options).map_err(|e| {
-                let mut failure = Failure::from(e).with_report(&report);
-                if let (Some(pem), Some(w)) = (&args.pem, pem_written)
-                    && w.changed
-                {
-                    failure.message.push_str(&format!(
-                        " (note: {} was already written with the new bundle)",
-                        pem.display()
-                    ));
-                }
-                failure
-            })?;
-            Some(written)
+            Some(outputs.write(&report, "openssl_dir", dir, || {
+                write_openssl_dir(&bundle, dir, &options)
+            })?)
         }
         None => None,
     };
-    let to_stdout = args.pem.is_none() && args.openssl_dir.is_none();
+    if let Some(path) = &args.extra_pem {
+        let extra = bundle.without_mozilla_roots();
+        if extra.is_empty() {
+            eprintln!(
+                "anchorage: warning: every certificate of the bundle is one of Mozilla's roots, so {} is empty: NODE_EXTRA_CA_CERTS has nothing to add",
+                path.display()
+            );
+        }
+        outputs.write(&report, "extra_pem", path, || {
+            write_pem(&extra, path, &pem_options)
+        })?;
+    }
+    let to_stdout = outputs.written.is_empty();
 
     let duplicates = report
         .findings
@@ -144,6 +144,7 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
                 files_skipped: report.files_skipped,
                 openssl_dir_entries: dir_written.map(|w| w.entries),
                 openssl_dir_changed: dir_written.map(|w| w.changed),
+                outputs: outputs.written.clone(),
                 problems: report.problems.iter().map(ProblemView::from).collect(),
                 findings: report.findings.clone(),
                 bundle: bundle
@@ -161,15 +162,7 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         _ => {
             warn_all(&report);
             if to_stdout {
-                print!(
-                    "{}",
-                    render_pem(
-                        &bundle,
-                        &PemOptions {
-                            comments: args.pem_comments
-                        }
-                    )
-                );
+                print!("{}", render_pem(&bundle, &pem_options));
             }
             let line = format!(
                 "anchorage: bundle of {} certificates from {} read ({} duplicates, {} expired dropped, {} problems)",
@@ -184,17 +177,73 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
                 eprintln!("{line}");
             } else {
                 println!("{line}");
-                if let (Some(path), Some(w)) = (&args.pem, pem_written) {
-                    println!("{} {}", verb(w.changed), path.display());
-                }
-                if let (Some(dir), Some(w)) = (&args.openssl_dir, dir_written) {
-                    let n = w.entries;
-                    println!("{} {} ({n} hashed entries)", verb(w.changed), dir.display());
+                for o in &outputs.written {
+                    println!(
+                        "{} {} ({} {})",
+                        verb(o.changed),
+                        o.path.display(),
+                        o.entries,
+                        if o.kind == "openssl_dir" {
+                            "hashed entries"
+                        } else {
+                            "certificates"
+                        }
+                    );
                 }
             }
         }
     }
     Ok(Code::Ok)
+}
+
+/// One output written by this run.
+#[derive(Clone, Serialize)]
+struct OutputView {
+    /// `pem`, `openssl_dir`, `extra_pem`, `pkcs12`, `jks`, `k8s`.
+    kind: &'static str,
+    path: PathBuf,
+    entries: usize,
+    changed: bool,
+}
+
+/// The outputs written so far, in order: a later failure says which are already in place.
+#[derive(Default)]
+struct Outputs {
+    written: Vec<OutputView>,
+}
+
+impl Outputs {
+    fn write(
+        &mut self,
+        report: &Report,
+        kind: &'static str,
+        path: &Path,
+        write: impl FnOnce() -> Result<Written, TrustError>,
+    ) -> Result<Written, Failure> {
+        let written = write().map_err(|e| {
+            let mut failure = Failure::from(e).with_report(report);
+            let done: Vec<String> = self
+                .written
+                .iter()
+                .filter(|o| o.changed)
+                .map(|o| o.path.display().to_string())
+                .collect();
+            if !done.is_empty() {
+                failure.message.push_str(&format!(
+                    " (note: already written with the new bundle: {})",
+                    done.join(", ")
+                ));
+            }
+            failure
+        })?;
+        self.written.push(OutputView {
+            kind,
+            path: path.to_path_buf(),
+            entries: written.entries,
+            changed: written.changed,
+        });
+        Ok(written)
+    }
 }
 
 /// How the text summary names what happened to an output.

@@ -1,4 +1,5 @@
 //! One module per command: resolve arguments, call the library, render.
 
 pub(crate) mod build;
+pub(crate) mod env;
 pub(crate) mod inspect;
