@@ -3,7 +3,8 @@
 #
 # Idempotent and quiet: if every binary is already on PATH, apt is not touched at all (saves CI
 # time). Otherwise runs `apt-get update` once and installs the whole set; apt skips what is there.
-# Needs root, or sudo when not root. Java 17 (for the JKS/keytool tests) is assumed present.
+# Needs root, or sudo when not root. Python packages (requests) come from PyPI via pip, for the
+# python3 that is first on PATH (the one the tests run).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -17,10 +18,12 @@ declare -A provides=(
     [python3]="python3"
     [nodejs]="node"
     [hyperfine]="hyperfine"
+    [openjdk-17-jdk-headless]="java javac keytool"
+    [git]="git"
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.
-packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs hyperfine)
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git hyperfine)
 optional=(hyperfine)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }
@@ -28,6 +31,24 @@ say() { printf 'install-test-deps: %s\n' "$*" >&2; }
 have() {
     # update-ca-certificates lives in /usr/sbin, which is not on a non-root PATH.
     command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]]
+}
+
+# Python packages the tests import, installed with the python3 on PATH.
+python_packages=(requests)
+
+install_python_packages() {
+    local want=()
+    for mod in "${python_packages[@]}"; do
+        python3 -c "import $mod" >/dev/null 2>&1 || want+=("$mod")
+    done
+    [[ ${#want[@]} -eq 0 ]] && return 0
+    say "pip install ${want[*]}"
+    # --break-system-packages: Debian's own python3 refuses pip installs without it (PEP 668).
+    if ! python3 -m pip install --quiet --disable-pip-version-check "${want[@]}" 2>/dev/null \
+        && ! python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${want[@]}"; then
+        say "error: pip could not install ${want[*]}"
+        exit 1
+    fi
 }
 
 missing=()
@@ -41,7 +62,8 @@ for pkg in "${packages[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    say "all test peers present; nothing to install"
+    say "all test peers present; nothing to install from apt"
+    install_python_packages
     exit 0
 fi
 say "missing: ${missing[*]}"
@@ -99,3 +121,7 @@ for pkg in "${missing[@]}"; do
     done
 done
 say "installed: ${install[*]}"
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-pip >"$log" 2>&1 || true
+fi
+install_python_packages
