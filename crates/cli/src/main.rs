@@ -4,6 +4,18 @@
 // The binary is the one place that talks to the user.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `print!` that ends the process quietly when stdout is a closed pipe (`anchorage … | head`),
+/// as ripgrep does, instead of panicking; any other write error exits 1 with a message.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::render::write_stdout(format_args!($($arg)*)) };
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    () => { $crate::render::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::render::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod args;
 mod commands;
 mod exit;

@@ -604,3 +604,78 @@ fn the_bundle_file_inside_the_directory_must_be_a_plain_name() {
         assert!(!f.dir.path().join("certs").exists(), "nothing written");
     }
 }
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
+        .args(["bundle", "build", "--mozilla"])
+        .env_remove("ANCHORAGE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line's worth, as `| head -1` would, then hang up.
+    let mut first = [0u8; 64];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(first.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    assert!(output.status.success(), "status {:?}", output.status);
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn extra_pem_holds_only_what_mozilla_lacks() {
+    let f = fixture();
+    let o = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--mozilla",
+            "--pem",
+            "all.pem",
+            "--extra-pem",
+            "extra.pem",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: Vec<_> = summary["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["entries"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds[1], ("extra_pem".to_owned(), 1));
+    assert!(kinds[0].1 > 100, "{kinds:?}");
+    let extra = fs::read_to_string(f.dir.path().join("extra.pem")).unwrap();
+    assert_eq!(
+        extra, f.root.pem,
+        "extra.pem must hold exactly the private root"
+    );
+
+    // Only Mozilla's roots: the extra file is written empty, with a warning.
+    let o = anchorage(
+        f.dir.path(),
+        &["bundle", "build", "--mozilla", "--extra-pem", "none.pem"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("NODE_EXTRA_CA_CERTS has nothing to add"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(f.dir.path().join("none.pem")).unwrap(), b"");
+}

@@ -162,7 +162,7 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         _ => {
             warn_all(&report);
             if to_stdout {
-                print!("{}", render_pem(&bundle, &pem_options));
+                out!("{}", render_pem(&bundle, &pem_options));
             }
             let line = format!(
                 "anchorage: bundle of {} certificates from {} read ({} duplicates, {} expired dropped, {} problems)",
@@ -176,9 +176,9 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
             if to_stdout {
                 eprintln!("{line}");
             } else {
-                println!("{line}");
+                outln!("{line}");
                 for o in &outputs.written {
-                    println!(
+                    outln!(
                         "{} {} ({} {})",
                         verb(o.changed),
                         o.path.display(),

@@ -91,10 +91,10 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
                 eprintln!("anchorage: warning: {w}");
             }
             for (spec, option) in &left_out {
-                println!("# {} not set: give {option}", spec.name);
+                outln!("# {} not set: give {option}", spec.name);
             }
             for v in &vars {
-                println!("export {}={}", v.name, shell_quote(&v.value));
+                outln!("export {}={}", v.name, shell_quote(&v.value));
             }
         }
         EnvFormat::Dotenv => {
@@ -103,7 +103,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
             }
             // Unquoted: docker --env-file takes the rest of the line literally, quotes included.
             for v in &vars {
-                println!("{}={}", v.name, v.value);
+                outln!("{}={}", v.name, v.value);
             }
         }
         EnvFormat::K8s => {
@@ -117,7 +117,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
                 .collect();
             let yaml = serde_yaml_ng::to_string(&env)
                 .map_err(|e| Failure::new(Code::Failure, format!("cannot render YAML: {e}")))?;
-            print!("{yaml}");
+            out!("{yaml}");
         }
         EnvFormat::Json => print_json(&EnvJson {
             variables: &vars,

@@ -69,31 +69,31 @@ pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
 fn print_text(inspection: &Inspection) {
     for (i, c) in inspection.certificates.iter().enumerate() {
         if i > 0 {
-            println!();
+            outln!();
         }
-        println!("subject:      {}", c.subject);
-        println!("issuer:       {}", c.issuer);
-        println!("not after:    {}", c.not_after);
-        println!("sha256:       {}", c.sha256);
-        println!("subject hash: {}", c.subject_hash);
+        outln!("subject:      {}", c.subject);
+        outln!("issuer:       {}", c.issuer);
+        outln!("not after:    {}", c.not_after);
+        outln!("sha256:       {}", c.sha256);
+        outln!("subject hash: {}", c.subject_hash);
         let kind = match (c.ca, c.self_signed) {
             (true, true) => "CA, self-signed (root)",
             (true, false) => "CA (intermediate)",
             (false, true) => "not a CA, self-signed",
             (false, false) => "not a CA (leaf)",
         };
-        println!("kind:         {kind}; key {}", c.key);
+        outln!("kind:         {kind}; key {}", c.key);
         for origin in &c.origins {
-            println!("found in:     {origin}");
+            outln!("found in:     {origin}");
         }
         for w in &c.warnings {
-            println!("warning:      {w}");
+            outln!("warning:      {w}");
         }
     }
     for p in &inspection.problems {
         eprintln!("anchorage: problem: {}: {}", p.origin, p.message);
     }
-    println!(
+    outln!(
         "{} certificate(s), {} problem(s) in {}",
         inspection.certificates.len(),
         inspection.problems.len(),
