@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anchorage_trust::env::{
     EnvRequest, IGNORE_ALL, JavaStoreType, JavaTrustStore, Variable, omitted, variables,
 };
-use anchorage_trust::{Bundle, LoadOptions, Policy, Source, load};
+use anchorage_trust::{Bundle, LoadOptions, Policy, Source, TrustError, load};
 use serde::Serialize;
 
 use crate::args::{EnvArgs, EnvFormat, JavaStoreKind};
@@ -40,7 +40,17 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
     let in_container = args.in_container || args.format == EnvFormat::K8s;
     let resolve = |p: &Path| -> Result<PathBuf, Failure> {
         if in_container {
-            Ok(p.to_path_buf())
+            if p.is_absolute() {
+                Ok(p.to_path_buf())
+            } else {
+                Err(Failure::new(
+                    Code::BadInput,
+                    format!(
+                        "{}: paths inside a container must be absolute (a workload would resolve a relative one against its own working directory)",
+                        p.display()
+                    ),
+                ))
+            }
         } else {
             std::path::absolute(p).map_err(|e| {
                 Failure::new(
@@ -85,11 +95,11 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
         }
     }
     let left_out = omitted(&request);
+    for w in &warnings {
+        eprintln!("anchorage: warning: {w}");
+    }
     match args.format {
         EnvFormat::Shell => {
-            for w in &warnings {
-                eprintln!("anchorage: warning: {w}");
-            }
             for (spec, option) in &left_out {
                 outln!("# {} not set: give {option}", spec.name);
             }
@@ -98,8 +108,8 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
             }
         }
         EnvFormat::Dotenv => {
-            for w in &warnings {
-                eprintln!("anchorage: warning: {w}");
+            for (spec, option) in &left_out {
+                outln!("# {} not set: give {option}", spec.name);
             }
             // Unquoted: docker --env-file takes the rest of the line literally, quotes included.
             for v in &vars {
@@ -220,17 +230,16 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
 
 fn read_bundle(path: &Path, option: &str) -> Result<Bundle, Failure> {
     let loaded = load(&[Source::Path(path.to_path_buf())], &LoadOptions::default());
-    if let Some(problem) = loaded.problems.first()
-        && loaded.certificates.is_empty()
-    {
-        return Err(Failure::new(
-            Code::BadInput,
-            format!("{option} {}: {problem}", path.display()),
-        ));
-    }
+    let first_problem = loaded.problems.first().map(ToString::to_string);
+    // The policy first: a private key is refused (exit 4) even when nothing else loaded.
     let (bundle, _report) = Policy::default().apply(loaded).map_err(|e| {
+        let no_certificates = matches!(e, TrustError::NoCertificates { .. });
         let mut f = Failure::from(e);
-        f.message = format!("{option} {}: {}", path.display(), f.message);
+        f.message = match (&first_problem, no_certificates) {
+            // The problem names the file already; it says more than "no usable certificates".
+            (Some(problem), true) => format!("{option}: {problem}"),
+            _ => format!("{option} {}: {}", path.display(), f.message),
+        };
         f
     })?;
     Ok(bundle)
