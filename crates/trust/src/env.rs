@@ -349,7 +349,7 @@ mod tests {
         for v in variables(&full()) {
             match (v.effect, v.points) {
                 (Effect::Replaces, Points::Bundle) => {
-                    assert_eq!(v.value, "/b/ca.pem", "{}", v.name)
+                    assert_eq!(v.value, "/b/ca.pem", "{}", v.name);
                 }
                 (Effect::Replaces, Points::Dir) => assert_eq!(v.value, "/b/certs"),
                 (Effect::Adds, Points::Extra) => assert_eq!(v.value, "/b/extra.pem", "{}", v.name),
