@@ -14,6 +14,10 @@ pub(crate) struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); ANCHORAGE_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+    /// A CA file or directory trusted by every outbound TLS connection anchorage makes (on top
+    /// of the OS store and Mozilla's roots), as wasmCloud's host `--tls-ca-path`. Repeatable.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) tls_ca_path: Vec<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -43,6 +47,44 @@ pub(crate) enum Command {
         "  4  a named file holds a private key",
     ))]
     Env(EnvArgs),
+    /// Show the trust anchorage's own outbound TLS connections use.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TlsCommand {
+    /// List what each trust source contributes to outbound connections: the OS store, Mozilla's
+    /// roots and every --tls-ca-path, with what was refused and why.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage tls roots\n",
+        "  anchorage --tls-ca-path /etc/corp/ca.pem --tls-ca-path /etc/corp/ca.d tls roots --output json\n",
+        "  anchorage tls roots --no-native-certs --tls-certs-file corp.pem\n\n",
+        "Exit codes:\n",
+        "  0  at least one trust anchor\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  3  a path is missing or holds no certificate, or nothing is trusted at all\n",
+        "  4  a path holds a private key",
+    ))]
+    Roots(TlsRootsArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TlsRootsArgs {
+    /// Leave out the OS store (wasmCloud: load_native_certs = false).
+    #[arg(long)]
+    pub(crate) no_native_certs: bool,
+    /// Leave out Mozilla's roots (wasmCloud: load_webpki_certs = false).
+    #[arg(long)]
+    pub(crate) no_webpki_certs: bool,
+    /// A CA file that must exist (wasmCloud: ssl_certs_file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_certs_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
 }
 
 /// How `anchorage env` prints the variables.

@@ -105,3 +105,22 @@ impl From<anchorage_trust::TrustError> for Failure {
         }
     }
 }
+
+impl From<anchorage_trust::tls::TlsTrustError> for Failure {
+    fn from(e: anchorage_trust::tls::TlsTrustError) -> Self {
+        use anchorage_trust::tls::TlsTrustError as E;
+        let code = match &e {
+            E::PrivateKey { .. } => Code::PrivateKey,
+            E::Provider { .. } => Code::Failure,
+            _ => Code::BadInput,
+        };
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::new(code, message)
+    }
+}

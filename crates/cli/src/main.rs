@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
         args::Command::Env(a) => commands::env::run(a),
+        args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
     };
     match result {
         Ok(code) => code.into(),

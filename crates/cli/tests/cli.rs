@@ -679,3 +679,50 @@ fn extra_pem_holds_only_what_mozilla_lacks() {
     );
     assert_eq!(fs::read(f.dir.path().join("none.pem")).unwrap(), b"");
 }
+
+#[test]
+fn tls_roots_reports_each_source_and_refuses_bad_paths() {
+    let f = fixture();
+    let o = anchorage(
+        f.dir.path(),
+        &[
+            "--tls-ca-path",
+            "root.crt",
+            "tls",
+            "roots",
+            "--no-native-certs",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let anchors = report["anchors"].as_u64().unwrap();
+    assert!(anchors > 100, "{report}");
+    let extra = report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "extra_ca_path")
+        .expect("the --tls-ca-path source is reported");
+    assert_eq!(extra["added"], 1, "{report}");
+
+    // A missing path fails before anything is trusted, naming it.
+    let o = anchorage(f.dir.path(), &["tls", "roots", "--tls-ca-path", "nope.pem"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope.pem"), "{}", stderr(&o));
+
+    // A key where CA certificates are expected is refused (4), never printed.
+    write(f.dir.path(), "key.pem", &f.root.key_pem);
+    let o = anchorage(f.dir.path(), &["--tls-ca-path", "key.pem", "tls", "roots"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let body = f.root.key_pem.lines().nth(1).unwrap();
+    assert!(!stderr(&o).contains(body) && !stdout(&o).contains(body));
+
+    // Nothing enabled: an error, not an empty store.
+    let o = anchorage(
+        f.dir.path(),
+        &["tls", "roots", "--no-native-certs", "--no-webpki-certs"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}

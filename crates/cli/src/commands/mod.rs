@@ -3,3 +3,4 @@
 pub(crate) mod build;
 pub(crate) mod env;
 pub(crate) mod inspect;
+pub(crate) mod tls;
