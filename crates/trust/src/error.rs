@@ -44,6 +44,16 @@ pub enum TrustError {
         /// Everything that was reported: why nothing was left.
         report: Box<Report>,
     },
+    /// A Java keystore could not be encoded (password, profile or alias problem); nothing was
+    /// written and any previous output is unchanged.
+    #[error("cannot build the Java keystore for {path} (any previous output there is unchanged)")]
+    Keystore {
+        /// The output path.
+        path: PathBuf,
+        /// What the keystore encoder said.
+        #[source]
+        source: anchorage_keystore::KeystoreError,
+    },
     /// Writing an output failed; the previous output (if any) is still in place.
     #[error("cannot write {path} (any previous output there is unchanged)")]
     Output {

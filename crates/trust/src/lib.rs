@@ -35,6 +35,9 @@ pub use bundle::{Bundle, Entry};
 pub use error::TrustError;
 pub use kubernetes::KeyFilter;
 pub use output::Written;
+pub use output::java::{
+    Pkcs12Options, Pkcs12Profile, render_jks, render_pkcs12, write_jks, write_pkcs12,
+};
 pub use output::openssl_dir::{
     DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir,
 };
