@@ -148,7 +148,9 @@ pub(crate) enum BundleCommand {
         "Examples:\n",
         "  anchorage bundle build corp-root.pem --mozilla --pem /etc/ssl/certs/ca-certificates.crt\n",
         "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir ./certs --output json\n",
-        "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n\n",
+        "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n",
+        "  anchorage bundle build corp.pem --mozilla --pkcs12 trust.p12 --jks trust.jks\n",
+        "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem extra.pem   # then: anchorage env\n\n",
         "A SOURCE is a PEM/DER/PKCS#7 file, a directory (read recursively), or a Kubernetes\n",
         "ConfigMap/Secret manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
         "goes to stdout and the summary to stderr.\n\n",
@@ -208,6 +210,19 @@ pub(crate) enum K8sKeys {
     All,
 }
 
+/// PKCS#12 protection profile (as trust-manager names them).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum P12Profile {
+    /// No encryption and no MAC: Java 17 loads it without a password.
+    Unprotected,
+    /// PBES2 AES-256-CBC with PBKDF2-HMAC-SHA256, HMAC-SHA256 MAC.
+    Modern2023,
+    /// pbeWithSHAAnd3-KeyTripleDES-CBC, HMAC-SHA1 MAC (JVMs before 8u301).
+    LegacyDes,
+    /// pbeWithSHAAnd40BitRC2-CBC, HMAC-SHA1 MAC (what old JVMs wrote).
+    LegacyRc2,
+}
+
 /// Layout of the OpenSSL hashed directory.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Layout {
@@ -263,6 +278,24 @@ pub(crate) struct BuildArgs {
     /// NODE_EXTRA_CA_CERTS and DENO_CERT must name (see `anchorage env`).
     #[arg(long, value_name = "FILE")]
     pub(crate) extra_pem: Option<PathBuf>,
+    /// Write a Java PKCS#12 trust store to FILE (javax.net.ssl.trustStoreType=PKCS12).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pkcs12: Option<PathBuf>,
+    /// Encryption of --pkcs12: unprotected (no password, the default without --store-password),
+    /// modern2023 (AES-256, HMAC-SHA256; the default with a password; Java 8u301+/11.0.12+),
+    /// legacy-des or legacy-rc2 (for older JVMs).
+    #[arg(long, value_enum, requires = "pkcs12")]
+    pub(crate) pkcs12_profile: Option<P12Profile>,
+    /// Write a legacy Java JKS trust store to FILE (password: --store-password, default changeit).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) jks: Option<PathBuf>,
+    /// Password of --pkcs12/--jks. Visible to other local users in the process list: prefer
+    /// --store-password-file.
+    #[arg(long, value_name = "PASSWORD", conflicts_with = "store_password_file")]
+    pub(crate) store_password: Option<String>,
+    /// Read the --pkcs12/--jks password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) store_password_file: Option<PathBuf>,
     /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
     #[arg(long)]
     pub(crate) pem_comments: bool,

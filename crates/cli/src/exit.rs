@@ -9,7 +9,8 @@ pub(crate) enum Code {
     Ok = 0,
     /// An unexpected failure.
     Failure = 1,
-    // 2 is clap's usage error.
+    /// An invalid combination of options (clap uses 2 for its own usage errors too).
+    Usage = 2,
     /// Bad input: nothing usable, or a problem under --strict.
     BadInput = 3,
     /// A private key was found among the certificates.
@@ -66,6 +67,8 @@ impl From<anchorage_trust::TrustError> for Failure {
             E::PrivateKey { .. } => Code::PrivateKey,
             E::Strict { .. } | E::NoCertificates { .. } => Code::BadInput,
             E::Output { .. } => Code::Output,
+            // The keystore options cannot be honoured (a password rule): nothing was written.
+            E::Keystore { .. } => Code::BadInput,
             _ => Code::Failure,
         };
         // Show the OS error behind an output failure too.

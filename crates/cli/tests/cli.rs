@@ -726,3 +726,79 @@ fn tls_roots_reports_each_source_and_refuses_bad_paths() {
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+#[test]
+fn java_trust_stores_are_written_deterministically_and_password_rules_are_enforced() {
+    let f = fixture();
+    write(f.dir.path(), "pw.txt", "s3cret-pw\nignored second line\n");
+    let args = [
+        "bundle",
+        "build",
+        "root.crt",
+        "--pkcs12",
+        "t.p12",
+        "--jks",
+        "t.jks",
+        "--store-password-file",
+        "pw.txt",
+        "--output",
+        "json",
+        "-vv",
+    ];
+    let first = anchorage(f.dir.path(), &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let p12 = fs::read(f.dir.path().join("t.p12")).unwrap();
+    let jks = fs::read(f.dir.path().join("t.jks")).unwrap();
+    // The password is read from the file's first line and never echoed, even at -vv.
+    assert!(!stderr(&first).contains("s3cret-pw") && !stdout(&first).contains("s3cret-pw"));
+    let password = secrecy::SecretString::from("s3cret-pw");
+    let store = anchorage_keystore::decode(&p12, Some(&password)).unwrap();
+    assert_eq!(store.certificates.len(), 1);
+    assert!(store.integrity_checked && store.certificates[0].trusted);
+    let store = anchorage_keystore::decode(&jks, Some(&password)).unwrap();
+    assert_eq!(store.certificates[0].der, f.root.der);
+
+    // The same bundle again: identical bytes, so both files are left alone.
+    let again = anchorage(f.dir.path(), &args);
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    for o in summary["outputs"].as_array().unwrap() {
+        assert_eq!(o["changed"], false, "{o}");
+    }
+    assert_eq!(fs::read(f.dir.path().join("t.p12")).unwrap(), p12);
+
+    // Password rules: usage errors (2), nothing written.
+    for bad in [
+        &["--pkcs12", "u.p12", "--pkcs12-profile", "modern2023"][..],
+        &[
+            "--pkcs12",
+            "u.p12",
+            "--pkcs12-profile",
+            "unprotected",
+            "--store-password",
+            "x",
+        ],
+        &["--pem", "u.pem", "--store-password", "x"],
+        &["--jks", "u.jks", "--store-password", ""],
+    ] {
+        let mut a = vec!["bundle", "build", "root.crt"];
+        a.extend_from_slice(bad);
+        let o = anchorage(f.dir.path(), &a);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(!f.dir.path().join("u.p12").exists() && !f.dir.path().join("u.jks").exists());
+    }
+    // A missing password file is bad input naming it.
+    let o = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--jks",
+            "u.jks",
+            "--store-password-file",
+            "nope",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope"));
+}

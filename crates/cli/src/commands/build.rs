@@ -8,7 +8,10 @@ use anchorage_trust::{
 };
 use serde::Serialize;
 
-use crate::args::{BuildArgs, OutputFormat};
+use anchorage_trust::{Pkcs12Options, Pkcs12Profile, write_jks, write_pkcs12};
+use secrecy::SecretString;
+
+use crate::args::{BuildArgs, OutputFormat, P12Profile};
 use crate::exit::{Code, Failure};
 use crate::render::{CertificateView, ProblemView, findings_for, print_json, warn_all};
 
@@ -70,6 +73,8 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
             "no sources: give certificate files or directories, --system or --mozilla (see --help)",
         ));
     }
+    // Resolve the keystore options before reading anything: a usage mistake must not cost a load.
+    let java = JavaSettings::resolve(&args)?;
     let span = tracing::info_span!("bundle_build", sources = sources.len());
     let _enter = span.enter();
     let loaded = load(&sources, &args.read.load_options());
@@ -109,6 +114,16 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         }
         None => None,
     };
+    if let Some(path) = &args.pkcs12 {
+        let options = java.pkcs12_options();
+        outputs.write(&report, "pkcs12", path, || {
+            write_pkcs12(&bundle, path, &options)
+        })?;
+    }
+    if let Some(path) = &args.jks {
+        let password = java.jks_password();
+        outputs.write(&report, "jks", path, || write_jks(&bundle, path, &password))?;
+    }
     if let Some(path) = &args.extra_pem {
         let extra = bundle.without_mozilla_roots();
         if extra.is_empty() {
@@ -194,6 +209,79 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         }
     }
     Ok(Code::Ok)
+}
+
+/// The Java trust-store options, resolved once from what was typed.
+struct JavaSettings {
+    password: Option<SecretString>,
+    profile: Option<P12Profile>,
+}
+
+impl JavaSettings {
+    fn resolve(args: &BuildArgs) -> Result<Self, Failure> {
+        let password = match (&args.store_password, &args.store_password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    Failure::new(
+                        Code::BadInput,
+                        format!("--store-password-file {}: {e}", file.display()),
+                    )
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            }
+            (None, None) => None,
+        };
+        if password.is_some() && args.pkcs12.is_none() && args.jks.is_none() {
+            return Err(Failure::new(
+                Code::Usage,
+                "--store-password needs --pkcs12 or --jks",
+            ));
+        }
+        if password.as_deref() == Some("") {
+            return Err(Failure::new(
+                Code::Usage,
+                "the store password is empty: Java reads an empty trust-store password as none; give a password, or leave it out for a password-less PKCS#12",
+            ));
+        }
+        match (args.pkcs12_profile, &password) {
+            (Some(P12Profile::Unprotected), Some(_)) => Err(Failure::new(
+                Code::Usage,
+                "--pkcs12-profile unprotected takes no password: drop --store-password, or pick modern2023",
+            )),
+            (Some(p), None) if p != P12Profile::Unprotected && args.pkcs12.is_some() => {
+                Err(Failure::new(
+                    Code::Usage,
+                    "an encrypted --pkcs12-profile needs --store-password or --store-password-file (Java's usual one is changeit)",
+                ))
+            }
+            _ => Ok(Self {
+                password: password.map(SecretString::from),
+                profile: args.pkcs12_profile,
+            }),
+        }
+    }
+
+    fn pkcs12_options(&self) -> Pkcs12Options {
+        match (&self.password, self.profile) {
+            (None, _) => Pkcs12Options::unprotected(),
+            (Some(password), profile) => {
+                let profile = match profile.unwrap_or(P12Profile::Modern2023) {
+                    P12Profile::Modern2023 | P12Profile::Unprotected => Pkcs12Profile::Modern2023,
+                    P12Profile::LegacyDes => Pkcs12Profile::LegacyDes,
+                    P12Profile::LegacyRc2 => Pkcs12Profile::LegacyRc2,
+                };
+                Pkcs12Options::protected(profile, password.clone())
+            }
+        }
+    }
+
+    /// Java's default keystore password when none was given.
+    fn jks_password(&self) -> SecretString {
+        self.password
+            .clone()
+            .unwrap_or_else(|| SecretString::from("changeit"))
+    }
 }
 
 /// One output written by this run.
