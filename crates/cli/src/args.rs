@@ -47,9 +47,92 @@ pub(crate) enum Command {
         "  4  a named file holds a private key",
     ))]
     Env(EnvArgs),
+    /// Kubernetes helpers.
+    #[command(subcommand)]
+    K8s(K8sCommand),
     /// Show the trust anchorage's own outbound TLS connections use.
     #[command(subcommand)]
     Tls(TlsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum K8sCommand {
+    /// Print a patch that mounts the trust volume over /etc/ssl/certs in a workload's containers
+    /// and sets the runtime variables (see `anchorage env`).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage k8s patch --configmap trust --kind deployment --name api --container app \\\n",
+        "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
+        "  kubectl get deploy api -o json > api.json\n",
+        "  anchorage k8s patch --configmap trust --kind deployment --container app --type json --current api.json\n",
+        "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob --name backup --container job\n\n",
+        "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
+        "only the bundle file, so SSL_CERT_DIR is not set for it.\n\n",
+        "Exit codes:\n",
+        "  0  printed\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line, or a name Kubernetes would refuse\n",
+        "  3  --current is unreadable or not the named kind, or a container is not in it",
+    ))]
+    Patch(K8sPatchArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
+pub(crate) struct K8sPatchArgs {
+    /// The trust ConfigMap (from `bundle build --k8s-configmap`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) configmap: Option<String>,
+    /// The trust Secret (from `bundle build --k8s-secret`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) secret: Option<String>,
+    /// A ClusterTrustBundle by name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster_trust_bundle: Option<String>,
+    /// Every ClusterTrustBundle of this signer.
+    #[arg(long, value_name = "SIGNER")]
+    pub(crate) ctb_signer: Option<String>,
+    /// The ConfigMap/Secret was built with --k8s-bundle-only: no SSL_CERT_DIR.
+    #[arg(long)]
+    pub(crate) bundle_only: bool,
+    /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
+    #[arg(long, value_name = "KIND")]
+    pub(crate) kind: String,
+    /// Workload name (adds apiVersion/kind/metadata, which kustomize matches patches on).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Workload namespace (with --name).
+    #[arg(long, short = 'n', value_name = "NS", requires = "name")]
+    pub(crate) namespace: Option<String>,
+    /// A container to patch (repeatable; at least one container or init container).
+    #[arg(long = "container", value_name = "NAME")]
+    pub(crate) containers: Vec<String>,
+    /// An init container to patch too (repeatable).
+    #[arg(long = "init-container", value_name = "NAME")]
+    pub(crate) init_containers: Vec<String>,
+    /// Where the volume is mounted (read-only).
+    #[arg(long, value_name = "PATH", default_value = anchorage_k8s::DEFAULT_MOUNT_PATH)]
+    pub(crate) mount_path: String,
+    /// Do not set the runtime variables, only mount the volume.
+    #[arg(long)]
+    pub(crate) no_env: bool,
+    /// Patch type: strategic (kubectl patch --type strategic, kustomize) or json (RFC 6902,
+    /// needs --current).
+    #[arg(long = "type", value_enum, default_value_t)]
+    pub(crate) patch_type: PatchType,
+    /// The workload as `kubectl get -o json` prints it (for --type json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) current: Option<PathBuf>,
+}
+
+/// Patch flavour.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PatchType {
+    /// Strategic merge patch.
+    #[default]
+    Strategic,
+    /// RFC 6902 JSON patch.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,7 +233,8 @@ pub(crate) enum BundleCommand {
         "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir ./certs --output json\n",
         "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n",
         "  anchorage bundle build corp.pem --mozilla --pkcs12 trust.p12 --jks trust.jks\n",
-        "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem extra.pem   # then: anchorage env\n\n",
+        "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem extra.pem   # then: anchorage env\n",
+        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust -n apps --k8s-out trust.yaml\n\n",
         "A SOURCE is a PEM/DER/PKCS#7 file, a directory (read recursively), or a Kubernetes\n",
         "ConfigMap/Secret manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
         "goes to stdout and the summary to stderr.\n\n",
@@ -162,7 +246,7 @@ pub(crate) enum BundleCommand {
         "  4  a private key was found among the certificates (refused, never copied)\n",
         "  5  an output could not be written (the previous output is untouched)",
     ))]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List what a file, directory, bundle or manifest holds.
     #[command(after_help = concat!(
         "Examples:\n",
@@ -221,6 +305,16 @@ pub(crate) enum P12Profile {
     LegacyDes,
     /// pbeWithSHAAnd40BitRC2-CBC, HMAC-SHA1 MAC (what old JVMs wrote).
     LegacyRc2,
+}
+
+/// Serialization of Kubernetes objects.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ManifestFormat {
+    /// A YAML stream, one document per object.
+    #[default]
+    Yaml,
+    /// JSON (one object, or a v1 List).
+    Json,
 }
 
 /// Layout of the OpenSSL hashed directory.
@@ -296,6 +390,45 @@ pub(crate) struct BuildArgs {
     /// Read the --pkcs12/--jks password from the first line of FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) store_password_file: Option<PathBuf>,
+    /// Emit a ConfigMap NAME to mount over /etc/ssl/certs (ca-certificates.crt plus <hash>.<n>
+    /// keys).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_configmap: Option<String>,
+    /// Emit the same layout as a Secret NAME.
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_secret: Option<String>,
+    /// Emit a ConfigMap NAME of <name>.crt keys for wasmCloud's operator
+    /// (certificates.authorities).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_wasmcloud_configmap: Option<String>,
+    /// Emit a ClusterTrustBundle NAME (certificates.k8s.io/v1beta1, Kubernetes 1.33+).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_cluster_trust_bundle: Option<String>,
+    /// Signer name of the ClusterTrustBundle (its NAME must then start with the signer name,
+    /// `/` replaced by `:`, and a `:`).
+    #[arg(
+        long,
+        value_name = "SIGNER",
+        requires = "k8s_cluster_trust_bundle",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) k8s_signer: Option<String>,
+    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace).
+    #[arg(long, short = 'n', value_name = "NS", help_heading = "Kubernetes")]
+    pub(crate) namespace: Option<String>,
+    /// Only the bundle key in the ConfigMap/Secret, no <hash>.<n> keys: half the size, but
+    /// SSL_CERT_DIR / -CApath readers find nothing.
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_bundle_only: bool,
+    /// Also repeat the bundle as ca-bundle.crt and tls-ca-bundle.pem (RHEL-family names).
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_rhel_aliases: bool,
+    /// Write the Kubernetes objects to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
+    pub(crate) k8s_out: Option<PathBuf>,
+    /// Format of the Kubernetes objects.
+    #[arg(long, value_enum, default_value_t, help_heading = "Kubernetes")]
+    pub(crate) k8s_format: ManifestFormat,
     /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
     #[arg(long)]
     pub(crate) pem_comments: bool,

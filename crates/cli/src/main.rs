@@ -30,9 +30,10 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {
-        args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(a),
+        args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
         args::Command::Env(a) => commands::env::run(a),
+        args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
         args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
     };
     match result {

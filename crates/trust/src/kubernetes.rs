@@ -128,6 +128,24 @@ fn load_object(
     let fields: &[(&str, bool)] = match kind {
         "ConfigMap" => &[("data", false), ("binaryData", true)],
         "Secret" => &[("data", true), ("stringData", false)],
+        // certificates.k8s.io: one PEM bundle in spec.trustBundle; no keys to filter.
+        "ClusterTrustBundle" => {
+            let key_origin = Origin {
+                detail: Some(format!("document {doc_no}, {object}, spec.trustBundle")),
+                ..origin.clone()
+            };
+            match value.get("spec").and_then(|s| s.get("trustBundle")) {
+                Some(Value::String(text)) => loaded.add_decoded(&key_origin, text.as_bytes()),
+                _ => loaded.problem(
+                    key_origin,
+                    LoadError::Yaml {
+                        line: None,
+                        reason: "spec.trustBundle is missing or not a string".into(),
+                    },
+                ),
+            }
+            return;
+        }
         "List" => {
             let items = value.get("items").and_then(Value::as_sequence);
             for item in items.into_iter().flatten() {
@@ -277,6 +295,35 @@ mod tests {
             matches!(loaded.problems[1].error, LoadError::NoMatchingKeys { ref keys, .. } if keys == "ca.pem")
         );
         assert_eq!(loaded.problems.len(), 2);
+    }
+
+    #[test]
+    fn cluster_trust_bundles_are_read_from_spec_trust_bundle() {
+        let root = anchorage_test_support::pki::root_ca("CTB Root");
+        let indented: String = root.pem.lines().map(|l| format!("    {l}\n")).collect();
+        let yaml = format!(
+            "apiVersion: certificates.k8s.io/v1beta1\nkind: ClusterTrustBundle\nmetadata: {{name: corp}}\nspec:\n  trustBundle: |\n{indented}---\nkind: ClusterTrustBundle\nmetadata: {{name: empty}}\nspec: {{}}\n"
+        );
+        let mut loaded = Loaded::default();
+        load_manifests(
+            &Origin::path(Path::new("ctb.yaml")),
+            yaml.as_bytes(),
+            &KeyFilter::default(),
+            &mut loaded,
+        );
+        assert_eq!(loaded.certificates.len(), 1);
+        assert_eq!(loaded.certificates[0].certificate.der(), &root.der[..]);
+        let detail = loaded.certificates[0].origin.detail.clone().unwrap();
+        assert!(
+            detail.contains("ClusterTrustBundle corp, spec.trustBundle"),
+            "{detail}"
+        );
+        assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
+        assert!(
+            loaded.problems[0]
+                .to_string()
+                .contains("ClusterTrustBundle empty")
+        );
     }
 
     #[test]

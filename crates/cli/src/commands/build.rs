@@ -92,7 +92,16 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         _ => {}
     })?;
 
+    // Kubernetes objects are built (names, keys and the 1 MiB limit checked) before anything is
+    // written, so a bundle too big for a ConfigMap leaves every output as it was.
+    let manifest = match super::k8s::wanted(&args) {
+        true => {
+            Some(super::k8s::render_objects(&bundle, &args).map_err(|f| f.with_report(&report))?)
+        }
+        false => None,
+    };
     let mut outputs = Outputs::default();
+    let mut k8s_manifest = None;
     let pem_options = PemOptions {
         comments: args.pem_comments,
     };
@@ -124,6 +133,16 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         let password = java.jks_password();
         outputs.write(&report, "jks", path, || write_jks(&bundle, path, &password))?;
     }
+    if let Some(manifest) = manifest {
+        match &args.k8s_out {
+            Some(path) => {
+                outputs.write(&report, "k8s", path, || {
+                    write_text(path, &manifest, bundle.len())
+                })?;
+            }
+            None => k8s_manifest = Some(manifest),
+        }
+    }
     if let Some(path) = &args.extra_pem {
         let extra = bundle.without_mozilla_roots();
         if extra.is_empty() {
@@ -136,7 +155,14 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
             write_pem(&extra, path, &pem_options)
         })?;
     }
-    let to_stdout = outputs.written.is_empty();
+    // What stdout carries, if anything: the Kubernetes objects without --k8s-out, else the PEM
+    // bundle when no output file was named. The summary then goes to stderr.
+    let payload = match k8s_manifest {
+        Some(manifest) => Some(manifest),
+        None if outputs.written.is_empty() => Some(render_pem(&bundle, &pem_options)),
+        None => None,
+    };
+    let to_stdout = payload.is_some();
 
     let duplicates = report
         .findings
@@ -176,8 +202,8 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         }
         _ => {
             warn_all(&report);
-            if to_stdout {
-                out!("{}", render_pem(&bundle, &pem_options));
+            if let Some(payload) = &payload {
+                out!("{payload}");
             }
             let line = format!(
                 "anchorage: bundle of {} certificates from {} read ({} duplicates, {} expired dropped, {} problems)",
@@ -209,6 +235,20 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         }
     }
     Ok(Code::Ok)
+}
+
+/// Writes a text output atomically, leaving an identical file alone.
+fn write_text(path: &Path, text: &str, entries: usize) -> Result<Written, TrustError> {
+    let changed = !anchorage_trust::atomic::file_holds(path, text.as_bytes());
+    if changed {
+        anchorage_trust::atomic::write_file(path, text.as_bytes()).map_err(|source| {
+            TrustError::Output {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+    }
+    Ok(Written { entries, changed })
 }
 
 /// The Java trust-store options, resolved once from what was typed.

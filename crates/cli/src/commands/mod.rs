@@ -3,4 +3,5 @@
 pub(crate) mod build;
 pub(crate) mod env;
 pub(crate) mod inspect;
+pub(crate) mod k8s;
 pub(crate) mod tls;

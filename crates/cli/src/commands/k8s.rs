@@ -1,0 +1,158 @@
+//! Kubernetes output: the objects `bundle build --k8s-*` emits, and `anchorage k8s patch`.
+
+use std::path::Path;
+
+use anchorage_k8s::{
+    CtbSelector, K8sError, Layout, Object, ObjectName, PatchFormat, PatchRequest, TrustSource,
+    WorkloadKind, cluster_trust_bundle, env_var, to_json, to_yaml, trust_configmap, trust_secret,
+    wasmcloud_configmap, workload_patch,
+};
+use anchorage_trust::Bundle;
+use anchorage_trust::env::{EnvRequest, variables};
+
+use crate::args::{BuildArgs, K8sPatchArgs, ManifestFormat, PatchType};
+use crate::exit::{Code, Failure};
+
+impl From<K8sError> for Failure {
+    fn from(e: K8sError) -> Self {
+        let code = match &e {
+            // The bundle does not fit, or the workload is not what was said: the input is wrong.
+            K8sError::TooLarge { .. }
+            | K8sError::EmptyBundle { .. }
+            | K8sError::NotCa { .. }
+            | K8sError::ContainerNotFound { .. }
+            | K8sError::WrongKind { .. }
+            | K8sError::NoPodSpec { .. }
+            | K8sError::InvalidPatch { .. } => Code::BadInput,
+            K8sError::Yaml(_) | K8sError::Json(_) => Code::Failure,
+            // A name, key, label or option Kubernetes would refuse.
+            _ => Code::Usage,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+/// True when `bundle build` was asked for any Kubernetes object.
+pub(crate) fn wanted(args: &BuildArgs) -> bool {
+    args.k8s_configmap.is_some()
+        || args.k8s_secret.is_some()
+        || args.k8s_wasmcloud_configmap.is_some()
+        || args.k8s_cluster_trust_bundle.is_some()
+}
+
+/// The objects `bundle build` was asked for, rendered, in a fixed order.
+pub(crate) fn render_objects(bundle: &Bundle, args: &BuildArgs) -> Result<String, Failure> {
+    let named = |name: &String| {
+        let meta = ObjectName::new(name.clone());
+        match &args.namespace {
+            Some(ns) => meta.in_namespace(ns.clone()),
+            None => meta,
+        }
+    };
+    let mut layout = if args.k8s_bundle_only {
+        Layout::bundle_only()
+    } else {
+        Layout::default()
+    };
+    if args.k8s_rhel_aliases {
+        layout = layout.with_rhel_aliases();
+    }
+    let mut objects: Vec<Object> = Vec::new();
+    if let Some(name) = &args.k8s_configmap {
+        objects.push(trust_configmap(bundle, &named(name), &layout)?.into());
+    }
+    if let Some(name) = &args.k8s_secret {
+        objects.push(trust_secret(bundle, &named(name), &layout)?.into());
+    }
+    if let Some(name) = &args.k8s_wasmcloud_configmap {
+        objects.push(wasmcloud_configmap(bundle, &named(name))?.into());
+    }
+    if let Some(name) = &args.k8s_cluster_trust_bundle {
+        // Cluster-scoped: --namespace does not apply.
+        let ctb = cluster_trust_bundle(
+            bundle,
+            &ObjectName::new(name.clone()),
+            args.k8s_signer.as_deref(),
+        )?;
+        objects.push(ctb.into());
+    }
+    Ok(match args.k8s_format {
+        ManifestFormat::Yaml => to_yaml(&objects)?,
+        ManifestFormat::Json => to_json(&objects)? + "\n",
+    })
+}
+
+/// `anchorage k8s patch`.
+pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
+    let kind = WorkloadKind::from_kind(&args.kind).ok_or_else(|| {
+        let kinds: Vec<_> = WorkloadKind::ALL.iter().map(|k| k.kind()).collect();
+        Failure::new(
+            Code::Usage,
+            format!(
+                "--kind {}: not a workload kind; one of {}",
+                args.kind,
+                kinds.join(", ")
+            ),
+        )
+    })?;
+    let (source, hashed_keys) = match (&args.configmap, &args.secret, &args.cluster_trust_bundle) {
+        (Some(name), _, _) => (TrustSource::ConfigMap(name.clone()), !args.bundle_only),
+        (_, Some(name), _) => (TrustSource::Secret(name.clone()), !args.bundle_only),
+        (_, _, Some(name)) => (
+            TrustSource::ClusterTrustBundle(CtbSelector::Name(name.clone())),
+            false,
+        ),
+        _ => (
+            TrustSource::ClusterTrustBundle(CtbSelector::Signer {
+                signer_name: args.ctb_signer.clone().unwrap_or_default(),
+                match_labels: Default::default(),
+            }),
+            false,
+        ),
+    };
+    let mut request = PatchRequest::new(kind, source, args.containers.clone());
+    request.init_containers = args.init_containers.clone();
+    request.workload_name = args.name.clone();
+    request.workload_namespace = args.namespace.clone();
+    request.mount_path = args.mount_path.clone();
+    if !args.no_env {
+        // Paths as the container sees them; NODE_EXTRA_CA_CERTS/DENO_CERT need a private-only
+        // file the trust volume does not hold, so they are left out.
+        let mount = Path::new(&args.mount_path);
+        let env = EnvRequest {
+            bundle: mount.join(&request.bundle_file),
+            dir: hashed_keys.then(|| mount.to_path_buf()),
+            ..EnvRequest::default()
+        };
+        request.env = variables(&env)
+            .into_iter()
+            .map(|v| env_var(v.name, v.value))
+            .collect();
+    }
+    if args.patch_type == PatchType::Json {
+        let Some(path) = &args.current else {
+            return Err(Failure::new(
+                Code::Usage,
+                "--type json needs --current FILE (the workload as `kubectl get -o json` prints it): a JSON patch addresses containers by index",
+            ));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(Code::BadInput, format!("--current {}: {e}", path.display()))
+        })?;
+        let current = serde_json::from_str(&text).map_err(|e| {
+            Failure::new(
+                Code::BadInput,
+                format!(
+                    "--current {}: not JSON ({e}); use `kubectl get ... -o json`",
+                    path.display()
+                ),
+            )
+        })?;
+        request.format = PatchFormat::Json { current };
+    }
+    let patch = workload_patch(&request)?;
+    let text = serde_json::to_string_pretty(&patch)
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot render JSON: {e}")))?;
+    outln!("{text}");
+    Ok(Code::Ok)
+}

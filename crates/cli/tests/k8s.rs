@@ -1,0 +1,227 @@
+//! End-to-end tests of the Kubernetes outputs: `bundle build --k8s-*` and `anchorage k8s patch`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anchorage_test_support::pki;
+use k8s_openapi::api::core::v1::ConfigMap;
+
+fn anchorage(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anchorage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ANCHORAGE_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn configmap_to_stdout_parses_and_its_keys_are_the_hashed_layout() {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    let root = pki::root_ca("K8s CLI Root");
+    root.write_pem(dir.path(), "root.crt");
+    let o = anchorage(
+        dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--k8s-configmap",
+            "trust",
+            "-n",
+            "apps",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The summary goes to stderr, so stdout is only the manifest.
+    assert!(
+        stderr(&o).contains("bundle of 1 certificates"),
+        "{}",
+        stderr(&o)
+    );
+    let cm: ConfigMap = serde_yaml_ng::from_slice(&o.stdout).unwrap();
+    assert_eq!(cm.metadata.namespace.as_deref(), Some("apps"));
+    let data = cm.data.unwrap();
+    let hash = anchorage_x509::Certificate::from_der(&root.der)
+        .unwrap()
+        .subject_hash()
+        .to_string();
+    assert_eq!(data[&format!("{hash}.0")], root.pem);
+    assert_eq!(data["ca-certificates.crt"], root.pem);
+    assert_eq!(data.len(), 2);
+}
+
+#[test]
+fn objects_go_to_k8s_out_and_bad_names_write_nothing() {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    pki::root_ca("K8s CLI Root").write_pem(dir.path(), "root.crt");
+    let o = anchorage(
+        dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--k8s-configmap",
+            "trust",
+            "--k8s-secret",
+            "trust",
+            "--k8s-wasmcloud-configmap",
+            "wasmcloud-cas",
+            "--k8s-cluster-trust-bundle",
+            "example.com:corp:roots",
+            "--k8s-signer",
+            "example.com/corp",
+            "--k8s-out",
+            "trust.yaml",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["outputs"][0]["kind"], "k8s");
+    let yaml = std::fs::read_to_string(dir.path().join("trust.yaml")).unwrap();
+    let kinds: Vec<String> = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .map(|d| {
+            let v = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(d).unwrap();
+            v["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ConfigMap", "Secret", "ConfigMap", "ClusterTrustBundle"]
+    );
+    // Our own reader loads the manifest back (only .crt keys: the wasmCloud ConfigMap).
+    let back = anchorage(
+        dir.path(),
+        &["bundle", "inspect", "trust.yaml", "--output", "json"],
+    );
+    assert!(back.status.success(), "{}", stderr(&back));
+
+    // A name Kubernetes would refuse: usage error, and no output of any kind is written.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--pem",
+            "p.pem",
+            "--k8s-configmap",
+            "Bad_Name",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Bad_Name"), "{}", stderr(&o));
+    assert!(!dir.path().join("p.pem").exists());
+    // A ClusterTrustBundle name without the signer prefix.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--k8s-cluster-trust-bundle",
+            "roots",
+            "--k8s-signer",
+            "example.com/corp",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("example.com:corp:"), "{}", stderr(&o));
+}
+
+#[test]
+fn patch_sets_mount_and_variables_and_json_patch_needs_the_current_object() {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--configmap",
+            "trust",
+            "--kind",
+            "cronjob",
+            "--name",
+            "backup",
+            "--container",
+            "job",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let patch: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pod = &patch["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "trust");
+    let container = &pod["containers"][0];
+    assert_eq!(container["name"], "job");
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/etc/ssl/certs");
+    let env: Vec<(&str, &str)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert!(env.contains(&("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")));
+    assert!(env.contains(&("SSL_CERT_DIR", "/etc/ssl/certs")));
+
+    // A ClusterTrustBundle volume has no hashed entries: no SSL_CERT_DIR.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--cluster-trust-bundle",
+            "corp",
+            "--kind",
+            "pod",
+            "--container",
+            "c",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("SSL_CERT_DIR"));
+
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--configmap",
+            "t",
+            "--kind",
+            "deployment",
+            "--container",
+            "c",
+            "--type",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--current"), "{}", stderr(&o));
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--configmap",
+            "t",
+            "--kind",
+            "gadget",
+            "--container",
+            "c",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("statefulset") || stderr(&o).contains("StatefulSet"),
+        "{}",
+        stderr(&o)
+    );
+}
