@@ -72,13 +72,7 @@ impl From<anchorage_trust::TrustError> for Failure {
             _ => Code::Failure,
         };
         // Show the OS error behind an output failure too.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+        let mut message = with_causes(&e);
         // What to do about the usual OS refusals of an atomic swap.
         if let E::Output { source, .. } = &e {
             let hint = match source.kind() {
@@ -117,13 +111,18 @@ impl From<anchorage_trust::tls::TlsTrustError> for Failure {
             E::Provider { .. } => Code::Failure,
             _ => Code::BadInput,
         };
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        Self::new(code, message)
+        Self::new(code, with_causes(&e))
     }
+}
+
+/// The error's message followed by each cause's, `: `-separated.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }

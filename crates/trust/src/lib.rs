@@ -34,7 +34,6 @@ pub mod tls;
 pub use bundle::{Bundle, Entry};
 pub use error::TrustError;
 pub use kubernetes::KeyFilter;
-pub use output::Written;
 pub use output::java::{
     Pkcs12Options, Pkcs12Profile, render_jks, render_pkcs12, write_jks, write_pkcs12,
 };
@@ -42,6 +41,7 @@ pub use output::openssl_dir::{
     DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir,
 };
 pub use output::pem::{PemOptions, render_pem, write_pem};
+pub use output::{Written, write_file_if_changed};
 pub use policy::{Finding, FindingKind, Policy, Report};
 pub use source::{
     LoadError, LoadOptions, Loaded, LoadedCertificate, NameFilter, Origin, Source, SourceProblem,

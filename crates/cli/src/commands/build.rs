@@ -8,7 +8,9 @@ use anchorage_trust::{
 };
 use serde::Serialize;
 
-use anchorage_trust::{Pkcs12Options, Pkcs12Profile, write_jks, write_pkcs12};
+use anchorage_trust::{
+    Pkcs12Options, Pkcs12Profile, write_file_if_changed, write_jks, write_pkcs12,
+};
 use secrecy::SecretString;
 
 use crate::args::{BuildArgs, OutputFormat, P12Profile};
@@ -137,7 +139,7 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         match &args.k8s_out {
             Some(path) => {
                 outputs.write(&report, "k8s", path, || {
-                    write_text(path, &manifest, bundle.len())
+                    write_file_if_changed(path, manifest.as_bytes(), bundle.len())
                 })?;
             }
             None => k8s_manifest = Some(manifest),
@@ -235,20 +237,6 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         }
     }
     Ok(Code::Ok)
-}
-
-/// Writes a text output atomically, leaving an identical file alone.
-fn write_text(path: &Path, text: &str, entries: usize) -> Result<Written, TrustError> {
-    let changed = !anchorage_trust::atomic::file_holds(path, text.as_bytes());
-    if changed {
-        anchorage_trust::atomic::write_file(path, text.as_bytes()).map_err(|source| {
-            TrustError::Output {
-                path: path.to_owned(),
-                source,
-            }
-        })?;
-    }
-    Ok(Written { entries, changed })
 }
 
 /// The Java trust-store options, resolved once from what was typed.

@@ -13,7 +13,6 @@ use anchorage_keystore::{KeystoreError, TrustedEntry, encode_jks, encode_pkcs12}
 pub use anchorage_keystore::{Pkcs12Options, Pkcs12Profile};
 use secrecy::SecretString;
 
-use crate::atomic;
 use crate::bundle::Bundle;
 use crate::error::TrustError;
 use crate::output::Written;
@@ -64,19 +63,7 @@ pub fn write_jks(
 }
 
 fn write(bundle: &Bundle, path: &Path, bytes: &[u8]) -> Result<Written, TrustError> {
-    let changed = !atomic::file_holds(path, bytes);
-    if changed {
-        atomic::write_file(path, bytes).map_err(|source| TrustError::Output {
-            path: path.to_owned(),
-            source,
-        })?;
-    } else {
-        atomic::remove_stale_beside(path);
-    }
-    Ok(Written {
-        entries: bundle.len(),
-        changed,
-    })
+    super::write_file_if_changed(path, bytes, bundle.len())
 }
 
 #[cfg(test)]

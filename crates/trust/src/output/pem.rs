@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use crate::atomic;
 use crate::bundle::Bundle;
 use crate::error::TrustError;
 use crate::output::Written;
@@ -45,19 +44,7 @@ pub fn write_pem(
     options: &PemOptions,
 ) -> Result<Written, TrustError> {
     let pem = render_pem(bundle, options);
-    let changed = !atomic::file_holds(path, pem.as_bytes());
-    if changed {
-        atomic::write_file(path, pem.as_bytes()).map_err(|source| TrustError::Output {
-            path: path.to_owned(),
-            source,
-        })?;
-    } else {
-        atomic::remove_stale_beside(path);
-    }
-    Ok(Written {
-        entries: bundle.len(),
-        changed,
-    })
+    super::write_file_if_changed(path, pem.as_bytes(), bundle.len())
 }
 
 #[cfg(test)]
