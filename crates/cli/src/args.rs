@@ -116,6 +116,11 @@ pub(crate) struct K8sPatchArgs {
     /// Do not set the runtime variables, only mount the volume.
     #[arg(long)]
     pub(crate) no_env: bool,
+    /// The bundle the trust object was built from: its SHA-256 goes into a pod-template
+    /// annotation (anchorage.io/bundle-sha256, as on the ConfigMap), so re-applying the patch
+    /// after the bundle changed rolls the workload.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bundle: Option<PathBuf>,
     /// Patch type: strategic (kubectl patch --type strategic, kustomize) or json (RFC 6902,
     /// needs --current).
     #[arg(long = "type", value_enum, default_value_t)]

@@ -171,6 +171,38 @@ fn patch_sets_mount_and_variables_and_json_patch_needs_the_current_object() {
     assert!(env.contains(&("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")));
     assert!(env.contains(&("SSL_CERT_DIR", "/etc/ssl/certs")));
 
+    // --bundle: the pod template carries the bundle's SHA-256, the same value as the ConfigMap's
+    // annotation, so a changed bundle rolls the workload.
+    let root = pki::root_ca("K8s Rollout Root");
+    root.write_pem(dir.path(), "root.crt");
+    let cm = anchorage(
+        dir.path(),
+        &["bundle", "build", "root.crt", "--k8s-configmap", "trust"],
+    );
+    let cm: ConfigMap = serde_yaml_ng::from_slice(&cm.stdout).unwrap();
+    let want = cm.metadata.annotations.unwrap()["anchorage.io/bundle-sha256"].clone();
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--configmap",
+            "trust",
+            "--kind",
+            "deployment",
+            "--container",
+            "app",
+            "--bundle",
+            "root.crt",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let patch: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["annotations"]["anchorage.io/bundle-sha256"],
+        want.as_str()
+    );
+
     // A ClusterTrustBundle volume has no hashed entries: no SSL_CERT_DIR.
     let o = anchorage(
         dir.path(),
