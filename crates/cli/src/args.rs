@@ -240,8 +240,9 @@ pub(crate) enum BundleCommand {
         "  anchorage bundle build corp.pem --mozilla --pkcs12 trust.p12 --jks trust.jks\n",
         "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem extra.pem   # then: anchorage env\n",
         "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust -n apps --k8s-out trust.yaml\n\n",
-        "A SOURCE is a PEM/DER/PKCS#7 file, a directory (read recursively), or a Kubernetes\n",
-        "ConfigMap/Secret manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
+        "A SOURCE is a PEM/DER/PKCS#7 file, a Java keystore (JKS/PKCS#12, see --source-password),\n",
+        "a directory (read recursively), or a Kubernetes ConfigMap/Secret/ClusterTrustBundle\n",
+        "manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
         "goes to stdout and the summary to stderr.\n\n",
         "Exit codes:\n",
         "  0  done (warnings, if any, were printed on stderr)\n",
@@ -341,6 +342,11 @@ pub(crate) struct ReadArgs {
     /// Which keys of a Kubernetes ConfigMap/Secret to read.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) k8s_keys: K8sKeys,
+    /// Password of JKS/PKCS#12 keystore sources (e.g. a JDK's cacerts). Without it a JKS is
+    /// read without its integrity check, as Java does, and a PKCS#12 is tried password-less,
+    /// then with changeit.
+    #[arg(long, value_name = "PASSWORD")]
+    pub(crate) source_password: Option<String>,
 }
 
 impl ReadArgs {
@@ -355,6 +361,7 @@ impl ReadArgs {
                 K8sKeys::Crt => KeyFilter::Suffix(".crt".into()),
                 K8sKeys::All => KeyFilter::All,
             },
+            keystore_password: self.source_password.clone().map(Into::into),
         }
     }
 }

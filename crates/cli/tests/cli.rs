@@ -802,3 +802,88 @@ fn java_trust_stores_are_written_deterministically_and_password_rules_are_enforc
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("nope"));
 }
+
+#[test]
+fn java_keystores_are_sources_and_a_wrong_password_is_named() {
+    let f = fixture();
+    let out = anchorage(
+        f.dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--jks",
+            "in.jks",
+            "--pkcs12",
+            "in.p12",
+            "--store-password",
+            "s3cret",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for store in ["in.jks", "in.p12"] {
+        let o = anchorage(
+            f.dir.path(),
+            &[
+                "bundle",
+                "build",
+                store,
+                "--source-password",
+                "s3cret",
+                "--pem",
+                "out.pem",
+            ],
+        );
+        assert!(o.status.success(), "{store}: {}", stderr(&o));
+        assert_eq!(
+            fs::read_to_string(f.dir.path().join("out.pem")).unwrap(),
+            f.root.pem
+        );
+        // Wrong password: reported against the file, with what to do; nothing usable (3).
+        let o = anchorage(
+            f.dir.path(),
+            &[
+                "bundle",
+                "build",
+                store,
+                "--source-password",
+                "nope",
+                "--pem",
+                "wrong.pem",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(3), "{store}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(store) && err.contains("wrong password"),
+            "{err}"
+        );
+        assert!(err.contains("--source-password"), "{err}");
+        assert!(!f.dir.path().join("wrong.pem").exists());
+    }
+    // A PKCS#12 holding a private key (a server's .pfx) is refused like any key: exit 4.
+    let pfx = f.dir.path().join("server.pfx");
+    write(f.dir.path(), "key.pem", &f.root.key_pem);
+    let status = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:x", "-out"])
+        .arg(&pfx)
+        .args(["-inkey", "key.pem", "-in", "root.crt"])
+        .current_dir(f.dir.path())
+        .status();
+    if status.is_ok_and(|s| s.success()) {
+        let o = anchorage(
+            f.dir.path(),
+            &[
+                "bundle",
+                "build",
+                "server.pfx",
+                "--source-password",
+                "x",
+                "--pem",
+                "k.pem",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(!f.dir.path().join("k.pem").exists());
+    }
+}

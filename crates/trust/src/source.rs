@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anchorage_x509::{Certificate, DecodeError, Position, decode};
+use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::kubernetes::{self, KeyFilter};
@@ -73,6 +74,10 @@ pub struct LoadOptions {
     pub name_filter: NameFilter,
     /// Which keys of a ConfigMap or Secret are read.
     pub key_filter: KeyFilter,
+    /// The password of JKS/PKCS#12 keystore sources. Without one, a JKS is read without its
+    /// integrity check (as Java does) and a PKCS#12 is tried password-less, then with Java's
+    /// `changeit`.
+    pub keystore_password: Option<SecretString>,
 }
 
 /// Where a certificate or a problem was found: source, detail (Kubernetes object and key), and
@@ -178,6 +183,14 @@ pub enum LoadError {
     System {
         /// What went wrong.
         reason: String,
+    },
+    /// A JKS or PKCS#12 keystore that could not be read (wrong password, malformed, JCEKS).
+    #[error("{error}; {hint}")]
+    Keystore {
+        /// What the keystore decoder said (never a password or key).
+        error: anchorage_keystore::KeystoreError,
+        /// What to do about it.
+        hint: &'static str,
     },
 }
 
@@ -349,10 +362,70 @@ fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
         }
     };
     loaded.files_read += 1;
-    if kubernetes::looks_like_manifest(path, &bytes) {
+    if anchorage_keystore::sniff(&bytes).is_some() {
+        load_keystore(&origin, &bytes, options, loaded);
+    } else if kubernetes::looks_like_manifest(path, &bytes) {
         kubernetes::load_manifests(&origin, &bytes, &options.key_filter, loaded);
     } else {
         loaded.add_decoded(&origin, &bytes);
+    }
+}
+
+/// A Java keystore source: its certificates, each named by alias; a key entry is reported as a
+/// private key (the policy refuses it), never decrypted.
+fn load_keystore(origin: &Origin, bytes: &[u8], options: &LoadOptions, loaded: &mut Loaded) {
+    use anchorage_keystore::KeystoreError;
+
+    let attempt = |password: Option<&SecretString>| anchorage_keystore::decode(bytes, password);
+    let result = match &options.keystore_password {
+        Some(password) => attempt(Some(password)),
+        None => match attempt(None) {
+            Err(KeystoreError::PasswordRequired { .. }) => {
+                attempt(Some(&SecretString::from("changeit")))
+            }
+            other => other,
+        },
+    };
+    let store = match result {
+        Ok(store) => store,
+        Err(error) => {
+            let hint = match error {
+                KeystoreError::WrongPassword { .. } | KeystoreError::PasswordRequired { .. } => {
+                    "pass it with --source-password (Java's default is changeit)"
+                }
+                KeystoreError::Jceks => {
+                    "convert it with keytool -importkeystore -deststoretype pkcs12"
+                }
+                _ => "check that the file is a complete JKS or PKCS#12 keystore",
+            };
+            return loaded.problem(origin.clone(), LoadError::Keystore { error, hint });
+        }
+    };
+    for key in &store.key_entries {
+        let alias = key.alias.as_deref().unwrap_or("unnamed");
+        let origin = Origin {
+            detail: Some(format!("{} key entry {alias}", store.kind)),
+            ..origin.clone()
+        };
+        let kind = format!("key entry in a {} keystore", store.kind);
+        loaded.problem(origin, DecodeError::PrivateKey { kind }.into());
+    }
+    for stored in &store.certificates {
+        let origin = Origin {
+            detail: Some(format!(
+                "{} alias {}",
+                store.kind,
+                stored.alias.as_deref().unwrap_or("unnamed")
+            )),
+            ..origin.clone()
+        };
+        match Certificate::from_der(&stored.der) {
+            Ok(certificate) => loaded.certificates.push(LoadedCertificate {
+                certificate,
+                origin,
+            }),
+            Err(e) => loaded.problem(origin, e.into()),
+        }
     }
 }
 
