@@ -1,0 +1,979 @@
+//! Judging a presented chain: one primary [`Diagnosis`], secondary [`Finding`]s, and the [`Fix`].
+//!
+//! This module owns the verdict. Trust is decided by rustls's `WebPkiServerVerifier` against the
+//! caller's `RootCertStore` (so the doctor agrees with every rustls client built from the same
+//! trust); this module then explains that verdict from the certificates themselves and looks for
+//! what rustls does not report (weak signatures, order, extra certificates, near expiry). It
+//! does no I/O: candidate CA files come in already read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anchorage_x509::{Certificate, Sha256Fingerprint, Timestamp};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::{WebPkiServerVerifier, verify_server_name};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, RootCertStore};
+use serde::Serialize;
+
+use crate::chain::{self, ChainEntry, Link};
+
+/// Everything [`diagnose`] judges a chain by, besides the chain. Plain data.
+#[derive(Clone, Copy, Debug)]
+pub struct DiagnoseParams<'a> {
+    /// The target as the user typed it, for commands in the fix (`anchorage doctor TARGET …`).
+    pub target: &'a str,
+    /// The name the chain must be valid for (SNI / `--servername`).
+    pub server_name: &'a str,
+    /// The trust to verify against (e.g. from `anchorage_trust::tls::TrustConfig::root_store`).
+    pub roots: &'a RootCertStore,
+    /// Root certificates behind `roots`, when the caller has them: used only to warn that the
+    /// root a chain ends at expires soon (a `RootCertStore` keeps no validity dates).
+    pub root_certificates: &'a [Certificate],
+    /// CA files the user offered (`--ca`), already read: which of them would fix the chain.
+    pub candidates: &'a [(PathBuf, Vec<Certificate>)],
+    /// The time to judge validity at.
+    pub now: Timestamp,
+    /// Warn when a certificate on the path expires within this window.
+    pub expiry_window: Duration,
+}
+
+/// The default `expiry_window`: 30 days.
+pub const DEFAULT_EXPIRY_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+
+/// The one verdict on a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Diagnosis {
+    /// rustls accepts the chain for the name.
+    Trusted {
+        /// Subject of the trust anchor the path ends at.
+        anchor: String,
+    },
+    /// The server sent no certificate.
+    NoCertificate,
+    /// The chain ends at an issuer the trust does not hold.
+    UnknownIssuer {
+        /// Index of the last certificate of the issuing path (its issuer is missing).
+        certificate: usize,
+        /// That certificate's subject.
+        subject: String,
+        /// The issuer name nobody trusted holds.
+        missing_issuer: String,
+        /// The authority key id of the missing issuer (hex), when the certificate names it.
+        authority_key_id: Option<String>,
+        /// True when the last certificate is a root the server sent itself.
+        root_sent: bool,
+        /// True when a trusted root carries the missing issuer's name but another key (a
+        /// re-keyed or impostor CA): the certificate was not signed by the root you trust.
+        same_name_trusted: bool,
+        /// Candidate files holding the missing issuer.
+        candidate_files: Vec<PathBuf>,
+    },
+    /// The server sent its leaf alone, and the leaf's issuer is not a trusted root.
+    MissingIntermediate {
+        /// The leaf's issuer: the intermediate the server should send.
+        issuer: String,
+        /// The leaf's authority key id (hex).
+        authority_key_id: Option<String>,
+        /// Where the leaf says its issuer can be downloaded (AIA caIssuers).
+        aia_ca_issuers: Vec<String>,
+        /// Candidate files holding the missing issuer.
+        candidate_files: Vec<PathBuf>,
+    },
+    /// The leaf is self-signed.
+    SelfSignedLeaf {
+        /// Its subject.
+        subject: String,
+        /// Its SHA-256 fingerprint.
+        sha256: Sha256Fingerprint,
+    },
+    /// A certificate on the path has expired.
+    Expired {
+        /// Its index in the chain as sent.
+        certificate: usize,
+        /// Its subject.
+        subject: String,
+        /// When it expired.
+        not_after: Timestamp,
+        /// How long ago, in seconds.
+        seconds_ago: i64,
+    },
+    /// A certificate on the path is not valid yet.
+    NotYetValid {
+        /// Its index in the chain as sent.
+        certificate: usize,
+        /// Its subject.
+        subject: String,
+        /// When it becomes valid.
+        not_before: Timestamp,
+        /// In how many seconds.
+        seconds_until: i64,
+    },
+    /// The leaf is not valid for the name asked for.
+    NameMismatch {
+        /// The name asked for.
+        asked: String,
+        /// The leaf's subject alternative names.
+        presented: Vec<String>,
+    },
+    /// A certificate's (extended) key usage does not allow TLS server authentication.
+    WrongKeyUsage {
+        /// Its index in the chain as sent.
+        certificate: usize,
+        /// Its subject.
+        subject: String,
+        /// Its extended key usage purposes.
+        extended_key_usage: Vec<String>,
+    },
+    /// A signature in the chain does not verify.
+    BadSignature {
+        /// The certificate whose signature fails, when known.
+        certificate: Option<usize>,
+        /// What rustls said.
+        detail: String,
+    },
+    /// rustls refused the chain for another reason.
+    Untrusted {
+        /// What rustls said.
+        error: String,
+    },
+}
+
+/// A secondary observation. Any finding makes a trusted chain not "healthy".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Finding {
+    /// A certificate on the path has expired (besides the primary diagnosis).
+    Expired {
+        /// Index in the chain as sent.
+        certificate: usize,
+        /// Subject.
+        subject: String,
+        /// When it expired.
+        not_after: Timestamp,
+    },
+    /// A certificate on the path is not valid yet (besides the primary diagnosis).
+    NotYetValid {
+        /// Index in the chain as sent.
+        certificate: usize,
+        /// Subject.
+        subject: String,
+        /// When it becomes valid.
+        not_before: Timestamp,
+    },
+    /// The leaf is not valid for the name asked for (besides the primary diagnosis).
+    NameMismatch {
+        /// The name asked for.
+        asked: String,
+        /// The leaf's subject alternative names.
+        presented: Vec<String>,
+    },
+    /// The leaf's extended key usage lacks serverAuth (besides the primary diagnosis).
+    WrongKeyUsage {
+        /// Index in the chain as sent.
+        certificate: usize,
+        /// Its extended key usage purposes.
+        extended_key_usage: Vec<String>,
+    },
+    /// A certificate is signed with SHA-1 (or MD5).
+    WeakSignature {
+        /// Index in the chain as sent.
+        certificate: usize,
+        /// Subject.
+        subject: String,
+        /// The signature algorithm.
+        algorithm: String,
+    },
+    /// An RSA key shorter than 2048 bits.
+    WeakKey {
+        /// Index in the chain as sent.
+        certificate: usize,
+        /// Subject.
+        subject: String,
+        /// Key size.
+        bits: u32,
+    },
+    /// The server sent the issuing path in another order than leaf, issuer, issuer's issuer.
+    ChainOutOfOrder {
+        /// The path as indices into the chain as sent (`[0, 2, 1]`).
+        path: Vec<usize>,
+    },
+    /// Certificates sent that are not on the issuing path.
+    ExtraCertificates {
+        /// Their indices in the chain as sent.
+        certificates: Vec<usize>,
+        /// Their subjects.
+        subjects: Vec<String>,
+    },
+    /// A certificate on the path expires within the window.
+    ExpiresSoon {
+        /// Index in the chain as sent.
+        certificate: usize,
+        /// Subject.
+        subject: String,
+        /// When it expires.
+        not_after: Timestamp,
+        /// Seconds left.
+        seconds_left: i64,
+    },
+    /// The root the path ends at expires within the window.
+    RootExpiresSoon {
+        /// The root's subject.
+        subject: String,
+        /// When it expires.
+        not_after: Timestamp,
+        /// Seconds left.
+        seconds_left: i64,
+    },
+}
+
+/// What to do about the diagnosis: a sentence and the commands to run, if any. Never "disable
+/// verification".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fix {
+    /// What to do, in one or more sentences.
+    pub summary: String,
+    /// Commands that carry it out (shell syntax, paths quoted when needed).
+    pub commands: Vec<String>,
+}
+
+/// The doctor's report on one chain. Serialises to the stable JSON of `--output json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The name the chain was judged for.
+    pub server_name: String,
+    /// The time it was judged at.
+    pub now: Timestamp,
+    /// True when rustls accepts the chain.
+    pub trusted: bool,
+    /// Trusted and without findings.
+    pub healthy: bool,
+    /// The verdict.
+    pub primary: Diagnosis,
+    /// Secondary observations.
+    pub findings: Vec<Finding>,
+    /// The chain as sent.
+    pub chain: Vec<ChainEntry>,
+    /// The issuing path, as indices into `chain` starting at the leaf.
+    pub path: Vec<usize>,
+    /// What to do.
+    pub fix: Fix,
+}
+
+/// Judges `chain` (leaf first, as sent) with `provider`'s signature algorithms.
+pub fn diagnose(
+    chain: &[Certificate],
+    params: &DiagnoseParams<'_>,
+    provider: Arc<CryptoProvider>,
+) -> Report {
+    let now = params.now;
+    let entries = chain::describe(chain, now);
+    let path = chain::issuing_path(chain);
+    let verdict = verify(chain, params, provider);
+    tracing::debug!(server_name = params.server_name, ?verdict, "rustls verdict");
+    let primary = match &verdict {
+        _ if chain.is_empty() => Diagnosis::NoCertificate,
+        Ok(()) => Diagnosis::Trusted {
+            anchor: path
+                .last()
+                .map(|&i| {
+                    if chain[i].is_self_issued() {
+                        chain[i].subject().to_owned()
+                    } else {
+                        chain[i].issuer().to_owned()
+                    }
+                })
+                .unwrap_or_default(),
+        },
+        Err(error) => classify(chain, &path, params, error),
+    };
+    let findings = if chain.is_empty() {
+        Vec::new()
+    } else {
+        findings(chain, &path, params, &primary)
+    };
+    let fix = fix(chain, params, &primary, &findings);
+    let trusted = matches!(primary, Diagnosis::Trusted { .. });
+    Report {
+        server_name: params.server_name.to_owned(),
+        now,
+        trusted,
+        healthy: trusted && findings.is_empty(),
+        primary,
+        findings,
+        chain: entries,
+        path,
+        fix,
+    }
+}
+
+fn unix_time(now: Timestamp) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now.unix()).unwrap_or(0)))
+}
+
+fn verify(
+    chain: &[Certificate],
+    params: &DiagnoseParams<'_>,
+    provider: Arc<CryptoProvider>,
+) -> Result<(), rustls::Error> {
+    let Some((leaf, rest)) = chain.split_first() else {
+        return Err(rustls::Error::NoCertificatesPresented);
+    };
+    let name = ServerName::try_from(params.server_name).map_err(|e| {
+        rustls::Error::General(format!(
+            "{:?} is not a server name: {e}",
+            params.server_name
+        ))
+    })?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(params.roots.clone()), provider)
+            .build()
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+    let intermediates: Vec<CertificateDer<'_>> =
+        rest.iter().map(|c| CertificateDer::from(c.der())).collect();
+    verifier
+        .verify_server_cert(
+            &CertificateDer::from(leaf.der()),
+            &intermediates,
+            &name,
+            &[],
+            unix_time(params.now),
+        )
+        .map(|_| ())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Candidate files holding a certificate that issued `child`.
+fn candidate_files_for(child: &Certificate, params: &DiagnoseParams<'_>) -> Vec<(PathBuf, bool)> {
+    params
+        .candidates
+        .iter()
+        .filter_map(|(path, certs)| {
+            certs
+                .iter()
+                .find(|c| Link::between(child, c).links())
+                .map(|c| (path.clone(), c.is_self_issued()))
+        })
+        .collect()
+}
+
+/// The `Name` value without its SEQUENCE header, as webpki keeps a trust anchor's subject.
+fn name_value(raw: &[u8]) -> &[u8] {
+    match raw.get(1) {
+        Some(&l) if l < 0x80 => raw.get(2..).unwrap_or_default(),
+        Some(&l) => raw.get(2 + usize::from(l & 0x7f)..).unwrap_or_default(),
+        None => raw,
+    }
+}
+
+fn anchor_named(roots: &RootCertStore, issuer_der: &[u8]) -> bool {
+    let value = name_value(issuer_der);
+    roots
+        .roots
+        .iter()
+        .any(|a| a.subject.as_ref() == value || a.subject.as_ref() == issuer_der)
+}
+
+fn expired_on_path(chain: &[Certificate], path: &[usize], now: Timestamp) -> Option<usize> {
+    path.iter()
+        .copied()
+        .chain(0..chain.len())
+        .find(|&i| chain[i].is_expired_at(now))
+}
+
+fn not_yet_valid_on_path(chain: &[Certificate], path: &[usize], now: Timestamp) -> Option<usize> {
+    path.iter()
+        .copied()
+        .chain(0..chain.len())
+        .find(|&i| chain[i].is_not_yet_valid_at(now))
+}
+
+fn sans(cert: &Certificate) -> Vec<String> {
+    cert.subject_alt_names()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn lacks_server_auth(cert: &Certificate) -> bool {
+    let eku = cert.extended_key_usage();
+    !eku.is_empty()
+        && !eku
+            .iter()
+            .any(|p| p == "serverAuth" || p == "anyExtendedKeyUsage" || p == "2.5.29.37.0")
+}
+
+fn classify(
+    chain: &[Certificate],
+    path: &[usize],
+    params: &DiagnoseParams<'_>,
+    error: &rustls::Error,
+) -> Diagnosis {
+    let now = params.now;
+    let leaf = &chain[0];
+    let rustls::Error::InvalidCertificate(cert_error) = error else {
+        return Diagnosis::Untrusted {
+            error: error.to_string(),
+        };
+    };
+    match cert_error {
+        CertificateError::UnknownIssuer => unknown_issuer(chain, path, params),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            match expired_on_path(chain, path, now) {
+                Some(i) => Diagnosis::Expired {
+                    certificate: i,
+                    subject: chain[i].subject().to_owned(),
+                    not_after: chain[i].not_after(),
+                    seconds_ago: now.unix() - chain[i].not_after().unix(),
+                },
+                None => Diagnosis::Untrusted {
+                    error: error.to_string(),
+                },
+            }
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            match not_yet_valid_on_path(chain, path, now) {
+                Some(i) => Diagnosis::NotYetValid {
+                    certificate: i,
+                    subject: chain[i].subject().to_owned(),
+                    not_before: chain[i].not_before(),
+                    seconds_until: chain[i].not_before().unix() - now.unix(),
+                },
+                None => Diagnosis::Untrusted {
+                    error: error.to_string(),
+                },
+            }
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            Diagnosis::NameMismatch {
+                asked: params.server_name.to_owned(),
+                presented: sans(leaf),
+            }
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            let i = path
+                .iter()
+                .copied()
+                .find(|&i| lacks_server_auth(&chain[i]))
+                .unwrap_or(0);
+            Diagnosis::WrongKeyUsage {
+                certificate: i,
+                subject: chain[i].subject().to_owned(),
+                extended_key_usage: chain[i].extended_key_usage().to_vec(),
+            }
+        }
+        CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            if let Some(&top) = path.last()
+                && anchor_named(params.roots, chain[top].issuer_der())
+                && path.windows(2).all(|w| {
+                    Link::between(&chain[w[0]], &chain[w[1]]).signature_verified != Some(false)
+                })
+            {
+                return unknown_issuer(chain, path, params);
+            }
+            let certificate = (0..chain.len().saturating_sub(1)).find(|&i| {
+                Link::between(&chain[i], &chain[i + 1]).signature_verified == Some(false)
+            });
+            Diagnosis::BadSignature {
+                certificate,
+                detail: error.to_string(),
+            }
+        }
+        _ => Diagnosis::Untrusted {
+            error: error.to_string(),
+        },
+    }
+}
+
+fn unknown_issuer(chain: &[Certificate], path: &[usize], params: &DiagnoseParams<'_>) -> Diagnosis {
+    let leaf = &chain[0];
+    let top_index = path.last().copied().unwrap_or(0);
+    let top = &chain[top_index];
+    if path.len() == 1 && leaf.is_self_issued() {
+        return Diagnosis::SelfSignedLeaf {
+            subject: leaf.subject().to_owned(),
+            sha256: leaf.sha256(),
+        };
+    }
+    let candidates = candidate_files_for(top, params);
+    let candidate_root = candidates.iter().any(|(_, self_issued)| *self_issued);
+    let files: Vec<PathBuf> = candidates.into_iter().map(|(p, _)| p).collect();
+    let authority_key_id = top.authority_key_id().map(hex);
+    if path.len() == 1 && !candidate_root && !anchor_named(params.roots, top.issuer_der()) {
+        return Diagnosis::MissingIntermediate {
+            issuer: leaf.issuer().to_owned(),
+            authority_key_id,
+            aia_ca_issuers: chain::aia_ca_issuers(leaf),
+            candidate_files: files,
+        };
+    }
+    Diagnosis::UnknownIssuer {
+        certificate: top_index,
+        subject: top.subject().to_owned(),
+        missing_issuer: top.issuer().to_owned(),
+        authority_key_id,
+        root_sent: top.is_self_issued(),
+        same_name_trusted: anchor_named(params.roots, top.issuer_der()),
+        candidate_files: files,
+    }
+}
+
+fn findings(
+    chain: &[Certificate],
+    path: &[usize],
+    params: &DiagnoseParams<'_>,
+    primary: &Diagnosis,
+) -> Vec<Finding> {
+    let now = params.now;
+    let mut out = Vec::new();
+    let primary_cert = match primary {
+        Diagnosis::Expired { certificate, .. } | Diagnosis::NotYetValid { certificate, .. } => {
+            Some(*certificate)
+        }
+        _ => None,
+    };
+    for &i in path {
+        let cert = &chain[i];
+        if Some(i) == primary_cert {
+            continue;
+        }
+        if cert.is_expired_at(now) {
+            out.push(Finding::Expired {
+                certificate: i,
+                subject: cert.subject().to_owned(),
+                not_after: cert.not_after(),
+            });
+        } else if cert.is_not_yet_valid_at(now) {
+            out.push(Finding::NotYetValid {
+                certificate: i,
+                subject: cert.subject().to_owned(),
+                not_before: cert.not_before(),
+            });
+        }
+    }
+    let leaf = &chain[0];
+    if !matches!(primary, Diagnosis::NameMismatch { .. }) && !name_ok(leaf, params.server_name) {
+        out.push(Finding::NameMismatch {
+            asked: params.server_name.to_owned(),
+            presented: sans(leaf),
+        });
+    }
+    if !matches!(primary, Diagnosis::WrongKeyUsage { .. }) && lacks_server_auth(leaf) {
+        out.push(Finding::WrongKeyUsage {
+            certificate: 0,
+            extended_key_usage: leaf.extended_key_usage().to_vec(),
+        });
+    }
+    for (i, cert) in chain.iter().enumerate() {
+        if !cert.is_self_issued() && chain::weak_signature(cert) {
+            out.push(Finding::WeakSignature {
+                certificate: i,
+                subject: cert.subject().to_owned(),
+                algorithm: cert.signature_algorithm().to_owned(),
+            });
+        }
+        if let Some(bits) = chain::weak_rsa(cert) {
+            out.push(Finding::WeakKey {
+                certificate: i,
+                subject: cert.subject().to_owned(),
+                bits,
+            });
+        }
+    }
+    if path.iter().enumerate().any(|(i, &p)| i != p) {
+        out.push(Finding::ChainOutOfOrder {
+            path: path.to_vec(),
+        });
+    }
+    let extra: Vec<usize> = (0..chain.len()).filter(|i| !path.contains(i)).collect();
+    if !extra.is_empty() {
+        out.push(Finding::ExtraCertificates {
+            subjects: extra
+                .iter()
+                .map(|&i| chain[i].subject().to_owned())
+                .collect(),
+            certificates: extra,
+        });
+    }
+    let window = i64::try_from(params.expiry_window.as_secs()).unwrap_or(i64::MAX);
+    for &i in path {
+        let cert = &chain[i];
+        let left = cert.not_after().unix() - now.unix();
+        if left > 0 && left <= window && !cert.is_self_issued() {
+            out.push(Finding::ExpiresSoon {
+                certificate: i,
+                subject: cert.subject().to_owned(),
+                not_after: cert.not_after(),
+                seconds_left: left,
+            });
+        }
+    }
+    if let Some(root) = path_root(chain, path, params) {
+        let left = root.not_after().unix() - now.unix();
+        if left > 0 && left <= window {
+            out.push(Finding::RootExpiresSoon {
+                subject: root.subject().to_owned(),
+                not_after: root.not_after(),
+                seconds_left: left,
+            });
+        }
+    }
+    out
+}
+
+/// The root the path ends at: sent by the server, or among the root certificates or candidates.
+fn path_root<'a>(
+    chain: &'a [Certificate],
+    path: &[usize],
+    params: &'a DiagnoseParams<'_>,
+) -> Option<&'a Certificate> {
+    let top = &chain[*path.last()?];
+    if top.is_self_issued() {
+        return Some(top);
+    }
+    params
+        .root_certificates
+        .iter()
+        .chain(params.candidates.iter().flat_map(|(_, certs)| certs))
+        .find(|c| c.is_self_issued() && Link::between(top, c).links())
+}
+
+fn name_ok(leaf: &Certificate, server_name: &str) -> bool {
+    let der = CertificateDer::from(leaf.der());
+    let (Ok(name), Ok(parsed)) = (
+        ServerName::try_from(server_name),
+        ParsedCertificate::try_from(&der),
+    ) else {
+        return false;
+    };
+    verify_server_name(&parsed, &name).is_ok()
+}
+
+/// A path as a shell word: bare when it is plain, else in single quotes.
+fn shell_quote(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    if !text.is_empty()
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '@' | ',')
+        })
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+fn bundle_command(file: &std::path::Path) -> String {
+    format!(
+        "anchorage bundle build {} --mozilla --pem ca-bundle.pem",
+        shell_quote(file)
+    )
+}
+
+fn save_chain_command(target: &str) -> String {
+    format!("anchorage doctor {target} --save-chain presented-chain.pem")
+}
+
+fn fix(
+    chain: &[Certificate],
+    params: &DiagnoseParams<'_>,
+    primary: &Diagnosis,
+    findings: &[Finding],
+) -> Fix {
+    let fix = |summary: String, commands: Vec<String>| Fix { summary, commands };
+    match primary {
+        Diagnosis::Trusted { .. } if findings.is_empty() => {
+            fix("nothing to fix: the chain is trusted and healthy".into(), Vec::new())
+        }
+        Diagnosis::Trusted { .. } => fix(
+            "the chain is trusted; the findings above are for the server's operator to address before they become failures".into(),
+            Vec::new(),
+        ),
+        Diagnosis::NoCertificate => fix(
+            "the server presented no certificate: configure it with a certificate and key".into(),
+            Vec::new(),
+        ),
+        Diagnosis::UnknownIssuer {
+            missing_issuer,
+            authority_key_id,
+            root_sent,
+            same_name_trusted,
+            candidate_files,
+            subject,
+            ..
+        } => {
+            let key_note = if *same_name_trusted {
+                " (a trusted root has that name but a different key: the CA was re-keyed or this is not the CA you trust)"
+            } else {
+                ""
+            };
+            if let Some(first) = candidate_files.first() {
+                let files = candidate_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                fix(
+                    format!(
+                        "{files} holds the missing issuer {missing_issuer}{key_note}: add it to the trust you use (the command below builds a bundle of it plus Mozilla's roots; point your client at ca-bundle.pem, or pass --ca {} to check again)",
+                        shell_quote(first)
+                    ),
+                    vec![bundle_command(first)],
+                )
+            } else if *root_sent {
+                fix(
+                    format!(
+                        "the server sent its root {subject}, which you do not trust{key_note}. Save the chain for review, confirm the root's SHA-256 fingerprint with its owner out of band, and trust it explicitly only if it is intended (anchorage bundle build <root file> --mozilla --pem ca-bundle.pem)"
+                    ),
+                    vec![save_chain_command(params.target)],
+                )
+            } else {
+                let key = authority_key_id
+                    .as_ref()
+                    .map(|k| format!(" (key id {k})"))
+                    .unwrap_or_default();
+                fix(
+                    format!(
+                        "none of the trusted roots is {missing_issuer}{key}{key_note}. Get that CA certificate from your PKI team or the server's operator, check its fingerprint, then add it to your trust; pass it with --ca FILE to check first"
+                    ),
+                    vec!["anchorage bundle build <issuer file> --mozilla --pem ca-bundle.pem".into()],
+                )
+            }
+        }
+        Diagnosis::MissingIntermediate {
+            issuer,
+            aia_ca_issuers,
+            candidate_files,
+            ..
+        } => {
+            let mut summary = format!(
+                "the server sent only its own certificate; it must also send the intermediate {issuer} (configure its certificate chain file: the leaf followed by the intermediate)"
+            );
+            if let Some(url) = aia_ca_issuers.first() {
+                summary.push_str(&format!(
+                    "; the leaf says the intermediate can be downloaded from {url}"
+                ));
+            }
+            if let Some(file) = candidate_files.first() {
+                summary.push_str(&format!(
+                    "; {} holds it: append it to the server's chain file",
+                    file.display()
+                ));
+            }
+            summary.push_str(&format!(
+                ". If {issuer} is your own root rather than an intermediate, trust it instead: anchorage bundle build <root file> --mozilla --pem ca-bundle.pem"
+            ));
+            fix(summary, Vec::new())
+        }
+        Diagnosis::SelfSignedLeaf { subject, sha256 } => fix(
+            format!(
+                "the server presents a self-signed certificate {subject} (SHA-256 {sha256}). Better, have it issued by your CA. Otherwise save it for review, confirm the fingerprint with the server's operator, and trust that certificate explicitly only if that is intended"
+            ),
+            vec![save_chain_command(params.target)],
+        ),
+        Diagnosis::Expired {
+            certificate,
+            subject,
+            not_after,
+            seconds_ago,
+        } => {
+            let what = if *certificate == 0 {
+                format!("the server's certificate {subject} expired {} ago ({not_after}): renew it and reload the server", chain::duration(*seconds_ago))
+            } else {
+                format!("certificate {certificate} of the chain, {subject}, expired {} ago ({not_after}): the server's chain file holds an old CA certificate; replace it with the current one from the CA", chain::duration(*seconds_ago))
+            };
+            fix(
+                format!("{what}. If that date is wrong, check this machine's clock (now: {})", params.now),
+                Vec::new(),
+            )
+        }
+        Diagnosis::NotYetValid {
+            subject,
+            not_before,
+            seconds_until,
+            ..
+        } => fix(
+            format!(
+                "{subject} is valid only from {not_before} (in {}): check this machine's clock (now: {}) and the clock of the CA that issued it",
+                chain::duration(*seconds_until),
+                params.now
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::NameMismatch { asked, presented } => fix(
+            format!(
+                "the certificate is not valid for {asked}; it holds {}. Connect with a name it holds (or --servername one of them), or have it reissued with DNS:{asked} in its subjectAltName",
+                if presented.is_empty() { "no subjectAltName at all".to_owned() } else { presented.join(", ") }
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::WrongKeyUsage {
+            subject,
+            extended_key_usage,
+            ..
+        } => fix(
+            format!(
+                "{subject} may not be used by a TLS server: its extended key usage is {} without serverAuth. Have it reissued with extendedKeyUsage serverAuth",
+                extended_key_usage.join(", ")
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::BadSignature { certificate, .. } => fix(
+            format!(
+                "a signature in the chain does not verify{}: the server's chain file mixes certificates of different CAs or keys; reinstall the certificate and chain exactly as the CA issued them",
+                certificate
+                    .and_then(|i| chain.get(i).map(|c| format!(" ({} is not signed by the next certificate)", c.subject())))
+                    .unwrap_or_default()
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::Untrusted { error } => fix(
+            format!("rustls refused the chain: {error}; save it for review with --save-chain and compare it with what the CA issued"),
+            vec![save_chain_command(params.target)],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anchorage_test_support::pki::{self, Pki};
+
+    use super::*;
+
+    fn cert(der: &[u8]) -> Certificate {
+        Certificate::from_der(der).expect("decode")
+    }
+
+    fn store(certs: &[&Certificate]) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        for c in certs {
+            roots
+                .add(CertificateDer::from(c.der().to_vec()))
+                .expect("anchor");
+        }
+        roots
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn judge(
+        chain: &[Certificate],
+        roots: &RootCertStore,
+        root_certs: &[Certificate],
+        window_days: u64,
+    ) -> Report {
+        let now = Timestamp::from_unix(chain.first().map_or(0, |c| c.not_before().unix() + 7200));
+        let params = DiagnoseParams {
+            target: "localhost:443",
+            server_name: "localhost",
+            roots,
+            root_certificates: root_certs,
+            candidates: &[],
+            now,
+            expiry_window: Duration::from_secs(window_days * 86_400),
+        };
+        diagnose(chain, &params, provider())
+    }
+
+    #[test]
+    fn no_certificate_is_its_own_diagnosis() {
+        let report = judge(&[], &RootCertStore::empty(), &[], 30);
+        assert_eq!(report.primary, Diagnosis::NoCertificate);
+        assert!(!report.trusted);
+    }
+
+    #[test]
+    fn extra_and_out_of_order_certificates_are_findings() {
+        let pki = Pki::new("Unit Order");
+        let other = pki::root_ca("Unit Unrelated");
+        let root = cert(&pki.root.der);
+        let chain = [
+            cert(&pki.leaf.der),
+            cert(&other.der),
+            cert(&pki.intermediate.der),
+        ];
+        let report = judge(&chain, &store(&[&root]), &[], 30);
+        assert!(report.trusted, "{:?}", report.primary);
+        assert_eq!(report.path, vec![0, 2]);
+        assert!(
+            report
+                .findings
+                .contains(&Finding::ChainOutOfOrder { path: vec![0, 2] })
+        );
+        assert!(report.findings.contains(&Finding::ExtraCertificates {
+            certificates: vec![1],
+            subjects: vec![chain[1].subject().to_owned()],
+        }));
+        assert!(!report.healthy);
+    }
+
+    #[test]
+    fn a_root_expiring_within_the_window_is_a_finding() {
+        let pki = Pki::new("Unit Window");
+        let root = cert(&pki.root.der);
+        let chain = [cert(&pki.leaf.der), cert(&pki.intermediate.der)];
+        let roots = store(&[&root]);
+        // The root lives ten years, the leaf 90 days: a 4000-day window catches all of them.
+        let report = judge(&chain, &roots, std::slice::from_ref(&root), 4000);
+        assert!(report.trusted);
+        assert!(
+            report.findings.iter().any(|f| matches!(f, Finding::RootExpiresSoon { subject, .. } if subject == root.subject())),
+            "{:?}",
+            report.findings
+        );
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::ExpiresSoon { certificate: 0, .. }))
+        );
+        let quiet = judge(&chain, &roots, std::slice::from_ref(&root), 30);
+        assert!(quiet.healthy, "{:?}", quiet.findings);
+    }
+
+    #[test]
+    fn a_trusted_root_with_the_name_but_another_key_is_an_unknown_issuer() {
+        let pki = Pki::new("Unit Same Name");
+        let impostor = pki::root_ca("Unit Same Name Root CA");
+        let chain = [cert(&pki.leaf.der)];
+        let report = judge(&chain, &store(&[&cert(&impostor.der)]), &[], 30);
+        // The leaf's issuer is the intermediate, which no anchor is named after.
+        assert!(
+            matches!(report.primary, Diagnosis::MissingIntermediate { .. }),
+            "{:?}",
+            report.primary
+        );
+        let chain = [cert(&pki.leaf.der), cert(&pki.intermediate.der)];
+        let report = judge(&chain, &store(&[&cert(&impostor.der)]), &[], 30);
+        assert!(
+            matches!(&report.primary, Diagnosis::UnknownIssuer { certificate: 1, missing_issuer, same_name_trusted: true, .. } if missing_issuer.contains("Unit Same Name Root CA")),
+            "{:?}",
+            report.primary
+        );
+    }
+
+    #[test]
+    fn shell_quoting_leaves_plain_paths_bare() {
+        assert_eq!(
+            shell_quote(std::path::Path::new("/etc/ca.pem")),
+            "/etc/ca.pem"
+        );
+        assert_eq!(
+            shell_quote(std::path::Path::new("a b's.pem")),
+            "'a b'\\''s.pem'"
+        );
+    }
+}
