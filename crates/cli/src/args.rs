@@ -47,6 +47,29 @@ pub(crate) enum Command {
         "  4  a named file holds a private key",
     ))]
     Env(EnvArgs),
+    /// Connect to a TLS server, show the chain it sends, say why it is (not) trusted and how
+    /// to fix it.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage doctor registry.corp.example:443\n",
+        "  anchorage doctor https://git.corp.example/ --ca corp-root.pem --output json\n",
+        "  anchorage doctor oci://registry.corp.example/team/app:1.2 --bundle /etc/ssl/certs/ca-certificates.crt\n",
+        "  anchorage doctor 10.0.0.5:8443 --servername api.internal --save-chain presented.pem\n\n",
+        "Trust: the OS store plus Mozilla's roots (as the wasmCloud HTTP client), plus --tls-ca-path;\n",
+        "--bundle FILE uses that bundle alone; --system / --mozilla pick the stores explicitly. --ca\n",
+        "adds CA files to the trust; when only they make the chain trusted, the fix says how to add\n",
+        "them to your bundle. The fix never suggests disabling verification.\n\n",
+        "Exit codes:\n",
+        "  0  trusted and healthy\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line or target\n",
+        "  3  a --ca/--bundle file is missing or holds no certificate\n",
+        "  4  a --ca/--bundle file holds a private key\n",
+        "  5  --save-chain could not be written\n",
+        "  6  untrusted, or trusted with problems (expired, wrong name, weak, expiring soon)\n",
+        "  7  could not connect or complete a handshake",
+    ))]
+    Doctor(DoctorArgs),
     /// Kubernetes helpers.
     #[command(subcommand)]
     K8s(K8sCommand),
@@ -128,6 +151,36 @@ pub(crate) struct K8sPatchArgs {
     /// The workload as `kubectl get -o json` prints it (for --type json).
     #[arg(long, value_name = "FILE")]
     pub(crate) current: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DoctorArgs {
+    /// host:port, https://host[:port]/..., or an OCI reference (oci://registry/repo:tag).
+    pub(crate) target: String,
+    /// The name to send as SNI and to check the certificate against (default: the host).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) servername: Option<String>,
+    /// A CA file or directory to trust too (repeatable); the fix names the one that helps.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ca: Vec<PathBuf>,
+    /// Trust the OS store (with --mozilla: only what is chosen).
+    #[arg(long)]
+    pub(crate) system: bool,
+    /// Trust Mozilla's roots (with --system: only what is chosen).
+    #[arg(long)]
+    pub(crate) mozilla: bool,
+    /// Trust exactly this bundle (what a workload using it would see).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["system", "mozilla"])]
+    pub(crate) bundle: Option<PathBuf>,
+    /// Write the chain the server sent to FILE (PEM), for review.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) save_chain: Option<PathBuf>,
+    /// Seconds allowed for the connection and the handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) timeout: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
 }
 
 /// Patch flavour.

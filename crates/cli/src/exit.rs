@@ -17,6 +17,10 @@ pub(crate) enum Code {
     PrivateKey = 4,
     /// An output could not be written (the previous one is untouched).
     Output = 5,
+    /// `doctor`: the server's chain is not trusted, or is trusted with problems.
+    Untrusted = 6,
+    /// `doctor`: no TLS handshake could be completed.
+    Unreachable = 7,
 }
 
 impl From<Code> for ExitCode {

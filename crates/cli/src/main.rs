@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
         args::Command::Env(a) => commands::env::run(a),
+        args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
         args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
         args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
     };

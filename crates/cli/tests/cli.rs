@@ -887,3 +887,69 @@ fn java_keystores_are_sources_and_a_wrong_password_is_named() {
         assert!(!f.dir.path().join("k.pem").exists());
     }
 }
+
+#[test]
+fn doctor_exit_codes_for_bad_targets_and_unreachable_servers() {
+    let f = fixture();
+    let o = anchorage(f.dir.path(), &["doctor", "http://plain.example/"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let port = anchorage_test_support::peer::free_port().to_string();
+    let o = anchorage(f.dir.path(), &["doctor", &format!("127.0.0.1:{port}")]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    let o = anchorage(
+        f.dir.path(),
+        &[
+            "doctor",
+            &format!("127.0.0.1:{port}"),
+            "--ca",
+            "missing.pem",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+#[test]
+fn doctor_ca_turns_an_unknown_issuer_into_trusted_and_says_how_to_keep_it() {
+    let Some(_) = anchorage_test_support::peer::require("openssl") else {
+        return;
+    };
+    let f = fixture();
+    let pki = pki::Pki::new("Doctor CLI");
+    let files = pki.write_server_files(f.dir.path());
+    let server =
+        anchorage_test_support::peer::openssl_server(&files.cert, &files.key, Some(&files.chain))
+            .unwrap();
+    let target = format!("localhost:{}", server.port());
+    let o = anchorage(
+        f.dir.path(),
+        &["doctor", &target, "--mozilla", "--output", "json"],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["trusted"], false, "{report}");
+    assert_eq!(report["chain"].as_array().unwrap().len(), 2);
+
+    let o = anchorage(
+        f.dir.path(),
+        &[
+            "doctor",
+            &target,
+            "--mozilla",
+            "--ca",
+            "root.pem",
+            "--save-chain",
+            "sent.pem",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["trusted"], true, "{report}");
+    assert_eq!(report["trusted_only_with_ca"], true, "{report}");
+    let commands = report["fix"]["commands"].to_string();
+    assert!(commands.contains("root.pem"), "{report}");
+    let sent = fs::read_to_string(f.dir.path().join("sent.pem")).unwrap();
+    assert_eq!(sent, format!("{}{}", pki.leaf.pem, pki.intermediate.pem));
+}
