@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use anchorage_interop_tests::without_ambient;
 use anchorage_test_support::peer::{self, ClientRun, Running};
 use anchorage_test_support::pki::{self, Pki};
 use anchorage_test_support::{TempDir, tempdir};
@@ -37,22 +38,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The name the server's leaf is issued for.
 const HOST: &str = "localhost";
-
-/// Environment variables that would point a client at the machine's trust store, a proxy or a
-/// user configuration instead of the files under test.
-const AMBIENT_VARS: &[&str] = &[
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "CURL_CA_BUNDLE",
-    "CURL_HOME",
-    "OPENSSL_CONF",
-    "REQUESTS_CA_BUNDLE",
-    "http_proxy",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-];
 
 /// What a client is given: the PEM bundle, or the hashed directory in one layout.
 #[derive(Clone, Copy, Debug)]
@@ -202,9 +187,7 @@ impl Fixture {
         for &store in stores {
             for (outputs, trusted) in [(&self.trusted, true), (&self.untrusted, false)] {
                 let mut cmd = command(store, outputs.path(store));
-                for var in AMBIENT_VARS {
-                    cmd.env_remove(var);
-                }
+                without_ambient(&mut cmd);
                 let run = peer::run_client(&mut cmd, CLIENT_TIMEOUT);
                 if let Some(why) = judge(&run, trusted, expect) {
                     let label = if trusted { "trusted" } else { "untrusted" };
@@ -222,23 +205,13 @@ impl Fixture {
 
 /// Why a run did not behave as expected, if it did not.
 fn judge(run: &ClientRun, trusted: bool, expect: &Expect) -> Option<String> {
-    let output = run.output();
-    let (should_succeed, markers) = if trusted {
-        (true, &expect.verified)
+    let markers = if trusted {
+        &expect.verified
     } else {
-        (false, &expect.rejected)
+        &expect.rejected
     };
-    if run.status.success() != should_succeed {
-        return Some(format!(
-            "expected {}",
-            if should_succeed { "success" } else { "failure" }
-        ));
-    }
-    let missing: Vec<_> = markers
-        .iter()
-        .filter(|m| !output.contains(m.as_str()))
-        .collect();
-    (!missing.is_empty()).then(|| format!("output lacks {missing:?}"))
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    anchorage_interop_tests::judge(run, trusted, &markers, &[], &[])
 }
 
 #[test]

@@ -29,6 +29,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use anchorage_interop_tests::without_ambient;
 use anchorage_keystore::{
     KeystoreError, KeystoreKind, SecretString, aliases, decode_jks, decode_pkcs12,
 };
@@ -42,19 +43,6 @@ use anchorage_trust::{
 
 /// Longest one JVM run may take before it is killed and the test fails.
 const JAVA_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Variables that would inject JVM options or a class path into the clients.
-const AMBIENT_VARS: &[&str] = &[
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-    "JDK_JAVA_OPTIONS",
-    "CLASSPATH",
-    "http_proxy",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-];
 
 /// What Java says when no trust anchor in the store vouches for the server.
 const NO_PATH: &str = "unable to find valid certification path to requested target";
@@ -152,9 +140,7 @@ impl Java {
 
 /// Runs a JVM tool with the ambient variables cleared, killing it after [`JAVA_TIMEOUT`].
 fn run(cmd: &mut Command) -> ClientRun {
-    for var in AMBIENT_VARS {
-        cmd.env_remove(var);
-    }
+    without_ambient(cmd);
     peer::run_client(cmd, JAVA_TIMEOUT)
 }
 

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use anchorage_interop_tests::without_ambient;
 use anchorage_k8s::{
     DEFAULT_BUNDLE_KEY, Layout, MAX_DATA_BYTES, Object, ObjectName, PatchFormat, PatchRequest,
     TrustSource, WorkloadKind, env_var, to_yaml, trust_configmap, workload_patch,
@@ -46,22 +47,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The name the server's leaf is issued for.
 const HOST: &str = "localhost";
-
-/// Environment variables that would point a client at the machine's trust store, a proxy or a
-/// user configuration instead of the files under test.
-const AMBIENT_VARS: &[&str] = &[
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "CURL_CA_BUNDLE",
-    "CURL_HOME",
-    "OPENSSL_CONF",
-    "REQUESTS_CA_BUNDLE",
-    "http_proxy",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-];
 
 /// The timestamped directory the kubelet writes a volume's files into (Go's
 /// `..2006_01_02_15_04_05.<nanoseconds>`).
@@ -182,24 +167,9 @@ fn judge(
     verified: &[&str],
     rejected: &[&str],
 ) -> Option<String> {
-    for var in AMBIENT_VARS {
-        command.env_remove(var);
-    }
-    let run: ClientRun = peer::run_client(&mut command, CLIENT_TIMEOUT);
-    let output = run.output();
+    let run: ClientRun = peer::run_client(without_ambient(&mut command), CLIENT_TIMEOUT);
     let markers = if should_verify { verified } else { rejected };
-    let missing: Vec<_> = markers.iter().filter(|m| !output.contains(*m)).collect();
-    let why = if run.status.success() != should_verify {
-        Some(format!(
-            "expected {}",
-            if should_verify { "success" } else { "failure" }
-        ))
-    } else if !missing.is_empty() {
-        Some(format!("output lacks {missing:?}"))
-    } else {
-        None
-    };
-    why.map(|why| {
+    anchorage_interop_tests::judge(&run, should_verify, markers, &[], &[]).map(|why| {
         format!(
             "{why}\n  command: {command:?}\n  exit: {}\n--- stdout\n{}\n--- stderr\n{}",
             run.status, run.stdout, run.stderr

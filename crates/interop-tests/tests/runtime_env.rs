@@ -290,22 +290,7 @@ impl Fixture {
 
 /// Why a run did not behave as expected, if it did not.
 fn judge(run: &ClientRun, expect: &Expect) -> Option<String> {
-    let output = run.output();
-    if run.status.success() != expect.success {
-        return Some(format!(
-            "expected {}",
-            if expect.success { "success" } else { "failure" }
-        ));
-    }
-    let missing: Vec<_> = expect.all.iter().filter(|m| !output.contains(*m)).collect();
-    if !missing.is_empty() {
-        return Some(format!("output lacks {missing:?}"));
-    }
-    if !expect.any.is_empty() && !expect.any.iter().any(|m| output.contains(m)) {
-        return Some(format!("output has none of {:?}", expect.any));
-    }
-    let unwanted: Vec<_> = expect.none.iter().filter(|m| output.contains(*m)).collect();
-    (!unwanted.is_empty()).then(|| format!("output has {unwanted:?}"))
+    anchorage_interop_tests::judge(run, expect.success, expect.all, expect.any, expect.none)
 }
 
 #[test]
