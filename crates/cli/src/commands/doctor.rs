@@ -1,6 +1,6 @@
 //! `anchorage doctor`: connect, show the chain, diagnose, print the fix.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use anchorage_doctor::{
     diagnose,
 };
 use anchorage_trust::tls::TrustConfig;
-use anchorage_trust::{LoadOptions, Policy, Source, load};
 use anchorage_x509::{Certificate, Timestamp};
 use serde::Serialize;
 
@@ -51,13 +50,12 @@ pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Fa
     let candidates = args
         .ca
         .iter()
-        .map(|p| read_candidate(p).map(|certs| (p.clone(), certs)))
+        .map(|p| {
+            super::read_option_bundle(p, "--ca")
+                .map(|b| (p.clone(), b.certificates().cloned().collect()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let (base_roots, _) = base.root_store()?;
-    let with_ca = TrustConfig {
-        extra_ca_paths: [base.extra_ca_paths.clone(), args.ca.clone()].concat(),
-        ..base
-    };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let options = ConnectOptions {
@@ -80,11 +78,20 @@ pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Fa
         now,
         expiry_window: DEFAULT_EXPIRY_WINDOW,
     };
+    // The base trust plus the --ca certificates already read: no second read of the OS store
+    // or of the files. One rustls refuses as an anchor simply does not help.
+    let ca_roots = (!candidates.is_empty()).then(|| {
+        let mut roots = base_roots.clone();
+        for c in candidates.iter().flat_map(|(_, certificates)| certificates) {
+            let _ = roots.add(c.der().to_vec().into());
+        }
+        roots
+    });
     let mut report = diagnose(&captured.chain, &params(&base_roots), provider.clone());
     let mut trusted_only_with_ca = false;
     if !report.trusted && !args.ca.is_empty() {
-        let (ca_roots, _) = with_ca.root_store()?;
-        let with = diagnose(&captured.chain, &params(&ca_roots), provider);
+        let ca_roots = ca_roots.as_ref().unwrap_or(&base_roots);
+        let with = diagnose(&captured.chain, &params(ca_roots), provider);
         if with.trusted {
             // Trusted through --ca: keep the fix that says how to make that permanent.
             trusted_only_with_ca = true;
@@ -110,16 +117,6 @@ pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Fa
     } else {
         Code::Untrusted
     })
-}
-
-fn read_candidate(path: &Path) -> Result<Vec<Certificate>, Failure> {
-    let loaded = load(&[Source::Path(path.to_path_buf())], &LoadOptions::default());
-    let (bundle, _) = Policy::default().apply(loaded).map_err(|e| {
-        let mut f = Failure::from(e);
-        f.message = format!("--ca {}: {}", path.display(), f.message);
-        f
-    })?;
-    Ok(bundle.certificates().cloned().collect())
 }
 
 fn unreachable(e: DoctorError) -> Failure {

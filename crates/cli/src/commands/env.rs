@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anchorage_trust::env::{
     EnvRequest, IGNORE_ALL, JavaStoreType, JavaTrustStore, Variable, omitted, variables,
 };
-use anchorage_trust::{Bundle, LoadOptions, Policy, Source, TrustError, load};
 use serde::Serialize;
 
 use crate::args::{EnvArgs, EnvFormat, JavaStoreKind};
@@ -160,7 +159,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
 /// Returns warnings for what works but is probably not what the user meant.
 fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
     let mut warnings = Vec::new();
-    let bundle = read_bundle(&request.bundle, "--bundle")?;
+    let bundle = super::read_option_bundle(&request.bundle, "--bundle")?;
     let private = bundle.without_mozilla_roots();
     if private.len() == bundle.len() {
         warnings.push(format!(
@@ -193,7 +192,7 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
         }
     }
     if let Some(extra) = &request.extra {
-        let extra_bundle = read_bundle(extra, "--extra")?;
+        let extra_bundle = super::read_option_bundle(extra, "--extra")?;
         let public = extra_bundle.len() - extra_bundle.without_mozilla_roots().len();
         if public > 0 {
             warnings.push(format!(
@@ -226,23 +225,6 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
         ));
     }
     Ok(warnings)
-}
-
-fn read_bundle(path: &Path, option: &str) -> Result<Bundle, Failure> {
-    let loaded = load(&[Source::Path(path.to_path_buf())], &LoadOptions::default());
-    let first_problem = loaded.problems.first().map(ToString::to_string);
-    // The policy first: a private key is refused (exit 4) even when nothing else loaded.
-    let (bundle, _report) = Policy::default().apply(loaded).map_err(|e| {
-        let no_certificates = matches!(e, TrustError::NoCertificates { .. });
-        let mut f = Failure::from(e);
-        f.message = match (&first_problem, no_certificates) {
-            // The problem names the file already; it says more than "no usable certificates".
-            (Some(problem), true) => format!("{option}: {problem}"),
-            _ => format!("{option} {}: {}", path.display(), f.message),
-        };
-        f
-    })?;
-    Ok(bundle)
 }
 
 /// Single-quotes `value` for POSIX shells (a `'` becomes `'\''`).

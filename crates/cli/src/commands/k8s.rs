@@ -130,17 +130,7 @@ pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
             .collect();
     }
     if let Some(path) = &args.bundle {
-        let loaded = anchorage_trust::load(
-            &[anchorage_trust::Source::Path(path.clone())],
-            &anchorage_trust::LoadOptions::default(),
-        );
-        let (bundle, _report) = anchorage_trust::Policy::default()
-            .apply(loaded)
-            .map_err(|e| {
-                let mut f = Failure::from(e);
-                f.message = format!("--bundle {}: {}", path.display(), f.message);
-                f
-            })?;
+        let bundle = super::read_option_bundle(path, "--bundle")?;
         request.pod_annotations.insert(
             anchorage_k8s::BUNDLE_SHA256_ANNOTATION.to_owned(),
             anchorage_k8s::bundle_sha256(&bundle),
