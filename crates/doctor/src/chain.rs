@@ -55,7 +55,8 @@ pub struct Link {
     pub name_matches: bool,
     /// The child's authority key id equals the parent's subject key id (`None`: one is absent).
     pub key_id_matches: Option<bool>,
-    /// The child's signature verifies with the parent's key (`None`: unsupported algorithm).
+    /// The child's signature verifies with the parent's key (`None`: unsupported algorithm, or
+    /// an RSA key too short to check with).
     pub signature_verified: Option<bool>,
 }
 
@@ -88,11 +89,15 @@ impl Link {
 }
 
 fn verify_signature(child: &Certificate, parent: &Certificate) -> Option<bool> {
+    let weak_parent = weak_rsa(parent).is_some();
     let (_, child) = X509Certificate::from_der(child.der()).ok()?;
     let (_, parent) = X509Certificate::from_der(parent.der()).ok()?;
     match child.verify_signature(Some(parent.public_key())) {
         Ok(()) => Some(true),
         Err(x509_parser::error::X509Error::SignatureUnsupportedAlgorithm) => None,
+        // ring checks RSA signatures other than SHA-1 only with keys of 2048 bits or more: a
+        // failure with a shorter key says nothing about the signature.
+        Err(_) if weak_parent => None,
         Err(_) => Some(false),
     }
 }

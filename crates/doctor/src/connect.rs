@@ -1,6 +1,7 @@
 //! Connecting to a target and capturing the chain it presents.
 //!
-//! This module owns the network side of the doctor: resolving the host, the TCP connection and
+//! This module owns the network side of the doctor: resolving the host (on a helper thread, so
+//! that a resolver that does not answer cannot outlast the deadline), the TCP connection and
 //! a TLS handshake completed with [`crate::danger::CaptureOnlyVerifier`], all under one deadline,
 //! and telling apart the ways that can fail ([`DoctorError`]). It does not judge the chain (see
 //! [`crate::diagnose`]) and sends no application data.
@@ -139,19 +140,43 @@ fn decode_chain(ders: &[CertificateDer<'_>]) -> (Vec<Certificate>, Vec<(usize, S
     (chain, undecodable)
 }
 
+/// Resolves the target's host before `deadline`. The system resolver cannot be interrupted, so
+/// it runs on a thread of its own: when it has not answered in time, the thread is left to end
+/// by itself and this returns a [`DoctorError::Resolve`] that says it timed out.
+fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, DoctorError> {
+    let resolve_error = |source| DoctorError::Resolve {
+        host: target.host.clone(),
+        source,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (host, port) = (target.host.clone(), target.port);
+    std::thread::Builder::new()
+        .name("doctor-resolve".into())
+        .spawn(move || {
+            let result = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<SocketAddr>>);
+            // The receiver is gone when the caller stopped waiting: nothing to report to.
+            let _ = tx.send(result);
+        })
+        .map_err(resolve_error)?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(left) {
+        Ok(result) => result.map_err(resolve_error),
+        Err(_) => Err(resolve_error(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the resolver did not answer in time",
+        ))),
+    }
+}
+
 /// Resolves and connects to each address in turn until one answers.
 fn tcp_connect(
     target: &Target,
     timeout: Duration,
     deadline: Instant,
 ) -> Result<(TcpStream, SocketAddr), DoctorError> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|source| DoctorError::Resolve {
-            host: target.host.clone(),
-            source,
-        })?
-        .collect();
+    let addrs = resolve(target, deadline)?;
     let mut last = None;
     for addr in &addrs {
         let left = deadline.saturating_duration_since(Instant::now());

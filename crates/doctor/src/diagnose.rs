@@ -2,10 +2,16 @@
 //!
 //! This module owns the verdict. Trust is decided by rustls's `WebPkiServerVerifier` against the
 //! caller's `RootCertStore` (so the doctor agrees with every rustls client built from the same
-//! trust); this module then explains that verdict from the certificates themselves and looks for
-//! what rustls does not report (weak signatures, order, extra certificates, near expiry). It
-//! does no I/O: candidate CA files come in already read.
+//! trust); this module then explains that verdict from the certificates themselves (a refused
+//! SHA-1 signature or short RSA key becomes a weak-crypto diagnosis rather than a bad signature,
+//! webpki's `CaUsedAsEndEntity` a CA-as-leaf or self-signed-leaf one; a leaf whose RSA key is too
+//! short for rustls to check the handshake signature with is not trusted even when its chain
+//! verifies) and looks for what rustls does not report (weak certificates off the path, order,
+//! extra certificates, near expiry). Both [`Diagnosis`] and [`Finding`] display as one sentence
+//! naming the certificate as `[index] subject`. It does no I/O: candidate CA files come in
+//! already read.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +91,7 @@ pub enum Diagnosis {
         /// Candidate files holding the missing issuer.
         candidate_files: Vec<PathBuf>,
     },
-    /// The leaf is self-signed.
+    /// The leaf is self-signed (and sent alone), whether or not it is a CA certificate.
     SelfSignedLeaf {
         /// Its subject.
         subject: String,
@@ -136,6 +142,34 @@ pub enum Diagnosis {
         certificate: Option<usize>,
         /// What rustls said.
         detail: String,
+    },
+    /// The server presents a CA certificate (basic constraints `cA=TRUE`) that is not
+    /// self-issued as its own certificate: it is configured with its CA's certificate instead of
+    /// the one issued to it. (A self-issued CA certificate as the leaf is a [`Self::SelfSignedLeaf`].)
+    CaUsedAsLeaf {
+        /// The CA certificate's subject.
+        subject: String,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// A certificate on the path is signed with SHA-1 or MD5, which rustls refuses.
+    WeakSignature {
+        /// Its index in the chain as sent.
+        certificate: usize,
+        /// Its subject.
+        subject: String,
+        /// The signature algorithm (by name, or OID).
+        algorithm: String,
+    },
+    /// A certificate on the path has an RSA key shorter than 2048 bits, which rustls refuses
+    /// (to verify the signatures it makes, on certificates or in the handshake).
+    WeakKey {
+        /// Its index in the chain as sent.
+        certificate: usize,
+        /// Its subject.
+        subject: String,
+        /// The key size.
+        bits: u32,
     },
     /// rustls refused the chain for another reason.
     Untrusted {
@@ -250,7 +284,8 @@ pub struct Report {
     pub server_name: String,
     /// The time it was judged at.
     pub now: Timestamp,
-    /// True when rustls accepts the chain.
+    /// True when a rustls client would accept the server: its verifier accepts the chain for
+    /// the name, and the leaf's key is one rustls can check the handshake signature with.
     pub trusted: bool,
     /// Trusted and without findings.
     pub healthy: bool,
@@ -266,6 +301,288 @@ pub struct Report {
     pub fix: Fix,
 }
 
+/// `[i] subject`: how a sentence names a certificate of the chain.
+struct Named<'a>(usize, &'a str);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.0, self.1)
+    }
+}
+
+/// `DNS:a, IP:b`, or a note that there is none.
+fn names_held(presented: &[String]) -> String {
+    if presented.is_empty() {
+        "no subjectAltName at all".to_owned()
+    } else {
+        presented.join(", ")
+    }
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One sentence: the kind of problem, then the certificate (`[index] subject`) and the facts.
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Trusted { anchor } => {
+                write!(f, "trusted: the chain leads to the trusted root {anchor}")
+            }
+            Self::NoCertificate => f.write_str("no certificate: the server presented none"),
+            Self::UnknownIssuer {
+                certificate,
+                subject,
+                missing_issuer,
+                authority_key_id,
+                root_sent,
+                same_name_trusted,
+                candidate_files,
+            } => {
+                let key = authority_key_id
+                    .as_ref()
+                    .map(|k| format!(" (key id {k})"))
+                    .unwrap_or_default();
+                if *root_sent {
+                    write!(
+                        f,
+                        "unknown issuer: the server sent its own root {}, which the trust does not hold",
+                        Named(*certificate, subject)
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "unknown issuer: {} is issued by {missing_issuer}{key}, which the trust does not hold",
+                        Named(*certificate, subject)
+                    )?;
+                }
+                if *same_name_trusted {
+                    f.write_str(" (a trusted root has that name but another key)")?;
+                }
+                if !candidate_files.is_empty() {
+                    write!(
+                        f,
+                        "; {} holds the missing issuer",
+                        join_paths(candidate_files)
+                    )?;
+                }
+                Ok(())
+            }
+            Self::MissingIntermediate {
+                issuer,
+                authority_key_id,
+                aia_ca_issuers,
+                candidate_files,
+            } => {
+                let key = authority_key_id
+                    .as_ref()
+                    .map(|k| format!(" (key id {k})"))
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "missing intermediate: the server sent only its leaf; its issuer {issuer}{key} was not sent"
+                )?;
+                if !aia_ca_issuers.is_empty() {
+                    write!(f, " (download: {})", aia_ca_issuers.join(", "))?;
+                }
+                if !candidate_files.is_empty() {
+                    write!(f, "; {} holds it", join_paths(candidate_files))?;
+                }
+                Ok(())
+            }
+            Self::SelfSignedLeaf { subject, sha256 } => write!(
+                f,
+                "self-signed leaf: {} is its own issuer and not trusted (SHA-256 {sha256})",
+                Named(0, subject)
+            ),
+            Self::CaUsedAsLeaf { subject, issuer } => write!(
+                f,
+                "CA used as leaf: {} is a CA certificate (issued by {issuer}), served where the server's own certificate belongs",
+                Named(0, subject)
+            ),
+            Self::Expired {
+                certificate,
+                subject,
+                not_after,
+                seconds_ago,
+            } => write!(
+                f,
+                "expired: {} expired {} ago ({not_after})",
+                Named(*certificate, subject),
+                chain::duration(*seconds_ago)
+            ),
+            Self::NotYetValid {
+                certificate,
+                subject,
+                not_before,
+                seconds_until,
+            } => write!(
+                f,
+                "not yet valid: {} is valid only from {not_before} (in {})",
+                Named(*certificate, subject),
+                chain::duration(*seconds_until)
+            ),
+            Self::NameMismatch { asked, presented } => write!(
+                f,
+                "name mismatch: asked for {asked}, the certificate holds {}",
+                names_held(presented)
+            ),
+            Self::WrongKeyUsage {
+                certificate,
+                subject,
+                extended_key_usage,
+            } => write!(
+                f,
+                "wrong key usage: {} has extended key usage {} without serverAuth",
+                Named(*certificate, subject),
+                extended_key_usage.join(", ")
+            ),
+            Self::WeakSignature {
+                certificate,
+                subject,
+                algorithm,
+            } => write!(
+                f,
+                "weak signature: {} is signed with {algorithm}, which rustls refuses",
+                Named(*certificate, subject)
+            ),
+            Self::WeakKey {
+                certificate,
+                subject,
+                bits,
+            } => write!(
+                f,
+                "weak key: {} has an RSA key of {bits} bits; rustls requires at least 2048",
+                Named(*certificate, subject)
+            ),
+            Self::BadSignature {
+                certificate: Some(i),
+                detail,
+            } => write!(
+                f,
+                "bad signature: the signature on [{i}] does not verify with the key of the certificate sent after it ({detail})"
+            ),
+            Self::BadSignature {
+                certificate: None,
+                detail,
+            } => write!(
+                f,
+                "bad signature: a signature in the chain does not verify ({detail})"
+            ),
+            Self::Untrusted { error } => write!(f, "untrusted: rustls refused the chain: {error}"),
+        }
+    }
+}
+
+/// One sentence, like [`Diagnosis`]'s.
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expired {
+                certificate,
+                subject,
+                not_after,
+            } => write!(
+                f,
+                "expired: {} expired at {not_after}",
+                Named(*certificate, subject)
+            ),
+            Self::NotYetValid {
+                certificate,
+                subject,
+                not_before,
+            } => write!(
+                f,
+                "not yet valid: {} is valid only from {not_before}",
+                Named(*certificate, subject)
+            ),
+            Self::NameMismatch { asked, presented } => write!(
+                f,
+                "name mismatch: asked for {asked}, the certificate holds {}",
+                names_held(presented)
+            ),
+            Self::WrongKeyUsage {
+                certificate,
+                extended_key_usage,
+            } => write!(
+                f,
+                "wrong key usage: [{certificate}] has extended key usage {} without serverAuth",
+                extended_key_usage.join(", ")
+            ),
+            Self::WeakSignature {
+                certificate,
+                subject,
+                algorithm,
+            } => write!(
+                f,
+                "weak signature: {} is signed with {algorithm}",
+                Named(*certificate, subject)
+            ),
+            Self::WeakKey {
+                certificate,
+                subject,
+                bits,
+            } => write!(
+                f,
+                "weak key: {} has an RSA key of only {bits} bits",
+                Named(*certificate, subject)
+            ),
+            Self::ChainOutOfOrder { path } => {
+                let order = path
+                    .iter()
+                    .map(|i| format!("[{i}]"))
+                    .collect::<Vec<_>>()
+                    .join(" → ");
+                write!(
+                    f,
+                    "chain out of order: the issuing path is {order}, not the order sent"
+                )
+            }
+            Self::ExtraCertificates {
+                certificates,
+                subjects,
+            } => {
+                let list = certificates
+                    .iter()
+                    .zip(subjects)
+                    .map(|(&i, s)| Named(i, s).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let verb = if certificates.len() == 1 { "is" } else { "are" };
+                write!(
+                    f,
+                    "extra certificates: {list} {verb} sent but not on the issuing path"
+                )
+            }
+            Self::ExpiresSoon {
+                certificate,
+                subject,
+                not_after,
+                seconds_left,
+            } => write!(
+                f,
+                "expires soon: {} expires in {} ({not_after})",
+                Named(*certificate, subject),
+                chain::duration(*seconds_left)
+            ),
+            Self::RootExpiresSoon {
+                subject,
+                not_after,
+                seconds_left,
+            } => write!(
+                f,
+                "root expires soon: the trusted root {subject} expires in {} ({not_after})",
+                chain::duration(*seconds_left)
+            ),
+        }
+    }
+}
+
 /// Judges `chain` (leaf first, as sent) with `provider`'s signature algorithms.
 pub fn diagnose(
     chain: &[Certificate],
@@ -279,6 +596,13 @@ pub fn diagnose(
     tracing::debug!(server_name = params.server_name, ?verdict, "rustls verdict");
     let primary = match &verdict {
         _ if chain.is_empty() => Diagnosis::NoCertificate,
+        // The path verifies, but a rustls client would refuse the server's handshake signature
+        // made with this key, so the chain is not usable.
+        Ok(()) if chain::weak_rsa(&chain[0]).is_some() => Diagnosis::WeakKey {
+            certificate: 0,
+            subject: chain[0].subject().to_owned(),
+            bits: chain::weak_rsa(&chain[0]).unwrap_or_default(),
+        },
         Ok(()) => Diagnosis::Trusted {
             anchor: path
                 .last()
@@ -471,9 +795,14 @@ fn classify(
                 extended_key_usage: chain[i].extended_key_usage().to_vec(),
             }
         }
+        #[allow(deprecated)] // older webpki errors still arrive as the context-free variant
         CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithm
         | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
         | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            if let Some(weak) = weak_on_path(chain, path) {
+                return weak;
+            }
             if let Some(&top) = path.last()
                 && anchor_named(params.roots, chain[top].issuer_der())
                 && path.windows(2).all(|w| {
@@ -490,9 +819,54 @@ fn classify(
                 detail: error.to_string(),
             }
         }
+        // webpki's CaUsedAsEndEntity has no rustls variant of its own: it arrives as `Other`.
+        // Validity is checked before basic constraints, so a CA leaf gets here only when it is
+        // in its validity period.
+        CertificateError::Other(_) if leaf.is_ca() => ca_as_leaf(chain, path, params),
         _ => Diagnosis::Untrusted {
             error: error.to_string(),
         },
+    }
+}
+
+/// The first signature on the path made with SHA-1 or MD5, else the first issuer on the path
+/// with an RSA key under 2048 bits (whose signature rustls cannot check). A self-issued
+/// certificate's own signature is not judged: nothing verifies it.
+fn weak_on_path(chain: &[Certificate], path: &[usize]) -> Option<Diagnosis> {
+    let signed = path
+        .iter()
+        .copied()
+        .find(|&i| !chain[i].is_self_issued() && chain::weak_signature(&chain[i]));
+    if let Some(i) = signed {
+        return Some(Diagnosis::WeakSignature {
+            certificate: i,
+            subject: chain[i].subject().to_owned(),
+            algorithm: chain[i].signature_algorithm().to_owned(),
+        });
+    }
+    path.iter().skip(1).copied().find_map(|i| {
+        chain::weak_rsa(&chain[i]).map(|bits| Diagnosis::WeakKey {
+            certificate: i,
+            subject: chain[i].subject().to_owned(),
+            bits,
+        })
+    })
+}
+
+/// A CA certificate (`cA=TRUE`) served as the leaf. Self-issued and alone, that is a self-signed
+/// leaf (trusting it is one way out) unless the trust already holds it, where only serving
+/// another certificate helps.
+fn ca_as_leaf(chain: &[Certificate], path: &[usize], params: &DiagnoseParams<'_>) -> Diagnosis {
+    let leaf = &chain[0];
+    if path.len() == 1 && leaf.is_self_issued() && !anchor_named(params.roots, leaf.subject_der()) {
+        return Diagnosis::SelfSignedLeaf {
+            subject: leaf.subject().to_owned(),
+            sha256: leaf.sha256(),
+        };
+    }
+    Diagnosis::CaUsedAsLeaf {
+        subject: leaf.subject().to_owned(),
+        issuer: leaf.issuer().to_owned(),
     }
 }
 
@@ -575,15 +949,25 @@ fn findings(
             extended_key_usage: leaf.extended_key_usage().to_vec(),
         });
     }
+    let (weak_signature_primary, weak_key_primary) = match primary {
+        Diagnosis::WeakSignature { certificate, .. } => (Some(*certificate), None),
+        Diagnosis::WeakKey { certificate, .. } => (None, Some(*certificate)),
+        _ => (None, None),
+    };
     for (i, cert) in chain.iter().enumerate() {
-        if !cert.is_self_issued() && chain::weak_signature(cert) {
+        if Some(i) != weak_signature_primary
+            && !cert.is_self_issued()
+            && chain::weak_signature(cert)
+        {
             out.push(Finding::WeakSignature {
                 certificate: i,
                 subject: cert.subject().to_owned(),
                 algorithm: cert.signature_algorithm().to_owned(),
             });
         }
-        if let Some(bits) = chain::weak_rsa(cert) {
+        if let Some(bits) = chain::weak_rsa(cert)
+            && Some(i) != weak_key_primary
+        {
             out.push(Finding::WeakKey {
                 certificate: i,
                 subject: cert.subject().to_owned(),
@@ -714,7 +1098,7 @@ fn fix(
             ..
         } => {
             let key_note = if *same_name_trusted {
-                " (a trusted root has that name but a different key: the CA was re-keyed or this is not the CA you trust)"
+                " (a trusted root has that name but a different key: the CA got a new key, or this is not the CA you trust)"
             } else {
                 ""
             };
@@ -835,6 +1219,34 @@ fn fix(
                 certificate
                     .and_then(|i| chain.get(i).map(|c| format!(" ({} is not signed by the next certificate)", c.subject())))
                     .unwrap_or_default()
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::CaUsedAsLeaf { subject, .. } => fix(
+            format!(
+                "the server is configured with its CA certificate {subject} instead of its own certificate: set its certificate file to the certificate issued to the server (for this name), followed by the intermediates; the CA certificate belongs in the trust of clients, not in the server's certificate slot"
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::WeakSignature {
+            certificate,
+            subject,
+            algorithm,
+        } => fix(
+            format!(
+                "certificate {certificate} of the chain, {subject}, is signed with {algorithm}, which current clients refuse: have it reissued with a SHA-256 (or stronger) signature{}",
+                if *certificate == 0 { " and install the new certificate on the server" } else { " and send the new CA certificate in the server's chain" }
+            ),
+            Vec::new(),
+        ),
+        Diagnosis::WeakKey {
+            certificate,
+            subject,
+            bits,
+        } => fix(
+            format!(
+                "certificate {certificate} of the chain, {subject}, has an RSA key of only {bits} bits, which current clients refuse: generate a new key (RSA 2048 bits or more, or ECDSA P-256) and have the certificate reissued for it{}",
+                if *certificate == 0 { "" } else { "; every certificate that CA issued must be reissued too" }
             ),
             Vec::new(),
         ),
@@ -960,6 +1372,290 @@ mod tests {
         let report = judge(&chain, &store(&[&cert(&impostor.der)]), &[], 30);
         assert!(
             matches!(&report.primary, Diagnosis::UnknownIssuer { certificate: 1, missing_issuer, same_name_trusted: true, .. } if missing_issuer.contains("Unit Same Name Root CA")),
+            "{:?}",
+            report.primary
+        );
+    }
+
+    #[test]
+    fn diagnoses_read_as_one_sentence_naming_the_certificate() {
+        let unknown = Diagnosis::UnknownIssuer {
+            certificate: 1,
+            subject: "CN=Corp Issuing CA".into(),
+            missing_issuer: "CN=Corp Root CA".into(),
+            authority_key_id: Some("ab12".into()),
+            root_sent: false,
+            same_name_trusted: false,
+            candidate_files: Vec::new(),
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "unknown issuer: [1] CN=Corp Issuing CA is issued by CN=Corp Root CA (key id ab12), which the trust does not hold"
+        );
+        let missing = Diagnosis::MissingIntermediate {
+            issuer: "CN=Corp Issuing CA".into(),
+            authority_key_id: None,
+            aia_ca_issuers: vec!["http://pki.test.invalid/issuing.crt".into()],
+            candidate_files: Vec::new(),
+        };
+        assert_eq!(
+            missing.to_string(),
+            "missing intermediate: the server sent only its leaf; its issuer CN=Corp Issuing CA was not sent (download: http://pki.test.invalid/issuing.crt)"
+        );
+        let expired = Diagnosis::Expired {
+            certificate: 0,
+            subject: "CN=localhost".into(),
+            not_after: Timestamp::from_unix(1_800_000_000),
+            seconds_ago: 3 * 86_400 + 5,
+        };
+        assert_eq!(
+            expired.to_string(),
+            format!(
+                "expired: [0] CN=localhost expired 3 days ago ({})",
+                Timestamp::from_unix(1_800_000_000)
+            )
+        );
+        let name = Diagnosis::NameMismatch {
+            asked: "foo.example".into(),
+            presented: vec!["DNS:localhost".into(), "IP:127.0.0.1".into()],
+        };
+        assert_eq!(
+            name.to_string(),
+            "name mismatch: asked for foo.example, the certificate holds DNS:localhost, IP:127.0.0.1"
+        );
+    }
+
+    #[test]
+    fn findings_read_as_one_sentence_naming_the_certificate() {
+        let extra = Finding::ExtraCertificates {
+            certificates: vec![1, 3],
+            subjects: vec!["CN=A".into(), "CN=B".into()],
+        };
+        assert_eq!(
+            extra.to_string(),
+            "extra certificates: [1] CN=A, [3] CN=B are sent but not on the issuing path"
+        );
+        let soon = Finding::RootExpiresSoon {
+            subject: "CN=Root".into(),
+            not_after: Timestamp::from_unix(1_800_000_000),
+            seconds_left: 10 * 86_400,
+        };
+        assert!(
+            soon.to_string()
+                .starts_with("root expires soon: the trusted root CN=Root expires in 10 days ("),
+            "{soon}"
+        );
+        assert_eq!(
+            Finding::ChainOutOfOrder {
+                path: vec![0, 2, 1]
+            }
+            .to_string(),
+            "chain out of order: the issuing path is [0] → [2] → [1], not the order sent"
+        );
+    }
+
+    /// One value of every variant; the `match` fails to compile when a variant is added, so
+    /// the fix test below cannot miss one.
+    fn every_diagnosis() -> Vec<Diagnosis> {
+        let at = Timestamp::from_unix(1_800_000_000);
+        let all = vec![
+            Diagnosis::Trusted {
+                anchor: "CN=Root".into(),
+            },
+            Diagnosis::NoCertificate,
+            Diagnosis::UnknownIssuer {
+                certificate: 1,
+                subject: "CN=Issuing".into(),
+                missing_issuer: "CN=Root".into(),
+                authority_key_id: Some("ab12".into()),
+                root_sent: false,
+                same_name_trusted: true,
+                candidate_files: Vec::new(),
+            },
+            Diagnosis::UnknownIssuer {
+                certificate: 1,
+                subject: "CN=Root".into(),
+                missing_issuer: "CN=Root".into(),
+                authority_key_id: None,
+                root_sent: true,
+                same_name_trusted: false,
+                candidate_files: Vec::new(),
+            },
+            Diagnosis::UnknownIssuer {
+                certificate: 1,
+                subject: "CN=Issuing".into(),
+                missing_issuer: "CN=Root".into(),
+                authority_key_id: None,
+                root_sent: false,
+                same_name_trusted: false,
+                candidate_files: vec![PathBuf::from("/etc/corp root.pem")],
+            },
+            Diagnosis::MissingIntermediate {
+                issuer: "CN=Issuing".into(),
+                authority_key_id: Some("ab12".into()),
+                aia_ca_issuers: vec!["http://pki.test.invalid/issuing.crt".into()],
+                candidate_files: vec![PathBuf::from("issuing.pem")],
+            },
+            Diagnosis::SelfSignedLeaf {
+                subject: "CN=localhost".into(),
+                sha256: Sha256Fingerprint::of(b"leaf"),
+            },
+            Diagnosis::CaUsedAsLeaf {
+                subject: "CN=Issuing".into(),
+                issuer: "CN=Root".into(),
+            },
+            Diagnosis::Expired {
+                certificate: 0,
+                subject: "CN=localhost".into(),
+                not_after: at,
+                seconds_ago: 3 * 86_400,
+            },
+            Diagnosis::Expired {
+                certificate: 1,
+                subject: "CN=Issuing".into(),
+                not_after: at,
+                seconds_ago: 86_400,
+            },
+            Diagnosis::NotYetValid {
+                certificate: 0,
+                subject: "CN=localhost".into(),
+                not_before: at,
+                seconds_until: 2 * 86_400,
+            },
+            Diagnosis::NameMismatch {
+                asked: "foo.example".into(),
+                presented: vec!["DNS:localhost".into()],
+            },
+            Diagnosis::WrongKeyUsage {
+                certificate: 0,
+                subject: "CN=localhost".into(),
+                extended_key_usage: vec!["clientAuth".into()],
+            },
+            Diagnosis::WeakSignature {
+                certificate: 0,
+                subject: "CN=localhost".into(),
+                algorithm: "sha1WithRSAEncryption".into(),
+            },
+            Diagnosis::WeakKey {
+                certificate: 1,
+                subject: "CN=Issuing".into(),
+                bits: 1024,
+            },
+            Diagnosis::BadSignature {
+                certificate: Some(0),
+                detail: "invalid peer certificate: BadSignature".into(),
+            },
+            Diagnosis::Untrusted {
+                error: "invalid peer certificate: Other".into(),
+            },
+        ];
+        for d in &all {
+            match d {
+                Diagnosis::Trusted { .. }
+                | Diagnosis::NoCertificate
+                | Diagnosis::UnknownIssuer { .. }
+                | Diagnosis::MissingIntermediate { .. }
+                | Diagnosis::SelfSignedLeaf { .. }
+                | Diagnosis::CaUsedAsLeaf { .. }
+                | Diagnosis::Expired { .. }
+                | Diagnosis::NotYetValid { .. }
+                | Diagnosis::NameMismatch { .. }
+                | Diagnosis::WrongKeyUsage { .. }
+                | Diagnosis::WeakSignature { .. }
+                | Diagnosis::WeakKey { .. }
+                | Diagnosis::BadSignature { .. }
+                | Diagnosis::Untrusted { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn no_fix_ever_suggests_turning_verification_off() {
+        let roots = RootCertStore::empty();
+        let params = DiagnoseParams {
+            target: "localhost:443",
+            server_name: "localhost",
+            roots: &roots,
+            root_certificates: &[],
+            candidates: &[],
+            now: Timestamp::from_unix(1_800_000_000),
+            expiry_window: DEFAULT_EXPIRY_WINDOW,
+        };
+        let finding = [Finding::ChainOutOfOrder {
+            path: vec![0, 2, 1],
+        }];
+        for diagnosis in every_diagnosis() {
+            for findings in [&[][..], &finding[..]] {
+                let fix = fix(&[], &params, &diagnosis, findings);
+                assert!(!fix.summary.is_empty(), "{diagnosis:?}");
+                for text in std::iter::once(&fix.summary).chain(&fix.commands) {
+                    let lower = text.to_ascii_lowercase();
+                    for banned in ["insecure", "-k", "verify=false", "disable"] {
+                        assert!(
+                            !lower.contains(banned),
+                            "{diagnosis:?}: fix mentions {banned:?}: {text}"
+                        );
+                    }
+                    assert!(!text.contains("InsecureSkipVerify"), "{text}");
+                }
+            }
+            // Every diagnosis reads as a sentence too.
+            assert!(!diagnosis.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn weak_crypto_fixes_say_what_to_reissue_with() {
+        let params_roots = RootCertStore::empty();
+        let params = DiagnoseParams {
+            target: "localhost:443",
+            server_name: "localhost",
+            roots: &params_roots,
+            root_certificates: &[],
+            candidates: &[],
+            now: Timestamp::from_unix(1_800_000_000),
+            expiry_window: DEFAULT_EXPIRY_WINDOW,
+        };
+        let all = every_diagnosis();
+        let weak_sig = all
+            .iter()
+            .find(|d| matches!(d, Diagnosis::WeakSignature { .. }))
+            .expect("weak signature");
+        assert!(fix(&[], &params, weak_sig, &[]).summary.contains("SHA-256"));
+        let weak_key = all
+            .iter()
+            .find(|d| matches!(d, Diagnosis::WeakKey { .. }))
+            .expect("weak key");
+        let summary = fix(&[], &params, weak_key, &[]).summary;
+        assert!(
+            summary.contains("RSA 2048 bits or more") && summary.contains("P-256"),
+            "{summary}"
+        );
+        let ca_leaf = all
+            .iter()
+            .find(|d| matches!(d, Diagnosis::CaUsedAsLeaf { .. }))
+            .expect("ca as leaf");
+        assert!(fix(&[], &params, ca_leaf, &[]).summary.contains(
+            "configured with its CA certificate CN=Issuing instead of its own certificate"
+        ));
+    }
+
+    #[test]
+    fn a_trusted_self_signed_ca_served_as_the_leaf_is_a_ca_used_as_leaf() {
+        let ca = cert(&pki::root_ca("Unit CA Leaf").der);
+        let report = judge(std::slice::from_ref(&ca), &store(&[&ca]), &[], 30);
+        assert_eq!(
+            report.primary,
+            Diagnosis::CaUsedAsLeaf {
+                subject: ca.subject().to_owned(),
+                issuer: ca.subject().to_owned(),
+            }
+        );
+        // Not trusted: a self-signed CA certificate alone is a self-signed leaf.
+        let report = judge(std::slice::from_ref(&ca), &RootCertStore::empty(), &[], 30);
+        assert!(
+            matches!(&report.primary, Diagnosis::SelfSignedLeaf { subject, .. } if subject == ca.subject()),
             "{:?}",
             report.primary
         );

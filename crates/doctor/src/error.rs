@@ -22,7 +22,7 @@ pub enum DoctorError {
         /// The name.
         name: String,
     },
-    /// The host name did not resolve.
+    /// The host name did not resolve, or the resolver did not answer before the timeout.
     #[error("cannot resolve {host}: check the name, or the DNS settings of this machine")]
     Resolve {
         /// The host name.

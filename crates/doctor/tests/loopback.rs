@@ -4,14 +4,17 @@
 //! Each test connects with [`connect`], judges the captured chain with [`diagnose`] against a
 //! trust built by `TrustConfig` (our root's file only, native and webpki off, unless the test
 //! says otherwise), and checks the diagnosis, the certificate it names and the fix.
-//! Connection failures (refused, not TLS, alert) are checked against their own errors.
+//! Certificates rcgen cannot make (SHA-1 signatures, RSA keys under 2048 bits) come from the
+//! real `openssl` CLI and are served with `@SECLEVEL=0`.
+//! Connection failures (refused, timeout, unknown host, not TLS, alert) are checked against
+//! their own errors, and bounded by the timeout.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anchorage_doctor::{
     Captured, ConnectOptions, DEFAULT_EXPIRY_WINDOW, DiagnoseParams, Diagnosis, DoctorError,
@@ -23,8 +26,8 @@ use anchorage_test_support::{TempDir, tempdir};
 use anchorage_trust::tls::TrustConfig;
 use anchorage_x509::{Certificate, Timestamp, decode};
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
 
@@ -112,6 +115,18 @@ struct Run {
     _tmp: TempDir,
 }
 
+/// How a test departs from the defaults of [`run`].
+#[derive(Default)]
+struct Tweaks<'a> {
+    /// Extra `openssl s_server` arguments.
+    server_args: &'a [&'a str],
+    /// `DiagnoseParams::root_certificates`.
+    root_certificates: Vec<Certificate>,
+    /// The server's key is one the provider cannot check its handshake signature with (an RSA
+    /// key under 2048 bits): do not insist that the server proved it holds the key.
+    weak_server_key: bool,
+}
+
 /// Serves `setup`, connects as `server_name`, and diagnoses against `trust` with `candidates`.
 fn run(
     tmp: TempDir,
@@ -121,7 +136,33 @@ fn run(
     trust: &TrustConfig,
     candidates: &[PathBuf],
 ) -> Option<Run> {
-    let server = peer::openssl_server(&setup.cert, &setup.key, setup.chain.as_deref())?;
+    run_with(
+        tmp,
+        setup,
+        root_pem,
+        server_name,
+        trust,
+        candidates,
+        Tweaks::default(),
+    )
+}
+
+/// [`run`] with `tweaks`.
+fn run_with(
+    tmp: TempDir,
+    setup: ServerSetup,
+    root_pem: PathBuf,
+    server_name: &str,
+    trust: &TrustConfig,
+    candidates: &[PathBuf],
+    tweaks: Tweaks<'_>,
+) -> Option<Run> {
+    let server = peer::openssl_server_with_args(
+        &setup.cert,
+        &setup.key,
+        setup.chain.as_deref(),
+        tweaks.server_args,
+    )?;
     let target = Target::parse(&format!("127.0.0.1:{}", server.port())).expect("target");
     let options = ConnectOptions {
         server_name: Some(server_name.to_owned()),
@@ -129,7 +170,12 @@ fn run(
     };
     let captured = connect(&target, &options, provider()).expect("connect and capture");
     assert_eq!(captured.handshake_error, None);
-    assert_eq!(captured.handshake_signature_verified, Some(true));
+    let proved = if tweaks.weak_server_key {
+        Some(false)
+    } else {
+        Some(true)
+    };
+    assert_eq!(captured.handshake_signature_verified, proved);
     let (roots, _) = trust.root_store().expect("root store");
     let candidates: Vec<(PathBuf, Vec<Certificate>)> = candidates
         .iter()
@@ -140,7 +186,7 @@ fn run(
         target: &target_text,
         server_name,
         roots: &roots,
-        root_certificates: &[],
+        root_certificates: &tweaks.root_certificates,
         candidates: &candidates,
         now: now(),
         expiry_window: DEFAULT_EXPIRY_WINDOW,
@@ -542,6 +588,638 @@ fn tls_alert_from_the_server_is_its_own_error() {
     );
     assert!(
         err.to_string().contains("sent TLS alert HandshakeFailure"),
+        "{err}"
+    );
+}
+
+// ---- A CA certificate served as the leaf -------------------------------------------------
+
+#[test]
+fn self_signed_ca_served_as_the_leaf_is_a_self_signed_leaf() {
+    let tmp = tempdir().expect("tempdir");
+    let files = Pki::new("Doctor Trust").write_server_files(tmp.path());
+    let ca = pki::root_ca("Doctor CA As Leaf");
+    let cert = ca.write_pem(tmp.path(), "ca-as-leaf.crt");
+    let key = tmp.path().join("ca-as-leaf.key");
+    write(&key, &ca.key_pem);
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: None,
+    };
+    let trust = file_only(&files.root);
+    let Some(run) = run(tmp, setup, files.root, "localhost", &trust, &[]) else {
+        return;
+    };
+    assert!(run.report.chain[0].is_ca && run.report.chain[0].self_issued);
+    let Diagnosis::SelfSignedLeaf { subject, sha256 } = &run.report.primary else {
+        panic!("{:#?}", run.report.primary);
+    };
+    assert!(subject.contains("CN=Doctor CA As Leaf"), "{subject}");
+    assert_eq!(*sha256, run.captured.chain[0].sha256());
+    assert!(
+        run.report.fix.commands[0].contains("--save-chain"),
+        "{:?}",
+        run.report.fix.commands
+    );
+    let json = serde_json::to_value(&run.report).expect("json");
+    assert_eq!(json["primary"]["kind"], "self_signed_leaf");
+}
+
+#[test]
+fn intermediate_served_as_the_leaf_is_a_ca_used_as_leaf() {
+    let tmp = tempdir().expect("tempdir");
+    let pki = Pki::new("Doctor CA Leaf");
+    let files = pki.write_server_files(tmp.path());
+    let cert = pki.intermediate.write_pem(tmp.path(), "intermediate.crt");
+    let key = tmp.path().join("intermediate.key");
+    write(&key, &pki.intermediate.key_pem);
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: None,
+    };
+    let trust = file_only(&files.root);
+    let Some(run) = run(tmp, setup, files.root, "localhost", &trust, &[]) else {
+        return;
+    };
+    let Diagnosis::CaUsedAsLeaf { subject, issuer } = &run.report.primary else {
+        panic!("{:#?}", run.report.primary);
+    };
+    assert!(
+        subject.contains("Doctor CA Leaf Intermediate CA"),
+        "{subject}"
+    );
+    assert!(issuer.contains("Doctor CA Leaf Root CA"), "{issuer}");
+    assert!(
+        run.report
+            .fix
+            .summary
+            .contains("configured with its CA certificate"),
+        "{}",
+        run.report.fix.summary
+    );
+    assert!(
+        run.report
+            .fix
+            .summary
+            .contains("instead of its own certificate"),
+        "{}",
+        run.report.fix.summary
+    );
+    assert!(
+        run.report
+            .primary
+            .to_string()
+            .starts_with("CA used as leaf: [0] "),
+        "{}",
+        run.report.primary
+    );
+    let json = serde_json::to_value(&run.report).expect("json");
+    assert_eq!(json["primary"]["kind"], "ca_used_as_leaf");
+}
+
+// ---- Weak crypto, made with the openssl CLI (rcgen cannot sign with SHA-1) -----------------
+
+/// `s_server` arguments that let OpenSSL 3 serve SHA-1 certificates and short RSA keys.
+const WEAK_SERVER: &[&str] = &["-cipher", "DEFAULT@SECLEVEL=0"];
+
+/// Extension sections for the openssl CLI.
+const OPENSSL_EXTENSIONS: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+/// A certificate and key made by the openssl CLI.
+struct OpensslCert {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Runs `openssl` with the whitespace-separated `words` then `subject` as `-subj /CN=…`, in
+/// `dir`, panicking with what it printed when it fails.
+fn openssl(openssl: &Path, dir: &Path, words: &str, subject: Option<&str>) {
+    let mut cmd = Command::new(openssl);
+    cmd.current_dir(dir).args(words.split_whitespace());
+    if let Some(cn) = subject {
+        cmd.arg("-subj").arg(format!("/CN={cn}"));
+    }
+    let run = peer::run_client(&mut cmd, Duration::from_secs(60));
+    assert!(
+        run.status.success(),
+        "openssl {words} failed:\n{}",
+        run.output()
+    );
+}
+
+/// A file's name, for commands run in its directory.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("a file")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Makes certificates with the real openssl in one directory.
+struct OpensslPki<'a> {
+    openssl: PathBuf,
+    dir: &'a Path,
+}
+
+impl<'a> OpensslPki<'a> {
+    /// `None` when openssl is missing locally.
+    fn new(dir: &'a Path) -> Option<Self> {
+        let openssl = peer::require("openssl")?;
+        write(&dir.join("ext.cnf"), OPENSSL_EXTENSIONS);
+        Some(Self { openssl, dir })
+    }
+
+    /// A self-signed RSA-2048 root `stem.pem` (key `stem.key`), SHA-256.
+    fn root(&self, stem: &str, cn: &str) -> OpensslCert {
+        openssl(
+            &self.openssl,
+            self.dir,
+            &format!(
+                "req -x509 -newkey rsa:2048 -nodes -keyout {stem}.key -out {stem}.pem -days 30 -sha256 -config ext.cnf -extensions ca"
+            ),
+            Some(cn),
+        );
+        self.files(stem)
+    }
+
+    /// A certificate `stem.pem` for a fresh RSA key of `bits` (`stem.key`), signed by `issuer`
+    /// with `digest` (`sha1`, `sha256`), with the extension section `section` (`ca`, `leaf`).
+    fn issue(
+        &self,
+        stem: &str,
+        cn: &str,
+        bits: u32,
+        digest: &str,
+        section: &str,
+        issuer: &OpensslCert,
+    ) -> OpensslCert {
+        let (ossl, dir) = (&self.openssl, self.dir);
+        openssl(ossl, dir, &format!("genrsa -out {stem}.key {bits}"), None);
+        openssl(
+            ossl,
+            dir,
+            &format!("req -new -key {stem}.key -out {stem}.csr -config ext.cnf"),
+            Some(cn),
+        );
+        openssl(
+            ossl,
+            dir,
+            &format!(
+                "x509 -req -in {stem}.csr -CA {} -CAkey {} -set_serial 7 -days 30 -{digest} -extfile ext.cnf -extensions {section} -out {stem}.pem",
+                file_name(&issuer.cert),
+                file_name(&issuer.key)
+            ),
+            None,
+        );
+        self.files(stem)
+    }
+
+    /// `stem.pem` and `stem.key` in the directory (named relative to it in commands, which run
+    /// there, so a temporary directory with spaces in its path cannot split an argument).
+    fn files(&self, stem: &str) -> OpensslCert {
+        OpensslCert {
+            cert: self.dir.join(format!("{stem}.pem")),
+            key: self.dir.join(format!("{stem}.key")),
+        }
+    }
+}
+
+#[test]
+fn sha1_signed_leaf_is_a_weak_signature() {
+    let tmp = tempdir().expect("tempdir");
+    let Some(ossl) = OpensslPki::new(tmp.path()) else {
+        return;
+    };
+    let root = ossl.root("root", "Doctor Sha1 Root CA");
+    let leaf = ossl.issue("leaf", "localhost", 2048, "sha1", "leaf", &root);
+    let setup = ServerSetup {
+        cert: leaf.cert,
+        key: leaf.key,
+        chain: None,
+    };
+    let trust = file_only(&root.cert);
+    let tweaks = Tweaks {
+        server_args: WEAK_SERVER,
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, root.cert, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    let Diagnosis::WeakSignature {
+        certificate,
+        subject,
+        algorithm,
+    } = &run.report.primary
+    else {
+        panic!("{:#?}", run.report.primary);
+    };
+    assert_eq!((*certificate, subject.as_str()), (0, "CN=localhost"));
+    assert!(
+        algorithm.to_ascii_lowercase().contains("sha1"),
+        "{algorithm}"
+    );
+    assert!(!run.report.trusted);
+    assert!(
+        run.report.fix.summary.contains("SHA-256"),
+        "{}",
+        run.report.fix.summary
+    );
+    // Said once, as the primary, not again as a finding.
+    assert!(
+        !run.report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::WeakSignature { .. })),
+        "{:#?}",
+        run.report.findings
+    );
+    let json = serde_json::to_value(&run.report).expect("json");
+    assert_eq!(json["primary"]["kind"], "weak_signature");
+}
+
+#[test]
+fn rsa_1024_intermediate_is_a_weak_key() {
+    let tmp = tempdir().expect("tempdir");
+    let Some(ossl) = OpensslPki::new(tmp.path()) else {
+        return;
+    };
+    let root = ossl.root("root", "Doctor Weak Root CA");
+    let intermediate = ossl.issue(
+        "intermediate",
+        "Doctor Weak Intermediate CA",
+        1024,
+        "sha256",
+        "ca",
+        &root,
+    );
+    let leaf = ossl.issue("leaf", "localhost", 2048, "sha256", "leaf", &intermediate);
+    let setup = ServerSetup {
+        cert: leaf.cert,
+        key: leaf.key,
+        chain: Some(intermediate.cert),
+    };
+    let trust = file_only(&root.cert);
+    let tweaks = Tweaks {
+        server_args: WEAK_SERVER,
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, root.cert, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    assert_eq!(
+        run.report.primary,
+        Diagnosis::WeakKey {
+            certificate: 1,
+            subject: "CN=Doctor Weak Intermediate CA".into(),
+            bits: 1024,
+        }
+    );
+    // The short key cannot be checked, which is not the same as a signature that fails.
+    assert_eq!(run.report.path, vec![0, 1]);
+    assert_eq!(
+        run.report.chain[0].next.and_then(|l| l.signature_verified),
+        None
+    );
+    let summary = &run.report.fix.summary;
+    assert!(
+        summary.contains("RSA 2048 bits or more") && summary.contains("P-256"),
+        "{summary}"
+    );
+    let json = serde_json::to_value(&run.report).expect("json");
+    assert_eq!(json["primary"]["kind"], "weak_key");
+    assert_eq!(json["primary"]["bits"], 1024);
+}
+
+#[test]
+fn rsa_1024_leaf_is_a_weak_key_although_its_chain_verifies() {
+    let tmp = tempdir().expect("tempdir");
+    let Some(ossl) = OpensslPki::new(tmp.path()) else {
+        return;
+    };
+    let root = ossl.root("root", "Doctor Weak Leaf Root CA");
+    let leaf = ossl.issue("leaf", "localhost", 1024, "sha256", "leaf", &root);
+    let setup = ServerSetup {
+        cert: leaf.cert,
+        key: leaf.key,
+        chain: None,
+    };
+    let trust = file_only(&root.cert);
+    let tweaks = Tweaks {
+        server_args: WEAK_SERVER,
+        weak_server_key: true,
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, root.cert, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    assert_eq!(
+        run.report.primary,
+        Diagnosis::WeakKey {
+            certificate: 0,
+            subject: "CN=localhost".into(),
+            bits: 1024,
+        }
+    );
+    assert!(!run.report.trusted && !run.report.healthy);
+}
+
+#[test]
+fn a_sha1_certificate_off_the_path_is_only_a_finding() {
+    let tmp = tempdir().expect("tempdir");
+    let Some(ossl) = OpensslPki::new(tmp.path()) else {
+        return;
+    };
+    let old_root = ossl.root("old-root", "Doctor Old Root CA");
+    let old = ossl.issue("old", "Doctor Old Sha1 CA", 2048, "sha1", "ca", &old_root);
+    let pki = Pki::new("Doctor Weak Extra");
+    let files = pki.write_server_files(tmp.path());
+    let chain = tmp.path().join("chain-with-old.pem");
+    let old_pem = std::fs::read_to_string(&old.cert).expect("read");
+    write(&chain, &format!("{}{old_pem}", pki.intermediate.pem));
+    let setup = ServerSetup {
+        cert: files.cert,
+        key: files.key,
+        chain: Some(chain),
+    };
+    let trust = file_only(&files.root);
+    let tweaks = Tweaks {
+        server_args: WEAK_SERVER,
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, files.root, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    assert!(run.report.trusted, "{:#?}", run.report.primary);
+    assert!(!run.report.healthy);
+    assert!(
+        run.report.findings.iter().any(|f| matches!(
+            f,
+            Finding::WeakSignature { certificate: 2, subject, .. } if subject == "CN=Doctor Old Sha1 CA"
+        )),
+        "{:#?}",
+        run.report.findings
+    );
+    assert!(run.report.findings.contains(&Finding::ExtraCertificates {
+        certificates: vec![2],
+        subjects: vec!["CN=Doctor Old Sha1 CA".into()],
+    }));
+}
+
+// ---- Validity, AIA, extra certificates, root expiry ----------------------------------------
+
+#[test]
+fn leaf_valid_only_in_two_days_is_not_yet_valid() {
+    let tmp = tempdir().expect("tempdir");
+    let pki = Pki::new("Doctor Future");
+    let files = pki.write_server_files(tmp.path());
+    let mut params = leaf_params();
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::days(2);
+    params.not_after = now + time::Duration::days(90);
+    let (cert, key) = custom_leaf(tmp.path(), params, Some(&pki.intermediate));
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: Some(files.chain),
+    };
+    let trust = file_only(&files.root);
+    let Some(run) = run(tmp, setup, files.root, "localhost", &trust, &[]) else {
+        return;
+    };
+    let Diagnosis::NotYetValid {
+        certificate,
+        subject,
+        seconds_until,
+        ..
+    } = &run.report.primary
+    else {
+        panic!("{:#?}", run.report.primary);
+    };
+    assert_eq!((*certificate, subject.as_str()), (0, "CN=localhost"));
+    assert!(
+        (2 * 86_400 - 600..=2 * 86_400).contains(seconds_until),
+        "{seconds_until}"
+    );
+    assert!(
+        run.report.fix.summary.contains("clock"),
+        "{}",
+        run.report.fix.summary
+    );
+    assert!(
+        run.report.chain[0]
+            .time_left
+            .starts_with("not valid for another"),
+        "{}",
+        run.report.chain[0].time_left
+    );
+}
+
+/// A DER TLV with a short length.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(content.len()).expect("short content");
+    assert!(len < 0x80, "short form only");
+    [&[tag, len][..], content].concat()
+}
+
+/// The value of an authority information access extension with one caIssuers URL.
+fn aia_ca_issuers(url: &str) -> Vec<u8> {
+    // id-ad-caIssuers, 1.3.6.1.5.5.7.48.2
+    let method = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    // GeneralName uniformResourceIdentifier, [6] IMPLICIT IA5String
+    let location = tlv(0x86, url.as_bytes());
+    let description = tlv(0x30, &[&method[..], &location].concat());
+    tlv(0x30, &description)
+}
+
+#[test]
+fn missing_intermediate_shows_the_aia_url() {
+    const URL: &str = "http://pki.test.invalid/issuing.crt";
+    let tmp = tempdir().expect("tempdir");
+    let pki = Pki::new("Doctor Aia");
+    let files = pki.write_server_files(tmp.path());
+    let mut params = leaf_params();
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        aia_ca_issuers(URL),
+    )];
+    let (cert, key) = custom_leaf(tmp.path(), params, Some(&pki.intermediate));
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: None,
+    };
+    let trust = file_only(&files.root);
+    let Some(run) = run(tmp, setup, files.root, "localhost", &trust, &[]) else {
+        return;
+    };
+    let Diagnosis::MissingIntermediate {
+        issuer,
+        aia_ca_issuers,
+        ..
+    } = &run.report.primary
+    else {
+        panic!("{:#?}", run.report.primary);
+    };
+    assert!(issuer.contains("Doctor Aia Intermediate CA"), "{issuer}");
+    assert_eq!(aia_ca_issuers, &vec![URL.to_owned()]);
+    assert_eq!(run.report.chain[0].aia_ca_issuers, vec![URL.to_owned()]);
+    assert!(
+        run.report.fix.summary.contains(URL),
+        "{}",
+        run.report.fix.summary
+    );
+    assert!(
+        run.report
+            .primary
+            .to_string()
+            .ends_with(&format!("(download: {URL})")),
+        "{}",
+        run.report.primary
+    );
+}
+
+#[test]
+fn an_unrelated_ca_in_the_chain_is_an_extra_certificate() {
+    let tmp = tempdir().expect("tempdir");
+    let pki = Pki::new("Doctor Extra");
+    let files = pki.write_server_files(tmp.path());
+    let unrelated = pki::root_ca("Doctor Extra Unrelated CA");
+    let chain = tmp.path().join("chain-with-extra.pem");
+    write(
+        &chain,
+        &format!("{}{}", pki.intermediate.pem, unrelated.pem),
+    );
+    let setup = ServerSetup {
+        cert: files.cert,
+        key: files.key,
+        chain: Some(chain),
+    };
+    let trust = file_only(&files.root);
+    let Some(run) = run(tmp, setup, files.root, "localhost", &trust, &[]) else {
+        return;
+    };
+    assert!(run.report.trusted, "{:#?}", run.report.primary);
+    assert!(!run.report.healthy);
+    assert_eq!(run.report.path, vec![0, 1]);
+    let subject = run.captured.chain[2].subject().to_owned();
+    assert!(subject.contains("Doctor Extra Unrelated CA"), "{subject}");
+    assert_eq!(
+        run.report.findings,
+        vec![Finding::ExtraCertificates {
+            certificates: vec![2],
+            subjects: vec![subject],
+        }]
+    );
+}
+
+#[test]
+fn a_trusted_root_expiring_in_ten_days_is_a_finding() {
+    let tmp = tempdir().expect("tempdir");
+    let root = pki::root_ca_expiring_in("Doctor Soon Root CA", 10);
+    let leaf = pki::server_leaf(&["localhost"], &root);
+    let root_pem = root.write_pem(tmp.path(), "root.pem");
+    let cert = leaf.write_pem(tmp.path(), "server.crt");
+    let key = tmp.path().join("server.key");
+    write(&key, &leaf.key_pem);
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: None,
+    };
+    let trust = file_only(&root_pem);
+    let tweaks = Tweaks {
+        root_certificates: read_certs(&root_pem),
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, root_pem, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    assert!(run.report.trusted, "{:#?}", run.report.primary);
+    assert!(!run.report.healthy);
+    let [
+        Finding::RootExpiresSoon {
+            subject,
+            seconds_left,
+            ..
+        },
+    ] = run.report.findings.as_slice()
+    else {
+        panic!("{:#?}", run.report.findings);
+    };
+    assert!(subject.contains("Doctor Soon Root CA"), "{subject}");
+    assert!(
+        (10 * 86_400 - 600..=10 * 86_400).contains(seconds_left),
+        "{seconds_left}"
+    );
+}
+
+// ---- Connection failures bounded by the timeout --------------------------------------------
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    // The kernel completes the TCP handshake for a listener that never accepts; nothing ever
+    // answers our ClientHello.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let target = Target::parse(&addr.to_string()).expect("target");
+    let options = ConnectOptions {
+        server_name: Some("localhost".into()),
+        timeout: Duration::from_secs(1),
+    };
+    let start = Instant::now();
+    let err = connect(&target, &options, provider()).expect_err("timeout");
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(&err, DoctorError::Timeout { stage: "handshake", timeout, address }
+            if *timeout == Duration::from_secs(1) && address == &addr.to_string()),
+        "{err:?}"
+    );
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        err.to_string()
+            .starts_with("timed out after 1s during handshake"),
+        "{err}"
+    );
+    drop(listener);
+}
+
+#[test]
+fn an_unknown_host_is_a_resolve_error_within_the_timeout() {
+    let target = Target::parse("doctor-test.invalid:443").expect("target");
+    let options = ConnectOptions {
+        server_name: None,
+        timeout: Duration::from_secs(3),
+    };
+    let start = Instant::now();
+    let err = connect(&target, &options, provider()).expect_err("no such host");
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(&err, DoctorError::Resolve { host, .. } if host == "doctor-test.invalid"),
+        "{err:?}"
+    );
+    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot resolve doctor-test.invalid"),
         "{err}"
     );
 }

@@ -197,6 +197,59 @@ pub fn run_client(cmd: &mut Command, timeout: Duration) -> ClientRun {
     run
 }
 
+/// Like [`openssl_server`], with `extra` arguments added to the `s_server` command line (for
+/// example `["-cipher", "DEFAULT@SECLEVEL=0"]` so that OpenSSL 3 serves SHA-1 certificates and
+/// RSA keys under 2048 bits). Returns `None` when openssl is missing locally.
+pub fn openssl_server_with_args(
+    cert: &Path,
+    key: &Path,
+    chain: Option<&Path>,
+    extra: &[&str],
+) -> Option<Running> {
+    let openssl = require("openssl")?;
+    // Retry a few times: the port we picked may be taken between finding and binding it.
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = Command::new(&openssl);
+        cmd.args(["s_server", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .args(["-www", "-naccept", "1000"])
+            .args(extra);
+        if let Some(chain) = chain {
+            cmd.arg("-cert_chain").arg(chain);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Some(Running { child, addr });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Port taken or bad arguments: try another port; with bad arguments the last
+                // attempt's status is in the panic below.
+                eprintln!("openssl s_server {extra:?} exited with {status}; retrying");
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("openssl s_server did not listen on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("openssl s_server {extra:?} could not start on any free port");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -683,3 +683,15 @@ pub fn awkward_names() -> Vec<AwkwardName> {
         })
         .collect()
 }
+
+/// A self-signed root CA (P-256) valid from an hour ago until `days_left` days from now: for
+/// "the root expires soon" checks.
+pub fn root_ca_expiring_in(cn: &str, days_left: i64) -> Issued {
+    let now = OffsetDateTime::now_utc();
+    let params = ca_params(
+        cn,
+        now - Duration::hours(1),
+        now + Duration::days(days_left),
+    );
+    finish(params, KeyPair::generate().expect("generate key"), None)
+}
