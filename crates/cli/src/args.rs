@@ -67,7 +67,10 @@ pub(crate) enum Command {
         "  4  a --ca/--bundle file holds a private key\n",
         "  5  --save-chain could not be written\n",
         "  6  untrusted, or trusted with problems (expired, wrong name, weak, expiring soon)\n",
-        "  7  could not connect or complete a handshake",
+        "  7  could not connect or complete a handshake (when the server ended the handshake\n",
+        "     after sending its chain, the chain is still diagnosed and printed)\n\n",
+        "The report goes to stdout; with --output json a failure prints {\"target\", \"error\",\n",
+        "\"exit_code\"} there instead. The JSON schema is in docs/cli.md.",
     ))]
     Doctor(DoctorArgs),
     /// Kubernetes helpers.
@@ -172,13 +175,14 @@ pub(crate) struct DoctorArgs {
     /// Trust exactly this bundle (what a workload using it would see).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["system", "mozilla"])]
     pub(crate) bundle: Option<PathBuf>,
-    /// Write the chain the server sent to FILE (PEM), for review.
+    /// Write the chain the server sent to FILE (PEM, in the order sent), whatever the verdict,
+    /// for review.
     #[arg(long, value_name = "FILE")]
     pub(crate) save_chain: Option<PathBuf>,
     /// Seconds allowed for the connection and the handshake.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub(crate) timeout: u64,
-    /// Output format.
+    /// Output format: text (for people) or json (the stable schema of docs/cli.md).
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }

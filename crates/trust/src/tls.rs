@@ -54,6 +54,26 @@
 //! assert_eq!(roots.len(), report.anchors);
 //! # Ok::<(), anchorage_trust::tls::TlsTrustError>(())
 //! ```
+//!
+//! When the certificates themselves are needed too (their validity dates, which a
+//! `RootCertStore` does not keep), [`TrustConfig::load`] reads the sources once and returns them;
+//! [`root_store_of`] then makes the same store from them without reading the OS store again:
+//!
+//! ```
+//! use anchorage_trust::tls::{TrustConfig, root_store_of};
+//!
+//! let config = TrustConfig {
+//!     load_native_certs: false,
+//!     ..TrustConfig::default()
+//! };
+//! let (certificates, report) = config.load()?;
+//! assert_eq!(certificates.len(), report.anchors);
+//! let roots = root_store_of(&certificates);
+//! assert_eq!(roots.len(), report.anchors);
+//! let soonest = certificates.iter().map(|c| c.not_after()).min();
+//! assert!(soonest.is_some());
+//! # Ok::<(), anchorage_trust::tls::TlsTrustError>(())
+//! ```
 
 use std::collections::HashSet;
 use std::fmt;
@@ -373,6 +393,24 @@ impl TrustConfig {
     /// Builds the root store. Fails when a configured path is missing, unreadable, empty or holds
     /// a private key, and when no source adds a single trust anchor.
     pub fn root_store(&self) -> Result<(RootCertStore, TrustReport), TlsTrustError> {
+        let (store, report) = self.build(Collect::StoreOnly)?;
+        Ok((store.roots, report))
+    }
+
+    /// Reads the sources once, as [`TrustConfig::root_store`] does, and returns the certificates
+    /// that became trust anchors (in the order they were added, each once) with the same report.
+    /// Unlike a `RootCertStore`, they keep everything a certificate says (validity dates, key,
+    /// extensions); [`root_store_of`] makes the rustls store from them.
+    ///
+    /// A certificate rustls accepts as an anchor but that cannot be decoded as a whole
+    /// certificate (possible only for the OS store) is listed among the source's rejections
+    /// here, so that `report.anchors == certificates.len()` holds.
+    pub fn load(&self) -> Result<(Vec<Certificate>, TrustReport), TlsTrustError> {
+        let (store, report) = self.build(Collect::Certificates)?;
+        Ok((store.certificates, report))
+    }
+
+    fn build(&self, collect: Collect) -> Result<(Anchors, TrustReport), TlsTrustError> {
         // Paths first: a bad path fails before the OS store is read.
         let policy = Policy::default();
         let mut paths = Vec::new();
@@ -383,7 +421,7 @@ impl TrustConfig {
             paths.push(read_path(TrustSourceKind::ExtraCaPath, path, &policy)?);
         }
 
-        let mut store = Anchors::new();
+        let mut store = Anchors::new(collect);
         let mut sources = Vec::with_capacity(2 + paths.len());
 
         let mut native = SourceReport::new(TrustSourceKind::Native, None, self.load_native_certs);
@@ -396,7 +434,7 @@ impl TrustConfig {
         if self.load_webpki_certs {
             for (i, der) in webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().enumerate() {
                 let origin = || format!("Mozilla roots (webpki-root-certs), certificate {}", i + 1);
-                store.add(der.as_ref(), origin, None, &mut webpki);
+                store.add(der.as_ref(), None, origin, &mut webpki);
             }
         }
         sources.push(webpki);
@@ -410,9 +448,8 @@ impl TrustConfig {
                         .first()
                         .map_or_else(|| fallback.clone(), ToString::to_string)
                 };
-                let subject = Some(entry.certificate.subject());
-                let der = entry.certificate.der();
-                store.add(der, origin, subject, &mut report);
+                let cert = &entry.certificate;
+                store.add(cert.der(), Some(cert), origin, &mut report);
             }
             sources.push(report);
         }
@@ -427,7 +464,7 @@ impl TrustConfig {
             });
         }
         tracing::debug!(%report, "built rustls root store");
-        Ok((store.roots, report))
+        Ok((store, report))
     }
 
     /// Builds a rustls client configuration (safe default protocol versions, this root store, no
@@ -447,26 +484,55 @@ impl TrustConfig {
     }
 }
 
-/// The store being built, and the fingerprints already in it.
+/// A rustls root store of `certificates` (as [`TrustConfig::load`] returns them), without
+/// reading any source again. A certificate rustls refuses as a trust anchor is left out; none of
+/// those `load` returns is.
+pub fn root_store_of(certificates: &[Certificate]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let (_, refused) = roots.add_parsable_certificates(
+        certificates
+            .iter()
+            .map(|c| CertificateDer::from(c.der().to_vec())),
+    );
+    if refused > 0 {
+        tracing::debug!(refused, "certificates rustls refused as trust anchors");
+    }
+    roots
+}
+
+/// Whether the store being built also keeps each anchor as a [`Certificate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Collect {
+    StoreOnly,
+    Certificates,
+}
+
+/// The store being built, the fingerprints already in it, and (for [`TrustConfig::load`]) the
+/// anchors as certificates.
 struct Anchors {
     roots: RootCertStore,
     seen: HashSet<Sha256Fingerprint>,
+    collect: Collect,
+    certificates: Vec<Certificate>,
 }
 
 impl Anchors {
-    fn new() -> Self {
+    fn new(collect: Collect) -> Self {
         Self {
             roots: RootCertStore::empty(),
             seen: HashSet::new(),
+            collect,
+            certificates: Vec::new(),
         }
     }
 
-    /// Adds one certificate, counting it in `report` as added, already trusted or rejected.
+    /// Adds one certificate (`decoded`: the same certificate already decoded, when the caller
+    /// has it), counting it in `report` as added, already trusted or rejected.
     fn add(
         &mut self,
         der: &[u8],
+        decoded: Option<&Certificate>,
         origin: impl FnOnce() -> String,
-        subject: Option<&str>,
         report: &mut SourceReport,
     ) {
         report.certificates += 1;
@@ -475,17 +541,38 @@ impl Anchors {
             report.already_trusted += 1;
             return;
         }
+        // Decoded before rustls sees it when the certificates are kept, so that a certificate
+        // that cannot be kept is not trusted either and the counts agree.
+        let kept = match (self.collect, decoded) {
+            (Collect::StoreOnly, _) => None,
+            (Collect::Certificates, Some(cert)) => Some(cert.clone()),
+            (Collect::Certificates, None) => match Certificate::from_der(der) {
+                Ok(cert) => Some(cert),
+                Err(e) => {
+                    report.rejected.push(Skipped {
+                        origin: origin(),
+                        subject: None,
+                        reason: format!("cannot be decoded as a certificate: {e}"),
+                    });
+                    return;
+                }
+            },
+        };
         match self.roots.add(CertificateDer::from(der)) {
             Ok(()) => {
                 self.seen.insert(fingerprint);
+                self.certificates.extend(kept);
                 report.added += 1;
             }
             Err(e) => {
-                let subject = subject.map(str::to_owned).or_else(|| {
-                    Certificate::from_der(der)
-                        .ok()
-                        .map(|c| c.subject().to_owned())
-                });
+                let subject = decoded
+                    .or(kept.as_ref())
+                    .map(|c| c.subject().to_owned())
+                    .or_else(|| {
+                        Certificate::from_der(der)
+                            .ok()
+                            .map(|c| c.subject().to_owned())
+                    });
                 let skipped = Skipped {
                     origin: origin(),
                     subject,
@@ -517,7 +604,7 @@ fn add_native(store: &mut Anchors, report: &mut SourceReport) {
     }
     for (i, der) in result.certs.iter().enumerate() {
         let origin = || format!("{STORE}, certificate {}", i + 1);
-        store.add(der.as_ref(), origin, None, report);
+        store.add(der.as_ref(), None, origin, report);
     }
 }
 
@@ -790,17 +877,17 @@ mod tests {
 
     #[test]
     fn rustls_refusals_are_reported_not_dropped() {
-        let mut store = Anchors::new();
+        let mut store = Anchors::new(Collect::StoreOnly);
         let mut report = SourceReport::new(TrustSourceKind::Native, None, true);
         let root = pki::root_ca("Accepted Root");
-        store.add(&root.der, || "first".into(), None, &mut report);
+        store.add(&root.der, None, || "first".into(), &mut report);
         store.add(
             b"\x30\x03\x02\x01\x00",
-            || "second".into(),
             None,
+            || "second".into(),
             &mut report,
         );
-        store.add(&root.der, || "third".into(), None, &mut report);
+        store.add(&root.der, None, || "third".into(), &mut report);
         assert_eq!(
             (report.certificates, report.added, report.already_trusted),
             (3, 1, 1)
@@ -815,6 +902,83 @@ mod tests {
             report.rejected[0]
         );
         assert_eq!(store.roots.len(), 1);
+    }
+
+    #[test]
+    fn load_returns_the_anchors_of_root_store_as_certificates() {
+        let tmp = tempdir().expect("tempdir");
+        let pki = Pki::new("Tls Load");
+        let other = pki::root_ca("Tls Load Other Root");
+        let expired = pki::expired_root_ca("Tls Load Expired Root");
+        let file = pki.root.write_pem(tmp.path(), "root.pem");
+        let dir = tmp.path().join("ca.d");
+        std::fs::create_dir(&dir).expect("mkdir");
+        pki.root.write_pem(&dir, "root-again.crt");
+        other.write_pem(&dir, "other.pem");
+        expired.write_pem(&dir, "expired.pem");
+        let config = TrustConfig {
+            extra_ca_paths: vec![dir],
+            ..file_only(&file)
+        };
+
+        let (certificates, report) = config.load().expect("load");
+        let (store, store_report) = config.root_store().expect("root store");
+        assert_eq!(report, store_report);
+        assert_eq!(certificates.len(), report.anchors);
+        // In the order added, each once, the expired one dropped by the policy.
+        let subjects: Vec<&str> = certificates.iter().map(|c| c.subject()).collect();
+        assert_eq!(
+            subjects,
+            vec![
+                "CN=Tls Load Root CA, O=Anchorage Test",
+                "CN=Tls Load Other Root, O=Anchorage Test"
+            ]
+        );
+        assert_eq!(certificates[0].der(), pki.root.der.as_slice());
+        // Validity survives, which a RootCertStore does not keep.
+        assert!(certificates[0].not_after().unix() > certificates[0].not_before().unix());
+        assert_eq!(root_store_of(&certificates).roots, store.roots);
+    }
+
+    #[test]
+    fn load_keeps_every_mozilla_root() {
+        let config = TrustConfig {
+            load_native_certs: false,
+            ..TrustConfig::default()
+        };
+        let (certificates, report) = config.load().expect("load");
+        assert_eq!(
+            certificates.len(),
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
+        );
+        assert_eq!(report.anchors, certificates.len());
+        let (store, _) = config.root_store().expect("root store");
+        assert_eq!(root_store_of(&certificates).roots, store.roots);
+    }
+
+    #[test]
+    fn load_lists_what_it_cannot_decode_as_rejected() {
+        let mut store = Anchors::new(Collect::Certificates);
+        let mut report = SourceReport::new(TrustSourceKind::Native, None, true);
+        let root = pki::root_ca("Collected Root");
+        store.add(&root.der, None, || "first".into(), &mut report);
+        store.add(
+            b"\x30\x03\x02\x01\x00",
+            None,
+            || "second".into(),
+            &mut report,
+        );
+        assert_eq!((report.certificates, report.added), (2, 1));
+        assert_eq!(report.rejected.len(), 1);
+        assert!(
+            report.rejected[0]
+                .reason
+                .starts_with("cannot be decoded as a certificate: "),
+            "{:?}",
+            report.rejected[0]
+        );
+        assert_eq!(store.certificates.len(), store.roots.len());
+        assert_eq!(store.certificates[0].der(), root.der.as_slice());
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! `anchorage doctor`: connect, show the chain, diagnose, print the fix.
+//!
+//! The report goes to stdout (text or JSON); the only other thing printed is one progress line on
+//! stderr, and only when stderr is a terminal.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anchorage_doctor::{
-    ConnectOptions, DEFAULT_EXPIRY_WINDOW, DiagnoseParams, DoctorError, Report, Target, connect,
-    diagnose,
+    Captured, ChainEntry, ConnectOptions, DEFAULT_EXPIRY_WINDOW, DiagnoseParams, DoctorError,
+    Report, Target, connect, diagnose,
 };
-use anchorage_trust::tls::TrustConfig;
+use anchorage_trust::tls::{TrustConfig, root_store_of};
 use anchorage_x509::{Certificate, Timestamp};
 use serde::Serialize;
 
@@ -16,6 +20,7 @@ use crate::args::{DoctorArgs, OutputFormat};
 use crate::exit::{Code, Failure};
 use crate::render::print_json;
 
+/// The `--output json` document: where and how the handshake went, then the library's report.
 #[derive(Serialize)]
 struct DoctorJson<'a> {
     target: &'a str,
@@ -24,74 +29,134 @@ struct DoctorJson<'a> {
     cipher_suite: Option<&'a str>,
     /// True when the chain is trusted only because of --ca files.
     trusted_only_with_ca: bool,
+    /// Set when the handshake failed after the chain was captured (e.g. the server then asked
+    /// for a client certificate).
+    handshake_error: Option<&'a str>,
     #[serde(flatten)]
     report: &'a Report,
 }
 
-pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let target = Target::parse(&args.target)
-        .map_err(|e| Failure::new(Code::Usage, format!("{}: {e}", args.target)))?;
-    // The base trust, as a workload with these settings would have it.
-    let explicit = args.system || args.mozilla;
-    let base = match &args.bundle {
-        Some(bundle) => TrustConfig {
-            load_native_certs: false,
-            load_webpki_certs: false,
-            ssl_certs_file: Some(bundle.clone()),
-            extra_ca_paths: tls_ca_paths.to_vec(),
-        },
-        None => TrustConfig {
-            load_native_certs: !explicit || args.system,
-            load_webpki_certs: !explicit || args.mozilla,
-            ssl_certs_file: None,
-            extra_ca_paths: tls_ca_paths.to_vec(),
-        },
-    };
-    let candidates = args
-        .ca
-        .iter()
-        .map(|p| {
-            super::read_option_bundle(p, "--ca")
-                .map(|b| (p.clone(), b.certificates().cloned().collect()))
+/// What `--output json` prints on stdout when no report could be made, so a script always gets
+/// JSON.
+#[derive(Serialize)]
+struct FailureJson<'a> {
+    target: &'a str,
+    error: &'a str,
+    exit_code: u8,
+}
+
+/// The command line resolved: what to connect to, the trust to judge by, the `--ca` files read.
+struct Settings {
+    target: Target,
+    connect: ConnectOptions,
+    trust: TrustConfig,
+    candidates: Vec<(PathBuf, Vec<Certificate>)>,
+}
+
+impl Settings {
+    fn resolve(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Self, Failure> {
+        let target =
+            Target::parse(&args.target).map_err(|e| Failure::new(Code::Usage, e.to_string()))?;
+        // The base trust, as a workload with these settings would have it.
+        let explicit = args.system || args.mozilla;
+        let trust = match &args.bundle {
+            Some(bundle) => TrustConfig {
+                load_native_certs: false,
+                load_webpki_certs: false,
+                ssl_certs_file: Some(bundle.clone()),
+                extra_ca_paths: tls_ca_paths.to_vec(),
+            },
+            None => TrustConfig {
+                load_native_certs: !explicit || args.system,
+                load_webpki_certs: !explicit || args.mozilla,
+                ssl_certs_file: None,
+                extra_ca_paths: tls_ca_paths.to_vec(),
+            },
+        };
+        let candidates = args
+            .ca
+            .iter()
+            .map(|p| {
+                super::read_option_bundle(p, "--ca")
+                    .map(|b| (p.clone(), b.certificates().cloned().collect()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            target,
+            connect: ConnectOptions {
+                server_name: args.servername.clone(),
+                timeout: Duration::from_secs(args.timeout.max(1)),
+            },
+            trust,
+            candidates,
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (base_roots, _) = base.root_store()?;
+    }
+}
+
+pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+    let result = doctor(&args, tls_ca_paths);
+    if let (OutputFormat::Json, Err(failure)) = (args.output, &result) {
+        print_json(&FailureJson {
+            target: &args.target,
+            error: &failure.message,
+            exit_code: failure.code as u8,
+        });
+    }
+    result
+}
+
+fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+    let settings = Settings::resolve(args, tls_ca_paths)?;
+    // The trust is read once (the OS store included): the certificates give the store and the
+    // roots' validity, which a RootCertStore does not keep (for "root expires soon").
+    let (root_certificates, _) = settings.trust.load()?;
+    let base_roots = root_store_of(&root_certificates);
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let options = ConnectOptions {
-        server_name: args.servername.clone(),
-        timeout: Duration::from_secs(args.timeout.max(1)),
-    };
-    let captured = connect(&target, &options, provider.clone()).map_err(unreachable)?;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "anchorage: connecting to {}{}...",
+            settings.target,
+            args.servername
+                .as_deref()
+                .map(|n| format!(" as {n}"))
+                .unwrap_or_default()
+        );
+    }
+    let captured =
+        connect(&settings.target, &settings.connect, provider.clone()).map_err(unreachable)?;
     if let Some(path) = &args.save_chain {
         let pem: String = captured.chain.iter().map(Certificate::to_pem).collect();
         anchorage_trust::write_file_if_changed(path, pem.as_bytes(), captured.chain.len())?;
     }
     let now = Timestamp::from_unix(time::OffsetDateTime::now_utc().unix_timestamp());
-    let root_certificates = Vec::new();
-    let params = |roots| DiagnoseParams {
+    let candidates = &settings.candidates;
+    let params = DiagnoseParams {
         target: &args.target,
         server_name: &captured.server_name,
-        roots,
+        roots: &base_roots,
         root_certificates: &root_certificates,
-        candidates: &candidates,
+        candidates,
         now,
         expiry_window: DEFAULT_EXPIRY_WINDOW,
     };
-    // The base trust plus the --ca certificates already read: no second read of the OS store
-    // or of the files. One rustls refuses as an anchor simply does not help.
-    let ca_roots = (!candidates.is_empty()).then(|| {
-        let mut roots = base_roots.clone();
-        for c in candidates.iter().flat_map(|(_, certificates)| certificates) {
-            let _ = roots.add(c.der().to_vec().into());
-        }
-        roots
-    });
-    let mut report = diagnose(&captured.chain, &params(&base_roots), provider.clone());
+    let mut report = diagnose(&captured.chain, &params, provider.clone());
     let mut trusted_only_with_ca = false;
-    if !report.trusted && !args.ca.is_empty() {
-        let ca_roots = ca_roots.as_ref().unwrap_or(&base_roots);
-        let with = diagnose(&captured.chain, &params(ca_roots), provider);
+    if !report.trusted && !candidates.is_empty() {
+        // The base trust plus the --ca certificates already read: no second read of the OS
+        // store or of the files. One rustls refuses as an anchor simply does not help.
+        let mut ca_roots = base_roots.clone();
+        ca_roots.add_parsable_certificates(
+            candidates
+                .iter()
+                .flat_map(|(_, certificates)| certificates)
+                .map(|c| c.der().to_vec().into()),
+        );
+        let with_ca = DiagnoseParams {
+            roots: &ca_roots,
+            ..params
+        };
+        let with = diagnose(&captured.chain, &with_ca, provider);
         if with.trusted {
             // Trusted through --ca: keep the fix that says how to make that permanent.
             trusted_only_with_ca = true;
@@ -108,11 +173,16 @@ pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Fa
             protocol: captured.protocol.as_deref(),
             cipher_suite: captured.cipher_suite.as_deref(),
             trusted_only_with_ca,
+            handshake_error: captured.handshake_error.as_deref(),
             report: &report,
         }),
         OutputFormat::Text => print_text(&captured, &report, trusted_only_with_ca),
     }
-    Ok(if report.trusted && report.healthy {
+    // A handshake the server ended after sending its chain did not complete: whatever the
+    // chain's verdict, no client connects.
+    Ok(if captured.handshake_error.is_some() {
+        Code::Unreachable
+    } else if report.trusted && report.healthy {
         Code::Ok
     } else {
         Code::Untrusted
@@ -125,10 +195,25 @@ fn unreachable(e: DoctorError) -> Failure {
         DoctorError::Provider { .. } => Code::Failure,
         _ => Code::Unreachable,
     };
-    Failure::new(code, e.to_string())
+    // The messages never repeat their source (the OS or rustls error): append it.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Failure::new(code, message)
 }
 
-fn print_text(captured: &anchorage_doctor::Captured, report: &Report, with_ca: bool) {
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
     outln!(
         "connected to {} (SNI {}), {} {}",
         captured.address,
@@ -136,69 +221,36 @@ fn print_text(captured: &anchorage_doctor::Captured, report: &Report, with_ca: b
         captured.protocol.as_deref().unwrap_or("?"),
         captured.cipher_suite.as_deref().unwrap_or("")
     );
-    outln!("chain as sent ({} certificate(s)):", report.chain.len());
-    for c in &report.chain {
-        outln!("  [{}] {}", c.index, c.subject);
-        outln!("      issuer:    {}", c.issuer);
-        outln!(
-            "      valid:     {} .. {} ({})",
-            c.not_before.rfc3339(),
-            c.not_after.rfc3339(),
-            c.time_left
-        );
-        if !c.subject_alt_names.is_empty() {
-            outln!("      SANs:      {}", c.subject_alt_names.join(", "));
-        }
-        outln!(
-            "      key:       {}{}; signature {}; {}",
-            c.key,
-            c.key_bits
-                .map(|b| format!(" ({b} bits)"))
-                .unwrap_or_default(),
-            c.signature_algorithm,
-            if c.is_ca { "CA" } else { "not a CA" }
-        );
-        outln!("      sha256:    {}", c.sha256);
-        if let Some(link) = &c.next {
-            let ok = link.name_matches && link.signature_verified != Some(false);
-            outln!(
-                "      next:      {}",
-                if ok {
-                    "signed by the next certificate"
-                } else {
-                    "does NOT link to the next certificate"
-                }
-            );
-        }
+    if let Some(error) = &captured.handshake_error {
+        outln!("the handshake then failed: {error}");
     }
-    let primary = serde_json::to_value(&report.primary).unwrap_or_default();
+    let path = report
+        .path
+        .iter()
+        .map(|i| format!("[{i}]"))
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    outln!(
+        "chain as sent ({}; issuing path {path}):",
+        plural(report.chain.len(), "certificate")
+    );
+    for c in &report.chain {
+        print_entry(c, report);
+    }
+    for (i, reason) in &captured.undecodable {
+        outln!("  certificate {i} as sent could not be decoded and is left out: {reason}");
+    }
     outln!(
         "diagnosis: {}{}",
-        primary["kind"].as_str().unwrap_or("?").replace('_', " "),
+        report.primary,
         if with_ca {
             " (only with the --ca files)"
         } else {
             ""
         }
     );
-    for (k, v) in primary.as_object().into_iter().flatten() {
-        if k != "kind" {
-            outln!("  {k}: {}", compact(v));
-        }
-    }
     for finding in &report.findings {
-        let v = serde_json::to_value(finding).unwrap_or_default();
-        outln!(
-            "finding: {} {}",
-            v["kind"].as_str().unwrap_or("?").replace('_', " "),
-            v.as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| *k != "kind")
-                .map(|(k, v)| format!("{k}={}", compact(v)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        outln!("finding: {finding}");
     }
     outln!("fix: {}", report.fix.summary);
     for command in &report.fix.commands {
@@ -206,9 +258,63 @@ fn print_text(captured: &anchorage_doctor::Captured, report: &Report, with_ca: b
     }
 }
 
-fn compact(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+fn print_entry(c: &ChainEntry, report: &Report) {
+    let role = match report.path.iter().position(|&i| i == c.index) {
+        Some(0) => "the server's certificate",
+        Some(_) => "on the issuing path",
+        None => "extra: not on the issuing path",
+    };
+    outln!("  [{}] {}  ({role})", c.index, c.subject);
+    outln!("      issuer:    {}", c.issuer);
+    outln!(
+        "      valid:     {} .. {} ({})",
+        c.not_before,
+        c.not_after,
+        c.time_left
+    );
+    if !c.subject_alt_names.is_empty() {
+        outln!("      SANs:      {}", c.subject_alt_names.join(", "));
+    }
+    outln!(
+        "      key:       {}; signature {}; {}",
+        c.key,
+        c.signature_algorithm,
+        if c.is_ca { "CA" } else { "not a CA" }
+    );
+    outln!(
+        "      EKU:       {}",
+        if c.extended_key_usage.is_empty() {
+            "any (no extended key usage extension)".to_owned()
+        } else {
+            c.extended_key_usage.join(", ")
+        }
+    );
+    for url in &c.aia_ca_issuers {
+        outln!("      AIA:       {url} (where its issuer can be downloaded)");
+    }
+    outln!("      sha256:    {}", c.sha256);
+    if let Some(link) = &c.next {
+        let text = if link.links() {
+            "signed by the next certificate".to_owned()
+        } else {
+            let mut why = Vec::new();
+            if !link.name_matches {
+                why.push("its issuer is not the next certificate's subject");
+            }
+            if link.key_id_matches == Some(false) {
+                why.push("the key ids differ");
+            }
+            if link.name_matches && link.signature_verified == Some(false) {
+                why.push("the signature does not verify with the next certificate's key");
+            }
+            let mut text = format!("does NOT link to the next certificate: {}", why.join("; "));
+            // Where its issuer was sent instead, when it was.
+            let on_path = report.path.iter().position(|&i| i == c.index);
+            if let Some(issuer) = on_path.and_then(|p| report.path.get(p + 1)) {
+                text.push_str(&format!(" (its issuer was sent as [{issuer}])"));
+            }
+            text
+        };
+        outln!("      next:      {text}");
     }
 }
