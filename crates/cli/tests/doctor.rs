@@ -236,6 +236,7 @@ fn trusted_chain_exits_0_with_the_whole_report() {
         "protocol",
         "cipher_suite",
         "trusted_only_with_ca",
+        "client_certificate_requested",
         "handshake_error",
         "server_name",
         "now",
@@ -261,6 +262,7 @@ fn trusted_chain_exits_0_with_the_whole_report() {
     assert!(report["protocol"].as_str().unwrap().starts_with("TLSv1_"));
     assert!(report["cipher_suite"].is_string());
     assert_eq!(report["trusted_only_with_ca"], false);
+    assert_eq!(report["client_certificate_requested"], false);
     assert_eq!(report["handshake_error"], Value::Null);
     assert_eq!(report["path"], serde_json::json!([0, 1]));
 
@@ -856,7 +858,17 @@ fn handshake_refused_after_the_chain_exits_7_with_the_report() {
     assert_eq!(code, Some(UNREACHABLE), "{report:#}");
     assert_eq!(kind(&report), "trusted", "{report:#}");
     let error = report["handshake_error"].as_str().unwrap();
-    assert!(error.contains("sent TLS alert"), "{error}");
+    assert!(error.contains("sent TLS alert HandshakeFailure"), "{error}");
+    // A suite was agreed (the chain came): the hint is the client certificate, not the suites.
+    assert!(
+        !error.contains("cipher suite or key exchange in common"),
+        "{error}"
+    );
+    assert!(
+        error.contains("requires a client certificate (mutual TLS)"),
+        "{error}"
+    );
+    assert_eq!(report["client_certificate_requested"], true);
     assert_eq!(report["chain"].as_array().unwrap().len(), 2);
     let o = anchorage(case.path(), &["doctor", &target, "--bundle", "root.pem"]);
     assert_eq!(o.status.code(), Some(UNREACHABLE));
@@ -879,6 +891,127 @@ fn handshake_refused_after_the_chain_exits_7_with_the_report() {
     );
     assert_eq!(code, Some(OK), "{ok:#}");
     assert_eq!(ok["handshake_error"], Value::Null);
+    assert_eq!(ok["client_certificate_requested"], false);
+}
+
+#[test]
+fn a_client_certificate_required_under_tls_1_3_exits_7() {
+    // TLS 1.3: the server refuses our empty client certificate only after our Finished, when the
+    // handshake is complete for the client; a real client without a certificate fails.
+    let case = Case::new("Doctor Client Auth 13");
+    let Some((_server, addr)) = s_server(&case, &["-Verify", "1"]) else {
+        return;
+    };
+    let target = format!("localhost:{}", addr.port());
+    let (code, report) = doctor_json(case.path(), &target, &["--bundle", "root.pem"]);
+    assert_eq!(code, Some(UNREACHABLE), "{report:#}");
+    assert_eq!(report["protocol"], "TLSv1_3");
+    assert_eq!(kind(&report), "trusted", "{report:#}");
+    assert_eq!(report["client_certificate_requested"], true);
+    let error = report["handshake_error"].as_str().unwrap();
+    assert!(
+        error.contains("sent TLS alert CertificateRequired"),
+        "{error}"
+    );
+    assert!(
+        error.contains("requires a client certificate (mutual TLS)"),
+        "{error}"
+    );
+    let o = anchorage(case.path(), &["doctor", &target, "--bundle", "root.pem"]);
+    assert_eq!(o.status.code(), Some(UNREACHABLE));
+    let text = stdout(&o);
+    assert!(
+        text.lines().any(|l| l
+            == "the server asked for a client certificate (mutual TLS): the doctor sends none and checks the server's chain only"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("the handshake then failed: ")
+                && l.contains("CertificateRequired")),
+        "{text}"
+    );
+
+    // Negative control: an optional client certificate (-verify) is asked for, not required.
+    let Some((_optional, optional_addr)) = s_server(&case, &["-verify", "1"]) else {
+        return;
+    };
+    let (code, ok) = doctor_json(
+        case.path(),
+        &format!("localhost:{}", optional_addr.port()),
+        &["--bundle", "root.pem"],
+    );
+    assert_eq!(code, Some(OK), "{ok:#}");
+    assert_eq!(ok["client_certificate_requested"], true);
+    assert_eq!(ok["handshake_error"], Value::Null);
+}
+
+#[test]
+fn a_quick_openssl_req_x509_certificate_says_it_is_marked_ca() {
+    // `openssl req -x509 -newkey … -subj /CN=localhost`: self-signed and, with OpenSSL's default
+    // configuration, CA:TRUE, which rustls refuses as a server certificate even when trusted.
+    let Some(openssl) = peer::require("openssl") else {
+        return;
+    };
+    let dir = tempdir().expect("tempdir");
+    let made = Command::new(&openssl)
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "quick.key",
+            "-out",
+            "quick.pem",
+            "-days",
+            "5",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let (cert, key) = (dir.path().join("quick.pem"), dir.path().join("quick.key"));
+    let Some((_server, target)) = serve(&cert, &key, None) else {
+        return;
+    };
+    // Trusted through a bundle holding it: still refused, and not "issued by" itself.
+    let (code, report) = doctor_json(dir.path(), &target, &["--bundle", "quick.pem"]);
+    assert_eq!(code, Some(UNTRUSTED), "{report:#}");
+    assert_eq!(kind(&report), "self_signed_leaf", "{report:#}");
+    assert_eq!(report["primary"]["is_ca"], true);
+    assert_eq!(report["primary"]["in_trust"], true);
+    assert_eq!(report["chain"][0]["is_ca"], true);
+    assert!(
+        summary(&report).contains("-addext basicConstraints=critical,CA:FALSE"),
+        "{report:#}"
+    );
+    let o = anchorage(dir.path(), &["doctor", &target, "--bundle", "quick.pem"]);
+    let text = stdout(&o);
+    let diagnosis = text.lines().find(|l| l.starts_with("diagnosis: ")).unwrap();
+    assert!(!diagnosis.contains("issued by"), "{text}");
+    assert!(diagnosis.contains("CA:TRUE"), "{text}");
+
+    // With Mozilla's roots: the same diagnosis, not trusted; the leaf's five days are its own
+    // finding, and no "trusted root" expires soon.
+    let (code, report) = doctor_json(dir.path(), &target, &["--mozilla"]);
+    assert_eq!(code, Some(UNTRUSTED), "{report:#}");
+    assert_eq!(kind(&report), "self_signed_leaf", "{report:#}");
+    assert_eq!(report["primary"]["is_ca"], true);
+    assert_eq!(report["primary"]["in_trust"], false);
+    assert!(
+        findings_of(&report, "root_expires_soon").is_empty(),
+        "{report:#}"
+    );
+    let soon = findings_of(&report, "expires_soon");
+    assert_eq!(soon.len(), 1, "{report:#}");
+    assert_eq!(soon[0]["certificate"], 0);
 }
 
 #[test]

@@ -5,16 +5,27 @@
 //! a TLS handshake completed with [`crate::danger::CaptureOnlyVerifier`], all under one deadline,
 //! and telling apart the ways that can fail ([`DoctorError`]). It does not judge the chain (see
 //! [`crate::diagnose`]) and sends no application data.
+//!
+//! It presents no client certificate, but records whether the server asked for one: under TLS
+//! 1.3 a server that requires one refuses it only after the client's Finished (with a
+//! `certificate_required` alert), when the handshake is already complete for the client, so after
+//! such a request it waits briefly for that alert before calling the handshake a success.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anchorage_x509::Certificate;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{AlertDescription, ClientConfig, ClientConnection, InvalidMessage};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    AlertDescription, ClientConfig, ClientConnection, InvalidMessage, ProtocolVersion,
+    SignatureScheme,
+};
 
 use crate::danger::CaptureOnlyVerifier;
 use crate::error::DoctorError;
@@ -55,9 +66,47 @@ pub struct Captured {
     pub undecodable: Vec<(usize, String)>,
     /// Whether the server proved it holds the leaf's key.
     pub handshake_signature_verified: Option<bool>,
-    /// Set when the handshake failed after the chain was captured (for example the server then
-    /// asked for a client certificate): the chain is still worth diagnosing.
+    /// The server asked for a client certificate (a TLS `CertificateRequest`: mutual TLS).
+    /// The doctor sends none; when the server then refuses the connection, `handshake_error`
+    /// says so.
+    pub client_certificate_requested: bool,
+    /// Set when the handshake failed after the chain was captured (for example the server
+    /// required a client certificate: under TLS 1.2 its alert ends the handshake, under TLS 1.3
+    /// it arrives right after it): the chain is still worth diagnosing.
     pub handshake_error: Option<String>,
+}
+
+/// How long to wait, at least, for the server to refuse the connection after the handshake when
+/// it asked for a client certificate (longer when the handshake itself took longer; never past
+/// the deadline).
+const CLIENT_CERTIFICATE_REFUSAL_WAIT: Duration = Duration::from_millis(500);
+
+/// Offers no client certificate, and records whether the server asked for one.
+#[derive(Debug, Default)]
+struct NoClientCertificate {
+    requested: AtomicBool,
+}
+
+impl NoClientCertificate {
+    fn requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+}
+
+impl ResolvesClientCert for NoClientCertificate {
+    /// Called by rustls when the server sends a `CertificateRequest`.
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.requested.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 /// Connects to `target`, completes a TLS handshake whatever certificate the server sends, and
@@ -76,12 +125,13 @@ pub fn connect(
             name: name_text.clone(),
         })?;
     let verifier = Arc::new(CaptureOnlyVerifier::new(provider.clone()));
+    let client_certificate = Arc::new(NoClientCertificate::default());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|source| DoctorError::Provider { source })?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
+        .with_client_cert_resolver(client_certificate.clone());
 
     let deadline = Instant::now() + options.timeout;
     let (mut sock, addr) = tcp_connect(target, options.timeout, deadline)?;
@@ -95,9 +145,21 @@ pub fn connect(
         sock: &mut sock,
         first: Vec::new(),
     };
-    let outcome = handshake(&mut conn, &mut io, deadline);
+    let started = Instant::now();
+    let mut outcome = handshake(&mut conn, &mut io, deadline);
     let first = io.first;
     let chain_der = verifier.chain();
+    let client_certificate_requested = client_certificate.requested();
+    if outcome.is_ok()
+        && client_certificate_requested
+        && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3)
+    {
+        // TLS 1.3: a server that requires a client certificate refuses our empty one only
+        // after our Finished, when the handshake is over for us. Give its alert time to arrive.
+        let wait = CLIENT_CERTIFICATE_REFUSAL_WAIT.max(started.elapsed());
+        let until = deadline.min(Instant::now() + wait);
+        outcome = await_refusal(&mut conn, &mut sock, until);
+    }
     let handshake_error = match outcome {
         Ok(()) => {
             conn.send_close_notify();
@@ -105,7 +167,15 @@ pub fn connect(
             None
         }
         Err(failure) => {
-            let error = classify(failure, &address, &name_text, options.timeout, &first);
+            let context = Context {
+                address: &address,
+                server_name: &name_text,
+                timeout: options.timeout,
+                first: &first,
+                chain_received: !chain_der.is_empty(),
+                client_certificate_requested,
+            };
+            let error = classify(failure, &context);
             if chain_der.is_empty() {
                 return Err(error);
             }
@@ -124,6 +194,7 @@ pub fn connect(
         chain,
         undecodable,
         handshake_signature_verified: verifier.handshake_signature_verified(),
+        client_certificate_requested,
         handshake_error,
     })
 }
@@ -238,21 +309,74 @@ fn handshake(
     Ok(())
 }
 
-/// Turns a handshake failure into the error that names it.
-fn classify(
-    failure: io::Error,
-    address: &str,
-    server_name: &str,
+/// After a completed handshake, reads what the server sends until `until`: `Err` with the
+/// alert (as a rustls error) when it refuses the connection, `Ok` when nothing but session
+/// tickets or data arrives, or the connection is closed without an alert.
+fn await_refusal(
+    conn: &mut ClientConnection,
+    sock: &mut TcpStream,
+    until: Instant,
+) -> Result<(), io::Error> {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        sock.set_read_timeout(Some(left))?;
+        match conn.read_tls(sock) {
+            Ok(0) => {
+                tracing::debug!("connection closed after the handshake without an alert");
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "connection lost after the handshake");
+                return Ok(());
+            }
+        }
+        let state = conn
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if state.plaintext_bytes_to_read() > 0 {
+            // Nothing is ever asked for, so nothing is read either.
+            let _ = io::copy(&mut conn.reader(), &mut io::sink());
+        }
+        if state.peer_has_closed() {
+            return Ok(());
+        }
+    }
+}
+
+/// What is known about a handshake when it fails, for the error that names the failure.
+struct Context<'a> {
+    address: &'a str,
+    server_name: &'a str,
     timeout: Duration,
-    first: &[u8],
-) -> DoctorError {
-    let address = address.to_owned();
+    /// The peer's first bytes.
+    first: &'a [u8],
+    /// The server's certificate chain had arrived.
+    chain_received: bool,
+    /// The server had asked for a client certificate.
+    client_certificate_requested: bool,
+}
+
+/// Turns a handshake failure into the error that names it.
+fn classify(failure: io::Error, context: &Context<'_>) -> DoctorError {
+    let address = context.address.to_owned();
     match failure.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             return DoctorError::Timeout {
                 address,
                 stage: "handshake",
-                timeout,
+                timeout: context.timeout,
             };
         }
         io::ErrorKind::UnexpectedEof
@@ -261,7 +385,7 @@ fn classify(
         | io::ErrorKind::BrokenPipe => {
             return DoctorError::Closed {
                 address,
-                server_name: server_name.to_owned(),
+                server_name: context.server_name.to_owned(),
             };
         }
         _ => {}
@@ -281,6 +405,8 @@ fn classify(
         rustls::Error::AlertReceived(alert) => DoctorError::Alert {
             address,
             alert: alert_name(alert),
+            chain_received: context.chain_received,
+            client_certificate_requested: context.client_certificate_requested,
         },
         rustls::Error::InvalidMessage(
             InvalidMessage::InvalidContentType
@@ -289,7 +415,7 @@ fn classify(
             | InvalidMessage::InvalidEmptyPayload,
         ) => DoctorError::NotTls {
             address,
-            first_bytes: printable(first),
+            first_bytes: printable(context.first),
         },
         source => DoctorError::Tls { address, source },
     }

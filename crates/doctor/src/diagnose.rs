@@ -4,7 +4,8 @@
 //! caller's `RootCertStore` (so the doctor agrees with every rustls client built from the same
 //! trust); this module then explains that verdict from the certificates themselves (a refused
 //! SHA-1 signature or short RSA key becomes a weak-crypto diagnosis rather than a bad signature,
-//! webpki's `CaUsedAsEndEntity` a CA-as-leaf or self-signed-leaf one; a leaf whose RSA key is too
+//! webpki's `CaUsedAsEndEntity` a CA-as-leaf one, or a self-signed-leaf one marked `is_ca` when
+//! the CA certificate is its own issuer; a leaf whose RSA key is too
 //! short for rustls to check the handshake signature with is not trusted even when its chain
 //! verifies) and looks for what rustls does not report (weak certificates off the path, order,
 //! extra certificates, near expiry). Both [`Diagnosis`] and [`Finding`] display as one sentence
@@ -20,7 +21,7 @@ use anchorage_x509::{Certificate, Sha256Fingerprint, Timestamp};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{WebPkiServerVerifier, verify_server_name};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, RootCertStore};
 use serde::Serialize;
@@ -36,8 +37,9 @@ pub struct DiagnoseParams<'a> {
     pub server_name: &'a str,
     /// The trust to verify against (e.g. from `anchorage_trust::tls::TrustConfig::root_store`).
     pub roots: &'a RootCertStore,
-    /// Root certificates behind `roots`, when the caller has them: used only to warn that the
-    /// root a chain ends at expires soon (a `RootCertStore` keeps no validity dates).
+    /// Root certificates behind `roots`, when the caller has them: used only for the validity
+    /// dates of the root a chain ends at, to warn that it expires soon (a `RootCertStore` keeps
+    /// no validity dates). A root is warned about only when `roots` holds it as a trust anchor.
     pub root_certificates: &'a [Certificate],
     /// CA files the user offered (`--ca`), already read: which of them would fix the chain.
     pub candidates: &'a [(PathBuf, Vec<Certificate>)],
@@ -91,12 +93,23 @@ pub enum Diagnosis {
         /// Candidate files holding the missing issuer.
         candidate_files: Vec<PathBuf>,
     },
-    /// The leaf is self-signed (and sent alone), whether or not it is a CA certificate.
+    /// The leaf is self-signed (its own issuer), whether or not it is a CA certificate.
+    ///
+    /// A self-signed certificate with basic constraints `cA=FALSE` is trusted once the trust
+    /// holds it, so this diagnosis means it is not in the trust. One marked `cA=TRUE` (as
+    /// `openssl req -x509` makes by default) is refused by rustls/webpki as the server's
+    /// certificate even when the trust holds it (`in_trust`): it must be reissued with `cA=FALSE`
+    /// (or issued by a CA) before any rustls client accepts it.
     SelfSignedLeaf {
         /// Its subject.
         subject: String,
         /// Its SHA-256 fingerprint.
         sha256: Sha256Fingerprint,
+        /// It is marked as a CA certificate (basic constraints `cA=TRUE`).
+        is_ca: bool,
+        /// The trust holds this very certificate as a root. That is enough for rustls only when
+        /// it is not a CA certificate: with `is_ca` it is refused all the same.
+        in_trust: bool,
     },
     /// A certificate on the path has expired.
     Expired {
@@ -145,7 +158,8 @@ pub enum Diagnosis {
     },
     /// The server presents a CA certificate (basic constraints `cA=TRUE`) that is not
     /// self-issued as its own certificate: it is configured with its CA's certificate instead of
-    /// the one issued to it. (A self-issued CA certificate as the leaf is a [`Self::SelfSignedLeaf`].)
+    /// the one issued to it. (A self-issued CA certificate as the leaf, trusted or not, is a
+    /// [`Self::SelfSignedLeaf`] with `is_ca`.)
     CaUsedAsLeaf {
         /// The CA certificate's subject.
         subject: String,
@@ -256,7 +270,8 @@ pub enum Finding {
         /// Seconds left.
         seconds_left: i64,
     },
-    /// The root the path ends at expires within the window.
+    /// The trusted root the path ends at (a trust anchor of the verdict, not a root the server
+    /// merely sent) expires within the window.
     RootExpiresSoon {
         /// The root's subject.
         subject: String,
@@ -395,10 +410,30 @@ impl fmt::Display for Diagnosis {
                 }
                 Ok(())
             }
-            Self::SelfSignedLeaf { subject, sha256 } => write!(
+            Self::SelfSignedLeaf {
+                subject,
+                sha256,
+                is_ca: false,
+                ..
+            } => write!(
                 f,
                 "self-signed leaf: {} is its own issuer and not trusted (SHA-256 {sha256})",
                 Named(0, subject)
+            ),
+            Self::SelfSignedLeaf {
+                subject,
+                sha256,
+                is_ca: true,
+                in_trust,
+            } => write!(
+                f,
+                "self-signed leaf: {} is its own issuer and marked as a CA certificate (basicConstraints CA:TRUE), which rustls refuses as a server certificate {} (SHA-256 {sha256})",
+                Named(0, subject),
+                if *in_trust {
+                    "although the trust holds it"
+                } else {
+                    "even when trusted; it is not trusted either"
+                }
             ),
             Self::CaUsedAsLeaf { subject, issuer } => write!(
                 f,
@@ -853,16 +888,13 @@ fn weak_on_path(chain: &[Certificate], path: &[usize]) -> Option<Diagnosis> {
     })
 }
 
-/// A CA certificate (`cA=TRUE`) served as the leaf. Self-issued and alone, that is a self-signed
-/// leaf (trusting it is one way out) unless the trust already holds it, where only serving
-/// another certificate helps.
+/// A CA certificate (`cA=TRUE`) served as the leaf. Self-issued, that is a self-signed leaf
+/// marked `is_ca` (trusted or not: rustls refuses it either way, so it must be reissued with
+/// `cA=FALSE` or by a CA); issued by another CA, the server serves its CA's certificate.
 fn ca_as_leaf(chain: &[Certificate], path: &[usize], params: &DiagnoseParams<'_>) -> Diagnosis {
     let leaf = &chain[0];
-    if path.len() == 1 && leaf.is_self_issued() && !anchor_named(params.roots, leaf.subject_der()) {
-        return Diagnosis::SelfSignedLeaf {
-            subject: leaf.subject().to_owned(),
-            sha256: leaf.sha256(),
-        };
+    if path.len() == 1 && leaf.is_self_issued() {
+        return self_signed_leaf(leaf, params);
     }
     Diagnosis::CaUsedAsLeaf {
         subject: leaf.subject().to_owned(),
@@ -870,15 +902,34 @@ fn ca_as_leaf(chain: &[Certificate], path: &[usize], params: &DiagnoseParams<'_>
     }
 }
 
+fn self_signed_leaf(leaf: &Certificate, params: &DiagnoseParams<'_>) -> Diagnosis {
+    Diagnosis::SelfSignedLeaf {
+        subject: leaf.subject().to_owned(),
+        sha256: leaf.sha256(),
+        is_ca: leaf.is_ca(),
+        in_trust: is_anchor(params.roots, leaf),
+    }
+}
+
+/// `cert` as rustls keeps a trust anchor (subject, key, name constraints); `None` when rustls
+/// would not take it as one.
+fn anchor_of(cert: &Certificate) -> Option<TrustAnchor<'static>> {
+    let mut store = RootCertStore::empty();
+    store.add(CertificateDer::from(cert.der())).ok()?;
+    store.roots.pop()
+}
+
+/// True when `roots` holds `cert` as a trust anchor.
+fn is_anchor(roots: &RootCertStore, cert: &Certificate) -> bool {
+    anchor_of(cert).is_some_and(|anchor| roots.roots.contains(&anchor))
+}
+
 fn unknown_issuer(chain: &[Certificate], path: &[usize], params: &DiagnoseParams<'_>) -> Diagnosis {
     let leaf = &chain[0];
     let top_index = path.last().copied().unwrap_or(0);
     let top = &chain[top_index];
     if path.len() == 1 && leaf.is_self_issued() {
-        return Diagnosis::SelfSignedLeaf {
-            subject: leaf.subject().to_owned(),
-            sha256: leaf.sha256(),
-        };
+        return self_signed_leaf(leaf, params);
     }
     let candidates = candidate_files_for(top, params);
     let candidate_root = candidates.iter().any(|(_, self_issued)| *self_issued);
@@ -994,7 +1045,10 @@ fn findings(
     for &i in path {
         let cert = &chain[i];
         let left = cert.not_after().unix() - now.unix();
-        if left > 0 && left <= window && !cert.is_self_issued() {
+        // A root (self-issued, not the leaf) is the root finding's, and only when trusted: a
+        // root the server sends is not what a client checks against. A self-signed leaf's short
+        // life is the server's own problem, trusted or not.
+        if left > 0 && left <= window && (i == 0 || !cert.is_self_issued()) {
             out.push(Finding::ExpiresSoon {
                 certificate: i,
                 subject: cert.subject().to_owned(),
@@ -1003,7 +1057,9 @@ fn findings(
             });
         }
     }
-    if let Some(root) = path_root(chain, path, params) {
+    // A self-signed leaf that is its own trust anchor has its ExpiresSoon above.
+    let leaf_is_root = path == [0] && chain[0].is_self_issued();
+    if !leaf_is_root && let Some(root) = path_root(chain, path, params) {
         let left = root.not_after().unix() - now.unix();
         if left > 0 && left <= window {
             out.push(Finding::RootExpiresSoon {
@@ -1016,21 +1072,32 @@ fn findings(
     out
 }
 
-/// The root the path ends at: sent by the server, or among the root certificates or candidates.
+/// The trusted root the path ends at: a trust anchor of `params.roots`, as the server sent it or
+/// (preferably, for its validity dates) as the root certificates or the candidates (when the
+/// caller put them in `roots`) hold it. `None` when the path ends at no trust anchor, for
+/// example at a root the server sent that nobody trusts.
 fn path_root<'a>(
     chain: &'a [Certificate],
     path: &[usize],
     params: &'a DiagnoseParams<'_>,
 ) -> Option<&'a Certificate> {
     let top = &chain[*path.last()?];
-    if top.is_self_issued() {
-        return Some(top);
-    }
-    params
+    let mut known = params
         .root_certificates
         .iter()
         .chain(params.candidates.iter().flat_map(|(_, certs)| certs))
-        .find(|c| c.is_self_issued() && Link::between(top, c).links())
+        .filter(|c| c.is_self_issued());
+    let root = if top.is_self_issued() {
+        let top_anchor = anchor_of(top)?;
+        known
+            .find(|c| {
+                c.subject_der() == top.subject_der() && anchor_of(c).as_ref() == Some(&top_anchor)
+            })
+            .unwrap_or(top)
+    } else {
+        known.find(|c| Link::between(top, c).links())?
+    };
+    is_anchor(params.roots, root).then_some(root)
 }
 
 fn name_ok(leaf: &Certificate, server_name: &str) -> bool {
@@ -1160,11 +1227,34 @@ fn fix(
             ));
             fix(summary, Vec::new())
         }
-        Diagnosis::SelfSignedLeaf { subject, sha256 } => fix(
+        Diagnosis::SelfSignedLeaf {
+            subject,
+            sha256,
+            is_ca: false,
+            ..
+        } => fix(
             format!(
                 "the server presents a self-signed certificate {subject} (SHA-256 {sha256}). Better, have it issued by your CA. Otherwise save it for review, confirm the fingerprint with the server's operator, and trust that certificate explicitly only if that is intended"
             ),
             vec![save_chain_command(params.target)],
+        ),
+        Diagnosis::SelfSignedLeaf {
+            subject,
+            sha256,
+            is_ca: true,
+            in_trust,
+        } => fix(
+            format!(
+                "the server's self-signed certificate {subject} (SHA-256 {sha256}) is marked CA:TRUE; rustls-based clients (and webpki) refuse a CA certificate as a server certificate even when it is trusted{}. Reissue it with basicConstraints CA:FALSE (openssl req -x509 … -addext basicConstraints=critical,CA:FALSE, with a subjectAltName for {}) or, better, issue it from your CA, and install the new certificate on the server{}",
+                if *in_trust { ", as it is here" } else { ", so trusting it would not help" },
+                params.server_name,
+                if *in_trust {
+                    "; then trust the new certificate (or your CA) instead of this one"
+                } else {
+                    "; then review it and trust it (or your CA) explicitly only if that is intended"
+                }
+            ),
+            Vec::new(),
         ),
         Diagnosis::Expired {
             certificate,
@@ -1499,6 +1589,20 @@ mod tests {
             Diagnosis::SelfSignedLeaf {
                 subject: "CN=localhost".into(),
                 sha256: Sha256Fingerprint::of(b"leaf"),
+                is_ca: false,
+                in_trust: false,
+            },
+            Diagnosis::SelfSignedLeaf {
+                subject: "CN=localhost".into(),
+                sha256: Sha256Fingerprint::of(b"leaf"),
+                is_ca: true,
+                in_trust: true,
+            },
+            Diagnosis::SelfSignedLeaf {
+                subject: "CN=localhost".into(),
+                sha256: Sha256Fingerprint::of(b"leaf"),
+                is_ca: true,
+                in_trust: false,
             },
             Diagnosis::CaUsedAsLeaf {
                 subject: "CN=Issuing".into(),
@@ -1642,22 +1746,220 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_self_signed_ca_served_as_the_leaf_is_a_ca_used_as_leaf() {
+    fn a_self_signed_ca_served_as_the_leaf_is_a_self_signed_leaf_marked_ca() {
         let ca = cert(&pki::root_ca("Unit CA Leaf").der);
+        // Trusted (the trust holds this very certificate): rustls still refuses it as the leaf,
+        // because it is a CA certificate. Not "a CA used as leaf, issued by itself".
         let report = judge(std::slice::from_ref(&ca), &store(&[&ca]), &[], 30);
         assert_eq!(
             report.primary,
-            Diagnosis::CaUsedAsLeaf {
+            Diagnosis::SelfSignedLeaf {
                 subject: ca.subject().to_owned(),
-                issuer: ca.subject().to_owned(),
+                sha256: ca.sha256(),
+                is_ca: true,
+                in_trust: true,
             }
         );
-        // Not trusted: a self-signed CA certificate alone is a self-signed leaf.
-        let report = judge(std::slice::from_ref(&ca), &RootCertStore::empty(), &[], 30);
+        assert!(!report.trusted);
+        let text = report.primary.to_string();
+        assert!(!text.contains("issued by"), "{text}");
         assert!(
-            matches!(&report.primary, Diagnosis::SelfSignedLeaf { subject, .. } if subject == ca.subject()),
+            text.contains("CA:TRUE") && text.contains("although the trust holds it"),
+            "{text}"
+        );
+        let summary = &report.fix.summary;
+        assert!(
+            summary.contains("marked CA:TRUE")
+                && summary.contains("even when it is trusted, as it is here")
+                && summary.contains("-addext basicConstraints=critical,CA:FALSE")
+                && summary.contains("issue it from your CA"),
+            "{summary}"
+        );
+        // Not trusted: the same certificate is a self-signed leaf, and the fix says trusting it
+        // would not help.
+        let report = judge(std::slice::from_ref(&ca), &RootCertStore::empty(), &[], 30);
+        let Diagnosis::SelfSignedLeaf {
+            subject,
+            is_ca: true,
+            in_trust: false,
+            ..
+        } = &report.primary
+        else {
+            panic!("{:?}", report.primary);
+        };
+        assert_eq!(subject, ca.subject());
+        assert!(
+            report.fix.summary.contains("so trusting it would not help"),
+            "{}",
+            report.fix.summary
+        );
+        assert!(report.fix.commands.is_empty(), "{:?}", report.fix.commands);
+        let json = serde_json::to_value(&report.primary).expect("json");
+        assert_eq!(json["kind"], "self_signed_leaf");
+        assert_eq!(json["is_ca"], true);
+        assert_eq!(json["in_trust"], false);
+    }
+
+    /// A self-signed `localhost` certificate valid from an hour ago for `days` days.
+    fn self_signed_localhost(days: i64, is_ca: rcgen::IsCa) -> Certificate {
+        let now = time::OffsetDateTime::now_utc();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.is_ca = is_ca;
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(days);
+        let key = rcgen::KeyPair::generate().expect("key");
+        cert(params.self_signed(&key).expect("sign").der())
+    }
+
+    #[test]
+    fn a_short_lived_self_signed_leaf_expires_soon_and_is_no_trusted_root() {
+        let leaf = self_signed_localhost(5, rcgen::IsCa::ExplicitNoCa);
+        // Untrusted, with a store of unrelated roots (as with --mozilla) and their certificates.
+        let other = cert(&pki::root_ca("Unit Unrelated Root").der);
+        let report = judge(
+            std::slice::from_ref(&leaf),
+            &store(&[&other]),
+            std::slice::from_ref(&other),
+            30,
+        );
+        assert!(
+            matches!(
+                report.primary,
+                Diagnosis::SelfSignedLeaf {
+                    is_ca: false,
+                    in_trust: false,
+                    ..
+                }
+            ),
             "{:?}",
             report.primary
+        );
+        assert!(
+            !report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::RootExpiresSoon { .. })),
+            "{:?}",
+            report.findings
+        );
+        assert!(
+            report.findings.iter().any(
+                |f| matches!(f, Finding::ExpiresSoon { certificate: 0, subject, .. } if subject == "CN=localhost")
+            ),
+            "{:?}",
+            report.findings
+        );
+        // Trusted (the trust holds it, CA:FALSE): trusted, and its short life is said once, as
+        // the leaf's.
+        let report = judge(
+            std::slice::from_ref(&leaf),
+            &store(&[&leaf]),
+            std::slice::from_ref(&leaf),
+            30,
+        );
+        assert!(report.trusted, "{:?}", report.primary);
+        assert!(!report.healthy);
+        assert!(
+            matches!(
+                report.findings.as_slice(),
+                [Finding::ExpiresSoon { certificate: 0, .. }]
+            ),
+            "{:?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn a_root_the_server_sends_is_not_a_trusted_root_that_expires_soon() {
+        let root = pki::root_ca_expiring_in("Unit Sent Soon Root", 10);
+        let intermediate = pki::intermediate_ca("Unit Sent Soon Intermediate", &root);
+        let leaf = pki::server_leaf(&["localhost"], &intermediate);
+        let root = cert(&root.der);
+        let chain = [cert(&leaf.der), cert(&intermediate.der), root.clone()];
+        let other = cert(&pki::root_ca("Unit Sent Soon Other").der);
+        let untrusted = judge(&chain, &store(&[&other]), std::slice::from_ref(&other), 30);
+        assert!(
+            matches!(
+                untrusted.primary,
+                Diagnosis::UnknownIssuer {
+                    root_sent: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            untrusted.primary
+        );
+        assert!(
+            !untrusted.findings.iter().any(|f| matches!(
+                f,
+                Finding::RootExpiresSoon { .. } | Finding::ExpiresSoon { .. }
+            )),
+            "{:?}",
+            untrusted.findings
+        );
+        // Positive control: the same root, trusted, is a finding.
+        let trusted = judge(&chain, &store(&[&root]), std::slice::from_ref(&root), 30);
+        assert!(trusted.trusted, "{:?}", trusted.primary);
+        assert!(
+            matches!(
+                trusted.findings.as_slice(),
+                [Finding::RootExpiresSoon { subject, .. }] if subject == root.subject()
+            ),
+            "{:?}",
+            trusted.findings
+        );
+    }
+
+    #[test]
+    fn a_candidate_root_expires_soon_only_in_the_trust_it_is_part_of() {
+        let root = pki::root_ca_expiring_in("Unit Candidate Soon Root", 10);
+        let leaf = pki::server_leaf(&["localhost"], &root);
+        let root = cert(&root.der);
+        let chain = [cert(&leaf.der)];
+        let candidates = vec![(PathBuf::from("soon.pem"), vec![root.clone()])];
+        let now = Timestamp::from_unix(chain[0].not_before().unix() + 7200);
+        let empty = RootCertStore::empty();
+        let base = DiagnoseParams {
+            target: "localhost:443",
+            server_name: "localhost",
+            roots: &empty,
+            root_certificates: &[],
+            candidates: &candidates,
+            now,
+            expiry_window: DEFAULT_EXPIRY_WINDOW,
+        };
+        let report = diagnose(&chain, &base, provider());
+        assert!(!report.trusted);
+        assert!(
+            !report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::RootExpiresSoon { .. })),
+            "{:?}",
+            report.findings
+        );
+        // Judged with the candidate in the trust (as the CLI does for --ca): now it is.
+        let with = store(&[&root]);
+        let report = diagnose(
+            &chain,
+            &DiagnoseParams {
+                roots: &with,
+                ..base
+            },
+            provider(),
+        );
+        assert!(report.trusted, "{:?}", report.primary);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::RootExpiresSoon { subject, .. } if subject == root.subject())),
+            "{:?}",
+            report.findings
         );
     }
 

@@ -81,16 +81,22 @@ pub enum DoctorError {
         /// The name sent as SNI.
         server_name: String,
     },
-    /// The server ended the handshake with a TLS alert.
+    /// The server ended the handshake with a TLS alert (under TLS 1.3, possibly right after
+    /// it: a refused client certificate is reported after the client's Finished).
     #[error(
         "{address} sent TLS alert {alert} during the handshake{}",
-        alert_hint(alert)
+        alert_hint(alert, *chain_received, *client_certificate_requested)
     )]
     Alert {
         /// The address tried.
         address: String,
         /// The alert description, as rustls names it (e.g. `HandshakeFailure`).
         alert: String,
+        /// The server had sent its certificate chain before the alert: a protocol version and
+        /// cipher suite were agreed.
+        chain_received: bool,
+        /// The server had asked for a client certificate (mutual TLS), and none was sent.
+        client_certificate_requested: bool,
     },
     /// Another TLS failure before a chain was captured.
     #[error("TLS handshake with {address} failed")]
@@ -116,7 +122,32 @@ fn looks_like_http(first_bytes: &str) -> bool {
     first_bytes.starts_with("HTTP/") || first_bytes.starts_with("<")
 }
 
-fn alert_hint(alert: &str) -> &'static str {
+/// What an alert most likely means. Once the server has sent its chain (so a version and a
+/// cipher suite were agreed) or asked for a client certificate, a refusal is about the client's
+/// certificate, which the doctor does not send.
+fn alert_hint(
+    alert: &str,
+    chain_received: bool,
+    client_certificate_requested: bool,
+) -> &'static str {
+    let about_client_certificate = matches!(
+        alert,
+        "HandshakeFailure"
+            | "CertificateRequired"
+            | "BadCertificate"
+            | "UnsupportedCertificate"
+            | "CertificateUnknown"
+            | "CertificateRevoked"
+            | "CertificateExpired"
+            | "UnknownCA"
+            | "AccessDenied"
+    );
+    if about_client_certificate && client_certificate_requested {
+        return ": the server requires a client certificate (mutual TLS) and refuses a client without one; the doctor sends none and checks the server's certificate chain only. Clients of this server need a certificate and key from a CA the server trusts";
+    }
+    if about_client_certificate && chain_received {
+        return ": the server ended the handshake after sending its certificate chain, so a protocol version and cipher suite were agreed; it most likely requires a client certificate (mutual TLS), which the doctor does not send: it checks the server's certificate chain only";
+    }
     match alert {
         "HandshakeFailure" | "InsufficientSecurity" => {
             ": no protocol version, cipher suite or key exchange in common, or the server requires something this client did not offer"
@@ -130,5 +161,51 @@ fn alert_hint(alert: &str) -> &'static str {
         "CertificateRequired" | "BadCertificate" => ": the server requires a client certificate",
         "AccessDenied" => ": the server refused this client",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(name: &str, chain_received: bool, requested: bool) -> String {
+        DoctorError::Alert {
+            address: "127.0.0.1:443".into(),
+            alert: name.into(),
+            chain_received,
+            client_certificate_requested: requested,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_handshake_failure_before_the_chain_is_about_what_is_in_common() {
+        let text = alert("HandshakeFailure", false, false);
+        assert!(
+            text.contains("no protocol version, cipher suite or key exchange in common"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_handshake_failure_after_the_chain_or_a_certificate_request_is_about_mutual_tls() {
+        for (chain_received, requested) in [(true, true), (true, false), (false, true)] {
+            let text = alert("HandshakeFailure", chain_received, requested);
+            assert!(
+                !text.contains("cipher suite or key exchange in common"),
+                "{text}"
+            );
+            assert!(text.contains("client certificate (mutual TLS)"), "{text}");
+            assert!(text.contains("server's certificate chain only"), "{text}");
+            let lower = text.to_ascii_lowercase();
+            for banned in ["insecure", "disable", "verify=false"] {
+                assert!(!lower.contains(banned), "{text}");
+            }
+        }
+        let text = alert("CertificateRequired", true, true);
+        assert!(
+            text.contains("requires a client certificate (mutual TLS)"),
+            "{text}"
+        );
     }
 }

@@ -386,7 +386,13 @@ fn self_signed_leaf_says_to_review_and_trust_explicitly() {
     let Some(run) = run(tmp, setup, files.root, "localhost", &trust, &[]) else {
         return;
     };
-    let Diagnosis::SelfSignedLeaf { subject, sha256 } = &run.report.primary else {
+    let Diagnosis::SelfSignedLeaf {
+        subject,
+        sha256,
+        is_ca: false,
+        in_trust: false,
+    } = &run.report.primary
+    else {
         panic!("{:#?}", run.report.primary);
     };
     assert_eq!(subject, "CN=localhost");
@@ -612,13 +618,29 @@ fn self_signed_ca_served_as_the_leaf_is_a_self_signed_leaf() {
         return;
     };
     assert!(run.report.chain[0].is_ca && run.report.chain[0].self_issued);
-    let Diagnosis::SelfSignedLeaf { subject, sha256 } = &run.report.primary else {
+    let Diagnosis::SelfSignedLeaf {
+        subject,
+        sha256,
+        is_ca: true,
+        in_trust: false,
+    } = &run.report.primary
+    else {
         panic!("{:#?}", run.report.primary);
     };
     assert!(subject.contains("CN=Doctor CA As Leaf"), "{subject}");
     assert_eq!(*sha256, run.captured.chain[0].sha256());
+    // Trusting a CA:TRUE certificate would not make rustls accept it as the server's: the fix
+    // is to reissue it, not to save it for trusting.
     assert!(
-        run.report.fix.commands[0].contains("--save-chain"),
+        run.report
+            .fix
+            .summary
+            .contains("basicConstraints=critical,CA:FALSE"),
+        "{}",
+        run.report.fix.summary
+    );
+    assert!(
+        run.report.fix.commands.is_empty(),
         "{:?}",
         run.report.fix.commands
     );
@@ -1222,4 +1244,334 @@ fn an_unknown_host_is_a_resolve_error_within_the_timeout() {
             .starts_with("cannot resolve doctor-test.invalid"),
         "{err}"
     );
+}
+
+// ---- Only a trusted root "expires soon"; a self-signed leaf's short life is its own ---------
+
+/// Mozilla's roots only, as `--mozilla` gives them.
+fn mozilla_only() -> TrustConfig {
+    TrustConfig {
+        load_native_certs: false,
+        load_webpki_certs: true,
+        ssl_certs_file: None,
+        extra_ca_paths: Vec::new(),
+    }
+}
+
+#[test]
+fn a_self_signed_leaf_expiring_in_five_days_expires_soon_and_is_no_trusted_root() {
+    let tmp = tempdir().expect("tempdir");
+    let mut params = leaf_params();
+    params.not_after = OffsetDateTime::now_utc() + time::Duration::days(5);
+    let (cert, key) = custom_leaf(tmp.path(), params, None);
+    let root_pem = cert.clone();
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: None,
+    };
+    let trust = mozilla_only();
+    let (root_certificates, _) = trust.load().expect("Mozilla's roots");
+    let tweaks = Tweaks {
+        root_certificates,
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, root_pem, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    assert!(
+        matches!(
+            &run.report.primary,
+            Diagnosis::SelfSignedLeaf { subject, is_ca: false, in_trust: false, .. } if subject == "CN=localhost"
+        ),
+        "{:#?}",
+        run.report.primary
+    );
+    // The leaf's own short life, said as the leaf's; no "trusted root" that is not one.
+    let [
+        Finding::ExpiresSoon {
+            certificate: 0,
+            subject,
+            seconds_left,
+            ..
+        },
+    ] = run.report.findings.as_slice()
+    else {
+        panic!("{:#?}", run.report.findings);
+    };
+    assert_eq!(subject, "CN=localhost");
+    assert!(
+        (4 * 86_400..=5 * 86_400).contains(seconds_left),
+        "{seconds_left}"
+    );
+    let json = serde_json::to_value(&run.report).expect("json");
+    assert_eq!(json["findings"][0]["kind"], "expires_soon");
+}
+
+#[test]
+fn an_untrusted_root_the_server_sends_is_no_root_that_expires_soon() {
+    let tmp = tempdir().expect("tempdir");
+    let root = pki::root_ca_expiring_in("Doctor Sent Soon Root CA", 10);
+    let intermediate = pki::intermediate_ca("Doctor Sent Soon Intermediate CA", &root);
+    let leaf = pki::server_leaf(&["localhost"], &intermediate);
+    let cert = leaf.write_pem(tmp.path(), "server.crt");
+    let key = tmp.path().join("server.key");
+    write(&key, &leaf.key_pem);
+    let chain = tmp.path().join("chain.pem");
+    write(&chain, &format!("{}{}", intermediate.pem, root.pem));
+    let root_pem = root.write_pem(tmp.path(), "root.pem");
+    let unrelated =
+        pki::root_ca("Doctor Sent Soon Unrelated CA").write_pem(tmp.path(), "other.pem");
+    let setup = ServerSetup {
+        cert,
+        key,
+        chain: Some(chain),
+    };
+    let trust = file_only(&unrelated);
+    let tweaks = Tweaks {
+        root_certificates: read_certs(&unrelated),
+        ..Tweaks::default()
+    };
+    let Some(run) = run_with(tmp, setup, root_pem, "localhost", &trust, &[], tweaks) else {
+        return;
+    };
+    assert!(
+        matches!(
+            run.report.primary,
+            Diagnosis::UnknownIssuer {
+                certificate: 2,
+                root_sent: true,
+                ..
+            }
+        ),
+        "{:#?}",
+        run.report.primary
+    );
+    assert_eq!(run.report.findings, Vec::new());
+
+    // Positive control: the same chain judged with that root in the trust.
+    let trusted_root = read_certs(&run.root_pem);
+    let roots = anchorage_trust::tls::root_store_of(&trusted_root);
+    let target = run.captured.address.clone();
+    let params = DiagnoseParams {
+        target: &target,
+        server_name: "localhost",
+        roots: &roots,
+        root_certificates: &trusted_root,
+        candidates: &[],
+        now: now(),
+        expiry_window: DEFAULT_EXPIRY_WINDOW,
+    };
+    let report = diagnose(&run.captured.chain, &params, provider());
+    assert!(report.trusted, "{:#?}", report.primary);
+    assert!(
+        matches!(
+            report.findings.as_slice(),
+            [Finding::RootExpiresSoon { subject, .. }] if subject.contains("Doctor Sent Soon Root CA")
+        ),
+        "{:#?}",
+        report.findings
+    );
+}
+
+// ---- The quick `openssl req -x509` certificate: self-signed and CA:TRUE --------------------
+
+#[test]
+fn a_trusted_openssl_req_x509_certificate_is_a_self_signed_leaf_marked_ca() {
+    let tmp = tempdir().expect("tempdir");
+    let Some(ossl) = OpensslPki::new(tmp.path()) else {
+        return;
+    };
+    // The usual quick server certificate: OpenSSL's default configuration makes it CA:TRUE.
+    openssl(
+        &ossl.openssl,
+        tmp.path(),
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout quick.key -out quick.pem -days 30",
+        Some("localhost"),
+    );
+    // What the fix says to do instead.
+    openssl(
+        &ossl.openssl,
+        tmp.path(),
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout fixed.key -out fixed.pem -days 365 -addext basicConstraints=critical,CA:FALSE -addext subjectAltName=DNS:localhost",
+        Some("localhost"),
+    );
+    let quick = ossl.files("quick");
+    let fixed = ossl.files("fixed");
+    let fixed_pem = fixed.cert;
+    // Trusted through a bundle that holds it (--bundle quick.pem).
+    let trust = file_only(&quick.cert);
+    let setup = ServerSetup {
+        cert: quick.cert.clone(),
+        key: quick.key,
+        chain: None,
+    };
+    let Some(run) = run(tmp, setup, quick.cert, "localhost", &trust, &[]) else {
+        return;
+    };
+    assert!(run.report.chain[0].is_ca && run.report.chain[0].self_issued);
+    assert_eq!(
+        run.report.primary,
+        Diagnosis::SelfSignedLeaf {
+            subject: "CN=localhost".into(),
+            sha256: run.captured.chain[0].sha256(),
+            is_ca: true,
+            in_trust: true,
+        }
+    );
+    assert!(!run.report.trusted);
+    let sentence = run.report.primary.to_string();
+    assert!(!sentence.contains("issued by"), "{sentence}");
+    assert!(
+        sentence.starts_with("self-signed leaf: [0] CN=localhost is its own issuer and marked as a CA certificate (basicConstraints CA:TRUE), which rustls refuses as a server certificate although the trust holds it"),
+        "{sentence}"
+    );
+    let summary = &run.report.fix.summary;
+    assert!(
+        summary.contains("even when it is trusted, as it is here")
+            && summary.contains("-addext basicConstraints=critical,CA:FALSE")
+            && summary.contains("issue it from your CA"),
+        "{summary}"
+    );
+    let json = serde_json::to_value(&run.report).expect("json");
+    assert_eq!(json["primary"]["kind"], "self_signed_leaf");
+    assert_eq!(json["primary"]["is_ca"], true);
+    assert_eq!(json["primary"]["in_trust"], true);
+
+    // Not in the trust (Mozilla's roots): still a self-signed leaf marked CA, and the fix says
+    // trusting it would not help.
+    let (mozilla, _) = mozilla_only().load().expect("Mozilla's roots");
+    let mozilla_roots = anchorage_trust::tls::root_store_of(&mozilla);
+    let target = run.captured.address.clone();
+    let params = DiagnoseParams {
+        target: &target,
+        server_name: "localhost",
+        roots: &mozilla_roots,
+        root_certificates: &mozilla,
+        candidates: &[],
+        now: now(),
+        expiry_window: DEFAULT_EXPIRY_WINDOW,
+    };
+    let untrusted = diagnose(&run.captured.chain, &params, provider());
+    assert!(
+        matches!(
+            untrusted.primary,
+            Diagnosis::SelfSignedLeaf {
+                is_ca: true,
+                in_trust: false,
+                ..
+            }
+        ),
+        "{:#?}",
+        untrusted.primary
+    );
+    assert!(
+        untrusted
+            .fix
+            .summary
+            .contains("so trusting it would not help"),
+        "{}",
+        untrusted.fix.summary
+    );
+
+    // Negative control: reissued as the fix says (CA:FALSE, with the name), trusted the same
+    // way, it is trusted.
+    let fixed_chain = read_certs(&fixed_pem);
+    let fixed_roots = anchorage_trust::tls::root_store_of(&fixed_chain);
+    let params = DiagnoseParams {
+        roots: &fixed_roots,
+        root_certificates: &fixed_chain,
+        ..params
+    };
+    let report = diagnose(&fixed_chain, &params, provider());
+    assert!(report.trusted && report.healthy, "{report:#?}");
+}
+
+// ---- A server that requires a client certificate -------------------------------------------
+
+/// Serves the standard PKI with `extra` `s_server` arguments and connects to it.
+fn connect_to_client_auth_server(name: &str, extra: &[&str]) -> Option<Captured> {
+    let tmp = tempdir().expect("tempdir");
+    let files = Pki::new(name).write_server_files(tmp.path());
+    let server =
+        peer::openssl_server_with_args(&files.cert, &files.key, Some(&files.chain), extra)?;
+    let target = Target::parse(&format!("127.0.0.1:{}", server.port())).expect("target");
+    let options = ConnectOptions {
+        server_name: Some("localhost".into()),
+        timeout: Duration::from_secs(10),
+    };
+    let captured = connect(&target, &options, provider()).expect("the chain is captured");
+    assert_eq!(captured.chain.len(), 2, "{captured:#?}");
+    Some(captured)
+}
+
+#[test]
+fn a_required_client_certificate_under_tls_1_3_is_a_handshake_error() {
+    // TLS 1.3: the server refuses our empty client certificate after our Finished, when the
+    // handshake is already complete for us.
+    let Some(captured) = connect_to_client_auth_server("Doctor Mtls13", &["-Verify", "1"]) else {
+        return;
+    };
+    assert_eq!(captured.protocol.as_deref(), Some("TLSv1_3"));
+    assert!(captured.client_certificate_requested);
+    let error = captured
+        .handshake_error
+        .as_deref()
+        .expect("the refusal is a handshake error");
+    assert!(
+        error.contains("sent TLS alert CertificateRequired"),
+        "{error}"
+    );
+    assert!(
+        error.contains("requires a client certificate (mutual TLS)"),
+        "{error}"
+    );
+    assert!(error.contains("server's certificate chain only"), "{error}");
+
+    // Optional client certificate (-verify): requested, but not refused.
+    let Some(optional) = connect_to_client_auth_server("Doctor Mtls13 Optional", &["-verify", "1"])
+    else {
+        return;
+    };
+    assert!(optional.client_certificate_requested);
+    assert_eq!(optional.handshake_error, None);
+
+    // Negative control: no client certificate asked for.
+    let Some(plain) = connect_to_client_auth_server("Doctor Mtls13 None", &[]) else {
+        return;
+    };
+    assert!(!plain.client_certificate_requested);
+    assert_eq!(plain.handshake_error, None);
+}
+
+#[test]
+fn a_required_client_certificate_under_tls_1_2_says_mutual_tls_not_no_suite_in_common() {
+    let Some(captured) =
+        connect_to_client_auth_server("Doctor Mtls12", &["-tls1_2", "-Verify", "1"])
+    else {
+        return;
+    };
+    assert_eq!(captured.protocol.as_deref(), Some("TLSv1_2"));
+    assert!(captured.client_certificate_requested);
+    let error = captured
+        .handshake_error
+        .as_deref()
+        .expect("the refusal is a handshake error");
+    assert!(error.contains("sent TLS alert HandshakeFailure"), "{error}");
+    assert!(
+        !error.contains("no protocol version, cipher suite or key exchange in common"),
+        "{error}"
+    );
+    assert!(
+        error.contains("requires a client certificate (mutual TLS)"),
+        "{error}"
+    );
+    assert!(error.contains("server's certificate chain only"), "{error}");
+
+    // Negative control: the same server without -Verify.
+    let Some(plain) = connect_to_client_auth_server("Doctor Mtls12 None", &["-tls1_2"]) else {
+        return;
+    };
+    assert!(!plain.client_certificate_requested);
+    assert_eq!(plain.handshake_error, None);
 }

@@ -29,6 +29,8 @@ struct DoctorJson<'a> {
     cipher_suite: Option<&'a str>,
     /// True when the chain is trusted only because of --ca files.
     trusted_only_with_ca: bool,
+    /// True when the server asked for a client certificate (mutual TLS); the doctor sends none.
+    client_certificate_requested: bool,
     /// Set when the handshake failed after the chain was captured (e.g. the server then asked
     /// for a client certificate).
     handshake_error: Option<&'a str>,
@@ -173,13 +175,15 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
             protocol: captured.protocol.as_deref(),
             cipher_suite: captured.cipher_suite.as_deref(),
             trusted_only_with_ca,
+            client_certificate_requested: captured.client_certificate_requested,
             handshake_error: captured.handshake_error.as_deref(),
             report: &report,
         }),
         OutputFormat::Text => print_text(&captured, &report, trusted_only_with_ca),
     }
-    // A handshake the server ended after sending its chain did not complete: whatever the
-    // chain's verdict, no client connects.
+    // A handshake the server ended after sending its chain (under TLS 1.3, right after it, for
+    // a missing client certificate) did not complete: whatever the chain's verdict, no client
+    // without what the server asked for connects.
     Ok(if captured.handshake_error.is_some() {
         Code::Unreachable
     } else if report.trusted && report.healthy {
@@ -221,6 +225,11 @@ fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
         captured.protocol.as_deref().unwrap_or("?"),
         captured.cipher_suite.as_deref().unwrap_or("")
     );
+    if captured.client_certificate_requested {
+        outln!(
+            "the server asked for a client certificate (mutual TLS): the doctor sends none and checks the server's chain only"
+        );
+    }
     if let Some(error) = &captured.handshake_error {
         outln!("the handshake then failed: {error}");
     }
