@@ -36,7 +36,7 @@ impl Identity {
     /// True when the identity is also a valid DNS name (then it goes into the SANs too,
     /// because clients match SANs, not the CN).
     pub fn is_dns_name(&self) -> bool {
-        valid_dns_name(&self.0)
+        self.0.parse::<IpAddr>().is_err() && valid_dns_name(&self.0)
     }
 }
 
@@ -624,6 +624,8 @@ mod tests {
         );
         assert_eq!(req.lifetime, Duration::from_secs(86_400));
 
+        let ip = Identity::new("10.0.0.9").unwrap();
+        assert!(!ip.is_dns_name(), "an IP address is not a DNS SAN");
         let not_dns = Identity::new("Bookstore Service").unwrap();
         assert!(
             CertificateRequest::new(not_dns, CertKind::Client)

@@ -1,0 +1,84 @@
+//! [`StoreError`]: what went wrong, with the key and the file involved (never the value).
+
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key breaks the key syntax ([`crate::validate_key`]).
+    #[error("invalid store key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// A conditional write lost: the key's revision is not the one expected.
+    #[error(
+        "store key {key:?} changed: expected {}, found {}",
+        revision_text(*.expected),
+        revision_text(*.current)
+    )]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The revision the writer expected (`None`: expected the key to be absent).
+        expected: Option<u64>,
+        /// The key's current revision (`None`: it is absent).
+        current: Option<u64>,
+    },
+    /// The store file or its directory could not be created, opened or secured.
+    #[error("could not {action} {}", path.display())]
+    Io {
+        /// What we were doing (`create the directory`, `open`, `set the mode of`).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database file failed (open, transaction, corruption, lock held by another process).
+    #[error("store {} failed to {action}{}", path.display(), key_text(key.as_deref()))]
+    Database {
+        /// The store file.
+        path: PathBuf,
+        /// What we were doing (`open`, `read`, `write`, `list keys`).
+        action: &'static str,
+        /// The key involved, when there is one.
+        key: Option<String>,
+        /// redb's error.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// The blocking task running a store call panicked or was cancelled.
+    #[error("store {} task failed while trying to {action}", path.display())]
+    Task {
+        /// The store file.
+        path: PathBuf,
+        /// What we were doing.
+        action: &'static str,
+    },
+}
+
+fn revision_text(revision: Option<u64>) -> String {
+    match revision {
+        Some(r) => format!("revision {r}"),
+        None => "no entry".to_owned(),
+    }
+}
+
+fn key_text(key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!(" key {k:?}"),
+        None => String::new(),
+    }
+}
+
+impl StoreError {
+    /// True for a lost compare-and-swap ([`StoreError::Conflict`]).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
