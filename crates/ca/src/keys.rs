@@ -80,8 +80,27 @@ pub fn generate(key_type: KeyType) -> Result<(KeyPair, PrivateKey), IssueError> 
                 .map_err(|e| crypto(e.to_string()))?
         }
     };
-    let private_key = PrivateKey::from_pkcs8_der(key_pair.serialize_der(), Some(key_type));
+    let der = Zeroizing::new(key_pair.serialize_der());
+    let der = if key_type == KeyType::Ed25519 {
+        pkcs8_v1(&der).map_err(|e| crypto(e.to_string()))?
+    } else {
+        der
+    };
+    let private_key = PrivateKey::from_pkcs8_der(der.to_vec(), Some(key_type));
     Ok((key_pair, private_key))
+}
+
+/// The same key as PKCS#8 v1 (RFC 5208: no embedded public key). ring writes Ed25519 keys as
+/// v2 (RFC 5958, public key included), which OpenSSL before 3.5 refuses as "unsupported"; v1 is
+/// the RFC 8410 form every reader accepts (ring, rcgen and rustls included).
+fn pkcs8_v1(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, pkcs8::Error> {
+    let info = PrivateKeyInfo::try_from(der)?;
+    let v1 = PrivateKeyInfo {
+        algorithm: info.algorithm,
+        private_key: info.private_key,
+        public_key: None,
+    };
+    Ok(Zeroizing::new(v1.to_der()?))
 }
 
 /// The encoding a key was found in, for messages.
@@ -501,6 +520,20 @@ mod tests {
     #[test]
     fn p384() {
         round_trip(KeyType::P384);
+    }
+
+    #[test]
+    fn ed25519_keys_are_pkcs8_v1_and_load_back() {
+        let (pair, key) = generate(KeyType::Ed25519).unwrap();
+        let info = PrivateKeyInfo::try_from(key.pkcs8_der()).unwrap();
+        assert!(
+            info.public_key.is_none(),
+            "v1: no embedded public key (OpenSSL < 3.5 refuses v2)"
+        );
+        let again =
+            KeyPair::from_pkcs8_der_and_sign_algo(&key.pkcs8_der().to_vec().into(), &PKCS_ED25519)
+                .unwrap();
+        assert_eq!(again.public_key_raw(), pair.public_key_raw());
     }
 
     #[test]
