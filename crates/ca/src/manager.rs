@@ -30,8 +30,10 @@
 //!
 //! One map lock (identity → entry) held only to look up, insert or remove; one lock per entry
 //! for its state. Neither is held across an `.await`. The only place holding both takes the
-//! map lock first. Issuances run in their own Tokio tasks, so a caller that gives up (drops its
-//! future) does not cancel the issuance others wait for.
+//! map lock first. The caller that starts an issuance drives it in its own task (no hop to
+//! another worker thread); if it gives up (drops its future), the rest moves to a Tokio task,
+//! so the issuance others wait for is never cancelled. Bulk renewals spawn one task per
+//! issuance, at most [`ManagerConfig::concurrency`] at a time.
 
 mod events;
 mod policy;
@@ -42,8 +44,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher as _, RandomState};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use anchorage_x509::Certificate;
@@ -240,8 +245,14 @@ enum Outcome {
 /// What a get decided under the entry lock.
 enum Step {
     Serve(Arc<IssuedCertificate>),
+    /// Wait for an issuance someone else drives.
     Wait(Arc<Flight>),
+    /// Drive the issuance just started, then read its outcome.
+    Drive(Arc<Flight>, Work),
 }
+
+/// The work of one issuance: issue, record, announce, answer the waiters.
+type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Which entries a bulk pass renews.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -424,6 +435,10 @@ impl CertManager {
             let flight = match step {
                 Step::Serve(cert) => return Ok(cert),
                 Step::Wait(flight) => flight,
+                Step::Drive(flight, work) => {
+                    Handoff(Some(work)).await;
+                    flight
+                }
             };
             let outcome = flight.outcome().await;
             if !same_parameters(&flight.request, request) {
@@ -470,6 +485,7 @@ impl CertManager {
             .get(identity)
             .cloned()
             .ok_or_else(not_managed)?;
+        let mut drive = None;
         let flight = {
             let mut state = lock(&entry.state);
             if state.released {
@@ -488,17 +504,22 @@ impl CertManager {
                         .ok_or_else(not_managed)?;
                     state.forced = true;
                     let slot = self.inner.slot();
-                    self.inner.start(
+                    let (flight, work) = self.inner.start(
                         &entry,
                         &mut state,
                         request,
                         RotationReason::Forced,
                         slot,
                         None,
-                    )
+                    );
+                    drive = Some(work);
+                    flight
                 }
             }
         };
+        if let Some(work) = drive {
+            Handoff(Some(work)).await;
+        }
         match flight.outcome().await {
             Some(Outcome::Issued(cert)) => Ok(cert),
             Some(Outcome::Failed { error, .. }) => {
@@ -723,6 +744,43 @@ struct FlightGuard {
     id: u64,
 }
 
+/// Drives an issuance in the task of the caller that started it (no hand-off to another
+/// worker thread on the common path). If that caller gives up before the end (its future is
+/// dropped: a timeout, a `select!`), the rest of the work moves to a Tokio task, so the
+/// issuance still completes, is cached, and answers everyone waiting for it. A panic in the
+/// issuer is caught here: the waiters and the caller see [`ManagerError::Aborted`].
+struct Handoff(Option<Work>);
+
+impl Future for Handoff {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(work) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        match panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            // Done, or the issuer panicked: dropping the work drops its FlightGuard and the
+            // outcome's sender, so waiters see the end.
+            Ok(Poll::Ready(())) | Err(_) => {
+                self.0 = None;
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(work) = self.0.take()
+            && !std::thread::panicking()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(work);
+        }
+    }
+}
+
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         let mut state = lock(&self.entry.state);
@@ -789,10 +847,12 @@ impl Inner {
                 }
             }
         };
-        Step::Wait(self.start(entry, state, request.clone(), reason, slot, None))
+        let (flight, work) = self.start(entry, state, request.clone(), reason, slot, None);
+        Step::Drive(flight, work)
     }
 
-    /// Starts an issuance for `entry` (whose lock the caller holds) in its own task.
+    /// Starts an issuance for `entry` (whose lock the caller holds): marks it in flight and
+    /// returns the work, for the caller to drive ([`Handoff`]) or spawn.
     fn start(
         self: &Arc<Self>,
         entry: &Arc<Entry>,
@@ -801,7 +861,7 @@ impl Inner {
         reason: RotationReason,
         slot: IssuerSlot,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> Arc<Flight> {
+    ) -> (Arc<Flight>, Work) {
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
         let backend = slot.issuer.backend();
         let (tx, rx) = watch::channel(None);
@@ -823,7 +883,7 @@ impl Inner {
             entry: Arc::clone(entry),
             id,
         };
-        tokio::spawn(
+        let work = Box::pin(
             async move {
                 let signing_at_issue = slot.issuer.signing_ca();
                 let result = slot.issuer.issue(&request).await;
@@ -846,7 +906,7 @@ impl Inner {
             }
             .instrument(span),
         );
-        flight
+        (flight, work)
     }
 
     /// Records an issuance's result in the entry and announces a new certificate.
@@ -1062,7 +1122,9 @@ impl Inner {
                 (Bulk::Due, Some(_)) if state.backing_off(now) => continue,
                 (Bulk::Due, Some(reason)) => reason,
             };
-            let flight = self.start(&entry, &mut state, request, reason, slot, Some(permit));
+            let (flight, work) =
+                self.start(&entry, &mut state, request, reason, slot, Some(permit));
+            tokio::spawn(work);
             flights.push((entry.identity.clone(), flight));
         }
         let mut report = ReissueReport::default();

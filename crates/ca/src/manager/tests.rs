@@ -922,3 +922,45 @@ async fn an_issuer_change_is_announced_as_such_even_during_a_forced_rotation() {
         RotationReason::IssuerChanged
     );
 }
+
+#[tokio::test]
+async fn a_caller_giving_up_does_not_cancel_the_issuance_others_wait_for() {
+    let h = harness();
+    let req = request("a.example");
+    let gate = h.issuer.close_gate();
+    let driver = spawn_get(&h.manager, &req);
+    h.issuer.wait_for_calls(1).await;
+    let waiter = spawn_get(&h.manager, &req);
+    tokio::time::sleep(QUIET).await;
+    // The caller that started the issuance goes away (a timeout, a select!, an abort).
+    driver.abort();
+    assert!(driver.await.unwrap_err().is_cancelled());
+
+    gate.add_permits(1);
+    let cert = timeout(PATIENCE, waiter).await.unwrap().unwrap().unwrap();
+    assert_eq!(h.issuer.calls(), 1, "the issuance was restarted");
+    assert!(Arc::ptr_eq(
+        &h.manager.cached(&req.identity).unwrap(),
+        &cert
+    ));
+}
+
+#[tokio::test]
+async fn an_issuance_nobody_waits_for_any_more_still_completes_and_is_cached() {
+    let h = harness();
+    let req = request("a.example");
+    let gate = h.issuer.close_gate();
+    assert!(
+        timeout(QUIET, h.manager.get(&req)).await.is_err(),
+        "answered through a closed gate"
+    );
+    let mut subscription = h.manager.subscribe(&req.identity);
+    gate.add_permits(1);
+    assert_eq!(
+        next_event(&mut subscription).await.reason,
+        RotationReason::Issued
+    );
+    assert!(h.manager.cached(&req.identity).is_some());
+    h.manager.get(&req).await.unwrap();
+    assert_eq!(h.issuer.calls(), 1);
+}
