@@ -19,8 +19,20 @@ pub(crate) enum Code {
     Output = 5,
     /// `doctor`: the server's chain is not trusted, or is trusted with problems.
     Untrusted = 6,
-    /// `doctor`: no TLS handshake could be completed.
+    /// `doctor`: no TLS handshake could be completed; `ca issue --backend vault`: the server
+    /// could not be reached or answered an error.
     Unreachable = 7,
+    /// `ca`: no CA in the store yet (`ca init` or `ca import` first).
+    CaMissing = 8,
+    /// `ca init`/`ca import`: a CA already exists and --force was not given.
+    CaExists = 9,
+    /// `ca`: the stored CA key is encrypted and the passphrase is missing or wrong.
+    Passphrase = 10,
+    /// `ca`: the store cannot be used (in use, unreadable) or its CA record is damaged.
+    Store = 11,
+    /// `ca issue --backend vault`: the issuer refused the request (an OpenBao role that does
+    /// not allow the name).
+    Refused = 12,
 }
 
 impl From<Code> for ExitCode {
@@ -120,7 +132,7 @@ impl From<anchorage_trust::tls::TlsTrustError> for Failure {
 }
 
 /// The error's message followed by each cause's, `: `-separated.
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
         args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
         args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
+        args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
     };
     match result {
         Ok(code) => code.into(),

@@ -2,6 +2,8 @@
 //! never a partial or empty one, even if the writer is killed mid-write.
 //!
 //! - A file is written to a temporary file beside its target, fsynced, and renamed over it.
+//!   Certificates are 0644; a private key ([`write_private_file`]) is 0600 from the moment its
+//!   temporary file is created.
 //! - A directory is filled in a temporary directory beside its target, synced, and swapped with
 //!   the live one in one `renameat2(RENAME_EXCHANGE)` call (Linux 3.15+); the old contents are
 //!   removed afterwards. A target that does not exist yet is simply renamed into place.
@@ -21,6 +23,8 @@ use rustix::fs::{CWD, RenameFlags};
 /// Mode of certificate files and directories: readable by every TLS client on the machine.
 const PUBLIC_FILE_MODE: u32 = 0o644;
 const PUBLIC_DIR_MODE: u32 = 0o755;
+/// Mode of files holding private keys: the owner alone.
+const PRIVATE_FILE_MODE: u32 = 0o600;
 
 fn split(target: &Path) -> io::Result<(PathBuf, OsString)> {
     let name = target.file_name().ok_or_else(|| {
@@ -128,6 +132,19 @@ pub fn is_public_dir(path: &Path) -> bool {
 /// A target that is (or links to) a device, FIFO or socket, such as `/dev/stdout` or `/dev/null`,
 /// is not a store to swap: the bytes are written straight to it, and it is never replaced.
 pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
+    write_file_with_mode(target, contents, PUBLIC_FILE_MODE)
+}
+
+/// [`write_file`] for a file holding a private key: mode 0600 whatever the umask, and never
+/// wider at any moment, since the temporary file is created 0600 before a byte is written.
+///
+/// A device, FIFO or socket target is written through, as for [`write_file`] (its own mode is
+/// left alone).
+pub fn write_private_file(target: &Path, contents: &[u8]) -> io::Result<()> {
+    write_file_with_mode(target, contents, PRIVATE_FILE_MODE)
+}
+
+fn write_file_with_mode(target: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let (parent, name) = split(target)?;
     if target.is_dir() {
         return Err(io::Error::new(
@@ -145,10 +162,13 @@ pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
     remove_stale(&parent, &name);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{}{}-", temp_prefix(&name), std::process::id()))
+        // Created owner-only (the umask can only narrow it): a private key is never readable by
+        // others, even for a moment; public files are widened below, before the rename.
+        .permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
         .tempfile_in(&parent)?;
     tmp.write_all(contents)?;
     tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(PUBLIC_FILE_MODE))?;
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
     tmp.persist(target).map_err(|e| e.error)?;
     sync_dir(&parent)
@@ -314,6 +334,22 @@ mod tests {
         assert_eq!(mode, 0o644);
         // Only the output remains: no temporary files.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_file_is_0600_and_replaces_a_wider_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        write_file(&path, b"public").unwrap();
+        write_private_file(&path, b"secret").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Public files keep 0644.
+        write_file(&path, b"public again").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]

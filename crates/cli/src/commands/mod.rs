@@ -1,6 +1,7 @@
 //! One module per command: resolve arguments, call the library, render.
 
 pub(crate) mod build;
+pub(crate) mod ca;
 pub(crate) mod doctor;
 pub(crate) mod env;
 pub(crate) mod inspect;
