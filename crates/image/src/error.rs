@@ -1,0 +1,105 @@
+//! [`ImageError`]: everything that can go wrong in this crate.
+
+use anchorage_keystore::KeystoreError;
+
+/// What failed, with the facts needed to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A layer could not be read (not a tar stream, truncated gzip, I/O failure).
+    #[error("layer {layer} could not be read")]
+    Layer {
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// What the reader said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A layer is compressed with something we do not decompress yet.
+    #[error("layer {layer} has an unsupported media type ({compression})")]
+    UnsupportedMediaType {
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// The compression recognised by its magic number (`zstd`).
+        compression: &'static str,
+    },
+    /// A file we need is larger than we are willing to hold in memory.
+    #[error("{path} in layer {layer} is {size} bytes, more than the {limit}-byte limit")]
+    FileTooLarge {
+        /// The path inside the image.
+        path: String,
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// The size the tar header gives.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Symbolic links inside the image loop (or chain more than 40 times, as Linux allows).
+    #[error("too many levels of symbolic links resolving {path} inside the image")]
+    SymlinkLoop {
+        /// The path being resolved.
+        path: String,
+    },
+    /// A hard link in a layer names a file the layer does not hold.
+    #[error("hard link {path} in layer {layer} points at {target}, which the layer lacks")]
+    DanglingHardLink {
+        /// The link.
+        path: String,
+        /// Its target.
+        target: String,
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+    },
+    /// The image's Java trust store could not be read.
+    #[error("java trust store {path} could not be read")]
+    JavaStore {
+        /// The real path inside the image.
+        path: String,
+        /// What the keystore decoder said.
+        #[source]
+        source: KeystoreError,
+    },
+    /// The image's Java trust store could not be re-encoded.
+    #[error("java trust store {path} could not be written")]
+    JavaStoreEncode {
+        /// The real path inside the image.
+        path: String,
+        /// What the keystore encoder said.
+        #[source]
+        source: KeystoreError,
+    },
+    /// The Java trust store holds something other than trusted certificates; rewriting it
+    /// would drop them.
+    #[error(
+        "java trust store {path} holds {what} ({aliases}); refusing to rewrite it and lose them"
+    )]
+    JavaStoreNotOnlyTrusted {
+        /// The real path inside the image.
+        path: String,
+        /// `key entries`, `untrusted certificates` or `undecodable certificates`.
+        what: &'static str,
+        /// The aliases concerned, comma-separated.
+        aliases: String,
+    },
+    /// Every `<hash>.<n>` slot we probe for one subject hash is taken by other certificates.
+    #[error("{dir}/{hash}.0 to .{last} are all taken by other certificates")]
+    HashSlotsExhausted {
+        /// The hashed directory (real path).
+        dir: String,
+        /// The subject hash.
+        hash: String,
+        /// The last number probed.
+        last: usize,
+    },
+    /// The image configuration, manifest or index is not the JSON we expect.
+    #[error("{document} is not a valid image {document}: {problem}")]
+    Json {
+        /// `config`, `manifest` or `index`.
+        document: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Writing the layer failed (in memory; only a bug or exhausted memory gets here).
+    #[error("the new layer could not be written")]
+    Write(#[source] std::io::Error),
+}

@@ -1,0 +1,206 @@
+//! The reproducible layer writer: the same files always give the same bytes and digests.
+//!
+//! Owns the tar and gzip encoding of the new layer: sorted entries, parent directories
+//! included, fixed modes (0644 files, 0755 directories), owner 0:0 (`root`), mtime 0, plain
+//! ustar headers (no PAX records with times or ids), gzip without a name or time. It does not
+//! decide what goes in (see [`crate::plan`]) nor upload anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::ImageError;
+use crate::read::{normalize, parent};
+
+/// A content digest, `sha256:<64 hex digits>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    /// The SHA-256 digest of `bytes`.
+    pub fn sha256(bytes: &[u8]) -> Self {
+        let hash = Sha256::digest(bytes);
+        let mut s = String::with_capacity(71);
+        s.push_str("sha256:");
+        for b in hash {
+            s.push_str(&format!("{b:02x}"));
+        }
+        Self(s)
+    }
+
+    /// Wraps a digest string read from a manifest (not checked beyond being kept as is).
+    pub fn from_string(digest: impl Into<String>) -> Self {
+        Self(digest.into())
+    }
+
+    /// The digest as written in manifests.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One file to put in the layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerFile {
+    /// Absolute path inside the image.
+    pub path: String,
+    /// Its bytes.
+    pub contents: Vec<u8>,
+}
+
+/// A finished layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// The gzip-compressed tar, as uploaded.
+    pub blob: Vec<u8>,
+    /// SHA-256 of the uncompressed tar (`rootfs.diff_ids` in the config).
+    pub diff_id: Digest,
+    /// SHA-256 of [`Layer::blob`] (the descriptor in the manifest).
+    pub digest: Digest,
+    /// Length of [`Layer::blob`].
+    pub size: u64,
+}
+
+/// Mode of every regular file written.
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of every directory written.
+pub const DIR_MODE: u32 = 0o755;
+
+/// Writes `files` as a reproducible gzip-compressed tar layer. A path given twice keeps the
+/// last contents.
+pub fn write_layer(files: &[LayerFile]) -> Result<Layer, ImageError> {
+    // Relative tar paths; directories end in '/' and sort before their contents.
+    let mut entries: BTreeMap<String, Option<&[u8]>> = BTreeMap::new();
+    for file in files {
+        let path = normalize(&file.path);
+        let mut dir = parent(&path);
+        while dir != "/" {
+            entries.insert(format!("{}/", &dir[1..]), None);
+            dir = parent(dir);
+        }
+        entries.insert(path[1..].to_owned(), Some(&file.contents));
+    }
+
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, contents) in &entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_uid(0);
+        header.set_gid(0);
+        header
+            .set_username("root")
+            .and_then(|()| header.set_groupname("root"))
+            .map_err(ImageError::Write)?;
+        header.set_mtime(0);
+        let data: &[u8] = match contents {
+            Some(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(FILE_MODE);
+                bytes
+            }
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(DIR_MODE);
+                &[]
+            }
+        };
+        header.set_size(data.len() as u64);
+        builder
+            .append_data(&mut header, path, data)
+            .map_err(ImageError::Write)?;
+    }
+    let tar = builder.into_inner().map_err(ImageError::Write)?;
+
+    // GzBuilder writes mtime 0, no file name, no comment: only the content varies.
+    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).map_err(ImageError::Write)?;
+    let blob = gz.finish().map_err(ImageError::Write)?;
+    Ok(Layer {
+        diff_id: Digest::sha256(&tar),
+        digest: Digest::sha256(&blob),
+        size: blob.len() as u64,
+        blob,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn files() -> Vec<LayerFile> {
+        vec![
+            LayerFile {
+                path: "/etc/ssl/certs/ca-certificates.crt".into(),
+                contents: b"bundle".to_vec(),
+            },
+            LayerFile {
+                path: "/etc/pki/java/cacerts".into(),
+                contents: b"store".to_vec(),
+            },
+        ]
+    }
+
+    #[test]
+    fn same_files_give_the_same_digest_whatever_the_order() {
+        let a = write_layer(&files()).unwrap();
+        let mut reversed = files();
+        reversed.reverse();
+        let b = write_layer(&reversed).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.size, a.blob.len() as u64);
+        assert_eq!(a.digest, Digest::sha256(&a.blob));
+        assert!(a.digest.as_str().starts_with("sha256:") && a.digest.as_str().len() == 71);
+
+        let mut other = files();
+        other[0].contents.push(b'!');
+        assert_ne!(write_layer(&other).unwrap().digest, a.digest);
+    }
+
+    #[test]
+    fn entries_are_sorted_with_parents_fixed_owner_mode_and_time() {
+        let layer = write_layer(&files()).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(layer.blob.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(layer.diff_id, Digest::sha256(&tar));
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let h = entry.header();
+            assert!(
+                matches!(h, _ if h.as_ustar().is_some()),
+                "plain ustar headers"
+            );
+            assert_eq!(
+                (h.uid().unwrap(), h.gid().unwrap(), h.mtime().unwrap()),
+                (0, 0, 0)
+            );
+            let dir = h.entry_type() == tar::EntryType::Directory;
+            assert_eq!(h.mode().unwrap(), if dir { DIR_MODE } else { FILE_MODE });
+            seen.push(entry.path().unwrap().to_string_lossy().into_owned());
+        }
+        assert_eq!(
+            seen,
+            [
+                "etc/",
+                "etc/pki/",
+                "etc/pki/java/",
+                "etc/pki/java/cacerts",
+                "etc/ssl/",
+                "etc/ssl/certs/",
+                "etc/ssl/certs/ca-certificates.crt",
+            ]
+        );
+    }
+}

@@ -1,0 +1,768 @@
+//! Reading an image's file system from its layers, top down, only as far as needed.
+//!
+//! This module owns the merged view of OCI layers: whiteouts (`.wh.<name>`), opaque directories
+//! (`.wh..wh..opq`), implicit parent directories, hard links, and symbolic links resolved inside
+//! the image (absolute and relative, chained, loops refused). It does not know which files
+//! matter (see [`crate::locations`]) nor fetch blobs (the caller's [`LayerSource`] does).
+//!
+//! Layers are read one at a time from the top; after each one every query is tried against the
+//! layers read so far, and reading stops as soon as none needs a lower layer. A file's contents
+//! are kept only for paths a query asked for or a link led to; when a link leads to a file of a
+//! layer already passed, that one layer is opened again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+
+use crate::error::ImageError;
+
+/// Files larger than this are refused rather than held in memory (a CA bundle is a few hundred
+/// kilobytes, a Java `cacerts` about the same).
+pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Symbolic links followed while resolving one path before giving up (Linux's `MAXSYMLINKS`).
+const MAX_LINK_HOPS: usize = 40;
+
+/// The layers of one image, **top layer first**, each a tar stream (plain or gzip; zstd is
+/// recognised and refused). A layer may be opened more than once.
+pub trait LayerSource {
+    /// Number of layers.
+    fn layer_count(&self) -> usize;
+    /// Opens layer `index` (0 is the top layer) from its start.
+    fn open(&mut self, index: usize) -> std::io::Result<Box<dyn Read + '_>>;
+}
+
+/// Layers held in memory, top layer first.
+impl<T: AsRef<[u8]>> LayerSource for Vec<T> {
+    fn layer_count(&self) -> usize {
+        self.len()
+    }
+
+    fn open(&mut self, index: usize) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self[index].as_ref()))
+    }
+}
+
+/// What to look for in an image.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// Paths to resolve (files or directories), absolute inside the image.
+    pub paths: Vec<String>,
+    /// Directories to check for OpenSSL `<hash>.<n>` entries.
+    pub hash_dirs: Vec<String>,
+    /// When reading may stop.
+    pub until: Until,
+}
+
+/// When [`find`] stops reading layers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Until {
+    /// Every question is answered exactly. Proving that a file is absent takes every layer,
+    /// so a lookup with any absent path reads the whole image.
+    #[default]
+    AllKnown,
+    /// Stop at the end of the first layer after which one of these paths is known to be a
+    /// regular file. Questions still open are then [`Located::Unread`] (and missing from
+    /// [`ImageFiles::hash_dirs`]): what lower layers hold there was not looked at.
+    AnyFound(Vec<String>),
+}
+
+/// A regular file found in the image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundFile {
+    /// The path after following every link.
+    pub real_path: String,
+    /// The symbolic links followed on the way, in order.
+    pub links: Vec<String>,
+    /// The layer holding the file (0 is the top layer).
+    pub layer: usize,
+    /// The file's bytes.
+    pub contents: Vec<u8>,
+}
+
+/// What a path is in the image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Located {
+    /// A regular file (or a hard link to one).
+    File(FoundFile),
+    /// A directory, at this real path.
+    Dir {
+        /// The path after following every link.
+        real_path: String,
+    },
+    /// Something else: a device, FIFO or socket.
+    Special {
+        /// The path after following every link.
+        real_path: String,
+    },
+    /// Nothing: absent, whited out, or below something that is not a directory.
+    Missing,
+    /// Not answered: the layers read say nothing, and reading stopped early ([`Until::AnyFound`]).
+    Unread,
+}
+
+/// The answers to a [`Lookup`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageFiles {
+    /// Each requested path and what it is.
+    pub paths: BTreeMap<String, Located>,
+    /// Each requested directory and whether it holds a visible `<hash>.<n>` entry (absent when
+    /// reading stopped before it was known).
+    pub hash_dirs: BTreeMap<String, bool>,
+    /// How many layers were read from the top (lower ones were not needed).
+    pub layers_read: usize,
+}
+
+impl ImageFiles {
+    /// The regular file at `path`, if the lookup found one.
+    pub fn file(&self, path: &str) -> Option<&FoundFile> {
+        match self.paths.get(path) {
+            Some(Located::File(f)) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Answers `lookup` by reading `layers` from the top, stopping as soon as no answer depends on a
+/// lower layer.
+pub fn find(layers: &mut dyn LayerSource, lookup: &Lookup) -> Result<ImageFiles, ImageError> {
+    let count = layers.layer_count();
+    let mut view = View::default();
+    let mut wanted: HashSet<String> = lookup.paths.iter().map(|p| normalize(p)).collect();
+    let mut answers = ImageFiles::default();
+    let mut pending_paths: Vec<&String> = lookup.paths.iter().collect();
+    let mut pending_dirs: Vec<&String> = lookup.hash_dirs.iter().collect();
+
+    loop {
+        let complete = view.layers.len() == count;
+        // Resolve what we can; links may name new paths whose contents we then want.
+        let mut still = Vec::new();
+        for path in pending_paths {
+            match view.resolve(path, complete)? {
+                Resolved::Unknown(seen) => {
+                    wanted.extend(seen);
+                    still.push(path);
+                }
+                Resolved::File {
+                    real_path,
+                    links,
+                    layer,
+                    content_path,
+                } => {
+                    let key = (layer, content_path.clone());
+                    if !view.contents.contains_key(&key) {
+                        reread(layers, &mut view, layer, &content_path)?;
+                    }
+                    let contents = view.contents.get(&key).cloned().ok_or_else(|| {
+                        ImageError::DanglingHardLink {
+                            path: real_path.clone(),
+                            target: content_path.clone(),
+                            layer,
+                        }
+                    })?;
+                    answers.paths.insert(
+                        path.clone(),
+                        Located::File(FoundFile {
+                            real_path,
+                            links,
+                            layer,
+                            contents,
+                        }),
+                    );
+                }
+                Resolved::Dir(real_path) => {
+                    answers
+                        .paths
+                        .insert(path.clone(), Located::Dir { real_path });
+                }
+                Resolved::Special(real_path) => {
+                    answers
+                        .paths
+                        .insert(path.clone(), Located::Special { real_path });
+                }
+                Resolved::Missing => {
+                    answers.paths.insert(path.clone(), Located::Missing);
+                }
+            }
+        }
+        pending_paths = still;
+
+        let mut still = Vec::new();
+        for dir in pending_dirs {
+            match view.has_hash_entries(dir, complete)? {
+                Some(yes) => {
+                    answers.hash_dirs.insert(dir.clone(), yes);
+                }
+                None => still.push(dir),
+            }
+        }
+        pending_dirs = still;
+
+        let satisfied = match &lookup.until {
+            Until::AllKnown => false,
+            Until::AnyFound(paths) => paths.iter().any(|p| answers.file(p).is_some()),
+        };
+        if (pending_paths.is_empty() && pending_dirs.is_empty()) || complete || satisfied {
+            break;
+        }
+        let index = view.layers.len();
+        let layer = read_layer(
+            layers,
+            index,
+            |path| wanted.contains(path),
+            &mut view.contents,
+        )?;
+        view.layers.push(layer);
+    }
+    for path in pending_paths {
+        answers.paths.insert(path.clone(), Located::Unread);
+    }
+    answers.layers_read = view.layers.len();
+    Ok(answers)
+}
+
+/// Opens layer `index` again and keeps the contents of `path`.
+fn reread(
+    layers: &mut dyn LayerSource,
+    view: &mut View,
+    index: usize,
+    path: &str,
+) -> Result<(), ImageError> {
+    read_layer(layers, index, |p| p == path, &mut view.contents)?;
+    Ok(())
+}
+
+/// One entry of a layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    File,
+    Dir,
+    /// A directory no entry names, implied by an entry below it.
+    ImplicitDir,
+    Symlink(String),
+    /// A hard link to another path of the same layer.
+    HardLink(String),
+    Special,
+    Whiteout,
+}
+
+impl Node {
+    fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir | Node::ImplicitDir)
+    }
+}
+
+#[derive(Default)]
+struct LayerIndex {
+    entries: HashMap<String, Node>,
+    opaque: HashSet<String>,
+}
+
+#[derive(Default)]
+struct View {
+    /// The layers read so far, top first.
+    layers: Vec<LayerIndex>,
+    /// Contents kept, by (layer, path).
+    contents: HashMap<(usize, String), Vec<u8>>,
+}
+
+enum Top<'a> {
+    Entry(usize, &'a Node),
+    Absent,
+    Unknown,
+}
+
+enum Resolved {
+    File {
+        real_path: String,
+        links: Vec<String>,
+        layer: usize,
+        content_path: String,
+    },
+    Dir(String),
+    Special(String),
+    Missing,
+    /// A lower layer is needed; these are the paths reached so far.
+    Unknown(Vec<String>),
+}
+
+impl View {
+    /// The topmost entry at `path` in the merged view of the layers read.
+    fn top(&self, path: &str, complete: bool) -> Top<'_> {
+        for (l, layer) in self.layers.iter().enumerate() {
+            if let Some(node) = layer.entries.get(path) {
+                return match node {
+                    Node::Whiteout => Top::Absent,
+                    node => Top::Entry(l, node),
+                };
+            }
+            // Lower layers are hidden below an opaque directory, a whiteout or a non-directory.
+            for ancestor in ancestors(path) {
+                if layer.opaque.contains(ancestor)
+                    || layer.entries.get(ancestor).is_some_and(|n| !n.is_dir())
+                {
+                    return Top::Absent;
+                }
+            }
+        }
+        if complete { Top::Absent } else { Top::Unknown }
+    }
+
+    fn resolve(&self, path: &str, complete: bool) -> Result<Resolved, ImageError> {
+        let mut todo: Vec<String> = components(path).rev().map(str::to_owned).collect();
+        let mut current = String::from("/");
+        let mut links = Vec::new();
+        let mut seen = vec![normalize(path)];
+        while let Some(component) = todo.pop() {
+            if component == ".." {
+                current = parent(&current).to_owned();
+                continue;
+            }
+            let next = join(&current, &component);
+            match self.top(&next, complete) {
+                Top::Unknown => {
+                    seen.push(rest(&next, &todo));
+                    return Ok(Resolved::Unknown(seen));
+                }
+                Top::Absent => return Ok(Resolved::Missing),
+                Top::Entry(_, node) if node.is_dir() => current = next,
+                Top::Entry(_, Node::Symlink(target)) => {
+                    links.push(next.clone());
+                    if links.len() > MAX_LINK_HOPS {
+                        return Err(ImageError::SymlinkLoop {
+                            path: normalize(path),
+                        });
+                    }
+                    if target.starts_with('/') {
+                        current = String::from("/");
+                    }
+                    todo.extend(components(target).rev().map(str::to_owned));
+                    seen.push(rest(&current, &todo));
+                }
+                Top::Entry(layer, node) => {
+                    if !todo.is_empty() {
+                        // A file where a directory should be: ENOTDIR.
+                        return Ok(Resolved::Missing);
+                    }
+                    return Ok(match node {
+                        Node::File => Resolved::File {
+                            content_path: next.clone(),
+                            real_path: next,
+                            links,
+                            layer,
+                        },
+                        Node::HardLink(target) => Resolved::File {
+                            real_path: next,
+                            content_path: target.clone(),
+                            links,
+                            layer,
+                        },
+                        _ => Resolved::Special(next),
+                    });
+                }
+            }
+        }
+        Ok(Resolved::Dir(current))
+    }
+
+    /// Whether the directory at `dir` holds a visible `<hash>.<n>` entry; `None` when a lower
+    /// layer must be read to know.
+    fn has_hash_entries(&self, dir: &str, complete: bool) -> Result<Option<bool>, ImageError> {
+        let real = match self.resolve(dir, complete)? {
+            Resolved::Dir(real) => real,
+            Resolved::Unknown(_) => return Ok(None),
+            _ => return Ok(Some(false)),
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            if layer.entries.get(&real).is_some_and(|n| !n.is_dir()) {
+                return Ok(Some(false));
+            }
+            let visible = layer.entries.iter().any(|(path, node)| {
+                *node != Node::Whiteout
+                    && parent(path) == real
+                    && anchorage_trust::is_openssl_hash_name(file_name(path))
+                    && !self.layers[..l]
+                        .iter()
+                        .any(|upper| upper.entries.get(path) == Some(&Node::Whiteout))
+            });
+            if visible {
+                return Ok(Some(true));
+            }
+            if layer.opaque.contains(&real) {
+                return Ok(Some(false));
+            }
+        }
+        Ok(if complete { Some(false) } else { None })
+    }
+}
+
+/// Reads one layer's index, keeping the contents of the paths `keep` accepts.
+fn read_layer(
+    layers: &mut dyn LayerSource,
+    index: usize,
+    keep: impl Fn(&str) -> bool,
+    contents: &mut HashMap<(usize, String), Vec<u8>>,
+) -> Result<LayerIndex, ImageError> {
+    let io = |source| ImageError::Layer {
+        layer: index,
+        source,
+    };
+    let raw = layers.open(index).map_err(io)?;
+    let mut raw = BufReader::new(raw);
+    let magic = raw.fill_buf().map_err(io)?;
+    let stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(ImageError::UnsupportedMediaType {
+            layer: index,
+            compression: "zstd",
+        });
+    } else {
+        Box::new(raw)
+    };
+    let mut archive = tar::Archive::new(stream);
+    let mut layer = LayerIndex::default();
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let raw_path = entry.path().map_err(io)?.to_string_lossy().into_owned();
+        let path = normalize(&raw_path);
+        if path == "/" {
+            continue;
+        }
+        for ancestor in ancestors(&path) {
+            layer
+                .entries
+                .entry(ancestor.to_owned())
+                .or_insert(Node::ImplicitDir);
+        }
+        let name = file_name(&path);
+        if name == ".wh..wh..opq" {
+            layer.opaque.insert(parent(&path).to_owned());
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            let hidden = join(parent(&path), hidden);
+            layer.entries.entry(hidden).or_insert(Node::Whiteout);
+            continue;
+        }
+        let link = |entry: &tar::Entry<'_, _>| -> Result<String, ImageError> {
+            Ok(entry
+                .link_name()
+                .map_err(io)?
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default())
+        };
+        let node = match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Node::File,
+            tar::EntryType::Directory => Node::Dir,
+            tar::EntryType::Symlink => Node::Symlink(link(&entry)?),
+            tar::EntryType::Link => Node::HardLink(normalize(&link(&entry)?)),
+            _ => Node::Special,
+        };
+        if node == Node::File && keep(&path) {
+            let size = entry.size();
+            if size > MAX_FILE_SIZE {
+                return Err(ImageError::FileTooLarge {
+                    path,
+                    layer: index,
+                    size,
+                    limit: MAX_FILE_SIZE,
+                });
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            entry.read_to_end(&mut bytes).map_err(io)?;
+            contents.insert((index, path.clone()), bytes);
+        }
+        // An explicit entry wins over an implied directory; a later duplicate wins, as when
+        // the layer is extracted.
+        layer.entries.insert(path, node);
+    }
+    Ok(layer)
+}
+
+/// `/a/b/c` from `a/b/c`, `./a//b/./c/`, `/a/b/c`. `..` is kept (resolved against links).
+pub(crate) fn normalize(path: &str) -> String {
+    let mut out = String::new();
+    for c in components(path) {
+        out.push('/');
+        out.push_str(c);
+    }
+    if out.is_empty() {
+        String::from("/")
+    } else {
+        out
+    }
+}
+
+fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty() && *c != ".")
+}
+
+/// The proper ancestors of a normalized path, nearest first, `/` excluded.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut current = path;
+    std::iter::from_fn(move || {
+        let p = parent(current);
+        if p == "/" || p == current {
+            return None;
+        }
+        current = p;
+        Some(p)
+    })
+}
+
+pub(crate) fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+pub(crate) fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+pub(crate) fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `base` followed by the remaining components (stored reversed in `todo`), for the wanted set.
+fn rest(base: &str, todo: &[String]) -> String {
+    let mut out = base.to_owned();
+    for c in todo.iter().rev() {
+        if c == ".." {
+            out = parent(&out).to_owned();
+        } else {
+            out = join(&out, c);
+        }
+    }
+    out
+}
+
+/// Paths of a lookup, de-duplicated and sorted (a convenience for callers building one).
+pub(crate) fn sorted(paths: impl IntoIterator<Item = String>) -> Vec<String> {
+    paths
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{E, gzip, tar};
+
+    const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+    fn lookup(paths: &[&str]) -> Lookup {
+        Lookup {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            hash_dirs: vec!["/etc/ssl/certs".to_owned()],
+            until: Until::AllKnown,
+        }
+    }
+
+    fn file<'a>(found: &'a ImageFiles, path: &str) -> &'a FoundFile {
+        found
+            .file(path)
+            .unwrap_or_else(|| panic!("{path}: {:?}", found.paths.get(path)))
+    }
+
+    #[test]
+    fn whiteout_in_an_upper_layer_hides_the_bundle() {
+        let lower = tar(&[
+            E::Dir("etc/"),
+            E::File("etc/ssl/certs/ca-certificates.crt", b"old"),
+        ]);
+        let upper = tar(&[E::File("etc/ssl/certs/.wh.ca-certificates.crt", b"")]);
+        let mut layers = vec![upper.clone(), lower.clone()];
+        let found = find(&mut layers, &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(found.paths[BUNDLE], Located::Missing);
+
+        // Re-created above the whiteout: found in the top layer, the lower ones unread.
+        let top = tar(&[E::File("./etc/ssl/certs/ca-certificates.crt", b"new")]);
+        let mut layers = vec![top, upper, lower];
+        let found = find(&mut layers, &lookup(&[BUNDLE])).unwrap();
+        let f = file(&found, BUNDLE);
+        assert_eq!((f.layer, f.contents.as_slice()), (0, &b"new"[..]));
+    }
+
+    #[test]
+    fn whiteout_of_a_parent_directory_hides_everything_below() {
+        let lower = tar(&[E::File("etc/ssl/certs/ca-certificates.crt", b"old")]);
+        let upper = tar(&[E::File("etc/.wh.ssl", b"")]);
+        let mut layers = vec![upper, lower];
+        let found = find(&mut layers, &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(found.paths[BUNDLE], Located::Missing);
+    }
+
+    #[test]
+    fn opaque_directory_hides_lower_contents_but_not_its_own() {
+        let lower = tar(&[
+            E::File("etc/ssl/certs/ca-certificates.crt", b"old"),
+            E::File("etc/ssl/certs/12345678.0", b"x"),
+        ]);
+        let upper = tar(&[
+            E::Dir("etc/ssl/certs/"),
+            E::File("etc/ssl/certs/.wh..wh..opq", b""),
+            E::File("etc/ssl/certs/mine.pem", b"mine"),
+        ]);
+        let mut layers = vec![upper, lower];
+        let found = find(&mut layers, &lookup(&[BUNDLE, "/etc/ssl/certs/mine.pem"])).unwrap();
+        assert_eq!(found.paths[BUNDLE], Located::Missing);
+        assert_eq!(file(&found, "/etc/ssl/certs/mine.pem").contents, b"mine");
+        assert!(
+            !found.hash_dirs["/etc/ssl/certs"],
+            "hidden by the opaque dir"
+        );
+    }
+
+    #[test]
+    fn rhel_symlink_chain_is_resolved_inside_the_image() {
+        let real = "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem";
+        let base = tar(&[
+            E::File("etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", b"base"),
+            E::Link(
+                "etc/pki/tls/certs/ca-bundle.crt",
+                "../../ca-trust/extracted/pem/tls-ca-bundle.pem",
+            ),
+            E::Link("etc/ssl/certs", "../pki/tls/certs"),
+            E::Link("etc/ssl/cert.pem", "/etc/ssl/certs/ca-bundle.crt"),
+        ]);
+        // The bundle was regenerated in a layer above the links: read before the links were
+        // seen, so that layer is opened again for the contents.
+        let update = gzip(&tar(&[E::File(
+            "etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+            b"updated",
+        )]));
+        let mut layers = vec![update, base];
+        let paths = ["/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+        let found = find(&mut layers, &lookup(&paths)).unwrap();
+        for path in paths {
+            let f = file(&found, path);
+            assert_eq!(f.real_path, real);
+            assert_eq!((f.layer, f.contents.as_slice()), (0, &b"updated"[..]));
+        }
+        assert_eq!(
+            file(&found, "/etc/ssl/cert.pem").links,
+            [
+                "/etc/ssl/cert.pem",
+                "/etc/ssl/certs",
+                "/etc/pki/tls/certs/ca-bundle.crt"
+            ]
+        );
+        assert!(!found.hash_dirs["/etc/ssl/certs"]);
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error() {
+        let layer = tar(&[
+            E::Link("etc/ssl/certs/ca-certificates.crt", "loop-a"),
+            E::Link("etc/ssl/certs/loop-a", "/etc/ssl/certs/loop-b"),
+            E::Link("etc/ssl/certs/loop-b", "ca-certificates.crt"),
+        ]);
+        let err = find(&mut vec![layer], &lookup(&[BUNDLE])).unwrap_err();
+        assert!(matches!(err, ImageError::SymlinkLoop { .. }), "{err}");
+    }
+
+    #[test]
+    fn stops_reading_once_everything_is_known() {
+        let top = tar(&[
+            E::File("etc/ssl/certs/ca-certificates.crt", b"top"),
+            E::Link("etc/ssl/certs/abcdef01.0", "x.pem"),
+        ]);
+        // Reading this would fail.
+        let garbage = vec![0x42_u8; 4096];
+        let mut layers = vec![top, garbage];
+        let found = find(&mut layers, &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(found.layers_read, 1);
+        assert_eq!(file(&found, BUNDLE).contents, b"top");
+        assert!(found.hash_dirs["/etc/ssl/certs"]);
+    }
+
+    #[test]
+    fn any_found_stops_at_the_bundle_and_leaves_the_rest_unread() {
+        let top = tar(&[E::File("app/run", b"x")]);
+        let certs = tar(&[E::File("etc/ssl/certs/ca-certificates.crt", b"bundle")]);
+        let garbage = vec![0x42_u8; 4096];
+        let mut layers = vec![top, certs, garbage];
+        let mut l = lookup(&[BUNDLE, "/etc/pki/java/cacerts"]);
+        l.until = Until::AnyFound(vec![BUNDLE.to_owned()]);
+        let found = find(&mut layers, &l).unwrap();
+        assert_eq!(found.layers_read, 2);
+        assert_eq!(file(&found, BUNDLE).layer, 1);
+        assert_eq!(found.paths["/etc/pki/java/cacerts"], Located::Unread);
+        assert!(!found.hash_dirs.contains_key("/etc/ssl/certs"));
+
+        // Exact answers need the broken bottom layer.
+        l.until = Until::AllKnown;
+        assert!(find(&mut layers, &l).is_err());
+    }
+
+    #[test]
+    fn a_missing_file_needs_every_layer_and_bad_layers_are_reported() {
+        let top = tar(&[E::File("etc/hostname", b"x")]);
+        let garbage = gzip(&[0x42_u8; 4096]);
+        let err = find(&mut vec![top, garbage], &lookup(&[BUNDLE])).unwrap_err();
+        assert!(matches!(err, ImageError::Layer { layer: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn zstd_layers_are_an_unsupported_media_type() {
+        let zstd = vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
+        let err = find(&mut vec![zstd], &lookup(&[BUNDLE])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::UnsupportedMediaType {
+                    compression: "zstd",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hard_links_give_their_target_contents() {
+        let layer = tar(&[
+            E::File("usr/share/ca.crt", b"shared"),
+            E::Hard("etc/ssl/certs/ca-certificates.crt", "usr/share/ca.crt"),
+        ]);
+        let found = find(&mut vec![layer], &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(file(&found, BUNDLE).contents, b"shared");
+    }
+
+    #[test]
+    fn distroless_without_certificates_has_nothing() {
+        let mut layers = vec![
+            tar(&[E::File("etc/passwd", b"root:x:0:0")]),
+            gzip(&tar(&[E::Dir("etc/"), E::Dir("tmp/")])),
+        ];
+        let found = find(&mut layers, &lookup(&[BUNDLE, "/etc/ssl/certs"])).unwrap();
+        assert_eq!(found.layers_read, 2);
+        assert_eq!(found.paths[BUNDLE], Located::Missing);
+        assert_eq!(found.paths["/etc/ssl/certs"], Located::Missing);
+        assert!(!found.hash_dirs["/etc/ssl/certs"]);
+    }
+
+    #[test]
+    fn whited_out_hash_entries_do_not_count() {
+        let lower = tar(&[E::File("etc/ssl/certs/abcdef01.0", b"x")]);
+        let upper = tar(&[E::File("etc/ssl/certs/.wh.abcdef01.0", b"")]);
+        let found = find(&mut vec![upper, lower], &lookup(&[])).unwrap();
+        assert!(!found.hash_dirs["/etc/ssl/certs"]);
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(normalize("./etc//ssl/./certs/"), "/etc/ssl/certs");
+        assert_eq!(normalize(""), "/");
+        assert_eq!(parent("/etc"), "/");
+        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b", "/a"]);
+    }
+}

@@ -1,0 +1,693 @@
+//! The pure `get` handler: sealed request in, reply (headers and body) and audit event out.
+//!
+//! No I/O and no panics on any input. The steps follow the reference backend: the
+//! `WasmCloud-Host-Xkey` header (missing or invalid: `InvalidXKey`), the size of the payload
+//! (`InvalidPayload`), opening it (`DecryptionError`), the JSON (`InvalidRequest`), the entity
+//! and host JWTs (`InvalidEntityJWT`, `InvalidHostJWT`), the access mapping (`Unauthorized`),
+//! the store (`SecretNotFound`, `UpstreamError`). The phases are public so an async server can
+//! fetch mappings and values between them; [`GetHandler::handle_get`] runs them in one go.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use crate::audit::{AuditEvent, Outcome};
+use crate::jwt::{Entity, HostIdentity, JwtPolicy, verify_entity, verify_host};
+use crate::protocol::{
+    GetSecretError, RESPONSE_XKEY, SecretRequest, VersionedSecret, error_code, failure_body,
+    success_body,
+};
+use crate::xkey::{PublicXKey, TransitKey};
+
+/// The largest sealed request accepted unless configured otherwise. A request holds two JWTs
+/// and a policy string: a few KiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Which secrets each entity may read: entity public key (`M…`/`V…`) → secret names (`key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mappings {
+    by_entity: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Mappings {
+    /// No entity may read anything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets `entity` read `secret`.
+    pub fn allow(&mut self, entity: &str, secret: &str) {
+        self.by_entity
+            .entry(entity.to_owned())
+            .or_default()
+            .insert(secret.to_owned());
+    }
+
+    /// Takes `secret` away from `entity`; returns whether it was there.
+    pub fn revoke(&mut self, entity: &str, secret: &str) -> bool {
+        let Some(set) = self.by_entity.get_mut(entity) else {
+            return false;
+        };
+        let removed = set.remove(secret);
+        if set.is_empty() {
+            self.by_entity.remove(entity);
+        }
+        removed
+    }
+
+    /// Whether `entity` may read `secret`.
+    pub fn is_allowed(&self, entity: &str, secret: &str) -> bool {
+        self.by_entity
+            .get(entity)
+            .is_some_and(|set| set.contains(secret))
+    }
+
+    /// The names `entity` may read.
+    pub fn secrets_of(&self, entity: &str) -> impl Iterator<Item = &str> {
+        self.by_entity
+            .get(entity)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+}
+
+/// A store failure; its message goes back to the host as `UpstreamError`, so it must never
+/// contain a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LookupError(pub String);
+
+/// What the store is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretLookup<'a> {
+    /// The secret's name (or path).
+    pub key: &'a str,
+    /// A field within it.
+    pub field: Option<&'a str>,
+    /// A version (`None`: the latest).
+    pub version: Option<&'a str>,
+    /// The application's policy (a JSON string; may name a Vault mount).
+    pub policy: &'a str,
+}
+
+/// The reply to send: headers and body, plus the audit event.
+#[derive(Debug)]
+pub struct Reply {
+    /// The `Server-Response-Xkey` header, on success only.
+    pub response_xkey: Option<String>,
+    /// Sealed JSON on success, plain `{"error":…}` otherwise.
+    pub body: Vec<u8>,
+    /// What to audit.
+    pub audit: AuditEvent,
+}
+
+impl Reply {
+    /// The headers to send (empty for a failure, as the client expects).
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        self.response_xkey
+            .as_deref()
+            .map(|key| (RESPONSE_XKEY, key))
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether a secret was sent.
+    pub fn is_success(&self) -> bool {
+        self.response_xkey.is_some()
+    }
+
+    fn failure(error: GetSecretError, reason: Option<String>, mut audit: AuditEvent) -> Self {
+        audit.outcome = Outcome::Rejected {
+            error: error_code(&error),
+            reason,
+        };
+        Self {
+            response_xkey: None,
+            body: failure_body(&error),
+            audit,
+        }
+    }
+}
+
+/// A request that opened and whose JWTs verified; not yet checked against the mappings.
+pub struct Verified {
+    requester: PublicXKey,
+    request: SecretRequest,
+    entity: Entity,
+    host: HostIdentity,
+    audit: AuditEvent,
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("entity", &self.entity)
+            .field("host", &self.host)
+            .field("key", &self.request.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verified {
+    /// The verified entity.
+    pub fn entity(&self) -> &Entity {
+        &self.entity
+    }
+
+    /// The verified host.
+    pub fn host(&self) -> &HostIdentity {
+        &self.host
+    }
+
+    /// What to look up.
+    pub fn lookup(&self) -> SecretLookup<'_> {
+        SecretLookup {
+            key: &self.request.key,
+            field: self.request.field.as_deref(),
+            version: self.request.version.as_deref(),
+            policy: &self.request.context.application.policy,
+        }
+    }
+
+    /// Whether `mappings` let the entity read the requested secret.
+    pub fn is_allowed_by(&self, mappings: &Mappings) -> bool {
+        mappings.is_allowed(&self.entity.public_key, &self.request.key)
+    }
+}
+
+/// Answers `get` requests with one transit key and JWT policy.
+#[derive(Debug)]
+pub struct GetHandler {
+    transit: TransitKey,
+    jwt: JwtPolicy,
+    max_request_bytes: usize,
+}
+
+impl GetHandler {
+    /// A handler with [`DEFAULT_MAX_REQUEST_BYTES`].
+    pub fn new(transit: TransitKey, jwt: JwtPolicy) -> Self {
+        Self {
+            transit,
+            jwt,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+
+    /// Changes the request size limit.
+    pub fn with_max_request_bytes(mut self, max: usize) -> Self {
+        self.max_request_bytes = max;
+        self
+    }
+
+    /// The transit key.
+    pub fn transit(&self) -> &TransitKey {
+        &self.transit
+    }
+
+    /// The body of the `server_xkey` reply: the public key as plain text.
+    pub fn server_xkey_body(&self) -> &[u8] {
+        self.transit.public_key().as_bytes()
+    }
+
+    /// Phase one: header, size, opening, JSON and JWTs at time `now`.
+    pub fn open(
+        &self,
+        host_xkey: Option<&str>,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Verified, Box<Reply>> {
+        let mut audit = AuditEvent::default();
+        let Some(requester) = host_xkey.and_then(|h| PublicXKey::parse(h).ok()) else {
+            return Err(Box::new(Reply::failure(
+                GetSecretError::InvalidXKey,
+                None,
+                audit,
+            )));
+        };
+        audit.requester_xkey = Some(requester.as_string());
+        if body.is_empty() || body.len() > self.max_request_bytes {
+            let reason = format!(
+                "payload of {} bytes (limit {})",
+                body.len(),
+                self.max_request_bytes
+            );
+            return Err(Box::new(Reply::failure(
+                GetSecretError::InvalidPayload,
+                Some(reason),
+                audit,
+            )));
+        }
+        let Ok(plain) = self.transit.open(body, &requester) else {
+            return Err(Box::new(Reply::failure(
+                GetSecretError::DecryptionError,
+                None,
+                audit,
+            )));
+        };
+        let request: SecretRequest = match serde_json::from_slice(&plain) {
+            Ok(r) => r,
+            Err(e) => {
+                // Only the kind and position: serde_json's message can quote the input.
+                let reason = Some(format!(
+                    "{:?} error at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ));
+                return Err(Box::new(Reply::failure(
+                    GetSecretError::InvalidRequest,
+                    reason,
+                    audit,
+                )));
+            }
+        };
+        audit.key = Some(request.key.clone());
+        audit.field.clone_from(&request.field);
+        audit.requested_version.clone_from(&request.version);
+        let entity = match verify_entity(&request.context.entity_jwt, &self.jwt, now) {
+            Ok(e) => e,
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(Box::new(Reply::failure(
+                    GetSecretError::InvalidEntityJWT(reason.clone()),
+                    Some(reason),
+                    audit,
+                )));
+            }
+        };
+        audit.entity = Some(entity.public_key.clone());
+        audit.entity_kind = Some(entity.kind);
+        let host = match verify_host(&request.context.host_jwt, &self.jwt, now) {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(Box::new(Reply::failure(
+                    GetSecretError::InvalidHostJWT(reason.clone()),
+                    Some(reason),
+                    audit,
+                )));
+            }
+        };
+        audit.host = Some(host.public_key.clone());
+        Ok(Verified {
+            requester,
+            request,
+            entity,
+            host,
+            audit,
+        })
+    }
+
+    /// The reply for an entity the mappings do not allow.
+    pub fn unauthorized(&self, verified: Verified) -> Reply {
+        Reply::failure(GetSecretError::Unauthorized, None, verified.audit)
+    }
+
+    /// Phase three: the store's answer sealed to the requester (the value is zeroized here).
+    pub fn respond(
+        &self,
+        verified: Verified,
+        found: Result<Option<VersionedSecret>, LookupError>,
+    ) -> Reply {
+        let mut audit = verified.audit;
+        let secret = match found {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return Reply::failure(GetSecretError::SecretNotFound, None, audit),
+            Err(e) => {
+                let reason = e.0;
+                return Reply::failure(
+                    GetSecretError::UpstreamError(reason.clone()),
+                    Some(reason),
+                    audit,
+                );
+            }
+        };
+        let plain = success_body(&secret);
+        let version = secret.version.clone();
+        drop(secret);
+        match TransitKey::seal_reply(&plain, &verified.requester) {
+            Ok((response_xkey, body)) => {
+                audit.served_version = Some(version);
+                audit.outcome = Outcome::Served;
+                Reply {
+                    response_xkey: Some(response_xkey),
+                    body,
+                    audit,
+                }
+            }
+            Err(_) => Reply::failure(GetSecretError::EncryptionError, None, audit),
+        }
+    }
+
+    /// All phases with an in-memory mapping table and a synchronous lookup.
+    pub fn handle_get(
+        &self,
+        host_xkey: Option<&str>,
+        body: &[u8],
+        mappings: &Mappings,
+        now: SystemTime,
+        lookup: impl FnOnce(SecretLookup<'_>) -> Result<Option<VersionedSecret>, LookupError>,
+    ) -> Reply {
+        let verified = match self.open(host_xkey, body, now) {
+            Ok(v) => v,
+            Err(reply) => return *reply,
+        };
+        if !verified.is_allowed_by(mappings) {
+            return self.unauthorized(verified);
+        }
+        let found = lookup(verified.lookup());
+        self.respond(verified, found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nkeys::XKey;
+    use secrecy::SecretString;
+    use wasmcloud_secrets_types::SecretResponse;
+
+    use super::*;
+    use crate::protocol::SecretValue;
+    use crate::testkit::{Identities, seal_like_client};
+
+    struct Fixture {
+        ids: Identities,
+        handler: GetHandler,
+        mappings: Mappings,
+    }
+
+    fn fixture() -> Fixture {
+        let ids = Identities::new();
+        let mut mappings = Mappings::new();
+        mappings.allow(&ids.component.public_key(), "db-password");
+        mappings.allow(&ids.component.public_key(), "tls-key");
+        mappings.allow(&ids.component.public_key(), "missing");
+        Fixture {
+            ids,
+            handler: GetHandler::new(TransitKey::generate(), JwtPolicy::default()),
+            mappings,
+        }
+    }
+
+    fn store(lookup: SecretLookup<'_>) -> Result<Option<VersionedSecret>, LookupError> {
+        Ok(match (lookup.key, lookup.version) {
+            ("db-password", None | Some("2")) => Some(VersionedSecret {
+                version: "2".into(),
+                value: SecretValue::String(SecretString::from("hunter2")),
+            }),
+            ("db-password", Some("1")) => Some(VersionedSecret {
+                version: "1".into(),
+                value: SecretValue::String(SecretString::from("old")),
+            }),
+            ("tls-key", _) => Some(VersionedSecret {
+                version: "5".into(),
+                value: SecretValue::Binary(vec![0u8, 1, 254, 255].into()),
+            }),
+            ("broken", _) => return Err(LookupError("store unavailable".into())),
+            _ => None,
+        })
+    }
+
+    impl Fixture {
+        fn ask(&self, request: &SecretRequest) -> (XKey, Reply) {
+            let (xkey, header, sealed) =
+                seal_like_client(request, self.handler.transit().public_key());
+            let reply = self.handler.handle_get(
+                Some(&header),
+                &sealed,
+                &self.mappings,
+                SystemTime::now(),
+                store,
+            );
+            (xkey, reply)
+        }
+
+        fn request(&self, key: &str) -> SecretRequest {
+            self.ids.request(
+                key,
+                self.ids.component_jwt(None, None),
+                self.ids.host_jwt(None),
+            )
+        }
+    }
+
+    /// Reads a reply as `wasmcloud-secrets-client` 0.9 does.
+    fn read_like_client(xkey: &XKey, reply: &Reply) -> Result<SecretResponse, String> {
+        let Some((_, key)) = reply
+            .headers()
+            .into_iter()
+            .find(|(n, _)| *n == RESPONSE_XKEY)
+        else {
+            let sr: SecretResponse = serde_json::from_slice(&reply.body).unwrap();
+            return Err(sr.error.unwrap().to_string());
+        };
+        let sender = XKey::from_public_key(key).unwrap();
+        let plain = xkey.open(&reply.body, &sender).unwrap();
+        Ok(serde_json::from_slice(&plain).unwrap())
+    }
+
+    fn error_json(reply: &Reply) -> serde_json::Value {
+        assert!(reply.headers().is_empty());
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+
+    #[test]
+    fn serves_latest_and_versioned_string() {
+        let f = fixture();
+        let (xkey, reply) = f.ask(&f.request("db-password"));
+        assert!(reply.is_success());
+        let secret = read_like_client(&xkey, &reply).unwrap().secret.unwrap();
+        assert_eq!(secret.version, "2");
+        assert_eq!(secret.string_secret.as_deref(), Some("hunter2"));
+        assert_eq!(secret.binary_secret, None);
+        assert_eq!(reply.audit.outcome, Outcome::Served);
+        assert_eq!(reply.audit.served_version.as_deref(), Some("2"));
+        assert_eq!(reply.audit.entity, Some(f.ids.component.public_key()));
+        assert_eq!(reply.audit.host, Some(f.ids.host.public_key()));
+        let audit = serde_json::to_string(&reply.audit).unwrap();
+        assert!(!audit.contains("hunter2"));
+
+        let mut request = f.request("db-password");
+        request.version = Some("1".into());
+        let (xkey, reply) = f.ask(&request);
+        let secret = read_like_client(&xkey, &reply).unwrap().secret.unwrap();
+        assert_eq!(secret.version, "1");
+        assert_eq!(secret.string_secret.as_deref(), Some("old"));
+        assert_eq!(reply.audit.requested_version.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn serves_binary_in_clear() {
+        let f = fixture();
+        let (xkey, reply) = f.ask(&f.request("tls-key"));
+        let secret = read_like_client(&xkey, &reply).unwrap().secret.unwrap();
+        assert_eq!(secret.binary_secret, Some(vec![0, 1, 254, 255]));
+        assert_eq!(secret.string_secret, None);
+    }
+
+    #[test]
+    fn unmapped_entity_is_unauthorized() {
+        let f = fixture();
+        let (_, reply) = f.ask(&f.request("other-secret"));
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "Unauthorized"})
+        );
+        // A provider with a valid token but no mapping.
+        let request = f
+            .ids
+            .request("db-password", f.ids.provider_jwt(), f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "Unauthorized"})
+        );
+        assert!(matches!(
+            reply.audit.outcome,
+            Outcome::Rejected {
+                error: "Unauthorized",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn revoked_mapping_is_unauthorized() {
+        let mut f = fixture();
+        assert!(
+            f.mappings
+                .revoke(&f.ids.component.public_key(), "db-password")
+        );
+        let (_, reply) = f.ask(&f.request("db-password"));
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "Unauthorized"})
+        );
+    }
+
+    #[test]
+    fn missing_key_and_store_failure() {
+        let f = fixture();
+        let (xkey, reply) = f.ask(&f.request("missing"));
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "SecretNotFound"})
+        );
+        assert_eq!(
+            read_like_client(&xkey, &reply).err().as_deref(),
+            Some("Secret not found")
+        );
+        let mut f = f;
+        f.mappings.allow(&f.ids.component.public_key(), "broken");
+        let (_, reply) = f.ask(&f.request("broken"));
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": {"UpstreamError": "store unavailable"}})
+        );
+    }
+
+    #[test]
+    fn expired_entity_jwt() {
+        let f = fixture();
+        let expired = f.ids.component_jwt(Some(1), None);
+        let request = f.ids.request("db-password", expired, f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        let json = error_json(&reply);
+        assert!(
+            json["error"]["InvalidEntityJWT"]
+                .as_str()
+                .unwrap()
+                .contains("expired")
+        );
+    }
+
+    #[test]
+    fn entity_jwt_as_host_jwt() {
+        let f = fixture();
+        let entity = f.ids.component_jwt(None, None);
+        let request = f.ids.request("db-password", entity.clone(), entity);
+        let (_, reply) = f.ask(&request);
+        let json = error_json(&reply);
+        assert!(
+            json["error"]["InvalidHostJWT"]
+                .as_str()
+                .unwrap()
+                .contains("N…")
+        );
+        // And the other way round.
+        let request = f
+            .ids
+            .request("db-password", f.ids.host_jwt(None), f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        assert!(error_json(&reply)["error"]["InvalidEntityJWT"].is_string());
+    }
+
+    #[test]
+    fn header_problems_are_invalid_xkey() {
+        let f = fixture();
+        let (_, header, sealed) =
+            seal_like_client(&f.request("db-password"), f.handler.transit().public_key());
+        let now = SystemTime::now();
+        let invalid = serde_json::json!({"error": "InvalidXKey"});
+        for bad in [
+            None,
+            Some(""),
+            Some("not-a-key"),
+            Some(&header[..header.len() - 1]),
+            Some(f.ids.component.public_key()).as_deref(),
+        ] {
+            let reply = f.handler.handle_get(bad, &sealed, &f.mappings, now, store);
+            assert_eq!(error_json(&reply), invalid, "{bad:?}");
+        }
+        // A valid xkey that is not the one the request was sealed with.
+        let other = XKey::new().public_key();
+        let reply = f
+            .handler
+            .handle_get(Some(&other), &sealed, &f.mappings, now, store);
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "DecryptionError"})
+        );
+    }
+
+    #[test]
+    fn tampered_garbage_and_oversize_payloads() {
+        let f = fixture();
+        let (_, header, sealed) =
+            seal_like_client(&f.request("db-password"), f.handler.transit().public_key());
+        let now = SystemTime::now();
+        let decryption = serde_json::json!({"error": "DecryptionError"});
+        for i in [0, 4, 10, 28, sealed.len() / 2, sealed.len() - 1] {
+            let mut tampered = sealed.clone();
+            tampered[i] ^= 0x01;
+            let reply = f
+                .handler
+                .handle_get(Some(&header), &tampered, &f.mappings, now, store);
+            assert_eq!(error_json(&reply), decryption, "byte {i}");
+        }
+        for garbage in [
+            &b"xkv1"[..],
+            b"{}",
+            &sealed[..sealed.len() - 1],
+            &[0u8; 100],
+        ] {
+            let reply = f
+                .handler
+                .handle_get(Some(&header), garbage, &f.mappings, now, store);
+            assert_eq!(error_json(&reply), decryption);
+        }
+        let reply = f
+            .handler
+            .handle_get(Some(&header), b"", &f.mappings, now, store);
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "InvalidPayload"})
+        );
+        let small = GetHandler::new(
+            TransitKey::from_seed(&f.handler.transit().seed(), "t").unwrap(),
+            JwtPolicy::default(),
+        )
+        .with_max_request_bytes(100);
+        let reply = small.handle_get(Some(&header), &sealed, &f.mappings, now, store);
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "InvalidPayload"})
+        );
+    }
+
+    #[test]
+    fn bad_json_is_invalid_request() {
+        let f = fixture();
+        let client = XKey::new();
+        let server = XKey::from_public_key(f.handler.transit().public_key()).unwrap();
+        for body in [&b"not json"[..], b"{}", br#"{"key":1}"#, &[0xff, 0xfe]] {
+            let sealed = client.seal(body, &server).unwrap();
+            let reply = f.handler.handle_get(
+                Some(&client.public_key()),
+                &sealed,
+                &f.mappings,
+                SystemTime::now(),
+                store,
+            );
+            assert_eq!(
+                error_json(&reply),
+                serde_json::json!({"error": "InvalidRequest"})
+            );
+        }
+    }
+
+    #[test]
+    fn mappings_api() {
+        let mut m = Mappings::new();
+        m.allow("Mabc", "a");
+        m.allow("Mabc", "b");
+        assert!(m.is_allowed("Mabc", "a"));
+        assert!(!m.is_allowed("Mabc", "c"));
+        assert!(!m.is_allowed("Mxyz", "a"));
+        assert_eq!(m.secrets_of("Mabc").collect::<Vec<_>>(), ["a", "b"]);
+        assert!(m.revoke("Mabc", "a"));
+        assert!(!m.revoke("Mabc", "a"));
+        assert!(m.revoke("Mabc", "b"));
+        assert_eq!(m, Mappings::new());
+    }
+}

@@ -1,0 +1,343 @@
+//! Checks of the two JWTs in a request's context, with wascap (the code hosts mint them with).
+//!
+//! The entity JWT must be a component (`M…`) or provider (`V…`) token signed by an account
+//! (`A…`); the host JWT must be a Host token whose subject is a server key (`N…`), so an entity
+//! token passed as the host token is refused even though wascap would decode it. wascap checks
+//! the header and the Ed25519 signature; `exp` and `nbf` are compared here against a clock the
+//! caller passes, so they can be tested. Optional allow-lists restrict the issuers.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nkeys::{KeyPair, KeyPairType};
+use wascap::jwt::{CapabilityProvider, Claims, Component, Host, validate_token};
+
+/// Which issuers are accepted. Empty allow-lists accept any validly signed issuer.
+#[derive(Debug, Clone, Default)]
+pub struct JwtPolicy {
+    /// Accounts (`A…`) allowed to sign entity JWTs; empty means any.
+    pub entity_issuers: BTreeSet<String>,
+    /// Keys (the cluster key `C…` of wasmCloud hosts) allowed to sign host JWTs; empty means any.
+    pub host_issuers: BTreeSet<String>,
+    /// Tolerated clock skew for `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// What kind of entity an entity JWT names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    /// A component (`M…`).
+    Component,
+    /// A capability provider (`V…`).
+    Provider,
+}
+
+/// A verified entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// Component or provider.
+    pub kind: EntityKind,
+    /// The subject, the key access mappings are keyed by.
+    pub public_key: String,
+    /// The signing account.
+    pub issuer: String,
+}
+
+/// A verified host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// The host's server key (`N…`).
+    pub public_key: String,
+    /// The signing key.
+    pub issuer: String,
+}
+
+/// Why a JWT was refused. The message goes back to the host, so it names keys and times only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    /// Not a wascap JWT of the expected kind (bad segments, header, JSON or claims).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The Ed25519 signature does not verify against the issuer.
+    #[error("signature does not verify against issuer {issuer}")]
+    BadSignature {
+        /// The claimed issuer.
+        issuer: String,
+    },
+    /// `exp` is in the past.
+    #[error("token expired at {expires} (unix seconds)")]
+    Expired {
+        /// The `exp` claim.
+        expires: u64,
+    },
+    /// `nbf` is in the future.
+    #[error("token not valid before {not_before} (unix seconds)")]
+    NotYetValid {
+        /// The `nbf` claim.
+        not_before: u64,
+    },
+    /// The subject is not a key of the expected kind.
+    #[error("subject {subject} is not {expected}")]
+    WrongSubject {
+        /// The subject found.
+        subject: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The issuer is not a key of the expected kind.
+    #[error("issuer {issuer} is not {expected}")]
+    WrongIssuer {
+        /// The issuer found.
+        issuer: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The issuer is valid but not in the allow-list.
+    #[error("issuer {issuer} is not allowed")]
+    IssuerNotAllowed {
+        /// The issuer found.
+        issuer: String,
+    },
+}
+
+fn key_type(key: &str) -> Option<KeyPairType> {
+    KeyPair::from_public_key(key)
+        .ok()
+        .map(|k| k.key_pair_type())
+}
+
+fn is_type(key: &str, wanted: KeyPairType) -> bool {
+    key_type(key).is_some_and(|t| std::mem::discriminant(&t) == std::mem::discriminant(&wanted))
+}
+
+fn unix(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Signature, header and dates of a token already decoded as `Claims<T>`.
+fn check_common<T>(
+    token: &str,
+    claims: &Claims<T>,
+    now: SystemTime,
+    leeway: Duration,
+) -> Result<(), JwtError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + wascap::jwt::WascapEntity,
+{
+    let validation = validate_token::<T>(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
+    if !validation.signature_valid {
+        return Err(JwtError::BadSignature {
+            issuer: claims.issuer.clone(),
+        });
+    }
+    let now = unix(now);
+    let leeway = leeway.as_secs();
+    if let Some(expires) = claims.expires
+        && expires.saturating_add(leeway) < now
+    {
+        return Err(JwtError::Expired { expires });
+    }
+    if let Some(not_before) = claims.not_before
+        && not_before > now.saturating_add(leeway)
+    {
+        return Err(JwtError::NotYetValid { not_before });
+    }
+    Ok(())
+}
+
+fn check_issuer(issuer: &str, allowed: &BTreeSet<String>) -> Result<(), JwtError> {
+    if !allowed.is_empty() && !allowed.contains(issuer) {
+        return Err(JwtError::IssuerNotAllowed {
+            issuer: issuer.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// `token` decoded as `Claims<T>` when it carries `T`'s claims and its subject is a `subject` key.
+fn decode_as<T>(token: &str, subject: KeyPairType) -> Option<Claims<T>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + wascap::jwt::WascapEntity,
+{
+    Claims::<T>::decode(token)
+        .ok()
+        .filter(|c| c.metadata.is_some() && is_type(&c.subject, subject))
+}
+
+/// Verifies an entity JWT (component or provider) at time `now`.
+pub fn verify_entity(token: &str, policy: &JwtPolicy, now: SystemTime) -> Result<Entity, JwtError> {
+    let (kind, subject, issuer) =
+        if let Some(c) = decode_as::<Component>(token, KeyPairType::Module) {
+            check_common(token, &c, now, policy.leeway)?;
+            (EntityKind::Component, c.subject, c.issuer)
+        } else if let Some(c) = decode_as::<CapabilityProvider>(token, KeyPairType::Service) {
+            check_common(token, &c, now, policy.leeway)?;
+            (EntityKind::Provider, c.subject, c.issuer)
+        } else {
+            // Tell a well-formed token of the wrong kind from garbage.
+            return Err(match Claims::<Host>::decode(token) {
+                Ok(c) => JwtError::WrongSubject {
+                    subject: c.subject,
+                    expected: "a component (M…) or provider (V…) key with its claims",
+                },
+                Err(e) => JwtError::Malformed(e.to_string()),
+            });
+        };
+    if !is_type(&issuer, KeyPairType::Account) {
+        return Err(JwtError::WrongIssuer {
+            issuer,
+            expected: "an account key (A…)",
+        });
+    }
+    check_issuer(&issuer, &policy.entity_issuers)?;
+    Ok(Entity {
+        kind,
+        public_key: subject,
+        issuer,
+    })
+}
+
+/// Verifies a host JWT at time `now`.
+pub fn verify_host(
+    token: &str,
+    policy: &JwtPolicy,
+    now: SystemTime,
+) -> Result<HostIdentity, JwtError> {
+    let claims = Claims::<Host>::decode(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
+    if !is_type(&claims.subject, KeyPairType::Server) {
+        return Err(JwtError::WrongSubject {
+            subject: claims.subject,
+            expected: "a host server key (N…)",
+        });
+    }
+    if claims.metadata.is_none() {
+        return Err(JwtError::Malformed("no wascap host claims".into()));
+    }
+    check_common(token, &claims, now, policy.leeway)?;
+    if key_type(&claims.issuer).is_none() {
+        return Err(JwtError::WrongIssuer {
+            issuer: claims.issuer,
+            expected: "a public nkey",
+        });
+    }
+    check_issuer(&claims.issuer, &policy.host_issuers)?;
+    Ok(HostIdentity {
+        public_key: claims.subject,
+        issuer: claims.issuer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    fn now() -> SystemTime {
+        SystemTime::now()
+    }
+
+    #[test]
+    fn accepts_component_provider_and_host() {
+        let ids = Identities::new();
+        let e =
+            verify_entity(&ids.component_jwt(None, None), &JwtPolicy::default(), now()).unwrap();
+        assert_eq!(e.kind, EntityKind::Component);
+        assert_eq!(e.public_key, ids.component.public_key());
+        assert_eq!(e.issuer, ids.account.public_key());
+        let p = verify_entity(&ids.provider_jwt(), &JwtPolicy::default(), now()).unwrap();
+        assert_eq!(p.kind, EntityKind::Provider);
+        assert_eq!(p.public_key, ids.provider.public_key());
+        let h = verify_host(&ids.host_jwt(None), &JwtPolicy::default(), now()).unwrap();
+        assert_eq!(h.public_key, ids.host.public_key());
+        assert_eq!(h.issuer, ids.cluster.public_key());
+    }
+
+    #[test]
+    fn dates() {
+        let ids = Identities::new();
+        let t = unix(now());
+        let expired = ids.component_jwt(Some(t - 10), None);
+        assert_eq!(
+            verify_entity(&expired, &JwtPolicy::default(), now()),
+            Err(JwtError::Expired { expires: t - 10 })
+        );
+        let lenient = JwtPolicy {
+            leeway: Duration::from_secs(60),
+            ..JwtPolicy::default()
+        };
+        assert!(verify_entity(&expired, &lenient, now()).is_ok());
+        let early = ids.component_jwt(None, Some(t + 3600));
+        assert!(matches!(
+            verify_entity(&early, &JwtPolicy::default(), now()),
+            Err(JwtError::NotYetValid { .. })
+        ));
+        let host = ids.host_jwt(Some(t - 1));
+        assert!(matches!(
+            verify_host(&host, &JwtPolicy::default(), now()),
+            Err(JwtError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn kinds_are_not_interchangeable() {
+        let ids = Identities::new();
+        let entity = ids.component_jwt(None, None);
+        assert!(matches!(
+            verify_host(&entity, &JwtPolicy::default(), now()),
+            Err(JwtError::WrongSubject { .. })
+        ));
+        let host = ids.host_jwt(None);
+        assert!(matches!(
+            verify_entity(&host, &JwtPolicy::default(), now()),
+            Err(JwtError::WrongSubject { .. })
+        ));
+        // A component token signed by something other than an account.
+        let by_cluster = mint_component(&ids.cluster, &ids.component, None, None);
+        assert!(matches!(
+            verify_entity(&by_cluster, &JwtPolicy::default(), now()),
+            Err(JwtError::WrongIssuer { .. })
+        ));
+    }
+
+    #[test]
+    fn forged_and_malformed() {
+        let ids = Identities::new();
+        let token = ids.component_jwt(None, None);
+        // Claims re-signed by another account but still naming ours as issuer.
+        let other = nkeys::KeyPair::new_account();
+        let forged = mint_component_claiming(&other, &ids.account.public_key(), &ids.component);
+        assert!(matches!(
+            verify_entity(&forged, &JwtPolicy::default(), now()),
+            Err(JwtError::BadSignature { .. })
+        ));
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[2] = "AAAA";
+        assert!(verify_entity(&parts.join("."), &JwtPolicy::default(), now()).is_err());
+        for garbage in ["", "a.b", "a.b.c", "....", "\u{0}.x.y"] {
+            assert!(matches!(
+                verify_entity(garbage, &JwtPolicy::default(), now()),
+                Err(JwtError::Malformed(_))
+            ));
+            assert!(matches!(
+                verify_host(garbage, &JwtPolicy::default(), now()),
+                Err(JwtError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn allow_lists() {
+        let ids = Identities::new();
+        let policy = JwtPolicy {
+            entity_issuers: BTreeSet::from(["AOTHER".to_owned()]),
+            host_issuers: BTreeSet::from([ids.cluster.public_key()]),
+            ..JwtPolicy::default()
+        };
+        assert!(matches!(
+            verify_entity(&ids.component_jwt(None, None), &policy, now()),
+            Err(JwtError::IssuerNotAllowed { .. })
+        ));
+        assert!(verify_host(&ids.host_jwt(None), &policy, now()).is_ok());
+    }
+}

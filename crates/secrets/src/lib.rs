@@ -1,0 +1,52 @@
+//! A wasmCloud 1.x–compatible secrets backend: the protocol, without the transport.
+//!
+//! Hosts ask `<prefix>.v1alpha1.<backend>.server_xkey` for the backend's transit public xkey,
+//! then send `get` requests sealed to it, carrying the entity's and the host's JWTs. This crate
+//! turns such a request into the reply to send, as plain functions over bytes:
+//!
+//! - [`protocol`]: subjects, header names, the request and error types of
+//!   `wasmcloud-secrets-types` (re-exported, so the wire format cannot drift), and the success
+//!   body written from [`secrecy`] values into a zeroizing buffer;
+//! - [`TransitKey`]: the backend's xkey from a seed (stable public key), opening requests and
+//!   sealing replies from one-time keys;
+//! - [`verify_entity`] / [`verify_host`]: wascap JWT checks plus what wascap leaves out (kinds
+//!   of subject and issuer, issuer allow-lists, dates against a given clock);
+//! - [`GetHandler`]: the `get` steps in the reference backend's order, never panicking,
+//!   answering exactly the protocol's success and failure encodings, with an [`AuditEvent`]
+//!   that never holds a value;
+//! - [`Mappings`]: entity public key → secret names it may read.
+//!
+//! NATS, the stores and the CLI live elsewhere; they call these functions.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use anchorage_secrets::{GetHandler, JwtPolicy, Mappings, TransitKey, WASMCLOUD_HOST_XKEY};
+//!
+//! let handler = GetHandler::new(TransitKey::generate(), JwtPolicy::default());
+//! assert!(handler.transit().public_key().starts_with('X'));
+//! // A request without the host's xkey header is refused with plain `{"error":"InvalidXKey"}`.
+//! let reply = handler.handle_get(None, b"", &Mappings::new(), SystemTime::now(), |_| Ok(None));
+//! assert_eq!(reply.body, br#"{"error":"InvalidXKey"}"#);
+//! assert!(reply.headers().is_empty());
+//! # let _ = WASMCLOUD_HOST_XKEY;
+//! ```
+
+mod audit;
+mod handler;
+mod jwt;
+pub mod protocol;
+mod xkey;
+
+#[cfg(test)]
+mod testkit;
+
+pub use audit::{AuditEvent, Outcome};
+pub use handler::{
+    DEFAULT_MAX_REQUEST_BYTES, GetHandler, LookupError, Mappings, Reply, SecretLookup, Verified,
+};
+pub use jwt::{Entity, EntityKind, HostIdentity, JwtError, JwtPolicy, verify_entity, verify_host};
+pub use protocol::{
+    DEFAULT_PREFIX, GetSecretError, Operation, RESPONSE_XKEY, SecretRequest, SecretValue, Subjects,
+    VersionedSecret, WASMCLOUD_HOST_XKEY,
+};
+pub use xkey::{KeyError, PublicXKey, SealError, TransitKey};
