@@ -28,11 +28,12 @@
 //!
 //! # Locking
 //!
-//! One map lock (identity → entry) held only to look up, insert or remove; one lock per entry
-//! for its state. Neither is held across an `.await`. The only place holding both takes the
-//! map lock first. The caller that starts an issuance drives it in its own task (no hop to
-//! another worker thread); if it gives up (drops its future), the rest moves to a Tokio task,
-//! so the issuance others wait for is never cancelled. Bulk renewals spawn one task per
+//! The map (identity → entry) is split in shards by identity, each with its lock, held only
+//! to look up, insert or remove (never two shards at once); one lock per entry for its state.
+//! Neither is held across an `.await`. The only place holding both takes the shard lock
+//! first. The caller that starts an issuance drives it in its own task (no hop to another
+//! worker thread); if it gives up (drops its future), the rest moves to a Tokio task, so the
+//! issuance others wait for is never cancelled. Bulk renewals spawn one task per
 //! issuance, at most [`ManagerConfig::concurrency`] at a time.
 
 mod events;
@@ -46,8 +47,8 @@ use std::future::Future;
 use std::hash::{BuildHasher as _, RandomState};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -177,11 +178,66 @@ struct Inner {
     config: ManagerConfig,
     clock: Arc<dyn Clock>,
     issuer: RwLock<IssuerSlot>,
-    entries: Mutex<HashMap<Identity, Arc<Entry>>>,
+    entries: Entries,
     firehose: broadcast::Sender<RotationEvent>,
+    /// Set by the first [`CertManager::firehose`]: until then no issuance asks the firehose
+    /// how many listen (a lock every issuance on every core would otherwise take).
+    firehose_opened: AtomicBool,
     /// Wakes the background task early (an issuer swap, a failed forced rotation).
     wake: Arc<Notify>,
-    next_flight: AtomicU64,
+}
+
+/// How many shards [`Entries`] has.
+const SHARDS: usize = 16;
+
+/// The identity → entry map, in shards by identity so that gets on different cores seldom
+/// take the same lock (and a shard's growth stalls only the gets that land in it).
+struct Entries {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+/// One shard of [`Entries`].
+type Shard = HashMap<Identity, Arc<Entry>>;
+
+impl Entries {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// The shard that holds `identity`: FNV-1a of its name (the shard's own map is keyed by
+    /// std's randomly keyed SipHash, so a crafted name can crowd a shard but not a bucket).
+    fn shard(&self, identity: &Identity) -> MutexGuard<'_, Shard> {
+        let hash = identity
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let at = usize::try_from(hash % SHARDS as u64).unwrap_or_default();
+        lock(&self.shards[at])
+    }
+
+    fn all(&self) -> Vec<Arc<Entry>> {
+        let mut out = Vec::new();
+        for shard in &*self.shards {
+            out.extend(lock(shard).values().cloned());
+        }
+        out
+    }
+
+    fn identities(&self) -> Vec<Identity> {
+        let mut out = Vec::new();
+        for shard in &*self.shards {
+            out.extend(lock(shard).keys().cloned());
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
+    }
 }
 
 /// The issuer in use and its generation, bumped by every [`CertManager::set_issuer`].
@@ -207,7 +263,9 @@ struct EntryState {
     failures: u32,
     /// After a failure: no new attempt before this (unless nothing valid is cached).
     retry_at: Option<SystemTime>,
-    /// The per-identity channel; dropped (closing every subscription) on release.
+    /// The per-identity channel, made by the first [`CertManager::subscribe`] and dropped when
+    /// an issuance finds nobody subscribed any more (a later subscription starts from
+    /// `current`), or on release (closing every subscription).
     announce: Option<watch::Sender<Latest>>,
     /// Removed from the map: nothing is cached or announced any more.
     released: bool,
@@ -215,7 +273,8 @@ struct EntryState {
 
 struct Cached {
     cert: Arc<IssuedCertificate>,
-    request: CertificateRequest,
+    /// Shared with the flight that issued it.
+    request: Arc<CertificateRequest>,
     /// The issuer generation it came from.
     generation: u64,
     /// What the issuer said signs, when this issuance started.
@@ -224,13 +283,18 @@ struct Cached {
     renew_at: SystemTime,
 }
 
-/// One issuance in flight. Callers wait on `rx` until it holds the outcome.
+/// One issuance in flight. Callers wait on `done` until `outcome` is set: to the outcome, or
+/// to `None` when the work ended without one ([`Answer`]).
 struct Flight {
-    id: u64,
-    request: CertificateRequest,
+    request: Arc<CertificateRequest>,
     backend: &'static str,
-    rx: watch::Receiver<Option<Outcome>>,
+    outcome: OnceLock<Option<Outcome>>,
+    done: Notify,
 }
+
+/// The issuing side of a [`Flight`]: sets its outcome once and wakes the waiters. Dropped
+/// without an outcome (the issuer panicked, the runtime shut down), it answers `None`.
+struct Answer(Arc<Flight>);
 
 #[derive(Clone)]
 enum Outcome {
@@ -282,10 +346,18 @@ fn same_parameters(a: &CertificateRequest, b: &CertificateRequest) -> bool {
 }
 
 /// A sample from [0, 1) for the renewal jitter. Std's randomly keyed SipHash over a counter:
-/// keys differ per process and thread, which is all a fleet's spread needs.
+/// keys differ per process and thread, which is all a fleet's spread needs. The counter is
+/// per thread (a shared one is a cache line both cores fight over on every issuance).
 fn jitter_sample() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let bits = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
+    thread_local! {
+        static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let count = COUNTER.with(|c| {
+        let n = c.get();
+        c.set(n.wrapping_add(1));
+        n
+    });
+    let bits = RandomState::new().hash_one(count);
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -302,7 +374,7 @@ impl EntryState {
             forced: false,
             failures: 0,
             retry_at: None,
-            announce: Some(watch::Sender::new(Latest::default())),
+            announce: None,
             released: false,
         }
     }
@@ -367,10 +439,10 @@ impl CertManager {
                     issuer,
                     generation: 0,
                 }),
-                entries: Mutex::new(HashMap::new()),
+                entries: Entries::new(),
                 firehose,
+                firehose_opened: AtomicBool::new(false),
                 wake: Arc::new(Notify::new()),
-                next_flight: AtomicU64::new(0),
             }),
         }
     }
@@ -397,14 +469,14 @@ impl CertManager {
 
     /// The identities in the cache (including those only subscribed to), sorted.
     pub fn identities(&self) -> Vec<Identity> {
-        let mut out: Vec<Identity> = lock(&self.inner.entries).keys().cloned().collect();
+        let mut out = self.inner.entries.identities();
         out.sort();
         out
     }
 
     /// The certificate cached for `identity`, whatever its state, without issuing.
     pub fn cached(&self, identity: &Identity) -> Option<Arc<IssuedCertificate>> {
-        let entry = lock(&self.inner.entries).get(identity).cloned()?;
+        let entry = self.inner.entries.shard(identity).get(identity).cloned()?;
         let state = lock(&entry.state);
         state.current.as_ref().map(|c| Arc::clone(&c.cert))
     }
@@ -481,7 +553,10 @@ impl CertManager {
         let not_managed = || ManagerError::NotManaged {
             identity: identity.clone(),
         };
-        let entry = lock(&self.inner.entries)
+        let entry = self
+            .inner
+            .entries
+            .shard(identity)
             .get(identity)
             .cloned()
             .ok_or_else(not_managed)?;
@@ -542,7 +617,7 @@ impl CertManager {
     /// An issuance in flight still answers its callers but is not cached. Returns whether the
     /// identity was in the cache.
     pub fn release(&self, identity: &Identity) -> bool {
-        let Some(entry) = lock(&self.inner.entries).remove(identity) else {
+        let Some(entry) = self.inner.entries.shard(identity).remove(identity) else {
             return false;
         };
         let mut state = lock(&entry.state);
@@ -573,17 +648,26 @@ impl CertManager {
     pub fn subscribe(&self, identity: &Identity) -> Subscription {
         loop {
             let entry = self.inner.entry(identity);
-            let state = lock(&entry.state);
-            if let Some(announce) = &state.announce {
-                return Subscription::new(identity.clone(), announce.subscribe());
+            let mut state = lock(&entry.state);
+            if state.released {
+                // Released between the lookup and the lock: the map has a fresh entry by now.
+                continue;
             }
-            // Released between the lookup and the lock: the map has a fresh entry by now.
+            let certificate = state.current.as_ref().map(|c| Arc::clone(&c.cert));
+            let announce = state.announce.get_or_insert_with(|| {
+                watch::Sender::new(Latest {
+                    event: None,
+                    certificate,
+                })
+            });
+            return Subscription::new(identity.clone(), announce.subscribe());
         }
     }
 
     /// Every rotation of every identity, for auditors. A receiver that falls more than
     /// [`ManagerConfig::firehose_capacity`] events behind sees `Lagged`.
     pub fn firehose(&self) -> broadcast::Receiver<RotationEvent> {
+        self.inner.firehose_opened.store(true, Ordering::Release);
         self.inner.firehose.subscribe()
     }
 
@@ -654,7 +738,7 @@ impl fmt::Debug for CertManager {
         f.debug_struct("CertManager")
             .field("backend", &slot.issuer.backend())
             .field("generation", &slot.generation)
-            .field("identities", &lock(&self.inner.entries).len())
+            .field("identities", &self.inner.entries.len())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -731,9 +815,30 @@ async fn renewal_loop(weak: Weak<Inner>, shutdown: impl Future<Output = ()>) {
 impl Flight {
     /// Waits for the outcome; `None` when the issuing task ended without one.
     async fn outcome(&self) -> Option<Outcome> {
-        let mut rx = self.rx.clone();
-        let outcome = rx.wait_for(Option::is_some).await.ok()?;
-        outcome.clone()
+        // A caller that issues in a loop still lets the worker's other tasks run now and then.
+        tokio::task::coop::consume_budget().await;
+        loop {
+            // Registered before looking, so an answer set after the look still wakes us.
+            let done = self.done.notified();
+            if let Some(outcome) = self.outcome.get() {
+                return outcome.clone();
+            }
+            done.await;
+        }
+    }
+}
+
+impl Answer {
+    fn send(self, outcome: Outcome) {
+        let _ = self.0.outcome.set(Some(outcome));
+        // Drop wakes the waiters.
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        let _ = self.0.outcome.set(None);
+        self.0.done.notify_waiters();
     }
 }
 
@@ -741,7 +846,7 @@ impl Flight {
 /// the issuer, a runtime shutting down), so the next caller starts afresh.
 struct FlightGuard {
     entry: Arc<Entry>,
-    id: u64,
+    flight: Arc<Flight>,
 }
 
 /// Drives an issuance in the task of the caller that started it (no hand-off to another
@@ -784,7 +889,11 @@ impl Drop for Handoff {
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         let mut state = lock(&self.entry.state);
-        if state.inflight.as_ref().is_some_and(|f| f.id == self.id) {
+        if state
+            .inflight
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
             state.inflight = None;
         }
     }
@@ -800,7 +909,7 @@ impl Inner {
 
     /// The entry for `identity`, created when absent.
     fn entry(&self, identity: &Identity) -> Arc<Entry> {
-        let mut entries = lock(&self.entries);
+        let mut entries = self.entries.shard(identity);
         if let Some(entry) = entries.get(identity) {
             return Arc::clone(entry);
         }
@@ -813,7 +922,7 @@ impl Inner {
     }
 
     fn all_entries(&self) -> Vec<Arc<Entry>> {
-        lock(&self.entries).values().cloned().collect()
+        self.entries.all()
     }
 
     /// Serve the cache, join the issuance in flight, or start one.
@@ -835,7 +944,9 @@ impl Inner {
             }
             Some(cached) => {
                 // Same certificate asked for; a new lifetime applies from the next issuance.
-                cached.request.lifetime = request.lifetime;
+                if cached.request.lifetime != request.lifetime {
+                    Arc::make_mut(&mut cached.request).lifetime = request.lifetime;
+                }
                 let cert = Arc::clone(&cached.cert);
                 let expired = now > cached.not_after;
                 match state.due(now, &slot, slot.issuer.signing_ca()) {
@@ -847,7 +958,8 @@ impl Inner {
                 }
             }
         };
-        let (flight, work) = self.start(entry, state, request.clone(), reason, slot, None);
+        let request = Arc::new(request.clone());
+        let (flight, work) = self.start(entry, state, request, reason, slot, None);
         Step::Drive(flight, work)
     }
 
@@ -857,20 +969,19 @@ impl Inner {
         self: &Arc<Self>,
         entry: &Arc<Entry>,
         state: &mut EntryState,
-        request: CertificateRequest,
+        request: Arc<CertificateRequest>,
         reason: RotationReason,
         slot: IssuerSlot,
         permit: Option<OwnedSemaphorePermit>,
     ) -> (Arc<Flight>, Work) {
-        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
         let backend = slot.issuer.backend();
-        let (tx, rx) = watch::channel(None);
         let flight = Arc::new(Flight {
-            id,
-            request: request.clone(),
+            request: Arc::clone(&request),
             backend,
-            rx,
+            outcome: OnceLock::new(),
+            done: Notify::new(),
         });
+        let answer = Answer(Arc::clone(&flight));
         state.inflight = Some(Arc::clone(&flight));
         let span = tracing::info_span!(
             "certificate_issuance",
@@ -881,7 +992,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let guard = FlightGuard {
             entry: Arc::clone(entry),
-            id,
+            flight: Arc::clone(&flight),
         };
         let work = Box::pin(
             async move {
@@ -889,7 +1000,7 @@ impl Inner {
                 let result = slot.issuer.issue(&request).await;
                 let outcome = inner.finish(
                     &guard.entry,
-                    id,
+                    &guard.flight,
                     request,
                     reason,
                     &slot,
@@ -898,7 +1009,7 @@ impl Inner {
                 );
                 drop(permit);
                 let forget = matches!(outcome, Outcome::Failed { .. });
-                tx.send_replace(Some(outcome));
+                answer.send(outcome);
                 if forget {
                     inner.forget_if_unused(&guard.entry);
                 }
@@ -914,8 +1025,8 @@ impl Inner {
     fn finish(
         &self,
         entry: &Entry,
-        id: u64,
-        request: CertificateRequest,
+        flight: &Arc<Flight>,
+        request: Arc<CertificateRequest>,
         reason: RotationReason,
         slot: &IssuerSlot,
         signing_at_issue: Option<IssuerId>,
@@ -924,7 +1035,11 @@ impl Inner {
         let now = self.clock.now();
         let policy = &self.config.renewal;
         let mut state = lock(&entry.state);
-        if state.inflight.as_ref().is_some_and(|f| f.id == id) {
+        if state
+            .inflight
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, flight))
+        {
             state.inflight = None;
         }
         match result {
@@ -965,7 +1080,11 @@ impl Inner {
                     .announce
                     .as_ref()
                     .map_or(0, watch::Sender::receiver_count);
-                let auditors = self.firehose.receiver_count();
+                let auditors = if self.firehose_opened.load(Ordering::Acquire) {
+                    self.firehose.receiver_count()
+                } else {
+                    0
+                };
                 let event = (subscribers > 0 || auditors > 0).then(|| RotationEvent {
                     identity: entry.identity.clone(),
                     reason,
@@ -973,22 +1092,16 @@ impl Inner {
                     new: Some(CertSummary::of(&cert)),
                     at: to_timestamp(now),
                 });
-                if let Some(announce) = &state.announce {
-                    if subscribers > 0 {
+                if subscribers > 0 {
+                    if let Some(announce) = &state.announce {
                         announce.send_replace(Latest {
                             event: event.clone(),
                             certificate: Some(Arc::clone(&cert)),
                         });
-                    } else {
-                        // Nobody to wake: store the certificate for later subscribers only.
-                        announce.send_if_modified(|latest| {
-                            *latest = Latest {
-                                event: None,
-                                certificate: Some(Arc::clone(&cert)),
-                            };
-                            false
-                        });
                     }
+                } else {
+                    // Nobody to wake: a later subscription makes a channel from `current`.
+                    state.announce = None;
                 }
                 // Sent under the entry lock, so one identity's events reach the firehose in
                 // order. An error only means no auditor is listening.
@@ -1033,7 +1146,7 @@ impl Inner {
     /// Drops an entry whose first issuance failed and that nobody subscribes to, so failed
     /// requests do not pile up in the map.
     fn forget_if_unused(&self, entry: &Arc<Entry>) {
-        let mut entries = lock(&self.entries);
+        let mut entries = self.entries.shard(&entry.identity);
         let mut state = lock(&entry.state);
         let unused = !state.released
             && state.current.is_none()

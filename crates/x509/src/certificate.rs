@@ -1,11 +1,13 @@
-//! [`Certificate`]: the owned facts of one X.509 certificate, extracted once at decode time.
+//! [`Certificate`]: the owned facts of one X.509 certificate, extracted at decode time (a few
+//! seldom-used ones on first use), shared by its clones.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
-use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509Certificate};
+use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509Certificate, X509Name};
 use x509_parser::public_key::PublicKey;
 
 use crate::error::DecodeError;
@@ -16,28 +18,50 @@ use crate::timestamp::Timestamp;
 /// One decoded X.509 certificate: its DER and the facts a trust store needs.
 ///
 /// Equality, ordering and hashing are by SHA-256 fingerprint, i.e. by the exact DER.
+///
+/// Cheap to clone: the facts are decoded once and shared (a CA's root, cloned into every
+/// certificate it issues, is one allocation however many hold it).
 #[derive(Clone)]
-pub struct Certificate {
-    der: Box<[u8]>,
+pub struct Certificate(Arc<Facts>);
+
+/// What [`Certificate`] shares between clones.
+///
+/// The byte-valued facts (names, serial, key identifiers, signature algorithm) are spans of
+/// `bytes`, not copies, and the facts cheap to derive from those bytes but seldom asked for
+/// are derived on first use: a manager caching thousands of certificates keeps each in few
+/// allocations.
+struct Facts {
+    /// The DER (`..der_len`), followed by any part not found inside it (see [`Parts`]).
+    bytes: Box<[u8]>,
+    der_len: usize,
     sha256: Sha256Fingerprint,
-    sha1: Sha1Fingerprint,
+    /// Rarely asked for (listings for older tools), so computed on first use.
+    sha1: OnceLock<Sha1Fingerprint>,
     subject: String,
     issuer: String,
-    subject_der: Box<[u8]>,
-    issuer_der: Box<[u8]>,
+    subject_der: Span,
+    issuer_der: Span,
     subject_hash: SubjectHash,
     issuer_hash: SubjectHash,
-    serial: String,
+    /// The serial's content octets, and their colon-hex text on first use.
+    serial: Span,
+    serial_text: OnceLock<String>,
     not_before: Timestamp,
     not_after: Timestamp,
     public_key: PublicKeyInfo,
-    signature_algorithm: String,
+    /// The signature algorithm OID's content octets, and its name on first use.
+    signature_algorithm: Span,
+    signature_algorithm_name: OnceLock<String>,
     basic_constraints: Option<BasicConstraints>,
     key_usage: Option<KeyUsage>,
-    extended_key_usage: Vec<String>,
+    /// The extended key usages: the named purposes as bits of [`EKU_NAMES`], the others by
+    /// OID, and all as text on first use.
+    eku_named: u8,
+    eku_other: Vec<String>,
+    extended_key_usage: OnceLock<Vec<String>>,
     subject_alt_names: Vec<SubjectAltName>,
-    subject_key_id: Option<Box<[u8]>>,
-    authority_key_id: Option<Box<[u8]>>,
+    subject_key_id: Option<Span>,
+    authority_key_id: Option<Span>,
     /// Issuer = subject and key identifiers agree: cheap, decided at decode time.
     self_issued: bool,
     /// Whether the signature verifies with the certificate's own key: costly (a signature
@@ -192,27 +216,29 @@ impl Certificate {
             raw_names(der).unwrap_or_else(|| (cert.issuer().as_raw(), cert.subject().as_raw()));
         let subject_hash = subject_hash_of_name(subject_der)
             .map_err(|reason| DecodeError::SubjectHash { reason })?;
-        let issuer_hash =
-            subject_hash_of_name(issuer_der).map_err(|reason| DecodeError::SubjectHash {
+        let issuer_hash = if issuer_der == subject_der {
+            subject_hash
+        } else {
+            issuer_hash_of(issuer_der).map_err(|reason| DecodeError::SubjectHash {
                 reason: format!("issuer: {reason}"),
-            })?;
+            })?
+        };
 
+        let mut parts = Parts::new(der);
         let mut subject_key_id = None;
         let mut authority_key_id = None;
         let mut subject_alt_names = Vec::new();
         let mut basic_constraints = None;
         let mut key_usage = None;
-        let mut extended_key_usage = Vec::new();
+        let mut eku_named = 0u8;
+        let mut eku_other = Vec::new();
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectKeyIdentifier(id) => {
-                    subject_key_id = Some(id.0.to_vec().into_boxed_slice());
+                    subject_key_id = Some(parts.span(id.0));
                 }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    authority_key_id = aki
-                        .key_identifier
-                        .as_ref()
-                        .map(|id| id.0.to_vec().into_boxed_slice());
+                    authority_key_id = aki.key_identifier.as_ref().map(|id| parts.span(id.0));
                 }
                 ParsedExtension::SubjectAlternativeName(san) => {
                     subject_alt_names = san.general_names.iter().map(convert_name).collect();
@@ -225,21 +251,22 @@ impl Certificate {
                 }
                 ParsedExtension::KeyUsage(ku) => key_usage = Some(KeyUsage(ku.flags)),
                 ParsedExtension::ExtendedKeyUsage(eku) => {
+                    // In the order of EKU_NAMES.
                     let flags = [
-                        (eku.any, "any"),
-                        (eku.server_auth, "serverAuth"),
-                        (eku.client_auth, "clientAuth"),
-                        (eku.code_signing, "codeSigning"),
-                        (eku.email_protection, "emailProtection"),
-                        (eku.time_stamping, "timeStamping"),
-                        (eku.ocsp_signing, "OCSPSigning"),
+                        eku.any,
+                        eku.server_auth,
+                        eku.client_auth,
+                        eku.code_signing,
+                        eku.email_protection,
+                        eku.time_stamping,
+                        eku.ocsp_signing,
                     ];
-                    extended_key_usage = flags
+                    eku_named = flags
                         .iter()
-                        .filter(|(set, _)| *set)
-                        .map(|(_, n)| (*n).to_owned())
-                        .chain(eku.other.iter().map(|oid| oid.to_id_string()))
-                        .collect();
+                        .enumerate()
+                        .filter(|(_, set)| **set)
+                        .fold(0, |bits, (i, _)| bits | 1 << i);
+                    eku_other = eku.other.iter().map(|oid| oid.to_id_string()).collect();
                 }
                 _ => {}
             }
@@ -248,137 +275,166 @@ impl Certificate {
         // Self-issued: the issuer is the subject and the key identifiers (when both present) agree.
         let names_match = subject_der == issuer_der;
         let ids_match = match (&subject_key_id, &authority_key_id) {
-            (Some(s), Some(a)) => s == a,
+            (Some(s), Some(a)) => parts.get(s) == parts.get(a),
             _ => true,
         };
         let self_issued = names_match && ids_match;
+        let subject_der = parts.span(subject_der);
+        let issuer_der = parts.span(issuer_der);
+        let serial = parts.span(cert.raw_serial());
+        let signature_algorithm = parts.span(cert.signature_algorithm.algorithm.as_bytes());
+        let subject = cert.subject().to_string();
+        // The same bytes read the same: a root's issuer is its subject.
+        let issuer = if cert.issuer().as_raw() == cert.subject().as_raw() {
+            subject.clone()
+        } else {
+            issuer_text_of(cert.issuer())
+        };
 
-        Ok(Self {
+        Ok(Self(Arc::new(Facts {
             sha256: Sha256Fingerprint::of(der),
-            sha1: Sha1Fingerprint::of(der),
-            der: der.to_vec().into_boxed_slice(),
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
-            subject_der: subject_der.to_vec().into_boxed_slice(),
-            issuer_der: issuer_der.to_vec().into_boxed_slice(),
+            sha1: OnceLock::new(),
+            der_len: der.len(),
+            bytes: parts.into_bytes(),
+            subject,
+            issuer,
+            subject_der,
+            issuer_der,
             subject_hash,
             issuer_hash,
-            serial: hex_colon(cert.raw_serial()),
+            serial,
+            serial_text: OnceLock::new(),
             not_before: Timestamp::from_unix(cert.validity().not_before.timestamp()),
             not_after: Timestamp::from_unix(cert.validity().not_after.timestamp()),
             public_key: public_key_info(cert),
-            signature_algorithm: oid_name(&cert.signature_algorithm.algorithm),
+            signature_algorithm,
+            signature_algorithm_name: OnceLock::new(),
             basic_constraints,
             key_usage,
-            extended_key_usage,
+            eku_named,
+            eku_other,
+            extended_key_usage: OnceLock::new(),
             subject_alt_names,
             subject_key_id,
             authority_key_id,
             self_issued,
             self_signed: OnceLock::new(),
-        })
+        })))
     }
 
     /// The DER encoding.
     pub fn der(&self) -> &[u8] {
-        &self.der
+        &self.0.bytes[..self.0.der_len]
     }
     /// SHA-256 fingerprint of the DER: the certificate's identity in Anchorage.
     pub fn sha256(&self) -> Sha256Fingerprint {
-        self.sha256
+        self.0.sha256
     }
     /// SHA-1 fingerprint of the DER.
     pub fn sha1(&self) -> Sha1Fingerprint {
-        self.sha1
+        *self.0.sha1.get_or_init(|| Sha1Fingerprint::of(self.der()))
     }
     /// Subject, RFC 4514 style (`CN=..., O=...`).
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
     /// Issuer, RFC 4514 style.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.0.issuer
     }
     /// The subject `Name`'s DER.
     pub fn subject_der(&self) -> &[u8] {
-        &self.subject_der
+        self.0.part(&self.0.subject_der)
     }
     /// The issuer `Name`'s DER.
     pub fn issuer_der(&self) -> &[u8] {
-        &self.issuer_der
+        self.0.part(&self.0.issuer_der)
     }
     /// OpenSSL subject-name hash (`openssl x509 -subject_hash`).
     pub fn subject_hash(&self) -> SubjectHash {
-        self.subject_hash
+        self.0.subject_hash
     }
     /// OpenSSL hash of the issuer name (`openssl x509 -issuer_hash`).
     pub fn issuer_hash(&self) -> SubjectHash {
-        self.issuer_hash
+        self.0.issuer_hash
     }
     /// Serial number as colon-separated hex bytes.
     pub fn serial(&self) -> &str {
-        &self.serial
+        self.0
+            .serial_text
+            .get_or_init(|| hex_colon(self.0.part(&self.0.serial)))
     }
     /// Start of validity.
     pub fn not_before(&self) -> Timestamp {
-        self.not_before
+        self.0.not_before
     }
     /// End of validity.
     pub fn not_after(&self) -> Timestamp {
-        self.not_after
+        self.0.not_after
     }
     /// True when `now` lies after the end of validity.
     pub fn is_expired_at(&self, now: Timestamp) -> bool {
-        now > self.not_after
+        now > self.0.not_after
     }
     /// True when `now` lies before the start of validity.
     pub fn is_not_yet_valid_at(&self, now: Timestamp) -> bool {
-        now < self.not_before
+        now < self.0.not_before
     }
     /// Public key family and size.
     pub fn public_key(&self) -> &PublicKeyInfo {
-        &self.public_key
+        &self.0.public_key
     }
     /// Signature algorithm name (or OID).
     pub fn signature_algorithm(&self) -> &str {
-        &self.signature_algorithm
+        self.0.signature_algorithm_name.get_or_init(|| {
+            let oid = self.0.part(&self.0.signature_algorithm);
+            oid_name(&x509_parser::der_parser::oid::Oid::new(oid.into()))
+        })
     }
     /// Basic constraints, if the extension is present.
     pub fn basic_constraints(&self) -> Option<BasicConstraints> {
-        self.basic_constraints
+        self.0.basic_constraints
     }
     /// True when basic constraints say `cA=TRUE`.
     pub fn is_ca(&self) -> bool {
-        self.basic_constraints.is_some_and(|bc| bc.ca)
+        self.0.basic_constraints.is_some_and(|bc| bc.ca)
     }
     /// Key usage, if the extension is present.
     pub fn key_usage(&self) -> Option<KeyUsage> {
-        self.key_usage
+        self.0.key_usage
     }
     /// Extended key usage purposes, by name or OID.
     pub fn extended_key_usage(&self) -> &[String] {
-        &self.extended_key_usage
+        self.0.extended_key_usage.get_or_init(|| {
+            EKU_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.0.eku_named & (1 << i) != 0)
+                .map(|(_, name)| (*name).to_owned())
+                .chain(self.0.eku_other.iter().cloned())
+                .collect()
+        })
     }
     /// Subject alternative names.
     pub fn subject_alt_names(&self) -> &[SubjectAltName] {
-        &self.subject_alt_names
+        &self.0.subject_alt_names
     }
     /// Subject key identifier.
     pub fn subject_key_id(&self) -> Option<&[u8]> {
-        self.subject_key_id.as_deref()
+        self.0.subject_key_id.as_ref().map(|s| self.0.part(s))
     }
     /// Authority key identifier (key id part).
     pub fn authority_key_id(&self) -> Option<&[u8]> {
-        self.authority_key_id.as_deref()
+        self.0.authority_key_id.as_ref().map(|s| self.0.part(s))
     }
     /// True when the certificate is issued by its own key (subject = issuer and the signature
     /// verifies with its own public key).
     ///
     /// The signature check runs on first call only, and only for self-issued certificates.
     pub fn is_self_signed(&self) -> bool {
-        *self.self_signed.get_or_init(|| {
-            self.self_issued
-                && X509Certificate::from_der(&self.der)
+        *self.0.self_signed.get_or_init(|| {
+            self.0.self_issued
+                && X509Certificate::from_der(self.der())
                     .is_ok_and(|(_, c)| c.verify_signature(Some(c.public_key())).is_ok())
         })
     }
@@ -386,12 +442,12 @@ impl Certificate {
     /// True when the issuer name equals the subject name (and key identifiers agree): a root or
     /// a self-signed leaf, judged without checking the signature.
     pub fn is_self_issued(&self) -> bool {
-        self.self_issued
+        self.0.self_issued
     }
     /// The PEM encoding (`-----BEGIN CERTIFICATE-----`, 64-column base64, `\n` line ends).
     pub fn to_pem(&self) -> String {
         use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.der);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.der());
         let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
         out.push_str("-----BEGIN CERTIFICATE-----\n");
         for chunk in b64.as_bytes().chunks(64) {
@@ -403,27 +459,143 @@ impl Certificate {
     }
 }
 
+/// The extended key usage purposes x509-parser names, in the order they are listed.
+const EKU_NAMES: [&str; 7] = [
+    "any",
+    "serverAuth",
+    "clientAuth",
+    "codeSigning",
+    "emailProtection",
+    "timeStamping",
+    "OCSPSigning",
+];
+
+/// Where a part of a certificate lies in [`Facts::bytes`].
+type Span = std::ops::Range<usize>;
+
+impl Facts {
+    fn part(&self, span: &Span) -> &[u8] {
+        &self.bytes[span.clone()]
+    }
+}
+
+/// Builds [`Facts::bytes`]: the DER, with each part of it the facts keep recorded as a span.
+/// The parser borrows what it returns from the DER, so a part lies inside it; one that does
+/// not is copied after the DER rather than trusted.
+struct Parts<'a> {
+    der: &'a [u8],
+    extra: Vec<u8>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(der: &'a [u8]) -> Self {
+        Self {
+            der,
+            extra: Vec::new(),
+        }
+    }
+
+    fn span(&mut self, part: &[u8]) -> Span {
+        // Addresses only, never dereferenced: where `part` starts relative to the DER.
+        let start = (part.as_ptr() as usize).wrapping_sub(self.der.as_ptr() as usize);
+        if start <= self.der.len() && part.len() <= self.der.len() - start {
+            return start..start + part.len();
+        }
+        let start = self.der.len() + self.extra.len();
+        self.extra.extend_from_slice(part);
+        start..start + part.len()
+    }
+
+    fn get(&self, span: &Span) -> &[u8] {
+        match span.start.checked_sub(self.der.len()) {
+            Some(at) => &self.extra[at..at + span.len()],
+            None => &self.der[span.clone()],
+        }
+    }
+
+    fn into_bytes(self) -> Box<[u8]> {
+        let mut bytes = Vec::with_capacity(self.der.len() + self.extra.len());
+        bytes.extend_from_slice(self.der);
+        bytes.extend_from_slice(&self.extra);
+        bytes.into_boxed_slice()
+    }
+}
+
 impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Certificate")
-            .field("subject", &self.subject)
-            .field("issuer", &self.issuer)
-            .field("sha256", &self.sha256)
-            .field("not_after", &self.not_after)
+            .field("subject", &self.0.subject)
+            .field("issuer", &self.0.issuer)
+            .field("sha256", &self.0.sha256)
+            .field("not_after", &self.0.not_after)
             .finish_non_exhaustive()
     }
 }
 
 impl PartialEq for Certificate {
     fn eq(&self, other: &Self) -> bool {
-        self.sha256 == other.sha256
+        self.0.sha256 == other.0.sha256
     }
 }
 impl Eq for Certificate {}
 impl std::hash::Hash for Certificate {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.sha256.hash(state);
+        self.0.sha256.hash(state);
     }
+}
+
+/// The last issuer name this thread decoded, with its hash and its text: the certificates a
+/// CA issues all name it, so issuing or loading them works each out once. Both are pure
+/// functions of the name's bytes (the text of x509-parser's view of them, which is keyed
+/// separately); failures are not remembered.
+struct LastIssuer {
+    hashed: Vec<u8>,
+    hash: Option<SubjectHash>,
+    written: Vec<u8>,
+    text: Option<String>,
+}
+
+thread_local! {
+    static LAST_ISSUER: RefCell<LastIssuer> = const {
+        RefCell::new(LastIssuer {
+            hashed: Vec::new(),
+            hash: None,
+            written: Vec::new(),
+            text: None,
+        })
+    };
+}
+
+/// [`subject_hash_of_name`] of an issuer name (see [`LastIssuer`]).
+fn issuer_hash_of(name_der: &[u8]) -> Result<SubjectHash, String> {
+    LAST_ISSUER.with_borrow_mut(|last| {
+        if let Some(hash) = last.hash
+            && last.hashed == name_der
+        {
+            return Ok(hash);
+        }
+        let hash = subject_hash_of_name(name_der)?;
+        last.hashed.clear();
+        last.hashed.extend_from_slice(name_der);
+        last.hash = Some(hash);
+        Ok(hash)
+    })
+}
+
+/// The text of an issuer name (see [`LastIssuer`]).
+fn issuer_text_of(name: &X509Name<'_>) -> String {
+    LAST_ISSUER.with_borrow_mut(|last| {
+        if let Some(text) = &last.text
+            && last.written == name.as_raw()
+        {
+            return text.clone();
+        }
+        let text = name.to_string();
+        last.written.clear();
+        last.written.extend_from_slice(name.as_raw());
+        last.text = Some(text.clone());
+        text
+    })
 }
 
 fn convert_name(name: &GeneralName<'_>) -> SubjectAltName {
@@ -453,10 +625,22 @@ fn convert_name(name: &GeneralName<'_>) -> SubjectAltName {
 fn raw_names(der: &[u8]) -> Option<(&[u8], &[u8])> {
     let (cert, _) = crate::der::read(der).ok()?;
     let (tbs, _) = crate::der::read(cert.content).ok()?;
-    let fields = crate::der::children(tbs.content).ok()?;
-    let skip = usize::from(fields.first()?.tag == 0xa0); // explicit [0] version
-    let issuer = fields.get(skip + 2)?;
-    let subject = fields.get(skip + 4)?;
+    // Every field must read (as `der::children` would check), but only the first six matter:
+    // kept on the stack, as this runs for every certificate decoded.
+    let mut fields = [None; 6];
+    let mut rest = tbs.content;
+    let mut count = 0;
+    while !rest.is_empty() {
+        let (field, after) = crate::der::read(rest).ok()?;
+        if let Some(slot) = fields.get_mut(count) {
+            *slot = Some(field);
+        }
+        count += 1;
+        rest = after;
+    }
+    let skip = usize::from(fields[0]?.tag == 0xa0); // explicit [0] version
+    let issuer = fields[skip + 2]?;
+    let subject = fields[skip + 4]?;
     (issuer.tag == crate::der::tag::SEQUENCE && subject.tag == crate::der::tag::SEQUENCE)
         .then_some((issuer.raw, subject.raw))
 }

@@ -592,6 +592,33 @@ async fn release_drops_the_entry_and_ends_its_subscriptions() {
 }
 
 #[tokio::test]
+async fn a_late_subscription_starts_from_the_cached_certificate() {
+    let h = harness();
+    let req = request("a.example");
+    let first = h.manager.get(&req).await.unwrap();
+    let late = h.manager.subscribe(&req.identity);
+    assert!(Arc::ptr_eq(&late.certificate().unwrap(), &first));
+    assert!(
+        !late.has_changed(),
+        "an issuance from before the subscription was announced to it"
+    );
+
+    // With every subscriber gone, a rotation; a new subscriber then sees the newest
+    // certificate, no event from before it subscribed, and the next rotation.
+    drop(late);
+    let second = h.manager.rotate(&req.identity).await.unwrap();
+    let mut again = h.manager.subscribe(&req.identity);
+    assert!(Arc::ptr_eq(&again.certificate().unwrap(), &second));
+    assert!(!again.has_changed());
+    let third = h.manager.rotate(&req.identity).await.unwrap();
+    let event = next_event(&mut again).await;
+    assert_eq!(event.reason, RotationReason::Forced);
+    assert_eq!(event.old, Some(CertSummary::of(&second)));
+    assert_eq!(event.new, Some(CertSummary::of(&third)));
+    assert!(Arc::ptr_eq(&again.certificate().unwrap(), &third));
+}
+
+#[tokio::test]
 async fn release_during_an_issuance_answers_the_caller_but_caches_nothing() {
     let h = harness();
     let req = request("a.example");
