@@ -80,44 +80,7 @@ pub fn wait_for_port(addr: SocketAddr, child: &mut Child, timeout: Duration) {
 /// Starts `openssl s_server` on a free loopback port, sending `cert` then `chain`, answering
 /// `GET` requests (`-www`). Returns `None` when openssl is missing locally.
 pub fn openssl_server(cert: &Path, key: &Path, chain: Option<&Path>) -> Option<Running> {
-    let openssl = require("openssl")?;
-    // Retry a few times: the port we picked may be taken between finding and binding it.
-    for _ in 0..5 {
-        let port = free_port();
-        let mut cmd = Command::new(&openssl);
-        cmd.args(["s_server", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
-            .arg(cert)
-            .arg("-key")
-            .arg(key)
-            .args(["-www", "-naccept", "1000"]);
-        if let Some(chain) = chain {
-            cmd.arg("-cert_chain").arg(chain);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start openssl s_server");
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let start = Instant::now();
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Some(Running { child, addr });
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // port taken or bad arguments: try another port
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                panic!("openssl s_server did not listen on {addr}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("openssl s_server could not start on any free port");
+    openssl_server_with_args(cert, key, chain, &[])
 }
 
 /// How a client run ended: its exit status and what it printed (lossily decoded as UTF-8).
