@@ -20,10 +20,14 @@ declare -A provides=(
     [hyperfine]="hyperfine"
     [openjdk-17-jdk-headless]="java javac keytool"
     [git]="git"
+    [nats-server]="nats-server"
+    [docker-registry]="docker-registry"
+    [skopeo]="skopeo"
+    [umoci]="umoci"
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.
-packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git hyperfine)
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci hyperfine)
 optional=(hyperfine)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }

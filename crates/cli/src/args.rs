@@ -81,6 +81,12 @@ pub(crate) enum Command {
     Tls(TlsCommand),
     /// The internal CA: create it, issue mTLS certificates, show, export and import it.
     Ca(CaCommand),
+    /// Serve wasmCloud secrets over NATS, and manage the secrets store.
+    #[command(subcommand)]
+    Secrets(crate::commands::secrets::SecretsCommand),
+    /// Container images: add private CAs to an image in a registry or an OCI layout.
+    #[command(subcommand)]
+    Image(crate::commands::image::ImageCommand),
 }
 
 #[derive(Subcommand, Debug)]

@@ -33,6 +33,16 @@ pub(crate) enum Code {
     /// `ca issue --backend vault`: the issuer refused the request (an OpenBao role that does
     /// not allow the name).
     Refused = 12,
+    /// `secrets`: the secret (or version) does not exist; `image inject`: the source image or
+    /// tag does not exist.
+    NotFound = 13,
+    /// `secrets`: the store changed under the operation (compare-and-swap lost); retry.
+    Conflict = 14,
+    /// `secrets serve`/`image inject`: the NATS server or the registry refused the credentials.
+    AuthFailed = 15,
+    /// `image inject`: the image cannot be handled (a manifest media type we do not handle, a
+    /// layer that is not a valid tar).
+    Unsupported = 16,
 }
 
 impl From<Code> for ExitCode {

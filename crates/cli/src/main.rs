@@ -37,6 +37,8 @@ fn main() -> ExitCode {
         args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
         args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
         args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
+        args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
+        args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
     };
     match result {
         Ok(code) => code.into(),

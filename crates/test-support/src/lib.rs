@@ -12,8 +12,10 @@
 // Test helpers talk to the person running the tests (e.g. `SKIPPED: ...`).
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+pub mod nats;
 pub mod openbao;
 pub mod peer;
 pub mod pki;
+pub mod registry;
 
 pub use tempfile::{TempDir, tempdir};

@@ -4,8 +4,10 @@ pub(crate) mod build;
 pub(crate) mod ca;
 pub(crate) mod doctor;
 pub(crate) mod env;
+pub(crate) mod image;
 pub(crate) mod inspect;
 pub(crate) mod k8s;
+pub(crate) mod secrets;
 pub(crate) mod tls;
 
 use std::path::Path;

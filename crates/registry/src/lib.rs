@@ -1,0 +1,1 @@
+//! OCI registries and image layouts for `anchorage image inject` (work in progress).

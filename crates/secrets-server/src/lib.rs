@@ -1,0 +1,1 @@
+//! The wasmCloud secrets protocol served over NATS (work in progress).
