@@ -51,7 +51,8 @@ fn main() -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // Audit events of `secrets serve` (target anchorage::audit) are on by default.
+        0 => "warn,anchorage::audit=info",
         1 => "info",
         2 => "debug",
         _ => "trace",

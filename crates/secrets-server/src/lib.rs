@@ -1,1 +1,67 @@
-//! The wasmCloud secrets protocol served over NATS (work in progress).
+//! The wasmCloud secrets protocol served over NATS, with the stores behind it.
+//!
+//! - [`Server`]: queue-subscribes `<prefix>.v1alpha1.<backend>.>` (several instances share the
+//!   queue group), answers `server_xkey` and `get` through [`anchorage_secrets::GetHandler`], a
+//!   task per request up to a limit, an audit event per request (target `anchorage::audit`,
+//!   never a value), a graceful stop;
+//! - [`store`]: [`SecretStore`] and [`MappingStore`], implemented by [`EmbeddedSecrets`] (the
+//!   default, over `anchorage-store`), [`JetStreamSecrets`] (the reference backend's JetStream
+//!   KV layout, compare-and-swap writes) and [`OpenBaoSecrets`] (KV v2, values only);
+//! - [`keys`]: the encryption [`Keyring`] that seals values at rest, seeds from env or file;
+//! - [`nats`]: connecting with credentials and rustls.
+//!
+//! Administration (put, delete, mappings, key rotation) is the stores' API, used by the CLI
+//! against the store directly; the subjects hosts use never accept it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use anchorage_secrets_server::{EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, SecretStore};
+//! use anchorage_secrets::SecretValue;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = EmbeddedSecrets::new(
+//!     Arc::new(anchorage_store::MemoryStore::new()),
+//!     Arc::new(Keyring::new(EncryptionKey::generate())),
+//! );
+//! let version = store.put("db-password", SecretValue::String("hunter2".into())).await?;
+//! assert_eq!(version, "1");
+//! let component = nkeys::KeyPair::new_module().public_key();
+//! store.add_mapping(&component, &["db-password".to_owned()]).await?;
+//! assert!(store.secrets_of(&component).await?.contains("db-password"));
+//! # Ok::<(), anchorage_secrets_server::StoreFailure>(())
+//! # }).unwrap();
+//! ```
+
+pub mod keys;
+pub mod nats;
+mod server;
+pub mod store;
+
+/// The NATS client this crate is built on (0.39), for callers that pass a connection.
+pub use async_nats;
+pub use keys::{EncryptionKey, Keyring, SeedSource};
+pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
+pub use server::{
+    DEFAULT_BACKEND, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_BASE, ServeError, Server, ServerConfig,
+};
+pub use store::{
+    EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth, OpenBaoConfig,
+    OpenBaoSecrets, RotationReport, SecretStore, StoreFailure,
+};
+
+/// Waits for SIGINT or SIGTERM (for [`Server::run`]'s `shutdown`).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,16 +1,35 @@
-//! `anchorage secrets`: serve the wasmCloud secrets protocol over NATS, and administer the store.
+//! `anchorage secrets`: serve the wasmCloud secrets protocol over NATS (`serve`), and
+//! administer the store directly (`put`, `get --reveal`, `delete`, `list`, `add-mapping`,
+//! `remove-mapping`, `list-mappings`, `rotate-encryption-key`).
+//!
+//! This module resolves what was typed (seeds from files or the environment, NATS and OpenBao
+//! credentials, the TLS trust from `--tls-ca-path`) into the library's values, opens the store
+//! and picks exit codes and words. Administration never goes through NATS subjects: these
+//! commands write the store itself. Seeds, passwords, tokens and values never reach argv
+//! (except `put --value`, which says so), an error message or a log.
+
+mod admin;
+mod args;
+mod context;
+mod serve;
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+pub(crate) use args::SecretsCommand;
 
 use crate::exit::{Code, Failure};
+use crate::render::print_json;
 
-/// `anchorage secrets …` (work in progress).
-#[derive(Subcommand, Debug)]
-pub(crate) enum SecretsCommand {}
-
-/// Runs `anchorage secrets …`.
-pub(crate) fn run(cmd: SecretsCommand, _tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    match cmd {}
+/// Runs `anchorage secrets …`. With `--output json`, a failure also prints
+/// `{ "error", "exit_code" }` on stdout.
+pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+    let json = cmd.json_output();
+    let result = match cmd {
+        SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
+        other => admin::run(other, tls_ca_paths),
+    };
+    if json && let Err(f) = &result {
+        print_json(&serde_json::json!({ "error": f.message, "exit_code": f.code as u8 }));
+    }
+    result
 }

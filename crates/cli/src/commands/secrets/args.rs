@@ -1,0 +1,472 @@
+//! The arguments of `anchorage secrets …`.
+
+use std::path::PathBuf;
+
+use anchorage_secrets::DEFAULT_PREFIX;
+use anchorage_secrets_server::DEFAULT_BACKEND;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::args::OutputFormat;
+
+const STORE_HELP: &str = "Stores (--store):
+  embedded   the default: one redb file <data-dir>/secrets.redb (0600), values sealed with the
+             encryption key; one process opens it at a time, so stop `serve` before
+             administering it (or use jetstream for online administration)
+  jetstream  NATS JetStream KV in the layout of wasmCloud's secrets-nats-kv backend (bucket
+             WASMCLOUD_SECRETS, mappings in SECRETS_<backend>_state): an existing deployment
+             switches without migrating data
+  openbao    Vault/OpenBao KV v2 (key = path, --field-like `field` selects a value); mappings
+             are kept in the embedded file
+
+Seeds and credentials are read from files or the environment, never from arguments:
+  ANCHORAGE_SECRETS_TRANSIT_SEED      transit xkey seed (SX…), or --transit-seed-file
+                                      (the reference's TRANSIT_XKEY_SEED is read too)
+  ANCHORAGE_SECRETS_ENCRYPTION_SEED   encryption xkey seed, or --encryption-seed-file
+                                      (the reference's ENCRYPTION_XKEY_SEED is read too)
+  ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED  an older encryption key still accepted for reading
+  ANCHORAGE_NATS_URL, ANCHORAGE_NATS_PASSWORD, ANCHORAGE_NATS_TOKEN
+  ANCHORAGE_OPENBAO_ADDR (or BAO_ADDR, VAULT_ADDR), ANCHORAGE_OPENBAO_TOKEN (or BAO_TOKEN,
+  VAULT_TOKEN), ANCHORAGE_OPENBAO_SECRET_ID";
+
+/// `anchorage secrets …`
+#[derive(Subcommand, Debug)]
+pub(crate) enum SecretsCommand {
+    /// Answer wasmCloud hosts' secret requests over NATS (server_xkey and get).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  export ANCHORAGE_SECRETS_TRANSIT_SEED=SXA… ANCHORAGE_SECRETS_ENCRYPTION_SEED=SXA…\n",
+        "  anchorage secrets serve --data-dir /var/lib/anchorage\n",
+        "  anchorage secrets serve --store jetstream --nats-url tls://nats:4222 --nats-creds app.creds \\\n",
+        "    --tls-ca-path /etc/nats/ca.pem\n",
+        "  anchorage secrets serve --store openbao --openbao-addr https://bao:8200 --openbao-mount secret\n\n",
+        "Hosts find the backend as `<prefix>.v1alpha1.<backend>`; the defaults (wasmcloud.secrets,\n",
+        "nats-kv) are those of wasmCloud's reference backend, so existing policies keep working.\n",
+        "Instances with the same backend share the queue group and split the requests. Every\n",
+        "request is audited on stderr (tracing target anchorage::audit; never the value).\n",
+        "SIGINT or SIGTERM stops taking requests and lets those in flight finish.\n\n",
+        "Exit codes:\n",
+        "  0  stopped by SIGINT/SIGTERM\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line (a missing seed, a bad prefix or backend name)\n",
+        "  3  a seed, credentials or CA file is unreadable or not what it should be\n",
+        "  7  NATS or OpenBao could not be reached\n",
+        " 11  the store cannot be used (in use by another process, damaged)\n",
+        " 15  NATS or OpenBao refused the credentials",
+    ))]
+    Serve(Box<ServeArgs>),
+    /// Store a new version of a secret (string, or bytes with --binary).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets put db-password --value-env DB_PASSWORD\n",
+        "  anchorage secrets put tls-key --binary --value-file key.der --output json\n",
+        "  printf %s \"$TOKEN\" | anchorage secrets put api-token --value-stdin --store jetstream\n\n",
+        "The value comes from exactly one of --value-env, --value-file, --value-stdin or --value\n",
+        "(visible to other users in the process list: avoid it outside tests). Files and stdin are\n",
+        "taken byte for byte (a trailing newline is part of the value).\n\n",
+        "Exit codes:\n",
+        "  0  stored (the version is printed)\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line, a missing seed\n",
+        "  3  the value is unreadable, not UTF-8 without --binary, or the name is invalid\n",
+        "  7  NATS or OpenBao could not be reached\n",
+        " 11  the store cannot be used\n",
+        " 14  the store kept changing under the write; retry\n",
+        " 15  the store refused the credentials",
+    ))]
+    Put(PutArgs),
+    /// Show a secret's version and kind; with --reveal, its value.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets get db-password\n",
+        "  anchorage secrets get db-password --reveal --version 2\n",
+        "  anchorage secrets get tls-key --reveal --output json    # binary as base64\n\n",
+        "Without --reveal the value is not printed. A binary value is written raw to stdout only\n",
+        "when stdout is not a terminal.\n\n",
+        "Exit codes:\n",
+        "  0  found\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line, a missing seed, a binary value for a terminal\n",
+        "  7  NATS or OpenBao could not be reached\n",
+        " 11  the store cannot be used, or the value opens with no encryption key\n",
+        " 13  no such secret or version\n",
+        " 15  the store refused the credentials",
+    ))]
+    Get(GetArgs),
+    /// Delete a secret with all its versions.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets delete db-password\n\n",
+        "Exit codes:\n",
+        "  0  deleted\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line, a missing seed\n",
+        "  7  NATS or OpenBao could not be reached\n",
+        " 11  the store cannot be used\n",
+        " 13  no such secret\n",
+        " 14  the store kept changing under the write; retry\n",
+        " 15  the store refused the credentials",
+    ))]
+    Delete(DeleteArgs),
+    /// List the secrets' names.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets list --output json\n\n",
+        "Exit codes:\n",
+        "  0  listed\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  7  NATS or OpenBao could not be reached\n",
+        " 11  the store cannot be used\n",
+        " 15  the store refused the credentials",
+    ))]
+    List(ListArgs),
+    /// Let a component (M…) or provider (V…) read secrets.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets add-mapping MBC…XYZ --secret db-password --secret tls-key\n\n",
+        "Exit codes:\n",
+        "  0  added (the entity's secrets are printed)\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  3  not a component or provider public key\n",
+        "  7  NATS could not be reached\n",
+        " 11  the store cannot be used\n",
+        " 14  the store kept changing under the write; retry",
+    ))]
+    AddMapping(MappingArgs),
+    /// Take secrets away from a component or provider.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets remove-mapping MBC…XYZ --secret tls-key\n\n",
+        "Exit codes:\n",
+        "  0  removed (the entity's remaining secrets are printed)\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  3  not a component or provider public key\n",
+        "  7  NATS could not be reached\n",
+        " 11  the store cannot be used\n",
+        " 14  the store kept changing under the write; retry",
+    ))]
+    RemoveMapping(MappingArgs),
+    /// Show which secrets each entity may read.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets list-mappings\n",
+        "  anchorage secrets list-mappings MBC…XYZ --output json\n\n",
+        "Exit codes:\n",
+        "  0  listed\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  7  NATS could not be reached\n",
+        " 11  the store cannot be used",
+    ))]
+    ListMappings(ListMappingsArgs),
+    /// Re-seal every stored value with a new encryption key (online, compare-and-swap).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED=SXB… anchorage secrets rotate-encryption-key --store jetstream\n\n",
+        "The current key (ANCHORAGE_SECRETS_ENCRYPTION_SEED or --encryption-seed-file) opens the\n",
+        "values; the new one (ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED or --new-seed-file) seals them.\n",
+        "For a rotation without a failed request: restart the servers with the new key as\n",
+        "ANCHORAGE_SECRETS_ENCRYPTION_SEED and the old one as\n",
+        "ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED, rotate, then drop the old key. Values written\n",
+        "meanwhile are kept (compare-and-swap). With jetstream each re-sealed secret gets a new\n",
+        "revision (= version); older revisions still need the old key.\n\n",
+        "Exit codes:\n",
+        "  0  rotated (counts are printed)\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line, a missing seed, the openbao store\n",
+        "  3  a seed is unreadable or not an xkey seed\n",
+        "  7  NATS could not be reached\n",
+        " 11  the store cannot be used, or a value opens with neither key\n",
+        " 14  the store kept changing under the rotation; run it again",
+    ))]
+    RotateEncryptionKey(RotateArgs),
+}
+
+impl SecretsCommand {
+    /// Whether `--output json` was asked for.
+    pub(crate) fn json_output(&self) -> bool {
+        let output = match self {
+            SecretsCommand::Serve(_) => OutputFormat::Text,
+            SecretsCommand::Put(a) => a.output,
+            SecretsCommand::Get(a) => a.output,
+            SecretsCommand::Delete(a) => a.output,
+            SecretsCommand::List(a) => a.output,
+            SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => a.output,
+            SecretsCommand::ListMappings(a) => a.output,
+            SecretsCommand::RotateEncryptionKey(a) => a.output,
+        };
+        output == OutputFormat::Json
+    }
+
+    /// The store options.
+    pub(crate) fn store(&self) -> &StoreArgs {
+        match self {
+            SecretsCommand::Serve(a) => &a.store,
+            SecretsCommand::Put(a) => &a.store,
+            SecretsCommand::Get(a) => &a.store,
+            SecretsCommand::Delete(a) => &a.store,
+            SecretsCommand::List(a) => &a.store,
+            SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => &a.store,
+            SecretsCommand::ListMappings(a) => &a.store,
+            SecretsCommand::RotateEncryptionKey(a) => &a.store,
+        }
+    }
+}
+
+/// Which store holds the secrets.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// A local redb file (default).
+    #[default]
+    Embedded,
+    /// NATS JetStream KV, reference layout.
+    Jetstream,
+    /// Vault/OpenBao KV v2.
+    Openbao,
+}
+
+/// Where the store is and how to reach it.
+#[derive(Args, Debug)]
+#[command(after_long_help = STORE_HELP)]
+pub(crate) struct StoreArgs {
+    /// The store: embedded (default), jetstream or openbao.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) store: StoreKind,
+    /// Directory of the embedded store file secrets.redb (default: $ANCHORAGE_DATA_DIR, else
+    /// $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// File holding the encryption xkey seed (default: $ANCHORAGE_SECRETS_ENCRYPTION_SEED).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) encryption_seed_file: Option<PathBuf>,
+    /// File holding an older encryption seed still accepted for reading (default:
+    /// $ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) previous_encryption_seed_file: Option<PathBuf>,
+    /// The backend name: subjects `<prefix>.v1alpha1.<backend>.*` and, for jetstream, the
+    /// mappings bucket SECRETS_<backend>_state.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_BACKEND)]
+    pub(crate) backend: String,
+    /// jetstream: the secrets bucket.
+    #[arg(long, value_name = "BUCKET", default_value = "WASMCLOUD_SECRETS")]
+    pub(crate) bucket: String,
+    /// embedded and jetstream (when creating the bucket): versions kept per secret (1–64).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) history: u32,
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
+    #[command(flatten)]
+    pub(crate) openbao: OpenBaoArgs,
+}
+
+/// NATS connection options (serve, and the jetstream store).
+#[derive(Args, Debug)]
+pub(crate) struct NatsArgs {
+    /// NATS server URL, repeatable (default: $ANCHORAGE_NATS_URL, else nats://127.0.0.1:4222).
+    /// TLS trusts the OS store, Mozilla's roots and every --tls-ca-path.
+    #[arg(long = "nats-url", value_name = "URL")]
+    pub(crate) urls: Vec<String>,
+    /// A NATS .creds file (user JWT and nkey seed).
+    #[arg(long = "nats-creds", value_name = "FILE")]
+    pub(crate) creds: Option<PathBuf>,
+    /// A file holding a NATS user nkey seed (SU…).
+    #[arg(long = "nats-nkey-file", value_name = "FILE")]
+    pub(crate) nkey_file: Option<PathBuf>,
+    /// NATS user; the password comes from --nats-password-file or $ANCHORAGE_NATS_PASSWORD.
+    #[arg(long = "nats-user", value_name = "USER")]
+    pub(crate) user: Option<String>,
+    /// File whose first line is the NATS password.
+    #[arg(long = "nats-password-file", value_name = "FILE", requires = "user")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// File whose first line is a NATS token (default: $ANCHORAGE_NATS_TOKEN).
+    #[arg(id = "nats_token_file", long = "nats-token-file", value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS.
+    #[arg(long = "nats-require-tls")]
+    pub(crate) require_tls: bool,
+}
+
+/// OpenBao options (the openbao store).
+#[derive(Args, Debug)]
+pub(crate) struct OpenBaoArgs {
+    /// OpenBao/Vault address (default: $ANCHORAGE_OPENBAO_ADDR, $BAO_ADDR, $VAULT_ADDR).
+    #[arg(long = "openbao-addr", value_name = "URL")]
+    pub(crate) addr: Option<String>,
+    /// The KV v2 mount.
+    #[arg(long = "openbao-mount", value_name = "PATH", default_value = "secret")]
+    pub(crate) mount: String,
+    /// Another mount an application's policy may name (properties.mount_path), repeatable.
+    #[arg(long = "openbao-allow-mount", value_name = "PATH")]
+    pub(crate) allow_mounts: Vec<String>,
+    /// Namespace (X-Vault-Namespace).
+    #[arg(long = "openbao-namespace", value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+    /// File whose first line is the token (default: $ANCHORAGE_OPENBAO_TOKEN, $BAO_TOKEN,
+    /// $VAULT_TOKEN).
+    #[arg(
+        id = "openbao_token_file",
+        long = "openbao-token-file",
+        value_name = "FILE"
+    )]
+    pub(crate) token_file: Option<PathBuf>,
+    /// AppRole role ID (instead of a token); the secret ID comes from
+    /// --openbao-secret-id-file or $ANCHORAGE_OPENBAO_SECRET_ID.
+    #[arg(long = "openbao-role-id", value_name = "ID")]
+    pub(crate) role_id: Option<String>,
+    /// File whose first line is the AppRole secret ID.
+    #[arg(
+        long = "openbao-secret-id-file",
+        value_name = "FILE",
+        requires = "role_id"
+    )]
+    pub(crate) secret_id_file: Option<PathBuf>,
+    /// The AppRole auth mount.
+    #[arg(
+        long = "openbao-approle-mount",
+        value_name = "PATH",
+        default_value = "approle"
+    )]
+    pub(crate) approle_mount: String,
+}
+
+/// `secrets serve`.
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// File holding the transit xkey seed (default: $ANCHORAGE_SECRETS_TRANSIT_SEED). Hosts
+    /// cache its public key for their whole life: keep it stable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) transit_seed_file: Option<PathBuf>,
+    /// Subject prefix.
+    #[arg(long, value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
+    pub(crate) prefix: String,
+    /// Queue group shared by the instances (default: wasmcloud_secrets.<backend>, as the
+    /// reference backend).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) queue_group: Option<String>,
+    /// Requests handled at once.
+    #[arg(long, value_name = "N", default_value_t = anchorage_secrets_server::DEFAULT_MAX_IN_FLIGHT)]
+    pub(crate) max_in_flight: usize,
+    /// Largest sealed request accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = anchorage_secrets::DEFAULT_MAX_REQUEST_BYTES)]
+    pub(crate) max_request_bytes: usize,
+    /// Account (A…) allowed to sign entity JWTs, repeatable (default: any).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) entity_issuer: Vec<String>,
+    /// Key (the cluster key C…) allowed to sign host JWTs, repeatable (default: any).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) host_issuer: Vec<String>,
+}
+
+/// `secrets put`.
+#[derive(Args, Debug)]
+pub(crate) struct PutArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// Read the value from this environment variable.
+    #[arg(long, value_name = "VAR", group = "source")]
+    pub(crate) value_env: Option<String>,
+    /// Read the value from this file.
+    #[arg(long, value_name = "FILE", group = "source")]
+    pub(crate) value_file: Option<PathBuf>,
+    /// Read the value from standard input.
+    #[arg(long, group = "source")]
+    pub(crate) value_stdin: bool,
+    /// The value itself (visible in the process list: tests only).
+    #[arg(long, value_name = "TEXT", group = "source")]
+    pub(crate) value: Option<String>,
+    /// Store the bytes as a binary secret (default: a UTF-8 string).
+    #[arg(long)]
+    pub(crate) binary: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// `secrets get`.
+#[derive(Args, Debug)]
+pub(crate) struct GetArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// A version (default: the latest).
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) version: Option<String>,
+    /// openbao: one field of the secret's map.
+    #[arg(long, value_name = "FIELD")]
+    pub(crate) field: Option<String>,
+    /// Print the value.
+    #[arg(long)]
+    pub(crate) reveal: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// `secrets delete`.
+#[derive(Args, Debug)]
+pub(crate) struct DeleteArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// `secrets list`.
+#[derive(Args, Debug)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// `secrets add-mapping` / `remove-mapping`.
+#[derive(Args, Debug)]
+pub(crate) struct MappingArgs {
+    /// The component (M…) or provider (V…) public key.
+    pub(crate) entity: String,
+    /// A secret name, repeatable.
+    #[arg(long = "secret", value_name = "NAME", required = true)]
+    pub(crate) secrets: Vec<String>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// `secrets list-mappings`.
+#[derive(Args, Debug)]
+pub(crate) struct ListMappingsArgs {
+    /// Only this entity.
+    pub(crate) entity: Option<String>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// `secrets rotate-encryption-key`.
+#[derive(Args, Debug)]
+pub(crate) struct RotateArgs {
+    /// File holding the new encryption seed (default: $ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) new_seed_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}

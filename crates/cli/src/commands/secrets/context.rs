@@ -1,0 +1,387 @@
+//! Resolving `secrets` options into library values: seeds, NATS and OpenBao settings, the
+//! store; and library errors into exit codes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anchorage_secrets::KeyError;
+use anchorage_secrets_server::{
+    ConnectError, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring,
+    MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets, SecretStore,
+    SeedSource, StoreFailure,
+};
+use anchorage_store::{EmbeddedStore, StoreError};
+use anchorage_trust::tls::TrustConfig;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::args::{NatsArgs, OpenBaoArgs, StoreArgs, StoreKind};
+use crate::exit::{Code, Failure, with_causes};
+
+/// The embedded store's file name inside the data directory (apart from the CA's store, so
+/// `anchorage ca` and `anchorage secrets serve` never contend for one file).
+pub(crate) const STORE_FILE: &str = "secrets.redb";
+
+pub(crate) const ENCRYPTION_ENV: &[&str] =
+    &["ANCHORAGE_SECRETS_ENCRYPTION_SEED", "ENCRYPTION_XKEY_SEED"];
+pub(crate) const PREVIOUS_ENCRYPTION_ENV: &str = "ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED";
+pub(crate) const NEW_ENCRYPTION_ENV: &str = "ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED";
+pub(crate) const TRANSIT_ENV: &[&str] = &["ANCHORAGE_SECRETS_TRANSIT_SEED", "TRANSIT_XKEY_SEED"];
+
+/// The stores a command works on.
+pub(crate) struct Stores {
+    pub(crate) values: Arc<dyn SecretStore>,
+    pub(crate) mappings: Arc<dyn MappingStore>,
+    /// The NATS connection, when one was made (jetstream).
+    pub(crate) nats: Option<anchorage_secrets_server::async_nats::Client>,
+}
+
+/// Where a seed comes from: the file if given, else the first variable that is set.
+pub(crate) fn seed_source(file: Option<&Path>, vars: &[&str]) -> Option<SeedSource> {
+    if let Some(file) = file {
+        return Some(SeedSource::File(file.to_path_buf()));
+    }
+    vars.iter()
+        .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .map(|v| SeedSource::Env((*v).to_owned()))
+}
+
+pub(crate) fn key_failure(e: &KeyError) -> Failure {
+    let code = match e {
+        KeyError::MissingEnv { .. } => Code::Usage,
+        _ => Code::BadInput,
+    };
+    Failure::new(code, with_causes(e))
+}
+
+/// The encryption keyring: the current key, and the previous one if configured.
+pub(crate) fn keyring(args: &StoreArgs) -> Result<Keyring, Failure> {
+    let Some(source) = seed_source(args.encryption_seed_file.as_deref(), ENCRYPTION_ENV) else {
+        return Err(Failure::new(
+            Code::Usage,
+            "no encryption seed: set ANCHORAGE_SECRETS_ENCRYPTION_SEED or give --encryption-seed-file (an xkey seed, SX…)",
+        ));
+    };
+    let current = EncryptionKey::load(&source).map_err(|e| key_failure(&e))?;
+    let mut ring = Keyring::new(current);
+    if let Some(previous) = seed_source(
+        args.previous_encryption_seed_file.as_deref(),
+        &[PREVIOUS_ENCRYPTION_ENV],
+    ) {
+        ring = ring.with_previous(EncryptionKey::load(&previous).map_err(|e| key_failure(&e))?);
+    }
+    Ok(ring)
+}
+
+/// Reads the first line of a credentials file.
+pub(crate) fn read_line_file(path: &Path, what: &str) -> Result<SecretString, Failure> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        Failure::new(
+            Code::BadInput,
+            format!("cannot read the {what} file {}: {e}", path.display()),
+        )
+    })?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Failure::new(
+            Code::BadInput,
+            format!("the {what} file {} is not UTF-8", path.display()),
+        )
+    })?;
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.is_empty() {
+        return Err(Failure::new(
+            Code::BadInput,
+            format!("the {what} file {} is empty", path.display()),
+        ));
+    }
+    Ok(SecretString::from(line.to_owned()))
+}
+
+fn env_secret(vars: &[&str]) -> Option<SecretString> {
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok().filter(|x| !x.is_empty()))
+        .map(SecretString::from)
+}
+
+/// The rustls configuration every client uses: the OS store, Mozilla's roots and
+/// `--tls-ca-path`, with ring.
+pub(crate) fn tls_config(tls_ca_paths: &[PathBuf]) -> Result<rustls::ClientConfig, Failure> {
+    let trust = TrustConfig {
+        extra_ca_paths: tls_ca_paths.to_vec(),
+        ..TrustConfig::default()
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    trust
+        .client_config(provider)
+        .map(|(config, _)| config)
+        .map_err(|e| {
+            Failure::new(
+                Code::BadInput,
+                format!("--tls-ca-path: {}", with_causes(&e)),
+            )
+        })
+}
+
+/// The NATS settings.
+pub(crate) fn nats_config(
+    args: &NatsArgs,
+    tls_ca_paths: &[PathBuf],
+) -> Result<NatsConfig, Failure> {
+    let mut urls = args.urls.clone();
+    if urls.is_empty() {
+        urls = std::env::var("ANCHORAGE_NATS_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_else(|| vec!["nats://127.0.0.1:4222".to_owned()]);
+    }
+    let chosen = [
+        args.creds.is_some(),
+        args.nkey_file.is_some(),
+        args.user.is_some(),
+        args.token_file.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if chosen > 1 {
+        return Err(Failure::new(
+            Code::Usage,
+            "give one of --nats-creds, --nats-nkey-file, --nats-user and --nats-token-file",
+        ));
+    }
+    let auth = if let Some(creds) = &args.creds {
+        NatsAuth::CredsFile(creds.clone())
+    } else if let Some(file) = &args.nkey_file {
+        NatsAuth::NkeySeed(read_line_file(file, "NATS nkey seed")?)
+    } else if let Some(user) = &args.user {
+        let password = match &args.password_file {
+            Some(f) => read_line_file(f, "NATS password")?,
+            None => env_secret(&["ANCHORAGE_NATS_PASSWORD"]).ok_or_else(|| {
+                Failure::new(
+                    Code::Usage,
+                    "--nats-user needs a password: --nats-password-file or ANCHORAGE_NATS_PASSWORD",
+                )
+            })?,
+        };
+        NatsAuth::UserPassword {
+            user: user.clone(),
+            password,
+        }
+    } else if let Some(file) = &args.token_file {
+        NatsAuth::Token(read_line_file(file, "NATS token")?)
+    } else if let Some(token) = env_secret(&["ANCHORAGE_NATS_TOKEN"]) {
+        NatsAuth::Token(token)
+    } else {
+        NatsAuth::None
+    };
+    let mut config = NatsConfig::new(urls);
+    config.auth = auth;
+    config.require_tls = args.require_tls;
+    config.tls = Some(tls_config(tls_ca_paths)?);
+    Ok(config)
+}
+
+pub(crate) fn connect_failure(e: &ConnectError) -> Failure {
+    let code = match e {
+        ConnectError::CredsFile { .. } => Code::BadInput,
+        ConnectError::NoServer => Code::Usage,
+        _ if e.is_auth() => Code::AuthFailed,
+        _ => Code::Unreachable,
+    };
+    Failure::new(code, with_causes(e))
+}
+
+pub(crate) fn store_failure(e: &StoreFailure) -> Failure {
+    let code = match e {
+        StoreFailure::InvalidName { .. } => Code::BadInput,
+        StoreFailure::Contended { .. } => Code::Conflict,
+        StoreFailure::AuthFailed { .. } => Code::AuthFailed,
+        StoreFailure::Unsupported { .. } => Code::Usage,
+        StoreFailure::Backend {
+            store: "openbao", ..
+        } => Code::Unreachable,
+        _ => Code::Store,
+    };
+    Failure::new(code, with_causes(e))
+}
+
+fn data_dir(args: &StoreArgs) -> Result<PathBuf, Failure> {
+    args.data_dir
+        .clone()
+        .or_else(anchorage_ca::persist::data_dir)
+        .ok_or_else(|| {
+            Failure::new(
+                Code::Usage,
+                "no data directory for the secrets store: give --data-dir DIR or set ANCHORAGE_DATA_DIR (HOME is not set either)",
+            )
+        })
+}
+
+/// Opens the embedded file (`create`: make it when absent).
+fn open_embedded(args: &StoreArgs, create: bool) -> Result<EmbeddedStore, Failure> {
+    let path = data_dir(args)?.join(STORE_FILE);
+    if !create && !path.exists() {
+        return Err(Failure::new(
+            Code::NotFound,
+            format!(
+                "there is no secrets store {}: `anchorage secrets put` or `add-mapping` creates it, or point --data-dir (or ANCHORAGE_DATA_DIR) at its directory",
+                path.display()
+            ),
+        ));
+    }
+    EmbeddedStore::open(&path).map_err(|e| {
+        let mut message = with_causes(&e);
+        if matches!(e, StoreError::Database { .. }) {
+            message.push_str(
+                "; the embedded store is opened by one process at a time: is `anchorage secrets serve` running on it? (use --store jetstream for online administration)",
+            );
+        }
+        Failure::new(Code::Store, message)
+    })
+}
+
+/// Opens a values store (embedded or jetstream) with the given keyring, for a rotation.
+pub(crate) async fn open_with_keyring(
+    args: &StoreArgs,
+    tls_ca_paths: &[PathBuf],
+    ring: Keyring,
+) -> Result<Stores, Failure> {
+    open_inner(args, tls_ca_paths, Some(ring), false, false).await
+}
+
+/// Opens the store. `needs_values_key`: false for mapping-only commands (no encryption seed
+/// is needed to read or write mappings). `create`: the embedded file may be created.
+pub(crate) async fn open(
+    args: &StoreArgs,
+    tls_ca_paths: &[PathBuf],
+    needs_values_key: bool,
+    create: bool,
+) -> Result<Stores, Failure> {
+    open_inner(args, tls_ca_paths, None, needs_values_key, create).await
+}
+
+async fn open_inner(
+    args: &StoreArgs,
+    tls_ca_paths: &[PathBuf],
+    ring: Option<Keyring>,
+    needs_values_key: bool,
+    create: bool,
+) -> Result<Stores, Failure> {
+    let mut ring = ring;
+    let mut keys = |needed: bool| -> Result<Arc<Keyring>, Failure> {
+        if let Some(ring) = ring.take() {
+            Ok(Arc::new(ring))
+        } else if needed {
+            keyring(args).map(Arc::new)
+        } else {
+            // Mappings are not encrypted; a throwaway key is never used.
+            Ok(Arc::new(Keyring::new(EncryptionKey::generate())))
+        }
+    };
+    match args.store {
+        StoreKind::Embedded => {
+            let store = open_embedded(args, create)?;
+            let secrets = Arc::new(
+                EmbeddedSecrets::new(Arc::new(store), keys(needs_values_key)?)
+                    .with_history(args.history),
+            );
+            Ok(Stores {
+                values: secrets.clone(),
+                mappings: secrets,
+                nats: None,
+            })
+        }
+        StoreKind::Jetstream => {
+            let keys = keys(needs_values_key)?;
+            let client = anchorage_secrets_server::connect(nats_config(&args.nats, tls_ca_paths)?)
+                .await
+                .map_err(|e| connect_failure(&e))?;
+            let mut config = JetStreamConfig::new(&args.backend);
+            config.bucket.clone_from(&args.bucket);
+            config.history = args.history;
+            let secrets = Arc::new(
+                JetStreamSecrets::open(client.clone(), &config, keys)
+                    .await
+                    .map_err(|e| store_failure(&e))?,
+            );
+            Ok(Stores {
+                values: secrets.clone(),
+                mappings: secrets,
+                nats: Some(client),
+            })
+        }
+        StoreKind::Openbao => {
+            let values = Arc::new(openbao(&args.openbao, tls_ca_paths)?);
+            let mappings = Arc::new(EmbeddedSecrets::new(
+                Arc::new(open_embedded(args, create)?),
+                keys(false)?,
+            ));
+            Ok(Stores {
+                values,
+                mappings,
+                nats: None,
+            })
+        }
+    }
+}
+
+fn openbao(args: &OpenBaoArgs, tls_ca_paths: &[PathBuf]) -> Result<OpenBaoSecrets, Failure> {
+    let address = args
+        .addr
+        .clone()
+        .or_else(|| {
+            ["ANCHORAGE_OPENBAO_ADDR", "BAO_ADDR", "VAULT_ADDR"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|x| !x.is_empty()))
+        })
+        .ok_or_else(|| {
+            Failure::new(
+                Code::Usage,
+                "--store openbao needs --openbao-addr (or ANCHORAGE_OPENBAO_ADDR)",
+            )
+        })?;
+    let auth = if let Some(role_id) = &args.role_id {
+        let secret_id = match &args.secret_id_file {
+            Some(f) => read_line_file(f, "AppRole secret ID")?,
+            None => env_secret(&["ANCHORAGE_OPENBAO_SECRET_ID"]).ok_or_else(|| {
+                Failure::new(
+                    Code::Usage,
+                    "--openbao-role-id needs a secret ID: --openbao-secret-id-file or ANCHORAGE_OPENBAO_SECRET_ID",
+                )
+            })?,
+        };
+        OpenBaoAuth::AppRole {
+            mount: args.approle_mount.clone(),
+            role_id: role_id.clone(),
+            secret_id,
+        }
+    } else {
+        let token = match &args.token_file {
+            Some(f) => read_line_file(f, "OpenBao token")?,
+            None => env_secret(&["ANCHORAGE_OPENBAO_TOKEN", "BAO_TOKEN", "VAULT_TOKEN"])
+                .ok_or_else(|| {
+                    Failure::new(
+                        Code::Usage,
+                        "--store openbao needs a token (--openbao-token-file or ANCHORAGE_OPENBAO_TOKEN) or an AppRole (--openbao-role-id)",
+                    )
+                })?,
+        };
+        OpenBaoAuth::Token(token)
+    };
+    OpenBaoSecrets::new(OpenBaoConfig {
+        address,
+        mount: args.mount.trim_matches('/').to_owned(),
+        extra_mounts: args
+            .allow_mounts
+            .iter()
+            .map(|m| m.trim_matches('/').to_owned())
+            .collect(),
+        auth,
+        namespace: args.namespace.clone(),
+        tls: tls_config(tls_ca_paths)?,
+        timeout: Duration::from_secs(30),
+    })
+    .map_err(|e| store_failure(&e))
+}

@@ -1,0 +1,431 @@
+//! End-to-end tests of `anchorage secrets`: the real binary against a temporary data directory
+//! (and a real nats-server for `serve` and the jetstream store): exit codes, JSON, file modes,
+//! and that seeds and values never reach an error or a listing.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anchorage_secrets::TransitKey;
+use anchorage_secrets_server::EncryptionKey;
+use anchorage_test_support::nats::NatsServer;
+use anchorage_test_support::{TempDir, tempdir};
+use secrecy::ExposeSecret as _;
+use serde_json::Value;
+
+struct Scratch {
+    dir: TempDir,
+    seed: String,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            dir: tempdir().unwrap(),
+            seed: EncryptionKey::generate().seed().expose_secret().to_owned(),
+        }
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_owned()
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
+        cmd.arg("secrets")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ANCHORAGE_LOG")
+            .env_remove("ANCHORAGE_DATA_DIR")
+            .env("ANCHORAGE_SECRETS_ENCRYPTION_SEED", &self.seed);
+        for name in [
+            "ANCHORAGE_SECRETS_TRANSIT_SEED",
+            "ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED",
+            "ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED",
+            "TRANSIT_XKEY_SEED",
+            "ENCRYPTION_XKEY_SEED",
+            "ANCHORAGE_NATS_URL",
+        ] {
+            cmd.env_remove(name);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `anchorage secrets ARGS --data-dir <tmp>/data`.
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut all = args.to_vec();
+        let data = self.data();
+        all.extend(["--data-dir", data.as_str()]);
+        self.command(&all, env).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, &[]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+#[test]
+fn put_get_reveal_delete_on_the_embedded_store() {
+    let s = Scratch::new();
+    let put = s.json(&["put", "db-password", "--value", "hunter2"]);
+    assert_eq!(put["version"], "1");
+    assert_eq!(put["store"], "embedded");
+    let out = s.run(
+        &["put", "db-password", "--value-env", "PW"],
+        &[("PW", "second")],
+    );
+    assert_eq!(code(&out), 0);
+    // The store file is private.
+    let mode = std::fs::metadata(Path::new(&s.data()).join("secrets.redb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Without --reveal: no value.
+    let shown = s.ok(&["get", "db-password"]);
+    assert!(
+        shown.contains("version 2") && !shown.contains("second"),
+        "{shown}"
+    );
+    let json = s.json(&["get", "db-password"]);
+    assert!(json.get("value").is_none());
+    assert_eq!(s.ok(&["get", "db-password", "--reveal"]), "second\n");
+    assert_eq!(
+        s.ok(&["get", "db-password", "--reveal", "--version", "1"]),
+        "hunter2\n"
+    );
+
+    // Binary from a file, revealed raw (stdout is a pipe) and as base64.
+    let file = s.dir.path().join("key.bin");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(&file, [0u8, 159, 146, 150, 255]).unwrap();
+    s.ok(&[
+        "put",
+        "tls-key",
+        "--binary",
+        "--value-file",
+        file.to_str().unwrap(),
+    ]);
+    let raw = s.run(&["get", "tls-key", "--reveal"], &[]);
+    assert_eq!(raw.stdout, [0u8, 159, 146, 150, 255]);
+    let json = s.json(&["get", "tls-key", "--reveal"]);
+    assert_eq!(
+        (json["kind"].as_str(), json["encoding"].as_str()),
+        (Some("binary"), Some("base64"))
+    );
+    assert_eq!(json["value"], "AJ+Slv8=");
+    // Not UTF-8 without --binary.
+    let out = s.run(&["put", "x", "--value-file", file.to_str().unwrap()], &[]);
+    assert_eq!(code(&out), 3);
+
+    assert_eq!(
+        s.json(&["list"])["secrets"],
+        serde_json::json!(["db-password", "tls-key"])
+    );
+
+    // Missing secret and version: 13, with a JSON error.
+    let out = s.run(&["get", "nope", "--output", "json"], &[]);
+    assert_eq!(code(&out), 13);
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["exit_code"], 13);
+    assert_eq!(
+        code(&s.run(&["get", "db-password", "--version", "9"], &[])),
+        13
+    );
+
+    s.ok(&["delete", "db-password"]);
+    assert_eq!(code(&s.run(&["delete", "db-password"], &[])), 13);
+
+    // A missing seed is a usage error naming the variable, not a crash.
+    let mut cmd = s.command(&["get", "tls-key", "--data-dir", &s.data()], &[]);
+    cmd.env_remove("ANCHORAGE_SECRETS_ENCRYPTION_SEED");
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ANCHORAGE_SECRETS_ENCRYPTION_SEED"));
+    // A wrong seed: the value opens with no key (11), and the seed is not echoed.
+    let other = EncryptionKey::generate().seed().expose_secret().to_owned();
+    let out = s.run(
+        &["get", "tls-key"],
+        &[("ANCHORAGE_SECRETS_ENCRYPTION_SEED", other.as_str())],
+    );
+    assert_eq!(code(&out), 11);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("opens with none") && !stderr.contains(&other),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn mappings_and_rotation() {
+    let s = Scratch::new();
+    let entity = nkeys::KeyPair::new_module().public_key();
+    let added = s.json(&["add-mapping", &entity, "--secret", "a", "--secret", "b"]);
+    assert_eq!(added["secrets"], serde_json::json!(["a", "b"]));
+    let listed = s.json(&["list-mappings"]);
+    assert_eq!(listed["mappings"][&entity], serde_json::json!(["a", "b"]));
+    let left = s.json(&["remove-mapping", &entity, "--secret", "a"]);
+    assert_eq!(left["secrets"], serde_json::json!(["b"]));
+    assert_eq!(
+        code(&s.run(&["add-mapping", "not-a-key", "--secret", "a"], &[])),
+        3
+    );
+
+    s.ok(&["put", "a", "--value", "one"]);
+    s.ok(&["put", "a", "--value", "two"]);
+    let new_seed = EncryptionKey::generate().seed().expose_secret().to_owned();
+    let out = s.run(
+        &["rotate-encryption-key", "--output", "json"],
+        &[("ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED", new_seed.as_str())],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["report"]["resealed"], 2);
+    // The new key reads every version; the old one no longer does.
+    let env = [("ANCHORAGE_SECRETS_ENCRYPTION_SEED", new_seed.as_str())];
+    let out = s.run(&["get", "a", "--reveal", "--version", "1"], &env);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+    assert_eq!(code(&s.run(&["get", "a"], &[])), 11);
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = Scratch::new();
+    let transit = TransitKey::generate();
+    let seed = transit.seed().expose_secret().to_owned();
+    let data = s.data();
+    let child = s
+        .command(
+            &["serve", "--nats-url", &nats.url(), "--data-dir", &data],
+            &[("ANCHORAGE_SECRETS_TRANSIT_SEED", seed.as_str())],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        let nc = anchorage_secrets_server::async_nats::connect(nats.url())
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            let asked = tokio::time::timeout(
+                Duration::from_millis(500),
+                nc.request("wasmcloud.secrets.v1alpha1.nats-kv.server_xkey", "".into()),
+            )
+            .await;
+            if let Ok(Ok(reply)) = asked {
+                return String::from_utf8(reply.payload.to_vec()).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server never answered");
+    });
+    assert_eq!(answer, transit.public_key());
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("serving wasmcloud.secrets.v1alpha1.nats-kv.>"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&seed) && !stderr.contains(&s.seed));
+
+    // Missing transit seed: usage error.
+    let out = s.run(&["serve", "--nats-url", &nats.url()], &[]);
+    assert_eq!(code(&out), 2);
+    // NATS down: unreachable.
+    let out = s.run(
+        &["serve", "--nats-url", "nats://127.0.0.1:1"],
+        &[("ANCHORAGE_SECRETS_TRANSIT_SEED", seed.as_str())],
+    );
+    assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn jetstream_store_admin() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = Scratch::new();
+    let url = nats.url();
+    let js = ["--store", "jetstream", "--nats-url", url.as_str()];
+    fn with<'a>(extra: &[&'a str], js: &[&'a str]) -> Vec<&'a str> {
+        let mut v: Vec<&str> = extra.to_vec();
+        v.extend_from_slice(js);
+        v
+    }
+    let put = s.json(&with(&["put", "db", "--value", "v1"], &js));
+    let rev: u64 = put["version"].as_str().unwrap().parse().unwrap();
+    assert!(rev > 0);
+    assert_eq!(s.ok(&with(&["get", "db", "--reveal"], &js)), "v1\n");
+    let entity = nkeys::KeyPair::new_service().public_key();
+    s.ok(&with(&["add-mapping", &entity, "--secret", "db"], &js));
+    let listed = s.json(&with(&["list-mappings", &entity], &js));
+    assert_eq!(listed["mappings"][&entity], serde_json::json!(["db"]));
+    // An unreachable server is exit 7.
+    let out = s.run(
+        &[
+            "list",
+            "--store",
+            "jetstream",
+            "--nats-url",
+            "nats://127.0.0.1:1",
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 7);
+}
+
+/// `secrets list --store jetstream` against `server` with extra arguments and environment.
+fn list_on(s: &Scratch, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["list", "--store", "jetstream", "--nats-url", url];
+    args.extend_from_slice(extra);
+    s.run(&args, env)
+}
+
+#[test]
+fn nats_credentials_and_tls() {
+    use anchorage_test_support::nats::NatsOptions;
+    let s = Scratch::new();
+
+    // User and password.
+    let Some(nats) = NatsServer::start_with(&NatsOptions {
+        user_password: Some(("svc".into(), "pw-secret".into())),
+        ..NatsOptions::default()
+    }) else {
+        return;
+    };
+    let url = nats.url();
+    let ok = list_on(
+        &s,
+        &url,
+        &["--nats-user", "svc"],
+        &[("ANCHORAGE_NATS_PASSWORD", "pw-secret")],
+    );
+    assert_eq!(code(&ok), 0, "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = list_on(
+        &s,
+        &url,
+        &["--nats-user", "svc"],
+        &[("ANCHORAGE_NATS_PASSWORD", "wrong-pw")],
+    );
+    assert_eq!(code(&bad), 15, "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("wrong-pw"));
+    drop(nats);
+
+    // Token.
+    let nats = NatsServer::start_with(&NatsOptions {
+        token: Some("tok-secret".into()),
+        ..NatsOptions::default()
+    })
+    .unwrap();
+    let ok = list_on(
+        &s,
+        &nats.url(),
+        &[],
+        &[("ANCHORAGE_NATS_TOKEN", "tok-secret")],
+    );
+    assert_eq!(code(&ok), 0, "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(code(&list_on(&s, &nats.url(), &[], &[])), 15);
+    drop(nats);
+
+    // Nkey seed from a file.
+    let user = nkeys::KeyPair::new_user();
+    let nats = NatsServer::start_with(&NatsOptions {
+        nkey_user: Some(user.public_key()),
+        ..NatsOptions::default()
+    })
+    .unwrap();
+    let seed_file = s.dir.path().join("user.nk");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(&seed_file, user.seed().unwrap()).unwrap();
+    let ok = list_on(
+        &s,
+        &nats.url(),
+        &["--nats-nkey-file", seed_file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code(&ok), 0, "{}", String::from_utf8_lossy(&ok.stderr));
+    drop(nats);
+
+    // TLS with a private CA: trusted only through --tls-ca-path.
+    let pki = anchorage_test_support::pki::Pki::new("NATS");
+    let files = pki.write_server_files(s.dir.path());
+    let fullchain = s.dir.path().join("fullchain.pem");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(
+        &fullchain,
+        format!("{}{}", pki.leaf.pem, pki.intermediate.pem),
+    )
+    .unwrap();
+    let nats = NatsServer::start_with(&NatsOptions {
+        tls: Some((fullchain, files.key.clone())),
+        ..NatsOptions::default()
+    })
+    .unwrap();
+    let url = format!("tls://localhost:{}", nats.addr().port());
+    let untrusted = list_on(&s, &url, &[], &[]);
+    assert_eq!(
+        code(&untrusted),
+        7,
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    let data = s.data();
+    let trusted = s
+        .command(&[], &[])
+        .args(["--tls-ca-path", files.root.to_str().unwrap()])
+        .args([
+            "list",
+            "--store",
+            "jetstream",
+            "--nats-require-tls",
+            "--nats-url",
+            &url,
+        ])
+        .args(["--data-dir", &data])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&trusted),
+        0,
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+}

@@ -1,0 +1,225 @@
+//! Load benchmark: the real `wasmcloud-secrets-client` asks a server on a real
+//! `nats-server -js` for a secret, from 1, 8 and 64 concurrent requesters, over the embedded and
+//! the JetStream stores; prints get/s and p50/p99 latency.
+//!
+//! `cargo bench -p anchorage-secrets-server --bench secrets_load` (needs `nats-server` on PATH).
+//! Client, server and nats-server share this machine, so the figures are end to end on one host.
+//! `SECRETS_LOAD_SECONDS` bounds each run (default 5).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    missing_docs
+)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, TransitKey};
+use anchorage_secrets_server::{
+    EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore,
+    SecretStore, Server, ServerConfig,
+};
+use anchorage_store::EmbeddedStore;
+use anchorage_test_support::nats::NatsServer;
+use nkeys::{KeyPair, XKey};
+use wascap::jwt::{Claims, ClaimsBuilder, Component, Host};
+use wasmcloud_secrets_types::{Application, Context, SecretRequest};
+
+const BACKEND: &str = "bench";
+const PREFIX: &str = "wasmcloud.secrets";
+
+struct Jwts {
+    entity: String,
+    entity_jwt: String,
+    host_jwt: String,
+}
+
+fn jwts() -> Jwts {
+    let account = KeyPair::new_account();
+    let component = KeyPair::new_module();
+    let cluster = KeyPair::new_cluster();
+    let host = KeyPair::new_server();
+    let entity_jwt = ClaimsBuilder::<Component>::new()
+        .issuer(&account.public_key())
+        .subject(&component.public_key())
+        .with_metadata(Component {
+            module_hash: "h".into(),
+            ..Component::default()
+        })
+        .build()
+        .encode(&account)
+        .unwrap();
+    let host_jwt = Claims::<Host>::new(
+        "host".into(),
+        cluster.public_key(),
+        host.public_key(),
+        Some(HashMap::new()),
+    )
+    .encode(&cluster)
+    .unwrap();
+    Jwts {
+        entity: component.public_key(),
+        entity_jwt,
+        host_jwt,
+    }
+}
+
+fn request(j: &Jwts) -> SecretRequest {
+    SecretRequest {
+        key: "db-password".into(),
+        field: None,
+        version: None,
+        context: Context {
+            entity_jwt: j.entity_jwt.clone(),
+            host_jwt: j.host_jwt.clone(),
+            application: Application {
+                name: Some("bench".into()),
+                policy: "{}".into(),
+            },
+        },
+    }
+}
+
+struct Stats {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    count: usize,
+}
+
+async fn load(url: &str, j: Arc<Jwts>, concurrency: usize, seconds: u64) -> Stats {
+    let connections = concurrency.min(8);
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        let nc = async_nats::connect(url).await.unwrap();
+        clients.push(Arc::new(
+            wasmcloud_secrets_client::Client::new(BACKEND, PREFIX, nc)
+                .await
+                .unwrap(),
+        ));
+    }
+    // Warm-up.
+    for c in &clients {
+        c.get(request(&j), XKey::new()).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let client = clients[i % connections].clone();
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let secret = client.get(request(&j), XKey::new()).await.unwrap();
+                latencies.push(t.elapsed());
+                assert_eq!(secret.string_secret.as_deref(), Some("hunter2"));
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Stats {
+        rate: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        count: all.len(),
+    }
+}
+
+async fn run_store(
+    name: &str,
+    url: &str,
+    store: Arc<dyn SecretStore>,
+    mappings: Arc<dyn MappingStore>,
+    seconds: u64,
+) -> Vec<(String, usize, Stats)> {
+    let j = Arc::new(jwts());
+    store
+        .put("db-password", SecretValue::String("hunter2".into()))
+        .await
+        .unwrap();
+    mappings
+        .add_mapping(&j.entity, &["db-password".to_owned()])
+        .await
+        .unwrap();
+    let client = async_nats::connect(url).await.unwrap();
+    let server = Server::new(
+        GetHandler::new(TransitKey::generate(), JwtPolicy::default()),
+        store,
+        mappings,
+        ServerConfig::new(PREFIX, BACKEND),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(client, async {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut rows = Vec::new();
+    for concurrency in [1, 8, 64] {
+        let stats = load(url, j.clone(), concurrency, seconds).await;
+        rows.push((name.to_owned(), concurrency, stats));
+    }
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    rows
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is ignored.
+    let seconds: u64 = std::env::var("SECRETS_LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let Some(nats) = NatsServer::start() else {
+        eprintln!("SKIPPED: nats-server is not installed");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = runtime.block_on(async {
+        let keys = Arc::new(Keyring::new(EncryptionKey::generate()));
+        let embedded = Arc::new(EmbeddedSecrets::new(
+            Arc::new(EmbeddedStore::open(dir.path().join("secrets.redb")).unwrap()),
+            keys.clone(),
+        ));
+        let mut rows = run_store("embedded", &url, embedded.clone(), embedded, seconds).await;
+        let js = Arc::new(
+            JetStreamSecrets::open(
+                async_nats::connect(&url).await.unwrap(),
+                &JetStreamConfig::new(BACKEND),
+                keys,
+            )
+            .await
+            .unwrap(),
+        );
+        rows.extend(run_store("jetstream", &url, js.clone(), js, seconds).await);
+        rows
+    });
+    println!();
+    println!("| store | requesters | gets | get/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (store, concurrency, s) in rows {
+        println!(
+            "| {store} | {concurrency} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+            s.count,
+            s.rate,
+            s.p50.as_secs_f64() * 1e3,
+            s.p99.as_secs_f64() * 1e3
+        );
+    }
+}

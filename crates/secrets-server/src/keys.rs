@@ -1,0 +1,224 @@
+//! The encryption key that seals values at rest, and where seeds come from.
+//!
+//! Values are sealed by the encryption xkey *to itself* (`xkv1` ‖ nonce ‖ NaCl box), exactly as
+//! the reference `secrets-nats-kv` backend stores them, so a JetStream bucket it wrote reads back
+//! here. A [`Keyring`] holds the current key and, during a rotation, the previous ones: values
+//! are always sealed with the current key and opened with whichever key opens them. Seeds are
+//! read from an environment variable or a file, never from an argument, and live in
+//! [`SecretString`]s; no seed reaches `Debug`, an error or a log.
+
+use std::path::{Path, PathBuf};
+
+use anchorage_secrets::KeyError;
+use nkeys::XKey;
+use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::Zeroizing;
+
+/// Where a seed is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedSource {
+    /// An environment variable holding `SX…`.
+    Env(String),
+    /// A file holding `SX…` (surrounding whitespace ignored).
+    File(PathBuf),
+}
+
+impl SeedSource {
+    /// Reads the seed text.
+    pub fn read(&self) -> Result<SecretString, KeyError> {
+        match self {
+            SeedSource::Env(var) => std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| KeyError::MissingEnv { var: var.clone() }),
+            SeedSource::File(path) => read_seed_file(path),
+        }
+    }
+
+    /// Where the seed comes from, for messages.
+    pub fn origin(&self) -> String {
+        match self {
+            SeedSource::Env(var) => format!("environment variable {var}"),
+            SeedSource::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+fn read_seed_file(path: &Path) -> Result<SecretString, KeyError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAnXkeySeed {
+        origin: path.display().to_string(),
+    })?;
+    Ok(SecretString::from(text.trim()))
+}
+
+/// One encryption xkey (curve25519), loaded from a seed.
+pub struct EncryptionKey {
+    key: XKey,
+    public: String,
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncryptionKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self::from_xkey(XKey::new())
+    }
+
+    fn from_xkey(key: XKey) -> Self {
+        let public = key.public_key();
+        Self { key, public }
+    }
+
+    /// Loads the key from its seed (`SX…`); `origin` names where it came from, for the error.
+    pub fn from_seed(seed: &SecretString, origin: &str) -> Result<Self, KeyError> {
+        let text = seed.expose_secret().trim();
+        let not_a_seed = || KeyError::NotAnXkeySeed {
+            origin: origin.to_owned(),
+        };
+        if !text.starts_with("SX") {
+            return Err(not_a_seed());
+        }
+        XKey::from_seed(text)
+            .map(Self::from_xkey)
+            .map_err(|_| not_a_seed())
+    }
+
+    /// Loads the key from `source`.
+    pub fn load(source: &SeedSource) -> Result<Self, KeyError> {
+        Self::from_seed(&source.read()?, &source.origin())
+    }
+
+    /// The seed, to store a generated key somewhere safe.
+    pub fn seed(&self) -> SecretString {
+        SecretString::from(self.key.seed().unwrap_or_default())
+    }
+
+    /// The public key (`X…`), which names the key in messages.
+    pub fn public_key(&self) -> &str {
+        &self.public
+    }
+
+    /// Seals `plain` to this key itself.
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, SealFailed> {
+        self.key.seal(plain, &self.key).map_err(|_| SealFailed)
+    }
+
+    /// Opens what this key sealed to itself.
+    pub fn open(&self, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.key.open(sealed, &self.key).ok().map(Zeroizing::new)
+    }
+}
+
+/// Sealing a value failed (the NaCl box refused it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a value could not be sealed with the encryption key")]
+pub struct SealFailed;
+
+/// The current encryption key and, during a rotation, previous keys still accepted for reading.
+#[derive(Debug)]
+pub struct Keyring {
+    current: EncryptionKey,
+    previous: Vec<EncryptionKey>,
+}
+
+impl Keyring {
+    /// A keyring with one key.
+    pub fn new(current: EncryptionKey) -> Self {
+        Self {
+            current,
+            previous: Vec::new(),
+        }
+    }
+
+    /// Adds a previous key, still used to open values sealed before a rotation.
+    pub fn with_previous(mut self, previous: EncryptionKey) -> Self {
+        if previous.public != self.current.public {
+            self.previous.push(previous);
+        }
+        self
+    }
+
+    /// The key values are sealed with.
+    pub fn current(&self) -> &EncryptionKey {
+        &self.current
+    }
+
+    /// Seals with the current key.
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, SealFailed> {
+        self.current.seal(plain)
+    }
+
+    /// Opens with the current key, then each previous one; also says whether the current key
+    /// opened it (false: the value still needs re-encryption).
+    pub fn open(&self, sealed: &[u8]) -> Option<(Zeroizing<Vec<u8>>, bool)> {
+        if let Some(plain) = self.current.open(sealed) {
+            return Some((plain, true));
+        }
+        self.previous
+            .iter()
+            .find_map(|k| k.open(sealed))
+            .map(|plain| (plain, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_to_itself_like_the_reference() {
+        let key = EncryptionKey::generate();
+        let sealed = key.seal(b"hunter2").unwrap();
+        assert!(sealed.starts_with(b"xkv1"));
+        // The reference opens with `encryption_xkey.open(value, &encryption_xkey)`.
+        let xkey = XKey::from_seed(key.seed().expose_secret()).unwrap();
+        assert_eq!(xkey.open(&sealed, &xkey).unwrap(), b"hunter2");
+        assert!(!format!("{key:?}").contains(key.seed().expose_secret()));
+    }
+
+    #[test]
+    fn keyring_opens_with_previous_keys() {
+        let old = EncryptionKey::generate();
+        let sealed = old.seal(b"v").unwrap();
+        let old_again = EncryptionKey::from_seed(&old.seed(), "t").unwrap();
+        let ring = Keyring::new(EncryptionKey::generate()).with_previous(old_again);
+        let (plain, current) = ring.open(&sealed).unwrap();
+        assert_eq!(&*plain, b"v");
+        assert!(!current);
+        let fresh = ring.seal(b"w").unwrap();
+        assert!(ring.open(&fresh).unwrap().1);
+        assert!(
+            Keyring::new(EncryptionKey::generate())
+                .open(&sealed)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn seed_sources() {
+        let err = SeedSource::Env("ANCHORAGE_SURELY_UNSET_SEED".into())
+            .read()
+            .unwrap_err();
+        assert!(err.to_string().contains("ANCHORAGE_SURELY_UNSET_SEED"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed");
+        let key = EncryptionKey::generate();
+        #[allow(clippy::disallowed_methods)] // test fixture
+        std::fs::write(&path, format!("{}\n", key.seed().expose_secret())).unwrap();
+        let loaded = EncryptionKey::load(&SeedSource::File(path)).unwrap();
+        assert_eq!(loaded.public_key(), key.public_key());
+        let account = nkeys::KeyPair::new_account().seed().unwrap();
+        let err = EncryptionKey::from_seed(&SecretString::from(account.clone()), "x").unwrap_err();
+        assert!(!err.to_string().contains(&account));
+    }
+}

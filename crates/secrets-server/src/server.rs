@@ -1,0 +1,384 @@
+//! The serve loop: one queue subscription on `<prefix>.v1alpha1.<backend>.>`, a task per
+//! request (bounded), replies through [`GetHandler`], an audit event per request, and a
+//! graceful stop that lets the requests in flight finish.
+//!
+//! Only `server_xkey` and `get` are served. Every other operation, including the reference
+//! backend's `put_secret`, `add_mapping` and `remove_mapping`, is answered with the plain
+//! failure `{"error":{"Other":"unknown operation …"}}`: administration goes through the store
+//! (the CLI), never through the subjects hosts use.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anchorage_secrets::protocol::SECRET_API_VERSION;
+use anchorage_secrets::protocol::failure_body;
+use anchorage_secrets::{
+    AuditEvent, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PREFIX, GetHandler, GetSecretError, LookupError,
+    Outcome, Reply, WASMCLOUD_HOST_XKEY,
+};
+use futures::StreamExt as _;
+use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+
+use crate::store::{MappingStore, SecretStore};
+
+/// The reference backend's name, so hosts' existing policies (`backend: nats-kv`) keep working.
+pub const DEFAULT_BACKEND: &str = "nats-kv";
+
+/// The reference backend's queue group base: the group is `wasmcloud_secrets.<backend>`.
+pub const DEFAULT_QUEUE_BASE: &str = "wasmcloud_secrets";
+
+/// Requests handled at once by one instance unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// How the server answers.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Subject prefix ([`DEFAULT_PREFIX`]).
+    pub prefix: String,
+    /// Backend name ([`DEFAULT_BACKEND`]).
+    pub backend: String,
+    /// Queue group shared by every instance (`wasmcloud_secrets.<backend>`).
+    pub queue_group: String,
+    /// Largest sealed request accepted ([`DEFAULT_MAX_REQUEST_BYTES`]).
+    pub max_request_bytes: usize,
+    /// Requests handled concurrently ([`DEFAULT_MAX_IN_FLIGHT`]).
+    pub max_in_flight: usize,
+    /// How long a stop waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX, DEFAULT_BACKEND)
+    }
+}
+
+impl ServerConfig {
+    /// Defaults for `prefix` and `backend`.
+    pub fn new(prefix: &str, backend: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            backend: backend.to_owned(),
+            queue_group: format!("{DEFAULT_QUEUE_BASE}.{backend}"),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `<prefix>.v1alpha1.<backend>`.
+    pub fn base_subject(&self) -> String {
+        format!("{}.{SECRET_API_VERSION}.{}", self.prefix, self.backend)
+    }
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The prefix or backend name cannot form a subject.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// `prefix` or `backend`.
+        what: &'static str,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The subscription failed.
+    #[error("cannot subscribe to {subject}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// What went wrong.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+}
+
+/// The secrets server: a handler and its stores.
+pub struct Server {
+    handler: GetHandler,
+    values: Arc<dyn SecretStore>,
+    mappings: Arc<dyn MappingStore>,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("transit", &self.handler.transit().public_key())
+            .field("store", &self.values.kind())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_token(what: &'static str, value: &str, dots: bool) -> Result<(), ServeError> {
+    let bad = |reason| ServeError::InvalidName {
+        what,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '*' | '>') || (!dots && c == '.'))
+    {
+        return Err(bad(if dots {
+            "must not hold spaces, * or >"
+        } else {
+            "must be one subject token (no spaces, dots, * or >)"
+        }));
+    }
+    if value.split('.').any(str::is_empty) {
+        return Err(bad("must not hold an empty token"));
+    }
+    Ok(())
+}
+
+impl Server {
+    /// A server answering with `handler` from these stores.
+    pub fn new(
+        handler: GetHandler,
+        values: Arc<dyn SecretStore>,
+        mappings: Arc<dyn MappingStore>,
+        config: ServerConfig,
+    ) -> Self {
+        let handler = handler.with_max_request_bytes(config.max_request_bytes);
+        Self {
+            handler,
+            values,
+            mappings,
+            config,
+        }
+    }
+
+    /// Serves on `client` until `shutdown` completes, then stops taking requests, waits up to
+    /// the drain timeout for those in flight and flushes the replies.
+    pub async fn run(
+        self,
+        client: async_nats::Client,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        check_token("prefix", &self.config.prefix, true)?;
+        check_token("backend", &self.config.backend, false)?;
+        check_token("queue group", &self.config.queue_group, true)?;
+        let base = self.config.base_subject();
+        let subject = format!("{base}.>");
+        let mut subscription = client
+            .queue_subscribe(subject.clone(), self.config.queue_group.clone())
+            .await
+            .map_err(|source| ServeError::Subscribe {
+                subject: subject.clone(),
+                source,
+            })?;
+        tracing::info!(
+            %subject,
+            queue_group = %self.config.queue_group,
+            server_xkey = %self.handler.transit().public_key(),
+            store = self.values.kind(),
+            "serving secrets"
+        );
+        let limit = self.config.max_in_flight.max(1);
+        let permits = Arc::new(Semaphore::new(limit));
+        let drain = self.config.drain_timeout;
+        let shared = Arc::new(Shared {
+            handler: self.handler,
+            values: self.values,
+            mappings: self.mappings,
+            base,
+            client: client.clone(),
+        });
+        tokio::pin!(shutdown);
+        loop {
+            let message = tokio::select! {
+                () = &mut shutdown => break,
+                message = subscription.next() => message,
+            };
+            let Some(message) = message else {
+                tracing::warn!("the subscription ended (connection closed)");
+                break;
+            };
+            let Some(reply_to) = message.reply.clone() else {
+                tracing::debug!(subject = %message.subject, "message without a reply subject ignored");
+                continue;
+            };
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&permits).acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { break };
+            let shared = Arc::clone(&shared);
+            let span = tracing::info_span!("secret_request", subject = %message.subject);
+            tokio::spawn(
+                async move {
+                    shared.answer(message, reply_to).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        tracing::info!("stopping: no new requests");
+        let _ = subscription.unsubscribe().await;
+        let all = u32::try_from(limit).unwrap_or(u32::MAX);
+        if tokio::time::timeout(drain, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(?drain, "requests still in flight after the drain timeout");
+        }
+        let _ = client.flush().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+struct Shared {
+    handler: GetHandler,
+    values: Arc<dyn SecretStore>,
+    mappings: Arc<dyn MappingStore>,
+    base: String,
+    client: async_nats::Client,
+}
+
+impl Shared {
+    async fn answer(&self, message: async_nats::Message, reply_to: async_nats::Subject) {
+        let operation = message
+            .subject
+            .as_str()
+            .strip_prefix(&self.base)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or_default();
+        match operation {
+            "server_xkey" => {
+                let body = bytes::Bytes::copy_from_slice(self.handler.server_xkey_body());
+                if let Err(e) = self.client.publish(reply_to, body).await {
+                    tracing::warn!(error = %e, "could not send the server xkey");
+                }
+            }
+            "get" => {
+                let reply = self.get(&message).await;
+                audit(&reply.audit);
+                let mut headers = async_nats::HeaderMap::new();
+                for (name, value) in reply.headers() {
+                    headers.insert(name, value);
+                }
+                let body = bytes::Bytes::from(reply.body);
+                if let Err(e) = self
+                    .client
+                    .publish_with_headers(reply_to, headers, body)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not send a reply");
+                }
+            }
+            other => {
+                let op: String = other.chars().take(64).collect();
+                let event = AuditEvent {
+                    outcome: Outcome::Rejected {
+                        error: "Other",
+                        reason: Some(format!("unknown operation {op:?}")),
+                    },
+                    ..AuditEvent::default()
+                };
+                audit(&event);
+                let body = failure_body(&GetSecretError::Other(format!("unknown operation {op}")));
+                if let Err(e) = self.client.publish(reply_to, body.into()).await {
+                    tracing::warn!(error = %e, "could not send a reply");
+                }
+            }
+        }
+    }
+
+    async fn get(&self, message: &async_nats::Message) -> Reply {
+        let host_xkey = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(WASMCLOUD_HOST_XKEY))
+            .map(|v| v.as_str());
+        let verified = match self
+            .handler
+            .open(host_xkey, &message.payload, SystemTime::now())
+        {
+            Ok(v) => v,
+            Err(reply) => return *reply,
+        };
+        let allowed = self
+            .mappings
+            .secrets_of(&verified.entity().public_key)
+            .await;
+        let found = match allowed {
+            Err(e) => Err(LookupError(e.to_string())),
+            Ok(names) if !names.contains(verified.lookup().key) => {
+                return self.handler.unauthorized(verified);
+            }
+            Ok(_) => self
+                .values
+                .get(verified.lookup())
+                .await
+                .map_err(|e| LookupError(e.to_string())),
+        };
+        self.handler.respond(verified, found)
+    }
+}
+
+/// Writes one audit event (target `anchorage::audit`); never a value.
+fn audit(event: &AuditEvent) {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let (result, error, reason) = match &event.outcome {
+        Outcome::Served => ("served", "-", String::from("-")),
+        Outcome::Pending => ("pending", "-", String::from("-")),
+        Outcome::Rejected { error, reason } => (
+            "rejected",
+            *error,
+            reason.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+    };
+    tracing::info!(
+        target: "anchorage::audit",
+        result,
+        error,
+        reason = %reason,
+        entity = %dash(&event.entity),
+        entity_kind = ?event.entity_kind,
+        host = %dash(&event.host),
+        key = %dash(&event.key),
+        field = %dash(&event.field),
+        requested_version = %dash(&event.requested_version),
+        served_version = %dash(&event.served_version),
+        "secret request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_reference_backend() {
+        let c = ServerConfig::default();
+        assert_eq!(c.base_subject(), "wasmcloud.secrets.v1alpha1.nats-kv");
+        assert_eq!(c.queue_group, "wasmcloud_secrets.nats-kv");
+    }
+
+    #[test]
+    fn names_that_cannot_form_subjects_are_refused() {
+        assert!(check_token("prefix", "wasmcloud.secrets", true).is_ok());
+        assert!(check_token("backend", "nats-kv", false).is_ok());
+        for (value, dots) in [
+            ("", true),
+            ("a..b", true),
+            ("a.>", true),
+            ("a b", true),
+            ("a.b", false),
+            ("*", false),
+        ] {
+            assert!(check_token("x", value, dots).is_err(), "{value:?}");
+        }
+    }
+}

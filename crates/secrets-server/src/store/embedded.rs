@@ -1,0 +1,508 @@
+//! [`EmbeddedSecrets`]: secrets and mappings in an [`anchorage_store::Store`] (the redb file by
+//! default), every value sealed with the encryption key.
+//!
+//! Layout (store keys; names are base64url-encoded so any name fits the key syntax):
+//! - `secrets.value.<name>` → JSON `{"next":N,"versions":[{"version":n,"kind":"string"|"binary",
+//!   "sealed":"<base64 of xkv1…>"}]}`, newest last, at most the history limit;
+//! - `secrets.mapping.<entity>` → JSON array of secret names (as the reference stores them).
+//!
+//! The kind is stored, so a binary value that happens to be UTF-8 still comes back as binary.
+//! Every write reads the record and writes it back with compare-and-swap, retrying on a lost
+//! race, so several admin commands and a rotation can run against a live server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
+use anchorage_store::{Store, StoreError};
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CAS_ATTEMPTS, DEFAULT_HISTORY, MappingStore, RotationReport, SecretStore, StoreFailure,
+    bytes_of, check_entity, value_from,
+};
+use crate::keys::Keyring;
+
+const STORE: &str = "embedded";
+const VALUE_PREFIX: &str = "secrets.value.";
+const MAPPING_PREFIX: &str = "secrets.mapping.";
+
+/// Secrets and mappings in an [`anchorage_store::Store`].
+#[derive(Clone)]
+pub struct EmbeddedSecrets {
+    store: Arc<dyn Store>,
+    keys: Arc<Keyring>,
+    history: u32,
+}
+
+impl std::fmt::Debug for EmbeddedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedSecrets")
+            .field("history", &self.history)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Record {
+    next: u64,
+    versions: Vec<StoredVersion>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredVersion {
+    version: u64,
+    kind: Kind,
+    sealed: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    String,
+    Binary,
+}
+
+impl EmbeddedSecrets {
+    /// Secrets in `store`, sealed with `keys`, keeping [`DEFAULT_HISTORY`] versions.
+    pub fn new(store: Arc<dyn Store>, keys: Arc<Keyring>) -> Self {
+        Self {
+            store,
+            keys,
+            history: DEFAULT_HISTORY,
+        }
+    }
+
+    /// Keeps at most `history` versions of each secret (at least one).
+    pub fn with_history(mut self, history: u32) -> Self {
+        self.history = history.max(1);
+        self
+    }
+
+    fn fail(action: String) -> impl FnOnce(StoreError) -> StoreFailure {
+        move |e| StoreFailure::backend(STORE, action, e)
+    }
+
+    async fn read<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, u64)>, StoreFailure> {
+        let Some(entry) = self
+            .store
+            .get(key)
+            .await
+            .map_err(Self::fail(format!("read {key:?}")))?
+        else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&entry.value).map_err(|e| StoreFailure::Corrupt {
+            key: key.to_owned(),
+            reason: format!("{:?} error at column {}", e.classify(), e.column()),
+        })?;
+        Ok(Some((value, entry.revision)))
+    }
+
+    /// Reads `key`, lets `change` edit it and writes it back with compare-and-swap; `None` from
+    /// `change` deletes the key. Retries on a lost race.
+    async fn modify<T, R>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<T>) -> Result<(Option<T>, R), StoreFailure> + Send,
+    ) -> Result<R, StoreFailure>
+    where
+        T: Serialize + for<'de> Deserialize<'de> + Send,
+        R: Send,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.read::<T>(key).await?;
+            let revision = current.as_ref().map(|(_, r)| *r);
+            let (next, result) = change(current.map(|(v, _)| v))?;
+            let written = match (next, revision) {
+                (Some(value), rev) => {
+                    let bytes = serde_json::to_vec(&value)
+                        .map_err(|e| StoreFailure::backend(STORE, format!("encode {key:?}"), e))?;
+                    match rev {
+                        Some(rev) => self.store.update(key, bytes, rev).await.map(drop),
+                        None => self.store.create(key, bytes).await.map(drop),
+                    }
+                }
+                (None, Some(rev)) => self.store.delete(key, Some(rev)).await,
+                (None, None) => Ok(()),
+            };
+            match written {
+                Ok(()) => return Ok(result),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(Self::fail(format!("write {key:?}"))(e)),
+            }
+        }
+        Err(StoreFailure::Contended {
+            key: key.to_owned(),
+            attempts: CAS_ATTEMPTS,
+        })
+    }
+
+    fn open(&self, key: &str, stored: &StoredVersion) -> Result<SecretValue, StoreFailure> {
+        let undecryptable = || StoreFailure::Undecryptable {
+            key: key.to_owned(),
+            version: stored.version.to_string(),
+        };
+        let sealed = STANDARD
+            .decode(&stored.sealed)
+            .map_err(|_| undecryptable())?;
+        let (plain, _) = self.keys.open(&sealed).ok_or_else(undecryptable)?;
+        Ok(value_from(&plain, stored.kind == Kind::String))
+    }
+}
+
+fn value_key(name: &str) -> String {
+    format!("{VALUE_PREFIX}{}", URL_SAFE_NO_PAD.encode(name))
+}
+
+fn mapping_key(entity: &str) -> String {
+    format!("{MAPPING_PREFIX}{}", URL_SAFE_NO_PAD.encode(entity))
+}
+
+fn decode_name(store_key: &str, prefix: &str) -> Option<String> {
+    let encoded = store_key.strip_prefix(prefix)?;
+    String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()
+}
+
+fn check_name(name: &str) -> Result<(), StoreFailure> {
+    if name.is_empty() {
+        return Err(StoreFailure::InvalidName {
+            what: "secret name",
+            name: String::new(),
+            reason: "a name must not be empty".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SecretStore for EmbeddedSecrets {
+    fn kind(&self) -> &'static str {
+        STORE
+    }
+
+    async fn get(&self, lookup: SecretLookup<'_>) -> Result<Option<VersionedSecret>, StoreFailure> {
+        if lookup.key.is_empty() {
+            return Ok(None);
+        }
+        let key = value_key(lookup.key);
+        let Some((record, _)) = self.read::<Record>(&key).await? else {
+            return Ok(None);
+        };
+        let stored = match lookup.version {
+            None => record.versions.last(),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(v) => record.versions.iter().find(|s| s.version == v),
+                Err(_) => None,
+            },
+        };
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        Ok(Some(VersionedSecret {
+            version: stored.version.to_string(),
+            value: self.open(lookup.key, stored)?,
+        }))
+    }
+
+    async fn put(&self, name: &str, value: SecretValue) -> Result<String, StoreFailure> {
+        check_name(name)?;
+        let (plain, string) = bytes_of(&value);
+        let sealed = STANDARD.encode(
+            self.keys
+                .seal(plain)
+                .map_err(|e| StoreFailure::backend(STORE, format!("seal {name:?}"), e))?,
+        );
+        let kind = if string { Kind::String } else { Kind::Binary };
+        let history = self.history as usize;
+        let version = self
+            .modify(&value_key(name), |record: Option<Record>| {
+                let mut record = record.unwrap_or_default();
+                let version = record.next.max(1);
+                record.next = version + 1;
+                record.versions.push(StoredVersion {
+                    version,
+                    kind,
+                    sealed: sealed.clone(),
+                });
+                let excess = record.versions.len().saturating_sub(history);
+                record.versions.drain(..excess);
+                Ok((Some(record), version))
+            })
+            .await?;
+        Ok(version.to_string())
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreFailure> {
+        self.modify(&value_key(name), |record: Option<Record>| {
+            Ok((None::<Record>, record.is_some()))
+        })
+        .await
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, StoreFailure> {
+        let keys = self
+            .store
+            .keys(VALUE_PREFIX)
+            .await
+            .map_err(Self::fail("list secrets".to_owned()))?;
+        let mut names: Vec<String> = keys
+            .iter()
+            .filter_map(|k| decode_name(k, VALUE_PREFIX))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn reencrypt(&self) -> Result<RotationReport, StoreFailure> {
+        let mut report = RotationReport::default();
+        for name in self.keys().await? {
+            report.secrets += 1;
+            let keys = Arc::clone(&self.keys);
+            let (resealed, current) = self
+                .modify(&value_key(&name), |record: Option<Record>| {
+                    let Some(mut record) = record else {
+                        return Ok((None, (0, 0)));
+                    };
+                    let (mut resealed, mut current) = (0, 0);
+                    for stored in &mut record.versions {
+                        let undecryptable = || StoreFailure::Undecryptable {
+                            key: name.clone(),
+                            version: stored.version.to_string(),
+                        };
+                        let sealed = STANDARD
+                            .decode(&stored.sealed)
+                            .map_err(|_| undecryptable())?;
+                        let (plain, is_current) = keys.open(&sealed).ok_or_else(undecryptable)?;
+                        if is_current {
+                            current += 1;
+                            continue;
+                        }
+                        let again = keys.seal(&plain).map_err(|e| {
+                            StoreFailure::backend(STORE, format!("seal {name:?}"), e)
+                        })?;
+                        stored.sealed = STANDARD.encode(again);
+                        resealed += 1;
+                    }
+                    Ok((Some(record), (resealed, current)))
+                })
+                .await?;
+            report.resealed += resealed;
+            report.already_current += current;
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl MappingStore for EmbeddedSecrets {
+    async fn secrets_of(&self, entity: &str) -> Result<BTreeSet<String>, StoreFailure> {
+        Ok(self
+            .read::<BTreeSet<String>>(&mapping_key(entity))
+            .await?
+            .map(|(set, _)| set)
+            .unwrap_or_default())
+    }
+
+    async fn add_mapping(
+        &self,
+        entity: &str,
+        names: &[String],
+    ) -> Result<BTreeSet<String>, StoreFailure> {
+        check_entity(entity)?;
+        for name in names {
+            check_name(name)?;
+        }
+        self.modify(&mapping_key(entity), |set: Option<BTreeSet<String>>| {
+            let mut set = set.unwrap_or_default();
+            set.extend(names.iter().cloned());
+            Ok((Some(set.clone()), set))
+        })
+        .await
+    }
+
+    async fn remove_mapping(
+        &self,
+        entity: &str,
+        names: &[String],
+    ) -> Result<BTreeSet<String>, StoreFailure> {
+        self.modify(&mapping_key(entity), |set: Option<BTreeSet<String>>| {
+            let mut set = set.unwrap_or_default();
+            for name in names {
+                set.remove(name);
+            }
+            let stored = (!set.is_empty()).then(|| set.clone());
+            Ok((stored, set))
+        })
+        .await
+    }
+
+    async fn list_mappings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreFailure> {
+        let keys = self
+            .store
+            .keys(MAPPING_PREFIX)
+            .await
+            .map_err(Self::fail("list mappings".to_owned()))?;
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let Some(entity) = decode_name(&key, MAPPING_PREFIX) else {
+                continue;
+            };
+            if let Some((set, _)) = self.read::<BTreeSet<String>>(&key).await? {
+                out.insert(entity, set);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anchorage_store::MemoryStore;
+    use secrecy::{ExposeSecret as _, SecretString};
+
+    use super::*;
+    use crate::keys::EncryptionKey;
+
+    fn lookup<'a>(key: &'a str, version: Option<&'a str>) -> SecretLookup<'a> {
+        SecretLookup {
+            key,
+            field: None,
+            version,
+            policy: "",
+        }
+    }
+
+    fn text(v: &VersionedSecret) -> &str {
+        match &v.value {
+            SecretValue::String(s) => s.expose_secret(),
+            SecretValue::Binary(_) => panic!("binary"),
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_kinds_history_and_rotation() {
+        let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let old = EncryptionKey::generate();
+        let old_seed = old.seed();
+        let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(old))).with_history(2);
+        assert_eq!(
+            s.put("db", SecretValue::String(SecretString::from("a")))
+                .await
+                .unwrap(),
+            "1"
+        );
+        assert_eq!(
+            s.put("db", SecretValue::String(SecretString::from("b")))
+                .await
+                .unwrap(),
+            "2"
+        );
+        assert_eq!(
+            s.put("db", SecretValue::String(SecretString::from("c")))
+                .await
+                .unwrap(),
+            "3"
+        );
+        let latest = s.get(lookup("db", None)).await.unwrap().unwrap();
+        assert_eq!((latest.version.as_str(), text(&latest)), ("3", "c"));
+        assert_eq!(
+            text(&s.get(lookup("db", Some("2"))).await.unwrap().unwrap()),
+            "b"
+        );
+        // History 2: version 1 is gone.
+        assert!(s.get(lookup("db", Some("1"))).await.unwrap().is_none());
+        assert!(s.get(lookup("db", Some("x"))).await.unwrap().is_none());
+        // UTF-8 bytes stay binary.
+        s.put("bin", SecretValue::Binary(b"abc".to_vec().into()))
+            .await
+            .unwrap();
+        let bin = s.get(lookup("bin", None)).await.unwrap().unwrap();
+        assert!(matches!(&bin.value, SecretValue::Binary(b) if b.expose_secret() == b"abc"));
+        // Nothing in the store holds a value in clear.
+        for key in raw.keys("").await.unwrap() {
+            let entry = raw.get(&key).await.unwrap().unwrap();
+            let text = String::from_utf8_lossy(&entry.value);
+            assert!(!text.contains("\"c\"") && !text.contains("abc"), "{text}");
+        }
+        assert_eq!(s.keys().await.unwrap(), ["bin", "db"]);
+
+        // Rotation: new key current, old key previous.
+        let ring = Keyring::new(EncryptionKey::generate())
+            .with_previous(EncryptionKey::from_seed(&old_seed, "old").unwrap());
+        let rotated = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(ring));
+        let report = rotated.reencrypt().await.unwrap();
+        assert_eq!(
+            (report.secrets, report.resealed, report.already_current),
+            (2, 3, 0)
+        );
+        let again = rotated.reencrypt().await.unwrap();
+        assert_eq!((again.resealed, again.already_current), (0, 3));
+        // The old key alone no longer opens anything.
+        let stale = EmbeddedSecrets::new(
+            Arc::clone(&raw),
+            Arc::new(Keyring::new(
+                EncryptionKey::from_seed(&old_seed, "old").unwrap(),
+            )),
+        );
+        assert!(matches!(
+            stale.get(lookup("db", None)).await,
+            Err(StoreFailure::Undecryptable { .. })
+        ));
+        assert_eq!(
+            text(&rotated.get(lookup("db", Some("2"))).await.unwrap().unwrap()),
+            "b"
+        );
+
+        assert!(rotated.delete("db").await.unwrap());
+        assert!(!rotated.delete("db").await.unwrap());
+        assert!(rotated.get(lookup("db", None)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn mappings() {
+        let s = EmbeddedSecrets::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        let entity = nkeys::KeyPair::new_module().public_key();
+        let names = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(s.add_mapping(&entity, &names).await.unwrap().len(), 2);
+        assert!(s.secrets_of(&entity).await.unwrap().contains("a"));
+        assert!(s.add_mapping("not-a-key", &names).await.is_err());
+        let left = s.remove_mapping(&entity, &names[..1]).await.unwrap();
+        assert_eq!(left.into_iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.list_mappings().await.unwrap().len(), 1);
+        assert!(s.remove_mapping(&entity, &names).await.unwrap().is_empty());
+        assert!(s.list_mappings().await.unwrap().is_empty());
+        assert!(s.secrets_of(&entity).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_puts_all_land() {
+        let s = EmbeddedSecrets::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.put("k", SecretValue::String(SecretString::from(format!("{i}"))))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut versions = BTreeSet::new();
+        for t in tasks {
+            versions.insert(t.await.unwrap());
+        }
+        assert_eq!(versions.len(), 16);
+    }
+}

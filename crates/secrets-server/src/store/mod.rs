@@ -1,0 +1,223 @@
+//! Where secrets and mappings live: one async trait for values ([`SecretStore`]) and one for
+//! access mappings ([`MappingStore`]), and their implementations.
+//!
+//! - [`EmbeddedSecrets`]: the default, over any [`anchorage_store::Store`] (the redb
+//!   `EmbeddedStore` in production): values sealed with the encryption key, every version kept
+//!   (up to a history limit), mappings beside them, every write a compare-and-swap.
+//! - [`JetStreamSecrets`]: NATS JetStream KV in the reference `secrets-nats-kv` layout (bucket
+//!   `WASMCLOUD_SECRETS`, mappings in `SECRETS_<backend>_state`), with compare-and-swap instead
+//!   of the reference's lock stream.
+//! - [`OpenBaoSecrets`]: Vault/OpenBao KV v2, values only (mappings come from another store).
+//!
+//! Values are handed over as [`VersionedSecret`]s (secrecy types, zeroized when dropped).
+//! Errors carry keys and what failed, never a value: their text goes back to hosts as
+//! `UpstreamError`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
+use async_trait::async_trait;
+
+mod embedded;
+mod jetstream;
+mod openbao;
+
+pub use embedded::EmbeddedSecrets;
+pub use jetstream::{JetStreamConfig, JetStreamSecrets};
+pub use openbao::{OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets};
+
+/// The reference backend's secrets bucket.
+pub const DEFAULT_BUCKET: &str = "WASMCLOUD_SECRETS";
+
+/// How many versions of a secret are kept (the reference backend's default).
+pub const DEFAULT_HISTORY: u32 = 64;
+
+/// Why a store call failed. The text never holds a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreFailure {
+    /// The underlying store or service failed.
+    #[error("{store} store failed to {action}")]
+    Backend {
+        /// Which store (`embedded`, `jetstream`, `openbao`).
+        store: &'static str,
+        /// What it was doing, with the key involved.
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A secret name or entity key the store cannot hold.
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        /// `secret name` or `entity`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// A stored value opens with none of the configured encryption keys.
+    #[error(
+        "the stored value of {key:?} (version {version}) opens with none of the encryption keys"
+    )]
+    Undecryptable {
+        /// The secret.
+        key: String,
+        /// Its version.
+        version: String,
+    },
+    /// A stored record does not parse.
+    #[error("the stored record {key:?} is damaged: {reason}")]
+    Corrupt {
+        /// The store key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Compare-and-swap kept losing against other writers.
+    #[error("{key:?} kept changing under {attempts} attempts to update it")]
+    Contended {
+        /// The store key.
+        key: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The service refused our credentials (an OpenBao token without the policy, a failed
+    /// login).
+    #[error("{store} store refused the credentials to {action}")]
+    AuthFailed {
+        /// Which store.
+        store: &'static str,
+        /// What we were doing.
+        action: String,
+    },
+    /// The operation does not exist for this store.
+    #[error("the {store} store does not support {operation}")]
+    Unsupported {
+        /// Which store.
+        store: &'static str,
+        /// The operation.
+        operation: &'static str,
+    },
+}
+
+impl StoreFailure {
+    pub(crate) fn backend(
+        store: &'static str,
+        action: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreFailure::Backend {
+            store,
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The attempts a compare-and-swap loop makes before [`StoreFailure::Contended`].
+pub(crate) const CAS_ATTEMPTS: u32 = 32;
+
+/// What a re-encryption did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RotationReport {
+    /// Secrets looked at.
+    pub secrets: usize,
+    /// Stored values (versions) re-sealed with the current key.
+    pub resealed: usize,
+    /// Stored values already sealed with the current key.
+    pub already_current: usize,
+}
+
+/// The secrets: read by the server, written by the admin commands.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The store's kind (`embedded`, `jetstream`, `openbao`), for messages.
+    fn kind(&self) -> &'static str;
+
+    /// The requested secret (latest, or the version asked for), or `None` when absent.
+    async fn get(&self, lookup: SecretLookup<'_>) -> Result<Option<VersionedSecret>, StoreFailure>;
+
+    /// Stores a new version of `key`; returns the version.
+    async fn put(&self, key: &str, value: SecretValue) -> Result<String, StoreFailure>;
+
+    /// Removes `key` with all its versions; returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool, StoreFailure>;
+
+    /// The names of the stored secrets, sorted.
+    async fn keys(&self) -> Result<Vec<String>, StoreFailure>;
+
+    /// Re-seals every stored value not sealed with the current encryption key (the store's
+    /// keyring must hold the old key as a previous key), with compare-and-swap, so servers can
+    /// keep serving meanwhile.
+    async fn reencrypt(&self) -> Result<RotationReport, StoreFailure>;
+}
+
+/// Which secrets each entity may read.
+#[async_trait]
+pub trait MappingStore: Send + Sync {
+    /// The secret names `entity` may read (empty when unmapped).
+    async fn secrets_of(&self, entity: &str) -> Result<BTreeSet<String>, StoreFailure>;
+
+    /// Lets `entity` read `names`; returns its names afterwards.
+    async fn add_mapping(
+        &self,
+        entity: &str,
+        names: &[String],
+    ) -> Result<BTreeSet<String>, StoreFailure>;
+
+    /// Takes `names` away from `entity`; returns its names afterwards.
+    async fn remove_mapping(
+        &self,
+        entity: &str,
+        names: &[String],
+    ) -> Result<BTreeSet<String>, StoreFailure>;
+
+    /// Every entity with its names.
+    async fn list_mappings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreFailure>;
+}
+
+/// Turns opened bytes into a value: text when `string`, bytes otherwise.
+pub(crate) fn value_from(plain: &[u8], string: bool) -> SecretValue {
+    match std::str::from_utf8(plain) {
+        Ok(text) if string => SecretValue::String(text.to_owned().into()),
+        _ => SecretValue::Binary(Box::<[u8]>::from(plain).into()),
+    }
+}
+
+/// The bytes of a value, and whether it is text.
+pub(crate) fn bytes_of(value: &SecretValue) -> (&[u8], bool) {
+    use secrecy::ExposeSecret as _;
+    match value {
+        SecretValue::String(s) => (s.expose_secret().as_bytes(), true),
+        SecretValue::Binary(b) => (b.expose_secret(), false),
+    }
+}
+
+/// Checks an entity public key: a component (`M…`) or provider (`V…`) nkey.
+pub fn check_entity(entity: &str) -> Result<(), StoreFailure> {
+    let ok = (entity.starts_with('M') || entity.starts_with('V'))
+        && nkeys::KeyPair::from_public_key(entity).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreFailure::InvalidName {
+            what: "entity",
+            name: entity.to_owned(),
+            reason: "not a component (M…) or provider (V…) public key".to_owned(),
+        })
+    }
+}
+
+/// Checks a secret name as JetStream KV keys go (the reference layout uses names as keys).
+pub fn check_secret_name(name: &str) -> Result<(), StoreFailure> {
+    anchorage_store::validate_key(name).map_err(|e| StoreFailure::InvalidName {
+        what: "secret name",
+        name: name.to_owned(),
+        reason: match e {
+            anchorage_store::StoreError::InvalidKey { reason, .. } => reason.to_owned(),
+            other => other.to_string(),
+        },
+    })
+}

@@ -1,0 +1,184 @@
+//! The OpenBao KV v2 store against a real `bao server -dev`, served over a real nats-server to
+//! the real client: `field`, the whole map, versions, token and AppRole authentication.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anchorage_secrets::{SecretValue, TransitKey};
+use anchorage_secrets_server::{
+    EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, OpenBaoAuth, OpenBaoConfig,
+    OpenBaoSecrets, SecretStore, ServerConfig,
+};
+use anchorage_store::MemoryStore;
+use anchorage_test_support::nats::NatsServer;
+use anchorage_test_support::openbao::OpenBao;
+use common::{BACKEND, Identities, PREFIX, client, get, serve};
+
+fn tls() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
+fn store(bao: &OpenBao, auth: OpenBaoAuth) -> OpenBaoSecrets {
+    OpenBaoSecrets::new(OpenBaoConfig {
+        address: bao.address(),
+        mount: "secret".into(),
+        extra_mounts: vec!["team".into()],
+        auth,
+        namespace: None,
+        tls: tls(),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv2_fields_versions_and_approle() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let Some(bao) = OpenBao::start() else { return };
+    bao.cli(&["kv", "put", "secret/app/db", "password=old", "user=admin"]);
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/app/db",
+        "password=hunter2",
+        "user=admin",
+    ]);
+    bao.cli(&["secrets", "enable", "-path=team", "kv-v2"]);
+    bao.cli(&["kv", "put", "team/app/db", "password=team-pw"]);
+    bao.cli(&["secrets", "enable", "-path=private", "kv-v2"]);
+    bao.cli(&["kv", "put", "private/app/db", "password=nope"]);
+
+    let ids = Identities::new();
+    let mappings = Arc::new(EmbeddedSecrets::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Keyring::new(EncryptionKey::generate())),
+    ));
+    let names = ["app/db".to_owned(), "app/none".to_owned()];
+    mappings.add_mapping(&ids.entity(), &names).await.unwrap();
+
+    bao.write_policy(
+        "reader",
+        "path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"team/data/*\" { capabilities = [\"read\"] }\n",
+    );
+    bao.enable_approle();
+    let creds = bao.create_approle("secrets", &["reader"], "1h");
+    let values = Arc::new(store(
+        &bao,
+        OpenBaoAuth::AppRole {
+            mount: "approle".into(),
+            role_id: creds.role_id,
+            secret_id: creds.secret_id.into(),
+        },
+    ));
+    let url = nats.url();
+    let seed = TransitKey::generate().seed();
+    let server = serve(
+        &url,
+        &seed,
+        values,
+        mappings,
+        ServerConfig::new(PREFIX, BACKEND),
+    )
+    .await;
+    let c = client(&url).await;
+
+    let req = |field: Option<&str>, version: Option<&str>, mount: Option<&str>| {
+        let mut r = ids.request("app/db", version);
+        r.field = field.map(str::to_owned);
+        if let Some(m) = mount {
+            r.context.application.policy = format!(
+                r#"{{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{{"mount_path":"{m}"}}}}"#
+            );
+        }
+        r
+    };
+    let (s, _, v) = get(&c, req(Some("password"), None, None)).await.unwrap();
+    assert_eq!((s.as_deref(), v.as_str()), (Some("hunter2"), "2"));
+    let (s, _, v) = get(&c, req(Some("password"), Some("1"), None))
+        .await
+        .unwrap();
+    assert_eq!((s.as_deref(), v.as_str()), (Some("old"), "1"));
+    // Without a field: the whole map as JSON.
+    let (s, _, _) = get(&c, req(None, None, None)).await.unwrap();
+    let map: serde_json::Value = serde_json::from_str(&s.unwrap()).unwrap();
+    assert_eq!(
+        map,
+        serde_json::json!({"password": "hunter2", "user": "admin"})
+    );
+    // A missing field, path or version.
+    for missing in [
+        req(Some("nope"), None, None),
+        ids.request("app/none", None),
+        req(None, Some("9"), None),
+    ] {
+        assert!(
+            get(&c, missing)
+                .await
+                .unwrap_err()
+                .ends_with("Secret not found")
+        );
+    }
+    // A policy may name an allowed mount, not any mount.
+    let (s, _, _) = get(&c, req(Some("password"), None, Some("team")))
+        .await
+        .unwrap();
+    assert_eq!(s.as_deref(), Some("team-pw"));
+    let err = get(&c, req(Some("password"), None, Some("private")))
+        .await
+        .unwrap_err();
+    assert!(err.contains("does not serve"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_admin_put_get_delete() {
+    let Some(bao) = OpenBao::start() else { return };
+    let s = store(&bao, OpenBaoAuth::Token(bao.root_token().to_owned().into()));
+    let v = s
+        .put("svc/api", SecretValue::String(r#"{"token":"t1"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(v, "1");
+    let v = s
+        .put("svc/plain", SecretValue::String("just text".into()))
+        .await
+        .unwrap();
+    assert_eq!(v, "1");
+    assert_eq!(
+        bao.cli(&["kv", "get", "-field=value", "secret/svc/plain"]),
+        "just text"
+    );
+    assert!(
+        s.put("svc/bin", SecretValue::Binary(vec![0xff].into()))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.keys().await.unwrap(), ["svc/"]);
+    assert!(s.delete("svc/api").await.unwrap());
+    assert!(!s.delete("svc/api").await.unwrap());
+    assert!(s.reencrypt().await.is_err());
+    // A bad token is an upstream failure naming the request, never the token.
+    let bad = store(&bao, OpenBaoAuth::Token("not-the-token".to_owned().into()));
+    let err = bad
+        .get(anchorage_secrets::SecretLookup {
+            key: "svc/plain",
+            field: None,
+            version: None,
+            policy: "",
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("403") || err.contains("read"), "{err}");
+    assert!(!err.contains("not-the-token"));
+}
