@@ -14,12 +14,13 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-    /// A layer is compressed with something we do not decompress yet.
+    /// A layer is compressed with something we do not decompress (none today: plain tar,
+    /// gzip and zstd are all read; kept for formats still to come).
     #[error("layer {layer} has an unsupported media type ({compression})")]
     UnsupportedMediaType {
         /// Index of the layer, 0 being the top.
         layer: usize,
-        /// The compression recognised by its magic number (`zstd`).
+        /// The compression recognised by its magic number.
         compression: &'static str,
     },
     /// A file we need is larger than we are willing to hold in memory.

@@ -10,7 +10,8 @@
 //! - [`plan`] computes the new layer's files: each real bundle with the missing CAs appended
 //!   (idempotent: an image that already trusts them plans nothing), OpenSSL `<hash>.<n>` entries
 //!   where the image keeps them, Java `cacerts` (JKS or PKCS#12) re-encoded, a new
-//!   `/etc/ssl/certs/ca-certificates.crt` for images with none, or with [`Mode::Replace`]
+//!   `/etc/ssl/certs/ca-certificates.crt` (Mozilla's roots plus the new CAs) for images with
+//!   none, or with [`Mode::Replace`]
 //!   Mozilla's roots plus the new CAs without reading anything.
 //! - [`write_layer`] encodes the files as a reproducible tar+gzip [`Layer`] with its digests.
 //! - [`update_config`], [`update_manifest`], [`index_entries`] and [`update_index`] edit the

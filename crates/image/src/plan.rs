@@ -2,6 +2,9 @@
 //! add. Pure: no layers are read here (that is [`crate::find`]) and nothing is written (that is
 //! [`crate::write_layer`]).
 //!
+//! An image without any bundle gets one holding Mozilla's roots plus the new CAs (as
+//! [`Mode::Replace`] writes), so public TLS keeps working.
+//!
 //! Adding is idempotent: a certificate already in a file (by SHA-256) is not added again, and a
 //! file that would not change is left out of the plan, so running twice with the same CAs
 //! plans nothing the second time.
@@ -158,17 +161,7 @@ pub fn plan(found: &ImageFiles, new: &Bundle, options: &PlanOptions) -> Result<P
     let mut plan = Plan::default();
     let bundle_paths = match &options.mode {
         Mode::Replace { paths } => {
-            let mozilla = Origin {
-                source: "Mozilla roots".to_owned(),
-                detail: None,
-                position: Position::default(),
-            };
-            let all = Bundle::new(webpki_roots().map(|c| (c, mozilla.clone())).chain(
-                new.entries().iter().map(|e| {
-                    let origin = e.origins.first().cloned().unwrap_or(mozilla.clone());
-                    (e.certificate.clone(), origin)
-                }),
-            ));
+            let all = mozilla_plus(new);
             let pem = render_pem(&all, &PemOptions::default()).into_bytes();
             for path in sorted(paths.iter().cloned()) {
                 plan.files.push(PlannedFile {
@@ -227,6 +220,23 @@ pub fn plan(found: &ImageFiles, new: &Bundle, options: &PlanOptions) -> Result<P
     Ok(plan)
 }
 
+/// Mozilla's roots plus `new`: what a replaced or created bundle holds.
+fn mozilla_plus(new: &Bundle) -> Bundle {
+    let mozilla = Origin {
+        source: "Mozilla roots".to_owned(),
+        detail: None,
+        position: Position::default(),
+    };
+    Bundle::new(
+        webpki_roots()
+            .map(|c| (c, mozilla.clone()))
+            .chain(new.entries().iter().map(|e| {
+                let origin = e.origins.first().cloned().unwrap_or(mozilla.clone());
+                (e.certificate.clone(), origin)
+            })),
+    )
+}
+
 fn webpki_roots() -> impl Iterator<Item = Certificate> {
     webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
@@ -248,11 +258,15 @@ fn merge_bundles(found: &ImageFiles, new: &Bundle, plan: &mut Plan) -> Vec<Strin
         }
     }
     if order.is_empty() {
+        // Mozilla's roots too: a program that finds this file trusts only what it holds (Go
+        // stops using its embedded x509roots/fallback once a system bundle exists), so a bundle
+        // of the private CAs alone would break every public TLS connection of the image.
+        let all = mozilla_plus(new);
         plan.files.push(PlannedFile {
             path: DEFAULT_BUNDLE_PATH.to_owned(),
             role: FileRole::Bundle,
-            contents: render_pem(new, &PemOptions::default()).into_bytes(),
-            added: new.len(),
+            contents: render_pem(&all, &PemOptions::default()).into_bytes(),
+            added: all.len(),
         });
         return vec![DEFAULT_BUNDLE_PATH.to_owned()];
     }

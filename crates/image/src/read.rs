@@ -22,8 +22,8 @@ pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
 /// Symbolic links followed while resolving one path before giving up (Linux's `MAXSYMLINKS`).
 const MAX_LINK_HOPS: usize = 40;
 
-/// The layers of one image, **top layer first**, each a tar stream (plain or gzip; zstd is
-/// recognised and refused). A layer may be opened more than once.
+/// The layers of one image, **top layer first**, each a tar stream (plain, gzip or zstd). A
+/// layer may be opened more than once.
 pub trait LayerSource {
     /// Number of layers.
     fn layer_count(&self) -> usize;
@@ -395,6 +395,80 @@ impl View {
     }
 }
 
+/// The magic number of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A zstd stream of one or more frames (`zstd:chunked` layers are many frames, with skippable
+/// frames of metadata between them), decoded with the pure-Rust `ruzstd`.
+struct ZstdFrames<R: BufRead> {
+    /// The frame being decoded; `None` between frames.
+    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+    /// The source between frames (and a decoder to reuse).
+    idle: Option<(R, ruzstd::decoding::FrameDecoder)>,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(source: R) -> Self {
+        Self {
+            frame: None,
+            idle: Some((source, ruzstd::decoding::FrameDecoder::new())),
+        }
+    }
+
+    /// Starts the next frame, skipping skippable ones; `false` at the end of the stream.
+    fn next_frame(&mut self) -> std::io::Result<bool> {
+        let Some((mut source, decoder)) = self.idle.take() else {
+            return Ok(false);
+        };
+        loop {
+            let mut head = [0u8; 8];
+            let available = source.fill_buf()?;
+            if available.is_empty() {
+                return Ok(false);
+            }
+            if available.len() >= 4
+                && available[1..4] == [0x2a, 0x4d, 0x18]
+                && available[0] & 0xf0 == 0x50
+            {
+                // A skippable frame: magic 0x184D2A5?, a little-endian length, the payload.
+                source.read_exact(&mut head)?;
+                let length = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+                std::io::copy(
+                    &mut (&mut source).take(u64::from(length)),
+                    &mut std::io::sink(),
+                )?;
+                continue;
+            }
+            let frame = ruzstd::decoding::StreamingDecoder::new_with_decoder(source, decoder)
+                .map_err(std::io::Error::other)?;
+            self.frame = Some(frame);
+            return Ok(true);
+        }
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(frame) = &mut self.frame {
+                let n = frame.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                if let Some(frame) = self.frame.take() {
+                    self.idle = Some(frame.into_parts());
+                }
+            }
+            if !self.next_frame()? {
+                return Ok(0);
+            }
+        }
+    }
+}
+
 /// Reads one layer's index, keeping the contents of the paths `keep` accepts.
 fn read_layer(
     layers: &mut dyn LayerSource,
@@ -411,11 +485,8 @@ fn read_layer(
     let magic = raw.fill_buf().map_err(io)?;
     let stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(raw))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(ImageError::UnsupportedMediaType {
-            layer: index,
-            compression: "zstd",
-        });
+    } else if magic.starts_with(&ZSTD_MAGIC) {
+        Box::new(ZstdFrames::new(raw))
     } else {
         Box::new(raw)
     };
@@ -712,19 +783,25 @@ mod tests {
     }
 
     #[test]
-    fn zstd_layers_are_an_unsupported_media_type() {
-        let zstd = vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
-        let err = find(&mut vec![zstd], &lookup(&[BUNDLE])).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ImageError::UnsupportedMediaType {
-                    compression: "zstd",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+    fn zstd_layers_are_read_frame_by_frame() {
+        let layer = tar(&[E::File("etc/ssl/certs/ca-certificates.crt", b"bundle")]);
+        let compress = |bytes: &[u8]| {
+            ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+        };
+        // One frame.
+        let found = find(&mut vec![compress(&layer)], &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(found.file(BUNDLE).unwrap().contents, b"bundle");
+        // Two frames with a skippable frame between them, as zstd:chunked writes.
+        let (a, b) = layer.split_at(700);
+        let mut chunked = compress(a);
+        chunked.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        chunked.extend_from_slice(&compress(b));
+        let found = find(&mut vec![chunked], &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(found.file(BUNDLE).unwrap().contents, b"bundle");
+        // A truncated frame is a bad layer, not a panic.
+        let broken = vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
+        let err = find(&mut vec![broken], &lookup(&[BUNDLE])).unwrap_err();
+        assert!(matches!(err, ImageError::Layer { .. }), "{err}");
     }
 
     #[test]

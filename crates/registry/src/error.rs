@@ -1,0 +1,122 @@
+//! [`RegistryError`]: everything that can go wrong moving an image.
+
+use anchorage_image::ImageError;
+
+/// What failed, with the facts needed to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// An image reference could not be parsed.
+    #[error("{reference:?} is not an image reference ({reason})")]
+    Reference {
+        /// What was given.
+        reference: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The image, tag, manifest or blob does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for (`registry/repo:tag`, `blob sha256:…`, `oci:PATH:tag`).
+        what: String,
+    },
+    /// The registry refused the credentials (or asked for some and none were given).
+    #[error("registry {registry} refused the credentials ({detail})")]
+    AuthFailed {
+        /// The registry host.
+        registry: String,
+        /// What the registry or client said.
+        detail: String,
+    },
+    /// The registry could not be reached, or the TLS handshake failed.
+    #[error("registry {registry} could not be reached: {detail}")]
+    Unreachable {
+        /// The registry host.
+        registry: String,
+        /// The connection or TLS failure, with its causes.
+        detail: String,
+    },
+    /// The registry answered something other than what the distribution spec says.
+    #[error("registry {registry} failed {operation}: {detail}")]
+    Registry {
+        /// The registry host.
+        registry: String,
+        /// What we asked (`push blob sha256:…`).
+        operation: String,
+        /// What it said.
+        detail: String,
+    },
+    /// A manifest (or index) media type we do not handle.
+    #[error("{what} has media type {media_type:?}, which is not handled")]
+    UnsupportedMediaType {
+        /// The manifest or layer.
+        what: String,
+        /// Its media type.
+        media_type: String,
+    },
+    /// A named platform is not in the image.
+    #[error("platform {platform} is not in the image (it has: {available})")]
+    PlatformNotFound {
+        /// The platform asked for.
+        platform: String,
+        /// The image platforms, comma-separated.
+        available: String,
+    },
+    /// A blob's bytes do not have the digest they were fetched by.
+    #[error("blob {expected} has digest {actual}: corrupted in transit or in the store")]
+    DigestMismatch {
+        /// The digest asked for.
+        expected: String,
+        /// The digest of what came.
+        actual: String,
+    },
+    /// The image could not be read or the new layer planned.
+    #[error("{platform}")]
+    Image {
+        /// The platform whose image failed (or `image`).
+        platform: String,
+        /// What the image core said.
+        #[source]
+        source: ImageError,
+    },
+    /// An OCI image layout directory could not be read or written.
+    #[error("OCI layout {path}: {operation} failed")]
+    Layout {
+        /// The layout directory.
+        path: String,
+        /// What was being done.
+        operation: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An OCI image layout directory is not valid (no `index.json`, an unreadable index).
+    #[error("OCI layout {path} is not valid: {problem}")]
+    InvalidLayout {
+        /// The layout directory.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No rustls crypto provider is installed as the process default (the HTTP client needs
+    /// one; the binary installs ring).
+    #[error("no rustls crypto provider is installed as the process default")]
+    NoCryptoProvider,
+    /// A temporary file for a blob could not be created or written.
+    #[error("temporary blob storage failed")]
+    Temp(#[source] std::io::Error),
+}
+
+impl RegistryError {
+    pub(crate) fn layout(
+        path: &std::path::Path,
+        operation: impl Into<String>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.display().to_string();
+        let operation = operation.into();
+        move |source| Self::Layout {
+            path,
+            operation,
+            source,
+        }
+    }
+}
