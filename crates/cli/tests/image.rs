@@ -1,16 +1,22 @@
 //! `anchorage image inject` end to end: the real binary against a real `docker-registry` on
-//! loopback (plain HTTP, private-CA TLS, htpasswd auth) and OCI layouts made with `umoci`.
+//! loopback (plain HTTP, private-CA TLS, htpasswd auth, bearer tokens from a token service run
+//! by the test itself) and OCI layouts made with `umoci`.
 //! Every test asserts the exit code; the JSON report where it says something. Docker
 //! credentials come from a `DOCKER_CONFIG` directory of the test's own, never the user's.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anchorage_test_support::pki::{Pki, root_ca};
 use anchorage_test_support::registry::{
-    LayoutBuilder, Registry, RegistryOptions, images, require_image_tools, skopeo_copy,
+    LayoutBuilder, Registry, RegistryOptions, TokenAuth, images, require_image_tools, skopeo_copy,
     skopeo_copy_with_creds,
 };
 use base64::Engine as _;
@@ -229,7 +235,7 @@ fn private_ca_registry_works_with_tls_ca_path_and_fails_without() {
     .unwrap();
     let options = RegistryOptions {
         tls: Some((chained, files.key.clone())),
-        htpasswd: None,
+        ..RegistryOptions::default()
     };
     let Some(f) = Fixture::new(&options, None) else {
         return;
@@ -270,6 +276,7 @@ fn registry_auth_from_docker_config_and_refusal_is_15() {
     let options = RegistryOptions {
         tls: None,
         htpasswd: Some(htpasswd),
+        ..RegistryOptions::default()
     };
     let Some(f) = Fixture::new(&options, Some("ci:s3cret")) else {
         return;
@@ -359,4 +366,379 @@ fn bad_input_exit_codes() {
     // Nothing was tagged along the way.
     let probe = f.inject(&dst, &f.registry.reference("x:2"), &[]);
     assert_eq!(code(&probe), NOT_FOUND, "{}", stderr(&probe));
+}
+
+/// `service` of the token-auth registry (the `aud` its tokens must carry).
+const TOKEN_SERVICE: &str = "anchorage-test-registry";
+/// `iss` of the tokens.
+const TOKEN_ISSUER: &str = "anchorage-test-token-service";
+
+/// One token request as the token service saw it.
+#[derive(Clone, Debug)]
+struct TokenRequest {
+    /// The basic-auth user, when the credentials were right.
+    account: Option<String>,
+    /// The `scope` parameters asked for.
+    scopes: Vec<String>,
+    /// What the token granted (`repository:NAME:ACTIONS`).
+    granted: Vec<String>,
+}
+
+/// A token service of the Docker registry token flow on loopback, inside the test process.
+/// Users: `ci` / `s3cret` may pull and push, `reader` / `r3ad` may only pull; anything else is
+/// refused with 401. Tokens are ES256 JWTs whose `x5c` header holds the signing certificate,
+/// which the registry's `rootcertbundle` trusts (registry 2.8 verifies the chain with any
+/// extended key usage, then the signature with the leaf's key).
+struct TokenServer {
+    port: u16,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+    stop: Arc<AtomicBool>,
+    signer_pem: String,
+}
+
+impl TokenServer {
+    fn start() -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "anchorage test token signer");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, stopped) = (requests.clone(), stop.clone());
+        let der = cert.der().to_vec();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    serve_token(stream, &key, &der, &log);
+                }
+            }
+        });
+        Self {
+            port,
+            requests,
+            stop,
+            signer_pem: cert.pem(),
+        }
+    }
+
+    /// The registry's `auth: token:` section for this service.
+    fn auth(&self, dir: &Path) -> TokenAuth {
+        let bundle = dir.join("token-signer.pem");
+        #[allow(clippy::disallowed_methods)] // test fixture
+        std::fs::write(&bundle, &self.signer_pem).unwrap();
+        TokenAuth {
+            realm: format!("http://127.0.0.1:{}/token", self.port),
+            service: TOKEN_SERVICE.to_owned(),
+            issuer: TOKEN_ISSUER.to_owned(),
+            rootcertbundle: bundle,
+        }
+    }
+
+    fn requests(&self) -> Vec<TokenRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+    }
+}
+
+/// Answers one HTTP request on the token endpoint.
+fn serve_token(
+    mut stream: TcpStream,
+    key: &rcgen::KeyPair,
+    signer_der: &[u8],
+    log: &Mutex<Vec<TokenRequest>>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_owned());
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut scopes = Vec::new();
+    let mut service = String::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "scope" => scopes.push(percent_decode(value)),
+            "service" => service = percent_decode(value),
+            _ => {}
+        }
+    }
+    let account = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|userpass| match userpass.as_str() {
+            "ci:s3cret" | "reader:r3ad" => userpass.split(':').next().map(str::to_owned),
+            _ => None,
+        });
+    let mut record = TokenRequest {
+        account: account.clone(),
+        scopes: scopes.clone(),
+        granted: Vec::new(),
+    };
+    let (status, body) = match account {
+        Some(user) if service == TOKEN_SERVICE => {
+            let allowed: &[&str] = if user == "ci" {
+                &["pull", "push"]
+            } else {
+                &["pull"]
+            };
+            let mut access = Vec::new();
+            for scope in &scopes {
+                let mut parts = scope.splitn(2, ':');
+                let (Some(kind), Some(rest)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                let Some((name, actions)) = rest.rsplit_once(':') else {
+                    continue;
+                };
+                let actions: Vec<&str> =
+                    actions.split(',').filter(|a| allowed.contains(a)).collect();
+                record
+                    .granted
+                    .push(format!("{kind}:{name}:{}", actions.join(",")));
+                access.push(serde_json::json!({"type": kind, "name": name, "actions": actions}));
+            }
+            let token = mint_token(key, signer_der, &user, &access);
+            (
+                "200 OK",
+                serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+                    .to_string(),
+            )
+        }
+        _ => (
+            "401 Unauthorized",
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_owned(),
+        ),
+    };
+    log.lock().unwrap().push(record);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// An ES256 JWT of the registry token spec: `iss`, `sub`, `aud` (the service), `exp`, `nbf`,
+/// `iat`, `jti`, and the granted `access`; the signing certificate in `x5c`.
+fn mint_token(key: &rcgen::KeyPair, signer_der: &[u8], user: &str, access: &[Value]) -> String {
+    use rcgen::SigningKey as _;
+    let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({
+        "typ": "JWT",
+        "alg": "ES256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(signer_der)],
+    });
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "sub": user,
+        "aud": TOKEN_SERVICE,
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("{user}-{now}-{}", access.len()),
+        "access": access,
+    });
+    let input = format!(
+        "{}.{}",
+        url(header.to_string().as_bytes()),
+        url(claims.to_string().as_bytes())
+    );
+    let der = key.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", url(&ecdsa_der_to_jose(&der)))
+}
+
+/// ECDSA `SEQUENCE { INTEGER r, INTEGER s }` to JOSE's fixed 64-byte `r || s`.
+fn ecdsa_der_to_jose(der: &[u8]) -> Vec<u8> {
+    assert_eq!(der[0], 0x30, "a DER sequence");
+    let mut at = 2; // P-256 signatures are short enough for a one-byte length
+    let mut out = Vec::with_capacity(64);
+    for _ in 0..2 {
+        assert_eq!(der[at], 0x02, "a DER integer");
+        let len = usize::from(der[at + 1]);
+        let value = &der[at + 2..at + 2 + len];
+        let value = &value[value.iter().take_while(|b| **b == 0).count()..];
+        out.extend(std::iter::repeat_n(0, 32 - value.len()));
+        out.extend_from_slice(value);
+        at += 2 + len;
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.extend_from_slice(&bytes[i..i + 3]),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn bearer_token_auth_exchanges_docker_config_credentials_and_refusal_is_15() {
+    let tokens = TokenServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let options = RegistryOptions {
+        token: Some(tokens.auth(dir.path())),
+        ..RegistryOptions::default()
+    };
+    // The fixture image goes in with skopeo through the same token flow.
+    let Some(f) = Fixture::new(&options, Some("ci:s3cret")) else {
+        return;
+    };
+    let (src, dst) = (
+        f.registry.reference("debian:12"),
+        f.registry.reference("debian:12-corp"),
+    );
+    let write_config = |userpass: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(userpass);
+        let config = format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            f.registry.host()
+        );
+        #[allow(clippy::disallowed_methods)] // test fixture
+        std::fs::write(f.docker().join("config.json"), config).unwrap();
+    };
+
+    // No credentials, wrong credentials: refused by the token service.
+    let anonymous = f.inject(&src, &dst, &[]);
+    assert_eq!(code(&anonymous), AUTH_FAILED, "{}", stderr(&anonymous));
+    write_config("ci:wrong");
+    let wrong = f.inject(&src, &dst, &[]);
+    assert_eq!(code(&wrong), AUTH_FAILED, "{}", stderr(&wrong));
+    assert_eq!(json(&wrong)["exit_code"], AUTH_FAILED);
+
+    // A user whose tokens only grant pull reads the image but cannot push the result: the
+    // registry itself checks the token's access claims.
+    let before = tokens.requests().len();
+    write_config("reader:r3ad");
+    let reader = f.inject(&src, &dst, &[]);
+    assert_eq!(code(&reader), AUTH_FAILED, "{}", stderr(&reader));
+    let asked_push: Vec<TokenRequest> = tokens.requests()[before..]
+        .iter()
+        .filter(|r| r.scopes.iter().any(|s| s == "repository:debian:pull,push"))
+        .cloned()
+        .collect();
+    assert!(!asked_push.is_empty());
+    assert!(
+        asked_push
+            .iter()
+            .all(|r| r.granted == ["repository:debian:pull"]),
+        "{asked_push:?}"
+    );
+
+    let before = tokens.requests().len();
+    write_config("ci:s3cret");
+    let ok = f.inject(&src, &dst, &[]);
+    assert_eq!(code(&ok), OK, "{}\n{}", stderr(&ok), f.registry.log());
+    let report = json(&ok);
+    assert_eq!(report["changed"], true);
+
+    // oci-client exchanged the basic credentials for tokens, and the one used to push covers
+    // push on the destination repository.
+    let requests = tokens.requests();
+    let ours = &requests[before..];
+    assert!(
+        ours.iter().all(|r| r.account.as_deref() == Some("ci")),
+        "{ours:?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|r| r.granted.iter().any(|g| g == "repository:debian:pull,push")),
+        "{ours:?}"
+    );
+
+    // The result is there: reading it back through the token flow finds the same digest, and
+    // injecting again changes nothing.
+    let again = f.inject(&dst, &f.registry.reference("debian:12-corp2"), &[]);
+    assert_eq!(code(&again), OK, "{}", stderr(&again));
+    assert_eq!(json(&again)["digest"], report["digest"]);
+    assert_eq!(json(&again)["changed"], false);
+
+    // A registry that trusts another signer refuses the same service's tokens: the signature
+    // and its x5c chain are really checked.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let other = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&other)
+        .unwrap();
+    let mut untrusting = tokens.auth(dir.path());
+    untrusting.rootcertbundle = dir.path().join("other-signer.pem");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(&untrusting.rootcertbundle, other.pem()).unwrap();
+    let Some(strict) = Registry::start_with(&RegistryOptions {
+        token: Some(untrusting),
+        ..RegistryOptions::default()
+    }) else {
+        return;
+    };
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci:s3cret");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(
+        f.docker().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}},"{}":{{"auth":"{auth}"}}}}}}"#,
+            f.registry.host(),
+            strict.host()
+        ),
+    )
+    .unwrap();
+    let strict_host = strict.host();
+    let refused = f.inject(
+        &src,
+        &strict.reference("debian:12-corp"),
+        &["--insecure-registry", &strict_host],
+    );
+    assert_eq!(code(&refused), AUTH_FAILED, "{}", stderr(&refused));
 }

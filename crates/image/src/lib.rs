@@ -5,8 +5,10 @@
 //! - [`find`] reads an image's layers **top down** through a [`LayerSource`], honouring OCI
 //!   whiteouts and opaque directories, resolving symbolic links inside the image (RHEL's
 //!   `/etc/pki/tls/certs/ca-bundle.crt` is one), and stops as soon as every answer is known.
-//!   [`lookup_for`] says what to ask, from the catalogue in [`locations`], and by default
-//!   stops at the layer holding the bundle ([`Depth`]).
+//!   [`lookup_for`] says what to ask, from the catalogue in [`locations`] (fixed paths, every
+//!   JDK under `/usr/lib/jvm` as a directory glob, and the stores under the `JAVA_HOME` of the
+//!   image configuration, [`ImageHints`]), and by default stops at the layer holding the
+//!   bundle ([`Depth`]).
 //! - [`plan`] computes the new layer's files: each real bundle with the missing CAs appended
 //!   (idempotent: an image that already trusts them plans nothing), OpenSSL `<hash>.<n>` entries
 //!   where the image keeps them, Java `cacerts` (JKS or PKCS#12) re-encoded, a new
@@ -15,10 +17,13 @@
 //!   Mozilla's roots plus the new CAs without reading anything.
 //! - [`write_layer`] encodes the files as a reproducible tar+gzip [`Layer`] with its digests.
 //! - [`update_config`], [`update_manifest`], [`index_entries`] and [`update_index`] edit the
-//!   JSON documents, keeping every field they do not know.
+//!   JSON documents, keeping every field they do not know (with no layer at all when only
+//!   `--env` variables are missing from an image that already trusts every CA).
 //!
 //! ```
-//! use anchorage_image::{Depth, LayerFile, find, lookup_for, plan, write_layer, PlanOptions};
+//! use anchorage_image::{
+//!     Depth, ImageHints, LayerFile, PlanOptions, find, lookup_for, plan, write_layer,
+//! };
 //! use anchorage_trust::{Bundle, Origin};
 //! use anchorage_x509::{Certificate, Position};
 //!
@@ -28,7 +33,7 @@
 //!
 //! // A scratch image: one empty layer.
 //! let mut layers = vec![tar::Builder::new(Vec::new()).into_inner()?];
-//! let found = find(&mut layers, &lookup_for(&new, Depth::UntilBundle))?;
+//! let found = find(&mut layers, &lookup_for(&new, &ImageHints::default(), Depth::UntilBundle))?;
 //! let plan = plan(&found, &new, &PlanOptions::default())?;
 //! assert_eq!(plan.files[0].path, "/etc/ssl/certs/ca-certificates.crt");
 //!
@@ -55,10 +60,11 @@ pub use error::ImageError;
 pub use layer::{DIR_MODE, Digest, FILE_MODE, Layer, LayerFile, write_layer};
 pub use oci::{
     Descriptor, EntryKind, HISTORY_CREATED, HISTORY_CREATED_BY, IndexEntry, ManifestBlobs,
-    Platform, index_entries, manifest_blobs, media_type, update_config, update_index,
-    update_manifest,
+    Platform, config_env, config_has_env, index_entries, manifest_blobs, media_type, update_config,
+    update_index, update_manifest,
 };
 pub use plan::{
-    Depth, EXTRA_FILE_NAME, FileRole, Mode, Plan, PlanOptions, PlannedFile, lookup_for, plan,
+    Depth, EXTRA_FILE_NAME, FileRole, ImageHints, Mode, Plan, PlanOptions, PlannedFile, lookup_for,
+    plan,
 };
 pub use read::{FoundFile, ImageFiles, LayerSource, Located, Lookup, MAX_FILE_SIZE, Until, find};

@@ -26,23 +26,30 @@ pub const HASH_DIR: &str = "/etc/ssl/certs";
 /// and more than a few certificates sharing a subject hash is unheard of).
 pub const HASH_SLOTS: usize = 8;
 
-/// Java `cacerts` trust stores. Debian's JDK directories link to `/etc/ssl/certs/java/cacerts`,
-/// RHEL's to `/etc/pki/java/cacerts`; Eclipse Temurin images keep their own.
+/// Java `cacerts` trust stores at fixed places. Debian's JDK directories link to
+/// `/etc/ssl/certs/java/cacerts`, RHEL's to `/etc/pki/java/cacerts`; Eclipse Temurin images keep
+/// their own under `/opt/java/openjdk`. JDKs elsewhere are found through [`JAVA_GLOBS`] and the
+/// image's `JAVA_HOME` ([`JAVA_HOME_STORES`]).
 pub const JAVA_PATHS: &[&str] = &[
     "/etc/ssl/certs/java/cacerts",
     "/etc/pki/java/cacerts",
     "/opt/java/openjdk/lib/security/cacerts",
     "/opt/java/openjdk/jre/lib/security/cacerts",
-    "/usr/lib/jvm/default-java/lib/security/cacerts",
-    "/usr/lib/jvm/jre/lib/security/cacerts",
-    "/usr/lib/jvm/java/lib/security/cacerts",
-    "/usr/lib/jvm/java-8-openjdk-amd64/jre/lib/security/cacerts",
-    "/usr/lib/jvm/java-11-openjdk-amd64/lib/security/cacerts",
-    "/usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts",
-    "/usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts",
-    "/usr/lib/jvm/java-11-openjdk-arm64/lib/security/cacerts",
-    "/usr/lib/jvm/java-17-openjdk-arm64/lib/security/cacerts",
-    "/usr/lib/jvm/java-21-openjdk-arm64/lib/security/cacerts",
-    "/usr/lib/jvm/default-jvm/jre/lib/security/cacerts",
-    "/usr/lib/jvm/default-jvm/lib/security/cacerts",
 ];
+
+/// Every JDK or JRE installed by a distribution package: each entry of `/usr/lib/jvm` (links
+/// such as `default-java` included; the store they share is written once).
+pub const JAVA_GLOBS: &[&str] = &[
+    "/usr/lib/jvm/*/lib/security/cacerts",
+    "/usr/lib/jvm/*/jre/lib/security/cacerts",
+];
+
+/// Where a JDK (Java 9 and later) or a Java 8 JDK keeps `cacerts`, relative to `JAVA_HOME`
+/// (a Java 8 `JAVA_HOME` naming the `jre` directory itself is covered by the first).
+pub const JAVA_HOME_STORES: &[&str] = &["lib/security/cacerts", "jre/lib/security/cacerts"];
+
+/// Whether a path asked about is a Java trust store: one of [`JAVA_PATHS`], or a `cacerts`
+/// under `lib/security` (what [`JAVA_GLOBS`] and [`JAVA_HOME_STORES`] give).
+pub fn is_java_store(path: &str) -> bool {
+    JAVA_PATHS.contains(&path) || path.ends_with("/lib/security/cacerts")
+}

@@ -68,9 +68,13 @@ fn render(document: &'static str, map: Map<String, Value>) -> Result<Vec<u8>, Im
 /// Adds the layer with `diff_id` to an image configuration: appends it to `rootfs.diff_ids`,
 /// adds a history entry (fixed `created`, `created_by` [`HISTORY_CREATED_BY`]), and sets `env`
 /// (replacing a variable of the same name). Every other field is kept.
+///
+/// Without a layer (`diff_id` `None`: the image already trusts every CA and only variables
+/// change) `rootfs` is left alone and the history entry is marked `empty_layer`, as a
+/// Dockerfile `ENV` line is.
 pub fn update_config(
     config: &[u8],
-    diff_id: &Digest,
+    diff_id: Option<&Digest>,
     env: &[(String, String)],
 ) -> Result<Vec<u8>, ImageError> {
     const DOC: &str = "config";
@@ -80,19 +84,30 @@ pub fn update_config(
         .and_then(|r| r.get_mut("diff_ids"))
         .and_then(Value::as_array_mut)
         .ok_or_else(|| bad(DOC, "rootfs.diff_ids is missing"))?;
-    diff_ids.push(Value::String(diff_id.to_string()));
+    if let Some(diff_id) = diff_id {
+        diff_ids.push(Value::String(diff_id.to_string()));
+    }
 
     let history = map
         .entry("history")
         .or_insert_with(|| Value::Array(Vec::new()));
-    history
-        .as_array_mut()
-        .ok_or_else(|| bad(DOC, "history is not a list"))?
-        .push(json!({
+    let entry = match diff_id {
+        Some(_) => json!({
             "created": HISTORY_CREATED,
             "created_by": HISTORY_CREATED_BY,
             "comment": "private CA certificates",
-        }));
+        }),
+        None => json!({
+            "created": HISTORY_CREATED,
+            "created_by": HISTORY_CREATED_BY,
+            "comment": "trust store environment variables",
+            "empty_layer": true,
+        }),
+    };
+    history
+        .as_array_mut()
+        .ok_or_else(|| bad(DOC, "history is not a list"))?
+        .push(entry);
 
     if !env.is_empty() {
         let runtime = map
@@ -122,13 +137,43 @@ pub fn update_config(
     render(DOC, map)
 }
 
-/// Appends `layer` to an image manifest and points it at the new `config`. The layer's media
-/// type follows the manifest's (Docker schema 2 or OCI); every other field and annotation is
-/// kept.
+/// The runtime variables of an image configuration (`config.Env`), as `(NAME, value)` in order;
+/// empty when there are none or the document is not a configuration.
+pub fn config_env(config: &[u8]) -> Vec<(String, String)> {
+    let Ok(value) = serde_json::from_slice::<Value>(config) else {
+        return Vec::new();
+    };
+    value
+        .get("config")
+        .and_then(|c| c.get("Env"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|var| var.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// Whether the configuration already sets every variable of `env` to its value (the last
+/// definition of a name counting, as at run time).
+pub fn config_has_env(config: &[u8], env: &[(String, String)]) -> bool {
+    let vars = config_env(config);
+    env.iter().all(|(name, value)| {
+        vars.iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .is_some_and(|(_, v)| v == value)
+    })
+}
+
+/// Appends `layer` (when there is one) to an image manifest and points it at the new `config`.
+/// The layer's media type follows the manifest's (Docker schema 2 or OCI); every other field
+/// and annotation is kept.
 pub fn update_manifest(
     manifest: &[u8],
     config: &Descriptor,
-    layer: &Layer,
+    layer: Option<&Layer>,
 ) -> Result<Vec<u8>, ImageError> {
     const DOC: &str = "manifest";
     let mut map = parse(DOC, manifest)?;
@@ -145,14 +190,17 @@ pub fn update_manifest(
     old.insert("digest".into(), Value::String(config.digest.to_string()));
     old.insert("size".into(), Value::from(config.size));
     old.insert("mediaType".into(), Value::String(config.media_type.clone()));
-    map.get_mut("layers")
+    let layers = map
+        .get_mut("layers")
         .and_then(Value::as_array_mut)
-        .ok_or_else(|| bad(DOC, "layers is missing"))?
-        .push(json!({
+        .ok_or_else(|| bad(DOC, "layers is missing"))?;
+    if let Some(layer) = layer {
+        layers.push(json!({
             "mediaType": layer_type,
             "digest": layer.digest.to_string(),
             "size": layer.size,
         }));
+    }
     render(DOC, map)
 }
 
@@ -351,7 +399,8 @@ mod tests {
             "SSL_CERT_FILE".to_owned(),
             "/etc/ssl/certs/ca-certificates.crt".to_owned(),
         )];
-        let out = value(&update_config(config.to_string().as_bytes(), &diff_id, &env).unwrap());
+        let out =
+            value(&update_config(config.to_string().as_bytes(), Some(&diff_id), &env).unwrap());
         assert_eq!(out["x-vendor"], config["x-vendor"]);
         assert_eq!(out["created"], config["created"]);
         assert_eq!(out["config"]["Labels"], config["config"]["Labels"]);
@@ -375,12 +424,56 @@ mod tests {
         let config = json!({"rootfs": {"type": "layers", "diff_ids": []}, "config": null});
         let env = vec![("A".to_owned(), "b".to_owned())];
         let d = Digest::from_string("sha256:cc");
-        let out = value(&update_config(config.to_string().as_bytes(), &d, &env).unwrap());
+        let out = value(&update_config(config.to_string().as_bytes(), Some(&d), &env).unwrap());
         assert_eq!(out["config"]["Env"], json!(["A=b"]));
         assert_eq!(out["history"].as_array().unwrap().len(), 1);
 
-        let err = update_config(b"{\"os\":\"linux\"}", &d, &[]).unwrap_err();
+        let err = update_config(b"{\"os\":\"linux\"}", Some(&d), &[]).unwrap_err();
         assert!(err.to_string().contains("rootfs.diff_ids"), "{err}");
+    }
+
+    #[test]
+    fn variables_alone_change_env_and_history_but_not_the_layers() {
+        let config = json!({
+            "config": {"Env": ["PATH=/usr/bin", "SSL_CERT_FILE=/old"]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:aaaa"]},
+            "history": [{"created_by": "base"}],
+        });
+        let bytes = config.to_string().into_bytes();
+        let env = vec![("SSL_CERT_FILE".to_owned(), "/new".to_owned())];
+        assert!(!config_has_env(&bytes, &env));
+        assert!(config_has_env(&bytes, &[]));
+        let out = update_config(&bytes, None, &env).unwrap();
+        assert!(config_has_env(&out, &env));
+        assert_eq!(
+            out,
+            update_config(&bytes, None, &env).unwrap(),
+            "reproducible"
+        );
+        let out = value(&out);
+        assert_eq!(out["rootfs"], config["rootfs"]);
+        assert_eq!(out["history"][1]["empty_layer"], true);
+        assert_eq!(out["history"][1]["created"], HISTORY_CREATED);
+        assert_eq!(
+            config_env(&serde_json::to_vec(&out).unwrap()),
+            [
+                ("PATH".to_owned(), "/usr/bin".to_owned()),
+                ("SSL_CERT_FILE".to_owned(), "/new".to_owned())
+            ]
+        );
+
+        let manifest = json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:o", "size": 1},
+            "layers": [{"mediaType": media_type::OCI_LAYER_GZIP, "digest": "sha256:l1", "size": 5}]});
+        let descriptor = Descriptor {
+            media_type: "application/vnd.oci.image.config.v1+json".into(),
+            digest: Digest::from_string("sha256:new"),
+            size: 2,
+        };
+        let out =
+            value(&update_manifest(manifest.to_string().as_bytes(), &descriptor, None).unwrap());
+        assert_eq!(out["layers"], manifest["layers"]);
+        assert_eq!(out["config"]["digest"], "sha256:new");
     }
 
     #[test]
@@ -401,8 +494,9 @@ mod tests {
             digest: Digest::from_string("sha256:new"),
             size: 20,
         };
-        let out =
-            value(&update_manifest(manifest.to_string().as_bytes(), &config, &layer).unwrap());
+        let out = value(
+            &update_manifest(manifest.to_string().as_bytes(), &config, Some(&layer)).unwrap(),
+        );
         assert_eq!(out["annotations"], manifest["annotations"]);
         assert_eq!(out["x-unknown"], true);
         assert_eq!(out["config"]["digest"], "sha256:new");
@@ -420,7 +514,8 @@ mod tests {
         let oci = json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:o", "size": 1},
             "layers": []});
-        let out = value(&update_manifest(oci.to_string().as_bytes(), &config, &layer).unwrap());
+        let out =
+            value(&update_manifest(oci.to_string().as_bytes(), &config, Some(&layer)).unwrap());
         assert_eq!(out["layers"][0]["mediaType"], media_type::OCI_LAYER_GZIP);
     }
 

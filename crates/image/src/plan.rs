@@ -16,8 +16,12 @@ use anchorage_trust::{Bundle, Origin, PemOptions, render_jks, render_pem, render
 use anchorage_x509::{Certificate, Position, Sha256Fingerprint};
 
 use crate::error::ImageError;
-use crate::locations::{BUNDLE_PATHS, DEFAULT_BUNDLE_PATH, HASH_DIR, HASH_SLOTS, JAVA_PATHS};
-use crate::read::{ImageFiles, Located, Lookup, Until, join, parent, sorted};
+use crate::locations::{
+    BUNDLE_PATHS, DEFAULT_BUNDLE_PATH, HASH_DIR, HASH_SLOTS, JAVA_GLOBS, JAVA_HOME_STORES,
+    JAVA_PATHS, is_java_store,
+};
+use crate::oci::config_env;
+use crate::read::{ImageFiles, Located, Lookup, Until, join, normalize, parent, sorted};
 
 /// File name of the private-only PEM file written next to the bundle for variables that add to
 /// a runtime's compiled-in roots (`NODE_EXTRA_CA_CERTS`).
@@ -121,9 +125,33 @@ pub enum Depth {
     Complete,
 }
 
+/// What an image's configuration says about where it keeps trust stores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageHints {
+    /// `JAVA_HOME` from the configuration's `Env` (normalized; only an absolute one: the
+    /// runtime resolves a relative one against a working directory we cannot know).
+    pub java_home: Option<String>,
+}
+
+impl ImageHints {
+    /// The hints of one platform's image configuration (none when it is not JSON or has no
+    /// `Env`: the hints only add places to look).
+    pub fn from_config(config: &[u8]) -> Self {
+        let java_home = config_env(config)
+            .into_iter()
+            .rev() // the last definition wins, as in `docker run`
+            .find(|(name, _)| name == "JAVA_HOME")
+            .map(|(_, value)| value)
+            .filter(|v| v.starts_with('/'))
+            .map(|v| normalize(&v));
+        Self { java_home }
+    }
+}
+
 /// What to ask [`crate::find`] for, to plan adding `new` in [`Mode::Merge`]: the bundle and
-/// Java locations, the hashed directory, and its `<hash>.<n>` slots for each new CA.
-pub fn lookup_for(new: &Bundle, depth: Depth) -> Lookup {
+/// Java locations (the catalogue, every JDK under `/usr/lib/jvm`, and the stores under the
+/// image's `JAVA_HOME`), the hashed directory, and its `<hash>.<n>` slots for each new CA.
+pub fn lookup_for(new: &Bundle, hints: &ImageHints, depth: Depth) -> Lookup {
     let hashes: BTreeSet<String> = new
         .certificates()
         .map(|c| c.subject_hash().to_string())
@@ -143,9 +171,13 @@ pub fn lookup_for(new: &Bundle, depth: Depth) -> Lookup {
     for hash in &hashes {
         paths.extend((0..HASH_SLOTS).map(|n| format!("{HASH_DIR}/{hash}.{n}")));
     }
+    if let Some(home) = &hints.java_home {
+        paths.extend(JAVA_HOME_STORES.iter().map(|store| join(home, store)));
+    }
     Lookup {
         paths: sorted(paths),
         hash_dirs: vec![HASH_DIR.to_owned()],
+        globs: JAVA_GLOBS.iter().map(|g| (*g).to_owned()).collect(),
         until: match depth {
             Depth::UntilBundle => {
                 Until::AnyFound(BUNDLE_PATHS.iter().map(|p| (*p).to_owned()).collect())
@@ -369,10 +401,15 @@ fn java_stores(
     plan: &mut Plan,
 ) -> Result<(), ImageError> {
     let mut done = BTreeSet::new();
-    for path in JAVA_PATHS {
-        let Some(file) = found.file(path) else {
+    // Every store asked about, however it was reached (catalogue, glob, JAVA_HOME); a store
+    // reached by several paths (Debian's links) is written once, at its real path.
+    for (path, located) in &found.paths {
+        let Located::File(file) = located else {
             continue;
         };
+        if !is_java_store(path) {
+            continue;
+        }
         if !done.insert(file.real_path.clone()) {
             continue;
         }

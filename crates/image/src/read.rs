@@ -1,9 +1,11 @@
 //! Reading an image's file system from its layers, top down, only as far as needed.
 //!
 //! This module owns the merged view of OCI layers: whiteouts (`.wh.<name>`), opaque directories
-//! (`.wh..wh..opq`), implicit parent directories, hard links, and symbolic links resolved inside
-//! the image (absolute and relative, chained, loops refused). It does not know which files
-//! matter (see [`crate::locations`]) nor fetch blobs (the caller's [`LayerSource`] does).
+//! (`.wh..wh..opq`), implicit parent directories, hard links, symbolic links resolved inside
+//! the image (absolute and relative, chained, loops refused), and directory globs
+//! (`/usr/lib/jvm/*/lib/security/cacerts`) expanded over the merged listing. It does not know
+//! which files matter (see [`crate::locations`]) nor fetch blobs (the caller's [`LayerSource`]
+//! does).
 //!
 //! Layers are read one at a time from the top; after each one every query is tried against the
 //! layers read so far, and reading stops as soon as none needs a lower layer. A file's contents
@@ -49,6 +51,13 @@ pub struct Lookup {
     pub paths: Vec<String>,
     /// Directories to check for OpenSSL `<hash>.<n>` entries.
     pub hash_dirs: Vec<String>,
+    /// Paths with one `*` component standing for every entry of that directory
+    /// (`/usr/lib/jvm/*/lib/security/cacerts`). The directory is listed in the merged view of
+    /// the layers read (whiteouts and opaque directories honoured, links leading to it
+    /// followed), and each entry gives a path answered in [`ImageFiles::paths`] like one asked
+    /// for. Expansion is final only once no lower layer can add an entry; until then it grows
+    /// layer by layer. A pattern without exactly one `*` component expands to nothing.
+    pub globs: Vec<String>,
     /// When reading may stop.
     pub until: Until,
 }
@@ -103,8 +112,11 @@ pub enum Located {
 /// The answers to a [`Lookup`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImageFiles {
-    /// Each requested path and what it is.
+    /// Each requested path (and each path a glob expanded to) and what it is.
     pub paths: BTreeMap<String, Located>,
+    /// Each glob and the paths it expanded to, sorted (those of the layers read, when reading
+    /// stopped early).
+    pub globs: BTreeMap<String, Vec<String>>,
     /// Each requested directory and whether it holds a visible `<hash>.<n>` entry (absent when
     /// reading stopped before it was known).
     pub hash_dirs: BTreeMap<String, bool>,
@@ -129,15 +141,45 @@ pub fn find(layers: &mut dyn LayerSource, lookup: &Lookup) -> Result<ImageFiles,
     let mut view = View::default();
     let mut wanted: HashSet<String> = lookup.paths.iter().map(|p| normalize(p)).collect();
     let mut answers = ImageFiles::default();
-    let mut pending_paths: Vec<&String> = lookup.paths.iter().collect();
+    let mut pending_paths: Vec<String> = lookup.paths.clone();
     let mut pending_dirs: Vec<&String> = lookup.hash_dirs.iter().collect();
+    let mut pending_globs: Vec<Glob<'_>> = lookup
+        .globs
+        .iter()
+        .filter_map(|pattern| Glob::parse(pattern))
+        .collect();
+    // Every path asked about so far, so that a glob adds each of its paths once.
+    let mut asked: HashSet<String> = lookup.paths.iter().cloned().collect();
 
     loop {
         let complete = view.layers.len() == count;
+        // Expand the globs over the layers read; a new path is resolved below like one asked
+        // for (its contents are already kept: `keep` matches the globs).
+        let mut still = Vec::new();
+        for glob in pending_globs {
+            let (names, last) = view.children_of(&glob.dir, complete)?;
+            let expanded = answers.globs.entry(glob.pattern.to_owned()).or_default();
+            for name in names {
+                let path = format!("{}/{name}{}", glob.dir_path(), glob.rest);
+                if asked.insert(path.clone()) {
+                    wanted.insert(path.clone());
+                    pending_paths.push(path.clone());
+                }
+                if !expanded.contains(&path) {
+                    expanded.push(path);
+                }
+            }
+            expanded.sort();
+            if !last {
+                still.push(glob);
+            }
+        }
+        pending_globs = still;
+
         // Resolve what we can; links may name new paths whose contents we then want.
         let mut still = Vec::new();
         for path in pending_paths {
-            match view.resolve(path, complete)? {
+            match view.resolve(&path, complete)? {
                 Resolved::Unknown(seen) => {
                     wanted.extend(seen);
                     still.push(path);
@@ -201,23 +243,67 @@ pub fn find(layers: &mut dyn LayerSource, lookup: &Lookup) -> Result<ImageFiles,
             Until::AllKnown => false,
             Until::AnyFound(paths) => paths.iter().any(|p| answers.file(p).is_some()),
         };
-        if (pending_paths.is_empty() && pending_dirs.is_empty()) || complete || satisfied {
+        if (pending_paths.is_empty() && pending_dirs.is_empty() && pending_globs.is_empty())
+            || complete
+            || satisfied
+        {
             break;
         }
         let index = view.layers.len();
         let layer = read_layer(
             layers,
             index,
-            |path| wanted.contains(path),
+            |path| wanted.contains(path) || pending_globs.iter().any(|g| g.matches(path)),
             &mut view.contents,
         )?;
         view.layers.push(layer);
     }
     for path in pending_paths {
-        answers.paths.insert(path.clone(), Located::Unread);
+        answers.paths.insert(path, Located::Unread);
     }
     answers.layers_read = view.layers.len();
     Ok(answers)
+}
+
+/// A [`Lookup::globs`] pattern split at its `*` component.
+struct Glob<'a> {
+    pattern: &'a str,
+    /// The directory listed, normalized (`/usr/lib/jvm`).
+    dir: String,
+    /// What follows the `*`, with its leading `/` (`/lib/security/cacerts`), or empty.
+    rest: String,
+}
+
+impl<'a> Glob<'a> {
+    /// `None` for a pattern without exactly one `*` component (nothing to expand).
+    fn parse(pattern: &'a str) -> Option<Self> {
+        let normalized = normalize(pattern);
+        let parts: Vec<&str> = components(&normalized).collect();
+        let stars: Vec<usize> = (0..parts.len()).filter(|&i| parts[i] == "*").collect();
+        let [star] = stars.as_slice() else {
+            return None;
+        };
+        let dir = normalize(&parts[..*star].join("/"));
+        let rest: String = parts[star + 1..].iter().map(|c| format!("/{c}")).collect();
+        Some(Self { pattern, dir, rest })
+    }
+
+    /// The directory as a prefix to append `/<name>` to (empty for the root).
+    fn dir_path(&self) -> &str {
+        if self.dir == "/" { "" } else { &self.dir }
+    }
+
+    /// Whether a normalized layer path is one this glob stands for, without following links.
+    fn matches(&self, path: &str) -> bool {
+        let Some(below) = path
+            .strip_prefix(self.dir_path())
+            .and_then(|p| p.strip_prefix('/'))
+        else {
+            return false;
+        };
+        let (name, tail) = below.split_once('/').unwrap_or((below, ""));
+        !name.is_empty() && tail == self.rest.strip_prefix('/').unwrap_or("")
+    }
 }
 
 /// Opens layer `index` again and keeps the contents of `path`.
@@ -362,6 +448,46 @@ impl View {
             }
         }
         Ok(Resolved::Dir(current))
+    }
+
+    /// The names visible in the directory at `dir` (links to it followed) over the layers read,
+    /// and whether that list is final (no lower layer can add to it).
+    fn children_of(
+        &self,
+        dir: &str,
+        complete: bool,
+    ) -> Result<(BTreeSet<String>, bool), ImageError> {
+        let mut names = BTreeSet::new();
+        let real = match self.resolve(dir, complete)? {
+            Resolved::Dir(real) => real,
+            Resolved::Unknown(_) => return Ok((names, false)),
+            _ => return Ok((names, true)),
+        };
+        let mut hidden = HashSet::new();
+        for layer in &self.layers {
+            // Below a layer where the directory (or a parent) is something else, nothing of
+            // the lower layers shows.
+            if layer.entries.get(&real).is_some_and(|n| !n.is_dir())
+                || ancestors(&real).any(|a| layer.entries.get(a).is_some_and(|n| !n.is_dir()))
+            {
+                return Ok((names, true));
+            }
+            for (path, node) in &layer.entries {
+                if path.len() <= real.len() || parent(path) != real {
+                    continue;
+                }
+                let name = file_name(path);
+                if *node == Node::Whiteout {
+                    hidden.insert(name.to_owned());
+                } else if !hidden.contains(name) {
+                    names.insert(name.to_owned());
+                }
+            }
+            if layer.opaque.contains(&real) || ancestors(&real).any(|a| layer.opaque.contains(a)) {
+                return Ok((names, true));
+            }
+        }
+        Ok((names, complete))
     }
 
     /// Whether the directory at `dir` holds a visible `<hash>.<n>` entry; `None` when a lower
@@ -633,6 +759,7 @@ mod tests {
         Lookup {
             paths: paths.iter().map(|p| (*p).to_owned()).collect(),
             hash_dirs: vec!["/etc/ssl/certs".to_owned()],
+            globs: Vec::new(),
             until: Until::AllKnown,
         }
     }
@@ -833,6 +960,75 @@ mod tests {
         let upper = tar(&[E::File("etc/ssl/certs/.wh.abcdef01.0", b"")]);
         let found = find(&mut vec![upper, lower], &lookup(&[])).unwrap();
         assert!(!found.hash_dirs["/etc/ssl/certs"]);
+    }
+
+    const JVM: &str = "/usr/lib/jvm/*/lib/security/cacerts";
+
+    fn glob_lookup() -> Lookup {
+        Lookup {
+            globs: vec![JVM.to_owned()],
+            ..Lookup::default()
+        }
+    }
+
+    #[test]
+    fn directory_glob_honours_whiteouts_and_follows_links() {
+        let lower = tar(&[
+            E::File("usr/lib/jvm/java-11/lib/security/cacerts", b"11"),
+            E::File("usr/lib/jvm/java-17/lib/security/cacerts", b"17"),
+            E::File("usr/lib/jvm/jre-only/bin/java", b"x"),
+        ]);
+        let upper = tar(&[
+            E::File("usr/lib/jvm/.wh.java-11", b""),
+            E::File("etc/ssl/certs/java/cacerts", b"shared"),
+            E::Link(
+                "usr/lib/jvm/java-21/lib/security/cacerts",
+                "/etc/ssl/certs/java/cacerts",
+            ),
+            E::Link("usr/lib/jvm/default-java", "java-21"),
+        ]);
+        let found = find(&mut vec![upper, lower], &glob_lookup()).unwrap();
+        let at = |jdk: &str| format!("/usr/lib/jvm/{jdk}/lib/security/cacerts");
+        assert_eq!(
+            found.globs[JVM],
+            [
+                at("default-java"),
+                at("java-17"),
+                at("java-21"),
+                at("jre-only")
+            ]
+        );
+        assert!(!found.paths.contains_key(&at("java-11")), "whited out");
+        assert_eq!(found.paths[&at("jre-only")], Located::Missing);
+        let f17 = file(&found, &at("java-17"));
+        assert_eq!((f17.layer, f17.contents.as_slice()), (1, &b"17"[..]));
+        for jdk in ["default-java", "java-21"] {
+            let f = file(&found, &at(jdk));
+            assert_eq!(f.real_path, "/etc/ssl/certs/java/cacerts");
+            assert_eq!(f.contents, b"shared");
+        }
+    }
+
+    #[test]
+    fn directory_glob_stops_at_an_opaque_directory() {
+        let lower = tar(&[E::File("usr/lib/jvm/java-17/lib/security/cacerts", b"17")]);
+        let upper = tar(&[
+            E::File("usr/lib/jvm/.wh..wh..opq", b""),
+            E::File("usr/lib/jvm/java-21/lib/security/cacerts", b"21"),
+        ]);
+        // The lower layer is never needed (reading it would fail).
+        let garbage = vec![0x42_u8; 4096];
+        let found = find(&mut vec![upper, garbage, lower], &glob_lookup()).unwrap();
+        assert_eq!(found.layers_read, 1);
+        assert_eq!(
+            found.globs[JVM],
+            ["/usr/lib/jvm/java-21/lib/security/cacerts"]
+        );
+        let glob = Glob::parse(JVM).unwrap();
+        assert!(glob.matches("/usr/lib/jvm/x/lib/security/cacerts"));
+        assert!(!glob.matches("/usr/lib/jvm/x/y/lib/security/cacerts"));
+        assert!(!glob.matches("/usr/lib/jvm/lib/security/cacerts"));
+        assert!(Glob::parse("/usr/lib/jvm/java").is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use anchorage_image::{
-    Depth, FileRole, LayerFile, Mode, Plan, PlanOptions, find, lookup_for, plan, write_layer,
+    Depth, FileRole, ImageHints, LayerFile, Mode, Plan, PlanOptions, find, lookup_for, plan,
+    write_layer,
 };
 use anchorage_keystore::{KeystoreKind, SecretString, TrustedEntry};
 use anchorage_test_support::pki;
@@ -62,7 +63,11 @@ fn options() -> PlanOptions {
 /// Runs the whole pipeline; returns the plan and the image with the new layer on top (or the
 /// image unchanged when the plan is empty).
 fn inject(mut layers: Vec<Vec<u8>>, new: &Bundle, options: &PlanOptions) -> (Plan, Vec<Vec<u8>>) {
-    let found = find(&mut layers, &lookup_for(new, Depth::UntilBundle)).unwrap();
+    let found = find(
+        &mut layers,
+        &lookup_for(new, &ImageHints::default(), Depth::UntilBundle),
+    )
+    .unwrap();
     let plan = plan(&found, new, options).unwrap();
     if !plan.is_empty() {
         let files: Vec<LayerFile> = plan
@@ -82,6 +87,7 @@ fn read(layers: &mut Vec<Vec<u8>>, path: &str) -> Vec<u8> {
     let lookup = anchorage_image::Lookup {
         paths: vec![path.to_owned()],
         hash_dirs: vec![],
+        globs: vec![],
         until: anchorage_image::Until::AllKnown,
     };
     find(layers, &lookup)
@@ -133,9 +139,17 @@ fn debian_like_image_gains_bundle_hash_entry_and_java_store_once() {
 
     let new = bundle(&[&b]);
     // The bundle's layer answers everything: the base layer is not read.
-    let found = find(&mut image.clone(), &lookup_for(&new, Depth::UntilBundle)).unwrap();
+    let found = find(
+        &mut image.clone(),
+        &lookup_for(&new, &ImageHints::default(), Depth::UntilBundle),
+    )
+    .unwrap();
     assert_eq!(found.layers_read, 2);
-    let complete = find(&mut image.clone(), &lookup_for(&new, Depth::Complete)).unwrap();
+    let complete = find(
+        &mut image.clone(),
+        &lookup_for(&new, &ImageHints::default(), Depth::Complete),
+    )
+    .unwrap();
     assert_eq!(complete.layers_read, 3);
 
     let (plan, mut injected) = inject(image.clone(), &new, &options());
@@ -355,5 +369,99 @@ fn bundle_whited_out_by_an_upper_layer_is_created_again() {
     assert!(
         !created.contains(&a.sha256().hex()),
         "the whited-out bundle is not revived"
+    );
+}
+
+#[test]
+fn java_stores_under_java_home_and_usr_lib_jvm_are_found_and_written_once() {
+    let a = cert("Distro Root A");
+    let b = cert("Corp Root B");
+    let password = SecretString::from("changeit");
+    let jks =
+        anchorage_keystore::encode_jks(&TrustedEntry::from_certificates([&a]), &password).unwrap();
+    let pkcs12 = anchorage_trust::render_pkcs12(
+        &bundle(&[&a]),
+        &anchorage_trust::Pkcs12Options::protected(
+            anchorage_keystore::Pkcs12Profile::Modern2023,
+            password.clone(),
+        ),
+    )
+    .unwrap();
+    let a_pem = a.to_pem();
+    let base = tar(&[
+        E::File("etc/ssl/certs/ca-certificates.crt", a_pem.as_bytes()),
+        E::File("etc/ssl/certs/java/cacerts", &jks),
+    ]);
+    // A JDK package linking to the shared store (twice, through default-java), and a JDK
+    // unpacked under a JAVA_HOME the catalogue does not know.
+    let jdks = tar(&[
+        E::Link(
+            "usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts",
+            "/etc/ssl/certs/java/cacerts",
+        ),
+        E::Link("usr/lib/jvm/default-java", "java-21-openjdk-amd64"),
+        E::File("opt/vendor/temurin-21/lib/security/cacerts", &pkcs12),
+    ]);
+    let mut image = vec![jdks, base];
+    let new = bundle(&[&b]);
+    let config = br#"{"config":{"Env":["PATH=/usr/bin","JAVA_HOME=/opt/vendor/temurin-21/"]}}"#;
+    let hints = ImageHints::from_config(config);
+    assert_eq!(hints.java_home.as_deref(), Some("/opt/vendor/temurin-21"));
+
+    let found = find(&mut image, &lookup_for(&new, &hints, Depth::UntilBundle)).unwrap();
+    let plan = plan(&found, &new, &options()).unwrap();
+    let stores: Vec<&str> = plan
+        .files
+        .iter()
+        .filter(|f| f.role == FileRole::JavaStore)
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(
+        stores,
+        [
+            "/etc/ssl/certs/java/cacerts",
+            "/opt/vendor/temurin-21/lib/security/cacerts"
+        ]
+    );
+    let temurin = plan
+        .files
+        .iter()
+        .find(|f| f.path.starts_with("/opt/vendor"))
+        .unwrap();
+    let decoded = anchorage_keystore::decode(&temurin.contents, Some(&password)).unwrap();
+    assert_eq!(decoded.kind, KeystoreKind::Pkcs12);
+    assert_eq!(decoded.certificates.len(), 2);
+
+    // Without the hint the vendor JDK is not looked for.
+    let found = find(
+        &mut image,
+        &lookup_for(&new, &ImageHints::default(), Depth::UntilBundle),
+    )
+    .unwrap();
+    let without = anchorage_image::plan(&found, &new, &options()).unwrap();
+    assert!(
+        without
+            .files
+            .iter()
+            .all(|f| !f.path.starts_with("/opt/vendor"))
+    );
+}
+
+#[test]
+fn java_home_hint_is_the_last_absolute_definition() {
+    let hints =
+        |env: &str| ImageHints::from_config(format!(r#"{{"config":{{"Env":{env}}}}}"#).as_bytes());
+    assert_eq!(
+        hints(r#"["JAVA_HOME=/opt/a","JAVA_HOME=/opt/b/./jdk/"]"#)
+            .java_home
+            .as_deref(),
+        Some("/opt/b/jdk")
+    );
+    assert_eq!(hints(r#"["JAVA_HOME=jdk"]"#).java_home, None, "relative");
+    assert_eq!(hints(r#"["PATH=/bin"]"#).java_home, None);
+    assert_eq!(ImageHints::from_config(b"not json").java_home, None);
+    assert_eq!(
+        ImageHints::from_config(br#"{"config":null}"#).java_home,
+        None
     );
 }

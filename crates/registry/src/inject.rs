@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek as _, SeekFrom};
 
 use anchorage_image::{
-    Depth, Descriptor, Digest, EntryKind, LayerFile, LayerSource, Mode, Plan, PlanOptions,
-    Platform, find, index_entries, lookup_for, manifest_blobs, media_type, plan, update_config,
-    update_index, update_manifest, write_layer,
+    Depth, Descriptor, Digest, EntryKind, ImageHints, LayerFile, LayerSource, Mode, Plan,
+    PlanOptions, Platform, config_has_env, find, index_entries, lookup_for, manifest_blobs,
+    media_type, plan, update_config, update_index, update_manifest, write_layer,
 };
 use anchorage_trust::Bundle;
 use bytes::Bytes;
@@ -477,7 +477,9 @@ impl Run<'_, '_> {
         let (found, layers_read) = match request.plan.mode {
             Mode::Replace { .. } => (Default::default(), 0),
             Mode::Merge => {
-                let lookup = lookup_for(&request.cas, request.depth);
+                // JAVA_HOME is per platform: each image's own configuration says where its JDK is.
+                let hints = ImageHints::from_config(&config);
+                let lookup = lookup_for(&request.cas, &hints, request.depth);
                 // Top layer first.
                 let descriptors: Vec<Descriptor> = blobs.layers.iter().rev().cloned().collect();
                 let mut source = Layers {
@@ -500,7 +502,10 @@ impl Run<'_, '_> {
         for original in std::iter::once(&blobs.config).chain(&blobs.layers) {
             self.ensure_blob(original)?;
         }
-        if plan.is_empty() {
+        // An image that already trusts every CA gets no layer; with `--env` it may still lack
+        // the variables, and then only its configuration changes.
+        let env_only = plan.is_empty() && !config_has_env(&config, &plan.env);
+        if plan.is_empty() && !env_only {
             (self.progress)(Event::Note(format!(
                 "{label}: already trusts every CA; unchanged"
             )));
@@ -516,46 +521,43 @@ impl Run<'_, '_> {
                 manifest.to_vec(),
             ));
         }
-        let files: Vec<LayerFile> = plan
-            .files
-            .iter()
-            .map(|f| LayerFile {
-                path: f.path.clone(),
-                contents: f.contents.clone(),
-            })
-            .collect();
-        let layer = write_layer(&files).map_err(|source| RegistryError::Image {
-            platform: label.clone(),
-            source,
-        })?;
-        let new_config = update_config(&config, &layer.diff_id, &plan.env).map_err(|source| {
-            RegistryError::Image {
-                platform: label.clone(),
-                source,
-            }
-        })?;
+        let layer = if env_only {
+            (self.progress)(Event::Note(format!(
+                "{label}: already trusts every CA; setting the variables only"
+            )));
+            None
+        } else {
+            let files: Vec<LayerFile> = plan
+                .files
+                .iter()
+                .map(|f| LayerFile {
+                    path: f.path.clone(),
+                    contents: f.contents.clone(),
+                })
+                .collect();
+            Some(write_layer(&files).map_err(image_error)?)
+        };
+        let new_config = update_config(&config, layer.as_ref().map(|l| &l.diff_id), &plan.env)
+            .map_err(image_error)?;
         let config_descriptor = Descriptor {
             media_type: blobs.config.media_type.clone(),
             digest: Digest::sha256(&new_config),
             size: new_config.len() as u64,
         };
         let new_manifest =
-            update_manifest(manifest, &config_descriptor, &layer).map_err(|source| {
-                RegistryError::Image {
-                    platform: label.clone(),
-                    source,
-                }
-            })?;
+            update_manifest(manifest, &config_descriptor, layer.as_ref()).map_err(image_error)?;
         self.upload(&config_descriptor.digest, Bytes::from(new_config))?;
-        self.upload(&layer.digest, Bytes::from(layer.blob.clone()))?;
+        if let Some(layer) = &layer {
+            self.upload(&layer.digest, Bytes::from(layer.blob.clone()))?;
+        }
         Ok((
             PlatformResult {
                 platform,
                 source_digest: digest.clone(),
                 digest: Digest::sha256(&new_manifest),
-                layer: Some(LayerInfo {
-                    digest: layer.digest.clone(),
-                    diff_id: layer.diff_id.clone(),
+                layer: layer.map(|layer| LayerInfo {
+                    digest: layer.digest,
+                    diff_id: layer.diff_id,
                     size: layer.size,
                 }),
                 plan,

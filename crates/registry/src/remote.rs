@@ -365,6 +365,16 @@ fn map_error(
             registry,
             detail: causes(&error),
         },
+        // A HEAD (blob check) has no body to carry an error envelope: only the status says
+        // the credentials or the token were refused.
+        OciDistributionError::RequestError(e)
+            if matches!(e.status().map(|s| s.as_u16()), Some(401 | 403)) =>
+        {
+            RegistryError::AuthFailed {
+                registry,
+                detail: causes(&error),
+            }
+        }
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
             RegistryError::Unreachable {
                 registry,

@@ -15,8 +15,8 @@ use anchorage_registry::{
 use anchorage_test_support::peer::{openssl_server, require, run_client};
 use anchorage_test_support::pki::{Issued, Pki, root_ca};
 use anchorage_test_support::registry::{
-    LayoutBuilder, Registry, RegistryOptions, images, require_image_tools, skopeo_copy,
-    skopeo_copy_arch, unpack,
+    LayoutBuilder, Registry, RegistryOptions, images, keytool_store, require_image_tools,
+    skopeo_copy, skopeo_copy_arch, unpack,
 };
 use anchorage_trust::{Bundle, Origin};
 use anchorage_x509::{Certificate, Position};
@@ -420,7 +420,7 @@ fn private_ca_tls_registry_needs_its_root() {
     .unwrap();
     let options = RegistryOptions {
         tls: Some((chained, files.key)),
-        htpasswd: None,
+        ..RegistryOptions::default()
     };
     let (Some(registry), Some(())) = (Registry::start_with(&options), require_image_tools()) else {
         return;
@@ -714,4 +714,285 @@ fn docker_schema2_image_gets_a_docker_layer_and_stays_pullable() {
     let fps =
         fingerprints(&std::fs::read(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap());
     assert_eq!(fps, [sha(&distro), sha(&ca)]);
+}
+
+/// `keytool -list` of a store (password `changeit`): the SHA-256 fingerprints it prints, as
+/// lowercase hex without colons.
+fn keytool_fingerprints(store: &Path) -> Vec<String> {
+    let out = run_client(
+        Command::new("keytool")
+            .args(["-list", "-storepass", "changeit", "-keystore"])
+            .arg(store),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "keytool -list {}: {}",
+        store.display(),
+        out.output()
+    );
+    let mut fps: Vec<String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("(SHA-256): ").nth(1))
+        .map(|fp| fp.trim().replace(':', "").to_lowercase())
+        .collect();
+    fps.sort();
+    fps
+}
+
+/// Opens `https://127.0.0.1:PORT/` from Java (JSSE) trusting only `store`; `Ok` or what Java
+/// said.
+fn java_connects(work: &Path, store: &Path, store_type: &str, port: u16) -> Result<(), String> {
+    let client = work.join("JavaClient.java");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(
+        &client,
+        r#"
+import java.net.URL;
+import javax.net.ssl.HttpsURLConnection;
+public class JavaClient {
+    public static void main(String[] args) {
+        try {
+            HttpsURLConnection c = (HttpsURLConnection) new URL(args[0]).openConnection();
+            c.setConnectTimeout(20000);
+            c.setReadTimeout(20000);
+            System.out.println("OK " + c.getResponseCode());
+        } catch (Exception e) {
+            for (Throwable t = e; t != null; t = t.getCause()) System.out.println(t);
+            System.exit(1);
+        }
+    }
+}
+"#,
+    )
+    .unwrap();
+    let out = run_client(
+        Command::new("java")
+            .env_remove("JAVA_TOOL_OPTIONS")
+            .env_remove("_JAVA_OPTIONS")
+            .env_remove("JDK_JAVA_OPTIONS")
+            .env_remove("CLASSPATH")
+            .arg(format!("-Djavax.net.ssl.trustStore={}", store.display()))
+            .arg(format!("-Djavax.net.ssl.trustStoreType={store_type}"))
+            .arg("-Djavax.net.ssl.trustStorePassword=changeit")
+            .arg(&client)
+            .arg(format!("https://127.0.0.1:{port}/")),
+        Duration::from_secs(120),
+    );
+    if out.status.success() && out.stdout.starts_with("OK") {
+        Ok(())
+    } else {
+        Err(out.output())
+    }
+}
+
+#[test]
+fn java_stores_under_java_home_and_usr_lib_jvm_trust_the_ca_in_keytool_and_jsse() {
+    provider();
+    let (Some(registry), Some(())) = (Registry::start(), require_image_tools()) else {
+        return;
+    };
+    let (Some(_), Some(_), Some(_)) = (require("keytool"), require("java"), require("openssl"))
+    else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let distro = root_ca("Distro Root");
+    let roots = std::slice::from_ref(&distro.pem);
+    let stores = work.path().join("stores");
+    std::fs::create_dir_all(&stores).unwrap();
+    let (Some(debian), Some(jdk21), Some(temurin)) = (
+        keytool_store(&stores, "debian", "JKS", roots),
+        keytool_store(&stores, "jdk21", "JKS", roots),
+        keytool_store(&stores, "temurin", "PKCS12", roots),
+    ) else {
+        return;
+    };
+    let builder = LayoutBuilder::init(&work.path().join("src"));
+    images::java_like(&builder, "java", roots, &debian, &jdk21, &temurin);
+    push(&builder, "java", &registry, "java:21");
+
+    let pki = Pki::new("Corp");
+    let report = run(&request(
+        &registry,
+        &registry.reference("java:21"),
+        &registry.reference("java:21-corp"),
+        &[&pki.root],
+    ))
+    .unwrap();
+    let temurin_path = format!("{}/lib/security/cacerts", images::TEMURIN_HOME);
+    let mut java: Vec<&str> = report.platforms[0]
+        .plan
+        .files
+        .iter()
+        .filter(|f| f.role == anchorage_image::FileRole::JavaStore)
+        .map(|f| f.path.as_str())
+        .collect();
+    java.sort_unstable();
+    // The shared Debian store once, at its real path, however many JDK links lead to it; the
+    // JDK with its own store; the JAVA_HOME store no catalogue names.
+    assert_eq!(
+        java,
+        [
+            "/etc/ssl/certs/java/cacerts",
+            temurin_path.as_str(),
+            "/usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts",
+        ]
+    );
+
+    let (_, rootfs) = pull(&registry, "java:21-corp", work.path(), "new");
+    let mut expected = vec![sha(&distro), sha(&pki.root)];
+    expected.sort();
+    // (The links are absolute: on the unpacked tree they would lead out of it, so the real
+    // files are checked, and the link is checked to still be the same link.)
+    for path in [
+        "etc/ssl/certs/java/cacerts",
+        "usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts",
+        &temurin_path[1..],
+    ] {
+        assert_eq!(keytool_fingerprints(&rootfs.join(path)), expected, "{path}");
+    }
+    let link = rootfs.join("usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("/etc/ssl/certs/java/cacerts"),
+        "the JDK's link stays a link"
+    );
+
+    // JSSE with the injected stores trusts the private-CA server; with the originals it does
+    // not.
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_server_files(dir.path());
+    let Some(server) = openssl_server(&files.cert, &files.key, Some(&files.chain)) else {
+        return;
+    };
+    let old_rootfs = unpack(&builder.path, "java", &work.path().join("old-bundle"));
+    for (path, kind) in [
+        (&temurin_path[1..], "PKCS12"),
+        (
+            "usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts",
+            "JKS",
+        ),
+        ("etc/ssl/certs/java/cacerts", "JKS"),
+    ] {
+        java_connects(work.path(), &rootfs.join(path), kind, server.port())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let refused = java_connects(work.path(), &old_rootfs.join(path), kind, server.port())
+            .expect_err(path);
+        assert!(refused.contains("certification path"), "{path}: {refused}");
+    }
+
+    // Idempotent: injecting into the result changes nothing.
+    let twice = run(&request(
+        &registry,
+        &registry.reference("java:21-corp"),
+        &registry.reference("java:21-corp2"),
+        &[&pki.root],
+    ))
+    .unwrap();
+    assert_eq!(twice.digest, report.digest);
+}
+
+#[test]
+fn env_on_an_image_that_trusts_every_ca_changes_only_the_config() {
+    provider();
+    let (Some(registry), Some(())) = (Registry::start(), require_image_tools()) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let ca = root_ca("Corp Root");
+    let builder = LayoutBuilder::init(&work.path().join("src"));
+    // The CA is already in the image's bundle (and its hash entry), and the private-only file
+    // for NODE_EXTRA_CA_CERTS is there too: an image injected before whose variables were lost
+    // (rebuilt by a tool that drops them). When that file is missing, Node.js does not trust
+    // the CA yet, and the layer then holds it alone.
+    images::debian_like(
+        &builder,
+        "deb",
+        &[root_ca("Distro Root").pem, ca.pem.clone()],
+    );
+    let extra = anchorage_trust::render_pem(
+        &bundle(&[&ca]).without_mozilla_roots(),
+        &anchorage_trust::PemOptions::default(),
+    );
+    let tree = tempfile::tempdir().unwrap();
+    anchorage_test_support::registry::write_tree(
+        tree.path(),
+        &[anchorage_test_support::registry::Entry::File(
+            &format!("etc/ssl/certs/{}", anchorage_image::EXTRA_FILE_NAME),
+            extra.as_bytes(),
+        )],
+    );
+    builder.add_tree("deb", tree.path());
+    push(&builder, "deb", &registry, "deb:trusted");
+
+    let with_env = |dest: &str| {
+        let mut req = request(
+            &registry,
+            &registry.reference("deb:trusted"),
+            &registry.reference(dest),
+            &[&ca],
+        );
+        req.plan.env = true;
+        req
+    };
+    // Without --env: nothing to do.
+    let plain = run(&request(
+        &registry,
+        &registry.reference("deb:trusted"),
+        &registry.reference("deb:plain"),
+        &[&ca],
+    ))
+    .unwrap();
+    assert_eq!(plain.digest, plain.source_digest);
+
+    let report = run(&with_env("deb:env")).unwrap();
+    assert_ne!(report.digest, report.source_digest, "the config changed");
+    let platform = &report.platforms[0];
+    assert!(platform.layer.is_none(), "no new layer");
+    assert!(platform.plan.files.is_empty());
+    // Uploaded: the config and the manifest only.
+    assert_eq!(report.blobs_uploaded, 1, "{report:?}");
+
+    let (layout, _) = pull(&registry, "deb:env", work.path(), "env");
+    let manifest = layout_manifest(&layout, "pulled");
+    let original = layout_manifest(&builder.path, "deb");
+    assert_eq!(layer_digests(&manifest), layer_digests(&original));
+    let config_digest = manifest_blobs(&manifest).unwrap().config.digest;
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(&layout, config_digest.as_str())).unwrap();
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let node = format!(
+        "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/{}",
+        anchorage_image::EXTRA_FILE_NAME
+    );
+    for var in [
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+        "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt",
+        "SSL_CERT_DIR=/etc/ssl/certs",
+        &node,
+    ] {
+        assert!(env.contains(&var), "{var} in {env:?}");
+    }
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["empty_layer"], true);
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        layer_digests(&original).len()
+    );
+
+    // Reproducible, and a re-run on the result changes nothing.
+    let again = run(&with_env("deb:env2")).unwrap();
+    assert_eq!(again.digest, report.digest);
+    let mut rerun = with_env("deb:env3");
+    rerun.source = ImageRef::parse(&registry.reference("deb:env")).unwrap();
+    let rerun = run(&rerun).unwrap();
+    assert_eq!(rerun.digest, report.digest);
+    assert_eq!(rerun.blobs_uploaded, 0);
 }

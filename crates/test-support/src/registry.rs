@@ -1,4 +1,4 @@
-//! A real `docker-registry` (plain HTTP, private-CA TLS, or htpasswd auth) on a free loopback
+//! A real `docker-registry` (plain HTTP, private-CA TLS, htpasswd or bearer-token auth) on a free loopback
 //! port, and image helpers built on real tools: `umoci` makes OCI layouts (one layer per
 //! directory tree, via `tar` and `umoci raw add-layer`), `skopeo` copies between layouts and
 //! registries.
@@ -26,6 +26,21 @@ pub struct RegistryOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Require basic auth against this htpasswd file (bcrypt hashes only).
     pub htpasswd: Option<PathBuf>,
+    /// Require bearer tokens (the Docker registry token flow) from this token service.
+    pub token: Option<TokenAuth>,
+}
+
+/// The registry's `auth: token:` section: where clients get tokens, and what it trusts in them.
+#[derive(Clone, Debug)]
+pub struct TokenAuth {
+    /// The token endpoint clients are sent to (`http://127.0.0.1:PORT/token`).
+    pub realm: String,
+    /// The `service` the registry names in its challenge; tokens must carry it as `aud`.
+    pub service: String,
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// PEM certificates the `x5c` chain of a token must lead to (or whose keys a `kid` names).
+    pub rootcertbundle: PathBuf,
 }
 
 /// A running `docker-registry`, killed (and its storage removed) when dropped.
@@ -61,6 +76,15 @@ impl Registry {
                     "  tls:\n    certificate: {}\n    key: {}\n",
                     cert.display(),
                     key.display()
+                ));
+            }
+            if let Some(token) = &options.token {
+                yaml.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    token.realm,
+                    token.service,
+                    token.issuer,
+                    token.rootcertbundle.display()
                 ));
             }
             if let Some(htpasswd) = &options.htpasswd {
@@ -206,6 +230,16 @@ impl LayoutBuilder {
                 .arg(self.image(tag))
                 .args(["--os", os, "--architecture", arch]),
         );
+    }
+
+    /// Sets runtime variables (`NAME=value`) in `tag`'s config.
+    pub fn set_env(&self, tag: &str, vars: &[&str]) {
+        let mut cmd = Command::new("umoci");
+        cmd.args(["config", "--image"]).arg(self.image(tag));
+        for var in vars {
+            cmd.arg("--config.env").arg(var);
+        }
+        run_ok(&mut cmd);
     }
 
     /// The `index.json` entry (raw JSON object text) tagged `tag`.
@@ -360,9 +394,35 @@ pub fn write_tree(root: &Path, entries: &[Entry<'_>]) {
     }
 }
 
+/// Writes a Java trust store of `pems` with the real `keytool -importcert` (Java's default
+/// password `changeit`); `store_type` is `JKS` or `PKCS12`. `None` when `keytool` is missing
+/// locally.
+pub fn keytool_store(dir: &Path, name: &str, store_type: &str, pems: &[String]) -> Option<Vec<u8>> {
+    let keytool = require("keytool")?;
+    let store = dir.join(name);
+    for (i, pem) in pems.iter().enumerate() {
+        let file = dir.join(format!("{name}-{i}.pem"));
+        #[allow(clippy::disallowed_methods)] // test fixture, not an output
+        std::fs::write(&file, pem).expect("write certificate");
+        run_ok(
+            Command::new(&keytool)
+                .args(["-importcert", "-noprompt", "-storepass", "changeit"])
+                .args(["-storetype", store_type, "-alias", &format!("distro-{i}")])
+                .arg("-file")
+                .arg(&file)
+                .arg("-keystore")
+                .arg(&store),
+        );
+    }
+    Some(std::fs::read(&store).expect("read store"))
+}
+
 /// The images the tests inject into, built in one layout.
 pub mod images {
     use super::{Entry, LayoutBuilder, write_tree};
+
+    /// `JAVA_HOME` of [`java_like`]: a Temurin-like JDK at a path no catalogue knows.
+    pub const TEMURIN_HOME: &str = "/opt/vendor/temurin-21.0.5+11";
 
     fn layer(builder: &LayoutBuilder, tag: &str, entries: &[Entry<'_>]) {
         let dir = tempfile::tempdir().expect("layer dir");
@@ -426,6 +486,62 @@ pub mod images {
             builder,
             tag,
             &[Entry::File("app/run.sh", b"#!/bin/sh\necho hello\n")],
+        );
+    }
+
+    /// Java-like, Debian underneath: a layer with the PEM bundle of `roots`; a Debian JDK layer
+    /// with the shared JKS store `/etc/ssl/certs/java/cacerts` (`debian_jks`), linked from
+    /// `/usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts` (and through the
+    /// `/usr/lib/jvm/default-java` link), and a second JDK with a store of its own at
+    /// `/usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts` (`jdk21_store`); then a
+    /// Temurin-like JDK under [`TEMURIN_HOME`] (`temurin_store`), named only by the config's
+    /// `JAVA_HOME`.
+    pub fn java_like(
+        builder: &LayoutBuilder,
+        tag: &str,
+        roots: &[String],
+        debian_jks: &[u8],
+        jdk21_store: &[u8],
+        temurin_store: &[u8],
+    ) {
+        builder.new_image(tag);
+        let bundle = roots.concat();
+        layer(
+            builder,
+            tag,
+            &[
+                Entry::File("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n"),
+                Entry::File("etc/ssl/certs/ca-certificates.crt", bundle.as_bytes()),
+            ],
+        );
+        layer(
+            builder,
+            tag,
+            &[
+                Entry::File("etc/ssl/certs/java/cacerts", debian_jks),
+                Entry::Link(
+                    "usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts",
+                    "/etc/ssl/certs/java/cacerts",
+                ),
+                Entry::File(
+                    "usr/lib/jvm/java-17-openjdk-amd64/release",
+                    b"JAVA_VERSION=17\n",
+                ),
+                Entry::Link("usr/lib/jvm/default-java", "java-17-openjdk-amd64"),
+                Entry::File(
+                    "usr/lib/jvm/java-21-openjdk-amd64/lib/security/cacerts",
+                    jdk21_store,
+                ),
+            ],
+        );
+        let temurin = format!("{}/lib/security/cacerts", &TEMURIN_HOME[1..]);
+        layer(builder, tag, &[Entry::File(&temurin, temurin_store)]);
+        builder.set_env(
+            tag,
+            &[
+                &format!("JAVA_HOME={TEMURIN_HOME}"),
+                &format!("PATH={TEMURIN_HOME}/bin:/usr/bin:/bin"),
+            ],
         );
     }
 

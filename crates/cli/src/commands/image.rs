@@ -38,9 +38,11 @@ pub(crate) enum ImageCommand {
         "directories (oci:PATH[:TAG]). For each platform the image's bundle is found by reading layers\n",
         "from the top only until it is found (RHEL's links are followed inside the image); the new CAs\n",
         "missing from it are appended, <hash>.<n> entries and Java cacerts updated where the image keeps\n",
-        "them, and an image without a bundle gets /etc/ssl/certs/ca-certificates.crt (Mozilla's roots\n",
-        "plus the new CAs). --replace reads nothing and writes Mozilla's roots plus the new CAs. An\n",
-        "image that already trusts every CA is left as it is, so re-runs give the same digest.\n\n",
+        "them (fixed places, every JDK under /usr/lib/jvm, and the JAVA_HOME of the image config), and\n",
+        "an image without a bundle gets /etc/ssl/certs/ca-certificates.crt (Mozilla's roots plus the\n",
+        "new CAs). --replace reads nothing and writes Mozilla's roots plus the new CAs. An image that\n",
+        "already trusts every CA gets no layer: it is left as it is (re-runs give the same digest), or\n",
+        "with --env and variables missing, only its config changes.\n\n",
         "Only blobs the destination lacks are sent (originals are skipped or mounted within one\n",
         "registry); manifests go by digest and the tag moves last, so an interrupted run never moves it.\n",
         "Credentials come from Docker's config.json ($DOCKER_CONFIG, else ~/.docker). HTTPS is verified\n",
@@ -98,7 +100,7 @@ pub(crate) struct InjectArgs {
     #[arg(long = "platform", value_name = "OS/ARCH")]
     platforms: Vec<String>,
     /// Also set SSL_CERT_FILE, SSL_CERT_DIR, REQUESTS_CA_BUNDLE and NODE_EXTRA_CA_CERTS in the
-    /// image config.
+    /// image config (on an image that already trusts every CA, only the config changes).
     #[arg(long)]
     env: bool,
     /// Read every layer, not just down to the bundle's: finds Java stores and hash entries kept
@@ -421,8 +423,12 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
             .as_ref()
             .map_or_else(|| "image".to_owned(), ToString::to_string);
         match &p.layer {
-            None => eprintln!(
+            None if p.digest == p.source_digest => eprintln!(
                 "anchorage: {name}: already trusts every CA, unchanged ({})",
+                p.digest
+            ),
+            None => eprintln!(
+                "anchorage: {name}: already trusts every CA; variables set, no new layer ({})",
                 p.digest
             ),
             Some(layer) => {
