@@ -45,6 +45,7 @@ impl Scratch {
             "ANCHORAGE_SECRETS_TRANSIT_SEED",
             "ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED",
             "ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED",
+            "ANCHORAGE_SECRETS_ADMIN_SEED",
             "TRANSIT_XKEY_SEED",
             "ENCRYPTION_XKEY_SEED",
             "ANCHORAGE_NATS_URL",
@@ -428,4 +429,248 @@ fn nats_credentials_and_tls() {
         "{}",
         String::from_utf8_lossy(&trusted.stderr)
     );
+}
+
+/// Writes `text` to a 0600 file in the scratch directory.
+fn private_file(s: &Scratch, name: &str, text: &str) -> String {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = s.dir.path().join(name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "{text}").unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn admin_over_nats_against_a_running_serve() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = Scratch::new();
+    let url = nats.url();
+    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let encryption_file = private_file(&s, "encryption.seed", &s.seed);
+    let admin = nkeys::KeyPair::new_user();
+    let admin_file = private_file(&s, "admin.nk", &admin.seed().unwrap());
+    let keys_file = private_file(
+        &s,
+        "admin-keys",
+        &format!("# operators\n{}\n", admin.public_key()),
+    );
+    let data = s.data();
+    let mut child = s
+        .command(
+            &[
+                "serve",
+                "--nats-url",
+                &url,
+                "--data-dir",
+                &data,
+                "--encryption-seed-file",
+                &encryption_file,
+                "--admin-keys-file",
+                &keys_file,
+            ],
+            &[("ANCHORAGE_SECRETS_TRANSIT_SEED", transit.as_str())],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = runtime.block_on(async {
+        let nc = anchorage_secrets_server::async_nats::connect(url.clone())
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            let asked = tokio::time::timeout(
+                Duration::from_millis(500),
+                nc.request("wasmcloud.secrets.admin.nats-kv.server_xkey", "".into()),
+            )
+            .await;
+            if let Ok(Ok(_)) = asked {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    if !up {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "serve never answered: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let remote = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = extra.iter().map(|x| (*x).to_owned()).collect();
+        v.extend(["--nats-url".into(), url.clone()]);
+        v.extend(["--admin-seed-file".into(), admin_file.clone()]);
+        v
+    };
+    let run = |args: Vec<String>, env: &[(&str, &str)]| -> Output {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        s.command(&args, env).output().unwrap()
+    };
+    let ok_json = |args: Vec<String>| -> Value {
+        let mut args = args;
+        args.extend(["--output".into(), "json".into()]);
+        let out = run(args.clone(), &[]);
+        assert_eq!(
+            code(&out),
+            0,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // While serve holds the embedded store, the store itself cannot be opened...
+    let out = s.run(&["list"], &[]);
+    assert_eq!(code(&out), 11, "{}", String::from_utf8_lossy(&out.stderr));
+    // ...but the running server administers it.
+    let out = run(
+        remote(&[
+            "put",
+            "db-password",
+            "--value-env",
+            "PW",
+            "--output",
+            "json",
+        ]),
+        &[("PW", "hunter2")],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let put: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        put,
+        serde_json::json!({"key": "db-password", "version": "1", "store": "embedded"})
+    );
+    let entity = nkeys::KeyPair::new_module().public_key();
+    let added = ok_json(remote(&["add-mapping", &entity, "--secret", "db-password"]));
+    assert_eq!(
+        added,
+        serde_json::json!({"entity": entity, "secrets": ["db-password"]})
+    );
+    let listed = ok_json(remote(&["list-mappings", &entity]));
+    assert_eq!(
+        listed["mappings"][&entity],
+        serde_json::json!(["db-password"])
+    );
+    let out = run(remote(&["get", "db-password", "--reveal"]), &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
+    let out = run(remote(&["get", "db-password"]), &[]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("version 1") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let out = run(remote(&["get", "absent"]), &[]);
+    assert_eq!(code(&out), 13);
+
+    // Online rotation: the server re-reads its seed file.
+    let new_seed = EncryptionKey::generate().seed().expose_secret().to_owned();
+    private_file(&s, "encryption.seed", &new_seed);
+    let rotated = ok_json(remote(&["rotate-encryption-key"]));
+    assert_eq!(rotated["changed"], true);
+    assert_eq!(rotated["report"]["resealed"], 1);
+    let new_file = private_file(&s, "new.seed", &new_seed);
+    let out = run(
+        remote(&["rotate-encryption-key", "--new-seed-file", &new_file]),
+        &[],
+    );
+    assert_eq!(code(&out), 2);
+
+    // A key the server does not know: 15. No server on that backend: 7.
+    let stranger = private_file(
+        &s,
+        "stranger.nk",
+        &nkeys::KeyPair::new_user().seed().unwrap(),
+    );
+    let out = run(
+        vec![
+            "list".into(),
+            "--nats-url".into(),
+            url.clone(),
+            "--admin-seed-file".into(),
+            stranger,
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 15, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        remote(&["list", "--backend", "other", "--timeout", "1"]),
+        &[],
+    );
+    assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = {
+        let out = run(
+            remote(&[
+                "list",
+                "--backend",
+                "other",
+                "--timeout",
+                "1",
+                "--output",
+                "json",
+            ]),
+            &[],
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(json["exit_code"], 7);
+    // Not an admin seed: 3.
+    let xkey_file = private_file(&s, "xkey.seed", &new_seed);
+    let out = run(
+        vec![
+            "list".into(),
+            "--nats-url".into(),
+            url.clone(),
+            "--admin-seed-file".into(),
+            xkey_file,
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 3);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&new_seed));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("administration on wasmcloud.secrets.admin.nats-kv.*"),
+        "{stderr}"
+    );
+    for secret in [
+        transit.as_str(),
+        s.seed.as_str(),
+        new_seed.as_str(),
+        "hunter2",
+    ] {
+        assert!(!stderr.contains(secret));
+    }
+    assert!(!stderr.contains(admin.seed().unwrap().as_str()));
+
+    // The store holds what was written, sealed with the new key only.
+    let out = s.run(
+        &["get", "db-password", "--reveal"],
+        &[("ANCHORAGE_SECRETS_ENCRYPTION_SEED", new_seed.as_str())],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
+    assert_eq!(code(&s.run(&["get", "db-password"], &[])), 11);
 }

@@ -8,6 +8,7 @@
 //! [`SecretString`]s; no seed reaches `Debug`, an error or a log.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anchorage_secrets::KeyError;
 use nkeys::XKey;
@@ -125,46 +126,110 @@ impl EncryptionKey {
 pub struct SealFailed;
 
 /// The current encryption key and, during a rotation, previous keys still accepted for reading.
-#[derive(Debug)]
+///
+/// The keys sit behind a lock so a running server can rotate ([`Keyring::rotate`]) while it
+/// serves: a reader takes a snapshot of the ring, so a value sealed under either key opens.
 pub struct Keyring {
-    current: EncryptionKey,
-    previous: Vec<EncryptionKey>,
+    ring: RwLock<Arc<Ring>>,
+}
+
+struct Ring {
+    current: Arc<EncryptionKey>,
+    previous: Vec<Arc<EncryptionKey>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ring = self.snapshot();
+        f.debug_struct("Keyring")
+            .field("current", &ring.current.public)
+            .field(
+                "previous",
+                &ring.previous.iter().map(|k| &k.public).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Keyring {
     /// A keyring with one key.
     pub fn new(current: EncryptionKey) -> Self {
         Self {
-            current,
-            previous: Vec::new(),
+            ring: RwLock::new(Arc::new(Ring {
+                current: Arc::new(current),
+                previous: Vec::new(),
+            })),
         }
     }
 
+    fn snapshot(&self) -> Arc<Ring> {
+        Arc::clone(&self.ring.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Adds a previous key, still used to open values sealed before a rotation.
-    pub fn with_previous(mut self, previous: EncryptionKey) -> Self {
-        if previous.public != self.current.public {
-            self.previous.push(previous);
+    pub fn with_previous(self, previous: EncryptionKey) -> Self {
+        {
+            let mut guard = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+            if previous.public != guard.current.public
+                && !guard.previous.iter().any(|k| k.public == previous.public)
+            {
+                let mut keys = guard.previous.clone();
+                keys.push(Arc::new(previous));
+                *guard = Arc::new(Ring {
+                    current: Arc::clone(&guard.current),
+                    previous: keys,
+                });
+            }
         }
         self
     }
 
     /// The key values are sealed with.
-    pub fn current(&self) -> &EncryptionKey {
-        &self.current
+    pub fn current(&self) -> Arc<EncryptionKey> {
+        Arc::clone(&self.snapshot().current)
+    }
+
+    /// The current key's public key (`X…`).
+    pub fn current_public(&self) -> String {
+        self.snapshot().current.public.clone()
+    }
+
+    /// Makes `new` the current key; the old current key becomes the first previous key, so
+    /// values sealed with it still open while they are re-sealed. Returns false (and changes
+    /// nothing) when `new` already is the current key.
+    pub fn rotate(&self, new: EncryptionKey) -> bool {
+        let mut guard = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        if new.public == guard.current.public {
+            return false;
+        }
+        let mut previous = vec![Arc::clone(&guard.current)];
+        previous.extend(
+            guard
+                .previous
+                .iter()
+                .filter(|k| k.public != new.public)
+                .cloned(),
+        );
+        *guard = Arc::new(Ring {
+            current: Arc::new(new),
+            previous,
+        });
+        true
     }
 
     /// Seals with the current key.
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, SealFailed> {
-        self.current.seal(plain)
+        self.snapshot().current.seal(plain)
     }
 
     /// Opens with the current key, then each previous one; also says whether the current key
     /// opened it (false: the value still needs re-encryption).
     pub fn open(&self, sealed: &[u8]) -> Option<(Zeroizing<Vec<u8>>, bool)> {
-        if let Some(plain) = self.current.open(sealed) {
+        let ring = self.snapshot();
+        if let Some(plain) = ring.current.open(sealed) {
             return Some((plain, true));
         }
-        self.previous
+        ring.previous
             .iter()
             .find_map(|k| k.open(sealed))
             .map(|plain| (plain, false))
@@ -202,6 +267,23 @@ mod tests {
                 .open(&sealed)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn rotate_keeps_the_old_key_for_reading() {
+        let ring = Keyring::new(EncryptionKey::generate());
+        let old_public = ring.current_public();
+        let sealed = ring.seal(b"v").unwrap();
+        let new = EncryptionKey::generate();
+        let new_public = new.public_key().to_owned();
+        assert!(ring.rotate(new));
+        assert_eq!(ring.current_public(), new_public);
+        let (plain, current) = ring.open(&sealed).unwrap();
+        assert_eq!((&plain[..], current), (&b"v"[..], false));
+        assert!(!ring.rotate(EncryptionKey::from_seed(&ring.current().seed(), "t").unwrap()));
+        let debug = format!("{ring:?}");
+        assert!(debug.contains(&old_public) && debug.contains(&new_public));
+        assert!(!debug.contains(ring.current().seed().expose_secret()));
     }
 
     #[test]

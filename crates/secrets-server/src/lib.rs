@@ -10,8 +10,13 @@
 //! - [`keys`]: the encryption [`Keyring`] that seals values at rest, seeds from env or file;
 //! - [`nats`]: connecting with credentials and rustls.
 //!
-//! Administration (put, delete, mappings, key rotation) is the stores' API, used by the CLI
-//! against the store directly; the subjects hosts use never accept it.
+//! - [`admin`]: administration over NATS on `<prefix>.admin.<backend>.*`, only when admin keys
+//!   are configured ([`Server::with_admin`]): requests signed by an admin nkey and sealed to the
+//!   transit key, replies sealed to the requester ([`AdminService`]; [`AdminClient`] sends
+//!   them).
+//!
+//! Administration (put, delete, mappings, key rotation) is otherwise the stores' API, used by
+//! the CLI against the store directly; the subjects hosts use never accept it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,11 +37,13 @@
 //! # }).unwrap();
 //! ```
 
+pub mod admin;
 pub mod keys;
 pub mod nats;
 mod server;
 pub mod store;
 
+pub use admin::{AdminCallError, AdminClient, AdminService};
 /// The NATS client this crate is built on (0.39), for callers that pass a connection.
 pub use async_nats;
 pub use keys::{EncryptionKey, Keyring, SeedSource};

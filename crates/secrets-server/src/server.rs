@@ -2,15 +2,18 @@
 //! request (bounded), replies through [`GetHandler`], an audit event per request, and a
 //! graceful stop that lets the requests in flight finish.
 //!
-//! Only `server_xkey` and `get` are served. Every other operation, including the reference
-//! backend's `put_secret`, `add_mapping` and `remove_mapping`, is answered with the plain
-//! failure `{"error":{"Other":"unknown operation …"}}`: administration goes through the store
-//! (the CLI), never through the subjects hosts use.
+//! Only `server_xkey` and `get` are served on the host subjects. Every other operation there,
+//! including the reference backend's `put_secret`, `add_mapping` and `remove_mapping`, is
+//! answered with the plain failure `{"error":{"Other":"unknown operation …"}}`: administration
+//! goes through the store (the CLI), or, when admin keys are configured
+//! ([`Server::with_admin`]), through a second queue subscription on
+//! `<prefix>.admin.<backend>.*` that requires signed, sealed requests ([`crate::admin`]).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use anchorage_secrets::admin::{ADMIN_RESPONSE_XKEY, ADMIN_XKEY_HEADER, AdminSubjects};
 use anchorage_secrets::protocol::SECRET_API_VERSION;
 use anchorage_secrets::protocol::failure_body;
 use anchorage_secrets::{
@@ -21,6 +24,7 @@ use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
+use crate::admin::AdminService;
 use crate::store::{MappingStore, SecretStore};
 
 /// The reference backend's name, so hosts' existing policies (`backend: nats-kv`) keep working.
@@ -87,6 +91,9 @@ pub enum ServeError {
         /// Why.
         reason: &'static str,
     },
+    /// Admin subjects were asked for without any admin key.
+    #[error("administration over NATS needs at least one admin key")]
+    NoAdminKeys,
     /// The subscription failed.
     #[error("cannot subscribe to {subject}")]
     Subscribe {
@@ -104,6 +111,7 @@ pub struct Server {
     values: Arc<dyn SecretStore>,
     mappings: Arc<dyn MappingStore>,
     config: ServerConfig,
+    admin: Option<AdminService>,
 }
 
 impl std::fmt::Debug for Server {
@@ -112,6 +120,7 @@ impl std::fmt::Debug for Server {
             .field("transit", &self.handler.transit().public_key())
             .field("store", &self.values.kind())
             .field("config", &self.config)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +164,15 @@ impl Server {
             values,
             mappings,
             config,
+            admin: None,
         }
+    }
+
+    /// Also answers signed admin requests on `<prefix>.admin.<backend>.*` (same queue group).
+    /// Without this, the admin subjects are not subscribed at all.
+    pub fn with_admin(mut self, admin: AdminService) -> Self {
+        self.admin = Some(admin);
+        self
     }
 
     /// Serves on `client` until `shutdown` completes, then stops taking requests, waits up to
@@ -170,13 +187,34 @@ impl Server {
         check_token("queue group", &self.config.queue_group, true)?;
         let base = self.config.base_subject();
         let subject = format!("{base}.>");
-        let mut subscription = client
+        let subscription = client
             .queue_subscribe(subject.clone(), self.config.queue_group.clone())
             .await
             .map_err(|source| ServeError::Subscribe {
                 subject: subject.clone(),
                 source,
             })?;
+        let admin_subjects = AdminSubjects::new(&self.config.prefix, &self.config.backend);
+        let admin_subscription = match &self.admin {
+            None => None,
+            Some(admin) if admin.keys().is_empty() => return Err(ServeError::NoAdminKeys),
+            Some(admin) => {
+                let admin_subject = admin_subjects.wildcard();
+                let sub = client
+                    .queue_subscribe(admin_subject.clone(), self.config.queue_group.clone())
+                    .await
+                    .map_err(|source| ServeError::Subscribe {
+                        subject: admin_subject.clone(),
+                        source,
+                    })?;
+                tracing::info!(
+                    subject = %admin_subject,
+                    admin_keys = admin.keys().len(),
+                    "serving administration"
+                );
+                Some(sub)
+            }
+        };
         tracing::info!(
             %subject,
             queue_group = %self.config.queue_group,
@@ -184,6 +222,12 @@ impl Server {
             store = self.values.kind(),
             "serving secrets"
         );
+        // One stream of both subscriptions; the admin one never yields when absent.
+        let admin_stream = match admin_subscription {
+            Some(sub) => futures::future::Either::Left(sub),
+            None => futures::future::Either::Right(futures::stream::pending()),
+        };
+        let mut subscription = futures::stream::select(subscription, admin_stream);
         let limit = self.config.max_in_flight.max(1);
         let permits = Arc::new(Semaphore::new(limit));
         let drain = self.config.drain_timeout;
@@ -192,6 +236,8 @@ impl Server {
             values: self.values,
             mappings: self.mappings,
             base,
+            admin: self.admin,
+            admin_subjects,
             client: client.clone(),
         });
         tokio::pin!(shutdown);
@@ -224,7 +270,11 @@ impl Server {
             );
         }
         tracing::info!("stopping: no new requests");
-        let _ = subscription.unsubscribe().await;
+        let (hosts, admin) = subscription.get_mut();
+        let _ = hosts.unsubscribe().await;
+        if let futures::future::Either::Left(admin) = admin {
+            let _ = admin.unsubscribe().await;
+        }
         let all = u32::try_from(limit).unwrap_or(u32::MAX);
         if tokio::time::timeout(drain, permits.acquire_many(all))
             .await
@@ -243,11 +293,19 @@ struct Shared {
     values: Arc<dyn SecretStore>,
     mappings: Arc<dyn MappingStore>,
     base: String,
+    admin: Option<AdminService>,
+    admin_subjects: AdminSubjects,
     client: async_nats::Client,
 }
 
 impl Shared {
     async fn answer(&self, message: async_nats::Message, reply_to: async_nats::Subject) {
+        if let Some(admin) = &self.admin
+            && let Some(op) = self.admin_subjects.operation(message.subject.as_str())
+        {
+            self.answer_admin(admin, op, &message, reply_to).await;
+            return;
+        }
         let operation = message
             .subject
             .as_str()
@@ -295,6 +353,49 @@ impl Shared {
         }
     }
 
+    async fn answer_admin(
+        &self,
+        admin: &AdminService,
+        op: &str,
+        message: &async_nats::Message,
+        reply_to: async_nats::Subject,
+    ) {
+        if op == "server_xkey" {
+            let body = bytes::Bytes::copy_from_slice(self.handler.server_xkey_body());
+            if let Err(e) = self.client.publish(reply_to, body).await {
+                tracing::warn!(error = %e, "could not send the server xkey");
+            }
+            return;
+        }
+        let header = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ADMIN_XKEY_HEADER))
+            .map(|v| v.as_str());
+        let (response_xkey, body, event) = admin
+            .answer(
+                op,
+                header,
+                &message.payload,
+                self.handler.transit(),
+                self.values.as_ref(),
+                self.mappings.as_ref(),
+            )
+            .await;
+        crate::admin::audit(&event);
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(key) = &response_xkey {
+            headers.insert(ADMIN_RESPONSE_XKEY, key.as_str());
+        }
+        if let Err(e) = self
+            .client
+            .publish_with_headers(reply_to, headers, body.into())
+            .await
+        {
+            tracing::warn!(error = %e, "could not send an admin reply");
+        }
+    }
+
     async fn get(&self, message: &async_nats::Message) -> Reply {
         let host_xkey = message
             .headers
@@ -316,6 +417,9 @@ impl Shared {
             Err(e) => Err(LookupError(e.to_string())),
             Ok(names) if !names.contains(verified.lookup().key) => {
                 return self.handler.unauthorized(verified);
+            }
+            Ok(_) if !verified.version_is_valid() => {
+                return self.handler.invalid_version(verified);
             }
             Ok(_) => self
                 .values

@@ -169,6 +169,15 @@ impl Verified {
         }
     }
 
+    /// Whether the requested version, if any, is a version number. The reference backend
+    /// parses it as an unsigned integer (a KV revision) and answers `InvalidRequest` otherwise.
+    pub fn version_is_valid(&self) -> bool {
+        self.request
+            .version
+            .as_deref()
+            .is_none_or(|v| v.parse::<u64>().is_ok())
+    }
+
     /// Whether `mappings` let the entity read the requested secret.
     pub fn is_allowed_by(&self, mappings: &Mappings) -> bool {
         mappings.is_allowed(&self.entity.public_key, &self.request.key)
@@ -303,6 +312,12 @@ impl GetHandler {
         Reply::failure(GetSecretError::Unauthorized, None, verified.audit)
     }
 
+    /// The reply for a version that is not a number (`InvalidRequest`, as the reference).
+    pub fn invalid_version(&self, verified: Verified) -> Reply {
+        let reason = Some("the version is not a number".to_owned());
+        Reply::failure(GetSecretError::InvalidRequest, reason, verified.audit)
+    }
+
     /// Phase three: the store's answer sealed to the requester (the value is zeroized here).
     pub fn respond(
         &self,
@@ -354,6 +369,9 @@ impl GetHandler {
         };
         if !verified.is_allowed_by(mappings) {
             return self.unauthorized(verified);
+        }
+        if !verified.version_is_valid() {
+            return self.invalid_version(verified);
         }
         let found = lookup(verified.lookup());
         self.respond(verified, found)
@@ -652,6 +670,29 @@ mod tests {
         assert_eq!(
             error_json(&reply),
             serde_json::json!({"error": "InvalidPayload"})
+        );
+    }
+
+    #[test]
+    fn non_numeric_version_is_invalid_request() {
+        let f = fixture();
+        for version in ["latest", "", " 2", "-1"] {
+            let mut request = f.request("db-password");
+            request.version = Some(version.into());
+            let (_, reply) = f.ask(&request);
+            assert_eq!(
+                error_json(&reply),
+                serde_json::json!({"error": "InvalidRequest"}),
+                "{version:?}"
+            );
+        }
+        // Unmapped first: the mapping decides before the version is looked at, as the reference.
+        let mut request = f.request("other-secret");
+        request.version = Some("latest".into());
+        let (_, reply) = f.ask(&request);
+        assert_eq!(
+            error_json(&reply),
+            serde_json::json!({"error": "Unauthorized"})
         );
     }
 

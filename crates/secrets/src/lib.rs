@@ -16,6 +16,9 @@
 //!   that never holds a value;
 //! - [`Mappings`]: entity public key → secret names it may read.
 //!
+//! - [`admin`]: administration requests on subjects of their own, signed by an admin nkey
+//!   (wascap claims) and sealed like `get`, with the server's checks and replay cache.
+//!
 //! NATS, the stores and the CLI live elsewhere; they call these functions.
 //!
 //! ```
@@ -31,6 +34,7 @@
 //! # let _ = WASMCLOUD_HOST_XKEY;
 //! ```
 
+pub mod admin;
 mod audit;
 mod handler;
 mod jwt;

@@ -29,6 +29,55 @@ pub struct NatsOptions {
     pub max_payload: Option<u32>,
     /// Serve TLS with this certificate chain file (leaf first) and key file.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Users with passwords and permissions (replaces the single-credential options above).
+    pub users: Vec<NatsUser>,
+}
+
+/// A user with a password and, optionally, the subjects it may publish and subscribe to
+/// (NATS `permissions`; `None` leaves that direction unrestricted).
+#[derive(Clone, Debug, Default)]
+pub struct NatsUser {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// Subjects the user may publish to.
+    pub publish: Option<Vec<String>>,
+    /// Subjects the user may subscribe to.
+    pub subscribe: Option<Vec<String>>,
+}
+
+impl NatsUser {
+    /// `nats://user:password@127.0.0.1:PORT` for `server`.
+    pub fn url(&self, server: &NatsServer) -> String {
+        format!("nats://{}:{}@{}", self.user, self.password, server.addr())
+    }
+
+    fn config(&self) -> String {
+        let list = |subjects: &[String]| {
+            subjects
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut permissions = Vec::new();
+        if let Some(publish) = &self.publish {
+            permissions.push(format!("publish: {{ allow: [{}] }}", list(publish)));
+        }
+        if let Some(subscribe) = &self.subscribe {
+            permissions.push(format!("subscribe: {{ allow: [{}] }}", list(subscribe)));
+        }
+        let permissions = if permissions.is_empty() {
+            String::new()
+        } else {
+            format!(", permissions: {{ {} }}", permissions.join(", "))
+        };
+        format!(
+            "    {{ user: \"{}\", password: \"{}\"{permissions} }}\n",
+            self.user, self.password
+        )
+    }
 }
 
 /// A running `nats-server -js`, killed when dropped.
@@ -59,7 +108,15 @@ impl NatsServer {
             if let Some(max) = options.max_payload {
                 text.push_str(&format!("max_payload: {max}\n"));
             }
+            if !options.users.is_empty() {
+                text.push_str("authorization {\n  users = [\n");
+                for user in &options.users {
+                    text.push_str(&user.config());
+                }
+                text.push_str("  ]\n}\n");
+            }
             match (&options.user_password, &options.token, &options.nkey_user) {
+                _ if !options.users.is_empty() => {}
                 (Some((user, password)), _, _) => text.push_str(&format!(
                     "authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"
                 )),

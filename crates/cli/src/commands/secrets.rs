@@ -1,16 +1,19 @@
 //! `anchorage secrets`: serve the wasmCloud secrets protocol over NATS (`serve`), and
-//! administer the store directly (`put`, `get --reveal`, `delete`, `list`, `add-mapping`,
-//! `remove-mapping`, `list-mappings`, `rotate-encryption-key`).
+//! administer the store (`put`, `get --reveal`, `delete`, `list`, `add-mapping`,
+//! `remove-mapping`, `list-mappings`, `rotate-encryption-key`) directly or, with an admin seed,
+//! through the running server's signed admin subjects (`remote`).
 //!
 //! This module resolves what was typed (seeds from files or the environment, NATS and OpenBao
 //! credentials, the TLS trust from `--tls-ca-path`) into the library's values, opens the store
-//! and picks exit codes and words. Administration never goes through NATS subjects: these
-//! commands write the store itself. Seeds, passwords, tokens and values never reach argv
+//! and picks exit codes and words. Administration never goes through the subjects hosts use:
+//! these commands write the store itself, or send signed, sealed requests on
+//! `<prefix>.admin.<backend>.<op>`. Seeds, passwords, tokens and values never reach argv
 //! (except `put --value`, which says so), an error message or a log.
 
 mod admin;
 mod args;
 mod context;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;

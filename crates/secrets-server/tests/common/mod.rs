@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anchorage_secrets::{GetHandler, JwtPolicy, TransitKey};
-use anchorage_secrets_server::{MappingStore, SecretStore, Server, ServerConfig};
+use anchorage_secrets_server::{AdminService, MappingStore, SecretStore, Server, ServerConfig};
 use nkeys::{KeyPair, XKey};
 use secrecy::SecretString;
 use tokio::sync::oneshot;
@@ -98,6 +98,22 @@ impl Identities {
     }
 }
 
+/// Connects to `url`; `nats://user:password@host:port` logs in with those credentials
+/// (async-nats 0.39 ignores credentials in a URL).
+pub async fn connect(url: &str) -> async_nats::Client {
+    if let Some((credentials, host)) = url
+        .strip_prefix("nats://")
+        .and_then(|rest| rest.split_once('@'))
+    {
+        let (user, password) = credentials.split_once(':').expect("user:password");
+        return async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            .connect(format!("nats://{host}"))
+            .await
+            .expect("connect with a password");
+    }
+    async_nats::connect(url).await.expect("connect")
+}
+
 /// A server running on a task; stopped (gracefully) by `stop`.
 pub struct Running {
     stop: Option<oneshot::Sender<()>>,
@@ -130,12 +146,41 @@ pub async fn serve(
     mappings: Arc<dyn MappingStore>,
     config: ServerConfig,
 ) -> Running {
-    let client = async_nats::connect(url).await.expect("connect server");
+    serve_with_admin(url, seed, values, mappings, config, None).await
+}
+
+/// As [`serve`], answering the admin subjects too when `admin` is given.
+pub async fn serve_with_admin(
+    url: &str,
+    seed: &SecretString,
+    values: Arc<dyn SecretStore>,
+    mappings: Arc<dyn MappingStore>,
+    config: ServerConfig,
+    admin: Option<AdminService>,
+) -> Running {
+    serve_as(url, url, seed, values, mappings, config, admin).await
+}
+
+/// As [`serve_with_admin`], the server connecting to `url` and the readiness probe (a
+/// `server_xkey` request) to `probe_url`, for servers whose user may not publish requests.
+pub async fn serve_as(
+    url: &str,
+    probe_url: &str,
+    seed: &SecretString,
+    values: Arc<dyn SecretStore>,
+    mappings: Arc<dyn MappingStore>,
+    config: ServerConfig,
+    admin: Option<AdminService>,
+) -> Running {
+    let client = connect(url).await;
     let handler = GetHandler::new(
         TransitKey::from_seed(seed, "test").expect("transit seed"),
         JwtPolicy::default(),
     );
-    let server = Server::new(handler, values, mappings, config);
+    let mut server = Server::new(handler, values, mappings, config);
+    if let Some(admin) = admin {
+        server = server.with_admin(admin);
+    }
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         server
@@ -146,10 +191,15 @@ pub async fn serve(
             .expect("serve");
     });
     // The subscription is made inside the task: wait until the server answers.
-    let probe = async_nats::connect(url).await.expect("connect probe");
+    let probe = connect(probe_url).await;
     let subject = format!("{PREFIX}.v1alpha1.{BACKEND}.server_xkey");
     for _ in 0..100 {
-        if probe.request(subject.clone(), "".into()).await.is_ok() {
+        let asked = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            probe.request(subject.clone(), "".into()),
+        )
+        .await;
+        if matches!(asked, Ok(Ok(_))) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -1,4 +1,5 @@
-//! The administration commands: they work on the store directly, never through NATS subjects.
+//! The administration commands: against the store directly, or, with an admin seed, sent to
+//! the running server over its admin subjects (`remote`).
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
@@ -29,6 +30,11 @@ fn fail(e: &StoreFailure) -> Failure {
 }
 
 async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+    if let Some(remote) = cmd.remote()
+        && let Some(seed) = super::remote::admin_seed(remote)?
+    {
+        return super::remote::run(&cmd, remote, seed, tls_ca_paths).await;
+    }
     let store_args = cmd.store();
     match &cmd {
         SecretsCommand::Serve(_) => Ok(Code::Usage),
@@ -130,7 +136,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
     }
 }
 
-fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
+pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
     let bad = |m: String| Failure::new(Code::BadInput, m);
     let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &a.value_env {
         let v = std::env::var_os(var)

@@ -10,13 +10,19 @@ use crate::args::OutputFormat;
 
 const STORE_HELP: &str = "Stores (--store):
   embedded   the default: one redb file <data-dir>/secrets.redb (0600), values sealed with the
-             encryption key; one process opens it at a time, so stop `serve` before
-             administering it (or use jetstream for online administration)
+             encryption key; one process opens it at a time: while `serve` runs, administer
+             it over NATS (--admin-seed-file, below), or stop `serve` first
   jetstream  NATS JetStream KV in the layout of wasmCloud's secrets-nats-kv backend (bucket
              WASMCLOUD_SECRETS, mappings in SECRETS_<backend>_state): an existing deployment
              switches without migrating data
   openbao    Vault/OpenBao KV v2 (key = path, --field-like `field` selects a value); mappings
              are kept in the embedded file
+
+Administration over NATS: with --admin-seed-file FILE (or ANCHORAGE_SECRETS_ADMIN_SEED) holding
+a user (SU…) or account (SA…) nkey seed whose public key the server allows (serve --admin-key),
+the command is sent to the running server on <prefix>.admin.<backend>.<op>, signed and sealed,
+instead of opening the store; --store, --data-dir and the encryption seeds are then the
+server's business. --nats-url and the other --nats-* options say how to reach NATS.
 
 Seeds and credentials are read from files or the environment, never from arguments:
   ANCHORAGE_SECRETS_TRANSIT_SEED      transit xkey seed (SX…), or --transit-seed-file
@@ -24,6 +30,7 @@ Seeds and credentials are read from files or the environment, never from argumen
   ANCHORAGE_SECRETS_ENCRYPTION_SEED   encryption xkey seed, or --encryption-seed-file
                                       (the reference's ENCRYPTION_XKEY_SEED is read too)
   ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED  an older encryption key still accepted for reading
+  ANCHORAGE_SECRETS_ADMIN_SEED        admin nkey seed (SU…/SA…), or --admin-seed-file
   ANCHORAGE_NATS_URL, ANCHORAGE_NATS_PASSWORD, ANCHORAGE_NATS_TOKEN
   ANCHORAGE_OPENBAO_ADDR (or BAO_ADDR, VAULT_ADDR), ANCHORAGE_OPENBAO_TOKEN (or BAO_TOKEN,
   VAULT_TOKEN), ANCHORAGE_OPENBAO_SECRET_ID";
@@ -42,7 +49,11 @@ pub(crate) enum SecretsCommand {
         "Hosts find the backend as `<prefix>.v1alpha1.<backend>`; the defaults (wasmcloud.secrets,\n",
         "nats-kv) are those of wasmCloud's reference backend, so existing policies keep working.\n",
         "Instances with the same backend share the queue group and split the requests. Every\n",
-        "request is audited on stderr (tracing target anchorage::audit; never the value).\n",
+        "request is audited on stderr (tracing target anchorage::audit; never the value).\n\n",
+        "With --admin-key (or --admin-keys-file) the server also answers administration on\n",
+        "<prefix>.admin.<backend>.<op>, signed by one of those keys and sealed to the transit key;\n",
+        "without, those subjects are not subscribed. Let hosts publish only on\n",
+        "<prefix>.v1alpha1.<backend>.> and admins on <prefix>.admin.<backend>.>.\n",
         "SIGINT or SIGTERM stops taking requests and lets those in flight finish.\n\n",
         "Exit codes:\n",
         "  0  stopped by SIGINT/SIGTERM\n",
@@ -58,6 +69,8 @@ pub(crate) enum SecretsCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage secrets put db-password --value-env DB_PASSWORD\n",
+        "  anchorage secrets put db-password --value-env DB_PASSWORD --nats-url nats://nats:4222 \\\n",
+        "    --admin-seed-file admin.nk    # to the running server, over NATS\n",
         "  anchorage secrets put tls-key --binary --value-file key.der --output json\n",
         "  printf %s \"$TOKEN\" | anchorage secrets put api-token --value-stdin --store jetstream\n\n",
         "The value comes from exactly one of --value-env, --value-file, --value-stdin or --value\n",
@@ -68,10 +81,12 @@ pub(crate) enum SecretsCommand {
         "  1  unexpected failure\n",
         "  2  invalid command line, a missing seed\n",
         "  3  the value is unreadable, not UTF-8 without --binary, or the name is invalid\n",
-        "  7  NATS or OpenBao could not be reached\n",
+        "  7  NATS or OpenBao could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used\n",
         " 14  the store kept changing under the write; retry\n",
-        " 15  the store refused the credentials",
+        " 15  the store refused the credential\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     Put(PutArgs),
     /// Show a secret's version and kind; with --reveal, its value.
@@ -86,10 +101,12 @@ pub(crate) enum SecretsCommand {
         "  0  found\n",
         "  1  unexpected failure\n",
         "  2  invalid command line, a missing seed, a binary value for a terminal\n",
-        "  7  NATS or OpenBao could not be reached\n",
+        "  7  NATS or OpenBao could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used, or the value opens with no encryption key\n",
         " 13  no such secret or version\n",
-        " 15  the store refused the credentials",
+        " 15  the store refused the credential\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     Get(GetArgs),
     /// Delete a secret with all its versions.
@@ -100,11 +117,13 @@ pub(crate) enum SecretsCommand {
         "  0  deleted\n",
         "  1  unexpected failure\n",
         "  2  invalid command line, a missing seed\n",
-        "  7  NATS or OpenBao could not be reached\n",
+        "  7  NATS or OpenBao could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used\n",
         " 13  no such secret\n",
         " 14  the store kept changing under the write; retry\n",
-        " 15  the store refused the credentials",
+        " 15  the store refused the credential\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     Delete(DeleteArgs),
     /// List the secrets' names.
@@ -115,23 +134,28 @@ pub(crate) enum SecretsCommand {
         "  0  listed\n",
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
-        "  7  NATS or OpenBao could not be reached\n",
+        "  7  NATS or OpenBao could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used\n",
-        " 15  the store refused the credentials",
+        " 15  the store refused the credential\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     List(ListArgs),
     /// Let a component (M…) or provider (V…) read secrets.
     #[command(after_help = concat!(
         "Examples:\n",
-        "  anchorage secrets add-mapping MBC…XYZ --secret db-password --secret tls-key\n\n",
+        "  anchorage secrets add-mapping MBC…XYZ --secret db-password --secret tls-key\n",
+        "  anchorage secrets add-mapping MBC…XYZ --secret db-password --admin-seed-file admin.nk\n\n",
         "Exit codes:\n",
         "  0  added (the entity's secrets are printed)\n",
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
         "  3  not a component or provider public key\n",
-        "  7  NATS could not be reached\n",
+        "  7  NATS could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used\n",
-        " 14  the store kept changing under the write; retry",
+        " 14  the store kept changing under the write; retr\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     AddMapping(MappingArgs),
     /// Take secrets away from a component or provider.
@@ -143,9 +167,11 @@ pub(crate) enum SecretsCommand {
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
         "  3  not a component or provider public key\n",
-        "  7  NATS could not be reached\n",
+        "  7  NATS could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used\n",
-        " 14  the store kept changing under the write; retry",
+        " 14  the store kept changing under the write; retr\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     RemoveMapping(MappingArgs),
     /// Show which secrets each entity may read.
@@ -157,14 +183,21 @@ pub(crate) enum SecretsCommand {
         "  0  listed\n",
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
-        "  7  NATS could not be reached\n",
-        " 11  the store cannot be used",
+        "  7  NATS could not be reached, or no server answered (over NATS)\n",
+        " 11  the store cannot be use\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     ListMappings(ListMappingsArgs),
     /// Re-seal every stored value with a new encryption key (online, compare-and-swap).
     #[command(after_help = concat!(
         "Examples:\n",
-        "  ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED=SXB… anchorage secrets rotate-encryption-key --store jetstream\n\n",
+        "  ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED=SXB… anchorage secrets rotate-encryption-key --store jetstream\n",
+        "  anchorage secrets rotate-encryption-key --admin-seed-file admin.nk   # online, over NATS\n\n",
+        "Over NATS (--admin-seed-file) no seed is sent: the running server re-reads its own\n",
+        "--encryption-seed-file; when it now holds a new seed, that key becomes current (the old one\n",
+        "stays for reading) and every value is re-sealed while the server keeps serving. Write the\n",
+        "new seed to that file first. A server whose seed comes from the environment keeps its key.\n\n",
         "The current key (ANCHORAGE_SECRETS_ENCRYPTION_SEED or --encryption-seed-file) opens the\n",
         "values; the new one (ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED or --new-seed-file) seals them.\n",
         "For a rotation without a failed request: restart the servers with the new key as\n",
@@ -177,9 +210,11 @@ pub(crate) enum SecretsCommand {
         "  1  unexpected failure\n",
         "  2  invalid command line, a missing seed, the openbao store\n",
         "  3  a seed is unreadable or not an xkey seed\n",
-        "  7  NATS could not be reached\n",
+        "  7  NATS could not be reached, or no server answered\n",
         " 11  the store cannot be used, or a value opens with neither key\n",
-        " 14  the store kept changing under the rotation; run it again",
+        " 14  the store kept changing under the rotation; run it agai\n",
+        " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
+        "     expired or replayed claims)",
     ))]
     RotateEncryptionKey(RotateArgs),
 }
@@ -198,6 +233,20 @@ impl SecretsCommand {
             SecretsCommand::RotateEncryptionKey(a) => a.output,
         };
         output == OutputFormat::Json
+    }
+
+    /// The over-NATS options (not for serve).
+    pub(crate) fn remote(&self) -> Option<&RemoteArgs> {
+        match self {
+            SecretsCommand::Serve(_) => None,
+            SecretsCommand::Put(a) => Some(&a.remote),
+            SecretsCommand::Get(a) => Some(&a.remote),
+            SecretsCommand::Delete(a) => Some(&a.remote),
+            SecretsCommand::List(a) => Some(&a.remote),
+            SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => Some(&a.remote),
+            SecretsCommand::ListMappings(a) => Some(&a.remote),
+            SecretsCommand::RotateEncryptionKey(a) => Some(&a.remote),
+        }
     }
 
     /// The store options.
@@ -258,7 +307,7 @@ pub(crate) struct StoreArgs {
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
     #[command(flatten)]
-    pub(crate) openbao: OpenBaoArgs,
+    pub(crate) openbao: Box<OpenBaoArgs>,
 }
 
 /// NATS connection options (serve, and the jetstream store).
@@ -359,6 +408,28 @@ pub(crate) struct ServeArgs {
     /// Key (the cluster key C…) allowed to sign host JWTs, repeatable (default: any).
     #[arg(long, value_name = "KEY")]
     pub(crate) host_issuer: Vec<String>,
+    /// Admin public key (user U… or account A…) allowed to administer over NATS on
+    /// <prefix>.admin.<backend>.*, repeatable. Without any, those subjects are not subscribed.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) admin_key: Vec<String>,
+    /// File of admin public keys, one per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_keys_file: Option<PathBuf>,
+}
+
+/// Sending an admin command to the running server over NATS instead of opening the store.
+#[derive(Args, Debug)]
+pub(crate) struct RemoteArgs {
+    /// File holding an admin nkey seed (SU… or SA…; default: $ANCHORAGE_SECRETS_ADMIN_SEED).
+    /// Given, the command goes to the running server over NATS.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_seed_file: Option<PathBuf>,
+    /// Over NATS: the server's subject prefix.
+    #[arg(long, value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
+    pub(crate) prefix: String,
+    /// Over NATS: seconds to wait for the server's answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub(crate) timeout: u64,
 }
 
 /// `secrets put`.
@@ -383,6 +454,8 @@ pub(crate) struct PutArgs {
     pub(crate) binary: bool,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -404,6 +477,8 @@ pub(crate) struct GetArgs {
     pub(crate) reveal: bool,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -416,6 +491,8 @@ pub(crate) struct DeleteArgs {
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -426,6 +503,8 @@ pub(crate) struct DeleteArgs {
 pub(crate) struct ListArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -441,6 +520,8 @@ pub(crate) struct MappingArgs {
     pub(crate) secrets: Vec<String>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -453,6 +534,8 @@ pub(crate) struct ListMappingsArgs {
     pub(crate) entity: Option<String>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -466,6 +549,8 @@ pub(crate) struct RotateArgs {
     pub(crate) new_seed_file: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,

@@ -35,6 +35,8 @@ pub(crate) struct Stores {
     pub(crate) mappings: Arc<dyn MappingStore>,
     /// The NATS connection, when one was made (jetstream).
     pub(crate) nats: Option<anchorage_secrets_server::async_nats::Client>,
+    /// The keyring the values are sealed with (not for openbao), for online rotation.
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }
 
 /// Where a seed comes from: the file if given, else the first variable that is set.
@@ -270,6 +272,7 @@ async fn open_inner(
     create: bool,
 ) -> Result<Stores, Failure> {
     let mut ring = ring;
+    let real_keys = needs_values_key || ring.is_some();
     let mut keys = |needed: bool| -> Result<Arc<Keyring>, Failure> {
         if let Some(ring) = ring.take() {
             Ok(Arc::new(ring))
@@ -280,17 +283,19 @@ async fn open_inner(
             Ok(Arc::new(Keyring::new(EncryptionKey::generate())))
         }
     };
+
     match args.store {
         StoreKind::Embedded => {
             let store = open_embedded(args, create)?;
+            let ring = keys(needs_values_key)?;
             let secrets = Arc::new(
-                EmbeddedSecrets::new(Arc::new(store), keys(needs_values_key)?)
-                    .with_history(args.history),
+                EmbeddedSecrets::new(Arc::new(store), Arc::clone(&ring)).with_history(args.history),
             );
             Ok(Stores {
                 values: secrets.clone(),
                 mappings: secrets,
                 nats: None,
+                keyring: real_keys.then_some(ring),
             })
         }
         StoreKind::Jetstream => {
@@ -302,7 +307,7 @@ async fn open_inner(
             config.bucket.clone_from(&args.bucket);
             config.history = args.history;
             let secrets = Arc::new(
-                JetStreamSecrets::open(client.clone(), &config, keys)
+                JetStreamSecrets::open(client.clone(), &config, Arc::clone(&keys))
                     .await
                     .map_err(|e| store_failure(&e))?,
             );
@@ -310,6 +315,7 @@ async fn open_inner(
                 values: secrets.clone(),
                 mappings: secrets,
                 nats: Some(client),
+                keyring: real_keys.then_some(keys),
             })
         }
         StoreKind::Openbao => {
@@ -322,6 +328,7 @@ async fn open_inner(
                 values,
                 mappings,
                 nats: None,
+                keyring: None,
             })
         }
     }

@@ -1,13 +1,55 @@
 //! `anchorage secrets serve`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use anchorage_secrets::admin::{AdminPolicy, check_admin_key};
 use anchorage_secrets::{GetHandler, JwtPolicy, TransitKey};
-use anchorage_secrets_server::{Server, ServerConfig, connect, shutdown_signal};
+use anchorage_secrets_server::{AdminService, Server, ServerConfig, connect, shutdown_signal};
 
 use super::args::{ServeArgs, StoreKind};
-use super::context::{TRANSIT_ENV, connect_failure, key_failure, nats_config, open, seed_source};
-use crate::exit::{Code, Failure};
+use super::context::{
+    ENCRYPTION_ENV, TRANSIT_ENV, connect_failure, key_failure, nats_config, open, seed_source,
+};
+use crate::exit::{Code, Failure, with_causes};
+
+/// The admin keys of `--admin-key` and `--admin-keys-file`.
+fn admin_keys(args: &ServeArgs) -> Result<BTreeSet<String>, Failure> {
+    let mut keys = BTreeSet::new();
+    for key in &args.admin_key {
+        keys.insert(
+            check_admin_key(key)
+                .map_err(|e| Failure::new(Code::Usage, format!("--admin-key: {e}")))?,
+        );
+    }
+    if let Some(path) = &args.admin_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                Code::BadInput,
+                format!("cannot read the admin keys file {}: {e}", path.display()),
+            )
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            keys.insert(check_admin_key(line).map_err(|e| {
+                Failure::new(
+                    Code::BadInput,
+                    format!("{} line {}: {e}", path.display(), n + 1),
+                )
+            })?);
+        }
+        if keys.is_empty() {
+            return Err(Failure::new(
+                Code::BadInput,
+                format!("the admin keys file {} holds no key", path.display()),
+            ));
+        }
+    }
+    Ok(keys)
+}
 
 pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     let Some(transit_source) = seed_source(args.transit_seed_file.as_deref(), TRANSIT_ENV) else {
@@ -30,6 +72,7 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
     }
     config.max_in_flight = args.max_in_flight;
     config.max_request_bytes = args.max_request_bytes;
+    let admin_keys = admin_keys(&args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,11 +94,35 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
             stores.values.kind(),
             transit.public_key()
         );
+        let mut admin = None;
+        if !admin_keys.is_empty() {
+            let subjects =
+                anchorage_secrets::admin::AdminSubjects::new(&args.prefix, &args.store.backend);
+            eprintln!(
+                "anchorage: administration on {} for {} admin key(s)",
+                subjects.wildcard(),
+                admin_keys.len()
+            );
+            // Rotation over NATS re-reads this source (a file can change; a variable cannot).
+            let source = needs_values_key
+                .then(|| seed_source(args.store.encryption_seed_file.as_deref(), ENCRYPTION_ENV))
+                .flatten();
+            admin = Some(AdminService::new(
+                AdminPolicy::new(admin_keys),
+                &args.store.backend,
+                stores.keyring.clone(),
+                source,
+            ));
+        }
         let handler = GetHandler::new(transit, jwt);
-        Server::new(handler, stores.values, stores.mappings, config)
+        let mut server = Server::new(handler, stores.values, stores.mappings, config);
+        if let Some(admin) = admin {
+            server = server.with_admin(admin);
+        }
+        server
             .run(client, shutdown_signal())
             .await
-            .map_err(|e| Failure::new(Code::Usage, crate::exit::with_causes(&e)))?;
+            .map_err(|e| Failure::new(Code::Usage, with_causes(&e)))?;
         eprintln!("anchorage: stopped");
         Ok(Code::Ok)
     })

@@ -1,0 +1,527 @@
+//! Administration over NATS: the server side ([`AdminService`], plugged into [`crate::Server`])
+//! and the client ([`AdminClient`], used by the CLI).
+//!
+//! The envelope (subjects `<prefix>.admin.<backend>.<op>`, wascap claims signed by an admin
+//! nkey, the body sealed to the transit key, replies sealed to the requester's one-time key)
+//! and its checks live in [`anchorage_secrets::admin`]; this module runs the verified
+//! operations against the server's own stores, so the embedded store (one process at a time)
+//! can be administered while `serve` runs, and the encryption key rotated online.
+//!
+//! Key rotation over NATS does not carry a seed: the server re-reads its configured encryption
+//! seed source (`--encryption-seed-file`); when that now holds another key, it becomes the
+//! current key and the old one stays in the keyring for reading, then every value is re-sealed.
+//! The seed never crosses the network, and a restart reads the same new key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anchorage_secrets::admin::{
+    ADMIN_RESPONSE_XKEY, ADMIN_XKEY_HEADER, AdminAudit, AdminError, AdminKeyError, AdminOp,
+    AdminPolicy, AdminReplyError, AdminRequest, AdminSigner, AdminSubjects, AdminVerifier,
+    DEFAULT_ADMIN_TOKEN_LIFETIME, VerifiedAdmin,
+};
+use anchorage_secrets::{SecretLookup, SecretValue, TransitKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::keys::{EncryptionKey, Keyring, SeedSource};
+use crate::store::{MappingStore, SecretStore, StoreFailure};
+
+/// The server's administration: who may administer, and what rotation re-reads.
+pub struct AdminService {
+    verifier: AdminVerifier,
+    keyring: Option<Arc<Keyring>>,
+    encryption_source: Option<SeedSource>,
+}
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminService")
+            .field("verifier", &self.verifier)
+            .field("encryption_source", &self.encryption_source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminService {
+    /// Administration for `backend` by the keys of `policy`. `keyring` is the one the stores
+    /// seal with (`None` for a store without our encryption, such as OpenBao);
+    /// `encryption_source` is where a rotation re-reads the encryption seed.
+    pub fn new(
+        policy: AdminPolicy,
+        backend: &str,
+        keyring: Option<Arc<Keyring>>,
+        encryption_source: Option<SeedSource>,
+    ) -> Self {
+        Self {
+            verifier: AdminVerifier::new(policy, backend),
+            keyring,
+            encryption_source,
+        }
+    }
+
+    /// The allowed admin keys.
+    pub fn keys(&self) -> &BTreeSet<String> {
+        self.verifier.keys()
+    }
+
+    /// Answers one admin request: the reply headers and body, and the audit record.
+    pub(crate) async fn answer(
+        &self,
+        op: &str,
+        header: Option<&str>,
+        body: &[u8],
+        transit: &TransitKey,
+        values: &dyn SecretStore,
+        mappings: &dyn MappingStore,
+    ) -> (Option<String>, Vec<u8>, AdminAudit) {
+        let verified = match self
+            .verifier
+            .verify(op, header, body, transit, SystemTime::now())
+        {
+            Ok(v) => v,
+            Err(refusal) => {
+                let (error, audit) = *refusal;
+                return (None, error.body(), audit);
+            }
+        };
+        let audit = verified.audit();
+        match self.execute(&verified, values, mappings).await {
+            Ok(plain) => match verified.seal_result(&plain) {
+                Ok((key, sealed)) => (Some(key), sealed, audit.done()),
+                Err(_) => {
+                    let error = AdminError::Store("the reply cannot be sealed".to_owned());
+                    (None, error.body(), audit.rejected(&error))
+                }
+            },
+            Err(error) => (None, error.body(), audit.rejected(&error)),
+        }
+    }
+
+    async fn execute(
+        &self,
+        v: &VerifiedAdmin,
+        values: &dyn SecretStore,
+        mappings: &dyn MappingStore,
+    ) -> Result<Zeroizing<Vec<u8>>, AdminError> {
+        let c = &v.claims;
+        let key = || {
+            c.key
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| AdminError::InvalidArgument("no secret name given".to_owned()))
+        };
+        let entity = || {
+            c.entity
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| AdminError::InvalidArgument("no entity given".to_owned()))
+        };
+        match v.op {
+            AdminOp::Put => {
+                let key = key()?;
+                let Some(bytes) = &v.value else {
+                    return Err(AdminError::InvalidArgument("no value given".to_owned()));
+                };
+                let value = if c.binary {
+                    SecretValue::Binary(Box::<[u8]>::from(&bytes[..]).into())
+                } else {
+                    let text = std::str::from_utf8(bytes).map_err(|_| {
+                        AdminError::InvalidArgument(
+                            "the value is not UTF-8 text: send it as binary".to_owned(),
+                        )
+                    })?;
+                    SecretValue::String(SecretString::from(text.to_owned()))
+                };
+                let version = values.put(key, value).await.map_err(|e| admin_error(&e))?;
+                Ok(json(
+                    &PutResult {
+                        key,
+                        version: &version,
+                        store: values.kind(),
+                    },
+                    0,
+                ))
+            }
+            AdminOp::Get => get(v, key()?, values).await,
+            AdminOp::Delete => {
+                let key = key()?;
+                if !values.delete(key).await.map_err(|e| admin_error(&e))? {
+                    return Err(AdminError::NotFound(format!(
+                        "no secret {key:?} in the {} store",
+                        values.kind()
+                    )));
+                }
+                Ok(json(&serde_json::json!({ "key": key, "deleted": true }), 0))
+            }
+            AdminOp::List => {
+                let keys = values.keys().await.map_err(|e| admin_error(&e))?;
+                Ok(json(&serde_json::json!({ "secrets": keys }), 0))
+            }
+            AdminOp::AddMapping | AdminOp::RemoveMapping => {
+                let entity = entity()?;
+                if c.secrets.is_empty() {
+                    return Err(AdminError::InvalidArgument(
+                        "no secret names given".to_owned(),
+                    ));
+                }
+                let now = if v.op == AdminOp::AddMapping {
+                    mappings.add_mapping(entity, &c.secrets).await
+                } else {
+                    mappings.remove_mapping(entity, &c.secrets).await
+                }
+                .map_err(|e| admin_error(&e))?;
+                Ok(json(
+                    &serde_json::json!({ "entity": entity, "secrets": now }),
+                    0,
+                ))
+            }
+            AdminOp::ListMappings => {
+                let mut all: BTreeMap<String, BTreeSet<String>> = mappings
+                    .list_mappings()
+                    .await
+                    .map_err(|e| admin_error(&e))?;
+                if let Some(entity) = c.entity.as_deref() {
+                    all.retain(|k, _| k == entity);
+                }
+                Ok(json(&serde_json::json!({ "mappings": all }), 0))
+            }
+            AdminOp::RotateEncryptionKey => self.rotate(values).await,
+        }
+    }
+
+    async fn rotate(&self, values: &dyn SecretStore) -> Result<Zeroizing<Vec<u8>>, AdminError> {
+        let Some(ring) = &self.keyring else {
+            return Err(AdminError::Unsupported(format!(
+                "the {} store keeps no encryption key of ours",
+                values.kind()
+            )));
+        };
+        let changed = match &self.encryption_source {
+            Some(source) => {
+                let key = EncryptionKey::load(source).map_err(|e| {
+                    AdminError::Store(format!(
+                        "cannot re-read the encryption seed: {}",
+                        with_causes(&e)
+                    ))
+                })?;
+                let before = ring.current_public();
+                let changed = ring.rotate(key);
+                if changed {
+                    tracing::info!(
+                        previous = %before,
+                        current = %ring.current_public(),
+                        "encryption key rotated; re-sealing the stored values"
+                    );
+                }
+                changed
+            }
+            None => false,
+        };
+        let report = values.reencrypt().await.map_err(|e| admin_error(&e))?;
+        Ok(json(
+            &serde_json::json!({
+                "encryption_key": ring.current_public(),
+                "changed": changed,
+                "report": report,
+            }),
+            0,
+        ))
+    }
+}
+
+#[derive(Serialize)]
+struct PutResult<'a> {
+    key: &'a str,
+    version: &'a str,
+    store: &'a str,
+}
+
+#[derive(Serialize)]
+struct GetResult<'a> {
+    key: &'a str,
+    version: &'a str,
+    kind: &'static str,
+    bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+}
+
+async fn get(
+    v: &VerifiedAdmin,
+    key: &str,
+    values: &dyn SecretStore,
+) -> Result<Zeroizing<Vec<u8>>, AdminError> {
+    let c = &v.claims;
+    let found = values
+        .get(SecretLookup {
+            key,
+            field: c.field.as_deref(),
+            version: c.version.as_deref(),
+            policy: "",
+        })
+        .await
+        .map_err(|e| admin_error(&e))?;
+    let Some(secret) = found else {
+        let version = c
+            .version
+            .as_deref()
+            .map_or(String::new(), |v| format!(" version {v}"));
+        return Err(AdminError::NotFound(format!(
+            "no secret {key:?}{version} in the {} store",
+            values.kind()
+        )));
+    };
+    let encoded;
+    let (kind, len, value, encoding) = match &secret.value {
+        SecretValue::String(s) => (
+            "string",
+            s.expose_secret().len(),
+            Some(s.expose_secret()),
+            "utf-8",
+        ),
+        SecretValue::Binary(b) => {
+            encoded = Zeroizing::new(STANDARD.encode(b.expose_secret()));
+            (
+                "binary",
+                b.expose_secret().len(),
+                Some(encoded.as_str()),
+                "base64",
+            )
+        }
+    };
+    let (value, encoding) = if c.reveal {
+        (value, Some(encoding))
+    } else {
+        (None, None)
+    };
+    let hint = value.map_or(0, str::len);
+    Ok(json(
+        &GetResult {
+            key,
+            version: &secret.version,
+            kind,
+            bytes: len,
+            value,
+            encoding,
+        },
+        hint,
+    ))
+}
+
+/// JSON in a zeroizing buffer sized for `secret_len` bytes of value (JSON escapes a control
+/// character in at most six bytes), so no reallocation leaves a copy of a value behind.
+fn json<T: Serialize>(value: &T, secret_len: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        secret_len.saturating_mul(6).saturating_add(4096),
+    ));
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.clear();
+        out.extend_from_slice(b"null");
+    }
+    out
+}
+
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn admin_error(e: &StoreFailure) -> AdminError {
+    let text = with_causes(e);
+    match e {
+        StoreFailure::InvalidName { .. } => AdminError::InvalidArgument(text),
+        StoreFailure::Contended { .. } => AdminError::Conflict(text),
+        StoreFailure::Unsupported { .. } => AdminError::Unsupported(text),
+        _ => AdminError::Store(text),
+    }
+}
+
+/// Writes one admin audit event (target `anchorage::audit`); never a value or a seed.
+pub(crate) fn audit(event: &AdminAudit) {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    tracing::info!(
+        target: "anchorage::audit",
+        result = event.result,
+        error = event.error.unwrap_or("-"),
+        reason = %dash(&event.reason),
+        admin = %dash(&event.admin),
+        op = %event.op,
+        key = %dash(&event.key),
+        entity = %dash(&event.entity),
+        "admin request"
+    );
+}
+
+/// Why an admin call gave no result.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminCallError {
+    /// Nothing subscribes to the admin subjects (no server, or one without admin keys).
+    #[error(
+        "no secrets server answers on {subject} (none runs, or it was started without admin keys)"
+    )]
+    NoResponders {
+        /// The subject.
+        subject: String,
+    },
+    /// No answer in time.
+    #[error("no answer on {subject} within {timeout:?}")]
+    Timeout {
+        /// The subject.
+        subject: String,
+        /// The time waited.
+        timeout: Duration,
+    },
+    /// The server refused.
+    #[error("the secrets server refused: {0}")]
+    Refused(#[source] AdminError),
+    /// The reply is not a protocol reply.
+    #[error("{0}")]
+    Malformed(String),
+    /// The request could not be signed.
+    #[error(transparent)]
+    Sign(#[from] AdminKeyError),
+    /// NATS failed.
+    #[error("NATS request on {subject} failed")]
+    Nats {
+        /// The subject.
+        subject: String,
+        /// What went wrong.
+        #[source]
+        source: async_nats::RequestError,
+    },
+}
+
+/// Sends admin requests to a running server.
+pub struct AdminClient {
+    client: async_nats::Client,
+    subjects: AdminSubjects,
+    backend: String,
+    signer: AdminSigner,
+    timeout: Duration,
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("subjects", &self.subjects)
+            .field("signer", &self.signer)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminClient {
+    /// A client for the server of `backend` under `prefix`, signing as `signer`.
+    pub fn new(
+        client: async_nats::Client,
+        prefix: &str,
+        backend: &str,
+        signer: AdminSigner,
+    ) -> Self {
+        Self {
+            client,
+            subjects: AdminSubjects::new(prefix, backend),
+            backend: backend.to_owned(),
+            signer,
+            timeout: Duration::from_secs(5),
+            lifetime: DEFAULT_ADMIN_TOKEN_LIFETIME,
+        }
+    }
+
+    /// How long to wait for each answer (default 5 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn request(
+        &self,
+        subject: String,
+        headers: async_nats::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<async_nats::Message, AdminCallError> {
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .payload(body.into())
+            .timeout(Some(self.timeout));
+        match self.client.send_request(subject.clone(), request).await {
+            Ok(m) => Ok(m),
+            Err(e) => Err(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    AdminCallError::NoResponders { subject }
+                }
+                async_nats::RequestErrorKind::TimedOut => AdminCallError::Timeout {
+                    subject,
+                    timeout: self.timeout,
+                },
+                async_nats::RequestErrorKind::Other => AdminCallError::Nats { subject, source: e },
+            }),
+        }
+    }
+
+    /// The server's transit public key, from `<prefix>.admin.<backend>.server_xkey`.
+    pub async fn server_xkey(&self) -> Result<String, AdminCallError> {
+        let reply = self
+            .request(
+                self.subjects.server_xkey(),
+                async_nats::HeaderMap::new(),
+                Vec::new(),
+            )
+            .await?;
+        let text = std::str::from_utf8(&reply.payload)
+            .map(str::trim)
+            .unwrap_or_default();
+        if !text.starts_with('X') {
+            return Err(AdminCallError::Malformed(
+                "the server_xkey reply is not a public xkey".to_owned(),
+            ));
+        }
+        Ok(text.to_owned())
+    }
+
+    /// Signs, seals and sends `request`; returns the opened result JSON (zeroized when dropped).
+    pub async fn call(&self, request: &AdminRequest) -> Result<Zeroizing<Vec<u8>>, AdminCallError> {
+        let server_xkey = self.server_xkey().await?;
+        let sealed = self.signer.seal(
+            request,
+            &self.backend,
+            &server_xkey,
+            SystemTime::now(),
+            self.lifetime,
+        )?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(ADMIN_XKEY_HEADER, sealed.header.as_str());
+        let reply = self
+            .request(
+                self.subjects.subject(sealed.op),
+                headers,
+                sealed.body.clone(),
+            )
+            .await?;
+        let key = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ADMIN_RESPONSE_XKEY))
+            .map(|v| v.as_str().to_owned());
+        sealed
+            .open_reply(key.as_deref(), &reply.payload)
+            .map_err(|e| match e {
+                AdminReplyError::Refused(e) => AdminCallError::Refused(e),
+                AdminReplyError::Malformed(m) => AdminCallError::Malformed(m),
+            })
+    }
+}
