@@ -674,3 +674,107 @@ fn admin_over_nats_against_a_running_serve() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
     assert_eq!(code(&s.run(&["get", "db-password"], &[])), 11);
 }
+
+#[test]
+fn keygen_writes_private_seeds_prints_public_keys_and_keeps_existing_files() {
+    let s = Scratch::new();
+    let out = s
+        .command(&["keygen", "--kind", "transit", "--out", "t.seed"], &[])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).unwrap();
+    let path = s.dir.path().join("t.seed");
+    let seed = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The seed file holds the key whose public half was printed, and nothing else was printed.
+    let key = TransitKey::from_seed(&seed.clone().into(), "t.seed").unwrap();
+    assert_eq!(public.trim(), key.public_key());
+    assert!(!public.contains(seed.trim()));
+
+    // An existing seed is kept (exit 5) unless --force.
+    let again = s
+        .command(&["keygen", "--kind", "transit", "--out", "t.seed"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(5));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), seed);
+    let forced = s
+        .command(
+            &["keygen", "--kind", "transit", "--out", "t.seed", "--force"],
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), seed);
+
+    // An admin key is a user nkey, reported as JSON; an encryption seed serves `put`.
+    let admin = s
+        .command(
+            &[
+                "keygen", "--kind", "admin", "--out", "a.seed", "--output", "json",
+            ],
+            &[],
+        )
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&admin.stdout).unwrap();
+    assert_eq!(v["kind"], "admin");
+    assert!(v["public_key"].as_str().unwrap().starts_with('U'));
+    assert!(
+        std::fs::read_to_string(s.dir.path().join("a.seed"))
+            .unwrap()
+            .starts_with("SU")
+    );
+    let enc = s
+        .command(&["keygen", "--kind", "encryption", "--out", "e.seed"], &[])
+        .output()
+        .unwrap();
+    assert!(enc.status.success());
+    let enc_seed = std::fs::read_to_string(s.dir.path().join("e.seed")).unwrap();
+    let data = s.data();
+    let put = s
+        .command(
+            &["put", "k", "--value", "v", "--data-dir", &data],
+            &[("ANCHORAGE_SECRETS_ENCRYPTION_SEED", enc_seed.trim())],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+}
+
+#[test]
+fn long_help_shows_examples_and_the_store_notes() {
+    let s = Scratch::new();
+    for cmd in [
+        "serve",
+        "put",
+        "get",
+        "add-mapping",
+        "rotate-encryption-key",
+    ] {
+        let out = s.command(&[cmd, "--help"], &[]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Examples:"), "{cmd} --help lacks examples");
+        assert!(
+            text.contains("Exit codes:"),
+            "{cmd} --help lacks exit codes"
+        );
+        assert!(
+            text.contains("Stores (--store):"),
+            "{cmd} --help lacks the store notes"
+        );
+    }
+}

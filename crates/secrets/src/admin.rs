@@ -376,6 +376,19 @@ impl AdminSigner {
         Ok(Self { key })
     }
 
+    /// A new random user (`U…`) key, for `secrets keygen --kind admin`.
+    pub fn generate() -> Self {
+        Self {
+            key: KeyPair::new_user(),
+        }
+    }
+
+    /// The seed (`SU…`/`SA…`), for writing a newly generated key somewhere safe.
+    pub fn seed(&self) -> SecretString {
+        // A key built from a seed or generated always has one.
+        SecretString::from(self.key.seed().unwrap_or_default())
+    }
+
     /// The public key (`U…`/`A…`) to put in a server's allow-list.
     pub fn public_key(&self) -> String {
         self.key.public_key()

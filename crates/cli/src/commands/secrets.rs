@@ -13,6 +13,7 @@
 mod admin;
 mod args;
 mod context;
+mod keygen;
 mod remote;
 mod serve;
 
@@ -29,6 +30,7 @@ pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code,
     let json = cmd.json_output();
     let result = match cmd {
         SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
+        SecretsCommand::Keygen(a) => keygen::keygen(&a),
         other => admin::run(other, tls_ca_paths),
     };
     if json && let Err(f) = &result {

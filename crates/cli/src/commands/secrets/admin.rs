@@ -35,9 +35,11 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
     {
         return super::remote::run(&cmd, remote, seed, tls_ca_paths).await;
     }
-    let store_args = cmd.store();
+    let Some(store_args) = cmd.store() else {
+        return Ok(Code::Usage);
+    };
     match &cmd {
-        SecretsCommand::Serve(_) => Ok(Code::Usage),
+        SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => Ok(Code::Usage),
         SecretsCommand::Put(a) => {
             let value = read_value(a)?;
             let needs_key = store_args.store != StoreKind::Openbao;

@@ -8,7 +8,11 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::args::OutputFormat;
 
-const STORE_HELP: &str = "Stores (--store):
+/// The stores and over-NATS help, appended to every store command's `--help` and `-h` (a
+/// flattened `after_long_help` would hide the examples from `--help`).
+macro_rules! store_help {
+    () => {
+        "Stores (--store):
   embedded   the default: one redb file <data-dir>/secrets.redb (0600), values sealed with the
              encryption key; one process opens it at a time: while `serve` runs, administer
              it over NATS (--admin-seed-file, below), or stop `serve` first
@@ -33,7 +37,9 @@ Seeds and credentials are read from files or the environment, never from argumen
   ANCHORAGE_SECRETS_ADMIN_SEED        admin nkey seed (SU…/SA…), or --admin-seed-file
   ANCHORAGE_NATS_URL, ANCHORAGE_NATS_PASSWORD, ANCHORAGE_NATS_TOKEN
   ANCHORAGE_OPENBAO_ADDR (or BAO_ADDR, VAULT_ADDR), ANCHORAGE_OPENBAO_TOKEN (or BAO_TOKEN,
-  VAULT_TOKEN), ANCHORAGE_OPENBAO_SECRET_ID";
+  VAULT_TOKEN), ANCHORAGE_OPENBAO_SECRET_ID"
+    };
+}
 
 /// `anchorage secrets …`
 #[derive(Subcommand, Debug)]
@@ -63,6 +69,8 @@ pub(crate) enum SecretsCommand {
         "  7  NATS or OpenBao could not be reached\n",
         " 11  the store cannot be used (in use by another process, damaged)\n",
         " 15  NATS or OpenBao refused the credentials",
+        "\n\n",
+        store_help!(),
     ))]
     Serve(Box<ServeArgs>),
     /// Store a new version of a secret (string, or bytes with --binary).
@@ -87,6 +95,8 @@ pub(crate) enum SecretsCommand {
         " 15  the store refused the credential\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     Put(PutArgs),
     /// Show a secret's version and kind; with --reveal, its value.
@@ -107,6 +117,8 @@ pub(crate) enum SecretsCommand {
         " 15  the store refused the credential\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     Get(GetArgs),
     /// Delete a secret with all its versions.
@@ -124,6 +136,8 @@ pub(crate) enum SecretsCommand {
         " 15  the store refused the credential\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     Delete(DeleteArgs),
     /// List the secrets' names.
@@ -139,6 +153,8 @@ pub(crate) enum SecretsCommand {
         " 15  the store refused the credential\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     List(ListArgs),
     /// Let a component (M…) or provider (V…) read secrets.
@@ -156,6 +172,8 @@ pub(crate) enum SecretsCommand {
         " 14  the store kept changing under the write; retr\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     AddMapping(MappingArgs),
     /// Take secrets away from a component or provider.
@@ -172,6 +190,8 @@ pub(crate) enum SecretsCommand {
         " 14  the store kept changing under the write; retr\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     RemoveMapping(MappingArgs),
     /// Show which secrets each entity may read.
@@ -187,6 +207,8 @@ pub(crate) enum SecretsCommand {
         " 11  the store cannot be use\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     ListMappings(ListMappingsArgs),
     /// Re-seal every stored value with a new encryption key (online, compare-and-swap).
@@ -215,8 +237,26 @@ pub(crate) enum SecretsCommand {
         " 14  the store kept changing under the rotation; run it agai\n",
         " 15  the server refused the admin identity (over NATS: unknown key, bad signature,\n",
         "     expired or replayed claims)",
+        "\n\n",
+        store_help!(),
     ))]
     RotateEncryptionKey(RotateArgs),
+    /// Generate a seed: a transit or encryption xkey (SX…), or an admin user nkey (SU…).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage secrets keygen --kind transit --out /etc/anchorage/transit.seed\n",
+        "  anchorage secrets keygen --kind encryption --out /etc/anchorage/encryption.seed\n",
+        "  anchorage secrets keygen --kind admin --out ~/.config/anchorage/admin.seed --output json\n\n",
+        "The seed is written to --out only (0600, atomically; an existing file is kept unless\n",
+        "--force); the public key is printed: X… for transit (what hosts cache from server_xkey)\n",
+        "and encryption keys, U… for an admin key (give it to `serve --admin-key`).\n\n",
+        "Exit codes:\n",
+        "  0  written (the public key is printed)\n",
+        "  1  unexpected failure\n",
+        "  2  invalid command line\n",
+        "  5  the seed file could not be written, or exists and --force was not given",
+    ))]
+    Keygen(KeygenArgs),
 }
 
 impl SecretsCommand {
@@ -231,6 +271,7 @@ impl SecretsCommand {
             SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => a.output,
             SecretsCommand::ListMappings(a) => a.output,
             SecretsCommand::RotateEncryptionKey(a) => a.output,
+            SecretsCommand::Keygen(a) => a.output,
         };
         output == OutputFormat::Json
     }
@@ -238,7 +279,7 @@ impl SecretsCommand {
     /// The over-NATS options (not for serve).
     pub(crate) fn remote(&self) -> Option<&RemoteArgs> {
         match self {
-            SecretsCommand::Serve(_) => None,
+            SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => None,
             SecretsCommand::Put(a) => Some(&a.remote),
             SecretsCommand::Get(a) => Some(&a.remote),
             SecretsCommand::Delete(a) => Some(&a.remote),
@@ -249,9 +290,10 @@ impl SecretsCommand {
         }
     }
 
-    /// The store options.
-    pub(crate) fn store(&self) -> &StoreArgs {
-        match self {
+    /// The store options (none for keygen).
+    pub(crate) fn store(&self) -> Option<&StoreArgs> {
+        Some(match self {
+            SecretsCommand::Keygen(_) => return None,
             SecretsCommand::Serve(a) => &a.store,
             SecretsCommand::Put(a) => &a.store,
             SecretsCommand::Get(a) => &a.store,
@@ -260,7 +302,7 @@ impl SecretsCommand {
             SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => &a.store,
             SecretsCommand::ListMappings(a) => &a.store,
             SecretsCommand::RotateEncryptionKey(a) => &a.store,
-        }
+        })
     }
 }
 
@@ -278,7 +320,6 @@ pub(crate) enum StoreKind {
 
 /// Where the store is and how to reach it.
 #[derive(Args, Debug)]
-#[command(after_long_help = STORE_HELP)]
 pub(crate) struct StoreArgs {
     /// The store: embedded (default), jetstream or openbao.
     #[arg(long, value_enum, default_value_t)]
@@ -551,6 +592,34 @@ pub(crate) struct RotateArgs {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// What `secrets keygen` makes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// The transit xkey hosts seal requests to (`server_xkey`).
+    Transit,
+    /// The xkey values are sealed with at rest.
+    Encryption,
+    /// An admin user nkey for signed administration over NATS.
+    Admin,
+}
+
+/// `anchorage secrets keygen`.
+#[derive(Args, Debug)]
+pub(crate) struct KeygenArgs {
+    /// Which key.
+    #[arg(long, value_enum)]
+    pub(crate) kind: KeyKind,
+    /// Where to write the seed (0600).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// Replace an existing seed file (the old key is gone: hosts and stored values need it).
+    #[arg(long)]
+    pub(crate) force: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,

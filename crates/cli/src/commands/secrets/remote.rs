@@ -82,7 +82,7 @@ pub(crate) async fn run(
     let mut request = AdminRequest::default();
     let claims = &mut request.claims;
     let op = match cmd {
-        SecretsCommand::Serve(_) => return Ok(Code::Usage),
+        SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => return Ok(Code::Usage),
         SecretsCommand::Put(a) => {
             let value = super::admin::read_value(a)?;
             claims.key = Some(a.name.clone());
@@ -129,7 +129,9 @@ pub(crate) async fn run(
         }
     };
     request.op = Some(op);
-    let store = cmd.store();
+    let Some(store) = cmd.store() else {
+        return Ok(Code::Usage);
+    };
     let client = connect(nats_config(&store.nats, tls_ca_paths)?)
         .await
         .map_err(|e| connect_failure(&e))?;
@@ -156,7 +158,7 @@ fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Failure> {
 fn render(cmd: &SecretsCommand, result: &[u8]) -> Result<Code, Failure> {
     let json_out = cmd.json_output();
     match cmd {
-        SecretsCommand::Serve(_) => Ok(Code::Usage),
+        SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => Ok(Code::Usage),
         SecretsCommand::Put(_) => {
             #[derive(Deserialize)]
             struct Put {
