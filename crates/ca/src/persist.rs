@@ -279,6 +279,74 @@ pub async fn save(
 /// otherwise. An expired CA loads (issuing with it fails with `CaNotValid`), so it can still be
 /// shown and replaced.
 pub async fn load(store: &dyn Store, passphrase: Option<&SecretString>) -> Result<Loaded, CaError> {
+    let (record, revision) = read_record(store).await?;
+    let (roots, chain) = record_certificates(&record)?;
+    let Some(anchor) = roots.first().cloned() else {
+        return Err(corrupt("no root certificate"));
+    };
+    let (key_pair, key, encrypted) = decrypt_key(&record.signing_key, passphrase, "CA key")?;
+    let root_key = match &record.root_key {
+        Some(text) => Some(decrypt_key(text, passphrase, "root key")?.1),
+        None => None,
+    };
+    let mut path = chain;
+    path.push(anchor);
+    let ca = BuiltinCa::assemble(path, (key_pair, key), root_key)?
+        .with_extra_validating_roots(roots.into_iter().skip(1))
+        .with_lifetime_policy(record.policy);
+    Ok(Loaded {
+        ca,
+        revision,
+        encrypted,
+    })
+}
+
+/// The certificates of a saved CA, read without its keys.
+#[derive(Debug)]
+pub struct StoredCertificates {
+    /// Validating roots, the anchor first.
+    pub roots: Vec<anchorage_x509::Certificate>,
+    /// Intermediates leaves are sent with, the signing one first; empty when the root signs.
+    pub chain: Vec<anchorage_x509::Certificate>,
+    /// Whether the root's key is held (always when the root signs).
+    pub root_key_held: bool,
+    /// Whether the keys are stored encrypted.
+    pub encrypted: bool,
+    /// The lifetime policy the CA was saved with.
+    pub policy: LifetimePolicy,
+    /// The record's store revision.
+    pub revision: u64,
+}
+
+impl StoredCertificates {
+    /// The certificate that signs leaves: the first intermediate, else the anchor.
+    pub fn signing_certificate(&self) -> Option<&anchorage_x509::Certificate> {
+        self.chain.first().or_else(|| self.roots.first())
+    }
+}
+
+/// Reads the certificates of the CA saved under [`STORE_KEY`] without touching its keys, so no
+/// passphrase is needed (for showing an encrypted CA).
+pub async fn load_certificates(store: &dyn Store) -> Result<StoredCertificates, CaError> {
+    let (record, revision) = read_record(store).await?;
+    let (roots, chain) = record_certificates(&record)?;
+    if roots.is_empty() {
+        return Err(corrupt("no root certificate"));
+    }
+    let encrypted = record
+        .signing_key
+        .contains("-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    Ok(StoredCertificates {
+        root_key_held: chain.is_empty() || record.root_key.is_some(),
+        roots,
+        chain,
+        encrypted,
+        policy: record.policy,
+        revision,
+    })
+}
+
+async fn read_record(store: &dyn Store) -> Result<(Record, u64), CaError> {
     let entry = store
         .get(STORE_KEY)
         .await?
@@ -294,7 +362,13 @@ pub async fn load(store: &dyn Store, passphrase: Option<&SecretString>) -> Resul
             record.version
         )));
     }
-    let certs = |pem: &str, what: &str| -> Result<Vec<anchorage_x509::Certificate>, CaError> {
+    Ok((record, entry.revision))
+}
+
+type Certificates = Vec<anchorage_x509::Certificate>;
+
+fn record_certificates(record: &Record) -> Result<(Certificates, Certificates), CaError> {
+    let certs = |pem: &str, what: &str| -> Result<Certificates, CaError> {
         let decoded = anchorage_x509::decode(pem.as_bytes());
         if let Some(problem) = decoded.problems.first() {
             return Err(corrupt(format!("the stored {what}: {}", problem.error)));
@@ -311,24 +385,7 @@ pub async fn load(store: &dyn Store, passphrase: Option<&SecretString>) -> Resul
     } else {
         certs(&record.chain, "chain")?
     };
-    let Some(anchor) = roots.first().cloned() else {
-        return Err(corrupt("no root certificate"));
-    };
-    let (key_pair, key, encrypted) = decrypt_key(&record.signing_key, passphrase, "CA key")?;
-    let root_key = match &record.root_key {
-        Some(text) => Some(decrypt_key(text, passphrase, "root key")?.1),
-        None => None,
-    };
-    let mut path = chain;
-    path.push(anchor);
-    let ca = BuiltinCa::assemble(path, (key_pair, key), root_key)?
-        .with_extra_validating_roots(roots.into_iter().skip(1))
-        .with_lifetime_policy(record.policy);
-    Ok(Loaded {
-        ca,
-        revision: entry.revision,
-        encrypted,
-    })
+    Ok((roots, chain))
 }
 
 #[cfg(test)]

@@ -332,6 +332,21 @@ pub enum KeyType {
 }
 
 impl KeyType {
+    /// The key type of `cert`'s public key, when it is one we make.
+    pub fn of_certificate(cert: &anchorage_x509::Certificate) -> Option<Self> {
+        use anchorage_x509::KeyKind;
+        let key = cert.public_key();
+        match (&key.kind, key.bits) {
+            (KeyKind::Ec { curve }, _) if curve == "P-256" => Some(Self::P256),
+            (KeyKind::Ec { curve }, _) if curve == "P-384" => Some(Self::P384),
+            (KeyKind::Ed25519, _) => Some(Self::Ed25519),
+            (KeyKind::Rsa, Some(2048)) => Some(Self::Rsa2048),
+            (KeyKind::Rsa, Some(3072)) => Some(Self::Rsa3072),
+            (KeyKind::Rsa, Some(4096)) => Some(Self::Rsa4096),
+            _ => None,
+        }
+    }
+
     /// Every key type, for `--help` and tests.
     pub const ALL: [KeyType; 6] = [
         Self::P256,

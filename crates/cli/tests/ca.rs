@@ -604,6 +604,45 @@ fn an_encrypted_ca_needs_the_right_passphrase() {
 }
 
 #[test]
+fn showing_an_encrypted_ca_needs_no_passphrase_and_matches_init() {
+    let s = Scratch::new();
+    s.write("pass", "correct horse battery staple\n");
+    let init = s.init(
+        "data",
+        &[
+            "--passphrase-file",
+            "pass",
+            "--intermediate",
+            "--key",
+            "p384",
+        ],
+    );
+    // No passphrase anywhere: the certificates are shown, the keys stay sealed.
+    let show = json_ok(&s.ca("data", &["show", "--output", "json"]));
+    for field in [
+        "subject",
+        "sha256",
+        "not_after",
+        "key_type",
+        "signing_ca",
+        "validating_roots",
+        "root_key_held",
+        "lifetime_policy",
+        "encrypted",
+        "intermediates",
+    ] {
+        assert_eq!(show[field], init[field], "{field}");
+    }
+    assert_eq!(show["encrypted"], true);
+    assert_eq!(show["key_type"], "p384");
+    // Issuing still needs it (negative control).
+    fails(
+        &s.ca("data", &["issue", "--cn", "a.example", "--out", "tls"]),
+        10,
+    );
+}
+
+#[test]
 fn fsm_secret_export_imports_into_a_fresh_store_with_the_same_root() {
     let s = Scratch::new();
     let original = s.init("data", &[]);

@@ -553,22 +553,62 @@ pub(crate) struct CaView {
 
 impl CaView {
     fn new(ctx: &Context, ca: &BuiltinCa, revision: u64, encrypted: bool) -> Self {
+        Self::of(
+            ctx,
+            Facts {
+                chain: ca.chain(),
+                roots: ca.roots(),
+                key_type: key_type_name(ca.signing_key().key_type(), ca.signing_certificate()),
+                root_key_held: ca.chain().is_empty() || ca.root_key().is_some(),
+                policy: ca.lifetime_policy(),
+                revision,
+                encrypted,
+            },
+        )
+    }
+
+    /// From the stored certificates alone (no key, so no passphrase needed).
+    fn of_stored(ctx: &Context, stored: &persist::StoredCertificates) -> Self {
+        let signing = stored.signing_certificate();
+        Self::of(
+            ctx,
+            Facts {
+                chain: &stored.chain,
+                roots: &stored.roots,
+                key_type: signing.map_or_else(String::new, |c| {
+                    key_type_name(KeyType::of_certificate(c), c)
+                }),
+                root_key_held: stored.root_key_held,
+                policy: stored.policy,
+                revision: stored.revision,
+                encrypted: stored.encrypted,
+            },
+        )
+    }
+
+    fn of(ctx: &Context, facts: Facts<'_>) -> Self {
         let now = now();
-        let root = ca.root();
+        // Both callers hold at least the anchor (the library refuses a record without one).
+        let root = &facts.roots[0];
+        let signing = facts.chain.first().unwrap_or(root);
         Self {
             subject: root.subject().to_owned(),
             sha256: root.sha256(),
             not_after: root.not_after(),
-            key_type: key_type_name(ca.signing_key().key_type(), ca.signing_certificate()),
+            key_type: facts.key_type,
             root: CaCertView::new(root, now),
-            intermediates: ca.chain().iter().map(|c| CaCertView::new(c, now)).collect(),
-            signing_ca: ca.id().0,
-            validating_roots: ca.roots().iter().map(Certificate::sha256).collect(),
-            root_key_held: ca.chain().is_empty() || ca.root_key().is_some(),
-            lifetime_policy: ca.lifetime_policy(),
+            intermediates: facts
+                .chain
+                .iter()
+                .map(|c| CaCertView::new(c, now))
+                .collect(),
+            signing_ca: signing.sha256(),
+            validating_roots: facts.roots.iter().map(Certificate::sha256).collect(),
+            root_key_held: facts.root_key_held,
+            lifetime_policy: facts.policy,
             store: ctx.store_path().display().to_string(),
-            store_revision: revision,
-            encrypted,
+            store_revision: facts.revision,
+            encrypted: facts.encrypted,
             replaced: None,
         }
     }
@@ -636,6 +676,17 @@ fn duration_option(option: &str, text: &str) -> Result<Duration, Failure> {
     parse_duration(text).map_err(|e| Failure::new(Code::Usage, format!("{option}: {e}")))
 }
 
+/// What a [`CaView`] shows, from a loaded CA or from its stored certificates.
+struct Facts<'a> {
+    chain: &'a [Certificate],
+    roots: &'a [Certificate],
+    key_type: String,
+    root_key_held: bool,
+    policy: anchorage_ca::LifetimePolicy,
+    revision: u64,
+    encrypted: bool,
+}
+
 /// `anchorage ca init`.
 fn init(ctx: &Context, args: &CaInitArgs) -> Result<Code, Failure> {
     let options = InitOptions {
@@ -680,8 +731,11 @@ fn init(ctx: &Context, args: &CaInitArgs) -> Result<Code, Failure> {
 /// `anchorage ca show`.
 fn show(ctx: &Context, args: &CaShowArgs) -> Result<Code, Failure> {
     let store = ctx.open(false)?;
-    let loaded = ctx.load(&store)?;
-    let view = CaView::new(ctx, &loaded.ca, loaded.revision, loaded.encrypted);
+    // Certificates only: showing an encrypted CA needs no passphrase.
+    let stored = ctx
+        .block_on(persist::load_certificates(&store))
+        .map_err(|e| ctx.load_failure(e))?;
+    let view = CaView::of_stored(ctx, &stored);
     match args.output {
         OutputFormat::Json => print_json(&view),
         OutputFormat::Text => view.print_text(None),
