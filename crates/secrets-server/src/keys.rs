@@ -7,12 +7,12 @@
 //! read from an environment variable or a file, never from an argument, and live in
 //! [`SecretString`]s; no seed reaches `Debug`, an error or a log.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use anchorage_secrets::KeyError;
+use anchorage_secrets::{KeyError, read_seed_file, xkey_from_seed};
 use nkeys::XKey;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 /// Where a seed is read from.
@@ -44,17 +44,6 @@ impl SeedSource {
     }
 }
 
-fn read_seed_file(path: &Path) -> Result<SecretString, KeyError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAnXkeySeed {
-        origin: path.display().to_string(),
-    })?;
-    Ok(SecretString::from(text.trim()))
-}
-
 /// One encryption xkey (curve25519), loaded from a seed.
 pub struct EncryptionKey {
     key: XKey,
@@ -82,16 +71,7 @@ impl EncryptionKey {
 
     /// Loads the key from its seed (`SX…`); `origin` names where it came from, for the error.
     pub fn from_seed(seed: &SecretString, origin: &str) -> Result<Self, KeyError> {
-        let text = seed.expose_secret().trim();
-        let not_a_seed = || KeyError::NotAnXkeySeed {
-            origin: origin.to_owned(),
-        };
-        if !text.starts_with("SX") {
-            return Err(not_a_seed());
-        }
-        XKey::from_seed(text)
-            .map(Self::from_xkey)
-            .map_err(|_| not_a_seed())
+        xkey_from_seed(seed, origin).map(Self::from_xkey)
     }
 
     /// Loads the key from `source`.
@@ -238,6 +218,8 @@ impl Keyring {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret as _;
+
     use super::*;
 
     #[test]

@@ -53,4 +53,4 @@ pub use protocol::{
     DEFAULT_PREFIX, GetSecretError, Operation, RESPONSE_XKEY, SecretRequest, SecretValue, Subjects,
     VersionedSecret, WASMCLOUD_HOST_XKEY,
 };
-pub use xkey::{KeyError, PublicXKey, SealError, TransitKey};
+pub use xkey::{KeyError, PublicXKey, SealError, TransitKey, read_seed_file, xkey_from_seed};

@@ -76,6 +76,33 @@ impl std::fmt::Debug for PublicXKey {
     }
 }
 
+/// Parses an xkey seed (`SX…`, surrounding whitespace ignored); `origin` names where it came
+/// from (a variable or file name) for the error, which never holds the seed. Shared by the
+/// transit key and the server's encryption keys.
+pub fn xkey_from_seed(seed: &SecretString, origin: &str) -> Result<XKey, KeyError> {
+    let text = seed.expose_secret().trim();
+    let not_a_seed = || KeyError::NotAnXkeySeed {
+        origin: origin.to_owned(),
+    };
+    if !text.starts_with("SX") {
+        return Err(not_a_seed());
+    }
+    XKey::from_seed(text).map_err(|_| not_a_seed())
+}
+
+/// Reads a seed file into a [`SecretString`] (surrounding whitespace trimmed; the bytes read
+/// are wiped).
+pub fn read_seed_file(path: &Path) -> Result<SecretString, KeyError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAnXkeySeed {
+        origin: path.display().to_string(),
+    })?;
+    Ok(SecretString::from(text.trim()))
+}
+
 /// The backend's transit key.
 pub struct TransitKey {
     key: XKey,
@@ -103,15 +130,7 @@ impl TransitKey {
 
     /// Loads the key from its seed; `origin` names where it came from, for the error.
     pub fn from_seed(seed: &SecretString, origin: &str) -> Result<Self, KeyError> {
-        let text = seed.expose_secret().trim();
-        let not_a_seed = || KeyError::NotAnXkeySeed {
-            origin: origin.to_owned(),
-        };
-        if !text.starts_with("SX") {
-            return Err(not_a_seed());
-        }
-        let key = XKey::from_seed(text).map_err(|_| not_a_seed())?;
-        Ok(Self::from_xkey(key))
+        xkey_from_seed(seed, origin).map(Self::from_xkey)
     }
 
     /// Loads the seed from environment variable `var`.
@@ -124,15 +143,7 @@ impl TransitKey {
 
     /// Loads the seed from a file (surrounding whitespace ignored).
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?);
-        let origin = path.display().to_string();
-        let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAnXkeySeed {
-            origin: origin.clone(),
-        })?;
-        Self::from_seed(&SecretString::from(text), &origin)
+        Self::from_seed(&read_seed_file(path)?, &path.display().to_string())
     }
 
     /// The seed (`SX…`), for writing a newly generated key somewhere safe.
