@@ -714,16 +714,30 @@ fn init(ctx: &Context, args: &CaInitArgs) -> Result<Code, Failure> {
         other => Failure::new(Code::Failure, with_causes(&other)),
     })?;
     let saved = ctx.save(&store, &ca, args.force)?;
+    report_saved(
+        ctx,
+        &ca,
+        &saved,
+        args.output,
+        ["created the CA", "replaced the CA with a new one"],
+    )
+}
+
+/// After `init` or `import` saved `ca`: the unencrypted-key warning, then the CA as text (with
+/// `headlines[0]` for a new CA, `[1]` for a replaced one) or JSON (with `replaced`).
+fn report_saved(
+    ctx: &Context,
+    ca: &BuiltinCa,
+    saved: &Saved,
+    output: OutputFormat,
+    headlines: [&str; 2],
+) -> Result<Code, Failure> {
     ctx.warn_unencrypted();
-    let mut view = CaView::new(ctx, &ca, saved.revision, ctx.passphrase.is_some());
+    let mut view = CaView::new(ctx, ca, saved.revision, ctx.passphrase.is_some());
     view.replaced = Some(saved.replaced);
-    match args.output {
+    match output {
         OutputFormat::Json => print_json(&view),
-        OutputFormat::Text => view.print_text(Some(if saved.replaced {
-            "replaced the CA with a new one"
-        } else {
-            "created the CA"
-        })),
+        OutputFormat::Text => view.print_text(Some(headlines[usize::from(saved.replaced)])),
     }
     Ok(Code::Ok)
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::{CaView, Context, FileView, OutFile, check_out_dir, now, output_failure, write_dir};
+use super::{Context, FileView, OutFile, check_out_dir, now, output_failure, write_dir};
 use crate::args::{CaExportArgs, CaFormat, CaImportArgs, ManifestFormat, OutputFormat};
 use crate::exit::{Code, Failure, with_causes};
 use crate::render::print_json;
@@ -520,16 +520,14 @@ pub(super) fn import(ctx: &Context, args: &CaImportArgs) -> Result<Code, Failure
     let ca = imported_ca(args)?;
     let store = ctx.open(true)?;
     let saved = ctx.save(&store, &ca, args.force)?;
-    ctx.warn_unencrypted();
-    let mut view = CaView::new(ctx, &ca, saved.revision, ctx.passphrase.is_some());
-    view.replaced = Some(saved.replaced);
-    match args.output {
-        OutputFormat::Json => print_json(&view),
-        OutputFormat::Text => view.print_text(Some(if saved.replaced {
-            "imported the CA, replacing the previous one"
-        } else {
-            "imported the CA"
-        })),
-    }
-    Ok(Code::Ok)
+    super::report_saved(
+        ctx,
+        &ca,
+        &saved,
+        args.output,
+        [
+            "imported the CA",
+            "imported the CA, replacing the previous one",
+        ],
+    )
 }
