@@ -13,7 +13,6 @@
     missing_docs
 )]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,63 +23,39 @@ use anchorage_secrets_server::{
 };
 use anchorage_store::EmbeddedStore;
 use anchorage_test_support::nats::NatsServer;
-use nkeys::{KeyPair, XKey};
-use wascap::jwt::{Claims, ClaimsBuilder, Component, Host};
-use wasmcloud_secrets_types::{Application, Context, SecretRequest};
+use nkeys::XKey;
+use wasmcloud_secrets_types::SecretRequest;
 
 const BACKEND: &str = "bench";
 const PREFIX: &str = "wasmcloud.secrets";
 
+// The test identities, minted with wascap as a host mints them (shared with the tests).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// Identities and their tokens, minted once: the loop measures gets, not signing.
 struct Jwts {
-    entity: String,
+    ids: common::Identities,
     entity_jwt: String,
     host_jwt: String,
 }
 
 fn jwts() -> Jwts {
-    let account = KeyPair::new_account();
-    let component = KeyPair::new_module();
-    let cluster = KeyPair::new_cluster();
-    let host = KeyPair::new_server();
-    let entity_jwt = ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(&component.public_key())
-        .with_metadata(Component {
-            module_hash: "h".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(&account)
-        .unwrap();
-    let host_jwt = Claims::<Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        host.public_key(),
-        Some(HashMap::new()),
-    )
-    .encode(&cluster)
-    .unwrap();
+    let ids = common::Identities::new();
     Jwts {
-        entity: component.public_key(),
-        entity_jwt,
-        host_jwt,
+        entity_jwt: ids.component_jwt(),
+        host_jwt: ids.host_jwt(),
+        ids,
     }
 }
 
 fn request(j: &Jwts) -> SecretRequest {
-    SecretRequest {
-        key: "db-password".into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt: j.entity_jwt.clone(),
-            host_jwt: j.host_jwt.clone(),
-            application: Application {
-                name: Some("bench".into()),
-                policy: "{}".into(),
-            },
-        },
-    }
+    j.ids.request_with(
+        "db-password",
+        None,
+        j.entity_jwt.clone(),
+        j.host_jwt.clone(),
+    )
 }
 
 struct Stats {
@@ -150,7 +125,7 @@ async fn run_store(
         .await
         .unwrap();
     mappings
-        .add_mapping(&j.entity, &["db-password".to_owned()])
+        .add_mapping(&j.ids.entity(), &["db-password".to_owned()])
         .await
         .unwrap();
     let client = async_nats::connect(url).await.unwrap();
