@@ -226,15 +226,8 @@ fn private_ca_registry_works_with_tls_ca_path_and_fails_without() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("Registry");
     let files = pki.write_server_files(dir.path());
-    let chained = dir.path().join("chained.pem");
-    #[allow(clippy::disallowed_methods)] // test fixture
-    std::fs::write(
-        &chained,
-        format!("{}{}", pki.leaf.pem, pki.intermediate.pem),
-    )
-    .unwrap();
     let options = RegistryOptions {
-        tls: Some((chained, files.key.clone())),
+        tls: Some((files.fullchain.clone(), files.key.clone())),
         ..RegistryOptions::default()
     };
     let Some(f) = Fixture::new(&options, None) else {

@@ -388,15 +388,8 @@ fn nats_credentials_and_tls() {
     // TLS with a private CA: trusted only through --tls-ca-path.
     let pki = anchorage_test_support::pki::Pki::new("NATS");
     let files = pki.write_server_files(s.dir.path());
-    let fullchain = s.dir.path().join("fullchain.pem");
-    #[allow(clippy::disallowed_methods)] // test fixture
-    std::fs::write(
-        &fullchain,
-        format!("{}{}", pki.leaf.pem, pki.intermediate.pem),
-    )
-    .unwrap();
     let nats = NatsServer::start_with(&NatsOptions {
-        tls: Some((fullchain, files.key.clone())),
+        tls: Some((files.fullchain.clone(), files.key.clone())),
         ..NatsOptions::default()
     })
     .unwrap();

@@ -411,15 +411,8 @@ fn private_ca_tls_registry_needs_its_root() {
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::new("Registry");
     let files = pki.write_server_files(work.path());
-    let chained = work.path().join("chained.pem");
-    #[allow(clippy::disallowed_methods)] // test fixture
-    std::fs::write(
-        &chained,
-        format!("{}{}", pki.leaf.pem, pki.intermediate.pem),
-    )
-    .unwrap();
     let options = RegistryOptions {
-        tls: Some((chained, files.key)),
+        tls: Some((files.fullchain, files.key)),
         ..RegistryOptions::default()
     };
     let (Some(registry), Some(())) = (Registry::start_with(&options), require_image_tools()) else {

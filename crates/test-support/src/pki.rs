@@ -156,6 +156,9 @@ pub struct ServerFiles {
     pub chain: PathBuf,
     /// Root PEM (what a client must trust).
     pub root: PathBuf,
+    /// Leaf then intermediate in one PEM, for servers that take their chain in one file
+    /// (`docker-registry`, `nats-server`).
+    pub fullchain: PathBuf,
 }
 
 impl Pki {
@@ -179,11 +182,17 @@ impl Pki {
             key: dir.join("server.key"),
             chain: dir.join("chain.pem"),
             root: dir.join("root.pem"),
+            fullchain: dir.join("fullchain.pem"),
         };
         std::fs::write(&files.cert, &self.leaf.pem).expect("write");
         std::fs::write(&files.key, &self.leaf.key_pem).expect("write");
         std::fs::write(&files.chain, &self.intermediate.pem).expect("write");
         std::fs::write(&files.root, &self.root.pem).expect("write");
+        std::fs::write(
+            &files.fullchain,
+            format!("{}{}", self.leaf.pem, self.intermediate.pem),
+        )
+        .expect("write");
         files
     }
 }
