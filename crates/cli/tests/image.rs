@@ -735,3 +735,57 @@ fn bearer_token_auth_exchanges_docker_config_credentials_and_refusal_is_15() {
     );
     assert_eq!(code(&refused), AUTH_FAILED, "{}", stderr(&refused));
 }
+
+/// A source registry whose manifest names the config by a file path (the attack of issue 19):
+/// refused with exit 16 before any blob is fetched, and the file is untouched.
+#[test]
+fn hostile_digest_is_exit_16_and_touches_nothing() {
+    use anchorage_test_support::fake_registry::{FakeRegistry, Reply};
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(&canary, b"keep me").unwrap();
+    let ca = root_ca("Corp Root")
+        .write_pem(dir.path(), "corp.pem")
+        .display()
+        .to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": anchorage_image::media_type::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": canary.display().to_string(), "size": 10},
+        "layers": [],
+    });
+    let registry = FakeRegistry::start(vec![(
+        "/v2/app/manifests/1".into(),
+        Reply::ok(
+            anchorage_image::media_type::OCI_MANIFEST,
+            manifest.to_string(),
+        ),
+    )]);
+    let source = format!("{}/app:1", registry.host());
+    let dest = format!("oci:{}:out", dir.path().join("layout").display());
+    let host = registry.host();
+    let out = anchorage(
+        dir.path(),
+        &[
+            "image",
+            "inject",
+            &source,
+            &dest,
+            "--ca",
+            &ca,
+            "--insecure-registry",
+            &host,
+        ],
+    );
+    assert_eq!(code(&out), UNSUPPORTED, "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid digest"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&canary).unwrap(), b"keep me");
+    assert!(
+        !dir.path().join("layout/index.json").exists() || {
+            let index = std::fs::read_to_string(dir.path().join("layout/index.json")).unwrap();
+            !index.contains("\"out\"")
+        }
+    );
+}

@@ -5,6 +5,15 @@ use anchorage_keystore::KeystoreError;
 /// What failed, with the facts needed to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// A digest in a manifest, index or layout is not `sha256:<64 hex>` or
+    /// `sha512:<128 hex>`: refused before it names any file or URL.
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The digest as given (cut short when long).
+        digest: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A layer could not be read (not a tar stream, truncated gzip, I/O failure).
     #[error("layer {layer} could not be read")]
     Layer {

@@ -14,9 +14,27 @@ use sha2::{Digest as _, Sha256};
 use crate::error::ImageError;
 use crate::read::{normalize, parent};
 
-/// A content digest, `sha256:<64 hex digits>`.
+/// A content digest: `sha256:<64 hex digits>` or `sha512:<128 hex digits>`, lowercase.
+///
+/// Digests come from manifests and indexes written by whoever controls a registry or a layout,
+/// and they name files (cache files, layout blobs) and URLs. So a `Digest` can only be made by
+/// hashing bytes or by [`Digest::parse`], which accepts the OCI image spec's registered
+/// algorithms with their exact encoded length and nothing else: no separators, no `..`, no
+/// upper case, nothing a path or URL could be steered with.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(String);
+
+/// A digest algorithm this crate accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    /// `sha256`: 64 hex digits.
+    Sha256,
+    /// `sha512`: 128 hex digits.
+    Sha512,
+}
+
+/// The longest digest text echoed in an error (a hostile one may be megabytes).
+const MAX_ECHOED: usize = 100;
 
 impl Digest {
     /// The SHA-256 digest of `bytes`.
@@ -30,14 +48,114 @@ impl Digest {
         Self(s)
     }
 
-    /// Wraps a digest string read from a manifest (not checked beyond being kept as is).
-    pub fn from_string(digest: impl Into<String>) -> Self {
-        Self(digest.into())
+    /// Parses a digest read from a manifest, an index, a header or a layout: `sha256:` with
+    /// exactly 64 lowercase hex digits, or `sha512:` with exactly 128. Anything else is refused
+    /// with [`ImageError::InvalidDigest`] (the text quoted, escaped and cut short).
+    pub fn parse(text: &str) -> Result<Self, ImageError> {
+        let refuse = |reason: &'static str| {
+            let mut shown: String = text.chars().take(MAX_ECHOED).collect();
+            if shown.len() < text.len() {
+                shown.push('…');
+            }
+            ImageError::InvalidDigest {
+                digest: shown,
+                reason,
+            }
+        };
+        let (algorithm, hex) = text
+            .split_once(':')
+            .ok_or_else(|| refuse("no `algorithm:` prefix"))?;
+        let want = match algorithm {
+            "sha256" => 64,
+            "sha512" => 128,
+            _ => return Err(refuse("the algorithm is not sha256 or sha512")),
+        };
+        if hex.len() != want {
+            return Err(refuse(
+                "the hex part has the wrong length for its algorithm",
+            ));
+        }
+        if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(refuse(
+                "the hex part holds characters other than 0-9 and a-f",
+            ));
+        }
+        Ok(Self(text.to_owned()))
     }
 
     /// The digest as written in manifests.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> DigestAlgorithm {
+        if self.0.starts_with("sha512:") {
+            DigestAlgorithm::Sha512
+        } else {
+            DigestAlgorithm::Sha256
+        }
+    }
+
+    /// The hex part alone: safe as a file name (only `0-9a-f`, fixed length).
+    pub fn hex(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, hex)| hex)
+    }
+
+    /// Whether `bytes` hash to this digest (with this digest's algorithm).
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        self.hasher().chain(bytes).finish() == *self
+    }
+
+    /// An incremental hasher of this digest's algorithm, for streamed bytes.
+    pub fn hasher(&self) -> DigestHasher {
+        DigestHasher::new(self.algorithm())
+    }
+}
+
+/// Hashes streamed bytes into a [`Digest`] of a given algorithm.
+#[derive(Clone, Debug)]
+pub enum DigestHasher {
+    /// SHA-256.
+    Sha256(Sha256),
+    /// SHA-512.
+    Sha512(sha2::Sha512),
+}
+
+impl DigestHasher {
+    /// A hasher for `algorithm`.
+    pub fn new(algorithm: DigestAlgorithm) -> Self {
+        match algorithm {
+            DigestAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
+            DigestAlgorithm::Sha512 => Self::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(bytes),
+            Self::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn chain(mut self, bytes: &[u8]) -> Self {
+        self.update(bytes);
+        self
+    }
+
+    /// The digest of everything added.
+    pub fn finish(self) -> Digest {
+        let (prefix, hash) = match self {
+            Self::Sha256(h) => ("sha256:", h.finalize().to_vec()),
+            Self::Sha512(h) => ("sha512:", h.finalize().to_vec()),
+        };
+        let mut s = String::with_capacity(prefix.len() + hash.len() * 2);
+        s.push_str(prefix);
+        for b in hash {
+            s.push_str(&format!("{b:02x}"));
+        }
+        Digest(s)
     }
 }
 
@@ -135,6 +253,53 @@ mod tests {
     use std::io::Read as _;
 
     use super::*;
+
+    #[test]
+    fn digests_are_parsed_strictly() {
+        let good = Digest::sha256(b"x");
+        assert_eq!(Digest::parse(good.as_str()).unwrap(), good);
+        assert_eq!(good.hex().len(), 64);
+        let long = format!("sha512:{}", "ab".repeat(64));
+        let parsed = Digest::parse(&long).unwrap();
+        assert_eq!(parsed.algorithm(), DigestAlgorithm::Sha512);
+        // Path escapes, absolute paths, wrong lengths, upper case, other algorithms, URL tricks.
+        for bad in [
+            "sha256:../../etc/passwd",
+            "sha256:/etc/passwd",
+            "/etc/passwd",
+            "sha256:",
+            &format!("sha256:{}", "a".repeat(63)),
+            &format!("sha256:{}", "a".repeat(65)),
+            &format!("sha256:{}", "A".repeat(64)),
+            &format!("sha256:{}/", "a".repeat(63)),
+            &format!("md5:{}", "a".repeat(32)),
+            &format!("sha256+b64u:{}", "a".repeat(64)),
+            &format!("sha256:{}?x=1", "a".repeat(59)),
+            "",
+        ] {
+            let err = Digest::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, ImageError::InvalidDigest { .. }),
+                "{bad:?} gave {err:?}"
+            );
+        }
+        // A hostile digest is not echoed whole.
+        let huge = format!("sha256:{}", "/".repeat(10_000));
+        let message = Digest::parse(&huge).unwrap_err().to_string();
+        assert!(message.len() < 300, "{message}");
+    }
+
+    #[test]
+    fn digest_matches_its_own_algorithm() {
+        let d = Digest::sha256(b"abc");
+        assert!(d.matches(b"abc"));
+        assert!(!d.matches(b"abd"));
+        let mut h = DigestHasher::new(DigestAlgorithm::Sha512);
+        h.update(b"abc");
+        let d512 = h.finish();
+        assert!(d512.as_str().starts_with("sha512:") && d512.hex().len() == 128);
+        assert!(Digest::parse(d512.as_str()).unwrap().matches(b"abc"));
+    }
 
     fn files() -> Vec<LayerFile> {
         vec![

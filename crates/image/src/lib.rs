@@ -57,11 +57,13 @@ mod read;
 mod testing;
 
 pub use error::ImageError;
-pub use layer::{DIR_MODE, Digest, FILE_MODE, Layer, LayerFile, write_layer};
+pub use layer::{
+    DIR_MODE, Digest, DigestAlgorithm, DigestHasher, FILE_MODE, Layer, LayerFile, write_layer,
+};
 pub use oci::{
     Descriptor, EntryKind, HISTORY_CREATED, HISTORY_CREATED_BY, IndexEntry, ManifestBlobs,
-    Platform, config_env, config_has_env, index_entries, manifest_blobs, media_type, update_config,
-    update_index, update_manifest,
+    Platform, config_env, config_has_env, index_entries, manifest_blobs, media_type,
+    parse_descriptor, update_config, update_index, update_manifest,
 };
 pub use plan::{
     Depth, EXTRA_FILE_NAME, FileRole, ImageHints, Mode, Plan, PlanOptions, PlannedFile, lookup_for,

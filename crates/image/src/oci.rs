@@ -219,23 +219,43 @@ pub fn manifest_blobs(manifest: &[u8]) -> Result<ManifestBlobs, ImageError> {
     let map = parse(DOC, manifest)?;
     let config = map
         .get("config")
-        .and_then(descriptor)
-        .ok_or_else(|| bad(DOC, "config descriptor is missing or malformed"))?;
+        .ok_or_else(|| bad(DOC, "config descriptor is missing"))
+        .and_then(|c| parse_descriptor(DOC, "config descriptor", c))?;
     let layers = map
         .get("layers")
         .and_then(Value::as_array)
         .ok_or_else(|| bad(DOC, "layers is missing"))?
         .iter()
-        .map(|l| descriptor(l).ok_or_else(|| bad(DOC, "a layer descriptor is malformed")))
+        .map(|l| parse_descriptor(DOC, "a layer descriptor", l))
         .collect::<Result<_, _>>()?;
     Ok(ManifestBlobs { config, layers })
 }
 
-fn descriptor(value: &Value) -> Option<Descriptor> {
-    Some(Descriptor {
-        media_type: value.get("mediaType")?.as_str()?.to_owned(),
-        digest: Digest::from_string(value.get("digest")?.as_str()?),
-        size: value.get("size")?.as_u64()?,
+/// A descriptor: media type, size and a digest that [`Digest::parse`] accepts (a malformed
+/// digest is an error, never skipped: it would otherwise name a file or URL).
+pub fn parse_descriptor(
+    document: &'static str,
+    what: &str,
+    value: &Value,
+) -> Result<Descriptor, ImageError> {
+    let malformed = || bad(document, format!("{what} is malformed"));
+    let media_type = value
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .ok_or_else(malformed)?
+        .to_owned();
+    let digest = value
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(malformed)?;
+    let size = value
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(malformed)?;
+    Ok(Descriptor {
+        media_type,
+        digest: Digest::parse(digest)?,
+        size,
     })
 }
 
@@ -294,8 +314,7 @@ pub fn index_entries(index: &[u8]) -> Result<Vec<IndexEntry>, ImageError> {
     manifests
         .iter()
         .map(|m| {
-            let descriptor =
-                descriptor(m).ok_or_else(|| bad(DOC, "a manifest descriptor is malformed"))?;
+            let descriptor = parse_descriptor(DOC, "a manifest descriptor", m)?;
             let platform = m.get("platform").and_then(|p| {
                 Some(Platform {
                     os: p.get("os")?.as_str()?.to_owned(),
@@ -371,6 +390,11 @@ pub fn update_index(
 mod tests {
     use super::*;
 
+    /// A valid digest named by `name` (the SHA-256 of the name).
+    fn d(name: &str) -> String {
+        Digest::sha256(name.as_bytes()).as_str().to_owned()
+    }
+
     fn layer() -> Layer {
         crate::write_layer(&[crate::LayerFile {
             path: "/etc/ssl/certs/ca-certificates.crt".into(),
@@ -391,10 +415,10 @@ mod tests {
             "created": "2024-01-01T00:00:00Z",
             "x-vendor": {"keep": [1, 2, 3]},
             "config": {"Env": ["PATH=/usr/bin", "SSL_CERT_FILE=/old"], "Labels": {"a": "b"}},
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:aaaa"]},
+            "rootfs": {"type": "layers", "diff_ids": [d("aaaa")]},
             "history": [{"created_by": "base"}],
         });
-        let diff_id = Digest::from_string("sha256:bbbb");
+        let diff_id = Digest::sha256(b"bbbb");
         let env = vec![(
             "SSL_CERT_FILE".to_owned(),
             "/etc/ssl/certs/ca-certificates.crt".to_owned(),
@@ -404,10 +428,7 @@ mod tests {
         assert_eq!(out["x-vendor"], config["x-vendor"]);
         assert_eq!(out["created"], config["created"]);
         assert_eq!(out["config"]["Labels"], config["config"]["Labels"]);
-        assert_eq!(
-            out["rootfs"]["diff_ids"],
-            json!(["sha256:aaaa", "sha256:bbbb"])
-        );
+        assert_eq!(out["rootfs"]["diff_ids"], json!([d("aaaa"), d("bbbb")]));
         assert_eq!(out["history"][1]["created"], HISTORY_CREATED);
         assert_eq!(out["history"][1]["created_by"], HISTORY_CREATED_BY);
         assert_eq!(
@@ -423,7 +444,7 @@ mod tests {
     fn config_of_scratch_image_without_runtime_config_gets_one_for_env() {
         let config = json!({"rootfs": {"type": "layers", "diff_ids": []}, "config": null});
         let env = vec![("A".to_owned(), "b".to_owned())];
-        let d = Digest::from_string("sha256:cc");
+        let d = Digest::sha256(b"cc");
         let out = value(&update_config(config.to_string().as_bytes(), Some(&d), &env).unwrap());
         assert_eq!(out["config"]["Env"], json!(["A=b"]));
         assert_eq!(out["history"].as_array().unwrap().len(), 1);
@@ -436,7 +457,7 @@ mod tests {
     fn variables_alone_change_env_and_history_but_not_the_layers() {
         let config = json!({
             "config": {"Env": ["PATH=/usr/bin", "SSL_CERT_FILE=/old"]},
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:aaaa"]},
+            "rootfs": {"type": "layers", "diff_ids": [d("aaaa")]},
             "history": [{"created_by": "base"}],
         });
         let bytes = config.to_string().into_bytes();
@@ -463,17 +484,17 @@ mod tests {
         );
 
         let manifest = json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:o", "size": 1},
-            "layers": [{"mediaType": media_type::OCI_LAYER_GZIP, "digest": "sha256:l1", "size": 5}]});
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d("o"), "size": 1},
+            "layers": [{"mediaType": media_type::OCI_LAYER_GZIP, "digest": d("l1"), "size": 5}]});
         let descriptor = Descriptor {
             media_type: "application/vnd.oci.image.config.v1+json".into(),
-            digest: Digest::from_string("sha256:new"),
+            digest: Digest::sha256(b"new"),
             size: 2,
         };
         let out =
             value(&update_manifest(manifest.to_string().as_bytes(), &descriptor, None).unwrap());
         assert_eq!(out["layers"], manifest["layers"]);
-        assert_eq!(out["config"]["digest"], "sha256:new");
+        assert_eq!(out["config"]["digest"], d("new"));
     }
 
     #[test]
@@ -482,8 +503,8 @@ mod tests {
             "schemaVersion": 2,
             "mediaType": media_type::DOCKER_MANIFEST,
             "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                       "digest": "sha256:old", "size": 10, "annotations": {"k": "v"}},
-            "layers": [{"mediaType": media_type::DOCKER_LAYER_GZIP, "digest": "sha256:l1",
+                       "digest": d("old"), "size": 10, "annotations": {"k": "v"}},
+            "layers": [{"mediaType": media_type::DOCKER_LAYER_GZIP, "digest": d("l1"),
                         "size": 5, "urls": ["https://example.invalid/l1"]}],
             "annotations": {"org.opencontainers.image.source": "https://example.invalid"},
             "x-unknown": true,
@@ -491,7 +512,7 @@ mod tests {
         let layer = layer();
         let config = Descriptor {
             media_type: "application/vnd.docker.container.image.v1+json".into(),
-            digest: Digest::from_string("sha256:new"),
+            digest: Digest::sha256(b"new"),
             size: 20,
         };
         let out = value(
@@ -499,7 +520,7 @@ mod tests {
         );
         assert_eq!(out["annotations"], manifest["annotations"]);
         assert_eq!(out["x-unknown"], true);
-        assert_eq!(out["config"]["digest"], "sha256:new");
+        assert_eq!(out["config"]["digest"], d("new"));
         assert_eq!(out["config"]["size"], 20);
         assert_eq!(out["config"]["annotations"], json!({"k": "v"}));
         assert_eq!(out["layers"][0], manifest["layers"][0]);
@@ -512,7 +533,7 @@ mod tests {
         assert_eq!(blobs.config, config);
 
         let oci = json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:o", "size": 1},
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d("o"), "size": 1},
             "layers": []});
         let out =
             value(&update_manifest(oci.to_string().as_bytes(), &config, Some(&layer)).unwrap());
@@ -525,16 +546,16 @@ mod tests {
             "mediaType": media_type::OCI_INDEX,
             "annotations": {"keep": "me"},
             "manifests": [
-                {"mediaType": media_type::OCI_MANIFEST, "digest": "sha256:amd", "size": 1,
+                {"mediaType": media_type::OCI_MANIFEST, "digest": d("amd"), "size": 1,
                  "platform": {"os": "linux", "architecture": "amd64"}},
-                {"mediaType": media_type::OCI_MANIFEST, "digest": "sha256:arm", "size": 2,
+                {"mediaType": media_type::OCI_MANIFEST, "digest": d("arm"), "size": 2,
                  "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
                  "annotations": {"x": "y"}},
-                {"mediaType": media_type::OCI_MANIFEST, "digest": "sha256:att", "size": 3,
+                {"mediaType": media_type::OCI_MANIFEST, "digest": d("att"), "size": 3,
                  "platform": {"os": "unknown", "architecture": "unknown"},
                  "annotations": {"vnd.docker.reference.type": "attestation-manifest",
-                                 "vnd.docker.reference.digest": "sha256:amd"}},
-                {"mediaType": "application/vnd.example.artifact", "digest": "sha256:sig", "size": 4},
+                                 "vnd.docker.reference.digest": d("amd")}},
+                {"mediaType": "application/vnd.example.artifact", "digest": d("sig"), "size": 4},
             ],
         })
     }
@@ -562,13 +583,13 @@ mod tests {
     fn index_update_replaces_digests_and_drops_stale_attestations() {
         let new = Descriptor {
             media_type: media_type::OCI_MANIFEST.into(),
-            digest: Digest::from_string("sha256:amd2"),
+            digest: Digest::sha256(b"amd2"),
             size: 9,
         };
         let out = value(
             &update_index(
                 index().to_string().as_bytes(),
-                &[(Digest::from_string("sha256:amd"), new)],
+                &[(Digest::sha256(b"amd"), new)],
             )
             .unwrap(),
         );
@@ -579,7 +600,7 @@ mod tests {
             3,
             "the attestation of the old amd64 image is gone"
         );
-        assert_eq!(manifests[0]["digest"], "sha256:amd2");
+        assert_eq!(manifests[0]["digest"], d("amd2"));
         assert_eq!(manifests[0]["size"], 9);
         assert_eq!(
             manifests[0]["platform"],

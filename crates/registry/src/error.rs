@@ -97,6 +97,27 @@ pub enum RegistryError {
         /// What is wrong.
         problem: String,
     },
+    /// A digest from a registry, manifest, index or layout is malformed: refused before it
+    /// names any file or URL (a hostile registry could otherwise steer a path).
+    #[error("{origin} holds an invalid digest")]
+    InvalidDigest {
+        /// Where the digest came from (`registry HOST: manifest REF`, `OCI layout PATH`).
+        origin: String,
+        /// What is wrong with it.
+        #[source]
+        source: ImageError,
+    },
+    /// A registry answer is larger than the limit for what it is (a manifest or index over
+    /// [`crate::MAX_MANIFEST_BYTES`], or a blob longer than its descriptor's size).
+    #[error("{what} from registry {registry} is larger than {limit} bytes; refusing it")]
+    TooLarge {
+        /// The registry host.
+        registry: String,
+        /// `manifest REF`, `blob sha256:…`.
+        what: String,
+        /// The limit applied (the descriptor's size for blobs).
+        limit: u64,
+    },
     /// No rustls crypto provider is installed as the process default (the HTTP client needs
     /// one; the binary installs ring).
     #[error("no rustls crypto provider is installed as the process default")]

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek as _, SeekFrom};
 
 use anchorage_image::{
-    Depth, Descriptor, Digest, EntryKind, ImageHints, LayerFile, LayerSource, Mode, Plan,
-    PlanOptions, Platform, config_has_env, find, index_entries, lookup_for, manifest_blobs,
-    media_type, plan, update_config, update_index, update_manifest, write_layer,
+    Depth, Descriptor, Digest, DigestAlgorithm, EntryKind, ImageError, ImageHints, LayerFile,
+    LayerSource, Mode, Plan, PlanOptions, Platform, config_has_env, find, index_entries,
+    lookup_for, manifest_blobs, media_type, parse_descriptor, plan, update_config, update_index,
+    update_manifest, write_layer,
 };
 use anchorage_trust::Bundle;
 use bytes::Bytes;
@@ -457,7 +458,7 @@ impl Run<'_, '_> {
                 });
             }
         }
-        let config = self.fetch_small(&blobs.config.digest)?;
+        let config = self.fetch_config(&blobs.config)?;
         let platform = platform.or_else(|| platform_of_config(&config));
         if platform.is_some() && !request.platforms.is_empty() {
             let p = platform.as_ref();
@@ -585,14 +586,14 @@ impl Run<'_, '_> {
         }
         let bytes = self.source.manifest(&descriptor.digest)?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let what = format!("manifest {}", descriptor.digest);
         if let Some(children) = value.get("manifests").and_then(Value::as_array) {
             for child in children {
-                if let Some(child) = descriptor_of(child) {
-                    self.copy_manifest(&child, depth + 1)?;
-                }
+                let child = descriptor_of(child, &what)?;
+                self.copy_manifest(&child, depth + 1)?;
             }
         } else {
-            for blob in value
+            let blobs: Vec<Descriptor> = value
                 .get("config")
                 .into_iter()
                 .chain(
@@ -602,9 +603,10 @@ impl Run<'_, '_> {
                         .into_iter()
                         .flatten(),
                 )
-                .filter_map(descriptor_of)
-            {
-                self.ensure_blob(&blob)?;
+                .map(|blob| descriptor_of(blob, &what))
+                .collect::<Result<_, _>>()?;
+            for blob in &blobs {
+                self.ensure_blob(blob)?;
             }
         }
         self.push_manifest_by_digest(&descriptor.digest, &bytes, &descriptor.media_type)
@@ -663,7 +665,7 @@ impl Run<'_, '_> {
                 self.send(&blob.digest, blob.size, Blob::File(file))
             }
             Endpoint::Registry { .. } => {
-                let path = self.cached(&blob.digest, Some(blob.size))?;
+                let path = self.cached(&blob.digest, blob.size)?;
                 let file = std::fs::File::open(&path).map_err(RegistryError::Temp)?;
                 self.send(&blob.digest, blob.size, Blob::File(file))
             }
@@ -754,38 +756,63 @@ impl Run<'_, '_> {
         }
     }
 
-    /// A config (or other small blob) from the source, digest checked.
-    fn fetch_small(&mut self, digest: &Digest) -> Result<Vec<u8>, RegistryError> {
+    /// An image configuration from the source, digest checked, at most
+    /// [`crate::MAX_CONFIG_BYTES`] (it is read into memory whole).
+    fn fetch_config(&mut self, config: &Descriptor) -> Result<Vec<u8>, RegistryError> {
+        if config.size > crate::remote::MAX_CONFIG_BYTES {
+            return Err(RegistryError::TooLarge {
+                registry: self.source.name(),
+                what: format!(
+                    "config {} (its descriptor says {} bytes)",
+                    config.digest, config.size
+                ),
+                limit: crate::remote::MAX_CONFIG_BYTES,
+            });
+        }
         match &self.source {
-            Endpoint::Layout { layout, .. } => layout.read_blob(digest),
+            Endpoint::Layout { layout, .. } => layout.read_blob(&config.digest),
             Endpoint::Registry { .. } => {
-                let path = self.cached(digest, None)?;
+                let path = self.cached(&config.digest, config.size)?;
                 std::fs::read(path).map_err(RegistryError::Temp)
             }
         }
     }
 
-    /// Downloads a blob of a registry source into a temporary file once.
-    fn cached(
-        &mut self,
-        digest: &Digest,
-        size: Option<u64>,
-    ) -> Result<std::path::PathBuf, RegistryError> {
+    /// Downloads a blob of a registry source into a temporary file once, refusing more than
+    /// `size` bytes.
+    ///
+    /// The file is named by the digest's algorithm and hex alone (a parsed [`Digest`] holds
+    /// nothing else) inside the run's private 0700 directory, and created with `create_new`
+    /// and `O_NOFOLLOW`: it never follows a link nor reuses a file it did not create.
+    fn cached(&mut self, digest: &Digest, size: u64) -> Result<std::path::PathBuf, RegistryError> {
         if let Some(path) = self.cache.get(digest) {
             return Ok(path.clone());
         }
         let Endpoint::Registry { remote, reference } = &self.source else {
             return Err(no_client());
         };
-        let path = self.temp.join(digest.as_str().replace(':', "-"));
-        let mut file = std::fs::File::create(&path).map_err(RegistryError::Temp)?;
+        let algorithm = match digest.algorithm() {
+            DigestAlgorithm::Sha256 => "sha256",
+            DigestAlgorithm::Sha512 => "sha512",
+        };
+        let path = self.temp.join(format!("{algorithm}-{}", digest.hex()));
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(RegistryError::Temp)?
+        };
         (self.progress)(Event::Start {
             direction: "download",
             digest: digest.to_string(),
-            size,
+            size: Some(size),
         });
         let progress = &mut *self.progress;
-        let total = remote.blob_into(reference, digest, &mut file, &mut |n| {
+        let total = remote.blob_into(reference, digest, size, &mut file, &mut |n| {
             progress(Event::Advance(n));
         })?;
         (self.progress)(Event::Finish);
@@ -819,7 +846,7 @@ impl LayerSource for Layers<'_, '_, '_> {
             Endpoint::Registry { .. } => {
                 let (digest, size) = (descriptor.digest.clone(), descriptor.size);
                 self.run
-                    .cached(&digest, Some(size))
+                    .cached(&digest, size)
                     .and_then(|path| std::fs::File::open(path).map_err(RegistryError::Temp))
             }
         };
@@ -829,11 +856,18 @@ impl LayerSource for Layers<'_, '_, '_> {
     }
 }
 
-fn descriptor_of(value: &Value) -> Option<Descriptor> {
-    Some(Descriptor {
-        media_type: value.get("mediaType")?.as_str()?.to_owned(),
-        digest: Digest::from_string(value.get("digest")?.as_str()?),
-        size: value.get("size")?.as_u64()?,
+/// A descriptor of a manifest or index being copied; a malformed one (a bad digest above
+/// all) is an error, never skipped.
+fn descriptor_of(value: &Value, what: &str) -> Result<Descriptor, RegistryError> {
+    parse_descriptor("manifest", "a descriptor", value).map_err(|source| match source {
+        source @ ImageError::InvalidDigest { .. } => RegistryError::InvalidDigest {
+            origin: what.to_owned(),
+            source,
+        },
+        source => RegistryError::Image {
+            platform: what.to_owned(),
+            source,
+        },
     })
 }
 
@@ -867,7 +901,7 @@ fn dropped_attestations(index: &[u8], replaced: &[(Digest, Descriptor)]) -> Vec<
         .filter_map(|m| {
             m.get("digest")
                 .and_then(Value::as_str)
-                .map(Digest::from_string)
+                .and_then(|d| Digest::parse(d).ok())
         })
         .collect()
 }

@@ -10,9 +10,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use anchorage_image::{Descriptor, Digest};
+use anchorage_image::{Descriptor, Digest, DigestAlgorithm};
 use serde_json::{Map, Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
 
@@ -121,23 +120,30 @@ impl Layout {
                 ),
             });
         };
-        let descriptor = (|| {
-            Some(Descriptor {
-                media_type: entry.get("mediaType")?.as_str()?.to_owned(),
-                digest: Digest::from_string(entry.get("digest")?.as_str()?),
-                size: entry.get("size")?.as_u64()?,
-            })
-        })();
-        descriptor.ok_or_else(|| self.invalid("an index.json entry is malformed"))
+        anchorage_image::parse_descriptor("index", "an index.json entry", entry).map_err(
+            |e| match e {
+                e @ anchorage_image::ImageError::InvalidDigest { .. } => {
+                    RegistryError::InvalidDigest {
+                        origin: format!("OCI layout {} (index.json)", self.path.display()),
+                        source: e,
+                    }
+                }
+                e => self.invalid(e.to_string()),
+            },
+        )
     }
 
+    /// `blobs/<algorithm>/<hex>`: a [`Digest`] is only ever `sha256`/`sha512` with its exact
+    /// number of hex digits, so this never leaves the layout.
     fn blob_path(&self, digest: &Digest) -> Result<PathBuf, RegistryError> {
-        let hex = digest
-            .as_str()
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| self.invalid(format!("unsupported digest {digest}")))?;
-        Ok(self.path.join("blobs/sha256").join(hex))
+        Ok(self.blob_dir(digest).join(digest.hex()))
+    }
+
+    fn blob_dir(&self, digest: &Digest) -> PathBuf {
+        self.path.join("blobs").join(match digest.algorithm() {
+            DigestAlgorithm::Sha256 => "sha256",
+            DigestAlgorithm::Sha512 => "sha512",
+        })
     }
 
     pub(crate) fn has_blob(&self, digest: &Digest) -> Result<bool, RegistryError> {
@@ -178,10 +184,14 @@ impl Layout {
         reader: &mut dyn Read,
     ) -> Result<u64, RegistryError> {
         let target = self.blob_path(digest)?;
-        let dir = self.path.join("blobs/sha256");
+        let dir = self.blob_dir(digest);
+        std::fs::create_dir_all(&dir).map_err(RegistryError::layout(
+            &self.path,
+            format!("creating {}", dir.display()),
+        ))?;
         let mut temp = tempfile::NamedTempFile::new_in(&dir)
             .map_err(RegistryError::layout(&self.path, "creating a blob"))?;
-        let mut hasher = Sha256::new();
+        let mut hasher = digest.hasher();
         let mut buf = vec![0u8; 1 << 16];
         let mut total = 0u64;
         loop {
@@ -199,7 +209,7 @@ impl Layout {
             ))?;
             total += n as u64;
         }
-        let actual = Digest::from_string(format!("sha256:{:x}", hasher.finalize()));
+        let actual = hasher.finish();
         if &actual != digest {
             return Err(RegistryError::DigestMismatch {
                 expected: digest.to_string(),
@@ -243,9 +253,11 @@ fn ref_name(entry: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// Refuses bytes whose SHA-256 is not `digest`.
+/// Refuses bytes whose hash (with `digest`'s algorithm) is not `digest`.
 pub(crate) fn check_digest(digest: &Digest, bytes: &[u8]) -> Result<(), RegistryError> {
-    let actual = Digest::sha256(bytes);
+    let mut hasher = digest.hasher();
+    hasher.update(bytes);
+    let actual = hasher.finish();
     if &actual == digest {
         Ok(())
     } else {

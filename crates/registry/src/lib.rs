@@ -38,4 +38,4 @@ pub use inject::{
 };
 pub use layout::REF_NAME;
 pub use reference::ImageRef;
-pub use remote::ClientSettings;
+pub use remote::{ClientSettings, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};

@@ -15,13 +15,14 @@ use anchorage_image::Digest;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::HeaderValue;
+use oci_client::RegistryOperation;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
+use crate::layout::check_digest;
 
 /// Manifest media types asked for (and handled), plus Docker schema 1, asked for so that it can
 /// be refused by name rather than as "not found".
@@ -33,6 +34,15 @@ const ACCEPT: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
     "application/vnd.docker.distribution.manifest.v1+json",
 ];
+
+/// The largest manifest or index accepted, in bytes: 4 MiB, the limit `distribution`
+/// (docker-registry) enforces when a manifest is pushed, so no registry holds a larger one
+/// legitimately. Checked against `Content-Length` and again while the body streams.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The largest image configuration accepted, in bytes (it is read into memory whole).
+/// Configurations are a few KiB; 16 MiB leaves room for very long histories.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How registries are reached.
 #[derive(Clone, Debug, Default)]
@@ -50,6 +60,9 @@ pub struct ClientSettings {
 pub(crate) struct Remote {
     runtime: tokio::runtime::Runtime,
     client: Client,
+    /// The same trust, timeouts and user agent as `client`'s, for bounded manifest reads.
+    http: reqwest::Client,
+    insecure_registries: Vec<String>,
     docker_config: bool,
 }
 
@@ -85,19 +98,36 @@ impl Remote {
             user_agent: concat!("anchorage/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
-        let client = {
+        let building = |detail: String| RegistryError::Registry {
+            registry: "-".into(),
+            operation: "building the HTTP client".into(),
+            detail,
+        };
+        let (client, http) = {
             // reqwest resolves the system proxy and TLS set-up at build time; inside the runtime
             // for its timers.
             let _guard = runtime.enter();
-            Client::try_from(config).map_err(|e| RegistryError::Registry {
-                registry: "-".into(),
-                operation: "building the HTTP client".into(),
-                detail: causes(&e),
-            })?
+            let client = Client::try_from(config).map_err(|e| building(causes(&e)))?;
+            let mut http = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .read_timeout(std::time::Duration::from_secs(300))
+                .user_agent(concat!("anchorage/", env!("CARGO_PKG_VERSION")));
+            if !settings.roots.is_empty() {
+                let roots = settings
+                    .roots
+                    .iter()
+                    .map(|der| reqwest::Certificate::from_der(der))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| building(causes(&e)))?;
+                http = http.tls_certs_only(roots);
+            }
+            (client, http.build().map_err(|e| building(causes(&e)))?)
         };
         Ok(Self {
             runtime,
             client,
+            http,
+            insecure_registries: settings.insecure_registries.clone(),
             docker_config: settings.docker_config,
         })
     }
@@ -136,14 +166,101 @@ impl Remote {
         );
     }
 
-    /// The manifest (or index) `reference` names: its exact bytes and digest.
+    /// The manifest (or index) `reference` names: its exact bytes and digest, at most
+    /// [`MAX_MANIFEST_BYTES`].
+    ///
+    /// oci-client does the token exchange (and caches the token); the GET is ours, because
+    /// oci-client reads a manifest body whole and a hostile registry could send gigabytes.
     pub(crate) fn manifest(&self, reference: &Reference) -> Result<(Bytes, Digest), RegistryError> {
         let auth = self.auth(reference);
-        let (bytes, digest) = self
-            .runtime
-            .block_on(self.client.pull_manifest_raw(reference, &auth, ACCEPT))
-            .map_err(|e| map_error(reference, "get manifest", &reference.whole(), e))?;
-        Ok((bytes, Digest::from_string(digest)))
+        let registry = reference.resolve_registry().to_owned();
+        let whole = reference.whole();
+        let wanted = reference
+            .digest()
+            .map(|d| {
+                Digest::parse(d).map_err(|source| RegistryError::InvalidDigest {
+                    origin: format!("image reference {whole}"),
+                    source,
+                })
+            })
+            .transpose()?;
+        let body = self.runtime.block_on(async {
+            let token = self
+                .client
+                .auth(reference, &auth, RegistryOperation::Pull)
+                .await
+                .map_err(|e| map_error(reference, "get manifest", &whole, e))?;
+            let scheme = if self.insecure_registries.contains(&registry) {
+                "http"
+            } else {
+                "https"
+            };
+            let target = reference.digest().or(reference.tag()).unwrap_or("latest");
+            let url = format!(
+                "{scheme}://{registry}/v2/{}/manifests/{target}",
+                reference.repository()
+            );
+            let mut request = self
+                .http
+                .get(&url)
+                .header(http::header::ACCEPT, ACCEPT.join(", "));
+            match (token, &auth) {
+                (Some(token), _) => request = request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request = request.basic_auth(user, Some(password));
+                }
+                _ => {}
+            }
+            let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
+                registry: registry.clone(),
+                detail: format!("get manifest {whole}: {}", causes(&e)),
+            };
+            let response = request.send().await.map_err(unreachable)?;
+            let status = response.status();
+            let too_large = || RegistryError::TooLarge {
+                registry: registry.clone(),
+                what: format!("manifest {whole}"),
+                limit: MAX_MANIFEST_BYTES,
+            };
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_MANIFEST_BYTES)
+            {
+                return Err(too_large());
+            }
+            let mut stream = response.bytes_stream();
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(unreachable)?;
+                if (body.len() + chunk.len()) as u64 > MAX_MANIFEST_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            match status.as_u16() {
+                200..=299 => Ok(body),
+                404 => Err(RegistryError::NotFound {
+                    what: whole.clone(),
+                }),
+                401 | 403 => Err(RegistryError::AuthFailed {
+                    registry: registry.clone(),
+                    detail: format!("get manifest {whole}: HTTP {status}"),
+                }),
+                _ => Err(RegistryError::Registry {
+                    registry: registry.clone(),
+                    operation: "get manifest".into(),
+                    detail: format!("HTTP {status}: {}", snippet(&body)),
+                }),
+            }
+        })?;
+        let digest = match wanted {
+            Some(wanted) => {
+                check_digest(&wanted, &body)?;
+                wanted
+            }
+            None => Digest::sha256(&body),
+        };
+        Ok((Bytes::from(body), digest))
     }
 
     pub(crate) fn blob_exists(
@@ -185,11 +302,13 @@ impl Remote {
         }
     }
 
-    /// Downloads a blob into `out`, checking its digest; returns its length.
+    /// Downloads a blob into `out`, checking its digest and refusing more than `size` bytes
+    /// (its descriptor's size) while it streams; returns its length.
     pub(crate) fn blob_into(
         &self,
         reference: &Reference,
         digest: &Digest,
+        size: u64,
         out: &mut dyn Write,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, RegistryError> {
@@ -201,20 +320,31 @@ impl Remote {
                 .pull_blob_stream(reference, digest.as_str())
                 .await
                 .map_err(|e| map_error(reference, &what, digest.as_str(), e))?;
+            let too_large = || RegistryError::TooLarge {
+                registry: reference.resolve_registry().to_owned(),
+                what: format!("blob {digest}"),
+                limit: size,
+            };
+            if sized.content_length.is_some_and(|n| n > size) {
+                return Err(too_large());
+            }
             let mut stream = sized.stream;
-            let mut hasher = Sha256::new();
+            let mut hasher = digest.hasher();
             let mut total = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| RegistryError::Unreachable {
                     registry: reference.resolve_registry().to_owned(),
                     detail: format!("{what}: {}", causes(&e)),
                 })?;
+                if total + chunk.len() as u64 > size {
+                    return Err(too_large());
+                }
                 hasher.update(&chunk);
                 out.write_all(&chunk).map_err(RegistryError::Temp)?;
                 total += chunk.len() as u64;
                 progress(chunk.len() as u64);
             }
-            let actual = Digest::from_string(format!("sha256:{:x}", hasher.finalize()));
+            let actual = hasher.finish();
             if &actual != digest {
                 return Err(RegistryError::DigestMismatch {
                     expected: digest.to_string(),
@@ -387,6 +517,16 @@ fn map_error(
             detail: causes(&error),
         },
     }
+}
+
+/// The start of an error body, printable, for a message.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// The error's message followed by each cause's, `: `-separated.

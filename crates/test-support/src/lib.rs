@@ -12,6 +12,7 @@
 // Test helpers talk to the person running the tests (e.g. `SKIPPED: ...`).
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+pub mod fake_registry;
 pub mod nats;
 pub mod openbao;
 pub mod peer;

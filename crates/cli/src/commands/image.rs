@@ -294,7 +294,9 @@ fn failure(e: RegistryError) -> Failure {
         E::NotFound { .. } | E::PlatformNotFound { .. } => Code::NotFound,
         E::AuthFailed { .. } => Code::AuthFailed,
         E::Unreachable { .. } => Code::Unreachable,
-        E::UnsupportedMediaType { .. } => Code::Unsupported,
+        E::UnsupportedMediaType { .. } | E::InvalidDigest { .. } | E::TooLarge { .. } => {
+            Code::Unsupported
+        }
         E::Image {
             source:
                 ImageError::Layer { .. }
@@ -305,7 +307,8 @@ fn failure(e: RegistryError) -> Failure {
                 | ImageError::JavaStore { .. }
                 | ImageError::JavaStoreNotOnlyTrusted { .. }
                 | ImageError::HashSlotsExhausted { .. }
-                | ImageError::Json { .. },
+                | ImageError::Json { .. }
+                | ImageError::InvalidDigest { .. },
             ..
         } => Code::Unsupported,
         E::InvalidLayout { .. } => Code::BadInput,
