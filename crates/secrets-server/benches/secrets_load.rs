@@ -157,7 +157,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let Some(nats) = NatsServer::start() else {
-        eprintln!("SKIPPED: nats-server is not installed");
+        anchorage_test_support::peer::skip("nats-server is not installed");
         return;
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

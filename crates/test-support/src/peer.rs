@@ -10,7 +10,53 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Finds `name` on `PATH`. Returns `None` (after a loud message on stderr) when it is missing
+/// The environment variable naming the skip log (set by `scripts/test.sh`).
+pub const SKIP_LOG_ENV: &str = "ANCHORAGE_SKIP_LOG";
+
+/// Records that the running test (or a case of it) did not run, and why: prints
+/// `SKIPPED: <binary> <test>: <reason>` on stderr and appends `<binary> <test>\t<reason>` to the
+/// file named by `ANCHORAGE_SKIP_LOG`. A skipped test still shows `ok` in libtest's output, so
+/// this log is what `scripts/test.sh` counts: it prints "N skipped" with the reasons and, in CI,
+/// fails on any skip that `scripts/allowed-skips.txt` does not list. The caller returns next.
+pub fn skip(reason: &str) {
+    let test = format!(
+        "{} {}",
+        binary_name(),
+        std::thread::current().name().unwrap_or("?")
+    );
+    let reason = reason.replace(['\n', '\t'], " ");
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+        use std::io::Write as _;
+        // One write of one line with O_APPEND: lines from parallel test processes never mix.
+        let line = format!("{test}\t{reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("cannot record a skip in {}: {e}", Path::new(&log).display());
+        }
+    }
+}
+
+/// The test binary's name without cargo's hash (`inject`, `anchorage_trust`).
+fn binary_name() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            name.to_owned()
+        }
+        _ => stem,
+    }
+}
+
+/// Finds `name` on `PATH`. Returns `None` (after [`skip`] recorded it) when it is missing
 /// locally, so the test can return early; panics in CI, where every peer must be installed
 /// (`scripts/install-test-deps.sh`).
 pub fn require(name: &str) -> Option<PathBuf> {
@@ -25,9 +71,9 @@ pub fn require(name: &str) -> Option<PathBuf> {
             panic!("`{name}` is required in CI; install it with scripts/install-test-deps.sh")
         }
         None => {
-            eprintln!(
-                "SKIPPED: `{name}` is not installed (run scripts/install-test-deps.sh); this test did not run"
-            );
+            skip(&format!(
+                "`{name}` is not installed (run scripts/install-test-deps.sh)"
+            ));
             None
         }
     }
