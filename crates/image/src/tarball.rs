@@ -343,3 +343,203 @@ fn pax_value<'a>(pax: &'a [u8], key: &str) -> Option<&'a [u8]> {
         .last()
         .map(|e| e.value_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Seen = Vec<(String, Option<String>, tar::EntryType, Option<u64>)>;
+
+    /// What our iterator sees (sizes of sparse files left out: the `tar` crate gives their
+    /// expanded size, we skip their stored data).
+    fn ours(bytes: &[u8]) -> Seen {
+        let mut entries = Entries::new(bytes, 0, LayerLimits::default());
+        let mut seen = Vec::new();
+        while let Some(e) = entries.next().unwrap() {
+            let size = (!e.kind.is_gnu_sparse()).then_some(e.size);
+            seen.push((e.path, e.link, e.kind, size));
+        }
+        seen
+    }
+
+    /// What the `tar` crate's own iterator sees.
+    fn theirs(bytes: &[u8]) -> Seen {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let kind = e.header().entry_type();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.link_name()
+                        .unwrap()
+                        .map(|l| l.to_string_lossy().into_owned()),
+                    kind,
+                    (!kind.is_gnu_sparse()).then_some(e.size()),
+                )
+            })
+            .collect()
+    }
+
+    fn gnu(kind: tar::EntryType, path: &str, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_path(path).unwrap();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h
+    }
+
+    /// Appends `header` and `data`, padded to a block.
+    fn push(raw: &mut Vec<u8>, header: &tar::Header, data: &[u8]) {
+        raw.extend(header.as_bytes());
+        raw.extend(data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+
+    /// PAX records, each `<len> key=value\n`.
+    fn pax(records: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in records {
+            let rest = format!(" {k}={v}\n");
+            let mut len = rest.len() + 1;
+            while len.to_string().len() + rest.len() != len {
+                len += 1;
+            }
+            out.extend(format!("{len}{rest}").into_bytes());
+        }
+        out
+    }
+
+    fn ext(kind: tar::EntryType, data: &[u8]) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            "././@LongLink"
+        } else {
+            "pax"
+        })
+        .unwrap();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        h
+    }
+
+    /// Differential: on an archive using every extension we handle, our iterator and the `tar`
+    /// crate's agree on every entry.
+    #[test]
+    fn entries_match_the_tar_crate() {
+        use tar::EntryType as T;
+        let mut raw = Vec::new();
+        // GNU long name and long link.
+        let long = format!("usr/{}/file", "d".repeat(300));
+        let name = format!("{long}\0");
+        push(
+            &mut raw,
+            &ext(T::GNULongName, name.as_bytes()),
+            name.as_bytes(),
+        );
+        push(&mut raw, &gnu(T::Regular, "x", 5), b"hello");
+        let target = format!("/{}\0", "t".repeat(200));
+        push(
+            &mut raw,
+            &ext(T::GNULongLink, target.as_bytes()),
+            target.as_bytes(),
+        );
+        push(&mut raw, &gnu(T::Symlink, "etc/link", 0), b"");
+        // PAX path and size (the header says 0; 700 bytes follow).
+        let records = pax(&[("path", "var/pax-named"), ("size", "700")]);
+        push(&mut raw, &ext(T::XHeader, &records), &records);
+        push(&mut raw, &gnu(T::Regular, "short", 0), &[b'z'; 700]);
+        // PAX linkpath.
+        let records = pax(&[("linkpath", "/pax/target")]);
+        push(&mut raw, &ext(T::XHeader, &records), &records);
+        push(&mut raw, &gnu(T::Symlink, "etc/pax-link", 0), b"");
+        // A global PAX header: an entry of its own.
+        let records = pax(&[("comment", "x")]);
+        let mut global = ext(T::XGlobalHeader, &records);
+        global.set_path("pax_global_header").unwrap();
+        global.set_cksum();
+        push(&mut raw, &global, &records);
+        // A GNU sparse file with one extension block, 512 bytes stored.
+        let mut sparse = gnu(T::GNUSparse, "var/sparse", 512);
+        {
+            let g = sparse.as_gnu_mut().unwrap();
+            g.sparse[0].offset = *b"00000001000\0";
+            g.sparse[0].numbytes = *b"00000000000\0";
+            g.isextended[0] = 1;
+            g.realsize = *b"00000002000\0";
+        }
+        sparse.set_cksum();
+        raw.extend(sparse.as_bytes());
+        let mut block = [0u8; 512];
+        block[..12].copy_from_slice(b"00000001000\0");
+        block[12..24].copy_from_slice(b"00000001000\0");
+        raw.extend(block);
+        raw.extend([b's'; 512]);
+        push(&mut raw, &gnu(T::Regular, "etc/last", 3), b"end");
+        raw.extend([0u8; 1024]);
+
+        let seen = ours(&raw);
+        assert_eq!(seen, theirs(&raw));
+        let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                long.as_str(),
+                "etc/link",
+                "var/pax-named",
+                "etc/pax-link",
+                "pax_global_header",
+                "var/sparse",
+                "etc/last"
+            ]
+        );
+        assert_eq!(seen[1].1.as_deref(), Some(&target[..target.len() - 1]));
+        assert_eq!(seen[2].3, Some(700));
+        assert_eq!(seen[3].1.as_deref(), Some("/pax/target"));
+    }
+
+    /// The data of an entry is what follows its header, whatever was skipped before it.
+    #[test]
+    fn data_is_read_after_skipped_entries() {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("a", &b"first"[..]),
+            ("b", &[7u8; 1000][..]),
+            ("c", b"third"),
+        ] {
+            let mut h = gnu(tar::EntryType::Regular, path, data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        let archive = b.into_inner().unwrap();
+        let mut entries = Entries::new(archive.as_slice(), 0, LayerLimits::default());
+        let mut kept = Vec::new();
+        while let Some(e) = entries.next().unwrap() {
+            if e.path != "b" {
+                kept.push(entries.read_data().unwrap());
+            }
+        }
+        assert_eq!(kept, [b"first".to_vec(), b"third".to_vec()]);
+    }
+
+    /// A damaged header is an error, not a silent end.
+    #[test]
+    fn a_bad_checksum_is_an_error() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = gnu(tar::EntryType::Regular, "a", 1);
+        b.append_data(&mut h, "a", &b"x"[..]).unwrap();
+        let mut archive = b.into_inner().unwrap();
+        archive[0] ^= 1;
+        let err = Entries::new(archive.as_slice(), 3, LayerLimits::default())
+            .next()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ImageError::Layer { layer: 3, source } if source.to_string().contains("checksum")),
+            "{err:?}"
+        );
+    }
+}
