@@ -59,6 +59,23 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A GNU tar header block: `name`, type flag `kind`, `size`, checksum set.
+fn gnu_header(name: &str, kind: u8, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[257..265].copy_from_slice(b"ustar  \0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     registry: Registry,
@@ -338,6 +355,56 @@ fn bad_input_exit_codes() {
         stderr(&bad).contains("could not be read"),
         "{}",
         stderr(&bad)
+    );
+
+    // A layer whose GNU long name claims 2 MiB (past the 1 MiB limit on tar extension
+    // headers): refused unread (issue 19, item 6).
+    let mut hostile = gnu_header("././@LongLink", b'L', 2 << 20).to_vec();
+    hostile.extend(vec![0u8; 2 << 20]);
+    hostile.extend(gnu_header("etc/x", b'0', 0));
+    hostile.extend([0u8; 1024]);
+    let hostile_tar = f.dir.path().join("hostile.tar");
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(&hostile_tar, hostile).unwrap();
+    builder.new_image("hostile");
+    builder.add_tar("hostile", &hostile_tar);
+    let out = f.inject(
+        &format!("oci:{}:hostile", builder.path.display()),
+        &dst,
+        &[],
+    );
+    assert_eq!(code(&out), UNSUPPORTED, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("GNU long-name header of 2097152 bytes")
+            && stderr(&out).contains("1048576-byte limit"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A Java store whose scrypt asks for 1 GiB: refused before deriving, naming its path
+    // (issue 19, item 5).
+    let tree = f.dir.path().join("java-tree");
+    std::fs::create_dir_all(tree.join("etc/ssl/certs/java")).unwrap();
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(
+        tree.join("etc/ssl/certs/ca-certificates.crt"),
+        root_ca("Distro Root").pem,
+    )
+    .unwrap();
+    #[allow(clippy::disallowed_methods)] // test fixture
+    std::fs::write(
+        tree.join("etc/ssl/certs/java/cacerts"),
+        include_bytes!("../../keystore/testdata/scrypt-1gib.p12"),
+    )
+    .unwrap();
+    builder.new_image("scrypt");
+    builder.add_tree("scrypt", &tree);
+    let out = f.inject(&format!("oci:{}:scrypt", builder.path.display()), &dst, &[]);
+    assert_eq!(code(&out), UNSUPPORTED, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/etc/ssl/certs/java/cacerts") && stderr(&out).contains("scrypt"),
+        "{}",
+        stderr(&out)
     );
 
     // A manifest media type we do not handle (an artifact manifest in the layout).

@@ -32,6 +32,57 @@ pub enum ImageError {
         /// The compression recognised by its magic number.
         compression: &'static str,
     },
+    /// A GNU long-name/long-link record or PAX extended header larger than the limit
+    /// (`MAX_TAR_EXTENSION`): refused before it is read, since it would be held in memory.
+    #[error(
+        "layer {layer} has a {what} header of {size} bytes, more than the {limit}-byte limit for tar extension headers; the layer is malformed or hostile"
+    )]
+    TarExtensionTooLarge {
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// Which extension (`GNU long-name`, `GNU long-link`, `PAX extended`, `PAX global
+        /// extended`).
+        what: &'static str,
+        /// The size its header gives.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A path or link target longer than the limit (`MAX_TAR_PATH`, Linux's `PATH_MAX`).
+    #[error(
+        "layer {layer} has an entry whose {what} is {length} bytes long, more than the {limit}-byte limit; no runtime could extract it"
+    )]
+    TarPathTooLong {
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// `path` or `link target`.
+        what: &'static str,
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A layer whose decompressed tar stream runs past the limit (`MAX_LAYER_BYTES`).
+    #[error(
+        "layer {layer} decompresses to more than {limit} bytes, the limit for one layer; refusing to read further"
+    )]
+    LayerTooLarge {
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// The index of the layers read (every path, implied directories included) grew past the
+    /// limit (`MAX_INDEX_BYTES`): too many entries, or deep paths implying many directories.
+    #[error(
+        "layer {layer} brings the index of the image's paths past {limit} bytes, the limit for one image; too many entries or too deep paths"
+    )]
+    LayerIndexTooLarge {
+        /// Index of the layer, 0 being the top.
+        layer: usize,
+        /// The limit.
+        limit: u64,
+    },
     /// A file we need is larger than we are willing to hold in memory.
     #[error("{path} in layer {layer} is {size} bytes, more than the {limit}-byte limit")]
     FileTooLarge {

@@ -8,7 +8,9 @@
 //!   [`lookup_for`] says what to ask, from the catalogue in [`locations`] (fixed paths, every
 //!   JDK under `/usr/lib/jvm` as a directory glob, and the stores under the `JAVA_HOME` of the
 //!   image configuration, [`ImageHints`]), and by default stops at the layer holding the
-//!   bundle ([`Depth`]).
+//!   bundle ([`Depth`]). Layers are read entry by entry within [`LayerLimits`] (tar extension
+//!   headers, path length, decompressed bytes per layer, index size; see `docs/limits.md`), so a
+//!   hostile layer is refused with a typed error rather than read into memory.
 //! - [`plan`] computes the new layer's files: each real bundle with the missing CAs appended
 //!   (idempotent: an image that already trusts them plans nothing), OpenSSL `<hash>.<n>` entries
 //!   where the image keeps them, Java `cacerts` (JKS or PKCS#12) re-encoded, a new
@@ -53,6 +55,7 @@ pub mod locations;
 mod oci;
 mod plan;
 mod read;
+mod tarball;
 #[cfg(test)]
 mod testing;
 
@@ -69,4 +72,11 @@ pub use plan::{
     Depth, EXTRA_FILE_NAME, FileRole, ImageHints, Mode, Plan, PlanOptions, PlannedFile, lookup_for,
     plan,
 };
-pub use read::{FoundFile, ImageFiles, LayerSource, Located, Lookup, MAX_FILE_SIZE, Until, find};
+pub use read::{
+    FoundFile, ImageFiles, LayerSource, Located, Lookup, MAX_FILE_SIZE, Until, find,
+    find_with_limits,
+};
+pub use tarball::{
+    INDEX_ENTRY_OVERHEAD, LayerLimits, MAX_INDEX_BYTES, MAX_LAYER_BYTES, MAX_TAR_EXTENSION,
+    MAX_TAR_PATH,
+};

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 
 use crate::error::ImageError;
+use crate::tarball::{Entries, INDEX_ENTRY_OVERHEAD, LayerLimits};
 
 /// Files larger than this are refused rather than held in memory (a CA bundle is a few hundred
 /// kilobytes, a Java `cacerts` about the same).
@@ -135,10 +136,23 @@ impl ImageFiles {
 }
 
 /// Answers `lookup` by reading `layers` from the top, stopping as soon as no answer depends on a
-/// lower layer.
+/// lower layer. Layers are read within the default [`LayerLimits`].
 pub fn find(layers: &mut dyn LayerSource, lookup: &Lookup) -> Result<ImageFiles, ImageError> {
+    find_with_limits(layers, lookup, LayerLimits::default())
+}
+
+/// [`find`] within the given bounds on tar extension headers, path length, decompressed bytes
+/// per layer and index size.
+pub fn find_with_limits(
+    layers: &mut dyn LayerSource,
+    lookup: &Lookup,
+    limits: LayerLimits,
+) -> Result<ImageFiles, ImageError> {
     let count = layers.layer_count();
-    let mut view = View::default();
+    let mut view = View {
+        limits,
+        ..View::default()
+    };
     let mut wanted: HashSet<String> = lookup.paths.iter().map(|p| normalize(p)).collect();
     let mut answers = ImageFiles::default();
     let mut pending_paths: Vec<String> = lookup.paths.clone();
@@ -250,12 +264,16 @@ pub fn find(layers: &mut dyn LayerSource, lookup: &Lookup) -> Result<ImageFiles,
             break;
         }
         let index = view.layers.len();
+        let mut index_bytes = view.index_bytes;
         let layer = read_layer(
             layers,
             index,
             |path| wanted.contains(path) || pending_globs.iter().any(|g| g.matches(path)),
             &mut view.contents,
+            view.limits,
+            &mut index_bytes,
         )?;
+        view.index_bytes = index_bytes;
         view.layers.push(layer);
     }
     for path in pending_paths {
@@ -313,7 +331,16 @@ fn reread(
     index: usize,
     path: &str,
 ) -> Result<(), ImageError> {
-    read_layer(layers, index, |p| p == path, &mut view.contents)?;
+    // The index built again is dropped; it counts against the budget only while it lives.
+    let mut index_bytes = view.index_bytes;
+    read_layer(
+        layers,
+        index,
+        |p| p == path,
+        &mut view.contents,
+        view.limits,
+        &mut index_bytes,
+    )?;
     Ok(())
 }
 
@@ -349,6 +376,10 @@ struct View {
     layers: Vec<LayerIndex>,
     /// Contents kept, by (layer, path).
     contents: HashMap<(usize, String), Vec<u8>>,
+    /// The bounds on reading.
+    limits: LayerLimits,
+    /// What the indexes of `layers` count for against [`LayerLimits::max_index_bytes`].
+    index_bytes: u64,
 }
 
 enum Top<'a> {
@@ -595,12 +626,15 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
-/// Reads one layer's index, keeping the contents of the paths `keep` accepts.
+/// Reads one layer's index, keeping the contents of the paths `keep` accepts, within `limits`;
+/// `index_bytes` is what the indexes count for so far (see [`LayerLimits::max_index_bytes`]).
 fn read_layer(
     layers: &mut dyn LayerSource,
     index: usize,
     keep: impl Fn(&str) -> bool,
     contents: &mut HashMap<(usize, String), Vec<u8>>,
+    limits: LayerLimits,
+    index_bytes: &mut u64,
 ) -> Result<LayerIndex, ImageError> {
     let io = |source| ImageError::Layer {
         layer: index,
@@ -616,47 +650,57 @@ fn read_layer(
     } else {
         Box::new(raw)
     };
-    let mut archive = tar::Archive::new(stream);
+    let mut entries = Entries::new(stream, index, limits);
     let mut layer = LayerIndex::default();
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let raw_path = entry.path().map_err(io)?.to_string_lossy().into_owned();
-        let path = normalize(&raw_path);
+    // Counts a new index entry against the budget.
+    let mut grow = |path: &str| -> Result<(), ImageError> {
+        *index_bytes = index_bytes.saturating_add(path.len() as u64 + INDEX_ENTRY_OVERHEAD);
+        if *index_bytes > limits.max_index_bytes {
+            return Err(ImageError::LayerIndexTooLarge {
+                layer: index,
+                limit: limits.max_index_bytes,
+            });
+        }
+        Ok(())
+    };
+    while let Some(entry) = entries.next()? {
+        let path = normalize(&entry.path);
         if path == "/" {
             continue;
         }
         for ancestor in ancestors(&path) {
-            layer
-                .entries
-                .entry(ancestor.to_owned())
-                .or_insert(Node::ImplicitDir);
+            if !layer.entries.contains_key(ancestor) {
+                grow(ancestor)?;
+                layer.entries.insert(ancestor.to_owned(), Node::ImplicitDir);
+            }
         }
         let name = file_name(&path);
         if name == ".wh..wh..opq" {
-            layer.opaque.insert(parent(&path).to_owned());
+            let dir = parent(&path);
+            if !layer.opaque.contains(dir) {
+                grow(dir)?;
+                layer.opaque.insert(dir.to_owned());
+            }
             continue;
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
             let hidden = join(parent(&path), hidden);
-            layer.entries.entry(hidden).or_insert(Node::Whiteout);
+            if let std::collections::hash_map::Entry::Vacant(slot) = layer.entries.entry(hidden) {
+                grow(slot.key())?;
+                slot.insert(Node::Whiteout);
+            }
             continue;
         }
-        let link = |entry: &tar::Entry<'_, _>| -> Result<String, ImageError> {
-            Ok(entry
-                .link_name()
-                .map_err(io)?
-                .map(|l| l.to_string_lossy().into_owned())
-                .unwrap_or_default())
-        };
-        let node = match entry.header().entry_type() {
+        let link = || entry.link.clone().unwrap_or_default();
+        let node = match entry.kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => Node::File,
             tar::EntryType::Directory => Node::Dir,
-            tar::EntryType::Symlink => Node::Symlink(link(&entry)?),
-            tar::EntryType::Link => Node::HardLink(normalize(&link(&entry)?)),
+            tar::EntryType::Symlink => Node::Symlink(link()),
+            tar::EntryType::Link => Node::HardLink(normalize(&link())),
             _ => Node::Special,
         };
         if node == Node::File && keep(&path) {
-            let size = entry.size();
+            let size = entry.size;
             if size > MAX_FILE_SIZE {
                 return Err(ImageError::FileTooLarge {
                     path,
@@ -665,12 +709,14 @@ fn read_layer(
                     limit: MAX_FILE_SIZE,
                 });
             }
-            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            entry.read_to_end(&mut bytes).map_err(io)?;
+            let bytes = entries.read_data()?;
             contents.insert((index, path.clone()), bytes);
         }
         // An explicit entry wins over an implied directory; a later duplicate wins, as when
         // the layer is extracted.
+        if !layer.entries.contains_key(&path) {
+            grow(&path)?;
+        }
         layer.entries.insert(path, node);
     }
     Ok(layer)
@@ -1037,5 +1083,200 @@ mod tests {
         assert_eq!(normalize(""), "/");
         assert_eq!(parent("/etc"), "/");
         assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b", "/a"]);
+    }
+
+    /// Attack (issue 19, item 6): a ~100 KB gzip layer whose GNU long name (or long link, or
+    /// PAX header, local or global) claims 100 MiB of zeros. Refused at the default limits when
+    /// its header is read, before the record is.
+    #[test]
+    fn a_giant_extension_header_is_refused_unread() {
+        use crate::testing::layer_with_extension;
+        use tar::EntryType as T;
+        const HUGE: u64 = 100 * 1024 * 1024;
+        for (kind, what) in [
+            (T::GNULongName, "GNU long-name"),
+            (T::GNULongLink, "GNU long-link"),
+            (T::XHeader, "PAX extended"),
+            (T::XGlobalHeader, "PAX global extended"),
+        ] {
+            let layer = layer_with_extension(kind, HUGE);
+            assert!(layer.len() < 200 * 1024, "{what}: {} bytes", layer.len());
+            let err = find(&mut vec![layer], &lookup(&[BUNDLE])).unwrap_err();
+            match &err {
+                ImageError::TarExtensionTooLarge {
+                    layer: 0,
+                    what: w,
+                    size: HUGE,
+                    limit: crate::MAX_TAR_EXTENSION,
+                } if w == &what => {}
+                other => panic!("{what}: {other:?}"),
+            }
+            assert!(err.to_string().contains("layer 0"), "{err}");
+        }
+        // Just under the limit: read (and then the zero-filled name is too long a path).
+        let layer = layer_with_extension(T::GNULongName, crate::MAX_TAR_EXTENSION);
+        assert!(matches!(
+            find(&mut vec![layer], &lookup(&[BUNDLE])),
+            Err(ImageError::TarPathTooLong {
+                layer: 0,
+                what: "path",
+                ..
+            })
+        ));
+    }
+
+    /// A path beyond `PATH_MAX`, by GNU long name or PAX record, is refused; one just under it
+    /// (and a PAX link target) is read (negative control).
+    #[test]
+    fn paths_are_bounded_and_long_legitimate_ones_read() {
+        let deep = |len: usize| {
+            let mut p = String::from("etc/");
+            while p.len() + 9 < len {
+                p.push_str("long-dir/");
+            }
+            while p.len() < len {
+                p.push('f');
+            }
+            assert_eq!(p.len(), len);
+            p
+        };
+        let ok = deep(crate::MAX_TAR_PATH - 1);
+        let too_long = deep(crate::MAX_TAR_PATH + 1);
+
+        // GNU long names, as the tar crate's builder writes them.
+        let gnu = |path: &str| gzip(&tar(&[E::File(path, b"long")]));
+        let ok_path = format!("/{ok}");
+        let found = find(&mut vec![gnu(&ok)], &lookup(&[ok_path.as_str()])).unwrap();
+        assert_eq!(file(&found, &ok_path).contents, b"long");
+        let err = find(&mut vec![gnu(&too_long)], &lookup(&[BUNDLE])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::TarPathTooLong { layer: 0, what: "path", length, limit: 4096 }
+                    if length == too_long.len()
+            ),
+            "{err:?}"
+        );
+
+        // PAX `path` and `linkpath` records.
+        let pax = |path: &str, link: &str| {
+            let mut b = ::tar::Builder::new(Vec::new());
+            b.append_pax_extensions([("path", path.as_bytes()), ("linkpath", link.as_bytes())])
+                .unwrap();
+            let mut h = ::tar::Header::new_ustar();
+            h.set_entry_type(::tar::EntryType::Symlink);
+            h.set_path("short").unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+            gzip(&b.into_inner().unwrap())
+        };
+        let target = format!("/{}", deep(3000));
+        let found = find(&mut vec![pax(&ok, &target)], &lookup(&[ok_path.as_str()])).unwrap();
+        assert_eq!(
+            found.paths[&ok_path],
+            Located::Missing,
+            "a link to a file the image lacks"
+        );
+        assert!(matches!(
+            find(&mut vec![pax(&ok, &too_long)], &lookup(&[BUNDLE])),
+            Err(ImageError::TarPathTooLong {
+                what: "link target",
+                ..
+            })
+        ));
+    }
+
+    /// A layer that decompresses past the per-layer limit is refused when the limit is reached
+    /// (a small limit here; the default is 64 GiB); one within it is read.
+    #[test]
+    fn a_layer_beyond_the_byte_limit_is_refused() {
+        let limits = LayerLimits {
+            max_layer_bytes: 1024 * 1024,
+            ..LayerLimits::default()
+        };
+        let big = vec![0u8; 2 * 1024 * 1024];
+        let layer = gzip(&tar(&[
+            E::File("var/big", &big),
+            E::File("etc/ssl/certs/ca-certificates.crt", b"pem"),
+        ]));
+        let err =
+            find_with_limits(&mut vec![layer.clone()], &lookup(&[BUNDLE]), limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::LayerTooLarge {
+                    layer: 0,
+                    limit: 1_048_576
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("1048576"), "{err}");
+        // Also when the stream is zeros only (a bomb with no valid tar inside past a header).
+        let bomb = crate::testing::layer_with_extension(::tar::EntryType::XHeader, 900 * 1024);
+        let limits = LayerLimits {
+            max_layer_bytes: 512 * 1024,
+            ..LayerLimits::default()
+        };
+        assert!(matches!(
+            find_with_limits(&mut vec![bomb], &lookup(&[BUNDLE]), limits),
+            Err(ImageError::LayerTooLarge { .. })
+        ));
+        // Within the default limit, the same layer is read.
+        let found = find(&mut vec![layer], &lookup(&[BUNDLE])).unwrap();
+        assert_eq!(file(&found, BUNDLE).contents, b"pem");
+    }
+
+    /// Deep paths imply one directory per component: the index they build is bounded.
+    #[test]
+    fn the_index_is_bounded() {
+        let limits = LayerLimits {
+            max_index_bytes: 256 * 1024,
+            ..LayerLimits::default()
+        };
+        let deep: Vec<String> = (0..100)
+            .map(|i| format!("top{i}/{}", "a/".repeat(1500)) + "f")
+            .collect();
+        let entries: Vec<E<'_>> = deep.iter().map(|p| E::File(p, b"")).collect();
+        let layer = gzip(&tar(&entries));
+        assert!(layer.len() < 100 * 1024, "{}", layer.len());
+        assert!(matches!(
+            find_with_limits(&mut vec![layer], &lookup(&[BUNDLE]), limits),
+            Err(ImageError::LayerIndexTooLarge {
+                layer: 0,
+                limit: 262_144
+            })
+        ));
+        // Within the default limit.
+        let few = gzip(&tar(&entries[..5]));
+        find(&mut vec![few], &lookup(&[BUNDLE])).unwrap();
+    }
+
+    /// A PAX `size` record overrides the header's (as Go's archive/tar, which runtimes use,
+    /// reads it), and the entries after it are found where they are.
+    #[test]
+    fn a_pax_size_record_overrides_the_header() {
+        let mut raw = Vec::new();
+        let record = b"12 size=700\n";
+        raw.extend(crate::testing::header(
+            ::tar::EntryType::XHeader,
+            "pax",
+            record.len() as u64,
+        ));
+        let mut padded = record.to_vec();
+        padded.resize(512, 0);
+        raw.extend(padded);
+        // The header says 0 bytes (as Go writes beyond 8 GiB); 700 follow.
+        raw.extend(crate::testing::header(
+            ::tar::EntryType::Regular,
+            "var/blob",
+            0,
+        ));
+        raw.extend(vec![b'z'; 1024]);
+        raw.extend(tar(&[E::File("etc/ssl/certs/ca-certificates.crt", b"pem")]));
+        let found = find(&mut vec![gzip(&raw)], &lookup(&[BUNDLE, "/var/blob"])).unwrap();
+        assert_eq!(file(&found, BUNDLE).contents, b"pem");
+        assert_eq!(file(&found, "/var/blob").contents, vec![b'z'; 700]);
     }
 }

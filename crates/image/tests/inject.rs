@@ -465,3 +465,33 @@ fn java_home_hint_is_the_last_absolute_definition() {
         None
     );
 }
+
+/// Attack (issue 19, item 5) through `image inject`: the image's Java store is a ~200-byte
+/// PKCS#12 whose scrypt asks for 1 GiB. Planning refuses it, naming its path inside the image,
+/// before any key derivation runs.
+#[test]
+fn a_java_store_asking_for_a_huge_scrypt_is_refused_naming_its_path() {
+    let a = cert("Distro Root A");
+    let store = include_bytes!("../../keystore/testdata/scrypt-1gib.p12");
+    let mut image = vec![tar(&[
+        E::File("etc/ssl/certs/ca-certificates.crt", a.to_pem().as_bytes()),
+        E::File("etc/ssl/certs/java/cacerts", store),
+    ])];
+    let new = bundle(&[&cert("Corp Root B")]);
+    let found = find(
+        &mut image,
+        &lookup_for(&new, &ImageHints::default(), Depth::UntilBundle),
+    )
+    .unwrap();
+    let err = plan(&found, &new, &options()).unwrap_err();
+    match &err {
+        anchorage_image::ImageError::JavaStore {
+            path,
+            source: anchorage_keystore::KeystoreError::KdfLimit { what, .. },
+        } => {
+            assert_eq!(path, "/etc/ssl/certs/java/cacerts");
+            assert!(what.contains("scrypt"), "{what}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

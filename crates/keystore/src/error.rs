@@ -101,6 +101,21 @@ pub enum KeystoreError {
         /// What was found: an OID or a name.
         found: String,
     },
+    /// The file asks for more key-derivation work or memory than one keystore may cost (scrypt
+    /// parameters beyond the limits, or iterations adding up past the per-keystore budget).
+    /// Refused before any derivation runs: a hostile file could otherwise take seconds of CPU
+    /// or gigabytes of memory. The limits are `MAX_KDF_WORK` and the `MAX_SCRYPT_*` constants.
+    #[error(
+        "{kind} keystore refused: it asks for {what}, beyond the limit of {limit}; re-export it with ordinary parameters (keytool or OpenSSL defaults)"
+    )]
+    KdfLimit {
+        /// The keystore format.
+        kind: KeystoreKind,
+        /// What the file asks for.
+        what: String,
+        /// The limit it exceeds.
+        limit: String,
+    },
     /// Encoding failed inside the DER encoder (a length beyond what DER or the format holds).
     #[error("cannot encode the {kind} keystore: {reason}")]
     Encode {

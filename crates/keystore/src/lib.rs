@@ -63,7 +63,9 @@ pub use entry::{KeyEntry, Keystore, KeystoreKind, StoredCertificate, TrustedEntr
 pub use error::KeystoreError;
 pub use jks::{decode_jks, encode_jks};
 pub use p12::{
-    DEFAULT_ITERATIONS, MAX_ITERATIONS, Pkcs12Options, Pkcs12Profile, decode_pkcs12, encode_pkcs12,
+    DEFAULT_ITERATIONS, MAX_ITERATIONS, MAX_KDF_WORK, MAX_SCRYPT_LOG_N, MAX_SCRYPT_MEMORY,
+    MAX_SCRYPT_P, MAX_SCRYPT_R, Pkcs12Options, Pkcs12Profile, SCRYPT_STEP_WORK, decode_pkcs12,
+    encode_pkcs12,
 };
 /// Re-exported: the password type of this API, so callers need not depend on `secrecy` themselves.
 pub use secrecy::SecretString;

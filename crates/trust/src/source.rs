@@ -396,6 +396,9 @@ fn load_keystore(origin: &Origin, bytes: &[u8], options: &LoadOptions, loaded: &
                 KeystoreError::Jceks => {
                     "convert it with keytool -importkeystore -deststoretype pkcs12"
                 }
+                KeystoreError::KdfLimit { .. } => {
+                    "it was refused unread, before any key derivation (see docs/limits.md)"
+                }
                 _ => "check that the file is a complete JKS or PKCS#12 keystore",
             };
             return loaded.problem(origin.clone(), LoadError::Keystore { error, hint });
@@ -571,5 +574,48 @@ mod tests {
             o.to_string(),
             "cm.yaml: document 2, ConfigMap ns/ca, key ca.crt: line 3"
         );
+    }
+
+    /// Attack (issue 19, item 5) through `bundle build`: a keystore source whose scrypt asks for
+    /// 1 GiB is a problem naming the file and the limit, reported without deriving anything
+    /// (password-less, then with `changeit`, as an unconfigured source is tried).
+    #[test]
+    fn a_keystore_asking_for_a_huge_scrypt_is_a_problem_naming_the_file() {
+        let dir = anchorage_test_support::tempdir().unwrap();
+        let path = dir.path().join("truststore.p12");
+        #[allow(clippy::disallowed_methods)] // a test input
+        std::fs::write(
+            &path,
+            include_bytes!("../../keystore/testdata/scrypt-1gib.p12"),
+        )
+        .unwrap();
+        for password in [None, Some(SecretString::from("changeit"))] {
+            let options = LoadOptions {
+                keystore_password: password,
+                ..LoadOptions::default()
+            };
+            let loaded = load(&[Source::Path(path.clone())], &options);
+            assert!(loaded.certificates.is_empty());
+            let [problem] = loaded.problems.as_slice() else {
+                panic!("{:?}", loaded.problems);
+            };
+            assert_eq!(problem.origin.source, path.display().to_string());
+            assert!(
+                matches!(
+                    &problem.error,
+                    LoadError::Keystore {
+                        error: anchorage_keystore::KeystoreError::KdfLimit { .. },
+                        ..
+                    }
+                ),
+                "{:?}",
+                problem.error
+            );
+            let text = problem.error.to_string();
+            assert!(
+                text.contains("scrypt N=1048576") && text.contains("64 MiB"),
+                "{text}"
+            );
+        }
     }
 }

@@ -59,7 +59,8 @@ pub(crate) enum ImageCommand {
         " 13  the source image, tag or a named platform does not exist\n",
         " 15  the registry refused the credentials\n",
         " 16  the image cannot be handled: a manifest or layer media type, a layer that is not a\n",
-        "     valid tar, a Java store with keys",
+        "     valid tar or exceeds a reading limit (docs/limits.md), a Java store with keys or\n",
+        "     asking for too costly a key derivation",
     ))]
     Inject(InjectArgs),
 }
@@ -302,6 +303,10 @@ fn failure(e: RegistryError) -> Failure {
                 ImageError::Layer { .. }
                 | ImageError::UnsupportedMediaType { .. }
                 | ImageError::FileTooLarge { .. }
+                | ImageError::TarExtensionTooLarge { .. }
+                | ImageError::TarPathTooLong { .. }
+                | ImageError::LayerTooLarge { .. }
+                | ImageError::LayerIndexTooLarge { .. }
                 | ImageError::SymlinkLoop { .. }
                 | ImageError::DanglingHardLink { .. }
                 | ImageError::JavaStore { .. }

@@ -122,7 +122,7 @@ impl LegacyCipher {
             .find(|c| c.oid() == oid)
     }
 
-    fn key_len(self) -> usize {
+    pub(crate) fn key_len(self) -> usize {
         match self {
             Self::TripleDes => 24,
             Self::Rc2_40 => 5,

@@ -1,6 +1,7 @@
 //! Reading a PKCS#12 file: ours in every profile, and what `keytool` and OpenSSL write.
 //!
-//! The MAC is verified first (a mismatch is [`KeystoreError::WrongPassword`]); then each
+//! The key derivations the file asks for are priced first, and a file asking for too much is
+//! refused before any runs (see `budget.rs`). The MAC is verified next (a mismatch is [`KeystoreError::WrongPassword`]); then each
 //! SafeContents is decrypted and its bags read. Certificate bags come back with their alias and
 //! whether they carry Oracle's trusted-key-usage attribute. Key bags (plain, shrouded or secret)
 //! are counted by alias and never decrypted.
@@ -15,6 +16,7 @@ use pkcs12::pfx::Pfx;
 use secrecy::{ExposeSecret as _, SecretString};
 use x509_cert::attr::Attributes;
 
+use super::budget::{Budget, blocks};
 use super::crypto::{LegacyCipher, MacDigest, bmp_password};
 use super::{MAX_ITERATIONS, SafeBag, oid};
 use crate::entry::{KeyEntry, Keystore, KeystoreKind, StoredCertificate};
@@ -30,6 +32,10 @@ const MAX_NESTING: usize = 4;
 /// encrypted contents cannot be read ([`KeystoreError::PasswordRequired`]); a file of the
 /// unprotected profile needs none. [`Keystore::integrity_checked`] says whether a MAC was
 /// verified.
+///
+/// Before any key derivation runs, the ones the file asks for are priced: a file whose scrypt
+/// parameters or total work exceed the limits (`MAX_KDF_WORK`, `MAX_SCRYPT_*`) is refused with
+/// [`KeystoreError::KdfLimit`], password or not.
 pub fn decode_pkcs12(
     bytes: &[u8],
     password: Option<&SecretString>,
@@ -44,6 +50,10 @@ pub fn decode_pkcs12(
     }
     let auth_safe = octets(&pfx.auth_safe.content, "authSafe")?;
     let password = password.map(|p| p.expose_secret());
+    let infos =
+        Vec::<ContentInfo>::from_der(auth_safe).map_err(KeystoreError::der("AuthenticatedSafe"))?;
+    // Every derivation the file asks for is priced before any of them runs.
+    price(&pfx, &infos)?;
 
     let mut integrity_checked = false;
     if let (Some(mac_data), Some(password)) = (&pfx.mac_data, password) {
@@ -70,8 +80,6 @@ pub fn decode_pkcs12(
         integrity_checked = true;
     }
 
-    let infos =
-        Vec::<ContentInfo>::from_der(auth_safe).map_err(KeystoreError::der("AuthenticatedSafe"))?;
     let mut store = Keystore {
         kind: KeystoreKind::Pkcs12,
         certificates: Vec::new(),
@@ -101,6 +109,83 @@ pub fn decode_pkcs12(
         }
     }
     Ok(store)
+}
+
+/// Checks the key derivations the file asks for (MAC and each `encryptedData` ContentInfo)
+/// against the limits of [`super::budget`], without running any.
+fn price(pfx: &Pfx, infos: &[ContentInfo]) -> Result<(), KeystoreError> {
+    let mut budget = Budget::default();
+    if let Some(mac_data) = &pfx.mac_data {
+        let iterations = check_iterations(mac_data.iterations, "MAC")?;
+        // The MAC key is one hash output long.
+        budget.hash_kdf("the MAC", iterations.unsigned_abs().into(), 1)?;
+    }
+    for info in infos
+        .iter()
+        .filter(|i| i.content_type == oid::ENCRYPTED_DATA)
+    {
+        let encrypted: EncryptedData = info
+            .content
+            .decode_as()
+            .map_err(KeystoreError::der("encryptedData"))?;
+        let algorithm = &encrypted.enc_content_info.content_enc_alg;
+        if algorithm.oid == oid::PBES2 {
+            let encoded = algorithm.to_der().map_err(KeystoreError::encode)?;
+            let scheme = pkcs5::EncryptionScheme::try_from(encoded.as_slice())
+                .map_err(KeystoreError::der("PBES2 parameters"))?;
+            let Some(params) = scheme.pbes2() else {
+                continue;
+            };
+            let key_len =
+                usize::from(params.kdf.key_length().unwrap_or(0)).max(params.encryption.key_size());
+            match &params.kdf {
+                pkcs5::pbes2::Kdf::Pbkdf2(kdf) => {
+                    check_iterations(
+                        i32::try_from(kdf.iteration_count).unwrap_or(i32::MAX),
+                        "PBKDF2",
+                    )?;
+                    let hash_len = match kdf.prf {
+                        pkcs5::pbes2::Pbkdf2Prf::HmacWithSha224 => 28,
+                        pkcs5::pbes2::Pbkdf2Prf::HmacWithSha256 => 32,
+                        pkcs5::pbes2::Pbkdf2Prf::HmacWithSha384 => 48,
+                        pkcs5::pbes2::Pbkdf2Prf::HmacWithSha512 => 64,
+                        // SHA-1, and anything newer: priced as the shortest output.
+                        _ => 20,
+                    };
+                    budget.hash_kdf(
+                        "PBKDF2",
+                        kdf.iteration_count.into(),
+                        blocks(key_len, hash_len),
+                    )?;
+                }
+                pkcs5::pbes2::Kdf::Scrypt(kdf) => budget.scrypt(
+                    kdf.cost_parameter,
+                    kdf.block_size.into(),
+                    kdf.parallelization.into(),
+                )?,
+                // A KDF added to `pkcs5` later: refused rather than run unpriced.
+                other => {
+                    return Err(KeystoreError::Unsupported {
+                        kind: KeystoreKind::Pkcs12,
+                        what: "PBES2 key derivation",
+                        found: other.oid().to_string(),
+                    });
+                }
+            }
+        } else if let Some(cipher) = LegacyCipher::from_oid(algorithm.oid) {
+            let Some(params) = &algorithm.parameters else {
+                continue;
+            };
+            let params: Pkcs12PbeParams = params
+                .decode_as()
+                .map_err(KeystoreError::der("PBE parameters"))?;
+            let iterations = check_iterations(params.iterations, "PBE")?.unsigned_abs();
+            // Key and IV each take the appendix B derivation, with SHA-1 (20-byte outputs).
+            budget.hash_kdf("PBE key", iterations.into(), blocks(cipher.key_len(), 20))?;
+            budget.hash_kdf("PBE IV", iterations.into(), 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// The decrypted SafeContents of an `encryptedData` ContentInfo.
@@ -148,7 +233,8 @@ fn decrypt(
         scheme
             .decrypt(password.as_bytes(), ciphertext.as_bytes())
             .map_err(|e| match e {
-                pkcs5::Error::DecryptFailed => failed(),
+                // pkcs5 0.7 reports a bad padding on decryption as `EncryptFailed`.
+                pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed => failed(),
                 other => KeystoreError::Unsupported {
                     kind: KeystoreKind::Pkcs12,
                     what: "PBES2 scheme",

@@ -201,7 +201,7 @@ fn octets(bytes: Vec<u8>) -> Result<Any, KeystoreError> {
 }
 
 /// A CMS `encryptedData` ContentInfo (version 0, content type `data`).
-fn encrypted_data(
+pub(super) fn encrypted_data(
     algorithm: AlgorithmIdentifierOwned,
     ciphertext: Vec<u8>,
 ) -> Result<ContentInfo, KeystoreError> {

@@ -19,6 +19,7 @@
 //! The ASN.1 types come from the `pkcs12`, `cms`, `x509-cert` and `pkcs5` crates; this module
 //! assembles them and derives salts and IVs deterministically (see `encode.rs`).
 
+pub(crate) mod budget;
 mod crypto;
 mod decode;
 mod encode;
@@ -30,6 +31,9 @@ use std::fmt;
 use der::asn1::ObjectIdentifier;
 use secrecy::SecretString;
 
+pub use budget::{
+    MAX_KDF_WORK, MAX_SCRYPT_LOG_N, MAX_SCRYPT_MEMORY, MAX_SCRYPT_P, MAX_SCRYPT_R, SCRYPT_STEP_WORK,
+};
 pub use decode::decode_pkcs12;
 pub use encode::encode_pkcs12;
 

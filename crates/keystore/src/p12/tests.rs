@@ -357,3 +357,136 @@ fn key_bags_are_reported_not_read() {
         Err(KeystoreError::WrongPassword { .. })
     ));
 }
+
+/// A PFX of `infos` with no MAC (as a hostile store in an image would be: nothing to verify,
+/// so every derivation it names would run).
+fn crafted(infos: Vec<cms::content_info::ContentInfo>) -> Vec<u8> {
+    use der::Encode as _;
+    let auth_safe = infos.to_der().unwrap();
+    pkcs12::pfx::Pfx {
+        version: pkcs12::pfx::Version::V3,
+        auth_safe: cms::content_info::ContentInfo {
+            content_type: oid::DATA,
+            content: der::asn1::Any::new(der::Tag::OctetString, auth_safe).unwrap(),
+        },
+        mac_data: None,
+    }
+    .to_der()
+    .unwrap()
+}
+
+/// An `encryptedData` ContentInfo under PBES2 with `kdf`, AES-256-CBC and 16 bytes of noise.
+fn pbes2_info(kdf: pkcs5::pbes2::Kdf<'_>) -> cms::content_info::ContentInfo {
+    let params = pkcs5::pbes2::Parameters {
+        kdf,
+        encryption: pkcs5::pbes2::EncryptionScheme::Aes256Cbc { iv: &[7; 16] },
+    };
+    let algorithm = spki::AlgorithmIdentifierOwned {
+        oid: oid::PBES2,
+        parameters: Some(der::asn1::Any::encode_from(&params).unwrap()),
+    };
+    encode::encrypted_data(algorithm, vec![0x55; 16]).unwrap()
+}
+
+/// A MAC-less store whose one encrypted ContentInfo uses scrypt with these parameters.
+fn scrypt_store(log_n: u32, r: u16, p: u16) -> Vec<u8> {
+    let kdf = pkcs5::pbes2::Kdf::Scrypt(pkcs5::pbes2::ScryptParams {
+        salt: b"saltsaltsaltsalt",
+        cost_parameter: 1 << log_n,
+        block_size: r,
+        parallelization: p,
+        key_length: None,
+    });
+    crafted(vec![pbes2_info(kdf)])
+}
+
+/// The crafted store other crates' tests read (the trust loader, the image planner): scrypt
+/// with N = 2^20, r = 8, 1 GiB. Kept as a file so that they need no ASN.1 of their own;
+/// `ANCHORAGE_WRITE_FIXTURES=1` writes it again.
+#[test]
+fn the_scrypt_fixture_is_the_crafted_store() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scrypt-1gib.p12");
+    let bytes = scrypt_store(20, 8, 1);
+    if std::env::var_os("ANCHORAGE_WRITE_FIXTURES").is_some() {
+        #[allow(clippy::disallowed_methods)] // a test fixture
+        std::fs::write(path, &bytes).unwrap();
+    }
+    assert_eq!(std::fs::read(path).unwrap(), bytes);
+}
+
+/// Attack (issue 19, item 5): a ~200-byte store whose scrypt asks for N = 2^20, r = 8 (1 GiB of
+/// memory and seconds of CPU). Refused before scrypt runs, with or without a password.
+#[test]
+fn a_store_asking_for_a_huge_scrypt_is_refused_before_deriving() {
+    for (log_n, r, p) in [
+        (20u32, 8u16, 1u16),
+        (40, 8, 1),
+        (14, 8, 60_000),
+        (16, 64, 1),
+    ] {
+        let bytes = scrypt_store(log_n, r, p);
+        assert!(bytes.len() < 300, "a small file: {}", bytes.len());
+        for password in [Some(pw("changeit")), None] {
+            let err = decode_pkcs12(&bytes, password.as_ref()).unwrap_err();
+            assert!(
+                matches!(&err, KeystoreError::KdfLimit { kind: KeystoreKind::Pkcs12, what, .. } if what.contains("scrypt")),
+                "2^{log_n} {r} {p}: {err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("beyond the limit"), "{text}");
+        }
+    }
+}
+
+/// Negative control for the scrypt bound: a store encrypted with an ordinary scrypt (N = 2^10,
+/// r = 8, p = 1) is priced, accepted, and decrypts (here to garbage: wrong password, no MAC).
+#[test]
+fn an_ordinary_scrypt_store_is_read() {
+    let bytes = scrypt_store(10, 8, 1);
+    let err = decode_pkcs12(&bytes, Some(&pw("changeit"))).unwrap_err();
+    assert!(
+        matches!(err, KeystoreError::WrongPassword { .. }),
+        "past the budget, into decryption: {err}"
+    );
+}
+
+/// Attack (issue 19, item 5): a few kilobytes of `encryptedData` ContentInfos, each at Java's
+/// per-value limit of 5,000,000 PBKDF2 iterations (each allowed alone), adding up to minutes
+/// of CPU. Refused by the per-keystore budget before any derivation runs.
+#[test]
+fn many_contentinfos_at_the_iteration_cap_are_refused_by_the_total_budget() {
+    let salt = [1u8; 20];
+    let iv = [2u8; 16];
+    let one = || {
+        let params =
+            pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(MAX_ITERATIONS, &salt, &iv).unwrap();
+        pbes2_info(params.kdf)
+    };
+    let bytes = crafted((0..20).map(|_| one()).collect());
+    assert!(bytes.len() < 4096, "{}", bytes.len());
+    for password in [Some(pw("changeit")), None] {
+        let err = crate::decode(&bytes, password.as_ref()).unwrap_err();
+        assert!(
+            matches!(&err, KeystoreError::KdfLimit { limit, .. } if limit.contains("per keystore")),
+            "{err}"
+        );
+    }
+
+    // The legacy ciphers too: 3DES costs three derivations' worth per ContentInfo.
+    let legacy = || {
+        let params = pkcs12::pbe_params::Pkcs12PbeParams {
+            salt: der::asn1::OctetString::new(salt).unwrap(),
+            iterations: i32::try_from(MAX_ITERATIONS).unwrap(),
+        };
+        let algorithm = spki::AlgorithmIdentifierOwned {
+            oid: crypto::LegacyCipher::TripleDes.oid(),
+            parameters: Some(der::asn1::Any::encode_from(&params).unwrap()),
+        };
+        encode::encrypted_data(algorithm, vec![0x55; 16]).unwrap()
+    };
+    let bytes = crafted(vec![legacy(), legacy()]);
+    assert!(matches!(
+        decode_pkcs12(&bytes, Some(&pw("changeit"))),
+        Err(KeystoreError::KdfLimit { .. })
+    ));
+}
