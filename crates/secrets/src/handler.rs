@@ -247,6 +247,11 @@ impl GetHandler {
         self
     }
 
+    /// The JWT policy (issuer allow-lists, leeway).
+    pub fn jwt(&self) -> &JwtPolicy {
+        &self.jwt
+    }
+
     /// The transit key.
     pub fn transit(&self) -> &TransitKey {
         &self.transit

@@ -23,6 +23,18 @@ pub struct JwtPolicy {
     pub leeway: Duration,
 }
 
+impl JwtPolicy {
+    /// Whether entity JWTs signed by any account are accepted (no entity issuer allow-list).
+    pub fn any_entity_issuer(&self) -> bool {
+        self.entity_issuers.is_empty()
+    }
+
+    /// Whether host JWTs signed by any key are accepted (no host issuer allow-list).
+    pub fn any_host_issuer(&self) -> bool {
+        self.host_issuers.is_empty()
+    }
+}
+
 /// What kind of entity an entity JWT names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
