@@ -85,6 +85,11 @@ pub fn is_account_key(key: &str) -> bool {
     KeyPair::from_public_key(key).is_ok_and(|k| matches!(k.key_pair_type(), KeyPairType::Account))
 }
 
+/// Whether `key` is a cluster public key (`C…`), the kind wasmCloud hosts sign host JWTs with.
+pub fn is_cluster_key(key: &str) -> bool {
+    KeyPair::from_public_key(key).is_ok_and(|k| matches!(k.key_pair_type(), KeyPairType::Cluster))
+}
+
 impl Grant {
     /// A plain grant (the reference backend's): `secret`, any accepted issuer, default mount.
     pub fn plain(secret: &str) -> Self {

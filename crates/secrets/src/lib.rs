@@ -47,7 +47,7 @@ mod xkey;
 mod testkit;
 
 pub use audit::{AuditEvent, Outcome};
-pub use grant::{GRANT_SEPARATOR, Grant, GrantError, is_account_key, policy_mount};
+pub use grant::{GRANT_SEPARATOR, Grant, GrantError, is_account_key, is_cluster_key, policy_mount};
 pub use handler::{
     DEFAULT_MAX_REQUEST_BYTES, GetHandler, LookupError, Mappings, Reply, SecretLookup, Verified,
 };
