@@ -195,6 +195,59 @@ fn mappings_and_rotation() {
         code(&s.run(&["add-mapping", "not-a-key", "--secret", "a"], &[])),
         3
     );
+    // Bound grants: --issuer and --mount, stored beside the plain name.
+    let account = nkeys::KeyPair::new_account().public_key();
+    let added = s.json(&[
+        "add-mapping",
+        &entity,
+        "--secret",
+        "b",
+        "--issuer",
+        &account,
+        "--mount",
+        "/team-b/",
+    ]);
+    let bound = format!("b;issuer={account};mount=team-b");
+    assert_eq!(added["secrets"], serde_json::json!(["b", bound]));
+    for bad in [
+        vec!["--issuer", entity.as_str()],
+        vec!["--issuer", "AXXX"],
+        vec!["--mount", "/"],
+    ] {
+        let mut args = vec!["add-mapping", entity.as_str(), "--secret", "c"];
+        args.extend(bad.iter().copied());
+        let out = s.run(&args, &[]);
+        assert_eq!(
+            code(&out),
+            3,
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = s.run(&["add-mapping", &entity, "--secret", "c;issuer=x"], &[]);
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    // Exactly one grant with --issuer/--mount; every grant of the name without.
+    let left = s.json(&[
+        "remove-mapping",
+        &entity,
+        "--secret",
+        "b",
+        "--issuer",
+        &account,
+        "--mount",
+        "team-b",
+    ]);
+    assert_eq!(left["secrets"], serde_json::json!(["b"]));
+    s.json(&[
+        "add-mapping",
+        &entity,
+        "--secret",
+        "b",
+        "--issuer",
+        &account,
+    ]);
+    let left = s.json(&["remove-mapping", &entity, "--secret", "b"]);
+    assert_eq!(left["secrets"], serde_json::json!([]));
 
     s.ok(&["put", "a", "--value", "one"]);
     s.ok(&["put", "a", "--value", "two"]);
@@ -587,6 +640,22 @@ fn admin_over_nats_against_a_running_serve() {
         listed["mappings"][&entity],
         serde_json::json!(["db-password"])
     );
+    // A grant bound to an account goes over NATS too.
+    let account = nkeys::KeyPair::new_account().public_key();
+    let added = ok_json(remote(&[
+        "add-mapping",
+        &entity,
+        "--secret",
+        "other",
+        "--issuer",
+        &account,
+    ]));
+    assert_eq!(
+        added["secrets"],
+        serde_json::json!(["db-password", format!("other;issuer={account}")])
+    );
+    let left = ok_json(remote(&["remove-mapping", &entity, "--secret", "other"]));
+    assert_eq!(left["secrets"], serde_json::json!(["db-password"]));
     let out = run(remote(&["get", "db-password", "--reveal"]), &[]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
     let out = run(remote(&["get", "db-password"]), &[]);
