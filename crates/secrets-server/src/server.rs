@@ -8,6 +8,13 @@
 //! goes through the store (the CLI), or, when admin keys are configured
 //! ([`Server::with_admin`]), through a second queue subscription on
 //! `<prefix>.admin.<backend>.*` that requires signed, sealed requests ([`crate::admin`]).
+//!
+//! A `get` is served when the entity's mapping holds a grant for the key that the verified
+//! entity JWT's issuer and the mount asked for satisfy ([`anchorage_secrets::Grant`]). Without
+//! issuer allow-lists in the handler's [`anchorage_secrets::JwtPolicy`] anyone who can publish
+//! on the get subject can mint both tokens: [`Server::run`] then logs a warning (the CLI refuses
+//! to start unless told `--allow-any-issuer`). Every request leaves one audit line whose fields
+//! are all quoted and escaped ([`AUDIT_FIELD_MAX_CHARS`]); see docs/secrets-threat-model.md.
 
 use std::future::Future;
 use std::sync::Arc;
