@@ -320,10 +320,9 @@ impl GetHandler {
         let entity = match verify_entity(&request.context.entity_jwt, &self.jwt, now) {
             Ok(e) => e,
             Err(e) => {
-                let reason = e.to_string();
                 return Err(Box::new(Reply::failure(
-                    GetSecretError::InvalidEntityJWT(reason.clone()),
-                    Some(reason),
+                    GetSecretError::InvalidEntityJWT(e.to_string()),
+                    Some(e.audit_reason()),
                     audit,
                 )));
             }
@@ -334,10 +333,9 @@ impl GetHandler {
         let host = match verify_host(&request.context.host_jwt, &self.jwt, now) {
             Ok(h) => h,
             Err(e) => {
-                let reason = e.to_string();
                 return Err(Box::new(Reply::failure(
-                    GetSecretError::InvalidHostJWT(reason.clone()),
-                    Some(reason),
+                    GetSecretError::InvalidHostJWT(e.to_string()),
+                    Some(e.audit_reason()),
                     audit,
                 )));
             }
@@ -622,6 +620,45 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("expired")
+        );
+    }
+
+    #[test]
+    fn audit_reasons_name_no_unverified_key() {
+        let f = fixture();
+        // Claims naming the real account, signed by another: the host hears which issuer failed,
+        // the audit log does not repeat a key nobody proved.
+        let other = KeyPair::new_account();
+        let forged = crate::testkit::mint_component_claiming(
+            &other,
+            &f.ids.account.public_key(),
+            &f.ids.component,
+        );
+        let request = f.ids.request("db-password", forged, f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        let json = error_json(&reply);
+        let sent = json["error"]["InvalidEntityJWT"].as_str().unwrap();
+        assert!(sent.contains(&f.ids.account.public_key()), "{sent}");
+        let Outcome::Rejected { reason, .. } = &reply.audit.outcome else {
+            panic!("{:?}", reply.audit.outcome)
+        };
+        let reason = reason.as_deref().unwrap();
+        assert!(reason.contains("unverified"), "{reason}");
+        assert!(!reason.contains(&f.ids.account.public_key()), "{reason}");
+        assert!(!reason.contains(&other.public_key()), "{reason}");
+        // A host token passed as the entity token: its subject is not named either.
+        let request = f
+            .ids
+            .request("db-password", f.ids.host_jwt(None), f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        let Outcome::Rejected { reason, .. } = &reply.audit.outcome else {
+            panic!("{:?}", reply.audit.outcome)
+        };
+        assert!(
+            !reason
+                .as_deref()
+                .unwrap()
+                .contains(&f.ids.host.public_key())
         );
     }
 

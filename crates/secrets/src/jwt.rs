@@ -113,6 +113,29 @@ pub enum JwtError {
     },
 }
 
+impl JwtError {
+    /// The reason for the audit log: as [`Display`](std::fmt::Display), less the keys a token
+    /// only claims. A subject or issuer is named only once the signature verified against it
+    /// ([`JwtError::IssuerNotAllowed`]); the host still gets the full message.
+    pub fn audit_reason(&self) -> String {
+        match self {
+            JwtError::BadSignature { .. } => {
+                "signature does not verify against the claimed (unverified) issuer".to_owned()
+            }
+            JwtError::WrongSubject { expected, .. } => {
+                format!("the claimed (unverified) subject is not {expected}")
+            }
+            JwtError::WrongIssuer { expected, .. } => {
+                format!("the claimed (unverified) issuer is not {expected}")
+            }
+            JwtError::IssuerNotAllowed { issuer } => {
+                format!("issuer {issuer} (signature verified) is not allowed")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 fn key_type(key: &str) -> Option<KeyPairType> {
     KeyPair::from_public_key(key)
         .ok()
