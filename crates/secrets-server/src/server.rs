@@ -476,7 +476,7 @@ pub const AUDIT_FIELD_MAX_CHARS: usize = 256;
 /// (a newline is `\n`, ESC is `\u{1b}`, a quote is `\"`), so requester-supplied text can
 /// neither end the line, nor write a field of its own, nor reach a terminal raw; cut at
 /// [`AUDIT_FIELD_MAX_CHARS`].
-struct Field<'a>(Option<&'a str>);
+pub(crate) struct Field<'a>(pub(crate) Option<&'a str>);
 
 impl std::fmt::Debug for Field<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
