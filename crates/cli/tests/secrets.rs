@@ -195,6 +195,59 @@ fn mappings_and_rotation() {
         code(&s.run(&["add-mapping", "not-a-key", "--secret", "a"], &[])),
         3
     );
+    // Bound grants: --issuer and --mount, stored beside the plain name.
+    let account = nkeys::KeyPair::new_account().public_key();
+    let added = s.json(&[
+        "add-mapping",
+        &entity,
+        "--secret",
+        "b",
+        "--issuer",
+        &account,
+        "--mount",
+        "/team-b/",
+    ]);
+    let bound = format!("b;issuer={account};mount=team-b");
+    assert_eq!(added["secrets"], serde_json::json!(["b", bound]));
+    for bad in [
+        vec!["--issuer", entity.as_str()],
+        vec!["--issuer", "AXXX"],
+        vec!["--mount", "/"],
+    ] {
+        let mut args = vec!["add-mapping", entity.as_str(), "--secret", "c"];
+        args.extend(bad.iter().copied());
+        let out = s.run(&args, &[]);
+        assert_eq!(
+            code(&out),
+            3,
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = s.run(&["add-mapping", &entity, "--secret", "c;issuer=x"], &[]);
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    // Exactly one grant with --issuer/--mount; every grant of the name without.
+    let left = s.json(&[
+        "remove-mapping",
+        &entity,
+        "--secret",
+        "b",
+        "--issuer",
+        &account,
+        "--mount",
+        "team-b",
+    ]);
+    assert_eq!(left["secrets"], serde_json::json!(["b"]));
+    s.json(&[
+        "add-mapping",
+        &entity,
+        "--secret",
+        "b",
+        "--issuer",
+        &account,
+    ]);
+    let left = s.json(&["remove-mapping", &entity, "--secret", "b"]);
+    assert_eq!(left["secrets"], serde_json::json!([]));
 
     s.ok(&["put", "a", "--value", "one"]);
     s.ok(&["put", "a", "--value", "two"]);
@@ -222,9 +275,17 @@ fn serve_answers_and_stops_on_sigterm() {
     let transit = TransitKey::generate();
     let seed = transit.seed().expose_secret().to_owned();
     let data = s.data();
+    // --allow-any-issuer: starts, and says loudly what it means.
     let child = s
         .command(
-            &["serve", "--nats-url", &nats.url(), "--data-dir", &data],
+            &[
+                "serve",
+                "--nats-url",
+                &nats.url(),
+                "--data-dir",
+                &data,
+                "--allow-any-issuer",
+            ],
             &[("ANCHORAGE_SECRETS_TRANSIT_SEED", seed.as_str())],
         )
         .stdout(Stdio::null())
@@ -265,6 +326,16 @@ fn serve_answers_and_stops_on_sigterm() {
         stderr.contains("serving wasmcloud.secrets.v1alpha1.nats-kv.>"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("WARNING: --allow-any-issuer")
+            && stderr.contains("host issuers ANY, entity issuers ANY, --allow-any-issuer"),
+        "{stderr}"
+    );
+    // The server's own warning (tracing, on by default at warn).
+    assert!(
+        stderr.contains("accepting JWTs from ANY issuer"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(&seed) && !stderr.contains(&s.seed));
 
     // Missing transit seed: usage error.
@@ -272,7 +343,12 @@ fn serve_answers_and_stops_on_sigterm() {
     assert_eq!(code(&out), 2);
     // NATS down: unreachable.
     let out = s.run(
-        &["serve", "--nats-url", "nats://127.0.0.1:1"],
+        &[
+            "serve",
+            "--nats-url",
+            "nats://127.0.0.1:1",
+            "--allow-any-issuer",
+        ],
         &[("ANCHORAGE_SECRETS_TRANSIT_SEED", seed.as_str())],
     );
     assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
@@ -469,6 +545,10 @@ fn admin_over_nats_against_a_running_serve() {
                 &encryption_file,
                 "--admin-keys-file",
                 &keys_file,
+                "--host-issuer",
+                &nkeys::KeyPair::new_cluster().public_key(),
+                "--entity-issuer",
+                &nkeys::KeyPair::new_account().public_key(),
             ],
             &[("ANCHORAGE_SECRETS_TRANSIT_SEED", transit.as_str())],
         )
@@ -560,6 +640,22 @@ fn admin_over_nats_against_a_running_serve() {
         listed["mappings"][&entity],
         serde_json::json!(["db-password"])
     );
+    // A grant bound to an account goes over NATS too.
+    let account = nkeys::KeyPair::new_account().public_key();
+    let added = ok_json(remote(&[
+        "add-mapping",
+        &entity,
+        "--secret",
+        "other",
+        "--issuer",
+        &account,
+    ]));
+    assert_eq!(
+        added["secrets"],
+        serde_json::json!(["db-password", format!("other;issuer={account}")])
+    );
+    let left = ok_json(remote(&["remove-mapping", &entity, "--secret", "other"]));
+    assert_eq!(left["secrets"], serde_json::json!(["db-password"]));
     let out = run(remote(&["get", "db-password", "--reveal"]), &[]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
     let out = run(remote(&["get", "db-password"]), &[]);
@@ -770,4 +866,310 @@ fn long_help_shows_examples_and_the_store_notes() {
             "{cmd} --help lacks the store notes"
         );
     }
+}
+
+/// Issue 19 item 2: `serve` refuses to start without issuer allow-lists (exit 2, naming the
+/// flags to pass) and refuses keys of the wrong kind, before touching NATS or the store.
+#[test]
+fn serve_requires_issuers_unless_allow_any_issuer() {
+    let s = Scratch::new();
+    let seed = TransitKey::generate().seed().expose_secret().to_owned();
+    let env = [("ANCHORAGE_SECRETS_TRANSIT_SEED", seed.as_str())];
+    let cluster = nkeys::KeyPair::new_cluster().public_key();
+    let account = nkeys::KeyPair::new_account().public_key();
+    // NATS is unreachable: a usage error must come first.
+    let nats = ["serve", "--nats-url", "nats://127.0.0.1:1"];
+    let with = |extra: &[&str]| {
+        let mut v = nats.to_vec();
+        v.extend_from_slice(extra);
+        s.run(&v, &env)
+    };
+    for (extra, missing) in [
+        (vec![], vec!["--host-issuer", "--entity-issuer"]),
+        (
+            vec!["--host-issuer", cluster.as_str()],
+            vec!["--entity-issuer"],
+        ),
+        (
+            vec!["--entity-issuer", account.as_str()],
+            vec!["--host-issuer"],
+        ),
+    ] {
+        let out = with(&extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 2, "{extra:?}: {stderr}");
+        for flag in missing {
+            assert!(stderr.contains(flag), "{extra:?}: {stderr}");
+        }
+        assert!(stderr.contains("--allow-any-issuer"), "{stderr}");
+        assert!(!stderr.contains("serving"), "{stderr}");
+    }
+    // Keys of the wrong kind.
+    for extra in [
+        [
+            "--host-issuer",
+            account.as_str(),
+            "--entity-issuer",
+            account.as_str(),
+        ],
+        [
+            "--host-issuer",
+            cluster.as_str(),
+            "--entity-issuer",
+            cluster.as_str(),
+        ],
+        [
+            "--host-issuer",
+            "CNOTAKEY",
+            "--entity-issuer",
+            account.as_str(),
+        ],
+    ] {
+        let out = with(&extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 2, "{extra:?}: {stderr}");
+        assert!(stderr.contains("is not a"), "{stderr}");
+    }
+    // Both given: past the usage checks (NATS is down: 7).
+    let out = with(&["--host-issuer", &cluster, "--entity-issuer", &account]);
+    assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
+    use wascap::jwt::{ClaimsBuilder, Component};
+    ClaimsBuilder::<Component>::new()
+        .issuer(&account.public_key())
+        .subject(subject)
+        .with_metadata(Component {
+            name: Some("c".into()),
+            module_hash: "abc".into(),
+            ..Component::default()
+        })
+        .build()
+        .encode(account)
+        .unwrap()
+}
+
+fn host_token(cluster: &nkeys::KeyPair) -> String {
+    wascap::jwt::Claims::<wascap::jwt::Host>::new(
+        "host".into(),
+        cluster.public_key(),
+        nkeys::KeyPair::new_server().public_key(),
+        Some(std::collections::HashMap::new()),
+    )
+    .encode(cluster)
+    .unwrap()
+}
+
+fn secret_request(
+    key: &str,
+    entity_jwt: String,
+    host_jwt: String,
+) -> anchorage_secrets::SecretRequest {
+    use anchorage_secrets::protocol::{Application, Context};
+    anchorage_secrets::SecretRequest {
+        key: key.into(),
+        field: None,
+        version: None,
+        context: Context {
+            entity_jwt,
+            host_jwt,
+            application: Application {
+                name: Some("app".into()),
+                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
+                    .into(),
+            },
+        },
+    }
+}
+
+/// Issue 19 items 2 and 7 through the real binary: a mapping bound with `add-mapping --issuer`,
+/// `serve` with issuer allow-lists, requests from the real client. The forged identity (fresh
+/// account, self-minted host token) is refused; a key holding a newline, a fake audit line and
+/// terminal escapes, sent with garbage tokens, leaves exactly one escaped audit line, rejected;
+/// the legitimate request is served and audited with both issuers.
+#[test]
+fn serve_refuses_forged_identities_and_audit_lines_cannot_be_forged() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let s = Scratch::new();
+    let url = nats.url();
+    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let account = nkeys::KeyPair::new_account();
+    let cluster = nkeys::KeyPair::new_cluster();
+    let victim = nkeys::KeyPair::new_module().public_key();
+    s.ok(&["put", "db-password", "--value", "victim-pw"]);
+    let mapped = s.json(&[
+        "add-mapping",
+        &victim,
+        "--secret",
+        "db-password",
+        "--issuer",
+        &account.public_key(),
+    ]);
+    let bound = format!("db-password;issuer={}", account.public_key());
+    assert_eq!(mapped["secrets"], serde_json::json!([bound]));
+    // A bad --issuer is refused with exit 3 and nothing is stored.
+    let out = s.run(
+        &["add-mapping", &victim, "--secret", "x", "--issuer", &victim],
+        &[],
+    );
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+
+    let data = s.data();
+    let child = s
+        .command(
+            &[
+                "serve",
+                "--nats-url",
+                &url,
+                "--data-dir",
+                &data,
+                "--host-issuer",
+                &cluster.public_key(),
+                "--entity-issuer",
+                &account.public_key(),
+            ],
+            &[("ANCHORAGE_SECRETS_TRANSIT_SEED", transit.as_str())],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let forged_key = "x\n2026-01-01T00:00:00.000000Z  INFO anchorage::audit: secret request result=\"served\" error=\"-\" FORGED-LINE\u{1b}[2J\u{1b}]0;pwned\u{7}\r";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async {
+        let nc = anchorage_secrets_server::async_nats::connect(url.clone())
+            .await
+            .unwrap();
+        let mut up = false;
+        for _ in 0..100 {
+            let asked = tokio::time::timeout(
+                Duration::from_millis(500),
+                nc.request("wasmcloud.secrets.v1alpha1.nats-kv.server_xkey", "".into()),
+            )
+            .await;
+            if let Ok(Ok(_)) = asked {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "serve never answered");
+        let client = wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc)
+            .await
+            .unwrap();
+        let mut results = Vec::new();
+        for request in [
+            // Item 7: no valid JWT at all, a key that tries to write its own audit line.
+            secret_request(forged_key, "garbage".into(), "garbage".into()),
+            // Item 2: the victim's M… key, a fresh account, a self-minted host token.
+            secret_request(
+                "db-password",
+                component_token(&nkeys::KeyPair::new_account(), &victim),
+                host_token(&nkeys::KeyPair::new_cluster()),
+            ),
+            // Control.
+            secret_request(
+                "db-password",
+                component_token(&account, &victim),
+                host_token(&cluster),
+            ),
+        ] {
+            results.push(
+                client
+                    .get(request, nkeys::XKey::new())
+                    .await
+                    .map(|s| s.string_secret)
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        results
+    });
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+
+    assert!(
+        results[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("Invalid Entity JWT"),
+        "{results:?}"
+    );
+    assert!(
+        results[1]
+            .as_ref()
+            .unwrap_err()
+            .contains("Invalid Entity JWT"),
+        "{results:?}"
+    );
+    assert_eq!(results[2].as_ref().unwrap().as_deref(), Some("victim-pw"));
+
+    // Nothing the requester sent reached the log raw.
+    assert!(!out.stderr.contains(&0x1b), "raw ESC in {stderr:?}");
+    assert!(!out.stderr.contains(&0x07), "raw BEL in {stderr:?}");
+    assert!(!out.stderr.contains(&b'\r'), "raw CR in {stderr:?}");
+    let audit: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("anchorage::audit"))
+        .collect();
+    assert_eq!(audit.len(), 3, "one audit line per request: {stderr}");
+    // The forged key is one escaped field of one rejected line, not a line of its own.
+    let forged: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("FORGED-LINE"))
+        .collect();
+    assert_eq!(forged.len(), 1, "{stderr}");
+    assert_eq!(forged[0], audit[0]);
+    let is = |line: &str, result: &str| {
+        line.contains(&format!("result=\"{result}\""))
+            || line.contains(&format!("result={result} "))
+    };
+    assert!(
+        is(audit[0], "rejected") && !is(audit[0], "served"),
+        "{}",
+        audit[0]
+    );
+    assert!(audit[0].contains(r#"key="x\n2026"#), "{}", audit[0]);
+    assert!(audit[0].contains(r"\u{1b}[2J"), "{}", audit[0]);
+    // No identity is claimed before verification.
+    assert!(
+        audit[0].contains("entity=- ") && audit[0].contains("host_issuer=- "),
+        "{}",
+        audit[0]
+    );
+    // The forgery: rejected, no verified identity.
+    assert!(
+        is(audit[1], "rejected") && audit[1].contains("InvalidEntityJWT"),
+        "{}",
+        audit[1]
+    );
+    assert!(
+        !audit[1].contains(&format!("entity=\"{victim}\"")),
+        "{}",
+        audit[1]
+    );
+    // The control: served, with both issuers.
+    assert!(is(audit[2], "served"), "{}", audit[2]);
+    assert!(
+        audit[2].contains(&format!("entity_issuer=\"{}\"", account.public_key()))
+            && audit[2].contains(&format!("host_issuer=\"{}\"", cluster.public_key())),
+        "{}",
+        audit[2]
+    );
+    assert_eq!(
+        stderr.matches("result=\"served\"").count() + stderr.matches("result=served ").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("victim-pw"));
 }

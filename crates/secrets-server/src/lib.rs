@@ -49,7 +49,8 @@ pub use async_nats;
 pub use keys::{EncryptionKey, Keyring, SeedSource};
 pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
 pub use server::{
-    DEFAULT_BACKEND, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_BASE, ServeError, Server, ServerConfig,
+    AUDIT_FIELD_MAX_CHARS, DEFAULT_BACKEND, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_BASE, ServeError,
+    Server, ServerConfig,
 };
 pub use store::{
     EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth, OpenBaoConfig,

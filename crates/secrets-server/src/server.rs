@@ -8,6 +8,13 @@
 //! goes through the store (the CLI), or, when admin keys are configured
 //! ([`Server::with_admin`]), through a second queue subscription on
 //! `<prefix>.admin.<backend>.*` that requires signed, sealed requests ([`crate::admin`]).
+//!
+//! A `get` is served when the entity's mapping holds a grant for the key that the verified
+//! entity JWT's issuer and the mount asked for satisfy ([`anchorage_secrets::Grant`]). Without
+//! issuer allow-lists in the handler's [`anchorage_secrets::JwtPolicy`] anyone who can publish
+//! on the get subject can mint both tokens: [`Server::run`] then logs a warning (the CLI refuses
+//! to start unless told `--allow-any-issuer`). Every request leaves one audit line whose fields
+//! are all quoted and escaped ([`AUDIT_FIELD_MAX_CHARS`]); see docs/secrets-threat-model.md.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -215,11 +222,33 @@ impl Server {
                 Some(sub)
             }
         };
+        let jwt = self.handler.jwt();
+        let issuers = |any: bool, keys: &std::collections::BTreeSet<String>| {
+            if any {
+                "ANY".to_owned()
+            } else {
+                keys.iter().cloned().collect::<Vec<_>>().join(",")
+            }
+        };
+        let entity_issuers = issuers(jwt.any_entity_issuer(), &jwt.entity_issuers);
+        let host_issuers = issuers(jwt.any_host_issuer(), &jwt.host_issuers);
+        if jwt.any_entity_issuer() || jwt.any_host_issuer() {
+            tracing::warn!(
+                %subject,
+                %entity_issuers,
+                %host_issuers,
+                "accepting JWTs from ANY issuer: whoever can publish on the get subject can \
+                 mint a host token and a component token for a mapped entity's key and read its \
+                 secrets (unless its mapping is bound to an issuer); configure the issuers"
+            );
+        }
         tracing::info!(
             %subject,
             queue_group = %self.config.queue_group,
             server_xkey = %self.handler.transit().public_key(),
             store = self.values.kind(),
+            %entity_issuers,
+            %host_issuers,
             "serving secrets"
         );
         // One stream of both subscriptions; the admin one never yields when absent.
@@ -260,7 +289,11 @@ impl Server {
             };
             let Ok(permit) = permit else { break };
             let shared = Arc::clone(&shared);
-            let span = tracing::info_span!("secret_request", subject = %message.subject);
+            // The subject's tail is the requester's: escaped like the audit fields.
+            let span = tracing::info_span!(
+                "secret_request",
+                subject = ?Field(Some(message.subject.as_str()))
+            );
             tokio::spawn(
                 async move {
                     shared.answer(message, reply_to).await;
@@ -402,7 +435,7 @@ impl Shared {
             .as_ref()
             .and_then(|h| h.get(WASMCLOUD_HOST_XKEY))
             .map(|v| v.as_str());
-        let verified = match self
+        let mut verified = match self
             .handler
             .open(host_xkey, &message.payload, SystemTime::now())
         {
@@ -413,9 +446,12 @@ impl Shared {
             .mappings
             .secrets_of(&verified.entity().public_key)
             .await;
+        let default_mount = self.values.default_mount();
         let found = match allowed {
             Err(e) => Err(LookupError(e.to_string())),
-            Ok(names) if !names.contains(verified.lookup().key) => {
+            Ok(entries)
+                if !verified.authorize(entries.iter().map(String::as_str), default_mount) =>
+            {
                 return self.handler.unauthorized(verified);
             }
             Ok(_) if !verified.version_is_valid() => {
@@ -431,30 +467,60 @@ impl Shared {
     }
 }
 
-/// Writes one audit event (target `anchorage::audit`); never a value.
+/// The longest requester-supplied text an audit line holds per field, in characters; longer
+/// text is cut and the cut is said (`…(+N chars)`). A request can be 64 KiB: one line per
+/// request stays readable.
+pub const AUDIT_FIELD_MAX_CHARS: usize = 256;
+
+/// An optional field of an audit line: `-` when absent, else quoted with Rust's string escapes
+/// (a newline is `\n`, ESC is `\u{1b}`, a quote is `\"`), so requester-supplied text can
+/// neither end the line, nor write a field of its own, nor reach a terminal raw; cut at
+/// [`AUDIT_FIELD_MAX_CHARS`].
+pub(crate) struct Field<'a>(pub(crate) Option<&'a str>);
+
+impl std::fmt::Debug for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(text) = self.0 else {
+            return f.write_str("-");
+        };
+        let total = text.chars().count();
+        if total <= AUDIT_FIELD_MAX_CHARS {
+            return write!(f, "{text:?}");
+        }
+        let cut: String = text.chars().take(AUDIT_FIELD_MAX_CHARS).collect();
+        write!(f, "{cut:?}…(+{} chars)", total - AUDIT_FIELD_MAX_CHARS)
+    }
+}
+
+fn field(value: &Option<String>) -> Field<'_> {
+    Field(value.as_deref())
+}
+
+/// Writes one audit event (target `anchorage::audit`); never a value. Every field is a
+/// structured field written with `Debug` through [`Field`]: the requested key, field and
+/// version and the rejection reason come from the requester and are escaped; the entity and
+/// host keys and their issuers appear only once their JWT verified (`-` before).
 fn audit(event: &AuditEvent) {
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     let (result, error, reason) = match &event.outcome {
-        Outcome::Served => ("served", "-", String::from("-")),
-        Outcome::Pending => ("pending", "-", String::from("-")),
-        Outcome::Rejected { error, reason } => (
-            "rejected",
-            *error,
-            reason.clone().unwrap_or_else(|| "-".to_owned()),
-        ),
+        Outcome::Served => ("served", "-", None),
+        Outcome::Pending => ("pending", "-", None),
+        Outcome::Rejected { error, reason } => ("rejected", *error, reason.as_deref()),
     };
     tracing::info!(
         target: "anchorage::audit",
         result,
         error,
-        reason = %reason,
-        entity = %dash(&event.entity),
+        reason = ?Field(reason),
+        entity = ?field(&event.entity),
         entity_kind = ?event.entity_kind,
-        host = %dash(&event.host),
-        key = %dash(&event.key),
-        field = %dash(&event.field),
-        requested_version = %dash(&event.requested_version),
-        served_version = %dash(&event.served_version),
+        entity_issuer = ?field(&event.entity_issuer),
+        host = ?field(&event.host),
+        host_issuer = ?field(&event.host_issuer),
+        key = ?field(&event.key),
+        field = ?field(&event.field),
+        requested_version = ?field(&event.requested_version),
+        mount = ?field(&event.mount),
+        served_version = ?field(&event.served_version),
         "secret request"
     );
 }
@@ -462,6 +528,23 @@ fn audit(event: &AuditEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_fields_are_escaped_and_cut() {
+        let forged = "x\n2026-01-01T00:00:00Z INFO anchorage::audit: secret request result=\"served\" \u{1b}[2J";
+        let shown = format!("{:?}", Field(Some(forged)));
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
+        assert!(shown.starts_with('"') && shown.contains("\\n") && shown.contains("\\u{1b}"));
+        assert!(shown.contains(r#"result=\"served\""#), "{shown}");
+        assert_eq!(format!("{:?}", Field(None)), "-");
+        let long = "a".repeat(AUDIT_FIELD_MAX_CHARS + 10);
+        let shown = format!("{:?}", Field(Some(&long)));
+        let kept = shown.strip_suffix("…(+10 chars)").expect("the cut is said");
+        assert_eq!(kept.matches('a').count(), AUDIT_FIELD_MAX_CHARS);
+    }
 
     #[test]
     fn defaults_follow_the_reference_backend() {

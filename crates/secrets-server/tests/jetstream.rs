@@ -151,6 +151,44 @@ async fn reference_layout_reads_back_and_is_served() {
     let raw = state.get(ids.entity()).await.unwrap().unwrap();
     let names: HashSet<String> = serde_json::from_slice(&raw).unwrap();
     assert_eq!(names, ["tls-key", "gone"].map(str::to_owned).into());
+
+    // A grant bound to the entity's account sits in the same array of strings (a reference
+    // backend parses it and never matches it); it serves the entity signed by that account and
+    // refuses the same key signed by another.
+    let bound = format!("db-password;issuer={}", ids.account.public_key());
+    store
+        .add_mapping(&ids.entity(), std::slice::from_ref(&bound))
+        .await
+        .unwrap();
+    let raw = state.get(ids.entity()).await.unwrap().unwrap();
+    let names: HashSet<String> = serde_json::from_slice(&raw).unwrap();
+    assert!(
+        names.contains(&bound) && names.contains("tls-key"),
+        "{names:?}"
+    );
+    let (s, _, _) = get(&c, ids.request("db-password", None)).await.unwrap();
+    assert_eq!(s.as_deref(), Some("fresh"));
+    let other_account = nkeys::KeyPair::new_account();
+    let by_other = wascap::jwt::ClaimsBuilder::<wascap::jwt::Component>::new()
+        .issuer(&other_account.public_key())
+        .subject(&ids.entity())
+        .with_metadata(wascap::jwt::Component {
+            name: Some("other".into()),
+            module_hash: "abc".into(),
+            ..Default::default()
+        })
+        .build()
+        .encode(&other_account)
+        .unwrap();
+    let forged = ids.request_with("db-password", None, by_other, ids.host_jwt());
+    let err = get(&c, forged).await.unwrap_err();
+    assert!(err.ends_with("unauthorized"), "{err}");
+    // Removing the plain name removes the bound grant too.
+    let left = store
+        .remove_mapping(&ids.entity(), &["db-password".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(left, ["gone", "tls-key"].map(str::to_owned).into());
     server.stop().await;
 }
 

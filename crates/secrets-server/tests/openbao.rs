@@ -63,7 +63,12 @@ async fn kv2_fields_versions_and_approle() {
         Arc::new(MemoryStore::new()),
         Arc::new(Keyring::new(EncryptionKey::generate())),
     ));
-    let names = ["app/db".to_owned(), "app/none".to_owned()];
+    // app/db from the default mount and from `team`, app/none from the default mount.
+    let names = [
+        "app/db".to_owned(),
+        "app/db;mount=team".to_owned(),
+        "app/none".to_owned(),
+    ];
     mappings.add_mapping(&ids.entity(), &names).await.unwrap();
 
     bao.write_policy(
@@ -128,7 +133,7 @@ async fn kv2_fields_versions_and_approle() {
                 .ends_with("Secret not found")
         );
     }
-    // A policy may name an allowed mount, not any mount.
+    // A policy may name a mount the mapping grants (and the store serves), not any mount.
     let (s, _, _) = get(&c, req(Some("password"), None, Some("team")))
         .await
         .unwrap();
@@ -136,7 +141,7 @@ async fn kv2_fields_versions_and_approle() {
     let err = get(&c, req(Some("password"), None, Some("private")))
         .await
         .unwrap_err();
-    assert!(err.contains("does not serve"), "{err}");
+    assert!(err.contains("nauthorized"), "{err}");
     server.stop().await;
 }
 
@@ -181,4 +186,73 @@ async fn token_admin_put_get_delete() {
         .to_string();
     assert!(err.contains("403") || err.contains("read"), "{err}");
     assert!(!err.contains("not-the-token"));
+}
+
+/// Issue 19 item 3: `db` in the default mount is mapped, `db` in another team's mount is not;
+/// a policy naming that mount used to read it. Now it is Unauthorized (the mount is audited),
+/// the default mount is served, and a grant naming the other mount serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_cannot_pick_an_unmapped_mount() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let Some(bao) = OpenBao::start() else { return };
+    bao.cli(&["kv", "put", "secret/db", "password=ours"]);
+    bao.cli(&["secrets", "enable", "-path=team", "kv-v2"]);
+    bao.cli(&["kv", "put", "team/db", "password=team-b-only"]);
+
+    let ids = Identities::new();
+    let other = Identities::new();
+    let mappings = Arc::new(EmbeddedSecrets::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Keyring::new(EncryptionKey::generate())),
+    ));
+    mappings
+        .add_mapping(&ids.entity(), &["db".to_owned()])
+        .await
+        .unwrap();
+    mappings
+        .add_mapping(&other.entity(), &["db;mount=team".to_owned()])
+        .await
+        .unwrap();
+    // The store serves both mounts (as with --openbao-allow-mount team).
+    let values = Arc::new(store(
+        &bao,
+        OpenBaoAuth::Token(bao.root_token().to_owned().into()),
+    ));
+    let url = nats.url();
+    let seed = TransitKey::generate().seed();
+    let server = serve(
+        &url,
+        &seed,
+        values,
+        mappings,
+        ServerConfig::new(PREFIX, BACKEND),
+    )
+    .await;
+    let c = client(&url).await;
+    let in_mount = |ids: &Identities, mount: Option<&str>| {
+        let mut r = ids.request("db", None);
+        r.field = Some("password".into());
+        if let Some(m) = mount {
+            r.context.application.policy = format!(
+                r#"{{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{{"mount_path":"{m}"}}}}"#
+            );
+        }
+        r
+    };
+    // The attack: mapped to `db` in the default mount, asking for `db` in `team`.
+    let err = get(&c, in_mount(&ids, Some("team"))).await.unwrap_err();
+    assert!(err.contains("nauthorized"), "{err}");
+    // Control: the default mount, by default and by name.
+    let (s, _, _) = get(&c, in_mount(&ids, None)).await.unwrap();
+    assert_eq!(s.as_deref(), Some("ours"));
+    let (s, _, _) = get(&c, in_mount(&ids, Some("secret"))).await.unwrap();
+    assert_eq!(s.as_deref(), Some("ours"));
+    // A grant naming the mount serves it, and only it.
+    let (s, _, _) = get(&c, in_mount(&other, Some("team"))).await.unwrap();
+    assert_eq!(s.as_deref(), Some("team-b-only"));
+    let err = get(&c, in_mount(&other, None)).await.unwrap_err();
+    assert!(err.contains("nauthorized"), "{err}");
+    server.stop().await;
 }

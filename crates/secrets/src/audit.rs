@@ -1,5 +1,8 @@
-//! The audit event every `get` produces: who asked (entity, host), for what (key, field,
-//! version) and what happened. It never holds a secret value; the server decides where it goes.
+//! The audit event every `get` produces: who asked (entity, host and the keys that signed their
+//! JWTs), for what (key, field, version, mount) and what happened. It never holds a secret
+//! value; the server decides where it goes. Identities are filled in only once their JWT
+//! verified; the requested key, field and version are the requester's own text and must be
+//! escaped wherever they are written.
 
 use serde::Serialize;
 
@@ -12,8 +15,12 @@ pub struct AuditEvent {
     pub entity: Option<String>,
     /// Component or provider.
     pub entity_kind: Option<EntityKind>,
+    /// The account that signed the entity JWT, once it verified.
+    pub entity_issuer: Option<String>,
     /// The host's server key, once its JWT verified.
     pub host: Option<String>,
+    /// The key (the lattice's cluster key) that signed the host JWT, once it verified.
+    pub host_issuer: Option<String>,
     /// The requester's one-time xkey, when the header parsed.
     pub requester_xkey: Option<String>,
     /// The secret asked for, once the request opened.
@@ -22,6 +29,8 @@ pub struct AuditEvent {
     pub field: Option<String>,
     /// The version asked for (`None`: the latest).
     pub requested_version: Option<String>,
+    /// The mount asked for (stores with mounts: OpenBao), once the mapping was checked.
+    pub mount: Option<String>,
     /// The version served.
     pub served_version: Option<String>,
     /// What happened.

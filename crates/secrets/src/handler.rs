@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use crate::audit::{AuditEvent, Outcome};
+use crate::grant::{Grant, policy_mount};
 use crate::jwt::{Entity, HostIdentity, JwtPolicy, verify_entity, verify_host};
 use crate::protocol::{
     GetSecretError, RESPONSE_XKEY, SecretRequest, VersionedSecret, error_code, failure_body,
@@ -22,7 +23,8 @@ use crate::xkey::{PublicXKey, TransitKey};
 /// and a policy string: a few KiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Which secrets each entity may read: entity public key (`M…`/`V…`) → secret names (`key`).
+/// Which secrets each entity may read: entity public key (`M…`/`V…`) → mapping entries, each a
+/// [`Grant`] in its stored form (a plain name, or a name bound to an issuer and/or a mount).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mappings {
     by_entity: BTreeMap<String, BTreeSet<String>>,
@@ -34,34 +36,40 @@ impl Mappings {
         Self::default()
     }
 
-    /// Lets `entity` read `secret`.
+    /// Lets `entity` read `secret` (a plain grant: any accepted issuer, the default mount).
     pub fn allow(&mut self, entity: &str, secret: &str) {
+        self.allow_grant(entity, &Grant::plain(secret));
+    }
+
+    /// Adds `grant` to `entity`'s mapping.
+    pub fn allow_grant(&mut self, entity: &str, grant: &Grant) {
         self.by_entity
             .entry(entity.to_owned())
             .or_default()
-            .insert(secret.to_owned());
+            .insert(grant.to_string());
     }
 
-    /// Takes `secret` away from `entity`; returns whether it was there.
-    pub fn revoke(&mut self, entity: &str, secret: &str) -> bool {
+    /// Takes the entry `entry` (a plain name or a grant's stored form) away from `entity`;
+    /// returns whether it was there.
+    pub fn revoke(&mut self, entity: &str, entry: &str) -> bool {
         let Some(set) = self.by_entity.get_mut(entity) else {
             return false;
         };
-        let removed = set.remove(secret);
+        let removed = set.remove(entry);
         if set.is_empty() {
             self.by_entity.remove(entity);
         }
         removed
     }
 
-    /// Whether `entity` may read `secret`.
+    /// Whether a plain grant lets `entity` read `secret`.
     pub fn is_allowed(&self, entity: &str, secret: &str) -> bool {
         self.by_entity
             .get(entity)
             .is_some_and(|set| set.contains(secret))
     }
 
-    /// The names `entity` may read.
+    /// The entries of `entity`'s mapping, in their stored form.
     pub fn secrets_of(&self, entity: &str) -> impl Iterator<Item = &str> {
         self.by_entity
             .get(entity)
@@ -178,9 +186,40 @@ impl Verified {
             .is_none_or(|v| v.parse::<u64>().is_ok())
     }
 
-    /// Whether `mappings` let the entity read the requested secret.
-    pub fn is_allowed_by(&self, mappings: &Mappings) -> bool {
-        mappings.is_allowed(&self.entity.public_key, &self.request.key)
+    /// The mount the application's policy names, if any ([`policy_mount`]).
+    pub fn requested_mount(&self) -> Option<String> {
+        policy_mount(&self.request.context.application.policy)
+    }
+
+    /// Whether one of the entity's mapping `entries` (stored [`Grant`]s; entries that do not
+    /// parse grant nothing) lets it read the requested secret, given who signed its JWT and the
+    /// mount asked for. `default_mount` is the store's default mount (`None` for stores without
+    /// mounts: the policy's mount is not looked at). Records the mount in the audit event.
+    pub fn authorize<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a str>,
+        default_mount: Option<&str>,
+    ) -> bool {
+        let asked = default_mount.and_then(|_| self.requested_mount());
+        if let Some(default) = default_mount {
+            self.audit.mount = Some(asked.clone().unwrap_or_else(|| default.to_owned()));
+        }
+        entries.into_iter().any(|entry| {
+            Grant::parse(entry).is_ok_and(|grant| {
+                grant.permits(
+                    &self.request.key,
+                    &self.entity.issuer,
+                    asked.as_deref(),
+                    default_mount,
+                )
+            })
+        })
+    }
+
+    /// Whether `mappings` let the entity read the requested secret (a store without mounts).
+    pub fn is_allowed_by(&mut self, mappings: &Mappings) -> bool {
+        let entity = self.entity.public_key.clone();
+        self.authorize(mappings.secrets_of(&entity), None)
     }
 }
 
@@ -206,6 +245,11 @@ impl GetHandler {
     pub fn with_max_request_bytes(mut self, max: usize) -> Self {
         self.max_request_bytes = max;
         self
+    }
+
+    /// The JWT policy (issuer allow-lists, leeway).
+    pub fn jwt(&self) -> &JwtPolicy {
+        &self.jwt
     }
 
     /// The transit key.
@@ -276,28 +320,28 @@ impl GetHandler {
         let entity = match verify_entity(&request.context.entity_jwt, &self.jwt, now) {
             Ok(e) => e,
             Err(e) => {
-                let reason = e.to_string();
                 return Err(Box::new(Reply::failure(
-                    GetSecretError::InvalidEntityJWT(reason.clone()),
-                    Some(reason),
+                    GetSecretError::InvalidEntityJWT(e.to_string()),
+                    Some(e.audit_reason()),
                     audit,
                 )));
             }
         };
         audit.entity = Some(entity.public_key.clone());
+        audit.entity_issuer = Some(entity.issuer.clone());
         audit.entity_kind = Some(entity.kind);
         let host = match verify_host(&request.context.host_jwt, &self.jwt, now) {
             Ok(h) => h,
             Err(e) => {
-                let reason = e.to_string();
                 return Err(Box::new(Reply::failure(
-                    GetSecretError::InvalidHostJWT(reason.clone()),
-                    Some(reason),
+                    GetSecretError::InvalidHostJWT(e.to_string()),
+                    Some(e.audit_reason()),
                     audit,
                 )));
             }
         };
         audit.host = Some(host.public_key.clone());
+        audit.host_issuer = Some(host.issuer.clone());
         Ok(Verified {
             requester,
             request,
@@ -363,7 +407,7 @@ impl GetHandler {
         now: SystemTime,
         lookup: impl FnOnce(SecretLookup<'_>) -> Result<Option<VersionedSecret>, LookupError>,
     ) -> Reply {
-        let verified = match self.open(host_xkey, body, now) {
+        let mut verified = match self.open(host_xkey, body, now) {
             Ok(v) => v,
             Err(reply) => return *reply,
         };
@@ -380,13 +424,13 @@ impl GetHandler {
 
 #[cfg(test)]
 mod tests {
-    use nkeys::XKey;
+    use nkeys::{KeyPair, XKey};
     use secrecy::SecretString;
     use wasmcloud_secrets_types::SecretResponse;
 
     use super::*;
     use crate::protocol::SecretValue;
-    use crate::testkit::{Identities, seal_like_client};
+    use crate::testkit::{Identities, mint_component, seal_like_client};
 
     struct Fixture {
         ids: Identities,
@@ -580,6 +624,45 @@ mod tests {
     }
 
     #[test]
+    fn audit_reasons_name_no_unverified_key() {
+        let f = fixture();
+        // Claims naming the real account, signed by another: the host hears which issuer failed,
+        // the audit log does not repeat a key nobody proved.
+        let other = KeyPair::new_account();
+        let forged = crate::testkit::mint_component_claiming(
+            &other,
+            &f.ids.account.public_key(),
+            &f.ids.component,
+        );
+        let request = f.ids.request("db-password", forged, f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        let json = error_json(&reply);
+        let sent = json["error"]["InvalidEntityJWT"].as_str().unwrap();
+        assert!(sent.contains(&f.ids.account.public_key()), "{sent}");
+        let Outcome::Rejected { reason, .. } = &reply.audit.outcome else {
+            panic!("{:?}", reply.audit.outcome)
+        };
+        let reason = reason.as_deref().unwrap();
+        assert!(reason.contains("unverified"), "{reason}");
+        assert!(!reason.contains(&f.ids.account.public_key()), "{reason}");
+        assert!(!reason.contains(&other.public_key()), "{reason}");
+        // A host token passed as the entity token: its subject is not named either.
+        let request = f
+            .ids
+            .request("db-password", f.ids.host_jwt(None), f.ids.host_jwt(None));
+        let (_, reply) = f.ask(&request);
+        let Outcome::Rejected { reason, .. } = &reply.audit.outcome else {
+            panic!("{:?}", reply.audit.outcome)
+        };
+        assert!(
+            !reason
+                .as_deref()
+                .unwrap()
+                .contains(&f.ids.host.public_key())
+        );
+    }
+
+    #[test]
     fn entity_jwt_as_host_jwt() {
         let f = fixture();
         let entity = f.ids.component_jwt(None, None);
@@ -715,6 +798,134 @@ mod tests {
                 serde_json::json!({"error": "InvalidRequest"})
             );
         }
+    }
+
+    /// A host JWT for `host`, signed by `cluster` (any key can mint one for itself).
+    fn host_jwt_by(cluster: &KeyPair, host: &KeyPair) -> String {
+        wascap::jwt::Claims::<wascap::jwt::Host>::with_dates(
+            "host".into(),
+            cluster.public_key(),
+            host.public_key(),
+            None,
+            None,
+            Some(std::collections::HashMap::new()),
+        )
+        .encode(cluster)
+        .unwrap()
+    }
+
+    /// Issue 19 item 2: a component token for the victim's `M…` key signed by a fresh account,
+    /// plus a self-minted host token. With issuer allow-lists and a mapping bound to the
+    /// victim's account it is refused at every layer (and audited as rejected); the legitimate
+    /// tokens are served.
+    #[test]
+    fn forged_tokens_for_a_victims_key_are_refused() {
+        let ids = Identities::new();
+        let a1 = ids.account.public_key();
+        let victim = ids.component.public_key();
+        let mut mappings = Mappings::new();
+        let bound = Grant::plain("db-password").with_issuer(&a1).unwrap();
+        mappings.allow_grant(&victim, &bound);
+
+        let attacker_account = KeyPair::new_account();
+        let forged_entity = mint_component(&attacker_account, &ids.component, None, None);
+        let forged_host = host_jwt_by(&KeyPair::new_cluster(), &KeyPair::new_server());
+        let legit_entity = ids.component_jwt(None, None);
+        let legit_host = ids.host_jwt(None);
+
+        let ask = |policy: JwtPolicy, mappings: &Mappings, entity: &str, host: &str| {
+            let handler = GetHandler::new(TransitKey::generate(), policy);
+            let request = ids.request("db-password", entity.to_owned(), host.to_owned());
+            let (_, header, sealed) = seal_like_client(&request, handler.transit().public_key());
+            handler.handle_get(Some(&header), &sealed, mappings, SystemTime::now(), store)
+        };
+        let strict = JwtPolicy {
+            entity_issuers: BTreeSet::from([a1.clone()]),
+            host_issuers: BTreeSet::from([ids.cluster.public_key()]),
+            ..JwtPolicy::default()
+        };
+        let rejected = |reply: &Reply, error: &str| {
+            assert!(!reply.is_success());
+            assert!(
+                matches!(&reply.audit.outcome, Outcome::Rejected { error: e, .. } if *e == error),
+                "{:?}",
+                reply.audit.outcome
+            );
+        };
+
+        // What the review reproduced: no allow-list and a plain mapping serve the forgery.
+        let mut plain = Mappings::new();
+        plain.allow(&victim, "db-password");
+        let before = ask(JwtPolicy::default(), &plain, &forged_entity, &forged_host);
+        assert!(before.is_success(), "the attack works without the fix");
+
+        // The fix, layer by layer. The entity issuer allow-list refuses the fresh account…
+        let reply = ask(strict.clone(), &mappings, &forged_entity, &forged_host);
+        rejected(&reply, "InvalidEntityJWT");
+        assert!(error_json(&reply)["error"]["InvalidEntityJWT"].is_string());
+        // …claimed identities are not audited as verified…
+        assert_eq!(reply.audit.entity, None);
+        assert_eq!(reply.audit.entity_issuer, None);
+        assert_eq!(reply.audit.host, None);
+        // …the host issuer allow-list refuses the self-minted host token…
+        let reply = ask(strict.clone(), &mappings, &legit_entity, &forged_host);
+        rejected(&reply, "InvalidHostJWT");
+        // …and a mapping bound to A1 refuses an account the server otherwise accepts (another
+        // tenant's account), also when issuers are not restricted at all.
+        let mut both = strict.clone();
+        both.entity_issuers.insert(attacker_account.public_key());
+        let reply = ask(both, &mappings, &forged_entity, &legit_host);
+        rejected(&reply, "Unauthorized");
+        assert_eq!(
+            reply.audit.entity_issuer,
+            Some(attacker_account.public_key())
+        );
+        let reply = ask(
+            JwtPolicy::default(),
+            &mappings,
+            &forged_entity,
+            &forged_host,
+        );
+        rejected(&reply, "Unauthorized");
+
+        // Negative control: the victim's own tokens are served, both issuers audited.
+        let reply = ask(strict, &mappings, &legit_entity, &legit_host);
+        assert!(reply.is_success());
+        assert_eq!(reply.audit.outcome, Outcome::Served);
+        assert_eq!(reply.audit.entity_issuer, Some(a1));
+        assert_eq!(reply.audit.host_issuer, Some(ids.cluster.public_key()));
+    }
+
+    #[test]
+    fn authorize_checks_the_mount() {
+        let f = fixture();
+        let open = |policy: Option<&str>| {
+            let mut request = f.request("db-password");
+            if let Some(p) = policy {
+                request.context.application.policy = p.to_owned();
+            }
+            let (_, header, sealed) = seal_like_client(&request, f.handler.transit().public_key());
+            f.handler
+                .open(Some(&header), &sealed, SystemTime::now())
+                .unwrap()
+        };
+        let team_b = r#"{"type":"x","properties":{"mount_path":"team-b"}}"#;
+        let plain = ["db-password"];
+        let mut v = open(None);
+        assert!(v.authorize(plain, Some("secret")));
+        assert_eq!(v.audit.mount.as_deref(), Some("secret"));
+        let mut v = open(Some(team_b));
+        assert!(!v.authorize(plain, Some("secret")));
+        assert_eq!(v.audit.mount.as_deref(), Some("team-b"));
+        let mut v = open(Some(team_b));
+        assert!(v.authorize(["db-password;mount=team-b"], Some("secret")));
+        // A store without mounts ignores the policy's mount.
+        let mut v = open(Some(team_b));
+        assert!(v.authorize(plain, None));
+        assert_eq!(v.audit.mount, None);
+        // Entries that do not parse grant nothing.
+        let mut v = open(None);
+        assert!(!v.authorize(["db-password;bogus"], Some("secret")));
     }
 
     #[test]

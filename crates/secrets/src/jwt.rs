@@ -23,6 +23,18 @@ pub struct JwtPolicy {
     pub leeway: Duration,
 }
 
+impl JwtPolicy {
+    /// Whether entity JWTs signed by any account are accepted (no entity issuer allow-list).
+    pub fn any_entity_issuer(&self) -> bool {
+        self.entity_issuers.is_empty()
+    }
+
+    /// Whether host JWTs signed by any key are accepted (no host issuer allow-list).
+    pub fn any_host_issuer(&self) -> bool {
+        self.host_issuers.is_empty()
+    }
+}
+
 /// What kind of entity an entity JWT names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +111,29 @@ pub enum JwtError {
         /// The issuer found.
         issuer: String,
     },
+}
+
+impl JwtError {
+    /// The reason for the audit log: as [`Display`](std::fmt::Display), less the keys a token
+    /// only claims. A subject or issuer is named only once the signature verified against it
+    /// ([`JwtError::IssuerNotAllowed`]); the host still gets the full message.
+    pub fn audit_reason(&self) -> String {
+        match self {
+            JwtError::BadSignature { .. } => {
+                "signature does not verify against the claimed (unverified) issuer".to_owned()
+            }
+            JwtError::WrongSubject { expected, .. } => {
+                format!("the claimed (unverified) subject is not {expected}")
+            }
+            JwtError::WrongIssuer { expected, .. } => {
+                format!("the claimed (unverified) issuer is not {expected}")
+            }
+            JwtError::IssuerNotAllowed { issuer } => {
+                format!("issuer {issuer} (signature verified) is not allowed")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 fn key_type(key: &str) -> Option<KeyPairType> {

@@ -14,7 +14,8 @@
 //! - [`GetHandler`]: the `get` steps in the reference backend's order, never panicking,
 //!   answering exactly the protocol's success and failure encodings, with an [`AuditEvent`]
 //!   that never holds a value;
-//! - [`Mappings`]: entity public key → secret names it may read.
+//! - [`Mappings`]: entity public key → [`Grant`]s: secret names it may read, optionally bound
+//!   to the account that must sign its JWT and to a mount.
 //!
 //! - [`admin`]: administration requests on subjects of their own, signed by an admin nkey
 //!   (wascap claims) and sealed like `get`, with the server's checks and replay cache.
@@ -36,6 +37,7 @@
 
 pub mod admin;
 mod audit;
+mod grant;
 mod handler;
 mod jwt;
 pub mod protocol;
@@ -45,6 +47,7 @@ mod xkey;
 mod testkit;
 
 pub use audit::{AuditEvent, Outcome};
+pub use grant::{GRANT_SEPARATOR, Grant, GrantError, is_account_key, is_cluster_key, policy_mount};
 pub use handler::{
     DEFAULT_MAX_REQUEST_BYTES, GetHandler, LookupError, Mappings, Reply, SecretLookup, Verified,
 };

@@ -84,7 +84,7 @@ fn host_gets_a_secret_through_the_phases() {
         )
         .unwrap();
 
-    let verified = handler
+    let mut verified = handler
         .open(Some(&request_xkey.public_key()), &sealed, SystemTime::now())
         .unwrap();
     assert_eq!(verified.entity().public_key, component);

@@ -4,7 +4,8 @@
 //! Layout (store keys; names are base64url-encoded so any name fits the key syntax):
 //! - `secrets.value.<name>` → JSON `{"next":N,"versions":[{"version":n,"kind":"string"|"binary",
 //!   "sealed":"<base64 of xkv1…>"}]}`, newest last, at most the history limit;
-//! - `secrets.mapping.<entity>` → JSON array of secret names (as the reference stores them).
+//! - `secrets.mapping.<entity>` → JSON array of mapping entries (as the reference stores them:
+//!   plain secret names; an entry bound to an issuer or mount is `name;issuer=A…;mount=…`).
 //!
 //! The kind is stored, so a binary value that happens to be UTF-8 still comes back as binary.
 //! Every write reads the record and writes it back with compare-and-swap, retrying on a lost
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CAS_ATTEMPTS, DEFAULT_HISTORY, MappingStore, RotationReport, SecretStore, StoreFailure,
-    bytes_of, check_entity, value_from,
+    bytes_of, check_entity, check_mapping_entry, remove_entries, value_from,
 };
 use crate::keys::Keyring;
 
@@ -316,12 +317,13 @@ impl MappingStore for EmbeddedSecrets {
         names: &[String],
     ) -> Result<BTreeSet<String>, StoreFailure> {
         check_entity(entity)?;
-        for name in names {
-            check_name(name)?;
-        }
+        let entries = names
+            .iter()
+            .map(|name| check_mapping_entry(name, check_name))
+            .collect::<Result<Vec<_>, _>>()?;
         self.modify(&mapping_key(entity), |set: Option<BTreeSet<String>>| {
             let mut set = set.unwrap_or_default();
-            set.extend(names.iter().cloned());
+            set.extend(entries.iter().cloned());
             Ok((Some(set.clone()), set))
         })
         .await
@@ -334,9 +336,7 @@ impl MappingStore for EmbeddedSecrets {
     ) -> Result<BTreeSet<String>, StoreFailure> {
         self.modify(&mapping_key(entity), |set: Option<BTreeSet<String>>| {
             let mut set = set.unwrap_or_default();
-            for name in names {
-                set.remove(name);
-            }
+            remove_entries(&mut set, names);
             let stored = (!set.is_empty()).then(|| set.clone());
             Ok((stored, set))
         })

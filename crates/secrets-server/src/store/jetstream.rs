@@ -6,7 +6,9 @@
 //!   is read with a direct get of that stream sequence (checked to belong to the key and to be
 //!   a put), not by replaying the key's history as the reference does.
 //! - Mappings: bucket `SECRETS_<backend>_state`, key = entity public key, value = JSON array
-//!   of secret names.
+//!   of secret names. An entry bound to the issuer account or a mount is stored in the same
+//!   array as `name;issuer=A…;mount=…` ([`anchorage_secrets::Grant`]); a reference backend
+//!   reading the bucket never matches such an entry, so it fails closed.
 //! - Writes use KV compare-and-swap (`create`/`update` with the expected revision) instead of
 //!   the reference's lock stream.
 //!
@@ -23,7 +25,8 @@ use futures::TryStreamExt as _;
 
 use super::{
     CAS_ATTEMPTS, DEFAULT_BUCKET, DEFAULT_HISTORY, MappingStore, RotationReport, SecretStore,
-    StoreFailure, bytes_of, check_entity, check_secret_name, value_from,
+    StoreFailure, bytes_of, check_entity, check_mapping_entry, check_secret_name, remove_entries,
+    value_from,
 };
 use crate::keys::Keyring;
 
@@ -393,10 +396,11 @@ impl MappingStore for JetStreamSecrets {
         names: &[String],
     ) -> Result<BTreeSet<String>, StoreFailure> {
         check_entity(entity)?;
-        for name in names {
-            check_secret_name(name)?;
-        }
-        self.modify_mapping(entity, |set| set.extend(names.iter().cloned()))
+        let entries = names
+            .iter()
+            .map(|name| check_mapping_entry(name, check_secret_name))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.modify_mapping(entity, |set| set.extend(entries.iter().cloned()))
             .await
     }
 
@@ -406,12 +410,8 @@ impl MappingStore for JetStreamSecrets {
         names: &[String],
     ) -> Result<BTreeSet<String>, StoreFailure> {
         check_entity(entity)?;
-        self.modify_mapping(entity, |set| {
-            for name in names {
-                set.remove(name);
-            }
-        })
-        .await
+        self.modify_mapping(entity, |set| remove_entries(set, names))
+            .await
     }
 
     async fn list_mappings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreFailure> {

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
+use anchorage_secrets::{Grant, SecretLookup, SecretValue, VersionedSecret};
 use async_trait::async_trait;
 
 mod embedded;
@@ -136,6 +136,12 @@ pub trait SecretStore: Send + Sync {
     /// The store's kind (`embedded`, `jetstream`, `openbao`), for messages.
     fn kind(&self) -> &'static str;
 
+    /// The mount read unless the application's policy names another (OpenBao), or `None` for
+    /// stores without mounts. Mapping grants without a mount cover this mount only.
+    fn default_mount(&self) -> Option<&str> {
+        None
+    }
+
     /// The requested secret (latest, or the version asked for), or `None` when absent.
     async fn get(&self, lookup: SecretLookup<'_>) -> Result<Option<VersionedSecret>, StoreFailure>;
 
@@ -154,20 +160,25 @@ pub trait SecretStore: Send + Sync {
     async fn reencrypt(&self) -> Result<RotationReport, StoreFailure>;
 }
 
-/// Which secrets each entity may read.
+/// Which secrets each entity may read. An entity's mapping is a set of entries, each a
+/// [`Grant`] in its stored form: a plain secret name (the reference layout), or a name bound to
+/// the account that must sign the entity JWT and/or to a mount (`db;issuer=A…;mount=team-b`).
 #[async_trait]
 pub trait MappingStore: Send + Sync {
-    /// The secret names `entity` may read (empty when unmapped).
+    /// The entries of `entity`'s mapping (empty when unmapped).
     async fn secrets_of(&self, entity: &str) -> Result<BTreeSet<String>, StoreFailure>;
 
-    /// Lets `entity` read `names`; returns its names afterwards.
+    /// Adds the entries `names` (plain names or grants, checked and stored in canonical form)
+    /// to `entity`'s mapping; returns its entries afterwards.
     async fn add_mapping(
         &self,
         entity: &str,
         names: &[String],
     ) -> Result<BTreeSet<String>, StoreFailure>;
 
-    /// Takes `names` away from `entity`; returns its names afterwards.
+    /// Takes `names` away from `entity`: a plain name removes every grant of that secret
+    /// (whatever it is bound to), a qualified entry exactly that grant; returns its entries
+    /// afterwards.
     async fn remove_mapping(
         &self,
         entity: &str,
@@ -176,6 +187,39 @@ pub trait MappingStore: Send + Sync {
 
     /// Every entity with its names.
     async fn list_mappings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreFailure>;
+}
+
+/// Checks a mapping entry (a [`Grant`]: its secret name with `check_name`, its issuer and
+/// mount) and returns its canonical stored form.
+pub(crate) fn check_mapping_entry(
+    entry: &str,
+    check_name: impl Fn(&str) -> Result<(), StoreFailure>,
+) -> Result<String, StoreFailure> {
+    let grant = Grant::parse(entry).map_err(|e| StoreFailure::InvalidName {
+        what: "mapping entry",
+        name: entry.to_owned(),
+        reason: e.to_string(),
+    })?;
+    check_name(&grant.secret)?;
+    Ok(grant.to_string())
+}
+
+/// Removes `names` from a mapping: a plain name takes every grant of that secret, a qualified
+/// entry exactly that grant (an entry that does not parse, exactly that text).
+pub(crate) fn remove_entries(set: &mut BTreeSet<String>, names: &[String]) {
+    for name in names {
+        match Grant::parse(name) {
+            Ok(grant) if grant.is_plain() => set.retain(|entry| {
+                Grant::parse(entry).map_or(entry != name, |g| g.secret != grant.secret)
+            }),
+            Ok(grant) => {
+                set.remove(&grant.to_string());
+            }
+            Err(_) => {
+                set.remove(name);
+            }
+        }
+    }
 }
 
 /// Turns opened bytes into a value: text when `string`, bytes otherwise.

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
+use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret, policy_mount};
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -291,15 +291,7 @@ impl OpenBaoSecrets {
     }
 
     fn mount_for(&self, policy: &str) -> Result<&str, StoreFailure> {
-        let named = serde_json::from_str::<Value>(policy).ok().and_then(|p| {
-            let props = p.get("properties")?;
-            props
-                .get("mount_path")
-                .or_else(|| props.get("mount"))
-                .and_then(Value::as_str)
-                .map(|m| m.trim_matches('/').to_owned())
-        });
-        match named {
+        match policy_mount(policy) {
             None => Ok(&self.mount),
             Some(m) => self
                 .mounts
@@ -344,6 +336,10 @@ fn serve_field(value: &Value) -> Option<SecretValue> {
 impl SecretStore for OpenBaoSecrets {
     fn kind(&self) -> &'static str {
         STORE
+    }
+
+    fn default_mount(&self) -> Option<&str> {
+        Some(&self.mount)
     }
 
     async fn get(&self, lookup: SecretLookup<'_>) -> Result<Option<VersionedSecret>, StoreFailure> {

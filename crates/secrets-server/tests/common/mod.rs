@@ -172,10 +172,35 @@ pub async fn serve_as(
     config: ServerConfig,
     admin: Option<AdminService>,
 ) -> Running {
+    serve_with_policy(
+        url,
+        probe_url,
+        seed,
+        values,
+        mappings,
+        config,
+        admin,
+        JwtPolicy::default(),
+    )
+    .await
+}
+
+/// As [`serve_as`], with issuer allow-lists.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_with_policy(
+    url: &str,
+    probe_url: &str,
+    seed: &SecretString,
+    values: Arc<dyn SecretStore>,
+    mappings: Arc<dyn MappingStore>,
+    config: ServerConfig,
+    admin: Option<AdminService>,
+    jwt: JwtPolicy,
+) -> Running {
     let client = connect(url).await;
     let handler = GetHandler::new(
         TransitKey::from_seed(seed, "test").expect("transit seed"),
-        JwtPolicy::default(),
+        jwt,
     );
     let mut server = Server::new(handler, values, mappings, config);
     if let Some(admin) = admin {

@@ -97,11 +97,12 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
         }
         SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => {
             let adding = matches!(cmd, SecretsCommand::AddMapping(_));
+            let entries = a.entries()?;
             let stores = open(store_args, tls_ca_paths, false, adding).await?;
             let now = if adding {
-                stores.mappings.add_mapping(&a.entity, &a.secrets).await
+                stores.mappings.add_mapping(&a.entity, &entries).await
             } else {
-                stores.mappings.remove_mapping(&a.entity, &a.secrets).await
+                stores.mappings.remove_mapping(&a.entity, &entries).await
             }
             .map_err(|e| fail(&e))?;
             if a.output == OutputFormat::Json {

@@ -48,10 +48,16 @@ pub(crate) enum SecretsCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  export ANCHORAGE_SECRETS_TRANSIT_SEED=SXA… ANCHORAGE_SECRETS_ENCRYPTION_SEED=SXA…\n",
-        "  anchorage secrets serve --data-dir /var/lib/anchorage\n",
+        "  anchorage secrets serve --data-dir /var/lib/anchorage --host-issuer CC… --entity-issuer AA…\n",
         "  anchorage secrets serve --store jetstream --nats-url tls://nats:4222 --nats-creds app.creds \\\n",
-        "    --tls-ca-path /etc/nats/ca.pem\n",
-        "  anchorage secrets serve --store openbao --openbao-addr https://bao:8200 --openbao-mount secret\n\n",
+        "    --tls-ca-path /etc/nats/ca.pem --host-issuer CC… --entity-issuer AA… --entity-issuer AB…\n",
+        "  anchorage secrets serve --store openbao --openbao-addr https://bao:8200 --openbao-mount secret \\\n",
+        "    --host-issuer CC… --entity-issuer AA…\n\n",
+        "Who may ask: --host-issuer names the lattice's cluster key(s) (C…, the key wasmCloud hosts\n",
+        "sign their host JWTs with) and --entity-issuer the account(s) (A…) that sign components and\n",
+        "providers; serve refuses to start without both unless --allow-any-issuer is given (then\n",
+        "anyone who can publish on the get subject can mint tokens for a mapped entity's key).\n",
+        "See docs/secrets-threat-model.md.\n\n",
         "Hosts find the backend as `<prefix>.v1alpha1.<backend>`; the defaults (wasmcloud.secrets,\n",
         "nats-kv) are those of wasmCloud's reference backend, so existing policies keep working.\n",
         "Instances with the same backend share the queue group and split the requests. Every\n",
@@ -64,7 +70,8 @@ pub(crate) enum SecretsCommand {
         "Exit codes:\n",
         "  0  stopped by SIGINT/SIGTERM\n",
         "  1  unexpected failure\n",
-        "  2  invalid command line (a missing seed, a bad prefix or backend name)\n",
+        "  2  invalid command line (a missing seed, no --host-issuer/--entity-issuer without\n",
+        "     --allow-any-issuer, an issuer that is not a C…/A… key, a bad prefix or backend name)\n",
         "  3  a seed, credentials or CA file is unreadable or not what it should be\n",
         "  7  NATS or OpenBao could not be reached\n",
         " 11  the store cannot be used (in use by another process, damaged)\n",
@@ -161,12 +168,19 @@ pub(crate) enum SecretsCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage secrets add-mapping MBC…XYZ --secret db-password --secret tls-key\n",
+        "  anchorage secrets add-mapping MBC…XYZ --secret db-password --issuer ABC…XYZ\n",
+        "  anchorage secrets add-mapping MBC…XYZ --secret db --mount team-b --store openbao\n",
         "  anchorage secrets add-mapping MBC…XYZ --secret db-password --admin-seed-file admin.nk\n\n",
+        "--issuer binds the mapping to the account that signs the component: a token for the same\n",
+        "M… key signed by another account is refused. Without --mount an openbao mapping covers the\n",
+        "server's --openbao-mount only; --mount lets the entity's policy name that mount\n",
+        "(properties.mount_path; the server must also serve it, --openbao-allow-mount). Bound\n",
+        "grants are stored as name;issuer=A…;mount=… beside plain names.\n\n",
         "Exit codes:\n",
         "  0  added (the entity's secrets are printed)\n",
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
-        "  3  not a component or provider public key\n",
+        "  3  not a component or provider public key, --issuer not an account key, a bad --mount\n",
         "  7  NATS could not be reached, or no server answered (over NATS)\n",
         " 11  the store cannot be used\n",
         " 14  the store kept changing under the write; retr\n",
@@ -180,6 +194,8 @@ pub(crate) enum SecretsCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage secrets remove-mapping MBC…XYZ --secret tls-key\n\n",
+        "Without --issuer/--mount every grant of the secret is removed (plain or bound); with them,\n",
+        "exactly that grant.\n\n",
         "Exit codes:\n",
         "  0  removed (the entity's remaining secrets are printed)\n",
         "  1  unexpected failure\n",
@@ -257,6 +273,39 @@ pub(crate) enum SecretsCommand {
         "  5  the seed file could not be written, or exists and --force was not given",
     ))]
     Keygen(KeygenArgs),
+}
+
+impl MappingArgs {
+    /// The mapping entries to add or remove: the plain names, or each name bound to
+    /// `--issuer` and `--mount` (`name;issuer=A…;mount=…`, see [`anchorage_secrets::Grant`]).
+    pub(crate) fn entries(&self) -> Result<Vec<String>, crate::exit::Failure> {
+        use crate::exit::{Code, Failure};
+        use anchorage_secrets::Grant;
+        let bad = |flag: &str, e: anchorage_secrets::GrantError| {
+            Failure::new(Code::BadInput, format!("{flag}: {e}"))
+        };
+        self.secrets
+            .iter()
+            .map(|name| {
+                if name.contains(anchorage_secrets::GRANT_SEPARATOR) {
+                    return Err(Failure::new(
+                        Code::BadInput,
+                        format!(
+                            "--secret {name:?}: a secret name must not hold ';' (bind with --issuer and --mount)"
+                        ),
+                    ));
+                }
+                let mut grant = Grant::plain(name);
+                if let Some(issuer) = &self.issuer {
+                    grant = grant.with_issuer(issuer).map_err(|e| bad("--issuer", e))?;
+                }
+                if let Some(mount) = &self.mount {
+                    grant = grant.with_mount(mount).map_err(|e| bad("--mount", e))?;
+                }
+                Ok(grant.to_string())
+            })
+            .collect()
+    }
 }
 
 impl SecretsCommand {
@@ -443,12 +492,20 @@ pub(crate) struct ServeArgs {
     /// Largest sealed request accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = anchorage_secrets::DEFAULT_MAX_REQUEST_BYTES)]
     pub(crate) max_request_bytes: usize,
-    /// Account (A…) allowed to sign entity JWTs, repeatable (default: any).
+    /// Account (A…) allowed to sign entity JWTs (components, providers), repeatable. Required
+    /// unless --allow-any-issuer.
     #[arg(long, value_name = "KEY")]
     pub(crate) entity_issuer: Vec<String>,
-    /// Key (the cluster key C…) allowed to sign host JWTs, repeatable (default: any).
+    /// The lattice's cluster key (C…) allowed to sign host JWTs, repeatable. Required unless
+    /// --allow-any-issuer.
     #[arg(long, value_name = "KEY")]
     pub(crate) host_issuer: Vec<String>,
+    /// Accept entity and host JWTs signed by any key where no --entity-issuer/--host-issuer is
+    /// given. Anyone who can publish on the get subject can then mint tokens for a mapped
+    /// entity's key and read its secrets (unless its mapping is bound with add-mapping
+    /// --issuer). For tests and closed networks only; logged as a warning.
+    #[arg(long)]
+    pub(crate) allow_any_issuer: bool,
     /// Admin public key (user U… or account A…) allowed to administer over NATS on
     /// <prefix>.admin.<backend>.*, repeatable. Without any, those subjects are not subscribed.
     #[arg(long, value_name = "KEY")]
@@ -559,6 +616,14 @@ pub(crate) struct MappingArgs {
     /// A secret name, repeatable.
     #[arg(long = "secret", value_name = "NAME", required = true)]
     pub(crate) secrets: Vec<String>,
+    /// Bind the mapping to this account (A…): only an entity JWT it signed reads the secrets
+    /// (remove-mapping: remove exactly the grants bound to it).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub(crate) issuer: Option<String>,
+    /// openbao: let the entity read the secrets from this mount when its policy names it
+    /// (default: the server's --openbao-mount only).
+    #[arg(id = "mapping_mount", long = "mount", value_name = "PATH")]
+    pub(crate) mount: Option<String>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
     #[command(flatten)]

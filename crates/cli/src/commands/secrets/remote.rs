@@ -107,7 +107,7 @@ pub(crate) async fn run(
         SecretsCommand::List(_) => AdminOp::List,
         SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => {
             claims.entity = Some(a.entity.clone());
-            claims.secrets.clone_from(&a.secrets);
+            claims.secrets = a.entries()?;
             if matches!(cmd, SecretsCommand::AddMapping(_)) {
                 AdminOp::AddMapping
             } else {

@@ -51,6 +51,64 @@ fn admin_keys(args: &ServeArgs) -> Result<BTreeSet<String>, Failure> {
     Ok(keys)
 }
 
+/// The issuer allow-lists of `--entity-issuer` and `--host-issuer`. Both are required unless
+/// `--allow-any-issuer`: without them, anyone who can publish on the get subject can mint a
+/// host token and a component token for a mapped entity's key (issue 19, item 2).
+fn jwt_policy(args: &ServeArgs) -> Result<JwtPolicy, Failure> {
+    let mut jwt = JwtPolicy::default();
+    for key in &args.entity_issuer {
+        if !anchorage_secrets::is_account_key(key) {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "--entity-issuer {key:?} is not an account public key (A…): give the accounts that sign your components and providers"
+                ),
+            ));
+        }
+        jwt.entity_issuers.insert(key.clone());
+    }
+    for key in &args.host_issuer {
+        if !anchorage_secrets::is_cluster_key(key) {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "--host-issuer {key:?} is not a cluster public key (C…): give the lattice's cluster key(s), which sign the hosts' JWTs"
+                ),
+            ));
+        }
+        jwt.host_issuers.insert(key.clone());
+    }
+    if !args.allow_any_issuer {
+        let mut missing = Vec::new();
+        if jwt.any_host_issuer() {
+            missing.push("--host-issuer C… (the lattice's cluster key, which signs host JWTs)");
+        }
+        if jwt.any_entity_issuer() {
+            missing
+                .push("--entity-issuer A… (each account that signs your components and providers)");
+        }
+        if !missing.is_empty() {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "no issuer allow-list: pass {}; without them anyone who can publish on the get subject can mint tokens and read mapped secrets. To accept any issuer anyway (tests, closed networks), pass --allow-any-issuer",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+    }
+    Ok(jwt)
+}
+
+/// `ANY` or the keys, for the startup line.
+fn describe(keys: &BTreeSet<String>) -> String {
+    if keys.is_empty() {
+        "ANY".to_owned()
+    } else {
+        keys.iter().cloned().collect::<Vec<_>>().join(",")
+    }
+}
+
 pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     let Some(transit_source) = seed_source(args.transit_seed_file.as_deref(), TRANSIT_ENV) else {
         return Err(Failure::new(
@@ -62,10 +120,7 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
         .read()
         .and_then(|seed| TransitKey::from_seed(&seed, &transit_source.origin()))
         .map_err(|e| key_failure(&e))?;
-    let mut jwt = JwtPolicy::default();
-    jwt.entity_issuers
-        .extend(args.entity_issuer.iter().cloned());
-    jwt.host_issuers.extend(args.host_issuer.iter().cloned());
+    let jwt = jwt_policy(&args)?;
     let mut config = ServerConfig::new(&args.prefix, &args.store.backend);
     if let Some(group) = &args.queue_group {
         config.queue_group.clone_from(group);
@@ -87,12 +142,30 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
                 .await
                 .map_err(|e| connect_failure(&e))?,
         };
+        if jwt.any_host_issuer() || jwt.any_entity_issuer() {
+            eprintln!(
+                "anchorage: WARNING: --allow-any-issuer: JWTs signed by ANY {} are accepted; anyone who can publish on {}.get can mint tokens for a mapped entity's key and read its secrets (unless its mapping is bound with add-mapping --issuer)",
+                match (jwt.any_host_issuer(), jwt.any_entity_issuer()) {
+                    (true, true) => "host or entity issuer",
+                    (true, false) => "host issuer",
+                    _ => "entity issuer",
+                },
+                config.base_subject()
+            );
+        }
         eprintln!(
-            "anchorage: serving {}.> (queue group {}, {} store, server xkey {})",
+            "anchorage: serving {}.> (queue group {}, {} store, server xkey {}, host issuers {}, entity issuers {}{})",
             config.base_subject(),
             config.queue_group,
             stores.values.kind(),
-            transit.public_key()
+            transit.public_key(),
+            describe(&jwt.host_issuers),
+            describe(&jwt.entity_issuers),
+            if args.allow_any_issuer {
+                ", --allow-any-issuer"
+            } else {
+                ""
+            }
         );
         let mut admin = None;
         if !admin_keys.is_empty() {
