@@ -86,7 +86,8 @@ pub fn remove_stale_beside(target: &Path) {
     }
 }
 
-/// Whether `path` is a regular file (not a link) with mode 0644 holding exactly `contents`.
+/// Whether `path` is a regular file (not a link) with mode 0644 holding exactly `contents`,
+/// owned by us and with no other name (see [`holds_at`]).
 ///
 /// Writers use it to leave an unchanged output alone, so processes watching it (inotify reloaders,
 /// kubelet's ConfigMap sync) are not woken for nothing. Any error reads as "no".
@@ -97,32 +98,87 @@ pub fn file_holds(path: &Path, contents: &[u8]) -> bool {
     File::open(parent).is_ok_and(|dir| holds_at(&dir, &name, contents))
 }
 
-/// Whether `name` inside the open directory `dir` is a regular file (links are not followed)
-/// with mode 0644 holding exactly `contents`. Any error reads as "no".
-pub fn holds_at(dir: &File, name: impl AsRef<Path>, contents: &[u8]) -> bool {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let name = name.as_ref();
-    let Ok(stat) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
-        return false;
-    };
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
-        || Mode::from_raw_mode(stat.st_mode).bits() & 0o7777 != PUBLIC_FILE_MODE
-        || u64::try_from(stat.st_size).ok() != Some(contents.len() as u64)
-    {
-        return false;
-    }
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
-        return false;
-    };
-    let mut held = Vec::with_capacity(contents.len());
-    io::Read::read_to_end(&mut File::from(fd), &mut held).is_ok() && held == contents
+/// Whether a file found where an output goes may be kept (or hard-linked into a new tree) as
+/// ours: owned by our effective uid, with exactly `links` names.
+///
+/// A file another user owns can be rewritten by them after we "wrote" it; a file with a name we
+/// did not make (a hard link elsewhere) can be rewritten through that name by whoever made it.
+/// Either is rewritten instead, into a new inode of ours.
+fn is_ours(meta: &fs::Metadata, links: u64) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.nlink() == links
 }
 
-/// Whether `path` is a real directory (not a link) with mode 0755.
+/// Whether `name` inside the open directory `dir` is a regular file (links are not followed)
+/// with mode 0644 holding exactly `contents`, owned by our effective uid and with a link count
+/// of 1 (no other name). Any error reads as "no".
+pub fn holds_at(dir: &File, name: impl AsRef<Path>, contents: &[u8]) -> bool {
+    held_at(dir, name.as_ref(), contents).is_some()
+}
+
+/// [`holds_at`], returning the file's (device, inode) when it holds `contents`.
+fn held_at(dir: &File, name: &Path, contents: &[u8]) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    // A cheap look first, so that nothing but a regular file of the right size is opened.
+    let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
+        || u64::try_from(stat.st_size).ok() != Some(contents.len() as u64)
+    {
+        return None;
+    }
+    // Then the facts of what was opened (it may have been swapped since): NONBLOCK so that a
+    // FIFO put there meanwhile cannot hang us.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = File::from(rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file()
+        || meta.mode() & 0o7777 != PUBLIC_FILE_MODE
+        || meta.len() != contents.len() as u64
+        || !is_ours(&meta, 1)
+    {
+        return None;
+    }
+    let mut held = Vec::with_capacity(contents.len());
+    io::Read::read_to_end(&mut &file, &mut held).ok()?;
+    (held == contents).then_some((meta.dev(), meta.ino()))
+}
+
+/// Hard-links `name` of the open directory `dir` to `dest` when it holds exactly `contents`
+/// (as [`holds_at`] judges: ours, 0644, no other name), and checks the result: `dest` must be
+/// that very file, still ours, with exactly two names (the live one and `dest`). Returns `false`
+/// when anything differs, `dest` then being removed, so that the caller writes the file anew.
+///
+/// The link count is 2 only between the new tree's creation and the old tree's removal, and
+/// only through the link made here: any other link, or a file that is not ours, is never
+/// carried into the new tree.
+pub fn link_if_held(dir: &File, name: impl AsRef<Path>, contents: &[u8], dest: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let name = name.as_ref();
+    let Some(id) = held_at(dir, name, contents) else {
+        return false;
+    };
+    if rustix::fs::linkat(dir, name, CWD, dest, rustix::fs::AtFlags::empty()).is_err() {
+        return false;
+    }
+    let linked = fs::symlink_metadata(dest)
+        .is_ok_and(|meta| meta.is_file() && (meta.dev(), meta.ino()) == id && is_ours(&meta, 2));
+    if !linked {
+        let _ = fs::remove_file(dest);
+    }
+    linked
+}
+
+/// Whether `path` is a real directory (not a link) with mode 0755, owned by our effective uid
+/// (a directory another user owns can have its entries swapped by them at any time).
 pub fn is_public_dir(path: &Path) -> bool {
-    fs::symlink_metadata(path)
-        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == PUBLIC_DIR_MODE)
+    use std::os::unix::fs::MetadataExt as _;
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_dir()
+            && m.permissions().mode() & 0o7777 == PUBLIC_DIR_MODE
+            && m.uid() == rustix::process::geteuid().as_raw()
+    })
 }
 
 /// Writes `contents` to `target` atomically, with mode 0644, creating missing parent directories.
