@@ -412,8 +412,8 @@ impl FileView {
 }
 
 /// Refuses an output directory that cannot be replaced as a whole: a path without a final
-/// name (`.`), something that is not a directory, or a directory holding files other than
-/// `ours`. Runs before anything is loaded or made, so a refusal changes nothing.
+/// name (`.`), something that is not a directory, a directory holding files other than
+/// `ours`, or one where any of `ours` is not a regular file (a link, FIFO, device). Runs before anything is loaded or made, so a refusal changes nothing.
 pub(crate) fn check_out_dir(dir: &Path, ours: &[&str], option: &str) -> Result<(), Failure> {
     let refuse =
         |why: String| Failure::new(Code::Output, format!("{option} {}: {why}", dir.display()));
@@ -432,9 +432,30 @@ pub(crate) fn check_out_dir(dir: &Path, ours: &[&str], option: &str) -> Result<(
             "exists and is not a directory; give a directory to write into".to_owned(),
         ));
     }
-    let entries = fs::read_dir(dir).map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    let mut foreign: Vec<String> = entries
+    let entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(|e| refuse(format!("cannot be read: {e}")))?
         .filter_map(Result::ok)
+        .collect();
+    // One of our names as a link, FIFO or device: refused, not replaced, so that whoever put it
+    // there learns that nothing (no key) went through it.
+    for entry in &entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if ours.contains(&name.as_str()) && !kind.is_file() {
+            let what = if kind.is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            };
+            return Err(refuse(format!(
+                "{name} is {what}: outputs (keys above all) are written only as regular files, never through a link or into a FIFO or device; remove it or give another directory"
+            )));
+        }
+    }
+    let mut foreign: Vec<String> = entries
+        .iter()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| !ours.contains(&name.as_str()))
         .collect();
