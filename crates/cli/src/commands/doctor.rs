@@ -141,6 +141,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
         candidates,
         now,
         expiry_window: DEFAULT_EXPIRY_WINDOW,
+        handshake_signature: captured.handshake_signature.as_ref(),
     };
     let mut report = diagnose(&captured.chain, &params, provider.clone());
     let mut trusted_only_with_ca = false;
