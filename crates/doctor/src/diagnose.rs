@@ -336,6 +336,11 @@ pub struct Report {
     pub chain: Vec<ChainEntry>,
     /// The issuing path, as indices into `chain` starting at the leaf.
     pub path: Vec<usize>,
+    /// The name constraints of the trusted root the path ends at, when it has them (a root
+    /// made by `ca init --permitted-*`): the names it can vouch for. Constraints of
+    /// certificates the server sent are on their [`ChainEntry`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_name_constraints: Option<anchorage_x509::NameConstraints>,
     /// What to do.
     pub fix: Fix,
 }
@@ -725,6 +730,9 @@ pub fn diagnose(
     }
     let fix = fix(chain, params, &primary, &findings);
     let trusted = matches!(primary, Diagnosis::Trusted { .. });
+    let root_name_constraints = path_root(chain, &path, params)
+        .and_then(Certificate::name_constraints)
+        .cloned();
     Report {
         server_name: params.server_name.to_owned(),
         now,
@@ -734,6 +742,7 @@ pub fn diagnose(
         findings,
         chain: entries,
         path,
+        root_name_constraints,
         fix,
     }
 }

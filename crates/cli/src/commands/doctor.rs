@@ -250,6 +250,12 @@ fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
     for (i, reason) in &captured.undecodable {
         outln!("  certificate {i} as sent could not be decoded and is left out: {reason}");
     }
+    if let Some(nc) = &report.root_name_constraints {
+        outln!(
+            "trusted root's name constraints: {}",
+            crate::commands::ca::constraints_text(nc)
+        );
+    }
     outln!(
         "diagnosis: {}{}",
         report.primary,
@@ -299,6 +305,12 @@ fn print_entry(c: &ChainEntry, report: &Report) {
             c.extended_key_usage.join(", ")
         }
     );
+    if let Some(nc) = &c.name_constraints {
+        outln!(
+            "      names:     {}",
+            crate::commands::ca::constraints_text(nc)
+        );
+    }
     for url in &c.aia_ca_issuers {
         outln!("      AIA:       {url} (where its issuer can be downloaded)");
     }
