@@ -750,6 +750,32 @@ fn a_constrained_root_refuses_names_outside_its_constraints() {
             )
             .unwrap();
         assert!(ok.certificate.name_constraints().is_none());
+        webpki_server(&ok, ca.roots(), "web.bookstore.cluster.local", now())
+            .expect("webpki accepts a name inside the constraints");
+        // webpki refuses a leaf outside them, signed with the CA's key behind `issue`'s back.
+        let forged_params = leaf_params(
+            &request("www.bank.example", CertKind::Server),
+            sub(now(), DAY),
+            add(now(), DAY),
+        )
+        .unwrap();
+        let forged_key = KeyPair::generate().unwrap();
+        let forged = forged_params
+            .signed_by(&forged_key, &ca.inner.signer.issuer)
+            .unwrap();
+        let forged = IssuedCertificate {
+            certificate: Certificate::from_der(forged.der()).unwrap(),
+            private_key: None,
+            chain: ca.chain().to_vec(),
+            validating_roots: ca.roots().to_vec(),
+            issuer: ca.id(),
+            lifetime_clamped: false,
+        };
+        let refused = webpki_server(&forged, ca.roots(), "www.bank.example", now()).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("NameConstraint"),
+            "{refused:?}"
+        );
         // The attack: names outside.
         for (cn, san) in [
             ("evil.example.com", None),
