@@ -34,6 +34,9 @@ struct DoctorJson<'a> {
     /// Set when the handshake failed after the chain was captured (e.g. the server then asked
     /// for a client certificate).
     handshake_error: Option<&'a str>,
+    /// The server's handshake signature: its scheme and whether it verified (a failure is
+    /// never trusted).
+    handshake_signature: Option<&'a anchorage_doctor::HandshakeSignature>,
     #[serde(flatten)]
     report: &'a Report,
 }
@@ -178,6 +181,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
             trusted_only_with_ca,
             client_certificate_requested: captured.client_certificate_requested,
             handshake_error: captured.handshake_error.as_deref(),
+            handshake_signature: captured.handshake_signature.as_ref(),
             report: &report,
         }),
         OutputFormat::Text => print_text(&captured, &report, trusted_only_with_ca),
