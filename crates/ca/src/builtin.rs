@@ -22,7 +22,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anchorage_x509::{Certificate, Timestamp};
+use anchorage_x509::{
+    Certificate, NAME_CONSTRAINTS_OID, NameConstraints, NameSubtree, SubjectAltName, Timestamp,
+};
 use async_trait::async_trait;
 use rcgen::string::Ia5String;
 use rcgen::{
@@ -42,6 +44,34 @@ pub mod import;
 
 pub use import::{CaPem, Source};
 
+/// The most permitted subtrees `ca init` puts in a root's name constraints: every verifier
+/// checks every name of every leaf against each, and a real cluster needs a handful.
+pub const MAX_PERMITTED_NAMES: usize = 64;
+
+/// The name constraints extension for `permitted` (critical; every IP address excluded when
+/// no IP subtree is permitted), or `None` when `permitted` is empty.
+pub fn name_constraints_for(permitted: &[NameSubtree]) -> Option<NameConstraints> {
+    if permitted.is_empty() {
+        return None;
+    }
+    let excluded = if permitted
+        .iter()
+        .any(|n| matches!(n, NameSubtree::Ip { .. }))
+    {
+        Vec::new()
+    } else {
+        ["0.0.0.0/0", "::/0"]
+            .into_iter()
+            .filter_map(|net| NameSubtree::ip(net).ok())
+            .collect()
+    };
+    Some(NameConstraints {
+        critical: true,
+        permitted: permitted.to_vec(),
+        excluded,
+    })
+}
+
 /// How far notBefore is set in the past, for peers whose clocks run behind.
 pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
 
@@ -59,6 +89,12 @@ pub struct InitOptions {
     pub lifetime: Duration,
     /// An intermediate CA that signs leaves while the root key stays idle.
     pub intermediate: Option<IntermediateOptions>,
+    /// The names the CA may issue for (`--permitted-dns`, `--permitted-ip`,
+    /// `--permitted-uri`): when not empty, the root gets a critical name constraints extension
+    /// with these permitted subtrees (and, when no IP subtree is given, every IPv4 and IPv6
+    /// address excluded, as the CA/Browser Forum asks of a constrained CA), so verifiers refuse
+    /// anything else it, or anyone holding its key, signs. Empty: unconstrained.
+    pub permitted_names: Vec<NameSubtree>,
 }
 
 impl Default for InitOptions {
@@ -69,6 +105,7 @@ impl Default for InitOptions {
             key_type: KeyType::P256,
             lifetime: Duration::from_secs(10 * 365 * 86_400),
             intermediate: None,
+            permitted_names: Vec::new(),
         }
     }
 }
@@ -95,6 +132,26 @@ impl InitOptions {
                     reason: format!("the {what} {value:?} must be 1 to 64 printable characters"),
                 });
             }
+        }
+        if let Some(other) = self.permitted_names.iter().find(|n| {
+            !matches!(
+                n,
+                NameSubtree::Dns(_) | NameSubtree::Ip { .. } | NameSubtree::Uri(_)
+            )
+        }) {
+            return Err(CaError::InvalidOptions {
+                reason: format!(
+                    "the permitted name {other} is not a DNS, IP or URI subtree; give --permitted-dns, --permitted-ip or --permitted-uri"
+                ),
+            });
+        }
+        if self.permitted_names.len() > MAX_PERMITTED_NAMES {
+            return Err(CaError::InvalidOptions {
+                reason: format!(
+                    "{} permitted names exceed the limit of {MAX_PERMITTED_NAMES}",
+                    self.permitted_names.len()
+                ),
+            });
         }
         for (what, value) in lifetimes {
             if value < Duration::from_secs(86_400) {
@@ -310,6 +367,9 @@ struct Inner {
     /// certificate that sets each.
     not_before: (Timestamp, usize),
     not_after: (Timestamp, usize),
+    /// The name constraints of the signing path (subject of the CA, constraints), checked
+    /// before every signature.
+    constraints: Vec<(String, NameConstraints)>,
 }
 
 /// A CA that issues locally. Cheap to clone (the parsed CA is shared).
@@ -462,12 +522,20 @@ impl BuiltinCa {
         let not_before = sub(now, CLOCK_SKEW_ALLOWANCE);
         let root_not_after = add(now, options.lifetime);
         let (root_kp, root_key) = keys::generate(options.key_type).map_err(gen_err)?;
-        let root_params = ca_params(
+        let mut root_params = ca_params(
             name(&options.common_name, options.organization.as_deref()),
             None,
             not_before,
             root_not_after,
         )?;
+        if let Some(constraints) = name_constraints_for(&options.permitted_names) {
+            let mut extension = rcgen::CustomExtension::from_oid_content(
+                &NAME_CONSTRAINTS_OID,
+                constraints.to_der(),
+            );
+            extension.set_criticality(true);
+            root_params.custom_extensions.push(extension);
+        }
         let root = root_params
             .self_signed(&root_kp)
             .map_err(sign_error("sign the root certificate"))?;
@@ -570,6 +638,13 @@ impl BuiltinCa {
             key,
             issuer,
         };
+        let constraints = path
+            .iter()
+            .filter_map(|c| {
+                c.name_constraints()
+                    .map(|nc| (c.subject().to_owned(), nc.clone()))
+            })
+            .collect();
         let mut path = path;
         let Some(anchor) = path.pop() else {
             unreachable!("the path was checked to be non-empty")
@@ -583,6 +658,7 @@ impl BuiltinCa {
                 root_key,
                 not_before,
                 not_after,
+                constraints,
             }),
             roots: roots.into(),
             policy: LifetimePolicy::default(),
@@ -739,6 +815,7 @@ impl Inner {
         roots: &[Certificate],
     ) -> Result<IssuedCertificate, IssueError> {
         request.validate()?;
+        self.check_names(request)?;
         let path_cert = |i: usize| self.chain.get(i).unwrap_or(&self.anchor);
         let (ca_not_before, nb_at) = self.not_before;
         let (ca_not_after, na_at) = self.not_after;
@@ -797,6 +874,53 @@ impl Inner {
             lifetime_clamped,
         })
     }
+}
+
+impl Inner {
+    /// Refuses a wildcard over a public suffix and any name outside the signing path's name
+    /// constraints (strictly: with permitted subtrees, a name type none of them is about is
+    /// refused too), before a key is made.
+    fn check_names(&self, request: &CertificateRequest) -> Result<(), IssueError> {
+        for san in request.all_sans() {
+            if let San::Dns(name) = &san
+                && let Some(suffix) = public_suffix_wildcard(name)
+            {
+                return Err(IssueError::PublicSuffixWildcard {
+                    name: san.to_string(),
+                    suffix,
+                });
+            }
+            let name = match &san {
+                San::Dns(d) => SubjectAltName::Dns(d.clone()),
+                San::Ip(ip) => SubjectAltName::Ip(*ip),
+                San::Uri(u) => SubjectAltName::Uri(u.clone()),
+            };
+            for (ca, constraints) in &self.constraints {
+                constraints.check_strict(&name).map_err(|violation| {
+                    IssueError::NameNotPermitted {
+                        name: san.to_string(),
+                        ca: ca.clone(),
+                        reason: violation.to_string(),
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a wildcard DNS name (`*.rest`), `rest` when it is a public suffix: a single label (a
+/// top-level domain, known or not, such as `com` or `local`), or a suffix of the public suffix
+/// list compiled in by the `psl` crate (`co.uk`, `github.io`).
+fn public_suffix_wildcard(name: &str) -> Option<String> {
+    let base = name
+        .strip_prefix("*.")?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let single_label = !base.contains('.');
+    let listed = psl::suffix(base.as_bytes())
+        .is_some_and(|suffix| suffix.is_known() && suffix.as_bytes() == base.as_bytes());
+    (single_label || listed).then_some(base)
 }
 
 /// The leaf's parameters: subject CN, SANs, extensions, serial and validity.

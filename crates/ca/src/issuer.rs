@@ -90,6 +90,31 @@ pub enum IssueError {
         /// The backend's own words.
         reason: String,
     },
+    /// A name of the request lies outside the name constraints of a CA on the signing path
+    /// (the built-in CA checks before signing, so it never issues what verifiers would refuse).
+    #[error(
+        "{name} is outside the name constraints of the CA {ca}: {reason}; issue names inside them, or use a CA whose constraints cover the name"
+    )]
+    NameNotPermitted {
+        /// The name, as SAN text (`DNS:evil.example.com`).
+        name: String,
+        /// The subject of the constrained CA.
+        ca: String,
+        /// Which constraint refuses it (the permitted subtrees it lies outside of, or the
+        /// excluded subtree it lies in).
+        reason: String,
+    },
+    /// A wildcard directly over a public suffix (`*.com`, `*.co.uk`): valid for every site of a
+    /// registry, never issued by the built-in CA.
+    #[error(
+        "{name} is a wildcard over the public suffix {suffix:?} (a top-level or registry domain): it would be valid for every site under it; name a domain you control, e.g. *.example.{suffix}"
+    )]
+    PublicSuffixWildcard {
+        /// The wildcard name, as SAN text.
+        name: String,
+        /// The public suffix below the `*`.
+        suffix: String,
+    },
     /// The backend could not be reached or answered something we do not understand.
     #[error("the {backend} issuer failed: {message}")]
     Backend {

@@ -588,7 +588,8 @@ pub(crate) struct InspectArgs {
     "  9  a CA already exists: add --force to replace it\n",
     " 10  the stored CA key is encrypted and the passphrase is missing or wrong\n",
     " 11  the store cannot be used: in use by another process, unreadable, or its CA record is damaged\n",
-    " 12  ca issue --backend vault: the role refused the request",
+    " 12  ca issue: the CA refused the request (vault: the role; built-in: a name outside the\n",
+    "     CA's name constraints, or a wildcard over a public suffix such as *.com)",
 ))]
 pub(crate) struct CaCommand {
     /// Directory of the CA store (default: $ANCHORAGE_DATA_DIR, else
@@ -612,13 +613,15 @@ pub(crate) enum CaAction {
         "  anchorage ca init\n",
         "  anchorage ca init --cn 'Mesh Root CA' --org Example --key p384 --ttl 10y\n",
         "  anchorage ca init --intermediate --intermediate-ttl 2y --passphrase-file ca.pass --output json\n",
+        "  anchorage ca init --permitted-dns cluster.local --permitted-uri cluster.local\n",
+        "      # a root that can vouch only for *.cluster.local names and SPIFFE IDs\n",
         "  anchorage ca init --force    # replace the existing CA\n\n",
         "Without a passphrase (--passphrase-file or ANCHORAGE_CA_PASSPHRASE) the key is stored in\n",
         "clear in the 0600 store file, and a warning says so.\n\n",
         "Exit codes:\n",
         "  0  created\n",
         "  1  unexpected failure\n",
-        "  2  invalid command line (key type, TTL under one day, name)\n",
+        "  2  invalid command line (key type, TTL under one day, name, a --permitted-* value)\n",
         "  3  the passphrase file is unreadable or empty\n",
         "  9  a CA already exists: add --force to replace it\n",
         " 11  the store cannot be used",
@@ -651,7 +654,9 @@ pub(crate) enum CaAction {
         "  8  no CA in the store\n",
         " 10  the CA key is encrypted and the passphrase is missing or wrong\n",
         " 11  the store cannot be used\n",
-        " 12  vault: the role refused the request (a name it does not allow, a missing purpose)",
+        " 12  refused: a name outside the CA's name constraints (--permitted-* of ca init), a\n",
+        "     wildcard over a public suffix (*.com, *.co.uk); vault: the role refused the request\n",
+        "     (a name it does not allow, a missing purpose)",
     ))]
     Issue(CaIssueArgs),
     /// Show the CA: root and intermediate, fingerprints, validity, key type and storage.
@@ -751,6 +756,22 @@ pub(crate) struct CaInitArgs {
         requires = "intermediate"
     )]
     pub(crate) intermediate_ttl: String,
+    /// Constrain the CA to this DNS domain and the names below it (e.g. cluster.local; a
+    /// leading '.' permits only the names below it). Repeatable. Any --permitted-* puts a
+    /// critical name constraints extension on the root: verifiers refuse names outside it,
+    /// whoever signs them, and `ca issue` refuses them (exit 12). Without --permitted-ip,
+    /// every IP address is then excluded.
+    #[arg(long = "permitted-dns", value_name = "DOMAIN")]
+    pub(crate) permitted_dns: Vec<String>,
+    /// Constrain the CA's IP address SANs to this subnet, in CIDR form (10.0.0.0/8,
+    /// fd00::/8). Repeatable.
+    #[arg(long = "permitted-ip", value_name = "CIDR")]
+    pub(crate) permitted_ip: Vec<String>,
+    /// Constrain the CA's URI SANs (SPIFFE IDs among them) to this host (exactly; a leading
+    /// '.' permits the hosts below it), e.g. the SPIFFE trust domain cluster.local.
+    /// Repeatable.
+    #[arg(long = "permitted-uri", value_name = "DOMAIN")]
+    pub(crate) permitted_uri: Vec<String>,
     /// Replace the existing CA (compare-and-swap on the revision read).
     #[arg(long)]
     pub(crate) force: bool,

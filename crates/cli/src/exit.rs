@@ -30,8 +30,9 @@ pub(crate) enum Code {
     Passphrase = 10,
     /// `ca`: the store cannot be used (in use, unreadable) or its CA record is damaged.
     Store = 11,
-    /// `ca issue --backend vault`: the issuer refused the request (an OpenBao role that does
-    /// not allow the name).
+    /// `ca issue`: the issuer refused the request (an OpenBao role that does not allow the
+    /// name; the built-in CA: a name outside its name constraints, or a wildcard over a public
+    /// suffix).
     Refused = 12,
     /// `secrets`: the secret (or version) does not exist; `image inject`: the source image or
     /// tag does not exist.

@@ -22,6 +22,9 @@ pub(crate) struct CertificateView {
     pub(crate) signature_algorithm: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) subject_alt_names: Vec<String>,
+    /// A CA's name constraints (the names the certificates it issues may carry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name_constraints: Option<anchorage_x509::NameConstraints>,
     pub(crate) origins: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) warnings: Vec<String>,
@@ -47,6 +50,7 @@ impl CertificateView {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            name_constraints: cert.name_constraints().cloned(),
             origins,
             warnings,
         }

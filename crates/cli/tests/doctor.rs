@@ -238,6 +238,7 @@ fn trusted_chain_exits_0_with_the_whole_report() {
         "trusted_only_with_ca",
         "client_certificate_requested",
         "handshake_error",
+        "handshake_signature",
         "server_name",
         "now",
         "trusted",
@@ -250,6 +251,7 @@ fn trusted_chain_exits_0_with_the_whole_report() {
     ];
     documented.sort_unstable();
     assert_eq!(keys, documented);
+    assert_eq!(report["handshake_signature"]["verified"], true);
     assert_eq!(report["target"], target.as_str());
     assert_eq!(report["server_name"], "localhost");
     assert!(

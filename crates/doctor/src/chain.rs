@@ -44,6 +44,9 @@ pub struct ChainEntry {
     pub extended_key_usage: Vec<String>,
     /// Authority information access caIssuers URLs: where the issuer can be downloaded.
     pub aia_ca_issuers: Vec<String>,
+    /// A CA's name constraints (the names below it must lie in), when it has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_constraints: Option<anchorage_x509::NameConstraints>,
     /// How this certificate relates to the next one sent, if there is a next one.
     pub next: Option<Link>,
 }
@@ -151,6 +154,7 @@ pub(crate) fn describe(chain: &[Certificate], now: Timestamp) -> Vec<ChainEntry>
                 self_issued: cert.is_self_issued(),
                 extended_key_usage: cert.extended_key_usage().to_vec(),
                 aia_ca_issuers: aia_ca_issuers(cert),
+                name_constraints: cert.name_constraints().cloned(),
                 next: chain.get(index + 1).map(|next| Link::between(cert, next)),
             }
         })

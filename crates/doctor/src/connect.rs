@@ -27,7 +27,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::danger::CaptureOnlyVerifier;
+use crate::danger::{CaptureOnlyVerifier, HandshakeSignature};
 use crate::error::DoctorError;
 use crate::target::Target;
 
@@ -66,6 +66,9 @@ pub struct Captured {
     pub undecodable: Vec<(usize, String)>,
     /// Whether the server proved it holds the leaf's key.
     pub handshake_signature_verified: Option<bool>,
+    /// The handshake signature's scheme and the outcome of its real check (pass it to
+    /// [`crate::DiagnoseParams::handshake_signature`]: a failure is never trusted).
+    pub handshake_signature: Option<HandshakeSignature>,
     /// The server asked for a client certificate (a TLS `CertificateRequest`: mutual TLS).
     /// The doctor sends none; when the server then refuses the connection, `handshake_error`
     /// says so.
@@ -194,6 +197,7 @@ pub fn connect(
         chain,
         undecodable,
         handshake_signature_verified: verifier.handshake_signature_verified(),
+        handshake_signature: verifier.handshake_signature(),
         client_certificate_requested,
         handshake_error,
     })

@@ -27,6 +27,7 @@ use rustls::{CertificateError, RootCertStore};
 use serde::Serialize;
 
 use crate::chain::{self, ChainEntry, Link};
+use crate::danger::HandshakeSignature;
 
 /// Everything [`diagnose`] judges a chain by, besides the chain. Plain data.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +48,10 @@ pub struct DiagnoseParams<'a> {
     pub now: Timestamp,
     /// Warn when a certificate on the path expires within this window.
     pub expiry_window: Duration,
+    /// The outcome of the real check of the server's handshake signature, from
+    /// [`crate::Captured::handshake_signature`] (`None`: not known, e.g. a chain read from a
+    /// file). A failed one is never trusted, whatever the chain.
+    pub handshake_signature: Option<&'a HandshakeSignature>,
 }
 
 /// The default `expiry_window`: 30 days.
@@ -190,6 +195,17 @@ pub enum Diagnosis {
         /// What rustls said.
         error: String,
     },
+    /// The chain verifies, but the server's handshake signature does not: made with a scheme
+    /// rustls refuses (RSA or ECDSA with SHA-1), or not verifying with the leaf's key. Every
+    /// rustls client refuses the server.
+    HandshakeSignatureFailed {
+        /// The signature scheme the server used, as rustls names it (e.g. `RSA_PKCS1_SHA1`).
+        scheme: String,
+        /// True when the scheme itself is refused (SHA-1, MD5), rather than the signature.
+        weak_scheme: bool,
+        /// What rustls said.
+        detail: String,
+    },
 }
 
 /// A secondary observation. Any finding makes a trusted chain not "healthy".
@@ -280,6 +296,14 @@ pub enum Finding {
         /// Seconds left.
         seconds_left: i64,
     },
+    /// The server's handshake signature did not verify (besides a primary diagnosis about the
+    /// chain).
+    HandshakeSignatureFailed {
+        /// The signature scheme the server used.
+        scheme: String,
+        /// What rustls said.
+        detail: String,
+    },
 }
 
 /// What to do about the diagnosis: a sentence and the commands to run, if any. Never "disable
@@ -312,6 +336,11 @@ pub struct Report {
     pub chain: Vec<ChainEntry>,
     /// The issuing path, as indices into `chain` starting at the leaf.
     pub path: Vec<usize>,
+    /// The name constraints of the trusted root the path ends at, when it has them (a root
+    /// made by `ca init --permitted-*`): the names it can vouch for. Constraints of
+    /// certificates the server sent are on their [`ChainEntry`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_name_constraints: Option<anchorage_x509::NameConstraints>,
     /// What to do.
     pub fix: Fix,
 }
@@ -510,6 +539,22 @@ impl fmt::Display for Diagnosis {
                 "bad signature: a signature in the chain does not verify ({detail})"
             ),
             Self::Untrusted { error } => write!(f, "untrusted: rustls refused the chain: {error}"),
+            Self::HandshakeSignatureFailed {
+                scheme,
+                weak_scheme: true,
+                detail,
+            } => write!(
+                f,
+                "handshake signature failed: the server signed the TLS handshake with {scheme}, which rustls refuses ({detail}); no rustls client connects, whatever the chain"
+            ),
+            Self::HandshakeSignatureFailed {
+                scheme,
+                weak_scheme: false,
+                detail,
+            } => write!(
+                f,
+                "handshake signature failed: the server's {scheme} handshake signature does not verify with the key of its certificate ({detail})"
+            ),
         }
     }
 }
@@ -614,6 +659,10 @@ impl fmt::Display for Finding {
                 "root expires soon: the trusted root {subject} expires in {} ({not_after})",
                 chain::duration(*seconds_left)
             ),
+            Self::HandshakeSignatureFailed { scheme, detail } => write!(
+                f,
+                "handshake signature failed: the server signed the handshake with {scheme}, which does not verify ({detail})"
+            ),
         }
     }
 }
@@ -638,6 +687,15 @@ pub fn diagnose(
             subject: chain[0].subject().to_owned(),
             bits: chain::weak_rsa(&chain[0]).unwrap_or_default(),
         },
+        // The path verifies, but the server's handshake signature did not: no rustls client
+        // completes this handshake.
+        Ok(()) if let Some(failed) = failed_signature(params) => {
+            Diagnosis::HandshakeSignatureFailed {
+                scheme: failed.scheme.clone(),
+                weak_scheme: failed.weak_scheme(),
+                detail: failed.error.clone().unwrap_or_default(),
+            }
+        }
         Ok(()) => Diagnosis::Trusted {
             anchor: path
                 .last()
@@ -652,13 +710,29 @@ pub fn diagnose(
         },
         Err(error) => classify(chain, &path, params, error),
     };
-    let findings = if chain.is_empty() {
+    let mut findings = if chain.is_empty() {
         Vec::new()
     } else {
         findings(chain, &path, params, &primary)
     };
+    // A failed handshake signature under another verdict is still said (unless the leaf's
+    // short RSA key, already reported, explains it).
+    if let Some(failed) = failed_signature(params)
+        && !matches!(primary, Diagnosis::HandshakeSignatureFailed { .. })
+        && chain
+            .first()
+            .is_none_or(|leaf| chain::weak_rsa(leaf).is_none())
+    {
+        findings.push(Finding::HandshakeSignatureFailed {
+            scheme: failed.scheme.clone(),
+            detail: failed.error.clone().unwrap_or_default(),
+        });
+    }
     let fix = fix(chain, params, &primary, &findings);
     let trusted = matches!(primary, Diagnosis::Trusted { .. });
+    let root_name_constraints = path_root(chain, &path, params)
+        .and_then(Certificate::name_constraints)
+        .cloned();
     Report {
         server_name: params.server_name.to_owned(),
         now,
@@ -668,8 +742,14 @@ pub fn diagnose(
         findings,
         chain: entries,
         path,
+        root_name_constraints,
         fix,
     }
+}
+
+/// The handshake signature's record when its check failed.
+fn failed_signature<'a>(params: &DiagnoseParams<'a>) -> Option<&'a HandshakeSignature> {
+    params.handshake_signature.filter(|s| !s.verified)
 }
 
 fn unix_time(now: Timestamp) -> UnixTime {
@@ -1344,6 +1424,22 @@ fn fix(
             format!("rustls refused the chain: {error}; save it for review with --save-chain and compare it with what the CA issued"),
             vec![save_chain_command(params.target)],
         ),
+        Diagnosis::HandshakeSignatureFailed {
+            scheme,
+            weak_scheme: true,
+            ..
+        } => fix(
+            format!(
+                "the server signs the TLS handshake with {scheme}, which current clients refuse: configure it to sign with SHA-256 or stronger (RSA-PSS, or RSA PKCS#1 / ECDSA with SHA-256): in OpenSSL-based servers remove the SHA-1 entries from the signature algorithms (SignatureAlgorithms, -sigalgs) and do not lower the security level to allow SHA-1; then run the doctor again"
+            ),
+            vec![format!("anchorage doctor {}", params.target)],
+        ),
+        Diagnosis::HandshakeSignatureFailed { scheme, .. } => fix(
+            format!(
+                "the server's {scheme} handshake signature does not verify with the key in its certificate: the server is configured with a private key that does not belong to its certificate (or something between it and us alters the handshake); install the key issued with the certificate"
+            ),
+            Vec::new(),
+        ),
     }
 }
 
@@ -1386,6 +1482,7 @@ mod tests {
             candidates: &[],
             now,
             expiry_window: Duration::from_secs(window_days * 86_400),
+            handshake_signature: None,
         };
         diagnose(chain, &params, provider())
     }
@@ -1652,6 +1749,16 @@ mod tests {
             Diagnosis::Untrusted {
                 error: "invalid peer certificate: Other".into(),
             },
+            Diagnosis::HandshakeSignatureFailed {
+                scheme: "RSA_PKCS1_SHA1".into(),
+                weak_scheme: true,
+                detail: "peer misbehaved".into(),
+            },
+            Diagnosis::HandshakeSignatureFailed {
+                scheme: "ECDSA_NISTP256_SHA256".into(),
+                weak_scheme: false,
+                detail: "invalid signature".into(),
+            },
         ];
         for d in &all {
             match d {
@@ -1668,7 +1775,8 @@ mod tests {
                 | Diagnosis::WeakSignature { .. }
                 | Diagnosis::WeakKey { .. }
                 | Diagnosis::BadSignature { .. }
-                | Diagnosis::Untrusted { .. } => {}
+                | Diagnosis::Untrusted { .. }
+                | Diagnosis::HandshakeSignatureFailed { .. } => {}
             }
         }
         all
@@ -1685,6 +1793,7 @@ mod tests {
             candidates: &[],
             now: Timestamp::from_unix(1_800_000_000),
             expiry_window: DEFAULT_EXPIRY_WINDOW,
+            handshake_signature: None,
         };
         let finding = [Finding::ChainOutOfOrder {
             path: vec![0, 2, 1],
@@ -1720,6 +1829,7 @@ mod tests {
             candidates: &[],
             now: Timestamp::from_unix(1_800_000_000),
             expiry_window: DEFAULT_EXPIRY_WINDOW,
+            handshake_signature: None,
         };
         let all = every_diagnosis();
         let weak_sig = all
@@ -1931,6 +2041,7 @@ mod tests {
             candidates: &candidates,
             now,
             expiry_window: DEFAULT_EXPIRY_WINDOW,
+            handshake_signature: None,
         };
         let report = diagnose(&chain, &base, provider());
         assert!(!report.trusted);

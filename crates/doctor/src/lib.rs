@@ -34,6 +34,7 @@
 //!     candidates: &[],
 //!     now: Timestamp::from_unix(1_800_000_000),
 //!     expiry_window: anchorage_doctor::DEFAULT_EXPIRY_WINDOW,
+//!     handshake_signature: None,
 //! };
 //! let provider = Arc::new(rustls::crypto::ring::default_provider());
 //! let report = diagnose(&[], &params, provider);
@@ -51,6 +52,7 @@ mod target;
 
 pub use chain::{ChainEntry, Link};
 pub use connect::{Captured, ConnectOptions, connect};
+pub use danger::HandshakeSignature;
 pub use diagnose::{
     DEFAULT_EXPIRY_WINDOW, DiagnoseParams, Diagnosis, Finding, Fix, Report, diagnose,
 };

@@ -190,6 +190,7 @@ fn run_with(
         candidates: &candidates,
         now: now(),
         expiry_window: DEFAULT_EXPIRY_WINDOW,
+        handshake_signature: captured.handshake_signature.as_ref(),
     };
     let report = diagnose(&captured.chain, &params, provider());
     // The JSON form is stable and carries the same verdict.
@@ -878,6 +879,120 @@ fn sha1_signed_leaf_is_a_weak_signature() {
     assert_eq!(json["primary"]["kind"], "weak_signature");
 }
 
+/// Serves an RSA-2048 leaf (SHA-256 certificates throughout) under TLS 1.2 with the handshake
+/// signed with `sigalgs` (`RSA+SHA1`, `RSA+SHA256`).
+fn rsa_server_signing_with(sigalgs: &str) -> Option<Run> {
+    let tmp = tempdir().expect("tempdir");
+    let ossl = OpensslPki::new(tmp.path())?;
+    let root = ossl.root("sigroot", "Doctor Sigalg Root CA");
+    let leaf = ossl.issue("sigleaf", "localhost", 2048, "sha256", "leaf", &root);
+    let setup = ServerSetup {
+        cert: leaf.cert,
+        key: leaf.key,
+        chain: None,
+    };
+    let trust = file_only(&root.cert);
+    let weak = sigalgs.contains("SHA1");
+    let server_args = [
+        "-tls1_2",
+        "-sigalgs",
+        sigalgs,
+        "-cipher",
+        "DEFAULT@SECLEVEL=0",
+    ];
+    run_with(
+        tmp,
+        setup,
+        root.cert,
+        "localhost",
+        &trust,
+        &[],
+        Tweaks {
+            server_args: &server_args,
+            weak_server_key: weak,
+            ..Tweaks::default()
+        },
+    )
+}
+
+/// Issue 19 item 10: a server whose chain verifies but which signs the TLS 1.2 handshake with
+/// RSA-SHA1 (which every rustls client refuses) was reported "trusted and healthy", because the
+/// capture-only verifier's failed signature check was ignored. It is now the primary
+/// diagnosis, naming the scheme, with a fix; the same server signing with SHA-256 is trusted.
+#[test]
+fn a_handshake_signed_with_rsa_sha1_is_never_trusted() {
+    let Some(run) = rsa_server_signing_with("RSA+SHA1") else {
+        return;
+    };
+    let report = &run.report;
+    let signature = run.captured.handshake_signature.as_ref().expect("checked");
+    assert_eq!(signature.scheme, "RSA_PKCS1_SHA1");
+    assert!(!signature.verified && signature.weak_scheme());
+    assert!(!report.trusted && !report.healthy, "{report:#?}");
+    let Diagnosis::HandshakeSignatureFailed {
+        scheme,
+        weak_scheme: true,
+        ..
+    } = &report.primary
+    else {
+        panic!("{:#?}", report.primary);
+    };
+    assert_eq!(scheme, "RSA_PKCS1_SHA1");
+    let sentence = report.primary.to_string();
+    assert!(
+        sentence.contains("handshake signature failed"),
+        "{sentence}"
+    );
+    assert!(sentence.contains("RSA_PKCS1_SHA1"), "{sentence}");
+    assert!(
+        report.fix.summary.contains("SHA-256"),
+        "{}",
+        report.fix.summary
+    );
+    let json = serde_json::to_value(report).expect("json");
+    assert_eq!(json["primary"]["kind"], "handshake_signature_failed");
+    assert_eq!(json["trusted"], false);
+
+    // A real rustls client refuses this server too: the doctor agrees with it.
+    let (roots, _) = file_only(&run.root_pem).root_store().expect("roots");
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let address: SocketAddr = run.captured.address.parse().expect("address");
+    let mut sock = std::net::TcpStream::connect(address).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().expect("name"))
+            .expect("client");
+    let refused = conn.complete_io(&mut sock);
+    assert!(refused.is_err(), "a rustls client accepted RSA-SHA1");
+
+    // Negative control: the same PKI and server, signing with SHA-256, is trusted (the openssl
+    // certificates live 30 days: "expires soon" is its only finding).
+    let Some(run) = rsa_server_signing_with("RSA+SHA256") else {
+        return;
+    };
+    let signature = run.captured.handshake_signature.as_ref().expect("checked");
+    assert_eq!(signature.scheme, "RSA_PKCS1_SHA256");
+    assert!(signature.verified);
+    assert!(
+        run.report.trusted && matches!(run.report.primary, Diagnosis::Trusted { .. }),
+        "{:#?}",
+        run.report
+    );
+    assert!(
+        run.report
+            .findings
+            .iter()
+            .all(|f| matches!(f, Finding::ExpiresSoon { .. })),
+        "{:#?}",
+        run.report.findings
+    );
+}
+
 #[test]
 fn rsa_1024_intermediate_is_a_weak_key() {
     let tmp = tempdir().expect("tempdir");
@@ -1361,6 +1476,7 @@ fn an_untrusted_root_the_server_sends_is_no_root_that_expires_soon() {
         candidates: &[],
         now: now(),
         expiry_window: DEFAULT_EXPIRY_WINDOW,
+        handshake_signature: run.captured.handshake_signature.as_ref(),
     };
     let report = diagnose(&run.captured.chain, &params, provider());
     assert!(report.trusted, "{:#?}", report.primary);
@@ -1451,6 +1567,7 @@ fn a_trusted_openssl_req_x509_certificate_is_a_self_signed_leaf_marked_ca() {
         candidates: &[],
         now: now(),
         expiry_window: DEFAULT_EXPIRY_WINDOW,
+        handshake_signature: run.captured.handshake_signature.as_ref(),
     };
     let untrusted = diagnose(&run.captured.chain, &params, provider());
     assert!(

@@ -3,7 +3,8 @@
 //!
 //! - A file is written to a temporary file beside its target, fsynced, and renamed over it.
 //!   Certificates are 0644; a private key ([`write_private_file`]) is 0600 from the moment its
-//!   temporary file is created.
+//!   temporary file is created, and is never written through a link or into a FIFO or device
+//!   (public outputs are, so that `--pem /dev/stdout` works).
 //! - A directory is filled in a temporary directory beside its target, synced, and swapped with
 //!   the live one in one `renameat2(RENAME_EXCHANGE)` call (Linux 3.15+); the old contents are
 //!   removed afterwards. A target that does not exist yet is simply renamed into place.
@@ -86,7 +87,8 @@ pub fn remove_stale_beside(target: &Path) {
     }
 }
 
-/// Whether `path` is a regular file (not a link) with mode 0644 holding exactly `contents`.
+/// Whether `path` is a regular file (not a link) with mode 0644 holding exactly `contents`,
+/// owned by us and with no other name (see [`holds_at`]).
 ///
 /// Writers use it to leave an unchanged output alone, so processes watching it (inotify reloaders,
 /// kubelet's ConfigMap sync) are not woken for nothing. Any error reads as "no".
@@ -97,32 +99,87 @@ pub fn file_holds(path: &Path, contents: &[u8]) -> bool {
     File::open(parent).is_ok_and(|dir| holds_at(&dir, &name, contents))
 }
 
-/// Whether `name` inside the open directory `dir` is a regular file (links are not followed)
-/// with mode 0644 holding exactly `contents`. Any error reads as "no".
-pub fn holds_at(dir: &File, name: impl AsRef<Path>, contents: &[u8]) -> bool {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let name = name.as_ref();
-    let Ok(stat) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
-        return false;
-    };
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
-        || Mode::from_raw_mode(stat.st_mode).bits() & 0o7777 != PUBLIC_FILE_MODE
-        || u64::try_from(stat.st_size).ok() != Some(contents.len() as u64)
-    {
-        return false;
-    }
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
-        return false;
-    };
-    let mut held = Vec::with_capacity(contents.len());
-    io::Read::read_to_end(&mut File::from(fd), &mut held).is_ok() && held == contents
+/// Whether a file found where an output goes may be kept (or hard-linked into a new tree) as
+/// ours: owned by our effective uid, with exactly `links` names.
+///
+/// A file another user owns can be rewritten by them after we "wrote" it; a file with a name we
+/// did not make (a hard link elsewhere) can be rewritten through that name by whoever made it.
+/// Either is rewritten instead, into a new inode of ours.
+fn is_ours(meta: &fs::Metadata, links: u64) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.nlink() == links
 }
 
-/// Whether `path` is a real directory (not a link) with mode 0755.
+/// Whether `name` inside the open directory `dir` is a regular file (links are not followed)
+/// with mode 0644 holding exactly `contents`, owned by our effective uid and with a link count
+/// of 1 (no other name). Any error reads as "no".
+pub fn holds_at(dir: &File, name: impl AsRef<Path>, contents: &[u8]) -> bool {
+    held_at(dir, name.as_ref(), contents).is_some()
+}
+
+/// [`holds_at`], returning the file's (device, inode) when it holds `contents`.
+fn held_at(dir: &File, name: &Path, contents: &[u8]) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    // A cheap look first, so that nothing but a regular file of the right size is opened.
+    let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
+        || u64::try_from(stat.st_size).ok() != Some(contents.len() as u64)
+    {
+        return None;
+    }
+    // Then the facts of what was opened (it may have been swapped since): NONBLOCK so that a
+    // FIFO put there meanwhile cannot hang us.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = File::from(rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file()
+        || meta.mode() & 0o7777 != PUBLIC_FILE_MODE
+        || meta.len() != contents.len() as u64
+        || !is_ours(&meta, 1)
+    {
+        return None;
+    }
+    let mut held = Vec::with_capacity(contents.len());
+    io::Read::read_to_end(&mut &file, &mut held).ok()?;
+    (held == contents).then_some((meta.dev(), meta.ino()))
+}
+
+/// Hard-links `name` of the open directory `dir` to `dest` when it holds exactly `contents`
+/// (as [`holds_at`] judges: ours, 0644, no other name), and checks the result: `dest` must be
+/// that very file, still ours, with exactly two names (the live one and `dest`). Returns `false`
+/// when anything differs, `dest` then being removed, so that the caller writes the file anew.
+///
+/// The link count is 2 only between the new tree's creation and the old tree's removal, and
+/// only through the link made here: any other link, or a file that is not ours, is never
+/// carried into the new tree.
+pub fn link_if_held(dir: &File, name: impl AsRef<Path>, contents: &[u8], dest: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let name = name.as_ref();
+    let Some(id) = held_at(dir, name, contents) else {
+        return false;
+    };
+    if rustix::fs::linkat(dir, name, CWD, dest, rustix::fs::AtFlags::empty()).is_err() {
+        return false;
+    }
+    let linked = fs::symlink_metadata(dest)
+        .is_ok_and(|meta| meta.is_file() && (meta.dev(), meta.ino()) == id && is_ours(&meta, 2));
+    if !linked {
+        let _ = fs::remove_file(dest);
+    }
+    linked
+}
+
+/// Whether `path` is a real directory (not a link) with mode 0755, owned by our effective uid
+/// (a directory another user owns can have its entries swapped by them at any time).
 pub fn is_public_dir(path: &Path) -> bool {
-    fs::symlink_metadata(path)
-        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == PUBLIC_DIR_MODE)
+    use std::os::unix::fs::MetadataExt as _;
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_dir()
+            && m.permissions().mode() & 0o7777 == PUBLIC_DIR_MODE
+            && m.uid() == rustix::process::geteuid().as_raw()
+    })
 }
 
 /// Writes `contents` to `target` atomically, with mode 0644, creating missing parent directories.
@@ -132,19 +189,84 @@ pub fn is_public_dir(path: &Path) -> bool {
 /// A target that is (or links to) a device, FIFO or socket, such as `/dev/stdout` or `/dev/null`,
 /// is not a store to swap: the bytes are written straight to it, and it is never replaced.
 pub fn write_file(target: &Path, contents: &[u8]) -> io::Result<()> {
-    write_file_with_mode(target, contents, PUBLIC_FILE_MODE)
+    write_public_file(target, contents)
 }
 
-/// [`write_file`] for a file holding a private key: mode 0600 whatever the umask, and never
-/// wider at any moment, since the temporary file is created 0600 before a byte is written.
+/// Writes a private file (a key, a seed, a token: anything secret) to `target` atomically, mode
+/// 0600 whatever the umask, and never wider at any moment. Every private output goes through
+/// here.
 ///
-/// A device, FIFO or socket target is written through, as for [`write_file`] (its own mode is
-/// left alone).
+/// Unlike [`write_file`], nothing is ever written *through* the target: if `target` exists and
+/// is not a regular file (a symbolic link, even a dangling one, a FIFO, a device, a socket or a
+/// directory) the write is refused with [`io::ErrorKind::InvalidInput`] and a message naming
+/// what is there, before anything is created. Otherwise the bytes go to a new temporary file
+/// beside it, created `O_CREAT | O_EXCL | O_NOFOLLOW` with mode 0600 through a handle on the
+/// parent directory, fsynced, and renamed over `target` (a rename replaces whatever name is
+/// there at that moment, never following it).
 pub fn write_private_file(target: &Path, contents: &[u8]) -> io::Result<()> {
-    write_file_with_mode(target, contents, PRIVATE_FILE_MODE)
+    use rustix::fs::{Mode, OFlags};
+    let (parent, name) = split(target)?;
+    match fs::symlink_metadata(target) {
+        Ok(meta) if !meta.is_file() => return Err(not_a_regular_file(&meta)),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::create_dir_all(&parent)?;
+    remove_stale(&parent, &name);
+    let dir = File::from(rustix::fs::open(
+        &parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?);
+    let tmp_name = format!("{}{}", temp_prefix(&name), unique_suffix());
+    let file = File::from(rustix::fs::openat(
+        &dir,
+        &tmp_name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(PRIVATE_FILE_MODE),
+    )?);
+    let written = (|| {
+        // The umask can only narrow the mode; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+        (&file).write_all(contents)?;
+        file.sync_all()?;
+        rustix::fs::renameat(&dir, &tmp_name, &dir, &name)?;
+        Ok::<_, io::Error>(())
+    })();
+    if let Err(e) = written {
+        let _ = rustix::fs::unlinkat(&dir, &tmp_name, rustix::fs::AtFlags::empty());
+        return Err(e);
+    }
+    dir.sync_all()
 }
 
-fn write_file_with_mode(target: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+/// The refusal of a private output whose path holds something other than a regular file.
+fn not_a_regular_file(meta: &fs::Metadata) -> io::Error {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = meta.file_type();
+    let what = if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "the path is {what}: private keys and seeds are written only as a regular file, never through a link or into a FIFO, device, socket or directory; remove it or give another path"
+        ),
+    )
+}
+
+fn write_public_file(target: &Path, contents: &[u8]) -> io::Result<()> {
     let (parent, name) = split(target)?;
     if target.is_dir() {
         return Err(io::Error::new(
@@ -162,13 +284,13 @@ fn write_file_with_mode(target: &Path, contents: &[u8], mode: u32) -> io::Result
     remove_stale(&parent, &name);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{}{}-", temp_prefix(&name), std::process::id()))
-        // Created owner-only (the umask can only narrow it): a private key is never readable by
-        // others, even for a moment; public files are widened below, before the rename.
+        // Created owner-only (the umask can only narrow it), widened below before the rename:
+        // nobody reads a half-written store.
         .permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
         .tempfile_in(&parent)?;
     tmp.write_all(contents)?;
     tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
+        .set_permissions(fs::Permissions::from_mode(PUBLIC_FILE_MODE))?;
     tmp.as_file().sync_all()?;
     tmp.persist(target).map_err(|e| e.error)?;
     sync_dir(&parent)
@@ -350,6 +472,76 @@ mod tests {
         write_file(&path, b"public again").unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mknodat(
+            CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+
+    /// Issue 19 item 9: a key written to a path that is a symbolic link to a FIFO went through
+    /// the link into the FIFO, to whoever reads it. A private file is now written only as a
+    /// regular file: any other target (a link, FIFO, device, socket or directory) is refused at
+    /// once, and the FIFO's reader gets nothing.
+    #[test]
+    fn a_private_file_is_never_written_through_a_link_or_into_a_fifo() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        // A reader waiting on the FIFO, as an attacker would: open it without blocking, so
+        // the test cannot hang whatever the writer does.
+        let reader = File::from(
+            rustix::fs::open(
+                &fifo,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap(),
+        );
+        let link = dir.path().join("key.pem");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let dangling = dir.path().join("seed");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        let a_dir = dir.path().join("a-dir");
+        fs::create_dir(&a_dir).unwrap();
+        for (target, what) in [
+            (&link, "symbolic link"),
+            (&fifo, "FIFO"),
+            (&dangling, "symbolic link"),
+            (&a_dir, "directory"),
+        ] {
+            let started = std::time::Instant::now();
+            let error = write_private_file(target, b"secret").unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            let message = error.to_string();
+            assert!(message.contains(what), "{message}");
+            assert!(message.contains("regular file"), "{message}");
+        }
+        let mut read = Vec::new();
+        let _ = io::Read::read_to_end(&mut &reader, &mut read);
+        assert!(read.is_empty(), "the FIFO's reader got {read:?}");
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(!dir.path().join("nowhere").exists());
+        // Nothing was left beside them.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
+        // Positive control: a plain path, new or an existing file, is written 0600.
+        for _ in 0..2 {
+            let plain = dir.path().join("plain.key");
+            write_private_file(&plain, b"secret").unwrap();
+            let meta = fs::symlink_metadata(&plain).unwrap();
+            assert!(meta.is_file());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            assert_eq!(fs::read(&plain).unwrap(), b"secret");
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 5);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use x509_parser::public_key::PublicKey;
 
 use crate::error::DecodeError;
 use crate::fingerprint::{Sha1Fingerprint, Sha256Fingerprint};
+use crate::name_constraints::NameConstraints;
 use crate::subject_hash::{SubjectHash, subject_hash_of_name};
 use crate::timestamp::Timestamp;
 
@@ -62,6 +63,8 @@ struct Facts {
     subject_alt_names: Vec<SubjectAltName>,
     subject_key_id: Option<Span>,
     authority_key_id: Option<Span>,
+    /// Name constraints (CA certificates only, and rare: boxed).
+    name_constraints: Option<Box<NameConstraints>>,
     /// Issuer = subject and key identifiers agree: cheap, decided at decode time.
     self_issued: bool,
     /// Whether the signature verifies with the certificate's own key: costly (a signature
@@ -232,6 +235,7 @@ impl Certificate {
         let mut key_usage = None;
         let mut eku_named = 0u8;
         let mut eku_other = Vec::new();
+        let mut name_constraints = None;
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectKeyIdentifier(id) => {
@@ -250,6 +254,10 @@ impl Certificate {
                     });
                 }
                 ParsedExtension::KeyUsage(ku) => key_usage = Some(KeyUsage(ku.flags)),
+                ParsedExtension::NameConstraints(nc) => {
+                    name_constraints =
+                        Some(Box::new(NameConstraints::from_parsed(ext.critical, nc)));
+                }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
                     // In the order of EKU_NAMES.
                     let flags = [
@@ -317,6 +325,7 @@ impl Certificate {
             subject_alt_names,
             subject_key_id,
             authority_key_id,
+            name_constraints,
             self_issued,
             self_signed: OnceLock::new(),
         })))
@@ -418,6 +427,11 @@ impl Certificate {
     /// Subject alternative names.
     pub fn subject_alt_names(&self) -> &[SubjectAltName] {
         &self.0.subject_alt_names
+    }
+    /// The name constraints extension, when present (on CA certificates): the names the
+    /// certificates it issues may carry.
+    pub fn name_constraints(&self) -> Option<&NameConstraints> {
+        self.0.name_constraints.as_deref()
     }
     /// Subject key identifier.
     pub fn subject_key_id(&self) -> Option<&[u8]> {

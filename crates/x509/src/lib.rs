@@ -4,6 +4,7 @@
 //! comments and CRLF tolerated, OpenSSL's `TRUSTED CERTIFICATE` form), DER and PKCS#7 certs-only
 //! bundles (`.p7b`, PEM or DER), and exposes what a trust store needs to know about each one:
 //! subject, issuer, serial, validity, key type, fingerprints, basic constraints, key usage, SANs,
+//! name constraints (read, written for a new CA, and matched: [`NameConstraints`]),
 //! whether it is self-signed, and the OpenSSL subject-name hash used to name `<hash>.<n>` entries.
 //!
 //! It does no I/O, spawns nothing and never prints: callers attach the file name to the
@@ -24,6 +25,7 @@ mod decode;
 mod der;
 mod error;
 mod fingerprint;
+mod name_constraints;
 mod pem;
 mod subject_hash;
 mod timestamp;
@@ -34,5 +36,6 @@ pub use certificate::{
 pub use decode::{Decoded, Found, Input, Position, Problem, decode};
 pub use error::DecodeError;
 pub use fingerprint::{Sha1Fingerprint, Sha256Fingerprint};
+pub use name_constraints::{NAME_CONSTRAINTS_OID, NameConstraints, NameSubtree, Violation};
 pub use subject_hash::{SubjectHash, subject_hash_of_name};
 pub use timestamp::Timestamp;

@@ -702,3 +702,169 @@ fn issue_throughput() {
         100.0 * ours / raw
     );
 }
+
+fn constrained(permitted: &[&str], intermediate: bool) -> BuiltinCa {
+    BuiltinCa::init(&InitOptions {
+        intermediate: intermediate.then(IntermediateOptions::default),
+        permitted_names: permitted
+            .iter()
+            .map(|p| match p.split_once(':') {
+                Some(("IP", net)) => NameSubtree::ip(net).unwrap(),
+                Some(("URI", host)) => NameSubtree::uri(host).unwrap(),
+                _ => NameSubtree::dns(p).unwrap(),
+            })
+            .collect(),
+        ..InitOptions::default()
+    })
+    .unwrap()
+}
+
+/// Issue 19 item 13: `--permitted-dns cluster.local` puts a critical name constraints
+/// extension on the root, and the CA refuses to sign names outside it (which every verifier
+/// would refuse): another domain, and an IP address when no IP subtree is permitted.
+#[test]
+fn a_constrained_root_refuses_names_outside_its_constraints() {
+    for intermediate in [false, true] {
+        let ca = constrained(&["cluster.local"], intermediate);
+        let nc = ca.root().name_constraints().expect("on the root");
+        assert!(nc.critical);
+        assert_eq!(
+            nc.permitted
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["DNS:cluster.local"]
+        );
+        assert_eq!(
+            nc.excluded
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["IP:0.0.0.0/0", "IP:::/0"]
+        );
+        // Positive control.
+        let ok = ca
+            .issue_at(
+                &request("web.bookstore.cluster.local", CertKind::Service),
+                now(),
+            )
+            .unwrap();
+        assert!(ok.certificate.name_constraints().is_none());
+        webpki_server(&ok, ca.roots(), "web.bookstore.cluster.local", now())
+            .expect("webpki accepts a name inside the constraints");
+        // webpki refuses a leaf outside them, signed with the CA's key behind `issue`'s back.
+        let forged_params = leaf_params(
+            &request("www.bank.example", CertKind::Server),
+            sub(now(), DAY),
+            add(now(), DAY),
+        )
+        .unwrap();
+        let forged_key = KeyPair::generate().unwrap();
+        let forged = forged_params
+            .signed_by(&forged_key, &ca.inner.signer.issuer)
+            .unwrap();
+        let forged = IssuedCertificate {
+            certificate: Certificate::from_der(forged.der()).unwrap(),
+            private_key: None,
+            chain: ca.chain().to_vec(),
+            validating_roots: ca.roots().to_vec(),
+            issuer: ca.id(),
+            lifetime_clamped: false,
+        };
+        let refused = webpki_server(&forged, ca.roots(), "www.bank.example", now()).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("NameConstraint"),
+            "{refused:?}"
+        );
+        // The attack: names outside.
+        for (cn, san) in [
+            ("evil.example.com", None),
+            ("web.cluster.local", Some("DNS:bank.example")),
+            ("web.cluster.local", Some("IP:10.0.0.7")),
+            (
+                "web.cluster.local",
+                Some("URI:spiffe://cluster.local/ns/a/sa/b"),
+            ),
+        ] {
+            let mut req = request(cn, CertKind::Service);
+            if let Some(san) = san {
+                req = req.with_san(San::parse(san).unwrap());
+            }
+            let err = ca.issue_at(&req, now()).unwrap_err();
+            let IssueError::NameNotPermitted {
+                name,
+                ca: subject,
+                reason,
+            } = &err
+            else {
+                panic!("{err:?}");
+            };
+            assert!(subject.contains("Anchorage Root CA"), "{subject}");
+            assert!(
+                reason.contains("DNS:cluster.local")
+                    || reason.contains("IP:")
+                    || reason.contains("no name of this type"),
+                "{reason}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(name.as_str()), "{text}");
+        }
+    }
+    // IP and URI subtrees permit those names.
+    let ca = constrained(
+        &["cluster.local", "IP:10.0.0.0/8", "URI:cluster.local"],
+        false,
+    );
+    let req = request("web.cluster.local", CertKind::Service)
+        .with_san(San::parse("10.0.0.7").unwrap())
+        .with_san(San::parse("spiffe://cluster.local/ns/a/sa/b").unwrap());
+    ca.issue_at(&req, now()).unwrap();
+    let req = request("web.cluster.local", CertKind::Service)
+        .with_san(San::parse("192.168.0.1").unwrap());
+    assert!(matches!(
+        ca.issue_at(&req, now()),
+        Err(IssueError::NameNotPermitted { .. })
+    ));
+    // An unconstrained CA has no extension.
+    assert!(
+        BuiltinCa::init(&InitOptions::default())
+            .unwrap()
+            .root()
+            .name_constraints()
+            .is_none()
+    );
+}
+
+/// Issue 19 item 13: `ca issue --cn '*.com'` succeeded; a wildcard over a public suffix is now
+/// refused by any built-in CA, constrained or not.
+#[test]
+fn wildcards_over_public_suffixes_are_refused() {
+    let ca = BuiltinCa::init(&InitOptions::default()).unwrap();
+    for wildcard in ["*.com", "*.co.uk", "*.local", "*.github.io", "*.COM"] {
+        let err = ca
+            .issue_at(&request(wildcard, CertKind::Server), now())
+            .unwrap_err();
+        assert!(
+            matches!(&err, IssueError::PublicSuffixWildcard { .. }),
+            "{wildcard}: {err:?}"
+        );
+        assert!(err.to_string().contains("public suffix"), "{err}");
+        // As a SAN too.
+        let req = request("web.example.com", CertKind::Server)
+            .with_san(San::parse(&format!("DNS:{wildcard}")).unwrap());
+        assert!(matches!(
+            ca.issue_at(&req, now()),
+            Err(IssueError::PublicSuffixWildcard { .. })
+        ));
+    }
+    // Negative control: wildcards below a registrable domain.
+    for fine in [
+        "*.example.com",
+        "*.example.co.uk",
+        "*.svc.cluster.local",
+        "*.bookstore.local",
+    ] {
+        ca.issue_at(&request(fine, CertKind::Server), now())
+            .unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+}

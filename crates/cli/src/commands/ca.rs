@@ -22,7 +22,7 @@ use std::time::Duration;
 use anchorage_ca::persist::{self, Kdf, Loaded, STORE_KEY, SaveOptions};
 use anchorage_ca::{BuiltinCa, CaError, Clock as _, InitOptions, IntermediateOptions, KeyType};
 use anchorage_store::{EmbeddedStore, Store as _};
-use anchorage_x509::{Certificate, Sha256Fingerprint, Timestamp};
+use anchorage_x509::{Certificate, NameConstraints, NameSubtree, Sha256Fingerprint, Timestamp};
 use secrecy::SecretString;
 use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
@@ -412,8 +412,8 @@ impl FileView {
 }
 
 /// Refuses an output directory that cannot be replaced as a whole: a path without a final
-/// name (`.`), something that is not a directory, or a directory holding files other than
-/// `ours`. Runs before anything is loaded or made, so a refusal changes nothing.
+/// name (`.`), something that is not a directory, a directory holding files other than
+/// `ours`, or one where any of `ours` is not a regular file (a link, FIFO, device). Runs before anything is loaded or made, so a refusal changes nothing.
 pub(crate) fn check_out_dir(dir: &Path, ours: &[&str], option: &str) -> Result<(), Failure> {
     let refuse =
         |why: String| Failure::new(Code::Output, format!("{option} {}: {why}", dir.display()));
@@ -432,9 +432,30 @@ pub(crate) fn check_out_dir(dir: &Path, ours: &[&str], option: &str) -> Result<(
             "exists and is not a directory; give a directory to write into".to_owned(),
         ));
     }
-    let entries = fs::read_dir(dir).map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    let mut foreign: Vec<String> = entries
+    let entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(|e| refuse(format!("cannot be read: {e}")))?
         .filter_map(Result::ok)
+        .collect();
+    // One of our names as a link, FIFO or device: refused, not replaced, so that whoever put it
+    // there learns that nothing (no key) went through it.
+    for entry in &entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if ours.contains(&name.as_str()) && !kind.is_file() {
+            let what = if kind.is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            };
+            return Err(refuse(format!(
+                "{name} is {what}: outputs (keys above all) are written only as regular files, never through a link or into a FIFO or device; remove it or give another directory"
+            )));
+        }
+    }
+    let mut foreign: Vec<String> = entries
+        .iter()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| !ours.contains(&name.as_str()))
         .collect();
@@ -506,6 +527,9 @@ pub(crate) struct CaCertView {
     seconds_left: i64,
     time_left: String,
     key: String,
+    /// The certificate's name constraints, when it has them (`ca init --permitted-*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_constraints: Option<NameConstraints>,
 }
 
 impl CaCertView {
@@ -520,6 +544,7 @@ impl CaCertView {
             seconds_left: cert.not_after().unix() - now.unix(),
             time_left: time_left(cert, now),
             key: cert.public_key().to_string(),
+            name_constraints: cert.name_constraints().cloned(),
         }
     }
 }
@@ -627,6 +652,9 @@ impl CaView {
                 c.time_left
             );
             outln!("  key:        {}", c.key);
+            if let Some(nc) = &c.name_constraints {
+                outln!("  names:      {}", constraints_text(nc));
+            }
         };
         cert("root:", &self.root);
         for c in &self.intermediates {
@@ -687,6 +715,27 @@ struct Facts<'a> {
     encrypted: bool,
 }
 
+/// The `--permitted-*` options of `ca init`, parsed.
+fn permitted_names(args: &CaInitArgs) -> Result<Vec<NameSubtree>, Failure> {
+    let mut out = Vec::new();
+    type Parse = fn(&str) -> Result<NameSubtree, String>;
+    let kinds: [(&str, &[String], Parse); 3] = [
+        ("--permitted-dns", &args.permitted_dns, NameSubtree::dns),
+        ("--permitted-ip", &args.permitted_ip, NameSubtree::ip),
+        ("--permitted-uri", &args.permitted_uri, NameSubtree::uri),
+    ];
+    for (option, values, parse) in kinds {
+        for value in values {
+            let subtree =
+                parse(value).map_err(|e| Failure::new(Code::Usage, format!("{option}: {e}")))?;
+            if !out.contains(&subtree) {
+                out.push(subtree);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `anchorage ca init`.
 fn init(ctx: &Context, args: &CaInitArgs) -> Result<Code, Failure> {
     let options = InitOptions {
@@ -702,6 +751,7 @@ fn init(ctx: &Context, args: &CaInitArgs) -> Result<Code, Failure> {
         } else {
             None
         },
+        permitted_names: permitted_names(args)?,
     };
     options
         .validate()
@@ -755,6 +805,29 @@ fn show(ctx: &Context, args: &CaShowArgs) -> Result<Code, Failure> {
         OutputFormat::Text => view.print_text(None),
     }
     Ok(Code::Ok)
+}
+
+/// A name constraints extension in one line: `permitted DNS:cluster.local; excluded IP:…`.
+pub(crate) fn constraints_text(nc: &NameConstraints) -> String {
+    let list = |subtrees: &[NameSubtree]| {
+        subtrees
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !nc.permitted.is_empty() {
+        parts.push(format!("permitted {}", list(&nc.permitted)));
+    }
+    if !nc.excluded.is_empty() {
+        parts.push(format!("excluded {}", list(&nc.excluded)));
+    }
+    format!(
+        "{}{}",
+        parts.join("; "),
+        if nc.critical { "" } else { " (not critical)" }
+    )
 }
 
 #[cfg(test)]

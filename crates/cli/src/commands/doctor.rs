@@ -34,6 +34,9 @@ struct DoctorJson<'a> {
     /// Set when the handshake failed after the chain was captured (e.g. the server then asked
     /// for a client certificate).
     handshake_error: Option<&'a str>,
+    /// The server's handshake signature: its scheme and whether it verified (a failure is
+    /// never trusted).
+    handshake_signature: Option<&'a anchorage_doctor::HandshakeSignature>,
     #[serde(flatten)]
     report: &'a Report,
 }
@@ -141,6 +144,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
         candidates,
         now,
         expiry_window: DEFAULT_EXPIRY_WINDOW,
+        handshake_signature: captured.handshake_signature.as_ref(),
     };
     let mut report = diagnose(&captured.chain, &params, provider.clone());
     let mut trusted_only_with_ca = false;
@@ -177,6 +181,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
             trusted_only_with_ca,
             client_certificate_requested: captured.client_certificate_requested,
             handshake_error: captured.handshake_error.as_deref(),
+            handshake_signature: captured.handshake_signature.as_ref(),
             report: &report,
         }),
         OutputFormat::Text => print_text(&captured, &report, trusted_only_with_ca),
@@ -249,6 +254,12 @@ fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
     for (i, reason) in &captured.undecodable {
         outln!("  certificate {i} as sent could not be decoded and is left out: {reason}");
     }
+    if let Some(nc) = &report.root_name_constraints {
+        outln!(
+            "trusted root's name constraints: {}",
+            crate::commands::ca::constraints_text(nc)
+        );
+    }
     outln!(
         "diagnosis: {}{}",
         report.primary,
@@ -298,6 +309,12 @@ fn print_entry(c: &ChainEntry, report: &Report) {
             c.extended_key_usage.join(", ")
         }
     );
+    if let Some(nc) = &c.name_constraints {
+        outln!(
+            "      names:     {}",
+            crate::commands::ca::constraints_text(nc)
+        );
+    }
     for url in &c.aia_ca_issuers {
         outln!("      AIA:       {url} (where its issuer can be downloaded)");
     }

@@ -83,6 +83,12 @@ fn print_text(inspection: &Inspection) {
             (false, false) => "not a CA (leaf)",
         };
         outln!("kind:         {kind}; key {}", c.key);
+        if let Some(nc) = &c.name_constraints {
+            outln!(
+                "names:        {}",
+                crate::commands::ca::constraints_text(nc)
+            );
+        }
         for origin in &c.origins {
             outln!("found in:     {origin}");
         }

@@ -13,7 +13,6 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use anchorage_x509::{Certificate, SubjectHash};
-use rustix::fs::AtFlags;
 
 use crate::atomic;
 use crate::bundle::Bundle;
@@ -170,9 +169,7 @@ pub fn write_openssl_dir(
             Planned::File(name, bytes) => {
                 let dest = tmp.join(&name);
                 if let Some(live) = &live
-                    && atomic::holds_at(live, &name, &bytes)
-                    && rustix::fs::linkat(live, &name, rustix::fs::CWD, &dest, AtFlags::empty())
-                        .is_ok()
+                    && atomic::link_if_held(live, &name, &bytes, &dest)
                 {
                     return Ok(());
                 }
@@ -288,6 +285,7 @@ fn write_new(path: &Path, contents: &[u8], chmod: bool) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt as _;
+    use std::path::PathBuf;
 
     use anchorage_test_support::pki;
     use anchorage_x509::Position;
@@ -395,6 +393,94 @@ mod tests {
                 let meta = dir.join(name).symlink_metadata().unwrap();
                 assert_eq!(meta.ino(), *ino, "{layout:?}: {name} reused, not rewritten");
             }
+            assert!(!write_openssl_dir(&bigger, &dir, &options).unwrap().changed);
+        }
+    }
+
+    /// Issue 19 item 8: neither the unchanged check nor the hard-link reuse of a changed
+    /// directory may keep a file another user owns or that has another name elsewhere: the
+    /// first let `nobody` keep a planted entry in a root-written store, the second linked it
+    /// into the new tree.
+    #[test]
+    fn planted_or_extra_linked_entries_are_neither_kept_nor_linked() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: planting a file owned by another user needs root");
+            return;
+        }
+        let us = rustix::process::geteuid().as_raw();
+        for layout in [DirLayout::Files, DirLayout::Links] {
+            let tmp = anchorage_test_support::tempdir().unwrap();
+            let dir = tmp.path().join("certs");
+            let b = bundle(&["Plant A", "Plant B", "Plant C"]);
+            let options = OpensslDirOptions {
+                layout,
+                bundle_file: None,
+            };
+            assert!(write_openssl_dir(&b, &dir, &options).unwrap().changed);
+            let files: Vec<PathBuf> = snapshot(&dir)
+                .iter()
+                .map(|(n, ..)| dir.join(n))
+                .filter(|p| p.symlink_metadata().unwrap().is_file())
+                .collect();
+            let [planted, linked, untouched] = &files[..] else {
+                panic!("{files:?}");
+            };
+
+            // Unchanged check: a planted copy with the right bytes makes the directory rewritten.
+            crate::output::pem::tests::plant_foreign_copy(planted);
+            let w = write_openssl_dir(&b, &dir, &options).unwrap();
+            assert!(w.changed, "{layout:?}: a planted entry must not be kept");
+            let meta = planted.symlink_metadata().unwrap();
+            assert_eq!((meta.uid(), meta.nlink()), (us, 1), "{layout:?}");
+            // And an extra link elsewhere, the same.
+            let elsewhere = tmp.path().join("elsewhere");
+            fs::hard_link(linked, &elsewhere).unwrap();
+            let w = write_openssl_dir(&b, &dir, &options).unwrap();
+            assert!(
+                w.changed,
+                "{layout:?}: an extra-linked entry must not be kept"
+            );
+            assert_ne!(
+                linked.symlink_metadata().unwrap().ino(),
+                elsewhere.symlink_metadata().unwrap().ino()
+            );
+            fs::remove_file(&elsewhere).unwrap();
+            assert!(!write_openssl_dir(&b, &dir, &options).unwrap().changed);
+
+            // Hard-link reuse when the directory changes: plant one entry, link another
+            // elsewhere, and add a certificate.
+            crate::output::pem::tests::plant_foreign_copy(planted);
+            let planted_ino = planted.symlink_metadata().unwrap().ino();
+            fs::hard_link(linked, &elsewhere).unwrap();
+            let untouched_ino = untouched.symlink_metadata().unwrap().ino();
+            let mut more: Vec<Certificate> =
+                b.entries().iter().map(|e| e.certificate.clone()).collect();
+            more.push(Certificate::from_der(&pki::root_ca("Plant D").der).unwrap());
+            let bigger = bundle_of(more);
+            let w = write_openssl_dir(&bigger, &dir, &options).unwrap();
+            assert_eq!((w.changed, w.entries), (true, 4));
+            let meta = planted.symlink_metadata().unwrap();
+            assert_ne!(
+                meta.ino(),
+                planted_ino,
+                "{layout:?}: the planted file was linked in"
+            );
+            assert_eq!((meta.uid(), meta.nlink()), (us, 1), "{layout:?}");
+            let meta = linked.symlink_metadata().unwrap();
+            assert_ne!(
+                meta.ino(),
+                elsewhere.symlink_metadata().unwrap().ino(),
+                "{layout:?}: the extra-linked file was linked in"
+            );
+            assert_eq!(meta.nlink(), 1);
+            // Negative control: our own entry is still reused, and alone.
+            let meta = untouched.symlink_metadata().unwrap();
+            assert_eq!(
+                meta.ino(),
+                untouched_ino,
+                "{layout:?}: our own entry is reused"
+            );
+            assert_eq!(meta.nlink(), 1, "{layout:?}: the old tree is gone");
             assert!(!write_openssl_dir(&bigger, &dir, &options).unwrap().changed);
         }
     }

@@ -80,7 +80,9 @@ fn issue_failure(e: IssueError) -> Failure {
             Code::BadInput,
             format!("{e} (or leave out --no-clamp to cut the lifetime to the CA's end)"),
         ),
-        IssueError::Refused { .. } => Failure::new(Code::Refused, e.to_string()),
+        IssueError::Refused { .. }
+        | IssueError::NameNotPermitted { .. }
+        | IssueError::PublicSuffixWildcard { .. } => Failure::new(Code::Refused, e.to_string()),
         IssueError::Backend { .. } | IssueError::Timeout { .. } => {
             Failure::new(Code::Unreachable, e.to_string())
         }
