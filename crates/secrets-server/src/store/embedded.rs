@@ -4,7 +4,13 @@
 //! Layout (store keys; names are base64url-encoded so any name fits the key syntax):
 //! - `secrets.value.<name>` → JSON `{"next":N,"versions":[{"version":n,"kind":"string"|"binary",
 //!   "sealed":"<base64 of xkv1…>"}]}`, newest last, at most the history limit;
-//! - `secrets.mapping.<entity>` → JSON array of secret names (as the reference stores them).
+//! - `secrets.mapping.<entity>` → JSON array of secret names (as the reference stores them);
+//! - `secrets.admin_jti.<hex>` → the unix second until which an admin token id is kept
+//!   ([`crate::admin::ReplayGuard`]): written with `create`, so the first writer wins; swept
+//!   once expired.
+//!
+//! Rotation ([`SecretStore::reencrypt`]) re-seals every kept version, then compacts the store
+//! ([`Store::compact`]: redb's free pages still held the old ciphertexts).
 //!
 //! The kind is stored, so a binary value that happens to be UTF-8 still comes back as binary.
 //! Every write reads the record and writes it back with compare-and-swap, retrying on a lost
@@ -12,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
 use anchorage_store::{Store, StoreError};
@@ -24,11 +31,16 @@ use super::{
     CAS_ATTEMPTS, DEFAULT_HISTORY, MappingStore, RotationReport, SecretStore, StoreFailure,
     bytes_of, check_entity, value_from,
 };
+use crate::admin::ReplayGuard;
 use crate::keys::Keyring;
 
 const STORE: &str = "embedded";
 const VALUE_PREFIX: &str = "secrets.value.";
 const MAPPING_PREFIX: &str = "secrets.mapping.";
+const ADMIN_JTI_PREFIX: &str = "secrets.admin_jti.";
+
+/// The least time between two sweeps of expired admin token records, in seconds.
+const REPLAY_SWEEP_INTERVAL_SECS: u64 = 60;
 
 /// Secrets and mappings in an [`anchorage_store::Store`].
 #[derive(Clone)]
@@ -36,6 +48,7 @@ pub struct EmbeddedSecrets {
     store: Arc<dyn Store>,
     keys: Arc<Keyring>,
     history: u32,
+    last_sweep: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EmbeddedSecrets {
@@ -73,6 +86,7 @@ impl EmbeddedSecrets {
             store,
             keys,
             history: DEFAULT_HISTORY,
+            last_sweep: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -154,6 +168,79 @@ impl EmbeddedSecrets {
             .map_err(|_| undecryptable())?;
         let (plain, _) = self.keys.open(&sealed).ok_or_else(undecryptable)?;
         Ok(value_from(&plain, stored.kind == Kind::String))
+    }
+
+    /// Deletes the admin token records whose time is past, at most once a
+    /// [`REPLAY_SWEEP_INTERVAL_SECS`]. A record changed meanwhile is left alone.
+    async fn sweep_replays(&self, now: u64) -> Result<(), StoreFailure> {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last.saturating_add(REPLAY_SWEEP_INTERVAL_SECS)
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        let keys = self
+            .store
+            .keys(ADMIN_JTI_PREFIX)
+            .await
+            .map_err(Self::fail("list admin token records".to_owned()))?;
+        for key in keys {
+            let Some(entry) = self
+                .store
+                .get(&key)
+                .await
+                .map_err(Self::fail(format!("read {key:?}")))?
+            else {
+                continue;
+            };
+            let until = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok());
+            // A record that does not parse is kept: refusing a token is the safe side.
+            if until.is_some_and(|until| until < now) {
+                match self.store.delete(&key, Some(entry.revision)).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_conflict() => {}
+                    Err(e) => return Err(Self::fail(format!("delete {key:?}"))(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for EmbeddedSecrets {
+    async fn record_token(
+        &self,
+        replay_key: &str,
+        remember_until: u64,
+        now: u64,
+    ) -> Result<bool, StoreFailure> {
+        if replay_key.len() != 64 || !replay_key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreFailure::InvalidName {
+                what: "admin token record",
+                name: replay_key.chars().take(80).collect(),
+                reason: "not 64 hex characters".to_owned(),
+            });
+        }
+        if let Err(e) = self.sweep_replays(now).await {
+            // The record below is what matters; a failed sweep only delays the clean-up.
+            tracing::warn!(error = %e, "cannot sweep expired admin token records");
+        }
+        let key = format!("{ADMIN_JTI_PREFIX}{replay_key}");
+        match self
+            .store
+            .create(&key, remember_until.to_string().into_bytes())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(Self::fail(format!("record {key:?}"))(e)),
+        }
     }
 }
 
@@ -296,6 +383,26 @@ impl SecretStore for EmbeddedSecrets {
             report.resealed += resealed;
             report.already_current += current;
         }
+        // Every kept version is sealed with the current key now; the replaced records still
+        // sit in the file's free pages until the file is compacted.
+        report.compacted = self
+            .store
+            .compact()
+            .await
+            .map_err(Self::fail("compact the store after re-sealing".to_owned()))?;
+        report.remains = if report.compacted {
+            "no copy sealed with a previous key is left in the store file (re-sealed, then \
+             compacted); backups or snapshots of the file taken before still hold them"
+        } else {
+            "every kept version is re-sealed; this store does not compact, so replaced \
+             ciphertexts may remain in its free space"
+        };
+        tracing::info!(
+            resealed = report.resealed,
+            compacted = report.compacted,
+            remains = report.remains,
+            "re-sealed the stored values"
+        );
         Ok(report)
     }
 }
