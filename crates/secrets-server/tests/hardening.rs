@@ -8,10 +8,10 @@ use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
 
 fn core_limit_line() -> String {
     std::fs::read_to_string("/proc/self/limits")
-        .unwrap()
+        .expect("read /proc/self/limits")
         .lines()
         .find(|l| l.starts_with("Max core file size"))
-        .unwrap()
+        .expect("a core file size line")
         .to_owned()
 }
 

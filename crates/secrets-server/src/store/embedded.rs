@@ -591,6 +591,144 @@ mod tests {
         assert!(s.secrets_of(&entity).await.unwrap().is_empty());
     }
 
+    /// Delegates to a store but never compacts: the store before this fix.
+    struct NoCompaction(Arc<dyn Store>);
+
+    #[async_trait]
+    impl Store for NoCompaction {
+        async fn get(&self, key: &str) -> Result<Option<anchorage_store::Entry>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.0.put(key, value).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.0.create(key, value).await
+        }
+        async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<u64, StoreError> {
+            self.0.update(key, value, rev).await
+        }
+        async fn delete(&self, key: &str, rev: Option<u64>) -> Result<(), StoreError> {
+            self.0.delete(key, rev).await
+        }
+        async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.0.keys(prefix).await
+        }
+    }
+
+    /// The stored ciphertexts (base64, as the file holds them) of every version of `names`.
+    async fn sealed_texts(raw: &dyn Store, names: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in names {
+            let entry = raw.get(&value_key(name)).await.unwrap().unwrap();
+            let record: Record = serde_json::from_slice(&entry.value).unwrap();
+            out.extend(record.versions.into_iter().map(|v| v.sealed));
+        }
+        out
+    }
+
+    fn file_holds(path: &std::path::Path, texts: &[String]) -> usize {
+        let bytes = std::fs::read(path).unwrap();
+        texts
+            .iter()
+            .filter(|t| bytes.windows(t.len()).any(|w| w == t.as_bytes()))
+            .count()
+    }
+
+    /// Writes versions of a few secrets with the old key in a redb file, then rotates; returns
+    /// the old ciphertexts, how many the file held before, and the rotation's report.
+    async fn rotate_in_a_file(
+        path: &std::path::Path,
+        compacting: bool,
+    ) -> (Vec<String>, usize, RotationReport) {
+        let raw: Arc<dyn Store> = Arc::new(anchorage_store::EmbeddedStore::open(path).unwrap());
+        let raw: Arc<dyn Store> = if compacting {
+            raw
+        } else {
+            Arc::new(NoCompaction(raw))
+        };
+        let old = EncryptionKey::generate();
+        let old_seed = old.seed();
+        let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(old)));
+        let names = ["db", "api", "tls"];
+        for round in 0..3 {
+            for name in names {
+                let value = format!("{name}-{round}-{}", "x".repeat(300));
+                s.put(name, SecretValue::String(SecretString::from(value)))
+                    .await
+                    .unwrap();
+            }
+        }
+        let old_texts = sealed_texts(raw.as_ref(), &names).await;
+        assert_eq!(old_texts.len(), 9);
+        let before = file_holds(path, &old_texts);
+        let ring = Keyring::new(EncryptionKey::generate())
+            .with_previous(EncryptionKey::from_seed(&old_seed, "old").unwrap());
+        let rotated = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(ring));
+        let report = rotated.reencrypt().await.unwrap();
+        assert_eq!(report.resealed, 9);
+        // Every version still reads, with the new key.
+        let first = rotated.get(lookup("db", Some("1"))).await.unwrap().unwrap();
+        assert!(text(&first).starts_with("db-0-"));
+        (old_texts, before, report)
+    }
+
+    /// Issue 19 item 12: old-key ciphertexts must not outlive a rotation in the redb file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotation_leaves_no_old_ciphertext_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.redb");
+        let (old, before, report) = rotate_in_a_file(&path, true).await;
+        // Negative control: the file held them all before the rotation.
+        assert_eq!(before, old.len());
+        assert!(report.compacted);
+        assert!(report.remains.contains("compacted"), "{}", report.remains);
+        assert_eq!(
+            file_holds(&path, &old),
+            0,
+            "old ciphertexts are still in the store file after rotation"
+        );
+    }
+
+    /// The same without compaction (the behaviour before the fix): re-sealing alone leaves
+    /// the replaced ciphertexts in the file's free pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_compaction_old_ciphertexts_stay_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.redb");
+        let (old, _, report) = rotate_in_a_file(&path, false).await;
+        assert!(!report.compacted);
+        assert!(file_holds(&path, &old) > 0);
+    }
+
+    #[tokio::test]
+    async fn admin_tokens_are_recorded_once_and_swept_when_expired() {
+        let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let s = EmbeddedSecrets::new(
+            Arc::clone(&raw),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert!(s.record_token(&a, 1_000, 500).await.unwrap());
+        assert!(!s.record_token(&a, 1_000, 500).await.unwrap());
+        // Another handle on the same store (another instance) sees the record.
+        let other = EmbeddedSecrets::new(
+            Arc::clone(&raw),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        assert!(!other.record_token(&a, 1_000, 600).await.unwrap());
+        assert!(other.record_token(&b, 5_000, 600).await.unwrap());
+        // Past its time (and the sweep interval), `a` is swept; `b` is kept.
+        assert!(!other.record_token(&b, 5_000, 2_000).await.unwrap());
+        assert_eq!(raw.keys(ADMIN_JTI_PREFIX).await.unwrap().len(), 1);
+        assert!(!s.record_token(&b, 5_000, 2_000).await.unwrap());
+        // Not a replay key.
+        assert!(s.record_token("../x", 1, 0).await.is_err());
+        // Mappings and secrets are not confused with the records.
+        assert!(s.list_mappings().await.unwrap().is_empty());
+        assert!(s.keys().await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn concurrent_puts_all_land() {
         let s = EmbeddedSecrets::new(
