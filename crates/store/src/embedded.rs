@@ -17,6 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefinition};
+use zeroize::Zeroize as _;
 
 use crate::error::StoreError;
 use crate::key::{validate_key, validate_prefix};
@@ -27,6 +28,9 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const LAST_REVISION: &str = "last_revision";
 
 /// A [`Store`] kept in one redb file.
+///
+/// Values handed to a write are wiped (zeroized) once written, since they may be keys; redb's
+/// own page cache is not ours to wipe.
 ///
 /// The file is created with mode `0600` (and tightened to `0600` if found wider), its missing
 /// parent directories with `0700`: values may be secret (a CA key stored without a
@@ -262,10 +266,13 @@ impl Store for EmbeddedStore {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
         let key = key.to_owned();
+        let mut value = value;
         self.run("write", move |inner| {
-            inner.write("write", Some(&key), |entries, last| {
+            let written = inner.write("write", Some(&key), |entries, last| {
                 inner.insert(entries, last, &key, &value)
-            })
+            });
+            value.zeroize();
+            written
         })
         .await
     }
@@ -273,8 +280,9 @@ impl Store for EmbeddedStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
         let key = key.to_owned();
+        let mut value = value;
         self.run("create", move |inner| {
-            inner.write("create", Some(&key), |entries, last| {
+            let written = inner.write("create", Some(&key), |entries, last| {
                 match inner.current(entries, &key)? {
                     None => inner.insert(entries, last, &key, &value),
                     current => Err(StoreError::Conflict {
@@ -283,7 +291,9 @@ impl Store for EmbeddedStore {
                         current,
                     }),
                 }
-            })
+            });
+            value.zeroize();
+            written
         })
         .await
     }
@@ -296,8 +306,9 @@ impl Store for EmbeddedStore {
     ) -> Result<u64, StoreError> {
         validate_key(key)?;
         let key = key.to_owned();
+        let mut value = value;
         self.run("update", move |inner| {
-            inner.write("update", Some(&key), |entries, last| {
+            let written = inner.write("update", Some(&key), |entries, last| {
                 match inner.current(entries, &key)? {
                     Some(current) if current == expected_revision => {
                         inner.insert(entries, last, &key, &value)
@@ -308,7 +319,9 @@ impl Store for EmbeddedStore {
                         current,
                     }),
                 }
-            })
+            });
+            value.zeroize();
+            written
         })
         .await
     }
