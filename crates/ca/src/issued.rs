@@ -61,14 +61,21 @@ impl PrivateKey {
 
     /// `-----BEGIN PRIVATE KEY-----` PEM, as a secret.
     pub fn to_pkcs8_pem(&self) -> SecretString {
-        let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+        const BEGIN: &str = "-----BEGIN PRIVATE KEY-----\n";
+        const END: &str = "-----END PRIVATE KEY-----\n";
         let b64 =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*self.pkcs8_der));
+        // Sized exactly: no growth leaves a partial copy of the key in freed memory, and the
+        // conversion into the secret's box does not reallocate.
+        let size = BEGIN.len() + b64.len() + b64.len().div_ceil(64) + END.len();
+        let mut pem = String::with_capacity(size);
+        pem.push_str(BEGIN);
         for line in b64.as_bytes().chunks(64) {
             pem.push_str(std::str::from_utf8(line).unwrap_or_default());
             pem.push('\n');
         }
-        pem.push_str("-----END PRIVATE KEY-----\n");
+        pem.push_str(END);
+        debug_assert_eq!(pem.len(), pem.capacity());
         SecretString::from(pem)
     }
 }

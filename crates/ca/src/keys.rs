@@ -184,9 +184,18 @@ pub enum KeyError {
 /// Ed25519 and RSA of 2048, 3072 or 4096 bits (other RSA sizes load with an unknown type).
 pub fn load(pem_or_der: &[u8]) -> Result<(KeyPair, PrivateKey), KeyError> {
     if find(pem_or_der, b"-----BEGIN").is_some() {
-        let text = String::from_utf8_lossy(pem_or_der);
+        // Input that is not UTF-8 is copied (with replacement characters): that copy holds
+        // the key too, so it is wiped.
+        let owned;
+        let text: &str = match String::from_utf8_lossy(pem_or_der) {
+            std::borrow::Cow::Borrowed(text) => text,
+            std::borrow::Cow::Owned(copy) => {
+                owned = Zeroizing::new(copy);
+                owned.as_str()
+            }
+        };
         let mut keys = Vec::new();
-        for block in pem_blocks(&text) {
+        for block in pem_blocks(text) {
             let form = match block.label {
                 "PRIVATE KEY" => KeyForm::Pkcs8,
                 "EC PRIVATE KEY" => KeyForm::Sec1,
@@ -416,7 +425,9 @@ pub(crate) struct PemBlock<'a> {
 impl PemBlock<'_> {
     /// The base64 body decoded, in zeroizing memory.
     pub(crate) fn decode(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let mut b64 = Zeroizing::new(String::new());
+        // Sized up front: growing would leave partial copies of the key in freed memory.
+        let size = self.body.iter().map(|l| l.trim().len()).sum();
+        let mut b64 = Zeroizing::new(String::with_capacity(size));
         for line in &self.body {
             b64.push_str(line.trim());
         }

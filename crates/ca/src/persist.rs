@@ -124,18 +124,21 @@ struct Record {
     /// Intermediates for leaves, PEM, signer first; empty when the root signs.
     chain: String,
     /// The signing CA's key, PEM (`PRIVATE KEY` or `ENCRYPTED PRIVATE KEY`).
-    signing_key: String,
+    signing_key: KeyText,
     /// The root's key, when held and the root does not sign.
-    root_key: Option<String>,
+    root_key: Option<KeyText>,
     policy: LifetimePolicy,
 }
 
-impl Drop for Record {
+/// A key's PEM text, wiped when dropped: also when a record fails to parse after this field
+/// was read (a `Drop` on [`Record`] alone would not run then).
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct KeyText(String);
+
+impl Drop for KeyText {
     fn drop(&mut self) {
-        self.signing_key.zeroize();
-        if let Some(key) = self.root_key.as_mut() {
-            key.zeroize();
-        }
+        self.0.zeroize();
     }
 }
 
@@ -148,12 +151,17 @@ fn corrupt(reason: impl Into<String>) -> CaError {
 
 fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
     let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
+    let begin = format!("-----BEGIN {label}-----\n");
+    let end = format!("-----END {label}-----\n");
+    // Sized exactly: growing would leave partial copies of the key in freed memory.
+    let size = begin.len() + b64.len() + b64.len().div_ceil(64) + end.len();
+    let mut out = Zeroizing::new(String::with_capacity(size));
+    out.push_str(&begin);
     for line in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).unwrap_or_default());
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    out.push_str(&end);
     out
 }
 
@@ -234,17 +242,32 @@ fn decrypt_key(
     }
 }
 
+/// The record's JSON in one buffer sized up front (JSON escapes a PEM character in at most
+/// six bytes), so no growth leaves a partial copy of a key in freed memory. The buffer goes to
+/// the store, which wipes it once written (`EmbeddedStore`).
+fn record_json(record: &Record) -> Result<Vec<u8>, CaError> {
+    let text = |s: &str| s.len().saturating_mul(6);
+    let size = text(&record.roots)
+        + text(&record.chain)
+        + text(&record.signing_key.0)
+        + record.root_key.as_ref().map_or(0, |k| text(&k.0))
+        + 1024;
+    let mut out = Zeroizing::new(Vec::with_capacity(size));
+    serde_json::to_writer(&mut *out, record).map_err(|e| corrupt(e.to_string()))?;
+    Ok(std::mem::take(&mut *out))
+}
+
 /// Saves `ca` under [`STORE_KEY`]. Returns the record's new revision.
 pub async fn save(
     store: &dyn Store,
     ca: &BuiltinCa,
     options: &SaveOptions<'_>,
 ) -> Result<u64, CaError> {
-    let key_text = |key: &PrivateKey| -> Result<String, CaError> {
-        Ok(match options.passphrase {
+    let key_text = |key: &PrivateKey| -> Result<KeyText, CaError> {
+        Ok(KeyText(match options.passphrase {
             Some(p) => encrypt_key(key, p, options.kdf)?.expose_secret().to_owned(),
             None => key.to_pkcs8_pem().expose_secret().to_owned(),
-        })
+        }))
     };
     let record = Record {
         version: RECORD_VERSION,
@@ -254,7 +277,7 @@ pub async fn save(
         root_key: ca.root_key().map(key_text).transpose()?,
         policy: ca.lifetime_policy(),
     };
-    let value = serde_json::to_vec(&record).map_err(|e| corrupt(e.to_string()))?;
+    let value = record_json(&record)?;
     drop(record);
     let result = match options.replace_revision {
         None => store.create(STORE_KEY, value).await,
@@ -284,9 +307,9 @@ pub async fn load(store: &dyn Store, passphrase: Option<&SecretString>) -> Resul
     let Some(anchor) = roots.first().cloned() else {
         return Err(corrupt("no root certificate"));
     };
-    let (key_pair, key, encrypted) = decrypt_key(&record.signing_key, passphrase, "CA key")?;
+    let (key_pair, key, encrypted) = decrypt_key(&record.signing_key.0, passphrase, "CA key")?;
     let root_key = match &record.root_key {
-        Some(text) => Some(decrypt_key(text, passphrase, "root key")?.1),
+        Some(text) => Some(decrypt_key(&text.0, passphrase, "root key")?.1),
         None => None,
     };
     let mut path = chain;
@@ -335,6 +358,7 @@ pub async fn load_certificates(store: &dyn Store) -> Result<StoredCertificates, 
     }
     let encrypted = record
         .signing_key
+        .0
         .contains("-----BEGIN ENCRYPTED PRIVATE KEY-----");
     Ok(StoredCertificates {
         root_key_held: chain.is_empty() || record.root_key.is_some(),
@@ -395,6 +419,30 @@ mod tests {
     use anchorage_store::{EmbeddedStore, MemoryStore};
 
     use super::*;
+
+    /// Key PEM and record buffers are allocated once at their final size: a buffer that grew
+    /// would have left partial copies of the key in the memory it freed, which no `Zeroizing`
+    /// reaches.
+    #[test]
+    fn key_buffers_are_sized_once() {
+        for n in [0, 1, 47, 48, 49, 1219, 2375] {
+            let text = pem(PLAIN_LABEL, &vec![7u8; n]);
+            assert_eq!(text.len(), text.capacity(), "{n} bytes");
+        }
+        let record = Record {
+            version: RECORD_VERSION,
+            roots: "r\n".repeat(500),
+            chain: String::new(),
+            signing_key: KeyText("k\n\"".repeat(1000)),
+            root_key: Some(KeyText("\u{1}".repeat(700))),
+            policy: LifetimePolicy::default(),
+        };
+        let size = 6 * (1000 + 3000 + 700) + 1024;
+        let json = record_json(&record).unwrap();
+        assert_eq!(json.capacity(), size, "the record buffer grew");
+        let back: Record = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.signing_key.0, record.signing_key.0);
+    }
     use crate::KeyType;
     use crate::builtin::{InitOptions, IntermediateOptions};
     use crate::request::{CertKind, CertificateRequest, Identity};

@@ -19,6 +19,7 @@ macro_rules! outln {
 mod args;
 mod commands;
 mod exit;
+mod harden;
 mod render;
 
 use std::io::IsTerminal as _;

@@ -259,6 +259,9 @@ fn mappings_and_rotation() {
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["report"]["resealed"], 2);
+    // The embedded file is compacted: no old-key ciphertext left in its free pages.
+    assert_eq!(report["report"]["compacted"], true);
+    assert_eq!(report["report"]["stale_copies"], 0);
     // The new key reads every version; the old one no longer does.
     let env = [("ANCHORAGE_SECRETS_ENCRYPTION_SEED", new_seed.as_str())];
     let out = s.run(&["get", "a", "--reveal", "--version", "1"], &env);

@@ -11,6 +11,17 @@
 //! seed source (`--encryption-seed-file`); when that now holds another key, it becomes the
 //! current key and the old one stays in the keyring for reading, then every value is re-sealed.
 //! The seed never crosses the network, and a restart reads the same new key.
+//!
+//! Replays: every instance shares the transit key a token is sealed to, so the verifier's
+//! in-process `jti` cache alone would let a captured request through on another instance or
+//! after a restart (an `add_mapping` replayed after its `remove_mapping` would restore the
+//! mapping). With a [`ReplayGuard`] ([`AdminService::with_replay_guard`]) each accepted token
+//! is also recorded in the store the instances share, with a create-only write, before it
+//! runs: the first instance to record it runs it, every other attempt is refused as
+//! [`AdminError::Replayed`]. The embedded store records it under `secrets.admin_jti.<hash>`
+//! (the redb file survives restarts), the JetStream store in a bucket of its own whose
+//! `max_age` outlives every token ([`crate::store::ADMIN_REPLAY_MAX_AGE`]). A guard that
+//! cannot record refuses the request (fail closed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,11 +42,28 @@ use zeroize::Zeroizing;
 use crate::keys::{EncryptionKey, Keyring, SeedSource};
 use crate::store::{MappingStore, SecretStore, StoreFailure};
 
+/// Where admin token ids are recorded so that every instance, and an instance after a
+/// restart, refuses a token that was used once: a create-only write in a store the instances
+/// share, kept at least until the token can no longer be accepted.
+#[async_trait::async_trait]
+pub trait ReplayGuard: Send + Sync {
+    /// Records `replay_key` ([`VerifiedAdmin::replay_key`]: 64 hex characters) until
+    /// `remember_until` (unix seconds), atomically: `Ok(true)` when this call recorded it,
+    /// `Ok(false)` when it was recorded before (a replay). `now` is the caller's clock.
+    async fn record_token(
+        &self,
+        replay_key: &str,
+        remember_until: u64,
+        now: u64,
+    ) -> Result<bool, StoreFailure>;
+}
+
 /// The server's administration: who may administer, and what rotation re-reads.
 pub struct AdminService {
     verifier: AdminVerifier,
     keyring: Option<Arc<Keyring>>,
     encryption_source: Option<SeedSource>,
+    replay: Option<Arc<dyn ReplayGuard>>,
 }
 
 impl std::fmt::Debug for AdminService {
@@ -43,6 +71,7 @@ impl std::fmt::Debug for AdminService {
         f.debug_struct("AdminService")
             .field("verifier", &self.verifier)
             .field("encryption_source", &self.encryption_source)
+            .field("shared_replay_guard", &self.replay.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -61,7 +90,16 @@ impl AdminService {
             verifier: AdminVerifier::new(policy, backend),
             keyring,
             encryption_source,
+            replay: None,
         }
+    }
+
+    /// Also records every accepted token in `guard`, shared by the instances (see the module
+    /// documentation). Without a guard, replays are refused by this process only: a server
+    /// with several instances, or one that restarts within a token's lifetime, needs one.
+    pub fn with_replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
+        self.replay = Some(guard);
+        self
     }
 
     /// The allowed admin keys.
@@ -90,6 +128,9 @@ impl AdminService {
             }
         };
         let audit = verified.audit();
+        if let Err(error) = self.record(&verified).await {
+            return (None, error.body(), audit.rejected(&error));
+        }
         match self.execute(&verified, values, mappings).await {
             Ok(plain) => match verified.seal_result(&plain) {
                 Ok((key, sealed)) => (Some(key), sealed, audit.done()),
@@ -99,6 +140,29 @@ impl AdminService {
                 }
             },
             Err(error) => (None, error.body(), audit.rejected(&error)),
+        }
+    }
+
+    /// Records the token in the shared guard; a token recorded before is a replay.
+    async fn record(&self, verified: &VerifiedAdmin) -> Result<(), AdminError> {
+        let Some(guard) = &self.replay else {
+            return Ok(());
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match guard
+            .record_token(verified.replay_key(), verified.remember_until(), now)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AdminError::Replayed(
+                verified.token_id().chars().take(64).collect(),
+            )),
+            Err(e) => Err(AdminError::Store(format!(
+                "cannot record the admin token against replays: {}",
+                with_causes(&e)
+            ))),
         }
     }
 

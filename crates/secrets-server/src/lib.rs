@@ -8,7 +8,8 @@
 //!   default, over `anchorage-store`), [`JetStreamSecrets`] (the reference backend's JetStream
 //!   KV layout, compare-and-swap writes) and [`OpenBaoSecrets`] (KV v2, values only);
 //! - [`keys`]: the encryption [`Keyring`] that seals values at rest, seeds from env or file;
-//! - [`nats`]: connecting with credentials and rustls.
+//! - [`nats`]: connecting with credentials and rustls;
+//! - [`hardening`]: no core dumps and a non-dumpable process, for everything holding keys.
 //!
 //! - [`admin`]: administration over NATS on `<prefix>.admin.<backend>.*`, only when admin keys
 //!   are configured ([`Server::with_admin`]): requests signed by an admin nkey and sealed to the
@@ -38,14 +39,16 @@
 //! ```
 
 pub mod admin;
+pub mod hardening;
 pub mod keys;
 pub mod nats;
 mod server;
 pub mod store;
 
-pub use admin::{AdminCallError, AdminClient, AdminService};
+pub use admin::{AdminCallError, AdminClient, AdminService, ReplayGuard};
 /// The NATS client this crate is built on (0.39), for callers that pass a connection.
 pub use async_nats;
+pub use hardening::{HardeningError, harden_process};
 pub use keys::{EncryptionKey, Keyring, SeedSource};
 pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
 pub use server::{

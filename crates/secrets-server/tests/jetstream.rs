@@ -251,6 +251,11 @@ async fn concurrent_mapping_writers_all_land_and_rotation_reseals() {
     .unwrap();
     let report = rotated.reencrypt().await.unwrap();
     assert_eq!((report.secrets, report.resealed), (2, 2));
+    // JetStream cannot rewrite history: each secret's previous ciphertext (sealed with the old
+    // key) stays as an older revision, and the report says so.
+    assert_eq!(report.stale_copies, 2);
+    assert!(!report.compacted);
+    assert!(report.remains.contains("history"), "{}", report.remains);
     // Only the new key is needed now for the latest values.
     let fresh = JetStreamSecrets::open(
         async_nats::connect(&url).await.unwrap(),

@@ -16,7 +16,10 @@
 //! The server ([`AdminVerifier`]) opens the body, checks the signature (wascap), that the key is
 //! allowed, the dates (`iat` within the skew, `exp` present, not past, not too far), that the
 //! claims name the operation of the subject, this backend, this server and the header's xkey,
-//! the value's digest, and that the `jti` was not seen within the window. Success replies carry
+//! the value's digest, and that the `jti` was not seen within the window by this process (a
+//! fast path: the server then records the `jti` in the store its instances share, with a
+//! create-only write, so a replay to another instance or after a restart is refused too —
+//! [`VerifiedAdmin::replay_key`], [`VerifiedAdmin::remember_until`]). Success replies carry
 //! [`RESPONSE_XKEY`] and a body sealed from a one-time key to the requester; failures are plain
 //! `{"error": <AdminError>}`, encoded like the host protocol's errors.
 //!
@@ -612,6 +615,9 @@ pub struct VerifiedAdmin {
     pub value: Option<Zeroizing<Vec<u8>>>,
     requester: PublicXKey,
     audit: AdminAudit,
+    token_id: String,
+    replay_key: String,
+    remember_until: u64,
 }
 
 impl std::fmt::Debug for VerifiedAdmin {
@@ -629,6 +635,23 @@ impl VerifiedAdmin {
     /// The audit record so far (admin, op, key, entity).
     pub fn audit(&self) -> AdminAudit {
         self.audit.clone()
+    }
+
+    /// The token's `jti` (at most 128 characters).
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    /// The key under which a shared replay record keeps this token: the lowercase hex
+    /// SHA-256 of `<issuer>/<jti>` (64 characters, fit for any store key).
+    pub fn replay_key(&self) -> &str {
+        &self.replay_key
+    }
+
+    /// Until when (unix seconds) the token's id must be remembered: past this, no server
+    /// whose clock is within the skew accepts the token any more.
+    pub fn remember_until(&self) -> u64 {
+        self.remember_until
     }
 
     /// Seals a result to the requester from a fresh one-time key: the [`RESPONSE_XKEY`] value
@@ -878,6 +901,7 @@ impl AdminVerifier {
         if let Err(error) = self.remember(&claims.issuer, &claims.id, forget_at, now_s) {
             return Err(refuse(error, &audit));
         }
+        let replay_key = sha256_hex(format!("{}/{}", claims.issuer, claims.id).as_bytes());
         Ok(VerifiedAdmin {
             op,
             admin: claims.issuer,
@@ -885,6 +909,9 @@ impl AdminVerifier {
             value,
             requester,
             audit,
+            token_id: claims.id,
+            replay_key,
+            remember_until: forget_at,
         })
     }
 
@@ -1014,6 +1041,35 @@ mod tests {
             s.verify("put", &sealed),
             Err(AdminError::Replayed(_))
         ));
+        // Another verifier (another instance, or this one restarted) has not seen it: the
+        // in-process cache alone lets it through, which is why servers also record the
+        // replay key in their shared store. The key is the same for the same token.
+        let other = AdminVerifier::new(
+            AdminPolicy::new([s.signer.public_key()].into_iter().collect()),
+            "nats-kv",
+        );
+        let again = other
+            .verify(
+                "put",
+                Some(&sealed.header),
+                &sealed.body,
+                &s.transit,
+                SystemTime::now(),
+            )
+            .unwrap();
+        assert_eq!(again.replay_key(), ok.replay_key());
+        assert_eq!(again.token_id(), sealed.id);
+        assert_eq!(ok.replay_key().len(), 64);
+        assert!(ok.replay_key().bytes().all(|b| b.is_ascii_hexdigit()));
+        // Remembered past the expiry and the skew.
+        let now = unix(SystemTime::now());
+        assert!(ok.remember_until() >= now + DEFAULT_ADMIN_TOKEN_LIFETIME.as_secs());
+        // A fresh token for the same request has another key.
+        let fresh = s.seal(&put_request(), SystemTime::now());
+        assert_ne!(
+            s.verify("put", &fresh).unwrap().replay_key(),
+            ok.replay_key()
+        );
     }
 
     #[test]

@@ -13,10 +13,11 @@ use std::fmt;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefinition};
+use zeroize::Zeroize as _;
 
 use crate::error::StoreError;
 use crate::key::{validate_key, validate_prefix};
@@ -28,6 +29,9 @@ const LAST_REVISION: &str = "last_revision";
 
 /// A [`Store`] kept in one redb file.
 ///
+/// Values handed to a write are wiped (zeroized) once written, since they may be keys; redb's
+/// own page cache is not ours to wipe.
+///
 /// The file is created with mode `0600` (and tightened to `0600` if found wider), its missing
 /// parent directories with `0700`: values may be secret (a CA key stored without a
 /// passphrase is protected by this mode alone). One process opens a file at a time; a second
@@ -38,7 +42,9 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: Database,
+    /// Every call holds the read side for as long as its transaction lives; compaction takes
+    /// the write side, so it never runs under a live transaction.
+    db: RwLock<Database>,
     path: PathBuf,
 }
 
@@ -98,7 +104,10 @@ impl EmbeddedStore {
             key: None,
             source: Box::new(e.into()),
         })?;
-        let inner = Inner { db, path };
+        let inner = Inner {
+            db: RwLock::new(db),
+            path,
+        };
         inner.write("initialise", None, |_, _| Ok(()))?;
         Ok(Self {
             inner: Arc::new(inner),
@@ -146,6 +155,10 @@ impl fmt::Debug for EmbeddedStore {
 type Entries<'txn> = Table<'txn, &'static str, (u64, &'static [u8])>;
 
 impl Inner {
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn db_error<E: Into<redb::Error>>(
         &self,
         action: &'static str,
@@ -169,7 +182,8 @@ impl Inner {
         key: Option<&str>,
         f: impl FnOnce(&mut Entries<'_>, &mut u64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(self.db_error(action, key))?;
+        let db = self.db();
+        let txn = db.begin_write().map_err(self.db_error(action, key))?;
         let result = (|| {
             let mut entries = txn
                 .open_table(ENTRIES)
@@ -230,7 +244,8 @@ impl Store for EmbeddedStore {
         let key = key.to_owned();
         self.run("read", move |inner| {
             let k = Some(key.as_str());
-            let txn = inner.db.begin_read().map_err(inner.db_error("read", k))?;
+            let db = inner.db();
+            let txn = db.begin_read().map_err(inner.db_error("read", k))?;
             let entries = txn.open_table(ENTRIES).map_err(inner.db_error("read", k))?;
             let found = entries
                 .get(key.as_str())
@@ -251,10 +266,13 @@ impl Store for EmbeddedStore {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
         let key = key.to_owned();
+        let mut value = value;
         self.run("write", move |inner| {
-            inner.write("write", Some(&key), |entries, last| {
+            let written = inner.write("write", Some(&key), |entries, last| {
                 inner.insert(entries, last, &key, &value)
-            })
+            });
+            value.zeroize();
+            written
         })
         .await
     }
@@ -262,8 +280,9 @@ impl Store for EmbeddedStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
         let key = key.to_owned();
+        let mut value = value;
         self.run("create", move |inner| {
-            inner.write("create", Some(&key), |entries, last| {
+            let written = inner.write("create", Some(&key), |entries, last| {
                 match inner.current(entries, &key)? {
                     None => inner.insert(entries, last, &key, &value),
                     current => Err(StoreError::Conflict {
@@ -272,7 +291,9 @@ impl Store for EmbeddedStore {
                         current,
                     }),
                 }
-            })
+            });
+            value.zeroize();
+            written
         })
         .await
     }
@@ -285,8 +306,9 @@ impl Store for EmbeddedStore {
     ) -> Result<u64, StoreError> {
         validate_key(key)?;
         let key = key.to_owned();
+        let mut value = value;
         self.run("update", move |inner| {
-            inner.write("update", Some(&key), |entries, last| {
+            let written = inner.write("update", Some(&key), |entries, last| {
                 match inner.current(entries, &key)? {
                     Some(current) if current == expected_revision => {
                         inner.insert(entries, last, &key, &value)
@@ -297,7 +319,9 @@ impl Store for EmbeddedStore {
                         current,
                     }),
                 }
-            })
+            });
+            value.zeroize();
+            written
         })
         .await
     }
@@ -330,10 +354,8 @@ impl Store for EmbeddedStore {
         validate_prefix(prefix)?;
         let prefix = prefix.to_owned();
         self.run("list keys", move |inner| {
-            let txn = inner
-                .db
-                .begin_read()
-                .map_err(inner.db_error("list keys", None))?;
+            let db = inner.db();
+            let txn = db.begin_read().map_err(inner.db_error("list keys", None))?;
             let entries = txn
                 .open_table(ENTRIES)
                 .map_err(inner.db_error("list keys", None))?;
@@ -350,6 +372,20 @@ impl Store for EmbeddedStore {
                 out.push(key.to_owned());
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// Runs redb's compaction (pages moved to the front, the file truncated), with every
+    /// other call of this store waiting meanwhile. Blocks for as long as the file takes to
+    /// rewrite.
+    async fn compact(&self) -> Result<bool, StoreError> {
+        self.run("compact", |inner| {
+            let mut db = inner.db.write().unwrap_or_else(PoisonError::into_inner);
+            // `false` from redb means nothing was left to move: the file is compact already.
+            db.compact()
+                .map(|_| true)
+                .map_err(|e| inner.db_error::<redb::Error>("compact", None)(e.into()))
         })
         .await
     }
@@ -425,6 +461,66 @@ mod tests {
             std::task::Poll::Ready(out) => out,
             std::task::Poll::Pending => panic!("store call waited without a runtime"),
         }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Overwritten and deleted values linger in the file's free pages until a compaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_leaves_no_overwritten_value_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = EmbeddedStore::open(&path).unwrap();
+        let old: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let gone: Vec<u8> = old.iter().map(|b| b ^ 0x5a).collect();
+        for i in 0..50 {
+            store
+                .put(&format!("filler.{i}"), vec![b'f'; 2000])
+                .await
+                .unwrap();
+        }
+        store.put("secret", old.clone()).await.unwrap();
+        store.put("deleted", gone.clone()).await.unwrap();
+        // More data after them, so that their pages are freed in the middle of the file.
+        for i in 50..100 {
+            store
+                .put(&format!("filler.{i}"), vec![b'f'; 2000])
+                .await
+                .unwrap();
+        }
+        store.put("secret", vec![b'n'; 4096]).await.unwrap();
+        store.delete("deleted", None).await.unwrap();
+        // Negative control: without compaction the old bytes are still in the file.
+        let before = std::fs::read(&path).unwrap();
+        assert!(
+            contains(&before, &old[..64]),
+            "the control found no overwritten value"
+        );
+        assert!(
+            contains(&before, &gone[..64]),
+            "the control found no deleted value"
+        );
+        assert!(store.compact().await.unwrap());
+        let after = std::fs::read(&path).unwrap();
+        assert!(
+            !contains(&after, &old[..64]),
+            "an overwritten value is still in the file"
+        );
+        assert!(
+            !contains(&after, &gone[..64]),
+            "a deleted value is still in the file"
+        );
+        // The store still works and holds the current values.
+        assert_eq!(
+            store.get("secret").await.unwrap().unwrap().value,
+            vec![b'n'; 4096]
+        );
+        assert_eq!(store.keys("filler.").await.unwrap().len(), 100);
+        store.put("after", b"x".to_vec()).await.unwrap();
     }
 
     #[test]

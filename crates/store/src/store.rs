@@ -62,4 +62,13 @@ pub trait Store: Send + Sync {
 
     /// The keys that start with `prefix` (`""` for all), sorted byte-wise.
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Compacts the store's storage so that overwritten and deleted values no longer linger
+    /// in it (the free pages of a redb file), for stores that keep such copies. Returns
+    /// `true` once the storage is compacted (even when it already was); the default, for a
+    /// store without such copies (or one that cannot compact), does nothing and returns
+    /// `false`.
+    async fn compact(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }

@@ -49,16 +49,17 @@ pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Fail
         CaAction::Export(a) => a.output,
         CaAction::Import(a) => a.output,
     };
-    let result =
-        Context::new(data_dir, passphrase_file.as_deref(), tls_ca_paths).and_then(
-            |ctx| match action {
-                CaAction::Init(a) => init(&ctx, &a),
-                CaAction::Issue(a) => issue::issue(&ctx, &a),
-                CaAction::Show(a) => show(&ctx, &a),
-                CaAction::Export(a) => transfer::export(&ctx, &a),
-                CaAction::Import(a) => transfer::import(&ctx, &a),
-            },
-        );
+    // CA keys are read (or made) by every action but `show`: no core dumps, no same-user
+    // inspection, before any is.
+    let result = crate::harden::harden()
+        .and_then(|()| Context::new(data_dir, passphrase_file.as_deref(), tls_ca_paths))
+        .and_then(|ctx| match action {
+            CaAction::Init(a) => init(&ctx, &a),
+            CaAction::Issue(a) => issue::issue(&ctx, &a),
+            CaAction::Show(a) => show(&ctx, &a),
+            CaAction::Export(a) => transfer::export(&ctx, &a),
+            CaAction::Import(a) => transfer::import(&ctx, &a),
+        });
     if output == OutputFormat::Json
         && let Err(f) = &result
     {

@@ -5,7 +5,13 @@
 //! - `secrets.value.<name>` → JSON `{"next":N,"versions":[{"version":n,"kind":"string"|"binary",
 //!   "sealed":"<base64 of xkv1…>"}]}`, newest last, at most the history limit;
 //! - `secrets.mapping.<entity>` → JSON array of mapping entries (as the reference stores them:
-//!   plain secret names; an entry bound to an issuer or mount is `name;issuer=A…;mount=…`).
+//!   plain secret names; an entry bound to an issuer or mount is `name;issuer=A…;mount=…`);
+//! - `secrets.admin_jti.<hex>` → the unix second until which an admin token id is kept
+//!   ([`crate::admin::ReplayGuard`]): written with `create`, so the first writer wins; swept
+//!   once expired.
+//!
+//! Rotation ([`SecretStore::reencrypt`]) re-seals every kept version, then compacts the store
+//! ([`Store::compact`]: redb's free pages still held the old ciphertexts).
 //!
 //! The kind is stored, so a binary value that happens to be UTF-8 still comes back as binary.
 //! Every write reads the record and writes it back with compare-and-swap, retrying on a lost
@@ -13,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
 use anchorage_store::{Store, StoreError};
@@ -25,11 +32,16 @@ use super::{
     CAS_ATTEMPTS, DEFAULT_HISTORY, MappingStore, RotationReport, SecretStore, StoreFailure,
     bytes_of, check_entity, check_mapping_entry, remove_entries, value_from,
 };
+use crate::admin::ReplayGuard;
 use crate::keys::Keyring;
 
 const STORE: &str = "embedded";
 const VALUE_PREFIX: &str = "secrets.value.";
 const MAPPING_PREFIX: &str = "secrets.mapping.";
+const ADMIN_JTI_PREFIX: &str = "secrets.admin_jti.";
+
+/// The least time between two sweeps of expired admin token records, in seconds.
+const REPLAY_SWEEP_INTERVAL_SECS: u64 = 60;
 
 /// Secrets and mappings in an [`anchorage_store::Store`].
 #[derive(Clone)]
@@ -37,6 +49,7 @@ pub struct EmbeddedSecrets {
     store: Arc<dyn Store>,
     keys: Arc<Keyring>,
     history: u32,
+    last_sweep: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EmbeddedSecrets {
@@ -74,6 +87,7 @@ impl EmbeddedSecrets {
             store,
             keys,
             history: DEFAULT_HISTORY,
+            last_sweep: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -155,6 +169,79 @@ impl EmbeddedSecrets {
             .map_err(|_| undecryptable())?;
         let (plain, _) = self.keys.open(&sealed).ok_or_else(undecryptable)?;
         Ok(value_from(&plain, stored.kind == Kind::String))
+    }
+
+    /// Deletes the admin token records whose time is past, at most once a
+    /// [`REPLAY_SWEEP_INTERVAL_SECS`]. A record changed meanwhile is left alone.
+    async fn sweep_replays(&self, now: u64) -> Result<(), StoreFailure> {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last.saturating_add(REPLAY_SWEEP_INTERVAL_SECS)
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        let keys = self
+            .store
+            .keys(ADMIN_JTI_PREFIX)
+            .await
+            .map_err(Self::fail("list admin token records".to_owned()))?;
+        for key in keys {
+            let Some(entry) = self
+                .store
+                .get(&key)
+                .await
+                .map_err(Self::fail(format!("read {key:?}")))?
+            else {
+                continue;
+            };
+            let until = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok());
+            // A record that does not parse is kept: refusing a token is the safe side.
+            if until.is_some_and(|until| until < now) {
+                match self.store.delete(&key, Some(entry.revision)).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_conflict() => {}
+                    Err(e) => return Err(Self::fail(format!("delete {key:?}"))(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for EmbeddedSecrets {
+    async fn record_token(
+        &self,
+        replay_key: &str,
+        remember_until: u64,
+        now: u64,
+    ) -> Result<bool, StoreFailure> {
+        if replay_key.len() != 64 || !replay_key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreFailure::InvalidName {
+                what: "admin token record",
+                name: replay_key.chars().take(80).collect(),
+                reason: "not 64 hex characters".to_owned(),
+            });
+        }
+        if let Err(e) = self.sweep_replays(now).await {
+            // The record below is what matters; a failed sweep only delays the clean-up.
+            tracing::warn!(error = %e, "cannot sweep expired admin token records");
+        }
+        let key = format!("{ADMIN_JTI_PREFIX}{replay_key}");
+        match self
+            .store
+            .create(&key, remember_until.to_string().into_bytes())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(Self::fail(format!("record {key:?}"))(e)),
+        }
     }
 }
 
@@ -297,6 +384,26 @@ impl SecretStore for EmbeddedSecrets {
             report.resealed += resealed;
             report.already_current += current;
         }
+        // Every kept version is sealed with the current key now; the replaced records still
+        // sit in the file's free pages until the file is compacted.
+        report.compacted = self
+            .store
+            .compact()
+            .await
+            .map_err(Self::fail("compact the store after re-sealing".to_owned()))?;
+        report.remains = if report.compacted {
+            "no copy sealed with a previous key is left in the store file (re-sealed, then \
+             compacted); backups or snapshots of the file taken before still hold them"
+        } else {
+            "every kept version is re-sealed; this store does not compact, so replaced \
+             ciphertexts may remain in its free space"
+        };
+        tracing::info!(
+            resealed = report.resealed,
+            compacted = report.compacted,
+            remains = report.remains,
+            "re-sealed the stored values"
+        );
         Ok(report)
     }
 }
@@ -482,6 +589,144 @@ mod tests {
         assert!(s.remove_mapping(&entity, &names).await.unwrap().is_empty());
         assert!(s.list_mappings().await.unwrap().is_empty());
         assert!(s.secrets_of(&entity).await.unwrap().is_empty());
+    }
+
+    /// Delegates to a store but never compacts: the store before this fix.
+    struct NoCompaction(Arc<dyn Store>);
+
+    #[async_trait]
+    impl Store for NoCompaction {
+        async fn get(&self, key: &str) -> Result<Option<anchorage_store::Entry>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.0.put(key, value).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.0.create(key, value).await
+        }
+        async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<u64, StoreError> {
+            self.0.update(key, value, rev).await
+        }
+        async fn delete(&self, key: &str, rev: Option<u64>) -> Result<(), StoreError> {
+            self.0.delete(key, rev).await
+        }
+        async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.0.keys(prefix).await
+        }
+    }
+
+    /// The stored ciphertexts (base64, as the file holds them) of every version of `names`.
+    async fn sealed_texts(raw: &dyn Store, names: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in names {
+            let entry = raw.get(&value_key(name)).await.unwrap().unwrap();
+            let record: Record = serde_json::from_slice(&entry.value).unwrap();
+            out.extend(record.versions.into_iter().map(|v| v.sealed));
+        }
+        out
+    }
+
+    fn file_holds(path: &std::path::Path, texts: &[String]) -> usize {
+        let bytes = std::fs::read(path).unwrap();
+        texts
+            .iter()
+            .filter(|t| bytes.windows(t.len()).any(|w| w == t.as_bytes()))
+            .count()
+    }
+
+    /// Writes versions of a few secrets with the old key in a redb file, then rotates; returns
+    /// the old ciphertexts, how many the file held before, and the rotation's report.
+    async fn rotate_in_a_file(
+        path: &std::path::Path,
+        compacting: bool,
+    ) -> (Vec<String>, usize, RotationReport) {
+        let raw: Arc<dyn Store> = Arc::new(anchorage_store::EmbeddedStore::open(path).unwrap());
+        let raw: Arc<dyn Store> = if compacting {
+            raw
+        } else {
+            Arc::new(NoCompaction(raw))
+        };
+        let old = EncryptionKey::generate();
+        let old_seed = old.seed();
+        let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(old)));
+        let names = ["db", "api", "tls"];
+        for round in 0..3 {
+            for name in names {
+                let value = format!("{name}-{round}-{}", "x".repeat(300));
+                s.put(name, SecretValue::String(SecretString::from(value)))
+                    .await
+                    .unwrap();
+            }
+        }
+        let old_texts = sealed_texts(raw.as_ref(), &names).await;
+        assert_eq!(old_texts.len(), 9);
+        let before = file_holds(path, &old_texts);
+        let ring = Keyring::new(EncryptionKey::generate())
+            .with_previous(EncryptionKey::from_seed(&old_seed, "old").unwrap());
+        let rotated = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(ring));
+        let report = rotated.reencrypt().await.unwrap();
+        assert_eq!(report.resealed, 9);
+        // Every version still reads, with the new key.
+        let first = rotated.get(lookup("db", Some("1"))).await.unwrap().unwrap();
+        assert!(text(&first).starts_with("db-0-"));
+        (old_texts, before, report)
+    }
+
+    /// Issue 19 item 12: old-key ciphertexts must not outlive a rotation in the redb file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotation_leaves_no_old_ciphertext_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.redb");
+        let (old, before, report) = rotate_in_a_file(&path, true).await;
+        // Negative control: the file held them all before the rotation.
+        assert_eq!(before, old.len());
+        assert!(report.compacted);
+        assert!(report.remains.contains("compacted"), "{}", report.remains);
+        assert_eq!(
+            file_holds(&path, &old),
+            0,
+            "old ciphertexts are still in the store file after rotation"
+        );
+    }
+
+    /// The same without compaction (the behaviour before the fix): re-sealing alone leaves
+    /// the replaced ciphertexts in the file's free pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_compaction_old_ciphertexts_stay_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.redb");
+        let (old, _, report) = rotate_in_a_file(&path, false).await;
+        assert!(!report.compacted);
+        assert!(file_holds(&path, &old) > 0);
+    }
+
+    #[tokio::test]
+    async fn admin_tokens_are_recorded_once_and_swept_when_expired() {
+        let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let s = EmbeddedSecrets::new(
+            Arc::clone(&raw),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert!(s.record_token(&a, 1_000, 500).await.unwrap());
+        assert!(!s.record_token(&a, 1_000, 500).await.unwrap());
+        // Another handle on the same store (another instance) sees the record.
+        let other = EmbeddedSecrets::new(
+            Arc::clone(&raw),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        assert!(!other.record_token(&a, 1_000, 600).await.unwrap());
+        assert!(other.record_token(&b, 5_000, 600).await.unwrap());
+        // Past its time (and the sweep interval), `a` is swept; `b` is kept.
+        assert!(!other.record_token(&b, 5_000, 2_000).await.unwrap());
+        assert_eq!(raw.keys(ADMIN_JTI_PREFIX).await.unwrap().len(), 1);
+        assert!(!s.record_token(&b, 5_000, 2_000).await.unwrap());
+        // Not a replay key.
+        assert!(s.record_token("../x", 1, 0).await.is_err());
+        // Mappings and secrets are not confused with the records.
+        assert!(s.list_mappings().await.unwrap().is_empty());
+        assert!(s.keys().await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -11,12 +11,22 @@
 //!   reading the bucket never matches such an entry, so it fails closed.
 //! - Writes use KV compare-and-swap (`create`/`update` with the expected revision) instead of
 //!   the reference's lock stream.
+//! - Admin token ids ([`crate::admin::ReplayGuard`]): bucket `SECRETS_<backend>_admin_jti`, ours
+//!   alone (the reference has no such thing), created on the first admin request with a
+//!   `max_age` of [`ADMIN_REPLAY_MAX_AGE`]; key = the token's replay key, written with
+//!   `create` so the first instance wins.
+//!
+//! Rotation re-seals the latest revision of each secret with an `update`; the older
+//! revisions (the secret's earlier versions, and the latest one's previous ciphertext) stay
+//! in the stream, sealed with the previous key, up to the bucket's history depth: JetStream
+//! appends, it cannot rewrite them. The report counts them ([`RotationReport::stale_copies`]).
 //!
 //! The layout keeps no kind: a value that is valid UTF-8 is served as a string, anything else
 //! as binary (the reference does the same test, but then sends binary values still sealed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
 use async_nats::jetstream::{self, kv};
@@ -28,10 +38,16 @@ use super::{
     StoreFailure, bytes_of, check_entity, check_mapping_entry, check_secret_name, remove_entries,
     value_from,
 };
+use crate::admin::ReplayGuard;
 use crate::keys::Keyring;
 
 const STORE: &str = "jetstream";
 const KV_OPERATION: &str = "KV-Operation";
+
+/// How long the admin token bucket keeps a token id (its `max_age`): longer than any token
+/// is accepted (the default policy's lifetime plus twice the skew is 540 s). A request whose
+/// token must be kept longer than the bucket keeps ids is refused.
+pub const ADMIN_REPLAY_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// Where the buckets are and whether to create them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +77,11 @@ impl JetStreamConfig {
     pub fn state_bucket(&self) -> String {
         format!("SECRETS_{}_state", self.backend)
     }
+
+    /// `SECRETS_<backend>_admin_jti`: admin token ids, against replays.
+    pub fn replay_bucket(&self) -> String {
+        format!("SECRETS_{}_admin_jti", self.backend)
+    }
 }
 
 /// Secrets and mappings in JetStream KV buckets.
@@ -70,6 +91,9 @@ pub struct JetStreamSecrets {
     state: kv::Store,
     keys: Arc<Keyring>,
     bucket: String,
+    js: jetstream::Context,
+    replay_bucket: String,
+    replay: Arc<tokio::sync::OnceCell<(kv::Store, Duration)>>,
 }
 
 impl std::fmt::Debug for JetStreamSecrets {
@@ -133,7 +157,72 @@ impl JetStreamSecrets {
             state,
             keys,
             bucket: config.bucket.clone(),
+            js,
+            replay_bucket: config.replay_bucket(),
+            replay: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    /// The admin token bucket and its `max_age`, opened (or created) on first use.
+    async fn replay_store(&self) -> Result<&(kv::Store, Duration), StoreFailure> {
+        self.replay
+            .get_or_try_init(|| async {
+                let name = &self.replay_bucket;
+                let store = match self.js.get_key_value(name).await {
+                    Ok(store) => store,
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::context::KeyValueErrorKind::GetBucket =>
+                    {
+                        self.js
+                            .create_key_value(kv::Config {
+                                bucket: name.clone(),
+                                description: "Anchorage admin token ids (replay guard)".to_owned(),
+                                history: 1,
+                                max_age: ADMIN_REPLAY_MAX_AGE,
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(|e| {
+                                StoreFailure::backend(STORE, format!("create bucket {name}"), e)
+                            })?
+                    }
+                    Err(e) => {
+                        return Err(StoreFailure::backend(
+                            STORE,
+                            format!("open bucket {name}"),
+                            e,
+                        ));
+                    }
+                };
+                let max_age = store
+                    .status()
+                    .await
+                    .map_err(|e| StoreFailure::backend(STORE, format!("read bucket {name}"), e))?
+                    .max_age();
+                Ok((store, max_age))
+            })
+            .await
+    }
+
+    /// Revisions of `key` before the latest that are not sealed with the current key.
+    async fn stale_revisions(&self, key: &str) -> Result<usize, StoreFailure> {
+        let history =
+            self.values.history(key).await.map_err(|e| {
+                StoreFailure::backend(STORE, format!("read the history of {key:?}"), e)
+            })?;
+        let entries: Vec<kv::Entry> = history
+            .try_collect()
+            .await
+            .map_err(|e| StoreFailure::backend(STORE, format!("read the history of {key:?}"), e))?;
+        let Some(latest) = entries.iter().map(|e| e.revision).max() else {
+            return Ok(0);
+        };
+        Ok(entries
+            .iter()
+            .filter(|e| e.revision != latest && e.operation == kv::Operation::Put)
+            .filter(|e| !self.keys.open(&e.value).is_some_and(|(_, current)| current))
+            .count())
     }
 
     async fn entry_at(&self, key: &str, revision: u64) -> Result<Option<kv::Entry>, StoreFailure> {
@@ -373,6 +462,21 @@ impl SecretStore for JetStreamSecrets {
                     }
                 }
             }
+            report.stale_copies += self.stale_revisions(&key).await?;
+        }
+        report.remains = if report.stale_copies == 0 {
+            "no older revision sealed with a previous key is kept in the bucket"
+        } else {
+            "older revisions sealed with a previous key stay in the bucket's history (JetStream \
+             cannot rewrite them) until newer versions push them out or the secret is deleted: \
+             keep the previous key secret until then"
+        };
+        if report.stale_copies > 0 {
+            tracing::warn!(
+                stale_copies = report.stale_copies,
+                bucket = %self.bucket,
+                "older revisions sealed with a previous encryption key remain in the history"
+            );
         }
         Ok(report)
     }
@@ -432,5 +536,43 @@ impl MappingStore for JetStreamSecrets {
             }
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for JetStreamSecrets {
+    async fn record_token(
+        &self,
+        replay_key: &str,
+        remember_until: u64,
+        now: u64,
+    ) -> Result<bool, StoreFailure> {
+        check_secret_name(replay_key)?;
+        let (store, max_age) = self.replay_store().await?;
+        let needed = remember_until.saturating_sub(now);
+        if !max_age.is_zero() && max_age.as_secs() < needed {
+            return Err(StoreFailure::backend(
+                STORE,
+                format!("record an admin token in {}", self.replay_bucket),
+                format!(
+                    "the bucket keeps token ids {} s (max_age), tokens must be kept {needed} s: \
+                     recreate the bucket with a max_age of at least {} s",
+                    max_age.as_secs(),
+                    ADMIN_REPLAY_MAX_AGE.as_secs()
+                ),
+            ));
+        }
+        match store
+            .create(replay_key, remember_until.to_string().into())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(StoreFailure::backend(
+                STORE,
+                format!("record an admin token in {}", self.replay_bucket),
+                e,
+            )),
+        }
     }
 }

@@ -23,7 +23,7 @@ mod jetstream;
 mod openbao;
 
 pub use embedded::EmbeddedSecrets;
-pub use jetstream::{JetStreamConfig, JetStreamSecrets};
+pub use jetstream::{ADMIN_REPLAY_MAX_AGE, JetStreamConfig, JetStreamSecrets};
 pub use openbao::{OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets};
 
 /// The reference backend's secrets bucket.
@@ -128,6 +128,14 @@ pub struct RotationReport {
     pub resealed: usize,
     /// Stored values already sealed with the current key.
     pub already_current: usize,
+    /// Whether the store then compacted its storage, so that the replaced ciphertexts no
+    /// longer linger in its free space (the embedded redb file).
+    pub compacted: bool,
+    /// Copies sealed with a previous key that the store still keeps and cannot rewrite
+    /// (JetStream revisions kept as history).
+    pub stale_copies: usize,
+    /// What remains of the ciphertexts sealed with a previous key, for the output and log.
+    pub remains: &'static str,
 }
 
 /// The secrets: read by the server, written by the admin commands.

@@ -277,6 +277,13 @@ async fn rotate(a: &RotateArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failur
             report.secrets,
             report.already_current
         );
+        if report.stale_copies > 0 {
+            outln!(
+                "{} older revision(s) remain sealed with the previous key",
+                report.stale_copies
+            );
+        }
+        outln!("left behind: {}", report.remains);
         outln!("servers now need ANCHORAGE_SECRETS_ENCRYPTION_SEED set to the new seed");
     }
     Ok(Code::Ok)

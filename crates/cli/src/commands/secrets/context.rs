@@ -8,8 +8,8 @@ use std::time::Duration;
 use anchorage_secrets::KeyError;
 use anchorage_secrets_server::{
     ConnectError, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring,
-    MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets, SecretStore,
-    SeedSource, StoreFailure,
+    MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets, ReplayGuard,
+    SecretStore, SeedSource, StoreFailure,
 };
 use anchorage_store::{EmbeddedStore, StoreError};
 use anchorage_trust::tls::TrustConfig;
@@ -37,6 +37,9 @@ pub(crate) struct Stores {
     pub(crate) nats: Option<anchorage_secrets_server::async_nats::Client>,
     /// The keyring the values are sealed with (not for openbao), for online rotation.
     pub(crate) keyring: Option<Arc<Keyring>>,
+    /// Where admin token ids are recorded against replays: the store the instances share
+    /// (for openbao, the embedded file that holds the mappings).
+    pub(crate) replay: Arc<dyn ReplayGuard>,
 }
 
 /// Where a seed comes from: the file if given, else the first variable that is set.
@@ -293,9 +296,10 @@ async fn open_inner(
             );
             Ok(Stores {
                 values: secrets.clone(),
-                mappings: secrets,
+                mappings: secrets.clone(),
                 nats: None,
                 keyring: real_keys.then_some(ring),
+                replay: secrets,
             })
         }
         StoreKind::Jetstream => {
@@ -313,9 +317,10 @@ async fn open_inner(
             );
             Ok(Stores {
                 values: secrets.clone(),
-                mappings: secrets,
+                mappings: secrets.clone(),
                 nats: Some(client),
                 keyring: real_keys.then_some(keys),
+                replay: secrets,
             })
         }
         StoreKind::Openbao => {
@@ -326,9 +331,10 @@ async fn open_inner(
             ));
             Ok(Stores {
                 values,
-                mappings,
+                mappings: mappings.clone(),
                 nats: None,
                 keyring: None,
+                replay: mappings,
             })
         }
     }

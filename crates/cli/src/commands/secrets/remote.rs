@@ -257,6 +257,15 @@ fn render(cmd: &SecretsCommand, result: &[u8]) -> Result<Code, Failure> {
                     r.encryption_key,
                     count("already_current")
                 );
+                if count("stale_copies") > 0 {
+                    outln!(
+                        "{} older revision(s) remain sealed with the previous key",
+                        count("stale_copies")
+                    );
+                }
+                if let Some(remains) = r.report["remains"].as_str() {
+                    outln!("left behind: {remains}");
+                }
                 if r.changed {
                     outln!("the server now seals with {}", r.encryption_key);
                 } else {

@@ -180,12 +180,15 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
             let source = needs_values_key
                 .then(|| seed_source(args.store.encryption_seed_file.as_deref(), ENCRYPTION_ENV))
                 .flatten();
-            admin = Some(AdminService::new(
-                AdminPolicy::new(admin_keys),
-                &args.store.backend,
-                stores.keyring.clone(),
-                source,
-            ));
+            admin = Some(
+                AdminService::new(
+                    AdminPolicy::new(admin_keys),
+                    &args.store.backend,
+                    stores.keyring.clone(),
+                    source,
+                )
+                .with_replay_guard(stores.replay.clone()),
+            );
         }
         let handler = GetHandler::new(transit, jwt);
         let mut server = Server::new(handler, stores.values, stores.mappings, config);
