@@ -40,6 +40,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::keys::{EncryptionKey, Keyring, SeedSource};
+use crate::server::Field;
 use crate::store::{MappingStore, SecretStore, StoreFailure};
 
 /// Where admin token ids are recorded so that every instance, and an instance after a
@@ -415,16 +416,18 @@ fn admin_error(e: &StoreFailure) -> AdminError {
 
 /// Writes one admin audit event (target `anchorage::audit`); never a value or a seed.
 pub(crate) fn audit(event: &AdminAudit) {
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    // Every field but the fixed result and error code is written escaped and cut through
+    // `Field` (as the host audit line is): the operation comes from the subject, the reason may
+    // quote the request, and key/entity/admin are claims of the token.
     tracing::info!(
         target: "anchorage::audit",
         result = event.result,
         error = event.error.unwrap_or("-"),
-        reason = %dash(&event.reason),
-        admin = %dash(&event.admin),
-        op = %event.op,
-        key = %dash(&event.key),
-        entity = %dash(&event.entity),
+        reason = ?Field(event.reason.as_deref()),
+        admin = ?Field(event.admin.as_deref()),
+        op = ?Field(Some(&event.op)),
+        key = ?Field(event.key.as_deref()),
+        entity = ?Field(event.entity.as_deref()),
         "admin request"
     );
 }

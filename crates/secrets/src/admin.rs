@@ -571,7 +571,7 @@ impl AdminPolicy {
 /// The audit record of one admin request: never a value or a seed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AdminAudit {
-    /// The admin key, once the signature verified (or the claimed issuer of a refused token).
+    /// The admin key, once the token's signature verified against it (`None` before).
     pub admin: Option<String>,
     /// The operation of the subject.
     pub op: String,
@@ -775,9 +775,6 @@ impl AdminVerifier {
                 &audit,
             ));
         };
-        audit.admin = Some(claims.issuer.chars().take(64).collect());
-        audit.key.clone_from(&metadata.key);
-        audit.entity.clone_from(&metadata.entity);
         let issuer_kind = KeyPair::from_public_key(&claims.issuer)
             .ok()
             .map(|k| k.key_pair_type());
@@ -807,6 +804,11 @@ impl AdminVerifier {
                 ));
             }
         }
+        // Claimed identities reach the audit line only once the signature verified: before,
+        // anyone could put any text there.
+        audit.admin = Some(claims.issuer.chars().take(64).collect());
+        audit.key.clone_from(&metadata.key);
+        audit.entity.clone_from(&metadata.entity);
         if !self.policy.keys.contains(&claims.issuer) {
             return Err(refuse(AdminError::UnknownAdminKey(claims.issuer), &audit));
         }
@@ -1161,6 +1163,7 @@ mod tests {
             op: "list".into(),
             backend: "nats-kv".into(),
             reply_xkey: requester.public_key(),
+            key: Some("db\nresult=done key=\"db\"".into()),
             ..AdminClaims::default()
         });
         // Signed by another key while naming the allowed one.
@@ -1181,6 +1184,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err.0, AdminError::Unauthenticated(_)), "{err:?}");
         assert_eq!(err.1.result, "rejected");
+        // The forged token's claims (issuer, key) never reach the audit record.
+        assert_eq!(err.1.admin, None);
+        assert_eq!(err.1.key, None);
+        assert_eq!(err.1.entity, None);
+        claims.metadata.as_mut().unwrap().key = None;
         // A value that is not the one the claims bind.
         claims.metadata.as_mut().unwrap().op = "put".into();
         claims.metadata.as_mut().unwrap().value_sha256 = Some(sha256_hex(b"one"));

@@ -79,31 +79,54 @@ impl EmbeddedStore {
                 source,
             }
         };
+        // O_NOFOLLOW: the file holds CA keys and sealed secrets, so it is never reached
+        // through a symbolic link someone planted at its name; and only a regular file is used
+        // (a FIFO or device there is refused, never written through). redb is handed this very
+        // handle, so what was checked is what is used.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
-            .map_err(io("open"))?;
-        let mode = file
-            .metadata()
-            .map_err(io("read the mode of"))?
-            .permissions()
-            .mode();
-        if mode & 0o777 != 0o600 {
+            .map_err(|source| {
+                if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    StoreError::NotRegular {
+                        path: path.clone(),
+                        what: "a symbolic link",
+                    }
+                } else {
+                    io("open")(source)
+                }
+            })?;
+        let metadata = file.metadata().map_err(io("read the mode of"))?;
+        if !metadata.file_type().is_file() {
+            return Err(StoreError::NotRegular {
+                path: path.clone(),
+                what: "not a regular file (a FIFO, device, socket or directory)",
+            });
+        }
+        if metadata.permissions().mode() & 0o777 != 0o600 {
             file.set_permissions(Permissions::from_mode(0o600))
                 .map_err(io("set the mode of"))?;
         }
-        drop(file);
-
-        let db = Database::create(&path).map_err(|e| StoreError::Database {
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| StoreError::Database {
             path: path.clone(),
             action: "open",
             key: None,
             source: Box::new(e.into()),
         })?;
+
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::Database {
+                path: path.clone(),
+                action: "open",
+                key: None,
+                source: Box::new(e.into()),
+            })?;
         let inner = Inner {
             db: RwLock::new(db),
             path,
@@ -450,6 +473,47 @@ mod tests {
         let fut = store.put("k", b"v".to_vec());
         let rev = futures_block_on(fut).unwrap();
         assert_eq!(rev, 1);
+    }
+
+    /// The store holds keys: a symbolic link or a FIFO planted at its name is refused, and
+    /// the link's target is left as it was.
+    #[test]
+    fn a_link_or_fifo_at_the_store_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::File::create(&target).unwrap();
+        let link = dir.path().join("s.redb");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = EmbeddedStore::open(&link).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotRegular {
+                    what: "a symbolic link",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().len(),
+            0,
+            "target untouched"
+        );
+
+        let fifo = dir.path().join("f.redb");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let err = EmbeddedStore::open(&fifo).unwrap_err();
+        assert!(matches!(err, StoreError::NotRegular { .. }), "{err:?}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+
+        // Control: a plain path opens.
+        EmbeddedStore::open(dir.path().join("ok.redb")).unwrap();
     }
 
     /// A minimal executor: the future never waits when no runtime is present.

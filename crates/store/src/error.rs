@@ -39,6 +39,18 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The store's file name holds something other than a regular file (a symbolic link, a
+    /// FIFO, a device): refused, never followed or written through, since the store holds keys.
+    #[error(
+        "store {} is {what}; refusing to use it (remove it, or point the data directory elsewhere)",
+        path.display()
+    )]
+    NotRegular {
+        /// The store file.
+        path: PathBuf,
+        /// What is there.
+        what: &'static str,
+    },
     /// The database file failed (open, transaction, corruption, lock held by another process).
     #[error("store {} failed to {action}{}", path.display(), key_text(key.as_deref()))]
     Database {
