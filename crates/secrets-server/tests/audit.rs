@@ -109,11 +109,5 @@ async fn audit_events_name_who_and_what_never_the_value() {
             "secret request result=\"rejected\" error=\"Unauthorized\" reason=- {who} key=\"other\" field=- requested_version=- mount=- served_version=-"
         )
     );
-    assert!(served.contains(&ids.entity()) && served.contains(&ids.host.public_key()));
-    // Both issuers: the account that signed the component, the cluster key that signed the host.
-    assert!(served.contains(&format!("entity_issuer=\"{}\"", ids.account.public_key())));
-    assert!(served.contains(&format!("host_issuer=\"{}\"", ids.cluster.public_key())));
-    assert!(served.contains("key=\"db-password\"") && served.contains("served_version=\"1\""));
-    assert!(lines[1].contains("Unauthorized") && lines[1].contains("other"));
     assert!(!text.contains("hunter2"), "{text}");
 }
