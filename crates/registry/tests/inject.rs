@@ -537,10 +537,21 @@ fn private_ca_tls_registry_needs_its_root() {
         .map(|c| c.to_vec())
         .collect();
     let refused = run(&req).unwrap_err();
-    assert!(
-        matches!(refused, RegistryError::Unreachable { .. }),
-        "{refused}"
-    );
+    // Refused for the certificate (rustls's UnknownIssuer), not for any other connection failure.
+    let host = registry.host();
+    match &refused {
+        RegistryError::Unreachable { registry, detail } => {
+            assert_eq!(registry, &host);
+            assert_eq!(
+                detail,
+                &format!(
+                    "error sending request for url (https://{host}/v2/): client error (Connect): \
+                     invalid peer certificate: UnknownIssuer"
+                )
+            );
+        }
+        other => panic!("expected the registry's certificate to be refused, got {other:?}"),
+    }
     req.client.roots.push(pki.root.der);
     let report = run(&req).unwrap();
     assert_eq!(report.platforms.len(), 1);
