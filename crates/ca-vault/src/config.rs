@@ -267,11 +267,23 @@ mod tests {
         assert!(check_path("pki", true).is_ok());
         assert!(check_path("team-a/pki_int", true).is_ok());
         assert!(check_path("web", false).is_ok());
-        for bad in [
-            "", "/pki", "pki/", "a//b", "a/../b", "p ki", "pki?x=1", "pk#i",
+        const SLASHES: &str = "must not start or end with '/' or hold '//'";
+        const CHARACTERS: &str = "may hold only letters, digits, '-', '_', '.', '@' and '/'";
+        for (bad, why) in [
+            ("", "must not be empty"),
+            ("/pki", SLASHES),
+            ("pki/", SLASHES),
+            ("a//b", SLASHES),
+            ("a/../b", "must not hold '.' or '..' segments"),
+            ("p ki", CHARACTERS),
+            ("pki?x=1", CHARACTERS),
+            ("pk#i", CHARACTERS),
         ] {
-            assert!(check_path(bad, true).is_err(), "{bad}");
+            assert_eq!(check_path(bad, true), Err(why), "{bad}");
         }
-        assert!(check_path("a/b", false).is_err());
+        assert_eq!(
+            check_path("a/b", false),
+            Err("may hold only letters, digits, '-', '_', '.' and '@'")
+        );
     }
 }

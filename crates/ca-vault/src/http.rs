@@ -339,13 +339,24 @@ mod tests {
             base.join("pki/issue/web").unwrap().as_str(),
             "https://proxy.example/vault/v1/pki/issue/web"
         );
-        for bad in [
-            "vault.example:8200",
-            "ftp://vault.example",
-            "https://",
-            "https://vault.example?x=1",
+        for (bad, why) in [
+            ("vault.example:8200", "the scheme must be https or http"),
+            ("ftp://vault.example", "the scheme must be https or http"),
+            ("https://", "empty host"),
+            (
+                "https://vault.example?x=1",
+                "a query or fragment is not allowed",
+            ),
         ] {
-            assert!(parse_address(bad).is_err(), "{bad}");
+            let err = parse_address(bad).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    VaultError::InvalidAddress { address, reason }
+                        if address == bad && reason == why
+                ),
+                "{bad}: {err:?}"
+            );
         }
         let err = parse_address("https://user:hunter2@vault.example").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
@@ -357,8 +368,13 @@ mod tests {
         assert!(value.is_sensitive());
         assert_eq!(value.as_bytes(), b"s.abcdef");
         assert!(format!("{value:?}").contains("Sensitive"));
-        assert!(secret_header("").is_err());
-        assert!(secret_header("has space").is_err());
-        assert!(secret_header("new\nline").is_err());
+        assert_eq!(secret_header("").unwrap_err(), "is empty");
+        for bad in ["has space", "new\nline"] {
+            assert_eq!(
+                secret_header(bad).unwrap_err(),
+                "holds characters other than printable ASCII",
+                "{bad:?}"
+            );
+        }
     }
 }

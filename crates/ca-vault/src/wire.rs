@@ -197,7 +197,7 @@ mod tests {
         );
         assert!(t.n.is_none());
         let num = RawValue::from_string("12".to_owned()).unwrap();
-        assert!(secret_string(&num).is_err());
+        assert_eq!(secret_string(&num).unwrap_err(), "not a JSON string");
         let accent = RawValue::from_string(r#""caf\u00e9\t""#.to_owned()).unwrap();
         assert_eq!(
             secret_string(&accent).unwrap().unwrap().as_str(),

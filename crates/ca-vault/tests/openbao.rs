@@ -16,6 +16,7 @@ use anchorage_ca::{
 use anchorage_ca_vault::{AppRole, KeyLocation, VaultAuth, VaultConfig, VaultIssuer};
 use anchorage_test_support::openbao::{OpenBao, OpenBaoOptions};
 use anchorage_test_support::peer::{free_port, require, run_client};
+use anchorage_test_support::pki::root_ca;
 use anchorage_trust::tls::TrustConfig;
 use anchorage_x509::{Certificate, SubjectAltName};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -100,7 +101,9 @@ fn assert_key_matches(issued: &IssuedCertificate) -> String {
 }
 
 /// `openssl verify` of the leaf against the validating roots, with the chain as untrusted
-/// intermediates.
+/// intermediates; then the negative control: against an unrelated root (the same leaf and
+/// chain), which must fail with OpenSSL's exact "unable to get local issuer certificate" at the
+/// top of the chain.
 fn openssl_verify(issued: &IssuedCertificate) {
     let Some(openssl) = require("openssl") else {
         return;
@@ -113,52 +116,92 @@ fn openssl_verify(issued: &IssuedCertificate) {
         path
     };
     let roots = write("roots.pem", &issued.roots_pem());
+    let unrelated = write("unrelated.pem", &root_ca("Unrelated Root").pem);
     let leaf = write("leaf.pem", &issued.certificate.to_pem());
-    let mut cmd = Command::new(openssl);
-    cmd.arg("verify").arg("-CAfile").arg(&roots);
-    if !issued.chain.is_empty() {
-        let chain: String = issued.chain.iter().map(Certificate::to_pem).collect();
-        cmd.arg("-untrusted").arg(write("chain.pem", &chain));
-    }
-    cmd.arg(&leaf);
-    let run = run_client(&mut cmd, Duration::from_secs(30));
+    let chain: String = issued.chain.iter().map(Certificate::to_pem).collect();
+    let chain = (!issued.chain.is_empty()).then(|| write("chain.pem", &chain));
+    let verify = |roots: &std::path::Path| {
+        let mut cmd = Command::new(&openssl);
+        cmd.arg("verify").arg("-CAfile").arg(roots);
+        if let Some(chain) = &chain {
+            cmd.arg("-untrusted").arg(chain);
+        }
+        cmd.arg(&leaf);
+        run_client(&mut cmd, Duration::from_secs(30))
+    };
+    let run = verify(&roots);
     assert!(
-        run.status.success() && run.stdout.contains(": OK"),
+        run.status.success() && run.stdout.trim() == format!("{}: OK", leaf.display()),
         "openssl verify failed:\n{}",
         run.output()
     );
+    let refused = verify(&unrelated);
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.output());
+    let depth = issued.chain.len();
+    let expected =
+        format!("error 20 at {depth} depth lookup: unable to get local issuer certificate");
+    assert!(
+        refused.stderr.lines().any(|l| l == expected),
+        "expected {expected:?}:\n{}",
+        refused.output()
+    );
+    assert!(
+        refused
+            .stderr
+            .lines()
+            .any(|l| l == format!("error {}: verification failed", leaf.display())),
+        "{}",
+        refused.output()
+    );
 }
 
-/// webpki (through rustls's verifier) accepts the chain for `name`.
+/// webpki (through rustls's verifier) accepts the chain for `name` against the validating roots,
+/// and refuses it as `UnknownIssuer` against an unrelated root (the negative control).
 fn webpki_verify(issued: &IssuedCertificate, name: &str) {
     use rustls::client::danger::ServerCertVerifier as _;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-    let mut roots = rustls::RootCertStore::empty();
-    for root in &issued.validating_roots {
-        roots
-            .add(CertificateDer::from(root.der().to_vec()))
-            .unwrap();
-    }
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .unwrap();
     let leaf = CertificateDer::from(issued.certificate.der().to_vec());
     let chain: Vec<CertificateDer<'static>> = issued
         .chain
         .iter()
         .map(|c| CertificateDer::from(c.der().to_vec()))
         .collect();
-    verifier
-        .verify_server_cert(
-            &leaf,
-            &chain,
-            &ServerName::try_from(name.to_owned()).unwrap(),
-            &[],
-            UnixTime::now(),
+    let verify = |root_ders: Vec<Vec<u8>>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in root_ders {
+            roots.add(CertificateDer::from(der)).unwrap();
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
         )
-        .unwrap_or_else(|e| panic!("webpki refused the chain for {name}: {e}"));
+        .build()
+        .unwrap();
+        verifier
+            .verify_server_cert(
+                &leaf,
+                &chain,
+                &ServerName::try_from(name.to_owned()).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .map(|_| ())
+    };
+    verify(
+        issued
+            .validating_roots
+            .iter()
+            .map(|r| r.der().to_vec())
+            .collect(),
+    )
+    .unwrap_or_else(|e| panic!("webpki refused the chain for {name}: {e}"));
+    let refused = verify(vec![root_ca("Unrelated Root").der]).unwrap_err();
+    assert_eq!(
+        refused,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        "{name}"
+    );
 }
 
 #[tokio::test]
@@ -508,8 +551,20 @@ async fn refusals_carry_openbaos_reason() {
             )
             .await
             .unwrap_err();
+        // OpenBao's own words, naming where the SAN came from.
+        let via = match location {
+            KeyLocation::Server => "the API",
+            KeyLocation::Local => "CSR",
+        };
         assert!(
-            matches!(&err, IssueError::Refused { reason, .. } if reason.contains("URI")),
+            matches!(
+                &err,
+                IssueError::Refused { backend: "vault", identity, reason }
+                    if identity.as_str() == "ok.example.test"
+                        && *reason == format!(
+                            "URI Subject Alternative Names were provided via {via} which are not valid for this role"
+                        )
+            ),
             "{location:?}: {err:?}"
         );
     }
@@ -534,8 +589,14 @@ async fn refusals_carry_openbaos_reason() {
     match &err {
         IssueError::UnsupportedKeyType { key_type, hint, .. } => {
             assert_eq!(*key_type, KeyType::Rsa2048);
-            assert!(hint.contains("P-256") || hint.contains("p256"), "{hint}");
-            assert!(hint.contains("key_type"), "{hint}");
+            // What the role makes, OpenBao's own warning quoted, and what to do.
+            assert_eq!(
+                hint,
+                "the role fixed on pki makes p256 keys (OpenBao: parameters key_type and key_bits \
+                 ignored as role had specific values); set the role's key_type to any (or to \
+                 this type), ask for p256, or make keys locally (KeyLocation::Local) with a role \
+                 that accepts them"
+            );
         }
         other => panic!("expected UnsupportedKeyType, got {other:?}"),
     }

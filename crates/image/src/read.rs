@@ -944,7 +944,9 @@ mod tests {
 
         // Exact answers need the broken bottom layer.
         l.until = Until::AllKnown;
-        assert!(find(&mut layers, &l).is_err());
+        // Layer 2, the garbage, is what fails.
+        let err = find(&mut layers, &l).unwrap_err();
+        assert!(matches!(err, ImageError::Layer { layer: 2, .. }), "{err:?}");
     }
 
     #[test]

@@ -17,13 +17,16 @@
 //!
 //! The `keytool` rows check that `keytool -list` sees exactly the bundle's certificates, all
 //! `trustedCertEntry`, under our aliases (for a two-CA bundle in every format, and for the
-//! Mozilla-sized bundle), and that our decoder reads what `keytool -importcert` writes.
+//! Mozilla-sized bundle), with aliases also pinned literally (slugs written out, hex digits from
+//! `openssl`'s fingerprint and keytool's own; ISRG Root X1's alias and fingerprint written out),
+//! that a store without a CA does not list it (negative control), and that our decoder reads
+//! what `keytool -importcert` writes.
 //!
 //! Java is kept off its own `cacerts` by the `trustStore` property itself (the negative control
 //! shows it), and off ambient options by clearing `JAVA_TOOL_OPTIONS`, `_JAVA_OPTIONS`,
 //! `JDK_JAVA_OPTIONS` and `CLASSPATH`. The client is compiled once per test run with `javac`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -377,7 +380,34 @@ fn run_rows(
 
 /// `keytool -list`: the entry count and the aliases of `trustedCertEntry` lines, and whether any
 /// other kind of entry was listed.
-fn keytool_list(java: &Java, path: &Path, format: Format) -> (usize, BTreeSet<String>, String) {
+/// ISRG Root X1 (Let's Encrypt), one of Mozilla's roots: the alias keytool must list it under,
+/// written out by hand (the slug of its common name, then the first 8 hex digits of its
+/// SHA-256 fingerprint), and that fingerprint as published by Let's Encrypt.
+const ISRG_ALIAS: &str = "isrg-root-x1-96bcec06";
+const ISRG_SHA256: &str = "96bcec06264976f37460779acf28c5a7cfe8a3c0aae11a8ffcee05c0bddf08c6";
+
+/// `openssl x509 -fingerprint -sha256` of a PEM file, as lowercase hex without colons: a
+/// fingerprint computed by neither our code nor keytool.
+fn openssl_sha256(pem: &Path) -> String {
+    let run = run(Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem));
+    assert!(run.status.success(), "{}", run.output());
+    let (_, hex) = run
+        .stdout
+        .trim()
+        .split_once('=')
+        .unwrap_or_else(|| panic!("no fingerprint in {}", run.stdout));
+    hex.replace(':', "").to_lowercase()
+}
+
+/// `keytool -list`: the entry count it states, its `trustedCertEntry` aliases with the SHA-256
+/// fingerprint it prints under each (lowercase hex without colons), and its whole output.
+fn keytool_list(
+    java: &Java,
+    path: &Path,
+    format: Format,
+) -> (usize, BTreeMap<String, String>, String) {
     let mut cmd = java.keytool();
     cmd.arg("-list")
         .arg("-keystore")
@@ -397,11 +427,24 @@ fn keytool_list(java: &Java, path: &Path, format: Format) -> (usize, BTreeSet<St
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or_else(|| panic!("no entry count in:\n{out}"));
-    let trusted = out
-        .lines()
-        .filter(|l| l.contains(", trustedCertEntry,"))
-        .filter_map(|l| l.split(", ").next().map(str::to_owned))
-        .collect();
+    let mut trusted = BTreeMap::new();
+    let mut lines = out.lines();
+    while let Some(line) = lines.next() {
+        if !line.contains(", trustedCertEntry,") {
+            continue;
+        }
+        let alias = line.split(", ").next().unwrap_or_default().to_owned();
+        let fingerprint = lines
+            .next()
+            .and_then(|l| l.strip_prefix("Certificate fingerprint (SHA-256): "))
+            .unwrap_or_else(|| panic!("no fingerprint after {line:?} in:\n{out}"))
+            .replace(':', "")
+            .to_lowercase();
+        assert!(
+            trusted.insert(alias.clone(), fingerprint).is_none(),
+            "{alias} listed twice:\n{out}"
+        );
+    }
     (count, trusted, out)
 }
 
@@ -410,9 +453,17 @@ fn keytool_lists_exactly_our_entries_under_our_aliases() {
     let Some(java) = Java::get() else {
         return;
     };
+    if peer::require("openssl").is_none() {
+        return;
+    }
     let tmp = tempdir().expect("temp dir");
     let ours = pki::root_ca("Anchorage Keytool Root CA").write_pem(tmp.path(), "ours.pem");
     let other = pki::root_ca("Anchorage Keytool Other CA").write_pem(tmp.path(), "other.pem");
+    let (ours_sha, other_sha) = (openssl_sha256(&ours), openssl_sha256(&other));
+    // The aliases written out: the slug of each common name, then 8 hex digits of the
+    // fingerprint openssl computed.
+    let ours_alias = format!("anchorage-keytool-root-ca-{}", &ours_sha[..8]);
+    let other_alias = format!("anchorage-keytool-other-ca-{}", &other_sha[..8]);
     let small = bundle(&[Source::Path(ours.clone()), Source::Path(other)]);
     let big = bundle(&[Source::Path(ours), Source::Mozilla]);
     assert!(big.len() > 100);
@@ -422,16 +473,52 @@ fn keytool_lists_exactly_our_entries_under_our_aliases() {
         let dir = tmp.path().join(label);
         let path = format.write(bundle, &dir);
         let (count, listed, out) = keytool_list(java, &path, format);
+        let names: BTreeSet<String> = listed.keys().cloned().collect();
         let expected: BTreeSet<String> = aliases(bundle.certificates()).into_iter().collect();
-        if count != bundle.len() || listed != expected {
+        // Each alias ends with the first 8 hex digits of the fingerprint keytool prints for it.
+        for (alias, sha) in &listed {
+            if !alias.ends_with(&format!("-{}", &sha[..8])) {
+                failures.push(format!(
+                    "{label} {}: alias {alias} for SHA-256 {sha}",
+                    format.name
+                ));
+            }
+        }
+        // Literal expectations, ours and Mozilla's, and the negative controls: a store
+        // without a CA does not list it.
+        let pins: Vec<(&str, Option<&str>)> = match label {
+            "small" => vec![
+                (ours_alias.as_str(), Some(ours_sha.as_str())),
+                (other_alias.as_str(), Some(other_sha.as_str())),
+                (ISRG_ALIAS, None),
+            ],
+            _ => vec![
+                (ours_alias.as_str(), Some(ours_sha.as_str())),
+                (ISRG_ALIAS, Some(ISRG_SHA256)),
+                (other_alias.as_str(), None),
+            ],
+        };
+        for (alias, sha) in pins {
+            if listed.get(alias).map(String::as_str) != sha {
+                failures.push(format!(
+                    "{label} {}: {alias} listed as {:?}, expected {sha:?}",
+                    format.name,
+                    listed.get(alias)
+                ));
+            }
+        }
+        if label == "big" && listed.values().any(|sha| *sha == other_sha) {
+            failures.push(format!("{label} {}: the other CA is listed", format.name));
+        }
+        if count != bundle.len() || names != expected {
             failures.push(format!(
                 "{label} {}: keytool counted {count} and listed {} trustedCertEntry, expected {} \
                  (aliases missing: {:?}, unexpected: {:?})\n{out}",
                 format.name,
                 listed.len(),
                 bundle.len(),
-                expected.difference(&listed).collect::<Vec<_>>(),
-                listed.difference(&expected).collect::<Vec<_>>(),
+                expected.difference(&names).collect::<Vec<_>>(),
+                names.difference(&expected).collect::<Vec<_>>(),
             ));
         }
     };

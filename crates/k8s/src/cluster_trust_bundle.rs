@@ -170,7 +170,17 @@ mod tests {
         assert!(check_name("corp-roots", None).is_ok());
         let e = check_name("example.com:ca:v1", None).unwrap_err();
         assert!(matches!(e, K8sError::ColonWithoutSigner { .. }), "{e}");
-        assert!(check_name("Corp", None).is_err());
+        let e = check_name("Corp", None).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                K8sError::InvalidName { kind: "ClusterTrustBundle", name, reason }
+                    if name == "Corp"
+                        && reason.ends_with("(`C` at position 1 is not allowed there)")
+                        && reason.starts_with("a DNS-1123 subdomain must consist of")
+            ),
+            "{e:?}"
+        );
 
         let signer = Some("example.com/private-ca");
         assert!(check_name("example.com:private-ca:v1", signer).is_ok());

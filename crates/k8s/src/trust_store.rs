@@ -410,7 +410,19 @@ mod tests {
         ] {
             assert!(message.contains(&fact), "{message}\n  lacks: {fact}");
         }
-        assert!(trust_secret(&over, &name(), &Layout::default()).is_err());
+        // A Secret of the same data is refused the same way, naming itself.
+        let e = trust_secret(&over, &name(), &Layout::default()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                K8sError::TooLarge { object, size, limit, certificates, .. }
+                    if object == "Secret apps/trust"
+                        && *size == 2 * pem_bytes
+                        && *limit == MAX_DATA_BYTES
+                        && *certificates == over.len()
+            ),
+            "{e:?}"
+        );
         // Without the hashed keys it fits.
         let small = trust_configmap(&over, &name(), &Layout::bundle_only()).unwrap();
         assert_eq!(crate::Object::from(small).data_bytes(), pem_bytes);

@@ -241,7 +241,10 @@ mod tests {
         );
         let e = dns1123_label("trust-").unwrap_err();
         assert!(e.contains("`-` at position 6"), "{e}");
-        assert!(dns1123_label("a.b").is_err());
+        assert_eq!(
+            dns1123_label("a.b").unwrap_err(),
+            "a DNS-1123 label must consist of lower-case letters, digits and '-', and start and end with a letter or digit (`.` at position 2 is not allowed there)"
+        );
         assert!(
             dns1123_label("")
                 .unwrap_err()
@@ -263,8 +266,14 @@ mod tests {
                 .unwrap_err()
                 .contains("`.` at position 3")
         );
-        assert!(dns1123_subdomain("a_b").is_err());
-        assert!(dns1123_subdomain(".a").is_err());
+        assert_eq!(
+            dns1123_subdomain("a_b").unwrap_err(),
+            "a DNS-1123 subdomain must consist of lower-case letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit (`_` at position 2 is not allowed there)"
+        );
+        assert_eq!(
+            dns1123_subdomain(".a").unwrap_err(),
+            "a DNS-1123 subdomain must consist of lower-case letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit (`.` at position 1 is not allowed there)"
+        );
     }
 
     #[test]
@@ -284,12 +293,29 @@ mod tests {
                 .unwrap_err()
                 .contains("253")
         );
-        for bad in [".", "..", "..data", ""] {
-            assert!(config_map_key(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            (
+                ".",
+                "must not be `.` or `..` or start with `..` (the kubelet keeps its own `..data` entries there)",
+            ),
+            (
+                "..",
+                "must not be `.` or `..` or start with `..` (the kubelet keeps its own `..data` entries there)",
+            ),
+            (
+                "..data",
+                "must not be `.` or `..` or start with `..` (the kubelet keeps its own `..data` entries there)",
+            ),
+            ("", "must not be empty"),
+        ] {
+            assert_eq!(config_map_key(bad).unwrap_err(), why, "{bad}");
         }
         let e = config_map_key("ca bundle.crt").unwrap_err();
         assert!(e.contains("` ` at position 3"), "{e}");
-        assert!(config_map_key("a/b").is_err());
+        assert_eq!(
+            config_map_key("a/b").unwrap_err(),
+            "a key must consist of letters, digits, '-', '_' and '.' (`/` at position 2 is not allowed)"
+        );
     }
 
     #[test]
@@ -312,8 +338,14 @@ mod tests {
                 .unwrap_err()
                 .contains("empty")
         );
-        assert!(qualified_name("-app").is_err());
-        assert!(qualified_name("a/b/c").is_err());
+        assert_eq!(
+            qualified_name("-app").unwrap_err(),
+            "the name part must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit (`-` at position 1 is not allowed there)"
+        );
+        assert_eq!(
+            qualified_name("a/b/c").unwrap_err(),
+            "the name part must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit (`/` at position 2 is not allowed there)"
+        );
         assert!(qualified_name(&"n".repeat(64)).unwrap_err().contains("63"));
 
         for ok in ["", "v1", "Team_A.b-c", &"v".repeat(63)] {
@@ -325,29 +357,67 @@ mod tests {
                 .unwrap_err()
                 .contains("` ` at position 2")
         );
-        assert!(label_value("a-").is_err());
-        assert!(label_value("_a").is_err());
+        assert_eq!(
+            label_value("a-").unwrap_err(),
+            "a label value must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit (`-` at position 2 is not allowed there)"
+        );
+        assert_eq!(
+            label_value("_a").unwrap_err(),
+            "a label value must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit (`_` at position 1 is not allowed there)"
+        );
     }
 
     #[test]
     fn env_names_mount_paths_and_signers() {
+        const ENV: &str = "an environment variable name must consist of letters, digits, '_', '-' and '.', and must not start with a digit";
         for ok in ["SSL_CERT_DIR", "a.b-c", "_X1"] {
             assert_eq!(env_var_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "1X", "A=B", "..X", "A B"] {
-            assert!(env_var_name(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            ("", format!("must not be empty ({ENV})")),
+            (
+                "1X",
+                format!("{ENV} (`1` at position 1 is not allowed there)"),
+            ),
+            (
+                "A=B",
+                format!("{ENV} (`=` at position 2 is not allowed there)"),
+            ),
+            (
+                "..X",
+                "must not be `.` or `..` or start with `..`".to_owned(),
+            ),
+            (
+                "A B",
+                format!("{ENV} (` ` at position 2 is not allowed there)"),
+            ),
+        ] {
+            assert_eq!(env_var_name(bad).unwrap_err(), why, "{bad}");
         }
         assert_eq!(mount_path("/etc/ssl/certs"), Ok(()));
-        for bad in ["etc/ssl", "/etc/../x", "/c:/x"] {
-            assert!(mount_path(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            ("etc/ssl", "must be an absolute path (start with `/`)"),
+            ("/etc/../x", "must not contain a `..` component"),
+            ("/c:/x", "must not contain `:`"),
+        ] {
+            assert_eq!(mount_path(bad).unwrap_err(), why, "{bad}");
         }
         for ok in ["example.com/private-ca", "corp.example.com/ca.v1"] {
             assert_eq!(signer_name(ok), Ok(()), "{ok}");
         }
         assert!(signer_name("example.com").unwrap_err().contains("one `/`"));
-        assert!(signer_name("a/b/c").is_err());
+        assert_eq!(
+            signer_name("a/b/c").unwrap_err(),
+            "must be a domain and a path separated by one `/`, such as `example.com/private-ca`"
+        );
         assert!(signer_name("localhost/ca").unwrap_err().contains("two"));
-        assert!(signer_name("Example.com/ca").is_err());
-        assert!(signer_name("example.com/Ca").is_err());
+        assert_eq!(
+            signer_name("Example.com/ca").unwrap_err(),
+            "the domain's part `Example` is invalid: a DNS-1123 label must consist of lower-case letters, digits and '-', and start and end with a letter or digit (`E` at position 1 is not allowed there)"
+        );
+        assert_eq!(
+            signer_name("example.com/Ca").unwrap_err(),
+            "the path's part `Ca` is invalid: a DNS-1123 subdomain must consist of lower-case letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit (`C` at position 1 is not allowed there)"
+        );
     }
 }

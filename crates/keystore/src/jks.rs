@@ -397,7 +397,12 @@ mod tests {
         let mut out = Vec::new();
         write_utf(&mut out, "𝄞").unwrap();
         assert_eq!(out, [0, 6, 0xED, 0xA0, 0xB4, 0xED, 0xB4, 0x9E]);
-        assert!(write_utf(&mut Vec::new(), &"x".repeat(70_000)).is_err());
+        assert_eq!(
+            write_utf(&mut Vec::new(), &"x".repeat(70_000)),
+            Err("longer than 65535 bytes in Java's modified UTF-8")
+        );
+        // The limit itself still fits.
+        assert!(write_utf(&mut Vec::new(), &"x".repeat(65_535)).is_ok());
     }
 
     #[test]

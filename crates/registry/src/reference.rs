@@ -110,7 +110,22 @@ mod tests {
         let r = ImageRef::parse("127.0.0.1:5000/team/app:1.2").unwrap();
         assert_eq!(r.registry(), Some("127.0.0.1:5000"));
         assert_eq!(r.to_string(), "127.0.0.1:5000/team/app:1.2");
-        assert!(ImageRef::parse("debian:12").is_err());
-        assert!(ImageRef::parse("oci:").is_err());
+        for (bad, why) in [
+            (
+                "debian:12",
+                "name the registry (host[:port]/repository:tag), or use oci:PATH for a layout directory",
+            ),
+            ("oci:", "oci: needs a directory"),
+        ] {
+            let err = ImageRef::parse(bad).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    RegistryError::Reference { reference, reason }
+                        if reference == bad && reason == why
+                ),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }

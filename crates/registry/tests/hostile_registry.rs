@@ -96,11 +96,23 @@ fn blob_route(bytes: &[u8]) -> (String, Reply) {
     )
 }
 
-fn invalid_digest(e: &RegistryError) -> bool {
+/// `e` is the image core's refusal of `digest` for `reason`, while reading `platform`'s
+/// manifest (`image`) or the index (`index`): nothing was fetched or written under that name.
+fn assert_invalid_digest(e: &RegistryError, platform: &str, digest: &str, reason: &str) {
     match e {
-        RegistryError::InvalidDigest { .. } => true,
-        RegistryError::Image { source, .. } => matches!(source, ImageError::InvalidDigest { .. }),
-        _ => false,
+        RegistryError::Image {
+            platform: p,
+            source:
+                ImageError::InvalidDigest {
+                    digest: d,
+                    reason: r,
+                },
+        } => assert_eq!(
+            (p.as_str(), d.as_str(), *r),
+            (platform, digest, reason),
+            "{e:?}"
+        ),
+        other => panic!("expected the digest {digest:?} to be refused, got {other:?}"),
     }
 }
 
@@ -129,10 +141,15 @@ fn config_digest_naming_a_file_is_refused_and_the_file_untouched() {
     let layer_digest = Digest::sha256(&layer);
     // The attacks: an absolute path (`temp.join` gives the path itself), a `..` escape from
     // the temporary directory, and a path behind a valid-looking algorithm.
-    for evil in [
-        canary.display().to_string(),
-        format!("sha256:../../../../../../..{}", canary.display()),
-        format!("sha256:{}", canary.display()),
+    const NO_ALGORITHM: &str = "no `algorithm:` prefix";
+    const WRONG_LENGTH: &str = "the hex part has the wrong length for its algorithm";
+    for (evil, reason) in [
+        (canary.display().to_string(), NO_ALGORITHM),
+        (
+            format!("sha256:../../../../../../..{}", canary.display()),
+            WRONG_LENGTH,
+        ),
+        (format!("sha256:{}", canary.display()), WRONG_LENGTH),
     ] {
         let registry = FakeRegistry::start(vec![
             manifest_route(manifest_with(
@@ -146,7 +163,7 @@ fn config_digest_naming_a_file_is_refused_and_the_file_untouched() {
         ]);
         let out = tempfile::tempdir().unwrap();
         let err = inject(&request(&registry, &out.path().join("layout")), &mut |_| {}).unwrap_err();
-        assert!(invalid_digest(&err), "{evil}: {err:?}");
+        assert_invalid_digest(&err, "image", &evil, reason);
         assert_eq!(std::fs::read(&canary).unwrap(), b"keep me", "{evil}");
         assert!(
             registry.requests().iter().all(|r| !r.contains("/blobs/")),
@@ -178,7 +195,12 @@ fn index_entry_digest_naming_a_file_is_refused() {
     )]);
     let out = tempfile::tempdir().unwrap();
     let err = inject(&request(&registry, &out.path().join("layout")), &mut |_| {}).unwrap_err();
-    assert!(invalid_digest(&err), "{err:?}");
+    assert_invalid_digest(
+        &err,
+        "index",
+        &canary.display().to_string(),
+        "no `algorithm:` prefix",
+    );
     assert_eq!(std::fs::read(&canary).unwrap(), b"keep me");
     assert_eq!(
         registry.requests().len(),

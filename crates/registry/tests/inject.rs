@@ -130,15 +130,65 @@ fn openssl_hash(pem_file: &Path) -> String {
     out.stdout.trim().to_owned()
 }
 
-fn curl_trusts(bundle: &Path, port: u16) -> bool {
-    let out = run_client(
+/// The first line curl (`-sS`) prints when the server's chain leads to no root in the `--cacert`
+/// bundle (the rest is its advice); it then exits with [`CURL_PEER_FAILED_VERIFICATION`].
+const CURL_UNKNOWN_ISSUER: &str =
+    "curl: (60) SSL certificate problem: unable to get local issuer certificate";
+
+/// curl's exit code for a certificate it could not verify (`CURLE_PEER_FAILED_VERIFICATION`).
+const CURL_PEER_FAILED_VERIFICATION: i32 = 60;
+
+fn curl(bundle: &Path, port: u16) -> anchorage_test_support::peer::ClientRun {
+    assert!(bundle.is_file(), "no bundle at {}", bundle.display());
+    run_client(
         Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "--max-time", "20", "--cacert"])
             .arg(bundle)
             .arg(format!("https://127.0.0.1:{port}/")),
         Duration::from_secs(60),
+    )
+}
+
+/// curl trusting only `bundle` completes the request to the server on `port`.
+fn assert_curl_trusts(bundle: &Path, port: u16) {
+    let out = curl(bundle, port);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        bundle.display(),
+        out.output()
     );
-    out.status.success()
+    assert_eq!(out.stderr, "", "{}", bundle.display());
+}
+
+/// curl trusting only `bundle` refuses the server on `port` because no root in the bundle
+/// issued its chain: exit 60, first line exactly [`CURL_UNKNOWN_ISSUER`] (not a timeout, a refused
+/// connection or an unreadable bundle).
+fn assert_curl_refuses_unknown_issuer(bundle: &Path, port: u16) {
+    let out = curl(bundle, port);
+    assert_eq!(
+        out.status.code(),
+        Some(CURL_PEER_FAILED_VERIFICATION),
+        "{}: {}",
+        bundle.display(),
+        out.output()
+    );
+    assert_eq!(
+        out.stderr.lines().next(),
+        Some(CURL_UNKNOWN_ISSUER),
+        "{}: {}",
+        bundle.display(),
+        out.stderr
+    );
+}
+
+/// A private-CA HTTPS server (`openssl s_server`) presenting `pki`'s leaf and intermediate, its
+/// files under `dir`. `None` when openssl or curl is missing locally.
+fn private_server(pki: &Pki, dir: &Path) -> Option<anchorage_test_support::peer::Running> {
+    require("curl")?;
+    let files = pki.write_server_files(dir);
+    openssl_server(&files.cert, &files.key, Some(&files.chain))
 }
 
 #[test]
@@ -215,12 +265,12 @@ fn debian_like_image_gains_ca_hash_entry_keeps_layers_and_trusts_private_server(
     let Some(server) = openssl_server(&files.cert, &files.key, Some(&files.chain)) else {
         return;
     };
-    assert!(curl_trusts(&bundle_path, server.port()));
+    assert_curl_trusts(&bundle_path, server.port());
     let old_rootfs = unpack(&builder.path, "deb", &work.path().join("old-bundle"));
-    assert!(!curl_trusts(
+    assert_curl_refuses_unknown_issuer(
         &old_rootfs.join("etc/ssl/certs/ca-certificates.crt"),
-        server.port()
-    ));
+        server.port(),
+    );
 
     // Idempotent: the same inputs give the same digest, and injecting into the result again
     // changes nothing.
@@ -255,13 +305,14 @@ fn distroless_like_image_gets_a_bundle_with_public_roots_and_the_ca() {
     let builder = LayoutBuilder::init(&work.path().join("src"));
     images::distroless_like(&builder, "static");
     push(&builder, "static", &registry, "distroless/static:nonroot");
-    let ca = root_ca("Corp Root");
+    let pki = Pki::new("Corp");
+    let ca = &pki.root;
     // Into another repository: the original layers are mounted, not uploaded.
     let report = run(&request(
         &registry,
         &registry.reference("distroless/static:nonroot"),
         &registry.reference("mirror/static:nonroot-corp"),
-        &[&ca],
+        &[ca],
     ))
     .unwrap();
     assert_eq!(report.blobs_mounted, 3, "config and two layers: {report:?}");
@@ -270,11 +321,32 @@ fn distroless_like_image_gets_a_bundle_with_public_roots_and_the_ca() {
     assert_eq!(report.platforms[0].layers_read, 2);
 
     let (_, rootfs) = pull(&registry, "mirror/static:nonroot-corp", work.path(), "new");
-    let fps =
-        fingerprints(&std::fs::read(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap());
-    assert!(fps.contains(&sha(&ca)));
+    let bundle_path = rootfs.join("etc/ssl/certs/ca-certificates.crt");
+    let fps = fingerprints(&std::fs::read(&bundle_path).unwrap());
+    assert!(fps.contains(&sha(ca)));
     assert!(fps.len() > 100, "Mozilla's roots too: {}", fps.len());
     assert!(rootfs.join("app/server").is_file());
+
+    // curl with the new bundle trusts the private-CA server. The original image has no bundle
+    // to try; the negative control is a server of another private CA, which the new bundle
+    // (Mozilla's roots and ours) must not trust.
+    let old_rootfs = unpack(&builder.path, "static", &work.path().join("old-bundle"));
+    assert!(old_rootfs.join("app/server").is_file());
+    assert!(
+        !old_rootfs
+            .join("etc/ssl/certs/ca-certificates.crt")
+            .exists()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = private_server(&pki, dir.path()) else {
+        return;
+    };
+    assert_curl_trusts(&bundle_path, server.port());
+    let other_dir = tempfile::tempdir().unwrap();
+    let Some(other) = private_server(&Pki::new("Other"), other_dir.path()) else {
+        return;
+    };
+    assert_curl_refuses_unknown_issuer(&bundle_path, other.port());
 }
 
 #[test]
@@ -288,12 +360,13 @@ fn rhel_like_image_writes_the_real_file_behind_the_links() {
     let builder = LayoutBuilder::init(&work.path().join("src"));
     images::rhel_like(&builder, "ubi", std::slice::from_ref(&distro.pem));
     push(&builder, "ubi", &registry, "ubi9:latest");
-    let ca = root_ca("Corp Root");
+    let pki = Pki::new("Corp");
+    let ca = &pki.root;
     let report = run(&request(
         &registry,
         &registry.reference("ubi9:latest"),
         &registry.reference("ubi9:corp"),
-        &[&ca],
+        &[ca],
     ))
     .unwrap();
     let files: Vec<&str> = report.platforms[0]
@@ -312,10 +385,22 @@ fn rhel_like_image_writes_the_real_file_behind_the_links() {
     );
     let real = rootfs.join("etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem");
     assert_eq!(
-        fingerprints(&std::fs::read(real).unwrap()),
-        [sha(&distro), sha(&ca)]
+        fingerprints(&std::fs::read(&real).unwrap()),
+        [sha(&distro), sha(ca)]
     );
     assert!(!rootfs.join("etc/ssl/certs/ca-certificates.crt").exists());
+
+    // curl with the new bundle trusts the private-CA server; with the original it does not.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = private_server(&pki, dir.path()) else {
+        return;
+    };
+    assert_curl_trusts(&real, server.port());
+    let old_rootfs = unpack(&builder.path, "ubi", &work.path().join("old-bundle"));
+    assert_curl_refuses_unknown_issuer(
+        &old_rootfs.join("etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"),
+        server.port(),
+    );
 }
 
 #[test]
@@ -336,13 +421,18 @@ fn two_platform_index_all_or_named_platforms() {
         &[("amd64", "linux", "amd64"), ("arm64", "linux", "arm64")],
     );
     push(&builder, "multi", &registry, "multi:1");
-    let ca = root_ca("Corp Root");
+    let pki = Pki::new("Corp");
+    let ca = &pki.root;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = private_server(&pki, dir.path()) else {
+        return;
+    };
 
     let all = run(&request(
         &registry,
         &registry.reference("multi:1"),
         &registry.reference("multi:1-corp"),
-        &[&ca],
+        &[ca],
     ))
     .unwrap();
     assert_eq!(all.media_type, anchorage_image::media_type::OCI_INDEX);
@@ -356,16 +446,28 @@ fn two_platform_index_all_or_named_platforms() {
             arch,
         );
         let rootfs = unpack(&layout, "x", &work.path().join(format!("bundle-{arch}")));
-        let fps =
-            fingerprints(&std::fs::read(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap());
-        assert_eq!(fps, [sha(&distro), sha(&ca)], "{arch}");
+        let bundle_path = rootfs.join("etc/ssl/certs/ca-certificates.crt");
+        let fps = fingerprints(&std::fs::read(&bundle_path).unwrap());
+        assert_eq!(fps, [sha(&distro), sha(ca)], "{arch}");
+        // curl with each platform's new bundle trusts the private-CA server; with that
+        // platform's original bundle it does not.
+        assert_curl_trusts(&bundle_path, server.port());
+        let old_rootfs = unpack(
+            &builder.path,
+            arch,
+            &work.path().join(format!("old-{arch}")),
+        );
+        assert_curl_refuses_unknown_issuer(
+            &old_rootfs.join("etc/ssl/certs/ca-certificates.crt"),
+            server.port(),
+        );
     }
 
     let mut arm_only = request(
         &registry,
         &registry.reference("multi:1"),
         &registry.reference("multi:1-arm"),
-        &[&ca],
+        &[ca],
     );
     arm_only.platforms = vec![parse_platform("linux/arm64").unwrap()];
     let arm = run(&arm_only).unwrap();
@@ -435,10 +537,21 @@ fn private_ca_tls_registry_needs_its_root() {
         .map(|c| c.to_vec())
         .collect();
     let refused = run(&req).unwrap_err();
-    assert!(
-        matches!(refused, RegistryError::Unreachable { .. }),
-        "{refused}"
-    );
+    // Refused for the certificate (rustls's UnknownIssuer), not for any other connection failure.
+    let host = registry.host();
+    match &refused {
+        RegistryError::Unreachable { registry, detail } => {
+            assert_eq!(registry, &host);
+            assert_eq!(
+                detail,
+                &format!(
+                    "error sending request for url (https://{host}/v2/): client error (Connect): \
+                     invalid peer certificate: UnknownIssuer"
+                )
+            );
+        }
+        other => panic!("expected the registry's certificate to be refused, got {other:?}"),
+    }
     req.client.roots.push(pki.root.der);
     let report = run(&req).unwrap();
     assert_eq!(report.platforms.len(), 1);
@@ -562,7 +675,7 @@ fn interrupted_multi_platform_push_never_moves_the_tag() {
         &format!("oci:{}:x", work.path().join("probe").display()),
         &[],
     ));
-    let before = before.map(|r| r.source_digest);
+    let before = before.unwrap().source_digest;
 
     // amd64 is injected and pushed by digest, then arm64 fails: the tag stays where it was.
     let failed = run(&request(
@@ -571,15 +684,25 @@ fn interrupted_multi_platform_push_never_moves_the_tag() {
         &registry.reference("app:1-corp"),
         &[&ca],
     ));
-    assert!(failed.is_err());
+    // It fails on arm64's junk layer (the only layer, index 0), not on anything earlier.
+    let failed = failed.unwrap_err();
+    let RegistryError::Image {
+        platform,
+        source: anchorage_image::ImageError::Layer { layer, .. },
+    } = &failed
+    else {
+        panic!("expected the arm64 layer to be refused, got {failed:?}");
+    };
+    assert_eq!((platform.as_str(), *layer), ("linux/arm64", 0), "{failed}");
     let after = run(&request(
         &registry,
         &registry.reference("app:1-corp"),
         &format!("oci:{}:y", work.path().join("probe").display()),
         &[],
     ))
-    .map(|r| r.source_digest);
-    assert_eq!(after.unwrap(), before.unwrap());
+    .unwrap()
+    .source_digest;
+    assert_eq!(after, before);
 }
 
 #[test]
@@ -667,12 +790,13 @@ fn docker_schema2_image_gets_a_docker_layer_and_stays_pullable() {
         &format!("oci:{}:deb", builder.path.display()),
         &format!("docker://{}", registry.reference("docker:v2")),
     );
-    let ca = root_ca("Corp Root");
+    let pki = Pki::new("Corp");
+    let ca = &pki.root;
     let report = run(&request(
         &registry,
         &registry.reference("docker:v2"),
         &registry.reference("docker:v2-corp"),
-        &[&ca],
+        &[ca],
     ))
     .unwrap();
     assert_eq!(
@@ -704,9 +828,32 @@ fn docker_schema2_image_gets_a_docker_layer_and_stays_pullable() {
     );
     assert!(copy.status.success(), "{}", copy.output());
     let rootfs = unpack(&converted, "x", &work.path().join("bundle"));
-    let fps =
-        fingerprints(&std::fs::read(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap());
-    assert_eq!(fps, [sha(&distro), sha(&ca)]);
+    let bundle_path = rootfs.join("etc/ssl/certs/ca-certificates.crt");
+    let fps = fingerprints(&std::fs::read(&bundle_path).unwrap());
+    assert_eq!(fps, [sha(&distro), sha(ca)]);
+
+    // curl with the new bundle trusts the private-CA server; with the original image's
+    // (pulled back from the registry as Docker schema 2 and converted) it does not.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = private_server(&pki, dir.path()) else {
+        return;
+    };
+    assert_curl_trusts(&bundle_path, server.port());
+    let original = work.path().join("original");
+    let copy = run_client(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--format", "oci"])
+            .arg("--src-tls-verify=false")
+            .arg(format!("docker://{}", registry.reference("docker:v2")))
+            .arg(format!("oci:{}:x", original.display())),
+        Duration::from_secs(120),
+    );
+    assert!(copy.status.success(), "{}", copy.output());
+    let old_rootfs = unpack(&original, "x", &work.path().join("old-bundle"));
+    assert_curl_refuses_unknown_issuer(
+        &old_rootfs.join("etc/ssl/certs/ca-certificates.crt"),
+        server.port(),
+    );
 }
 
 /// `keytool -list` of a store (password `changeit`): the SHA-256 fingerprints it prints, as
@@ -869,11 +1016,20 @@ fn java_stores_under_java_home_and_usr_lib_jvm_trust_the_ca_in_keytool_and_jsse(
         ),
         ("etc/ssl/certs/java/cacerts", "JKS"),
     ] {
+        // keytool lists the original store without the CA: the distro root alone.
+        assert_eq!(
+            keytool_fingerprints(&old_rootfs.join(path)),
+            [sha(&distro)],
+            "{path}"
+        );
         java_connects(work.path(), &rootfs.join(path), kind, server.port())
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         let refused = java_connects(work.path(), &old_rootfs.join(path), kind, server.port())
             .expect_err(path);
-        assert!(refused.contains("certification path"), "{path}: {refused}");
+        assert!(
+            refused.contains("unable to find valid certification path to requested target"),
+            "{path}: {refused}"
+        );
     }
 
     // Idempotent: injecting into the result changes nothing.

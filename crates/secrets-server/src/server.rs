@@ -557,15 +557,24 @@ mod tests {
     fn names_that_cannot_form_subjects_are_refused() {
         assert!(check_token("prefix", "wasmcloud.secrets", true).is_ok());
         assert!(check_token("backend", "nats-kv", false).is_ok());
-        for (value, dots) in [
-            ("", true),
-            ("a..b", true),
-            ("a.>", true),
-            ("a b", true),
-            ("a.b", false),
-            ("*", false),
+        const ONE_TOKEN: &str = "must be one subject token (no spaces, dots, * or >)";
+        for (value, dots, why) in [
+            ("", true, "must not be empty"),
+            ("a..b", true, "must not hold an empty token"),
+            ("a.>", true, "must not hold spaces, * or >"),
+            ("a b", true, "must not hold spaces, * or >"),
+            ("a.b", false, ONE_TOKEN),
+            ("*", false, ONE_TOKEN),
         ] {
-            assert!(check_token("x", value, dots).is_err(), "{value:?}");
+            let err = check_token("x", value, dots).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    ServeError::InvalidName { what: "x", value: v, reason }
+                        if v == value && *reason == why
+                ),
+                "{value:?}: {err:?}"
+            );
         }
     }
 }

@@ -70,7 +70,10 @@ async fn audit_events_name_who_and_what_never_the_value() {
     let c = client(&nats.url()).await;
     let (s, _, _) = get(&c, ids.request("db-password", None)).await.unwrap();
     assert_eq!(s.as_deref(), Some("hunter2-very-secret"));
-    assert!(get(&c, ids.request("other", None)).await.is_err());
+    assert_eq!(
+        get(&c, ids.request("other", None)).await.unwrap_err(),
+        "server error: Error fetching secret: unauthorized"
+    );
     server.stop().await;
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -80,15 +83,31 @@ async fn audit_events_name_who_and_what_never_the_value() {
         .collect();
     assert_eq!(lines.len(), 2, "{text}");
     let served = lines[0];
-    assert!(
-        served.contains("result=\"served\"") || served.contains("result=served"),
-        "{served}"
+    // The whole event after the target, field by field: who (both issuers), what, the outcome.
+    let who = format!(
+        "entity=\"{}\" entity_kind=Some(Component) entity_issuer=\"{}\" host=\"{}\" host_issuer=\"{}\"",
+        ids.entity(),
+        ids.account.public_key(),
+        ids.host.public_key(),
+        ids.cluster.public_key()
     );
-    assert!(served.contains(&ids.entity()) && served.contains(&ids.host.public_key()));
-    // Both issuers: the account that signed the component, the cluster key that signed the host.
-    assert!(served.contains(&format!("entity_issuer=\"{}\"", ids.account.public_key())));
-    assert!(served.contains(&format!("host_issuer=\"{}\"", ids.cluster.public_key())));
-    assert!(served.contains("key=\"db-password\"") && served.contains("served_version=\"1\""));
-    assert!(lines[1].contains("Unauthorized") && lines[1].contains("other"));
+    let event = |line: &str| -> String {
+        line.split_once("anchorage::audit: ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .1
+            .to_owned()
+    };
+    assert_eq!(
+        event(served),
+        format!(
+            "secret request result=\"served\" error=\"-\" reason=- {who} key=\"db-password\" field=- requested_version=- mount=- served_version=\"1\""
+        )
+    );
+    assert_eq!(
+        event(lines[1]),
+        format!(
+            "secret request result=\"rejected\" error=\"Unauthorized\" reason=- {who} key=\"other\" field=- requested_version=- mount=- served_version=-"
+        )
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }

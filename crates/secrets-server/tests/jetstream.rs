@@ -162,9 +162,11 @@ async fn reference_layout_reads_back_and_is_served() {
         .unwrap();
     let raw = state.get(ids.entity()).await.unwrap().unwrap();
     let names: HashSet<String> = serde_json::from_slice(&raw).unwrap();
-    assert!(
-        names.contains(&bound) && names.contains("tls-key"),
-        "{names:?}"
+    assert_eq!(
+        names,
+        [bound.as_str(), "tls-key", "gone"]
+            .map(str::to_owned)
+            .into()
     );
     let (s, _, _) = get(&c, ids.request("db-password", None)).await.unwrap();
     assert_eq!(s.as_deref(), Some("fresh"));

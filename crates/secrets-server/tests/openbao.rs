@@ -11,12 +11,18 @@ use std::time::Duration;
 use anchorage_secrets::{SecretValue, TransitKey};
 use anchorage_secrets_server::{
     EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, OpenBaoAuth, OpenBaoConfig,
-    OpenBaoSecrets, SecretStore, ServerConfig,
+    OpenBaoSecrets, SecretStore, ServerConfig, StoreFailure,
 };
 use anchorage_store::MemoryStore;
 use anchorage_test_support::nats::NatsServer;
 use anchorage_test_support::openbao::OpenBao;
 use common::{BACKEND, Identities, PREFIX, client, get, serve};
+
+/// What the real client says when the server refuses a get (the protocol's message).
+const UNAUTHORIZED: &str = "server error: Error fetching secret: unauthorized";
+
+/// What the real client says when there is no such secret, field or version.
+const NOT_FOUND: &str = "server error: Secret not found";
 
 fn tls() -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -126,12 +132,7 @@ async fn kv2_fields_versions_and_approle() {
         ids.request("app/none", None),
         req(None, Some("9"), None),
     ] {
-        assert!(
-            get(&c, missing)
-                .await
-                .unwrap_err()
-                .ends_with("Secret not found")
-        );
+        assert_eq!(get(&c, missing).await.unwrap_err(), NOT_FOUND);
     }
     // A policy may name a mount the mapping grants (and the store serves), not any mount.
     let (s, _, _) = get(&c, req(Some("password"), None, Some("team")))
@@ -141,7 +142,7 @@ async fn kv2_fields_versions_and_approle() {
     let err = get(&c, req(Some("password"), None, Some("private")))
         .await
         .unwrap_err();
-    assert!(err.contains("nauthorized"), "{err}");
+    assert_eq!(err, UNAUTHORIZED);
     server.stop().await;
 }
 
@@ -163,29 +164,67 @@ async fn token_admin_put_get_delete() {
         bao.cli(&["kv", "get", "-field=value", "secret/svc/plain"]),
         "just text"
     );
+    // Binary values: refused as unsupported, before any request (nothing is written).
+    let binary = s
+        .put("svc/bin", SecretValue::Binary(vec![0xff].into()))
+        .await
+        .unwrap_err();
     assert!(
-        s.put("svc/bin", SecretValue::Binary(vec![0xff].into()))
-            .await
-            .is_err()
+        matches!(
+            binary,
+            StoreFailure::Unsupported {
+                store: "openbao",
+                operation: "binary values (KV v2 holds JSON)",
+            }
+        ),
+        "{binary:?}"
+    );
+    assert_eq!(
+        binary.to_string(),
+        "the openbao store does not support binary values (KV v2 holds JSON)"
     );
     assert_eq!(s.keys().await.unwrap(), ["svc/"]);
     assert!(s.delete("svc/api").await.unwrap());
     assert!(!s.delete("svc/api").await.unwrap());
-    assert!(s.reencrypt().await.is_err());
-    // A bad token is an upstream failure naming the request, never the token.
+    let rotate = s.reencrypt().await.unwrap_err();
+    assert!(
+        matches!(
+            rotate,
+            StoreFailure::Unsupported {
+                store: "openbao",
+                operation: "rotate-encryption-key (OpenBao encrypts its own storage)",
+            }
+        ),
+        "{rotate:?}"
+    );
+    // Only binary values were refused: the text value is still there, unchanged.
+    assert_eq!(s.keys().await.unwrap(), ["svc/"]);
+    // A bad token is refused credentials naming the request (OpenBao's 403), never the token.
     let bad = store(&bao, OpenBaoAuth::Token("not-the-token".to_owned().into()));
-    let err = bad
-        .get(anchorage_secrets::SecretLookup {
-            key: "svc/plain",
-            field: None,
-            version: None,
-            policy: "",
-        })
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("403") || err.contains("read"), "{err}");
-    assert!(!err.contains("not-the-token"));
+    let lookup = anchorage_secrets::SecretLookup {
+        key: "svc/plain",
+        field: None,
+        version: None,
+        policy: "",
+    };
+    let err = bad.get(lookup).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreFailure::AuthFailed { store: "openbao", action }
+                if action == "access secret/data/svc/plain (403 Forbidden)"
+        ),
+        "{err:?}"
+    );
+    let shown = format!("{err} {err:?}");
+    assert_eq!(
+        err.to_string(),
+        "openbao store refused the credentials to access secret/data/svc/plain (403 Forbidden)"
+    );
+    assert!(!shown.contains("not-the-token"), "{shown}");
+    // Negative control: the good token reads the same key through the same lookup.
+    let good = s.get(lookup).await.unwrap().unwrap();
+    assert_eq!(good.version, "1");
 }
 
 /// Issue 19 item 3: `db` in the default mount is mapped, `db` in another team's mount is not;
@@ -243,7 +282,7 @@ async fn policy_cannot_pick_an_unmapped_mount() {
     };
     // The attack: mapped to `db` in the default mount, asking for `db` in `team`.
     let err = get(&c, in_mount(&ids, Some("team"))).await.unwrap_err();
-    assert!(err.contains("nauthorized"), "{err}");
+    assert_eq!(err, UNAUTHORIZED);
     // Control: the default mount, by default and by name.
     let (s, _, _) = get(&c, in_mount(&ids, None)).await.unwrap();
     assert_eq!(s.as_deref(), Some("ours"));
@@ -253,6 +292,6 @@ async fn policy_cannot_pick_an_unmapped_mount() {
     let (s, _, _) = get(&c, in_mount(&other, Some("team"))).await.unwrap();
     assert_eq!(s.as_deref(), Some("team-b-only"));
     let err = get(&c, in_mount(&other, None)).await.unwrap_err();
-    assert!(err.contains("nauthorized"), "{err}");
+    assert_eq!(err, UNAUTHORIZED);
     server.stop().await;
 }

@@ -236,18 +236,58 @@ mod tests {
     fn bad_entries_are_refused() {
         let account = KeyPair::new_account().public_key();
         let module = KeyPair::new_module().public_key();
-        for bad in [
-            String::new(),
-            ";issuer=x".to_owned(),
-            "db;color=red".to_owned(),
-            "db;issuer".to_owned(),
-            format!("db;issuer={module}"),
-            "db;mount=".to_owned(),
-            "db;mount=/".to_owned(),
-            format!("db;issuer={account};issuer={account}"),
-            "db;mount=a;mount=b".to_owned(),
+        let entry = |e: &str| e.to_owned();
+        let twice = format!("db;issuer={account};issuer={account}");
+        for (bad, why) in [
+            (String::new(), GrantError::NoSecret { entry: entry("") }),
+            (
+                ";issuer=x".to_owned(),
+                GrantError::NoSecret {
+                    entry: entry(";issuer=x"),
+                },
+            ),
+            (
+                "db;color=red".to_owned(),
+                GrantError::UnknownAttribute {
+                    entry: entry("db;color=red"),
+                    attribute: entry("color=red"),
+                },
+            ),
+            (
+                "db;issuer".to_owned(),
+                GrantError::UnknownAttribute {
+                    entry: entry("db;issuer"),
+                    attribute: entry("issuer"),
+                },
+            ),
+            (
+                format!("db;issuer={module}"),
+                GrantError::NotAnAccount { issuer: module },
+            ),
+            (
+                "db;mount=".to_owned(),
+                GrantError::BadMount { mount: entry("") },
+            ),
+            (
+                "db;mount=/".to_owned(),
+                GrantError::BadMount { mount: entry("/") },
+            ),
+            (
+                twice.clone(),
+                GrantError::Duplicate {
+                    entry: twice,
+                    attribute: "issuer",
+                },
+            ),
+            (
+                "db;mount=a;mount=b".to_owned(),
+                GrantError::Duplicate {
+                    entry: entry("db;mount=a;mount=b"),
+                    attribute: "mount",
+                },
+            ),
         ] {
-            assert!(Grant::parse(&bad).is_err(), "{bad:?}");
+            assert_eq!(Grant::parse(&bad).unwrap_err(), why, "{bad:?}");
         }
     }
 

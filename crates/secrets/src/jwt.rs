@@ -348,7 +348,13 @@ mod tests {
         ));
         let mut parts: Vec<&str> = token.split('.').collect();
         parts[2] = "AAAA";
-        assert!(verify_entity(&parts.join("."), &JwtPolicy::default(), now()).is_err());
+        // A damaged signature: refused as a bad signature by the issuer the token names.
+        assert_eq!(
+            verify_entity(&parts.join("."), &JwtPolicy::default(), now()),
+            Err(JwtError::BadSignature {
+                issuer: ids.account.public_key()
+            })
+        );
         for garbage in ["", "a.b", "a.b.c", "....", "\u{0}.x.y"] {
             assert!(matches!(
                 verify_entity(garbage, &JwtPolicy::default(), now()),

@@ -62,6 +62,15 @@ mod tests {
         }
         assert!(validate_prefix("").is_ok());
         assert!(validate_prefix("ca.").is_ok());
-        assert!(validate_prefix("ca*").is_err());
+        assert!(
+            matches!(
+                validate_prefix("ca*"),
+                Err(StoreError::InvalidKey { key, reason })
+                    if key == "ca*"
+                        && reason == "a key prefix may hold only letters, digits and - / _ = ., and no empty token"
+            ),
+            "{:?}",
+            validate_prefix("ca*")
+        );
     }
 }

@@ -582,7 +582,16 @@ mod tests {
         let names = ["a".to_owned(), "b".to_owned()];
         assert_eq!(s.add_mapping(&entity, &names).await.unwrap().len(), 2);
         assert!(s.secrets_of(&entity).await.unwrap().contains("a"));
-        assert!(s.add_mapping("not-a-key", &names).await.is_err());
+        let err = s.add_mapping("not-a-key", &names).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreFailure::InvalidName { what: "entity", name, reason }
+                    if name == "not-a-key"
+                        && reason == "not a component (M…) or provider (V…) public key"
+            ),
+            "{err:?}"
+        );
         let left = s.remove_mapping(&entity, &names[..1]).await.unwrap();
         assert_eq!(left.into_iter().collect::<Vec<_>>(), ["b"]);
         assert_eq!(s.list_mappings().await.unwrap().len(), 1);
