@@ -41,7 +41,18 @@ impl Runner {
         if let Some(uid) = self.uid {
             cmd.uid(uid).gid(uid);
         }
-        cmd.output().expect("run anchorage")
+        // A copied binary can be briefly "busy" (ETXTBSY): another test thread may fork while
+        // the copy's write descriptor is open, and the child holds it until it execs. Retry.
+        let mut tries = 0;
+        loop {
+            match cmd.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => return result.expect("run anchorage"),
+            }
+        }
     }
 }
 
