@@ -113,6 +113,7 @@ pub(crate) enum K8sCommand {
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
+#[command(group(clap::ArgGroup::new("hashed_source").args(["configmap", "secret"])))]
 pub(crate) struct K8sPatchArgs {
     /// The trust ConfigMap (from `bundle build --k8s-configmap`).
     #[arg(long, value_name = "NAME")]
@@ -127,7 +128,7 @@ pub(crate) struct K8sPatchArgs {
     #[arg(long, value_name = "SIGNER")]
     pub(crate) ctb_signer: Option<String>,
     /// The ConfigMap/Secret was built with --k8s-bundle-only: no SSL_CERT_DIR.
-    #[arg(long)]
+    #[arg(long, requires = "hashed_source")]
     pub(crate) bundle_only: bool,
     /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
     #[arg(long, value_name = "KIND")]
@@ -191,7 +192,7 @@ pub(crate) struct DoctorArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub(crate) timeout: u64,
     /// Output format: text (for people) or json (the stable schema of docs/cli.md).
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -236,7 +237,7 @@ pub(crate) struct TlsRootsArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) tls_certs_file: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -288,8 +289,8 @@ pub(crate) struct EnvArgs {
     /// The paths are inside a container or pod: print them as given, do not check them here.
     #[arg(long)]
     pub(crate) in_container: bool,
-    /// Output format (`--output` is accepted too).
-    #[arg(long, alias = "output", value_enum, default_value_t)]
+    /// Output format (`--output` and `-o` are accepted too).
+    #[arg(long, short = 'o', alias = "output", value_enum, default_value_t)]
     pub(crate) format: EnvFormat,
 }
 
@@ -432,6 +433,10 @@ impl ReadArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("k8s_object").multiple(true).args(["k8s_configmap", "k8s_secret", "k8s_wasmcloud_configmap", "k8s_cluster_trust_bundle"])))]
+#[command(group(clap::ArgGroup::new("k8s_namespaced").multiple(true).args(["k8s_configmap", "k8s_secret", "k8s_wasmcloud_configmap"])))]
+#[command(group(clap::ArgGroup::new("k8s_trust_layout").multiple(true).args(["k8s_configmap", "k8s_secret"])))]
+#[command(group(clap::ArgGroup::new("java_store").multiple(true).args(["pkcs12", "jks"])))]
 pub(crate) struct BuildArgs {
     /// Certificate files, directories or Kubernetes manifests.
     #[arg(value_name = "SOURCE")]
@@ -462,10 +467,15 @@ pub(crate) struct BuildArgs {
     pub(crate) jks: Option<PathBuf>,
     /// Password of --pkcs12/--jks. Visible to other local users in the process list: prefer
     /// --store-password-file.
-    #[arg(long, value_name = "PASSWORD", conflicts_with = "store_password_file")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with = "store_password_file",
+        requires = "java_store"
+    )]
     pub(crate) store_password: Option<String>,
     /// Read the --pkcs12/--jks password from the first line of FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "java_store")]
     pub(crate) store_password_file: Option<PathBuf>,
     /// Emit a ConfigMap NAME to mount over /etc/ssl/certs (ca-certificates.crt plus <hash>.<n>
     /// keys).
@@ -490,21 +500,39 @@ pub(crate) struct BuildArgs {
         help_heading = "Kubernetes"
     )]
     pub(crate) k8s_signer: Option<String>,
-    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace).
-    #[arg(long, short = 'n', value_name = "NS", help_heading = "Kubernetes")]
+    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace); needs one of
+    /// them (a ClusterTrustBundle is cluster-scoped).
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NS",
+        requires = "k8s_namespaced",
+        help_heading = "Kubernetes"
+    )]
     pub(crate) namespace: Option<String>,
     /// Only the bundle key in the ConfigMap/Secret, no <hash>.<n> keys: half the size, but
     /// SSL_CERT_DIR / -CApath readers find nothing.
-    #[arg(long, help_heading = "Kubernetes")]
+    #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
     pub(crate) k8s_bundle_only: bool,
     /// Also repeat the bundle as ca-bundle.crt and tls-ca-bundle.pem (RHEL-family names).
-    #[arg(long, help_heading = "Kubernetes")]
+    #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
     pub(crate) k8s_rhel_aliases: bool,
     /// Write the Kubernetes objects to FILE (atomically) instead of stdout.
-    #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "k8s_object",
+        help_heading = "Kubernetes"
+    )]
     pub(crate) k8s_out: Option<PathBuf>,
     /// Format of the Kubernetes objects.
-    #[arg(long, value_enum, default_value_t, help_heading = "Kubernetes")]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        requires = "k8s_object",
+        help_heading = "Kubernetes"
+    )]
     pub(crate) k8s_format: ManifestFormat,
     /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
     #[arg(long)]
@@ -527,21 +555,26 @@ pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) read: ReadArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
 impl BuildArgs {
-    /// The sources in the order given: paths, then the OS store, then Mozilla.
-    pub(crate) fn sources(&self) -> Vec<Source> {
-        let mut sources: Vec<Source> = self.sources.iter().cloned().map(Source::Path).collect();
+    /// The sources in the order given: paths (`-` is standard input, read now), then the OS
+    /// store, then Mozilla.
+    pub(crate) fn sources(&self) -> Result<Vec<Source>, crate::exit::Failure> {
+        let mut sources: Vec<Source> = self
+            .sources
+            .iter()
+            .map(|p| crate::io::source("SOURCE", p))
+            .collect::<Result<_, _>>()?;
         if self.system {
             sources.push(Source::System);
         }
         if self.mozilla {
             sources.push(Source::Mozilla);
         }
-        sources
+        Ok(sources)
     }
 
     pub(crate) fn layout(&self) -> DirLayout {
@@ -559,7 +592,7 @@ pub(crate) struct InspectArgs {
     #[command(flatten)]
     pub(crate) read: ReadArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -776,7 +809,7 @@ pub(crate) struct CaInitArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -837,7 +870,7 @@ pub(crate) struct CaIssueArgs {
     #[command(flatten)]
     pub(crate) vault: VaultArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -873,7 +906,7 @@ pub(crate) struct VaultArgs {
 #[derive(Args, Debug)]
 pub(crate) struct CaShowArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -907,7 +940,7 @@ pub(crate) struct CaExportArgs {
     #[arg(long, value_enum, default_value_t)]
     pub(crate) k8s_format: ManifestFormat,
     /// Format of the summary printed when --out is given.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -923,6 +956,6 @@ pub(crate) struct CaImportArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }

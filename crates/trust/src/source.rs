@@ -23,6 +23,14 @@ pub enum Source {
     System,
     /// Mozilla's root program, compiled in (webpki-root-certs), so it works offline.
     Mozilla,
+    /// Bytes already read (standard input, for one): decoded as a file would be, its problems
+    /// and certificates named `name` (e.g. `stdin`).
+    Bytes {
+        /// How origins name it.
+        name: String,
+        /// The content: PEM, DER, PKCS#7, a keystore or a Kubernetes manifest.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Which files of a directory are read. Files named explicitly are always read.
@@ -271,6 +279,15 @@ pub fn load(sources: &[Source], options: &LoadOptions) -> Loaded {
             Source::Path(path) => load_path(path, options, &mut loaded),
             Source::System => load_system(&mut loaded),
             Source::Mozilla => load_mozilla(&mut loaded),
+            Source::Bytes { name, bytes } => {
+                let origin = Origin {
+                    source: name.clone(),
+                    detail: None,
+                    position: Position::default(),
+                };
+                loaded.files_read += 1;
+                load_bytes(&origin, Path::new(name), bytes, options, &mut loaded);
+            }
         }
     }
     loaded
@@ -362,12 +379,24 @@ fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
         }
     };
     loaded.files_read += 1;
-    if anchorage_keystore::sniff(&bytes).is_some() {
-        load_keystore(&origin, &bytes, options, loaded);
-    } else if kubernetes::looks_like_manifest(path, &bytes) {
-        kubernetes::load_manifests(&origin, &bytes, &options.key_filter, loaded);
+    load_bytes(&origin, path, &bytes, options, loaded);
+}
+
+/// Decodes one file's content: a keystore, a Kubernetes manifest (by `name`'s extension or the
+/// content), else PEM/DER/PKCS#7.
+fn load_bytes(
+    origin: &Origin,
+    name: &Path,
+    bytes: &[u8],
+    options: &LoadOptions,
+    loaded: &mut Loaded,
+) {
+    if anchorage_keystore::sniff(bytes).is_some() {
+        load_keystore(origin, bytes, options, loaded);
+    } else if kubernetes::looks_like_manifest(name, bytes) {
+        kubernetes::load_manifests(origin, bytes, &options.key_filter, loaded);
     } else {
-        loaded.add_decoded(&origin, &bytes);
+        loaded.add_decoded(origin, bytes);
     }
 }
 

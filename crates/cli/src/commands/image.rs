@@ -115,8 +115,17 @@ pub(crate) struct InjectArgs {
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     output: OutputFormat,
+}
+
+impl ImageCommand {
+    /// Whether `--output json` was asked for.
+    pub(crate) fn json_output(&self) -> bool {
+        match self {
+            ImageCommand::Inject(a) => a.output == OutputFormat::Json,
+        }
+    }
 }
 
 /// Runs `anchorage image …`.

@@ -555,7 +555,7 @@ pub(crate) struct PutArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -578,7 +578,7 @@ pub(crate) struct GetArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -592,7 +592,7 @@ pub(crate) struct DeleteArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -604,7 +604,7 @@ pub(crate) struct ListArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -629,7 +629,7 @@ pub(crate) struct MappingArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -643,7 +643,7 @@ pub(crate) struct ListMappingsArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -658,7 +658,7 @@ pub(crate) struct RotateArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -686,6 +686,6 @@ pub(crate) struct KeygenArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
