@@ -886,12 +886,12 @@ pub(crate) struct VaultArgs {
     /// The PKI role that issues.
     #[arg(long, value_name = "ROLE")]
     pub(crate) vault_role: Option<String>,
-    /// Where the PKI secrets engine is mounted.
-    #[arg(long, value_name = "PATH", default_value = "pki")]
-    pub(crate) vault_mount: String,
-    /// Where the key is made: server (OpenBao) or local (a CSR is sent).
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) vault_key_location: VaultKeyLocation,
+    /// Where the PKI secrets engine is mounted [default: pki].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) vault_mount: Option<String>,
+    /// Where the key is made: server (OpenBao; the default) or local (a CSR is sent).
+    #[arg(long, value_enum)]
+    pub(crate) vault_key_location: Option<VaultKeyLocation>,
     /// The namespace (X-Vault-Namespace), when there is one.
     #[arg(long, value_name = "NS")]
     pub(crate) vault_namespace: Option<String>,
@@ -936,9 +936,9 @@ pub(crate) struct CaExportArgs {
     /// Namespace of the Secret (none: kubectl's current namespace).
     #[arg(long, short = 'n', value_name = "NS")]
     pub(crate) namespace: Option<String>,
-    /// Serialization of the Secret.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) k8s_format: ManifestFormat,
+    /// Serialization of the Secret [default: yaml].
+    #[arg(long, value_enum)]
+    pub(crate) k8s_format: Option<ManifestFormat>,
     /// Format of the summary printed when --out is given.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,

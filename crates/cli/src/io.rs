@@ -14,8 +14,10 @@
 //! - a stdout that cannot be written (full, closed) is exit 5 ([`write_stdout`]).
 
 use std::io::{Read as _, Write as _};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use zeroize::Zeroizing;
 
 use anchorage_trust::Source;
 use serde::Serialize;
@@ -100,43 +102,57 @@ pub(crate) fn check_inputs<'a>(
     Ok(())
 }
 
-/// Reads all of standard input, at most [`MAX_STDIN_BYTES`], once per process.
-pub(crate) fn read_stdin(option: &str) -> Result<Vec<u8>, Failure> {
+/// Reads all of standard input, at most [`MAX_STDIN_BYTES`], once per process. The buffer is
+/// wiped when dropped, and every smaller one it grew from too (a CA key may come this way).
+pub(crate) fn read_stdin(option: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
     if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
         return Err(Failure::new(
             Code::Usage,
             format!("{option} -: standard input was already read: it can be named only once"),
         ));
     }
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_STDIN_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            Failure::new(
-                Code::BadInput,
-                format!("{option} {STDIN_NAME}: cannot be read ({e})"),
-            )
-        })?;
-    if bytes.len() as u64 > MAX_STDIN_BYTES {
-        return Err(Failure::new(
+    let failed = |e: std::io::Error| {
+        Failure::new(
             Code::BadInput,
-            format!(
-                "{option} {STDIN_NAME}: more than {MAX_STDIN_BYTES} bytes (MAX_STDIN_BYTES, docs/limits.md); write it to a file and name the file"
-            ),
-        ));
+            format!("{option} {STDIN_NAME}: cannot be read ({e})"),
+        )
+    };
+    let mut bytes = Zeroizing::new(Vec::with_capacity(64 * 1024));
+    let mut chunk = Zeroizing::new([0u8; 16 * 1024]);
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        let n = match stdin.read(&mut chunk[..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(failed(e)),
+        };
+        if (bytes.len() + n) as u64 > MAX_STDIN_BYTES {
+            return Err(Failure::new(
+                Code::BadInput,
+                format!(
+                    "{option} {STDIN_NAME}: more than {MAX_STDIN_BYTES} bytes (MAX_STDIN_BYTES, docs/limits.md); write it to a file and name the file"
+                ),
+            ));
+        }
+        if bytes.len() + n > bytes.capacity() {
+            // Grow by hand: the old buffer is wiped as it is dropped, never freed as it is.
+            let mut grown = Zeroizing::new(Vec::with_capacity((bytes.len() + n) * 2));
+            grown.extend_from_slice(&bytes);
+            bytes = grown;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
     }
     Ok(bytes)
 }
 
 /// Reads a named file, or standard input for `-`: exit 3 naming the option and the path when it
-/// cannot be read.
-pub(crate) fn read_input(option: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+/// cannot be read. The bytes are wiped when dropped.
+pub(crate) fn read_input(option: &str, path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
     if is_stdin(path) {
         return read_stdin(option);
     }
-    std::fs::read(path).map_err(|e| {
+    std::fs::read(path).map(Zeroizing::new).map_err(|e| {
         let what = match e.kind() {
             std::io::ErrorKind::NotFound => "does not exist".to_owned(),
             _ => format!("cannot be read ({e})"),
@@ -153,7 +169,7 @@ pub(crate) fn source(option: &str, path: &Path) -> Result<Source, Failure> {
     if is_stdin(path) {
         Ok(Source::Bytes {
             name: STDIN_NAME.to_owned(),
-            bytes: read_stdin(option)?,
+            bytes: std::mem::take(&mut *read_stdin(option)?),
         })
     } else {
         Ok(Source::Path(path.to_path_buf()))

@@ -35,16 +35,9 @@ fn main() -> ExitCode {
     };
     init_tracing(cli.verbose);
     let json = wants_json(&cli.command);
-    let result = match cli.command {
-        args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
-        args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
-        args::Command::Env(a) => commands::env::run(a),
-        args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
-        args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
-        args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
-        args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
-        args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
-        args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
+    let result = match check_global(&cli) {
+        Err(failure) => Err(failure),
+        Ok(()) => run(cli),
     };
     match result {
         Ok(code) => code.into(),
@@ -56,6 +49,45 @@ fn main() -> ExitCode {
             }
             failure.code.into()
         }
+    }
+}
+
+/// The global options: `--tls-ca-path` only where a TLS connection can be made, and every one
+/// readable (exit 3) before the command starts.
+fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
+    use args::{CaAction, Command};
+    if cli.tls_ca_path.is_empty() {
+        return Ok(());
+    }
+    let connects = match &cli.command {
+        Command::Doctor(_) | Command::Tls(_) | Command::Secrets(_) | Command::Image(_) => true,
+        Command::Ca(a) => matches!(a.action, CaAction::Issue(_)),
+        Command::Bundle(_) | Command::Env(_) | Command::K8s(_) => false,
+    };
+    if !connects {
+        return Err(exit::Failure::new(
+            exit::Code::Usage,
+            "--tls-ca-path has no effect here: it is the trust of commands that make TLS connections (doctor, tls roots, image inject, ca issue --backend vault, secrets); to put a CA in a bundle, name it as a SOURCE",
+        ));
+    }
+    io::check_inputs(
+        cli.tls_ca_path
+            .iter()
+            .map(|p| ("--tls-ca-path", p.as_path())),
+    )
+}
+
+fn run(cli: args::Cli) -> Result<exit::Code, exit::Failure> {
+    match cli.command {
+        args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
+        args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
+        args::Command::Env(a) => commands::env::run(a),
+        args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
+        args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
+        args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
+        args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
+        args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
+        args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
     }
 }
 

@@ -106,10 +106,15 @@ pub(crate) struct InjectArgs {
     env: bool,
     /// Read every layer, not just down to the bundle's: finds Java stores and hash entries kept
     /// in lower layers, at the cost of downloading them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replace")]
     all_layers: bool,
     /// Password of the image's Java cacerts.
-    #[arg(long, value_name = "PASSWORD", default_value = "changeit")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        default_value = "changeit",
+        conflicts_with = "replace"
+    )]
     java_password: String,
     /// Speak plain HTTP to this registry (HOST[:PORT]); repeatable.
     #[arg(long, value_name = "HOST")]
@@ -153,7 +158,13 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
         .collect::<Result<Vec<_>, _>>()
         .map_err(usage)?;
 
-    let mut sources: Vec<Source> = args.ca.iter().cloned().map(Source::Path).collect();
+    // Every --ca must be there and readable before anything is fetched or pushed.
+    crate::io::check_inputs(args.ca.iter().map(|p| ("--ca", p.as_path())))?;
+    let mut sources: Vec<Source> = args
+        .ca
+        .iter()
+        .map(|p| crate::io::source("--ca", p))
+        .collect::<Result<_, _>>()?;
     if args.system {
         sources.push(Source::System);
     }
