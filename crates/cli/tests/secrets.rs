@@ -638,7 +638,7 @@ fn admin_over_nats_against_a_running_serve() {
     let added = ok_json(remote(&["add-mapping", &entity, "--secret", "db-password"]));
     assert_eq!(
         added,
-        serde_json::json!({"entity": entity, "secrets": ["db-password"]})
+        serde_json::json!({"schema": 1, "entity": entity, "secrets": ["db-password"]})
     );
     let listed = ok_json(remote(&["list-mappings", &entity]));
     assert_eq!(
