@@ -193,10 +193,28 @@ fn a_missing_named_path_is_exit_3_with_nothing_written_in_every_command() {
         &["env", "--bundle", "nope.pem"],
         &["env", "--bundle", "corp.pem", "--extra", "nope.pem"],
         &["env", "--bundle", "corp.pem", "--dir", "nope.pem"],
+        &["ca", "--passphrase-file", "nope.pem", "init"],
+        &["secrets", "put", "k", "--value-file", "nope.pem"],
+        &["secrets", "get", "k", "--encryption-seed-file", "nope.pem"],
+        &["secrets", "serve", "--transit-seed-file", "nope.pem"],
+        &[
+            "secrets",
+            "list",
+            "--store",
+            "jetstream",
+            "--nats-creds",
+            "nope.pem",
+        ],
     ];
     for args in cases {
         f.refused(args, BAD_INPUT, &["nope."]);
     }
+    // Nothing reached the CA or secrets store either.
+    assert!(
+        listing(f.data.path()).is_empty(),
+        "{:?}",
+        listing(f.data.path())
+    );
     // Negative control: the same builds without the missing path succeed.
     f.succeeds(&["bundle", "build", "corp.pem", "--pem", "out.pem"]);
     assert!(f.path().join("out.pem").exists());
@@ -564,6 +582,49 @@ fn dash_is_standard_input_named_stdin() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(only_json(&o)["schema"], 1);
+    // secrets put --value-file -
+    let seed = f.path().join("enc.seed");
+    let o = f.run(&[
+        "secrets",
+        "keygen",
+        "--kind",
+        "encryption",
+        "--out",
+        "enc.seed",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    {
+        let seed = seed.to_str().unwrap();
+        let o = f.run_stdin(
+            &[
+                "secrets",
+                "put",
+                "k",
+                "--value-file",
+                "-",
+                "--encryption-seed-file",
+                seed,
+                "-o",
+                "json",
+            ],
+            Some(b"from stdin"),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = f.run(&[
+            "secrets",
+            "get",
+            "k",
+            "--reveal",
+            "--encryption-seed-file",
+            seed,
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "from stdin\n",
+            "{}",
+            stderr(&o)
+        );
+    }
     // Standard input can be read once: `-` twice is a usage error.
     let o = f.run_stdin(&["bundle", "build", "-", "-"], Some(pem));
     assert_eq!(o.status.code(), Some(USAGE), "{}", stderr(&o));

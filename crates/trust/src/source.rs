@@ -590,6 +590,31 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_read_as_a_file_named_by_the_source() {
+        let pem = anchorage_test_support::pki::root_ca("Bytes Source Root").pem;
+        let loaded = load(
+            &[Source::Bytes {
+                name: "stdin".into(),
+                bytes: pem.into_bytes(),
+            }],
+            &LoadOptions::default(),
+        );
+        assert_eq!(loaded.certificates.len(), 1);
+        assert_eq!(loaded.certificates[0].origin.to_string(), "stdin: line 1");
+        assert_eq!(loaded.files_read, 1);
+        // Negative control: bytes that hold no certificate are a problem named the same way.
+        let loaded = load(
+            &[Source::Bytes {
+                name: "stdin".into(),
+                bytes: b"apiVersion: v1\nkind: Pod\n".to_vec(),
+            }],
+            &LoadOptions::default(),
+        );
+        assert!(loaded.certificates.is_empty());
+        assert!(loaded.problems[0].to_string().starts_with("stdin: "));
+    }
+
+    #[test]
     fn origin_display() {
         let o = Origin {
             source: "cm.yaml".into(),

@@ -30,11 +30,13 @@ pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code,
     let json = cmd.json_output();
     // Every subcommand holds a seed, a value or a key: no core dumps, no same-user
     // inspection, before any is read.
-    let result = crate::harden::harden().and_then(|()| match cmd {
-        SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
-        SecretsCommand::Keygen(a) => keygen::keygen(&a),
-        other => admin::run(other, tls_ca_paths),
-    });
+    let result = crate::harden::harden()
+        .and_then(|()| crate::io::check_inputs(cmd.input_paths()))
+        .and_then(|()| match cmd {
+            SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
+            SecretsCommand::Keygen(a) => keygen::keygen(&a),
+            other => admin::run(other, tls_ca_paths),
+        });
     if json && let Err(f) = &result {
         print_json(&serde_json::json!({ "error": f.message, "exit_code": f.code as u8 }));
     }

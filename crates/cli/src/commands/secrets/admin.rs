@@ -1,7 +1,7 @@
 //! The administration commands: against the store directly, or, with an admin seed, sent to
 //! the running server over its admin subjects (`remote`).
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anchorage_secrets::{SecretLookup, SecretValue};
@@ -146,15 +146,10 @@ pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
             .ok_or_else(|| bad(format!("environment variable {var} is not set")))?;
         Zeroizing::new(v.into_encoded_bytes())
     } else if let Some(path) = &a.value_file {
-        Zeroizing::new(
-            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?,
-        )
+        // `--value-file -` is standard input, as `--value-stdin`.
+        crate::io::read_input("--value-file", path)?
     } else if a.value_stdin {
-        let mut buf = Zeroizing::new(Vec::new());
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| bad(format!("cannot read standard input: {e}")))?;
-        buf
+        crate::io::read_stdin("--value-stdin")?
     } else if let Some(v) = &a.value {
         Zeroizing::new(v.as_bytes().to_vec())
     } else {

@@ -689,3 +689,50 @@ pub(crate) struct KeygenArgs {
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
+
+impl SecretsCommand {
+    /// Every file this command line names to be read, by its option: each must exist and be
+    /// readable before anything is opened or written (issue 13).
+    pub(crate) fn input_paths(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut paths: Vec<(&'static str, Option<&PathBuf>)> = Vec::new();
+        if let Some(store) = self.store() {
+            paths.extend([
+                (
+                    "--encryption-seed-file",
+                    store.encryption_seed_file.as_ref(),
+                ),
+                (
+                    "--previous-encryption-seed-file",
+                    store.previous_encryption_seed_file.as_ref(),
+                ),
+                ("--nats-creds", store.nats.creds.as_ref()),
+                ("--nats-nkey-file", store.nats.nkey_file.as_ref()),
+                ("--nats-password-file", store.nats.password_file.as_ref()),
+                ("--nats-token-file", store.nats.token_file.as_ref()),
+                ("--openbao-token-file", store.openbao.token_file.as_ref()),
+                (
+                    "--openbao-secret-id-file",
+                    store.openbao.secret_id_file.as_ref(),
+                ),
+            ]);
+        }
+        if let Some(remote) = self.remote() {
+            paths.push(("--admin-seed-file", remote.admin_seed_file.as_ref()));
+        }
+        match self {
+            SecretsCommand::Serve(a) => paths.extend([
+                ("--transit-seed-file", a.transit_seed_file.as_ref()),
+                ("--admin-keys-file", a.admin_keys_file.as_ref()),
+            ]),
+            SecretsCommand::Put(a) => paths.push(("--value-file", a.value_file.as_ref())),
+            SecretsCommand::RotateEncryptionKey(a) => {
+                paths.push(("--new-seed-file", a.new_seed_file.as_ref()));
+            }
+            _ => {}
+        }
+        paths
+            .into_iter()
+            .filter_map(|(option, path)| path.map(|p| (option, p.as_path())))
+            .collect()
+    }
+}
