@@ -309,26 +309,30 @@ pub(crate) enum BundleCommand {
         "A SOURCE is a PEM/DER/PKCS#7 file, a Java keystore (JKS/PKCS#12, see --source-password),\n",
         "a directory (read recursively), or a Kubernetes ConfigMap/Secret/ClusterTrustBundle\n",
         "manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
-        "goes to stdout and the summary to stderr.\n\n",
+        "goes to stdout and the summary to stderr (with --output json both are in the one\n",
+        "document on stdout). A SOURCE of - is standard input.\n\n",
         "Exit codes:\n",
         "  0  done (warnings, if any, were printed on stderr)\n",
         "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  3  bad input: no usable certificate, or any problem with --strict\n",
+        "  2  invalid command line: a flag without effect, or outputs that would overwrite\n",
+        "     each other or an input (nothing written)\n",
+        "  3  bad input: a named SOURCE missing or unreadable, no usable certificate, or any\n",
+        "     problem with --strict (nothing written)\n",
         "  4  a private key was found among the certificates (refused, never copied)\n",
-        "  5  an output could not be written (the previous output is untouched)",
+        "  5  an output or stdout could not be written (the previous output is untouched)",
     ))]
     Build(Box<BuildArgs>),
     /// List what a file, directory, bundle or manifest holds.
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage bundle inspect /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage bundle inspect corp.p7b --output json | jq '.certificates[].subject'\n\n",
+        "  anchorage bundle inspect corp.p7b --output json | jq '.certificates[].subject'\n",
+        "  kubectl get cm trust -o yaml | anchorage bundle inspect -\n\n",
         "Exit codes:\n",
         "  0  at least one certificate and no problem\n",
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
-        "  3  problems were found (listed), or no certificate at all\n",
+        "  3  PATH is missing or unreadable, problems were found (listed), or no certificate\n",
         "  4  a private key was found (listed by location only, never printed)",
     ))]
     Inspect(InspectArgs),
@@ -438,7 +442,7 @@ impl ReadArgs {
 #[command(group(clap::ArgGroup::new("k8s_trust_layout").multiple(true).args(["k8s_configmap", "k8s_secret"])))]
 #[command(group(clap::ArgGroup::new("java_store").multiple(true).args(["pkcs12", "jks"])))]
 pub(crate) struct BuildArgs {
-    /// Certificate files, directories or Kubernetes manifests.
+    /// Certificate files, directories or Kubernetes manifests; - for standard input.
     #[arg(value_name = "SOURCE")]
     pub(crate) sources: Vec<PathBuf>,
     /// Add the operating system's trust store.
@@ -587,7 +591,7 @@ impl BuildArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct InspectArgs {
-    /// A certificate file, bundle, directory or Kubernetes manifest.
+    /// A certificate file, bundle, directory or Kubernetes manifest; - for standard input.
     pub(crate) path: PathBuf,
     #[command(flatten)]
     pub(crate) read: ReadArgs,
@@ -604,7 +608,7 @@ pub(crate) struct InspectArgs {
     "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/\n",
     "  anchorage ca show --output json\n",
     "  anchorage ca export --format fsm-secret -n fsm-system --out fsm-ca-bundle.yaml\n",
-    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca import --format fsm-secret /dev/stdin\n\n",
+    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca import --format fsm-secret -\n\n",
     "The CA lives in DIR/anchorage.redb (mode 0600, directory 0700): DIR is --data-dir, else\n",
     "$ANCHORAGE_DATA_DIR, else $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage. Its keys\n",
     "are encrypted with the passphrase from --passphrase-file or $ANCHORAGE_CA_PASSPHRASE when one\n",
@@ -949,7 +953,8 @@ pub(crate) struct CaImportArgs {
     /// The layout of the files.
     #[arg(long, value_enum)]
     pub(crate) format: CaFormat,
-    /// pem: certificate and key files; secrets: one Secret manifest (YAML or JSON).
+    /// pem: certificate and key files; secrets: one Secret manifest (YAML or JSON); - for
+    /// standard input.
     #[arg(value_name = "FILE", required = true)]
     pub(crate) files: Vec<PathBuf>,
     /// Replace the existing CA (compare-and-swap on the revision read).
