@@ -406,12 +406,12 @@ pub(crate) enum Layout {
 /// Options shared by commands that read sources.
 #[derive(Args, Debug)]
 pub(crate) struct ReadArgs {
-    /// Which files of a directory to read.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) dir_filter: DirFilter,
-    /// Which keys of a Kubernetes ConfigMap/Secret to read.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) k8s_keys: K8sKeys,
+    /// Which files of a directory to read [default: certs].
+    #[arg(long, value_enum)]
+    pub(crate) dir_filter: Option<DirFilter>,
+    /// Which keys of a Kubernetes ConfigMap/Secret to read [default: crt].
+    #[arg(long, value_enum)]
+    pub(crate) k8s_keys: Option<K8sKeys>,
     /// Password of JKS/PKCS#12 keystore sources (e.g. a JDK's cacerts). Without it a JKS is
     /// read without its integrity check, as Java does, and a PKCS#12 is tried password-less,
     /// then with changeit.
@@ -420,14 +420,35 @@ pub(crate) struct ReadArgs {
 }
 
 impl ReadArgs {
+    /// Refuses (exit 2) these options when no path is read (only --system/--mozilla): they
+    /// shape how files are read and would have no effect.
+    pub(crate) fn check_has_paths(
+        &self,
+        has_paths: bool,
+        paths: &str,
+    ) -> Result<(), crate::exit::Failure> {
+        let given = [
+            ("--dir-filter", self.dir_filter.is_some()),
+            ("--k8s-keys", self.k8s_keys.is_some()),
+            ("--source-password", self.source_password.is_some()),
+        ];
+        match given.iter().find(|(_, set)| *set) {
+            Some((option, _)) if !has_paths => Err(crate::exit::Failure::new(
+                crate::exit::Code::Usage,
+                format!("{option} needs {paths}: it says how files are read, and none is named"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn load_options(&self) -> LoadOptions {
         LoadOptions {
-            name_filter: match self.dir_filter {
+            name_filter: match self.dir_filter.unwrap_or_default() {
                 DirFilter::Certs => NameFilter::CertificateLike,
                 DirFilter::Crt => NameFilter::Suffix(".crt".into()),
                 DirFilter::All => NameFilter::All,
             },
-            key_filter: match self.k8s_keys {
+            key_filter: match self.k8s_keys.unwrap_or_default() {
                 K8sKeys::Crt => KeyFilter::Suffix(".crt".into()),
                 K8sKeys::All => KeyFilter::All,
             },

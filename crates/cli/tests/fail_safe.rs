@@ -511,6 +511,36 @@ fn flags_without_effect_are_refused_naming_what_they_need() {
             ],
             &["--java-truststore"],
         ),
+        (
+            &["bundle", "build", "--mozilla", "--dir-filter", "crt"],
+            &["--dir-filter needs a SOURCE"],
+        ),
+        (
+            &[
+                "image",
+                "inject",
+                "oci:./a",
+                "oci:./b",
+                "--ca",
+                "corp.pem",
+                "--insecure-registry",
+                "localhost:5000",
+            ],
+            &["--insecure-registry needs a registry"],
+        ),
+        (
+            &[
+                "--tls-ca-path",
+                "corp.pem",
+                "image",
+                "inject",
+                "oci:./a",
+                "oci:./b",
+                "--ca",
+                "corp.pem",
+            ],
+            &["--tls-ca-path needs a registry"],
+        ),
     ];
     for (args, words) in cases {
         f.refused(args, USAGE, words);
@@ -547,6 +577,7 @@ fn flags_without_effect_are_refused_naming_what_they_need() {
         "--pem-comments",
     ]);
     f.succeeds(&["bundle", "build", "corp.pem", "--pem-comments"]);
+    f.succeeds(&["bundle", "build", "corp.pem", "--dir-filter", "all"]);
 }
 
 #[test]
@@ -629,6 +660,24 @@ fn dash_is_standard_input_named_stdin() {
     let o = f.run_stdin(&["bundle", "build", "-", "-"], Some(pem));
     assert_eq!(o.status.code(), Some(USAGE), "{}", stderr(&o));
     assert!(stderr(&o).contains("only once"), "{}", stderr(&o));
+    // k8s patch --bundle -: the bundle's hash goes into the pod template.
+    let o = f.run_stdin(
+        &[
+            "k8s",
+            "patch",
+            "--configmap",
+            "trust",
+            "--kind",
+            "deployment",
+            "--container",
+            "app",
+            "--bundle",
+            "-",
+        ],
+        Some(pem),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("anchorage.io/bundle-sha256"));
     // k8s patch --current -
     let workload = br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api"},"spec":{"template":{"spec":{"containers":[{"name":"app"}]}}}}"#;
     let o = f.run_stdin(

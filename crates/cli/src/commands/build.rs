@@ -275,6 +275,8 @@ fn input_paths(args: &BuildArgs) -> Vec<(&'static str, &Path)> {
 /// input (exit 2), and flags that would have no effect.
 fn check_command_line(args: &BuildArgs) -> Result<(), Failure> {
     use crate::io::Output;
+    args.read
+        .check_has_paths(!args.sources.is_empty(), "a SOURCE path")?;
     fn file<'a>(option: &'a str, path: &'a Option<PathBuf>) -> Option<Output<'a>> {
         path.as_deref().map(|path| Output {
             option,

@@ -158,6 +158,22 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
         .collect::<Result<Vec<_>, _>>()
         .map_err(usage)?;
 
+    args.read
+        .check_has_paths(!args.ca.is_empty(), "--ca PATH")?;
+    let any_registry =
+        matches!(source, ImageRef::Registry(_)) || matches!(destination, ImageRef::Registry(_));
+    if !any_registry && !args.insecure_registry.is_empty() {
+        return Err(Failure::new(
+            Code::Usage,
+            "--insecure-registry needs a registry SOURCE or DEST: both are OCI layouts (oci:PATH)",
+        ));
+    }
+    if !any_registry && !tls_ca_paths.is_empty() {
+        return Err(Failure::new(
+            Code::Usage,
+            "--tls-ca-path needs a registry SOURCE or DEST: OCI layouts (oci:PATH) make no TLS connection",
+        ));
+    }
     // Every --ca must be there and readable before anything is fetched or pushed.
     crate::io::check_inputs(args.ca.iter().map(|p| ("--ca", p.as_path())))?;
     let mut sources: Vec<Source> = args
@@ -192,8 +208,6 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
     warn_all(&report);
 
     // HTTPS trust: the OS store, Mozilla's roots and --tls-ca-path, as every anchorage client.
-    let any_registry =
-        matches!(source, ImageRef::Registry(_)) || matches!(destination, ImageRef::Registry(_));
     let roots = if any_registry {
         let trust = TrustConfig {
             extra_ca_paths: tls_ca_paths.to_vec(),
