@@ -545,6 +545,19 @@ fn flags_without_effect_are_refused_naming_what_they_need() {
     for (args, words) in cases {
         f.refused(args, USAGE, words);
     }
+    let secrets: &[(&[&str], &[&str])] = &[
+        (
+            &["secrets", "list", "--openbao-addr", "https://bao:8200"],
+            &["--openbao-addr needs --store openbao"],
+        ),
+        (
+            &["secrets", "list", "--nats-url", "nats://127.0.0.1:4222"],
+            &["--nats-url needs NATS"],
+        ),
+    ];
+    for (args, words) in secrets {
+        f.refused(args, USAGE, words);
+    }
     // Negative controls: the same flags where they have an effect.
     let o = f.succeeds(&[
         "bundle",

@@ -31,6 +31,7 @@ pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code,
     // Every subcommand holds a seed, a value or a key: no core dumps, no same-user
     // inspection, before any is read.
     let result = crate::harden::harden()
+        .and_then(|()| cmd.check_store_flags())
         .and_then(|()| crate::io::check_inputs(cmd.input_paths()))
         .and_then(|()| match cmd {
             SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),

@@ -736,3 +736,48 @@ impl SecretsCommand {
             .collect()
     }
 }
+
+impl SecretsCommand {
+    /// Refuses (exit 2) store options that the chosen store or mode would ignore: `--openbao-*`
+    /// without `--store openbao`, `--nats-*` when nothing talks to NATS (the embedded or
+    /// openbao store, not `serve`, not over NATS). (`--data-dir` is let through: scripts pass it
+    /// with every store, as they set ANCHORAGE_DATA_DIR.)
+    pub(crate) fn check_store_flags(&self) -> Result<(), crate::exit::Failure> {
+        let usage = |m: String| crate::exit::Failure::new(crate::exit::Code::Usage, m);
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let bao = &store.openbao;
+        let openbao_given = [
+            ("--openbao-addr", bao.addr.is_some()),
+            ("--openbao-allow-mount", !bao.allow_mounts.is_empty()),
+            ("--openbao-namespace", bao.namespace.is_some()),
+            ("--openbao-token-file", bao.token_file.is_some()),
+            ("--openbao-role-id", bao.role_id.is_some()),
+        ];
+        if store.store != StoreKind::Openbao
+            && let Some((option, _)) = openbao_given.iter().find(|(_, set)| *set)
+        {
+            return Err(usage(format!("{option} needs --store openbao")));
+        }
+        let nats = &store.nats;
+        let nats_given = [
+            ("--nats-url", !nats.urls.is_empty()),
+            ("--nats-creds", nats.creds.is_some()),
+            ("--nats-nkey-file", nats.nkey_file.is_some()),
+            ("--nats-user", nats.user.is_some()),
+            ("--nats-token-file", nats.token_file.is_some()),
+            ("--nats-require-tls", nats.require_tls),
+        ];
+        let over_nats = matches!(self, SecretsCommand::Serve(_))
+            || store.store == StoreKind::Jetstream
+            || self.remote().is_some_and(|r| r.admin_seed_file.is_some())
+            || std::env::var_os(super::remote::ADMIN_SEED_ENV).is_some();
+        if !over_nats && let Some((option, _)) = nats_given.iter().find(|(_, set)| *set) {
+            return Err(usage(format!(
+                "{option} needs NATS: --store jetstream, `secrets serve`, or an admin seed (--admin-seed-file) to administer over NATS"
+            )));
+        }
+        Ok(())
+    }
+}
