@@ -776,6 +776,8 @@ fn json_is_one_document_with_a_schema_in_every_mode() {
             BAD_INPUT,
         ),
         (&["ca", "show", "-o", "json"], 8),
+        (&["env", "--bundle", "nope.pem", "-o", "json"], BAD_INPUT),
+        (&["secrets", "get", "nope", "-o", "json"], 13),
         (
             &["doctor", "127.0.0.1:9", "--ca", "nope.pem", "-o", "json"],
             BAD_INPUT,
