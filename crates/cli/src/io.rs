@@ -326,32 +326,41 @@ fn stdout_failed(e: &std::io::Error) -> ! {
     std::process::exit(i32::from(Code::Output as u8));
 }
 
-/// The JSON document `value` is, with `"schema": JSON_SCHEMA` added (a value that is not an
-/// object is put under `"value"`).
-pub(crate) fn json_document<T: Serialize>(
-    value: &T,
-) -> Result<serde_json::Value, serde_json::Error> {
-    let value = serde_json::to_value(value)?;
-    let mut document = serde_json::Map::new();
-    document.insert("schema".to_owned(), JSON_SCHEMA.into());
-    match value {
-        serde_json::Value::Object(fields) => {
-            for (k, v) in fields {
-                if k != "schema" {
-                    document.insert(k, v);
-                }
-            }
-        }
-        other => {
-            document.insert("value".to_owned(), other);
-        }
+/// A document as printed: `"schema"` first, then the value's own fields in their order.
+#[derive(Serialize)]
+struct Document<'a, T: Serialize> {
+    schema: u32,
+    #[serde(flatten)]
+    value: &'a T,
+}
+
+/// A value that is not an object (never printed today), under `"value"`.
+#[derive(Serialize)]
+struct Wrapped<'a, T: Serialize> {
+    schema: u32,
+    value: &'a T,
+}
+
+/// The text of the JSON document `value` is, with `"schema": JSON_SCHEMA` first (a value that
+/// is not an object is put under `"value"`).
+pub(crate) fn json_document<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let is_object = serde_json::to_value(value)?.is_object();
+    if is_object {
+        serde_json::to_string_pretty(&Document {
+            schema: JSON_SCHEMA,
+            value,
+        })
+    } else {
+        serde_json::to_string_pretty(&Wrapped {
+            schema: JSON_SCHEMA,
+            value,
+        })
     }
-    Ok(serde_json::Value::Object(document))
 }
 
 /// Prints `value` as the one JSON document of stdout, with its `"schema"` field.
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    match json_document(value).and_then(|d| serde_json::to_string_pretty(&d)) {
+    match json_document(value) {
         Ok(s) => {
             JSON_PRINTED.store(true, Ordering::SeqCst);
             write_stdout(format_args!("{s}\n"));
@@ -393,10 +402,21 @@ mod tests {
 
     #[test]
     fn every_document_carries_the_schema_first() {
-        let d = json_document(&serde_json::json!({"a": 1})).unwrap();
+        #[derive(Serialize)]
+        struct Two {
+            zebra: u8,
+            apple: u8,
+        }
+        let text = json_document(&Two { zebra: 1, apple: 2 }).unwrap();
+        // The schema first, then the fields in their declared order.
+        let at = |k: &str| text.find(k).unwrap();
+        assert!(
+            at("schema") < at("zebra") && at("zebra") < at("apple"),
+            "{text}"
+        );
+        let d: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(d["schema"], JSON_SCHEMA);
-        assert_eq!(d["a"], 1);
-        let d = json_document(&[1, 2]).unwrap();
+        let d: serde_json::Value = serde_json::from_str(&json_document(&[1, 2]).unwrap()).unwrap();
         assert_eq!(d["schema"], JSON_SCHEMA);
         assert_eq!(d["value"], serde_json::json!([1, 2]));
     }
