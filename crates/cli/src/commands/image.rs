@@ -136,14 +136,8 @@ impl ImageCommand {
 /// Runs `anchorage image …`.
 pub(crate) fn run(cmd: ImageCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     match cmd {
-        ImageCommand::Inject(args) => {
-            let json = args.output == OutputFormat::Json;
-            let result = inject_cmd(&args, tls_ca_paths);
-            if json && let Err(f) = &result {
-                print_json(&serde_json::json!({ "error": f.message, "exit_code": f.code as u8 }));
-            }
-            result
-        }
+        // With --output json, `main` prints a failure's document.
+        ImageCommand::Inject(args) => inject_cmd(&args, tls_ca_paths),
     }
 }
 
