@@ -113,6 +113,7 @@ pub(crate) enum K8sCommand {
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
+#[command(group(clap::ArgGroup::new("hashed_source").args(["configmap", "secret"])))]
 pub(crate) struct K8sPatchArgs {
     /// The trust ConfigMap (from `bundle build --k8s-configmap`).
     #[arg(long, value_name = "NAME")]
@@ -127,7 +128,7 @@ pub(crate) struct K8sPatchArgs {
     #[arg(long, value_name = "SIGNER")]
     pub(crate) ctb_signer: Option<String>,
     /// The ConfigMap/Secret was built with --k8s-bundle-only: no SSL_CERT_DIR.
-    #[arg(long)]
+    #[arg(long, requires = "hashed_source")]
     pub(crate) bundle_only: bool,
     /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
     #[arg(long, value_name = "KIND")]
@@ -191,7 +192,7 @@ pub(crate) struct DoctorArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub(crate) timeout: u64,
     /// Output format: text (for people) or json (the stable schema of docs/cli.md).
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -236,7 +237,7 @@ pub(crate) struct TlsRootsArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) tls_certs_file: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -288,8 +289,8 @@ pub(crate) struct EnvArgs {
     /// The paths are inside a container or pod: print them as given, do not check them here.
     #[arg(long)]
     pub(crate) in_container: bool,
-    /// Output format (`--output` is accepted too).
-    #[arg(long, alias = "output", value_enum, default_value_t)]
+    /// Output format (`--output` and `-o` are accepted too).
+    #[arg(long, short = 'o', alias = "output", value_enum, default_value_t)]
     pub(crate) format: EnvFormat,
 }
 
@@ -308,26 +309,30 @@ pub(crate) enum BundleCommand {
         "A SOURCE is a PEM/DER/PKCS#7 file, a Java keystore (JKS/PKCS#12, see --source-password),\n",
         "a directory (read recursively), or a Kubernetes ConfigMap/Secret/ClusterTrustBundle\n",
         "manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
-        "goes to stdout and the summary to stderr.\n\n",
+        "goes to stdout and the summary to stderr (with --output json both are in the one\n",
+        "document on stdout). A SOURCE of - is standard input.\n\n",
         "Exit codes:\n",
         "  0  done (warnings, if any, were printed on stderr)\n",
         "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  3  bad input: no usable certificate, or any problem with --strict\n",
+        "  2  invalid command line: a flag without effect, or outputs that would overwrite\n",
+        "     each other or an input (nothing written)\n",
+        "  3  bad input: a named SOURCE missing or unreadable, no usable certificate, or any\n",
+        "     problem with --strict (nothing written)\n",
         "  4  a private key was found among the certificates (refused, never copied)\n",
-        "  5  an output could not be written (the previous output is untouched)",
+        "  5  an output or stdout could not be written (the previous output is untouched)",
     ))]
     Build(Box<BuildArgs>),
     /// List what a file, directory, bundle or manifest holds.
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage bundle inspect /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage bundle inspect corp.p7b --output json | jq '.certificates[].subject'\n\n",
+        "  anchorage bundle inspect corp.p7b --output json | jq '.certificates[].subject'\n",
+        "  kubectl get cm trust -o yaml | anchorage bundle inspect -\n\n",
         "Exit codes:\n",
         "  0  at least one certificate and no problem\n",
         "  1  unexpected failure\n",
         "  2  invalid command line\n",
-        "  3  problems were found (listed), or no certificate at all\n",
+        "  3  PATH is missing or unreadable, problems were found (listed), or no certificate\n",
         "  4  a private key was found (listed by location only, never printed)",
     ))]
     Inspect(InspectArgs),
@@ -401,12 +406,12 @@ pub(crate) enum Layout {
 /// Options shared by commands that read sources.
 #[derive(Args, Debug)]
 pub(crate) struct ReadArgs {
-    /// Which files of a directory to read.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) dir_filter: DirFilter,
-    /// Which keys of a Kubernetes ConfigMap/Secret to read.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) k8s_keys: K8sKeys,
+    /// Which files of a directory to read [default: certs].
+    #[arg(long, value_enum)]
+    pub(crate) dir_filter: Option<DirFilter>,
+    /// Which keys of a Kubernetes ConfigMap/Secret to read [default: crt].
+    #[arg(long, value_enum)]
+    pub(crate) k8s_keys: Option<K8sKeys>,
     /// Password of JKS/PKCS#12 keystore sources (e.g. a JDK's cacerts). Without it a JKS is
     /// read without its integrity check, as Java does, and a PKCS#12 is tried password-less,
     /// then with changeit.
@@ -415,14 +420,35 @@ pub(crate) struct ReadArgs {
 }
 
 impl ReadArgs {
+    /// Refuses (exit 2) these options when no path is read (only --system/--mozilla): they
+    /// shape how files are read and would have no effect.
+    pub(crate) fn check_has_paths(
+        &self,
+        has_paths: bool,
+        paths: &str,
+    ) -> Result<(), crate::exit::Failure> {
+        let given = [
+            ("--dir-filter", self.dir_filter.is_some()),
+            ("--k8s-keys", self.k8s_keys.is_some()),
+            ("--source-password", self.source_password.is_some()),
+        ];
+        match given.iter().find(|(_, set)| *set) {
+            Some((option, _)) if !has_paths => Err(crate::exit::Failure::new(
+                crate::exit::Code::Usage,
+                format!("{option} needs {paths}: it says how files are read, and none is named"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn load_options(&self) -> LoadOptions {
         LoadOptions {
-            name_filter: match self.dir_filter {
+            name_filter: match self.dir_filter.unwrap_or_default() {
                 DirFilter::Certs => NameFilter::CertificateLike,
                 DirFilter::Crt => NameFilter::Suffix(".crt".into()),
                 DirFilter::All => NameFilter::All,
             },
-            key_filter: match self.k8s_keys {
+            key_filter: match self.k8s_keys.unwrap_or_default() {
                 K8sKeys::Crt => KeyFilter::Suffix(".crt".into()),
                 K8sKeys::All => KeyFilter::All,
             },
@@ -432,8 +458,12 @@ impl ReadArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("k8s_object").multiple(true).args(["k8s_configmap", "k8s_secret", "k8s_wasmcloud_configmap", "k8s_cluster_trust_bundle"])))]
+#[command(group(clap::ArgGroup::new("k8s_namespaced").multiple(true).args(["k8s_configmap", "k8s_secret", "k8s_wasmcloud_configmap"])))]
+#[command(group(clap::ArgGroup::new("k8s_trust_layout").multiple(true).args(["k8s_configmap", "k8s_secret"])))]
+#[command(group(clap::ArgGroup::new("java_store").multiple(true).args(["pkcs12", "jks"])))]
 pub(crate) struct BuildArgs {
-    /// Certificate files, directories or Kubernetes manifests.
+    /// Certificate files, directories or Kubernetes manifests; - for standard input.
     #[arg(value_name = "SOURCE")]
     pub(crate) sources: Vec<PathBuf>,
     /// Add the operating system's trust store.
@@ -462,10 +492,15 @@ pub(crate) struct BuildArgs {
     pub(crate) jks: Option<PathBuf>,
     /// Password of --pkcs12/--jks. Visible to other local users in the process list: prefer
     /// --store-password-file.
-    #[arg(long, value_name = "PASSWORD", conflicts_with = "store_password_file")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with = "store_password_file",
+        requires = "java_store"
+    )]
     pub(crate) store_password: Option<String>,
     /// Read the --pkcs12/--jks password from the first line of FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "java_store")]
     pub(crate) store_password_file: Option<PathBuf>,
     /// Emit a ConfigMap NAME to mount over /etc/ssl/certs (ca-certificates.crt plus <hash>.<n>
     /// keys).
@@ -490,21 +525,39 @@ pub(crate) struct BuildArgs {
         help_heading = "Kubernetes"
     )]
     pub(crate) k8s_signer: Option<String>,
-    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace).
-    #[arg(long, short = 'n', value_name = "NS", help_heading = "Kubernetes")]
+    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace); needs one of
+    /// them (a ClusterTrustBundle is cluster-scoped).
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NS",
+        requires = "k8s_namespaced",
+        help_heading = "Kubernetes"
+    )]
     pub(crate) namespace: Option<String>,
     /// Only the bundle key in the ConfigMap/Secret, no <hash>.<n> keys: half the size, but
     /// SSL_CERT_DIR / -CApath readers find nothing.
-    #[arg(long, help_heading = "Kubernetes")]
+    #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
     pub(crate) k8s_bundle_only: bool,
     /// Also repeat the bundle as ca-bundle.crt and tls-ca-bundle.pem (RHEL-family names).
-    #[arg(long, help_heading = "Kubernetes")]
+    #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
     pub(crate) k8s_rhel_aliases: bool,
     /// Write the Kubernetes objects to FILE (atomically) instead of stdout.
-    #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "k8s_object",
+        help_heading = "Kubernetes"
+    )]
     pub(crate) k8s_out: Option<PathBuf>,
     /// Format of the Kubernetes objects.
-    #[arg(long, value_enum, default_value_t, help_heading = "Kubernetes")]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        requires = "k8s_object",
+        help_heading = "Kubernetes"
+    )]
     pub(crate) k8s_format: ManifestFormat,
     /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
     #[arg(long)]
@@ -527,21 +580,26 @@ pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) read: ReadArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
 impl BuildArgs {
-    /// The sources in the order given: paths, then the OS store, then Mozilla.
-    pub(crate) fn sources(&self) -> Vec<Source> {
-        let mut sources: Vec<Source> = self.sources.iter().cloned().map(Source::Path).collect();
+    /// The sources in the order given: paths (`-` is standard input, read now), then the OS
+    /// store, then Mozilla.
+    pub(crate) fn sources(&self) -> Result<Vec<Source>, crate::exit::Failure> {
+        let mut sources: Vec<Source> = self
+            .sources
+            .iter()
+            .map(|p| crate::io::source("SOURCE", p))
+            .collect::<Result<_, _>>()?;
         if self.system {
             sources.push(Source::System);
         }
         if self.mozilla {
             sources.push(Source::Mozilla);
         }
-        sources
+        Ok(sources)
     }
 
     pub(crate) fn layout(&self) -> DirLayout {
@@ -554,12 +612,12 @@ impl BuildArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct InspectArgs {
-    /// A certificate file, bundle, directory or Kubernetes manifest.
+    /// A certificate file, bundle, directory or Kubernetes manifest; - for standard input.
     pub(crate) path: PathBuf,
     #[command(flatten)]
     pub(crate) read: ReadArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -571,7 +629,7 @@ pub(crate) struct InspectArgs {
     "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/\n",
     "  anchorage ca show --output json\n",
     "  anchorage ca export --format fsm-secret -n fsm-system --out fsm-ca-bundle.yaml\n",
-    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca import --format fsm-secret /dev/stdin\n\n",
+    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca import --format fsm-secret -\n\n",
     "The CA lives in DIR/anchorage.redb (mode 0600, directory 0700): DIR is --data-dir, else\n",
     "$ANCHORAGE_DATA_DIR, else $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage. Its keys\n",
     "are encrypted with the passphrase from --passphrase-file or $ANCHORAGE_CA_PASSPHRASE when one\n",
@@ -776,7 +834,7 @@ pub(crate) struct CaInitArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -837,7 +895,7 @@ pub(crate) struct CaIssueArgs {
     #[command(flatten)]
     pub(crate) vault: VaultArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -853,12 +911,12 @@ pub(crate) struct VaultArgs {
     /// The PKI role that issues.
     #[arg(long, value_name = "ROLE")]
     pub(crate) vault_role: Option<String>,
-    /// Where the PKI secrets engine is mounted.
-    #[arg(long, value_name = "PATH", default_value = "pki")]
-    pub(crate) vault_mount: String,
-    /// Where the key is made: server (OpenBao) or local (a CSR is sent).
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) vault_key_location: VaultKeyLocation,
+    /// Where the PKI secrets engine is mounted [default: pki].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) vault_mount: Option<String>,
+    /// Where the key is made: server (OpenBao; the default) or local (a CSR is sent).
+    #[arg(long, value_enum)]
+    pub(crate) vault_key_location: Option<VaultKeyLocation>,
     /// The namespace (X-Vault-Namespace), when there is one.
     #[arg(long, value_name = "NS")]
     pub(crate) vault_namespace: Option<String>,
@@ -873,7 +931,7 @@ pub(crate) struct VaultArgs {
 #[derive(Args, Debug)]
 pub(crate) struct CaShowArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -903,11 +961,11 @@ pub(crate) struct CaExportArgs {
     /// Namespace of the Secret (none: kubectl's current namespace).
     #[arg(long, short = 'n', value_name = "NS")]
     pub(crate) namespace: Option<String>,
-    /// Serialization of the Secret.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) k8s_format: ManifestFormat,
+    /// Serialization of the Secret [default: yaml].
+    #[arg(long, value_enum)]
+    pub(crate) k8s_format: Option<ManifestFormat>,
     /// Format of the summary printed when --out is given.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -916,13 +974,14 @@ pub(crate) struct CaImportArgs {
     /// The layout of the files.
     #[arg(long, value_enum)]
     pub(crate) format: CaFormat,
-    /// pem: certificate and key files; secrets: one Secret manifest (YAML or JSON).
+    /// pem: certificate and key files; secrets: one Secret manifest (YAML or JSON); - for
+    /// standard input.
     #[arg(value_name = "FILE", required = true)]
     pub(crate) files: Vec<PathBuf>,
     /// Replace the existing CA (compare-and-swap on the revision read).
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }

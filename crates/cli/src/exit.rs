@@ -15,7 +15,7 @@ pub(crate) enum Code {
     BadInput = 3,
     /// A private key was found among the certificates.
     PrivateKey = 4,
-    /// An output could not be written (the previous one is untouched).
+    /// An output could not be written (the previous one is untouched), or stdout (full, closed).
     Output = 5,
     /// `doctor`: the server's chain is not trusted, or is trusted with problems.
     Untrusted = 6,
@@ -59,7 +59,7 @@ pub(crate) const EXIT_CODES_HELP: &str = "Exit codes:
   2  invalid command line
   3  bad input: no usable certificate, or any problem with --strict
   4  a private key was found among the certificates (refused, never copied)
-  5  an output could not be written (the previous output is untouched)";
+  5  an output or stdout could not be written (the previous output is untouched)";
 
 /// A failed command: the message for stderr, the exit code, and what the policy reported before
 /// the failure (for `--output json`), when it got that far.

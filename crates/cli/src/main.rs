@@ -4,22 +4,23 @@
 // The binary is the one place that talks to the user.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-/// `print!` that ends the process quietly when stdout is a closed pipe (`anchorage … | head`),
-/// as ripgrep does, instead of panicking; any other write error exits 1 with a message.
+/// `print!` that ends the process with exit 5 and a message when stdout cannot be written (a
+/// full disk, a closed pipe or descriptor), instead of panicking or reporting success.
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::render::write_stdout(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::io::write_stdout(format_args!($($arg)*)) };
 }
 
 /// [`out!`] with a newline.
 macro_rules! outln {
-    () => { $crate::render::write_stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::render::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::io::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::io::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 mod args;
 mod commands;
 mod exit;
 mod harden;
+mod io;
 mod render;
 
 use std::io::IsTerminal as _;
@@ -28,9 +29,56 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_tracing(cli.verbose);
-    let result = match cli.command {
+    let json = wants_json(&cli.command);
+    let result = match check_global(&cli) {
+        Err(failure) => Err(failure),
+        Ok(()) => run(cli),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(failure) => {
+            eprintln!("anchorage: error: {}", failure.message);
+            // With --output json, stdout carries exactly one document, a failure too.
+            if json && !io::json_printed() {
+                io::print_failure_json(&failure);
+            }
+            failure.code.into()
+        }
+    }
+}
+
+/// The global options: `--tls-ca-path` only where a TLS connection can be made, and every one
+/// readable (exit 3) before the command starts.
+fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
+    use args::{CaAction, Command};
+    if cli.tls_ca_path.is_empty() {
+        return Ok(());
+    }
+    let connects = match &cli.command {
+        Command::Doctor(_) | Command::Tls(_) | Command::Secrets(_) | Command::Image(_) => true,
+        Command::Ca(a) => matches!(a.action, CaAction::Issue(_)),
+        Command::Bundle(_) | Command::Env(_) | Command::K8s(_) => false,
+    };
+    if !connects {
+        return Err(exit::Failure::new(
+            exit::Code::Usage,
+            "--tls-ca-path has no effect here: it is the trust of commands that make TLS connections (doctor, tls roots, image inject, ca issue --backend vault, secrets); to put a CA in a bundle, name it as a SOURCE",
+        ));
+    }
+    io::check_inputs(
+        cli.tls_ca_path
+            .iter()
+            .map(|p| ("--tls-ca-path", p.as_path())),
+    )
+}
+
+fn run(cli: args::Cli) -> Result<exit::Code, exit::Failure> {
+    match cli.command {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
         args::Command::Env(a) => commands::env::run(a),
@@ -40,14 +88,64 @@ fn main() -> ExitCode {
         args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
         args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
         args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
-    };
-    match result {
-        Ok(code) => code.into(),
-        Err(failure) => {
-            eprintln!("anchorage: error: {}", failure.message);
-            failure.code.into()
-        }
     }
+}
+
+/// Whether the command asked for JSON on stdout (`--output json`, `env --format json`).
+fn wants_json(command: &args::Command) -> bool {
+    use args::{BundleCommand, CaAction, Command, EnvFormat, K8sCommand, OutputFormat, TlsCommand};
+    let output = match command {
+        Command::Bundle(BundleCommand::Build(a)) => a.output,
+        Command::Bundle(BundleCommand::Inspect(a)) => a.output,
+        Command::Env(a) => {
+            return a.format == EnvFormat::Json;
+        }
+        Command::Doctor(a) => a.output,
+        // The patch is JSON itself; a failure prints nothing on stdout.
+        Command::K8s(K8sCommand::Patch(_)) => OutputFormat::Text,
+        Command::Tls(TlsCommand::Roots(a)) => a.output,
+        Command::Ca(a) => match &a.action {
+            CaAction::Init(a) => a.output,
+            CaAction::Issue(a) => a.output,
+            CaAction::Show(a) => a.output,
+            CaAction::Export(a) => a.output,
+            CaAction::Import(a) => a.output,
+        },
+        Command::Secrets(a) => return a.json_output(),
+        Command::Image(a) => return a.json_output(),
+    };
+    output == OutputFormat::Json
+}
+
+/// A command line clap refused: its message (help and version are not errors), and with
+/// `--output json` (or `-o json`) in it the failure document on stdout as every other failure.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    // Help and version go to stdout, errors to stderr; a stdout that cannot take them is exit 5.
+    if let Err(write) = e.print() {
+        eprintln!("anchorage: error: cannot write to stdout: {write}");
+        return exit::Code::Output.into();
+    }
+    let code = u8::try_from(e.exit_code()).unwrap_or(exit::Code::Usage as u8);
+    if code == exit::Code::Usage as u8 && asked_json() {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        io::print_failure_json(&exit::Failure::new(exit::Code::Usage, message));
+    }
+    ExitCode::from(code)
+}
+
+/// `--output json` (or `-o json`, `--format json`) among the raw arguments, for a command line
+/// clap refused before it could say.
+fn asked_json() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        matches!(
+            a.as_str(),
+            "--output=json" | "-ojson" | "-o=json" | "--format=json"
+        ) || (matches!(a.as_str(), "--output" | "-o" | "--format")
+            && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
 }
 
 fn init_tracing(verbose: u8) {

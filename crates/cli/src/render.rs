@@ -97,24 +97,7 @@ pub(crate) fn findings_for(findings: &[Finding], cert: &Certificate) -> Vec<Stri
         .collect()
 }
 
-/// Writes to stdout for [`out!`]/[`outln!`]: a closed pipe ends the process with status 0 (the
-/// reader has what it wanted), another error with status 1.
-pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("anchorage: error: cannot write to stdout: {e}");
-        std::process::exit(1);
-    }
-}
-
-/// Prints a JSON document on stdout.
+/// Prints a JSON document on stdout, with its `"schema"` field (see [`crate::io::print_json`]).
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    match serde_json::to_string_pretty(value) {
-        Ok(s) => outln!("{s}"),
-        Err(e) => eprintln!("anchorage: error: cannot render JSON: {e}"),
-    }
+    crate::io::print_json(value);
 }

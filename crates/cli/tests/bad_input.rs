@@ -319,13 +319,45 @@ const CASES: &[Case] = &[
     Case {
         name: "missing file",
         make: |_, _| "gone.crt",
+        // A path named on the command line: refused outright (issue 13), see check_named_path.
         expect: &[Expect {
-            origin: "gone.crt",
-            what: "cannot read (No such file or directory",
-            advice: "check that the path exists and is readable",
+            origin: "SOURCE gone.crt",
+            what: "does not exist",
+            advice: "nothing was written",
         }],
     },
 ];
+
+/// A named SOURCE that is missing or unreadable is not a warning (issue 13): exit 3 in every
+/// mode, even beside a good source, naming it, the outputs untouched, and with `--output json`
+/// the failure document on stdout.
+fn check_named_path(dir: &Path, source: &str, case: &Case, runner: &Runner, before: &Outputs) {
+    let name = case.name;
+    let e = &case.expect[0];
+    for extra in [
+        &["--strict"][..],
+        &[],
+        &["good.crt"],
+        &["good.crt", "--output", "json"],
+    ] {
+        let out = runner.run(
+            dir,
+            &[&["bundle", "build", source][..], extra, &OUTPUTS].concat(),
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{name} {extra:?}\n{err}");
+        assert!(
+            err.contains(&format!("{}: {}", e.origin, e.what)) && err.contains(e.advice),
+            "{name} {extra:?}: message\n{err}"
+        );
+        assert_eq!(outputs(dir), *before, "{name} {extra:?}: outputs touched");
+        if extra.contains(&"json") {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(json["exit_code"], 3);
+            assert_eq!(json["schema"], 1);
+        }
+    }
+}
 
 /// A case directory: the good and previous certificates, and outputs built from `previous`.
 fn case_dir(parent: &Path, name: &str, certs: &Certs, runner: &Runner) -> PathBuf {
@@ -350,6 +382,9 @@ fn check_case(parent: &Path, certs: &Certs, case: &Case, runner: Runner) {
     let dir = case_dir(parent, name, certs, &runner);
     let source = (case.make)(&dir, certs);
     let before = outputs(&dir);
+    if matches!(name, "missing file" | "unreadable file") {
+        return check_named_path(&dir, source, case, &runner, &before);
+    }
 
     // --strict: fatal, outputs untouched, the message names the first problem.
     let out = runner.run(
@@ -513,9 +548,9 @@ fn unreadable_file() {
             "locked.crt"
         },
         expect: &[Expect {
-            origin: "locked.crt",
-            what: "cannot read (Permission denied",
-            advice: "check that the path exists and is readable",
+            origin: "SOURCE locked.crt",
+            what: "cannot be read (Permission denied",
+            advice: "nothing was written",
         }],
     };
     check_case(tmp.path(), &certs(), &case, runner);

@@ -606,28 +606,6 @@ fn the_bundle_file_inside_the_directory_must_be_a_plain_name() {
 }
 
 #[test]
-fn a_closed_pipe_ends_the_command_quietly() {
-    use std::io::Read as _;
-    use std::process::Stdio;
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
-        .args(["bundle", "build", "--mozilla"])
-        .env_remove("ANCHORAGE_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read one line's worth, as `| head -1` would, then hang up.
-    let mut first = [0u8; 64];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(first.starts_with(b"-----BEGIN CERTIFICATE-----"));
-    assert!(output.status.success(), "status {:?}", output.status);
-    let err = stderr(&output);
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-#[test]
 fn extra_pem_holds_only_what_mozilla_lacks() {
     let f = fixture();
     let o = anchorage(

@@ -231,6 +231,7 @@ fn trusted_chain_exits_0_with_the_whole_report() {
         .collect();
     keys.sort_unstable();
     let mut documented = vec![
+        "schema",
         "target",
         "address",
         "protocol",

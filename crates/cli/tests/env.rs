@@ -528,7 +528,14 @@ fn a_bundle_holding_a_private_key_is_refused_and_the_key_never_printed() {
         assert_eq!(out.status.code(), Some(4), "{format}: {}", stderr(&out));
         assert!(stderr(&out).contains("with key.pem"), "{}", stderr(&out));
         assert!(stderr(&out).contains("private key"), "{}", stderr(&out));
-        assert_eq!(stdout(&out), "", "{format}");
+        // With --format json, stdout holds only the failure document (issue 13).
+        if format == "json" {
+            let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(doc["exit_code"], 4);
+            assert_eq!(doc["schema"], 1);
+        } else {
+            assert_eq!(stdout(&out), "", "{format}");
+        }
         for line in f
             .pki
             .leaf
@@ -537,6 +544,7 @@ fn a_bundle_holding_a_private_key_is_refused_and_the_key_never_printed() {
             .filter(|l| !l.starts_with("-----"))
         {
             assert!(!stderr(&out).contains(line), "key material leaked");
+            assert!(!stdout(&out).contains(line), "key material leaked");
         }
     }
     // A file holding only the key is refused as a key (4), not reported as "no certificate" (3).

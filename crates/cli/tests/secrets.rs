@@ -92,7 +92,9 @@ fn code(out: &Output) -> i32 {
 fn put_get_reveal_delete_on_the_embedded_store() {
     let s = Scratch::new();
     let put = s.json(&["put", "db-password", "--value", "hunter2"]);
-    assert_eq!(put["version"], "1");
+    // Numbers are numbers, and every document says its schema (issue 13).
+    assert_eq!(put["version"], 1);
+    assert_eq!(put["schema"], 1);
     assert_eq!(put["store"], "embedded");
     let out = s.run(
         &["put", "db-password", "--value-env", "PW"],
@@ -371,7 +373,7 @@ fn jetstream_store_admin() {
         v
     }
     let put = s.json(&with(&["put", "db", "--value", "v1"], &js));
-    let rev: u64 = put["version"].as_str().unwrap().parse().unwrap();
+    let rev: u64 = put["version"].as_u64().unwrap();
     assert!(rev > 0);
     assert_eq!(s.ok(&with(&["get", "db", "--reveal"], &js)), "v1\n");
     let entity = nkeys::KeyPair::new_service().public_key();
@@ -630,13 +632,13 @@ fn admin_over_nats_against_a_running_serve() {
     let put: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         put,
-        serde_json::json!({"key": "db-password", "version": "1", "store": "embedded"})
+        serde_json::json!({"schema": 1, "key": "db-password", "version": 1, "store": "embedded"})
     );
     let entity = nkeys::KeyPair::new_module().public_key();
     let added = ok_json(remote(&["add-mapping", &entity, "--secret", "db-password"]));
     assert_eq!(
         added,
-        serde_json::json!({"entity": entity, "secrets": ["db-password"]})
+        serde_json::json!({"schema": 1, "entity": entity, "secrets": ["db-password"]})
     );
     let listed = ok_json(remote(&["list-mappings", &entity]));
     assert_eq!(

@@ -23,6 +23,14 @@ pub enum Source {
     System,
     /// Mozilla's root program, compiled in (webpki-root-certs), so it works offline.
     Mozilla,
+    /// Bytes already read (standard input, for one): decoded as a file would be, its problems
+    /// and certificates named `name` (e.g. `stdin`).
+    Bytes {
+        /// How origins name it.
+        name: String,
+        /// The content: PEM, DER, PKCS#7, a keystore or a Kubernetes manifest.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Which files of a directory are read. Files named explicitly are always read.
@@ -271,6 +279,15 @@ pub fn load(sources: &[Source], options: &LoadOptions) -> Loaded {
             Source::Path(path) => load_path(path, options, &mut loaded),
             Source::System => load_system(&mut loaded),
             Source::Mozilla => load_mozilla(&mut loaded),
+            Source::Bytes { name, bytes } => {
+                let origin = Origin {
+                    source: name.clone(),
+                    detail: None,
+                    position: Position::default(),
+                };
+                loaded.files_read += 1;
+                load_bytes(&origin, Path::new(name), bytes, options, &mut loaded);
+            }
         }
     }
     loaded
@@ -362,12 +379,24 @@ fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
         }
     };
     loaded.files_read += 1;
-    if anchorage_keystore::sniff(&bytes).is_some() {
-        load_keystore(&origin, &bytes, options, loaded);
-    } else if kubernetes::looks_like_manifest(path, &bytes) {
-        kubernetes::load_manifests(&origin, &bytes, &options.key_filter, loaded);
+    load_bytes(&origin, path, &bytes, options, loaded);
+}
+
+/// Decodes one file's content: a keystore, a Kubernetes manifest (by `name`'s extension or the
+/// content), else PEM/DER/PKCS#7.
+fn load_bytes(
+    origin: &Origin,
+    name: &Path,
+    bytes: &[u8],
+    options: &LoadOptions,
+    loaded: &mut Loaded,
+) {
+    if anchorage_keystore::sniff(bytes).is_some() {
+        load_keystore(origin, bytes, options, loaded);
+    } else if kubernetes::looks_like_manifest(name, bytes) {
+        kubernetes::load_manifests(origin, bytes, &options.key_filter, loaded);
     } else {
-        loaded.add_decoded(&origin, &bytes);
+        loaded.add_decoded(origin, bytes);
     }
 }
 
@@ -558,6 +587,31 @@ mod tests {
         assert!(crt.accepts("a.crt"));
         assert!(!crt.accepts("a.pem"));
         assert!(NameFilter::All.accepts("anything"));
+    }
+
+    #[test]
+    fn bytes_are_read_as_a_file_named_by_the_source() {
+        let pem = anchorage_test_support::pki::root_ca("Bytes Source Root").pem;
+        let loaded = load(
+            &[Source::Bytes {
+                name: "stdin".into(),
+                bytes: pem.into_bytes(),
+            }],
+            &LoadOptions::default(),
+        );
+        assert_eq!(loaded.certificates.len(), 1);
+        assert_eq!(loaded.certificates[0].origin.to_string(), "stdin: line 1");
+        assert_eq!(loaded.files_read, 1);
+        // Negative control: bytes that hold no certificate are a problem named the same way.
+        let loaded = load(
+            &[Source::Bytes {
+                name: "stdin".into(),
+                bytes: b"apiVersion: v1\nkind: Pod\n".to_vec(),
+            }],
+            &LoadOptions::default(),
+        );
+        assert!(loaded.certificates.is_empty());
+        assert!(loaded.problems[0].to_string().starts_with("stdin: "));
     }
 
     #[test]

@@ -36,6 +36,12 @@ struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     openssl_dir_changed: Option<bool>,
     outputs: Vec<OutputView>,
+    /// The PEM bundle, when no output was named (text mode prints it on stdout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pem_text: Option<String>,
+    /// The Kubernetes objects, without --k8s-out (text mode prints them on stdout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k8s_objects: Option<String>,
     problems: Vec<ProblemView>,
     findings: Vec<anchorage_trust::Finding>,
     bundle: Vec<CertificateView>,
@@ -68,15 +74,18 @@ pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
 }
 
 fn build(args: BuildArgs) -> Result<Code, Failure> {
-    let sources = args.sources();
-    if sources.is_empty() {
+    if args.sources.is_empty() && !args.system && !args.mozilla {
         return Err(Failure::new(
             Code::BadInput,
             "no sources: give certificate files or directories, --system or --mozilla (see --help)",
         ));
     }
+    check_command_line(&args)?;
+    // Every named path must be there and readable: a missing source is not a warning.
+    crate::io::check_inputs(input_paths(&args))?;
     // Resolve the keystore options before reading anything: a usage mistake must not cost a load.
     let java = JavaSettings::resolve(&args)?;
+    let sources = args.sources()?;
     let span = tracing::info_span!("bundle_build", sources = sources.len());
     let _enter = span.enter();
     let loaded = load(&sources, &args.read.load_options());
@@ -159,12 +168,14 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
     }
     // What stdout carries, if anything: the Kubernetes objects without --k8s-out, else the PEM
     // bundle when no output file was named. The summary then goes to stderr.
+    let k8s_on_stdout = k8s_manifest.is_some();
     let payload = match k8s_manifest {
         Some(manifest) => Some(manifest),
         None if outputs.written.is_empty() => Some(render_pem(&bundle, &pem_options)),
         None => None,
     };
     let to_stdout = payload.is_some();
+    let wanted_k8s_on_stdout = k8s_on_stdout;
 
     let duplicates = report
         .findings
@@ -174,7 +185,13 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
     let expired_dropped = report.expired_dropped();
 
     match args.output {
-        OutputFormat::Json if !to_stdout => {
+        OutputFormat::Json => {
+            // One document on stdout: what text mode prints there goes inside it.
+            let (pem_text, k8s_objects) = match payload {
+                Some(p) if wanted_k8s_on_stdout => (None, Some(p)),
+                Some(p) => (Some(p), None),
+                None => (None, None),
+            };
             let summary = Summary {
                 certificates: bundle.len(),
                 certificates_read: report.certificates_read,
@@ -188,6 +205,8 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
                 openssl_dir_entries: dir_written.map(|w| w.entries),
                 openssl_dir_changed: dir_written.map(|w| w.changed),
                 outputs: outputs.written.clone(),
+                pem_text,
+                k8s_objects,
                 problems: report.problems.iter().map(ProblemView::from).collect(),
                 findings: report.findings.clone(),
                 bundle: bundle
@@ -202,7 +221,7 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
             };
             print_json(&summary);
         }
-        _ => {
+        OutputFormat::Text => {
             warn_all(&report);
             if let Some(payload) = &payload {
                 out!("{payload}");
@@ -237,6 +256,60 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
         }
     }
     Ok(Code::Ok)
+}
+
+/// The paths `bundle build` reads, by the option that names them.
+fn input_paths(args: &BuildArgs) -> Vec<(&'static str, &Path)> {
+    let mut inputs: Vec<(&'static str, &Path)> = args
+        .sources
+        .iter()
+        .map(|p| ("SOURCE", p.as_path()))
+        .collect();
+    if let Some(file) = &args.store_password_file {
+        inputs.push(("--store-password-file", file));
+    }
+    inputs
+}
+
+/// What clap cannot say about the command line: outputs that would overwrite each other or an
+/// input (exit 2), and flags that would have no effect.
+fn check_command_line(args: &BuildArgs) -> Result<(), Failure> {
+    use crate::io::Output;
+    args.read
+        .check_has_paths(!args.sources.is_empty(), "a SOURCE path")?;
+    fn file<'a>(option: &'a str, path: &'a Option<PathBuf>) -> Option<Output<'a>> {
+        path.as_deref().map(|path| Output {
+            option,
+            path,
+            dir: false,
+        })
+    }
+    let outputs: Vec<Output<'_>> = [
+        file("--pem", &args.pem),
+        file("--extra-pem", &args.extra_pem),
+        file("--pkcs12", &args.pkcs12),
+        file("--jks", &args.jks),
+        file("--k8s-out", &args.k8s_out),
+        args.openssl_dir.as_deref().map(|path| Output {
+            option: "--openssl-dir",
+            path,
+            dir: true,
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    crate::io::check_outputs(&outputs, input_paths(args))?;
+    // --pem-comments shapes PEM text: --pem, --extra-pem, or the bundle on stdout when no
+    // output is named at all.
+    let pem_on_stdout = outputs.is_empty() && !super::k8s::wanted(args);
+    if args.pem_comments && args.pem.is_none() && args.extra_pem.is_none() && !pem_on_stdout {
+        return Err(Failure::new(
+            Code::Usage,
+            "--pem-comments needs --pem or --extra-pem (or no output at all, for the bundle on stdout): the outputs named hold no PEM text",
+        ));
+    }
+    Ok(())
 }
 
 /// The Java trust-store options, resolved once from what was typed.

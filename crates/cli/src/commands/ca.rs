@@ -34,24 +34,17 @@ use crate::render::print_json;
 /// The environment variable holding the CA key's passphrase (after `--passphrase-file`).
 pub(crate) const PASSPHRASE_ENV: &str = "ANCHORAGE_CA_PASSPHRASE";
 
-/// `anchorage ca …`. With `--output json`, a failure also prints `{ "error", "exit_code" }` on
-/// stdout (the message goes to stderr too).
+/// `anchorage ca …`. With `--output json`, `main` prints a failure's `{ "schema", "error",
+/// "exit_code" }` on stdout (the message goes to stderr too).
 pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     let CaCommand {
         data_dir,
         passphrase_file,
         action,
     } = cmd;
-    let output = match &action {
-        CaAction::Init(a) => a.output,
-        CaAction::Issue(a) => a.output,
-        CaAction::Show(a) => a.output,
-        CaAction::Export(a) => a.output,
-        CaAction::Import(a) => a.output,
-    };
     // CA keys are read (or made) by every action but `show`: no core dumps, no same-user
     // inspection, before any is.
-    let result = crate::harden::harden()
+    crate::harden::harden()
         .and_then(|()| Context::new(data_dir, passphrase_file.as_deref(), tls_ca_paths))
         .and_then(|ctx| match action {
             CaAction::Init(a) => init(&ctx, &a),
@@ -59,13 +52,7 @@ pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Fail
             CaAction::Show(a) => show(&ctx, &a),
             CaAction::Export(a) => transfer::export(&ctx, &a),
             CaAction::Import(a) => transfer::import(&ctx, &a),
-        });
-    if output == OutputFormat::Json
-        && let Err(f) = &result
-    {
-        print_json(&serde_json::json!({ "error": f.message, "exit_code": f.code as u8 }));
-    }
-    result
+        })
 }
 
 /// Everything the CA commands share: where the store is, the passphrase, the global

@@ -62,6 +62,27 @@ impl Settings {
     fn resolve(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Self, Failure> {
         let target =
             Target::parse(&args.target).map_err(|e| Failure::new(Code::Usage, e.to_string()))?;
+        let inputs = || {
+            args.ca
+                .iter()
+                .map(|p| ("--ca", p.as_path()))
+                .chain(args.bundle.as_deref().map(|p| ("--bundle", p)))
+        };
+        if let Some(path) = &args.save_chain {
+            let output = crate::io::Output {
+                option: "--save-chain",
+                path,
+                dir: false,
+            };
+            crate::io::check_outputs(&[output], inputs())?;
+        }
+        crate::io::check_inputs(inputs())?;
+        if args.bundle.as_deref().is_some_and(crate::io::is_stdin) {
+            return Err(Failure::new(
+                Code::Usage,
+                "--bundle -: the bundle is read as a file here; give its path (--ca - reads standard input)",
+            ));
+        }
         // The base trust, as a workload with these settings would have it.
         let explicit = args.system || args.mozilla;
         let trust = match &args.bundle {

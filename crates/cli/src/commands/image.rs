@@ -106,30 +106,38 @@ pub(crate) struct InjectArgs {
     env: bool,
     /// Read every layer, not just down to the bundle's: finds Java stores and hash entries kept
     /// in lower layers, at the cost of downloading them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replace")]
     all_layers: bool,
     /// Password of the image's Java cacerts.
-    #[arg(long, value_name = "PASSWORD", default_value = "changeit")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        default_value = "changeit",
+        conflicts_with = "replace"
+    )]
     java_password: String,
     /// Speak plain HTTP to this registry (HOST[:PORT]); repeatable.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     output: OutputFormat,
+}
+
+impl ImageCommand {
+    /// Whether `--output json` was asked for.
+    pub(crate) fn json_output(&self) -> bool {
+        match self {
+            ImageCommand::Inject(a) => a.output == OutputFormat::Json,
+        }
+    }
 }
 
 /// Runs `anchorage image …`.
 pub(crate) fn run(cmd: ImageCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     match cmd {
-        ImageCommand::Inject(args) => {
-            let json = args.output == OutputFormat::Json;
-            let result = inject_cmd(&args, tls_ca_paths);
-            if json && let Err(f) = &result {
-                print_json(&serde_json::json!({ "error": f.message, "exit_code": f.code as u8 }));
-            }
-            result
-        }
+        // With --output json, `main` prints a failure's document.
+        ImageCommand::Inject(args) => inject_cmd(&args, tls_ca_paths),
     }
 }
 
@@ -144,7 +152,29 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
         .collect::<Result<Vec<_>, _>>()
         .map_err(usage)?;
 
-    let mut sources: Vec<Source> = args.ca.iter().cloned().map(Source::Path).collect();
+    args.read
+        .check_has_paths(!args.ca.is_empty(), "--ca PATH")?;
+    let any_registry =
+        matches!(source, ImageRef::Registry(_)) || matches!(destination, ImageRef::Registry(_));
+    if !any_registry && !args.insecure_registry.is_empty() {
+        return Err(Failure::new(
+            Code::Usage,
+            "--insecure-registry needs a registry SOURCE or DEST: both are OCI layouts (oci:PATH)",
+        ));
+    }
+    if !any_registry && !tls_ca_paths.is_empty() {
+        return Err(Failure::new(
+            Code::Usage,
+            "--tls-ca-path needs a registry SOURCE or DEST: OCI layouts (oci:PATH) make no TLS connection",
+        ));
+    }
+    // Every --ca must be there and readable before anything is fetched or pushed.
+    crate::io::check_inputs(args.ca.iter().map(|p| ("--ca", p.as_path())))?;
+    let mut sources: Vec<Source> = args
+        .ca
+        .iter()
+        .map(|p| crate::io::source("--ca", p))
+        .collect::<Result<_, _>>()?;
     if args.system {
         sources.push(Source::System);
     }
@@ -172,8 +202,6 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
     warn_all(&report);
 
     // HTTPS trust: the OS store, Mozilla's roots and --tls-ca-path, as every anchorage client.
-    let any_registry =
-        matches!(source, ImageRef::Registry(_)) || matches!(destination, ImageRef::Registry(_));
     let roots = if any_registry {
         let trust = TrustConfig {
             extra_ca_paths: tls_ca_paths.to_vec(),

@@ -1,6 +1,6 @@
 //! `anchorage bundle inspect`.
 
-use anchorage_trust::{Policy, Source, TrustError, load};
+use anchorage_trust::{Policy, TrustError, load};
 use serde::Serialize;
 
 use crate::args::{InspectArgs, OutputFormat};
@@ -15,10 +15,9 @@ struct Inspection {
 }
 
 pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
-    let mut loaded = load(
-        &[Source::Path(args.path.clone())],
-        &args.read.load_options(),
-    );
+    crate::io::check_input("PATH", &args.path)?;
+    let source = crate::io::source("PATH", &args.path)?;
+    let mut loaded = load(&[source], &args.read.load_options());
     let problems: Vec<ProblemView> = loaded.problems.iter().map(ProblemView::from).collect();
     let has_key = loaded
         .problems
@@ -55,7 +54,7 @@ pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
     };
 
     let inspection = Inspection {
-        path: args.path.display().to_string(),
+        path: crate::io::display(&args.path),
         certificates,
         problems,
     };

@@ -136,6 +136,18 @@ pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
             anchorage_k8s::bundle_sha256(&bundle),
         );
     }
+    if args.current.is_some() && args.patch_type != PatchType::Json {
+        return Err(Failure::new(
+            Code::Usage,
+            "--current needs --type json: a strategic merge patch does not read the workload",
+        ));
+    }
+    crate::io::check_inputs(
+        args.bundle
+            .iter()
+            .map(|p| ("--bundle", p.as_path()))
+            .chain(args.current.iter().map(|p| ("--current", p.as_path()))),
+    )?;
     if args.patch_type == PatchType::Json {
         let Some(path) = &args.current else {
             return Err(Failure::new(
@@ -143,15 +155,13 @@ pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
                 "--type json needs --current FILE (the workload as `kubectl get -o json` prints it): a JSON patch addresses containers by index",
             ));
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure::new(Code::BadInput, format!("--current {}: {e}", path.display()))
-        })?;
-        let current = serde_json::from_str(&text).map_err(|e| {
+        let bytes = crate::io::read_input("--current", path)?;
+        let current = serde_json::from_slice(&bytes).map_err(|e| {
             Failure::new(
                 Code::BadInput,
                 format!(
                     "--current {}: not JSON ({e}); use `kubectl get ... -o json`",
-                    path.display()
+                    crate::io::display(path)
                 ),
             )
         })?;

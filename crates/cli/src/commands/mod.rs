@@ -12,7 +12,7 @@ pub(crate) mod tls;
 
 use std::path::Path;
 
-use anchorage_trust::{Bundle, LoadOptions, Policy, Source, TrustError, load};
+use anchorage_trust::{Bundle, LoadOptions, Policy, TrustError, load};
 
 use crate::exit::Failure;
 
@@ -20,7 +20,9 @@ use crate::exit::Failure;
 /// bundle, with the default policy. Errors name the option: a key is exit 4 even when nothing
 /// else loaded, and "no usable certificates" gives the first problem, which says more.
 pub(crate) fn read_option_bundle(path: &Path, option: &str) -> Result<Bundle, Failure> {
-    let loaded = load(&[Source::Path(path.to_path_buf())], &LoadOptions::default());
+    crate::io::check_input(option, path)?;
+    let source = crate::io::source(option, path)?;
+    let loaded = load(&[source], &LoadOptions::default());
     let first_problem = loaded.problems.first().map(ToString::to_string);
     // The policy first: a private key is refused (exit 4) even when nothing else loaded.
     let (bundle, _report) = Policy::default().apply(loaded).map_err(|e| {
@@ -29,7 +31,7 @@ pub(crate) fn read_option_bundle(path: &Path, option: &str) -> Result<Bundle, Fa
         f.message = match (&first_problem, no_certificates) {
             // The problem names the file already; it says more than "no usable certificates".
             (Some(problem), true) => format!("{option}: {problem}"),
-            _ => format!("{option} {}: {}", path.display(), f.message),
+            _ => format!("{option} {}: {}", crate::io::display(path), f.message),
         };
         f
     })?;

@@ -22,21 +22,20 @@ use std::path::PathBuf;
 pub(crate) use args::SecretsCommand;
 
 use crate::exit::{Code, Failure};
-use crate::render::print_json;
 
-/// Runs `anchorage secrets …`. With `--output json`, a failure also prints
-/// `{ "error", "exit_code" }` on stdout.
+/// Runs `anchorage secrets …`. With `--output json`, `main` prints a failure's
+/// `{ "schema", "error", "exit_code" }` on stdout.
 pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let json = cmd.json_output();
     // Every subcommand holds a seed, a value or a key: no core dumps, no same-user
     // inspection, before any is read.
-    let result = crate::harden::harden().and_then(|()| match cmd {
-        SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
-        SecretsCommand::Keygen(a) => keygen::keygen(&a),
-        other => admin::run(other, tls_ca_paths),
-    });
-    if json && let Err(f) = &result {
-        print_json(&serde_json::json!({ "error": f.message, "exit_code": f.code as u8 }));
-    }
+    let result = crate::harden::harden()
+        .and_then(|()| cmd.check_store_flags())
+        .and_then(|()| crate::io::check_inputs(cmd.input_paths()))
+        .and_then(|()| match cmd {
+            SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
+            SecretsCommand::Keygen(a) => keygen::keygen(&a),
+            other => admin::run(other, tls_ca_paths),
+        });
+    // With --output json, `main` prints a failure's document.
     result
 }

@@ -219,11 +219,19 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
             if v.vault_addr.is_some()
                 || v.vault_role.is_some()
                 || v.vault_namespace.is_some()
+                || v.vault_mount.is_some()
+                || v.vault_key_location.is_some()
                 || v.approle_role_id.is_some()
             {
                 return Err(Failure::new(
                     Code::Usage,
                     "the --vault-* and --approle-* options need --backend vault",
+                ));
+            }
+            if !ctx.tls_ca_paths.is_empty() {
+                return Err(Failure::new(
+                    Code::Usage,
+                    "--tls-ca-path needs --backend vault: the builtin CA makes no TLS connection",
                 ));
             }
             let store = ctx.open(false)?;
@@ -358,8 +366,8 @@ fn vault_issuer(ctx: &Context, args: &VaultArgs) -> Result<VaultIssuer, Failure>
         },
     };
     let mut config = VaultConfig::new(address, role, auth)
-        .with_mount(args.vault_mount.clone())
-        .with_key_location(match args.vault_key_location {
+        .with_mount(args.vault_mount.clone().unwrap_or_else(|| "pki".to_owned()))
+        .with_key_location(match args.vault_key_location.unwrap_or_default() {
             VaultKeyLocation::Server => KeyLocation::Server,
             VaultKeyLocation::Local => KeyLocation::Local,
         })

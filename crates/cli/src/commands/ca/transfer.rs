@@ -137,10 +137,10 @@ fn secret_manifest(
 pub(super) fn export(ctx: &Context, args: &CaExportArgs) -> Result<Code, Failure> {
     let secret_name = match args.format {
         CaFormat::Pem => {
-            if args.name.is_some() || args.namespace.is_some() {
+            if args.name.is_some() || args.namespace.is_some() || args.k8s_format.is_some() {
                 return Err(Failure::new(
                     Code::Usage,
-                    "--name and --namespace apply to the Secret formats (fsm-secret, k8s-tls-secret), not to pem",
+                    "--name, --namespace and --k8s-format apply to the Secret formats (fsm-secret, k8s-tls-secret), not to pem",
                 ));
             }
             None
@@ -197,7 +197,7 @@ pub(super) fn export(ctx: &Context, args: &CaExportArgs) -> Result<Code, Failure
                 args.namespace.as_deref(),
                 type_,
                 data,
-                args.k8s_format,
+                args.k8s_format.unwrap_or_default(),
             )?;
             let Some(out) = &args.out else {
                 out!("{}", text.expose_secret());
@@ -275,14 +275,10 @@ pub(super) fn export(ctx: &Context, args: &CaExportArgs) -> Result<Code, Failure
     Ok(Code::Ok)
 }
 
-/// Reads a file named on the command line; its bytes are wiped when dropped.
+/// Reads a file named on the command line (`-`: standard input); its bytes are wiped when
+/// dropped.
 fn read_input(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    std::fs::read(path).map(Zeroizing::new).map_err(|e| {
-        Failure::new(
-            Code::BadInput,
-            format!("{}: cannot be read: {e}", path.display()),
-        )
-    })
+    crate::io::read_input("FILE", path)
 }
 
 /// Decoded Secret data, wiped when dropped.
@@ -299,7 +295,7 @@ impl Drop for SecretData {
 /// The one Secret in a manifest (YAML or JSON, a single object, a stream, or a v1 List), as
 /// `kubectl get secret -o yaml|json` prints it: `data` (base64) overlaid with `stringData`.
 fn read_secret(path: &Path) -> Result<(SecretData, Option<String>), Failure> {
-    let file = path.display().to_string();
+    let file = crate::io::display(path);
     let bad = |why: String| Failure::new(Code::BadInput, format!("{file}: {why}"));
     let bytes = read_input(path)?;
     let text = std::str::from_utf8(&bytes)
@@ -447,7 +443,7 @@ fn imported_ca(args: &CaImportArgs) -> Result<BuiltinCa, Failure> {
             let inputs: Vec<(String, Zeroizing<Vec<u8>>)> = args
                 .files
                 .iter()
-                .map(|p| read_input(p).map(|b| (p.display().to_string(), b)))
+                .map(|p| read_input(p).map(|b| (crate::io::display(p), b)))
                 .collect::<Result<_, _>>()?;
             let mut certificates = Vec::new();
             let mut keys = Vec::new();
@@ -501,8 +497,8 @@ fn imported_ca(args: &CaImportArgs) -> Result<BuiltinCa, Failure> {
             };
             let (data, secret_name) = read_secret(path)?;
             let file = match &secret_name {
-                Some(name) => format!("{} (Secret {name})", path.display()),
-                None => path.display().to_string(),
+                Some(name) => format!("{} (Secret {name})", crate::io::display(path)),
+                None => crate::io::display(path),
             };
             let keys: Vec<String> = data.0.keys().cloned().collect();
             let result = if args.format == CaFormat::FsmSecret {

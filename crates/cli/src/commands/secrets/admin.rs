@@ -1,7 +1,7 @@
 //! The administration commands: against the store directly, or, with an admin seed, sent to
 //! the running server over its admin subjects (`remote`).
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anchorage_secrets::{SecretLookup, SecretValue};
@@ -51,7 +51,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
                 .map_err(|e| fail(&e))?;
             if a.output == OutputFormat::Json {
                 print_json(
-                    &json!({ "key": a.name, "version": version, "store": stores.values.kind() }),
+                    &json!({ "key": a.name, "version": crate::io::version_json(&version), "store": stores.values.kind() }),
                 );
             } else {
                 outln!(
@@ -146,15 +146,10 @@ pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
             .ok_or_else(|| bad(format!("environment variable {var} is not set")))?;
         Zeroizing::new(v.into_encoded_bytes())
     } else if let Some(path) = &a.value_file {
-        Zeroizing::new(
-            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?,
-        )
+        // `--value-file -` is standard input, as `--value-stdin`.
+        crate::io::read_input("--value-file", path)?
     } else if a.value_stdin {
-        let mut buf = Zeroizing::new(Vec::new());
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| bad(format!("cannot read standard input: {e}")))?;
-        buf
+        crate::io::read_stdin("--value-stdin")?
     } else if let Some(v) = &a.value {
         Zeroizing::new(v.as_bytes().to_vec())
     } else {
@@ -204,8 +199,7 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
         SecretValue::Binary(b) => ("binary", b.expose_secret().len()),
     };
     if a.output == OutputFormat::Json {
-        let mut doc =
-            json!({ "key": a.name, "version": secret.version, "kind": kind, "bytes": len });
+        let mut doc = json!({ "key": a.name, "version": crate::io::version_json(&secret.version), "kind": kind, "bytes": len });
         if a.reveal {
             // The JSON text is a copy of the value by nature; it goes to stdout only.
             doc["value"] = match &secret.value {
@@ -237,10 +231,7 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
                     "a binary value is not written to a terminal: redirect stdout, or use --output json (base64)",
                 ));
             }
-            let mut lock = stdout.lock();
-            lock.write_all(b.expose_secret())
-                .and_then(|()| lock.flush())
-                .map_err(|e| Failure::new(Code::Failure, format!("cannot write to stdout: {e}")))?;
+            crate::io::write_stdout_bytes(b.expose_secret())?;
         }
     }
     Ok(Code::Ok)

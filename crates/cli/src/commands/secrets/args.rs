@@ -555,7 +555,7 @@ pub(crate) struct PutArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -578,7 +578,7 @@ pub(crate) struct GetArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -592,7 +592,7 @@ pub(crate) struct DeleteArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -604,7 +604,7 @@ pub(crate) struct ListArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -629,7 +629,7 @@ pub(crate) struct MappingArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -643,7 +643,7 @@ pub(crate) struct ListMappingsArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -658,7 +658,7 @@ pub(crate) struct RotateArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
 
@@ -686,6 +686,98 @@ pub(crate) struct KeygenArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
+}
+
+impl SecretsCommand {
+    /// Every file this command line names to be read, by its option: each must exist and be
+    /// readable before anything is opened or written (issue 13).
+    pub(crate) fn input_paths(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut paths: Vec<(&'static str, Option<&PathBuf>)> = Vec::new();
+        if let Some(store) = self.store() {
+            paths.extend([
+                (
+                    "--encryption-seed-file",
+                    store.encryption_seed_file.as_ref(),
+                ),
+                (
+                    "--previous-encryption-seed-file",
+                    store.previous_encryption_seed_file.as_ref(),
+                ),
+                ("--nats-creds", store.nats.creds.as_ref()),
+                ("--nats-nkey-file", store.nats.nkey_file.as_ref()),
+                ("--nats-password-file", store.nats.password_file.as_ref()),
+                ("--nats-token-file", store.nats.token_file.as_ref()),
+                ("--openbao-token-file", store.openbao.token_file.as_ref()),
+                (
+                    "--openbao-secret-id-file",
+                    store.openbao.secret_id_file.as_ref(),
+                ),
+            ]);
+        }
+        if let Some(remote) = self.remote() {
+            paths.push(("--admin-seed-file", remote.admin_seed_file.as_ref()));
+        }
+        match self {
+            SecretsCommand::Serve(a) => paths.extend([
+                ("--transit-seed-file", a.transit_seed_file.as_ref()),
+                ("--admin-keys-file", a.admin_keys_file.as_ref()),
+            ]),
+            SecretsCommand::Put(a) => paths.push(("--value-file", a.value_file.as_ref())),
+            SecretsCommand::RotateEncryptionKey(a) => {
+                paths.push(("--new-seed-file", a.new_seed_file.as_ref()));
+            }
+            _ => {}
+        }
+        paths
+            .into_iter()
+            .filter_map(|(option, path)| path.map(|p| (option, p.as_path())))
+            .collect()
+    }
+}
+
+impl SecretsCommand {
+    /// Refuses (exit 2) store options that the chosen store or mode would ignore: `--openbao-*`
+    /// without `--store openbao`, `--nats-*` when nothing talks to NATS (the embedded or
+    /// openbao store, not `serve`, not over NATS). (`--data-dir` is let through: scripts pass it
+    /// with every store, as they set ANCHORAGE_DATA_DIR.)
+    pub(crate) fn check_store_flags(&self) -> Result<(), crate::exit::Failure> {
+        let usage = |m: String| crate::exit::Failure::new(crate::exit::Code::Usage, m);
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let bao = &store.openbao;
+        let openbao_given = [
+            ("--openbao-addr", bao.addr.is_some()),
+            ("--openbao-allow-mount", !bao.allow_mounts.is_empty()),
+            ("--openbao-namespace", bao.namespace.is_some()),
+            ("--openbao-token-file", bao.token_file.is_some()),
+            ("--openbao-role-id", bao.role_id.is_some()),
+        ];
+        if store.store != StoreKind::Openbao
+            && let Some((option, _)) = openbao_given.iter().find(|(_, set)| *set)
+        {
+            return Err(usage(format!("{option} needs --store openbao")));
+        }
+        let nats = &store.nats;
+        let nats_given = [
+            ("--nats-url", !nats.urls.is_empty()),
+            ("--nats-creds", nats.creds.is_some()),
+            ("--nats-nkey-file", nats.nkey_file.is_some()),
+            ("--nats-user", nats.user.is_some()),
+            ("--nats-token-file", nats.token_file.is_some()),
+            ("--nats-require-tls", nats.require_tls),
+        ];
+        let over_nats = matches!(self, SecretsCommand::Serve(_))
+            || store.store == StoreKind::Jetstream
+            || self.remote().is_some_and(|r| r.admin_seed_file.is_some())
+            || std::env::var_os(super::remote::ADMIN_SEED_ENV).is_some();
+        if !over_nats && let Some((option, _)) = nats_given.iter().find(|(_, set)| *set) {
+            return Err(usage(format!(
+                "{option} needs NATS: --store jetstream, `secrets serve`, or an admin seed (--admin-seed-file) to administer over NATS"
+            )));
+        }
+        Ok(())
+    }
 }

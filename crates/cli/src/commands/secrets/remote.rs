@@ -2,7 +2,7 @@
 //! server's transit key, answered by that server from its own store (so the embedded store can
 //! be administered while `serve` holds it). Same outputs as against the store.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -168,7 +168,9 @@ fn render(cmd: &SecretsCommand, result: &[u8]) -> Result<Code, Failure> {
             }
             let r: Put = parse(result)?;
             if json_out {
-                print_json(&json!({ "key": r.key, "version": r.version, "store": r.store }));
+                print_json(
+                    &json!({ "key": r.key, "version": crate::io::version_json(&r.version), "store": r.store }),
+                );
             } else {
                 outln!("stored {} version {} ({} store)", r.key, r.version, r.store);
             }
@@ -312,8 +314,7 @@ impl Drop for GetResult {
 fn get(reveal: bool, json_out: bool, result: &[u8]) -> Result<Code, Failure> {
     let mut r: GetResult = parse(result)?;
     if json_out {
-        let mut doc =
-            json!({ "key": r.key, "version": r.version, "kind": r.kind, "bytes": r.bytes });
+        let mut doc = json!({ "key": r.key, "version": crate::io::version_json(&r.version), "kind": r.kind, "bytes": r.bytes });
         if reveal && let Some(value) = &r.value {
             // The JSON text is a copy of the value by nature; it goes to stdout only.
             doc["value"] = json!(value);
@@ -349,10 +350,7 @@ fn get(reveal: bool, json_out: bool, result: &[u8]) -> Result<Code, Failure> {
             .decode(value.as_bytes())
             .map_err(|_| Failure::new(Code::Failure, "the server's binary value is not base64"))?,
     );
-    let mut lock = stdout.lock();
-    lock.write_all(&bytes)
-        .and_then(|()| lock.flush())
-        .map_err(|e| Failure::new(Code::Failure, format!("cannot write to stdout: {e}")))?;
+    crate::io::write_stdout_bytes(&bytes)?;
     Ok(Code::Ok)
 }
 
