@@ -12,6 +12,7 @@ use std::time::Duration;
 use anchorage_ca::{
     CertificateRequest, IssueError, IssuedCertificate, Issuer, IssuerId, KeyType, PrivateKey, keys,
 };
+use anchorage_ca::{Mismatch, check_issued};
 use anchorage_x509::Certificate;
 use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -331,11 +332,33 @@ impl Issuer for CertManagerIssuer {
         }
         let issued = outcome?;
 
-        if !issued.matches_key(&key_pair) {
+        // The one check every backend runs (anchorage_ca::check): our key, the requested key
+        // type, every purpose the kind needs and every requested name. (The issuer's signature
+        // on the leaf was verified when the status was read.)
+        if let Err(mismatch) = check_issued(request, &issued.certificate, &key_pair, None) {
+            if mismatch == Mismatch::Key {
+                return Err(IssueError::Backend {
+                    backend: BACKEND,
+                    message: format!(
+                        "the certificate returned for {} ({}) does not hold the key of our CSR",
+                        request.identity,
+                        issued.certificate.subject()
+                    ),
+                });
+            }
+            let hint = match &mismatch {
+                Mismatch::Purpose { .. } => {
+                    "the issuer ignores spec.usages: check the issuer's configuration"
+                }
+                Mismatch::Names { .. } => {
+                    "the issuer drops names of the CSR: check its policy (approver-policy, the CA's allowed names)"
+                }
+                _ => "check the issuer's configuration",
+            };
             return Err(IssueError::Backend {
                 backend: BACKEND,
                 message: format!(
-                    "the certificate returned for {} ({}) does not hold the key of our CSR",
+                    "the certificate returned for {} ({}) does not match the request: {mismatch}; {hint}",
                     request.identity,
                     issued.certificate.subject()
                 ),

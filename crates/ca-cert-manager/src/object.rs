@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anchorage_ca::{CertKind, CertificateRequest, IssueError, KeyType, San};
+use anchorage_ca::{CertKind, CertificateRequest, IssueError, KeyType};
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use rcgen::KeyPair;
 
 use crate::settings::CertManagerSettings;
 use crate::v1::{self, CertificateRequestSpec, KeyUsage};
@@ -90,38 +90,13 @@ pub fn generate_name(request: &CertificateRequest) -> String {
 /// A PEM PKCS#10 CSR for `request`, signed with `key`: subject `CN=<identity>`, and every SAN
 /// of [`CertificateRequest::all_sans`] (the identity as a DNS name when it is one, IPs, URIs
 /// including SPIFFE IDs). No key usage or basic constraints extensions: cert-manager takes
-/// those from `spec.usages` and `spec.isCA`, and refuses a CSR whose extensions disagree.
+/// those from `spec.usages` and `spec.isCA`, and refuses a CSR whose extensions disagree. The
+/// one CSR builder of the issuance backends ([`anchorage_ca::csr_pem`]).
 pub fn certificate_signing_request(
     request: &CertificateRequest,
     key: &KeyPair,
 ) -> Result<String, IssueError> {
-    let crypto = |action: &str, e: rcgen::Error| IssueError::Crypto {
-        action: format!("{action} for {}", request.identity),
-        message: e.to_string(),
-    };
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, request.identity.as_str());
-    params.distinguished_name = name;
-    params.subject_alt_names = request
-        .all_sans()
-        .iter()
-        .map(|san| {
-            let ia5 = |text: &str| {
-                text.try_into()
-                    .map_err(|e| crypto(&format!("encode the SAN {san} in the CSR"), e))
-            };
-            Ok(match san {
-                San::Dns(name) => SanType::DnsName(ia5(name)?),
-                San::Ip(ip) => SanType::IpAddress(*ip),
-                San::Uri(uri) => SanType::URI(ia5(uri)?),
-            })
-        })
-        .collect::<Result<_, IssueError>>()?;
-    params
-        .serialize_request(key)
-        .and_then(|csr| csr.pem())
-        .map_err(|e| crypto("sign the CSR", e))
+    anchorage_ca::csr_pem(request, key)
 }
 
 /// The `CertificateRequest` to create for `request`: `generateName` from the identity (see

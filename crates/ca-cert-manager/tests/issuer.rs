@@ -34,6 +34,10 @@ enum Plan {
     Sign,
     /// Signed, but for another key.
     SignOtherKey,
+    /// Signed for our key, but without the CSR's names (an issuer policy that drops SANs).
+    SignDroppingNames,
+    /// Signed for our key with serverAuth only, although a service certificate needs both.
+    SignServerOnly,
     /// Already denied when first listed.
     Deny,
     /// Never finishes: the watch hangs.
@@ -199,6 +203,7 @@ impl Fake {
             }
             Plan::Sign | Plan::GoneThenSign => self.signed(false),
             Plan::SignOtherKey => self.signed(true),
+            Plan::SignDroppingNames | Plan::SignServerOnly => self.signed(false),
             _ => std::future::pending().await,
         };
         let event = json!({"type": "MODIFIED", "object": self.created_with(status)});
@@ -235,6 +240,13 @@ impl Fake {
             String::from_utf8(created.spec.request.0).unwrap()
         };
         let mut csr = CertificateSigningRequestParams::from_pem(&csr_pem).unwrap();
+        match self.plan {
+            Plan::SignDroppingNames => csr.params.subject_alt_names.clear(),
+            Plan::SignServerOnly => {
+                csr.params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            }
+            _ => {}
+        }
         let now = OffsetDateTime::now_utc();
         csr.params.not_before = now;
         csr.params.not_after = now + time::Duration::hours(24);
@@ -354,6 +366,39 @@ async fn a_certificate_for_another_key_is_refused() {
          key of our CSR"
     );
     assert_eq!(fake.seen(|s| s.deleted.clone()), [NAME]);
+}
+
+/// The backend runs the same check as the others (anchorage_ca::check_issued): an answer that
+/// lost the requested names or a purpose is refused, not handed out.
+#[tokio::test]
+async fn a_certificate_without_the_names_or_purposes_asked_for_is_refused() {
+    for (plan, expected) in [
+        (
+            Plan::SignDroppingNames,
+            "the certificate returned for web.shop.svc (CN=web.shop.svc) does not match the \
+             request: the certificate lacks the requested names DNS:web.shop.svc, \
+             URI:spiffe://cluster.local/ns/shop/sa/web; the issuer drops names of the CSR: check \
+             its policy (approver-policy, the CA's allowed names)",
+        ),
+        (
+            Plan::SignServerOnly,
+            "the certificate returned for web.shop.svc (CN=web.shop.svc) does not match the \
+             request: the certificate lacks clientAuth, which a service certificate needs; the \
+             issuer ignores spec.usages: check the issuer's configuration",
+        ),
+    ] {
+        let fake = Fake::new(plan);
+        let err = fake
+            .issuer(Duration::from_secs(30))
+            .issue(&request())
+            .await
+            .unwrap_err();
+        let IssueError::Backend { message, .. } = err else {
+            panic!("{plan:?}: {err:?}");
+        };
+        assert_eq!(message, expected, "{plan:?}");
+        assert_eq!(fake.seen(|s| s.deleted.clone()), [NAME], "{plan:?}");
+    }
 }
 
 #[tokio::test]

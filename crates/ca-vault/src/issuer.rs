@@ -11,13 +11,14 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anchorage_ca::check::{Mismatch, check_issued, csr_pem};
 use anchorage_ca::keys;
 use anchorage_ca::{
-    CertKind, CertificateRequest, IssueError, IssuedCertificate, Issuer, IssuerId, KeyType,
-    PrivateKey, RequestError, San,
+    CertificateRequest, IssueError, IssuedCertificate, Issuer, IssuerId, KeyType, PrivateKey,
+    RequestError, San,
 };
 use anchorage_trust::tls::TrustReport;
-use anchorage_x509::{Certificate, SubjectAltName, Timestamp};
+use anchorage_x509::{Certificate, Timestamp};
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -398,14 +399,6 @@ impl Issuer for VaultIssuer {
             ca_chain.retain(|c| c != &issuing_ca);
             ca_chain.insert(0, issuing_ca.clone());
         }
-        if certificate.issuer_der() != issuing_ca.subject_der() {
-            return Err(backend(format!(
-                "{what} answered a certificate issued by {:?} with an issuing CA named {:?}",
-                certificate.issuer(),
-                issuing_ca.subject()
-            )));
-        }
-
         let (key_pair, private_key) = match (local, data.private_key) {
             (Some(local), _) => local,
             (None, Some(raw)) => {
@@ -420,53 +413,60 @@ impl Issuer for VaultIssuer {
             }
             (None, None) => return Err(backend(format!("{what} answered no private key"))),
         };
-        if !keys::matches_certificate(&key_pair, certificate.der()) {
-            return Err(backend(format!(
-                "the private key does not match the certificate {what} answered (serial {serial})"
-            )));
-        }
+        // The one check every backend runs (anchorage_ca::check); the errors say which role
+        // setting to change.
+        let checked = check_issued(request, &certificate, &key_pair, Some(&issuing_ca));
         drop(key_pair);
-        if private_key.key_type() != Some(request.key_type) {
-            let made = private_key
-                .key_type()
-                .map_or_else(|| certificate.public_key().to_string(), |k| k.to_string());
-            let said = warnings
-                .iter()
-                .find(|w| w.contains("key_type") || w.contains("key_bits"))
-                .map(|w| format!(" (OpenBao: {w})"))
-                .unwrap_or_default();
-            return Err(IssueError::UnsupportedKeyType {
-                backend: BACKEND,
-                key_type: request.key_type,
-                hint: format!(
-                    "the role {} on {} makes {made} keys{said}; set the role's key_type to any (or to this type), ask for {made}, or make keys locally (KeyLocation::Local) with a role that accepts them",
-                    self.role, self.mount
-                ),
-            });
-        }
-        if let Some(missing) = missing_purpose(request.kind, &certificate) {
-            return Err(IssueError::Refused {
-                backend: BACKEND,
-                identity: request.identity.clone(),
-                reason: format!(
-                    "the role {} on {} issued a certificate without {missing}, which a {} certificate needs: set server_flag/client_flag on the role, or use one role per kind",
-                    self.role, self.mount, request.kind
-                ),
-            });
-        }
-
-        let missing = missing_sans(&request.all_sans(), &certificate);
-        if !missing.is_empty() {
-            return Err(IssueError::Refused {
-                backend: BACKEND,
-                identity: request.identity.clone(),
-                reason: format!(
-                    "the role {} on {} issued a certificate without {}: check the role's use_csr_sans and allowed names",
-                    self.role,
-                    self.mount,
-                    missing.join(", ")
-                ),
-            });
+        match checked {
+            Ok(()) => {}
+            Err(Mismatch::Key) => {
+                return Err(backend(format!(
+                    "the private key does not match the certificate {what} answered (serial {serial})"
+                )));
+            }
+            Err(Mismatch::Issuer { issuer, ca }) => {
+                return Err(backend(format!(
+                    "{what} answered a certificate issued by {issuer:?} with an issuing CA named {ca:?}"
+                )));
+            }
+            Err(Mismatch::KeyType { got: made, .. }) => {
+                let said = warnings
+                    .iter()
+                    .find(|w| w.contains("key_type") || w.contains("key_bits"))
+                    .map(|w| format!(" (OpenBao: {w})"))
+                    .unwrap_or_default();
+                return Err(IssueError::UnsupportedKeyType {
+                    backend: BACKEND,
+                    key_type: request.key_type,
+                    hint: format!(
+                        "the role {} on {} makes {made} keys{said}; set the role's key_type to any (or to this type), ask for {made}, or make keys locally (KeyLocation::Local) with a role that accepts them",
+                        self.role, self.mount
+                    ),
+                });
+            }
+            Err(Mismatch::Purpose { purpose, kind }) => {
+                return Err(IssueError::Refused {
+                    backend: BACKEND,
+                    identity: request.identity.clone(),
+                    reason: format!(
+                        "the role {} on {} issued a certificate without {purpose}, which a {kind} certificate needs: set server_flag/client_flag on the role, or use one role per kind",
+                        self.role, self.mount
+                    ),
+                });
+            }
+            Err(Mismatch::Names { missing }) => {
+                return Err(IssueError::Refused {
+                    backend: BACKEND,
+                    identity: request.identity.clone(),
+                    reason: format!(
+                        "the role {} on {} issued a certificate without {}: check the role's use_csr_sans and allowed names",
+                        self.role,
+                        self.mount,
+                        missing.join(", ")
+                    ),
+                });
+            }
+            Err(other) => return Err(backend(format!("{what}: {other}"))),
         }
 
         let lifetime_clamped = clamped(&warnings, started, request.lifetime, &certificate);
@@ -585,32 +585,6 @@ async fn generate_key(key_type: KeyType) -> Result<(rcgen::KeyPair, PrivateKey),
         })?
 }
 
-/// A PKCS#10 CSR for the request, signed by the local key. OpenBao takes the CN and SANs from
-/// it (roles default to `use_csr_common_name` and `use_csr_sans`); purposes come from the role.
-fn csr_pem(request: &CertificateRequest, key_pair: &rcgen::KeyPair) -> Result<String, IssueError> {
-    let crypto = |e: rcgen::Error| IssueError::Crypto {
-        action: format!("make the CSR for {}", request.identity),
-        message: e.to_string(),
-    };
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, request.identity.as_str());
-    for san in request.all_sans() {
-        let san = match san {
-            San::Dns(name) => rcgen::SanType::DnsName(name.try_into().map_err(crypto)?),
-            San::Ip(ip) => rcgen::SanType::IpAddress(ip),
-            San::Uri(uri) => rcgen::SanType::URI(uri.try_into().map_err(crypto)?),
-        };
-        params.subject_alt_names.push(san);
-    }
-    params
-        .serialize_request(key_pair)
-        .and_then(|csr| csr.pem())
-        .map_err(crypto)
-}
-
 /// Parses PEM strings (each may hold several certificates) in order.
 fn parse_certificates<'a>(
     pems: impl IntoIterator<Item = &'a str>,
@@ -624,40 +598,6 @@ fn parse_certificates<'a>(
         out.extend(decoded.certificates.into_iter().map(|f| f.certificate));
     }
     Ok(out)
-}
-
-/// The purpose a kind needs that the certificate's EKU leaves out (no EKU extension, or
-/// `anyExtendedKeyUsage`, allows every purpose).
-fn missing_purpose(kind: CertKind, certificate: &Certificate) -> Option<&'static str> {
-    let eku = certificate.extended_key_usage();
-    if eku.is_empty() || eku.iter().any(|p| p == "any") {
-        return None;
-    }
-    let has = |name: &str| eku.iter().any(|p| p == name);
-    if kind.server_auth() && !has("serverAuth") {
-        return Some("serverAuth");
-    }
-    if kind.client_auth() && !has("clientAuth") {
-        return Some("clientAuth");
-    }
-    None
-}
-
-/// The requested SANs the certificate does not carry (DNS names compared without case).
-fn missing_sans(wanted: &[San], certificate: &Certificate) -> Vec<String> {
-    let has = certificate.subject_alt_names();
-    wanted
-        .iter()
-        .filter(|san| {
-            !has.iter().any(|got| match (san, got) {
-                (San::Dns(a), SubjectAltName::Dns(b)) => a.eq_ignore_ascii_case(b),
-                (San::Ip(a), SubjectAltName::Ip(b)) => a == b,
-                (San::Uri(a), SubjectAltName::Uri(b)) => a == b,
-                _ => false,
-            })
-        })
-        .map(San::to_string)
-        .collect()
 }
 
 /// True when OpenBao cut the lifetime: it warns when it caps the TTL at the role's `max_ttl`
@@ -679,6 +619,7 @@ fn clamped(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anchorage_ca::CertKind;
 
     #[test]
     fn sans_split_into_openbao_lists() {
@@ -710,27 +651,6 @@ mod tests {
         params.not_after = ::time::OffsetDateTime::from_unix_timestamp(now + 3600).unwrap();
         let cert = params.self_signed(&key_pair).unwrap();
         (Certificate::from_der(cert.der()).unwrap(), now)
-    }
-
-    #[test]
-    fn missing_sans_and_purposes_are_found() {
-        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
-        let (cert, _) = leaf(vec![ServerAuth]);
-        let wanted = [
-            San::Dns("a.example.test".into()),
-            San::Ip("10.0.0.1".parse().unwrap()),
-        ];
-        assert_eq!(missing_sans(&wanted, &cert), ["IP:10.0.0.1"]);
-        assert_eq!(missing_purpose(CertKind::Server, &cert), None);
-        assert_eq!(
-            missing_purpose(CertKind::Service, &cert),
-            Some("clientAuth")
-        );
-        assert_eq!(missing_purpose(CertKind::Client, &cert), Some("clientAuth"));
-        let (both, _) = leaf(vec![ServerAuth, ClientAuth]);
-        assert_eq!(missing_purpose(CertKind::Service, &both), None);
-        let (unrestricted, _) = leaf(Vec::new());
-        assert_eq!(missing_purpose(CertKind::Service, &unrestricted), None);
     }
 
     #[test]

@@ -865,6 +865,23 @@ impl Inner {
             .map_err(|e| crypto("sign the certificate")(e.to_string()))?;
         let certificate = Certificate::from_der(signed.der())
             .map_err(|e| crypto("read back the signed certificate")(e.to_string()))?;
+        // The check every backend runs (crate::check). The built-in CA builds the leaf from the
+        // request, so it holds by construction; debug builds (every test) prove it on each
+        // issuance, release builds skip its parse to keep issuance fast.
+        #[cfg(debug_assertions)]
+        if let Err(mismatch) = crate::check::check_issued(
+            request,
+            &certificate,
+            &key_pair,
+            Some(&self.signer.certificate),
+        ) {
+            return Err(IssueError::Backend {
+                backend: "builtin",
+                message: format!(
+                    "the built-in CA made a certificate that does not match its request ({mismatch}): a bug in anchorage"
+                ),
+            });
+        }
         Ok(IssuedCertificate {
             certificate,
             private_key: Some(private_key),

@@ -19,6 +19,7 @@
 //! The crate never prints; errors are typed and carry the facts a fix needs.
 
 pub mod builtin;
+pub mod check;
 pub mod clock;
 pub mod issued;
 pub mod issuer;
@@ -30,6 +31,7 @@ pub mod request;
 pub use builtin::{
     BuiltinCa, CaError, CaPem, InitOptions, IntermediateOptions, LifetimePolicy, Source,
 };
+pub use check::{Mismatch, check_issued, csr_pem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use issued::{IssuedCertificate, IssuerId, PrivateKey};
 pub use issuer::{IssueError, Issuer};
