@@ -139,7 +139,25 @@ async fn run_store(
     let task = tokio::spawn(server.run(client, async {
         let _ = rx.await;
     }));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Ready when it answers (the subscription is made inside the task), not after a guess.
+    let probe = async_nats::connect(url).await.unwrap();
+    let subject = format!("{PREFIX}.v1alpha1.{BACKEND}.server_xkey");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let asked = tokio::time::timeout(
+            Duration::from_millis(500),
+            probe.request(subject.clone(), "".into()),
+        )
+        .await;
+        if matches!(asked, Ok(Ok(_))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never answered on {subject}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut rows = Vec::new();
     for concurrency in [1, 8, 64] {
         let stats = load(url, j.clone(), concurrency, seconds).await;
