@@ -47,12 +47,19 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn show(dir: &Path) -> Value {
+/// What `ca show` says identifies the CA and the store's state (not the time left, which moves).
+fn show(dir: &Path) -> [Value; 4] {
     let o = command(dir, &["show", "--output", "json"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    [
+        v["sha256"].clone(),
+        v["signing_ca"].clone(),
+        v["root"]["serial"].clone(),
+        v["store_revision"].clone(),
+    ]
 }
 
 /// `openssl verify` of `out/cert.pem` against the CA certificate written beside it.
@@ -80,6 +87,7 @@ fn concurrent_issues_succeed_or_exit_11_and_never_damage_the_store() {
         .unwrap();
     assert!(init.status.success(), "{}", text(&init));
     let before = show(dir);
+    assert!(before.iter().all(|v| !v.is_null()), "{before:?}");
     let store = dir.join("data").join("anchorage.redb");
 
     let (mut issued, mut busy) = (0, 0);
