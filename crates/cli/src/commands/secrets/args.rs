@@ -66,16 +66,20 @@ pub(crate) enum SecretsCommand {
         "<prefix>.admin.<backend>.<op>, signed by one of those keys and sealed to the transit key;\n",
         "without, those subjects are not subscribed. Let hosts publish only on\n",
         "<prefix>.v1alpha1.<backend>.> and admins on <prefix>.admin.<backend>.>.\n",
-        "SIGINT or SIGTERM stops taking requests and lets those in flight finish.\n\n",
+        "SIGINT or SIGTERM stops taking requests and drains: requests in flight may finish and\n",
+        "their replies are flushed, all within --drain-timeout (also when NATS is gone); what is\n",
+        "still running then is abandoned. stderr says which. A second signal exits at once.\n\n",
         "Exit codes:\n",
-        "  0  stopped by SIGINT/SIGTERM\n",
+        "  0  stopped by SIGINT/SIGTERM, drain completed\n",
         "  1  unexpected failure\n",
         "  2  invalid command line (a missing seed, no --host-issuer/--entity-issuer without\n",
         "     --allow-any-issuer, an issuer that is not a C…/A… key, a bad prefix or backend name)\n",
         "  3  a seed, credentials or CA file is unreadable or not what it should be\n",
         "  7  NATS or OpenBao could not be reached\n",
         " 11  the store cannot be used (in use by another process, damaged)\n",
-        " 15  NATS or OpenBao refused the credentials",
+        " 15  NATS or OpenBao refused the credentials\n",
+        " 17  stopped by SIGINT/SIGTERM, drain cut short (requests abandoned at --drain-timeout,\n",
+        "     replies not flushed because NATS was unreachable, or a second signal)",
         "\n\n",
         store_help!(),
     ))]
@@ -513,6 +517,27 @@ pub(crate) struct ServeArgs {
     /// File of admin public keys, one per line (# comments allowed).
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_keys_file: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, how long to wait in all for requests in flight and their replies
+    /// before abandoning them, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_drain_timeout)]
+    pub(crate) drain_timeout: std::time::Duration,
+}
+
+/// The longest `--drain-timeout` accepted: an hour (a stop that waits longer is a hang).
+pub(crate) const MAX_DRAIN_TIMEOUT_SECS: f64 = 3600.0;
+
+/// `--drain-timeout`: seconds, 0 to [`MAX_DRAIN_TIMEOUT_SECS`].
+fn parse_drain_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_DRAIN_TIMEOUT_SECS).contains(&secs) {
+        return Err(format!(
+            "{secs} s is outside 0 to {MAX_DRAIN_TIMEOUT_SECS} s (the drain timeout limit)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Sending an admin command to the running server over NATS instead of opening the store.
