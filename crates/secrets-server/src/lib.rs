@@ -53,11 +53,11 @@ pub use keys::{EncryptionKey, Keyring, SeedSource};
 pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
 pub use server::{
     AUDIT_FIELD_MAX_CHARS, DEFAULT_BACKEND, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_QUEUE_BASE, ServeError, Server, ServerConfig, Stopped,
+    DEFAULT_QUEUE_BASE, DEFAULT_STORE_TIMEOUT, ServeError, Server, ServerConfig, Stopped,
 };
 pub use store::{
-    EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth, OpenBaoConfig,
-    OpenBaoSecrets, RotationReport, SecretStore, StoreFailure,
+    BucketReport, EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth,
+    OpenBaoConfig, OpenBaoSecrets, ReplicaChoice, RotationReport, SecretStore, StoreFailure,
 };
 
 /// SIGINT and SIGTERM, listened for from creation on: the first one starts the drain

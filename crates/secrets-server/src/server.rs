@@ -52,6 +52,13 @@ pub const DEFAULT_QUEUE_BASE: &str = "wasmcloud_secrets";
 /// Requests handled at once by one instance unless configured otherwise.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
+/// How long one `get` may wait on the stores (its mapping and its value together) before the
+/// host is answered with an `UpstreamError` saying so (`secrets serve --store-timeout`). Below
+/// the hosts' own request timeout, so that a store without quorum or without a stream leader
+/// is a prompt error, not a host-side timeout: 1 s leaves the reply within 2 s on a loaded
+/// machine (JetStream reads normally take milliseconds).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long a stop waits, in all, for the requests in flight and for their replies to be
 /// flushed, unless configured otherwise (`secrets serve --drain-timeout`). Kubernetes' default
 /// grace period is 30 s and systemd's `TimeoutStopSec` 90 s: 10 s leaves room for both.
@@ -73,6 +80,8 @@ pub struct ServerConfig {
     /// How long a stop waits, in all, for requests in flight and their replies
     /// ([`DEFAULT_DRAIN_TIMEOUT`]); what is still running then is abandoned.
     pub drain_timeout: Duration,
+    /// How long one `get` may wait on the stores ([`DEFAULT_STORE_TIMEOUT`]).
+    pub store_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +100,7 @@ impl ServerConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
         }
     }
 
@@ -335,6 +345,7 @@ impl Server {
             admin: self.admin,
             admin_subjects,
             client: client.clone(),
+            store_timeout: self.config.store_timeout,
         });
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -436,6 +447,7 @@ struct Shared {
     admin: Option<AdminService>,
     admin_subjects: AdminSubjects,
     client: async_nats::Client,
+    store_timeout: Duration,
 }
 
 impl Shared {
@@ -549,13 +561,29 @@ impl Shared {
             Ok(v) => v,
             Err(reply) => return *reply,
         };
-        let allowed = self
-            .mappings
-            .secrets_of(&verified.entity().public_key)
-            .await;
+        // One deadline for both store calls: a store that cannot answer (no quorum, no stream
+        // leader, unreachable) is an UpstreamError saying so, before the host times out.
+        let deadline = Instant::now() + self.store_timeout;
+        let late = |what: &str| {
+            LookupError(format!(
+                "the {} store did not answer {what} within {} ms (unreachable, or without \
+                 quorum or stream leader); retry later",
+                self.values.kind(),
+                self.store_timeout.as_millis()
+            ))
+        };
+        let allowed = match tokio::time::timeout_at(
+            deadline,
+            self.mappings.secrets_of(&verified.entity().public_key),
+        )
+        .await
+        {
+            Ok(allowed) => allowed.map_err(|e| LookupError(chain(&e))),
+            Err(_) => Err(late("the mapping lookup")),
+        };
         let default_mount = self.values.default_mount();
         let found = match allowed {
-            Err(e) => Err(LookupError(e.to_string())),
+            Err(e) => Err(e),
             Ok(entries)
                 if !verified.authorize(entries.iter().map(String::as_str), default_mount) =>
             {
@@ -564,14 +592,31 @@ impl Shared {
             Ok(_) if !verified.version_is_valid() => {
                 return self.handler.invalid_version(verified);
             }
-            Ok(_) => self
-                .values
-                .get(verified.lookup())
+            Ok(_) => match tokio::time::timeout_at(deadline, self.values.get(verified.lookup()))
                 .await
-                .map_err(|e| LookupError(e.to_string())),
+            {
+                Ok(found) => found.map_err(|e| LookupError(chain(&e))),
+                Err(_) => Err(late("the value lookup")),
+            },
         };
         self.handler.respond(verified, found)
     }
+}
+
+/// The error's message followed by each cause's, `: `-separated (store errors never hold a
+/// value).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
 }
 
 /// The longest requester-supplied text an audit line holds per field, in characters; longer
