@@ -8,6 +8,7 @@
 //! and recorded in docs/secrets-cluster.md.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+#![allow(clippy::print_stderr)] // the measured figures, for docs/secrets-cluster.md
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -302,6 +303,8 @@ fn sigterm_with_nats_gone_and_requests_stuck_exits_17_at_the_deadline() {
             &bao,
             "--drain-timeout",
             "2",
+            "--store-timeout",
+            "60",
         ],
     );
     let rt = runtime();
@@ -345,6 +348,8 @@ fn sigterm_with_requests_finishing_in_time_exits_0() {
             &bao,
             "--drain-timeout",
             "8",
+            "--store-timeout",
+            "60",
         ],
     );
     let rt = runtime();
@@ -390,6 +395,8 @@ fn a_second_signal_exits_at_once() {
             &bao,
             "--drain-timeout",
             "60",
+            "--store-timeout",
+            "60",
         ],
     );
     let rt = runtime();
@@ -430,4 +437,85 @@ fn drain_timeout_is_bounded() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 21 (fail fast), for every store: a get the store does not answer within
+/// `--store-timeout` (default 1 s) is an `UpstreamError` to the host within 2 s, and the audit
+/// line says why. The control: with `--store-timeout 5` the same get is still unanswered at 2 s.
+#[test]
+fn a_stuck_store_is_an_upstream_error_within_2_s_and_audited() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (s, bao, entity, account) = openbao_setup(Duration::from_secs(120));
+    let url = nats.url();
+    let rt = runtime();
+    let mut results = Vec::new();
+    for timeout in ["1", "5"] {
+        let child = s.serve(
+            &url,
+            &[
+                "--store",
+                "openbao",
+                "--openbao-addr",
+                &bao,
+                "--store-timeout",
+                timeout,
+                "--drain-timeout",
+                "0",
+            ],
+        );
+        let (took, answer) = rt.block_on(async {
+            wait_up(&url).await;
+            let nc = anchorage_secrets_server::async_nats::connect(url.as_str())
+                .await
+                .unwrap();
+            let client = wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc)
+                .await
+                .unwrap();
+            let asked = Instant::now();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.get(request("db", &entity, &account), nkeys::XKey::new()),
+            )
+            .await;
+            (
+                asked.elapsed(),
+                answer.map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+            )
+        });
+        signal(&child, "-TERM");
+        let (out, _) = wait_exit(child, Duration::from_secs(5));
+        results.push((
+            took,
+            answer,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let (took, answer, stderr) = &results[0];
+    eprintln!("measured: stuck store, --store-timeout 1: upstream error after {took:?}");
+    let error = answer
+        .as_ref()
+        .expect("answered within 2 s")
+        .as_ref()
+        .unwrap_err();
+    assert!(
+        error.contains("Error fetching secret") && error.contains("did not answer"),
+        "{error}"
+    );
+    assert!(*took < Duration::from_secs(2), "{took:?}");
+    let audit: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("anchorage::audit"))
+        .collect();
+    assert_eq!(audit.len(), 1, "{stderr}");
+    assert!(
+        audit[0].contains("UpstreamError")
+            && audit[0].contains("openbao store did not answer the value lookup within 1000 ms"),
+        "{}",
+        audit[0]
+    );
+    // The control: a longer store deadline, no answer at 2 s.
+    let (_, answer, _) = &results[1];
+    assert!(answer.is_err(), "{answer:?}");
 }

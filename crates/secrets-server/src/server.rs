@@ -592,12 +592,12 @@ impl Shared {
             Ok(_) if !verified.version_is_valid() => {
                 return self.handler.invalid_version(verified);
             }
-            Ok(_) => match tokio::time::timeout_at(deadline, self.values.get(verified.lookup()))
-                .await
-            {
-                Ok(found) => found.map_err(|e| LookupError(chain(&e))),
-                Err(_) => Err(late("the value lookup")),
-            },
+            Ok(_) => {
+                match tokio::time::timeout_at(deadline, self.values.get(verified.lookup())).await {
+                    Ok(found) => found.map_err(|e| LookupError(chain(&e))),
+                    Err(_) => Err(late("the value lookup")),
+                }
+            }
         };
         self.handler.respond(verified, found)
     }

@@ -13,6 +13,8 @@
 //! --test cluster -- --nocapture` runs the long form (longer observation windows, the rolling
 //! restart) and prints the figures recorded in docs/secrets-cluster.md.
 
+#![allow(clippy::print_stderr)] // the measured figures, for docs/secrets-cluster.md
+
 mod common;
 
 use std::sync::Arc;
@@ -221,7 +223,10 @@ async fn wait_healthy(js: &jetstream::Context) -> Duration {
 /// Steps `stream`'s leader down and waits for a new one.
 async fn step_down(nc: &async_nats::Client, js: &jetstream::Context, stream: &str) {
     let _ = nc
-        .request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"), "".into())
+        .request(
+            format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+            "".into(),
+        )
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     wait_healthy(js).await;
@@ -266,9 +271,9 @@ async fn open_store(
     panic!("the cluster's JetStream never became usable: {last}");
 }
 
-/// 1. a follower of both streams (not the backend's node) killed; 2. the secrets stream's
-/// leader (not the backend's node: its connection's requests in flight would be lost to the
-/// hosts' timeout, a NATS property, not the store's).
+/// Kills a follower of both streams (not the backend's node), then the secrets stream's leader
+/// (not the backend's node: its connection's requests in flight would be lost to the hosts'
+/// timeout, a NATS property, not the store's).
 async fn single_nodes(
     cluster: &mut NatsCluster,
     client: &async_nats::Client,
@@ -278,9 +283,8 @@ async fn single_nodes(
     long: bool,
     table: &mut Vec<(&'static str, Figures)>,
 ) {
-    let observe = |short: u64, long_secs: u64| {
-        Duration::from_secs(if long { long_secs } else { short })
-    };
+    let observe =
+        |short: u64, long_secs: u64| Duration::from_secs(if long { long_secs } else { short });
     let mut victim = None;
     for _ in 0..8 {
         let leaders = [
@@ -331,7 +335,6 @@ async fn single_nodes(
     table.push(("kill the stream leader", f));
     cluster.restart(target);
     wait_healthy(js).await;
-
 }
 
 /// Runs the scenarios; `consistent`: the server reads through the stream leader; `nodes`: the
@@ -396,9 +399,8 @@ async fn scenarios(consistent: bool, nodes: bool) {
     let backend_node = backend.node();
     let backend_url = cluster.url(cluster.index_of(&backend_node).expect("backend node"));
     let load = Load::start(&backend_url, &urls, Arc::clone(&ids)).await;
-    let observe = |short: u64, long_secs: u64| {
-        Duration::from_secs(if long { long_secs } else { short })
-    };
+    let observe =
+        |short: u64, long_secs: u64| Duration::from_secs(if long { long_secs } else { short });
     let mode = if consistent {
         "consistent reads"
     } else {
@@ -414,7 +416,16 @@ async fn scenarios(consistent: bool, nodes: bool) {
     table.push(("baseline", f));
 
     if nodes {
-        single_nodes(&mut cluster, &client, &js, &backend, &load, long, &mut table).await;
+        single_nodes(
+            &mut cluster,
+            &client,
+            &js,
+            &backend,
+            &load,
+            long,
+            &mut table,
+        )
+        .await;
     }
 
     // 3. Two nodes (not the backend's): the last acknowledged write first.
@@ -477,7 +488,8 @@ async fn scenarios(consistent: bool, nodes: bool) {
         let bare_took = asked.elapsed();
         eprintln!(
             "control: the store alone answered after {bare_took:?}: {:?}",
-            bare.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
+            bare.as_ref()
+                .map(|r| r.as_ref().map(|_| ()).map_err(|e| e.to_string()))
         );
         assert!(bare_took > FAIL_FAST, "{bare_took:?}");
         // Through the leader, a leaderless stream cannot answer: every get fails fast.
@@ -535,8 +547,13 @@ async fn scenarios(consistent: bool, nodes: bool) {
     let _ = backend.stop.send(());
     let stopped = backend.task.await.expect("the backend stops");
     assert_eq!(stopped.abandoned, 0);
-    eprintln!("\n{mode}, {REQUESTERS} requesters ({}):", if long { "long" } else { "short" });
-    eprintln!("| scenario | gets | failures | longest gap | last failure after | slowest failure |");
+    eprintln!(
+        "\n{mode}, {REQUESTERS} requesters ({}):",
+        if long { "long" } else { "short" }
+    );
+    eprintln!(
+        "| scenario | gets | failures | longest gap | last failure after | slowest failure |"
+    );
     for (name, f) in &table {
         eprintln!(
             "| {name} | {} | {} | {} ms | {} | {} ms |",

@@ -226,9 +226,8 @@ async fn bucket(
                     // replicas (servers without JetStream): fall back, and say so.
                     let why = crate::server::chain(&e);
                     replicas.replicas = 1;
-                    replicas.reason = format!(
-                        "automatic: {AUTO_REPLICAS} replicas were refused ({why}), so 1"
-                    );
+                    replicas.reason =
+                        format!("automatic: {AUTO_REPLICAS} replicas were refused ({why}), so 1");
                     tracing::warn!(bucket = name, reason = %replicas.reason, "bucket replicas");
                     js.create_key_value(config(1)).await
                 }

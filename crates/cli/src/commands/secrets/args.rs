@@ -69,6 +69,10 @@ pub(crate) enum SecretsCommand {
         "SIGINT or SIGTERM stops taking requests and drains: requests in flight may finish and\n",
         "their replies are flushed, all within --drain-timeout (also when NATS is gone); what is\n",
         "still running then is abandoned. stderr says which. A second signal exits at once.\n\n",
+        "On a NATS cluster give every server (--nats-url a,b,c or repeated): the client reconnects\n",
+        "to any. jetstream buckets get 3 replicas when the cluster has 3 servers (--replicas). A\n",
+        "get the store cannot answer within --store-timeout (no quorum, no stream leader) is an\n",
+        "upstream error to the host, audited with the reason. See docs/secrets-cluster.md.\n\n",
         "Exit codes:\n",
         "  0  stopped by SIGINT/SIGTERM, drain completed\n",
         "  1  unexpected failure\n",
@@ -398,6 +402,17 @@ pub(crate) struct StoreArgs {
     /// embedded and jetstream (when creating the bucket): versions kept per secret (1–64).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub(crate) history: u32,
+    /// jetstream (when creating buckets): replicas of every bucket created (secrets, mappings,
+    /// admin token ids), 1–5 (default: 3 when the cluster advertises at least 3 servers, else
+    /// 1). Existing buckets are used as they are; one with fewer replicas is reported with the
+    /// `nats` command that fixes it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub(crate) replicas: Option<u8>,
+    /// jetstream: read through the stream leader instead of direct gets from any replica: never
+    /// an older value from a replica that is catching up, but every read goes to one node and
+    /// none is answered while the stream has no leader (see docs/secrets-cluster.md).
+    #[arg(long)]
+    pub(crate) consistent_reads: bool,
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
     #[command(flatten)]
@@ -521,6 +536,24 @@ pub(crate) struct ServeArgs {
     /// before abandoning them, in seconds (fractions allowed).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_drain_timeout)]
     pub(crate) drain_timeout: std::time::Duration,
+    /// How long one get may wait on the store (mapping and value) before the host is answered
+    /// with an upstream error saying so, in seconds (fractions allowed, 0.1 to 60).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_store_timeout)]
+    pub(crate) store_timeout: std::time::Duration,
+}
+
+/// `--store-timeout`: seconds, 0.1 to 60.
+fn parse_store_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.1..=60.0).contains(&secs) {
+        return Err(format!(
+            "{secs} s is outside 0.1 to 60 s (the store timeout limit)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// The longest `--drain-timeout` accepted: an hour (a stop that waits longer is a hang).

@@ -128,6 +128,7 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
     config.max_in_flight = args.max_in_flight;
     config.max_request_bytes = args.max_request_bytes;
     config.drain_timeout = args.drain_timeout;
+    config.store_timeout = args.store_timeout;
     let admin_keys = admin_keys(&args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -168,6 +169,25 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
                 ""
             }
         );
+        if let Some((replicas, buckets)) = &stores.buckets {
+            eprintln!(
+                "anchorage: jetstream buckets created with {} replica(s) ({}); reads: {}",
+                replicas.replicas,
+                replicas.reason,
+                if args.store.consistent_reads {
+                    "through the stream leader (--consistent-reads)"
+                } else {
+                    "direct gets from any replica"
+                }
+            );
+            for bucket in buckets {
+                if bucket.under_replicated() {
+                    eprintln!("anchorage: WARNING: {bucket}");
+                } else {
+                    eprintln!("anchorage: {bucket}");
+                }
+            }
+        }
         let mut admin = None;
         if !admin_keys.is_empty() {
             let subjects =
