@@ -95,7 +95,7 @@ fn serve_on_a_cluster_creates_r3_buckets_and_reports_under_replicated_ones() {
     let stderr = serve_once(&["--nats-url", &urls], dir.path(), &seed, &transit);
     assert!(
         stderr.contains(
-            "jetstream buckets created with 3 replica(s) (automatic: the cluster advertises 3 servers)"
+            "jetstream: buckets created get 3 replica(s) (automatic: JetStream placed 3 replicas"
         ),
         "{stderr}"
     );
@@ -106,11 +106,13 @@ fn serve_on_a_cluster_creates_r3_buckets_and_reports_under_replicated_ones() {
     );
     assert!(!stderr.contains("WARNING: bucket"), "{stderr}");
 
-    // The R1 bucket: used as it is, reported with the fix.
+    // The R1 bucket, 3 asked for: used as it is, reported with the fix.
     let stderr = serve_once(
         &[
             "--nats-url",
             &urls,
+            "--replicas",
+            "3",
             "--bucket",
             "R1_SECRETS",
             "--backend",
@@ -161,7 +163,9 @@ fn serve_on_one_server_creates_r1_buckets() {
     let transit = TransitKey::generate().seed().expose_secret().to_owned();
     let stderr = serve_once(&["--nats-url", &nats.url()], dir.path(), &seed, &transit);
     assert!(
-        stderr.contains("jetstream buckets created with 1 replica(s) (automatic:"),
+        stderr.contains(
+            "jetstream: buckets created get 1 replica(s) (automatic: 3 replicas refused ("
+        ) && stderr.contains("not supported in non-clustered mode"),
         "{stderr}"
     );
     assert!(

@@ -25,9 +25,9 @@
 //! as binary (the reference does the same test, but then sends binary values still sealed).
 //!
 //! Clusters (issue 21): every bucket we create (secrets, mappings, admin token ids) gets
-//! [`JetStreamConfig::replicas`] replicas; unset, 3 when the connected cluster advertises at
-//! least three servers, else 1 ([`ReplicaChoice`] says which and why; a refused R3 create falls
-//! back to R1 and says so). Buckets that exist are used as they are, otherwise unchanged in
+//! [`JetStreamConfig::replicas`] replicas; unset, 3 when JetStream can place them (at least
+//! three JetStream servers up), else 1: R3 is asked for and a refusal falls back to R1
+//! ([`ReplicaChoice`] says which and why). Buckets that exist are used as they are, otherwise unchanged in
 //! layout; one with fewer replicas than wanted is reported ([`BucketReport`], with the `nats`
 //! command that fixes it). Reads are direct gets (any replica answers, one that is behind after
 //! a restart may answer an older value) unless [`JetStreamConfig::consistent_reads`], which
@@ -74,6 +74,22 @@ pub struct ReplicaChoice {
     pub automatic: bool,
     /// Why, for the start-up line.
     pub reason: String,
+    /// The cluster members the connected server advertised (1 when not clustered).
+    pub cluster_servers: usize,
+}
+
+impl ReplicaChoice {
+    /// The replicas an existing bucket should have: those configured, or automatically
+    /// [`AUTO_REPLICAS`] when the cluster advertises that many servers (else 1).
+    pub fn wanted_for_existing(&self) -> usize {
+        if !self.automatic {
+            self.replicas
+        } else if self.cluster_servers >= AUTO_REPLICAS {
+            AUTO_REPLICAS
+        } else {
+            1
+        }
+    }
 }
 
 /// A bucket as opened: its replicas against those wanted.
@@ -137,7 +153,7 @@ pub struct JetStreamConfig {
     /// Create missing buckets (as the reference does at start-up).
     pub create: bool,
     /// Replicas of the buckets we create (1 to [`MAX_REPLICAS`]); `None`: [`AUTO_REPLICAS`]
-    /// when the cluster advertises that many servers, else 1.
+    /// when JetStream can place that many, else 1.
     pub replicas: Option<usize>,
     /// Read through the stream leader instead of direct gets from any replica.
     pub consistent_reads: bool,
@@ -221,15 +237,26 @@ async fn bucket(
                 ..Default::default()
             };
             let made = match js.create_key_value(config(replicas.replicas)).await {
-                Err(e) if replicas.automatic && replicas.replicas > 1 => {
-                    // The cluster advertised the servers but JetStream cannot place the
-                    // replicas (servers without JetStream): fall back, and say so.
+                Err(e)
+                    if replicas.automatic
+                        && replicas.replicas > 1
+                        && placement_refused(&crate::server::chain(&e)) =>
+                {
+                    // Not clustered, or fewer JetStream servers up than replicas: JetStream
+                    // refuses to place them. Fall back to 1, and say why.
                     let why = crate::server::chain(&e);
                     replicas.replicas = 1;
                     replicas.reason =
-                        format!("automatic: {AUTO_REPLICAS} replicas were refused ({why}), so 1");
-                    tracing::warn!(bucket = name, reason = %replicas.reason, "bucket replicas");
+                        format!("automatic: {AUTO_REPLICAS} replicas refused ({why}), so 1");
+                    tracing::info!(bucket = name, reason = %replicas.reason, "bucket replicas");
                     js.create_key_value(config(1)).await
+                }
+                Ok(store) if replicas.automatic && replicas.replicas > 1 => {
+                    replicas.reason = format!(
+                        "automatic: JetStream placed {} replicas ({} cluster servers advertised)",
+                        replicas.replicas, replicas.cluster_servers
+                    );
+                    Ok(store)
                 }
                 other => other,
             };
@@ -257,7 +284,11 @@ async fn bucket(
     let report = BucketReport {
         bucket: name.to_owned(),
         replicas: status.info.config.num_replicas.max(1),
-        wanted: replicas.replicas,
+        wanted: if created {
+            replicas.replicas
+        } else {
+            replicas.wanted_for_existing()
+        },
         created,
     };
     if report.under_replicated() {
@@ -266,12 +297,33 @@ async fn bucket(
     Ok((store, report))
 }
 
-/// The replicas for the buckets we create: `configured`, or [`AUTO_REPLICAS`] when the server
-/// we are connected to advertises that many cluster members (its INFO `connect_urls`).
+/// Whether JetStream refused a stream create for want of servers to place its replicas on
+/// (10074: not clustered; 10005: no suitable peers; 10023: insufficient resources), as opposed
+/// to a transient failure (no meta leader yet), which must not lower the replicas.
+fn placement_refused(error: &str) -> bool {
+    ["10074", "10005", "10023"]
+        .iter()
+        .any(|code| error.contains(&format!("error code {code}")))
+        || error.contains("replicas > 1 not supported")
+        || error.contains("insufficient resources")
+        || error.contains("no suitable peers")
+}
+
+/// The replicas for the buckets we create: `configured`, or, automatically, [`AUTO_REPLICAS`]
+/// tried first (JetStream refuses them unless that many JetStream servers are up, and the
+/// bucket is then created with 1: `bucket` says so). `cluster_servers` counts the cluster
+/// members the connected server advertises (INFO `connect_urls`), to judge existing buckets.
 pub fn choose_replicas(
     configured: Option<usize>,
     client: &async_nats::Client,
 ) -> Result<ReplicaChoice, StoreFailure> {
+    let cluster_servers = client
+        .server_info()
+        .connect_urls
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .len()
+        .max(1);
     if let Some(n) = configured {
         if !(1..=MAX_REPLICAS).contains(&n) {
             return Err(StoreFailure::InvalidName {
@@ -284,29 +336,14 @@ pub fn choose_replicas(
             replicas: n,
             automatic: false,
             reason: "configured".to_owned(),
+            cluster_servers,
         });
     }
-    let info = client.server_info();
-    let servers = info
-        .connect_urls
-        .iter()
-        .collect::<BTreeSet<_>>()
-        .len()
-        .max(1);
-    Ok(if servers >= AUTO_REPLICAS {
-        ReplicaChoice {
-            replicas: AUTO_REPLICAS,
-            automatic: true,
-            reason: format!("automatic: the cluster advertises {servers} servers"),
-        }
-    } else {
-        ReplicaChoice {
-            replicas: 1,
-            automatic: true,
-            reason: format!(
-                "automatic: {servers} server(s) advertised, fewer than {AUTO_REPLICAS}"
-            ),
-        }
+    Ok(ReplicaChoice {
+        replicas: AUTO_REPLICAS,
+        automatic: true,
+        reason: format!("automatic: {cluster_servers} cluster server(s) advertised"),
+        cluster_servers,
     })
 }
 
@@ -819,5 +856,45 @@ impl ReplayGuard for JetStreamSecrets {
                 e,
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_placement_refusals_lower_the_automatic_replicas() {
+        assert!(placement_refused(
+            "JetStream error: replicas > 1 not supported in non-clustered mode (code 400, error code 10074)"
+        ));
+        assert!(placement_refused(
+            "JetStream error: insufficient resources (code 503, error code 10023)"
+        ));
+        assert!(!placement_refused(
+            "JetStream error: JetStream system temporarily unavailable (code 503, error code 10008)"
+        ));
+        assert!(!placement_refused("timed out"));
+    }
+
+    #[test]
+    fn under_replicated_buckets_name_the_fix() {
+        let report = BucketReport {
+            bucket: "WASMCLOUD_SECRETS".into(),
+            replicas: 1,
+            wanted: 3,
+            created: false,
+        };
+        assert!(report.under_replicated());
+        assert!(
+            report
+                .to_string()
+                .contains("nats stream edit KV_WASMCLOUD_SECRETS --replicas 3 --force")
+        );
+        let fine = BucketReport {
+            replicas: 3,
+            ..report
+        };
+        assert!(!fine.under_replicated() && !fine.to_string().contains("nats stream edit"));
     }
 }

@@ -171,7 +171,7 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
         );
         if let Some((replicas, buckets)) = &stores.buckets {
             eprintln!(
-                "anchorage: jetstream buckets created with {} replica(s) ({}); reads: {}",
+                "anchorage: jetstream: buckets created get {} replica(s) ({}); reads: {}",
                 replicas.replicas,
                 replicas.reason,
                 if args.store.consistent_reads {
