@@ -173,7 +173,7 @@ impl std::fmt::Display for Stopped {
         } else {
             write!(
                 f,
-                "drain cut short after {} ms (--drain-timeout {} s): {} of {} request(s) in flight abandoned",
+                "drain cut short after {} ms (drain timeout {} s): {} of {} request(s) in flight abandoned",
                 self.took.as_millis(),
                 self.drain_timeout.as_secs_f32(),
                 self.abandoned,
