@@ -375,6 +375,26 @@ async fn scenarios(consistent: bool, nodes: bool) {
         assert_eq!(report.replicas, 3, "{report}");
         assert!(report.created && !report.under_replicated(), "{report}");
     }
+    // The state serve keeps in JetStream (admin token ids) gets the replicas too.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(
+        anchorage_secrets_server::ReplayGuard::record_token(&store, "token-1", now + 60, now)
+            .await
+            .expect("record a token")
+    );
+    let replay = format!("KV_SECRETS_{BACKEND}_admin_jti");
+    let mut stream = jetstream::new(client.clone())
+        .get_stream(&replay)
+        .await
+        .expect("the admin token bucket");
+    assert_eq!(
+        stream.info().await.expect("info").config.num_replicas,
+        3,
+        "{replay}"
+    );
     store
         .put("db", SecretValue::String("v1".into()))
         .await

@@ -422,7 +422,8 @@ pub(crate) struct StoreArgs {
 /// NATS connection options (serve, and the jetstream store).
 #[derive(Args, Debug)]
 pub(crate) struct NatsArgs {
-    /// NATS server URL, repeatable (default: $ANCHORAGE_NATS_URL, else nats://127.0.0.1:4222).
+    /// NATS server URL, repeatable or comma-separated: give every server of a cluster (default:
+    /// $ANCHORAGE_NATS_URL, else nats://127.0.0.1:4222).
     /// TLS trusts the OS store, Mozilla's roots and every --tls-ca-path.
     #[arg(long = "nats-url", value_name = "URL")]
     pub(crate) urls: Vec<String>,
