@@ -699,6 +699,41 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_completes_only_without_abandoned_requests_or_lost_replies() {
+        let base = Stopped {
+            in_flight: 2,
+            abandoned: 0,
+            flushed: Some(true),
+            drain_timeout: Duration::from_secs(10),
+            took: Duration::from_millis(5),
+        };
+        assert!(base.drained());
+        assert!(base.to_string().starts_with("drain completed"));
+        // NATS gone with nothing to flush: still complete.
+        let gone = Stopped {
+            in_flight: 0,
+            flushed: None,
+            ..base
+        };
+        assert!(gone.drained());
+        let abandoned = Stopped {
+            abandoned: 1,
+            ..base
+        };
+        assert!(!abandoned.drained());
+        assert!(
+            abandoned
+                .to_string()
+                .contains("1 of 2 request(s) in flight abandoned")
+        );
+        let lost = Stopped {
+            flushed: Some(false),
+            ..base
+        };
+        assert!(!lost.drained() && lost.to_string().contains("replies not flushed"));
+    }
+
+    #[test]
     fn defaults_follow_the_reference_backend() {
         let c = ServerConfig::default();
         assert_eq!(c.base_subject(), "wasmcloud.secrets.v1alpha1.nats-kv");
