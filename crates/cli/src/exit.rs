@@ -44,6 +44,9 @@ pub(crate) enum Code {
     /// `image inject`: the image cannot be handled (a manifest media type we do not handle, a
     /// layer that is not a valid tar).
     Unsupported = 16,
+    /// `secrets serve`: stopped by a signal, but the drain was cut short (requests abandoned at
+    /// `--drain-timeout`, replies not flushed, or a second signal).
+    DrainCutShort = 17,
 }
 
 impl From<Code> for ExitCode {

@@ -52,13 +52,40 @@ pub use hardening::{HardeningError, harden_process};
 pub use keys::{EncryptionKey, Keyring, SeedSource};
 pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
 pub use server::{
-    AUDIT_FIELD_MAX_CHARS, DEFAULT_BACKEND, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_BASE, ServeError,
-    Server, ServerConfig,
+    AUDIT_FIELD_MAX_CHARS, DEFAULT_BACKEND, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_QUEUE_BASE, DEFAULT_STORE_TIMEOUT, ServeError, Server, ServerConfig, Stopped,
 };
 pub use store::{
-    EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth, OpenBaoConfig,
-    OpenBaoSecrets, RotationReport, SecretStore, StoreFailure,
+    BucketReport, EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth,
+    OpenBaoConfig, OpenBaoSecrets, ReplicaChoice, RotationReport, SecretStore, StoreFailure,
 };
+
+/// SIGINT and SIGTERM, listened for from creation on: the first one starts the drain
+/// ([`Server::run`]'s `shutdown`), a second one is for exiting at once (the caller's choice).
+#[derive(Debug)]
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (from now on the signals no longer kill the process by default).
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
 
 /// Waits for SIGINT or SIGTERM (for [`Server::run`]'s `shutdown`).
 pub async fn shutdown_signal() {

@@ -3,11 +3,38 @@
 //! Credentials are held in [`SecretString`]s and handed to async-nats only when connecting;
 //! TLS uses the rustls client configuration the caller built (roots from `--tls-ca-path` through
 //! `anchorage_trust::tls::TrustConfig`, with the caller's crypto provider).
+//!
+//! Every given server is used: a URL may hold several, comma-separated, and the client
+//! reconnects to any of them (and to the cluster members the servers advertise), retrying
+//! without end at most [`MAX_RECONNECT_DELAY`] apart.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
+
+/// The longest wait between two reconnection attempts (the first is immediate, then 250 ms
+/// more per attempt): after a node comes back, service resumes within this.
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// The delay before reconnection attempt `attempts` (1-based).
+fn reconnect_delay(attempts: usize) -> Duration {
+    let steps = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+    Duration::from_millis(250)
+        .saturating_mul(steps)
+        .min(MAX_RECONNECT_DELAY)
+}
+
+/// The servers of `given`, each URL split at commas, trimmed, empty ones dropped.
+pub fn server_list(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|url| url.split(','))
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 /// How to authenticate to NATS.
 #[derive(Default)]
@@ -113,7 +140,8 @@ impl ConnectError {
 
 /// Connects (one attempt; async-nats reconnects by itself afterwards).
 pub async fn connect(config: NatsConfig) -> Result<async_nats::Client, ConnectError> {
-    if config.servers.is_empty() {
+    let servers = server_list(&config.servers);
+    if servers.is_empty() {
         return Err(ConnectError::NoServer);
     }
     let mut options = match &config.auth {
@@ -138,6 +166,8 @@ pub async fn connect(config: NatsConfig) -> Result<async_nats::Client, ConnectEr
         .name(&config.name)
         .connection_timeout(config.connect_timeout)
         .require_tls(config.require_tls)
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback(|event| async move {
             match event {
                 async_nats::Event::Connected => tracing::info!("connected to NATS"),
@@ -148,9 +178,37 @@ pub async fn connect(config: NatsConfig) -> Result<async_nats::Client, ConnectEr
     if let Some(tls) = config.tls {
         options = options.tls_client_config(tls);
     }
-    let servers = config.servers.join(",");
+    let joined = servers.join(",");
     options
-        .connect(config.servers)
+        .connect(servers)
         .await
-        .map_err(|source| ConnectError::Connect { servers, source })
+        .map_err(|source| ConnectError::Connect {
+            servers: joined,
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_given_url_is_used() {
+        let given = vec![
+            "nats://a:4222, nats://b:4222".to_owned(),
+            "nats://c:4222".to_owned(),
+            " ,".to_owned(),
+        ];
+        assert_eq!(
+            server_list(&given),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+    }
+
+    #[test]
+    fn reconnection_delays_are_bounded() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(250));
+        assert_eq!(reconnect_delay(1000), MAX_RECONNECT_DELAY);
+    }
 }

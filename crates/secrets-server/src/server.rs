@@ -15,6 +15,13 @@
 //! on the get subject can mint both tokens: [`Server::run`] then logs a warning (the CLI refuses
 //! to start unless told `--allow-any-issuer`). Every request leaves one audit line whose fields
 //! are all quoted and escaped ([`AUDIT_FIELD_MAX_CHARS`]); see docs/secrets-threat-model.md.
+//!
+//! Stopping (issue 22): when `shutdown` completes the server stops taking requests and drains,
+//! every step bounded by one deadline ([`ServerConfig::drain_timeout`], default
+//! [`DEFAULT_DRAIN_TIMEOUT`]): unsubscribing, waiting for the requests in flight, and flushing
+//! their replies, none of which may wait on a NATS connection that cannot come back. Requests
+//! still running at the deadline are abandoned (their tasks aborted; the host's request times
+//! out). [`Server::run`] says how it went ([`Stopped`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +36,8 @@ use anchorage_secrets::{
 };
 use futures::StreamExt as _;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::admin::AdminService;
@@ -43,6 +52,18 @@ pub const DEFAULT_QUEUE_BASE: &str = "wasmcloud_secrets";
 /// Requests handled at once by one instance unless configured otherwise.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
+/// How long one `get` may wait on the stores (its mapping and its value together) before the
+/// host is answered with an `UpstreamError` saying so (`secrets serve --store-timeout`). Below
+/// the hosts' own request timeout, so that a store without quorum or without a stream leader
+/// is a prompt error, not a host-side timeout: 1 s leaves the reply within 2 s on a loaded
+/// machine (JetStream reads normally take milliseconds).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a stop waits, in all, for the requests in flight and for their replies to be
+/// flushed, unless configured otherwise (`secrets serve --drain-timeout`). Kubernetes' default
+/// grace period is 30 s and systemd's `TimeoutStopSec` 90 s: 10 s leaves room for both.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How the server answers.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -56,8 +77,11 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Requests handled concurrently ([`DEFAULT_MAX_IN_FLIGHT`]).
     pub max_in_flight: usize,
-    /// How long a stop waits for requests in flight.
+    /// How long a stop waits, in all, for requests in flight and their replies
+    /// ([`DEFAULT_DRAIN_TIMEOUT`]); what is still running then is abandoned.
     pub drain_timeout: Duration,
+    /// How long one `get` may wait on the stores ([`DEFAULT_STORE_TIMEOUT`]).
+    pub store_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -75,7 +99,8 @@ impl ServerConfig {
             queue_group: format!("{DEFAULT_QUEUE_BASE}.{backend}"),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            drain_timeout: Duration::from_secs(10),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
         }
     }
 
@@ -110,6 +135,56 @@ pub enum ServeError {
         #[source]
         source: async_nats::SubscribeError,
     },
+}
+
+/// How a stop went: what [`Server::run`] returns once it has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Requests that were in flight when the stop began.
+    pub in_flight: usize,
+    /// Of those, requests still running at the drain deadline, abandoned.
+    pub abandoned: usize,
+    /// Whether the replies reached NATS: `Some(true)` when the final flush completed,
+    /// `Some(false)` when it could not (NATS unreachable, or the deadline passed) while replies
+    /// were outstanding, `None` when there was nothing to flush and NATS was unreachable.
+    pub flushed: Option<bool>,
+    /// The drain deadline that applied.
+    pub drain_timeout: Duration,
+    /// How long the drain took.
+    pub took: Duration,
+}
+
+impl Stopped {
+    /// True when the drain completed: no request abandoned and every reply handed over.
+    pub fn drained(&self) -> bool {
+        self.abandoned == 0 && self.flushed != Some(false)
+    }
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.drained() {
+            write!(
+                f,
+                "drain completed in {} ms ({} request(s) in flight finished)",
+                self.took.as_millis(),
+                self.in_flight
+            )
+        } else {
+            write!(
+                f,
+                "drain cut short after {} ms (drain timeout {} s): {} of {} request(s) in flight abandoned",
+                self.took.as_millis(),
+                self.drain_timeout.as_secs_f32(),
+                self.abandoned,
+                self.in_flight
+            )?;
+            if self.flushed == Some(false) {
+                f.write_str(", replies not flushed (NATS unreachable)")?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The secrets server: a handler and its stores.
@@ -183,12 +258,14 @@ impl Server {
     }
 
     /// Serves on `client` until `shutdown` completes, then stops taking requests, waits up to
-    /// the drain timeout for those in flight and flushes the replies.
+    /// the drain timeout for those in flight and flushes the replies (also bounded by that
+    /// deadline: a NATS connection that is gone does not hold the stop). Also stops, the same
+    /// way, when the subscription ends.
     pub async fn run(
         self,
         client: async_nats::Client,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<(), ServeError> {
+    ) -> Result<Stopped, ServeError> {
         check_token("prefix", &self.config.prefix, true)?;
         check_token("backend", &self.config.backend, false)?;
         check_token("queue group", &self.config.queue_group, true)?;
@@ -268,9 +345,13 @@ impl Server {
             admin: self.admin,
             admin_subjects,
             client: client.clone(),
+            store_timeout: self.config.store_timeout,
         });
+        let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
+            // Reap the finished requests (their results are `()`).
+            while tasks.try_join_next().is_some() {}
             let message = tokio::select! {
                 () = &mut shutdown => break,
                 message = subscription.next() => message,
@@ -294,7 +375,7 @@ impl Server {
                 "secret_request",
                 subject = ?Field(Some(message.subject.as_str()))
             );
-            tokio::spawn(
+            tasks.spawn(
                 async move {
                     shared.answer(message, reply_to).await;
                     drop(permit);
@@ -302,22 +383,59 @@ impl Server {
                 .instrument(span),
             );
         }
-        tracing::info!("stopping: no new requests");
+        let started = Instant::now();
+        let deadline = started + drain;
+        while tasks.try_join_next().is_some() {}
+        let in_flight = tasks.len();
+        tracing::info!(in_flight, ?drain, "stopping: no new requests, draining");
+        // Unsubscribing only queues a command for the connection; bounded all the same.
         let (hosts, admin) = subscription.get_mut();
-        let _ = hosts.unsubscribe().await;
+        let _ = tokio::time::timeout_at(deadline, hosts.unsubscribe()).await;
         if let futures::future::Either::Left(admin) = admin {
-            let _ = admin.unsubscribe().await;
+            let _ = tokio::time::timeout_at(deadline, admin.unsubscribe()).await;
         }
-        let all = u32::try_from(limit).unwrap_or(u32::MAX);
-        if tokio::time::timeout(drain, permits.acquire_many(all))
-            .await
-            .is_err()
-        {
-            tracing::warn!(?drain, "requests still in flight after the drain timeout");
+        let finished = tokio::time::timeout_at(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        let abandoned = if finished { 0 } else { tasks.len() };
+        if abandoned > 0 {
+            tracing::warn!(
+                abandoned,
+                ?drain,
+                "requests still in flight at the drain deadline: abandoned"
+            );
+            tasks.shutdown().await;
         }
-        let _ = client.flush().await;
-        tracing::info!("stopped");
-        Ok(())
+        // A flush waits for the server's PONG: with the connection gone it would wait for a
+        // reconnection that may never come, so only flush while connected, and never past the
+        // deadline.
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        let flushed = if connected {
+            Some(matches!(
+                tokio::time::timeout_at(deadline, client.flush()).await,
+                Ok(Ok(()))
+            ))
+        } else if in_flight > 0 {
+            tracing::warn!("NATS is unreachable: the replies of the drained requests are lost");
+            Some(false)
+        } else {
+            None
+        };
+        let stopped = Stopped {
+            in_flight,
+            abandoned,
+            flushed,
+            drain_timeout: drain,
+            took: started.elapsed(),
+        };
+        if stopped.drained() {
+            tracing::info!(%stopped, "stopped");
+        } else {
+            tracing::warn!(%stopped, "stopped");
+        }
+        Ok(stopped)
     }
 }
 
@@ -329,6 +447,7 @@ struct Shared {
     admin: Option<AdminService>,
     admin_subjects: AdminSubjects,
     client: async_nats::Client,
+    store_timeout: Duration,
 }
 
 impl Shared {
@@ -442,13 +561,29 @@ impl Shared {
             Ok(v) => v,
             Err(reply) => return *reply,
         };
-        let allowed = self
-            .mappings
-            .secrets_of(&verified.entity().public_key)
-            .await;
+        // One deadline for both store calls: a store that cannot answer (no quorum, no stream
+        // leader, unreachable) is an UpstreamError saying so, before the host times out.
+        let deadline = Instant::now() + self.store_timeout;
+        let late = |what: &str| {
+            LookupError(format!(
+                "the {} store did not answer {what} within {} ms (unreachable, or without \
+                 quorum or stream leader); retry later",
+                self.values.kind(),
+                self.store_timeout.as_millis()
+            ))
+        };
+        let allowed = match tokio::time::timeout_at(
+            deadline,
+            self.mappings.secrets_of(&verified.entity().public_key),
+        )
+        .await
+        {
+            Ok(allowed) => allowed.map_err(|e| LookupError(chain(&e))),
+            Err(_) => Err(late("the mapping lookup")),
+        };
         let default_mount = self.values.default_mount();
         let found = match allowed {
-            Err(e) => Err(LookupError(e.to_string())),
+            Err(e) => Err(e),
             Ok(entries)
                 if !verified.authorize(entries.iter().map(String::as_str), default_mount) =>
             {
@@ -457,14 +592,31 @@ impl Shared {
             Ok(_) if !verified.version_is_valid() => {
                 return self.handler.invalid_version(verified);
             }
-            Ok(_) => self
-                .values
-                .get(verified.lookup())
-                .await
-                .map_err(|e| LookupError(e.to_string())),
+            Ok(_) => {
+                match tokio::time::timeout_at(deadline, self.values.get(verified.lookup())).await {
+                    Ok(found) => found.map_err(|e| LookupError(chain(&e))),
+                    Err(_) => Err(late("the value lookup")),
+                }
+            }
         };
         self.handler.respond(verified, found)
     }
+}
+
+/// The error's message followed by each cause's, `: `-separated (store errors never hold a
+/// value).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
 }
 
 /// The longest requester-supplied text an audit line holds per field, in characters; longer
@@ -544,6 +696,41 @@ mod tests {
         let shown = format!("{:?}", Field(Some(&long)));
         let kept = shown.strip_suffix("…(+10 chars)").expect("the cut is said");
         assert_eq!(kept.matches('a').count(), AUDIT_FIELD_MAX_CHARS);
+    }
+
+    #[test]
+    fn a_drain_completes_only_without_abandoned_requests_or_lost_replies() {
+        let base = Stopped {
+            in_flight: 2,
+            abandoned: 0,
+            flushed: Some(true),
+            drain_timeout: Duration::from_secs(10),
+            took: Duration::from_millis(5),
+        };
+        assert!(base.drained());
+        assert!(base.to_string().starts_with("drain completed"));
+        // NATS gone with nothing to flush: still complete.
+        let gone = Stopped {
+            in_flight: 0,
+            flushed: None,
+            ..base
+        };
+        assert!(gone.drained());
+        let abandoned = Stopped {
+            abandoned: 1,
+            ..base
+        };
+        assert!(!abandoned.drained());
+        assert!(
+            abandoned
+                .to_string()
+                .contains("1 of 2 request(s) in flight abandoned")
+        );
+        let lost = Stopped {
+            flushed: Some(false),
+            ..base
+        };
+        assert!(!lost.drained() && lost.to_string().contains("replies not flushed"));
     }
 
     #[test]

@@ -190,3 +190,174 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A cluster of `nats-server -js` nodes on loopback, routed to each other (issue 21): node
+/// `i` is named `n<i>`, listens for clients on its own port and for routes on another, keeps
+/// its JetStream store in its own directory, and can be killed (SIGKILL, as a crash) and
+/// restarted on the same ports with the same store. Every node is killed when dropped.
+pub struct NatsCluster {
+    binary: PathBuf,
+    dir: TempDir,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts `size` routed nodes. `None` when `nats-server` is missing locally.
+    pub fn start(size: usize) -> Option<Self> {
+        let binary = require("nats-server")?;
+        let dir = tempfile::tempdir().expect("temp dir for the nats cluster");
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let mut nodes = Vec::new();
+        for (i, (port, route_port)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let routes = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (_, r))| format!("\"nats-route://127.0.0.1:{r}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let text = format!(
+                "server_name: \"{name}\"\nlisten: \"127.0.0.1:{port}\"\n\
+                 jetstream {{\n  store_dir: \"{}\"\n}}\n\
+                 cluster {{\n  name: \"anchorage-test\"\n  listen: \"127.0.0.1:{route_port}\"\n  routes: [{routes}]\n}}\n",
+                dir.path().join(&name).display()
+            );
+            let config = dir.path().join(format!("{name}.conf"));
+            #[allow(clippy::disallowed_methods)] // test fixture, not an output
+            std::fs::write(&config, text).expect("write a nats-server config");
+            nodes.push(ClusterNode {
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                port: *port,
+                config,
+                child: None,
+            });
+        }
+        let mut cluster = Self { binary, dir, nodes };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.wait(i);
+        }
+        Some(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("open a nats-server log");
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        node.child = Some(child);
+    }
+
+    fn wait(&mut self, i: usize) {
+        let addr = self.addr(i);
+        let node = &mut self.nodes[i];
+        let child = node.child.as_mut().expect("node running");
+        let log = &node.log;
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for_port(addr, child, Duration::from_secs(20));
+        }));
+        if started.is_err() {
+            panic!(
+                "nats-server {} did not start:\n{}",
+                node.name,
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    }
+
+    /// How many nodes the cluster has (running or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The client address of node `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.nodes[i].port))
+    }
+
+    /// `nats://127.0.0.1:PORT` of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://{}", self.addr(i))
+    }
+
+    /// Every node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.url(i)).collect()
+    }
+
+    /// The server name of node `i` (`n1`, `n2`, …).
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// The node with server name `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    /// Kills node `i` (SIGKILL: a crash, no lame-duck mode).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts node `i` on its ports with its store; returns once it accepts connections.
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].child.is_none() {
+            self.spawn(i);
+            self.wait(i);
+        }
+    }
+
+    /// The log of node `i` so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// The temporary directory (configs, stores, logs).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}

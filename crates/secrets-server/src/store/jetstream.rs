@@ -23,6 +23,16 @@
 //!
 //! The layout keeps no kind: a value that is valid UTF-8 is served as a string, anything else
 //! as binary (the reference does the same test, but then sends binary values still sealed).
+//!
+//! Clusters (issue 21): every bucket we create (secrets, mappings, admin token ids) gets
+//! [`JetStreamConfig::replicas`] replicas; unset, 3 when JetStream can place them (at least
+//! three JetStream servers up), else 1: R3 is asked for and a refusal falls back to R1
+//! ([`ReplicaChoice`] says which and why). Buckets that exist are used as they are, otherwise unchanged in
+//! layout; one with fewer replicas than wanted is reported ([`BucketReport`], with the `nats`
+//! command that fixes it). Reads are direct gets (any replica answers, one that is behind after
+//! a restart may answer an older value) unless [`JetStreamConfig::consistent_reads`], which
+//! reads through the stream leader (`STREAM.MSG.GET`): never stale, but every read goes to one
+//! node and none is answered while the stream has no leader.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -49,6 +59,88 @@ const KV_OPERATION: &str = "KV-Operation";
 /// token must be kept longer than the bucket keeps ids is refused.
 pub const ADMIN_REPLAY_MAX_AGE: Duration = Duration::from_secs(3600);
 
+/// The most replicas a JetStream stream can have (the server's own limit).
+pub const MAX_REPLICAS: usize = 5;
+
+/// The replicas chosen when none is configured and the cluster has at least this many servers.
+pub const AUTO_REPLICAS: usize = 3;
+
+/// The replicas the buckets we create get, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaChoice {
+    /// The replica count.
+    pub replicas: usize,
+    /// Whether it was chosen automatically (no `replicas` configured).
+    pub automatic: bool,
+    /// Why, for the start-up line.
+    pub reason: String,
+    /// The cluster members the connected server advertised (1 when not clustered).
+    pub cluster_servers: usize,
+}
+
+impl ReplicaChoice {
+    /// The replicas an existing bucket should have: those configured, or automatically
+    /// [`AUTO_REPLICAS`] when the cluster advertises that many servers (else 1).
+    pub fn wanted_for_existing(&self) -> usize {
+        if !self.automatic {
+            self.replicas
+        } else if self.cluster_servers >= AUTO_REPLICAS {
+            AUTO_REPLICAS
+        } else {
+            1
+        }
+    }
+}
+
+/// A bucket as opened: its replicas against those wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketReport {
+    /// The bucket.
+    pub bucket: String,
+    /// Its replicas.
+    pub replicas: usize,
+    /// The replicas asked for ([`ReplicaChoice`]).
+    pub wanted: usize,
+    /// Whether we created it now.
+    pub created: bool,
+}
+
+impl BucketReport {
+    /// True when it has fewer replicas than wanted.
+    pub fn under_replicated(&self) -> bool {
+        self.replicas < self.wanted
+    }
+
+    /// The `nats` command that gives it the replicas wanted.
+    pub fn fix_command(&self) -> String {
+        format!(
+            "nats stream edit KV_{} --replicas {} --force",
+            self.bucket, self.wanted
+        )
+    }
+}
+
+impl std::fmt::Display for BucketReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bucket {} ({}): {} replica(s)",
+            self.bucket,
+            if self.created { "created" } else { "existing" },
+            self.replicas
+        )?;
+        if self.under_replicated() {
+            write!(
+                f,
+                ", fewer than the {} wanted: it does not survive the loss of its node(s); fix it with `{}`",
+                self.wanted,
+                self.fix_command()
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Where the buckets are and whether to create them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamConfig {
@@ -60,6 +152,11 @@ pub struct JetStreamConfig {
     pub history: u32,
     /// Create missing buckets (as the reference does at start-up).
     pub create: bool,
+    /// Replicas of the buckets we create (1 to [`MAX_REPLICAS`]); `None`: [`AUTO_REPLICAS`]
+    /// when JetStream can place that many, else 1.
+    pub replicas: Option<usize>,
+    /// Read through the stream leader instead of direct gets from any replica.
+    pub consistent_reads: bool,
 }
 
 impl JetStreamConfig {
@@ -70,6 +167,8 @@ impl JetStreamConfig {
             backend: backend.to_owned(),
             history: DEFAULT_HISTORY,
             create: true,
+            replicas: None,
+            consistent_reads: false,
         }
     }
 
@@ -94,6 +193,9 @@ pub struct JetStreamSecrets {
     js: jetstream::Context,
     replay_bucket: String,
     replay: Arc<tokio::sync::OnceCell<(kv::Store, Duration)>>,
+    replicas: ReplicaChoice,
+    consistent_reads: bool,
+    reports: Vec<BucketReport>,
 }
 
 impl std::fmt::Debug for JetStreamSecrets {
@@ -104,34 +206,145 @@ impl std::fmt::Debug for JetStreamSecrets {
     }
 }
 
+/// What a created bucket looks like.
+struct NewBucket<'a> {
+    name: &'a str,
+    description: &'a str,
+    history: i64,
+    max_age: Duration,
+}
+
+/// Opens `spec.name`, or creates it with `replicas` when `create`; reports its replicas.
 async fn bucket(
     js: &jetstream::Context,
-    name: &str,
-    description: &str,
-    history: i64,
+    spec: &NewBucket<'_>,
+    replicas: &mut ReplicaChoice,
     create: bool,
-) -> Result<kv::Store, StoreFailure> {
-    match js.get_key_value(name).await {
-        Ok(store) => Ok(store),
+) -> Result<(kv::Store, BucketReport), StoreFailure> {
+    let name = spec.name;
+    let (store, created) = match js.get_key_value(name).await {
+        Ok(store) => (store, false),
         Err(e)
             if create
                 && e.kind() == async_nats::jetstream::context::KeyValueErrorKind::GetBucket =>
         {
-            js.create_key_value(kv::Config {
+            let config = |num_replicas| kv::Config {
                 bucket: name.to_owned(),
-                description: description.to_owned(),
-                history,
+                description: spec.description.to_owned(),
+                history: spec.history,
+                max_age: spec.max_age,
+                num_replicas,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreFailure::backend(STORE, format!("create bucket {name}"), e))
+            };
+            let made = match js.create_key_value(config(replicas.replicas)).await {
+                Err(e)
+                    if replicas.automatic
+                        && replicas.replicas > 1
+                        && placement_refused(&crate::server::chain(&e)) =>
+                {
+                    // Not clustered, or fewer JetStream servers up than replicas: JetStream
+                    // refuses to place them. Fall back to 1, and say why.
+                    let why = crate::server::chain(&e);
+                    replicas.replicas = 1;
+                    replicas.reason =
+                        format!("automatic: {AUTO_REPLICAS} replicas refused ({why}), so 1");
+                    tracing::info!(bucket = name, reason = %replicas.reason, "bucket replicas");
+                    js.create_key_value(config(1)).await
+                }
+                Ok(store) if replicas.automatic && replicas.replicas > 1 => {
+                    replicas.reason = format!(
+                        "automatic: JetStream placed {} replicas ({} cluster servers advertised)",
+                        replicas.replicas, replicas.cluster_servers
+                    );
+                    Ok(store)
+                }
+                other => other,
+            };
+            let store = made.map_err(|e| {
+                StoreFailure::backend(
+                    STORE,
+                    format!("create bucket {name} with {} replica(s)", replicas.replicas),
+                    e,
+                )
+            })?;
+            (store, true)
         }
-        Err(e) => Err(StoreFailure::backend(
-            STORE,
-            format!("open bucket {name}"),
-            e,
-        )),
+        Err(e) => {
+            return Err(StoreFailure::backend(
+                STORE,
+                format!("open bucket {name}"),
+                e,
+            ));
+        }
+    };
+    let status = store
+        .status()
+        .await
+        .map_err(|e| StoreFailure::backend(STORE, format!("read bucket {name}"), e))?;
+    let report = BucketReport {
+        bucket: name.to_owned(),
+        replicas: status.info.config.num_replicas.max(1),
+        wanted: if created {
+            replicas.replicas
+        } else {
+            replicas.wanted_for_existing()
+        },
+        created,
+    };
+    if report.under_replicated() {
+        tracing::warn!(%report, "bucket has fewer replicas than wanted");
     }
+    Ok((store, report))
+}
+
+/// Whether JetStream refused a stream create for want of servers to place its replicas on
+/// (10074: not clustered; 10005: no suitable peers; 10023: insufficient resources), as opposed
+/// to a transient failure (no meta leader yet), which must not lower the replicas.
+fn placement_refused(error: &str) -> bool {
+    ["10074", "10005", "10023"]
+        .iter()
+        .any(|code| error.contains(&format!("error code {code}")))
+        || error.contains("replicas > 1 not supported")
+        || error.contains("insufficient resources")
+        || error.contains("no suitable peers")
+}
+
+/// The replicas for the buckets we create: `configured`, or, automatically, [`AUTO_REPLICAS`]
+/// tried first (JetStream refuses them unless that many JetStream servers are up, and the
+/// bucket is then created with 1: `bucket` says so). `cluster_servers` counts the cluster
+/// members the connected server advertises (INFO `connect_urls`), to judge existing buckets.
+pub fn choose_replicas(
+    configured: Option<usize>,
+    client: &async_nats::Client,
+) -> Result<ReplicaChoice, StoreFailure> {
+    let cluster_servers = client
+        .server_info()
+        .connect_urls
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .len()
+        .max(1);
+    if let Some(n) = configured {
+        if !(1..=MAX_REPLICAS).contains(&n) {
+            return Err(StoreFailure::InvalidName {
+                what: "replica count",
+                name: n.to_string(),
+                reason: format!("must be 1 to {MAX_REPLICAS} (JetStream's limit)"),
+            });
+        }
+        return Ok(ReplicaChoice {
+            replicas: n,
+            automatic: false,
+            reason: "configured".to_owned(),
+            cluster_servers,
+        });
+    }
+    Ok(ReplicaChoice {
+        replicas: AUTO_REPLICAS,
+        automatic: true,
+        reason: format!("automatic: {cluster_servers} cluster server(s) advertised"),
+        cluster_servers,
+    })
 }
 
 impl JetStreamSecrets {
@@ -141,14 +354,31 @@ impl JetStreamSecrets {
         config: &JetStreamConfig,
         keys: Arc<Keyring>,
     ) -> Result<Self, StoreFailure> {
+        let mut replicas = choose_replicas(config.replicas, &client)?;
         let js = jetstream::new(client);
         let history = i64::from(config.history.clamp(1, 64));
-        let values = bucket(&js, &config.bucket, "Secrets store", history, config.create).await?;
-        let state = bucket(
+        let (values, values_report) = bucket(
             &js,
-            &config.state_bucket(),
-            "Secrets state store",
-            1,
+            &NewBucket {
+                name: &config.bucket,
+                description: "Secrets store",
+                history,
+                max_age: Duration::ZERO,
+            },
+            &mut replicas,
+            config.create,
+        )
+        .await?;
+        let state_bucket = config.state_bucket();
+        let (state, state_report) = bucket(
+            &js,
+            &NewBucket {
+                name: &state_bucket,
+                description: "Secrets state store",
+                history: 1,
+                max_age: Duration::ZERO,
+            },
+            &mut replicas,
             config.create,
         )
         .await?;
@@ -160,7 +390,21 @@ impl JetStreamSecrets {
             js,
             replay_bucket: config.replay_bucket(),
             replay: Arc::new(tokio::sync::OnceCell::new()),
+            replicas,
+            consistent_reads: config.consistent_reads,
+            reports: vec![values_report, state_report],
         })
+    }
+
+    /// The replicas the buckets we create get, and why.
+    pub fn replicas(&self) -> &ReplicaChoice {
+        &self.replicas
+    }
+
+    /// The secrets and mappings buckets as opened (the admin token bucket is opened on the
+    /// first admin request and reported in the log then).
+    pub fn bucket_reports(&self) -> &[BucketReport] {
+        &self.reports
     }
 
     /// The admin token bucket and its `max_age`, opened (or created) on first use.
@@ -168,33 +412,20 @@ impl JetStreamSecrets {
         self.replay
             .get_or_try_init(|| async {
                 let name = &self.replay_bucket;
-                let store = match self.js.get_key_value(name).await {
-                    Ok(store) => store,
-                    Err(e)
-                        if e.kind()
-                            == async_nats::jetstream::context::KeyValueErrorKind::GetBucket =>
-                    {
-                        self.js
-                            .create_key_value(kv::Config {
-                                bucket: name.clone(),
-                                description: "Anchorage admin token ids (replay guard)".to_owned(),
-                                history: 1,
-                                max_age: ADMIN_REPLAY_MAX_AGE,
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(|e| {
-                                StoreFailure::backend(STORE, format!("create bucket {name}"), e)
-                            })?
-                    }
-                    Err(e) => {
-                        return Err(StoreFailure::backend(
-                            STORE,
-                            format!("open bucket {name}"),
-                            e,
-                        ));
-                    }
-                };
+                let mut replicas = self.replicas.clone();
+                let (store, report) = bucket(
+                    &self.js,
+                    &NewBucket {
+                        name,
+                        description: "Anchorage admin token ids (replay guard)",
+                        history: 1,
+                        max_age: ADMIN_REPLAY_MAX_AGE,
+                    },
+                    &mut replicas,
+                    true,
+                )
+                .await?;
+                tracing::info!(%report, "admin token bucket");
                 let max_age = store
                     .status()
                     .await
@@ -229,17 +460,27 @@ impl JetStreamSecrets {
         // A direct get of the sequence, checked to be this key's put. (async-nats's own
         // `entry_for_revision` prints to stdout on a mismatch.)
         let subject = format!("$KV.{}.{key}", self.bucket);
-        let message = match self.values.stream.direct_get(revision).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => {
-                return Ok(None);
+        let action = || format!("read {key:?} at revision {revision}");
+        let message = if self.consistent_reads {
+            match self.values.stream.get_raw_message(revision).await {
+                Ok(m) => m,
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(StoreFailure::backend(STORE, action(), e)),
             }
-            Err(e) => {
-                return Err(StoreFailure::backend(
-                    STORE,
-                    format!("read {key:?} at revision {revision}"),
-                    e,
-                ));
+        } else {
+            match self.values.stream.direct_get(revision).await {
+                Ok(m) => m,
+                Err(e)
+                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(StoreFailure::backend(STORE, action(), e)),
             }
         };
         let deleted = message
@@ -266,11 +507,52 @@ impl JetStreamSecrets {
         store: &kv::Store,
         key: &str,
     ) -> Result<Option<kv::Entry>, StoreFailure> {
+        if self.consistent_reads {
+            return self.latest_from_leader(store, key).await;
+        }
         let entry = store
             .entry(key)
             .await
             .map_err(|e| StoreFailure::backend(STORE, format!("read {key:?}"), e))?;
         Ok(entry.filter(|e| e.operation == kv::Operation::Put))
+    }
+
+    /// The latest put of `key` read through the stream leader (`STREAM.MSG.GET`).
+    async fn latest_from_leader(
+        &self,
+        store: &kv::Store,
+        key: &str,
+    ) -> Result<Option<kv::Entry>, StoreFailure> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let subject = format!("{}{key}", store.prefix);
+        let message = match store.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreFailure::backend(
+                    STORE,
+                    format!("read {key:?} from the stream leader"),
+                    e,
+                ));
+            }
+        };
+        let deleted = message
+            .headers
+            .get(KV_OPERATION)
+            .is_some_and(|op| op.as_str() != "PUT");
+        if deleted {
+            return Ok(None);
+        }
+        Ok(Some(kv::Entry {
+            bucket: store.name.clone(),
+            key: key.to_owned(),
+            value: message.payload,
+            revision: message.sequence,
+            delta: 0,
+            created: message.time,
+            operation: kv::Operation::Put,
+            seen_current: false,
+        }))
     }
 
     async fn modify_mapping(
@@ -574,5 +856,45 @@ impl ReplayGuard for JetStreamSecrets {
                 e,
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_placement_refusals_lower_the_automatic_replicas() {
+        assert!(placement_refused(
+            "JetStream error: replicas > 1 not supported in non-clustered mode (code 400, error code 10074)"
+        ));
+        assert!(placement_refused(
+            "JetStream error: insufficient resources (code 503, error code 10023)"
+        ));
+        assert!(!placement_refused(
+            "JetStream error: JetStream system temporarily unavailable (code 503, error code 10008)"
+        ));
+        assert!(!placement_refused("timed out"));
+    }
+
+    #[test]
+    fn under_replicated_buckets_name_the_fix() {
+        let report = BucketReport {
+            bucket: "WASMCLOUD_SECRETS".into(),
+            replicas: 1,
+            wanted: 3,
+            created: false,
+        };
+        assert!(report.under_replicated());
+        assert!(
+            report
+                .to_string()
+                .contains("nats stream edit KV_WASMCLOUD_SECRETS --replicas 3 --force")
+        );
+        let fine = BucketReport {
+            replicas: 3,
+            ..report
+        };
+        assert!(!fine.under_replicated() && !fine.to_string().contains("nats stream edit"));
     }
 }

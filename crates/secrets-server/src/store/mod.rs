@@ -23,7 +23,10 @@ mod jetstream;
 mod openbao;
 
 pub use embedded::EmbeddedSecrets;
-pub use jetstream::{ADMIN_REPLAY_MAX_AGE, JetStreamConfig, JetStreamSecrets};
+pub use jetstream::{
+    ADMIN_REPLAY_MAX_AGE, AUTO_REPLICAS, BucketReport, JetStreamConfig, JetStreamSecrets,
+    MAX_REPLICAS, ReplicaChoice, choose_replicas,
+};
 pub use openbao::{OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets};
 
 /// The reference backend's secrets bucket.

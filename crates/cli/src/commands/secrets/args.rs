@@ -66,16 +66,24 @@ pub(crate) enum SecretsCommand {
         "<prefix>.admin.<backend>.<op>, signed by one of those keys and sealed to the transit key;\n",
         "without, those subjects are not subscribed. Let hosts publish only on\n",
         "<prefix>.v1alpha1.<backend>.> and admins on <prefix>.admin.<backend>.>.\n",
-        "SIGINT or SIGTERM stops taking requests and lets those in flight finish.\n\n",
+        "SIGINT or SIGTERM stops taking requests and drains: requests in flight may finish and\n",
+        "their replies are flushed, all within --drain-timeout (also when NATS is gone); what is\n",
+        "still running then is abandoned. stderr says which. A second signal exits at once.\n\n",
+        "On a NATS cluster give every server (--nats-url a,b,c or repeated): the client reconnects\n",
+        "to any. jetstream buckets get 3 replicas when the cluster has 3 servers (--replicas). A\n",
+        "get the store cannot answer within --store-timeout (no quorum, no stream leader) is an\n",
+        "upstream error to the host, audited with the reason. See docs/secrets-cluster.md.\n\n",
         "Exit codes:\n",
-        "  0  stopped by SIGINT/SIGTERM\n",
+        "  0  stopped by SIGINT/SIGTERM, drain completed\n",
         "  1  unexpected failure\n",
         "  2  invalid command line (a missing seed, no --host-issuer/--entity-issuer without\n",
         "     --allow-any-issuer, an issuer that is not a C…/A… key, a bad prefix or backend name)\n",
         "  3  a seed, credentials or CA file is unreadable or not what it should be\n",
         "  7  NATS or OpenBao could not be reached\n",
         " 11  the store cannot be used (in use by another process, damaged)\n",
-        " 15  NATS or OpenBao refused the credentials",
+        " 15  NATS or OpenBao refused the credentials\n",
+        " 17  stopped by SIGINT/SIGTERM, drain cut short (requests abandoned at --drain-timeout,\n",
+        "     replies not flushed because NATS was unreachable, or a second signal)",
         "\n\n",
         store_help!(),
     ))]
@@ -394,6 +402,17 @@ pub(crate) struct StoreArgs {
     /// embedded and jetstream (when creating the bucket): versions kept per secret (1–64).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub(crate) history: u32,
+    /// jetstream (when creating buckets): replicas of every bucket created (secrets, mappings,
+    /// admin token ids), 1–5 (default: 3 when the cluster advertises at least 3 servers, else
+    /// 1). Existing buckets are used as they are; one with fewer replicas is reported with the
+    /// `nats` command that fixes it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub(crate) replicas: Option<u8>,
+    /// jetstream: read through the stream leader instead of direct gets from any replica: never
+    /// an older value from a replica that is catching up, but every read goes to one node and
+    /// none is answered while the stream has no leader (see docs/secrets-cluster.md).
+    #[arg(long)]
+    pub(crate) consistent_reads: bool,
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
     #[command(flatten)]
@@ -403,7 +422,8 @@ pub(crate) struct StoreArgs {
 /// NATS connection options (serve, and the jetstream store).
 #[derive(Args, Debug)]
 pub(crate) struct NatsArgs {
-    /// NATS server URL, repeatable (default: $ANCHORAGE_NATS_URL, else nats://127.0.0.1:4222).
+    /// NATS server URL, repeatable or comma-separated: give every server of a cluster (default:
+    /// $ANCHORAGE_NATS_URL, else nats://127.0.0.1:4222).
     /// TLS trusts the OS store, Mozilla's roots and every --tls-ca-path.
     #[arg(long = "nats-url", value_name = "URL")]
     pub(crate) urls: Vec<String>,
@@ -513,6 +533,45 @@ pub(crate) struct ServeArgs {
     /// File of admin public keys, one per line (# comments allowed).
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_keys_file: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, how long to wait in all for requests in flight and their replies
+    /// before abandoning them, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_drain_timeout)]
+    pub(crate) drain_timeout: std::time::Duration,
+    /// How long one get may wait on the store (mapping and value) before the host is answered
+    /// with an upstream error saying so, in seconds (fractions allowed, 0.1 to 60).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_store_timeout)]
+    pub(crate) store_timeout: std::time::Duration,
+}
+
+/// `--store-timeout`: seconds, 0.1 to 60.
+fn parse_store_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.1..=60.0).contains(&secs) {
+        return Err(format!(
+            "{secs} s is outside 0.1 to 60 s (the store timeout limit)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The longest `--drain-timeout` accepted: an hour (a stop that waits longer is a hang).
+pub(crate) const MAX_DRAIN_TIMEOUT_SECS: f64 = 3600.0;
+
+/// `--drain-timeout`: seconds, 0 to [`MAX_DRAIN_TIMEOUT_SECS`].
+fn parse_drain_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_DRAIN_TIMEOUT_SECS).contains(&secs) {
+        return Err(format!(
+            "{secs} s is outside 0 to {MAX_DRAIN_TIMEOUT_SECS} s (the drain timeout limit)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Sending an admin command to the running server over NATS instead of opening the store.

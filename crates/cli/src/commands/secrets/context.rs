@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anchorage_secrets::KeyError;
 use anchorage_secrets_server::{
-    ConnectError, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring,
-    MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets, ReplayGuard,
-    SecretStore, SeedSource, StoreFailure,
+    BucketReport, ConnectError, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets,
+    Keyring, MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets,
+    ReplayGuard, ReplicaChoice, SecretStore, SeedSource, StoreFailure,
 };
 use anchorage_store::{EmbeddedStore, StoreError};
 use anchorage_trust::tls::TrustConfig;
@@ -40,6 +40,8 @@ pub(crate) struct Stores {
     /// Where admin token ids are recorded against replays: the store the instances share
     /// (for openbao, the embedded file that holds the mappings).
     pub(crate) replay: Arc<dyn ReplayGuard>,
+    /// jetstream: the replicas chosen and the buckets as opened.
+    pub(crate) buckets: Option<(ReplicaChoice, Vec<BucketReport>)>,
 }
 
 /// Where a seed comes from: the file if given, else the first variable that is set.
@@ -300,6 +302,7 @@ async fn open_inner(
                 nats: None,
                 keyring: real_keys.then_some(ring),
                 replay: secrets,
+                buckets: None,
             })
         }
         StoreKind::Jetstream => {
@@ -310,12 +313,18 @@ async fn open_inner(
             let mut config = JetStreamConfig::new(&args.backend);
             config.bucket.clone_from(&args.bucket);
             config.history = args.history;
+            config.replicas = args.replicas.map(usize::from);
+            config.consistent_reads = args.consistent_reads;
             let secrets = Arc::new(
                 JetStreamSecrets::open(client.clone(), &config, Arc::clone(&keys))
                     .await
                     .map_err(|e| store_failure(&e))?,
             );
             Ok(Stores {
+                buckets: Some((
+                    secrets.replicas().clone(),
+                    secrets.bucket_reports().to_vec(),
+                )),
                 values: secrets.clone(),
                 mappings: secrets.clone(),
                 nats: Some(client),
@@ -335,6 +344,7 @@ async fn open_inner(
                 nats: None,
                 keyring: None,
                 replay: mappings,
+                buckets: None,
             })
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anchorage_secrets::admin::{AdminPolicy, check_admin_key};
 use anchorage_secrets::{GetHandler, JwtPolicy, TransitKey};
-use anchorage_secrets_server::{AdminService, Server, ServerConfig, connect, shutdown_signal};
+use anchorage_secrets_server::{AdminService, Server, ServerConfig, StopSignals, connect};
 
 use super::args::{ServeArgs, StoreKind};
 use super::context::{
@@ -127,13 +127,15 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
     }
     config.max_in_flight = args.max_in_flight;
     config.max_request_bytes = args.max_request_bytes;
+    config.drain_timeout = args.drain_timeout;
+    config.store_timeout = args.store_timeout;
     let admin_keys = admin_keys(&args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let needs_values_key = args.store.store != StoreKind::Openbao;
         let stores = open(&args.store, tls_ca_paths, needs_values_key, true).await?;
         let client = match stores.nats {
@@ -167,6 +169,25 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
                 ""
             }
         );
+        if let Some((replicas, buckets)) = &stores.buckets {
+            eprintln!(
+                "anchorage: jetstream: buckets created get {} replica(s) ({}); reads: {}",
+                replicas.replicas,
+                replicas.reason,
+                if args.store.consistent_reads {
+                    "through the stream leader (--consistent-reads)"
+                } else {
+                    "direct gets from any replica"
+                }
+            );
+            for bucket in buckets {
+                if bucket.under_replicated() {
+                    eprintln!("anchorage: WARNING: {bucket}");
+                } else {
+                    eprintln!("anchorage: {bucket}");
+                }
+            }
+        }
         let mut admin = None;
         if !admin_keys.is_empty() {
             let subjects =
@@ -195,11 +216,45 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
         if let Some(admin) = admin {
             server = server.with_admin(admin);
         }
-        server
-            .run(client, shutdown_signal())
+        // The handlers are installed only now: a signal during start-up still kills at once.
+        let mut signals = StopSignals::new().map_err(|e| {
+            Failure::new(Code::Failure, format!("cannot listen for SIGTERM/SIGINT: {e}"))
+        })?;
+        let drain = args.drain_timeout;
+        let (first, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let name = signals.recv().await;
+            eprintln!(
+                "anchorage: {name} received: draining (up to {} s; send it again to exit at once)",
+                drain.as_secs_f32()
+            );
+            let _ = first.send(());
+            let name = signals.recv().await;
+            eprintln!(
+                "anchorage: second signal ({name}): exiting at once, drain cut short (exit {})",
+                Code::DrainCutShort as u8
+            );
+            std::process::exit(i32::from(Code::DrainCutShort as u8));
+        });
+        let stopped = server
+            .run(client, async {
+                let _ = stop.await;
+            })
             .await
             .map_err(|e| Failure::new(Code::Usage, with_causes(&e)))?;
-        eprintln!("anchorage: stopped");
-        Ok(Code::Ok)
-    })
+        if stopped.drained() {
+            eprintln!("anchorage: stopped: {stopped}");
+            Ok(Code::Ok)
+        } else {
+            eprintln!(
+                "anchorage: stopped: {stopped} (exit {})",
+                Code::DrainCutShort as u8
+            );
+            Ok(Code::DrainCutShort)
+        }
+    });
+    // Nothing may hold the exit: not a NATS client still trying to reconnect, nor a store call
+    // of an abandoned request.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
