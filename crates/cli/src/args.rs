@@ -36,9 +36,10 @@ pub(crate) enum Command {
         "Variables that replace a runtime's default store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE,\n",
         "CURL_CA_BUNDLE, JAVA_TOOL_OPTIONS, ...) name --bundle, which must hold public roots too;\n",
         "those that add to it (NODE_EXTRA_CA_CERTS, DENO_CERT) name --extra, the private CAs only\n",
-        "(`anchorage bundle build ... --extra-pem FILE` writes it). A variable whose file is not given\n",
-        "is left out. Programs that ignore every variable (compiled-in roots, browsers) are listed\n",
-        "in --format json (ignore_all) and in docs/runtimes.md.\n\n",
+        "(`anchorage bundle build ... --extra-pem FILE` writes it), or --bundle without --extra.\n",
+        "SSL_CERT_DIR and JAVA_TOOL_OPTIONS are left out without --dir / --java-truststore.\n",
+        "Programs that ignore every variable (compiled-in roots, browsers) are listed in\n",
+        "--format json (ignore_all) and in docs/runtimes.md.\n\n",
         "Exit codes:\n",
         "  0  printed\n",
         "  1  unexpected failure\n",
@@ -99,9 +100,13 @@ pub(crate) enum K8sCommand {
         "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
         "  kubectl get deploy api -o json > api.json\n",
         "  anchorage k8s patch --configmap trust --kind deployment --container app --type json --current api.json\n",
-        "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob --name backup --container job\n\n",
+        "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob --name backup --container job\n",
+        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust --k8s-extra-pem --k8s-pkcs12 -n apps\n",
+        "  anchorage k8s patch --configmap trust --extra-pem --pkcs12 --kind deployment --name api -n apps --container app\n\n",
         "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
-        "only the bundle file, so SSL_CERT_DIR is not set for it.\n\n",
+        "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
+        "name the combined bundle, or extra-ca.pem with --extra-pem; JAVA_TOOL_OPTIONS is set only\n",
+        "with --pkcs12 (it replaces a value the workload sets itself).\n\n",
         "Exit codes:\n",
         "  0  printed\n",
         "  1  unexpected failure\n",
@@ -129,6 +134,14 @@ pub(crate) struct K8sPatchArgs {
     /// The ConfigMap/Secret was built with --k8s-bundle-only: no SSL_CERT_DIR.
     #[arg(long)]
     pub(crate) bundle_only: bool,
+    /// The ConfigMap/Secret was built with --k8s-extra-pem: NODE_EXTRA_CA_CERTS and DENO_CERT
+    /// name its extra-ca.pem (without it they name the combined bundle).
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) extra_pem: bool,
+    /// The ConfigMap/Secret was built with --k8s-pkcs12: JAVA_TOOL_OPTIONS names its
+    /// truststore.p12 (-Djavax.net.ssl.trustStore=..., trustStoreType=PKCS12).
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) pkcs12: bool,
     /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
     #[arg(long, value_name = "KIND")]
     pub(crate) kind: String,
@@ -272,7 +285,8 @@ pub(crate) struct EnvArgs {
     /// The OpenSSL hashed directory (for SSL_CERT_DIR).
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
-    /// The private CAs only (for NODE_EXTRA_CA_CERTS and DENO_CERT).
+    /// The private CAs only (for NODE_EXTRA_CA_CERTS and DENO_CERT; without it they name
+    /// --bundle).
     #[arg(long, value_name = "FILE")]
     pub(crate) extra: Option<PathBuf>,
     /// A Java trust store holding the combined bundle (for JAVA_TOOL_OPTIONS).
@@ -490,9 +504,15 @@ pub(crate) struct BuildArgs {
         help_heading = "Kubernetes"
     )]
     pub(crate) k8s_signer: Option<String>,
-    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace).
-    #[arg(long, short = 'n', value_name = "NS", help_heading = "Kubernetes")]
-    pub(crate) namespace: Option<String>,
+    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace); repeat it to
+    /// emit one copy per namespace (a ConfigMap is mounted only in its own namespace).
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        value_name = "NS",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) namespaces: Vec<String>,
     /// Only the bundle key in the ConfigMap/Secret, no <hash>.<n> keys: half the size, but
     /// SSL_CERT_DIR / -CApath readers find nothing.
     #[arg(long, help_heading = "Kubernetes")]
@@ -500,6 +520,14 @@ pub(crate) struct BuildArgs {
     /// Also repeat the bundle as ca-bundle.crt and tls-ca-bundle.pem (RHEL-family names).
     #[arg(long, help_heading = "Kubernetes")]
     pub(crate) k8s_rhel_aliases: bool,
+    /// Also put the private CAs only (what Mozilla's roots lack) in the ConfigMap/Secret as
+    /// extra-ca.pem, for NODE_EXTRA_CA_CERTS and DENO_CERT (`k8s patch --extra-pem`).
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_extra_pem: bool,
+    /// Also put the bundle in the ConfigMap/Secret as truststore.p12, a password-less PKCS#12
+    /// trust store for Java (`k8s patch --pkcs12`), as trust-manager's additionalFormats does.
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_pkcs12: bool,
     /// Write the Kubernetes objects to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
     pub(crate) k8s_out: Option<PathBuf>,

@@ -103,6 +103,15 @@ pub enum K8sError {
         /// What to do, with the numbers of the alternatives that would fit.
         advice: String,
     },
+    /// The PKCS#12 trust store could not be encoded.
+    #[error("cannot encode the PKCS#12 trust store for key `{key}`")]
+    Keystore {
+        /// The key it was for.
+        key: String,
+        /// Why.
+        #[source]
+        source: anchorage_keystore::KeystoreError,
+    },
     /// The bundle holds no certificate.
     #[error("the bundle is empty: a {kind} needs at least one certificate")]
     EmptyBundle {
