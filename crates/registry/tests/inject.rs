@@ -436,7 +436,13 @@ fn private_ca_tls_registry_needs_its_root() {
         .collect();
     let refused = run(&req).unwrap_err();
     assert!(
-        matches!(refused, RegistryError::Unreachable { .. }),
+        matches!(
+            refused,
+            RegistryError::Unreachable {
+                reach: anchorage_registry::Reach::UnknownIssuer,
+                ..
+            }
+        ),
         "{refused}"
     );
     req.client.roots.push(pki.root.der);

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anchorage_image::{Depth, FileRole, ImageError, Mode, PlanOptions, locations};
 use anchorage_registry::{
-    ClientSettings, Event, ImageRef, InjectReport, InjectRequest, RegistryError, inject,
+    ClientSettings, Event, ImageRef, InjectReport, InjectRequest, Reach, RegistryError, inject,
     parse_platform,
 };
 use anchorage_trust::tls::TrustConfig;
@@ -320,7 +320,26 @@ fn failure(e: RegistryError) -> Failure {
         E::Layout { .. } => Code::Output,
         _ => Code::Failure,
     };
-    Failure::new(code, with_causes(&e))
+    let mut message = with_causes(&e);
+    // The option that fixes what the TLS layer said.
+    match &e {
+        E::Unreachable {
+            registry,
+            reach: Reach::PlainHttp,
+            ..
+        } => message.push_str(&format!(
+            "; {registry} answers plain HTTP, not TLS: if that is intended (a local or test registry), give --insecure-registry {registry}"
+        )),
+        E::Unreachable {
+            registry,
+            reach: Reach::UnknownIssuer,
+            ..
+        } => message.push_str(&format!(
+            "; its certificate was issued by a CA anchorage does not trust: give that CA with --tls-ca-path FILE (`anchorage doctor {registry}` shows the chain and which CA is missing)"
+        )),
+        _ => {}
+    }
+    Failure::new(code, message)
 }
 
 #[derive(Serialize)]
