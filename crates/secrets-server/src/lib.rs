@@ -57,7 +57,7 @@ pub use server::{
 };
 pub use store::{
     EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth, OpenBaoConfig,
-    OpenBaoSecrets, RotationReport, SecretStore, StoreFailure,
+    OpenBaoSecrets, RotationReport, SecretInfo, SecretStore, StoreFailure,
 };
 
 /// Waits for SIGINT or SIGTERM (for [`Server::run`]'s `shutdown`).

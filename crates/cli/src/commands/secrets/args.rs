@@ -671,6 +671,11 @@ pub(crate) enum KeyKind {
     Encryption,
     /// An admin user nkey for signed administration over NATS.
     Admin,
+    /// A component (module) nkey, M…: the entity `add-mapping` grants secrets to, and the key
+    /// `wash` signs a component with.
+    Component,
+    /// An account nkey, A…: an issuer (`add-mapping --issuer`, `serve --entity-issuer`).
+    Account,
 }
 
 /// `anchorage secrets keygen`.
