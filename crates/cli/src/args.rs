@@ -88,6 +88,9 @@ pub(crate) enum Command {
     /// Container images: add private CAs to an image in a registry or an OCI layout.
     #[command(subcommand)]
     Image(crate::commands::image::ImageCommand),
+    /// This machine's own trust: install CA certificates into the OS store, a JDK, NSS.
+    #[command(subcommand)]
+    Trust(crate::commands::trust::TrustCommand),
 }
 
 #[derive(Subcommand, Debug)]

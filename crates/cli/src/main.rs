@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
         args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
         args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
+        args::Command::Trust(a) => commands::trust::run(a),
     };
     match result {
         Ok(code) => code.into(),

@@ -25,6 +25,7 @@ pub mod atomic;
 mod bundle;
 pub mod env;
 mod error;
+pub mod install;
 mod kubernetes;
 mod output;
 mod policy;

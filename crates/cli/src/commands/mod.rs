@@ -9,6 +9,7 @@ pub(crate) mod inspect;
 pub(crate) mod k8s;
 pub(crate) mod secrets;
 pub(crate) mod tls;
+pub(crate) mod trust;
 
 use std::path::Path;
 
