@@ -12,8 +12,11 @@ use crate::exit::EXIT_CODES_HELP;
 #[command(name = "anchorage", version, about, after_help = EXIT_CODES_HELP)]
 pub(crate) struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); ANCHORAGE_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub(crate) verbose: u8,
+    /// No progress, notes or warnings on stderr: only errors (and what stdout carries).
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
     /// A CA file or directory trusted by every outbound TLS connection anchorage makes (on top
     /// of the OS store and Mozilla's roots), as wasmCloud's host `--tls-ca-path`. Repeatable.
     #[arg(long, global = true, value_name = "PATH")]
@@ -91,6 +94,26 @@ pub(crate) enum Command {
     /// This machine's own trust: install CA certificates into the OS store, a JDK, NSS.
     #[command(subcommand)]
     Trust(crate::commands::trust::TrustCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage completions bash > ~/.local/share/bash-completion/completions/anchorage\n",
+        "  anchorage completions zsh > \"${fpath[1]}/_anchorage\"\n",
+        "  anchorage completions fish > ~/.config/fish/completions/anchorage.fish",
+    ))]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of anchorage and its commands.
+    #[command(
+        after_help = "Example:\n  anchorage man > ~/.local/share/man/man1/anchorage.1 && man anchorage"
+    )]
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Subcommand, Debug)]
@@ -865,11 +888,12 @@ pub(crate) struct CaIssueArgs {
     /// Which CA issues: the builtin CA in the store, or a Vault/OpenBao PKI engine.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) backend: CaBackend,
-    #[command(flatten)]
-    pub(crate) vault: VaultArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
+    // Last: its help heading applies to the options after it.
+    #[command(flatten)]
+    pub(crate) vault: VaultArgs,
 }
 
 /// `ca issue --backend vault`: where OpenBao is and how to log in. The token comes from

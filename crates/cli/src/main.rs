@@ -16,6 +16,16 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::render::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `eprintln!` for progress, notes and warnings: silent under `-q/--quiet`. Errors use
+/// `eprintln!` and are never silenced.
+macro_rules! diagln {
+    ($($arg:tt)*) => {
+        if !$crate::render::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 mod args;
 mod commands;
 mod exit;
@@ -29,7 +39,8 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_tracing(cli.verbose);
+    render::set_quiet(cli.quiet);
+    init_tracing(if cli.quiet { None } else { Some(cli.verbose) });
     let result = match cli.command {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
@@ -41,6 +52,8 @@ fn main() -> ExitCode {
         args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
         args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
         args::Command::Trust(a) => commands::trust::run(a),
+        args::Command::Completions(a) => commands::completions(&a),
+        args::Command::Man => commands::man(),
     };
     match result {
         Ok(code) => code.into(),
@@ -51,13 +64,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// `None`: `--quiet`, errors only (audit events of `secrets serve` stay on: they are its
+/// record, not progress).
+fn init_tracing(verbose: Option<u8>) {
     let default = match verbose {
+        None => "error,anchorage::audit=info",
         // Audit events of `secrets serve` (target anchorage::audit) are on by default.
-        0 => "warn,anchorage::audit=info",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+        Some(0) => "warn,anchorage::audit=info",
+        Some(1) => "info",
+        Some(2) => "debug",
+        Some(_) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ANCHORAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -41,7 +41,7 @@ fn configmap_to_stdout_parses_and_its_keys_are_the_hashed_layout() {
     assert!(o.status.success(), "{}", stderr(&o));
     // The summary goes to stderr, so stdout is only the manifest.
     assert!(
-        stderr(&o).contains("bundle of 1 certificates"),
+        stderr(&o).contains("bundle of 1 certificate from"),
         "{}",
         stderr(&o)
     );

@@ -119,7 +119,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     if std::io::stderr().is_terminal() {
-        eprintln!(
+        diagln!(
             "anchorage: connecting to {}{}...",
             settings.target,
             args.servername
@@ -228,13 +228,7 @@ fn unreachable(e: DoctorError) -> Failure {
     Failure::new(code, message)
 }
 
-fn plural(n: usize, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
-}
+use crate::render::plural;
 
 fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
     outln!(

@@ -275,7 +275,7 @@ impl Progress {
             Event::Note(note) => {
                 tracing::info!("{note}");
                 if self.terminal {
-                    eprintln!("anchorage: {note}");
+                    diagln!("anchorage: {note}");
                 }
             }
         }
@@ -450,11 +450,11 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
             .as_ref()
             .map_or_else(|| "image".to_owned(), ToString::to_string);
         match &p.layer {
-            None if p.digest == p.source_digest => eprintln!(
+            None if p.digest == p.source_digest => diagln!(
                 "anchorage: {name}: already trusts every CA, unchanged ({})",
                 p.digest
             ),
-            None => eprintln!(
+            None => diagln!(
                 "anchorage: {name}: already trusts every CA; variables set, no new layer ({})",
                 p.digest
             ),
@@ -465,7 +465,7 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
                     .iter()
                     .map(|f| format!("{} (+{})", f.path, f.added))
                     .collect();
-                eprintln!(
+                diagln!(
                     "anchorage: {name}: {} with a {}-byte layer: {}",
                     p.digest,
                     layer.size,
@@ -474,7 +474,7 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
             }
         }
     }
-    eprintln!(
+    diagln!(
         "anchorage: {} -> {}@{}: {} bytes uploaded ({} blobs; {} mounted, {} already there)",
         request.source,
         request.destination,

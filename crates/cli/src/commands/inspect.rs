@@ -97,12 +97,12 @@ fn print_text(inspection: &Inspection) {
         }
     }
     for p in &inspection.problems {
-        eprintln!("anchorage: problem: {}: {}", p.origin, p.message);
+        diagln!("anchorage: problem: {}: {}", p.origin, p.message);
     }
     outln!(
-        "{} certificate(s), {} problem(s) in {}",
-        inspection.certificates.len(),
-        inspection.problems.len(),
+        "{}, {} in {}",
+        crate::render::plural(inspection.certificates.len(), "certificate"),
+        crate::render::plural(inspection.problems.len(), "problem"),
         inspection.path
     );
 }

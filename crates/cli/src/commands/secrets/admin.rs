@@ -159,7 +159,7 @@ async fn warn_missing_secrets(a: &super::args::MappingArgs, values: &dyn SecretS
     };
     for name in &a.secrets {
         if !keys.iter().any(|k| k == name) {
-            eprintln!(
+            diagln!(
                 "anchorage: warning: no secret {name:?} in the {} store (yet): {} may read it once it is put (`anchorage secrets put {name} ...`); check the name",
                 values.kind(),
                 a.entity
