@@ -43,7 +43,9 @@ fn main() -> ExitCode {
     init_tracing(if cli.quiet { None } else { Some(cli.verbose) });
     let result = match cli.command {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
-        args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
+        args::Command::Bundle(args::BundleCommand::Inspect(a)) => {
+            commands::inspect::run(a, cli.verbose)
+        }
         args::Command::Env(a) => commands::env::run(a),
         args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
         args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),

@@ -266,3 +266,33 @@ fn counts_say_one_certificate_and_two_certificates() {
         stderr(&two)
     );
 }
+
+#[test]
+fn inspecting_mozilla_s_roots_is_a_table_and_v_gives_every_field() {
+    let dir = tempdir().unwrap();
+    let built = anchorage(
+        dir.path(),
+        &["bundle", "build", "--mozilla", "--pem", "big.pem"],
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let table = anchorage(dir.path(), &["bundle", "inspect", "big.pem"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    let count = lines.len() - 2; // header and footer
+    assert!(count > 100, "{count} rows");
+    assert!(lines[0].contains("NOT AFTER") && lines[0].contains("SUBJECT"));
+    assert!(lines[1].trim_start().starts_with("1  "), "{}", lines[1]);
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains(&format!("{count} certificates, 0 problems"))
+    );
+    assert!(!text.contains("subject hash:"), "no full detail by default");
+    // -v: every field of every certificate (the negative control of the table's brevity).
+    let full = anchorage(dir.path(), &["bundle", "inspect", "-v", "big.pem"]);
+    let full = stdout(&full);
+    assert_eq!(full.matches("subject hash:").count(), count);
+    assert!(full.lines().count() > 5 * count);
+}
