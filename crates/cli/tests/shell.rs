@@ -11,13 +11,28 @@ use std::process::{Command, Output};
 use anchorage_test_support::{pki, tempdir};
 
 fn anchorage(dir: &Path, args: &[&str]) -> Output {
+    anchorage_in(dir, args, 100)
+}
+
+/// `anchorage ARGS` in a terminal `columns` wide (clap wraps help text to it).
+fn anchorage_in(dir: &Path, args: &[&str], columns: usize) -> Output {
     Command::new(env!("CARGO_BIN_EXE_anchorage"))
         .args(args)
         .current_dir(dir)
         .env_remove("ANCHORAGE_LOG")
-        .env("COLUMNS", "100")
+        .env("COLUMNS", columns.to_string())
         .output()
         .expect("run anchorage")
+}
+
+/// The lines of the "Examples:" block of a help page (up to the blank line).
+fn examples(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Example"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `name` on PATH, for optional tools (not required: no CI failure when absent).
@@ -295,4 +310,29 @@ fn inspecting_mozilla_s_roots_is_a_table_and_v_gives_every_field() {
     let full = stdout(&full);
     assert_eq!(full.matches("subject hash:").count(), count);
     assert!(full.lines().count() > 5 * count);
+}
+
+#[test]
+fn examples_survive_an_80_column_terminal() {
+    let dir = tempdir().unwrap();
+    let mut problems = Vec::new();
+    for (path, _) in every_help(dir.path()) {
+        let mut args: Vec<&str> = path.split_whitespace().collect();
+        args.push("--help");
+        let wide = examples(&stdout(&anchorage_in(dir.path(), &args, 250)));
+        let narrow = examples(&stdout(&anchorage_in(dir.path(), &args, 80)));
+        // Nothing was wrapped at 80 columns: the block is the same as on a wide terminal, so
+        // every continuation is an explicit `\` a shell accepts.
+        if wide != narrow {
+            problems.push(format!(
+                "`anchorage {path} --help`: examples wrap at 80 columns"
+            ));
+        }
+        for line in &wide {
+            if line.chars().count() > 80 {
+                problems.push(format!("`anchorage {path} --help`: {line:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

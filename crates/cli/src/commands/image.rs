@@ -30,10 +30,14 @@ pub(crate) enum ImageCommand {
     /// Docker daemon, no rebuild, any base image (distroless and scratch included).
     #[command(after_help = concat!(
         "Examples:\n",
-        "  anchorage image inject registry.corp.example/mirror/nginx:1.27 registry.corp.example/mirror/nginx:1.27-corp --ca corp-root.pem\n",
+        "  anchorage image inject registry.corp.example/mirror/nginx:1.27 \\\n",
+        "    registry.corp.example/mirror/nginx:1.27-corp --ca corp-root.pem\n",
         "  anchorage image inject oci:./debian:12 oci:./debian:12-corp --ca corp/ --env\n",
-        "  anchorage image inject ghcr.io/acme/app@sha256:4f1c... registry.corp.example/acme/app:v3 --ca corp-root.pem --platform linux/arm64\n",
-        "  anchorage image inject localhost:5000/app:dev localhost:5000/app:dev-corp --ca ca.pem --insecure-registry localhost:5000 --output json\n\n",
+        "  anchorage image inject ghcr.io/acme/app@sha256:4f1c... \\\n",
+        "    registry.corp.example/acme/app:v3 --ca corp-root.pem --platform \\\n",
+        "    linux/arm64\n",
+        "  anchorage image inject localhost:5000/app:dev localhost:5000/app:dev-corp \\\n",
+        "    --ca ca.pem --insecure-registry localhost:5000 --output json\n\n",
         "SOURCE and DEST are registry references (HOST[:PORT]/REPO:TAG or @sha256:...) or OCI layout\n",
         "directories (oci:PATH[:TAG]). For each platform the image's bundle is found by reading layers\n",
         "from the top only until it is found (RHEL's links are followed inside the image); the new CAs\n",

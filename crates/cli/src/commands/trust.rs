@@ -24,9 +24,11 @@ pub(crate) enum TrustCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  sudo anchorage trust install corp-root.pem\n",
-        "  sudo anchorage trust install corp-root.pem --java /usr/lib/jvm/java-17-openjdk-amd64 --dry-run\n",
+        "  sudo anchorage trust install corp-root.pem --java \\\n",
+        "    /usr/lib/jvm/java-17-openjdk-amd64 --dry-run\n",
         "  anchorage trust install corp-root.pem --nss\n",
-        "  anchorage trust install corp-root.pem --sysroot ./rootfs   # an image's root file system\n\n",
+        "  anchorage trust install corp-root.pem --sysroot ./rootfs   # an \\\n",
+        "    image's root file system\n\n",
         "The OS store is detected under --sysroot (default /): Debian's\n",
         "/usr/local/share/ca-certificates + update-ca-certificates, or RHEL's\n",
         "/etc/pki/ca-trust/source/anchors + update-ca-trust. A certificate already present is left\n",
