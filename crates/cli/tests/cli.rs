@@ -342,7 +342,7 @@ fn expired_certificates_are_dropped_unless_kept() {
     let err = stderr(&out);
     assert!(err.contains("old.crt: line 1: expired on"), "{err}");
     assert!(
-        err.contains("1 expired certificate(s) dropped (--keep-expired keeps them)"),
+        err.contains("1 expired certificate dropped (--keep-expired keeps them)"),
         "{err}"
     );
 }
@@ -576,7 +576,7 @@ fn a_failed_build_still_prints_json_and_names_what_was_skipped() {
     );
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        stderr(&out).contains("1 file(s) skipped by the directory name filter (see --dir-filter)"),
+        stderr(&out).contains("1 file skipped by the directory name filter (see --dir-filter)"),
         "{}",
         stderr(&out)
     );

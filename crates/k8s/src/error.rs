@@ -89,7 +89,8 @@ pub enum K8sError {
     },
     /// The object's data is over Kubernetes' 1 MiB limit; the API server would refuse it.
     #[error(
-        "{object} would hold {size} bytes of data for {certificates} certificate(s), over Kubernetes' limit of {limit} bytes (1 MiB) for one object; {advice}"
+        "{object} would hold {size} bytes of data for {}, over Kubernetes' limit of {limit} bytes (1 MiB) for one object; {advice}",
+        anchorage_trust::plural(*certificates, "certificate")
     )]
     TooLarge {
         /// The object, `Kind namespace/name`.

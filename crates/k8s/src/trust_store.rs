@@ -250,7 +250,15 @@ fn advice(pem: usize, aliases: usize, hashed: usize, limit: usize) -> String {
     let mut parts = vec![format!(
         "the bundle key takes {pem} bytes{}{}",
         if aliases > 0 {
-            format!(", its {aliases} alias(es) {} more", pem * aliases)
+            format!(
+                ", its {} {} more",
+                if aliases == 1 {
+                    "alias".to_owned()
+                } else {
+                    format!("{aliases} aliases")
+                },
+                pem * aliases
+            )
         } else {
             String::new()
         },
@@ -484,7 +492,7 @@ mod tests {
         let message = e.to_string();
         for fact in [
             format!(
-                "ConfigMap apps/trust would hold {size} bytes of data for {} certificate(s)",
+                "ConfigMap apps/trust would hold {size} bytes of data for {} certificates",
                 over.len()
             ),
             "over Kubernetes' limit of 1048576 bytes (1 MiB)".to_owned(),
