@@ -319,3 +319,65 @@ fn keytool_count(store: &Path) -> usize {
         .filter(|l| l.contains("trustedCertEntry"))
         .count()
 }
+
+#[test]
+fn install_into_an_nss_database_with_certutil_and_uninstall_removes_it() {
+    let Some(certutil) = peer::require("certutil") else {
+        return;
+    };
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("nssdb");
+    std::fs::create_dir(&db).unwrap();
+    let made = Command::new(&certutil)
+        .args(["-N", "--empty-password", "-d"])
+        .arg(format!("sql:{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let pki = Pki::new("Trust Install NSS");
+    let files = pki.write_server_files(dir.path());
+    let ca = files.root.to_str().unwrap();
+    let db_arg = db.to_str().unwrap();
+    // The nickname is anchorage-<16 hex of the SHA-256>; list what the database holds.
+    let listed = || {
+        let out = Command::new(&certutil)
+            .arg("-L")
+            .arg("-d")
+            .arg(format!("sql:{}", db.display()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!listed().contains("anchorage-"), "negative control");
+
+    let dry = anchorage(
+        dir.path(),
+        &["trust", "install", ca, "--nss-db", db_arg, "--dry-run"],
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would run certutil -A"));
+    assert!(!listed().contains("anchorage-"));
+
+    let installed = anchorage(dir.path(), &["trust", "install", ca, "--nss-db", db_arg]);
+    assert!(installed.status.success(), "{}", text(&installed));
+    let list = listed();
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("anchorage-"))
+        .unwrap_or_else(|| panic!("not installed:\n{list}"));
+    assert!(
+        line.trim_end().ends_with("C,,"),
+        "trusted to issue server certificates: {line}"
+    );
+
+    let again = anchorage(dir.path(), &["trust", "install", ca, "--nss-db", db_arg]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to do"),
+        "{}",
+        text(&again)
+    );
+
+    let removed = anchorage(dir.path(), &["trust", "uninstall", ca, "--nss-db", db_arg]);
+    assert!(removed.status.success(), "{}", text(&removed));
+    assert!(!listed().contains("anchorage-"));
+}
