@@ -12,8 +12,11 @@ use crate::exit::EXIT_CODES_HELP;
 #[command(name = "anchorage", version, about, after_help = EXIT_CODES_HELP)]
 pub(crate) struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); ANCHORAGE_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub(crate) verbose: u8,
+    /// No progress, notes or warnings on stderr: only errors (and what stdout carries).
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
     /// A CA file or directory trusted by every outbound TLS connection anchorage makes (on top
     /// of the OS store and Mozilla's roots), as wasmCloud's host `--tls-ca-path`. Repeatable.
     #[arg(long, global = true, value_name = "PATH")]
@@ -30,15 +33,19 @@ pub(crate) enum Command {
     /// Print the environment variables that point every runtime at a trust bundle.
     #[command(after_help = concat!(
         "Examples:\n",
-        "  eval \"$(anchorage env --bundle out/ca-bundle.pem --dir out/certs --extra out/extra.pem)\"\n",
-        "  anchorage env --bundle out/ca-bundle.pem --java-truststore out/trust.p12 --format dotenv > trust.env\n",
-        "  anchorage env --in-container --bundle /etc/ssl/certs/ca-certificates.crt --dir /etc/ssl/certs --format k8s\n\n",
+        "  eval \"$(anchorage env --bundle out/ca-bundle.pem --dir out/certs --extra \\\n",
+        "    out/extra.pem)\"\n",
+        "  anchorage env --bundle out/ca-bundle.pem --java-truststore out/trust.p12 \\\n",
+        "    --format dotenv > trust.env\n",
+        "  anchorage env --in-container --bundle /etc/ssl/certs/ca-certificates.crt \\\n",
+        "    --dir /etc/ssl/certs --format k8s\n\n",
         "Variables that replace a runtime's default store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE,\n",
         "CURL_CA_BUNDLE, JAVA_TOOL_OPTIONS, ...) name --bundle, which must hold public roots too;\n",
         "those that add to it (NODE_EXTRA_CA_CERTS, DENO_CERT) name --extra, the private CAs only\n",
-        "(`anchorage bundle build ... --extra-pem FILE` writes it). A variable whose file is not given\n",
-        "is left out. Programs that ignore every variable (compiled-in roots, browsers) are listed\n",
-        "in --format json (ignore_all) and in docs/runtimes.md.\n\n",
+        "(`anchorage bundle build ... --extra-pem FILE` writes it), or --bundle without --extra.\n",
+        "SSL_CERT_DIR and JAVA_TOOL_OPTIONS are left out without --dir / --java-truststore.\n",
+        "Programs that ignore every variable (compiled-in roots, browsers) are listed in\n",
+        "--format json (ignore_all) and in docs/runtimes.md.\n\n",
         "Exit codes:\n",
         "  0  printed\n",
         "  1  unexpected failure\n",
@@ -53,8 +60,10 @@ pub(crate) enum Command {
         "Examples:\n",
         "  anchorage doctor registry.corp.example:443\n",
         "  anchorage doctor https://git.corp.example/ --ca corp-root.pem --output json\n",
-        "  anchorage doctor oci://registry.corp.example/team/app:1.2 --bundle /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage doctor 10.0.0.5:8443 --servername api.internal --save-chain presented.pem\n\n",
+        "  anchorage doctor oci://registry.corp.example/team/app:1.2 --bundle \\\n",
+        "    /etc/ssl/certs/ca-certificates.crt\n",
+        "  anchorage doctor 10.0.0.5:8443 --servername api.internal --save-chain \\\n",
+        "    presented.pem\n\n",
         "Trust: the OS store plus Mozilla's roots (as the wasmCloud HTTP client), plus --tls-ca-path;\n",
         "--bundle FILE uses that bundle alone; --system / --mozilla pick the stores explicitly. --ca\n",
         "adds CA files to the trust; when only they make the chain trusted, the fix says how to add\n",
@@ -87,6 +96,30 @@ pub(crate) enum Command {
     /// Container images: add private CAs to an image in a registry or an OCI layout.
     #[command(subcommand)]
     Image(crate::commands::image::ImageCommand),
+    /// This machine's own trust: install CA certificates into the OS store, a JDK, NSS.
+    #[command(subcommand)]
+    Trust(crate::commands::trust::TrustCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  anchorage completions bash > \\\n",
+        "    ~/.local/share/bash-completion/completions/anchorage\n",
+        "  anchorage completions zsh > \"${fpath[1]}/_anchorage\"\n",
+        "  anchorage completions fish > ~/.config/fish/completions/anchorage.fish",
+    ))]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of anchorage and its commands.
+    #[command(
+        after_help = "Example:\n  anchorage man > ~/.local/share/man/man1/anchorage.1 && man anchorage"
+    )]
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,13 +128,22 @@ pub(crate) enum K8sCommand {
     /// and sets the runtime variables (see `anchorage env`).
     #[command(after_help = concat!(
         "Examples:\n",
-        "  anchorage k8s patch --configmap trust --kind deployment --name api --container app \\\n",
+        "  anchorage k8s patch --configmap trust --kind deployment --name api \\\n",
+        "    --container app \\\n",
         "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
         "  kubectl get deploy api -o json > api.json\n",
-        "  anchorage k8s patch --configmap trust --kind deployment --container app --type json --current api.json\n",
-        "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob --name backup --container job\n\n",
+        "  anchorage k8s patch --configmap trust --kind deployment --container app \\\n",
+        "    --type json --current api.json\n",
+        "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob \\\n",
+        "    --name backup --container job\n",
+        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust \\\n",
+        "    --k8s-extra-pem --k8s-pkcs12 -n apps\n",
+        "  anchorage k8s patch --configmap trust --extra-pem --pkcs12 --kind \\\n",
+        "    deployment --name api -n apps --container app\n\n",
         "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
-        "only the bundle file, so SSL_CERT_DIR is not set for it.\n\n",
+        "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
+        "name the combined bundle, or extra-ca.pem with --extra-pem; JAVA_TOOL_OPTIONS is set only\n",
+        "with --pkcs12 (it replaces a value the workload sets itself).\n\n",
         "Exit codes:\n",
         "  0  printed\n",
         "  1  unexpected failure\n",
@@ -130,6 +172,14 @@ pub(crate) struct K8sPatchArgs {
     /// The ConfigMap/Secret was built with --k8s-bundle-only: no SSL_CERT_DIR.
     #[arg(long, requires = "hashed_source")]
     pub(crate) bundle_only: bool,
+    /// The ConfigMap/Secret was built with --k8s-extra-pem: NODE_EXTRA_CA_CERTS and DENO_CERT
+    /// name its extra-ca.pem (without it they name the combined bundle).
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) extra_pem: bool,
+    /// The ConfigMap/Secret was built with --k8s-pkcs12: JAVA_TOOL_OPTIONS names its
+    /// truststore.p12 (-Djavax.net.ssl.trustStore=..., trustStoreType=PKCS12).
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) pkcs12: bool,
     /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
     #[arg(long, value_name = "KIND")]
     pub(crate) kind: String,
@@ -213,7 +263,8 @@ pub(crate) enum TlsCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage tls roots\n",
-        "  anchorage --tls-ca-path /etc/corp/ca.pem --tls-ca-path /etc/corp/ca.d tls roots --output json\n",
+        "  anchorage --tls-ca-path /etc/corp/ca.pem --tls-ca-path /etc/corp/ca.d tls \\\n",
+        "    roots --output json\n",
         "  anchorage tls roots --no-native-certs --tls-certs-file corp.pem\n\n",
         "Exit codes:\n",
         "  0  at least one trust anchor\n",
@@ -273,7 +324,8 @@ pub(crate) struct EnvArgs {
     /// The OpenSSL hashed directory (for SSL_CERT_DIR).
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
-    /// The private CAs only (for NODE_EXTRA_CA_CERTS and DENO_CERT).
+    /// The private CAs only (for NODE_EXTRA_CA_CERTS and DENO_CERT; without it they name
+    /// --bundle).
     #[arg(long, value_name = "FILE")]
     pub(crate) extra: Option<PathBuf>,
     /// A Java trust store holding the combined bundle (for JAVA_TOOL_OPTIONS).
@@ -300,12 +352,16 @@ pub(crate) enum BundleCommand {
     /// directory, atomically.
     #[command(after_help = concat!(
         "Examples:\n",
-        "  anchorage bundle build corp-root.pem --mozilla --pem /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir ./certs --output json\n",
+        "  anchorage bundle build corp-root.pem --mozilla --pem \\\n",
+        "    /etc/ssl/certs/ca-certificates.crt\n",
+        "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir \\\n",
+        "    ./certs --output json\n",
         "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n",
         "  anchorage bundle build corp.pem --mozilla --pkcs12 trust.p12 --jks trust.jks\n",
-        "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem extra.pem   # then: anchorage env\n",
-        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust -n apps --k8s-out trust.yaml\n\n",
+        "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem \\\n",
+        "    extra.pem   # then: anchorage env\n",
+        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust -n apps \\\n",
+        "    --k8s-out trust.yaml\n\n",
         "A SOURCE is a PEM/DER/PKCS#7 file, a Java keystore (JKS/PKCS#12, see --source-password),\n",
         "a directory (read recursively), or a Kubernetes ConfigMap/Secret/ClusterTrustBundle\n",
         "manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
@@ -326,7 +382,8 @@ pub(crate) enum BundleCommand {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage bundle inspect /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage bundle inspect corp.p7b --output json | jq '.certificates[].subject'\n",
+        "  anchorage bundle inspect corp.p7b --output json | jq \\\n",
+        "    '.certificates[].subject'\n",
         "  kubectl get cm trust -o yaml | anchorage bundle inspect -\n\n",
         "Exit codes:\n",
         "  0  at least one certificate and no problem\n",
@@ -526,15 +583,16 @@ pub(crate) struct BuildArgs {
     )]
     pub(crate) k8s_signer: Option<String>,
     /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace); needs one of
-    /// them (a ClusterTrustBundle is cluster-scoped).
+    /// them (a ClusterTrustBundle is cluster-scoped). Repeat it to emit one copy per namespace
+    /// (a ConfigMap is mounted only in its own namespace).
     #[arg(
-        long,
+        long = "namespace",
         short = 'n',
         value_name = "NS",
         requires = "k8s_namespaced",
         help_heading = "Kubernetes"
     )]
-    pub(crate) namespace: Option<String>,
+    pub(crate) namespaces: Vec<String>,
     /// Only the bundle key in the ConfigMap/Secret, no <hash>.<n> keys: half the size, but
     /// SSL_CERT_DIR / -CApath readers find nothing.
     #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
@@ -542,6 +600,14 @@ pub(crate) struct BuildArgs {
     /// Also repeat the bundle as ca-bundle.crt and tls-ca-bundle.pem (RHEL-family names).
     #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
     pub(crate) k8s_rhel_aliases: bool,
+    /// Also put the private CAs only (what Mozilla's roots lack) in the ConfigMap/Secret as
+    /// extra-ca.pem, for NODE_EXTRA_CA_CERTS and DENO_CERT (`k8s patch --extra-pem`).
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_extra_pem: bool,
+    /// Also put the bundle in the ConfigMap/Secret as truststore.p12, a password-less PKCS#12
+    /// trust store for Java (`k8s patch --pkcs12`), as trust-manager's additionalFormats does.
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_pkcs12: bool,
     /// Write the Kubernetes objects to FILE (atomically) instead of stdout.
     #[arg(
         long,
@@ -626,10 +692,13 @@ pub(crate) struct InspectArgs {
 #[command(after_help = concat!(
     "Examples:\n",
     "  anchorage ca init --cn 'Mesh Root CA' --org Example --intermediate\n",
-    "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/\n",
+    "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe \\\n",
+    "    cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/\n",
     "  anchorage ca show --output json\n",
-    "  anchorage ca export --format fsm-secret -n fsm-system --out fsm-ca-bundle.yaml\n",
-    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca import --format fsm-secret -\n\n",
+    "  anchorage ca export --format fsm-secret -n fsm-system --out \\\n",
+    "    fsm-ca-bundle.yaml\n",
+    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca \\\n",
+    "    import --format fsm-secret -\n\n",
     "The CA lives in DIR/anchorage.redb (mode 0600, directory 0700): DIR is --data-dir, else\n",
     "$ANCHORAGE_DATA_DIR, else $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage. Its keys\n",
     "are encrypted with the passphrase from --passphrase-file or $ANCHORAGE_CA_PASSPHRASE when one\n",
@@ -670,8 +739,10 @@ pub(crate) enum CaAction {
         "Examples:\n",
         "  anchorage ca init\n",
         "  anchorage ca init --cn 'Mesh Root CA' --org Example --key p384 --ttl 10y\n",
-        "  anchorage ca init --intermediate --intermediate-ttl 2y --passphrase-file ca.pass --output json\n",
-        "  anchorage ca init --permitted-dns cluster.local --permitted-uri cluster.local\n",
+        "  anchorage ca init --intermediate --intermediate-ttl 2y --passphrase-file \\\n",
+        "    ca.pass --output json\n",
+        "  anchorage ca init --permitted-dns cluster.local --permitted-uri \\\n",
+        "    cluster.local\n",
         "      # a root that can vouch only for *.cluster.local names and SPIFFE IDs\n",
         "  anchorage ca init --force    # replace the existing CA\n\n",
         "Without a passphrase (--passphrase-file or ANCHORAGE_CA_PASSPHRASE) the key is stored in\n",
@@ -689,9 +760,12 @@ pub(crate) enum CaAction {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --out tls/\n",
-        "  anchorage ca issue --cn web --san web.example --san 10.0.0.5 --kind server --ttl 90d --out web-tls/\n",
-        "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/ --output json\n",
-        "  anchorage ca issue --cn admission.example.svc --kind webhook --key rsa2048 --out webhook-tls/\n\n",
+        "  anchorage ca issue --cn web --san web.example --san 10.0.0.5 --kind server \\\n",
+        "    --ttl 90d --out web-tls/\n",
+        "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe \\\n",
+        "    cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/ --output json\n",
+        "  anchorage ca issue --cn admission.example.svc --kind webhook --key rsa2048 \\\n",
+        "    --out webhook-tls/\n\n",
         "DIR receives exactly cert.pem (the certificate), chain.pem (certificate then intermediates:\n",
         "what a server sends), key.pem (PKCS#8, mode 0600) and ca.pem (the roots peers trust). DIR is\n",
         "replaced as a whole, atomically: it must be new, empty, or hold only those files; an error\n",
@@ -699,7 +773,8 @@ pub(crate) enum CaAction {
         "--no-clamp refuses instead). The key is never printed.\n\n",
         "--backend vault issues from a Vault/OpenBao PKI role instead (token from VAULT_TOKEN or\n",
         "BAO_TOKEN, or --approle-role-id with --approle-secret-id-file; TLS trust: --tls-ca-path):\n",
-        "  VAULT_TOKEN=... anchorage --tls-ca-path openbao-ca.pem ca issue --backend vault \\\n",
+        "  VAULT_TOKEN=... anchorage --tls-ca-path openbao-ca.pem ca issue --backend \\\n",
+        "    vault \\\n",
         "    --vault-addr https://openbao.internal:8200 --vault-role mesh --cn web.mesh.example --out tls/\n\n",
         "Exit codes:\n",
         "  0  issued and written (a clamped lifetime is a warning)\n",
@@ -735,9 +810,12 @@ pub(crate) enum CaAction {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage ca export --format pem --out ca-backup/\n",
-        "  anchorage ca export --format fsm-secret -n fsm-system --out fsm-ca-bundle.yaml\n",
-        "  anchorage ca export --format fsm-secret --name osm-ca-bundle -n osm-system | kubectl apply -f -\n",
-        "  anchorage ca export --format k8s-tls-secret --name mesh-ca -n cert-manager --out mesh-ca.yaml\n\n",
+        "  anchorage ca export --format fsm-secret -n fsm-system --out \\\n",
+        "    fsm-ca-bundle.yaml\n",
+        "  anchorage ca export --format fsm-secret --name osm-ca-bundle -n osm-system \\\n",
+        "    | kubectl apply -f -\n",
+        "  anchorage ca export --format k8s-tls-secret --name mesh-ca -n cert-manager \\\n",
+        "    --out mesh-ca.yaml\n\n",
         "pem: a directory of ca.crt (the roots), ca.key (the root key, when held), and with an\n",
         "intermediate intermediate.crt and intermediate.key; without --out the same PEM blocks\n",
         "go to stdout. fsm-secret: an Opaque Secret (default name fsm-ca-bundle) with ca.crt,\n",
@@ -760,7 +838,8 @@ pub(crate) enum CaAction {
     #[command(after_help = concat!(
         "Examples:\n",
         "  anchorage ca import --format pem root.crt root.key\n",
-        "  anchorage ca import --format pem intermediate.crt root.crt intermediate.key --force\n",
+        "  anchorage ca import --format pem intermediate.crt root.crt \\\n",
+        "    intermediate.key --force\n",
         "  kubectl get secret -n fsm-system fsm-ca-bundle -o yaml > fsm.yaml\n",
         "  anchorage ca import --format fsm-secret fsm.yaml\n",
         "  anchorage ca import --format k8s-tls-secret ca-key-pair.json --output json\n\n",
@@ -892,11 +971,12 @@ pub(crate) struct CaIssueArgs {
     /// Which CA issues: the builtin CA in the store, or a Vault/OpenBao PKI engine.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) backend: CaBackend,
-    #[command(flatten)]
-    pub(crate) vault: VaultArgs,
     /// Output format of the summary.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
+    // Last: its help heading applies to the options after it.
+    #[command(flatten)]
+    pub(crate) vault: VaultArgs,
 }
 
 /// `ca issue --backend vault`: where OpenBao is and how to log in. The token comes from

@@ -145,14 +145,61 @@ impl From<anchorage_trust::tls::TlsTrustError> for Failure {
     }
 }
 
-/// The error's message followed by each cause's, `: `-separated.
+/// The error's message followed by each cause's, `: `-separated; a cause whose text the message
+/// already holds (an error that prints its `#[source]` itself) is not said again, so no message
+/// reads "X: X".
 pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = s.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    /// An error about corp.pem caused by `0`, whose message holds its cause when `.1`.
+    #[derive(Debug)]
+    struct Read(std::io::Error, bool);
+
+    impl std::fmt::Display for Read {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot read corp.pem")?;
+            if self.1 {
+                write!(f, ": {}", self.0)?;
+            }
+            Ok(())
+        }
+    }
+
+    impl std::error::Error for Read {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn denied() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied")
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        assert_eq!(
+            with_causes(&Read(denied(), true)),
+            "cannot read corp.pem: permission denied"
+        );
+        // Negative control: a cause the message leaves out is appended.
+        assert_eq!(
+            with_causes(&Read(denied(), false)),
+            "cannot read corp.pem: permission denied"
+        );
+    }
 }

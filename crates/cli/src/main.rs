@@ -16,6 +16,16 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::io::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `eprintln!` for progress, notes and warnings: silent under `-q/--quiet`. Errors use
+/// `eprintln!` and are never silenced.
+macro_rules! diagln {
+    ($($arg:tt)*) => {
+        if !$crate::render::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 mod args;
 mod commands;
 mod exit;
@@ -33,7 +43,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    init_tracing(cli.verbose);
+    render::set_quiet(cli.quiet);
+    init_tracing(if cli.quiet { None } else { Some(cli.verbose) });
     let json = wants_json(&cli.command);
     let result = match check_global(&cli) {
         Err(failure) => Err(failure),
@@ -62,7 +73,12 @@ fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
     let connects = match &cli.command {
         Command::Doctor(_) | Command::Tls(_) | Command::Secrets(_) | Command::Image(_) => true,
         Command::Ca(a) => matches!(a.action, CaAction::Issue(_)),
-        Command::Bundle(_) | Command::Env(_) | Command::K8s(_) => false,
+        Command::Bundle(_)
+        | Command::Env(_)
+        | Command::K8s(_)
+        | Command::Trust(_)
+        | Command::Completions(_)
+        | Command::Man => false,
     };
     if !connects {
         return Err(exit::Failure::new(
@@ -80,7 +96,9 @@ fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
 fn run(cli: args::Cli) -> Result<exit::Code, exit::Failure> {
     match cli.command {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
-        args::Command::Bundle(args::BundleCommand::Inspect(a)) => commands::inspect::run(a),
+        args::Command::Bundle(args::BundleCommand::Inspect(a)) => {
+            commands::inspect::run(a, cli.verbose)
+        }
         args::Command::Env(a) => commands::env::run(a),
         args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
         args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
@@ -88,6 +106,9 @@ fn run(cli: args::Cli) -> Result<exit::Code, exit::Failure> {
         args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
         args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
         args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
+        args::Command::Trust(a) => commands::trust::run(a),
+        args::Command::Completions(a) => commands::completions(&a),
+        args::Command::Man => commands::man(),
     }
 }
 
@@ -113,6 +134,11 @@ fn wants_json(command: &args::Command) -> bool {
         },
         Command::Secrets(a) => return a.json_output(),
         Command::Image(a) => return a.json_output(),
+        Command::Trust(
+            crate::commands::trust::TrustCommand::Install(a)
+            | crate::commands::trust::TrustCommand::Uninstall(a),
+        ) => a.output,
+        Command::Completions(_) | Command::Man => OutputFormat::Text,
     };
     output == OutputFormat::Json
 }
@@ -148,13 +174,16 @@ fn asked_json() -> bool {
     })
 }
 
-fn init_tracing(verbose: u8) {
+/// `None`: `--quiet`, errors only (audit events of `secrets serve` stay on: they are its
+/// record, not progress).
+fn init_tracing(verbose: Option<u8>) {
     let default = match verbose {
+        None => "error,anchorage::audit=info",
         // Audit events of `secrets serve` (target anchorage::audit) are on by default.
-        0 => "warn,anchorage::audit=info",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+        Some(0) => "warn,anchorage::audit=info",
+        Some(1) => "info",
+        Some(2) => "debug",
+        Some(_) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ANCHORAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

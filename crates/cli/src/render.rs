@@ -1,7 +1,32 @@
 //! Turning library results into text and JSON. JSON shapes are documented in docs/cli.md and kept
 //! stable: fields may be added, never renamed or removed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anchorage_trust::{Finding, Report, SourceProblem};
+
+/// `-q/--quiet`: progress, notes and warnings are not printed (errors always are).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `1 certificate`, `2 certificates`: a count with its noun in the right number (nouns that take
+/// an `s`).
+pub(crate) fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// Sets `-q/--quiet` for the process (once, from `main`).
+pub(crate) fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// True under `-q/--quiet`.
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 use anchorage_x509::Certificate;
 use serde::Serialize;
 
@@ -77,14 +102,14 @@ impl From<&SourceProblem> for ProblemView {
 pub(crate) fn warn_all(report: &Report) {
     warn_problems(&report.problems);
     for finding in report.findings.iter().filter(|f| f.kind.is_warning()) {
-        eprintln!("anchorage: warning: {finding}");
+        diagln!("anchorage: warning: {finding}");
     }
 }
 
 /// Prints problems on stderr, one line each.
 pub(crate) fn warn_problems(problems: &[SourceProblem]) {
     for problem in problems {
-        eprintln!("anchorage: warning: {problem}");
+        diagln!("anchorage: warning: {problem}");
     }
 }
 

@@ -447,8 +447,12 @@ fn check_case(parent: &Path, certs: &Certs, case: &Case, runner: Runner) {
     }
     assert!(
         stdout(&out).contains(&format!(
-            "bundle of 1 certificates from 1 read (0 duplicates, 0 expired dropped, {} problems)",
-            case.expect.len()
+            "bundle of 1 certificate from 1 read (0 duplicates, 0 expired dropped, {})",
+            if case.expect.len() == 1 {
+                "1 problem".to_owned()
+            } else {
+                format!("{} problems", case.expect.len())
+            }
         )),
         "{name}: {}",
         stdout(&out)

@@ -176,7 +176,7 @@ fn a_constrained_ca_refuses_other_names_and_openssl_refuses_forged_ones() {
     ));
 
     // bundle inspect shows the root's constraints, in text and JSON.
-    let inspect = ok(&anchorage(dir, &["bundle", "inspect", "out/ca.pem"]));
+    let inspect = ok(&anchorage(dir, &["bundle", "inspect", "-v", "out/ca.pem"]));
     assert!(
         inspect.contains("names:        permitted DNS:cluster.local"),
         "{inspect}"

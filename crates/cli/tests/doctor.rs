@@ -563,6 +563,53 @@ fn unknown_issuer_becomes_trusted_with_the_right_ca_and_the_fix_builds_a_bundle(
 }
 
 #[test]
+fn an_intermediate_given_with_ca_is_named_as_the_anchor_and_openssl_is_warned_about() {
+    let case = Case::new("Doctor Int Anchor");
+    let Some((_server, target)) = serve(&case.files.cert, &case.files.key, Some(&case.files.chain))
+    else {
+        return;
+    };
+    case.file("int.pem", &[&case.pki.intermediate.pem]);
+    let root = "CN=Doctor Int Anchor Root CA, O=Anchorage Test";
+    let intermediate = "CN=Doctor Int Anchor Intermediate CA, O=Anchorage Test";
+    let (code, report) = doctor_json(case.path(), &target, &["--mozilla", "--ca", "int.pem"]);
+    assert_eq!(code, Some(OK), "{report:#}");
+    assert_eq!(kind(&report), "trusted", "{report:#}");
+    assert_eq!(report["trusted_only_with_ca"], true);
+    let primary = &report["primary"];
+    assert_eq!(primary["anchor"], intermediate, "not the root above it");
+    assert_eq!(primary["anchor_is_intermediate"], true);
+    assert_eq!(primary["anchor_issuer"], root);
+    // The fix agrees with the verdict: no "missing issuer", a warning for OpenSSL clients.
+    let fix = summary(&report);
+    assert!(!fix.contains("missing issuer"), "{fix}");
+    assert!(fix.contains("partial-chain") && fix.contains(root), "{fix}");
+    assert_eq!(
+        commands(&report),
+        vec!["anchorage bundle build int.pem --mozilla --pem ca-bundle.pem".to_owned()]
+    );
+    let text = anchorage(
+        case.path(),
+        &["doctor", &target, "--mozilla", "--ca", "int.pem"],
+    );
+    let text = stdout(&text);
+    assert!(
+        text.contains(&format!(
+            "diagnosis: trusted through an intermediate given as a trust anchor: the chain leads to {intermediate}"
+        )),
+        "{text}"
+    );
+
+    // Negative control: the root given with --ca is named as the trusted root, without warning.
+    case.file("root.pem", &[&case.pki.root.pem]);
+    let (code, report) = doctor_json(case.path(), &target, &["--mozilla", "--ca", "root.pem"]);
+    assert_eq!(code, Some(OK), "{report:#}");
+    assert_eq!(report["primary"]["anchor"], root);
+    assert_eq!(report["primary"]["anchor_is_intermediate"], false);
+    assert!(!summary(&report).contains("partial-chain"), "{report:#}");
+}
+
+#[test]
 fn save_chain_writes_the_presented_chain() {
     let case = Case::new("Doctor Save");
     let Some((_server, target)) = serve(&case.files.cert, &case.files.key, Some(&case.files.chain))

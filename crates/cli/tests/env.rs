@@ -349,35 +349,114 @@ fn json_output_says_what_each_variable_does_and_what_was_left_out() {
         "{ignore_all:?}"
     );
 
-    // Without --dir and --extra, their variables are left out and the option named.
+    // Without --dir, SSL_CERT_DIR is left out and the option named; without --extra, the
+    // variables that add to a runtime's store name the combined bundle instead.
     let bare = anchorage(
         f.path(),
         &["env", "--bundle", &f.built.bundle, "--format", "json"],
     );
     let json: serde_json::Value = serde_json::from_slice(&bare.stdout).unwrap();
-    let names: Vec<_> = json["variables"]
-        .as_array()
-        .unwrap()
+    let vars = json["variables"].as_array().unwrap();
+    let names: Vec<_> = vars
         .iter()
         .map(|v| v["name"].as_str().unwrap().to_owned())
         .collect();
-    for absent in ["SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "DENO_CERT"] {
-        assert!(!names.iter().any(|n| n == absent), "{absent} in {names:?}");
-    }
-    let omitted = &json["omitted"];
-    for (name, option) in [
-        ("SSL_CERT_DIR", "--dir"),
-        ("NODE_EXTRA_CA_CERTS", "--extra"),
-        ("DENO_CERT", "--extra"),
-    ] {
-        assert!(
-            omitted
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!({"name": name, "option": option})),
-            "{omitted}"
+    assert!(!names.iter().any(|n| n == "SSL_CERT_DIR"), "{names:?}");
+    for name in EXTRA_VARS {
+        let v = vars
+            .iter()
+            .find(|v| v["name"] == *name)
+            .unwrap_or_else(|| panic!("{name} left out: {json:#}"));
+        assert_eq!(v["value"], bundle, "{name}");
+        assert_eq!(
+            (&v["effect"], &v["points"]),
+            (&"adds".into(), &"bundle".into())
         );
     }
+    let omitted = json["omitted"].as_array().unwrap();
+    assert!(
+        omitted.contains(&serde_json::json!({"name": "SSL_CERT_DIR", "option": "--dir"})),
+        "{omitted:?}"
+    );
+    assert!(
+        omitted.iter().all(|o| o["option"] != "--extra"),
+        "{omitted:?}"
+    );
+}
+
+/// Runs Node's `https.get` against `argv[1]` with verification on.
+const NODE_GET: &str = r#"
+const https = require('https');
+const req = https.get(process.argv[1], (res) => {
+  console.log(`status ${res.statusCode} authorized=${res.socket.authorized}`);
+  res.resume();
+  res.on('end', () => process.exit(0));
+});
+req.setTimeout(15000, () => req.destroy(new Error('timed out')));
+req.on('error', (e) => { console.error(`node https error ${e.code}: ${e.message}`); process.exit(1); });
+"#;
+
+/// `eval`s `anchorage env --bundle "$2"` (no --extra) in bash, then runs Node against `$3`.
+const EVAL_AND_NODE: &str = r#"
+set -u
+vars=$("$1" env --bundle "$2") || exit 90
+eval "$vars"
+exec node -e "$4" -- "$3"
+"#;
+
+#[test]
+fn bundle_alone_makes_node_trust_the_private_ca() {
+    let (Some(bash), Some(_node)) = (peer::require("bash"), peer::require("node")) else {
+        return;
+    };
+    let f = fixture();
+    let server_dir = f.path().join("server");
+    fs::create_dir(&server_dir).unwrap();
+    let files = f.pki.write_server_files(&server_dir);
+    let Some(server) = peer::openssl_server(&files.cert, &files.key, Some(&files.chain)) else {
+        return;
+    };
+    let url = format!("https://127.0.0.1:{}/", server.port());
+    let home = f.path().join("home");
+    fs::create_dir(&home).unwrap();
+    let base = |cmd: &mut Command| {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .current_dir(f.path());
+    };
+
+    // Through `env --bundle` alone (the combined bundle, Mozilla roots included): Node trusts
+    // the private CA, and loads the file without complaint.
+    let mut cmd = Command::new(&bash);
+    base(&mut cmd);
+    cmd.args(["-c", EVAL_AND_NODE, "bash"])
+        .arg(env!("CARGO_BIN_EXE_anchorage"))
+        .args([&f.built.bundle, &url, NODE_GET]);
+    let out = peer::run_client(&mut cmd, Duration::from_secs(30));
+    let context = format!(
+        "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status, out.stdout, out.stderr
+    );
+    assert!(out.status.success(), "{context}");
+    assert!(
+        out.stdout.contains("status 200 authorized=true"),
+        "{context}"
+    );
+    assert!(!out.stderr.contains("Ignoring extra certs"), "{context}");
+
+    // Negative control: the same Node without the variable (what `env --bundle` printed before)
+    // does not trust the private CA.
+    let mut cmd = Command::new("node");
+    base(&mut cmd);
+    cmd.args(["-e", NODE_GET, "--", &url]);
+    let out = peer::run_client(&mut cmd, Duration::from_secs(30));
+    assert!(!out.status.success(), "{}", out.output());
+    assert!(
+        out.stderr.contains("UNABLE_TO_GET_ISSUER_CERT_LOCALLY"),
+        "{}",
+        out.output()
+    );
 }
 
 #[test]
@@ -652,7 +731,7 @@ fn an_extra_file_holding_mozilla_roots_gets_a_warning() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("Mozilla root(s)") && err.contains("NODE_EXTRA_CA_CERTS"),
+        err.contains("Mozilla root") && err.contains("NODE_EXTRA_CA_CERTS"),
         "{err}"
     );
     assert!(err.contains("--extra-pem"), "says how to build it: {err}");

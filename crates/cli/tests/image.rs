@@ -266,6 +266,16 @@ fn private_ca_registry_works_with_tls_ca_path_and_fails_without() {
         &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert_eq!(code(&refused), UNREACHABLE, "{}", stderr(&refused));
+    // The error names the fix: the CA option, and the doctor for the chain.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        stderr(&refused)
+    );
+    let host = f.registry.host();
+    assert!(said.contains("--tls-ca-path FILE"), "{said}");
+    assert!(said.contains(&format!("anchorage doctor {host}")), "{said}");
+    assert!(!said.contains("--insecure-registry"), "{said}");
     let root = files.root.display().to_string();
     let mut with = args(&[]);
     with.extend(["--tls-ca-path".to_owned(), root]);
@@ -273,6 +283,30 @@ fn private_ca_registry_works_with_tls_ca_path_and_fails_without() {
         &f.docker(),
         &with.iter().map(String::as_str).collect::<Vec<_>>(),
     );
+    assert_eq!(code(&ok), OK, "{}", stderr(&ok));
+}
+
+#[test]
+fn a_plain_http_registry_reached_over_tls_suggests_insecure_registry() {
+    let Some(f) = Fixture::new(&RegistryOptions::default(), None) else {
+        return;
+    };
+    let host = f.registry.host();
+    let (src, dst) = (
+        f.registry.reference("debian:12"),
+        f.registry.reference("debian:12-corp"),
+    );
+    // Without --insecure-registry anchorage speaks TLS to the plain-HTTP registry.
+    let refused = anchorage(&f.docker(), &["image", "inject", &src, &dst, "--ca", &f.ca]);
+    assert_eq!(code(&refused), UNREACHABLE, "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains(&format!("give --insecure-registry {host}")),
+        "{said}"
+    );
+    assert!(!said.contains("--tls-ca-path"), "{said}");
+    // Negative control: with it, the same inject works.
+    let ok = f.inject(&src, &dst, &[]);
     assert_eq!(code(&ok), OK, "{}", stderr(&ok));
 }
 

@@ -41,7 +41,7 @@ fn configmap_to_stdout_parses_and_its_keys_are_the_hashed_layout() {
     assert!(o.status.success(), "{}", stderr(&o));
     // The summary goes to stderr, so stdout is only the manifest.
     assert!(
-        stderr(&o).contains("bundle of 1 certificates"),
+        stderr(&o).contains("bundle of 1 certificate from"),
         "{}",
         stderr(&o)
     );
@@ -256,4 +256,158 @@ fn patch_sets_mount_and_variables_and_json_patch_needs_the_current_object() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The `env` entries of the first container of a Deployment patch.
+fn patch_env(patch: &serde_json::Value) -> Vec<(String, String)> {
+    patch["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_and_java_files_in_the_object_and_their_variables_in_the_patch() {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    pki::root_ca("K8s Node Java Root").write_pem(dir.path(), "root.crt");
+    // One copy per namespace (-n repeated), each with the private-only PEM and a PKCS#12.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "bundle",
+            "build",
+            "root.crt",
+            "--mozilla",
+            "--k8s-configmap",
+            "trust",
+            "--k8s-extra-pem",
+            "--k8s-pkcs12",
+            "-n",
+            "apps",
+            "-n",
+            "jobs",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let docs: Vec<ConfigMap> = serde_yaml_ng::Deserializer::from_slice(&o.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let namespaces: Vec<_> = docs
+        .iter()
+        .map(|c| c.metadata.namespace.as_deref().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["apps", "jobs"]);
+    for cm in &docs {
+        let data = cm.data.as_ref().unwrap();
+        assert_eq!(
+            data["extra-ca.pem"].matches("BEGIN CERTIFICATE").count(),
+            1,
+            "our root only"
+        );
+        assert!(cm.binary_data.as_ref().unwrap()["truststore.p12"].0.len() > 1000);
+    }
+
+    let patch = |more: &[&str]| {
+        let mut args = vec![
+            "k8s",
+            "patch",
+            "--configmap",
+            "trust",
+            "--kind",
+            "deployment",
+            "--container",
+            "app",
+        ];
+        args.extend_from_slice(more);
+        let o = anchorage(dir.path(), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        patch_env(&serde_json::from_slice(&o.stdout).unwrap())
+    };
+    let env = patch(&["--extra-pem", "--pkcs12"]);
+    let get = |env: &[(String, String)], name: &str| {
+        env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        get(&env, "NODE_EXTRA_CA_CERTS").as_deref(),
+        Some("/etc/ssl/certs/extra-ca.pem")
+    );
+    assert_eq!(
+        get(&env, "DENO_CERT").as_deref(),
+        Some("/etc/ssl/certs/extra-ca.pem")
+    );
+    assert_eq!(
+        get(&env, "JAVA_TOOL_OPTIONS").as_deref(),
+        Some(
+            "-Djavax.net.ssl.trustStore=/etc/ssl/certs/truststore.p12 -Djavax.net.ssl.trustStoreType=PKCS12"
+        )
+    );
+    // Without the flags: Node still trusts the combined bundle, Java is left alone.
+    let env = patch(&[]);
+    assert_eq!(
+        get(&env, "NODE_EXTRA_CA_CERTS").as_deref(),
+        Some("/etc/ssl/certs/ca-certificates.crt")
+    );
+    assert_eq!(get(&env, "JAVA_TOOL_OPTIONS"), None);
+
+    // A ClusterTrustBundle holds neither file.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--cluster-trust-bundle",
+            "corp",
+            "--pkcs12",
+            "--kind",
+            "pod",
+            "--container",
+            "c",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn names_kubernetes_would_refuse_are_exit_2() {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    for bad in [
+        &["--container", "App"][..],
+        &["--container", "app", "--mount-path", "relative"][..],
+        &["--container", "app", "--name", "Web_1"][..],
+        &["--container", "app", "--name", "web", "-n", "Apps"][..],
+    ] {
+        let mut args = vec![
+            "k8s",
+            "patch",
+            "--configmap",
+            "trust",
+            "--kind",
+            "deployment",
+        ];
+        args.extend_from_slice(bad);
+        let o = anchorage(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+    }
+    // Negative control: valid names print a patch.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--configmap",
+            "trust",
+            "--kind",
+            "deployment",
+            "--container",
+            "app",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

@@ -14,7 +14,7 @@ use anchorage_secrets_server::EncryptionKey;
 use anchorage_test_support::nats::NatsServer;
 use anchorage_test_support::{TempDir, tempdir};
 use secrecy::ExposeSecret as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Scratch {
     dir: TempDir,
@@ -163,8 +163,11 @@ fn put_get_reveal_delete_on_the_embedded_store() {
     s.ok(&["delete", "db-password"]);
     assert_eq!(code(&s.run(&["delete", "db-password"], &[])), 13);
 
-    // A missing seed is a usage error naming the variable, not a crash.
-    let mut cmd = s.command(&["get", "tls-key", "--data-dir", &s.data()], &[]);
+    // A missing seed is a usage error naming the variable, not a crash (only --reveal needs it).
+    let mut cmd = s.command(
+        &["get", "tls-key", "--reveal", "--data-dir", &s.data()],
+        &[],
+    );
     cmd.env_remove("ANCHORAGE_SECRETS_ENCRYPTION_SEED");
     let out = cmd.output().unwrap();
     assert_eq!(code(&out), 2);
@@ -172,7 +175,7 @@ fn put_get_reveal_delete_on_the_embedded_store() {
     // A wrong seed: the value opens with no key (11), and the seed is not echoed.
     let other = EncryptionKey::generate().seed().expose_secret().to_owned();
     let out = s.run(
-        &["get", "tls-key"],
+        &["get", "tls-key", "--reveal"],
         &[("ANCHORAGE_SECRETS_ENCRYPTION_SEED", other.as_str())],
     );
     assert_eq!(code(&out), 11);
@@ -268,7 +271,7 @@ fn mappings_and_rotation() {
     let env = [("ANCHORAGE_SECRETS_ENCRYPTION_SEED", new_seed.as_str())];
     let out = s.run(&["get", "a", "--reveal", "--version", "1"], &env);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
-    assert_eq!(code(&s.run(&["get", "a"], &[])), 11);
+    assert_eq!(code(&s.run(&["get", "a", "--reveal"], &[])), 11);
 }
 
 #[test]
@@ -766,7 +769,7 @@ fn admin_over_nats_against_a_running_serve() {
         &[("ANCHORAGE_SECRETS_ENCRYPTION_SEED", new_seed.as_str())],
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
-    assert_eq!(code(&s.run(&["get", "db-password"], &[])), 11);
+    assert_eq!(code(&s.run(&["get", "db-password", "--reveal"], &[])), 11);
 }
 
 #[test]
@@ -847,6 +850,114 @@ fn keygen_writes_private_seeds_prints_public_keys_and_keeps_existing_files() {
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
+}
+
+#[test]
+fn the_readme_path_component_key_mapping_warnings_get_without_seed_and_the_lock_hint() {
+    let s = Scratch::new();
+    // keygen --kind component: the M… key add-mapping needs, seed 0600; account: A….
+    for (kind, public_prefix, seed_prefix) in [("component", 'M', "SM"), ("account", 'A', "SA")] {
+        let file = format!("{kind}.seed");
+        let out = s
+            .command(&["keygen", "--kind", kind, "--out", &file], &[])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = String::from_utf8(out.stdout).unwrap();
+        let path = s.dir.path().join(&file);
+        let seed = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            public.trim().starts_with(public_prefix) && public.trim().len() == 56,
+            "{public}"
+        );
+        assert!(seed.starts_with(seed_prefix), "a {kind} seed");
+        assert!(!public.contains(seed.trim()));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let pair = nkeys::KeyPair::from_seed(seed.trim()).unwrap();
+        assert_eq!(pair.public_key(), public.trim());
+    }
+    let component = nkeys::KeyPair::from_seed(
+        std::fs::read_to_string(s.dir.path().join("component.seed"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+    .public_key();
+
+    // add-mapping of a secret that does not exist: kept, with a warning naming it.
+    let out = s.run(&["add-mapping", &component, "--secret", "db-pasword"], &[]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: no secret \"db-pasword\" in the embedded store"),
+        "{err}"
+    );
+    // Negative control: a secret that exists draws no warning.
+    s.ok(&["put", "db-password", "--value", "hunter2"]);
+    let out = s.run(&["add-mapping", &component, "--secret", "db-password"], &[]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // get without --reveal needs no encryption seed.
+    let data = s.data();
+    let no_seed = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", data.as_str()]);
+        s.command(&all, &[])
+            .env_remove("ANCHORAGE_SECRETS_ENCRYPTION_SEED")
+            .output()
+            .unwrap()
+    };
+    let out = no_seed(&["get", "db-password", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["version"], &v["kind"], &v["bytes"]),
+        (&json!("1"), &json!("string"), &json!(7))
+    );
+    assert!(v.get("value").is_none());
+    // Negative control: --reveal still needs it.
+    let out = no_seed(&["get", "db-password", "--reveal"]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no encryption seed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // While another process holds the embedded store (as `serve` does), the error says how to
+    // administer it over NATS instead.
+    let store = Path::new(&data).join("secrets.redb");
+    let Some(flock) = anchorage_test_support::peer::require("flock") else {
+        return;
+    };
+    // --no-fork: flock execs sleep itself, so killing it releases the lock.
+    let mut holder = Command::new(flock)
+        .arg("--no-fork")
+        .arg(&store)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = s.run(&["list"], &[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_ne!(code(&out), 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--admin-seed-file"), "{err}");
+    // Negative control: once released, the same command works.
+    s.ok(&["list"]);
 }
 
 #[test]

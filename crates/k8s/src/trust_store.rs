@@ -27,6 +27,17 @@
 //! 256 KiB): apply them with `kubectl apply --server-side`, or `kubectl create` / `kubectl
 //! replace`.
 //!
+//! # Node and Java
+//!
+//! Node.js and Deno read their compiled-in Mozilla list plus `NODE_EXTRA_CA_CERTS` / `DENO_CERT`,
+//! and a JVM reads only a keystore. [`Layout::with_extra`] adds [`DEFAULT_EXTRA_KEY`], the
+//! private CAs only (what Mozilla's roots lack), and [`Layout::with_pkcs12`] adds
+//! [`DEFAULT_PKCS12_KEY`], the whole bundle as a password-less PKCS#12 trust store (no
+//! encryption, no MAC: Java 9+ loads it with `-Djavax.net.ssl.trustStoreType=PKCS12` and no
+//! password), as trust-manager's `additionalFormats` does. The PKCS#12 is binary: a ConfigMap
+//! carries it under `binaryData`. `anchorage k8s patch --extra-pem --pkcs12` points
+//! `NODE_EXTRA_CA_CERTS`, `DENO_CERT` and `JAVA_TOOL_OPTIONS` at them.
+//!
 //! # RHEL-family images
 //!
 //! On RHEL, Fedora, CentOS and UBI, `/etc/ssl/certs` is a symbolic link to `/etc/pki/tls/certs`,
@@ -38,7 +49,7 @@
 
 use std::collections::BTreeMap;
 
-use anchorage_trust::{Bundle, PemOptions, hashed_names, render_pem};
+use anchorage_trust::{Bundle, PemOptions, Pkcs12Options, hashed_names, render_pem, render_pkcs12};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -59,6 +70,14 @@ pub const DEFAULT_BUNDLE_KEY: &str = "ca-certificates.crt";
 /// `/etc/ssl/certs` points) and `tls-ca-bundle.pem` (in `/etc/pki/ca-trust/extracted/pem`).
 pub const RHEL_BUNDLE_ALIASES: [&str; 2] = ["ca-bundle.crt", "tls-ca-bundle.pem"];
 
+/// The key of the private CAs only ([`Layout::with_extra`]), for `NODE_EXTRA_CA_CERTS` and
+/// `DENO_CERT`.
+pub const DEFAULT_EXTRA_KEY: &str = "extra-ca.pem";
+
+/// The key of the password-less PKCS#12 trust store ([`Layout::with_pkcs12`]), for
+/// `JAVA_TOOL_OPTIONS=-Djavax.net.ssl.trustStore=…`.
+pub const DEFAULT_PKCS12_KEY: &str = "truststore.p12";
+
 /// Which keys a trust ConfigMap or Secret holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -70,6 +89,12 @@ pub struct Layout {
     /// Whether each certificate also gets its `<hash>.<n>` key (default `true`), for
     /// `SSL_CERT_DIR`, `-CApath` and `curl --capath`.
     pub hashed_keys: bool,
+    /// Key of the private CAs only (the certificates Mozilla's roots lack, or the whole bundle
+    /// when it holds nothing else), for `NODE_EXTRA_CA_CERTS` and `DENO_CERT`; default none.
+    pub extra_key: Option<String>,
+    /// Key of the bundle as a password-less PKCS#12 trust store (binary: `binaryData` in a
+    /// ConfigMap), for Java; default none.
+    pub pkcs12_key: Option<String>,
 }
 
 impl Default for Layout {
@@ -78,6 +103,8 @@ impl Default for Layout {
             bundle_key: DEFAULT_BUNDLE_KEY.to_owned(),
             aliases: Vec::new(),
             hashed_keys: true,
+            extra_key: None,
+            pkcs12_key: None,
         }
     }
 }
@@ -100,12 +127,36 @@ impl Layout {
             .extend(RHEL_BUNDLE_ALIASES.iter().map(|a| (*a).to_owned()));
         self
     }
+
+    /// The same layout plus [`DEFAULT_EXTRA_KEY`]: the private CAs only, for Node and Deno.
+    #[must_use]
+    pub fn with_extra(mut self) -> Self {
+        self.extra_key = Some(DEFAULT_EXTRA_KEY.to_owned());
+        self
+    }
+
+    /// The same layout plus [`DEFAULT_PKCS12_KEY`]: a password-less PKCS#12 trust store, for
+    /// Java.
+    #[must_use]
+    pub fn with_pkcs12(mut self) -> Self {
+        self.pkcs12_key = Some(DEFAULT_PKCS12_KEY.to_owned());
+        self
+    }
 }
 
 /// The keys and values of the layout, checked: valid and distinct keys, data within the limit.
 struct Planned {
     metadata: ObjectMeta,
     data: BTreeMap<String, String>,
+    /// Binary values (the PKCS#12 trust store): `binaryData` in a ConfigMap.
+    binary: BTreeMap<String, Vec<u8>>,
+}
+
+impl Planned {
+    fn size(&self) -> usize {
+        self.data.values().map(String::len).sum::<usize>()
+            + self.binary.values().map(Vec::len).sum::<usize>()
+    }
 }
 
 /// Plans the layout; `limit` is [`MAX_DATA_BYTES`] except in tests of the boundary.
@@ -122,32 +173,60 @@ fn plan(
     let pem = render_pem(bundle, &PemOptions::default());
     let metadata = meta.object_meta(kind, false, bundle_annotations(&pem, bundle.len()))?;
     let mut data = BTreeMap::new();
-    let mut insert = |key: String, value: String| {
-        if data.contains_key(&key) {
+    let mut binary = BTreeMap::new();
+    let mut insert = |key: String, value: Value| {
+        validate::config_map_key(&key).map_err(|reason| K8sError::InvalidKey {
+            key: key.clone(),
+            reason,
+        })?;
+        if data.contains_key(&key) || binary.contains_key(&key) {
             return Err(K8sError::DuplicateKey {
                 key,
                 object: meta.describe(kind),
             });
         }
-        data.insert(key, value);
+        match value {
+            Value::Text(text) => data.insert(key, text),
+            Value::Binary(bytes) => binary.insert(key, bytes).map(|_| String::new()),
+        };
         Ok(())
     };
     for key in std::iter::once(&layout.bundle_key).chain(&layout.aliases) {
-        validate::config_map_key(key).map_err(|reason| K8sError::InvalidKey {
-            key: key.clone(),
-            reason,
-        })?;
-        insert(key.clone(), pem.clone())?;
+        insert(key.clone(), Value::Text(pem.clone()))?;
     }
     let mut hashed_bytes = 0;
     if layout.hashed_keys {
         for name in hashed_names(bundle) {
             let cert_pem = bundle.entries()[name.entry].certificate.to_pem();
             hashed_bytes += cert_pem.len();
-            insert(name.file_name(), cert_pem)?;
+            insert(name.file_name(), Value::Text(cert_pem))?;
         }
     }
-    let size: usize = data.values().map(String::len).sum();
+    if let Some(key) = &layout.extra_key {
+        let private = bundle.without_mozilla_roots();
+        // A bundle of Mozilla roots only: the whole bundle (adding roots Node already has is
+        // harmless, and an empty file would make Node warn).
+        let extra = if private.is_empty() { bundle } else { &private };
+        insert(
+            key.clone(),
+            Value::Text(render_pem(extra, &PemOptions::default())),
+        )?;
+    }
+    if let Some(key) = &layout.pkcs12_key {
+        let bytes = render_pkcs12(bundle, &Pkcs12Options::unprotected()).map_err(|source| {
+            K8sError::Keystore {
+                key: key.clone(),
+                source,
+            }
+        })?;
+        insert(key.clone(), Value::Binary(bytes))?;
+    }
+    let planned = Planned {
+        metadata,
+        data,
+        binary,
+    };
+    let size = planned.size();
     if size > limit {
         return Err(K8sError::TooLarge {
             object: meta.describe(kind),
@@ -157,7 +236,13 @@ fn plan(
             advice: advice(pem.len(), layout.aliases.len(), hashed_bytes, limit),
         });
     }
-    Ok(Planned { metadata, data })
+    Ok(planned)
+}
+
+/// One value of the layout.
+enum Value {
+    Text(String),
+    Binary(Vec<u8>),
 }
 
 /// What to do about a layout over the limit, with the sizes of what would fit.
@@ -165,7 +250,15 @@ fn advice(pem: usize, aliases: usize, hashed: usize, limit: usize) -> String {
     let mut parts = vec![format!(
         "the bundle key takes {pem} bytes{}{}",
         if aliases > 0 {
-            format!(", its {aliases} alias(es) {} more", pem * aliases)
+            format!(
+                ", its {} {} more",
+                if aliases == 1 {
+                    "alias".to_owned()
+                } else {
+                    format!("{aliases} aliases")
+                },
+                pem * aliases
+            )
         } else {
             String::new()
         },
@@ -212,6 +305,13 @@ pub fn trust_configmap(
     Ok(ConfigMap {
         metadata: planned.metadata,
         data: Some(planned.data),
+        binary_data: (!planned.binary.is_empty()).then(|| {
+            planned
+                .binary
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v)))
+                .collect()
+        }),
         ..ConfigMap::default()
     })
 }
@@ -236,6 +336,7 @@ pub fn trust_secret(
                 .data
                 .into_iter()
                 .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .chain(planned.binary.into_iter().map(|(k, v)| (k, ByteString(v))))
                 .collect(),
         ),
         type_: Some("Opaque".to_owned()),
@@ -349,10 +450,7 @@ mod tests {
         let layout = Layout::default();
         let exact: usize = plan(&b, &name(), &layout, "ConfigMap", usize::MAX)
             .unwrap()
-            .data
-            .values()
-            .map(String::len)
-            .sum();
+            .size();
         assert!(plan(&b, &name(), &layout, "ConfigMap", exact).is_ok());
         let Err(K8sError::TooLarge {
             size,
@@ -394,7 +492,7 @@ mod tests {
         let message = e.to_string();
         for fact in [
             format!(
-                "ConfigMap apps/trust would hold {size} bytes of data for {} certificate(s)",
+                "ConfigMap apps/trust would hold {size} bytes of data for {} certificates",
                 over.len()
             ),
             "over Kubernetes' limit of 1048576 bytes (1 MiB)".to_owned(),
@@ -426,6 +524,86 @@ mod tests {
         // Without the hashed keys it fits.
         let small = trust_configmap(&over, &name(), &Layout::bundle_only()).unwrap();
         assert_eq!(crate::Object::from(small).data_bytes(), pem_bytes);
+    }
+
+    /// Our two private roots plus Mozilla's.
+    fn private_and_mozilla() -> (Bundle, Bundle) {
+        use anchorage_trust::{LoadOptions, Policy, Source, load};
+        let private = roots(&["Extra A", "Extra B"]);
+        let (mozilla, _) = Policy::default()
+            .apply(load(&[Source::Mozilla], &LoadOptions::default()))
+            .unwrap();
+        let all = bundle_of(
+            private
+                .certificates()
+                .chain(mozilla.certificates())
+                .cloned(),
+        );
+        (private, all)
+    }
+
+    #[test]
+    fn the_extra_key_holds_the_private_cas_only_and_the_pkcs12_the_whole_bundle() {
+        let (private, all) = private_and_mozilla();
+        let layout = Layout::default().with_extra().with_pkcs12();
+        let cm = trust_configmap(&all, &name(), &layout).unwrap();
+        let data = cm.data.unwrap();
+        assert_eq!(
+            data[DEFAULT_EXTRA_KEY],
+            render_pem(&private, &PemOptions::default()),
+            "the private CAs only"
+        );
+        assert_eq!(
+            data[DEFAULT_BUNDLE_KEY],
+            render_pem(&all, &PemOptions::default())
+        );
+        // The PKCS#12 is binary: binaryData, not data.
+        assert!(!data.contains_key(DEFAULT_PKCS12_KEY));
+        let binary = cm.binary_data.unwrap();
+        assert_eq!(binary.keys().collect::<Vec<_>>(), [DEFAULT_PKCS12_KEY]);
+        let store = anchorage_keystore::decode(&binary[DEFAULT_PKCS12_KEY].0, None).unwrap();
+        assert_eq!(store.certificates.len(), all.len());
+        assert!(store.key_entries.is_empty());
+
+        // The Secret carries the same bytes under data.
+        let secret = trust_secret(&all, &name(), &layout).unwrap();
+        let sdata = secret.data.unwrap();
+        assert_eq!(sdata[DEFAULT_PKCS12_KEY].0, binary[DEFAULT_PKCS12_KEY].0);
+        assert_eq!(
+            sdata[DEFAULT_EXTRA_KEY].0,
+            data[DEFAULT_EXTRA_KEY].as_bytes()
+        );
+
+        // Negative control: the default layout has neither key.
+        let plain = trust_configmap(&all, &name(), &Layout::default()).unwrap();
+        assert!(plain.binary_data.is_none());
+        let plain = plain.data.unwrap();
+        assert!(!plain.contains_key(DEFAULT_EXTRA_KEY) && !plain.contains_key(DEFAULT_PKCS12_KEY));
+    }
+
+    #[test]
+    fn the_binary_key_counts_against_the_limit_and_clashes_with_a_text_key() {
+        let b = roots(&["Bin A"]);
+        let text_only = plan(&b, &name(), &Layout::default(), "ConfigMap", usize::MAX)
+            .unwrap()
+            .size();
+        let with_p12 = Layout::default().with_pkcs12();
+        let size = plan(&b, &name(), &with_p12, "ConfigMap", usize::MAX)
+            .unwrap()
+            .size();
+        assert!(size > text_only);
+        assert!(matches!(
+            plan(&b, &name(), &with_p12, "ConfigMap", size - 1),
+            Err(K8sError::TooLarge { .. })
+        ));
+        let clash = Layout {
+            pkcs12_key: Some(DEFAULT_BUNDLE_KEY.into()),
+            ..Layout::default()
+        };
+        assert!(matches!(
+            trust_configmap(&b, &name(), &clash),
+            Err(K8sError::DuplicateKey { .. })
+        ));
     }
 
     #[test]

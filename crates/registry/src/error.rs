@@ -34,6 +34,9 @@ pub enum RegistryError {
         registry: String,
         /// The connection or TLS failure, with its causes.
         detail: String,
+        /// What the TLS layer said, when it explains the failure (the CLI turns it into the
+        /// option that fixes it).
+        reach: Reach,
     },
     /// The registry answered something other than what the distribution spec says.
     #[error("registry {registry} failed {operation}: {detail}")]
@@ -125,6 +128,61 @@ pub enum RegistryError {
     /// A temporary file for a blob could not be created or written.
     #[error("temporary blob storage failed")]
     Temp(#[source] std::io::Error),
+}
+
+/// Why a registry could not be reached, when the TLS layer says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reach {
+    /// The server answered the TLS hello with something that is not TLS (rustls:
+    /// `InvalidContentType`): it speaks plain HTTP, so it must be named as an insecure registry.
+    PlainHttp,
+    /// The server's certificate chain leads to no trusted root (rustls: `UnknownIssuer`): its
+    /// CA must be added to the trust.
+    UnknownIssuer,
+    /// Anything else: a refused connection, a timeout, another TLS failure.
+    Other,
+}
+
+impl Reach {
+    /// Reads the TLS failure out of `error`'s chain of causes.
+    pub(crate) fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        let from_rustls = |e: &rustls::Error| match e {
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                Some(Self::PlainHttp)
+            }
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                Some(Self::UnknownIssuer)
+            }
+            _ => None,
+        };
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<rustls::Error>().and_then(from_rustls) {
+                return found;
+            }
+            // io::Error's source() skips the error it wraps: look inside.
+            if let Some(found) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .and_then(from_rustls)
+            {
+                return found;
+            }
+            next = e.source();
+        }
+        // The same facts as rustls words them, should a layer in between have flattened the
+        // error into text.
+        let text = format!("{error:?} {error}");
+        if text.contains("InvalidContentType") {
+            Self::PlainHttp
+        } else if text.contains("UnknownIssuer") {
+            Self::UnknownIssuer
+        } else {
+            Self::Other
+        }
+    }
 }
 
 impl RegistryError {

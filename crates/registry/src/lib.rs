@@ -32,7 +32,7 @@ mod layout;
 mod reference;
 mod remote;
 
-pub use error::RegistryError;
+pub use error::{Reach, RegistryError};
 pub use inject::{
     Event, InjectReport, InjectRequest, LayerInfo, PlatformResult, inject, matches, parse_platform,
 };

@@ -21,7 +21,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::error::RegistryError;
+use crate::error::{Reach, RegistryError};
 use crate::layout::check_digest;
 
 /// Manifest media types asked for (and handled), plus Docker schema 1, asked for so that it can
@@ -214,6 +214,7 @@ impl Remote {
             let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
                 registry: registry.clone(),
                 detail: format!("get manifest {whole}: {}", causes(&e)),
+                reach: Reach::of(&e),
             };
             let response = request.send().await.map_err(unreachable)?;
             let status = response.status();
@@ -335,6 +336,7 @@ impl Remote {
                 let chunk = chunk.map_err(|e| RegistryError::Unreachable {
                     registry: reference.resolve_registry().to_owned(),
                     detail: format!("{what}: {}", causes(&e)),
+                    reach: Reach::of(&e),
                 })?;
                 if total + chunk.len() as u64 > size {
                     return Err(too_large());
@@ -509,8 +511,15 @@ fn map_error(
             RegistryError::Unreachable {
                 registry,
                 detail: causes(&error),
+                reach: Reach::of(&error),
             }
         }
+        // A TLS failure the HTTP client did not class as a connection error.
+        _ if Reach::of(&error) != Reach::Other => RegistryError::Unreachable {
+            registry,
+            detail: causes(&error),
+            reach: Reach::of(&error),
+        },
         _ => RegistryError::Registry {
             registry,
             operation: operation.to_owned(),

@@ -540,8 +540,13 @@ fn private_ca_tls_registry_needs_its_root() {
     // Refused for the certificate (rustls's UnknownIssuer), not for any other connection failure.
     let host = registry.host();
     match &refused {
-        RegistryError::Unreachable { registry, detail } => {
+        RegistryError::Unreachable {
+            registry,
+            detail,
+            reach,
+        } => {
             assert_eq!(registry, &host);
+            assert_eq!(reach, &anchorage_registry::Reach::UnknownIssuer);
             assert_eq!(
                 detail,
                 &format!(

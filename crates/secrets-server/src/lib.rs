@@ -57,7 +57,8 @@ pub use server::{
 };
 pub use store::{
     BucketReport, EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth,
-    OpenBaoConfig, OpenBaoSecrets, ReplicaChoice, RotationReport, SecretStore, StoreFailure,
+    OpenBaoConfig, OpenBaoSecrets, ReplicaChoice, RotationReport, SecretInfo, SecretStore,
+    StoreFailure,
 };
 
 /// SIGINT and SIGTERM, listened for from creation on: the first one starts the drain

@@ -8,9 +8,11 @@
 //! - a variable that *replaces* the default store (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`,
 //!   `CURL_CA_BUNDLE`, Java's trust-store flags, …) must name the **combined** bundle (public roots
 //!   plus private CAs), or the workload stops trusting public sites;
-//! - a variable that *adds* to a compiled-in store (`NODE_EXTRA_CA_CERTS`, `DENO_CERT`) must name
+//! - a variable that *adds* to a compiled-in store (`NODE_EXTRA_CA_CERTS`, `DENO_CERT`) should name
 //!   the **private CAs only**: the runtime already ships Mozilla's roots
-//!   (`anchorage bundle build … --extra-pem FILE` writes exactly that file).
+//!   (`anchorage bundle build … --extra-pem FILE` writes exactly that file). Without that file it
+//!   names the combined bundle instead: adding public roots the runtime already has is harmless,
+//!   and leaving the variable out would leave Node and Deno trusting none of the private CAs.
 //!
 //! It does not own where the files are, nor render shell syntax: [`variables`] turns an
 //! [`EnvRequest`] into [`Variable`]s, and the CLI prints them (`anchorage env`). Programs that
@@ -28,9 +30,11 @@
 //! let file = vars.iter().find(|v| v.name == "SSL_CERT_FILE").unwrap();
 //! assert_eq!(file.value, "/etc/ssl/certs/ca-certificates.crt");
 //! assert_eq!(file.points, Points::Bundle);
-//! // Without an extra-CA file, the "adds" variables are left out rather than pointed at the
-//! // combined bundle.
-//! assert!(vars.iter().all(|v| v.name != "NODE_EXTRA_CA_CERTS"));
+//! // Without an extra-CA file, the "adds" variables name the combined bundle: adding public
+//! // roots the runtime already ships is harmless, and Node then trusts the private CAs too.
+//! let node = vars.iter().find(|v| v.name == "NODE_EXTRA_CA_CERTS").unwrap();
+//! assert_eq!(node.value, "/etc/ssl/certs/ca-certificates.crt");
+//! assert_eq!(node.points, Points::Bundle);
 //! ```
 
 use std::path::PathBuf;
@@ -224,7 +228,7 @@ pub struct EnvRequest {
     /// The OpenSSL hashed directory, if there is one.
     pub dir: Option<PathBuf>,
     /// The private CAs only (`--extra-pem`); without it `NODE_EXTRA_CA_CERTS` and `DENO_CERT`
-    /// are not set.
+    /// name [`EnvRequest::bundle`].
     pub extra: Option<PathBuf>,
     /// A Java trust store holding the combined bundle; without it `JAVA_TOOL_OPTIONS` is not set.
     pub java: Option<JavaTrustStore>,
@@ -261,29 +265,35 @@ pub struct Variable {
     pub value: String,
     /// Replaces or adds to the default store.
     pub effect: Effect,
-    /// Which file it names.
+    /// Which file it names: [`Points::Bundle`] for an "adds" variable that fell back to the
+    /// combined bundle because no extra-CA file was given.
     pub points: Points,
     /// Who reads it.
     pub readers: &'static str,
 }
 
 /// The variables for `request`, in catalogue order. Variables whose file was not given are left
-/// out (see [`omitted`]).
+/// out (see [`omitted`]), except the "adds" ones, which then name the combined bundle.
 pub fn variables(request: &EnvRequest) -> Vec<Variable> {
     CATALOGUE
         .iter()
         .filter_map(|spec| {
-            let value = match spec.points {
-                Points::Bundle => request.bundle.display().to_string(),
-                Points::Dir => request.dir.as_ref()?.display().to_string(),
-                Points::Extra => request.extra.as_ref()?.display().to_string(),
-                Points::JavaTrustStore => java_options(request.java.as_ref()?),
+            let (value, points) = match spec.points {
+                Points::Bundle => (request.bundle.display().to_string(), Points::Bundle),
+                Points::Dir => (request.dir.as_ref()?.display().to_string(), Points::Dir),
+                Points::Extra => match &request.extra {
+                    Some(extra) => (extra.display().to_string(), Points::Extra),
+                    None => (request.bundle.display().to_string(), Points::Bundle),
+                },
+                Points::JavaTrustStore => {
+                    (java_options(request.java.as_ref()?), Points::JavaTrustStore)
+                }
             };
             Some(Variable {
                 name: spec.name,
                 value,
                 effect: spec.effect,
-                points: spec.points,
+                points,
                 readers: spec.readers,
             })
         })
@@ -299,7 +309,8 @@ pub fn omitted(request: &EnvRequest) -> Vec<(&'static Spec, &'static str)> {
             let missing = match spec.points {
                 Points::Bundle => None,
                 Points::Dir => request.dir.is_none().then_some("--dir"),
-                Points::Extra => request.extra.is_none().then_some("--extra"),
+                // Falls back to the combined bundle: never left out.
+                Points::Extra => None,
                 Points::JavaTrustStore => request.java.is_none().then_some("--java-truststore"),
             };
             missing.map(|m| (spec, m))
@@ -396,20 +407,22 @@ mod tests {
         };
         let names: Vec<_> = variables(&request).iter().map(|v| v.name).collect();
         assert!(names.contains(&"SSL_CERT_FILE"));
-        for absent in [
-            "SSL_CERT_DIR",
-            "NODE_EXTRA_CA_CERTS",
-            "DENO_CERT",
-            "JAVA_TOOL_OPTIONS",
-        ] {
+        for absent in ["SSL_CERT_DIR", "JAVA_TOOL_OPTIONS"] {
             assert!(!names.contains(&absent), "{absent} set without its file");
         }
         let omitted: Vec<_> = omitted(&request)
             .iter()
             .map(|(s, opt)| (s.name, *opt))
             .collect();
-        assert!(omitted.contains(&("NODE_EXTRA_CA_CERTS", "--extra")));
         assert!(omitted.contains(&("SSL_CERT_DIR", "--dir")));
+        assert!(omitted.contains(&("JAVA_TOOL_OPTIONS", "--java-truststore")));
+        // The "adds" variables fall back to the combined bundle instead of being left out.
+        for name in ["NODE_EXTRA_CA_CERTS", "DENO_CERT"] {
+            let v = variables(&request).into_iter().find(|v| v.name == name);
+            let v = v.unwrap_or_else(|| panic!("{name} left out"));
+            assert_eq!((v.value.as_str(), v.points), ("/b/ca.pem", Points::Bundle));
+            assert!(omitted.iter().all(|(n, _)| *n != name), "{name} omitted");
+        }
     }
 
     #[test]

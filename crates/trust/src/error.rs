@@ -21,7 +21,9 @@ pub enum TrustError {
     },
     /// `--strict` was asked for and something was reported.
     #[error(
-        "strict mode: {count} problem(s) found, the first: {first}; fix them or drop --strict to use what loaded"
+        "strict mode: {} found, the first: {first}; fix {} or drop --strict to use what loaded",
+        crate::plural(*count, "problem"),
+        if *count == 1 { "it" } else { "them" }
     )]
     Strict {
         /// How many problems and warnings were found.
@@ -33,11 +35,11 @@ pub enum TrustError {
     },
     /// Nothing usable was loaded; existing outputs are left untouched.
     #[error(
-        "no usable certificates: {} problem(s) reported, {} expired certificate(s) dropped{}, {} file(s) skipped by the directory name filter{}; existing outputs were left untouched",
-        report.problems.len(),
-        report.expired_dropped(),
+        "no usable certificates: {} reported, {} dropped{}, {} skipped by the directory name filter{}; existing outputs were left untouched",
+        crate::plural(report.problems.len(), "problem"),
+        crate::plural(report.expired_dropped(), "expired certificate"),
         if report.expired_dropped() > 0 { " (--keep-expired keeps them)" } else { "" },
-        report.files_skipped,
+        crate::plural(report.files_skipped, "file"),
         if report.files_skipped > 0 { " (see --dir-filter)" } else { "" }
     )]
     NoCertificates {

@@ -25,6 +25,7 @@ pub mod atomic;
 mod bundle;
 pub mod env;
 mod error;
+pub mod install;
 mod kubernetes;
 mod output;
 mod policy;
@@ -32,6 +33,16 @@ mod source;
 pub mod tls;
 
 pub use bundle::{Bundle, Entry};
+
+/// `1 certificate`, `2 certificates`: a count with its noun in the right number, for messages
+/// (nouns whose plural takes an `s`).
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 pub use error::TrustError;
 pub use kubernetes::KeyFilter;
 pub use output::java::{

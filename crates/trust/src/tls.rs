@@ -221,13 +221,21 @@ impl fmt::Display for SourceReport {
         }
         write!(f, ": {} added", self.added)?;
         let counts = [
-            (self.already_trusted, "already trusted"),
-            (self.rejected.len(), "rejected by rustls"),
-            (self.problems.len(), "problem(s)"),
-            (self.warnings.len(), "warning(s)"),
+            (self.already_trusted, "already trusted".to_owned()),
+            (self.rejected.len(), "rejected by rustls".to_owned()),
+            (
+                self.problems.len(),
+                crate::plural(self.problems.len(), "problem"),
+            ),
+            (
+                self.warnings.len(),
+                crate::plural(self.warnings.len(), "warning"),
+            ),
         ];
         for (n, what) in counts {
-            if n > 0 {
+            if n > 0 && what.starts_with(|c: char| c.is_ascii_digit()) {
+                write!(f, ", {what}")?;
+            } else if n > 0 {
                 write!(f, ", {n} {what}")?;
             }
         }
@@ -278,7 +286,7 @@ impl TrustReport {
 impl fmt::Display for TrustReport {
     /// One line: `119 trust anchor(s) (native certs: off; webpki roots: 118 added; ssl_certs_file /etc/ca.pem: 1 added)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} trust anchor(s) (", self.anchors)?;
+        write!(f, "{} (", crate::plural(self.anchors, "trust anchor"))?;
         for (i, source) in self.sources.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
@@ -328,8 +336,11 @@ pub enum TlsTrustError {
     },
     /// A configured path holds no usable certificate.
     #[error(
-        "{setting} {path} holds no usable certificate ({problems} problem(s){}, {expired_dropped} expired certificate(s) dropped, {files_skipped} file(s) skipped by the directory name filter); give it PEM, DER or PKCS#7 CA certificates (in a directory: .crt, .pem, .cer, .der, .p7b, .p7c or <hash>.<n> files)",
-        first_problem.as_ref().map(|p| format!("; the first: {p}")).unwrap_or_default()
+        "{setting} {path} holds no usable certificate ({}{}, {} dropped, {} skipped by the directory name filter); give it PEM, DER or PKCS#7 CA certificates (in a directory: .crt, .pem, .cer, .der, .p7b, .p7c or <hash>.<n> files)",
+        crate::plural(*problems, "problem"),
+        first_problem.as_ref().map(|p| format!("; the first: {p}")).unwrap_or_default(),
+        crate::plural(*expired_dropped, "expired certificate"),
+        crate::plural(*files_skipped, "file")
     )]
     NoCertificates {
         /// Which setting named it.
@@ -864,12 +875,12 @@ mod tests {
         let line = report.to_string();
         assert!(
             line.starts_with(
-                "3 trust anchor(s) (native certs: off; webpki roots: off; ssl_certs_file "
+                "3 trust anchors (native certs: off; webpki roots: off; ssl_certs_file "
             ),
             "{line}"
         );
         assert!(
-            line.ends_with(": 2 added, 1 already trusted, 1 problem(s), 1 warning(s))"),
+            line.ends_with(": 2 added, 1 already trusted, 1 problem, 1 warning)"),
             "{line}"
         );
         assert_eq!(report.details().count(), 2);

@@ -157,7 +157,7 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
     if let Some(path) = &args.extra_pem {
         let extra = bundle.without_mozilla_roots();
         if extra.is_empty() {
-            eprintln!(
+            diagln!(
                 "anchorage: warning: every certificate of the bundle is one of Mozilla's roots, so {} is empty: NODE_EXTRA_CA_CERTS has nothing to add",
                 path.display()
             );
@@ -227,16 +227,16 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
                 out!("{payload}");
             }
             let line = format!(
-                "anchorage: bundle of {} certificates from {} read ({} duplicates, {} expired dropped, {} problems)",
-                bundle.len(),
+                "anchorage: bundle of {} from {} read ({}, {} expired dropped, {})",
+                crate::render::plural(bundle.len(), "certificate"),
                 report.certificates_read,
-                duplicates,
+                crate::render::plural(duplicates, "duplicate"),
                 expired_dropped,
-                report.problems.len()
+                crate::render::plural(report.problems.len(), "problem")
             );
             // The summary goes to stderr when stdout carries the bundle.
             if to_stdout {
-                eprintln!("{line}");
+                diagln!("{line}");
             } else {
                 outln!("{line}");
                 for o in &outputs.written {

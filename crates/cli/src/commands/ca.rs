@@ -239,7 +239,7 @@ impl Context {
     /// Warns that the key is stored in clear when no passphrase was given.
     fn warn_unencrypted(&self) {
         if self.passphrase.is_none() {
-            eprintln!(
+            diagln!(
                 "anchorage: warning: no passphrase given (--passphrase-file or {PASSPHRASE_ENV}): the CA key is stored unencrypted in {}, protected only by the file's mode 0600",
                 self.store_path().display()
             );

@@ -140,7 +140,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     if std::io::stderr().is_terminal() {
-        eprintln!(
+        diagln!(
             "anchorage: connecting to {}{}...",
             settings.target,
             args.servername
@@ -185,11 +185,25 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
         };
         let with = diagnose(&captured.chain, &with_ca, provider);
         if with.trusted {
-            // Trusted through --ca: keep the fix that says how to make that permanent.
             trusted_only_with_ca = true;
-            let fix = report.fix.clone();
-            report = with;
-            report.fix = fix;
+            let through_intermediate = matches!(
+                with.primary,
+                anchorage_doctor::Diagnosis::Trusted {
+                    anchor_is_intermediate: true,
+                    ..
+                }
+            );
+            if through_intermediate {
+                // Trusted through an intermediate given with --ca: the untrusted verdict's fix
+                // (trust the missing root) would contradict it; its own fix names the
+                // intermediate, warns about OpenSSL clients and makes it permanent.
+                report = with;
+            } else {
+                // Trusted through --ca: keep the fix that says how to make that permanent.
+                let fix = report.fix.clone();
+                report = with;
+                report.fix = fix;
+            }
         }
     }
 
@@ -235,13 +249,7 @@ fn unreachable(e: DoctorError) -> Failure {
     Failure::new(code, message)
 }
 
-fn plural(n: usize, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
-}
+use crate::render::plural;
 
 fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
     outln!(

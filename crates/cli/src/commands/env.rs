@@ -95,7 +95,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
     }
     let left_out = omitted(&request);
     for w in &warnings {
-        eprintln!("anchorage: warning: {w}");
+        diagln!("anchorage: warning: {w}");
     }
     match args.format {
         EnvFormat::Shell => {
@@ -147,9 +147,9 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
     if matches!(args.format, EnvFormat::Shell)
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
     {
-        eprintln!("anchorage: these ignore every variable above:");
+        diagln!("anchorage: these ignore every variable above:");
         for (what, why) in IGNORE_ALL {
-            eprintln!("  {what}: {why}");
+            diagln!("  {what}: {why}");
         }
     }
     Ok(Code::Ok)
@@ -196,8 +196,9 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
         let public = extra_bundle.len() - extra_bundle.without_mozilla_roots().len();
         if public > 0 {
             warnings.push(format!(
-                "{} holds {public} Mozilla root(s): NODE_EXTRA_CA_CERTS and DENO_CERT need only the private CAs (`anchorage bundle build ... --extra-pem FILE`)",
-                extra.display()
+                "{} holds {}: NODE_EXTRA_CA_CERTS and DENO_CERT need only the private CAs (`anchorage bundle build ... --extra-pem FILE`)",
+                extra.display(),
+                crate::render::plural(public, "Mozilla root")
             ));
         }
         let in_bundle: BTreeSet<_> = bundle.certificates().map(|c| c.sha256()).collect();
@@ -207,9 +208,12 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
             .count();
         if missing > 0 {
             warnings.push(format!(
-                "{missing} certificate(s) of {} are not in {}: runtimes reading the combined bundle will not trust them",
+                "{} of {} {} not in {}: runtimes reading the combined bundle will not trust {}",
+                crate::render::plural(missing, "certificate"),
                 extra.display(),
-                request.bundle.display()
+                if missing == 1 { "is" } else { "are" },
+                request.bundle.display(),
+                if missing == 1 { "it" } else { "them" }
             ));
         }
     }

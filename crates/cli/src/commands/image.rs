@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anchorage_image::{Depth, FileRole, ImageError, Mode, PlanOptions, locations};
 use anchorage_registry::{
-    ClientSettings, Event, ImageRef, InjectReport, InjectRequest, RegistryError, inject,
+    ClientSettings, Event, ImageRef, InjectReport, InjectRequest, Reach, RegistryError, inject,
     parse_platform,
 };
 use anchorage_trust::tls::TrustConfig;
@@ -30,10 +30,14 @@ pub(crate) enum ImageCommand {
     /// Docker daemon, no rebuild, any base image (distroless and scratch included).
     #[command(after_help = concat!(
         "Examples:\n",
-        "  anchorage image inject registry.corp.example/mirror/nginx:1.27 registry.corp.example/mirror/nginx:1.27-corp --ca corp-root.pem\n",
+        "  anchorage image inject registry.corp.example/mirror/nginx:1.27 \\\n",
+        "    registry.corp.example/mirror/nginx:1.27-corp --ca corp-root.pem\n",
         "  anchorage image inject oci:./debian:12 oci:./debian:12-corp --ca corp/ --env\n",
-        "  anchorage image inject ghcr.io/acme/app@sha256:4f1c... registry.corp.example/acme/app:v3 --ca corp-root.pem --platform linux/arm64\n",
-        "  anchorage image inject localhost:5000/app:dev localhost:5000/app:dev-corp --ca ca.pem --insecure-registry localhost:5000 --output json\n\n",
+        "  anchorage image inject ghcr.io/acme/app@sha256:4f1c... \\\n",
+        "    registry.corp.example/acme/app:v3 --ca corp-root.pem --platform \\\n",
+        "    linux/arm64\n",
+        "  anchorage image inject localhost:5000/app:dev localhost:5000/app:dev-corp \\\n",
+        "    --ca ca.pem --insecure-registry localhost:5000 --output json\n\n",
         "SOURCE and DEST are registry references (HOST[:PORT]/REPO:TAG or @sha256:...) or OCI layout\n",
         "directories (oci:PATH[:TAG]). For each platform the image's bundle is found by reading layers\n",
         "from the top only until it is found (RHEL's links are followed inside the image); the new CAs\n",
@@ -303,7 +307,7 @@ impl Progress {
             Event::Note(note) => {
                 tracing::info!("{note}");
                 if self.terminal {
-                    eprintln!("anchorage: {note}");
+                    diagln!("anchorage: {note}");
                 }
             }
         }
@@ -348,7 +352,26 @@ fn failure(e: RegistryError) -> Failure {
         E::Layout { .. } => Code::Output,
         _ => Code::Failure,
     };
-    Failure::new(code, with_causes(&e))
+    let mut message = with_causes(&e);
+    // The option that fixes what the TLS layer said.
+    match &e {
+        E::Unreachable {
+            registry,
+            reach: Reach::PlainHttp,
+            ..
+        } => message.push_str(&format!(
+            "; {registry} answers plain HTTP, not TLS: if that is intended (a local or test registry), give --insecure-registry {registry}"
+        )),
+        E::Unreachable {
+            registry,
+            reach: Reach::UnknownIssuer,
+            ..
+        } => message.push_str(&format!(
+            "; its certificate was issued by a CA anchorage does not trust: give that CA with --tls-ca-path FILE (`anchorage doctor {registry}` shows the chain and which CA is missing)"
+        )),
+        _ => {}
+    }
+    Failure::new(code, message)
 }
 
 #[derive(Serialize)]
@@ -459,11 +482,11 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
             .as_ref()
             .map_or_else(|| "image".to_owned(), ToString::to_string);
         match &p.layer {
-            None if p.digest == p.source_digest => eprintln!(
+            None if p.digest == p.source_digest => diagln!(
                 "anchorage: {name}: already trusts every CA, unchanged ({})",
                 p.digest
             ),
-            None => eprintln!(
+            None => diagln!(
                 "anchorage: {name}: already trusts every CA; variables set, no new layer ({})",
                 p.digest
             ),
@@ -474,7 +497,7 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
                     .iter()
                     .map(|f| format!("{} (+{})", f.path, f.added))
                     .collect();
-                eprintln!(
+                diagln!(
                     "anchorage: {name}: {} with a {}-byte layer: {}",
                     p.digest,
                     layer.size,
@@ -483,7 +506,7 @@ fn render(args: &InjectArgs, request: &InjectRequest, report: &InjectReport) {
             }
         }
     }
-    eprintln!(
+    diagln!(
         "anchorage: {} -> {}@{}: {} bytes uploaded ({} blobs; {} mounted, {} already there)",
         request.source,
         request.destination,

@@ -14,7 +14,9 @@ struct Inspection {
     problems: Vec<ProblemView>,
 }
 
-pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
+/// `verbose`: the global `-v`; text output then shows every certificate in full, else one table
+/// row each (a bundle of Mozilla's roots stays readable).
+pub(crate) fn run(args: InspectArgs, verbose: u8) -> Result<Code, Failure> {
     crate::io::check_input("PATH", &args.path)?;
     let source = crate::io::source("PATH", &args.path)?;
     let mut loaded = load(&[source], &args.read.load_options());
@@ -60,9 +62,54 @@ pub(crate) fn run(args: InspectArgs) -> Result<Code, Failure> {
     };
     match args.output {
         OutputFormat::Json => print_json(&inspection),
-        OutputFormat::Text => print_text(&inspection),
+        OutputFormat::Text if verbose > 0 => print_text(&inspection),
+        OutputFormat::Text => print_table(&inspection),
     }
     Ok(code)
+}
+
+/// One row per certificate: expiry, kind, fingerprint prefix and subject (last, so nothing is
+/// cut), then the count and where the full detail is.
+fn print_table(inspection: &Inspection) {
+    if !inspection.certificates.is_empty() {
+        outln!(
+            "{:>4}  {:<10}  {:<5}  {:<16}  SUBJECT",
+            "#",
+            "NOT AFTER",
+            "KIND",
+            "SHA-256"
+        );
+    }
+    for (i, c) in inspection.certificates.iter().enumerate() {
+        let kind = match (c.ca, c.self_signed) {
+            (true, true) => "root",
+            (true, false) => "inter",
+            (false, _) => "leaf",
+        };
+        let date = c.not_after.to_string();
+        let sha = c.sha256.hex();
+        let warnings = match c.warnings.len() {
+            0 => String::new(),
+            n => format!("  [{}]", crate::render::plural(n, "warning")),
+        };
+        outln!(
+            "{:>4}  {:<10}  {:<5}  {:<16}  {}{warnings}",
+            i + 1,
+            date.get(..10).unwrap_or(&date),
+            kind,
+            sha.get(..16).unwrap_or(&sha),
+            c.subject
+        );
+    }
+    for p in &inspection.problems {
+        diagln!("anchorage: problem: {}: {}", p.origin, p.message);
+    }
+    outln!(
+        "{}, {} in {} (-v: every field; --output json: the schema of docs/cli.md)",
+        crate::render::plural(inspection.certificates.len(), "certificate"),
+        crate::render::plural(inspection.problems.len(), "problem"),
+        inspection.path
+    );
 }
 
 fn print_text(inspection: &Inspection) {
@@ -96,12 +143,12 @@ fn print_text(inspection: &Inspection) {
         }
     }
     for p in &inspection.problems {
-        eprintln!("anchorage: problem: {}: {}", p.origin, p.message);
+        diagln!("anchorage: problem: {}: {}", p.origin, p.message);
     }
     outln!(
-        "{} certificate(s), {} problem(s) in {}",
-        inspection.certificates.len(),
-        inspection.problems.len(),
+        "{}, {} in {}",
+        crate::render::plural(inspection.certificates.len(), "certificate"),
+        crate::render::plural(inspection.problems.len(), "problem"),
         inspection.path
     );
 }

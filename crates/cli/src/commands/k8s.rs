@@ -8,7 +8,7 @@ use anchorage_k8s::{
     wasmcloud_configmap, workload_patch,
 };
 use anchorage_trust::Bundle;
-use anchorage_trust::env::{EnvRequest, variables};
+use anchorage_trust::env::{EnvRequest, JavaStoreType, JavaTrustStore, variables};
 
 use crate::args::{BuildArgs, K8sPatchArgs, ManifestFormat, PatchType};
 use crate::exit::{Code, Failure};
@@ -22,10 +22,10 @@ impl From<K8sError> for Failure {
             | K8sError::NotCa { .. }
             | K8sError::ContainerNotFound { .. }
             | K8sError::WrongKind { .. }
-            | K8sError::NoPodSpec { .. }
-            | K8sError::InvalidPatch { .. } => Code::BadInput,
-            K8sError::Yaml(_) | K8sError::Json(_) => Code::Failure,
-            // A name, key, label or option Kubernetes would refuse.
+            | K8sError::NoPodSpec { .. } => Code::BadInput,
+            K8sError::Yaml(_) | K8sError::Json(_) | K8sError::Keystore { .. } => Code::Failure,
+            // A name, key, label, path or option Kubernetes would refuse, all from the command
+            // line (`--container App` included): exit 2, as the help says.
             _ => Code::Usage,
         };
         Failure::new(code, e.to_string())
@@ -42,9 +42,21 @@ pub(crate) fn wanted(args: &BuildArgs) -> bool {
 
 /// The objects `bundle build` was asked for, rendered, in a fixed order.
 pub(crate) fn render_objects(bundle: &Bundle, args: &BuildArgs) -> Result<String, Failure> {
-    let named = |name: &String| {
+    // One copy of each namespaced object per --namespace (none: kubectl's current namespace).
+    let namespaces: Vec<Option<&String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        let mut unique: Vec<Option<&String>> = Vec::new();
+        for ns in &args.namespaces {
+            if !unique.contains(&Some(ns)) {
+                unique.push(Some(ns));
+            }
+        }
+        unique
+    };
+    let named = |name: &String, ns: Option<&String>| {
         let meta = ObjectName::new(name.clone());
-        match &args.namespace {
+        match ns {
             Some(ns) => meta.in_namespace(ns.clone()),
             None => meta,
         }
@@ -57,15 +69,23 @@ pub(crate) fn render_objects(bundle: &Bundle, args: &BuildArgs) -> Result<String
     if args.k8s_rhel_aliases {
         layout = layout.with_rhel_aliases();
     }
+    if args.k8s_extra_pem {
+        layout = layout.with_extra();
+    }
+    if args.k8s_pkcs12 {
+        layout = layout.with_pkcs12();
+    }
     let mut objects: Vec<Object> = Vec::new();
-    if let Some(name) = &args.k8s_configmap {
-        objects.push(trust_configmap(bundle, &named(name), &layout)?.into());
-    }
-    if let Some(name) = &args.k8s_secret {
-        objects.push(trust_secret(bundle, &named(name), &layout)?.into());
-    }
-    if let Some(name) = &args.k8s_wasmcloud_configmap {
-        objects.push(wasmcloud_configmap(bundle, &named(name))?.into());
+    for ns in &namespaces {
+        if let Some(name) = &args.k8s_configmap {
+            objects.push(trust_configmap(bundle, &named(name, *ns), &layout)?.into());
+        }
+        if let Some(name) = &args.k8s_secret {
+            objects.push(trust_secret(bundle, &named(name, *ns), &layout)?.into());
+        }
+        if let Some(name) = &args.k8s_wasmcloud_configmap {
+            objects.push(wasmcloud_configmap(bundle, &named(name, *ns))?.into());
+        }
     }
     if let Some(name) = &args.k8s_cluster_trust_bundle {
         // Cluster-scoped: --namespace does not apply.
@@ -116,13 +136,21 @@ pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
     request.workload_namespace = args.namespace.clone();
     request.mount_path = args.mount_path.clone();
     if !args.no_env {
-        // Paths as the container sees them; NODE_EXTRA_CA_CERTS/DENO_CERT need a private-only
-        // file the trust volume does not hold, so they are left out.
+        // Paths as the container sees them. Without --extra-pem, NODE_EXTRA_CA_CERTS and
+        // DENO_CERT name the combined bundle (harmless: they add to Node's own roots).
         let mount = Path::new(&args.mount_path);
         let env = EnvRequest {
             bundle: mount.join(&request.bundle_file),
             dir: hashed_keys.then(|| mount.to_path_buf()),
-            ..EnvRequest::default()
+            extra: args
+                .extra_pem
+                .then(|| mount.join(anchorage_k8s::DEFAULT_EXTRA_KEY)),
+            java: args.pkcs12.then(|| JavaTrustStore {
+                path: mount.join(anchorage_k8s::DEFAULT_PKCS12_KEY),
+                store_type: JavaStoreType::Pkcs12,
+                // Password-less (no MAC): the JVM loads it without one.
+                password: None,
+            }),
         };
         request.env = variables(&env)
             .into_iter()

@@ -29,8 +29,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CAS_ATTEMPTS, DEFAULT_HISTORY, MappingStore, RotationReport, SecretStore, StoreFailure,
-    bytes_of, check_entity, check_mapping_entry, remove_entries, value_from,
+    CAS_ATTEMPTS, DEFAULT_HISTORY, MappingStore, RotationReport, SecretInfo, SecretStore,
+    StoreFailure, bytes_of, check_entity, check_mapping_entry, remove_entries, value_from,
 };
 use crate::admin::ReplayGuard;
 use crate::keys::Keyring;
@@ -72,6 +72,10 @@ struct StoredVersion {
     kind: Kind,
     sealed: String,
 }
+
+/// What an xkey box adds to a value: the `xkv1` header (4 bytes), the nonce (24) and the
+/// Poly1305 tag (16).
+const SEAL_OVERHEAD: usize = 4 + 24 + 16;
 
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -296,6 +300,38 @@ impl SecretStore for EmbeddedSecrets {
         Ok(Some(VersionedSecret {
             version: stored.version.to_string(),
             value: self.open(lookup.key, stored)?,
+        }))
+    }
+
+    /// From the record alone: the value is not opened, so no encryption key is needed. The
+    /// length is the sealed length less the xkey box's fixed overhead ([`SEAL_OVERHEAD`]).
+    async fn describe(&self, lookup: SecretLookup<'_>) -> Result<Option<SecretInfo>, StoreFailure> {
+        if lookup.key.is_empty() {
+            return Ok(None);
+        }
+        let Some((record, _)) = self.read::<Record>(&value_key(lookup.key)).await? else {
+            return Ok(None);
+        };
+        let stored = match lookup.version {
+            None => record.versions.last(),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(v) => record.versions.iter().find(|s| s.version == v),
+                Err(_) => None,
+            },
+        };
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let sealed = STANDARD
+            .decode(&stored.sealed)
+            .map_err(|_| StoreFailure::Undecryptable {
+                key: lookup.key.to_owned(),
+                version: stored.version.to_string(),
+            })?;
+        Ok(Some(SecretInfo {
+            version: stored.version.to_string(),
+            string: stored.kind == Kind::String,
+            bytes: sealed.len().saturating_sub(SEAL_OVERHEAD),
         }))
     }
 
@@ -570,6 +606,50 @@ mod tests {
         assert!(rotated.delete("db").await.unwrap());
         assert!(!rotated.delete("db").await.unwrap());
         assert!(rotated.get(lookup("db", None)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn describe_needs_no_key_and_tells_version_kind_and_length() {
+        let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let s = EmbeddedSecrets::new(
+            Arc::clone(&raw),
+            Arc::new(Keyring::new(EncryptionKey::generate())),
+        );
+        s.put("db", SecretValue::String(SecretString::from("hunter2")))
+            .await
+            .unwrap();
+        s.put(
+            "blob",
+            SecretValue::Binary(vec![0u8; 300].into_boxed_slice().into()),
+        )
+        .await
+        .unwrap();
+        // Another key entirely: get cannot open the values, describe still tells.
+        let other = EmbeddedSecrets::new(raw, Arc::new(Keyring::new(EncryptionKey::generate())));
+        let lookup = |key| SecretLookup {
+            key,
+            field: None,
+            version: None,
+            policy: "",
+        };
+        assert!(other.get(lookup("db")).await.is_err(), "negative control");
+        assert_eq!(
+            other.describe(lookup("db")).await.unwrap(),
+            Some(SecretInfo {
+                version: "1".into(),
+                string: true,
+                bytes: 7
+            })
+        );
+        assert_eq!(
+            other.describe(lookup("blob")).await.unwrap(),
+            Some(SecretInfo {
+                version: "1".into(),
+                string: false,
+                bytes: 300
+            })
+        );
+        assert_eq!(other.describe(lookup("nope")).await.unwrap(), None);
     }
 
     #[tokio::test]

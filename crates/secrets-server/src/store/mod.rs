@@ -141,6 +141,17 @@ pub struct RotationReport {
     pub remains: &'static str,
 }
 
+/// What [`SecretStore::describe`] tells of a secret: never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// The version, as [`VersionedSecret::version`].
+    pub version: String,
+    /// True for a UTF-8 string value, false for bytes.
+    pub string: bool,
+    /// The value's length in bytes.
+    pub bytes: usize,
+}
+
 /// The secrets: read by the server, written by the admin commands.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -155,6 +166,20 @@ pub trait SecretStore: Send + Sync {
 
     /// The requested secret (latest, or the version asked for), or `None` when absent.
     async fn get(&self, lookup: SecretLookup<'_>) -> Result<Option<VersionedSecret>, StoreFailure>;
+
+    /// The version, kind and size of the requested secret without its value, or `None` when
+    /// absent. Stores that can tell without opening the value (the embedded store) need no
+    /// encryption key for it; the default reads the value.
+    async fn describe(&self, lookup: SecretLookup<'_>) -> Result<Option<SecretInfo>, StoreFailure> {
+        Ok(self.get(lookup).await?.map(|secret| {
+            let (plain, string) = bytes_of(&secret.value);
+            SecretInfo {
+                version: secret.version,
+                string,
+                bytes: plain.len(),
+            }
+        }))
+    }
 
     /// Stores a new version of `key`; returns the version.
     async fn put(&self, key: &str, value: SecretValue) -> Result<String, StoreFailure>;

@@ -283,11 +283,11 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
     if issued.lifetime_clamped {
         let asked = human_seconds(request.lifetime.as_secs());
         match args.backend {
-            CaBackend::Builtin => eprintln!(
+            CaBackend::Builtin => diagln!(
                 "anchorage: warning: the lifetime asked for ({asked}) would outlive the CA: the certificate is valid until {}, when the CA expires (--no-clamp refuses instead)",
                 issued.not_after()
             ),
-            CaBackend::Vault => eprintln!(
+            CaBackend::Vault => diagln!(
                 "anchorage: warning: the lifetime asked for ({asked}) was cut by the OpenBao role (its max_ttl): the certificate is valid until {}",
                 issued.not_after()
             ),

@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anchorage_secrets::{SecretLookup, SecretValue};
-use anchorage_secrets_server::{EncryptionKey, Keyring, StoreFailure};
+use anchorage_secrets_server::{EncryptionKey, Keyring, SecretStore, StoreFailure};
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -105,6 +105,9 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
                 stores.mappings.remove_mapping(&a.entity, &entries).await
             }
             .map_err(|e| fail(&e))?;
+            if adding {
+                warn_missing_secrets(a, stores.values.as_ref()).await;
+            }
             if a.output == OutputFormat::Json {
                 print_json(&json!({ "entity": a.entity, "secrets": now }));
             } else if now.is_empty() {
@@ -139,6 +142,32 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
     }
 }
 
+/// Warns about each mapped secret the values store does not hold (yet): the mapping is kept
+/// (a secret may be put later), but a typo would otherwise only show as a host's "not found".
+/// Secrets bound to another OpenBao mount are not checked, nor is anything when the store
+/// cannot list its keys.
+async fn warn_missing_secrets(a: &super::args::MappingArgs, values: &dyn SecretStore) {
+    if a.mount.is_some() {
+        return;
+    }
+    let keys = match values.keys().await {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list the secrets to check the mapping");
+            return;
+        }
+    };
+    for name in &a.secrets {
+        if !keys.iter().any(|k| k == name) {
+            diagln!(
+                "anchorage: warning: no secret {name:?} in the {} store (yet): {} may read it once it is put (`anchorage secrets put {name} ...`); check the name",
+                values.kind(),
+                a.entity
+            );
+        }
+    }
+}
+
 pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
     let bad = |m: String| Failure::new(Code::BadInput, m);
     let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &a.value_env {
@@ -168,31 +197,59 @@ pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
 }
 
 async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let needs_key = a.store.store != StoreKind::Openbao;
+    // Without --reveal the embedded store tells version, kind and size from the record alone:
+    // no encryption seed is needed. JetStream's must open the value to tell.
+    let needs_key = match a.store.store {
+        StoreKind::Embedded => a.reveal,
+        StoreKind::Jetstream => true,
+        StoreKind::Openbao => false,
+    };
     let stores = open(&a.store, tls_ca_paths, needs_key, false).await?;
-    let found = stores
-        .values
-        .get(SecretLookup {
-            key: &a.name,
-            field: a.field.as_deref(),
-            version: a.version.as_deref(),
-            policy: "",
-        })
-        .await
-        .map_err(|e| fail(&e))?;
-    let Some(secret) = found else {
+    let lookup = SecretLookup {
+        key: &a.name,
+        field: a.field.as_deref(),
+        version: a.version.as_deref(),
+        policy: "",
+    };
+    let not_found = || {
         let version = a
             .version
             .as_deref()
             .map_or(String::new(), |v| format!(" version {v}"));
-        return Err(Failure::new(
+        Failure::new(
             Code::NotFound,
             format!(
                 "no secret {:?}{version} in the {} store",
                 a.name,
                 stores.values.kind()
             ),
-        ));
+        )
+    };
+    if !a.reveal {
+        let info = stores
+            .values
+            .describe(lookup)
+            .await
+            .map_err(|e| fail(&e))?
+            .ok_or_else(not_found)?;
+        let kind = if info.string { "string" } else { "binary" };
+        if a.output == OutputFormat::Json {
+            print_json(
+                &json!({ "key": a.name, "version": info.version, "kind": kind, "bytes": info.bytes }),
+            );
+        } else {
+            outln!(
+                "{} version {} ({kind}, {} bytes; --reveal prints it)",
+                a.name,
+                info.version,
+                info.bytes
+            );
+        }
+        return Ok(Code::Ok);
+    }
+    let found = stores.values.get(lookup).await.map_err(|e| fail(&e))?;
+    let Some(secret) = found else {
+        return Err(not_found());
     };
     let (kind, len) = match &secret.value {
         SecretValue::String(s) => ("string", s.expose_secret().len()),

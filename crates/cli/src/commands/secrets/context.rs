@@ -242,7 +242,7 @@ fn open_embedded(args: &StoreArgs, create: bool) -> Result<EmbeddedStore, Failur
         let mut message = with_causes(&e);
         if matches!(e, StoreError::Database { .. }) {
             message.push_str(
-                "; the embedded store is opened by one process at a time: is `anchorage secrets serve` running on it? (use --store jetstream for online administration)",
+                "; the embedded store is opened by one process at a time: is `anchorage secrets serve` running on it? Then administer it through that server: add --admin-seed-file FILE (an admin seed from `anchorage secrets keygen --kind admin`, allowed with `serve --admin-key`) and the command goes over NATS as a signed admin request; or use --store jetstream",
             );
         }
         Failure::new(Code::Store, message)

@@ -1,10 +1,11 @@
-//! `anchorage secrets keygen`: a new transit or encryption xkey seed, or an admin user nkey seed,
-//! written 0600 to one file; only the public key is printed.
+//! `anchorage secrets keygen`: a new transit or encryption xkey seed, an admin user nkey seed, or
+//! a component (M…) or account (A…) nkey seed, written 0600 to one file; only the public key is
+//! printed.
 
 use anchorage_secrets::TransitKey;
 use anchorage_secrets::admin::AdminSigner;
 use anchorage_trust::atomic::write_private_file;
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -47,6 +48,17 @@ pub(super) fn keygen(args: &KeygenArgs) -> Result<Code, Failure> {
             let key = AdminSigner::generate();
             ("admin", key.public_key(), key.seed())
         }
+        KeyKind::Component | KeyKind::Account => {
+            let (kind, key) = if args.kind == KeyKind::Component {
+                ("component", nkeys::KeyPair::new_module())
+            } else {
+                ("account", nkeys::KeyPair::new_account())
+            };
+            let seed = key.seed().map_err(|e| {
+                Failure::new(Code::Failure, format!("cannot encode the {kind} seed: {e}"))
+            })?;
+            (kind, key.public_key(), SecretString::from(seed))
+        }
     };
     let mut contents = Zeroizing::new(seed.expose_secret().as_bytes().to_vec());
     contents.push(b'\n');
@@ -62,7 +74,7 @@ pub(super) fn keygen(args: &KeygenArgs) -> Result<Code, Failure> {
             public_key: &public,
             path: args.out.display().to_string(),
         }),
-        OutputFormat::Text => outln!("{}", public),
+        OutputFormat::Text => outln!("{public}"),
     }
     Ok(Code::Ok)
 }
