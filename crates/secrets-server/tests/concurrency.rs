@@ -131,7 +131,11 @@ async fn burst(url: &str, ids: &Arc<Identities>, n: usize) -> Vec<Answer> {
         .map(|i| {
             let (c, ids) = (c.clone(), ids.clone());
             tokio::spawn(async move {
-                let key = if i.is_multiple_of(2) { "db-password" } else { "tls-key" };
+                let key = if i.is_multiple_of(2) {
+                    "db-password"
+                } else {
+                    "tls-key"
+                };
                 get(&c, ids.request(key, None)).await
             })
         })
