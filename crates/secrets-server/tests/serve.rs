@@ -426,8 +426,16 @@ async fn concurrent_requests_are_all_answered() {
             get(&c, ids.request(key, None)).await.unwrap()
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
+    // Every answer is the value asked for (the bound and the overlap are asserted against a
+    // counting store in tests/concurrency.rs).
+    for (i, t) in tasks.into_iter().enumerate() {
+        let answer = t.await.unwrap();
+        let want = if i.is_multiple_of(2) {
+            (Some("hunter2".to_owned()), None, "2".to_owned())
+        } else {
+            (None, Some(vec![0u8, 1, 254, 255, b'a']), "1".to_owned())
+        };
+        assert_eq!(answer, want, "request {i}");
     }
     server.stop().await;
 }

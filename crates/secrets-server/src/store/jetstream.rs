@@ -9,8 +9,10 @@
 //!   of secret names. An entry bound to the issuer account or a mount is stored in the same
 //!   array as `name;issuer=A…;mount=…` ([`anchorage_secrets::Grant`]); a reference backend
 //!   reading the bucket never matches such an entry, so it fails closed.
-//! - Writes use KV compare-and-swap (`create`/`update` with the expected revision) instead of
-//!   the reference's lock stream.
+//! - Writes that depend on what they read use KV compare-and-swap (`create`/`update`, and a
+//!   purge, with the expected revision) instead of the reference's lock stream: mapping
+//!   changes, re-encryption and delete, each retried up to `CAS_ATTEMPTS` times before
+//!   [`StoreFailure::Contended`]. A put appends a new revision (a new version) and needs none.
 //! - Admin token ids ([`crate::admin::ReplayGuard`]): bucket `SECRETS_<backend>_admin_jti`, ours
 //!   alone (the reference has no such thing), created on the first admin request with a
 //!   `max_age` of [`ADMIN_REPLAY_MAX_AGE`]; key = the token's replay key, written with
@@ -675,16 +677,31 @@ impl SecretStore for JetStreamSecrets {
         Ok(revision.to_string())
     }
 
+    /// A compare-and-swap purge: only the revision read is purged (the purge expects it as the
+    /// key's last), so of concurrent deletes exactly one reports that the secret existed, and a
+    /// put landing between the read and the purge makes the delete read again.
     async fn delete(&self, key: &str) -> Result<bool, StoreFailure> {
         check_secret_name(key)?;
-        let existed = self.latest(&self.values, key).await?.is_some();
-        if existed {
-            self.values
-                .purge(key)
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(entry) = self.latest(&self.values, key).await? else {
+                return Ok(false);
+            };
+            match self
+                .values
+                .purge_expect_revision(key, Some(entry.revision))
                 .await
-                .map_err(|e| StoreFailure::backend(STORE, format!("purge {key:?}"), e))?;
+            {
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                Err(e) => {
+                    return Err(StoreFailure::backend(STORE, format!("purge {key:?}"), e));
+                }
+            }
         }
-        Ok(existed)
+        Err(StoreFailure::Contended {
+            key: key.to_owned(),
+            attempts: CAS_ATTEMPTS,
+        })
     }
 
     async fn keys(&self) -> Result<Vec<String>, StoreFailure> {
@@ -697,7 +714,9 @@ impl SecretStore for JetStreamSecrets {
             .try_collect()
             .await
             .map_err(|e| StoreFailure::backend(STORE, "list secrets", e))?;
+        // The listing consumer also delivers puts made while it runs: one name per secret.
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
