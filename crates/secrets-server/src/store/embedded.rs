@@ -304,7 +304,7 @@ impl SecretStore for EmbeddedSecrets {
     }
 
     /// From the record alone: the value is not opened, so no encryption key is needed. The
-    /// length is the sealed length less the xkey box's fixed overhead ([`SEAL_OVERHEAD`]).
+    /// length is the sealed length less the xkey box's fixed overhead (`SEAL_OVERHEAD`, 44 bytes).
     async fn describe(&self, lookup: SecretLookup<'_>) -> Result<Option<SecretInfo>, StoreFailure> {
         if lookup.key.is_empty() {
             return Ok(None);
