@@ -7,13 +7,16 @@
 //! - [`cluster_trust_bundle`]: the bundle published cluster-wide (`certificates.k8s.io/v1beta1`).
 //! - [`workload_patch`]: a strategic-merge or JSON patch mounting one of those into the containers
 //!   of a Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob or Pod.
+//! - [`write_ca_secret`] / [`read_ca_secret`]: a CA's certificate and key in a Secret, in the
+//!   Flomesh/OSM `fsm-ca-bundle` or the `kubernetes.io/tls` layout ([`CaSecretLayout`]), written
+//!   as a manifest and read back from `kubectl get secret -o yaml|json`.
 //! - [`to_yaml`] / [`to_json`]: the objects as a YAML stream or JSON, byte-identical for the same
 //!   bundle.
 //!
 //! Everything the API server would refuse and we can check is refused here with a
 //! [`K8sError`] that says why and what to do: names, namespaces, keys, labels, and Kubernetes'
-//! 1 MiB limit on an object's data ([`MAX_DATA_BYTES`]). This crate builds values; it reads and
-//! writes no files and talks to no cluster.
+//! 1 MiB limit on an object's data ([`MAX_DATA_BYTES`]). This crate builds and reads values; it
+//! reads and writes no files and talks to no cluster.
 //!
 //! ```
 //! use anchorage_k8s::{
@@ -44,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod ca_secret;
 mod cluster_trust_bundle;
 mod error;
 mod meta;
@@ -55,6 +59,12 @@ mod trust_store;
 mod validate;
 mod wasmcloud;
 
+pub use ca_secret::{
+    CA_TLS_SECRET_NAME, CaSecret, CaSecretError, CaSecretLayout, FSM_CA_BUNDLE_NAME,
+    FSM_CA_CERT_KEY, FSM_EXPIRATION_KEY, FSM_PRIVATE_KEY_KEY, ManifestFormat, OSM_CA_BUNDLE_NAME,
+    TLS_CA_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, check_ca_secret_name, read_ca_secret,
+    write_ca_secret,
+};
 pub use cluster_trust_bundle::cluster_trust_bundle;
 pub use error::K8sError;
 pub use meta::{

@@ -1,8 +1,9 @@
 //! Taking a CA over and handing it back: plain PEM files, the Flomesh/Open Service Mesh
 //! `fsm-ca-bundle` / `osm-ca-bundle` Secret layout, and the `kubernetes.io/tls` layout.
 //!
-//! Pure functions over bytes and maps: the CLI reads files and Secret manifests and writes
-//! them. An import refuses certificates that are not CAs, keys that belong to none of the
+//! Pure functions over bytes and maps: the CLI reads and writes the files, and
+//! `anchorage_k8s::{write_ca_secret, read_ca_secret}` the Secret manifests around these maps
+//! (whose data keys, the constants below, are the ones `anchorage_k8s::CaSecretLayout` names). An import refuses certificates that are not CAs, keys that belong to none of the
 //! certificates (public keys compared), a CA that is not valid at the given time (with its
 //! dates), and a chain that does not end in a self-signed root; a key that does not parse is
 //! reported with where it came from, never with its bytes.
