@@ -183,7 +183,10 @@ async fn max_in_flight_is_reached_never_exceeded_and_every_answer_is_right() {
     assert_eq!(peak_with_limit(&nats.url(), &f, 4).await, 4);
     // Negative control: the gauge does see more than 4 at once when the server allows it, so
     // the exact 4 above is the server's bound, not the client's or the gauge's.
-    assert_eq!(peak_with_limit(&nats.url(), &f, 16).await, 16);
+    // (More than 4 and never over 16: how close to 16 it gets depends on how fast the client's
+    // requests arrive on a loaded machine, so that is not pinned.)
+    let wider = peak_with_limit(&nats.url(), &f, 16).await;
+    assert!((5..=16).contains(&wider), "peak {wider} with a bound of 16");
 }
 
 /// Requests a server xkey until nobody answers (the server unsubscribed); panics after 10 s.
