@@ -4,8 +4,10 @@
 //! The envelope (subjects `<prefix>.admin.<backend>.<op>`, wascap claims signed by an admin
 //! nkey, the body sealed to the transit key, replies sealed to the requester's one-time key)
 //! and its checks live in [`anchorage_secrets::admin`]; this module runs the verified
-//! operations against the server's own stores, so the embedded store (one process at a time)
-//! can be administered while `serve` runs, and the encryption key rotated online.
+//! operations against the server's own stores, through the [`Executor`] the CLI's in-process
+//! commands also run (so each operation's checks are written once), so the embedded store (one
+//! process at a time) can be administered while `serve` runs, and the encryption key rotated
+//! online.
 //!
 //! Key rotation over NATS does not carry a seed: the server re-reads its configured encryption
 //! seed source (`--encryption-seed-file`); when that now holds another key, it becomes the

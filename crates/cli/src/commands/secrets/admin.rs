@@ -1,5 +1,6 @@
-//! The administration commands: against the store directly, or, with an admin seed, sent to
-//! the running server over its admin subjects (`remote`).
+//! The administration commands: against the store directly, through the executor the
+//! server's admin service also runs (`anchorage_secrets_server::admin::Executor`), or, with an
+//! admin seed, sent to the running server over its admin subjects (`remote`).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
