@@ -664,6 +664,28 @@ fn admin_over_nats_against_a_running_serve() {
     );
     let left = ok_json(remote(&["remove-mapping", &entity, "--secret", "other"]));
     assert_eq!(left["secrets"], serde_json::json!(["db-password"]));
+    // A secret the server's store lacks: mapped, with the warning the in-process command
+    // gives (the server's executor names it in the reply).
+    let out = run(
+        remote(&["add-mapping", &entity, "--secret", "db-pasword"]),
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: no secret \"db-pasword\" in the embedded store"),
+        "{err}"
+    );
+    // Negative controls: a secret that exists, and a removal, draw no warning.
+    for args in [
+        ["add-mapping", &entity, "--secret", "db-password"],
+        ["remove-mapping", &entity, "--secret", "db-pasword"],
+    ] {
+        let out = run(remote(&args), &[]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("warning"), "{args:?}: {err}");
+    }
     let out = run(remote(&["get", "db-password", "--reveal"]), &[]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hunter2\n");
     let out = run(remote(&["get", "db-password"]), &[]);

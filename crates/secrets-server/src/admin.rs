@@ -4,8 +4,10 @@
 //! The envelope (subjects `<prefix>.admin.<backend>.<op>`, wascap claims signed by an admin
 //! nkey, the body sealed to the transit key, replies sealed to the requester's one-time key)
 //! and its checks live in [`anchorage_secrets::admin`]; this module runs the verified
-//! operations against the server's own stores, so the embedded store (one process at a time)
-//! can be administered while `serve` runs, and the encryption key rotated online.
+//! operations against the server's own stores, through the [`Executor`] the CLI's in-process
+//! commands also run (so each operation's checks are written once), so the embedded store (one
+//! process at a time) can be administered while `serve` runs, and the encryption key rotated
+//! online.
 //!
 //! Key rotation over NATS does not carry a seed: the server re-reads its configured encryption
 //! seed source (`--encryption-seed-file`); when that now holds another key, it becomes the
@@ -23,7 +25,7 @@
 //! `max_age` outlives every token ([`crate::store::ADMIN_REPLAY_MAX_AGE`]). A guard that
 //! cannot record refuses the request (fail closed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,14 +34,12 @@ use anchorage_secrets::admin::{
     AdminPolicy, AdminReplyError, AdminRequest, AdminSigner, AdminSubjects, AdminVerifier,
     DEFAULT_ADMIN_TOKEN_LIFETIME, VerifiedAdmin,
 };
-use anchorage_secrets::{SecretLookup, SecretValue, TransitKey};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use secrecy::{ExposeSecret as _, SecretString};
-use serde::Serialize;
+use anchorage_secrets::{SecretValue, TransitKey};
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::keys::{EncryptionKey, Keyring, SeedSource};
+pub use crate::executor::{Executor, Operation, OperationError, Outcome, SecretOutcome};
+use crate::keys::{Keyring, SeedSource};
 use crate::server::Field;
 use crate::store::{MappingStore, SecretStore, StoreFailure};
 
@@ -167,6 +167,8 @@ impl AdminService {
         }
     }
 
+    /// Turns the verified claims into an [`Operation`] and runs it with the [`Executor`] all
+    /// administration shares; the reply is the outcome's JSON.
     async fn execute(
         &self,
         v: &VerifiedAdmin,
@@ -174,21 +176,15 @@ impl AdminService {
         mappings: &dyn MappingStore,
     ) -> Result<Zeroizing<Vec<u8>>, AdminError> {
         let c = &v.claims;
-        let key = || {
-            c.key
-                .as_deref()
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| AdminError::InvalidArgument("no secret name given".to_owned()))
-        };
-        let entity = || {
-            c.entity
-                .as_deref()
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| AdminError::InvalidArgument("no entity given".to_owned()))
-        };
-        match v.op {
+        let key = c.key.as_deref().unwrap_or_default();
+        let entity = c.entity.as_deref().unwrap_or_default();
+        let op = match v.op {
             AdminOp::Put => {
-                let key = key()?;
+                if key.is_empty() {
+                    return Err(AdminError::InvalidArgument(
+                        "no secret name given".to_owned(),
+                    ));
+                }
                 let Some(bytes) = &v.value else {
                     return Err(AdminError::InvalidArgument("no value given".to_owned()));
                 };
@@ -202,198 +198,40 @@ impl AdminService {
                     })?;
                     SecretValue::String(SecretString::from(text.to_owned()))
                 };
-                let version = values.put(key, value).await.map_err(|e| admin_error(&e))?;
-                Ok(json(
-                    &PutResult {
-                        key,
-                        version: &version,
-                        store: values.kind(),
-                    },
-                    0,
-                ))
+                Operation::Put { key, value }
             }
-            AdminOp::Get => get(v, key()?, values).await,
-            AdminOp::Delete => {
-                let key = key()?;
-                if !values.delete(key).await.map_err(|e| admin_error(&e))? {
-                    return Err(AdminError::NotFound(format!(
-                        "no secret {key:?} in the {} store",
-                        values.kind()
-                    )));
-                }
-                Ok(json(&serde_json::json!({ "key": key, "deleted": true }), 0))
-            }
-            AdminOp::List => {
-                let keys = values.keys().await.map_err(|e| admin_error(&e))?;
-                Ok(json(&serde_json::json!({ "secrets": keys }), 0))
-            }
-            AdminOp::AddMapping | AdminOp::RemoveMapping => {
-                let entity = entity()?;
-                if c.secrets.is_empty() {
-                    return Err(AdminError::InvalidArgument(
-                        "no secret names given".to_owned(),
-                    ));
-                }
-                let now = if v.op == AdminOp::AddMapping {
-                    mappings.add_mapping(entity, &c.secrets).await
-                } else {
-                    mappings.remove_mapping(entity, &c.secrets).await
-                }
-                .map_err(|e| admin_error(&e))?;
-                Ok(json(
-                    &serde_json::json!({ "entity": entity, "secrets": now }),
-                    0,
-                ))
-            }
-            AdminOp::ListMappings => {
-                let mut all: BTreeMap<String, BTreeSet<String>> = mappings
-                    .list_mappings()
-                    .await
-                    .map_err(|e| admin_error(&e))?;
-                if let Some(entity) = c.entity.as_deref() {
-                    all.retain(|k, _| k == entity);
-                }
-                Ok(json(&serde_json::json!({ "mappings": all }), 0))
-            }
-            AdminOp::RotateEncryptionKey => self.rotate(values).await,
-        }
-    }
-
-    async fn rotate(&self, values: &dyn SecretStore) -> Result<Zeroizing<Vec<u8>>, AdminError> {
-        let Some(ring) = &self.keyring else {
-            return Err(AdminError::Unsupported(format!(
-                "the {} store keeps no encryption key of ours",
-                values.kind()
-            )));
+            AdminOp::Get => Operation::Get {
+                key,
+                field: c.field.as_deref(),
+                version: c.version.as_deref(),
+                reveal: c.reveal,
+            },
+            AdminOp::Delete => Operation::Delete { key },
+            AdminOp::List => Operation::List,
+            AdminOp::AddMapping => Operation::AddMapping {
+                entity,
+                secrets: &c.secrets,
+            },
+            AdminOp::RemoveMapping => Operation::RemoveMapping {
+                entity,
+                secrets: &c.secrets,
+            },
+            AdminOp::ListMappings => Operation::ListMappings {
+                entity: c.entity.as_deref(),
+            },
+            AdminOp::RotateEncryptionKey => Operation::RotateEncryptionKey {
+                reread: self.encryption_source.as_ref(),
+            },
         };
-        let changed = match &self.encryption_source {
-            Some(source) => {
-                let key = EncryptionKey::load(source).map_err(|e| {
-                    AdminError::Store(format!(
-                        "cannot re-read the encryption seed: {}",
-                        with_causes(&e)
-                    ))
-                })?;
-                let before = ring.current_public();
-                let changed = ring.rotate(key);
-                if changed {
-                    tracing::info!(
-                        previous = %before,
-                        current = %ring.current_public(),
-                        "encryption key rotated; re-sealing the stored values"
-                    );
-                }
-                changed
-            }
-            None => false,
-        };
-        let report = values.reencrypt().await.map_err(|e| admin_error(&e))?;
-        Ok(json(
-            &serde_json::json!({
-                "encryption_key": ring.current_public(),
-                "changed": changed,
-                "report": report,
-            }),
-            0,
-        ))
+        Executor::new(values, mappings, self.keyring.as_deref())
+            .run(op)
+            .await
+            .map(|outcome| outcome.to_json())
+            .map_err(|e| e.to_admin_error())
     }
 }
 
-#[derive(Serialize)]
-struct PutResult<'a> {
-    key: &'a str,
-    version: &'a str,
-    store: &'a str,
-}
-
-#[derive(Serialize)]
-struct GetResult<'a> {
-    key: &'a str,
-    version: &'a str,
-    kind: &'static str,
-    bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    encoding: Option<&'static str>,
-}
-
-async fn get(
-    v: &VerifiedAdmin,
-    key: &str,
-    values: &dyn SecretStore,
-) -> Result<Zeroizing<Vec<u8>>, AdminError> {
-    let c = &v.claims;
-    let found = values
-        .get(SecretLookup {
-            key,
-            field: c.field.as_deref(),
-            version: c.version.as_deref(),
-            policy: "",
-        })
-        .await
-        .map_err(|e| admin_error(&e))?;
-    let Some(secret) = found else {
-        let version = c
-            .version
-            .as_deref()
-            .map_or(String::new(), |v| format!(" version {v}"));
-        return Err(AdminError::NotFound(format!(
-            "no secret {key:?}{version} in the {} store",
-            values.kind()
-        )));
-    };
-    let encoded;
-    let (kind, len, value, encoding) = match &secret.value {
-        SecretValue::String(s) => (
-            "string",
-            s.expose_secret().len(),
-            Some(s.expose_secret()),
-            "utf-8",
-        ),
-        SecretValue::Binary(b) => {
-            encoded = Zeroizing::new(STANDARD.encode(b.expose_secret()));
-            (
-                "binary",
-                b.expose_secret().len(),
-                Some(encoded.as_str()),
-                "base64",
-            )
-        }
-    };
-    let (value, encoding) = if c.reveal {
-        (value, Some(encoding))
-    } else {
-        (None, None)
-    };
-    let hint = value.map_or(0, str::len);
-    Ok(json(
-        &GetResult {
-            key,
-            version: &secret.version,
-            kind,
-            bytes: len,
-            value,
-            encoding,
-        },
-        hint,
-    ))
-}
-
-/// JSON in a zeroizing buffer sized for `secret_len` bytes of value (JSON escapes a control
-/// character in at most six bytes), so no reallocation leaves a copy of a value behind.
-fn json<T: Serialize>(value: &T, secret_len: usize) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(
-        secret_len.saturating_mul(6).saturating_add(4096),
-    ));
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.clear();
-        out.extend_from_slice(b"null");
-    }
-    out
-}
-
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -402,16 +240,6 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-fn admin_error(e: &StoreFailure) -> AdminError {
-    let text = with_causes(e);
-    match e {
-        StoreFailure::InvalidName { .. } => AdminError::InvalidArgument(text),
-        StoreFailure::Contended { .. } => AdminError::Conflict(text),
-        StoreFailure::Unsupported { .. } => AdminError::Unsupported(text),
-        _ => AdminError::Store(text),
-    }
 }
 
 /// Writes one admin audit event (target `anchorage::audit`); never a value or a seed.

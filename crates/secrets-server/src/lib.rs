@@ -39,13 +39,17 @@
 //! ```
 
 pub mod admin;
+mod executor;
 pub mod hardening;
 pub mod keys;
 pub mod nats;
 mod server;
 pub mod store;
 
-pub use admin::{AdminCallError, AdminClient, AdminService, ReplayGuard};
+pub use admin::{
+    AdminCallError, AdminClient, AdminService, Executor, Operation, OperationError, Outcome,
+    ReplayGuard,
+};
 /// The NATS client this crate is built on (0.39), for callers that pass a connection.
 pub use async_nats;
 pub use hardening::{HardeningError, harden_process};

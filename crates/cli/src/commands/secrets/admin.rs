@@ -1,20 +1,25 @@
-//! The administration commands: against the store directly, or, with an admin seed, sent to
-//! the running server over its admin subjects (`remote`).
+//! The administration commands: against the store directly, through the executor the
+//! server's admin service also runs (`anchorage_secrets_server::admin::Executor`), or, with an
+//! admin seed, sent to the running server over its admin subjects (`remote`).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use anchorage_secrets::{SecretLookup, SecretValue};
-use anchorage_secrets_server::{EncryptionKey, Keyring, SecretStore, StoreFailure};
+use anchorage_secrets::SecretValue;
+use anchorage_secrets_server::{
+    EncryptionKey, Executor, Keyring, Operation, OperationError, Outcome, StoreFailure,
+};
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::args::{GetArgs, PutArgs, RotateArgs, SecretsCommand, StoreKind};
-use super::context::{NEW_ENCRYPTION_ENV, key_failure, keyring, open, seed_source, store_failure};
+use super::context::{
+    NEW_ENCRYPTION_ENV, Stores, key_failure, keyring, open, seed_source, store_failure,
+};
 use crate::args::OutputFormat;
-use crate::exit::{Code, Failure};
+use crate::exit::{Code, Failure, with_causes};
 use crate::render::print_json;
 
 pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
@@ -27,6 +32,30 @@ pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code,
 
 fn fail(e: &StoreFailure) -> Failure {
     store_failure(e)
+}
+
+/// The exit code and message of an operation the shared executor refused; store failures as
+/// everywhere else in `secrets`.
+fn op_failure(e: OperationError) -> Failure {
+    match e {
+        OperationError::InvalidArgument(m) => Failure::new(Code::BadInput, m),
+        OperationError::NotFound(m) => Failure::new(Code::NotFound, m),
+        OperationError::Unsupported(m) => Failure::new(Code::Usage, m),
+        OperationError::Store(e) => fail(&e),
+        other => Failure::new(Code::Store, with_causes(&other)),
+    }
+}
+
+/// Runs `op` in-process with the executor the admin service also runs.
+async fn execute(stores: &Stores, op: Operation<'_>) -> Result<Outcome, Failure> {
+    Executor::new(
+        stores.values.as_ref(),
+        stores.mappings.as_ref(),
+        stores.keyring.as_deref(),
+    )
+    .run(op)
+    .await
+    .map_err(op_failure)
 }
 
 async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
@@ -44,48 +73,50 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             let value = read_value(a)?;
             let needs_key = store_args.store != StoreKind::Openbao;
             let stores = open(store_args, tls_ca_paths, needs_key, true).await?;
-            let version = stores
-                .values
-                .put(&a.name, value)
-                .await
-                .map_err(|e| fail(&e))?;
+            let Outcome::Put {
+                key,
+                version,
+                store,
+            } = execute(
+                &stores,
+                Operation::Put {
+                    key: &a.name,
+                    value,
+                },
+            )
+            .await?
+            else {
+                return Err(unexpected());
+            };
             if a.output == OutputFormat::Json {
                 print_json(
-                    &json!({ "key": a.name, "version": crate::io::version_json(&version), "store": stores.values.kind() }),
+                    &json!({ "key": key, "version": crate::io::version_json(&version), "store": store }),
                 );
             } else {
-                outln!(
-                    "stored {} version {version} ({} store)",
-                    a.name,
-                    stores.values.kind()
-                );
+                outln!("stored {key} version {version} ({store} store)");
             }
             Ok(Code::Ok)
         }
         SecretsCommand::Get(a) => get(a, tls_ca_paths).await,
         SecretsCommand::Delete(a) => {
             let stores = open(store_args, tls_ca_paths, false, false).await?;
-            let existed = stores.values.delete(&a.name).await.map_err(|e| fail(&e))?;
-            if !existed {
-                return Err(Failure::new(
-                    Code::NotFound,
-                    format!(
-                        "no secret {:?} in the {} store",
-                        a.name,
-                        stores.values.kind()
-                    ),
-                ));
-            }
+            let Outcome::Deleted { key } =
+                execute(&stores, Operation::Delete { key: &a.name }).await?
+            else {
+                return Err(unexpected());
+            };
             if a.output == OutputFormat::Json {
-                print_json(&json!({ "key": a.name, "deleted": true }));
+                print_json(&json!({ "key": key, "deleted": true }));
             } else {
-                outln!("deleted {}", a.name);
+                outln!("deleted {key}");
             }
             Ok(Code::Ok)
         }
         SecretsCommand::List(a) => {
             let stores = open(store_args, tls_ca_paths, false, false).await?;
-            let keys = stores.values.keys().await.map_err(|e| fail(&e))?;
+            let Outcome::Keys(keys) = execute(&stores, Operation::List).await? else {
+                return Err(unexpected());
+            };
             if a.output == OutputFormat::Json {
                 print_json(&json!({ "secrets": keys }));
             } else {
@@ -99,35 +130,45 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             let adding = matches!(cmd, SecretsCommand::AddMapping(_));
             let entries = a.entries()?;
             let stores = open(store_args, tls_ca_paths, false, adding).await?;
-            let now = if adding {
-                stores.mappings.add_mapping(&a.entity, &entries).await
+            let op = if adding {
+                Operation::AddMapping {
+                    entity: &a.entity,
+                    secrets: &entries,
+                }
             } else {
-                stores.mappings.remove_mapping(&a.entity, &entries).await
-            }
-            .map_err(|e| fail(&e))?;
-            if adding {
-                warn_missing_secrets(a, stores.values.as_ref()).await;
-            }
+                Operation::RemoveMapping {
+                    entity: &a.entity,
+                    secrets: &entries,
+                }
+            };
+            let Outcome::Mapping {
+                entity,
+                secrets: now,
+                missing,
+                store,
+            } = execute(&stores, op).await?
+            else {
+                return Err(unexpected());
+            };
+            warn_missing_secrets(&entity, store, &missing);
             if a.output == OutputFormat::Json {
-                print_json(&json!({ "entity": a.entity, "secrets": now }));
+                print_json(&json!({ "entity": entity, "secrets": now }));
             } else if now.is_empty() {
-                outln!("{} may read no secret", a.entity);
+                outln!("{entity} may read no secret");
             } else {
                 let names: Vec<&str> = now.iter().map(String::as_str).collect();
-                outln!("{} may read: {}", a.entity, names.join(", "));
+                outln!("{entity} may read: {}", names.join(", "));
             }
             Ok(Code::Ok)
         }
         SecretsCommand::ListMappings(a) => {
             let stores = open(store_args, tls_ca_paths, false, false).await?;
-            let mut all = stores
-                .mappings
-                .list_mappings()
-                .await
-                .map_err(|e| fail(&e))?;
-            if let Some(entity) = &a.entity {
-                all.retain(|k, _| k == entity);
-            }
+            let op = Operation::ListMappings {
+                entity: a.entity.as_deref(),
+            };
+            let Outcome::Mappings(all) = execute(&stores, op).await? else {
+                return Err(unexpected());
+            };
             if a.output == OutputFormat::Json {
                 print_json(&json!({ "mappings": all }));
             } else {
@@ -142,29 +183,22 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
     }
 }
 
-/// Warns about each mapped secret the values store does not hold (yet): the mapping is kept
-/// (a secret may be put later), but a typo would otherwise only show as a host's "not found".
-/// Secrets bound to another OpenBao mount are not checked, nor is anything when the store
-/// cannot list its keys.
-async fn warn_missing_secrets(a: &super::args::MappingArgs, values: &dyn SecretStore) {
-    if a.mount.is_some() {
-        return;
-    }
-    let keys = match values.keys().await {
-        Ok(keys) => keys,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot list the secrets to check the mapping");
-            return;
-        }
-    };
-    for name in &a.secrets {
-        if !keys.iter().any(|k| k == name) {
-            diagln!(
-                "anchorage: warning: no secret {name:?} in the {} store (yet): {} may read it once it is put (`anchorage secrets put {name} ...`); check the name",
-                values.kind(),
-                a.entity
-            );
-        }
+/// An outcome of another operation than the one run: a bug, not an input.
+fn unexpected() -> Failure {
+    Failure::new(
+        Code::Failure,
+        "the secrets executor answered another operation (a bug)",
+    )
+}
+
+/// Warns about each mapped secret the values store does not hold (yet), as the executor
+/// found them (in-process, or in the admin reply): the mapping is kept (a secret may be put
+/// later), but a typo would otherwise only show as a host's "not found".
+pub(crate) fn warn_missing_secrets(entity: &str, store: &str, missing: &[String]) {
+    for name in missing {
+        diagln!(
+            "anchorage: warning: no secret {name:?} in the {store} store (yet): {entity} may read it once it is put (`anchorage secrets put {name} ...`); check the name"
+        );
     }
 }
 
@@ -205,81 +239,46 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
         StoreKind::Openbao => false,
     };
     let stores = open(&a.store, tls_ca_paths, needs_key, false).await?;
-    let lookup = SecretLookup {
+    let op = Operation::Get {
         key: &a.name,
         field: a.field.as_deref(),
         version: a.version.as_deref(),
-        policy: "",
+        reveal: a.reveal,
     };
-    let not_found = || {
-        let version = a
-            .version
-            .as_deref()
-            .map_or(String::new(), |v| format!(" version {v}"));
-        Failure::new(
-            Code::NotFound,
-            format!(
-                "no secret {:?}{version} in the {} store",
-                a.name,
-                stores.values.kind()
-            ),
-        )
+    let Outcome::Secret(secret) = execute(&stores, op).await? else {
+        return Err(unexpected());
     };
-    if !a.reveal {
-        let info = stores
-            .values
-            .describe(lookup)
-            .await
-            .map_err(|e| fail(&e))?
-            .ok_or_else(not_found)?;
-        let kind = if info.string { "string" } else { "binary" };
+    let kind = secret.kind();
+    let Some(value) = &secret.value else {
         if a.output == OutputFormat::Json {
             print_json(
-                &json!({ "key": a.name, "version": info.version, "kind": kind, "bytes": info.bytes }),
+                &json!({ "key": secret.key, "version": secret.version, "kind": kind, "bytes": secret.bytes }),
             );
         } else {
             outln!(
                 "{} version {} ({kind}, {} bytes; --reveal prints it)",
-                a.name,
-                info.version,
-                info.bytes
+                secret.key,
+                secret.version,
+                secret.bytes
             );
         }
         return Ok(Code::Ok);
-    }
-    let found = stores.values.get(lookup).await.map_err(|e| fail(&e))?;
-    let Some(secret) = found else {
-        return Err(not_found());
-    };
-    let (kind, len) = match &secret.value {
-        SecretValue::String(s) => ("string", s.expose_secret().len()),
-        SecretValue::Binary(b) => ("binary", b.expose_secret().len()),
     };
     if a.output == OutputFormat::Json {
-        let mut doc = json!({ "key": a.name, "version": crate::io::version_json(&secret.version), "kind": kind, "bytes": len });
-        if a.reveal {
-            // The JSON text is a copy of the value by nature; it goes to stdout only.
-            doc["value"] = match &secret.value {
-                SecretValue::String(s) => json!(s.expose_secret()),
-                SecretValue::Binary(b) => {
-                    json!(base64::engine::general_purpose::STANDARD.encode(b.expose_secret()))
-                }
-            };
-            doc["encoding"] = json!(if kind == "string" { "utf-8" } else { "base64" });
-        }
+        let mut doc = json!({ "key": secret.key, "version": crate::io::version_json(&secret.version), "kind": kind, "bytes": secret.bytes });
+        // The JSON text is a copy of the value by nature; it goes to stdout only.
+        doc["value"] = match value {
+            SecretValue::String(s) => json!(s.expose_secret()),
+            SecretValue::Binary(b) => {
+                json!(base64::engine::general_purpose::STANDARD.encode(b.expose_secret()))
+            }
+        };
+        doc["encoding"] = json!(if secret.string { "utf-8" } else { "base64" });
         print_json(&doc);
         return Ok(Code::Ok);
     }
-    if !a.reveal {
-        outln!(
-            "{} version {} ({kind}, {len} bytes; --reveal prints it)",
-            a.name,
-            secret.version
-        );
-        return Ok(Code::Ok);
-    }
     let stdout = std::io::stdout();
-    match &secret.value {
+    match value {
         SecretValue::String(s) => outln!("{}", s.expose_secret()),
         SecretValue::Binary(b) => {
             if stdout.is_terminal() {
@@ -315,7 +314,10 @@ async fn rotate(a: &RotateArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failur
         .map_err(|e| key_failure(&e))?;
     let ring = Keyring::new(new).with_previous(old);
     let stores = super::context::open_with_keyring(&a.store, tls_ca_paths, ring).await?;
-    let report = stores.values.reencrypt().await.map_err(|e| fail(&e))?;
+    let op = Operation::RotateEncryptionKey { reread: None };
+    let Outcome::Rotated { report, .. } = execute(&stores, op).await? else {
+        return Err(unexpected());
+    };
     if a.output == OutputFormat::Json {
         print_json(&json!({ "encryption_key": new_public, "report": report }));
     } else {

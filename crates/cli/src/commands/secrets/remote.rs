@@ -210,8 +210,14 @@ fn render(cmd: &SecretsCommand, result: &[u8]) -> Result<Code, Failure> {
             struct Mapping {
                 entity: String,
                 secrets: Vec<String>,
+                /// Added secrets the server's store does not hold (yet), with its kind.
+                #[serde(default)]
+                missing: Vec<String>,
+                #[serde(default)]
+                store: String,
             }
             let r: Mapping = parse(result)?;
+            super::admin::warn_missing_secrets(&r.entity, &r.store, &r.missing);
             if json_out {
                 print_json(&json!({ "entity": r.entity, "secrets": r.secrets }));
             } else if r.secrets.is_empty() {
