@@ -1,9 +1,10 @@
 //! The OpenBao KV v2 store's re-login and HTTPS against a real `bao server -dev` (issue 20,
 //! "untested behaviour").
 //!
-//! Re-login: an AppRole token with a 2 s TTL expires between two reads; the second read
-//! succeeds because the store logs in again on OpenBao's 403, which the server's audit log
-//! shows (one more `auth/approle/login`). Negative controls: the very same expired token given
+//! Re-login: two reads share one AppRole token with a 4 s TTL; once OpenBao no longer knows
+//! it (probed with `bao token lookup`), the next read succeeds because the store logs in again
+//! on OpenBao's 403, which the server's audit log shows (one refused read, one more
+//! `auth/approle/login`, the read again with the new token). Negative controls: the very same expired token given
 //! as a static token, and a revoked static token, fail with the exact
 //! [`StoreFailure::AuthFailed`] after one request and no login; an AppRole whose policy does
 //! not cover the path logs in again once, not in a loop; a wrong secret ID fails the login.
@@ -141,8 +142,9 @@ fn server() -> Option<OpenBao> {
 async fn approle_logs_in_again_when_its_token_expires() {
     let Some(bao) = server() else { return };
     bao.enable_approle();
-    // token_ttl = token_max_ttl = 2 s: the token cannot be renewed past it either.
-    let creds = bao.create_approle("short", &["reader"], "2s");
+    // token_ttl = token_max_ttl = 4 s: the token cannot be renewed past it either. (Long
+    // enough for the two reads below to share one token on a loaded machine.)
+    let creds = bao.create_approle("short", &["reader"], "4s");
     let s = store(
         &bao,
         OpenBaoAuth::AppRole {
