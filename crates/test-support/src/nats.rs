@@ -150,10 +150,12 @@ impl NatsServer {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 wait_for_port(addr, &mut child, Duration::from_secs(20));
-            }));
+            }))
+            .is_ok()
+                && ready(&mut child, &log_path);
             match started {
-                Ok(()) => return Some(Self { child, addr, dir }),
-                Err(_) => {
+                true => return Some(Self { child, addr, dir }),
+                false => {
                     let _ = child.kill();
                     let _ = child.wait();
                     last = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -360,4 +362,21 @@ impl Drop for NatsCluster {
             self.kill(i);
         }
     }
+}
+
+/// Whether our own nats-server (not another test's that took the same free port first: the
+/// port answering proves nothing then) says it is ready; `false` when it exited instead (the
+/// port was taken), so the caller tries another port.
+fn ready(child: &mut std::process::Child, log: &std::path::Path) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains("Server is ready")) {
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
