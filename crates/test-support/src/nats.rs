@@ -213,10 +213,42 @@ struct ClusterNode {
 
 impl NatsCluster {
     /// Starts `size` routed nodes. `None` when `nats-server` is missing locally.
+    ///
+    /// Ports are free when picked but another test may take one before the node binds it; a
+    /// node that cannot bind exits, and the whole cluster is then started again on new ports.
     pub fn start(size: usize) -> Option<Self> {
         let binary = require("nats-server")?;
+        for attempt in 1..=5 {
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Self::start_once(binary.clone(), size)
+            }));
+            match started {
+                Ok(cluster) => return Some(cluster),
+                Err(_) if attempt < 5 => {
+                    eprintln!(
+                        "nats cluster did not start (attempt {attempt}); retrying on new ports"
+                    );
+                }
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        None
+    }
+
+    fn start_once(binary: PathBuf, size: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the nats cluster");
-        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        // Distinct ports: every listener is held until all are picked.
+        let held: Vec<std::net::TcpListener> = (0..size * 2)
+            .map(|_| {
+                std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port")
+            })
+            .collect();
+        let picked: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().expect("port").port())
+            .collect();
+        drop(held);
+        let ports: Vec<(u16, u16)> = picked.chunks(2).map(|p| (p[0], p[1])).collect();
         let mut nodes = Vec::new();
         for (i, (port, route_port)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);
@@ -251,7 +283,7 @@ impl NatsCluster {
         for i in 0..size {
             cluster.wait(i);
         }
-        Some(cluster)
+        cluster
     }
 
     fn spawn(&mut self, i: usize) {
