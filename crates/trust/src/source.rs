@@ -187,7 +187,7 @@ pub enum LoadError {
         keys: String,
     },
     /// The OS trust store could not be read (or part of it).
-    #[error("system trust store: {reason}")]
+    #[error("could not be read: {reason}")]
     System {
         /// What went wrong.
         reason: String,
