@@ -262,6 +262,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(api::delete_token),
         )
         .route("/v1/sys/health", get(vault::sys_health))
+        .route("/v1/sys/seal-status", get(vault::seal_status))
+        .route("/v1/sys/leader", get(vault::leader))
         .route(
             "/v1/auth/approle/login",
             post(vault::approle_login).put(vault::approle_login),
@@ -287,21 +289,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Writes `contents` to `path` with `mode`, atomically (temp file + rename).
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ServeError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io("write", &tmp))?;
-    f.write_all(contents).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("write", path))
+/// Writes `contents` to `path` atomically (anchorage_trust::atomic): `0600` when private,
+/// else `0644`.
+fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), ServeError> {
+    let result = if private {
+        anchorage_trust::atomic::write_private_file(path, contents)
+    } else {
+        anchorage_trust::atomic::write_file(path, contents)
+    };
+    result.map_err(io("write", path))
 }
 
 /// Issues the built-in serving certificate.
@@ -403,7 +399,7 @@ async fn bootstrap_token(state: &AppState, dir: &Path) -> Result<(PathBuf, bool)
     )
     .await?;
     let token = zeroize::Zeroizing::new(format!("{token}\n"));
-    write_file(&path, token.as_bytes(), 0o600)?;
+    write_file(&path, token.as_bytes(), true)?;
     Ok((path, true))
 }
 
@@ -443,7 +439,7 @@ impl Server {
             }
         }
         let ca_file = config.data_dir.join(CA_FILE);
-        write_file(&ca_file, authority.roots_pem().as_bytes(), 0o644)?;
+        write_file(&ca_file, authority.roots_pem().as_bytes(), false)?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ca_subjects = authority

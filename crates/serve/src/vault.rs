@@ -1,7 +1,7 @@
 //! The Vault-PKI-compatible subset, so stock Vault clients (the `bao`/`vault` CLI,
 //! cert-manager's Vault issuer, mesh controllers, `anchorage-ca-vault`) issue from anchorage:
 //!
-//! - `GET /v1/sys/health`;
+//! - `GET /v1/sys/health`, `/v1/sys/seal-status` and `/v1/sys/leader`;
 //! - `POST|PUT /v1/<mount>/issue/<role>` and `/v1/<mount>/sign/<role>` with Vault's fields
 //!   (`common_name`, `alt_names`, `ip_sans`, `uri_sans`, `ttl`, `csr`,
 //!   `exclude_cn_from_sans`, `key_type`, `key_bits`) → `data.certificate`, `issuing_ca`,
@@ -62,6 +62,39 @@ pub(crate) async fn sys_health() -> Json<Value> {
         "server_time_utc": now_unix(),
         "version": concat!("anchorage-", env!("CARGO_PKG_VERSION")),
         "cluster_name": "anchorage",
+    }))
+}
+
+/// `GET /v1/sys/seal-status` (`bao status` reads it).
+pub(crate) async fn seal_status() -> Json<Value> {
+    Json(json!({
+        "type": "shamir",
+        "initialized": true,
+        "sealed": false,
+        "t": 1,
+        "n": 1,
+        "progress": 0,
+        "nonce": "",
+        "version": concat!("anchorage-", env!("CARGO_PKG_VERSION")),
+        "build_date": "",
+        "migration": false,
+        "cluster_name": "anchorage",
+        "cluster_id": "",
+        "recovery_seal": false,
+        "storage_type": "anchorage",
+    }))
+}
+
+/// `GET /v1/sys/leader` (`bao status` reads it too): one active node, no HA.
+pub(crate) async fn leader() -> Json<Value> {
+    Json(json!({
+        "ha_enabled": false,
+        "is_self": true,
+        "active_time": "0001-01-01T00:00:00Z",
+        "leader_address": "",
+        "leader_cluster_address": "",
+        "performance_standby": false,
+        "performance_standby_last_remote_wal": 0,
     }))
 }
 
