@@ -40,6 +40,7 @@ pub mod authority;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod nats;
 pub mod roles;
 pub mod server;
 pub mod state;
@@ -120,6 +121,8 @@ pub struct ServeConfig {
     pub roles: Vec<Role>,
     /// Write the bootstrap admin token file (default true).
     pub bootstrap_admin_token: bool,
+    /// Also serve the API over NATS request/reply (`<prefix>.v1.<op>`).
+    pub nats: Option<nats::NatsApi>,
 }
 
 impl ServeConfig {
@@ -136,6 +139,7 @@ impl ServeConfig {
             crl_validity: Duration::from_secs(24 * 3600),
             roles: Vec::new(),
             bootstrap_admin_token: true,
+            nats: None,
         }
     }
 }
@@ -197,6 +201,14 @@ pub enum ServeError {
     /// Minting the bootstrap token.
     #[error("cannot mint the bootstrap admin token: {0}")]
     Token(#[from] MintError),
+    /// The NATS subscription.
+    #[error("cannot subscribe to {subject} on NATS: {message}")]
+    Nats {
+        /// The subject.
+        subject: String,
+        /// The client's words.
+        message: String,
+    },
     /// A role in the configuration.
     #[error("role {name:?} in the configuration is invalid: {reason}")]
     Role {
@@ -493,13 +505,32 @@ impl Server {
             source,
         })?;
         let app = router(Arc::clone(&state));
-        let mut tasks = vec![tokio::spawn(server::serve(
+        let mut tasks = Vec::new();
+        if let Some(api) = config.nats.clone() {
+            let subject = format!("{}.v1.>", api.prefix);
+            let subscriber = api
+                .client
+                .queue_subscribe(subject.clone(), api.queue_group.clone())
+                .await
+                .map_err(|e| ServeError::Nats {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+            tracing::info!(%subject, "serving the API over NATS");
+            tasks.push(tokio::spawn(nats::serve(
+                api,
+                subscriber,
+                app.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(server::serve(
             listener,
             Arc::new(tls),
             app,
             config.limits,
             shutdown_rx.clone(),
-        ))];
+        )));
 
         // Housekeeping: the CRL re-signed before its next-update, the built-in serving
         // certificate renewed at two thirds of its life.
