@@ -349,6 +349,11 @@ impl Authority {
             let Ok(rec) = serde_json::from_slice::<RevokedRecord>(&entry.value) else {
                 continue;
             };
+            // An entry may leave the CRL once its certificate expired (RFC 5280 5.1.2.6); a
+            // day's margin covers clock skew.
+            if rec.not_after + 86_400 < this_update {
+                continue;
+            }
             let Some(bytes) = hex_bytes(&rec.serial) else {
                 continue;
             };

@@ -541,6 +541,7 @@ impl Server {
             TlsSource::Files { .. } => None,
         };
         tasks.push(tokio::spawn(async move {
+            let mut next_sweep = 0;
             let tick =
                 (bg_state.crl_validity / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
             loop {
@@ -550,6 +551,17 @@ impl Server {
                 }
                 if let Err(e) = bg_state.crl().await {
                     tracing::warn!(error = %e, "CRL refresh failed");
+                }
+                let now = tokens::now_unix();
+                if now >= next_sweep {
+                    next_sweep = now + 3600;
+                    match tokens::sweep_used_tokens(bg_state.store.as_ref(), now).await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(removed = n, "expired one-time token records removed");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "one-time token sweep failed"),
+                    }
                 }
                 if let (Some(names), Some(at)) = (&names, renew_at)
                     && tokens::now_unix() >= at
@@ -625,6 +637,25 @@ impl Server {
             let _ = task.await;
         }
         drop(self.state);
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (for [`run`]'s `shutdown`).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

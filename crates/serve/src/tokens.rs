@@ -311,7 +311,9 @@ impl TokenKey {
                 if lifetime > MAX_OTT_LIFETIME || claims.nbf < claims.iat - LEEWAY {
                     return Err(TokenError::LifetimeTooLong { lifetime });
                 }
-                let key = format!("{JTI_PREFIX}{}", safe_id(&claims.jti)?);
+                // The expiry leads the key, so expired records are found (and removed by
+                // `sweep_used_tokens`) from the key alone.
+                let key = jti_key(claims.exp.unwrap_or_default(), safe_id(&claims.jti)?);
                 let record =
                     serde_json::json!({ "sub": claims.sub, "used_at": now, "exp": claims.exp });
                 match store.create(&key, record.to_string().into_bytes()).await {
@@ -341,6 +343,30 @@ impl TokenKey {
         }
         Ok(claims)
     }
+}
+
+fn jti_key(exp: i64, jti: &str) -> String {
+    format!("{JTI_PREFIX}{:012}.{jti}", exp.max(0))
+}
+
+/// Removes the records of used one-time tokens that expired (past the leeway) before `now`:
+/// such a token is refused as expired anyway, so its record no longer guards anything.
+/// Returns how many were removed.
+pub async fn sweep_used_tokens(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for key in store.keys(JTI_PREFIX).await? {
+        let exp = key
+            .strip_prefix(JTI_PREFIX)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|e| e.parse::<i64>().ok());
+        if let Some(exp) = exp
+            && exp + LEEWAY < now
+        {
+            store.delete(&key, None).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn safe_id(jti: &str) -> Result<&str, TokenError> {
