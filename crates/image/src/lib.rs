@@ -26,7 +26,7 @@
 //! use anchorage_image::{
 //!     Depth, ImageHints, LayerFile, PlanOptions, find, lookup_for, plan, write_layer,
 //! };
-//! use anchorage_trust::{Bundle, Origin};
+//! use anchorage_bundle::{Bundle, Origin};
 //! use anchorage_x509::{Certificate, Position};
 //!
 //! let root = anchorage_test_support::pki::root_ca("Example Corp Root CA");

@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use anchorage_bundle::{Bundle, Origin, PemOptions, render_jks, render_pem, render_pkcs12};
 use anchorage_keystore::{KeystoreKind, Pkcs12Options, Pkcs12Profile, SecretString};
-use anchorage_trust::{Bundle, Origin, PemOptions, render_jks, render_pem, render_pkcs12};
 use anchorage_x509::{Certificate, Position, Sha256Fingerprint};
 
 use crate::error::ImageError;

@@ -536,7 +536,7 @@ impl View {
             let visible = layer.entries.iter().any(|(path, node)| {
                 *node != Node::Whiteout
                     && parent(path) == real
-                    && anchorage_trust::is_openssl_hash_name(file_name(path))
+                    && anchorage_bundle::is_openssl_hash_name(file_name(path))
                     && !self.layers[..l]
                         .iter()
                         .any(|upper| upper.entries.get(path) == Some(&Node::Whiteout))

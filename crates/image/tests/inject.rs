@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+use anchorage_bundle::{Bundle, Origin};
 use anchorage_image::{
     Depth, FileRole, ImageHints, LayerFile, Mode, Plan, PlanOptions, find, lookup_for, plan,
     write_layer,
 };
 use anchorage_keystore::{KeystoreKind, SecretString, TrustedEntry};
 use anchorage_test_support::pki;
-use anchorage_trust::{Bundle, Origin};
 use anchorage_x509::{Certificate, Position};
 
 enum E<'a> {
@@ -379,9 +379,9 @@ fn java_stores_under_java_home_and_usr_lib_jvm_are_found_and_written_once() {
     let password = SecretString::from("changeit");
     let jks =
         anchorage_keystore::encode_jks(&TrustedEntry::from_certificates([&a]), &password).unwrap();
-    let pkcs12 = anchorage_trust::render_pkcs12(
+    let pkcs12 = anchorage_bundle::render_pkcs12(
         &bundle(&[&a]),
-        &anchorage_trust::Pkcs12Options::protected(
+        &anchorage_bundle::Pkcs12Options::protected(
             anchorage_keystore::Pkcs12Profile::Modern2023,
             password.clone(),
         ),

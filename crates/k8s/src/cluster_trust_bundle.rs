@@ -12,7 +12,7 @@
 //! replaced by `:`, then `:` (`example.com:private-ca:v1`), and without one it must not contain
 //! `:`. Writing a bundle with a signer name also needs the `attest` verb on that signer in RBAC.
 
-use anchorage_trust::{Bundle, PemOptions, render_pem};
+use anchorage_bundle::{Bundle, PemOptions, render_pem};
 use k8s_openapi::api::certificates::v1beta1::{ClusterTrustBundle, ClusterTrustBundleSpec};
 
 use crate::error::K8sError;

@@ -90,7 +90,7 @@ pub enum K8sError {
     /// The object's data is over Kubernetes' 1 MiB limit; the API server would refuse it.
     #[error(
         "{object} would hold {size} bytes of data for {}, over Kubernetes' limit of {limit} bytes (1 MiB) for one object; {advice}",
-        anchorage_trust::plural(*certificates, "certificate")
+        anchorage_bundle::plural(*certificates, "certificate")
     )]
     TooLarge {
         /// The object, `Kind namespace/name`.

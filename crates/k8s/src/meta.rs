@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anchorage_trust::{Bundle, PemOptions, render_pem};
+use anchorage_bundle::{Bundle, PemOptions, render_pem};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::Digest as _;
 

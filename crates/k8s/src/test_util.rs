@@ -1,7 +1,7 @@
 //! Bundles for unit tests, made from fresh test roots.
 
+use anchorage_bundle::{Bundle, Origin};
 use anchorage_test_support::pki;
-use anchorage_trust::{Bundle, Origin};
 use anchorage_x509::{Certificate, Position};
 
 /// A bundle of these certificates.

@@ -3,12 +3,12 @@
 //! One key holds the whole bundle as PEM under the name clients look for when they are given no
 //! option (`ca-certificates.crt`: Debian's and Alpine's name, which Go, OpenSSL, curl and Python
 //! find in `/etc/ssl/certs`), and one `<hash>.<n>` key per certificate holds that certificate,
-//! named exactly as `openssl rehash` names it ([`anchorage_trust::hashed_names`]), so the same
+//! named exactly as `openssl rehash` names it ([`anchorage_bundle::hashed_names`]), so the same
 //! volume also works as `SSL_CERT_DIR` / `-CApath` / `curl --capath`.
 //!
 //! The kubelet projects each key as a symbolic link `key -> ..data/key` into the volume; OpenSSL
 //! follows those links, so the hashed lookups work on the mounted directory as they do on a
-//! directory written by [`anchorage_trust::write_openssl_dir`].
+//! directory written by `anchorage_trust::write_openssl_dir`.
 //!
 //! # Size
 //!
@@ -49,7 +49,9 @@
 
 use std::collections::BTreeMap;
 
-use anchorage_trust::{Bundle, PemOptions, Pkcs12Options, hashed_names, render_pem, render_pkcs12};
+use anchorage_bundle::{
+    Bundle, PemOptions, Pkcs12Options, hashed_names, render_pem, render_pkcs12,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

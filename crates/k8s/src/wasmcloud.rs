@@ -1,6 +1,6 @@
 //! The ConfigMap wasmCloud's operator reads CA certificates from (`certificates.authorities` in a
 //! host config points at it): one `.crt` key per certificate, nothing else, since the operator
-//! reads only keys ending in `.crt` (as does our own reader, [`anchorage_trust::KeyFilter`]'s
+//! reads only keys ending in `.crt` (as does our own reader, `anchorage_trust::KeyFilter`'s
 //! default).
 //!
 //! Keys are `<slug>_<fingerprint>.crt`: the slug is the subject's common name (or organisation)
@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use anchorage_trust::{Bundle, PemOptions, render_pem};
+use anchorage_bundle::{Bundle, PemOptions, render_pem};
 use anchorage_x509::Certificate;
 use k8s_openapi::api::core::v1::ConfigMap;
 use x509_parser::prelude::{AttributeTypeAndValue, FromDer as _, X509Name};

@@ -109,7 +109,12 @@ impl Registry {
             let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 wait_for_port(addr, &mut child, Duration::from_secs(30));
             }));
-            if waited.is_ok() {
+            // An open port is not proof that *this* registry listens: another test's server may
+            // hold the port `free_port` handed out, and then ours exits at once on "address
+            // already in use". It must still be running a moment after the port answered.
+            std::thread::sleep(Duration::from_millis(250));
+            let still_running = matches!(child.try_wait(), Ok(None));
+            if waited.is_ok() && still_running {
                 return Some(Self {
                     child,
                     addr,

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::Origin;
 use crate::policy::Report;
-use crate::source::Origin;
 
 /// Why a bundle could not be built or written. Each variant carries what a fix needs.
 #[derive(Debug, thiserror::Error)]

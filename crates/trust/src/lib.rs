@@ -8,7 +8,8 @@
 //!   what loaded and, for the rest, a [`SourceProblem`] naming the file, line or key.
 //! - [`Policy`]: de-duplicates by fingerprint, drops expired certificates, warns about leaves,
 //!   **refuses private keys**, and in strict mode turns any problem into an error.
-//! - [`Bundle`]: sorted and de-duplicated by construction, so every writer is deterministic.
+//! - [`Bundle`]: sorted and de-duplicated by construction, so every writer is deterministic (the
+//!   model, its PEM rendering and hashed names are the pure `anchorage-bundle` crate, re-exported).
 //! - Writers: [`write_pem`] (a PEM bundle) and [`write_openssl_dir`] (a hashed directory named as
 //!   `openssl rehash` names it), both through [`atomic`], so a reader never sees a partial store.
 //!
@@ -22,7 +23,6 @@
 //! ```
 
 pub mod atomic;
-mod bundle;
 pub mod env;
 mod error;
 pub mod install;
@@ -32,29 +32,20 @@ mod policy;
 mod source;
 pub mod tls;
 
-pub use bundle::{Bundle, Entry};
-
-/// `1 certificate`, `2 certificates`: a count with its noun in the right number, for messages
-/// (nouns whose plural takes an `s`).
-pub fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
+// The bundle model lives in the pure `anchorage-bundle` crate; re-exported so callers keep
+// their paths.
+pub use anchorage_bundle::{
+    Bundle, DirEntry, DirLayout, Entry, HashedName, Origin, PemOptions, Pkcs12Options,
+    Pkcs12Profile, hashed_names, is_openssl_hash_name, plural, render_jks, render_pem,
+    render_pkcs12,
+};
 pub use error::TrustError;
 pub use kubernetes::KeyFilter;
-pub use output::java::{
-    Pkcs12Options, Pkcs12Profile, render_jks, render_pkcs12, write_jks, write_pkcs12,
-};
-pub use output::openssl_dir::{
-    DirLayout, HashedName, OpensslDirOptions, hashed_names, write_openssl_dir,
-};
-pub use output::pem::{PemOptions, render_pem, write_pem};
+pub use output::java::{write_jks, write_pkcs12};
+pub use output::openssl_dir::{OpensslDirOptions, write_openssl_dir};
+pub use output::pem::write_pem;
 pub use output::{Written, write_file_if_changed};
 pub use policy::{Finding, FindingKind, Policy, Report};
 pub use source::{
-    LoadError, LoadOptions, Loaded, LoadedCertificate, NameFilter, Origin, Source, SourceProblem,
-    is_openssl_hash_name, load,
+    LoadError, LoadOptions, Loaded, LoadedCertificate, NameFilter, Source, SourceProblem, load,
 };

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anchorage_x509::{Sha256Fingerprint, Timestamp};
 use serde::Serialize;
 
-use crate::bundle::Bundle;
+use crate::Bundle;
 use crate::error::TrustError;
 use crate::source::{Loaded, Origin, SourceProblem};
 

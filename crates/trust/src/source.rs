@@ -6,9 +6,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+pub(crate) use anchorage_bundle::Origin;
+use anchorage_bundle::is_openssl_hash_name;
 use anchorage_x509::{Certificate, DecodeError, Position, decode};
 use secrecy::SecretString;
-use serde::Serialize;
 
 use crate::kubernetes::{self, KeyFilter};
 
@@ -62,19 +63,6 @@ impl NameFilter {
     }
 }
 
-/// Whether `name` is an OpenSSL hashed-directory entry: `<8 hex digits>.<n>` (or `.r<n>` for a
-/// CRL).
-pub fn is_openssl_hash_name(name: &str) -> bool {
-    let Some((hash, n)) = name.split_once('.') else {
-        return false;
-    };
-    let n = n.strip_prefix('r').unwrap_or(n);
-    hash.len() == 8
-        && hash.bytes().all(|b| b.is_ascii_hexdigit())
-        && !n.is_empty()
-        && n.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// How sources are read.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -86,49 +74,6 @@ pub struct LoadOptions {
     /// integrity check (as Java does) and a PKCS#12 is tried password-less, then with Java's
     /// `changeit`.
     pub keystore_password: Option<SecretString>,
-}
-
-/// Where a certificate or a problem was found: source, detail (Kubernetes object and key), and
-/// position (line, PKCS#7 index).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Origin {
-    /// A path, `system trust store` or `Mozilla roots`.
-    pub source: String,
-    /// For Kubernetes manifests: document, object and key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Line and index inside the source (or inside the key's value).
-    pub position: Position,
-}
-
-impl Origin {
-    pub(crate) fn path(path: &Path) -> Self {
-        Self {
-            source: path.display().to_string(),
-            detail: None,
-            position: Position::default(),
-        }
-    }
-
-    pub(crate) fn at(&self, position: Position) -> Self {
-        Self {
-            position,
-            ..self.clone()
-        }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)?;
-        if let Some(detail) = &self.detail {
-            write!(f, ": {detail}")?;
-        }
-        if self.position != Position::default() {
-            write!(f, ": {}", self.position)?;
-        }
-        Ok(())
-    }
 }
 
 /// Why (part of) a source could not be used.
@@ -187,7 +132,7 @@ pub enum LoadError {
         keys: String,
     },
     /// The OS trust store could not be read (or part of it).
-    #[error("system trust store: {reason}")]
+    #[error("could not be read: {reason}")]
     System {
         /// What went wrong.
         reason: String,

@@ -88,7 +88,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde::Serialize;
 
-use crate::bundle::Bundle;
+use crate::Bundle;
 use crate::error::TrustError;
 use crate::policy::{FindingKind, Policy, Report};
 use crate::source::{LoadOptions, Origin, Source, load};

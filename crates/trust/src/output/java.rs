@@ -1,38 +1,18 @@
-//! Java trust stores (`javax.net.ssl.trustStore`): PKCS#12 and JKS files over
-//! [`anchorage_keystore`].
+//! Java trust stores (`javax.net.ssl.trustStore`): PKCS#12 and JKS files rendered by
+//! `anchorage_bundle::{render_pkcs12, render_jks}`.
 //!
-//! Every certificate of the bundle becomes a trusted-certificate entry named by
-//! [`anchorage_keystore::aliases`], in bundle order; a JKS entry's creation date is the
-//! certificate's notBefore. The encoders are deterministic, so an unchanged bundle leaves the
-//! file alone (`changed: false`). Files are mode 0644: a trust store holds public certificates,
+//! The encoders are deterministic, so an unchanged bundle leaves the file alone
+//! (`changed: false`). Files are mode 0644: a trust store holds public certificates,
 //! and its password guards integrity, not secrecy.
 
 use std::path::Path;
 
-use anchorage_keystore::{KeystoreError, TrustedEntry, encode_jks, encode_pkcs12};
-pub use anchorage_keystore::{Pkcs12Options, Pkcs12Profile};
+use anchorage_bundle::{Pkcs12Options, render_jks, render_pkcs12};
 use secrecy::SecretString;
 
-use crate::bundle::Bundle;
+use crate::Bundle;
 use crate::error::TrustError;
 use crate::output::Written;
-
-/// Renders the bundle as a PKCS#12 trust store.
-pub fn render_pkcs12(bundle: &Bundle, options: &Pkcs12Options) -> Result<Vec<u8>, KeystoreError> {
-    encode_pkcs12(
-        &TrustedEntry::from_certificates(bundle.certificates()),
-        options,
-    )
-}
-
-/// Renders the bundle as a JKS trust store sealed with `password` (Java's default is
-/// `changeit`).
-pub fn render_jks(bundle: &Bundle, password: &SecretString) -> Result<Vec<u8>, KeystoreError> {
-    encode_jks(
-        &TrustedEntry::from_certificates(bundle.certificates()),
-        password,
-    )
-}
 
 /// Writes the bundle as a PKCS#12 trust store to `path` atomically (mode 0644), unless `path`
 /// already holds exactly these bytes: then it is left alone (`changed: false`).
@@ -70,12 +50,13 @@ fn write(bundle: &Bundle, path: &Path, bytes: &[u8]) -> Result<Written, TrustErr
 mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
-    use anchorage_keystore::{KeystoreKind, decode_jks, decode_pkcs12};
+    use anchorage_bundle::Pkcs12Profile;
+    use anchorage_keystore::{KeystoreError, KeystoreKind, decode_jks, decode_pkcs12};
     use anchorage_test_support::pki;
     use anchorage_x509::{Certificate, Position};
 
     use super::*;
-    use crate::source::Origin;
+    use crate::Origin;
 
     fn bundle(names: &[&str]) -> Bundle {
         Bundle::new(names.iter().map(|n| {

@@ -1,36 +1,22 @@
-//! An OpenSSL hashed directory (`CApath`, `SSL_CERT_DIR`, `curl --capath`).
+//! An OpenSSL hashed directory (`CApath`, `SSL_CERT_DIR`, `curl --capath`) written atomically.
 //!
-//! OpenSSL looks a certificate up by `<subject-hash>.<n>`, trying `.0`, `.1`, ... and stopping at
-//! the first gap, so numbers must be contiguous from 0. `openssl rehash` numbers the certificates of
-//! one hash in the order of their file names; we number them by SHA-256 fingerprint, and in the
-//! [`DirLayout::Links`] layout name the files `<sha256>.pem`, so running `openssl rehash` on our
-//! directory yields exactly our links.
+//! The names (`<hash>.<n>`, numbered as `openssl rehash` numbers them) and the layouts' entries
+//! are `anchorage_bundle`'s ([`hashed_names`], [`HashedName::dir_entries`]); this module compares
+//! them with the live directory and writes them.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
-use anchorage_x509::{Certificate, SubjectHash};
+use anchorage_bundle::{
+    DirEntry, DirLayout, HashedName, PemOptions, hashed_names, is_plain_file_name, render_pem,
+};
 
+use crate::Bundle;
 use crate::atomic;
-use crate::bundle::Bundle;
 use crate::error::TrustError;
 use crate::output::Written;
-use crate::output::pem::{PemOptions, render_pem};
-
-/// How the `<hash>.<n>` entries are stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DirLayout {
-    /// Each `<hash>.<n>` is a regular file holding one certificate: survives being copied into a
-    /// ConfigMap, a Secret or an image layer, where symbolic links are lost.
-    #[default]
-    Files,
-    /// Each certificate is `<sha256>.pem` and `<hash>.<n>` is a relative symbolic link to it, like
-    /// `/etc/ssl/certs` on Debian.
-    Links,
-}
 
 /// Options for [`write_openssl_dir`].
 #[derive(Clone, Debug, Default)]
@@ -40,73 +26,6 @@ pub struct OpensslDirOptions {
     /// Also write the whole bundle as PEM under this file name inside the directory (for example
     /// `ca-certificates.crt`, to mount the directory over `/etc/ssl/certs`).
     pub bundle_file: Option<String>,
-}
-
-/// One `<hash>.<n>` name and the certificate it holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HashedName {
-    /// The subject hash.
-    pub hash: SubjectHash,
-    /// The collision number.
-    pub n: usize,
-    /// Index of the certificate in [`Bundle::entries`].
-    pub entry: usize,
-}
-
-impl HashedName {
-    /// The file name, `<hash>.<n>`.
-    pub fn file_name(&self) -> String {
-        format!("{}.{}", self.hash, self.n)
-    }
-}
-
-/// The `<hash>.<n>` names for a bundle, in (hash, n) order.
-pub fn hashed_names(bundle: &Bundle) -> Vec<HashedName> {
-    let mut buckets: BTreeMap<SubjectHash, Vec<usize>> = BTreeMap::new();
-    for (i, entry) in bundle.entries().iter().enumerate() {
-        buckets
-            .entry(entry.certificate.subject_hash())
-            .or_default()
-            .push(i);
-    }
-    let entries = bundle.entries();
-    buckets
-        .into_iter()
-        .flat_map(|(hash, mut members)| {
-            members.sort_by_key(|&i| entries[i].certificate.sha256());
-            members
-                .into_iter()
-                .enumerate()
-                .map(move |(n, entry)| HashedName { hash, n, entry })
-        })
-        .collect()
-}
-
-fn link_target(cert: &Certificate) -> String {
-    format!("{}.pem", cert.sha256().hex())
-}
-
-/// One entry of the directory we are about to write.
-enum Planned {
-    /// A regular file with these bytes.
-    File(String, Vec<u8>),
-    /// A relative symbolic link (name, target).
-    Link(String, String),
-}
-
-/// The entries one hashed name puts in the directory: the layout rule, in one place.
-fn planned_for(cert: &Certificate, name: &HashedName, layout: DirLayout) -> Vec<Planned> {
-    let pem = cert.to_pem().into_bytes();
-    match layout {
-        DirLayout::Files => vec![Planned::File(name.file_name(), pem)],
-        DirLayout::Links => {
-            let target = link_target(cert);
-            vec![
-                Planned::File(target.clone(), pem),
-                Planned::Link(name.file_name(), target),
-            ]
-        }
-    }
 }
 
 /// Writes the hashed directory to `dir`, replacing any previous one atomically.
@@ -134,13 +53,7 @@ pub fn write_openssl_dir(
         entries: names.len(),
         changed,
     };
-    let planned = |name: &HashedName| {
-        planned_for(
-            &bundle.entries()[name.entry].certificate,
-            name,
-            options.layout,
-        )
-    };
+    let planned = |name: &HashedName| name.dir_entries(bundle, options.layout);
     let bundle_pem = options
         .bundle_file
         .as_ref()
@@ -152,9 +65,10 @@ pub fn write_openssl_dir(
         .then(|| File::open(dir).ok())
         .flatten();
     if let Some(live) = &live {
-        let bundle_file = bundle_pem
-            .iter()
-            .map(|(file, pem)| Planned::File((*file).clone(), pem.clone().into_bytes()));
+        let bundle_file = bundle_pem.iter().map(|(file, pem)| DirEntry::File {
+            name: (*file).clone(),
+            bytes: pem.clone().into_bytes(),
+        });
         if dir_holds(live, names.iter().flat_map(planned).chain(bundle_file)) {
             atomic::remove_stale_beside(dir);
             return Ok(written(false));
@@ -164,9 +78,9 @@ pub fn write_openssl_dir(
     // live directory instead of being written again (no new inode, no data to write or sync,
     // which is most of the cost on a disk).
     let chmod = umask_narrows_public_files();
-    let place = |tmp: &Path, entry: Planned| -> std::io::Result<()> {
+    let place = |tmp: &Path, entry: DirEntry| -> std::io::Result<()> {
         match entry {
-            Planned::File(name, bytes) => {
+            DirEntry::File { name, bytes } => {
                 let dest = tmp.join(&name);
                 if let Some(live) = &live
                     && atomic::link_if_held(live, &name, &bytes, &dest)
@@ -175,7 +89,7 @@ pub fn write_openssl_dir(
                 }
                 write_new(&dest, &bytes, chmod)
             }
-            Planned::Link(name, target) => std::os::unix::fs::symlink(target, tmp.join(name)),
+            DirEntry::Link { name, target } => std::os::unix::fs::symlink(target, tmp.join(name)),
         }
     };
     let fill = |tmp: &Path| -> std::io::Result<()> {
@@ -215,7 +129,7 @@ pub fn write_openssl_dir(
 
 /// Whether the open directory `dir` holds exactly the planned entries and nothing else. Any error
 /// reads as "no".
-fn dir_holds(dir: &File, plan: impl Iterator<Item = Planned>) -> bool {
+fn dir_holds(dir: &File, plan: impl Iterator<Item = DirEntry>) -> bool {
     let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
         return false;
     };
@@ -230,9 +144,11 @@ fn dir_holds(dir: &File, plan: impl Iterator<Item = Planned>) -> bool {
     for entry in plan {
         planned += 1;
         let ok = match &entry {
-            Planned::File(name, bytes) => atomic::holds_at(dir, name, bytes),
-            Planned::Link(name, target) => rustix::fs::readlinkat(dir, name.as_str(), Vec::new())
-                .is_ok_and(|t| t.as_bytes() == target.as_bytes()),
+            DirEntry::File { name, bytes } => atomic::holds_at(dir, name, bytes),
+            DirEntry::Link { name, target } => {
+                rustix::fs::readlinkat(dir, name.as_str(), Vec::new())
+                    .is_ok_and(|t| t.as_bytes() == target.as_bytes())
+            }
         };
         if !ok {
             return false;
@@ -240,17 +156,6 @@ fn dir_holds(dir: &File, plan: impl Iterator<Item = Planned>) -> bool {
     }
     // Every planned name exists and names are unique, so equal counts mean nothing else is there.
     present == planned
-}
-
-/// A single path component that is neither `.` nor `..` nor hidden, nor a `<hash>.<n>` name.
-fn is_plain_file_name(name: &str) -> bool {
-    let hashed = name.split_once('.').is_some_and(|(h, n)| {
-        h.len() == 8
-            && h.bytes().all(|b| b.is_ascii_hexdigit())
-            && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
-    });
-    !name.is_empty() && !name.contains('/') && !name.starts_with('.') && !hashed
 }
 
 /// Whether the process umask would take bits off mode 0644. Read from `/proc/self/status`
@@ -288,7 +193,7 @@ mod tests {
     use std::path::PathBuf;
 
     use anchorage_test_support::pki;
-    use anchorage_x509::Position;
+    use anchorage_x509::{Certificate, Position};
 
     use super::*;
     use crate::source::Origin;

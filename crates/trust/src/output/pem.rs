@@ -1,40 +1,13 @@
-//! A PEM bundle (`ca-certificates.crt`, `tls-ca-bundle.pem`, `--cacert`).
+//! A PEM bundle (`ca-certificates.crt`, `tls-ca-bundle.pem`, `--cacert`) written to a file; the
+//! rendering is `anchorage_bundle::render_pem`.
 
 use std::path::Path;
 
-use crate::bundle::Bundle;
+use anchorage_bundle::{PemOptions, render_pem};
+
+use crate::Bundle;
 use crate::error::TrustError;
 use crate::output::Written;
-
-/// How to render a PEM bundle.
-#[derive(Clone, Debug, Default)]
-pub struct PemOptions {
-    /// Put a `# subject` comment line (and the SHA-256 fingerprint) before each certificate.
-    /// OpenSSL, curl, Go, Python, Node.js and Java's PEM readers all skip text between blocks.
-    pub comments: bool,
-}
-
-/// Renders the bundle as PEM text, in bundle order.
-pub fn render_pem(bundle: &Bundle, options: &PemOptions) -> String {
-    let mut out = String::with_capacity(bundle.len() * 1800);
-    for cert in bundle.certificates() {
-        if options.comments {
-            // A subject can hold any character: keep the comment on one line.
-            let subject: String = cert
-                .subject()
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            out.push_str("# ");
-            out.push_str(&subject);
-            out.push_str("\n# SHA-256: ");
-            out.push_str(&cert.sha256().to_string());
-            out.push('\n');
-        }
-        out.push_str(&cert.to_pem());
-    }
-    out
-}
 
 /// Writes the PEM bundle to `path` atomically (mode 0644), unless `path` already holds exactly
 /// these bytes as a regular file with mode 0644: then it is left alone (`changed: false`).
@@ -55,7 +28,7 @@ pub(crate) mod tests {
     use anchorage_x509::{Certificate, Position};
 
     use super::*;
-    use crate::source::Origin;
+    use crate::Origin;
 
     #[test]
     fn an_identical_file_is_left_alone_and_a_narrowed_mode_is_repaired() {

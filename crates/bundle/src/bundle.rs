@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anchorage_x509::{Certificate, Sha256Fingerprint};
 
-use crate::source::Origin;
+use crate::origin::Origin;
 
 /// One certificate of a bundle and every place it was found.
 #[derive(Clone, Debug)]
