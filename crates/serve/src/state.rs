@@ -1,0 +1,310 @@
+//! Shared state of the handlers: the store, the CA, the token key, the bundle and CRL caches,
+//! metrics and limits. Everything durable is in the store, so several instances on one shared
+//! store agree; the caches are keyed by the store's versions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anchorage_store::{Store, StoreError};
+use anchorage_trust::{Bundle, Origin};
+use anchorage_x509::Certificate;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::authority::Authority;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::tokens::{TokenKey, now_unix};
+
+/// Store key of the bundle record (version and extra CAs).
+pub const BUNDLE_KEY: &str = "serve.bundle";
+/// Store key of the CRL counter (bumped by every revocation).
+pub const CRL_KEY: &str = "serve.crl";
+/// Store prefix of consumer acks.
+pub const CONSUMERS_PREFIX: &str = "serve.consumers.";
+
+/// Request limits and timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Time allowed for a request's headers (the connection is closed after it).
+    pub header_timeout: Duration,
+    /// Time allowed for a request's body (408 after it).
+    pub body_timeout: Duration,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// How long in-flight requests may finish on shutdown.
+    pub drain_timeout: Duration,
+    /// The longest `?wait=` of `GET /v1/bundle`.
+    pub max_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            max_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The bundle record: a version bumped by every change, and the extra CAs (PEM).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BundleRecord {
+    /// The version (ETag).
+    pub version: u64,
+    /// Extra CA certificates, PEM, beside the CA's roots.
+    pub extra: Vec<String>,
+}
+
+/// The CRL record: its number, bumped by every revocation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CrlRecord {
+    /// The CRL number.
+    pub number: u64,
+}
+
+/// A cached CRL.
+#[derive(Clone, Debug)]
+pub struct CachedCrl {
+    /// Its number.
+    pub number: u64,
+    /// DER.
+    pub der: Arc<Vec<u8>>,
+    /// Unix seconds.
+    pub this_update: i64,
+    /// Unix seconds.
+    pub next_update: i64,
+}
+
+/// A consumer's last ack.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsumerRecord {
+    /// Its name.
+    pub name: String,
+    /// Free labels (node, namespace…).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The bundle version it installed.
+    pub bundle_version: u64,
+    /// The serial of its certificate, when it has one.
+    #[serde(default)]
+    pub cert_serial: Option<String>,
+    /// Its certificate's notAfter (RFC 3339), when it has one.
+    #[serde(default)]
+    pub not_after: Option<String>,
+    /// Unix seconds of the last ack.
+    pub last_seen: i64,
+}
+
+/// The handlers' state.
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The CA.
+    pub authority: Authority,
+    /// The token key.
+    pub tokens: TokenKey,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Limits.
+    pub limits: Limits,
+    /// How long a CRL is valid (next-update − this-update).
+    pub crl_validity: Duration,
+    /// Cached bundle (version, bundle).
+    pub bundle_cache: Mutex<Option<(u64, Arc<Bundle>)>>,
+    /// Cached CRL.
+    pub crl_cache: Mutex<Option<CachedCrl>>,
+    /// Woken by local bundle changes (long-polls also poll the store for other instances').
+    pub bundle_changed: Notify,
+    /// True once shutdown began (long-polls return).
+    pub shutting_down: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The bundle record (created at version 1 when absent).
+    pub async fn bundle_record(&self) -> Result<(BundleRecord, u64), StoreError> {
+        loop {
+            if let Some(e) = self.store.get(BUNDLE_KEY).await? {
+                let rec = serde_json::from_slice(&e.value).unwrap_or_default();
+                return Ok((rec, e.revision));
+            }
+            let rec = BundleRecord {
+                version: 1,
+                extra: Vec::new(),
+            };
+            match self
+                .store
+                .create(BUNDLE_KEY, serde_json::to_vec(&rec).unwrap_or_default())
+                .await
+            {
+                Ok(rev) => return Ok((rec, rev)),
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The current bundle and its version.
+    pub async fn bundle(&self) -> Result<(u64, Arc<Bundle>), ApiError> {
+        let (rec, _) = self
+            .bundle_record()
+            .await
+            .map_err(|e| ApiError::store(&e))?;
+        if let Ok(cache) = self.bundle_cache.lock()
+            && let Some((v, b)) = cache.as_ref()
+            && *v == rec.version
+        {
+            return Ok((*v, Arc::clone(b)));
+        }
+        let origin = |source: &str| Origin {
+            source: source.to_owned(),
+            detail: None,
+            position: Default::default(),
+        };
+        let mut items: Vec<(Certificate, Origin)> = self
+            .authority
+            .ca()
+            .roots()
+            .iter()
+            .map(|c| (c.clone(), origin("anchorage CA")))
+            .collect();
+        for pem in &rec.extra {
+            for found in anchorage_x509::decode(pem.as_bytes()).certificates {
+                items.push((found.certificate, origin("extra CA")));
+            }
+        }
+        let bundle = Arc::new(Bundle::new(items));
+        if let Ok(mut cache) = self.bundle_cache.lock() {
+            *cache = Some((rec.version, Arc::clone(&bundle)));
+        }
+        Ok((rec.version, bundle))
+    }
+
+    /// Applies `change` to the bundle record with compare-and-swap and bumps its version.
+    /// `change` returns false when nothing changes (then nothing is written).
+    pub async fn change_bundle(
+        &self,
+        change: impl Fn(&mut BundleRecord) -> Result<bool, ApiError>,
+    ) -> Result<u64, ApiError> {
+        for _ in 0..16 {
+            let (mut rec, rev) = self
+                .bundle_record()
+                .await
+                .map_err(|e| ApiError::store(&e))?;
+            if !change(&mut rec)? {
+                return Ok(rec.version);
+            }
+            rec.version += 1;
+            match self
+                .store
+                .update(
+                    BUNDLE_KEY,
+                    serde_json::to_vec(&rec).unwrap_or_default(),
+                    rev,
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.bundle_changed.notify_waiters();
+                    return Ok(rec.version);
+                }
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(ApiError::store(&e)),
+            }
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            "the bundle kept changing under this request; retry",
+        ))
+    }
+
+    /// The CRL number in the store.
+    pub async fn crl_number(&self) -> Result<(u64, Option<u64>), StoreError> {
+        Ok(match self.store.get(CRL_KEY).await? {
+            Some(e) => (
+                serde_json::from_slice::<CrlRecord>(&e.value)
+                    .unwrap_or_default()
+                    .number,
+                Some(e.revision),
+            ),
+            None => (1, None),
+        })
+    }
+
+    /// Bumps the CRL number (after a revocation).
+    pub async fn bump_crl(&self) -> Result<(), StoreError> {
+        loop {
+            let (number, rev) = self.crl_number().await?;
+            let value = serde_json::to_vec(&CrlRecord { number: number + 1 }).unwrap_or_default();
+            let result = match rev {
+                Some(rev) => self.store.update(CRL_KEY, value, rev).await,
+                None => self.store.create(CRL_KEY, value).await,
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The current CRL: rebuilt when the store's number moved or the cached one is past half
+    /// its validity.
+    pub async fn crl(&self) -> Result<CachedCrl, ApiError> {
+        let (number, _) = self.crl_number().await.map_err(|e| ApiError::store(&e))?;
+        let now = now_unix();
+        if let Ok(cache) = self.crl_cache.lock()
+            && let Some(c) = cache.as_ref()
+            && c.number == number
+            && now < c.this_update + (c.next_update - c.this_update) / 2
+        {
+            return Ok(c.clone());
+        }
+        let validity = i64::try_from(self.crl_validity.as_secs())
+            .unwrap_or(86_400)
+            .max(60);
+        let this_update = now - 60;
+        let next_update = now + validity;
+        let der = self
+            .authority
+            .crl_der(number, this_update, next_update)
+            .await
+            .map_err(|e| ApiError::internal("sign the CRL", &e))?;
+        let crl = CachedCrl {
+            number,
+            der: Arc::new(der),
+            this_update,
+            next_update,
+        };
+        if let Ok(mut cache) = self.crl_cache.lock() {
+            *cache = Some(crl.clone());
+        }
+        Ok(crl)
+    }
+
+    /// Every consumer record.
+    pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.store.keys(CONSUMERS_PREFIX).await? {
+            if let Some(e) = self.store.get(&key).await?
+                && let Ok(rec) = serde_json::from_slice(&e.value)
+            {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+}
