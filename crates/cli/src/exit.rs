@@ -71,6 +71,19 @@ pub(crate) struct Failure {
     pub(crate) code: Code,
     pub(crate) message: String,
     pub(crate) report: Option<Box<anchorage_trust::Report>>,
+    /// What the failure document of `--output json` says besides `error` and `exit_code`.
+    pub(crate) json: FailureJson,
+}
+
+/// The fields a command adds to its JSON failure document (printed by
+/// [`crate::render::print_failure_json`], the one printer of failure documents).
+#[derive(Debug, Default)]
+pub(crate) struct FailureJson {
+    /// `"target"` first (`doctor`).
+    pub(crate) target: Option<String>,
+    /// `"problems"` and `"findings"` of [`Failure::report`] last, empty without one
+    /// (`bundle build`).
+    pub(crate) report: bool,
 }
 
 impl Failure {
@@ -80,7 +93,20 @@ impl Failure {
             code,
             message: message.into(),
             report: None,
+            json: FailureJson::default(),
         }
+    }
+
+    /// Names the target in the JSON failure document (`"target"` before `"error"`).
+    pub(crate) fn with_json_target(mut self, target: &str) -> Self {
+        self.json.target = Some(target.to_owned());
+        self
+    }
+
+    /// Puts the report's problems and findings in the JSON failure document.
+    pub(crate) fn with_json_report(mut self) -> Self {
+        self.json.report = true;
+        self
     }
 
     /// Attaches the policy's report of a build that failed later (writing an output).
@@ -129,6 +155,7 @@ impl From<anchorage_trust::TrustError> for Failure {
             code,
             message,
             report,
+            json: FailureJson::default(),
         }
     }
 }

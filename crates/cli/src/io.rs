@@ -10,7 +10,7 @@
 //!   ([`check_outputs`], exit 2);
 //! - stdout carries exactly one JSON document with `--output json`, with a `"schema"` field
 //!   ([`print_json`], [`JSON_SCHEMA`]); a failure that printed none prints one in `main`
-//!   ([`print_failure_json`]);
+//!   ([`crate::render::print_failure_json`]);
 //! - a stdout that cannot be written (full, closed) is exit 5 ([`write_stdout`]).
 
 use std::io::{Read as _, Write as _};
@@ -377,15 +377,6 @@ pub(crate) fn print_json<T: Serialize>(value: &T) {
 /// True once a JSON document went to stdout.
 pub(crate) fn json_printed() -> bool {
     JSON_PRINTED.load(Ordering::SeqCst)
-}
-
-/// The failure document: `{"schema", "error", "exit_code"}`, printed by `main` when a command
-/// asked for JSON failed before printing its own.
-pub(crate) fn print_failure_json(failure: &Failure) {
-    print_json(&serde_json::json!({
-        "error": failure.message,
-        "exit_code": failure.code as u8,
-    }));
 }
 
 /// A store's version string as JSON: a number when it is one (every store numbers its

@@ -26,51 +26,59 @@ macro_rules! diagln {
     };
 }
 
+/// A warning on stderr (`anchorage: warning: …`), silent under `-q/--quiet`: the one printer
+/// is [`render::warning`].
+macro_rules! warnln {
+    ($($arg:tt)*) => { $crate::render::warning(format_args!($($arg)*)) };
+}
+
 mod args;
 mod commands;
 mod exit;
+mod globals;
 mod harden;
 mod io;
 mod render;
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // Stage one: parse.
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    render::set_quiet(cli.quiet);
-    init_tracing(if cli.quiet { None } else { Some(cli.verbose) });
-    let json = wants_json(&cli.command);
-    let result = match check_global(&cli) {
-        Err(failure) => Err(failure),
-        Ok(()) => run(cli),
+    let traits = globals::CommandTraits {
+        json: wants_json(&cli.command),
+        connects_out: connects_out(&cli.command),
     };
+    let global_args = globals::GlobalArgs {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        tls_ca_paths: cli.tls_ca_path,
+    };
+    // Stage two: resolve the global options once, then run the command with them.
+    let globals = globals::Globals::resolve(global_args, &traits);
+    let result = globals.check().and_then(|()| run(cli.command, &globals));
     match result {
         Ok(code) => code.into(),
         Err(failure) => {
             eprintln!("anchorage: error: {}", failure.message);
             // With --output json, stdout carries exactly one document, a failure too.
-            if json && !io::json_printed() {
-                io::print_failure_json(&failure);
+            if globals.json && !io::json_printed() {
+                render::print_failure_json(&failure);
             }
             failure.code.into()
         }
     }
 }
 
-/// The global options: `--tls-ca-path` only where a TLS connection can be made, and every one
-/// readable (exit 3) before the command starts.
-fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
+/// Whether the command may make outbound TLS connections (`--tls-ca-path` applies).
+fn connects_out(command: &args::Command) -> bool {
     use args::{CaAction, Command};
-    if cli.tls_ca_path.is_empty() {
-        return Ok(());
-    }
-    let connects = match &cli.command {
+    match command {
         Command::Doctor(_) | Command::Tls(_) | Command::Secrets(_) | Command::Image(_) => true,
         Command::Ca(a) => matches!(a.action, CaAction::Issue(_)),
         Command::Bundle(_)
@@ -79,33 +87,22 @@ fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
         | Command::Trust(_)
         | Command::Completions(_)
         | Command::Man => false,
-    };
-    if !connects {
-        return Err(exit::Failure::new(
-            exit::Code::Usage,
-            "--tls-ca-path has no effect here: it is the trust of commands that make TLS connections (doctor, tls roots, image inject, ca issue --backend vault, secrets); to put a CA in a bundle, name it as a SOURCE",
-        ));
     }
-    io::check_inputs(
-        cli.tls_ca_path
-            .iter()
-            .map(|p| ("--tls-ca-path", p.as_path())),
-    )
 }
 
-fn run(cli: args::Cli) -> Result<exit::Code, exit::Failure> {
-    match cli.command {
+fn run(command: args::Command, globals: &globals::Globals) -> Result<exit::Code, exit::Failure> {
+    match command {
         args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
         args::Command::Bundle(args::BundleCommand::Inspect(a)) => {
-            commands::inspect::run(a, cli.verbose)
+            commands::inspect::run(a, globals)
         }
         args::Command::Env(a) => commands::env::run(a),
-        args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
+        args::Command::Doctor(a) => commands::doctor::run(a, globals),
         args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
-        args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
-        args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
-        args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
-        args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
+        args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, globals),
+        args::Command::Ca(a) => commands::ca::run(a, globals),
+        args::Command::Secrets(a) => commands::secrets::run(a, globals),
+        args::Command::Image(a) => commands::image::run(a, globals),
         args::Command::Trust(a) => commands::trust::run(a),
         args::Command::Completions(a) => commands::completions(&a),
         args::Command::Man => commands::man(),
@@ -156,7 +153,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or_default();
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        io::print_failure_json(&exit::Failure::new(exit::Code::Usage, message));
+        render::print_failure_json(&exit::Failure::new(exit::Code::Usage, message));
     }
     ExitCode::from(code)
 }
@@ -172,24 +169,4 @@ fn asked_json() -> bool {
         ) || (matches!(a.as_str(), "--output" | "-o" | "--format")
             && args.get(i + 1).is_some_and(|v| v == "json"))
     })
-}
-
-/// `None`: `--quiet`, errors only (audit events of `secrets serve` stay on: they are its
-/// record, not progress).
-fn init_tracing(verbose: Option<u8>) {
-    let default = match verbose {
-        None => "error,anchorage::audit=info",
-        // Audit events of `secrets serve` (target anchorage::audit) are on by default.
-        Some(0) => "warn,anchorage::audit=info",
-        Some(1) => "info",
-        Some(2) => "debug",
-        Some(_) => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ANCHORAGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

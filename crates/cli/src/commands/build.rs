@@ -47,30 +47,10 @@ struct Summary {
     bundle: Vec<CertificateView>,
 }
 
-/// What `--output json` prints on stdout when the build fails, so a script always gets JSON.
-#[derive(Serialize)]
-struct FailureJson<'a> {
-    error: &'a str,
-    exit_code: u8,
-    problems: Vec<ProblemView>,
-    findings: &'a [anchorage_trust::Finding],
-}
-
+/// `anchorage bundle build`. With `--output json`, a failure's document carries the problems
+/// and findings of the policy, when it got that far.
 pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
-    let json = args.output == OutputFormat::Json;
-    let result = build(args);
-    if let (true, Err(failure)) = (json, &result) {
-        let report = failure.report.as_deref();
-        print_json(&FailureJson {
-            error: &failure.message,
-            exit_code: failure.code as u8,
-            problems: report
-                .map(|r| r.problems.iter().map(ProblemView::from).collect())
-                .unwrap_or_default(),
-            findings: report.map_or(&[], |r| &r.findings),
-        });
-    }
-    result
+    build(args).map_err(Failure::with_json_report)
 }
 
 fn build(args: BuildArgs) -> Result<Code, Failure> {
@@ -157,8 +137,8 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
     if let Some(path) = &args.extra_pem {
         let extra = bundle.without_mozilla_roots();
         if extra.is_empty() {
-            diagln!(
-                "anchorage: warning: every certificate of the bundle is one of Mozilla's roots, so {} is empty: NODE_EXTRA_CA_CERTS has nothing to add",
+            warnln!(
+                "every certificate of the bundle is one of Mozilla's roots, so {} is empty: NODE_EXTRA_CA_CERTS has nothing to add",
                 path.display()
             );
         }

@@ -29,6 +29,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::args::{CaAction, CaCommand, CaInitArgs, CaShowArgs, OutputFormat};
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Globals;
 use crate::render::print_json;
 
 /// The environment variable holding the CA key's passphrase (after `--passphrase-file`).
@@ -36,7 +37,7 @@ pub(crate) const PASSPHRASE_ENV: &str = "ANCHORAGE_CA_PASSPHRASE";
 
 /// `anchorage ca …`. With `--output json`, `main` prints a failure's `{ "schema", "error",
 /// "exit_code" }` on stdout (the message goes to stderr too).
-pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+pub(crate) fn run(cmd: CaCommand, globals: &Globals) -> Result<Code, Failure> {
     let CaCommand {
         data_dir,
         passphrase_file,
@@ -45,10 +46,10 @@ pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Fail
     // CA keys are read (or made) by every action but `show`: no core dumps, no same-user
     // inspection, before any is.
     crate::harden::harden()
-        .and_then(|()| Context::new(data_dir, passphrase_file.as_deref(), tls_ca_paths))
+        .and_then(|()| Context::new(data_dir, passphrase_file.as_deref()))
         .and_then(|ctx| match action {
             CaAction::Init(a) => init(&ctx, &a),
-            CaAction::Issue(a) => issue::issue(&ctx, &a),
+            CaAction::Issue(a) => issue::issue(&ctx, &a, &globals.outbound),
             CaAction::Show(a) => show(&ctx, &a),
             CaAction::Export(a) => transfer::export(&ctx, &a),
             CaAction::Import(a) => transfer::import(&ctx, &a),
@@ -61,7 +62,6 @@ pub(crate) struct Context {
     /// `None` when neither the option, the variables nor HOME give one: only commands that
     /// open the store fail then.
     data_dir: Option<PathBuf>,
-    tls_ca_paths: Vec<PathBuf>,
     passphrase: Option<SecretString>,
     /// Where the passphrase came from, for messages.
     passphrase_origin: String,
@@ -75,11 +75,7 @@ struct Saved {
 }
 
 impl Context {
-    fn new(
-        data_dir: Option<PathBuf>,
-        passphrase_file: Option<&Path>,
-        tls_ca_paths: &[PathBuf],
-    ) -> Result<Self, Failure> {
+    fn new(data_dir: Option<PathBuf>, passphrase_file: Option<&Path>) -> Result<Self, Failure> {
         let data_dir = data_dir.or_else(persist::data_dir);
         let (passphrase, passphrase_origin) = read_passphrase(passphrase_file)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -88,7 +84,6 @@ impl Context {
             .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
         Ok(Self {
             data_dir,
-            tls_ca_paths: tls_ca_paths.to_vec(),
             passphrase,
             passphrase_origin,
             runtime,
@@ -239,8 +234,8 @@ impl Context {
     /// Warns that the key is stored in clear when no passphrase was given.
     fn warn_unencrypted(&self) {
         if self.passphrase.is_none() {
-            diagln!(
-                "anchorage: warning: no passphrase given (--passphrase-file or {PASSPHRASE_ENV}): the CA key is stored unencrypted in {}, protected only by the file's mode 0600",
+            warnln!(
+                "no passphrase given (--passphrase-file or {PASSPHRASE_ENV}): the CA key is stored unencrypted in {}, protected only by the file's mode 0600",
                 self.store_path().display()
             );
         }

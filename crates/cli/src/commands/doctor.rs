@@ -5,7 +5,6 @@
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anchorage_doctor::{
@@ -18,6 +17,7 @@ use serde::Serialize;
 
 use crate::args::{DoctorArgs, OutputFormat};
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Outbound};
 use crate::render::print_json;
 
 /// The `--output json` document: where and how the handshake went, then the library's report.
@@ -41,15 +41,6 @@ struct DoctorJson<'a> {
     report: &'a Report,
 }
 
-/// What `--output json` prints on stdout when no report could be made, so a script always gets
-/// JSON.
-#[derive(Serialize)]
-struct FailureJson<'a> {
-    target: &'a str,
-    error: &'a str,
-    exit_code: u8,
-}
-
 /// The command line resolved: what to connect to, the trust to judge by, the `--ca` files read.
 struct Settings {
     target: Target,
@@ -59,7 +50,7 @@ struct Settings {
 }
 
 impl Settings {
-    fn resolve(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Self, Failure> {
+    fn resolve(args: &DoctorArgs, outbound: &Outbound) -> Result<Self, Failure> {
         let target =
             Target::parse(&args.target).map_err(|e| Failure::new(Code::Usage, e.to_string()))?;
         let inputs = || {
@@ -90,13 +81,13 @@ impl Settings {
                 load_native_certs: false,
                 load_webpki_certs: false,
                 ssl_certs_file: Some(bundle.clone()),
-                extra_ca_paths: tls_ca_paths.to_vec(),
+                extra_ca_paths: outbound.tls_ca_paths().to_vec(),
             },
             None => TrustConfig {
                 load_native_certs: !explicit || args.system,
                 load_webpki_certs: !explicit || args.mozilla,
                 ssl_certs_file: None,
-                extra_ca_paths: tls_ca_paths.to_vec(),
+                extra_ca_paths: outbound.tls_ca_paths().to_vec(),
             },
         };
         let candidates = args
@@ -119,26 +110,19 @@ impl Settings {
     }
 }
 
-pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let result = doctor(&args, tls_ca_paths);
-    if let (OutputFormat::Json, Err(failure)) = (args.output, &result) {
-        print_json(&FailureJson {
-            target: &args.target,
-            error: &failure.message,
-            exit_code: failure.code as u8,
-        });
-    }
-    result
+/// `anchorage doctor`. With `--output json`, a failure's document names the target.
+pub(crate) fn run(args: DoctorArgs, globals: &Globals) -> Result<Code, Failure> {
+    doctor(&args, &globals.outbound).map_err(|f| f.with_json_target(&args.target))
 }
 
-fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let settings = Settings::resolve(args, tls_ca_paths)?;
+fn doctor(args: &DoctorArgs, outbound: &Outbound) -> Result<Code, Failure> {
+    let settings = Settings::resolve(args, outbound)?;
     // The trust is read once (the OS store included): the certificates give the store and the
     // roots' validity, which a RootCertStore does not keep (for "root expires soon").
     let (root_certificates, _) = settings.trust.load()?;
     let base_roots = root_store_of(&root_certificates);
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = outbound.provider();
     if std::io::stderr().is_terminal() {
         diagln!(
             "anchorage: connecting to {}{}...",

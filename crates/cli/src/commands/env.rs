@@ -95,7 +95,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
     }
     let left_out = omitted(&request);
     for w in &warnings {
-        diagln!("anchorage: warning: {w}");
+        warnln!("{w}");
     }
     match args.format {
         EnvFormat::Shell => {

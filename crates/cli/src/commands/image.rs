@@ -14,13 +14,13 @@ use anchorage_registry::{
     ClientSettings, Event, ImageRef, InjectReport, InjectRequest, Reach, RegistryError, inject,
     parse_platform,
 };
-use anchorage_trust::tls::TrustConfig;
 use anchorage_trust::{Policy, Source, TrustError, load};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::args::{OutputFormat, ReadArgs};
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::{Globals, Outbound};
 use crate::render::{print_json, warn_all};
 
 /// `anchorage image …`.
@@ -138,14 +138,14 @@ impl ImageCommand {
 }
 
 /// Runs `anchorage image …`.
-pub(crate) fn run(cmd: ImageCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+pub(crate) fn run(cmd: ImageCommand, globals: &Globals) -> Result<Code, Failure> {
     match cmd {
         // With --output json, `main` prints a failure's document.
-        ImageCommand::Inject(args) => inject_cmd(&args, tls_ca_paths),
+        ImageCommand::Inject(args) => inject_cmd(&args, &globals.outbound),
     }
 }
 
-fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+fn inject_cmd(args: &InjectArgs, outbound: &Outbound) -> Result<Code, Failure> {
     let usage = |e: RegistryError| Failure::new(Code::Usage, with_causes(&e));
     let source = ImageRef::parse(&args.source).map_err(usage)?;
     let destination = ImageRef::parse(&args.destination).map_err(usage)?;
@@ -166,7 +166,7 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
             "--insecure-registry needs a registry SOURCE or DEST: both are OCI layouts (oci:PATH)",
         ));
     }
-    if !any_registry && !tls_ca_paths.is_empty() {
+    if !any_registry && outbound.has_tls_ca_paths() {
         return Err(Failure::new(
             Code::Usage,
             "--tls-ca-path needs a registry SOURCE or DEST: OCI layouts (oci:PATH) make no TLS connection",
@@ -207,18 +207,13 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
 
     // HTTPS trust: the OS store, Mozilla's roots and --tls-ca-path, as every anchorage client.
     let roots = if any_registry {
-        let trust = TrustConfig {
-            extra_ca_paths: tls_ca_paths.to_vec(),
-            ..TrustConfig::default()
-        };
-        let (certificates, _) = trust.load()?;
+        let (certificates, _) = outbound.trust().load()?;
         certificates.iter().map(|c| c.der().to_vec()).collect()
     } else {
         Vec::new()
     };
-    // The one place that picks the crypto provider for the registry client (reqwest takes the
-    // process default); ring, as everywhere in anchorage. Already installed is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The registry client (reqwest) takes the process default provider.
+    outbound.install_process_default();
 
     let request = InjectRequest {
         source,

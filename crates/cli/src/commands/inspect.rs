@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::args::{InspectArgs, OutputFormat};
 use crate::exit::{Code, Failure};
+use crate::globals::Globals;
 use crate::render::{CertificateView, ProblemView, findings_for, print_json};
 
 #[derive(Serialize)]
@@ -16,7 +17,7 @@ struct Inspection {
 
 /// `verbose`: the global `-v`; text output then shows every certificate in full, else one table
 /// row each (a bundle of Mozilla's roots stays readable).
-pub(crate) fn run(args: InspectArgs, verbose: u8) -> Result<Code, Failure> {
+pub(crate) fn run(args: InspectArgs, globals: &Globals) -> Result<Code, Failure> {
     crate::io::check_input("PATH", &args.path)?;
     let source = crate::io::source("PATH", &args.path)?;
     let mut loaded = load(&[source], &args.read.load_options());
@@ -62,7 +63,7 @@ pub(crate) fn run(args: InspectArgs, verbose: u8) -> Result<Code, Failure> {
     };
     match args.output {
         OutputFormat::Json => print_json(&inspection),
-        OutputFormat::Text if verbose > 0 => print_text(&inspection),
+        OutputFormat::Text if globals.verbose > 0 => print_text(&inspection),
         OutputFormat::Text => print_table(&inspection),
     }
     Ok(code)

@@ -2,7 +2,6 @@
 //! written into a directory.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anchorage_ca::{
     CertKind, CertificateRequest, Identity, IssueError, IssuedCertificate, Issuer as _, IssuerId,
@@ -20,6 +19,7 @@ use super::{
 };
 use crate::args::{CaBackend, CaIssueArgs, OutputFormat, VaultArgs, VaultKeyLocation};
 use crate::exit::{Code, Failure};
+use crate::globals::Outbound;
 use crate::render::print_json;
 
 /// The files `ca issue` writes, in this order; key.pem is 0600.
@@ -199,7 +199,11 @@ impl IssueView {
 }
 
 /// `anchorage ca issue`.
-pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> {
+pub(super) fn issue(
+    ctx: &Context,
+    args: &CaIssueArgs,
+    outbound: &Outbound,
+) -> Result<Code, Failure> {
     let request = request(args)?;
     check_out_dir(&args.out, &FILES, "--out")?;
     let issued = match args.backend {
@@ -210,7 +214,7 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
                     "--no-clamp applies to the builtin backend; OpenBao refuses a TTL past its CA itself and cuts one above the role's max_ttl",
                 ));
             }
-            let issuer = vault_issuer(ctx, &args.vault)?;
+            let issuer = vault_issuer(&args.vault, outbound)?;
             ctx.block_on(issuer.issue(&request))
                 .map_err(issue_failure)?
         }
@@ -228,7 +232,7 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
                     "the --vault-* and --approle-* options need --backend vault",
                 ));
             }
-            if !ctx.tls_ca_paths.is_empty() {
+            if outbound.has_tls_ca_paths() {
                 return Err(Failure::new(
                     Code::Usage,
                     "--tls-ca-path needs --backend vault: the builtin CA makes no TLS connection",
@@ -283,12 +287,12 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
     if issued.lifetime_clamped {
         let asked = human_seconds(request.lifetime.as_secs());
         match args.backend {
-            CaBackend::Builtin => diagln!(
-                "anchorage: warning: the lifetime asked for ({asked}) would outlive the CA: the certificate is valid until {}, when the CA expires (--no-clamp refuses instead)",
+            CaBackend::Builtin => warnln!(
+                "the lifetime asked for ({asked}) would outlive the CA: the certificate is valid until {}, when the CA expires (--no-clamp refuses instead)",
                 issued.not_after()
             ),
-            CaBackend::Vault => diagln!(
-                "anchorage: warning: the lifetime asked for ({asked}) was cut by the OpenBao role (its max_ttl): the certificate is valid until {}",
+            CaBackend::Vault => warnln!(
+                "the lifetime asked for ({asked}) was cut by the OpenBao role (its max_ttl): the certificate is valid until {}",
                 issued.not_after()
             ),
         }
@@ -331,7 +335,7 @@ fn first_line(option: &str, path: &Path) -> Result<SecretString, Failure> {
 
 /// The Vault/OpenBao issuer of `--backend vault`: address and token from the options or the
 /// usual variables, trust from the global `--tls-ca-path`.
-fn vault_issuer(ctx: &Context, args: &VaultArgs) -> Result<VaultIssuer, Failure> {
+fn vault_issuer(args: &VaultArgs, outbound: &Outbound) -> Result<VaultIssuer, Failure> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let address = args
         .vault_addr
@@ -371,10 +375,9 @@ fn vault_issuer(ctx: &Context, args: &VaultArgs) -> Result<VaultIssuer, Failure>
             VaultKeyLocation::Server => KeyLocation::Server,
             VaultKeyLocation::Local => KeyLocation::Local,
         })
-        .with_trust(crate::commands::tls::outbound_trust(&ctx.tls_ca_paths));
+        .with_trust(outbound.trust());
     if let Some(namespace) = &args.vault_namespace {
         config = config.with_namespace(namespace.clone());
     }
-    VaultIssuer::new(config, Arc::new(rustls::crypto::ring::default_provider()))
-        .map_err(vault_failure)
+    VaultIssuer::new(config, outbound.provider()).map_err(vault_failure)
 }

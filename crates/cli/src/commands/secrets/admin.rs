@@ -3,7 +3,6 @@
 //! admin seed, sent to the running server over its admin subjects (`remote`).
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 
 use anchorage_secrets::SecretValue;
 use anchorage_secrets_server::{
@@ -20,14 +19,15 @@ use super::context::{
 };
 use crate::args::OutputFormat;
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
 use crate::render::print_json;
 
-pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+pub(crate) fn run(cmd: SecretsCommand, outbound: &Outbound) -> Result<Code, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
-    runtime.block_on(run_async(cmd, tls_ca_paths))
+    runtime.block_on(run_async(cmd, outbound))
 }
 
 fn fail(e: &StoreFailure) -> Failure {
@@ -58,11 +58,11 @@ async fn execute(stores: &Stores, op: Operation<'_>) -> Result<Outcome, Failure>
     .map_err(op_failure)
 }
 
-async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+async fn run_async(cmd: SecretsCommand, outbound: &Outbound) -> Result<Code, Failure> {
     if let Some(remote) = cmd.remote()
         && let Some(seed) = super::remote::admin_seed(remote)?
     {
-        return super::remote::run(&cmd, remote, seed, tls_ca_paths).await;
+        return super::remote::run(&cmd, remote, seed, outbound).await;
     }
     let Some(store_args) = cmd.store() else {
         return Ok(Code::Usage);
@@ -72,7 +72,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
         SecretsCommand::Put(a) => {
             let value = read_value(a)?;
             let needs_key = store_args.store != StoreKind::Openbao;
-            let stores = open(store_args, tls_ca_paths, needs_key, true).await?;
+            let stores = open(store_args, outbound, needs_key, true).await?;
             let Outcome::Put {
                 key,
                 version,
@@ -97,9 +97,9 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             }
             Ok(Code::Ok)
         }
-        SecretsCommand::Get(a) => get(a, tls_ca_paths).await,
+        SecretsCommand::Get(a) => get(a, outbound).await,
         SecretsCommand::Delete(a) => {
-            let stores = open(store_args, tls_ca_paths, false, false).await?;
+            let stores = open(store_args, outbound, false, false).await?;
             let Outcome::Deleted { key } =
                 execute(&stores, Operation::Delete { key: &a.name }).await?
             else {
@@ -113,7 +113,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             Ok(Code::Ok)
         }
         SecretsCommand::List(a) => {
-            let stores = open(store_args, tls_ca_paths, false, false).await?;
+            let stores = open(store_args, outbound, false, false).await?;
             let Outcome::Keys(keys) = execute(&stores, Operation::List).await? else {
                 return Err(unexpected());
             };
@@ -129,7 +129,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
         SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => {
             let adding = matches!(cmd, SecretsCommand::AddMapping(_));
             let entries = a.entries()?;
-            let stores = open(store_args, tls_ca_paths, false, adding).await?;
+            let stores = open(store_args, outbound, false, adding).await?;
             let op = if adding {
                 Operation::AddMapping {
                     entity: &a.entity,
@@ -162,7 +162,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             Ok(Code::Ok)
         }
         SecretsCommand::ListMappings(a) => {
-            let stores = open(store_args, tls_ca_paths, false, false).await?;
+            let stores = open(store_args, outbound, false, false).await?;
             let op = Operation::ListMappings {
                 entity: a.entity.as_deref(),
             };
@@ -179,7 +179,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             }
             Ok(Code::Ok)
         }
-        SecretsCommand::RotateEncryptionKey(a) => rotate(a, tls_ca_paths).await,
+        SecretsCommand::RotateEncryptionKey(a) => rotate(a, outbound).await,
     }
 }
 
@@ -196,8 +196,8 @@ fn unexpected() -> Failure {
 /// later), but a typo would otherwise only show as a host's "not found".
 pub(crate) fn warn_missing_secrets(entity: &str, store: &str, missing: &[String]) {
     for name in missing {
-        diagln!(
-            "anchorage: warning: no secret {name:?} in the {store} store (yet): {entity} may read it once it is put (`anchorage secrets put {name} ...`); check the name"
+        warnln!(
+            "no secret {name:?} in the {store} store (yet): {entity} may read it once it is put (`anchorage secrets put {name} ...`); check the name"
         );
     }
 }
@@ -230,7 +230,7 @@ pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
     Ok(SecretValue::String(SecretString::from(text.to_owned())))
 }
 
-async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+async fn get(a: &GetArgs, outbound: &Outbound) -> Result<Code, Failure> {
     // Without --reveal the embedded store tells version, kind and size from the record alone:
     // no encryption seed is needed. JetStream's must open the value to tell.
     let needs_key = match a.store.store {
@@ -238,7 +238,7 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
         StoreKind::Jetstream => true,
         StoreKind::Openbao => false,
     };
-    let stores = open(&a.store, tls_ca_paths, needs_key, false).await?;
+    let stores = open(&a.store, outbound, needs_key, false).await?;
     let op = Operation::Get {
         key: &a.name,
         field: a.field.as_deref(),
@@ -293,7 +293,7 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     Ok(Code::Ok)
 }
 
-async fn rotate(a: &RotateArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+async fn rotate(a: &RotateArgs, outbound: &Outbound) -> Result<Code, Failure> {
     if a.store.store == StoreKind::Openbao {
         return Err(Failure::new(
             Code::Usage,
@@ -313,7 +313,7 @@ async fn rotate(a: &RotateArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failur
     let old = EncryptionKey::from_seed(&current.current().seed(), "current")
         .map_err(|e| key_failure(&e))?;
     let ring = Keyring::new(new).with_previous(old);
-    let stores = super::context::open_with_keyring(&a.store, tls_ca_paths, ring).await?;
+    let stores = super::context::open_with_keyring(&a.store, outbound, ring).await?;
     let op = Operation::RotateEncryptionKey { reread: None };
     let Outcome::Rotated { report, .. } = execute(&stores, op).await? else {
         return Err(unexpected());

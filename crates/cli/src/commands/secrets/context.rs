@@ -12,12 +12,12 @@ use anchorage_secrets_server::{
     ReplayGuard, ReplicaChoice, SecretStore, SeedSource, StoreFailure,
 };
 use anchorage_store::{EmbeddedStore, StoreError};
-use anchorage_trust::tls::TrustConfig;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::args::{NatsArgs, OpenBaoArgs, StoreArgs, StoreKind};
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
 
 /// The embedded store's file name inside the data directory (apart from the CA's store, so
 /// `anchorage ca` and `anchorage secrets serve` never contend for one file).
@@ -111,30 +111,8 @@ fn env_secret(vars: &[&str]) -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-/// The rustls configuration every client uses: the OS store, Mozilla's roots and
-/// `--tls-ca-path`, with ring.
-pub(crate) fn tls_config(tls_ca_paths: &[PathBuf]) -> Result<rustls::ClientConfig, Failure> {
-    let trust = TrustConfig {
-        extra_ca_paths: tls_ca_paths.to_vec(),
-        ..TrustConfig::default()
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    trust
-        .client_config(provider)
-        .map(|(config, _)| config)
-        .map_err(|e| {
-            Failure::new(
-                Code::BadInput,
-                format!("--tls-ca-path: {}", with_causes(&e)),
-            )
-        })
-}
-
 /// The NATS settings.
-pub(crate) fn nats_config(
-    args: &NatsArgs,
-    tls_ca_paths: &[PathBuf],
-) -> Result<NatsConfig, Failure> {
+pub(crate) fn nats_config(args: &NatsArgs, outbound: &Outbound) -> Result<NatsConfig, Failure> {
     let mut urls = args.urls.clone();
     if urls.is_empty() {
         urls = std::env::var("ANCHORAGE_NATS_URL")
@@ -186,7 +164,7 @@ pub(crate) fn nats_config(
     let mut config = NatsConfig::new(urls);
     config.auth = auth;
     config.require_tls = args.require_tls;
-    config.tls = Some(tls_config(tls_ca_paths)?);
+    config.tls = Some(outbound.client_config()?);
     Ok(config)
 }
 
@@ -252,26 +230,26 @@ fn open_embedded(args: &StoreArgs, create: bool) -> Result<EmbeddedStore, Failur
 /// Opens a values store (embedded or jetstream) with the given keyring, for a rotation.
 pub(crate) async fn open_with_keyring(
     args: &StoreArgs,
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
     ring: Keyring,
 ) -> Result<Stores, Failure> {
-    open_inner(args, tls_ca_paths, Some(ring), false, false).await
+    open_inner(args, outbound, Some(ring), false, false).await
 }
 
 /// Opens the store. `needs_values_key`: false for mapping-only commands (no encryption seed
 /// is needed to read or write mappings). `create`: the embedded file may be created.
 pub(crate) async fn open(
     args: &StoreArgs,
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
     needs_values_key: bool,
     create: bool,
 ) -> Result<Stores, Failure> {
-    open_inner(args, tls_ca_paths, None, needs_values_key, create).await
+    open_inner(args, outbound, None, needs_values_key, create).await
 }
 
 async fn open_inner(
     args: &StoreArgs,
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
     ring: Option<Keyring>,
     needs_values_key: bool,
     create: bool,
@@ -307,7 +285,7 @@ async fn open_inner(
         }
         StoreKind::Jetstream => {
             let keys = keys(needs_values_key)?;
-            let client = anchorage_secrets_server::connect(nats_config(&args.nats, tls_ca_paths)?)
+            let client = anchorage_secrets_server::connect(nats_config(&args.nats, outbound)?)
                 .await
                 .map_err(|e| connect_failure(&e))?;
             let mut config = JetStreamConfig::new(&args.backend);
@@ -333,7 +311,7 @@ async fn open_inner(
             })
         }
         StoreKind::Openbao => {
-            let values = Arc::new(openbao(&args.openbao, tls_ca_paths)?);
+            let values = Arc::new(openbao(&args.openbao, outbound)?);
             let mappings = Arc::new(EmbeddedSecrets::new(
                 Arc::new(open_embedded(args, create)?),
                 keys(false)?,
@@ -350,7 +328,7 @@ async fn open_inner(
     }
 }
 
-fn openbao(args: &OpenBaoArgs, tls_ca_paths: &[PathBuf]) -> Result<OpenBaoSecrets, Failure> {
+fn openbao(args: &OpenBaoArgs, outbound: &Outbound) -> Result<OpenBaoSecrets, Failure> {
     let address = args
         .addr
         .clone()
@@ -403,7 +381,7 @@ fn openbao(args: &OpenBaoArgs, tls_ca_paths: &[PathBuf]) -> Result<OpenBaoSecret
             .collect(),
         auth,
         namespace: args.namespace.clone(),
-        tls: tls_config(tls_ca_paths)?,
+        tls: outbound.client_config()?,
         timeout: Duration::from_secs(30),
     })
     .map_err(|e| store_failure(&e))

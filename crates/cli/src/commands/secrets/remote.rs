@@ -3,7 +3,6 @@
 //! be administered while `serve` holds it). Same outputs as against the store.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anchorage_secrets::admin::{AdminError, AdminOp, AdminRequest, AdminSigner};
@@ -17,6 +16,7 @@ use zeroize::Zeroizing;
 use super::args::{RemoteArgs, SecretsCommand};
 use super::context::{connect_failure, nats_config, read_line_file};
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
 use crate::render::print_json;
 
 /// The variable holding the admin seed when `--admin-seed-file` is not given.
@@ -74,7 +74,7 @@ pub(crate) async fn run(
     cmd: &SecretsCommand,
     remote: &RemoteArgs,
     seed: (SecretString, String),
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
 ) -> Result<Code, Failure> {
     let signer = AdminSigner::from_seed(&seed.0, &seed.1)
         .map_err(|e| Failure::new(Code::BadInput, with_causes(&e)))?;
@@ -132,7 +132,7 @@ pub(crate) async fn run(
     let Some(store) = cmd.store() else {
         return Ok(Code::Usage);
     };
-    let client = connect(nats_config(&store.nats, tls_ca_paths)?)
+    let client = connect(nats_config(&store.nats, outbound)?)
         .await
         .map_err(|e| connect_failure(&e))?;
     let admin = AdminClient::new(client, &remote.prefix, &store.backend, signer)
