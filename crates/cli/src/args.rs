@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anchorage_trust::{DirLayout, KeyFilter, LoadOptions, NameFilter, Source};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit::EXIT_CODES_HELP;
+use crate::exit::Code;
 
 /// Anchorage: trust for private CAs, everywhere.
 #[derive(Parser, Debug)]
-#[command(name = "anchorage", version, about, after_help = EXIT_CODES_HELP)]
+#[command(name = "anchorage", version, about, after_help = crate::exit::all_codes_help())]
 pub(crate) struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); ANCHORAGE_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -31,55 +31,67 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Bundle(BundleCommand),
     /// Print the environment variables that point every runtime at a trust bundle.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  eval \"$(anchorage env --bundle out/ca-bundle.pem --dir out/certs --extra \\\n",
-        "    out/extra.pem)\"\n",
-        "  anchorage env --bundle out/ca-bundle.pem --java-truststore out/trust.p12 \\\n",
-        "    --format dotenv > trust.env\n",
-        "  anchorage env --in-container --bundle /etc/ssl/certs/ca-certificates.crt \\\n",
-        "    --dir /etc/ssl/certs --format k8s\n\n",
-        "Variables that replace a runtime's default store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE,\n",
-        "CURL_CA_BUNDLE, JAVA_TOOL_OPTIONS, ...) name --bundle, which must hold public roots too;\n",
-        "those that add to it (NODE_EXTRA_CA_CERTS, DENO_CERT) name --extra, the private CAs only\n",
-        "(`anchorage bundle build ... --extra-pem FILE` writes it), or --bundle without --extra.\n",
-        "SSL_CERT_DIR and JAVA_TOOL_OPTIONS are left out without --dir / --java-truststore.\n",
-        "Programs that ignore every variable (compiled-in roots, browsers) are listed in\n",
-        "--format json (ignore_all) and in docs/runtimes.md.\n\n",
-        "Exit codes:\n",
-        "  0  printed\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  3  a named file is missing, unreadable or holds no certificate\n",
-        "  4  a named file holds a private key",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  eval \"$(anchorage env --bundle out/ca-bundle.pem --dir out/certs --extra \\\n",
+            "    out/extra.pem)\"\n",
+            "  anchorage env --bundle out/ca-bundle.pem --java-truststore out/trust.p12 \\\n",
+            "    --format dotenv > trust.env\n",
+            "  anchorage env --in-container --bundle /etc/ssl/certs/ca-certificates.crt \\\n",
+            "    --dir /etc/ssl/certs --format k8s\n",
+            "\n",
+            "Variables that replace a runtime's default store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE,\n",
+            "CURL_CA_BUNDLE, JAVA_TOOL_OPTIONS, ...) name --bundle, which must hold public roots too;\n",
+            "those that add to it (NODE_EXTRA_CA_CERTS, DENO_CERT) name --extra, the private CAs only\n",
+            "(`anchorage bundle build ... --extra-pem FILE` writes it), or --bundle without --extra.\n",
+            "SSL_CERT_DIR and JAVA_TOOL_OPTIONS are left out without --dir / --java-truststore.\n",
+            "Programs that ignore every variable (compiled-in roots, browsers) are listed in\n",
+            "--format json (ignore_all) and in docs/runtimes.md.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "printed"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line"),
+            (Code::BadInput, "a named file is missing, unreadable or holds no certificate"),
+            (Code::PrivateKey, "a named file holds a private key"),
+        ],
+        "",
     ))]
     Env(EnvArgs),
     /// Connect to a TLS server, show the chain it sends, say why it is (not) trusted and how
     /// to fix it.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage doctor registry.corp.example:443\n",
-        "  anchorage doctor https://git.corp.example/ --ca corp-root.pem --output json\n",
-        "  anchorage doctor oci://registry.corp.example/team/app:1.2 --bundle \\\n",
-        "    /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage doctor 10.0.0.5:8443 --servername api.internal --save-chain \\\n",
-        "    presented.pem\n\n",
-        "Trust: the OS store plus Mozilla's roots (as the wasmCloud HTTP client), plus --tls-ca-path;\n",
-        "--bundle FILE uses that bundle alone; --system / --mozilla pick the stores explicitly. --ca\n",
-        "adds CA files to the trust; when only they make the chain trusted, the fix says how to add\n",
-        "them to your bundle. The fix never suggests disabling verification.\n\n",
-        "Exit codes:\n",
-        "  0  trusted and healthy\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line or target\n",
-        "  3  a --ca/--bundle file is missing or holds no certificate\n",
-        "  4  a --ca/--bundle file holds a private key\n",
-        "  5  --save-chain could not be written\n",
-        "  6  untrusted, or trusted with problems (expired, wrong name, weak, expiring soon)\n",
-        "  7  could not connect or complete a handshake (when the server ended the handshake\n",
-        "     after sending its chain, the chain is still diagnosed and printed)\n\n",
-        "The report goes to stdout; with --output json a failure prints {\"target\", \"error\",\n",
-        "\"exit_code\"} there instead. The JSON schema is in docs/cli.md.",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage doctor registry.corp.example:443\n",
+            "  anchorage doctor https://git.corp.example/ --ca corp-root.pem --output json\n",
+            "  anchorage doctor oci://registry.corp.example/team/app:1.2 --bundle \\\n",
+            "    /etc/ssl/certs/ca-certificates.crt\n",
+            "  anchorage doctor 10.0.0.5:8443 --servername api.internal --save-chain \\\n",
+            "    presented.pem\n",
+            "\n",
+            "Trust: the OS store plus Mozilla's roots (as the wasmCloud HTTP client), plus --tls-ca-path;\n",
+            "--bundle FILE uses that bundle alone; --system / --mozilla pick the stores explicitly. --ca\n",
+            "adds CA files to the trust; when only they make the chain trusted, the fix says how to add\n",
+            "them to your bundle. The fix never suggests disabling verification.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "trusted and healthy"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line or target"),
+            (Code::BadInput, "a --ca/--bundle file is missing or holds no certificate"),
+            (Code::PrivateKey, "a --ca/--bundle file holds a private key"),
+            (Code::Output, "--save-chain could not be written"),
+            (Code::Untrusted, "untrusted, or trusted with problems (expired, wrong name, weak, expiring soon)"),
+            (Code::Unreachable, "could not connect or complete a handshake (when the server ended the handshake\nafter sending its chain, the chain is still diagnosed and printed)"),
+        ],
+        concat!(
+            "The report goes to stdout; with --output json a failure prints {\"target\", \"error\",\n",
+            "\"exit_code\"} there instead. The JSON schema is in docs/cli.md.",
+        ),
     ))]
     Doctor(DoctorArgs),
     /// Kubernetes helpers.
@@ -126,29 +138,35 @@ pub(crate) struct CompletionsArgs {
 pub(crate) enum K8sCommand {
     /// Print a patch that mounts the trust volume over /etc/ssl/certs in a workload's containers
     /// and sets the runtime variables (see `anchorage env`).
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage k8s patch --configmap trust --kind deployment --name api \\\n",
-        "    --container app \\\n",
-        "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
-        "  kubectl get deploy api -o json > api.json\n",
-        "  anchorage k8s patch --configmap trust --kind deployment --container app \\\n",
-        "    --type json --current api.json\n",
-        "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob \\\n",
-        "    --name backup --container job\n",
-        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust \\\n",
-        "    --k8s-extra-pem --k8s-pkcs12 -n apps\n",
-        "  anchorage k8s patch --configmap trust --extra-pem --pkcs12 --kind \\\n",
-        "    deployment --name api -n apps --container app\n\n",
-        "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
-        "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
-        "name the combined bundle, or extra-ca.pem with --extra-pem; JAVA_TOOL_OPTIONS is set only\n",
-        "with --pkcs12 (it replaces a value the workload sets itself).\n\n",
-        "Exit codes:\n",
-        "  0  printed\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line, or a name Kubernetes would refuse\n",
-        "  3  --current is unreadable or not the named kind, or a container is not in it",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage k8s patch --configmap trust --kind deployment --name api \\\n",
+            "    --container app \\\n",
+            "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
+            "  kubectl get deploy api -o json > api.json\n",
+            "  anchorage k8s patch --configmap trust --kind deployment --container app \\\n",
+            "    --type json --current api.json\n",
+            "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob \\\n",
+            "    --name backup --container job\n",
+            "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust \\\n",
+            "    --k8s-extra-pem --k8s-pkcs12 -n apps\n",
+            "  anchorage k8s patch --configmap trust --extra-pem --pkcs12 --kind \\\n",
+            "    deployment --name api -n apps --container app\n",
+            "\n",
+            "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
+            "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
+            "name the combined bundle, or extra-ca.pem with --extra-pem; JAVA_TOOL_OPTIONS is set only\n",
+            "with --pkcs12 (it replaces a value the workload sets itself).\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "printed"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line, or a name Kubernetes would refuse"),
+            (Code::BadInput, "--current is unreadable or not the named kind, or a container is not in it"),
+        ],
+        "",
     ))]
     Patch(K8sPatchArgs),
 }
@@ -260,18 +278,23 @@ pub(crate) enum PatchType {
 pub(crate) enum TlsCommand {
     /// List what each trust source contributes to outbound connections: the OS store, Mozilla's
     /// roots and every --tls-ca-path, with what was refused and why.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage tls roots\n",
-        "  anchorage --tls-ca-path /etc/corp/ca.pem --tls-ca-path /etc/corp/ca.d tls \\\n",
-        "    roots --output json\n",
-        "  anchorage tls roots --no-native-certs --tls-certs-file corp.pem\n\n",
-        "Exit codes:\n",
-        "  0  at least one trust anchor\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  3  a path is missing or holds no certificate, or nothing is trusted at all\n",
-        "  4  a path holds a private key",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage tls roots\n",
+            "  anchorage --tls-ca-path /etc/corp/ca.pem --tls-ca-path /etc/corp/ca.d tls \\\n",
+            "    roots --output json\n",
+            "  anchorage tls roots --no-native-certs --tls-certs-file corp.pem\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "at least one trust anchor"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line"),
+            (Code::BadInput, "a path is missing or holds no certificate, or nothing is trusted at all"),
+            (Code::PrivateKey, "a path holds a private key"),
+        ],
+        "",
     ))]
     Roots(TlsRootsArgs),
 }
@@ -350,47 +373,56 @@ pub(crate) struct EnvArgs {
 pub(crate) enum BundleCommand {
     /// Build a de-duplicated trust bundle and write it as a PEM file and/or an OpenSSL hashed
     /// directory, atomically.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage bundle build corp-root.pem --mozilla --pem \\\n",
-        "    /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir \\\n",
-        "    ./certs --output json\n",
-        "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n",
-        "  anchorage bundle build corp.pem --mozilla --pkcs12 trust.p12 --jks trust.jks\n",
-        "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem \\\n",
-        "    extra.pem   # then: anchorage env\n",
-        "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust -n apps \\\n",
-        "    --k8s-out trust.yaml\n\n",
-        "A SOURCE is a PEM/DER/PKCS#7 file, a Java keystore (JKS/PKCS#12, see --source-password),\n",
-        "a directory (read recursively), or a Kubernetes ConfigMap/Secret/ClusterTrustBundle\n",
-        "manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
-        "goes to stdout and the summary to stderr (with --output json both are in the one\n",
-        "document on stdout). A SOURCE of - is standard input.\n\n",
-        "Exit codes:\n",
-        "  0  done (warnings, if any, were printed on stderr)\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line: a flag without effect, or outputs that would overwrite\n",
-        "     each other or an input (nothing written)\n",
-        "  3  bad input: a named SOURCE missing or unreadable, no usable certificate, or any\n",
-        "     problem with --strict (nothing written)\n",
-        "  4  a private key was found among the certificates (refused, never copied)\n",
-        "  5  an output or stdout could not be written (the previous output is untouched)",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage bundle build corp-root.pem --mozilla --pem \\\n",
+            "    /etc/ssl/certs/ca-certificates.crt\n",
+            "  anchorage bundle build ./cas/ ca-configmap.yaml --system --openssl-dir \\\n",
+            "    ./certs --output json\n",
+            "  anchorage bundle build corp.p7b --mozilla > bundle.pem\n",
+            "  anchorage bundle build corp.pem --mozilla --pkcs12 trust.p12 --jks trust.jks\n",
+            "  anchorage bundle build corp.pem --mozilla --pem ca.pem --extra-pem \\\n",
+            "    extra.pem   # then: anchorage env\n",
+            "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust -n apps \\\n",
+            "    --k8s-out trust.yaml\n",
+            "\n",
+            "A SOURCE is a PEM/DER/PKCS#7 file, a Java keystore (JKS/PKCS#12, see --source-password),\n",
+            "a directory (read recursively), or a Kubernetes ConfigMap/Secret/ClusterTrustBundle\n",
+            "manifest (.yaml/.yml). With no --pem and no --openssl-dir the PEM bundle\n",
+            "goes to stdout and the summary to stderr (with --output json both are in the one\n",
+            "document on stdout). A SOURCE of - is standard input.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "done (warnings, if any, were printed on stderr)"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line: a flag without effect, or outputs that would overwrite\neach other or an input (nothing written)"),
+            (Code::BadInput, "bad input: a named SOURCE missing or unreadable, no usable certificate, or any\nproblem with --strict (nothing written)"),
+            (Code::PrivateKey, "a private key was found among the certificates (refused, never copied)"),
+            (Code::Output, "an output or stdout could not be written (the previous output is untouched)"),
+        ],
+        "",
     ))]
     Build(Box<BuildArgs>),
     /// List what a file, directory, bundle or manifest holds.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage bundle inspect /etc/ssl/certs/ca-certificates.crt\n",
-        "  anchorage bundle inspect corp.p7b --output json | jq \\\n",
-        "    '.certificates[].subject'\n",
-        "  kubectl get cm trust -o yaml | anchorage bundle inspect -\n\n",
-        "Exit codes:\n",
-        "  0  at least one certificate and no problem\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  3  PATH is missing or unreadable, problems were found (listed), or no certificate\n",
-        "  4  a private key was found (listed by location only, never printed)",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage bundle inspect /etc/ssl/certs/ca-certificates.crt\n",
+            "  anchorage bundle inspect corp.p7b --output json | jq \\\n",
+            "    '.certificates[].subject'\n",
+            "  kubectl get cm trust -o yaml | anchorage bundle inspect -\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "at least one certificate and no problem"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line"),
+            (Code::BadInput, "PATH is missing or unreadable, problems were found (listed), or no certificate"),
+            (Code::PrivateKey, "a private key was found (listed by location only, never printed)"),
+        ],
+        "",
     ))]
     Inspect(InspectArgs),
 }
@@ -689,34 +721,39 @@ pub(crate) struct InspectArgs {
 
 /// `anchorage ca`: options shared by every CA command, then the command.
 #[derive(Args, Debug)]
-#[command(after_help = concat!(
-    "Examples:\n",
-    "  anchorage ca init --cn 'Mesh Root CA' --org Example --intermediate\n",
-    "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe \\\n",
-    "    cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/\n",
-    "  anchorage ca show --output json\n",
-    "  anchorage ca export --format fsm-secret -n fsm-system --out \\\n",
-    "    fsm-ca-bundle.yaml\n",
-    "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca \\\n",
-    "    import --format fsm-secret -\n\n",
-    "The CA lives in DIR/anchorage.redb (mode 0600, directory 0700): DIR is --data-dir, else\n",
-    "$ANCHORAGE_DATA_DIR, else $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage. Its keys\n",
-    "are encrypted with the passphrase from --passphrase-file or $ANCHORAGE_CA_PASSPHRASE when one\n",
-    "is given (then every command that signs or exports needs it); without one they are stored in\n",
-    "clear, protected by the file's mode alone.\n\n",
-    "Exit codes:\n",
-    "  0  done (warnings, if any, were printed on stderr)\n",
-    "  1  unexpected failure\n",
-    "  2  invalid command line or option value (key type, kind, SAN, TTL, name)\n",
-    "  3  bad input: an import file or Secret, the passphrase file, or a CA that cannot issue now\n",
-    "  5  an output could not be written (the previous output is untouched)\n",
-    "  8  no CA in the store: run `anchorage ca init` or `anchorage ca import`\n",
-    "  7  ca issue --backend vault: the server could not be reached or answered an error\n",
-    "  9  a CA already exists: add --force to replace it\n",
-    " 10  the stored CA key is encrypted and the passphrase is missing or wrong\n",
-    " 11  the store cannot be used: in use by another process, unreadable, or its CA record is damaged\n",
-    " 12  ca issue: the CA refused the request (vault: the role; built-in: a name outside the\n",
-    "     CA's name constraints, or a wildcard over a public suffix such as *.com)",
+#[command(after_help = crate::exit::help(
+    concat!(
+        "Examples:\n",
+        "  anchorage ca init --cn 'Mesh Root CA' --org Example --intermediate\n",
+        "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe \\\n",
+        "    cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/\n",
+        "  anchorage ca show --output json\n",
+        "  anchorage ca export --format fsm-secret -n fsm-system --out \\\n",
+        "    fsm-ca-bundle.yaml\n",
+        "  kubectl get secret -n osm-system osm-ca-bundle -o yaml | anchorage ca \\\n",
+        "    import --format fsm-secret -\n",
+        "\n",
+        "The CA lives in DIR/anchorage.redb (mode 0600, directory 0700): DIR is --data-dir, else\n",
+        "$ANCHORAGE_DATA_DIR, else $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage. Its keys\n",
+        "are encrypted with the passphrase from --passphrase-file or $ANCHORAGE_CA_PASSPHRASE when one\n",
+        "is given (then every command that signs or exports needs it); without one they are stored in\n",
+        "clear, protected by the file's mode alone.\n",
+        "\n",
+    ),
+    &[
+        (Code::Ok, "done (warnings, if any, were printed on stderr)"),
+        (Code::Failure, "unexpected failure"),
+        (Code::Usage, "invalid command line or option value (key type, kind, SAN, TTL, name)"),
+        (Code::BadInput, "bad input: an import file or Secret, the passphrase file, or a CA that cannot issue now"),
+        (Code::Output, "an output could not be written (the previous output is untouched)"),
+        (Code::Unreachable, "ca issue --backend vault: the server could not be reached or answered an error"),
+        (Code::CaMissing, "no CA in the store: run `anchorage ca init` or `anchorage ca import`"),
+        (Code::CaExists, "a CA already exists: add --force to replace it"),
+        (Code::Passphrase, "the stored CA key is encrypted and the passphrase is missing or wrong"),
+        (Code::Store, "the store cannot be used: in use by another process, unreadable, or its CA record is damaged"),
+        (Code::Refused, "ca issue: the CA refused the request (vault: the role; built-in: a name outside the\nCA's name constraints, or a wildcard over a public suffix such as *.com)"),
+    ],
+    "",
 ))]
 pub(crate) struct CaCommand {
     /// Directory of the CA store (default: $ANCHORAGE_DATA_DIR, else
@@ -735,127 +772,154 @@ pub(crate) struct CaCommand {
 #[derive(Subcommand, Debug)]
 pub(crate) enum CaAction {
     /// Create the CA: a self-signed root (and optionally an intermediate that signs leaves).
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage ca init\n",
-        "  anchorage ca init --cn 'Mesh Root CA' --org Example --key p384 --ttl 10y\n",
-        "  anchorage ca init --intermediate --intermediate-ttl 2y --passphrase-file \\\n",
-        "    ca.pass --output json\n",
-        "  anchorage ca init --permitted-dns cluster.local --permitted-uri \\\n",
-        "    cluster.local\n",
-        "      # a root that can vouch only for *.cluster.local names and SPIFFE IDs\n",
-        "  anchorage ca init --force    # replace the existing CA\n\n",
-        "Without a passphrase (--passphrase-file or ANCHORAGE_CA_PASSPHRASE) the key is stored in\n",
-        "clear in the 0600 store file, and a warning says so.\n\n",
-        "Exit codes:\n",
-        "  0  created\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line (key type, TTL under one day, name, a --permitted-* value)\n",
-        "  3  the passphrase file is unreadable or empty\n",
-        "  9  a CA already exists: add --force to replace it\n",
-        " 11  the store cannot be used",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage ca init\n",
+            "  anchorage ca init --cn 'Mesh Root CA' --org Example --key p384 --ttl 10y\n",
+            "  anchorage ca init --intermediate --intermediate-ttl 2y --passphrase-file \\\n",
+            "    ca.pass --output json\n",
+            "  anchorage ca init --permitted-dns cluster.local --permitted-uri \\\n",
+            "    cluster.local\n",
+            "      # a root that can vouch only for *.cluster.local names and SPIFFE IDs\n",
+            "  anchorage ca init --force    # replace the existing CA\n",
+            "\n",
+            "Without a passphrase (--passphrase-file or ANCHORAGE_CA_PASSPHRASE) the key is stored in\n",
+            "clear in the 0600 store file, and a warning says so.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "created"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line (key type, TTL under one day, name, a --permitted-* value)"),
+            (Code::BadInput, "the passphrase file is unreadable or empty"),
+            (Code::CaExists, "a CA already exists: add --force to replace it"),
+            (Code::Store, "the store cannot be used"),
+        ],
+        "",
     ))]
     Init(CaInitArgs),
     /// Issue a certificate and its key from the CA, written into a directory.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --out tls/\n",
-        "  anchorage ca issue --cn web --san web.example --san 10.0.0.5 --kind server \\\n",
-        "    --ttl 90d --out web-tls/\n",
-        "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe \\\n",
-        "    cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/ --output json\n",
-        "  anchorage ca issue --cn admission.example.svc --kind webhook --key rsa2048 \\\n",
-        "    --out webhook-tls/\n\n",
-        "DIR receives exactly cert.pem (the certificate), chain.pem (certificate then intermediates:\n",
-        "what a server sends), key.pem (PKCS#8, mode 0600) and ca.pem (the roots peers trust). DIR is\n",
-        "replaced as a whole, atomically: it must be new, empty, or hold only those files; an error\n",
-        "leaves it untouched. A TTL that outlives the CA is cut to the CA's end (a warning says so;\n",
-        "--no-clamp refuses instead). The key is never printed.\n\n",
-        "--backend vault issues from a Vault/OpenBao PKI role instead (token from VAULT_TOKEN or\n",
-        "BAO_TOKEN, or --approle-role-id with --approle-secret-id-file; TLS trust: --tls-ca-path):\n",
-        "  VAULT_TOKEN=... anchorage --tls-ca-path openbao-ca.pem ca issue --backend \\\n",
-        "    vault \\\n",
-        "    --vault-addr https://openbao.internal:8200 --vault-role mesh --cn web.mesh.example --out tls/\n\n",
-        "Exit codes:\n",
-        "  0  issued and written (a clamped lifetime is a warning)\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line (CN, SAN, SPIFFE ID, kind, key type, TTL under a minute)\n",
-        "  3  the CA cannot issue now (expired; or --no-clamp and the TTL outlives it), or the\n",
-        "     passphrase file is unreadable\n",
-        "  5  DIR could not be written, or holds other files (untouched)\n",
-        "  7  vault: the server could not be reached, timed out, or answered an error (e.g. 403)\n",
-        "  8  no CA in the store\n",
-        " 10  the CA key is encrypted and the passphrase is missing or wrong\n",
-        " 11  the store cannot be used\n",
-        " 12  refused: a name outside the CA's name constraints (--permitted-* of ca init), a\n",
-        "     wildcard over a public suffix (*.com, *.co.uk); vault: the role refused the request\n",
-        "     (a name it does not allow, a missing purpose)",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --out tls/\n",
+            "  anchorage ca issue --cn web --san web.example --san 10.0.0.5 --kind server \\\n",
+            "    --ttl 90d --out web-tls/\n",
+            "  anchorage ca issue --cn bookstore-v2.bookstore.cluster.local --spiffe \\\n",
+            "    cluster.local/ns/bookstore/sa/bookstore-v2 --out tls/ --output json\n",
+            "  anchorage ca issue --cn admission.example.svc --kind webhook --key rsa2048 \\\n",
+            "    --out webhook-tls/\n",
+            "\n",
+            "DIR receives exactly cert.pem (the certificate), chain.pem (certificate then intermediates:\n",
+            "what a server sends), key.pem (PKCS#8, mode 0600) and ca.pem (the roots peers trust). DIR is\n",
+            "replaced as a whole, atomically: it must be new, empty, or hold only those files; an error\n",
+            "leaves it untouched. A TTL that outlives the CA is cut to the CA's end (a warning says so;\n",
+            "--no-clamp refuses instead). The key is never printed.\n",
+            "\n",
+            "--backend vault issues from a Vault/OpenBao PKI role instead (token from VAULT_TOKEN or\n",
+            "BAO_TOKEN, or --approle-role-id with --approle-secret-id-file; TLS trust: --tls-ca-path):\n",
+            "  VAULT_TOKEN=... anchorage --tls-ca-path openbao-ca.pem ca issue --backend \\\n",
+            "    vault \\\n",
+            "    --vault-addr https://openbao.internal:8200 --vault-role mesh --cn web.mesh.example --out tls/\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "issued and written (a clamped lifetime is a warning)"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line (CN, SAN, SPIFFE ID, kind, key type, TTL under a minute)"),
+            (Code::BadInput, "the CA cannot issue now (expired; or --no-clamp and the TTL outlives it), or the\npassphrase file is unreadable"),
+            (Code::Output, "DIR could not be written, or holds other files (untouched)"),
+            (Code::Unreachable, "vault: the server could not be reached, timed out, or answered an error (e.g. 403)"),
+            (Code::CaMissing, "no CA in the store"),
+            (Code::Passphrase, "the CA key is encrypted and the passphrase is missing or wrong"),
+            (Code::Store, "the store cannot be used"),
+            (Code::Refused, "refused: a name outside the CA's name constraints (--permitted-* of ca init), a\nwildcard over a public suffix (*.com, *.co.uk); vault: the role refused the request\n(a name it does not allow, a missing purpose)"),
+        ],
+        "",
     ))]
     Issue(CaIssueArgs),
     /// Show the CA: root and intermediate, fingerprints, validity, key type and storage.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage ca show\n",
-        "  anchorage ca show --output json | jq -r .root.sha256\n\n",
-        "Only the certificates are read: an encrypted CA is shown without its passphrase.\n\n",
-        "Exit codes:\n",
-        "  0  shown\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  8  no CA in the store\n",
-        " 11  the store cannot be used",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage ca show\n",
+            "  anchorage ca show --output json | jq -r .root.sha256\n",
+            "\n",
+            "Only the certificates are read: an encrypted CA is shown without its passphrase.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "shown"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line"),
+            (Code::CaMissing, "no CA in the store"),
+            (Code::Store, "the store cannot be used"),
+        ],
+        "",
     ))]
     Show(CaShowArgs),
     /// Export the CA (certificates and keys) as PEM files or a Kubernetes Secret.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage ca export --format pem --out ca-backup/\n",
-        "  anchorage ca export --format fsm-secret -n fsm-system --out \\\n",
-        "    fsm-ca-bundle.yaml\n",
-        "  anchorage ca export --format fsm-secret --name osm-ca-bundle -n osm-system \\\n",
-        "    | kubectl apply -f -\n",
-        "  anchorage ca export --format k8s-tls-secret --name mesh-ca -n cert-manager \\\n",
-        "    --out mesh-ca.yaml\n\n",
-        "pem: a directory of ca.crt (the roots), ca.key (the root key, when held), and with an\n",
-        "intermediate intermediate.crt and intermediate.key; without --out the same PEM blocks\n",
-        "go to stdout. fsm-secret: an Opaque Secret (default name fsm-ca-bundle) with ca.crt,\n",
-        "private.key and expiration, as Flomesh and Open Service Mesh read it (a CA with an\n",
-        "intermediate cannot be expressed: use pem). k8s-tls-secret: a kubernetes.io/tls Secret\n",
-        "(default name anchorage-ca) with tls.crt, tls.key and ca.crt, as cert-manager's CA issuer\n",
-        "reads it. Files holding keys are written 0600, atomically. Keys are never printed to a\n",
-        "terminal: give --out, or pipe stdout.\n\n",
-        "Exit codes:\n",
-        "  0  exported\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line (name, namespace, stdout is a terminal, layout that cannot hold this CA)\n",
-        "  5  --out could not be written (untouched)\n",
-        "  8  no CA in the store\n",
-        " 10  the CA key is encrypted and the passphrase is missing or wrong\n",
-        " 11  the store cannot be used",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage ca export --format pem --out ca-backup/\n",
+            "  anchorage ca export --format fsm-secret -n fsm-system --out \\\n",
+            "    fsm-ca-bundle.yaml\n",
+            "  anchorage ca export --format fsm-secret --name osm-ca-bundle -n osm-system \\\n",
+            "    | kubectl apply -f -\n",
+            "  anchorage ca export --format k8s-tls-secret --name mesh-ca -n cert-manager \\\n",
+            "    --out mesh-ca.yaml\n",
+            "\n",
+            "pem: a directory of ca.crt (the roots), ca.key (the root key, when held), and with an\n",
+            "intermediate intermediate.crt and intermediate.key; without --out the same PEM blocks\n",
+            "go to stdout. fsm-secret: an Opaque Secret (default name fsm-ca-bundle) with ca.crt,\n",
+            "private.key and expiration, as Flomesh and Open Service Mesh read it (a CA with an\n",
+            "intermediate cannot be expressed: use pem). k8s-tls-secret: a kubernetes.io/tls Secret\n",
+            "(default name anchorage-ca) with tls.crt, tls.key and ca.crt, as cert-manager's CA issuer\n",
+            "reads it. Files holding keys are written 0600, atomically. Keys are never printed to a\n",
+            "terminal: give --out, or pipe stdout.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "exported"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line (name, namespace, stdout is a terminal, layout that cannot hold this CA)"),
+            (Code::Output, "--out could not be written (untouched)"),
+            (Code::CaMissing, "no CA in the store"),
+            (Code::Passphrase, "the CA key is encrypted and the passphrase is missing or wrong"),
+            (Code::Store, "the store cannot be used"),
+        ],
+        "",
     ))]
     Export(CaExportArgs),
     /// Take a CA over: PEM files, or a Flomesh/OSM or kubernetes.io/tls Secret manifest.
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage ca import --format pem root.crt root.key\n",
-        "  anchorage ca import --format pem intermediate.crt root.crt \\\n",
-        "    intermediate.key --force\n",
-        "  kubectl get secret -n fsm-system fsm-ca-bundle -o yaml > fsm.yaml\n",
-        "  anchorage ca import --format fsm-secret fsm.yaml\n",
-        "  anchorage ca import --format k8s-tls-secret ca-key-pair.json --output json\n\n",
-        "pem: every FILE is read; certificates (root and intermediates, any order) and keys\n",
-        "(PKCS#8, SEC 1 or PKCS#1; the signing CA's key is required) are told apart by content.\n",
-        "Secrets are read as `kubectl get secret -o yaml|json` prints them (base64 data, and\n",
-        "stringData). The certificates must be CAs valid now forming one chain to a self-signed\n",
-        "root, and every key must belong to one of them.\n\n",
-        "Exit codes:\n",
-        "  0  imported\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line\n",
-        "  3  a file is unreadable, or is not a usable CA (not a CA, expired, key mismatch, no\n",
-        "     chain to a root, missing Secret entry); the message names the file and entry\n",
-        "  9  a CA already exists: add --force to replace it\n",
-        " 11  the store cannot be used",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage ca import --format pem root.crt root.key\n",
+            "  anchorage ca import --format pem intermediate.crt root.crt \\\n",
+            "    intermediate.key --force\n",
+            "  kubectl get secret -n fsm-system fsm-ca-bundle -o yaml > fsm.yaml\n",
+            "  anchorage ca import --format fsm-secret fsm.yaml\n",
+            "  anchorage ca import --format k8s-tls-secret ca-key-pair.json --output json\n",
+            "\n",
+            "pem: every FILE is read; certificates (root and intermediates, any order) and keys\n",
+            "(PKCS#8, SEC 1 or PKCS#1; the signing CA's key is required) are told apart by content.\n",
+            "Secrets are read as `kubectl get secret -o yaml|json` prints them (base64 data, and\n",
+            "stringData). The certificates must be CAs valid now forming one chain to a self-signed\n",
+            "root, and every key must belong to one of them.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "imported"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line"),
+            (Code::BadInput, "a file is unreadable, or is not a usable CA (not a CA, expired, key mismatch, no\nchain to a root, missing Secret entry); the message names the file and entry"),
+            (Code::CaExists, "a CA already exists: add --force to replace it"),
+            (Code::Store, "the store cannot be used"),
+        ],
+        "",
     ))]
     Import(CaImportArgs),
 }
@@ -1064,4 +1128,42 @@ pub(crate) struct CaImportArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every command's `--help` is built (its exit-code table numbered from `Code`, in order,
+    /// each code once) and clap accepts the definition.
+    #[test]
+    fn every_help_builds_with_ordered_exit_codes() {
+        fn walk(command: &clap::Command, seen: &mut usize) {
+            if let Some(after) = command.get_after_help() {
+                let text = after.to_string();
+                if let Some((_, table)) = text.split_once("Exit codes:\n") {
+                    let codes: Vec<u8> = table
+                        .lines()
+                        .take_while(|l| !l.is_empty())
+                        .filter_map(|l| l.trim_start().split_once("  "))
+                        .filter_map(|(n, _)| n.parse().ok())
+                        .collect();
+                    assert!(
+                        codes.windows(2).all(|w| w[0] < w[1]),
+                        "{}: {codes:?}",
+                        command.get_name()
+                    );
+                    *seen += 1;
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, seen);
+            }
+        }
+        let command = super::Cli::command();
+        command.clone().debug_assert();
+        let mut seen = 0;
+        walk(&command, &mut seen);
+        assert!(seen > 20, "{seen} tables");
+    }
 }

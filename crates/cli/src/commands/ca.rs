@@ -28,6 +28,7 @@ use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::args::{CaAction, CaCommand, CaInitArgs, CaShowArgs, OutputFormat};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Globals;
 use crate::render::print_json;
@@ -160,8 +161,8 @@ impl Context {
             .block_on(persist::save(store, ca, &options))
             .map_err(|e| match e {
                 CaError::AlreadyInitialised { revision, .. } => self.exists_failure(revision),
-                CaError::Store(s) if s.is_conflict() => Failure::new(
-                    Code::CaExists,
+                CaError::Store(ref s) if s.is_conflict() => Failure::new(
+                    e.code(),
                     format!(
                         "the CA in {} changed while it was being replaced (another `ca init` or `ca import`?); run the command again",
                         self.store_path().display()
@@ -197,32 +198,33 @@ impl Context {
     fn load_failure(&self, e: CaError) -> Failure {
         let store = self.store_path();
         let store = store.display();
+        let code = e.code();
         match e {
             CaError::NotInitialised { .. } => Failure::new(
-                Code::CaMissing,
+                code,
                 format!(
                     "no CA in {store}: run `anchorage ca init` or `anchorage ca import`, or point --data-dir (or ANCHORAGE_DATA_DIR) at the directory that holds the CA"
                 ),
             ),
             CaError::AlreadyInitialised { revision, .. } => self.exists_failure(revision),
             CaError::PassphraseRequired => Failure::new(
-                Code::Passphrase,
+                code,
                 format!(
                     "the CA key in {store} is encrypted: give its passphrase with --passphrase-file FILE or {PASSPHRASE_ENV}"
                 ),
             ),
             CaError::WrongPassphrase => Failure::new(
-                Code::Passphrase,
+                code,
                 format!(
                     "the passphrase from {} does not decrypt the CA key in {store} (or the stored key is damaged): check the passphrase",
                     self.passphrase_origin
                 ),
             ),
             CaError::Store(e) => store_failure(&e),
-            CaError::Crypto { .. } => Failure::new(Code::Failure, with_causes(&e)),
+            CaError::Crypto { .. } => Failure::new(code, with_causes(&e)),
             // Anything else read back from the store means the record is damaged.
             other => Failure::new(
-                Code::Store,
+                code,
                 format!(
                     "{store}: {}; replace the CA with `anchorage ca init --force` or `anchorage ca import --force`, or restore the data directory from a backup",
                     with_causes(&other)
@@ -259,7 +261,7 @@ fn store_failure(e: &anchorage_store::StoreError) -> Failure {
             path.display()
         ));
     }
-    Failure::new(Code::Store, message)
+    Failure::new(e.code(), message)
 }
 
 /// The passphrase from `--passphrase-file` (its first line), else from the environment.

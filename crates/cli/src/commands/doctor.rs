@@ -16,6 +16,7 @@ use anchorage_x509::{Certificate, Timestamp};
 use serde::Serialize;
 
 use crate::args::{DoctorArgs, OutputFormat};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
 use crate::globals::{Globals, Outbound};
 use crate::render::print_json;
@@ -218,11 +219,7 @@ fn doctor(args: &DoctorArgs, outbound: &Outbound) -> Result<Code, Failure> {
 }
 
 fn unreachable(e: DoctorError) -> Failure {
-    let code = match e {
-        DoctorError::BadTarget { .. } | DoctorError::BadServerName { .. } => Code::Usage,
-        DoctorError::Provider { .. } => Code::Failure,
-        _ => Code::Unreachable,
-    };
+    let code = e.code();
     // The messages never repeat their source (the OS or rustls error): append it.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);

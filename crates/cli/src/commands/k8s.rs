@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use anchorage_k8s::{
-    CtbSelector, K8sError, Layout, Object, ObjectName, PatchFormat, PatchRequest, TrustSource,
-    WorkloadKind, cluster_trust_bundle, env_var, to_json, to_yaml, trust_configmap, trust_secret,
+    CtbSelector, Layout, Object, ObjectName, PatchFormat, PatchRequest, TrustSource, WorkloadKind,
+    cluster_trust_bundle, env_var, to_json, to_yaml, trust_configmap, trust_secret,
     wasmcloud_configmap, workload_patch,
 };
 use anchorage_trust::Bundle;
@@ -12,25 +12,6 @@ use anchorage_trust::env::{EnvRequest, JavaStoreType, JavaTrustStore, variables}
 
 use crate::args::{BuildArgs, K8sPatchArgs, ManifestFormat, PatchType};
 use crate::exit::{Code, Failure};
-
-impl From<K8sError> for Failure {
-    fn from(e: K8sError) -> Self {
-        let code = match &e {
-            // The bundle does not fit, or the workload is not what was said: the input is wrong.
-            K8sError::TooLarge { .. }
-            | K8sError::EmptyBundle { .. }
-            | K8sError::NotCa { .. }
-            | K8sError::ContainerNotFound { .. }
-            | K8sError::WrongKind { .. }
-            | K8sError::NoPodSpec { .. } => Code::BadInput,
-            K8sError::Yaml(_) | K8sError::Json(_) | K8sError::Keystore { .. } => Code::Failure,
-            // A name, key, label, path or option Kubernetes would refuse, all from the command
-            // line (`--container App` included): exit 2, as the help says.
-            _ => Code::Usage,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
 
 /// True when `bundle build` was asked for any Kubernetes object.
 pub(crate) fn wanted(args: &BuildArgs) -> bool {

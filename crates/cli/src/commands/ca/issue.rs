@@ -18,6 +18,7 @@ use super::{
     write_dir,
 };
 use crate::args::{CaBackend, CaIssueArgs, OutputFormat, VaultArgs, VaultKeyLocation};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
 use crate::globals::Outbound;
 use crate::render::print_json;
@@ -66,28 +67,23 @@ fn request(args: &CaIssueArgs) -> Result<CertificateRequest, Failure> {
 }
 
 fn issue_failure(e: IssueError) -> Failure {
-    match e {
-        IssueError::Request(_) | IssueError::UnsupportedKeyType { .. } => {
-            Failure::new(Code::Usage, e.to_string())
+    let message = match e {
+        IssueError::CaNotValid { .. } => format!(
+            "{e}: `anchorage ca init --force` makes a new one, `anchorage ca import --force` takes one over"
+        ),
+        IssueError::LifetimeExceedsCa { .. } => {
+            format!("{e} (or leave out --no-clamp to cut the lifetime to the CA's end)")
         }
-        IssueError::CaNotValid { .. } => Failure::new(
-            Code::BadInput,
-            format!(
-                "{e}: `anchorage ca init --force` makes a new one, `anchorage ca import --force` takes one over"
-            ),
-        ),
-        IssueError::LifetimeExceedsCa { .. } => Failure::new(
-            Code::BadInput,
-            format!("{e} (or leave out --no-clamp to cut the lifetime to the CA's end)"),
-        ),
-        IssueError::Refused { .. }
+        IssueError::Request(_)
+        | IssueError::UnsupportedKeyType { .. }
+        | IssueError::Refused { .. }
         | IssueError::NameNotPermitted { .. }
-        | IssueError::PublicSuffixWildcard { .. } => Failure::new(Code::Refused, e.to_string()),
-        IssueError::Backend { .. } | IssueError::Timeout { .. } => {
-            Failure::new(Code::Unreachable, e.to_string())
-        }
-        other => Failure::new(Code::Failure, crate::exit::with_causes(&other)),
-    }
+        | IssueError::PublicSuffixWildcard { .. }
+        | IssueError::Backend { .. }
+        | IssueError::Timeout { .. } => e.to_string(),
+        _ => crate::exit::with_causes(&e),
+    };
+    Failure::new(e.code(), message)
 }
 
 /// The summary of `ca issue` (docs/cli.md). Never holds the key.
@@ -306,15 +302,7 @@ pub(super) fn issue(
 }
 
 fn vault_failure(e: VaultError) -> Failure {
-    let code = match e {
-        VaultError::InvalidAddress { .. }
-        | VaultError::InvalidSetting { .. }
-        | VaultError::InvalidSecret { .. } => Code::Usage,
-        // A --tls-ca-path that is missing, holds no certificate, or holds a key.
-        VaultError::Trust { .. } => Code::BadInput,
-        _ => Code::Failure,
-    };
-    Failure::new(code, crate::exit::with_causes(&e))
+    Failure::new(e.code(), crate::exit::with_causes(&e))
 }
 
 /// The first line of a secret file, wiped when dropped.

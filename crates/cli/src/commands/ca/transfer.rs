@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use super::{Context, FileView, OutFile, check_out_dir, now, output_failure, write_dir};
 use crate::args::{CaExportArgs, CaFormat, CaImportArgs, ManifestFormat, OutputFormat};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::render::print_json;
 
@@ -222,10 +223,7 @@ fn read_input(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
 
 /// An import error, naming the file it came from.
 fn import_failure(file: Option<&str>, e: CaError) -> Failure {
-    let code = match e {
-        CaError::Crypto { .. } => Code::Failure,
-        _ => Code::BadInput,
-    };
+    let code = crate::exit::import_code(&e);
     let message = match file {
         Some(file) => format!("{file}: {}", with_causes(&e)),
         // The library's messages name the files already.
@@ -248,7 +246,7 @@ fn secret_failure(file: &str, e: &CaSecretError, secret: Option<&CaSecret>) -> F
             None => {}
         }
     }
-    Failure::new(Code::BadInput, message)
+    Failure::new(e.code(), message)
 }
 
 /// Builds the CA from the files of `ca import`.

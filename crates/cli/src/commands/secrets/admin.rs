@@ -18,6 +18,7 @@ use super::context::{
     NEW_ENCRYPTION_ENV, Stores, key_failure, keyring, open, seed_source, store_failure,
 };
 use crate::args::OutputFormat;
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
 use crate::render::print_json;
@@ -37,12 +38,13 @@ fn fail(e: &StoreFailure) -> Failure {
 /// The exit code and message of an operation the shared executor refused; store failures as
 /// everywhere else in `secrets`.
 fn op_failure(e: OperationError) -> Failure {
+    let code = e.code();
     match e {
-        OperationError::InvalidArgument(m) => Failure::new(Code::BadInput, m),
-        OperationError::NotFound(m) => Failure::new(Code::NotFound, m),
-        OperationError::Unsupported(m) => Failure::new(Code::Usage, m),
+        OperationError::InvalidArgument(m)
+        | OperationError::NotFound(m)
+        | OperationError::Unsupported(m) => Failure::new(code, m),
         OperationError::Store(e) => fail(&e),
-        other => Failure::new(Code::Store, with_causes(&other)),
+        other => Failure::new(code, with_causes(&other)),
     }
 }
 

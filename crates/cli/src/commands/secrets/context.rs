@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::args::{NatsArgs, OpenBaoArgs, StoreArgs, StoreKind};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
 
@@ -55,11 +56,7 @@ pub(crate) fn seed_source(file: Option<&Path>, vars: &[&str]) -> Option<SeedSour
 }
 
 pub(crate) fn key_failure(e: &KeyError) -> Failure {
-    let code = match e {
-        KeyError::MissingEnv { .. } => Code::Usage,
-        _ => Code::BadInput,
-    };
-    Failure::new(code, with_causes(e))
+    Failure::new(e.code(), with_causes(e))
 }
 
 /// The encryption keyring: the current key, and the previous one if configured.
@@ -169,27 +166,11 @@ pub(crate) fn nats_config(args: &NatsArgs, outbound: &Outbound) -> Result<NatsCo
 }
 
 pub(crate) fn connect_failure(e: &ConnectError) -> Failure {
-    let code = match e {
-        ConnectError::CredsFile { .. } => Code::BadInput,
-        ConnectError::NoServer => Code::Usage,
-        _ if e.is_auth() => Code::AuthFailed,
-        _ => Code::Unreachable,
-    };
-    Failure::new(code, with_causes(e))
+    Failure::new(e.code(), with_causes(e))
 }
 
 pub(crate) fn store_failure(e: &StoreFailure) -> Failure {
-    let code = match e {
-        StoreFailure::InvalidName { .. } => Code::BadInput,
-        StoreFailure::Contended { .. } => Code::Conflict,
-        StoreFailure::AuthFailed { .. } => Code::AuthFailed,
-        StoreFailure::Unsupported { .. } => Code::Usage,
-        StoreFailure::Backend {
-            store: "openbao", ..
-        } => Code::Unreachable,
-        _ => Code::Store,
-    };
-    Failure::new(code, with_causes(e))
+    Failure::new(e.code(), with_causes(e))
 }
 
 fn data_dir(args: &StoreArgs) -> Result<PathBuf, Failure> {
@@ -223,7 +204,7 @@ fn open_embedded(args: &StoreArgs, create: bool) -> Result<EmbeddedStore, Failur
                 "; the embedded store is opened by one process at a time: is `anchorage secrets serve` running on it? Then administer it through that server: add --admin-seed-file FILE (an admin seed from `anchorage secrets keygen --kind admin`, allowed with `serve --admin-key`) and the command goes over NATS as a signed admin request; or use --store jetstream",
             );
         }
-        Failure::new(Code::Store, message)
+        Failure::new(e.code(), message)
     })
 }
 

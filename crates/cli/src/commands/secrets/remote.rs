@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use super::args::{RemoteArgs, SecretsCommand};
 use super::context::{connect_failure, nats_config, read_line_file};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
 use crate::render::print_json;
@@ -40,21 +41,7 @@ pub(crate) fn admin_seed(remote: &RemoteArgs) -> Result<Option<(SecretString, St
 }
 
 fn call_failure(e: &AdminCallError) -> Failure {
-    let code = match e {
-        AdminCallError::NoResponders { .. }
-        | AdminCallError::Timeout { .. }
-        | AdminCallError::Nats { .. } => Code::Unreachable,
-        AdminCallError::Refused(refused) => match refused {
-            e if e.refuses_identity() => Code::AuthFailed,
-            AdminError::NotFound(_) => Code::NotFound,
-            AdminError::Conflict(_) => Code::Conflict,
-            AdminError::InvalidArgument(_) => Code::BadInput,
-            AdminError::Unsupported(_) => Code::Usage,
-            AdminError::Store(_) => Code::Store,
-            _ => Code::Failure,
-        },
-        AdminCallError::Malformed(_) | AdminCallError::Sign(_) => Code::Failure,
-    };
+    let code = e.code();
     let message = match e {
         // The server's words as they are: they name the secret or the key refused.
         AdminCallError::Refused(
