@@ -1,5 +1,5 @@
-//! The second of the CLI's two stages (as ripgrep's): the global options, parsed by clap,
-//! resolved once into [`Globals`], the one value every command receives.
+//! The second of the CLI's two stages (as ripgrep's): the global options, parsed by clap in
+//! [`crate::cli`], resolved once into [`Globals`], the one value every command receives.
 //!
 //! This is the only place that reads `--tls-ca-path`, picks the rustls crypto provider, sets
 //! `-q/--quiet` and `-v` (the tracing filter) and decides whether stdout carries JSON.
@@ -12,6 +12,26 @@ use anchorage_trust::tls::TrustConfig;
 use rustls::crypto::CryptoProvider;
 
 use crate::exit::{Code, Failure, with_causes};
+
+/// A command: its arguments as clap parsed them, and how it runs with the resolved [`Globals`].
+/// Every command's arguments type implements it, beside the command; [`crate::cli::Command`]
+/// lists them.
+pub(crate) trait Run {
+    /// `--output json` (or `env --format json`) was asked for: stdout carries exactly one JSON
+    /// document, a failure's too.
+    fn json(&self) -> bool {
+        false
+    }
+
+    /// The command may make outbound TLS connections (so `--tls-ca-path` applies to it).
+    fn connects_out(&self) -> bool {
+        false
+    }
+
+    /// Runs the command: the exit code of a success (warnings, if any, were printed), or the
+    /// failure (`main` prints it, on stdout too as a JSON document under `--output json`).
+    fn run(self, globals: &Globals) -> Result<Code, Failure>;
+}
 
 /// The global options as typed, handed over by the parser (nothing read yet).
 pub(crate) struct GlobalArgs {
@@ -88,11 +108,6 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    /// The `--tls-ca-path` list (empty without the option).
-    pub(crate) fn tls_ca_paths(&self) -> &[PathBuf] {
-        &self.tls_ca_paths
-    }
-
     /// Whether `--tls-ca-path` was given.
     pub(crate) fn has_tls_ca_paths(&self) -> bool {
         !self.tls_ca_paths.is_empty()
@@ -101,9 +116,15 @@ impl Outbound {
     /// The trust with the defaults of wasmCloud's HTTP client: the OS store and Mozilla's
     /// roots, plus `--tls-ca-path`.
     pub(crate) fn trust(&self) -> TrustConfig {
+        self.over(TrustConfig::default())
+    }
+
+    /// `base` (the stores a command chose, e.g. `doctor --bundle`), plus `--tls-ca-path`: the
+    /// one place the option becomes trust.
+    pub(crate) fn over(&self, base: TrustConfig) -> TrustConfig {
         TrustConfig {
             extra_ca_paths: self.tls_ca_paths.clone(),
-            ..TrustConfig::default()
+            ..base
         }
     }
 

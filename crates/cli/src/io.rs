@@ -387,6 +387,33 @@ pub(crate) fn version_json(version: &str) -> serde_json::Value {
         .map_or_else(|_| version.into(), serde_json::Value::from)
 }
 
+/// Reads the certificate file or directory an option names (`--bundle`, `--extra`, `--ca`) into a
+/// bundle, with the default policy. Errors name the option: a key is exit 4 even when nothing
+/// else loaded, and "no usable certificates" gives the first problem, which says more.
+pub(crate) fn read_option_bundle(
+    path: &Path,
+    option: &str,
+) -> Result<anchorage_trust::Bundle, Failure> {
+    check_input(option, path)?;
+    let source = self::source(option, path)?;
+    let loaded = anchorage_trust::load(&[source], &anchorage_trust::LoadOptions::default());
+    let first_problem = loaded.problems.first().map(ToString::to_string);
+    // The policy first: a private key is refused (exit 4) even when nothing else loaded.
+    let (bundle, _report) = anchorage_trust::Policy::default()
+        .apply(loaded)
+        .map_err(|e| {
+            let no_certificates = matches!(e, anchorage_trust::TrustError::NoCertificates { .. });
+            let mut f = Failure::from(e);
+            f.message = match (&first_problem, no_certificates) {
+                // The problem names the file already; it says more than "no usable certificates".
+                (Some(problem), true) => format!("{option}: {problem}"),
+                _ => format!("{option} {}: {}", display(path), f.message),
+            };
+            f
+        })?;
+    Ok(bundle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

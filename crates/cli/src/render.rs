@@ -166,3 +166,26 @@ pub(crate) fn print_failure_json(failure: &crate::exit::Failure) {
 pub(crate) fn print_json<T: Serialize>(value: &T) {
     crate::io::print_json(value);
 }
+
+/// A name constraints extension in one line: `permitted DNS:cluster.local; excluded IP:…`.
+pub(crate) fn constraints_text(nc: &anchorage_x509::NameConstraints) -> String {
+    let list = |subtrees: &[anchorage_x509::NameSubtree]| {
+        subtrees
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !nc.permitted.is_empty() {
+        parts.push(format!("permitted {}", list(&nc.permitted)));
+    }
+    if !nc.excluded.is_empty() {
+        parts.push(format!("excluded {}", list(&nc.excluded)));
+    }
+    format!(
+        "{}{}",
+        parts.join("; "),
+        if nc.critical { "" } else { " (not critical)" }
+    )
+}

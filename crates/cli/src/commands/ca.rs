@@ -11,6 +11,7 @@
 //! reach an error message: the library's errors carry no key material, and Secret manifests are
 //! walked here with messages of our own.
 
+mod args;
 mod issue;
 mod transfer;
 
@@ -27,18 +28,43 @@ use secrecy::SecretString;
 use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use crate::args::{CaAction, CaCommand, CaInitArgs, CaShowArgs, OutputFormat};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
-use crate::globals::Globals;
+use crate::globals::{Globals, Run};
+use crate::options::OutputFormat;
 use crate::render::print_json;
+use args::{CaAction, CaInitArgs, CaShowArgs};
+
+pub(crate) use args::CaCommand;
 
 /// The environment variable holding the CA key's passphrase (after `--passphrase-file`).
 pub(crate) const PASSPHRASE_ENV: &str = "ANCHORAGE_CA_PASSPHRASE";
 
 /// `anchorage ca …`. With `--output json`, `main` prints a failure's `{ "schema", "error",
 /// "exit_code" }` on stdout (the message goes to stderr too).
-pub(crate) fn run(cmd: CaCommand, globals: &Globals) -> Result<Code, Failure> {
+impl Run for CaCommand {
+    fn json(&self) -> bool {
+        let output = match &self.action {
+            CaAction::Init(a) => a.output,
+            CaAction::Issue(a) => a.output,
+            CaAction::Show(a) => a.output,
+            CaAction::Export(a) => a.output,
+            CaAction::Import(a) => a.output,
+        };
+        output == OutputFormat::Json
+    }
+
+    /// `ca issue --backend vault` connects to OpenBao.
+    fn connects_out(&self) -> bool {
+        matches!(self.action, CaAction::Issue(_))
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        run(self, globals)
+    }
+}
+
+fn run(cmd: CaCommand, globals: &Globals) -> Result<Code, Failure> {
     let CaCommand {
         data_dir,
         passphrase_file,
@@ -638,7 +664,7 @@ impl CaView {
             );
             outln!("  key:        {}", c.key);
             if let Some(nc) = &c.name_constraints {
-                outln!("  names:      {}", constraints_text(nc));
+                outln!("  names:      {}", crate::render::constraints_text(nc));
             }
         };
         cert("root:", &self.root);
@@ -790,29 +816,6 @@ fn show(ctx: &Context, args: &CaShowArgs) -> Result<Code, Failure> {
         OutputFormat::Text => view.print_text(None),
     }
     Ok(Code::Ok)
-}
-
-/// A name constraints extension in one line: `permitted DNS:cluster.local; excluded IP:…`.
-pub(crate) fn constraints_text(nc: &NameConstraints) -> String {
-    let list = |subtrees: &[NameSubtree]| {
-        subtrees
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut parts = Vec::new();
-    if !nc.permitted.is_empty() {
-        parts.push(format!("permitted {}", list(&nc.permitted)));
-    }
-    if !nc.excluded.is_empty() {
-        parts.push(format!("excluded {}", list(&nc.excluded)));
-    }
-    format!(
-        "{}{}",
-        parts.join("; "),
-        if nc.critical { "" } else { " (not critical)" }
-    )
 }
 
 #[cfg(test)]

@@ -18,10 +18,10 @@ use anchorage_trust::{Policy, Source, TrustError, load};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::args::{OutputFormat, ReadArgs};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
-use crate::globals::{Globals, Outbound};
+use crate::globals::{Globals, Outbound, Run};
+use crate::options::{OutputFormat, ReadArgs};
 use crate::render::{print_json, warn_all};
 
 /// `anchorage image …`.
@@ -143,8 +143,22 @@ impl ImageCommand {
     }
 }
 
+impl Run for ImageCommand {
+    fn json(&self) -> bool {
+        self.json_output()
+    }
+
+    fn connects_out(&self) -> bool {
+        true
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        run(self, globals)
+    }
+}
+
 /// Runs `anchorage image …`.
-pub(crate) fn run(cmd: ImageCommand, globals: &Globals) -> Result<Code, Failure> {
+fn run(cmd: ImageCommand, globals: &Globals) -> Result<Code, Failure> {
     match cmd {
         // With --output json, `main` prints a failure's document.
         ImageCommand::Inject(args) => inject_cmd(&args, &globals.outbound),

@@ -1,11 +1,14 @@
 //! `anchorage bundle inspect`.
 
+use std::path::PathBuf;
+
 use anchorage_trust::{Policy, TrustError, load};
+use clap::Args;
 use serde::Serialize;
 
-use crate::args::{InspectArgs, OutputFormat};
 use crate::exit::{Code, Failure};
 use crate::globals::Globals;
+use crate::options::{OutputFormat, ReadArgs};
 use crate::render::{CertificateView, ProblemView, findings_for, print_json};
 
 #[derive(Serialize)]
@@ -131,10 +134,7 @@ fn print_text(inspection: &Inspection) {
         };
         outln!("kind:         {kind}; key {}", c.key);
         if let Some(nc) = &c.name_constraints {
-            outln!(
-                "names:        {}",
-                crate::commands::ca::constraints_text(nc)
-            );
+            outln!("names:        {}", crate::render::constraints_text(nc));
         }
         for origin in &c.origins {
             outln!("found in:     {origin}");
@@ -152,4 +152,17 @@ fn print_text(inspection: &Inspection) {
         crate::render::plural(inspection.problems.len(), "problem"),
         inspection.path
     );
+}
+
+// The command line of this command.
+
+#[derive(Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// A certificate file, bundle, directory or Kubernetes manifest; - for standard input.
+    pub(crate) path: PathBuf,
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
 }

@@ -20,11 +20,25 @@ mod serve;
 pub(crate) use args::SecretsCommand;
 
 use crate::exit::{Code, Failure};
-use crate::globals::Globals;
+use crate::globals::{Globals, Run};
 
 /// Runs `anchorage secrets …`. With `--output json`, `main` prints a failure's
 /// `{ "schema", "error", "exit_code" }` on stdout.
-pub(crate) fn run(cmd: SecretsCommand, globals: &Globals) -> Result<Code, Failure> {
+impl Run for SecretsCommand {
+    fn json(&self) -> bool {
+        self.json_output()
+    }
+
+    fn connects_out(&self) -> bool {
+        true
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        run(self, globals)
+    }
+}
+
+fn run(cmd: SecretsCommand, globals: &Globals) -> Result<Code, Failure> {
     // Every subcommand holds a seed, a value or a key: no core dumps, no same-user
     // inspection, before any is read.
     let result = crate::harden::harden()

@@ -12,9 +12,10 @@ use anchorage_x509::Certificate;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::args::OutputFormat;
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Run};
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 /// `anchorage trust …`.
@@ -125,7 +126,19 @@ struct Target {
     changes: Vec<String>,
 }
 
-pub(crate) fn run(cmd: TrustCommand) -> Result<Code, Failure> {
+impl Run for TrustCommand {
+    fn json(&self) -> bool {
+        match self {
+            TrustCommand::Install(a) | TrustCommand::Uninstall(a) => a.output == OutputFormat::Json,
+        }
+    }
+
+    fn run(self, _: &Globals) -> Result<Code, Failure> {
+        run(self)
+    }
+}
+
+fn run(cmd: TrustCommand) -> Result<Code, Failure> {
     let (args, direction) = match cmd {
         TrustCommand::Install(a) => (a, Direction::Install),
         TrustCommand::Uninstall(a) => (a, Direction::Uninstall),
@@ -229,7 +242,7 @@ pub(crate) fn run(cmd: TrustCommand) -> Result<Code, Failure> {
 fn read_cas(args: &TrustArgs) -> Result<Vec<Certificate>, Failure> {
     let mut certs: Vec<Certificate> = Vec::new();
     for path in &args.cas {
-        let bundle = super::read_option_bundle(path, "CA")?;
+        let bundle = crate::io::read_option_bundle(path, "CA")?;
         for cert in bundle.certificates() {
             if !cert.is_ca() {
                 return Err(Failure::new(

@@ -13,14 +13,15 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::args::{CaBackend, CaIssueArgs, VaultArgs, VaultKeyLocation};
 use super::{
     Context, FileView, OutFile, check_out_dir, human_seconds, now, parse_duration, parse_key_type,
     write_dir,
 };
-use crate::args::{CaBackend, CaIssueArgs, OutputFormat, VaultArgs, VaultKeyLocation};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
 use crate::globals::Outbound;
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 /// The files `ca issue` writes, in this order; key.pem is 0600.

@@ -17,10 +17,11 @@ use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::args::{CaExportArgs, CaFormat, CaImportArgs};
 use super::{Context, FileView, OutFile, check_out_dir, now, output_failure, write_dir};
-use crate::args::{CaExportArgs, CaFormat, CaImportArgs, ManifestFormat, OutputFormat};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::options::{ManifestFormat, OutputFormat};
 use crate::render::print_json;
 
 /// The files `export --format pem` may write.

@@ -9,18 +9,18 @@ use anchorage_secrets_server::{
     EncryptionKey, Executor, Keyring, Operation, OperationError, Outcome, StoreFailure,
 };
 use base64::Engine as _;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde_json::json;
-use zeroize::Zeroizing;
 
-use super::args::{GetArgs, PutArgs, RotateArgs, SecretsCommand, StoreKind};
+use super::args::{GetArgs, RotateArgs, SecretsCommand, StoreKind};
 use super::context::{
-    NEW_ENCRYPTION_ENV, Stores, key_failure, keyring, open, seed_source, store_failure,
+    NEW_ENCRYPTION_ENV, Stores, key_failure, keyring, open, read_value, seed_source, store_failure,
+    warn_missing_secrets,
 };
-use crate::args::OutputFormat;
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 pub(crate) fn run(cmd: SecretsCommand, outbound: &Outbound) -> Result<Code, Failure> {
@@ -191,45 +191,6 @@ fn unexpected() -> Failure {
         Code::Failure,
         "the secrets executor answered another operation (a bug)",
     )
-}
-
-/// Warns about each mapped secret the values store does not hold (yet), as the executor
-/// found them (in-process, or in the admin reply): the mapping is kept (a secret may be put
-/// later), but a typo would otherwise only show as a host's "not found".
-pub(crate) fn warn_missing_secrets(entity: &str, store: &str, missing: &[String]) {
-    for name in missing {
-        warnln!(
-            "no secret {name:?} in the {store} store (yet): {entity} may read it once it is put (`anchorage secrets put {name} ...`); check the name"
-        );
-    }
-}
-
-pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
-    let bad = |m: String| Failure::new(Code::BadInput, m);
-    let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &a.value_env {
-        let v = std::env::var_os(var)
-            .ok_or_else(|| bad(format!("environment variable {var} is not set")))?;
-        Zeroizing::new(v.into_encoded_bytes())
-    } else if let Some(path) = &a.value_file {
-        // `--value-file -` is standard input, as `--value-stdin`.
-        crate::io::read_input("--value-file", path)?
-    } else if a.value_stdin {
-        crate::io::read_stdin("--value-stdin")?
-    } else if let Some(v) = &a.value {
-        Zeroizing::new(v.as_bytes().to_vec())
-    } else {
-        return Err(Failure::new(
-            Code::Usage,
-            "give the value with --value-env, --value-file, --value-stdin or --value",
-        ));
-    };
-    if a.binary {
-        return Ok(SecretValue::Binary(Box::<[u8]>::from(&bytes[..]).into()));
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        bad("the value is not UTF-8 text: add --binary to store it as bytes".to_owned())
-    })?;
-    Ok(SecretValue::String(SecretString::from(text.to_owned())))
 }
 
 async fn get(a: &GetArgs, outbound: &Outbound) -> Result<Code, Failure> {

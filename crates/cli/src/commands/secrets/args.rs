@@ -6,8 +6,11 @@ use anchorage_secrets::DEFAULT_PREFIX;
 use anchorage_secrets_server::DEFAULT_BACKEND;
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::args::OutputFormat;
 use crate::exit::Code;
+use crate::options::OutputFormat;
+
+/// The variable holding the admin seed when `--admin-seed-file` is not given.
+pub(crate) const ADMIN_SEED_ENV: &str = "ANCHORAGE_SECRETS_ADMIN_SEED";
 
 /// The stores and over-NATS help, appended to every store command's `--help` and `-h` (a
 /// flattened `after_long_help` would hide the examples from `--help`).
@@ -879,7 +882,7 @@ impl SecretsCommand {
         let over_nats = matches!(self, SecretsCommand::Serve(_))
             || store.store == StoreKind::Jetstream
             || self.remote().is_some_and(|r| r.admin_seed_file.is_some())
-            || std::env::var_os(super::remote::ADMIN_SEED_ENV).is_some();
+            || std::env::var_os(ADMIN_SEED_ENV).is_some();
         if !over_nats && let Some((option, _)) = nats_given.iter().find(|(_, set)| *set) {
             return Err(usage(format!(
                 "{option} needs NATS: --store jetstream, `secrets serve`, or an admin seed (--admin-seed-file) to administer over NATS"

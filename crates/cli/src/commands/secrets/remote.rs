@@ -13,15 +13,12 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::args::{RemoteArgs, SecretsCommand};
+use super::args::{ADMIN_SEED_ENV, RemoteArgs, SecretsCommand};
 use super::context::{connect_failure, nats_config, read_line_file};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
 use crate::render::print_json;
-
-/// The variable holding the admin seed when `--admin-seed-file` is not given.
-pub(crate) const ADMIN_SEED_ENV: &str = "ANCHORAGE_SECRETS_ADMIN_SEED";
 
 /// The admin seed, when the command is to go over NATS.
 pub(crate) fn admin_seed(remote: &RemoteArgs) -> Result<Option<(SecretString, String)>, Failure> {
@@ -71,7 +68,7 @@ pub(crate) async fn run(
     let op = match cmd {
         SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => return Ok(Code::Usage),
         SecretsCommand::Put(a) => {
-            let value = super::admin::read_value(a)?;
+            let value = super::context::read_value(a)?;
             claims.key = Some(a.name.clone());
             claims.binary = a.binary;
             request.value = Some(Zeroizing::new(match &value {
@@ -204,7 +201,7 @@ fn render(cmd: &SecretsCommand, result: &[u8]) -> Result<Code, Failure> {
                 store: String,
             }
             let r: Mapping = parse(result)?;
-            super::admin::warn_missing_secrets(&r.entity, &r.store, &r.missing);
+            super::context::warn_missing_secrets(&r.entity, &r.store, &r.missing);
             if json_out {
                 print_json(&json!({ "entity": r.entity, "secrets": r.secrets }));
             } else if r.secrets.is_empty() {
