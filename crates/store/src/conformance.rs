@@ -68,6 +68,27 @@ pub async fn exercise(store: &dyn Store) {
         Err(StoreError::Conflict { current: None, .. }) => {}
         other => panic!("update of an absent key: {other:?}"),
     }
+    // No key has revision 0 (JetStream reads an expected 0 as "absent": not a create here).
+    match store.update("nope", b"x".to_vec(), 0).await {
+        Err(StoreError::Conflict {
+            expected: Some(0),
+            current: None,
+            ..
+        }) => {}
+        other => panic!("update expecting revision 0: {other:?}"),
+    }
+    assert_eq!(store.get("nope").await.unwrap(), None, "update(0) created");
+    match store.update("a.b", b"x".to_vec(), 0).await {
+        Err(StoreError::Conflict { current, .. }) => assert_eq!(current, Some(r2)),
+        other => panic!("update expecting revision 0: {other:?}"),
+    }
+    assert!(
+        store
+            .delete("nope", Some(0))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
 
     // put is unconditional and advances the revision.
     let r3 = store.put("a.b", b"four".to_vec()).await.unwrap();

@@ -44,6 +44,6 @@ pub mod conformance;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
-pub use key::validate_key;
+pub use key::{validate_key, validate_prefix};
 pub use memory::MemoryStore;
 pub use store::{Entry, Store, WAIT_POLL_INTERVAL};
