@@ -40,6 +40,7 @@
 
 mod config;
 mod store;
+mod watch;
 
 pub use config::{
     AUTO_REPLICAS, BucketReport, DEFAULT_BUCKET, DEFAULT_HISTORY, DEFAULT_TIMEOUT,

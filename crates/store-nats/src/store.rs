@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anchorage_store::{Entry, Store, StoreError, validate_key, validate_prefix};
@@ -20,6 +21,7 @@ use crate::config::{
     AUTO_REPLICAS, BucketReport, JetStreamStoreConfig, ReplicaChoice, SERIALIZABLE_CAS_SINCE,
     parse_server_version, placement_refused,
 };
+use crate::watch::{WatchState, Watches};
 
 const KV_OPERATION: &str = "KV-Operation";
 /// Compare-and-swap rounds a `create` makes over a deleted key before reporting a conflict.
@@ -38,7 +40,8 @@ const CREATE_ATTEMPTS: usize = 5;
 /// - `keys` reads the last message of every key (headers only) and leaves out deleted ones.
 /// - `get` is a direct get (any replica answers, one behind after a restart may answer an older
 ///   value) unless [`JetStreamStoreConfig::consistent_reads`], which reads through the leader.
-/// - `wait_for_change` is a KV watch of the key (an ordered consumer from its last value).
+/// - `wait_for_change` is a KV watch of the key (an ordered consumer from its last value),
+///   one per key shared by all the store's waiters.
 ///
 /// Every call waits at most [`JetStreamStoreConfig::timeout`], then fails with
 /// [`StoreError::Timeout`] naming the bucket, the key and what to check. Values are never
@@ -54,6 +57,8 @@ pub struct JetStreamStore {
     leader_reads: bool,
     replicas: ReplicaChoice,
     report: BucketReport,
+    /// Key watches shared by every waiter of this store and its clones.
+    watches: Arc<Watches>,
 }
 
 impl std::fmt::Debug for JetStreamStore {
@@ -73,7 +78,7 @@ struct Last {
     value: Bytes,
 }
 
-fn is_put(headers: Option<&HeaderMap>) -> bool {
+pub(crate) fn is_put(headers: Option<&HeaderMap>) -> bool {
     // No KV-Operation header is a plain put; DEL and PURGE are deletions.
     headers
         .and_then(|h| h.get(KV_OPERATION))
@@ -222,6 +227,7 @@ impl JetStreamStore {
             consistent_reads: config.consistent_reads,
             replicas,
             report,
+            watches: Arc::default(),
         })
     }
 
@@ -243,6 +249,12 @@ impl JetStreamStore {
     /// The bucket's stream (`KV_<bucket>`).
     pub fn stream_name(&self) -> &str {
         &self.kv.stream_name
+    }
+
+    /// How many keys `wait_for_change` watches now (one consumer each, whatever the number
+    /// of waiters).
+    pub fn watched_keys(&self) -> usize {
+        self.watches.len()
     }
 
     fn subject(&self, key: &str) -> String {
@@ -529,9 +541,11 @@ impl Store for JetStreamStore {
             .collect())
     }
 
-    /// A watch of the key: an ordered consumer from its last message (created through the
+    /// A shared watch of the key ([`crate::watch`]): one ordered consumer per key for all
+    /// waiters of this store (and its clones), from the key's last message (made through the
     /// stream leader, so never behind a write acknowledged before the call), then every new
-    /// one. A consumer that fails mid-way (a leader change) is made again until the timeout.
+    /// one. A watch whose consumer cannot be made within the per-call timeout fails the
+    /// waiters with [`StoreError::Backend`].
     async fn wait_for_change(
         &self,
         key: &str,
@@ -540,58 +554,32 @@ impl Store for JetStreamStore {
     ) -> Result<Option<Entry>, StoreError> {
         validate_key(key)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        let subject = self.subject(key);
+        let watch = self
+            .watches
+            .watch(&self.kv, &self.client, self.subject(key), self.timeout);
+        let mut state = watch.subscribe();
         loop {
-            let watching = async {
-                let consumer = self
-                    .kv
-                    .stream
-                    .create_consumer(push::OrderedConfig {
-                        deliver_subject: self.client.new_inbox(),
-                        description: Some("anchorage wait for change".to_owned()),
-                        filter_subject: subject.clone(),
-                        replay_policy: ReplayPolicy::Instant,
-                        deliver_policy: DeliverPolicy::LastPerSubject,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| self.backend("watch", Some(key), e))?;
-                consumer
-                    .messages()
-                    .await
-                    .map_err(|e| self.backend("watch", Some(key), e))
-            };
-            let setup = tokio::time::timeout_at(
-                deadline,
-                self.bounded("watch", Some(key), false, watching),
-            );
-            let mut messages = match setup.await {
+            match &*state.borrow_and_update() {
+                WatchState::Live(Some(seen)) if seen.put && seen.revision > after_revision => {
+                    return Ok(Some(Entry {
+                        key: key.to_owned(),
+                        value: seen.value.to_vec(),
+                        revision: seen.revision,
+                    }));
+                }
+                WatchState::Failed(reason) => {
+                    return Err(self.backend("watch", Some(key), reason.clone()));
+                }
+                _ => {}
+            }
+            match tokio::time::timeout_at(deadline, state.changed()).await {
+                Ok(Ok(())) => {}
                 Err(_) => return Ok(None),
-                Ok(made) => made??,
-            };
-            loop {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Err(_) => return Ok(None),
-                    Ok(Some(Ok(message))) => {
-                        let Ok(info) = message.info() else { continue };
-                        if info.stream_sequence > after_revision && is_put(message.headers.as_ref())
-                        {
-                            return Ok(Some(Entry {
-                                key: key.to_owned(),
-                                value: message.payload.to_vec(),
-                                revision: info.stream_sequence,
-                            }));
-                        }
-                    }
-                    Ok(Some(Err(e))) => {
-                        tracing::debug!(bucket = %self.bucket, key, error = %e, "watch failed; watching again");
-                        break;
-                    }
-                    Ok(None) => break,
+                // The watch task ended (it runs until `watch` drops, so only by a panic).
+                Ok(Err(_)) => {
+                    return Err(self.backend("watch", Some(key), "the watch task stopped"));
                 }
             }
-            let pause = tokio::time::Instant::now() + Duration::from_millis(100);
-            tokio::time::sleep_until(pause.min(deadline)).await;
         }
     }
 }

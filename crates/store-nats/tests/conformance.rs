@@ -180,3 +180,44 @@ async fn calls_fail_fast_with_the_bucket_and_key_when_the_server_is_gone() {
     }
     assert!(!format!("{store:?}").contains("hunter2"));
 }
+
+/// Fifty long polls on one key (a trust bundle's) hold one consumer, not fifty, and one write
+/// answers them all; the consumer goes with the last waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_one_key_share_one_consumer() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let config = JetStreamStoreConfig::new("shared");
+    let waiter = open(&server, &config).await;
+    let writer = open(&server, &config).await;
+    let r1 = writer.put("bundle", b"v1".to_vec()).await.unwrap();
+    let waiters: Vec<_> = (0..50)
+        .map(|_| {
+            let store = waiter.clone();
+            tokio::spawn(async move {
+                store
+                    .wait_for_change("bundle", r1, Duration::from_secs(20))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(waiter.watched_keys(), 1);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream("KV_shared")
+        .await
+        .unwrap();
+    let consumers = stream.info().await.unwrap().state.consumer_count;
+    assert_eq!(consumers, 1, "one consumer for fifty waiters");
+
+    let t = Instant::now();
+    let r2 = writer.put("bundle", b"v2".to_vec()).await.unwrap();
+    for waiting in waiters {
+        let entry = waiting.await.unwrap().unwrap().expect("woken by the write");
+        assert_eq!((entry.revision, entry.value.as_slice()), (r2, &b"v2"[..]));
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(waiter.watched_keys(), 0, "the watch outlived its waiters");
+}
