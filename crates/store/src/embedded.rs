@@ -153,14 +153,6 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    /// Announces a write's revision to [`Store::wait_for_change`] waiters.
-    fn announce(&self, written: Result<u64, StoreError>) -> Result<u64, StoreError> {
-        if let Ok(revision) = &written {
-            self.inner.changes.send_replace(*revision);
-        }
-        written
-    }
-
     /// Runs `f` on the blocking pool when inside a Tokio runtime, else inline.
     async fn run<T, F>(&self, action: &'static str, f: F) -> Result<T, StoreError>
     where
@@ -302,6 +294,7 @@ impl Store for EmbeddedStore {
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
+        let announced = key;
         let key = key.to_owned();
         let mut value = value;
         let written = self
@@ -312,12 +305,14 @@ impl Store for EmbeddedStore {
                 value.zeroize();
                 written
             })
-            .await;
-        self.announce(written)
+            .await?;
+        self.inner.changes.announce(announced, written);
+        Ok(written)
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
+        let announced = key;
         let key = key.to_owned();
         let mut value = value;
         let written = self
@@ -335,8 +330,9 @@ impl Store for EmbeddedStore {
                 value.zeroize();
                 written
             })
-            .await;
-        self.announce(written)
+            .await?;
+        self.inner.changes.announce(announced, written);
+        Ok(written)
     }
 
     async fn update(
@@ -346,6 +342,7 @@ impl Store for EmbeddedStore {
         expected_revision: u64,
     ) -> Result<u64, StoreError> {
         validate_key(key)?;
+        let announced = key;
         let key = key.to_owned();
         let mut value = value;
         let written = self
@@ -365,8 +362,9 @@ impl Store for EmbeddedStore {
                 value.zeroize();
                 written
             })
-            .await;
-        self.announce(written)
+            .await?;
+        self.inner.changes.announce(announced, written);
+        Ok(written)
     }
 
     async fn delete(&self, key: &str, expected_revision: Option<u64>) -> Result<(), StoreError> {

@@ -83,7 +83,7 @@ impl Store for MemoryStore {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
         let revision = self.state().write(key, value);
-        self.changes.send_replace(revision);
+        self.changes.announce(key, revision);
         Ok(revision)
     }
 
@@ -101,7 +101,7 @@ impl Store for MemoryStore {
             }
         };
         drop(state);
-        self.changes.send_replace(written);
+        self.changes.announce(key, written);
         Ok(written)
     }
 
@@ -124,7 +124,7 @@ impl Store for MemoryStore {
             }
         };
         drop(state);
-        self.changes.send_replace(written);
+        self.changes.announce(key, written);
         Ok(written)
     }
 
@@ -179,6 +179,36 @@ mod tests {
     async fn wait_for_change() {
         let store = MemoryStore::new();
         crate::conformance::wait_for_change(&store, &store).await;
+    }
+
+    /// Waiters listen to their key only: a write elsewhere wakes none of them, and a key's
+    /// channel goes with its last waiter.
+    #[tokio::test]
+    async fn waiters_listen_to_their_key_only() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let r = store.put("bundle", b"v1".to_vec()).await.unwrap();
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    store
+                        .wait_for_change("bundle", r, Duration::from_secs(20))
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.changes.watched(), 1);
+        // Another key's write is announced to no one.
+        let before = store.changes.last_announced("bundle");
+        store.put("acks.a", b"x".to_vec()).await.unwrap();
+        assert_eq!(store.changes.last_announced("bundle"), before);
+        assert_eq!(store.changes.last_announced("acks.a"), None);
+        let r2 = store.put("bundle", b"v2".to_vec()).await.unwrap();
+        for w in waiters {
+            assert_eq!(w.await.unwrap().unwrap().unwrap().revision, r2);
+        }
+        assert_eq!(store.changes.watched(), 0);
     }
 
     #[test]

@@ -83,10 +83,11 @@ pub trait Store: Send + Sync {
     /// returns at once. A delete does not wake the waiter: it waits for the next value.
     ///
     /// Writes through any handle or instance on the same data wake the waiter. The default
-    /// reads the key every [`WAIT_POLL_INTERVAL`] (needs a Tokio runtime with its timer);
-    /// [`crate::MemoryStore`] and [`crate::EmbeddedStore`] are woken by their own writes, a
-    /// JetStream store by a KV watch. The returned entry is the newest the store saw, which may
-    /// skip intermediate revisions.
+    /// reads the key every [`WAIT_POLL_INTERVAL`]; [`crate::MemoryStore`] and
+    /// [`crate::EmbeddedStore`] are woken by their own writes to that key, a JetStream store
+    /// by a KV watch. Every implementation here needs a Tokio runtime with its timer for this
+    /// call. The returned entry is the newest the store saw, which may skip intermediate
+    /// revisions.
     async fn wait_for_change(
         &self,
         key: &str,
