@@ -50,12 +50,20 @@ async fn client(urls: &[String], first: usize) -> async_nats::Client {
             .filter(|(i, _)| *i != first)
             .map(|(_, u)| u.clone()),
     );
-    async_nats::ConnectOptions::new()
+    let client = async_nats::ConnectOptions::new()
         .retain_servers_order()
         .reconnect_delay_callback(|_| Duration::from_millis(100))
         .connect(servers)
         .await
-        .expect("connect to the cluster")
+        .expect("connect to the cluster");
+    // On its own node, so the stores below are one per node.
+    assert!(
+        urls[first].ends_with(&format!(":{}", client.server_info().port)),
+        "{} is on port {}",
+        urls[first],
+        client.server_info().port
+    );
+    client
 }
 
 /// Opens the bucket through `client` once JetStream is usable (a meta leader elected).
