@@ -24,6 +24,10 @@ use crate::config::{
 use crate::watch::{WatchState, Watches};
 
 const KV_OPERATION: &str = "KV-Operation";
+/// How long an automatic R3 bucket creation is asked again when JetStream refuses to place
+/// the replicas although the cluster advertises enough servers (their JetStream may not be
+/// registered yet), before falling back to 1.
+const PLACEMENT_WAIT: Duration = Duration::from_secs(5);
 /// Compare-and-swap rounds a `create` makes over a deleted key before reporting a conflict.
 const CREATE_ATTEMPTS: usize = 5;
 
@@ -146,33 +150,44 @@ impl JetStreamStore {
                 };
                 let create =
                     |n| tokio::time::timeout(config.timeout, js.create_key_value(kv_config(n)));
-                let made = match create(replicas.replicas)
-                    .await
-                    .map_err(|_| bounded("create the bucket"))?
-                {
-                    Err(e)
-                        if replicas.automatic
-                            && replicas.replicas > 1
-                            && placement_refused(&chain(&e)) =>
+                let asked_since = tokio::time::Instant::now();
+                let made = loop {
+                    match create(replicas.replicas)
+                        .await
+                        .map_err(|_| bounded("create the bucket"))?
                     {
-                        // Not clustered, or fewer JetStream servers up than replicas:
-                        // JetStream refuses to place them. Fall back to 1, and say why.
-                        replicas.replicas = 1;
-                        replicas.reason = format!(
-                            "automatic: {AUTO_REPLICAS} replicas refused ({}), so 1",
-                            chain(&e)
-                        );
-                        tracing::info!(bucket = name, reason = %replicas.reason, "bucket replicas");
-                        create(1).await.map_err(|_| bounded("create the bucket"))?
+                        Err(e)
+                            if replicas.automatic
+                                && replicas.replicas > 1
+                                && placement_refused(&chain(&e)) =>
+                        {
+                            // A cluster that advertises enough servers may not have registered
+                            // their JetStream yet (a fresh start): ask again for a while.
+                            if replicas.cluster_servers >= replicas.replicas
+                                && asked_since.elapsed() < PLACEMENT_WAIT
+                            {
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                                continue;
+                            }
+                            // Not clustered, or fewer JetStream servers up than replicas:
+                            // JetStream refuses to place them. Fall back to 1, and say why.
+                            replicas.replicas = 1;
+                            replicas.reason = format!(
+                                "automatic: {AUTO_REPLICAS} replicas refused ({}), so 1",
+                                chain(&e)
+                            );
+                            tracing::warn!(bucket = name, reason = %replicas.reason, "bucket replicas");
+                            break create(1).await.map_err(|_| bounded("create the bucket"))?;
+                        }
+                        Ok(kv) if replicas.automatic && replicas.replicas > 1 => {
+                            replicas.reason = format!(
+                                "automatic: JetStream placed {} replicas ({} cluster servers advertised)",
+                                replicas.replicas, replicas.cluster_servers
+                            );
+                            break Ok(kv);
+                        }
+                        other => break other,
                     }
-                    Ok(kv) if replicas.automatic && replicas.replicas > 1 => {
-                        replicas.reason = format!(
-                            "automatic: JetStream placed {} replicas ({} cluster servers advertised)",
-                            replicas.replicas, replicas.cluster_servers
-                        );
-                        Ok(kv)
-                    }
-                    other => other,
                 };
                 let kv =
                     made.map_err(|e| fail("create the bucket", replicas.replicas)(Box::new(e)))?;
