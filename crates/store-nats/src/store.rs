@@ -556,7 +556,7 @@ impl Store for JetStreamStore {
             .collect())
     }
 
-    /// A shared watch of the key ([`crate::watch`]): one ordered consumer per key for all
+    /// A shared watch of the key (`watch.rs`): one ordered consumer per key for all
     /// waiters of this store (and its clones), from the key's last message (made through the
     /// stream leader, so never behind a write acknowledged before the call), then every new
     /// one. A watch whose consumer cannot be made within the per-call timeout fails the
