@@ -8,8 +8,9 @@
 //!   acknowledged increments (none lost, none doubled);
 //! - a waiter on one node is woken by a write through another;
 //! - the stream leader killed (SIGKILL) under a write loop and a CAS loop: writes resume, and
-//!   after the node is back every acknowledged write is read, from every node; the counter is
-//!   at least the acknowledged increments and at most those plus the unknown outcomes.
+//!   after the node is back every acknowledged write is read and listed, from every node; the
+//!   counter is at least the acknowledged increments and at most those plus the unknown
+//!   outcomes.
 //!
 //! These need a server whose clustered compare-and-swap is serializable (2.9.21 or later,
 //! nats-server#4319): on Debian's 2.9.10 concurrent increments through three nodes lose
@@ -365,6 +366,17 @@ async fn three_nodes_replicas_three() {
             "node {i}: counter {value}, acknowledged {floor}, unknown {}",
             increments.unknown
         );
+        // The listing holds every acknowledged key once, in order (and perhaps some whose
+        // acknowledgement was lost).
+        let listed = store.keys("w.").await.unwrap();
+        assert!(
+            listed.windows(2).all(|w| w[0] < w[1]),
+            "node {i}: unsorted or repeated"
+        );
+        let listed: std::collections::BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+        for (key, _, _) in &puts {
+            assert!(listed.contains(key.as_str()), "node {i}: {key} not listed");
+        }
     }
     let verify = t.elapsed();
     eprintln!(
