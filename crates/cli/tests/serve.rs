@@ -10,7 +10,7 @@
 //! an ack (table and JSON), a wrong token is exit 15; SIGTERM exits 0 at once when idle; after
 //! it, `anchorage ca issue` signs with the same CA. A busy port is exit 18; `--output json` prints
 //! one document once listening; a role token minted on the stopped server's store works after a
-//! restart.
+//! restart; with `--nats-url` the API answers over NATS request/reply too.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -589,6 +589,57 @@ fn json_document_role_token_on_the_store_and_busy_port() {
         r#"{"common_name":"db.evil.example","ttl":"1h"}"#,
     ]);
     assert!(answer.contains("role_refused"), "{answer}");
+    let (code, _) = serve.stop("TERM");
+    assert_eq!(code, Some(0));
+}
+
+/// `--nats-url`: the same API answers on `anchorage.v1.<op>` (a real nats-server and the
+/// async-nats client): health is 200, consumers without a token 401, with the admin token 200.
+#[test]
+fn serve_answers_over_nats_too() {
+    use anchorage_secrets_server::async_nats;
+
+    let Some(nats) = anchorage_test_support::nats::NatsServer::start() else {
+        return;
+    };
+    let home = Home::new();
+    let serve = home.serve(&["--listen", "127.0.0.1:0", "--nats-url", &nats.url()]);
+    assert!(serve.log().contains("anchorage.v1.<op>"), "{}", serve.log());
+    let admin = home.admin_token();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let status = |m: &async_nats::Message| {
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get("Anchorage-Status"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        let health = client
+            .request("anchorage.v1.health", "".into())
+            .await
+            .unwrap();
+        assert_eq!(status(&health), "200");
+        // Negative control: no token.
+        let refused = client
+            .request("anchorage.v1.consumers", "{}".into())
+            .await
+            .unwrap();
+        assert_eq!(status(&refused), "401");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Authorization", format!("Bearer {admin}").as_str());
+        let listed = client
+            .request_with_headers("anchorage.v1.consumers", headers, "{}".into())
+            .await
+            .unwrap();
+        assert_eq!(status(&listed), "200");
+        let doc: Value = serde_json::from_slice(&listed.payload).unwrap();
+        assert!(doc["consumers"].is_array(), "{doc}");
+    });
     let (code, _) = serve.stop("TERM");
     assert_eq!(code, Some(0));
 }

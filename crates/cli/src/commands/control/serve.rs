@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anchorage_secrets_server::{NatsAuth, NatsConfig};
+use anchorage_serve::nats::NatsApi;
 use anchorage_serve::{Role, ServeConfig, Serving, TlsSource};
 use clap::Args;
 use serde::Serialize;
@@ -23,6 +25,7 @@ use crate::options::{OutputFormat, parse_duration, read_passphrase};
         "  anchorage serve\n",
         "  anchorage serve --listen 0.0.0.0:8443 --tls-name ca.internal --roles roles.json\n",
         "  anchorage serve --tls-cert server.pem --tls-key server.key --output json\n",
+        "  anchorage serve --nats-url nats://127.0.0.1:4222   # the API on anchorage.v1.<op> too\n",
         "\n",
         "A newcomer's first certificate (serve running in another terminal; D is the data dir):\n",
         "  D=~/.local/share/anchorage; S=https://127.0.0.1:8443\n",
@@ -54,8 +57,10 @@ use crate::options::{OutputFormat, parse_duration, read_passphrase};
         (Code::Usage, "invalid command line, or no data directory (no HOME)"),
         (Code::BadInput, "--tls-cert/--tls-key, --roles or the passphrase file cannot be read or used"),
         (Code::Output, "the data directory, ca.pem or admin.token cannot be written"),
+        (Code::Unreachable, "--nats-url: NATS could not be reached"),
         (Code::Passphrase, "the stored CA key is encrypted and the passphrase is missing or wrong"),
         (Code::Store, "the store cannot be used: in use by another serve or `anchorage ca`, or damaged"),
+        (Code::AuthFailed, "--nats-url: NATS refused the credentials"),
         (Code::Listen, "the listen address is in use or not allowed (pick another with --listen)"),
     ],
     "With --output json, one document on stdout once listening: {\"schema\", \"url\", \"listen\",\n\"data_dir\", \"ca_file\", \"ca_subject\", \"ca_created\", \"admin_token_file\", \"admin_token_created\",\n\"store\", \"endpoints\"} (docs/cli.md); a failure prints {\"error\", \"exit_code\"} instead.",
@@ -99,6 +104,22 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub(crate) max_body_bytes: usize,
+    /// Also answer the API over NATS request/reply (`<prefix>.v1.<op>`, for wasmCloud
+    /// lattices), on these servers (comma-separated or repeated). The state stays in the
+    /// embedded store.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub(crate) nats_url: Vec<String>,
+    /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
+    #[arg(long, value_name = "FILE", requires = "nats_url")]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// The NATS subject prefix: requests arrive on `<prefix>.v1.<op>`.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "anchorage",
+        requires = "nats_url"
+    )]
+    pub(crate) nats_prefix: String,
     /// text: what is served, on stderr; json: one document on stdout once listening.
     #[arg(short, long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -124,7 +145,12 @@ impl Run for ServeArgs {
         self.output == OutputFormat::Json
     }
 
-    fn run(self, _: &Globals) -> Result<Code, Failure> {
+    /// `--nats-url` connects out (trusting --tls-ca-path).
+    fn connects_out(&self) -> bool {
+        !self.nats_url.is_empty()
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
         // The CA keys are in memory for as long as it runs.
         crate::harden::harden()?;
         let dir = data_dir(self.data_dir.clone())?;
@@ -159,18 +185,42 @@ impl Run for ServeArgs {
             .build()
             .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
         let json = self.json();
-        let result = runtime.block_on(anchorage_serve::run(
-            config,
-            anchorage_serve::shutdown_signal(),
-            |serving| print_serving(serving, &dir, json),
-        ));
-        match result {
-            Ok(()) => {
-                diagln!("anchorage: stopped (drained)");
-                Ok(Code::Ok)
+        let nats = if self.nats_url.is_empty() {
+            None
+        } else {
+            if let Some(creds) = &self.nats_creds {
+                crate::io::check_input("--nats-creds", creds)?;
             }
-            Err(e) => Err(serve_failure(&e, &dir)),
-        }
+            let mut nats = NatsConfig::new(self.nats_url.clone());
+            nats.auth = self
+                .nats_creds
+                .clone()
+                .map_or(NatsAuth::None, NatsAuth::CredsFile);
+            nats.tls = Some(globals.outbound.client_config()?);
+            nats.name = "anchorage-serve".to_owned();
+            Some(nats)
+        };
+        let prefix = self.nats_prefix;
+        let nats_prefix = nats.is_some().then(|| prefix.clone());
+        let result = runtime.block_on(async {
+            if let Some(nats) = nats {
+                let urls = nats.servers.join(",");
+                let client = anchorage_secrets_server::connect(nats).await.map_err(|e| {
+                    Failure::new(e.code(), format!("--nats-url {urls}: {}", with_causes(&e)))
+                })?;
+                let mut api = NatsApi::new(client);
+                api.prefix = prefix;
+                config.nats = Some(api);
+            }
+            anchorage_serve::run(config, anchorage_serve::shutdown_signal(), |serving| {
+                print_serving(serving, &dir, json, nats_prefix.as_deref());
+            })
+            .await
+            .map_err(|e| serve_failure(&e, &dir))
+        });
+        result?;
+        diagln!("anchorage: stopped (drained)");
+        Ok(Code::Ok)
     }
 }
 
@@ -213,7 +263,7 @@ fn read_roles(path: &Path) -> Result<Vec<Role>, Failure> {
 }
 
 /// Prints what is served, once listening.
-fn print_serving(serving: &Serving, dir: &Path, json: bool) {
+fn print_serving(serving: &Serving, dir: &Path, json: bool, nats_prefix: Option<&str>) {
     if json {
         crate::render::print_json(&ServingView {
             url: &serving.url,
@@ -252,6 +302,9 @@ fn print_serving(serving: &Serving, dir: &Path, json: bool) {
         );
     }
     diagln!("  store:       {}", serving.store);
+    if let Some(prefix) = nats_prefix {
+        diagln!("  NATS:        {prefix}.v1.<op>");
+    }
     diagln!("  endpoints:   {}", serving.endpoints.join(" "));
     diagln!(
         "  try:         curl --cacert {} {}/readyz",
