@@ -643,3 +643,57 @@ fn serve_answers_over_nats_too() {
     let (code, _) = serve.stop("TERM");
     assert_eq!(code, Some(0));
 }
+
+/// README's newcomer path, run as written by bash (only the port differs: 8443 may be taken
+/// here, so `S` and `$ANCHORAGE_SERVER` name the free port serve got): curl issues, `bao`
+/// issues, a one-time token signs a CSR, `consumers list` answers.
+#[test]
+fn the_readme_newcomer_path_works_as_written() {
+    if peer::require("bao").is_none() || peer::require("jq").is_none() {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("In another terminal")
+        .expect("README: the newcomer path");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    assert!(block.contains("S=https://127.0.0.1:8443"), "{block}");
+
+    let home = Home::new();
+    let serve = home.serve(&["--listen", "127.0.0.1:0"]);
+    let script = block.replace("S=https://127.0.0.1:8443", &format!("S={}", serve.url));
+    let bin = Path::new(env!("CARGO_BIN_EXE_anchorage")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("PATH", path)
+        .env("ANCHORAGE_SERVER", &serve.url)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("ANCHORAGE_DATA_DIR")
+        .env_remove("VAULT_ADDR")
+        .env_remove("VAULT_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    // /v1/issue and /v1/sign answered with certificates, bao printed its table, nothing failed.
+    assert_eq!(stdout.matches("\"certificate\":").count(), 2, "{stdout}");
+    assert!(stdout.contains("serial_number"), "{stdout}");
+    assert!(!stdout.contains("\"error\""), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no consumer has acked yet"),
+        "{}",
+        text(&out)
+    );
+    let (code, _) = serve.stop("TERM");
+    assert_eq!(code, Some(0));
+}
