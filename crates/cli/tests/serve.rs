@@ -697,3 +697,97 @@ fn the_readme_newcomer_path_works_as_written() {
     let (code, _) = serve.stop("TERM");
     assert_eq!(code, Some(0));
 }
+
+/// What serve and token create refuse before serving, each with its documented code: a roles
+/// file that is not roles (3), a missing --tls-key file (3), an encrypted CA without its
+/// passphrase (10, then serving with it), a one-time token without a role (2), no store yet (8).
+#[test]
+fn refusals_before_serving_keep_their_exit_codes() {
+    let home = Home::new();
+    let data = home.path().join("data");
+    let data = data.to_str().unwrap();
+    let listen = ["--listen", "127.0.0.1:0"];
+
+    let out = home.run(&["token", "create", "--data-dir", data, "--sub", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = home.run(&[
+        "token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "r",
+        "--sub",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out));
+
+    let bad = home.path().join("roles.json");
+    write(&bad, r#"[{"name": "mesh", "allowed_domainz": ["x"]}]"#);
+    let out = home.run(
+        &[
+            &[
+                "serve",
+                "--data-dir",
+                data,
+                "--roles",
+                bad.to_str().unwrap(),
+            ][..],
+            &listen,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("allowed_domainz"),
+        "{}",
+        text(&out)
+    );
+
+    let out = home.run(
+        &[
+            &[
+                "serve",
+                "--data-dir",
+                data,
+                "--tls-cert",
+                "none.pem",
+                "--tls-key",
+                "none.key",
+            ][..],
+            &listen,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    let pass = home.path().join("pass");
+    write(&pass, "correct horse\n");
+    let out = home.run(&[
+        "ca",
+        "--data-dir",
+        data,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "init",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = home.run(&[&["serve", "--data-dir", data][..], &listen].concat());
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--passphrase-file"),
+        "{}",
+        text(&out)
+    );
+    let serve = home.serve(&[
+        "--data-dir",
+        data,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!serve.log().contains("created now"), "{}", serve.log());
+    let (code, _) = serve.stop("TERM");
+    assert_eq!(code, Some(0));
+}
