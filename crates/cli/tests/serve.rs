@@ -9,7 +9,7 @@
 //! with exit 11 while the first runs, as is `token create` on the store; `consumers list` shows
 //! an ack (table and JSON), a wrong token is exit 15; SIGTERM exits 0 at once when idle; after
 //! it, `anchorage ca issue` signs with the same CA. A busy port is exit 18; `--output json` prints
-//! one document once listening; a role token minted on the stopped server's store works after a
+//! one document once listening; SIGTERM answers a long-poll in flight and exits 0; a role token minted on the stopped server's store works after a
 //! restart; with `--nats-url` the API answers over NATS request/reply too.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -790,4 +790,39 @@ fn refusals_before_serving_keep_their_exit_codes() {
     assert!(!serve.log().contains("created now"), "{}", serve.log());
     let (code, _) = serve.stop("TERM");
     assert_eq!(code, Some(0));
+}
+
+/// SIGTERM with a request in flight (a bundle long-poll that would wait a minute): the request
+/// is answered, and serve exits 0 well within --drain-timeout.
+#[test]
+fn sigterm_drains_a_request_in_flight() {
+    let home = Home::new();
+    let serve = home.serve(&["--listen", "127.0.0.1:0", "--drain-timeout", "10s"]);
+    let ca = home.ca();
+    curl_json(&ca, &[&format!("{}/healthz", serve.url)]);
+    let mut poll = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .args(["-H", "If-None-Match: \"1\""])
+        .arg(format!("{}/v1/bundle?wait=60", serve.url))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        poll.try_wait().unwrap().is_none(),
+        "the long-poll was not waiting"
+    );
+    let (code, took) = serve.stop("TERM");
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let out = poll.wait_with_output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the long-poll was cut: {}",
+        text(&out)
+    );
+    assert_eq!(status, "304");
 }
