@@ -9,8 +9,10 @@
 //! with exit 11 while the first runs, as is `token create` on the store; `consumers list` shows
 //! an ack (table and JSON), a wrong token is exit 15; SIGTERM exits 0 at once when idle; after
 //! it, `anchorage ca issue` signs with the same CA. A busy port is exit 18; `--output json` prints
-//! one document once listening; SIGTERM answers a long-poll in flight and exits 0; a role token minted on the stopped server's store works after a
-//! restart; with `--nats-url` the API answers over NATS request/reply too.
+//! one document once listening; SIGTERM answers a long-poll in flight and exits 0; a role token
+//! minted on the stopped server's store works after a restart; with `--nats-url` the API answers
+//! over NATS request/reply too; README's newcomer path runs as written; refusals before serving
+//! keep their exit codes.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
