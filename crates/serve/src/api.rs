@@ -106,6 +106,11 @@ pub(crate) async fn issue(
         .unwrap_or_else(|| "-".into());
     let result = issue_inner(state, claims, operation, params, key).await;
     state.metrics.latency(started.elapsed());
+    // Metric labels only for roles that exist: a client cannot mint label values.
+    let role_label = match &result {
+        Err(e) if e.code == "role_unknown" || e.code == "token_role_mismatch" => "unknown".into(),
+        _ => role_label,
+    };
     match &result {
         Ok(issued) => {
             state.metrics.issuance(&role_label, operation, "issued");
@@ -372,6 +377,29 @@ pub(crate) struct RenewBody {
 
 /// The client certificate, checked: ours, unexpired, not revoked.
 async fn current_certificate(
+    state: &AppState,
+    peer: Option<Extension<PeerCertificate>>,
+) -> Result<(anchorage_x509::Certificate, Option<CertRecord>), ApiError> {
+    let subject = peer
+        .as_ref()
+        .and_then(|Extension(p)| p.0.as_ref())
+        .map(|c| c.subject().to_owned())
+        .unwrap_or_default();
+    let result = check_certificate(state, peer).await;
+    if let Err(e) = &result {
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "authenticate_certificate",
+            outcome = "refused",
+            who = %subject,
+            code = e.code,
+            reason = %e.message,
+        );
+    }
+    result
+}
+
+async fn check_certificate(
     state: &AppState,
     peer: Option<Extension<PeerCertificate>>,
 ) -> Result<(anchorage_x509::Certificate, Option<CertRecord>), ApiError> {

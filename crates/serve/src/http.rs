@@ -121,14 +121,27 @@ pub async fn authenticate(
     headers: &HeaderMap,
     endpoint: &str,
 ) -> Result<Claims, ApiError> {
-    let token = bearer(headers)
-        .ok_or(TokenError::Missing)
-        .map_err(token_error)?;
-    state
-        .tokens
-        .verify(state.store.as_ref(), token, endpoint, now_unix())
-        .await
-        .map_err(token_error)
+    let result = match bearer(headers) {
+        None => Err(TokenError::Missing),
+        Some(token) => {
+            state
+                .tokens
+                .verify(state.store.as_ref(), token, endpoint, now_unix())
+                .await
+        }
+    };
+    result.map_err(|e| {
+        // Every refusal is audited; the token itself never is.
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "authenticate",
+            outcome = "refused",
+            endpoint,
+            code = e.code(),
+            reason = %e,
+        );
+        token_error(e)
+    })
 }
 
 /// Checks that the request carries an admin token.
