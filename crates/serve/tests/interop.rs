@@ -554,3 +554,89 @@ async fn anchorage_ca_vault_issues_through_serve() {
     }
     s.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_intermediate_the_chain_verifies_and_vault_gets_the_whole_chain() {
+    if require("openssl").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.ca_init.intermediate = Some(anchorage_ca::IntermediateOptions::default());
+    let s = start_with(cfg).await;
+    let work = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&s.admin),
+            Some(json!({"common_name": "chain.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let chain: Vec<String> = body["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(chain.len(), 1);
+    let untrusted = write(work.path(), "chain.pem", &chain.concat());
+    let leaf = write(
+        work.path(),
+        "leaf.pem",
+        body["certificate"].as_str().unwrap(),
+    );
+    let openssl = require("openssl").unwrap();
+    let run = run_client(
+        Command::new(&openssl)
+            .args(["verify", "-CAfile"])
+            .arg(&ca)
+            .arg("-untrusted")
+            .arg(&untrusted)
+            .arg(&leaf),
+        T,
+    );
+    assert!(run.status.success(), "{}", run.output());
+    // Negative control: without the intermediate the leaf does not verify.
+    assert!(!openssl_verify(
+        work.path(),
+        &ca,
+        body["certificate"].as_str().unwrap(),
+        "sslserver"
+    ));
+    // Vault's answer carries the issuing CA and the chain up to the root.
+    let (_, v) = s
+        .call(
+            "POST",
+            "/v1/pki/issue/none",
+            Some(&s.admin),
+            Some(json!({"common_name": "v.example.com"})),
+        )
+        .await;
+    assert_eq!(
+        v["errors"][0].as_str().map(|e| e.contains("no role")),
+        Some(true),
+        "{v}"
+    );
+    s.put_role(json!({"name": "any", "allow_any_name": true}))
+        .await;
+    let (status, v) = s
+        .call(
+            "POST",
+            "/v1/pki/issue/any",
+            Some(&s.admin),
+            Some(json!({"common_name": "v.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let ca_chain = v["data"]["ca_chain"].as_array().unwrap();
+    assert_eq!(ca_chain.len(), 2);
+    assert_eq!(
+        ca_chain[0].as_str().unwrap().trim(),
+        v["data"]["issuing_ca"].as_str().unwrap().trim()
+    );
+    assert_eq!(ca_chain[0].as_str().unwrap().trim(), chain[0].trim());
+    s.server.shutdown().await;
+}
