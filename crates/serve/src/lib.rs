@@ -167,6 +167,40 @@ pub struct Serving {
     pub endpoints: Vec<&'static str>,
 }
 
+impl std::fmt::Display for Serving {
+    /// What a newcomer needs: where it listens, the CA file, the admin token, a first request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "anchorage serve: listening on {}", self.url)?;
+        writeln!(
+            f,
+            "  CA: {} ({}{})",
+            self.ca_subject,
+            if self.ca_created { "created, " } else { "" },
+            self.ca_file.display()
+        )?;
+        writeln!(f, "  store: {}", self.store)?;
+        if let Some(token) = &self.admin_token_file {
+            writeln!(
+                f,
+                "  admin token: {} ({})",
+                token.display(),
+                if self.admin_token_created {
+                    "new, mode 0600"
+                } else {
+                    "kept"
+                }
+            )?;
+        }
+        writeln!(f, "  endpoints: {}", self.endpoints.join(" "))?;
+        write!(
+            f,
+            "  try: curl --cacert {} {}/readyz",
+            self.ca_file.display(),
+            self.url
+        )
+    }
+}
+
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -36,6 +36,13 @@ async fn run_reports_what_it_serves_and_returns_after_shutdown() {
         Some(dir.path().join("admin.token").as_path())
     );
     assert!(serving.store.ends_with(".redb"), "{}", serving.store);
+    let text = serving.to_string();
+    assert!(
+        text.contains(&serving.url)
+            && text.contains("admin.token")
+            && text.contains("curl --cacert"),
+        "{text}"
+    );
     let ca = std::fs::read_to_string(&serving.ca_file).unwrap();
     let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let http = client(&ca, None);
