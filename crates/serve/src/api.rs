@@ -467,16 +467,7 @@ pub(crate) async fn post_renew(
         Some(csr) => parse_csr(csr.as_bytes()).map_err(sign_error)?.key,
         None => certificate_key(&cert).map_err(sign_error)?,
     };
-    let cn = cert
-        .subject()
-        .rsplit("CN=")
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let cn = crate::authority::common_name(&cert).unwrap_or_default();
     let mut sans = Vec::new();
     for name in cert.subject_alt_names() {
         use anchorage_x509::SubjectAltName as N;

@@ -1143,6 +1143,23 @@ async fn slow_clients_hit_the_header_and_body_timeouts() {
         started.elapsed() >= Duration::from_millis(1500)
             && started.elapsed() < Duration::from_secs(8)
     );
+    // A body declared far above the limit: 413 at once, and the connection is closed.
+    let mut tls = connect().await;
+    tls.write_all(
+        b"POST /v1/issue HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "the connection stayed open");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("\"code\":\"body_too_large\""), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     // The server keeps serving.
     assert_eq!(s.call("GET", "/healthz", None, None).await.0, 200);
     s.server.shutdown().await;
