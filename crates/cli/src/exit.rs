@@ -1,4 +1,9 @@
 //! Exit codes: each one means one thing, and `--help` lists them.
+//!
+//! Everything about them is here: the one [`Code`] enum, the mapping from each library error
+//! type to a code ([`Classify`], and the `From` conversions into [`Failure`]), and the exit-code
+//! tables of every `--help` ([`all_codes_help`], [`help`]), generated from [`Code`] so a code is
+//! never listed twice or with another number. Commands only build messages.
 
 use std::process::ExitCode;
 
@@ -49,20 +54,102 @@ pub(crate) enum Code {
     DrainCutShort = 17,
 }
 
+impl Code {
+    /// Every code, in order (`ALL[n] as u8 == n`).
+    pub(crate) const ALL: [Code; 18] = [
+        Code::Ok,
+        Code::Failure,
+        Code::Usage,
+        Code::BadInput,
+        Code::PrivateKey,
+        Code::Output,
+        Code::Untrusted,
+        Code::Unreachable,
+        Code::CaMissing,
+        Code::CaExists,
+        Code::Passphrase,
+        Code::Store,
+        Code::Refused,
+        Code::NotFound,
+        Code::Conflict,
+        Code::AuthFailed,
+        Code::Unsupported,
+        Code::DrainCutShort,
+    ];
+
+    /// What the code means, as `anchorage --help` lists it (each command's `--help` says it in
+    /// its own words).
+    pub(crate) fn meaning(self) -> &'static str {
+        match self {
+            Code::Ok => "done (warnings, if any, were printed on stderr)",
+            Code::Failure => "unexpected failure",
+            Code::Usage => "invalid command line",
+            Code::BadInput => "bad input: no usable certificate, or any problem with --strict",
+            Code::PrivateKey => {
+                "a private key was found among the certificates (refused, never copied)"
+            }
+            Code::Output => {
+                "an output or stdout could not be written (the previous output is untouched)"
+            }
+            Code::Untrusted => "doctor: untrusted, or trusted with problems",
+            Code::Unreachable => "a server could not be reached or completed no handshake",
+            Code::CaMissing => "ca: no CA in the store",
+            Code::CaExists => "ca: a CA already exists (--force replaces it)",
+            Code::Passphrase => "ca: the CA key's passphrase is missing or wrong",
+            Code::Store => "the store cannot be used, or its record is damaged",
+            Code::Refused => "ca issue: the issuer refused the request",
+            Code::NotFound => "not found: the secret, version, image or tag",
+            Code::Conflict => "the store changed under the operation: retry",
+            Code::AuthFailed => "the server refused the credentials",
+            Code::Unsupported => "image inject: an image that cannot be handled",
+            Code::DrainCutShort => "secrets serve: stopped by a signal, drain cut short",
+        }
+    }
+}
+
+/// `Exit codes:` and one line per code, `{code:>3}  {meaning}`, a meaning's further lines
+/// indented under the first. The codes must be in increasing order (so none is listed twice).
+fn table(rows: &[(Code, &str)]) -> String {
+    let mut text = String::from("Exit codes:");
+    let mut last: Option<u8> = None;
+    for (code, meaning) in rows {
+        let n = *code as u8;
+        assert!(
+            last.is_none_or(|l| l < n),
+            "exit code {n} listed out of order or twice"
+        );
+        last = Some(n);
+        let mut lines = meaning.lines();
+        text.push_str(&format!("\n{n:>3}  {}", lines.next().unwrap_or_default()));
+        for line in lines {
+            text.push_str(&format!("\n     {line}"));
+        }
+    }
+    text
+}
+
+/// The `after_help` of a command: `before` (examples, notes), the exit-code table of `codes`
+/// (in the command's words), then `after`.
+pub(crate) fn help(before: &str, codes: &[(Code, &str)], after: &str) -> String {
+    let mut text = format!("{before}{}", table(codes));
+    if !after.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(after);
+    }
+    text
+}
+
+/// The `after_help` of `anchorage` itself: every code with its meaning.
+pub(crate) fn all_codes_help() -> String {
+    let rows: Vec<(Code, &str)> = Code::ALL.iter().map(|c| (*c, c.meaning())).collect();
+    table(&rows)
+}
+
 impl From<Code> for ExitCode {
     fn from(code: Code) -> Self {
         ExitCode::from(code as u8)
     }
 }
-
-/// The help text's exit-code table, shared by every command.
-pub(crate) const EXIT_CODES_HELP: &str = "Exit codes:
-  0  done (warnings, if any, were printed on stderr)
-  1  unexpected failure
-  2  invalid command line
-  3  bad input: no usable certificate, or any problem with --strict
-  4  a private key was found among the certificates (refused, never copied)
-  5  an output or stdout could not be written (the previous output is untouched)";
 
 /// A failed command: the message for stderr, the exit code, and what the policy reported before
 /// the failure (for `--output json`), when it got that far.
@@ -71,6 +158,19 @@ pub(crate) struct Failure {
     pub(crate) code: Code,
     pub(crate) message: String,
     pub(crate) report: Option<Box<anchorage_trust::Report>>,
+    /// What the failure document of `--output json` says besides `error` and `exit_code`.
+    pub(crate) json: FailureJson,
+}
+
+/// The fields a command adds to its JSON failure document (printed by
+/// [`crate::render::print_failure_json`], the one printer of failure documents).
+#[derive(Debug, Default)]
+pub(crate) struct FailureJson {
+    /// `"target"` first (`doctor`).
+    pub(crate) target: Option<String>,
+    /// `"problems"` and `"findings"` of [`Failure::report`] last, empty without one
+    /// (`bundle build`).
+    pub(crate) report: bool,
 }
 
 impl Failure {
@@ -80,7 +180,20 @@ impl Failure {
             code,
             message: message.into(),
             report: None,
+            json: FailureJson::default(),
         }
+    }
+
+    /// Names the target in the JSON failure document (`"target"` before `"error"`).
+    pub(crate) fn with_json_target(mut self, target: &str) -> Self {
+        self.json.target = Some(target.to_owned());
+        self
+    }
+
+    /// Puts the report's problems and findings in the JSON failure document.
+    pub(crate) fn with_json_report(mut self) -> Self {
+        self.json.report = true;
+        self
     }
 
     /// Attaches the policy's report of a build that failed later (writing an output).
@@ -93,14 +206,7 @@ impl Failure {
 impl From<anchorage_trust::TrustError> for Failure {
     fn from(e: anchorage_trust::TrustError) -> Self {
         use anchorage_trust::TrustError as E;
-        let code = match &e {
-            E::PrivateKey { .. } => Code::PrivateKey,
-            E::Strict { .. } | E::NoCertificates { .. } => Code::BadInput,
-            E::Output { .. } => Code::Output,
-            // The keystore options cannot be honoured (a password rule): nothing was written.
-            E::Keystore { .. } => Code::BadInput,
-            _ => Code::Failure,
-        };
+        let code = e.code();
         // Show the OS error behind an output failure too.
         let mut message = with_causes(&e);
         // What to do about the usual OS refusals of an atomic swap.
@@ -129,19 +235,272 @@ impl From<anchorage_trust::TrustError> for Failure {
             code,
             message,
             report,
+            json: FailureJson::default(),
         }
     }
 }
 
 impl From<anchorage_trust::tls::TlsTrustError> for Failure {
     fn from(e: anchorage_trust::tls::TlsTrustError) -> Self {
+        Self::new(e.code(), with_causes(&e))
+    }
+}
+
+impl From<anchorage_k8s::K8sError> for Failure {
+    fn from(e: anchorage_k8s::K8sError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl Classify for anchorage_k8s::K8sError {
+    fn code(&self) -> Code {
+        use anchorage_k8s::K8sError;
+        match self {
+            // The bundle does not fit, or the workload is not what was said: the input is wrong.
+            K8sError::TooLarge { .. }
+            | K8sError::EmptyBundle { .. }
+            | K8sError::NotCa { .. }
+            | K8sError::ContainerNotFound { .. }
+            | K8sError::WrongKind { .. }
+            | K8sError::NoPodSpec { .. } => Code::BadInput,
+            K8sError::Yaml(_) | K8sError::Json(_) | K8sError::Keystore { .. } => Code::Failure,
+            // A name, key, label, path or option Kubernetes would refuse, all from the command
+            // line (`--container App` included): exit 2, as the help says.
+            _ => Code::Usage,
+        }
+    }
+}
+
+/// The exit code of a library error. Every mapping from an error type to a [`Code`] is in this
+/// module; commands build the message (with what to do) and take the code from here.
+pub(crate) trait Classify {
+    /// The exit code this error ends the command with.
+    fn code(&self) -> Code;
+}
+
+impl Classify for anchorage_trust::TrustError {
+    fn code(&self) -> Code {
+        use anchorage_trust::TrustError as E;
+        match self {
+            E::PrivateKey { .. } => Code::PrivateKey,
+            E::Strict { .. } | E::NoCertificates { .. } => Code::BadInput,
+            E::Output { .. } => Code::Output,
+            // The keystore options cannot be honoured (a password rule): nothing was written.
+            E::Keystore { .. } => Code::BadInput,
+            _ => Code::Failure,
+        }
+    }
+}
+
+impl Classify for anchorage_trust::tls::TlsTrustError {
+    fn code(&self) -> Code {
         use anchorage_trust::tls::TlsTrustError as E;
-        let code = match &e {
+        match self {
             E::PrivateKey { .. } => Code::PrivateKey,
             E::Provider { .. } => Code::Failure,
             _ => Code::BadInput,
-        };
-        Self::new(code, with_causes(&e))
+        }
+    }
+}
+
+impl Classify for anchorage_trust::install::InstallError {
+    fn code(&self) -> Code {
+        use anchorage_trust::install::InstallError as E;
+        match self {
+            E::Io { .. } => Code::Output,
+            E::Unusable(_) => Code::Usage,
+            E::Spawn { .. } | E::Failed { .. } => Code::Failure,
+        }
+    }
+}
+
+impl Classify for anchorage_doctor::DoctorError {
+    fn code(&self) -> Code {
+        use anchorage_doctor::DoctorError as E;
+        match self {
+            E::BadTarget { .. } | E::BadServerName { .. } => Code::Usage,
+            E::Provider { .. } => Code::Failure,
+            _ => Code::Unreachable,
+        }
+    }
+}
+
+impl Classify for anchorage_registry::RegistryError {
+    fn code(&self) -> Code {
+        use anchorage_image::ImageError;
+        use anchorage_registry::RegistryError as E;
+        match self {
+            E::Reference { .. } => Code::Usage,
+            E::NotFound { .. } | E::PlatformNotFound { .. } => Code::NotFound,
+            E::AuthFailed { .. } => Code::AuthFailed,
+            E::Unreachable { .. } => Code::Unreachable,
+            E::UnsupportedMediaType { .. } | E::InvalidDigest { .. } | E::TooLarge { .. } => {
+                Code::Unsupported
+            }
+            E::Image {
+                source:
+                    ImageError::Layer { .. }
+                    | ImageError::UnsupportedMediaType { .. }
+                    | ImageError::FileTooLarge { .. }
+                    | ImageError::TarExtensionTooLarge { .. }
+                    | ImageError::TarPathTooLong { .. }
+                    | ImageError::LayerTooLarge { .. }
+                    | ImageError::LayerIndexTooLarge { .. }
+                    | ImageError::SymlinkLoop { .. }
+                    | ImageError::DanglingHardLink { .. }
+                    | ImageError::JavaStore { .. }
+                    | ImageError::JavaStoreNotOnlyTrusted { .. }
+                    | ImageError::HashSlotsExhausted { .. }
+                    | ImageError::Json { .. }
+                    | ImageError::InvalidDigest { .. },
+                ..
+            } => Code::Unsupported,
+            E::InvalidLayout { .. } => Code::BadInput,
+            E::Layout { .. } => Code::Output,
+            _ => Code::Failure,
+        }
+    }
+}
+
+/// `ca issue`, built-in or Vault.
+impl Classify for anchorage_ca::IssueError {
+    fn code(&self) -> Code {
+        use anchorage_ca::IssueError as E;
+        match self {
+            E::Request(_) | E::UnsupportedKeyType { .. } => Code::Usage,
+            E::CaNotValid { .. } | E::LifetimeExceedsCa { .. } => Code::BadInput,
+            E::Refused { .. } | E::NameNotPermitted { .. } | E::PublicSuffixWildcard { .. } => {
+                Code::Refused
+            }
+            E::Backend { .. } | E::Timeout { .. } => Code::Unreachable,
+            _ => Code::Failure,
+        }
+    }
+}
+
+impl Classify for anchorage_ca_vault::VaultError {
+    fn code(&self) -> Code {
+        use anchorage_ca_vault::VaultError as E;
+        match self {
+            E::InvalidAddress { .. } | E::InvalidSetting { .. } | E::InvalidSecret { .. } => {
+                Code::Usage
+            }
+            // A --tls-ca-path that is missing, holds no certificate, or holds a key.
+            E::Trust { .. } => Code::BadInput,
+            _ => Code::Failure,
+        }
+    }
+}
+
+/// The CA in the store, loaded or saved (`ca init`, `issue`, `show`, `export`, `import`).
+impl Classify for anchorage_ca::CaError {
+    fn code(&self) -> Code {
+        use anchorage_ca::CaError as E;
+        match self {
+            E::NotInitialised { .. } => Code::CaMissing,
+            E::AlreadyInitialised { .. } => Code::CaExists,
+            E::PassphraseRequired | E::WrongPassphrase => Code::Passphrase,
+            // Another `ca init`/`ca import --force` replaced the CA during ours.
+            E::Store(s) if s.is_conflict() => Code::CaExists,
+            E::Store(_) => Code::Store,
+            E::Crypto { .. } => Code::Failure,
+            // Anything else read back from the store means the record is damaged.
+            _ => Code::Store,
+        }
+    }
+}
+
+/// A CA that `ca import` read from files: anything but a crypto failure is bad input.
+pub(crate) fn import_code(e: &anchorage_ca::CaError) -> Code {
+    match e {
+        anchorage_ca::CaError::Crypto { .. } => Code::Failure,
+        _ => Code::BadInput,
+    }
+}
+
+/// A Secret manifest of `ca import` that cannot be read or lacks an entry.
+impl Classify for anchorage_k8s::CaSecretError {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+/// The embedded store (`ca`, `secrets --store embedded`): in use, unreadable or damaged.
+impl Classify for anchorage_store::StoreError {
+    fn code(&self) -> Code {
+        Code::Store
+    }
+}
+
+impl Classify for anchorage_secrets::KeyError {
+    fn code(&self) -> Code {
+        match self {
+            anchorage_secrets::KeyError::MissingEnv { .. } => Code::Usage,
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for anchorage_secrets_server::ConnectError {
+    fn code(&self) -> Code {
+        use anchorage_secrets_server::ConnectError as E;
+        match self {
+            E::CredsFile { .. } => Code::BadInput,
+            E::NoServer => Code::Usage,
+            _ if self.is_auth() => Code::AuthFailed,
+            _ => Code::Unreachable,
+        }
+    }
+}
+
+impl Classify for anchorage_secrets_server::StoreFailure {
+    fn code(&self) -> Code {
+        use anchorage_secrets_server::StoreFailure as E;
+        match self {
+            E::InvalidName { .. } => Code::BadInput,
+            E::Contended { .. } => Code::Conflict,
+            E::AuthFailed { .. } => Code::AuthFailed,
+            E::Unsupported { .. } => Code::Usage,
+            E::Backend {
+                store: "openbao", ..
+            } => Code::Unreachable,
+            _ => Code::Store,
+        }
+    }
+}
+
+/// An operation the shared secrets executor refused (in-process).
+impl Classify for anchorage_secrets_server::OperationError {
+    fn code(&self) -> Code {
+        use anchorage_secrets_server::OperationError as E;
+        match self {
+            E::InvalidArgument(_) => Code::BadInput,
+            E::NotFound(_) => Code::NotFound,
+            E::Unsupported(_) => Code::Usage,
+            E::Store(e) => e.code(),
+            _ => Code::Store,
+        }
+    }
+}
+
+/// An operation the running server refused, or a call that did not reach it (`--admin-seed`).
+impl Classify for anchorage_secrets_server::AdminCallError {
+    fn code(&self) -> Code {
+        use anchorage_secrets::admin::AdminError;
+        use anchorage_secrets_server::AdminCallError as E;
+        match self {
+            E::NoResponders { .. } | E::Timeout { .. } | E::Nats { .. } => Code::Unreachable,
+            E::Refused(refused) => match refused {
+                e if e.refuses_identity() => Code::AuthFailed,
+                AdminError::NotFound(_) => Code::NotFound,
+                AdminError::Conflict(_) => Code::Conflict,
+                AdminError::InvalidArgument(_) => Code::BadInput,
+                AdminError::Unsupported(_) => Code::Usage,
+                AdminError::Store(_) => Code::Store,
+                _ => Code::Failure,
+            },
+            E::Malformed(_) | E::Sign(_) => Code::Failure,
+        }
     }
 }
 
@@ -164,7 +523,75 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_causes;
+    use super::{Code, all_codes_help, help, with_causes};
+
+    /// The numbers of an `Exit codes:` table, in the order listed.
+    fn listed(text: &str) -> Vec<u8> {
+        let table = text.split_once("Exit codes:\n").expect("a table").1;
+        table
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.trim_start().split_once("  "))
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn all_is_every_code_in_order() {
+        for (n, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, n);
+            assert!(!code.meaning().is_empty());
+        }
+        // The last variant closes the list: a new code must be added to ALL.
+        assert_eq!(Code::DrainCutShort as usize + 1, Code::ALL.len());
+    }
+
+    #[test]
+    fn the_help_table_lists_every_code_exactly_once() {
+        let text = all_codes_help();
+        let all: Vec<u8> = Code::ALL.iter().map(|c| *c as u8).collect();
+        assert_eq!(listed(&text), all, "{text}");
+        for code in Code::ALL {
+            assert!(
+                text.contains(&format!("{:>3}  {}", code as u8, code.meaning())),
+                "{code:?} missing from:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_command_table_is_numbered_from_the_enum() {
+        let text = help(
+            "Examples:\n  x\n\n",
+            &[
+                (Code::Ok, "printed"),
+                (Code::CaExists, "exists\nsecond line"),
+            ],
+            "After.",
+        );
+        assert_eq!(
+            text,
+            "Examples:\n  x\n\nExit codes:\n  0  printed\n  9  exists\n     second line\n\nAfter."
+        );
+    }
+
+    /// Negative control: a code listed twice (as `secrets` listed 15 before) is refused.
+    #[test]
+    #[should_panic(expected = "listed out of order or twice")]
+    fn a_code_listed_twice_is_refused() {
+        let _ = help(
+            "",
+            &[(Code::AuthFailed, "one"), (Code::AuthFailed, "two")],
+            "",
+        );
+    }
+
+    /// Negative control: out of order (as `ca` listed 8 before 7) is refused too.
+    #[test]
+    #[should_panic(expected = "listed out of order or twice")]
+    fn a_table_out_of_order_is_refused() {
+        let _ = help("", &[(Code::CaMissing, "8"), (Code::Unreachable, "7")], "");
+    }
 
     /// An error about corp.pem caused by `0`, whose message holds its cause when `.1`.
     #[derive(Debug)]

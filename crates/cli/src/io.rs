@@ -10,7 +10,7 @@
 //!   ([`check_outputs`], exit 2);
 //! - stdout carries exactly one JSON document with `--output json`, with a `"schema"` field
 //!   ([`print_json`], [`JSON_SCHEMA`]); a failure that printed none prints one in `main`
-//!   ([`print_failure_json`]);
+//!   ([`crate::render::print_failure_json`]);
 //! - a stdout that cannot be written (full, closed) is exit 5 ([`write_stdout`]).
 
 use std::io::{Read as _, Write as _};
@@ -379,21 +379,39 @@ pub(crate) fn json_printed() -> bool {
     JSON_PRINTED.load(Ordering::SeqCst)
 }
 
-/// The failure document: `{"schema", "error", "exit_code"}`, printed by `main` when a command
-/// asked for JSON failed before printing its own.
-pub(crate) fn print_failure_json(failure: &Failure) {
-    print_json(&serde_json::json!({
-        "error": failure.message,
-        "exit_code": failure.code as u8,
-    }));
-}
-
 /// A store's version string as JSON: a number when it is one (every store numbers its
 /// versions), the string otherwise.
 pub(crate) fn version_json(version: &str) -> serde_json::Value {
     version
         .parse::<u64>()
         .map_or_else(|_| version.into(), serde_json::Value::from)
+}
+
+/// Reads the certificate file or directory an option names (`--bundle`, `--extra`, `--ca`) into a
+/// bundle, with the default policy. Errors name the option: a key is exit 4 even when nothing
+/// else loaded, and "no usable certificates" gives the first problem, which says more.
+pub(crate) fn read_option_bundle(
+    path: &Path,
+    option: &str,
+) -> Result<anchorage_trust::Bundle, Failure> {
+    check_input(option, path)?;
+    let source = self::source(option, path)?;
+    let loaded = anchorage_trust::load(&[source], &anchorage_trust::LoadOptions::default());
+    let first_problem = loaded.problems.first().map(ToString::to_string);
+    // The policy first: a private key is refused (exit 4) even when nothing else loaded.
+    let (bundle, _report) = anchorage_trust::Policy::default()
+        .apply(loaded)
+        .map_err(|e| {
+            let no_certificates = matches!(e, anchorage_trust::TrustError::NoCertificates { .. });
+            let mut f = Failure::from(e);
+            f.message = match (&first_problem, no_certificates) {
+                // The problem names the file already; it says more than "no usable certificates".
+                (Some(problem), true) => format!("{option}: {problem}"),
+                _ => format!("{option} {}: {}", display(path), f.message),
+            };
+            f
+        })?;
+    Ok(bundle)
 }
 
 #[cfg(test)]

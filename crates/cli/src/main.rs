@@ -1,5 +1,11 @@
 //! `anchorage`: the command-line front end. It parses arguments, resolves them into settings,
 //! calls the libraries and renders their results as text or JSON; it has no logic of its own.
+//!
+//! Two stages, as ripgrep: [`cli`] parses (clap), [`globals`] resolves the global options once
+//! into the [`globals::Globals`] every command receives; then the command runs
+//! ([`globals::Run`]) and `main` reports its failure (stderr, and the JSON failure document).
+//! Modules, each importing only those after it: `cli` → `commands::*` → `globals`, `options`,
+//! `harden` → `render` → `io` → `exit`.
 
 // The binary is the one place that talks to the user.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -26,121 +32,45 @@ macro_rules! diagln {
     };
 }
 
-mod args;
+/// A warning on stderr (`anchorage: warning: …`), silent under `-q/--quiet`: the one printer
+/// is [`render::warning`].
+macro_rules! warnln {
+    ($($arg:tt)*) => { $crate::render::warning(format_args!($($arg)*)) };
+}
+
+mod cli;
 mod commands;
 mod exit;
+mod globals;
 mod harden;
 mod io;
+mod options;
 mod render;
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = match args::Cli::try_parse() {
+    // Stage one: parse.
+    let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    render::set_quiet(cli.quiet);
-    init_tracing(if cli.quiet { None } else { Some(cli.verbose) });
-    let json = wants_json(&cli.command);
-    let result = match check_global(&cli) {
-        Err(failure) => Err(failure),
-        Ok(()) => run(cli),
-    };
+    // Stage two: resolve the global options once, then run the command with them.
+    let globals = globals::Globals::resolve(cli.global_args(), &cli.command.traits());
+    let result = globals.check().and_then(|()| cli.command.run(&globals));
     match result {
         Ok(code) => code.into(),
         Err(failure) => {
             eprintln!("anchorage: error: {}", failure.message);
             // With --output json, stdout carries exactly one document, a failure too.
-            if json && !io::json_printed() {
-                io::print_failure_json(&failure);
+            if globals.json && !io::json_printed() {
+                render::print_failure_json(&failure);
             }
             failure.code.into()
         }
     }
-}
-
-/// The global options: `--tls-ca-path` only where a TLS connection can be made, and every one
-/// readable (exit 3) before the command starts.
-fn check_global(cli: &args::Cli) -> Result<(), exit::Failure> {
-    use args::{CaAction, Command};
-    if cli.tls_ca_path.is_empty() {
-        return Ok(());
-    }
-    let connects = match &cli.command {
-        Command::Doctor(_) | Command::Tls(_) | Command::Secrets(_) | Command::Image(_) => true,
-        Command::Ca(a) => matches!(a.action, CaAction::Issue(_)),
-        Command::Bundle(_)
-        | Command::Env(_)
-        | Command::K8s(_)
-        | Command::Trust(_)
-        | Command::Completions(_)
-        | Command::Man => false,
-    };
-    if !connects {
-        return Err(exit::Failure::new(
-            exit::Code::Usage,
-            "--tls-ca-path has no effect here: it is the trust of commands that make TLS connections (doctor, tls roots, image inject, ca issue --backend vault, secrets); to put a CA in a bundle, name it as a SOURCE",
-        ));
-    }
-    io::check_inputs(
-        cli.tls_ca_path
-            .iter()
-            .map(|p| ("--tls-ca-path", p.as_path())),
-    )
-}
-
-fn run(cli: args::Cli) -> Result<exit::Code, exit::Failure> {
-    match cli.command {
-        args::Command::Bundle(args::BundleCommand::Build(a)) => commands::build::run(*a),
-        args::Command::Bundle(args::BundleCommand::Inspect(a)) => {
-            commands::inspect::run(a, cli.verbose)
-        }
-        args::Command::Env(a) => commands::env::run(a),
-        args::Command::Doctor(a) => commands::doctor::run(a, &cli.tls_ca_path),
-        args::Command::K8s(args::K8sCommand::Patch(a)) => commands::k8s::patch(a),
-        args::Command::Tls(args::TlsCommand::Roots(a)) => commands::tls::roots(a, &cli.tls_ca_path),
-        args::Command::Ca(a) => commands::ca::run(a, &cli.tls_ca_path),
-        args::Command::Secrets(a) => commands::secrets::run(a, &cli.tls_ca_path),
-        args::Command::Image(a) => commands::image::run(a, &cli.tls_ca_path),
-        args::Command::Trust(a) => commands::trust::run(a),
-        args::Command::Completions(a) => commands::completions(&a),
-        args::Command::Man => commands::man(),
-    }
-}
-
-/// Whether the command asked for JSON on stdout (`--output json`, `env --format json`).
-fn wants_json(command: &args::Command) -> bool {
-    use args::{BundleCommand, CaAction, Command, EnvFormat, K8sCommand, OutputFormat, TlsCommand};
-    let output = match command {
-        Command::Bundle(BundleCommand::Build(a)) => a.output,
-        Command::Bundle(BundleCommand::Inspect(a)) => a.output,
-        Command::Env(a) => {
-            return a.format == EnvFormat::Json;
-        }
-        Command::Doctor(a) => a.output,
-        // The patch is JSON itself; a failure prints nothing on stdout.
-        Command::K8s(K8sCommand::Patch(_)) => OutputFormat::Text,
-        Command::Tls(TlsCommand::Roots(a)) => a.output,
-        Command::Ca(a) => match &a.action {
-            CaAction::Init(a) => a.output,
-            CaAction::Issue(a) => a.output,
-            CaAction::Show(a) => a.output,
-            CaAction::Export(a) => a.output,
-            CaAction::Import(a) => a.output,
-        },
-        Command::Secrets(a) => return a.json_output(),
-        Command::Image(a) => return a.json_output(),
-        Command::Trust(
-            crate::commands::trust::TrustCommand::Install(a)
-            | crate::commands::trust::TrustCommand::Uninstall(a),
-        ) => a.output,
-        Command::Completions(_) | Command::Man => OutputFormat::Text,
-    };
-    output == OutputFormat::Json
 }
 
 /// A command line clap refused: its message (help and version are not errors), and with
@@ -156,7 +86,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or_default();
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        io::print_failure_json(&exit::Failure::new(exit::Code::Usage, message));
+        render::print_failure_json(&exit::Failure::new(exit::Code::Usage, message));
     }
     ExitCode::from(code)
 }
@@ -172,24 +102,4 @@ fn asked_json() -> bool {
         ) || (matches!(a.as_str(), "--output" | "-o" | "--format")
             && args.get(i + 1).is_some_and(|v| v == "json"))
     })
-}
-
-/// `None`: `--quiet`, errors only (audit events of `secrets serve` stay on: they are its
-/// record, not progress).
-fn init_tracing(verbose: Option<u8>) {
-    let default = match verbose {
-        None => "error,anchorage::audit=info",
-        // Audit events of `secrets serve` (target anchorage::audit) are on by default.
-        Some(0) => "warn,anchorage::audit=info",
-        Some(1) => "info",
-        Some(2) => "debug",
-        Some(_) => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ANCHORAGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

@@ -102,14 +102,14 @@ impl From<&SourceProblem> for ProblemView {
 pub(crate) fn warn_all(report: &Report) {
     warn_problems(&report.problems);
     for finding in report.findings.iter().filter(|f| f.kind.is_warning()) {
-        diagln!("anchorage: warning: {finding}");
+        warnln!("{finding}");
     }
 }
 
 /// Prints problems on stderr, one line each.
 pub(crate) fn warn_problems(problems: &[SourceProblem]) {
     for problem in problems {
-        diagln!("anchorage: warning: {problem}");
+        warnln!("{problem}");
     }
 }
 
@@ -122,7 +122,70 @@ pub(crate) fn findings_for(findings: &[Finding], cert: &Certificate) -> Vec<Stri
         .collect()
 }
 
+/// The one printer of warnings: `anchorage: warning: …` on stderr, silent under `-q/--quiet`
+/// (through the `warnln!` macro).
+pub(crate) fn warning(message: std::fmt::Arguments<'_>) {
+    diagln!("anchorage: warning: {message}");
+}
+
+/// The failure document of `--output json`, as [`print_failure_json`] prints it.
+#[derive(Serialize)]
+struct FailureDocument<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a str>,
+    error: &'a str,
+    exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<Vec<ProblemView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    findings: Option<&'a [Finding]>,
+}
+
+/// The one printer of JSON failure documents: `{"schema", "error", "exit_code"}` with what the
+/// command added ([`crate::exit::FailureJson`]), printed by `main` when a command that asked
+/// for JSON failed (clap's usage errors too).
+pub(crate) fn print_failure_json(failure: &crate::exit::Failure) {
+    let report = failure.report.as_deref().filter(|_| failure.json.report);
+    print_json(&FailureDocument {
+        target: failure.json.target.as_deref(),
+        error: &failure.message,
+        exit_code: failure.code as u8,
+        problems: failure.json.report.then(|| {
+            report
+                .map(|r| r.problems.iter().map(ProblemView::from).collect())
+                .unwrap_or_default()
+        }),
+        findings: failure
+            .json
+            .report
+            .then(|| report.map_or(&[][..], |r| &r.findings)),
+    });
+}
+
 /// Prints a JSON document on stdout, with its `"schema"` field (see [`crate::io::print_json`]).
 pub(crate) fn print_json<T: Serialize>(value: &T) {
     crate::io::print_json(value);
+}
+
+/// A name constraints extension in one line: `permitted DNS:cluster.local; excluded IP:…`.
+pub(crate) fn constraints_text(nc: &anchorage_x509::NameConstraints) -> String {
+    let list = |subtrees: &[anchorage_x509::NameSubtree]| {
+        subtrees
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !nc.permitted.is_empty() {
+        parts.push(format!("permitted {}", list(&nc.permitted)));
+    }
+    if !nc.excluded.is_empty() {
+        parts.push(format!("excluded {}", list(&nc.excluded)));
+    }
+    format!(
+        "{}{}",
+        parts.join("; "),
+        if nc.critical { "" } else { " (not critical)" }
+    )
 }

@@ -217,11 +217,19 @@ fn help_lists_each_exit_code_once_and_cuts_no_word() {
                     }
                     continue;
                 };
+                // "  0  …" and " 15  …": the number right-aligned in three columns (a
+                // continuation line is indented further).
                 if let Ok(code) = code.trim().parse::<u8>()
-                    && line.starts_with("  ")
-                    && !seen.insert(code)
+                    && line.len() - trimmed.len() <= 2
                 {
-                    problems.push(format!("`anchorage {path} --help`: exit code {code} twice"));
+                    if seen.last().is_some_and(|last| *last > code) {
+                        problems.push(format!(
+                            "`anchorage {path} --help`: exit code {code} out of order"
+                        ));
+                    }
+                    if !seen.insert(code) {
+                        problems.push(format!("`anchorage {path} --help`: exit code {code} twice"));
+                    }
                 }
             }
         }

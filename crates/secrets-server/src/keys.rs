@@ -4,16 +4,29 @@
 //! the reference `secrets-nats-kv` backend stores them, so a JetStream bucket it wrote reads back
 //! here. A [`Keyring`] holds the current key and, during a rotation, the previous ones: values
 //! are always sealed with the current key and opened with whichever key opens them. Seeds are
-//! read from an environment variable or a file, never from an argument, and live in
-//! [`SecretString`]s; no seed reaches `Debug`, an error or a log.
+//! read here (the protocol crate takes them as text), from an environment variable or a file
+//! ([`SeedSource`]), never from an argument, and live in [`SecretString`]s; no seed reaches
+//! `Debug`, an error or a log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use anchorage_secrets::{KeyError, read_seed_file, xkey_from_seed};
-use nkeys::XKey;
+use anchorage_secrets::{KeyError, SeedProvider, XKey};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
+
+/// Reads a seed file into a [`SecretString`] (surrounding whitespace trimmed; the bytes read
+/// are wiped).
+fn read_seed_file(path: &Path) -> Result<SecretString, KeyError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAnXkeySeed {
+        origin: path.display().to_string(),
+    })?;
+    Ok(SecretString::from(text.trim()))
+}
 
 /// Where a seed is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,61 +57,19 @@ impl SeedSource {
     }
 }
 
-/// One encryption xkey (curve25519), loaded from a seed.
-pub struct EncryptionKey {
-    key: XKey,
-    public: String,
-}
+impl SeedProvider for SeedSource {
+    fn read_seed(&self) -> Result<SecretString, KeyError> {
+        self.read()
+    }
 
-impl std::fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncryptionKey")
-            .field("public", &self.public)
-            .finish_non_exhaustive()
+    fn origin(&self) -> String {
+        SeedSource::origin(self)
     }
 }
 
-impl EncryptionKey {
-    /// A new random key.
-    pub fn generate() -> Self {
-        Self::from_xkey(XKey::new())
-    }
-
-    fn from_xkey(key: XKey) -> Self {
-        let public = key.public_key();
-        Self { key, public }
-    }
-
-    /// Loads the key from its seed (`SX…`); `origin` names where it came from, for the error.
-    pub fn from_seed(seed: &SecretString, origin: &str) -> Result<Self, KeyError> {
-        xkey_from_seed(seed, origin).map(Self::from_xkey)
-    }
-
-    /// Loads the key from `source`.
-    pub fn load(source: &SeedSource) -> Result<Self, KeyError> {
-        Self::from_seed(&source.read()?, &source.origin())
-    }
-
-    /// The seed, to store a generated key somewhere safe.
-    pub fn seed(&self) -> SecretString {
-        SecretString::from(self.key.seed().unwrap_or_default())
-    }
-
-    /// The public key (`X…`), which names the key in messages.
-    pub fn public_key(&self) -> &str {
-        &self.public
-    }
-
-    /// Seals `plain` to this key itself.
-    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, SealFailed> {
-        self.key.seal(plain, &self.key).map_err(|_| SealFailed)
-    }
-
-    /// Opens what this key sealed to itself.
-    pub fn open(&self, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.key.open(sealed, &self.key).ok().map(Zeroizing::new)
-    }
-}
+/// One encryption xkey (curve25519): `anchorage_secrets`'s one [`XKey`] type, sealing values to
+/// itself ([`XKey::seal_to_self`]). Load it from a [`SeedSource`] with [`XKey::load`].
+pub type EncryptionKey = XKey;
 
 /// Sealing a value failed (the NaCl box refused it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -122,10 +93,14 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ring = self.snapshot();
         f.debug_struct("Keyring")
-            .field("current", &ring.current.public)
+            .field("current", &ring.current.public_key())
             .field(
                 "previous",
-                &ring.previous.iter().map(|k| &k.public).collect::<Vec<_>>(),
+                &ring
+                    .previous
+                    .iter()
+                    .map(|k| k.public_key())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -150,8 +125,11 @@ impl Keyring {
     pub fn with_previous(self, previous: EncryptionKey) -> Self {
         {
             let mut guard = self.ring.write().unwrap_or_else(PoisonError::into_inner);
-            if previous.public != guard.current.public
-                && !guard.previous.iter().any(|k| k.public == previous.public)
+            if previous.public_key() != guard.current.public_key()
+                && !guard
+                    .previous
+                    .iter()
+                    .any(|k| k.public_key() == previous.public_key())
             {
                 let mut keys = guard.previous.clone();
                 keys.push(Arc::new(previous));
@@ -171,7 +149,7 @@ impl Keyring {
 
     /// The current key's public key (`X…`).
     pub fn current_public(&self) -> String {
-        self.snapshot().current.public.clone()
+        self.snapshot().current.public_key().to_owned()
     }
 
     /// Makes `new` the current key; the old current key becomes the first previous key, so
@@ -179,7 +157,7 @@ impl Keyring {
     /// nothing) when `new` already is the current key.
     pub fn rotate(&self, new: EncryptionKey) -> bool {
         let mut guard = self.ring.write().unwrap_or_else(PoisonError::into_inner);
-        if new.public == guard.current.public {
+        if new.public_key() == guard.current.public_key() {
             return false;
         }
         let mut previous = vec![Arc::clone(&guard.current)];
@@ -187,7 +165,7 @@ impl Keyring {
             guard
                 .previous
                 .iter()
-                .filter(|k| k.public != new.public)
+                .filter(|k| k.public_key() != new.public_key())
                 .cloned(),
         );
         *guard = Arc::new(Ring {
@@ -199,19 +177,22 @@ impl Keyring {
 
     /// Seals with the current key.
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, SealFailed> {
-        self.snapshot().current.seal(plain)
+        self.snapshot()
+            .current
+            .seal_to_self(plain)
+            .map_err(|_| SealFailed)
     }
 
     /// Opens with the current key, then each previous one; also says whether the current key
     /// opened it (false: the value still needs re-encryption).
     pub fn open(&self, sealed: &[u8]) -> Option<(Zeroizing<Vec<u8>>, bool)> {
         let ring = self.snapshot();
-        if let Some(plain) = ring.current.open(sealed) {
+        if let Some(plain) = ring.current.open_from_self(sealed) {
             return Some((plain, true));
         }
         ring.previous
             .iter()
-            .find_map(|k| k.open(sealed))
+            .find_map(|k| k.open_from_self(sealed))
             .map(|plain| (plain, false))
     }
 }
@@ -224,19 +205,20 @@ mod tests {
 
     #[test]
     fn seals_to_itself_like_the_reference() {
-        let key = EncryptionKey::generate();
-        let sealed = key.seal(b"hunter2").unwrap();
+        let ring = Keyring::new(EncryptionKey::generate());
+        let sealed = ring.seal(b"hunter2").unwrap();
         assert!(sealed.starts_with(b"xkv1"));
         // The reference opens with `encryption_xkey.open(value, &encryption_xkey)`.
-        let xkey = XKey::from_seed(key.seed().expose_secret()).unwrap();
+        let seed = ring.current().seed();
+        let xkey = nkeys::XKey::from_seed(seed.expose_secret()).unwrap();
         assert_eq!(xkey.open(&sealed, &xkey).unwrap(), b"hunter2");
-        assert!(!format!("{key:?}").contains(key.seed().expose_secret()));
+        assert!(!format!("{:?}", ring.current()).contains(seed.expose_secret()));
     }
 
     #[test]
     fn keyring_opens_with_previous_keys() {
         let old = EncryptionKey::generate();
-        let sealed = old.seal(b"v").unwrap();
+        let sealed = old.seal_to_self(b"v").unwrap();
         let old_again = EncryptionKey::from_seed(&old.seed(), "t").unwrap();
         let ring = Keyring::new(EncryptionKey::generate()).with_previous(old_again);
         let (plain, current) = ring.open(&sealed).unwrap();
@@ -281,6 +263,30 @@ mod tests {
         std::fs::write(&path, format!("{}\n", key.seed().expose_secret())).unwrap();
         let loaded = EncryptionKey::load(&SeedSource::File(path)).unwrap();
         assert_eq!(loaded.public_key(), key.public_key());
+        // An unset variable is named (setting one needs `unsafe` in edition 2024, which the
+        // workspace forbids; the CLI tests pass seeds through a child's environment).
+        let var = format!("ANCHORAGE_TEST_UNSET_SEED_{}", std::process::id());
+        let err = EncryptionKey::load(&SeedSource::Env(var.clone())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("environment variable {var} is not set")
+        );
+        // A missing file names the file and is a read error, not a seed error.
+        let missing = dir.path().join("missing");
+        let err = EncryptionKey::load(&SeedSource::File(missing.clone())).unwrap_err();
+        assert!(
+            matches!(&err, KeyError::ReadFile { path, .. } if *path == missing),
+            "{err:?}"
+        );
+        // Not UTF-8: a seed error naming the file.
+        let binary = dir.path().join("binary");
+        #[allow(clippy::disallowed_methods)] // test fixture
+        std::fs::write(&binary, [0xff, 0xfe]).unwrap();
+        let err = EncryptionKey::load(&SeedSource::File(binary.clone())).unwrap_err();
+        assert!(
+            matches!(&err, KeyError::NotAnXkeySeed { origin } if *origin == binary.display().to_string()),
+            "{err:?}"
+        );
         let account = nkeys::KeyPair::new_account().seed().unwrap();
         let err = EncryptionKey::from_seed(&SecretString::from(account.clone()), "x").unwrap_err();
         assert!(!err.to_string().contains(&account));

@@ -7,8 +7,10 @@
 //! - [`protocol`]: subjects, header names, the request and error types of
 //!   `wasmcloud-secrets-types` (re-exported, so the wire format cannot drift), and the success
 //!   body written from [`secrecy`] values into a zeroizing buffer;
-//! - [`TransitKey`]: the backend's xkey from a seed (stable public key), opening requests and
-//!   sealing replies from one-time keys;
+//! - [`XKey`]: the one xkey type, from a seed (stable public key) given as bytes: as the
+//!   [`TransitKey`] it opens requests and seals replies from one-time keys, as an encryption key
+//!   it seals values to itself; seed files and variables are read by the caller
+//!   ([`SeedProvider`]), never here;
 //! - [`verify_entity`] / [`verify_host`]: wascap JWT checks plus what wascap leaves out (kinds
 //!   of subject and issuer, issuer allow-lists, dates against a given clock);
 //! - [`GetHandler`]: the `get` steps in the reference backend's order, never panicking,
@@ -56,4 +58,4 @@ pub use protocol::{
     DEFAULT_PREFIX, GetSecretError, Operation, RESPONSE_XKEY, SecretRequest, SecretValue, Subjects,
     VersionedSecret, WASMCLOUD_HOST_XKEY,
 };
-pub use xkey::{KeyError, PublicXKey, SealError, TransitKey, read_seed_file, xkey_from_seed};
+pub use xkey::{KeyError, PublicXKey, SealError, SeedProvider, TransitKey, XKey};

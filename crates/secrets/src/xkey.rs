@@ -1,30 +1,38 @@
 //! Curve25519 "xkeys" as wasmCloud uses them: `xkv1` ‖ 24-byte nonce ‖ NaCl box (nkeys crate).
 //!
-//! [`TransitKey`] is the backend's long-lived key, loaded from a seed (`SX…`) so its public key
-//! (`X…`, which hosts cache for their whole life) stays the same across restarts. Requests are
-//! opened with it; every reply is sealed from a fresh one-time key. Seeds never appear in
-//! `Debug` output or errors. This module reads the environment or a file only when asked to.
+//! [`XKey`] is the one key type with a secret half, for both jobs a backend has for one:
+//!
+//! - the **transit key** ([`TransitKey`]), loaded from a seed (`SX…`) so its public key (`X…`,
+//!   which hosts cache for their whole life) stays the same across restarts: requests are opened
+//!   with it ([`XKey::open`]); every reply is sealed from a fresh one-time key
+//!   ([`XKey::seal_reply`]);
+//! - the **encryption key** of values at rest, which seals *to itself*
+//!   ([`XKey::seal_to_self`], [`XKey::open_from_self`]), exactly as the reference
+//!   `secrets-nats-kv` backend stores values.
+//!
+//! Seeds come in as [`SecretString`]s; this module reads no file and no environment variable:
+//! [`XKey::load`] asks a [`SeedProvider`] (the server's seed file or variable) for the text.
+//! Seeds never appear in `Debug` output or errors.
 
-use std::path::{Path, PathBuf};
-
-use nkeys::XKey;
+use nkeys::XKey as NkXKey;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-/// Why a transit key could not be loaded. Never carries the seed.
+/// Why a key could not be loaded. Never carries the seed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// The environment variable is not set (or not UTF-8).
+    /// The environment variable is not set (or not UTF-8); made by the [`SeedProvider`] that
+    /// reads variables.
     #[error("environment variable {var} is not set")]
     MissingEnv {
         /// The variable's name.
         var: String,
     },
-    /// The seed file could not be read.
+    /// The seed file could not be read; made by the [`SeedProvider`] that reads files.
     #[error("cannot read the seed file {}", path.display())]
     ReadFile {
         /// The file.
-        path: PathBuf,
+        path: std::path::PathBuf,
         /// What went wrong.
         #[source]
         source: std::io::Error,
@@ -35,6 +43,15 @@ pub enum KeyError {
         /// Where the seed came from (variable or file name), never the seed.
         origin: String,
     },
+}
+
+/// Where a seed's text comes from: implemented by whoever does the reading (the server crate's
+/// `SeedSource` reads a file or an environment variable), so this crate stays free of I/O.
+pub trait SeedProvider {
+    /// The seed text (`SX…`; surrounding whitespace is ignored).
+    fn read_seed(&self) -> Result<SecretString, KeyError>;
+    /// Where the seed comes from, for messages (a variable or file name, never the seed).
+    fn origin(&self) -> String;
 }
 
 /// Why a sealed message could not be opened or sealed.
@@ -53,12 +70,12 @@ pub enum SealError {
 
 /// A public xkey (`X…`) of a peer, parsed and checked.
 #[derive(Clone)]
-pub struct PublicXKey(XKey);
+pub struct PublicXKey(NkXKey);
 
 impl PublicXKey {
     /// Parses `X…`.
     pub fn parse(text: &str) -> Result<Self, SealError> {
-        let key = XKey::from_public_key(text.trim()).map_err(|_| SealError::InvalidPublicKey)?;
+        let key = NkXKey::from_public_key(text.trim()).map_err(|_| SealError::InvalidPublicKey)?;
         Ok(Self(key))
     }
 
@@ -77,9 +94,8 @@ impl std::fmt::Debug for PublicXKey {
 }
 
 /// Parses an xkey seed (`SX…`, surrounding whitespace ignored); `origin` names where it came
-/// from (a variable or file name) for the error, which never holds the seed. Shared by the
-/// transit key and the server's encryption keys.
-pub fn xkey_from_seed(seed: &SecretString, origin: &str) -> Result<XKey, KeyError> {
+/// from for the error, which never holds the seed.
+fn nkey_from_seed(seed: &SecretString, origin: &str) -> Result<NkXKey, KeyError> {
     let text = seed.expose_secret().trim();
     let not_a_seed = || KeyError::NotAnXkeySeed {
         origin: origin.to_owned(),
@@ -87,63 +103,46 @@ pub fn xkey_from_seed(seed: &SecretString, origin: &str) -> Result<XKey, KeyErro
     if !text.starts_with("SX") {
         return Err(not_a_seed());
     }
-    XKey::from_seed(text).map_err(|_| not_a_seed())
+    NkXKey::from_seed(text).map_err(|_| not_a_seed())
 }
 
-/// Reads a seed file into a [`SecretString`] (surrounding whitespace trimmed; the bytes read
-/// are wiped).
-pub fn read_seed_file(path: &Path) -> Result<SecretString, KeyError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAnXkeySeed {
-        origin: path.display().to_string(),
-    })?;
-    Ok(SecretString::from(text.trim()))
-}
-
-/// The backend's transit key.
-pub struct TransitKey {
-    key: XKey,
+/// An xkey with its secret half: the backend's transit key or an encryption key of values at
+/// rest (see the module docs). `Debug` shows the public key only.
+pub struct XKey {
+    key: NkXKey,
     public: String,
 }
 
-impl std::fmt::Debug for TransitKey {
+/// The backend's transit key: an [`XKey`] used with [`XKey::open`] and [`XKey::seal_reply`].
+pub type TransitKey = XKey;
+
+impl std::fmt::Debug for XKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransitKey")
+        f.debug_struct("XKey")
             .field("public", &self.public)
             .finish_non_exhaustive()
     }
 }
 
-impl TransitKey {
-    /// A new random key (for `init`-style commands and tests).
+impl XKey {
+    /// A new random key (for `keygen`-style commands and tests).
     pub fn generate() -> Self {
-        Self::from_xkey(XKey::new())
+        Self::from_nkey(NkXKey::new())
     }
 
-    fn from_xkey(key: XKey) -> Self {
+    fn from_nkey(key: NkXKey) -> Self {
         let public = key.public_key();
         Self { key, public }
     }
 
-    /// Loads the key from its seed; `origin` names where it came from, for the error.
+    /// Loads the key from its seed (`SX…`); `origin` names where it came from, for the error.
     pub fn from_seed(seed: &SecretString, origin: &str) -> Result<Self, KeyError> {
-        xkey_from_seed(seed, origin).map(Self::from_xkey)
+        nkey_from_seed(seed, origin).map(Self::from_nkey)
     }
 
-    /// Loads the seed from environment variable `var`.
-    pub fn from_env(var: &str) -> Result<Self, KeyError> {
-        let seed = std::env::var(var).map_err(|_| KeyError::MissingEnv {
-            var: var.to_owned(),
-        })?;
-        Self::from_seed(&SecretString::from(seed), var)
-    }
-
-    /// Loads the seed from a file (surrounding whitespace ignored).
-    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        Self::from_seed(&read_seed_file(path)?, &path.display().to_string())
+    /// Loads the key from the seed `source` gives (the reading is the provider's).
+    pub fn load(source: &impl SeedProvider) -> Result<Self, KeyError> {
+        Self::from_seed(&source.read_seed()?, &source.origin())
     }
 
     /// The seed (`SX…`), for writing a newly generated key somewhere safe.
@@ -152,7 +151,8 @@ impl TransitKey {
         SecretString::from(self.key.seed().unwrap_or_default())
     }
 
-    /// The public key (`X…`) hosts seal requests to; the `server_xkey` reply.
+    /// The public key (`X…`): what hosts seal requests to (the `server_xkey` reply), and what
+    /// names an encryption key in messages.
     pub fn public_key(&self) -> &str {
         &self.public
     }
@@ -175,11 +175,22 @@ impl TransitKey {
         plaintext: &[u8],
         recipient: &PublicXKey,
     ) -> Result<(String, Vec<u8>), SealError> {
-        let one_time = XKey::new();
+        let one_time = NkXKey::new();
         let sealed = one_time
             .seal(plaintext, &recipient.0)
             .map_err(|_| SealError::Seal)?;
         Ok((one_time.public_key(), sealed))
+    }
+
+    /// Seals `plain` to this key itself (a value at rest, as the reference stores it).
+    pub fn seal_to_self(&self, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.key.seal(plain, &self.key).map_err(|_| SealError::Seal)
+    }
+
+    /// Opens what this key sealed to itself; `None` when this key did not seal it (or the bytes
+    /// were tampered with).
+    pub fn open_from_self(&self, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.key.open(sealed, &self.key).ok().map(Zeroizing::new)
     }
 }
 
@@ -189,10 +200,10 @@ mod tests {
 
     #[test]
     fn seed_round_trip_keeps_public_key() {
-        let key = TransitKey::generate();
+        let key = XKey::generate();
         let seed = key.seed();
         assert!(seed.expose_secret().starts_with("SX"));
-        let again = TransitKey::from_seed(&seed, "test").unwrap();
+        let again = XKey::from_seed(&seed, "test").unwrap();
         assert_eq!(key.public_key(), again.public_key());
         assert!(key.public_key().starts_with('X'));
         let debug = format!("{key:?}");
@@ -203,56 +214,73 @@ mod tests {
     #[test]
     fn refuses_other_seeds_without_echoing_them() {
         let account = nkeys::KeyPair::new_account().seed().unwrap();
-        let err = TransitKey::from_seed(&SecretString::from(account.clone()), "VAR").unwrap_err();
+        let err = XKey::from_seed(&SecretString::from(account.clone()), "VAR").unwrap_err();
         assert!(!err.to_string().contains(&account));
         assert!(matches!(err, KeyError::NotAnXkeySeed { .. }));
         assert!(
             matches!(
-                TransitKey::from_seed(&SecretString::from("SXnonsense"), "VAR"),
+                XKey::from_seed(&SecretString::from("SXnonsense"), "VAR"),
                 Err(KeyError::NotAnXkeySeed { origin }) if origin == "VAR"
             ),
             "SXnonsense"
         );
     }
 
+    /// A provider that hands over text it already holds, or a failure.
+    struct Given(Option<String>);
+
+    impl SeedProvider for Given {
+        fn read_seed(&self) -> Result<SecretString, KeyError> {
+            self.0
+                .clone()
+                .map(SecretString::from)
+                .ok_or(KeyError::MissingEnv {
+                    var: "GIVEN".into(),
+                })
+        }
+        fn origin(&self) -> String {
+            "given seed".into()
+        }
+    }
+
     #[test]
-    fn missing_env_names_the_variable() {
-        let err = TransitKey::from_env("ANCHORAGE_TEST_SURELY_UNSET_SEED").unwrap_err();
+    fn load_takes_the_seed_from_the_provider_and_names_its_origin() {
+        let key = XKey::generate();
+        let seed = format!("  {}\n", key.seed().expose_secret());
+        let loaded = XKey::load(&Given(Some(seed))).unwrap();
+        assert_eq!(loaded.public_key(), key.public_key());
+        assert!(matches!(
+            XKey::load(&Given(None)),
+            Err(KeyError::MissingEnv { var }) if var == "GIVEN"
+        ));
+        let err = XKey::load(&Given(Some("SXnot-a-seed".into()))).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "environment variable ANCHORAGE_TEST_SURELY_UNSET_SEED is not set"
+            "given seed does not hold a curve (xkey) seed starting with SX"
         );
     }
 
     #[test]
-    fn loads_from_file() {
-        let key = TransitKey::generate();
-        let path =
-            std::env::temp_dir().join(format!("anchorage-secrets-{}.seed", std::process::id()));
-        let mut file = std::fs::File::create(&path).unwrap();
-        std::io::Write::write_all(
-            &mut file,
-            format!("{}\n", key.seed().expose_secret()).as_bytes(),
-        )
-        .unwrap();
-        drop(file);
-        let loaded = TransitKey::from_file(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(loaded.public_key(), key.public_key());
-        assert!(matches!(
-            TransitKey::from_file(&path),
-            Err(KeyError::ReadFile { .. })
-        ));
+    fn seals_to_itself_like_the_reference() {
+        let key = XKey::generate();
+        let sealed = key.seal_to_self(b"hunter2").unwrap();
+        assert!(sealed.starts_with(b"xkv1"));
+        // The reference opens with `encryption_xkey.open(value, &encryption_xkey)`.
+        let nk = NkXKey::from_seed(key.seed().expose_secret()).unwrap();
+        assert_eq!(nk.open(&sealed, &nk).unwrap(), b"hunter2");
+        assert_eq!(&*key.open_from_self(&sealed).unwrap(), b"hunter2");
+        // Negative control: another key does not open it.
+        assert!(XKey::generate().open_from_self(&sealed).is_none());
     }
 
     #[test]
     fn open_and_seal() {
-        let server = TransitKey::generate();
-        let host = XKey::new();
+        let server = XKey::generate();
+        let host = NkXKey::new();
         let sealed = host
             .seal(
                 b"hello",
-                &XKey::from_public_key(server.public_key()).unwrap(),
+                &NkXKey::from_public_key(server.public_key()).unwrap(),
             )
             .unwrap();
         assert!(sealed.starts_with(b"xkv1"));
@@ -265,10 +293,10 @@ mod tests {
         assert_eq!(server.open(&tampered, &host_pub), Err(SealError::Open));
         assert_eq!(server.open(b"xkv1", &host_pub), Err(SealError::Open));
 
-        let (reply_pub, reply) = TransitKey::seal_reply(b"world", &host_pub).unwrap();
+        let (reply_pub, reply) = XKey::seal_reply(b"world", &host_pub).unwrap();
         assert_ne!(reply_pub, server.public_key());
         let opened = host
-            .open(&reply, &XKey::from_public_key(&reply_pub).unwrap())
+            .open(&reply, &NkXKey::from_public_key(&reply_pub).unwrap())
             .unwrap();
         assert_eq!(opened, b"world");
         assert!(matches!(

@@ -2,19 +2,25 @@
 
 use std::path::{Path, PathBuf};
 
+use anchorage_k8s::{
+    Layout as K8sLayout, Object, ObjectName, cluster_trust_bundle, to_json, to_yaml,
+    trust_configmap, trust_secret, wasmcloud_configmap,
+};
+use anchorage_trust::{DirLayout, Source};
 use anchorage_trust::{
     FindingKind, OpensslDirOptions, PemOptions, Policy, Report, TrustError, Written, load,
     render_pem, write_openssl_dir, write_pem,
 };
-use serde::Serialize;
-
 use anchorage_trust::{
     Pkcs12Options, Pkcs12Profile, write_file_if_changed, write_jks, write_pkcs12,
 };
+use clap::{Args, ValueEnum};
 use secrecy::SecretString;
+use serde::Serialize;
 
-use crate::args::{BuildArgs, OutputFormat, P12Profile};
 use crate::exit::{Code, Failure};
+use crate::globals::Globals;
+use crate::options::{ManifestFormat, OutputFormat, ReadArgs};
 use crate::render::{CertificateView, ProblemView, findings_for, print_json, warn_all};
 
 #[derive(Serialize)]
@@ -47,30 +53,10 @@ struct Summary {
     bundle: Vec<CertificateView>,
 }
 
-/// What `--output json` prints on stdout when the build fails, so a script always gets JSON.
-#[derive(Serialize)]
-struct FailureJson<'a> {
-    error: &'a str,
-    exit_code: u8,
-    problems: Vec<ProblemView>,
-    findings: &'a [anchorage_trust::Finding],
-}
-
-pub(crate) fn run(args: BuildArgs) -> Result<Code, Failure> {
-    let json = args.output == OutputFormat::Json;
-    let result = build(args);
-    if let (true, Err(failure)) = (json, &result) {
-        let report = failure.report.as_deref();
-        print_json(&FailureJson {
-            error: &failure.message,
-            exit_code: failure.code as u8,
-            problems: report
-                .map(|r| r.problems.iter().map(ProblemView::from).collect())
-                .unwrap_or_default(),
-            findings: report.map_or(&[], |r| &r.findings),
-        });
-    }
-    result
+/// `anchorage bundle build`. With `--output json`, a failure's document carries the problems
+/// and findings of the policy, when it got that far.
+pub(crate) fn run(args: BuildArgs, _globals: &Globals) -> Result<Code, Failure> {
+    build(args).map_err(Failure::with_json_report)
 }
 
 fn build(args: BuildArgs) -> Result<Code, Failure> {
@@ -105,10 +91,8 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
 
     // Kubernetes objects are built (names, keys and the 1 MiB limit checked) before anything is
     // written, so a bundle too big for a ConfigMap leaves every output as it was.
-    let manifest = match super::k8s::wanted(&args) {
-        true => {
-            Some(super::k8s::render_objects(&bundle, &args).map_err(|f| f.with_report(&report))?)
-        }
+    let manifest = match k8s_wanted(&args) {
+        true => Some(k8s_objects(&bundle, &args).map_err(|f| f.with_report(&report))?),
         false => None,
     };
     let mut outputs = Outputs::default();
@@ -157,8 +141,8 @@ fn build(args: BuildArgs) -> Result<Code, Failure> {
     if let Some(path) = &args.extra_pem {
         let extra = bundle.without_mozilla_roots();
         if extra.is_empty() {
-            diagln!(
-                "anchorage: warning: every certificate of the bundle is one of Mozilla's roots, so {} is empty: NODE_EXTRA_CA_CERTS has nothing to add",
+            warnln!(
+                "every certificate of the bundle is one of Mozilla's roots, so {} is empty: NODE_EXTRA_CA_CERTS has nothing to add",
                 path.display()
             );
         }
@@ -302,7 +286,7 @@ fn check_command_line(args: &BuildArgs) -> Result<(), Failure> {
     crate::io::check_outputs(&outputs, input_paths(args))?;
     // --pem-comments shapes PEM text: --pem, --extra-pem, or the bundle on stdout when no
     // output is named at all.
-    let pem_on_stdout = outputs.is_empty() && !super::k8s::wanted(args);
+    let pem_on_stdout = outputs.is_empty() && !k8s_wanted(args);
     if args.pem_comments && args.pem.is_none() && args.extra_pem.is_none() && !pem_on_stdout {
         return Err(Failure::new(
             Code::Usage,
@@ -438,4 +422,261 @@ impl Outputs {
 /// How the text summary names what happened to an output.
 fn verb(changed: bool) -> &'static str {
     if changed { "wrote" } else { "unchanged" }
+}
+
+/// True when `bundle build` was asked for any Kubernetes object.
+fn k8s_wanted(args: &BuildArgs) -> bool {
+    args.k8s_configmap.is_some()
+        || args.k8s_secret.is_some()
+        || args.k8s_wasmcloud_configmap.is_some()
+        || args.k8s_cluster_trust_bundle.is_some()
+}
+
+/// The objects `bundle build` was asked for, rendered, in a fixed order.
+fn k8s_objects(bundle: &anchorage_trust::Bundle, args: &BuildArgs) -> Result<String, Failure> {
+    // One copy of each namespaced object per --namespace (none: kubectl's current namespace).
+    let namespaces: Vec<Option<&String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        let mut unique: Vec<Option<&String>> = Vec::new();
+        for ns in &args.namespaces {
+            if !unique.contains(&Some(ns)) {
+                unique.push(Some(ns));
+            }
+        }
+        unique
+    };
+    let named = |name: &String, ns: Option<&String>| {
+        let meta = ObjectName::new(name.clone());
+        match ns {
+            Some(ns) => meta.in_namespace(ns.clone()),
+            None => meta,
+        }
+    };
+    let mut layout = if args.k8s_bundle_only {
+        K8sLayout::bundle_only()
+    } else {
+        K8sLayout::default()
+    };
+    if args.k8s_rhel_aliases {
+        layout = layout.with_rhel_aliases();
+    }
+    if args.k8s_extra_pem {
+        layout = layout.with_extra();
+    }
+    if args.k8s_pkcs12 {
+        layout = layout.with_pkcs12();
+    }
+    let mut objects: Vec<Object> = Vec::new();
+    for ns in &namespaces {
+        if let Some(name) = &args.k8s_configmap {
+            objects.push(trust_configmap(bundle, &named(name, *ns), &layout)?.into());
+        }
+        if let Some(name) = &args.k8s_secret {
+            objects.push(trust_secret(bundle, &named(name, *ns), &layout)?.into());
+        }
+        if let Some(name) = &args.k8s_wasmcloud_configmap {
+            objects.push(wasmcloud_configmap(bundle, &named(name, *ns))?.into());
+        }
+    }
+    if let Some(name) = &args.k8s_cluster_trust_bundle {
+        // Cluster-scoped: --namespace does not apply.
+        let ctb = cluster_trust_bundle(
+            bundle,
+            &ObjectName::new(name.clone()),
+            args.k8s_signer.as_deref(),
+        )?;
+        objects.push(ctb.into());
+    }
+    Ok(match args.k8s_format {
+        ManifestFormat::Yaml => to_yaml(&objects)?,
+        ManifestFormat::Json => to_json(&objects)? + "\n",
+    })
+}
+
+// The command line of this command.
+
+/// PKCS#12 protection profile (as trust-manager names them).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum P12Profile {
+    /// No encryption and no MAC: Java 17 loads it without a password.
+    Unprotected,
+    /// PBES2 AES-256-CBC with PBKDF2-HMAC-SHA256, HMAC-SHA256 MAC.
+    Modern2023,
+    /// pbeWithSHAAnd3-KeyTripleDES-CBC, HMAC-SHA1 MAC (JVMs before 8u301).
+    LegacyDes,
+    /// pbeWithSHAAnd40BitRC2-CBC, HMAC-SHA1 MAC (what old JVMs wrote).
+    LegacyRc2,
+}
+
+/// Layout of the OpenSSL hashed directory.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Each <hash>.<n> is a real file (survives ConfigMaps and image layers).
+    #[default]
+    Files,
+    /// <sha256>.pem files plus relative <hash>.<n> symbolic links.
+    Links,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("k8s_object").multiple(true).args(["k8s_configmap", "k8s_secret", "k8s_wasmcloud_configmap", "k8s_cluster_trust_bundle"])))]
+#[command(group(clap::ArgGroup::new("k8s_namespaced").multiple(true).args(["k8s_configmap", "k8s_secret", "k8s_wasmcloud_configmap"])))]
+#[command(group(clap::ArgGroup::new("k8s_trust_layout").multiple(true).args(["k8s_configmap", "k8s_secret"])))]
+#[command(group(clap::ArgGroup::new("java_store").multiple(true).args(["pkcs12", "jks"])))]
+pub(crate) struct BuildArgs {
+    /// Certificate files, directories or Kubernetes manifests; - for standard input.
+    #[arg(value_name = "SOURCE")]
+    pub(crate) sources: Vec<PathBuf>,
+    /// Add the operating system's trust store.
+    #[arg(long)]
+    pub(crate) system: bool,
+    /// Add Mozilla's root certificates (compiled in; works offline).
+    #[arg(long)]
+    pub(crate) mozilla: bool,
+    /// Write the PEM bundle to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pem: Option<PathBuf>,
+    /// Also write the certificates Mozilla's roots lack (the private CAs) to FILE: what
+    /// NODE_EXTRA_CA_CERTS and DENO_CERT must name (see `anchorage env`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) extra_pem: Option<PathBuf>,
+    /// Write a Java PKCS#12 trust store to FILE (javax.net.ssl.trustStoreType=PKCS12).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pkcs12: Option<PathBuf>,
+    /// Encryption of --pkcs12: unprotected (no password, the default without --store-password),
+    /// modern2023 (AES-256, HMAC-SHA256; the default with a password; Java 8u301+/11.0.12+),
+    /// legacy-des or legacy-rc2 (for older JVMs).
+    #[arg(long, value_enum, requires = "pkcs12")]
+    pub(crate) pkcs12_profile: Option<P12Profile>,
+    /// Write a legacy Java JKS trust store to FILE (password: --store-password, default changeit).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) jks: Option<PathBuf>,
+    /// Password of --pkcs12/--jks. Visible to other local users in the process list: prefer
+    /// --store-password-file.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with = "store_password_file",
+        requires = "java_store"
+    )]
+    pub(crate) store_password: Option<String>,
+    /// Read the --pkcs12/--jks password from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "java_store")]
+    pub(crate) store_password_file: Option<PathBuf>,
+    /// Emit a ConfigMap NAME to mount over /etc/ssl/certs (ca-certificates.crt plus <hash>.<n>
+    /// keys).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_configmap: Option<String>,
+    /// Emit the same layout as a Secret NAME.
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_secret: Option<String>,
+    /// Emit a ConfigMap NAME of <name>.crt keys for wasmCloud's operator
+    /// (certificates.authorities).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_wasmcloud_configmap: Option<String>,
+    /// Emit a ClusterTrustBundle NAME (certificates.k8s.io/v1beta1, Kubernetes 1.33+).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub(crate) k8s_cluster_trust_bundle: Option<String>,
+    /// Signer name of the ClusterTrustBundle (its NAME must then start with the signer name,
+    /// `/` replaced by `:`, and a `:`).
+    #[arg(
+        long,
+        value_name = "SIGNER",
+        requires = "k8s_cluster_trust_bundle",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) k8s_signer: Option<String>,
+    /// Namespace of the ConfigMaps and Secret (none: kubectl's current namespace); needs one of
+    /// them (a ClusterTrustBundle is cluster-scoped). Repeat it to emit one copy per namespace
+    /// (a ConfigMap is mounted only in its own namespace).
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        value_name = "NS",
+        requires = "k8s_namespaced",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) namespaces: Vec<String>,
+    /// Only the bundle key in the ConfigMap/Secret, no <hash>.<n> keys: half the size, but
+    /// SSL_CERT_DIR / -CApath readers find nothing.
+    #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
+    pub(crate) k8s_bundle_only: bool,
+    /// Also repeat the bundle as ca-bundle.crt and tls-ca-bundle.pem (RHEL-family names).
+    #[arg(long, requires = "k8s_trust_layout", help_heading = "Kubernetes")]
+    pub(crate) k8s_rhel_aliases: bool,
+    /// Also put the private CAs only (what Mozilla's roots lack) in the ConfigMap/Secret as
+    /// extra-ca.pem, for NODE_EXTRA_CA_CERTS and DENO_CERT (`k8s patch --extra-pem`).
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_extra_pem: bool,
+    /// Also put the bundle in the ConfigMap/Secret as truststore.p12, a password-less PKCS#12
+    /// trust store for Java (`k8s patch --pkcs12`), as trust-manager's additionalFormats does.
+    #[arg(long, help_heading = "Kubernetes")]
+    pub(crate) k8s_pkcs12: bool,
+    /// Write the Kubernetes objects to FILE (atomically) instead of stdout.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "k8s_object",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) k8s_out: Option<PathBuf>,
+    /// Format of the Kubernetes objects.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        requires = "k8s_object",
+        help_heading = "Kubernetes"
+    )]
+    pub(crate) k8s_format: ManifestFormat,
+    /// Put a `# subject` and SHA-256 comment before each certificate of the PEM bundle.
+    #[arg(long)]
+    pub(crate) pem_comments: bool,
+    /// Write an OpenSSL hashed directory (<hash>.<n>) to DIR (swapped in atomically).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) openssl_dir: Option<PathBuf>,
+    /// Layout of --openssl-dir.
+    #[arg(long, value_enum, default_value_t, requires = "openssl_dir")]
+    pub(crate) openssl_dir_layout: Layout,
+    /// Also write the PEM bundle inside --openssl-dir under this name (e.g. ca-certificates.crt).
+    #[arg(long, value_name = "NAME", requires = "openssl_dir")]
+    pub(crate) openssl_dir_bundle: Option<String>,
+    /// Keep expired certificates (they are reported either way).
+    #[arg(long)]
+    pub(crate) keep_expired: bool,
+    /// Make any problem or warning fatal (exit 3) and write nothing.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format of the summary.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+impl BuildArgs {
+    /// The sources in the order given: paths (`-` is standard input, read now), then the OS
+    /// store, then Mozilla.
+    pub(crate) fn sources(&self) -> Result<Vec<Source>, crate::exit::Failure> {
+        let mut sources: Vec<Source> = self
+            .sources
+            .iter()
+            .map(|p| crate::io::source("SOURCE", p))
+            .collect::<Result<_, _>>()?;
+        if self.system {
+            sources.push(Source::System);
+        }
+        if self.mozilla {
+            sources.push(Source::Mozilla);
+        }
+        Ok(sources)
+    }
+
+    pub(crate) fn layout(&self) -> DirLayout {
+        match self.openssl_dir_layout {
+            Layout::Files => DirLayout::Files,
+            Layout::Links => DirLayout::Links,
+        }
+    }
 }

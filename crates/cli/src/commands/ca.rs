@@ -11,6 +11,7 @@
 //! reach an error message: the library's errors carry no key material, and Secret manifests are
 //! walked here with messages of our own.
 
+mod args;
 mod issue;
 mod transfer;
 
@@ -27,16 +28,43 @@ use secrecy::SecretString;
 use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use crate::args::{CaAction, CaCommand, CaInitArgs, CaShowArgs, OutputFormat};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::{Globals, Run};
+use crate::options::OutputFormat;
 use crate::render::print_json;
+use args::{CaAction, CaInitArgs, CaShowArgs};
+
+pub(crate) use args::CaCommand;
 
 /// The environment variable holding the CA key's passphrase (after `--passphrase-file`).
 pub(crate) const PASSPHRASE_ENV: &str = "ANCHORAGE_CA_PASSPHRASE";
 
 /// `anchorage ca …`. With `--output json`, `main` prints a failure's `{ "schema", "error",
 /// "exit_code" }` on stdout (the message goes to stderr too).
-pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+impl Run for CaCommand {
+    fn json(&self) -> bool {
+        let output = match &self.action {
+            CaAction::Init(a) => a.output,
+            CaAction::Issue(a) => a.output,
+            CaAction::Show(a) => a.output,
+            CaAction::Export(a) => a.output,
+            CaAction::Import(a) => a.output,
+        };
+        output == OutputFormat::Json
+    }
+
+    /// `ca issue --backend vault` connects to OpenBao.
+    fn connects_out(&self) -> bool {
+        matches!(self.action, CaAction::Issue(_))
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        run(self, globals)
+    }
+}
+
+fn run(cmd: CaCommand, globals: &Globals) -> Result<Code, Failure> {
     let CaCommand {
         data_dir,
         passphrase_file,
@@ -45,10 +73,10 @@ pub(crate) fn run(cmd: CaCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Fail
     // CA keys are read (or made) by every action but `show`: no core dumps, no same-user
     // inspection, before any is.
     crate::harden::harden()
-        .and_then(|()| Context::new(data_dir, passphrase_file.as_deref(), tls_ca_paths))
+        .and_then(|()| Context::new(data_dir, passphrase_file.as_deref()))
         .and_then(|ctx| match action {
             CaAction::Init(a) => init(&ctx, &a),
-            CaAction::Issue(a) => issue::issue(&ctx, &a),
+            CaAction::Issue(a) => issue::issue(&ctx, &a, &globals.outbound),
             CaAction::Show(a) => show(&ctx, &a),
             CaAction::Export(a) => transfer::export(&ctx, &a),
             CaAction::Import(a) => transfer::import(&ctx, &a),
@@ -61,7 +89,6 @@ pub(crate) struct Context {
     /// `None` when neither the option, the variables nor HOME give one: only commands that
     /// open the store fail then.
     data_dir: Option<PathBuf>,
-    tls_ca_paths: Vec<PathBuf>,
     passphrase: Option<SecretString>,
     /// Where the passphrase came from, for messages.
     passphrase_origin: String,
@@ -75,11 +102,7 @@ struct Saved {
 }
 
 impl Context {
-    fn new(
-        data_dir: Option<PathBuf>,
-        passphrase_file: Option<&Path>,
-        tls_ca_paths: &[PathBuf],
-    ) -> Result<Self, Failure> {
+    fn new(data_dir: Option<PathBuf>, passphrase_file: Option<&Path>) -> Result<Self, Failure> {
         let data_dir = data_dir.or_else(persist::data_dir);
         let (passphrase, passphrase_origin) = read_passphrase(passphrase_file)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -88,7 +111,6 @@ impl Context {
             .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
         Ok(Self {
             data_dir,
-            tls_ca_paths: tls_ca_paths.to_vec(),
             passphrase,
             passphrase_origin,
             runtime,
@@ -165,8 +187,8 @@ impl Context {
             .block_on(persist::save(store, ca, &options))
             .map_err(|e| match e {
                 CaError::AlreadyInitialised { revision, .. } => self.exists_failure(revision),
-                CaError::Store(s) if s.is_conflict() => Failure::new(
-                    Code::CaExists,
+                CaError::Store(ref s) if s.is_conflict() => Failure::new(
+                    e.code(),
                     format!(
                         "the CA in {} changed while it was being replaced (another `ca init` or `ca import`?); run the command again",
                         self.store_path().display()
@@ -202,32 +224,33 @@ impl Context {
     fn load_failure(&self, e: CaError) -> Failure {
         let store = self.store_path();
         let store = store.display();
+        let code = e.code();
         match e {
             CaError::NotInitialised { .. } => Failure::new(
-                Code::CaMissing,
+                code,
                 format!(
                     "no CA in {store}: run `anchorage ca init` or `anchorage ca import`, or point --data-dir (or ANCHORAGE_DATA_DIR) at the directory that holds the CA"
                 ),
             ),
             CaError::AlreadyInitialised { revision, .. } => self.exists_failure(revision),
             CaError::PassphraseRequired => Failure::new(
-                Code::Passphrase,
+                code,
                 format!(
                     "the CA key in {store} is encrypted: give its passphrase with --passphrase-file FILE or {PASSPHRASE_ENV}"
                 ),
             ),
             CaError::WrongPassphrase => Failure::new(
-                Code::Passphrase,
+                code,
                 format!(
                     "the passphrase from {} does not decrypt the CA key in {store} (or the stored key is damaged): check the passphrase",
                     self.passphrase_origin
                 ),
             ),
             CaError::Store(e) => store_failure(&e),
-            CaError::Crypto { .. } => Failure::new(Code::Failure, with_causes(&e)),
+            CaError::Crypto { .. } => Failure::new(code, with_causes(&e)),
             // Anything else read back from the store means the record is damaged.
             other => Failure::new(
-                Code::Store,
+                code,
                 format!(
                     "{store}: {}; replace the CA with `anchorage ca init --force` or `anchorage ca import --force`, or restore the data directory from a backup",
                     with_causes(&other)
@@ -239,8 +262,8 @@ impl Context {
     /// Warns that the key is stored in clear when no passphrase was given.
     fn warn_unencrypted(&self) {
         if self.passphrase.is_none() {
-            diagln!(
-                "anchorage: warning: no passphrase given (--passphrase-file or {PASSPHRASE_ENV}): the CA key is stored unencrypted in {}, protected only by the file's mode 0600",
+            warnln!(
+                "no passphrase given (--passphrase-file or {PASSPHRASE_ENV}): the CA key is stored unencrypted in {}, protected only by the file's mode 0600",
                 self.store_path().display()
             );
         }
@@ -264,7 +287,7 @@ fn store_failure(e: &anchorage_store::StoreError) -> Failure {
             path.display()
         ));
     }
-    Failure::new(Code::Store, message)
+    Failure::new(e.code(), message)
 }
 
 /// The passphrase from `--passphrase-file` (its first line), else from the environment.
@@ -641,7 +664,7 @@ impl CaView {
             );
             outln!("  key:        {}", c.key);
             if let Some(nc) = &c.name_constraints {
-                outln!("  names:      {}", constraints_text(nc));
+                outln!("  names:      {}", crate::render::constraints_text(nc));
             }
         };
         cert("root:", &self.root);
@@ -793,29 +816,6 @@ fn show(ctx: &Context, args: &CaShowArgs) -> Result<Code, Failure> {
         OutputFormat::Text => view.print_text(None),
     }
     Ok(Code::Ok)
-}
-
-/// A name constraints extension in one line: `permitted DNS:cluster.local; excluded IP:…`.
-pub(crate) fn constraints_text(nc: &NameConstraints) -> String {
-    let list = |subtrees: &[NameSubtree]| {
-        subtrees
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut parts = Vec::new();
-    if !nc.permitted.is_empty() {
-        parts.push(format!("permitted {}", list(&nc.permitted)));
-    }
-    if !nc.excluded.is_empty() {
-        parts.push(format!("excluded {}", list(&nc.excluded)));
-    }
-    format!(
-        "{}{}",
-        parts.join("; "),
-        if nc.critical { "" } else { " (not critical)" }
-    )
 }
 
 #[cfg(test)]

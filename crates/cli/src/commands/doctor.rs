@@ -5,7 +5,6 @@
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anchorage_doctor::{
@@ -14,10 +13,13 @@ use anchorage_doctor::{
 };
 use anchorage_trust::tls::{TrustConfig, root_store_of};
 use anchorage_x509::{Certificate, Timestamp};
+use clap::Args;
 use serde::Serialize;
 
-use crate::args::{DoctorArgs, OutputFormat};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Outbound, Run};
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 /// The `--output json` document: where and how the handshake went, then the library's report.
@@ -41,15 +43,6 @@ struct DoctorJson<'a> {
     report: &'a Report,
 }
 
-/// What `--output json` prints on stdout when no report could be made, so a script always gets
-/// JSON.
-#[derive(Serialize)]
-struct FailureJson<'a> {
-    target: &'a str,
-    error: &'a str,
-    exit_code: u8,
-}
-
 /// The command line resolved: what to connect to, the trust to judge by, the `--ca` files read.
 struct Settings {
     target: Target,
@@ -59,7 +52,7 @@ struct Settings {
 }
 
 impl Settings {
-    fn resolve(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Self, Failure> {
+    fn resolve(args: &DoctorArgs, outbound: &Outbound) -> Result<Self, Failure> {
         let target =
             Target::parse(&args.target).map_err(|e| Failure::new(Code::Usage, e.to_string()))?;
         let inputs = || {
@@ -85,25 +78,25 @@ impl Settings {
         }
         // The base trust, as a workload with these settings would have it.
         let explicit = args.system || args.mozilla;
-        let trust = match &args.bundle {
+        let trust = outbound.over(match &args.bundle {
             Some(bundle) => TrustConfig {
                 load_native_certs: false,
                 load_webpki_certs: false,
                 ssl_certs_file: Some(bundle.clone()),
-                extra_ca_paths: tls_ca_paths.to_vec(),
+                extra_ca_paths: Vec::new(),
             },
             None => TrustConfig {
                 load_native_certs: !explicit || args.system,
                 load_webpki_certs: !explicit || args.mozilla,
                 ssl_certs_file: None,
-                extra_ca_paths: tls_ca_paths.to_vec(),
+                extra_ca_paths: Vec::new(),
             },
-        };
+        });
         let candidates = args
             .ca
             .iter()
             .map(|p| {
-                super::read_option_bundle(p, "--ca")
+                crate::io::read_option_bundle(p, "--ca")
                     .map(|b| (p.clone(), b.certificates().cloned().collect()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -119,26 +112,29 @@ impl Settings {
     }
 }
 
-pub(crate) fn run(args: DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let result = doctor(&args, tls_ca_paths);
-    if let (OutputFormat::Json, Err(failure)) = (args.output, &result) {
-        print_json(&FailureJson {
-            target: &args.target,
-            error: &failure.message,
-            exit_code: failure.code as u8,
-        });
+/// `anchorage doctor`. With `--output json`, a failure's document names the target.
+impl Run for DoctorArgs {
+    fn json(&self) -> bool {
+        self.output == OutputFormat::Json
     }
-    result
+
+    fn connects_out(&self) -> bool {
+        true
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        doctor(&self, &globals.outbound).map_err(|f| f.with_json_target(&self.target))
+    }
 }
 
-fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    let settings = Settings::resolve(args, tls_ca_paths)?;
+fn doctor(args: &DoctorArgs, outbound: &Outbound) -> Result<Code, Failure> {
+    let settings = Settings::resolve(args, outbound)?;
     // The trust is read once (the OS store included): the certificates give the store and the
     // roots' validity, which a RootCertStore does not keep (for "root expires soon").
     let (root_certificates, _) = settings.trust.load()?;
     let base_roots = root_store_of(&root_certificates);
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = outbound.provider();
     if std::io::stderr().is_terminal() {
         diagln!(
             "anchorage: connecting to {}{}...",
@@ -234,11 +230,7 @@ fn doctor(args: &DoctorArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> 
 }
 
 fn unreachable(e: DoctorError) -> Failure {
-    let code = match e {
-        DoctorError::BadTarget { .. } | DoctorError::BadServerName { .. } => Code::Usage,
-        DoctorError::Provider { .. } => Code::Failure,
-        _ => Code::Unreachable,
-    };
+    let code = e.code();
     // The messages never repeat their source (the OS or rustls error): append it.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -286,7 +278,7 @@ fn print_text(captured: &Captured, report: &Report, with_ca: bool) {
     if let Some(nc) = &report.root_name_constraints {
         outln!(
             "trusted root's name constraints: {}",
-            crate::commands::ca::constraints_text(nc)
+            crate::render::constraints_text(nc)
         );
     }
     outln!(
@@ -339,10 +331,7 @@ fn print_entry(c: &ChainEntry, report: &Report) {
         }
     );
     if let Some(nc) = &c.name_constraints {
-        outln!(
-            "      names:     {}",
-            crate::commands::ca::constraints_text(nc)
-        );
+        outln!("      names:     {}", crate::render::constraints_text(nc));
     }
     for url in &c.aia_ca_issuers {
         outln!("      AIA:       {url} (where its issuer can be downloaded)");
@@ -372,4 +361,37 @@ fn print_entry(c: &ChainEntry, report: &Report) {
         };
         outln!("      next:      {text}");
     }
+}
+
+// The command line of this command.
+
+#[derive(Args, Debug)]
+pub(crate) struct DoctorArgs {
+    /// host:port, https://host[:port]/..., or an OCI reference (oci://registry/repo:tag).
+    pub(crate) target: String,
+    /// The name to send as SNI and to check the certificate against (default: the host).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) servername: Option<String>,
+    /// A CA file or directory to trust too (repeatable); the fix names the one that helps.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ca: Vec<PathBuf>,
+    /// Trust the OS store (with --mozilla: only what is chosen).
+    #[arg(long)]
+    pub(crate) system: bool,
+    /// Trust Mozilla's roots (with --system: only what is chosen).
+    #[arg(long)]
+    pub(crate) mozilla: bool,
+    /// Trust exactly this bundle (what a workload using it would see).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["system", "mozilla"])]
+    pub(crate) bundle: Option<PathBuf>,
+    /// Write the chain the server sent to FILE (PEM, in the order sent), whatever the verdict,
+    /// for review.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) save_chain: Option<PathBuf>,
+    /// Seconds allowed for the connection and the handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) timeout: u64,
+    /// Output format: text (for people) or json (the stable schema of docs/cli.md).
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
 }

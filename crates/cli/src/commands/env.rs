@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use anchorage_trust::env::{
     EnvRequest, IGNORE_ALL, JavaStoreType, JavaTrustStore, Variable, omitted, variables,
 };
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::args::{EnvArgs, EnvFormat, JavaStoreKind};
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Run};
 use crate::render::print_json;
 
 #[derive(Serialize)]
@@ -35,7 +36,17 @@ struct Ignorer {
     why: &'static str,
 }
 
-pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
+impl Run for EnvArgs {
+    fn json(&self) -> bool {
+        self.format == EnvFormat::Json
+    }
+
+    fn run(self, _: &Globals) -> Result<Code, Failure> {
+        run(self)
+    }
+}
+
+fn run(args: EnvArgs) -> Result<Code, Failure> {
     let in_container = args.in_container || args.format == EnvFormat::K8s;
     let resolve = |p: &Path| -> Result<PathBuf, Failure> {
         if in_container {
@@ -95,7 +106,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
     }
     let left_out = omitted(&request);
     for w in &warnings {
-        diagln!("anchorage: warning: {w}");
+        warnln!("{w}");
     }
     match args.format {
         EnvFormat::Shell => {
@@ -159,7 +170,7 @@ pub(crate) fn run(args: EnvArgs) -> Result<Code, Failure> {
 /// Returns warnings for what works but is probably not what the user meant.
 fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
     let mut warnings = Vec::new();
-    let bundle = super::read_option_bundle(&request.bundle, "--bundle")?;
+    let bundle = crate::io::read_option_bundle(&request.bundle, "--bundle")?;
     let private = bundle.without_mozilla_roots();
     if private.len() == bundle.len() {
         warnings.push(format!(
@@ -192,7 +203,7 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
         }
     }
     if let Some(extra) = &request.extra {
-        let extra_bundle = super::read_option_bundle(extra, "--extra")?;
+        let extra_bundle = crate::io::read_option_bundle(extra, "--extra")?;
         let public = extra_bundle.len() - extra_bundle.without_mozilla_roots().len();
         if public > 0 {
             warnings.push(format!(
@@ -234,6 +245,62 @@ fn check_files(request: &EnvRequest) -> Result<Vec<String>, Failure> {
 /// Single-quotes `value` for POSIX shells (a `'` becomes `'\''`).
 fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+// The command line of this command.
+
+/// How `anchorage env` prints the variables.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum EnvFormat {
+    /// `export NAME='value'` lines for sh/bash/zsh (`eval "$(anchorage env ...)"`).
+    #[default]
+    Shell,
+    /// `NAME=value` lines, unquoted, as docker --env-file and compose env_file read them.
+    Dotenv,
+    /// A JSON document with each variable, its effect and its readers.
+    Json,
+    /// A Kubernetes container `env:` list (EnvVar objects, YAML).
+    K8s,
+}
+
+/// Keystore type named in JAVA_TOOL_OPTIONS.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum JavaStoreKind {
+    /// PKCS#12.
+    #[default]
+    Pkcs12,
+    /// Legacy JKS.
+    Jks,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EnvArgs {
+    /// The combined PEM bundle (public roots plus private CAs).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bundle: PathBuf,
+    /// The OpenSSL hashed directory (for SSL_CERT_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// The private CAs only (for NODE_EXTRA_CA_CERTS and DENO_CERT; without it they name
+    /// --bundle).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) extra: Option<PathBuf>,
+    /// A Java trust store holding the combined bundle (for JAVA_TOOL_OPTIONS).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) java_truststore: Option<PathBuf>,
+    /// Type of --java-truststore.
+    #[arg(long, value_enum, default_value_t, requires = "java_truststore")]
+    pub(crate) java_truststore_type: JavaStoreKind,
+    /// Password of --java-truststore, passed in JAVA_TOOL_OPTIONS (not needed for a
+    /// password-less PKCS#12; a trust store's password guards integrity, not secrecy).
+    #[arg(long, value_name = "PASSWORD", requires = "java_truststore")]
+    pub(crate) java_truststore_password: Option<String>,
+    /// The paths are inside a container or pod: print them as given, do not check them here.
+    #[arg(long)]
+    pub(crate) in_container: bool,
+    /// Output format (`--output` and `-o` are accepted too).
+    #[arg(long, short = 'o', alias = "output", value_enum, default_value_t)]
+    pub(crate) format: EnvFormat,
 }
 
 #[cfg(test)]

@@ -9,18 +9,19 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use anchorage_image::{Depth, FileRole, ImageError, Mode, PlanOptions, locations};
+use anchorage_image::{Depth, FileRole, Mode, PlanOptions, locations};
 use anchorage_registry::{
     ClientSettings, Event, ImageRef, InjectReport, InjectRequest, Reach, RegistryError, inject,
     parse_platform,
 };
-use anchorage_trust::tls::TrustConfig;
 use anchorage_trust::{Policy, Source, TrustError, load};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::args::{OutputFormat, ReadArgs};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::{Globals, Outbound, Run};
+use crate::options::{OutputFormat, ReadArgs};
 use crate::render::{print_json, warn_all};
 
 /// `anchorage image …`.
@@ -28,43 +29,48 @@ use crate::render::{print_json, warn_all};
 pub(crate) enum ImageCommand {
     /// Add private CAs to an image by appending one small layer, and push the result: no
     /// Docker daemon, no rebuild, any base image (distroless and scratch included).
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  anchorage image inject registry.corp.example/mirror/nginx:1.27 \\\n",
-        "    registry.corp.example/mirror/nginx:1.27-corp --ca corp-root.pem\n",
-        "  anchorage image inject oci:./debian:12 oci:./debian:12-corp --ca corp/ --env\n",
-        "  anchorage image inject ghcr.io/acme/app@sha256:4f1c... \\\n",
-        "    registry.corp.example/acme/app:v3 --ca corp-root.pem --platform \\\n",
-        "    linux/arm64\n",
-        "  anchorage image inject localhost:5000/app:dev localhost:5000/app:dev-corp \\\n",
-        "    --ca ca.pem --insecure-registry localhost:5000 --output json\n\n",
-        "SOURCE and DEST are registry references (HOST[:PORT]/REPO:TAG or @sha256:...) or OCI layout\n",
-        "directories (oci:PATH[:TAG]). For each platform the image's bundle is found by reading layers\n",
-        "from the top only until it is found (RHEL's links are followed inside the image); the new CAs\n",
-        "missing from it are appended, <hash>.<n> entries and Java cacerts updated where the image keeps\n",
-        "them (fixed places, every JDK under /usr/lib/jvm, and the JAVA_HOME of the image config), and\n",
-        "an image without a bundle gets /etc/ssl/certs/ca-certificates.crt (Mozilla's roots plus the\n",
-        "new CAs). --replace reads nothing and writes Mozilla's roots plus the new CAs. An image that\n",
-        "already trusts every CA gets no layer: it is left as it is (re-runs give the same digest), or\n",
-        "with --env and variables missing, only its config changes.\n\n",
-        "Only blobs the destination lacks are sent (originals are skipped or mounted within one\n",
-        "registry); manifests go by digest and the tag moves last, so an interrupted run never moves it.\n",
-        "Credentials come from Docker's config.json ($DOCKER_CONFIG, else ~/.docker). HTTPS is verified\n",
-        "against the OS store, Mozilla's roots and --tls-ca-path; --insecure-registry HOST[:PORT]\n",
-        "speaks plain HTTP to that host only. The new digest goes to stdout, progress to stderr.\n\n",
-        "Exit codes:\n",
-        "  0  done (the new digest is printed)\n",
-        "  1  unexpected failure\n",
-        "  2  invalid command line, reference or platform\n",
-        "  3  bad input: no usable CA certificate, --tls-ca-path unusable, an invalid OCI layout\n",
-        "  4  a CA source holds a private key\n",
-        "  5  the destination layout could not be written\n",
-        "  7  a registry could not be reached or its TLS certificate is not trusted\n",
-        " 13  the source image, tag or a named platform does not exist\n",
-        " 15  the registry refused the credentials\n",
-        " 16  the image cannot be handled: a manifest or layer media type, a layer that is not a\n",
-        "     valid tar or exceeds a reading limit (docs/limits.md), a Java store with keys or\n",
-        "     asking for too costly a key derivation",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage image inject registry.corp.example/mirror/nginx:1.27 \\\n",
+            "    registry.corp.example/mirror/nginx:1.27-corp --ca corp-root.pem\n",
+            "  anchorage image inject oci:./debian:12 oci:./debian:12-corp --ca corp/ --env\n",
+            "  anchorage image inject ghcr.io/acme/app@sha256:4f1c... \\\n",
+            "    registry.corp.example/acme/app:v3 --ca corp-root.pem --platform \\\n",
+            "    linux/arm64\n",
+            "  anchorage image inject localhost:5000/app:dev localhost:5000/app:dev-corp \\\n",
+            "    --ca ca.pem --insecure-registry localhost:5000 --output json\n",
+            "\n",
+            "SOURCE and DEST are registry references (HOST[:PORT]/REPO:TAG or @sha256:...) or OCI layout\n",
+            "directories (oci:PATH[:TAG]). For each platform the image's bundle is found by reading layers\n",
+            "from the top only until it is found (RHEL's links are followed inside the image); the new CAs\n",
+            "missing from it are appended, <hash>.<n> entries and Java cacerts updated where the image keeps\n",
+            "them (fixed places, every JDK under /usr/lib/jvm, and the JAVA_HOME of the image config), and\n",
+            "an image without a bundle gets /etc/ssl/certs/ca-certificates.crt (Mozilla's roots plus the\n",
+            "new CAs). --replace reads nothing and writes Mozilla's roots plus the new CAs. An image that\n",
+            "already trusts every CA gets no layer: it is left as it is (re-runs give the same digest), or\n",
+            "with --env and variables missing, only its config changes.\n",
+            "\n",
+            "Only blobs the destination lacks are sent (originals are skipped or mounted within one\n",
+            "registry); manifests go by digest and the tag moves last, so an interrupted run never moves it.\n",
+            "Credentials come from Docker's config.json ($DOCKER_CONFIG, else ~/.docker). HTTPS is verified\n",
+            "against the OS store, Mozilla's roots and --tls-ca-path; --insecure-registry HOST[:PORT]\n",
+            "speaks plain HTTP to that host only. The new digest goes to stdout, progress to stderr.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "done (the new digest is printed)"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line, reference or platform"),
+            (Code::BadInput, "bad input: no usable CA certificate, --tls-ca-path unusable, an invalid OCI layout"),
+            (Code::PrivateKey, "a CA source holds a private key"),
+            (Code::Output, "the destination layout could not be written"),
+            (Code::Unreachable, "a registry could not be reached or its TLS certificate is not trusted"),
+            (Code::NotFound, "the source image, tag or a named platform does not exist"),
+            (Code::AuthFailed, "the registry refused the credentials"),
+            (Code::Unsupported, "the image cannot be handled: a manifest or layer media type, a layer that is not a\nvalid tar or exceeds a reading limit (docs/limits.md), a Java store with keys or\nasking for too costly a key derivation"),
+        ],
+        "",
     ))]
     Inject(InjectArgs),
 }
@@ -137,15 +143,29 @@ impl ImageCommand {
     }
 }
 
-/// Runs `anchorage image …`.
-pub(crate) fn run(cmd: ImageCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
-    match cmd {
-        // With --output json, `main` prints a failure's document.
-        ImageCommand::Inject(args) => inject_cmd(&args, tls_ca_paths),
+impl Run for ImageCommand {
+    fn json(&self) -> bool {
+        self.json_output()
+    }
+
+    fn connects_out(&self) -> bool {
+        true
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        run(self, globals)
     }
 }
 
-fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+/// Runs `anchorage image …`.
+fn run(cmd: ImageCommand, globals: &Globals) -> Result<Code, Failure> {
+    match cmd {
+        // With --output json, `main` prints a failure's document.
+        ImageCommand::Inject(args) => inject_cmd(&args, &globals.outbound),
+    }
+}
+
+fn inject_cmd(args: &InjectArgs, outbound: &Outbound) -> Result<Code, Failure> {
     let usage = |e: RegistryError| Failure::new(Code::Usage, with_causes(&e));
     let source = ImageRef::parse(&args.source).map_err(usage)?;
     let destination = ImageRef::parse(&args.destination).map_err(usage)?;
@@ -166,7 +186,7 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
             "--insecure-registry needs a registry SOURCE or DEST: both are OCI layouts (oci:PATH)",
         ));
     }
-    if !any_registry && !tls_ca_paths.is_empty() {
+    if !any_registry && outbound.has_tls_ca_paths() {
         return Err(Failure::new(
             Code::Usage,
             "--tls-ca-path needs a registry SOURCE or DEST: OCI layouts (oci:PATH) make no TLS connection",
@@ -207,18 +227,13 @@ fn inject_cmd(args: &InjectArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failu
 
     // HTTPS trust: the OS store, Mozilla's roots and --tls-ca-path, as every anchorage client.
     let roots = if any_registry {
-        let trust = TrustConfig {
-            extra_ca_paths: tls_ca_paths.to_vec(),
-            ..TrustConfig::default()
-        };
-        let (certificates, _) = trust.load()?;
+        let (certificates, _) = outbound.trust().load()?;
         certificates.iter().map(|c| c.der().to_vec()).collect()
     } else {
         Vec::new()
     };
-    // The one place that picks the crypto provider for the registry client (reqwest takes the
-    // process default); ring, as everywhere in anchorage. Already installed is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The registry client (reqwest) takes the process default provider.
+    outbound.install_process_default();
 
     let request = InjectRequest {
         source,
@@ -322,36 +337,7 @@ impl Progress {
 
 fn failure(e: RegistryError) -> Failure {
     use RegistryError as E;
-    let code = match &e {
-        E::Reference { .. } => Code::Usage,
-        E::NotFound { .. } | E::PlatformNotFound { .. } => Code::NotFound,
-        E::AuthFailed { .. } => Code::AuthFailed,
-        E::Unreachable { .. } => Code::Unreachable,
-        E::UnsupportedMediaType { .. } | E::InvalidDigest { .. } | E::TooLarge { .. } => {
-            Code::Unsupported
-        }
-        E::Image {
-            source:
-                ImageError::Layer { .. }
-                | ImageError::UnsupportedMediaType { .. }
-                | ImageError::FileTooLarge { .. }
-                | ImageError::TarExtensionTooLarge { .. }
-                | ImageError::TarPathTooLong { .. }
-                | ImageError::LayerTooLarge { .. }
-                | ImageError::LayerIndexTooLarge { .. }
-                | ImageError::SymlinkLoop { .. }
-                | ImageError::DanglingHardLink { .. }
-                | ImageError::JavaStore { .. }
-                | ImageError::JavaStoreNotOnlyTrusted { .. }
-                | ImageError::HashSlotsExhausted { .. }
-                | ImageError::Json { .. }
-                | ImageError::InvalidDigest { .. },
-            ..
-        } => Code::Unsupported,
-        E::InvalidLayout { .. } => Code::BadInput,
-        E::Layout { .. } => Code::Output,
-        _ => Code::Failure,
-    };
+    let code = e.code();
     let mut message = with_causes(&e);
     // The option that fixes what the TLS layer said.
     match &e {

@@ -1,10 +1,14 @@
 //! `anchorage bundle inspect`.
 
+use std::path::PathBuf;
+
 use anchorage_trust::{Policy, TrustError, load};
+use clap::Args;
 use serde::Serialize;
 
-use crate::args::{InspectArgs, OutputFormat};
 use crate::exit::{Code, Failure};
+use crate::globals::Globals;
+use crate::options::{OutputFormat, ReadArgs};
 use crate::render::{CertificateView, ProblemView, findings_for, print_json};
 
 #[derive(Serialize)]
@@ -16,7 +20,7 @@ struct Inspection {
 
 /// `verbose`: the global `-v`; text output then shows every certificate in full, else one table
 /// row each (a bundle of Mozilla's roots stays readable).
-pub(crate) fn run(args: InspectArgs, verbose: u8) -> Result<Code, Failure> {
+pub(crate) fn run(args: InspectArgs, globals: &Globals) -> Result<Code, Failure> {
     crate::io::check_input("PATH", &args.path)?;
     let source = crate::io::source("PATH", &args.path)?;
     let mut loaded = load(&[source], &args.read.load_options());
@@ -62,7 +66,7 @@ pub(crate) fn run(args: InspectArgs, verbose: u8) -> Result<Code, Failure> {
     };
     match args.output {
         OutputFormat::Json => print_json(&inspection),
-        OutputFormat::Text if verbose > 0 => print_text(&inspection),
+        OutputFormat::Text if globals.verbose > 0 => print_text(&inspection),
         OutputFormat::Text => print_table(&inspection),
     }
     Ok(code)
@@ -130,10 +134,7 @@ fn print_text(inspection: &Inspection) {
         };
         outln!("kind:         {kind}; key {}", c.key);
         if let Some(nc) = &c.name_constraints {
-            outln!(
-                "names:        {}",
-                crate::commands::ca::constraints_text(nc)
-            );
+            outln!("names:        {}", crate::render::constraints_text(nc));
         }
         for origin in &c.origins {
             outln!("found in:     {origin}");
@@ -151,4 +152,17 @@ fn print_text(inspection: &Inspection) {
         crate::render::plural(inspection.problems.len(), "problem"),
         inspection.path
     );
+}
+
+// The command line of this command.
+
+#[derive(Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// A certificate file, bundle, directory or Kubernetes manifest; - for standard input.
+    pub(crate) path: PathBuf,
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
 }

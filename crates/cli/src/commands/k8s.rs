@@ -1,109 +1,28 @@
-//! Kubernetes output: the objects `bundle build --k8s-*` emits, and `anchorage k8s patch`.
+//! `anchorage k8s patch`: the patch that mounts the trust volume into a workload. (The objects
+//! `bundle build --k8s-*` emits are rendered by [`super::build`].)
 
 use std::path::Path;
+use std::path::PathBuf;
 
 use anchorage_k8s::{
-    CtbSelector, K8sError, Layout, Object, ObjectName, PatchFormat, PatchRequest, TrustSource,
-    WorkloadKind, cluster_trust_bundle, env_var, to_json, to_yaml, trust_configmap, trust_secret,
-    wasmcloud_configmap, workload_patch,
+    CtbSelector, PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var, workload_patch,
 };
-use anchorage_trust::Bundle;
 use anchorage_trust::env::{EnvRequest, JavaStoreType, JavaTrustStore, variables};
+use clap::{Args, Subcommand, ValueEnum};
 
-use crate::args::{BuildArgs, K8sPatchArgs, ManifestFormat, PatchType};
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Run};
 
-impl From<K8sError> for Failure {
-    fn from(e: K8sError) -> Self {
-        let code = match &e {
-            // The bundle does not fit, or the workload is not what was said: the input is wrong.
-            K8sError::TooLarge { .. }
-            | K8sError::EmptyBundle { .. }
-            | K8sError::NotCa { .. }
-            | K8sError::ContainerNotFound { .. }
-            | K8sError::WrongKind { .. }
-            | K8sError::NoPodSpec { .. } => Code::BadInput,
-            K8sError::Yaml(_) | K8sError::Json(_) | K8sError::Keystore { .. } => Code::Failure,
-            // A name, key, label, path or option Kubernetes would refuse, all from the command
-            // line (`--container App` included): exit 2, as the help says.
-            _ => Code::Usage,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-/// True when `bundle build` was asked for any Kubernetes object.
-pub(crate) fn wanted(args: &BuildArgs) -> bool {
-    args.k8s_configmap.is_some()
-        || args.k8s_secret.is_some()
-        || args.k8s_wasmcloud_configmap.is_some()
-        || args.k8s_cluster_trust_bundle.is_some()
-}
-
-/// The objects `bundle build` was asked for, rendered, in a fixed order.
-pub(crate) fn render_objects(bundle: &Bundle, args: &BuildArgs) -> Result<String, Failure> {
-    // One copy of each namespaced object per --namespace (none: kubectl's current namespace).
-    let namespaces: Vec<Option<&String>> = if args.namespaces.is_empty() {
-        vec![None]
-    } else {
-        let mut unique: Vec<Option<&String>> = Vec::new();
-        for ns in &args.namespaces {
-            if !unique.contains(&Some(ns)) {
-                unique.push(Some(ns));
-            }
-        }
-        unique
-    };
-    let named = |name: &String, ns: Option<&String>| {
-        let meta = ObjectName::new(name.clone());
-        match ns {
-            Some(ns) => meta.in_namespace(ns.clone()),
-            None => meta,
-        }
-    };
-    let mut layout = if args.k8s_bundle_only {
-        Layout::bundle_only()
-    } else {
-        Layout::default()
-    };
-    if args.k8s_rhel_aliases {
-        layout = layout.with_rhel_aliases();
-    }
-    if args.k8s_extra_pem {
-        layout = layout.with_extra();
-    }
-    if args.k8s_pkcs12 {
-        layout = layout.with_pkcs12();
-    }
-    let mut objects: Vec<Object> = Vec::new();
-    for ns in &namespaces {
-        if let Some(name) = &args.k8s_configmap {
-            objects.push(trust_configmap(bundle, &named(name, *ns), &layout)?.into());
-        }
-        if let Some(name) = &args.k8s_secret {
-            objects.push(trust_secret(bundle, &named(name, *ns), &layout)?.into());
-        }
-        if let Some(name) = &args.k8s_wasmcloud_configmap {
-            objects.push(wasmcloud_configmap(bundle, &named(name, *ns))?.into());
+impl Run for K8sCommand {
+    fn run(self, _: &Globals) -> Result<Code, Failure> {
+        match self {
+            K8sCommand::Patch(a) => patch(a),
         }
     }
-    if let Some(name) = &args.k8s_cluster_trust_bundle {
-        // Cluster-scoped: --namespace does not apply.
-        let ctb = cluster_trust_bundle(
-            bundle,
-            &ObjectName::new(name.clone()),
-            args.k8s_signer.as_deref(),
-        )?;
-        objects.push(ctb.into());
-    }
-    Ok(match args.k8s_format {
-        ManifestFormat::Yaml => to_yaml(&objects)?,
-        ManifestFormat::Json => to_json(&objects)? + "\n",
-    })
 }
 
 /// `anchorage k8s patch`.
-pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
+fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
     let kind = WorkloadKind::from_kind(&args.kind).ok_or_else(|| {
         let kinds: Vec<_> = WorkloadKind::ALL.iter().map(|k| k.kind()).collect();
         Failure::new(
@@ -158,7 +77,7 @@ pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
             .collect();
     }
     if let Some(path) = &args.bundle {
-        let bundle = super::read_option_bundle(path, "--bundle")?;
+        let bundle = crate::io::read_option_bundle(path, "--bundle")?;
         request.pod_annotations.insert(
             anchorage_k8s::BUNDLE_SHA256_ANNOTATION.to_owned(),
             anchorage_k8s::bundle_sha256(&bundle),
@@ -200,4 +119,115 @@ pub(crate) fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
         .map_err(|e| Failure::new(Code::Failure, format!("cannot render JSON: {e}")))?;
     outln!("{text}");
     Ok(Code::Ok)
+}
+
+// The command line of this command.
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum K8sCommand {
+    /// Print a patch that mounts the trust volume over /etc/ssl/certs in a workload's containers
+    /// and sets the runtime variables (see `anchorage env`).
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage k8s patch --configmap trust --kind deployment --name api \\\n",
+            "    --container app \\\n",
+            "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
+            "  kubectl get deploy api -o json > api.json\n",
+            "  anchorage k8s patch --configmap trust --kind deployment --container app \\\n",
+            "    --type json --current api.json\n",
+            "  anchorage k8s patch --cluster-trust-bundle corp-roots --kind cronjob \\\n",
+            "    --name backup --container job\n",
+            "  anchorage bundle build corp.pem --mozilla --k8s-configmap trust \\\n",
+            "    --k8s-extra-pem --k8s-pkcs12 -n apps\n",
+            "  anchorage k8s patch --configmap trust --extra-pem --pkcs12 --kind \\\n",
+            "    deployment --name api -n apps --container app\n",
+            "\n",
+            "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
+            "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
+            "name the combined bundle, or extra-ca.pem with --extra-pem; JAVA_TOOL_OPTIONS is set only\n",
+            "with --pkcs12 (it replaces a value the workload sets itself).\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "printed"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line, or a name Kubernetes would refuse"),
+            (Code::BadInput, "--current is unreadable or not the named kind, or a container is not in it"),
+        ],
+        "",
+    ))]
+    Patch(K8sPatchArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
+#[command(group(clap::ArgGroup::new("hashed_source").args(["configmap", "secret"])))]
+pub(crate) struct K8sPatchArgs {
+    /// The trust ConfigMap (from `bundle build --k8s-configmap`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) configmap: Option<String>,
+    /// The trust Secret (from `bundle build --k8s-secret`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) secret: Option<String>,
+    /// A ClusterTrustBundle by name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster_trust_bundle: Option<String>,
+    /// Every ClusterTrustBundle of this signer.
+    #[arg(long, value_name = "SIGNER")]
+    pub(crate) ctb_signer: Option<String>,
+    /// The ConfigMap/Secret was built with --k8s-bundle-only: no SSL_CERT_DIR.
+    #[arg(long, requires = "hashed_source")]
+    pub(crate) bundle_only: bool,
+    /// The ConfigMap/Secret was built with --k8s-extra-pem: NODE_EXTRA_CA_CERTS and DENO_CERT
+    /// name its extra-ca.pem (without it they name the combined bundle).
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) extra_pem: bool,
+    /// The ConfigMap/Secret was built with --k8s-pkcs12: JAVA_TOOL_OPTIONS names its
+    /// truststore.p12 (-Djavax.net.ssl.trustStore=..., trustStoreType=PKCS12).
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) pkcs12: bool,
+    /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
+    #[arg(long, value_name = "KIND")]
+    pub(crate) kind: String,
+    /// Workload name (adds apiVersion/kind/metadata, which kustomize matches patches on).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Workload namespace (with --name).
+    #[arg(long, short = 'n', value_name = "NS", requires = "name")]
+    pub(crate) namespace: Option<String>,
+    /// A container to patch (repeatable; at least one container or init container).
+    #[arg(long = "container", value_name = "NAME")]
+    pub(crate) containers: Vec<String>,
+    /// An init container to patch too (repeatable).
+    #[arg(long = "init-container", value_name = "NAME")]
+    pub(crate) init_containers: Vec<String>,
+    /// Where the volume is mounted (read-only).
+    #[arg(long, value_name = "PATH", default_value = anchorage_k8s::DEFAULT_MOUNT_PATH)]
+    pub(crate) mount_path: String,
+    /// Do not set the runtime variables, only mount the volume.
+    #[arg(long)]
+    pub(crate) no_env: bool,
+    /// The bundle the trust object was built from: its SHA-256 goes into a pod-template
+    /// annotation (anchorage.io/bundle-sha256, as on the ConfigMap), so re-applying the patch
+    /// after the bundle changed rolls the workload.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bundle: Option<PathBuf>,
+    /// Patch type: strategic (kubectl patch --type strategic, kustomize) or json (RFC 6902,
+    /// needs --current).
+    #[arg(long = "type", value_enum, default_value_t)]
+    pub(crate) patch_type: PatchType,
+    /// The workload as `kubectl get -o json` prints it (for --type json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) current: Option<PathBuf>,
+}
+
+/// Patch flavour.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PatchType {
+    /// Strategic merge patch.
+    #[default]
+    Strategic,
+    /// RFC 6902 JSON patch.
+    Json,
 }

@@ -17,24 +17,37 @@ mod keygen;
 mod remote;
 mod serve;
 
-use std::path::PathBuf;
-
 pub(crate) use args::SecretsCommand;
 
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Run};
 
 /// Runs `anchorage secrets …`. With `--output json`, `main` prints a failure's
 /// `{ "schema", "error", "exit_code" }` on stdout.
-pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+impl Run for SecretsCommand {
+    fn json(&self) -> bool {
+        self.json_output()
+    }
+
+    fn connects_out(&self) -> bool {
+        true
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        run(self, globals)
+    }
+}
+
+fn run(cmd: SecretsCommand, globals: &Globals) -> Result<Code, Failure> {
     // Every subcommand holds a seed, a value or a key: no core dumps, no same-user
     // inspection, before any is read.
     let result = crate::harden::harden()
         .and_then(|()| cmd.check_store_flags())
         .and_then(|()| crate::io::check_inputs(cmd.input_paths()))
         .and_then(|()| match cmd {
-            SecretsCommand::Serve(a) => serve::serve(*a, tls_ca_paths),
+            SecretsCommand::Serve(a) => serve::serve(*a, &globals.outbound),
             SecretsCommand::Keygen(a) => keygen::keygen(&a),
-            other => admin::run(other, tls_ca_paths),
+            other => admin::run(other, &globals.outbound),
         });
     // With --output json, `main` prints a failure's document.
     result

@@ -12,8 +12,10 @@ use anchorage_x509::Certificate;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::args::OutputFormat;
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
+use crate::globals::{Globals, Run};
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 /// `anchorage trust …`.
@@ -21,40 +23,51 @@ use crate::render::print_json;
 pub(crate) enum TrustCommand {
     /// Add CA certificates to this machine's trust, as `mkcert -install` does: the OS store
     /// (default), a JDK's cacerts (--java), NSS databases (--nss).
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  sudo anchorage trust install corp-root.pem\n",
-        "  sudo anchorage trust install corp-root.pem --java \\\n",
-        "    /usr/lib/jvm/java-17-openjdk-amd64 --dry-run\n",
-        "  anchorage trust install corp-root.pem --nss\n",
-        "  anchorage trust install corp-root.pem --sysroot ./rootfs   # an \\\n",
-        "    image's root file system\n\n",
-        "The OS store is detected under --sysroot (default /): Debian's\n",
-        "/usr/local/share/ca-certificates + update-ca-certificates, or RHEL's\n",
-        "/etc/pki/ca-trust/source/anchors + update-ca-trust. A certificate already present is left\n",
-        "alone, so a re-run changes nothing; `trust uninstall` with the same files removes exactly\n",
-        "what this added. --dry-run prints the changes and makes none.\n\n",
-        "Exit codes:\n",
-        "  0  done (or nothing to do: already as asked)\n",
-        "  1  a tool (update-ca-certificates, update-ca-trust, keytool, certutil) failed\n",
-        "  2  invalid command line, or no OS store found under the root\n",
-        "  3  a CA file is missing, unreadable, holds no certificate or a non-CA certificate\n",
-        "  4  a CA file holds a private key\n",
-        "  5  a file could not be written or removed (installing into the OS store needs root)",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  sudo anchorage trust install corp-root.pem\n",
+            "  sudo anchorage trust install corp-root.pem --java \\\n",
+            "    /usr/lib/jvm/java-17-openjdk-amd64 --dry-run\n",
+            "  anchorage trust install corp-root.pem --nss\n",
+            "  anchorage trust install corp-root.pem --sysroot ./rootfs   # an \\\n",
+            "    image's root file system\n",
+            "\n",
+            "The OS store is detected under --sysroot (default /): Debian's\n",
+            "/usr/local/share/ca-certificates + update-ca-certificates, or RHEL's\n",
+            "/etc/pki/ca-trust/source/anchors + update-ca-trust. A certificate already present is left\n",
+            "alone, so a re-run changes nothing; `trust uninstall` with the same files removes exactly\n",
+            "what this added. --dry-run prints the changes and makes none.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "done (or nothing to do: already as asked)"),
+            (Code::Failure, "a tool (update-ca-certificates, update-ca-trust, keytool, certutil) failed"),
+            (Code::Usage, "invalid command line, or no OS store found under the root"),
+            (Code::BadInput, "a CA file is missing, unreadable, holds no certificate or a non-CA certificate"),
+            (Code::PrivateKey, "a CA file holds a private key"),
+            (Code::Output, "a file could not be written or removed (installing into the OS store needs root)"),
+        ],
+        "",
     ))]
     Install(TrustArgs),
     /// Remove CA certificates that `trust install` added (same targets and options).
-    #[command(after_help = concat!(
-        "Examples:\n",
-        "  sudo anchorage trust uninstall corp-root.pem\n",
-        "  anchorage trust uninstall corp-root.pem --java \"$JAVA_HOME\" --dry-run\n\n",
-        "Exit codes:\n",
-        "  0  done (or nothing to do: already as asked)\n",
-        "  1  a tool (update-ca-certificates, update-ca-trust, keytool, certutil) failed\n",
-        "  2  invalid command line, or no OS store found under the root\n",
-        "  3  a CA file is missing, unreadable, holds no certificate or a non-CA certificate\n",
-        "  4  a CA file holds a private key\n",
-        "  5  a file could not be written or removed (installing into the OS store needs root)",
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  sudo anchorage trust uninstall corp-root.pem\n",
+            "  anchorage trust uninstall corp-root.pem --java \"$JAVA_HOME\" --dry-run\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "done (or nothing to do: already as asked)"),
+            (Code::Failure, "a tool (update-ca-certificates, update-ca-trust, keytool, certutil) failed"),
+            (Code::Usage, "invalid command line, or no OS store found under the root"),
+            (Code::BadInput, "a CA file is missing, unreadable, holds no certificate or a non-CA certificate"),
+            (Code::PrivateKey, "a CA file holds a private key"),
+            (Code::Output, "a file could not be written or removed (installing into the OS store needs root)"),
+        ],
+        "",
     ))]
     Uninstall(TrustArgs),
 }
@@ -113,7 +126,19 @@ struct Target {
     changes: Vec<String>,
 }
 
-pub(crate) fn run(cmd: TrustCommand) -> Result<Code, Failure> {
+impl Run for TrustCommand {
+    fn json(&self) -> bool {
+        match self {
+            TrustCommand::Install(a) | TrustCommand::Uninstall(a) => a.output == OutputFormat::Json,
+        }
+    }
+
+    fn run(self, _: &Globals) -> Result<Code, Failure> {
+        run(self)
+    }
+}
+
+fn run(cmd: TrustCommand) -> Result<Code, Failure> {
     let (args, direction) = match cmd {
         TrustCommand::Install(a) => (a, Direction::Install),
         TrustCommand::Uninstall(a) => (a, Direction::Uninstall),
@@ -217,7 +242,7 @@ pub(crate) fn run(cmd: TrustCommand) -> Result<Code, Failure> {
 fn read_cas(args: &TrustArgs) -> Result<Vec<Certificate>, Failure> {
     let mut certs: Vec<Certificate> = Vec::new();
     for path in &args.cas {
-        let bundle = super::read_option_bundle(path, "CA")?;
+        let bundle = crate::io::read_option_bundle(path, "CA")?;
         for cert in bundle.certificates() {
             if !cert.is_ca() {
                 return Err(Failure::new(
@@ -238,11 +263,7 @@ fn read_cas(args: &TrustArgs) -> Result<Vec<Certificate>, Failure> {
 }
 
 fn failure(e: InstallError) -> Failure {
-    let code = match &e {
-        InstallError::Io { .. } => Code::Output,
-        InstallError::Unusable(_) => Code::Usage,
-        InstallError::Spawn { .. } | InstallError::Failed { .. } => Code::Failure,
-    };
+    let code = e.code();
     // The messages hold their cause already (an I/O error, a tool's output): not repeated.
     Failure::new(code, e.to_string())
 }

@@ -2,7 +2,6 @@
 //! written into a directory.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anchorage_ca::{
     CertKind, CertificateRequest, Identity, IssueError, IssuedCertificate, Issuer as _, IssuerId,
@@ -14,12 +13,15 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::args::{CaBackend, CaIssueArgs, VaultArgs, VaultKeyLocation};
 use super::{
     Context, FileView, OutFile, check_out_dir, human_seconds, now, parse_duration, parse_key_type,
     write_dir,
 };
-use crate::args::{CaBackend, CaIssueArgs, OutputFormat, VaultArgs, VaultKeyLocation};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure};
+use crate::globals::Outbound;
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 /// The files `ca issue` writes, in this order; key.pem is 0600.
@@ -66,28 +68,23 @@ fn request(args: &CaIssueArgs) -> Result<CertificateRequest, Failure> {
 }
 
 fn issue_failure(e: IssueError) -> Failure {
-    match e {
-        IssueError::Request(_) | IssueError::UnsupportedKeyType { .. } => {
-            Failure::new(Code::Usage, e.to_string())
+    let message = match e {
+        IssueError::CaNotValid { .. } => format!(
+            "{e}: `anchorage ca init --force` makes a new one, `anchorage ca import --force` takes one over"
+        ),
+        IssueError::LifetimeExceedsCa { .. } => {
+            format!("{e} (or leave out --no-clamp to cut the lifetime to the CA's end)")
         }
-        IssueError::CaNotValid { .. } => Failure::new(
-            Code::BadInput,
-            format!(
-                "{e}: `anchorage ca init --force` makes a new one, `anchorage ca import --force` takes one over"
-            ),
-        ),
-        IssueError::LifetimeExceedsCa { .. } => Failure::new(
-            Code::BadInput,
-            format!("{e} (or leave out --no-clamp to cut the lifetime to the CA's end)"),
-        ),
-        IssueError::Refused { .. }
+        IssueError::Request(_)
+        | IssueError::UnsupportedKeyType { .. }
+        | IssueError::Refused { .. }
         | IssueError::NameNotPermitted { .. }
-        | IssueError::PublicSuffixWildcard { .. } => Failure::new(Code::Refused, e.to_string()),
-        IssueError::Backend { .. } | IssueError::Timeout { .. } => {
-            Failure::new(Code::Unreachable, e.to_string())
-        }
-        other => Failure::new(Code::Failure, crate::exit::with_causes(&other)),
-    }
+        | IssueError::PublicSuffixWildcard { .. }
+        | IssueError::Backend { .. }
+        | IssueError::Timeout { .. } => e.to_string(),
+        _ => crate::exit::with_causes(&e),
+    };
+    Failure::new(e.code(), message)
 }
 
 /// The summary of `ca issue` (docs/cli.md). Never holds the key.
@@ -199,7 +196,11 @@ impl IssueView {
 }
 
 /// `anchorage ca issue`.
-pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> {
+pub(super) fn issue(
+    ctx: &Context,
+    args: &CaIssueArgs,
+    outbound: &Outbound,
+) -> Result<Code, Failure> {
     let request = request(args)?;
     check_out_dir(&args.out, &FILES, "--out")?;
     let issued = match args.backend {
@@ -210,7 +211,7 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
                     "--no-clamp applies to the builtin backend; OpenBao refuses a TTL past its CA itself and cuts one above the role's max_ttl",
                 ));
             }
-            let issuer = vault_issuer(ctx, &args.vault)?;
+            let issuer = vault_issuer(&args.vault, outbound)?;
             ctx.block_on(issuer.issue(&request))
                 .map_err(issue_failure)?
         }
@@ -228,7 +229,7 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
                     "the --vault-* and --approle-* options need --backend vault",
                 ));
             }
-            if !ctx.tls_ca_paths.is_empty() {
+            if outbound.has_tls_ca_paths() {
                 return Err(Failure::new(
                     Code::Usage,
                     "--tls-ca-path needs --backend vault: the builtin CA makes no TLS connection",
@@ -283,12 +284,12 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
     if issued.lifetime_clamped {
         let asked = human_seconds(request.lifetime.as_secs());
         match args.backend {
-            CaBackend::Builtin => diagln!(
-                "anchorage: warning: the lifetime asked for ({asked}) would outlive the CA: the certificate is valid until {}, when the CA expires (--no-clamp refuses instead)",
+            CaBackend::Builtin => warnln!(
+                "the lifetime asked for ({asked}) would outlive the CA: the certificate is valid until {}, when the CA expires (--no-clamp refuses instead)",
                 issued.not_after()
             ),
-            CaBackend::Vault => diagln!(
-                "anchorage: warning: the lifetime asked for ({asked}) was cut by the OpenBao role (its max_ttl): the certificate is valid until {}",
+            CaBackend::Vault => warnln!(
+                "the lifetime asked for ({asked}) was cut by the OpenBao role (its max_ttl): the certificate is valid until {}",
                 issued.not_after()
             ),
         }
@@ -302,15 +303,7 @@ pub(super) fn issue(ctx: &Context, args: &CaIssueArgs) -> Result<Code, Failure> 
 }
 
 fn vault_failure(e: VaultError) -> Failure {
-    let code = match e {
-        VaultError::InvalidAddress { .. }
-        | VaultError::InvalidSetting { .. }
-        | VaultError::InvalidSecret { .. } => Code::Usage,
-        // A --tls-ca-path that is missing, holds no certificate, or holds a key.
-        VaultError::Trust { .. } => Code::BadInput,
-        _ => Code::Failure,
-    };
-    Failure::new(code, crate::exit::with_causes(&e))
+    Failure::new(e.code(), crate::exit::with_causes(&e))
 }
 
 /// The first line of a secret file, wiped when dropped.
@@ -331,7 +324,7 @@ fn first_line(option: &str, path: &Path) -> Result<SecretString, Failure> {
 
 /// The Vault/OpenBao issuer of `--backend vault`: address and token from the options or the
 /// usual variables, trust from the global `--tls-ca-path`.
-fn vault_issuer(ctx: &Context, args: &VaultArgs) -> Result<VaultIssuer, Failure> {
+fn vault_issuer(args: &VaultArgs, outbound: &Outbound) -> Result<VaultIssuer, Failure> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let address = args
         .vault_addr
@@ -371,10 +364,9 @@ fn vault_issuer(ctx: &Context, args: &VaultArgs) -> Result<VaultIssuer, Failure>
             VaultKeyLocation::Server => KeyLocation::Server,
             VaultKeyLocation::Local => KeyLocation::Local,
         })
-        .with_trust(crate::commands::tls::outbound_trust(&ctx.tls_ca_paths));
+        .with_trust(outbound.trust());
     if let Some(namespace) = &args.vault_namespace {
         config = config.with_namespace(namespace.clone());
     }
-    VaultIssuer::new(config, Arc::new(rustls::crypto::ring::default_provider()))
-        .map_err(vault_failure)
+    VaultIssuer::new(config, outbound.provider()).map_err(vault_failure)
 }

@@ -17,9 +17,11 @@ use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::args::{CaExportArgs, CaFormat, CaImportArgs};
 use super::{Context, FileView, OutFile, check_out_dir, now, output_failure, write_dir};
-use crate::args::{CaExportArgs, CaFormat, CaImportArgs, ManifestFormat, OutputFormat};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::options::{ManifestFormat, OutputFormat};
 use crate::render::print_json;
 
 /// The files `export --format pem` may write.
@@ -222,10 +224,7 @@ fn read_input(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
 
 /// An import error, naming the file it came from.
 fn import_failure(file: Option<&str>, e: CaError) -> Failure {
-    let code = match e {
-        CaError::Crypto { .. } => Code::Failure,
-        _ => Code::BadInput,
-    };
+    let code = crate::exit::import_code(&e);
     let message = match file {
         Some(file) => format!("{file}: {}", with_causes(&e)),
         // The library's messages name the files already.
@@ -248,7 +247,7 @@ fn secret_failure(file: &str, e: &CaSecretError, secret: Option<&CaSecret>) -> F
             None => {}
         }
     }
-    Failure::new(Code::BadInput, message)
+    Failure::new(e.code(), message)
 }
 
 /// Builds the CA from the files of `ca import`.

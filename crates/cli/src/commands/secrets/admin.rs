@@ -3,31 +3,32 @@
 //! admin seed, sent to the running server over its admin subjects (`remote`).
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 
 use anchorage_secrets::SecretValue;
 use anchorage_secrets_server::{
     EncryptionKey, Executor, Keyring, Operation, OperationError, Outcome, StoreFailure,
 };
 use base64::Engine as _;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde_json::json;
-use zeroize::Zeroizing;
 
-use super::args::{GetArgs, PutArgs, RotateArgs, SecretsCommand, StoreKind};
+use super::args::{GetArgs, RotateArgs, SecretsCommand, StoreKind};
 use super::context::{
-    NEW_ENCRYPTION_ENV, Stores, key_failure, keyring, open, seed_source, store_failure,
+    NEW_ENCRYPTION_ENV, Stores, key_failure, keyring, open, read_value, seed_source, store_failure,
+    warn_missing_secrets,
 };
-use crate::args::OutputFormat;
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
-pub(crate) fn run(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+pub(crate) fn run(cmd: SecretsCommand, outbound: &Outbound) -> Result<Code, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
-    runtime.block_on(run_async(cmd, tls_ca_paths))
+    runtime.block_on(run_async(cmd, outbound))
 }
 
 fn fail(e: &StoreFailure) -> Failure {
@@ -37,12 +38,13 @@ fn fail(e: &StoreFailure) -> Failure {
 /// The exit code and message of an operation the shared executor refused; store failures as
 /// everywhere else in `secrets`.
 fn op_failure(e: OperationError) -> Failure {
+    let code = e.code();
     match e {
-        OperationError::InvalidArgument(m) => Failure::new(Code::BadInput, m),
-        OperationError::NotFound(m) => Failure::new(Code::NotFound, m),
-        OperationError::Unsupported(m) => Failure::new(Code::Usage, m),
+        OperationError::InvalidArgument(m)
+        | OperationError::NotFound(m)
+        | OperationError::Unsupported(m) => Failure::new(code, m),
         OperationError::Store(e) => fail(&e),
-        other => Failure::new(Code::Store, with_causes(&other)),
+        other => Failure::new(code, with_causes(&other)),
     }
 }
 
@@ -58,11 +60,11 @@ async fn execute(stores: &Stores, op: Operation<'_>) -> Result<Outcome, Failure>
     .map_err(op_failure)
 }
 
-async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+async fn run_async(cmd: SecretsCommand, outbound: &Outbound) -> Result<Code, Failure> {
     if let Some(remote) = cmd.remote()
         && let Some(seed) = super::remote::admin_seed(remote)?
     {
-        return super::remote::run(&cmd, remote, seed, tls_ca_paths).await;
+        return super::remote::run(&cmd, remote, seed, outbound).await;
     }
     let Some(store_args) = cmd.store() else {
         return Ok(Code::Usage);
@@ -72,7 +74,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
         SecretsCommand::Put(a) => {
             let value = read_value(a)?;
             let needs_key = store_args.store != StoreKind::Openbao;
-            let stores = open(store_args, tls_ca_paths, needs_key, true).await?;
+            let stores = open(store_args, outbound, needs_key, true).await?;
             let Outcome::Put {
                 key,
                 version,
@@ -97,9 +99,9 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             }
             Ok(Code::Ok)
         }
-        SecretsCommand::Get(a) => get(a, tls_ca_paths).await,
+        SecretsCommand::Get(a) => get(a, outbound).await,
         SecretsCommand::Delete(a) => {
-            let stores = open(store_args, tls_ca_paths, false, false).await?;
+            let stores = open(store_args, outbound, false, false).await?;
             let Outcome::Deleted { key } =
                 execute(&stores, Operation::Delete { key: &a.name }).await?
             else {
@@ -113,7 +115,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             Ok(Code::Ok)
         }
         SecretsCommand::List(a) => {
-            let stores = open(store_args, tls_ca_paths, false, false).await?;
+            let stores = open(store_args, outbound, false, false).await?;
             let Outcome::Keys(keys) = execute(&stores, Operation::List).await? else {
                 return Err(unexpected());
             };
@@ -129,7 +131,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
         SecretsCommand::AddMapping(a) | SecretsCommand::RemoveMapping(a) => {
             let adding = matches!(cmd, SecretsCommand::AddMapping(_));
             let entries = a.entries()?;
-            let stores = open(store_args, tls_ca_paths, false, adding).await?;
+            let stores = open(store_args, outbound, false, adding).await?;
             let op = if adding {
                 Operation::AddMapping {
                     entity: &a.entity,
@@ -162,7 +164,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             Ok(Code::Ok)
         }
         SecretsCommand::ListMappings(a) => {
-            let stores = open(store_args, tls_ca_paths, false, false).await?;
+            let stores = open(store_args, outbound, false, false).await?;
             let op = Operation::ListMappings {
                 entity: a.entity.as_deref(),
             };
@@ -179,7 +181,7 @@ async fn run_async(cmd: SecretsCommand, tls_ca_paths: &[PathBuf]) -> Result<Code
             }
             Ok(Code::Ok)
         }
-        SecretsCommand::RotateEncryptionKey(a) => rotate(a, tls_ca_paths).await,
+        SecretsCommand::RotateEncryptionKey(a) => rotate(a, outbound).await,
     }
 }
 
@@ -191,46 +193,7 @@ fn unexpected() -> Failure {
     )
 }
 
-/// Warns about each mapped secret the values store does not hold (yet), as the executor
-/// found them (in-process, or in the admin reply): the mapping is kept (a secret may be put
-/// later), but a typo would otherwise only show as a host's "not found".
-pub(crate) fn warn_missing_secrets(entity: &str, store: &str, missing: &[String]) {
-    for name in missing {
-        diagln!(
-            "anchorage: warning: no secret {name:?} in the {store} store (yet): {entity} may read it once it is put (`anchorage secrets put {name} ...`); check the name"
-        );
-    }
-}
-
-pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
-    let bad = |m: String| Failure::new(Code::BadInput, m);
-    let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &a.value_env {
-        let v = std::env::var_os(var)
-            .ok_or_else(|| bad(format!("environment variable {var} is not set")))?;
-        Zeroizing::new(v.into_encoded_bytes())
-    } else if let Some(path) = &a.value_file {
-        // `--value-file -` is standard input, as `--value-stdin`.
-        crate::io::read_input("--value-file", path)?
-    } else if a.value_stdin {
-        crate::io::read_stdin("--value-stdin")?
-    } else if let Some(v) = &a.value {
-        Zeroizing::new(v.as_bytes().to_vec())
-    } else {
-        return Err(Failure::new(
-            Code::Usage,
-            "give the value with --value-env, --value-file, --value-stdin or --value",
-        ));
-    };
-    if a.binary {
-        return Ok(SecretValue::Binary(Box::<[u8]>::from(&bytes[..]).into()));
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        bad("the value is not UTF-8 text: add --binary to store it as bytes".to_owned())
-    })?;
-    Ok(SecretValue::String(SecretString::from(text.to_owned())))
-}
-
-async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+async fn get(a: &GetArgs, outbound: &Outbound) -> Result<Code, Failure> {
     // Without --reveal the embedded store tells version, kind and size from the record alone:
     // no encryption seed is needed. JetStream's must open the value to tell.
     let needs_key = match a.store.store {
@@ -238,7 +201,7 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
         StoreKind::Jetstream => true,
         StoreKind::Openbao => false,
     };
-    let stores = open(&a.store, tls_ca_paths, needs_key, false).await?;
+    let stores = open(&a.store, outbound, needs_key, false).await?;
     let op = Operation::Get {
         key: &a.name,
         field: a.field.as_deref(),
@@ -293,7 +256,7 @@ async fn get(a: &GetArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
     Ok(Code::Ok)
 }
 
-async fn rotate(a: &RotateArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+async fn rotate(a: &RotateArgs, outbound: &Outbound) -> Result<Code, Failure> {
     if a.store.store == StoreKind::Openbao {
         return Err(Failure::new(
             Code::Usage,
@@ -313,7 +276,7 @@ async fn rotate(a: &RotateArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failur
     let old = EncryptionKey::from_seed(&current.current().seed(), "current")
         .map_err(|e| key_failure(&e))?;
     let ring = Keyring::new(new).with_previous(old);
-    let stores = super::context::open_with_keyring(&a.store, tls_ca_paths, ring).await?;
+    let stores = super::context::open_with_keyring(&a.store, outbound, ring).await?;
     let op = Operation::RotateEncryptionKey { reread: None };
     let Outcome::Rotated { report, .. } = execute(&stores, op).await? else {
         return Err(unexpected());

@@ -5,19 +5,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anchorage_secrets::KeyError;
+use anchorage_secrets::{KeyError, SecretValue};
 use anchorage_secrets_server::{
     BucketReport, ConnectError, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets,
     Keyring, MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets,
     ReplayGuard, ReplicaChoice, SecretStore, SeedSource, StoreFailure,
 };
 use anchorage_store::{EmbeddedStore, StoreError};
-use anchorage_trust::tls::TrustConfig;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::args::{NatsArgs, OpenBaoArgs, StoreArgs, StoreKind};
+use super::args::{NatsArgs, OpenBaoArgs, PutArgs, StoreArgs, StoreKind};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
 
 /// The embedded store's file name inside the data directory (apart from the CA's store, so
 /// `anchorage ca` and `anchorage secrets serve` never contend for one file).
@@ -55,11 +56,7 @@ pub(crate) fn seed_source(file: Option<&Path>, vars: &[&str]) -> Option<SeedSour
 }
 
 pub(crate) fn key_failure(e: &KeyError) -> Failure {
-    let code = match e {
-        KeyError::MissingEnv { .. } => Code::Usage,
-        _ => Code::BadInput,
-    };
-    Failure::new(code, with_causes(e))
+    Failure::new(e.code(), with_causes(e))
 }
 
 /// The encryption keyring: the current key, and the previous one if configured.
@@ -111,30 +108,8 @@ fn env_secret(vars: &[&str]) -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-/// The rustls configuration every client uses: the OS store, Mozilla's roots and
-/// `--tls-ca-path`, with ring.
-pub(crate) fn tls_config(tls_ca_paths: &[PathBuf]) -> Result<rustls::ClientConfig, Failure> {
-    let trust = TrustConfig {
-        extra_ca_paths: tls_ca_paths.to_vec(),
-        ..TrustConfig::default()
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    trust
-        .client_config(provider)
-        .map(|(config, _)| config)
-        .map_err(|e| {
-            Failure::new(
-                Code::BadInput,
-                format!("--tls-ca-path: {}", with_causes(&e)),
-            )
-        })
-}
-
 /// The NATS settings.
-pub(crate) fn nats_config(
-    args: &NatsArgs,
-    tls_ca_paths: &[PathBuf],
-) -> Result<NatsConfig, Failure> {
+pub(crate) fn nats_config(args: &NatsArgs, outbound: &Outbound) -> Result<NatsConfig, Failure> {
     let mut urls = args.urls.clone();
     if urls.is_empty() {
         urls = std::env::var("ANCHORAGE_NATS_URL")
@@ -186,32 +161,16 @@ pub(crate) fn nats_config(
     let mut config = NatsConfig::new(urls);
     config.auth = auth;
     config.require_tls = args.require_tls;
-    config.tls = Some(tls_config(tls_ca_paths)?);
+    config.tls = Some(outbound.client_config()?);
     Ok(config)
 }
 
 pub(crate) fn connect_failure(e: &ConnectError) -> Failure {
-    let code = match e {
-        ConnectError::CredsFile { .. } => Code::BadInput,
-        ConnectError::NoServer => Code::Usage,
-        _ if e.is_auth() => Code::AuthFailed,
-        _ => Code::Unreachable,
-    };
-    Failure::new(code, with_causes(e))
+    Failure::new(e.code(), with_causes(e))
 }
 
 pub(crate) fn store_failure(e: &StoreFailure) -> Failure {
-    let code = match e {
-        StoreFailure::InvalidName { .. } => Code::BadInput,
-        StoreFailure::Contended { .. } => Code::Conflict,
-        StoreFailure::AuthFailed { .. } => Code::AuthFailed,
-        StoreFailure::Unsupported { .. } => Code::Usage,
-        StoreFailure::Backend {
-            store: "openbao", ..
-        } => Code::Unreachable,
-        _ => Code::Store,
-    };
-    Failure::new(code, with_causes(e))
+    Failure::new(e.code(), with_causes(e))
 }
 
 fn data_dir(args: &StoreArgs) -> Result<PathBuf, Failure> {
@@ -245,33 +204,33 @@ fn open_embedded(args: &StoreArgs, create: bool) -> Result<EmbeddedStore, Failur
                 "; the embedded store is opened by one process at a time: is `anchorage secrets serve` running on it? Then administer it through that server: add --admin-seed-file FILE (an admin seed from `anchorage secrets keygen --kind admin`, allowed with `serve --admin-key`) and the command goes over NATS as a signed admin request; or use --store jetstream",
             );
         }
-        Failure::new(Code::Store, message)
+        Failure::new(e.code(), message)
     })
 }
 
 /// Opens a values store (embedded or jetstream) with the given keyring, for a rotation.
 pub(crate) async fn open_with_keyring(
     args: &StoreArgs,
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
     ring: Keyring,
 ) -> Result<Stores, Failure> {
-    open_inner(args, tls_ca_paths, Some(ring), false, false).await
+    open_inner(args, outbound, Some(ring), false, false).await
 }
 
 /// Opens the store. `needs_values_key`: false for mapping-only commands (no encryption seed
 /// is needed to read or write mappings). `create`: the embedded file may be created.
 pub(crate) async fn open(
     args: &StoreArgs,
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
     needs_values_key: bool,
     create: bool,
 ) -> Result<Stores, Failure> {
-    open_inner(args, tls_ca_paths, None, needs_values_key, create).await
+    open_inner(args, outbound, None, needs_values_key, create).await
 }
 
 async fn open_inner(
     args: &StoreArgs,
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
     ring: Option<Keyring>,
     needs_values_key: bool,
     create: bool,
@@ -307,7 +266,7 @@ async fn open_inner(
         }
         StoreKind::Jetstream => {
             let keys = keys(needs_values_key)?;
-            let client = anchorage_secrets_server::connect(nats_config(&args.nats, tls_ca_paths)?)
+            let client = anchorage_secrets_server::connect(nats_config(&args.nats, outbound)?)
                 .await
                 .map_err(|e| connect_failure(&e))?;
             let mut config = JetStreamConfig::new(&args.backend);
@@ -333,7 +292,7 @@ async fn open_inner(
             })
         }
         StoreKind::Openbao => {
-            let values = Arc::new(openbao(&args.openbao, tls_ca_paths)?);
+            let values = Arc::new(openbao(&args.openbao, outbound)?);
             let mappings = Arc::new(EmbeddedSecrets::new(
                 Arc::new(open_embedded(args, create)?),
                 keys(false)?,
@@ -350,7 +309,7 @@ async fn open_inner(
     }
 }
 
-fn openbao(args: &OpenBaoArgs, tls_ca_paths: &[PathBuf]) -> Result<OpenBaoSecrets, Failure> {
+fn openbao(args: &OpenBaoArgs, outbound: &Outbound) -> Result<OpenBaoSecrets, Failure> {
     let address = args
         .addr
         .clone()
@@ -403,8 +362,47 @@ fn openbao(args: &OpenBaoArgs, tls_ca_paths: &[PathBuf]) -> Result<OpenBaoSecret
             .collect(),
         auth,
         namespace: args.namespace.clone(),
-        tls: tls_config(tls_ca_paths)?,
+        tls: outbound.client_config()?,
         timeout: Duration::from_secs(30),
     })
     .map_err(|e| store_failure(&e))
+}
+
+/// Warns about each mapped secret the values store does not hold (yet), as the executor
+/// found them (in-process, or in the admin reply): the mapping is kept (a secret may be put
+/// later), but a typo would otherwise only show as a host's "not found".
+pub(crate) fn warn_missing_secrets(entity: &str, store: &str, missing: &[String]) {
+    for name in missing {
+        warnln!(
+            "no secret {name:?} in the {store} store (yet): {entity} may read it once it is put (`anchorage secrets put {name} ...`); check the name"
+        );
+    }
+}
+
+pub(crate) fn read_value(a: &PutArgs) -> Result<SecretValue, Failure> {
+    let bad = |m: String| Failure::new(Code::BadInput, m);
+    let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &a.value_env {
+        let v = std::env::var_os(var)
+            .ok_or_else(|| bad(format!("environment variable {var} is not set")))?;
+        Zeroizing::new(v.into_encoded_bytes())
+    } else if let Some(path) = &a.value_file {
+        // `--value-file -` is standard input, as `--value-stdin`.
+        crate::io::read_input("--value-file", path)?
+    } else if a.value_stdin {
+        crate::io::read_stdin("--value-stdin")?
+    } else if let Some(v) = &a.value {
+        Zeroizing::new(v.as_bytes().to_vec())
+    } else {
+        return Err(Failure::new(
+            Code::Usage,
+            "give the value with --value-env, --value-file, --value-stdin or --value",
+        ));
+    };
+    if a.binary {
+        return Ok(SecretValue::Binary(Box::<[u8]>::from(&bytes[..]).into()));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        bad("the value is not UTF-8 text: add --binary to store it as bytes".to_owned())
+    })?;
+    Ok(SecretValue::String(SecretString::from(text.to_owned())))
 }

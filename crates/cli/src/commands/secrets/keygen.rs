@@ -10,8 +10,8 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::args::{KeyKind, KeygenArgs};
-use crate::args::OutputFormat;
 use crate::exit::{Code, Failure};
+use crate::options::OutputFormat;
 use crate::render::print_json;
 
 #[derive(Serialize)]

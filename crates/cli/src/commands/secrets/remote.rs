@@ -3,7 +3,6 @@
 //! be administered while `serve` holds it). Same outputs as against the store.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anchorage_secrets::admin::{AdminError, AdminOp, AdminRequest, AdminSigner};
@@ -14,13 +13,12 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::args::{RemoteArgs, SecretsCommand};
+use super::args::{ADMIN_SEED_ENV, RemoteArgs, SecretsCommand};
 use super::context::{connect_failure, nats_config, read_line_file};
+use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
 use crate::render::print_json;
-
-/// The variable holding the admin seed when `--admin-seed-file` is not given.
-pub(crate) const ADMIN_SEED_ENV: &str = "ANCHORAGE_SECRETS_ADMIN_SEED";
 
 /// The admin seed, when the command is to go over NATS.
 pub(crate) fn admin_seed(remote: &RemoteArgs) -> Result<Option<(SecretString, String)>, Failure> {
@@ -40,21 +38,7 @@ pub(crate) fn admin_seed(remote: &RemoteArgs) -> Result<Option<(SecretString, St
 }
 
 fn call_failure(e: &AdminCallError) -> Failure {
-    let code = match e {
-        AdminCallError::NoResponders { .. }
-        | AdminCallError::Timeout { .. }
-        | AdminCallError::Nats { .. } => Code::Unreachable,
-        AdminCallError::Refused(refused) => match refused {
-            e if e.refuses_identity() => Code::AuthFailed,
-            AdminError::NotFound(_) => Code::NotFound,
-            AdminError::Conflict(_) => Code::Conflict,
-            AdminError::InvalidArgument(_) => Code::BadInput,
-            AdminError::Unsupported(_) => Code::Usage,
-            AdminError::Store(_) => Code::Store,
-            _ => Code::Failure,
-        },
-        AdminCallError::Malformed(_) | AdminCallError::Sign(_) => Code::Failure,
-    };
+    let code = e.code();
     let message = match e {
         // The server's words as they are: they name the secret or the key refused.
         AdminCallError::Refused(
@@ -74,7 +58,7 @@ pub(crate) async fn run(
     cmd: &SecretsCommand,
     remote: &RemoteArgs,
     seed: (SecretString, String),
-    tls_ca_paths: &[PathBuf],
+    outbound: &Outbound,
 ) -> Result<Code, Failure> {
     let signer = AdminSigner::from_seed(&seed.0, &seed.1)
         .map_err(|e| Failure::new(Code::BadInput, with_causes(&e)))?;
@@ -84,7 +68,7 @@ pub(crate) async fn run(
     let op = match cmd {
         SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => return Ok(Code::Usage),
         SecretsCommand::Put(a) => {
-            let value = super::admin::read_value(a)?;
+            let value = super::context::read_value(a)?;
             claims.key = Some(a.name.clone());
             claims.binary = a.binary;
             request.value = Some(Zeroizing::new(match &value {
@@ -132,7 +116,7 @@ pub(crate) async fn run(
     let Some(store) = cmd.store() else {
         return Ok(Code::Usage);
     };
-    let client = connect(nats_config(&store.nats, tls_ca_paths)?)
+    let client = connect(nats_config(&store.nats, outbound)?)
         .await
         .map_err(|e| connect_failure(&e))?;
     let admin = AdminClient::new(client, &remote.prefix, &store.backend, signer)
@@ -217,7 +201,7 @@ fn render(cmd: &SecretsCommand, result: &[u8]) -> Result<Code, Failure> {
                 store: String,
             }
             let r: Mapping = parse(result)?;
-            super::admin::warn_missing_secrets(&r.entity, &r.store, &r.missing);
+            super::context::warn_missing_secrets(&r.entity, &r.store, &r.missing);
             if json_out {
                 print_json(&json!({ "entity": r.entity, "secrets": r.secrets }));
             } else if r.secrets.is_empty() {

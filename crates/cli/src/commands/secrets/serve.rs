@@ -1,7 +1,6 @@
 //! `anchorage secrets serve`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use anchorage_secrets::admin::{AdminPolicy, check_admin_key};
 use anchorage_secrets::{GetHandler, JwtPolicy, TransitKey};
@@ -12,6 +11,7 @@ use super::context::{
     ENCRYPTION_ENV, TRANSIT_ENV, connect_failure, key_failure, nats_config, open, seed_source,
 };
 use crate::exit::{Code, Failure, with_causes};
+use crate::globals::Outbound;
 
 /// The admin keys of `--admin-key` and `--admin-keys-file`.
 fn admin_keys(args: &ServeArgs) -> Result<BTreeSet<String>, Failure> {
@@ -109,7 +109,7 @@ fn describe(keys: &BTreeSet<String>) -> String {
     }
 }
 
-pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, Failure> {
+pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failure> {
     let Some(transit_source) = seed_source(args.transit_seed_file.as_deref(), TRANSIT_ENV) else {
         return Err(Failure::new(
             Code::Usage,
@@ -137,10 +137,10 @@ pub(crate) fn serve(args: ServeArgs, tls_ca_paths: &[PathBuf]) -> Result<Code, F
         .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
     let result = runtime.block_on(async {
         let needs_values_key = args.store.store != StoreKind::Openbao;
-        let stores = open(&args.store, tls_ca_paths, needs_values_key, true).await?;
+        let stores = open(&args.store, outbound, needs_values_key, true).await?;
         let client = match stores.nats {
             Some(c) => c,
-            None => connect(nats_config(&args.store.nats, tls_ca_paths)?)
+            None => connect(nats_config(&args.store.nats, outbound)?)
                 .await
                 .map_err(|e| connect_failure(&e))?,
         };
