@@ -32,7 +32,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        read_json(req, state).await.map(JsonBody)
+        audited_json(req, state).await.map(JsonBody)
     }
 }
 
@@ -40,11 +40,25 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for VaultBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        read_json(req, state)
+        audited_json(req, state)
             .await
             .map(VaultBody)
             .map_err(ApiError::into_vault)
     }
+}
+
+/// [`read_json`], with an audit event when the body is refused (never the body itself).
+async fn audited_json<T: DeserializeOwned>(req: Request, state: &AppState) -> Result<T, ApiError> {
+    let path = req.uri().path().to_owned();
+    read_json(req, state).await.inspect_err(|e| {
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "request",
+            outcome = "refused",
+            path = %path,
+            code = e.code,
+        );
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {

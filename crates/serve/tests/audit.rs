@@ -66,6 +66,15 @@ async fn every_issuance_revocation_and_refusal_is_audited_without_secrets() {
         )
         .await;
     assert_eq!(status, 401);
+    let resp = s
+        .client
+        .post(format!("{}/v1/issue", s.url))
+        .bearer_auth(&token)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
     let mtls = client(
         &s.ca_pem,
         Some((issued["certificate"].as_str().unwrap(), &key)),
@@ -124,6 +133,12 @@ async fn every_issuance_revocation_and_refusal_is_audited_without_secrets() {
         "event=\"authenticate\"",
         "outcome=\"refused\"",
         "code=\"token_invalid\"",
+    ]);
+    line(&[
+        "event=\"request\"",
+        "outcome=\"refused\"",
+        "path=/v1/issue",
+        "code=\"malformed_json\"",
     ]);
     line(&[
         "event=\"renew\"",
