@@ -326,6 +326,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/{mount}/sign/{role}",
             post(vault::sign_role).put(vault::sign_role),
         )
+        .route(
+            "/v1/{mount}/roles/{role}",
+            post(vault::write_role)
+                .put(vault::write_role)
+                .get(vault::read_role),
+        )
         .route("/v1/{mount}/ca/pem", get(vault::ca_pem))
         .route("/v1/{mount}/ca_chain", get(vault::ca_chain))
         .route("/v1/{mount}/cert/ca_chain", get(vault::cert_ca_chain))

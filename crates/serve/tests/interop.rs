@@ -405,6 +405,103 @@ async fn the_bao_cli_issues_signs_and_logs_in_with_approle() {
         run.output()
     );
 
+    // A newcomer's role, written with bao and the admin token, then used.
+    let (h, a, c, adm) = (
+        home.path().to_owned(),
+        addr.clone(),
+        ca.clone(),
+        s.admin.clone(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        let w = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &[
+                "write",
+                "pki/roles/web",
+                "allowed_domains=web.local",
+                "allow_subdomains=true",
+                "max_ttl=72h",
+                "key_type=ec",
+                "key_bits=256",
+                "server_flag=true",
+                "client_flag=false",
+            ],
+        );
+        let r = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &["read", "-format=json", "pki/roles/web"],
+        );
+        let i = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &[
+                "write",
+                "-format=json",
+                "pki/issue/web",
+                "common_name=a.web.local",
+                "ttl=48h",
+            ],
+        );
+        let refused = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &[
+                "write",
+                "pki/issue/web",
+                "common_name=a.web.local",
+                "ttl=100h",
+            ],
+        );
+        (w, r, i, refused)
+    })
+    .await
+    .unwrap();
+    let (w, r, i, refused) = run;
+    assert!(w.status.success(), "{}", w.output());
+    assert!(r.status.success(), "{}", r.output());
+    let role: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(role["data"]["allowed_kinds"], json!(["server"]), "{role}");
+    assert_eq!(role["data"]["max_ttl_seconds"], 72 * 3600);
+    assert!(i.status.success(), "{}", i.output());
+    let issued: Value = serde_json::from_str(&i.stdout).unwrap();
+    let leaf = anchorage_x509::decode(issued["data"]["certificate"].as_str().unwrap().as_bytes())
+        .certificates[0]
+        .certificate
+        .clone();
+    assert_eq!(leaf.extended_key_usage(), ["serverAuth".to_owned()]);
+    assert!(!refused.status.success());
+    assert!(refused.output().contains("max_ttl"), "{}", refused.output());
+    // A role token cannot write roles.
+    let (h, a, c, t) = (
+        home.path().to_owned(),
+        addr.clone(),
+        ca.clone(),
+        role_token.clone(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        bao(
+            &h,
+            &a,
+            &c,
+            Some(&t),
+            &["write", "pki/roles/evil", "allow_any_name=true"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!run.status.success());
+    assert!(run.output().contains("admin"), "{}", run.output());
+
     // AppRole: credentials from the admin API, login with bao, issue with the client token.
     let (status, creds) = s
         .call(
