@@ -162,6 +162,12 @@ async fn issue_inner(
     params: IssueParams,
     key: Option<&PublicKey>,
 ) -> Result<Issued, ApiError> {
+    if operation == "issue" && claims.typ == TokenKind::Ott {
+        return Err(ApiError::forbidden(
+            "token_kind_not_allowed",
+            "a one-time token may only have a CSR signed (/v1/sign); a server-made key needs a role or admin token",
+        ));
+    }
     let role = resolve_role(state, claims, params.role.as_deref()).await?;
     let Some(cn) = params.common_name.filter(|c| !c.is_empty()) else {
         return Err(ApiError::bad_request(

@@ -236,14 +236,15 @@ pub async fn shared_instances(
             200
         );
     }
-    let ott = first.ott("y.mesh.local", "/v1/issue").await;
+    let ott = first.ott("y.mesh.local", "/v1/sign").await;
+    let (csr_pem, _) = csr("y.mesh.local", &[], anchorage_ca::KeyType::P256);
     assert_eq!(
         first
             .call(
                 "POST",
-                "/v1/issue",
+                "/v1/sign",
                 Some(&ott),
-                Some(json!({"common_name": "y.mesh.local"}))
+                Some(json!({"csr": csr_pem}))
             )
             .await
             .0,
@@ -252,9 +253,9 @@ pub async fn shared_instances(
     let (status, answer) = last
         .call(
             "POST",
-            "/v1/issue",
+            "/v1/sign",
             Some(&ott),
-            Some(json!({"common_name": "y.mesh.local"})),
+            Some(json!({"csr": csr_pem})),
         )
         .await;
     assert_eq!((status, error_code(&answer)), (401, "token_replayed"));
