@@ -717,12 +717,13 @@ pub(crate) async fn get_bundle(
             }
             return Ok(resp);
         }
-        // Woken by a local change, or poll the store for other instances' changes.
-        let step = (deadline - now).min(Duration::from_millis(250));
+        // One watcher per instance follows the store (and local changes wake it at once), so
+        // a thousand waiting consumers cost the store no more than one.
+        let mut versions = state.bundle_version.subscribe();
         let mut shutdown = state.shutting_down.clone();
         tokio::select! {
-            () = state.bundle_changed.notified() => {}
-            () = tokio::time::sleep(step) => {}
+            _ = versions.wait_for(|v| *v > version) => {}
+            () = tokio::time::sleep(deadline - now) => {}
             _ = shutdown.changed() => {}
         }
     };

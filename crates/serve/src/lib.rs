@@ -32,7 +32,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod api;
@@ -510,10 +510,11 @@ impl Server {
             crl_validity: config.crl_validity,
             bundle_cache: Mutex::new(None),
             crl_cache: Mutex::new(None),
-            bundle_changed: Notify::new(),
+            bundle_version: watch::channel(0).0,
             shutting_down: shutdown_rx.clone(),
         });
-        state.bundle_record().await?;
+        let (bundle, _) = state.bundle_record().await?;
+        state.note_bundle_version(bundle.version);
 
         let (first, mut renew_at) = match &config.tls {
             TlsSource::Builtin { names } => {
@@ -571,6 +572,15 @@ impl Server {
             config.limits,
             shutdown_rx.clone(),
         )));
+
+        // Other instances' bundle changes, for long-polls.
+        let follower = Arc::clone(&state);
+        let follow_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            follower
+                .follow_bundle(Duration::from_millis(250), follow_shutdown)
+                .await;
+        }));
 
         // Housekeeping: the CRL re-signed before its next-update, the built-in serving
         // certificate renewed at two thirds of its life.
