@@ -190,7 +190,7 @@ impl Agent {
                     .await?
             }
         };
-        let current = identity::install(&config, &issued, key)?;
+        let current = identity::install(&config, &issued, key, now_unix())?;
         tracing::info!(serial = %current.leaf.serial(), not_after = %current.leaf.not_after(), "identity certificate installed");
         self.set_identity(current)?;
         Ok(true)
@@ -268,7 +268,7 @@ impl Agent {
             self.installed = Some(v);
             self.status.installed_at = Some(now_unix());
         }
-        if changed || self.installed.is_some() && self.status.bundle_version != self.installed {
+        if changed {
             self.status.installed_at = Some(now_unix());
         }
         self.status.bundle_version = self.installed;
@@ -341,7 +341,6 @@ impl Agent {
             identity_changed: self.ensure_identity(now_unix()).await?,
             ..Outcome::default()
         };
-        self.contact();
         let answer = self.client.bundle("pem", None, None).await?;
         self.contact();
         let changed = self.apply(answer, &mut outcome).await?;

@@ -21,6 +21,10 @@ pub struct Current {
     pub key_pem: SecretString,
     /// The roots it chains to (the CA file).
     pub roots: Vec<Certificate>,
+    /// When the agent received it (Unix seconds; the chain file's modification time once
+    /// loaded from disk). serve backdates `notBefore` by five minutes for clock skew, so the
+    /// renewal point is measured from here, not from `notBefore`.
+    pub received_at: i64,
 }
 
 impl std::fmt::Debug for Current {
@@ -56,18 +60,24 @@ impl Current {
             .into_iter()
             .map(|f| f.certificate)
             .collect();
+        let received_at = std::fs::metadata(&config.chain)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(now, |d| d.as_secs() as i64);
         Some(Self {
             leaf,
             chain_pem,
             key_pem,
             roots,
+            received_at,
         })
     }
 
-    /// When to renew: `fraction` into the validity, ± `jitter` of that offset (`unit` in
-    /// [0, 1) picks the point).
+    /// When to renew: `fraction` into the validity (from when it was received, or
+    /// `notBefore` if later), ± `jitter` of that offset (`unit` in [0, 1) picks the point).
     pub fn renew_at(&self, fraction: f64, jitter: f64, unit: f64) -> i64 {
-        let nb = self.leaf.not_before().unix();
+        let nb = self.leaf.not_before().unix().max(self.received_at);
         let life = (self.leaf.not_after().unix() - nb).max(0) as f64;
         let base = life * fraction;
         let offset = base * (1.0 + jitter * (2.0 * unit - 1.0));
@@ -126,6 +136,7 @@ pub fn install(
     config: &IdentityConfig,
     issued: &Issued,
     key_pem: SecretString,
+    now: i64,
 ) -> Result<Current, AgentError> {
     let protocol = |message: String| AgentError::Protocol {
         what: "the issued certificate",
@@ -168,5 +179,6 @@ pub fn install(
         chain_pem,
         key_pem,
         roots,
+        received_at: now,
     })
 }

@@ -85,6 +85,10 @@ pub fn evaluate(
         }],
         &LoadOptions::default(),
     );
+    let has_blocks = served.windows(11).any(|w| w == b"-----BEGIN ");
+    if loaded.certificates.is_empty() && !has_blocks {
+        return Err(Refusal::Empty { version });
+    }
     if let Some(problem) = loaded.problems.first() {
         return Err(Refusal::Unparseable {
             version,
