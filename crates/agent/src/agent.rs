@@ -25,6 +25,9 @@ pub struct Outcome {
     pub outputs: Vec<OutputWritten>,
     /// A new identity certificate was written.
     pub identity_changed: bool,
+    /// The installed bundle version moved (files written now or by an earlier run whose
+    /// reload failed).
+    pub newly_installed: bool,
     /// The served bundle was refused (old files kept).
     pub refused: Option<Refusal>,
     /// The ack was sent.
@@ -34,7 +37,7 @@ pub struct Outcome {
 impl Outcome {
     /// True when any file changed.
     pub fn changed(&self) -> bool {
-        self.identity_changed || self.outputs.iter().any(|o| o.changed)
+        self.identity_changed || self.newly_installed || self.outputs.iter().any(|o| o.changed)
     }
 
     /// `changed`, `unchanged` or `refused`.
@@ -267,6 +270,7 @@ impl Agent {
         {
             self.installed = Some(v);
             self.status.installed_at = Some(now_unix());
+            outcome.newly_installed = true;
         }
         if changed {
             self.status.installed_at = Some(now_unix());

@@ -182,3 +182,39 @@ pub fn install(
         received_at: now,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use anchorage_test_support::pki;
+
+    use super::*;
+
+    #[test]
+    fn renewal_is_two_thirds_from_receipt_with_ten_percent_jitter() {
+        let root = pki::root_ca("Agent Renew Root");
+        let leaf = Certificate::from_der(&pki::server_leaf(&["a.test"], &root).der).unwrap();
+        let (nb, na) = (leaf.not_before().unix(), leaf.not_after().unix());
+        let current = |received_at| Current {
+            leaf: leaf.clone(),
+            chain_pem: String::new(),
+            key_pem: SecretString::from(String::new()),
+            roots: Vec::new(),
+            received_at,
+        };
+        // Received before notBefore: measured from notBefore.
+        let c = current(nb - 10);
+        let life = (na - nb) as f64;
+        let at = |unit| c.renew_at(2.0 / 3.0, 0.1, unit);
+        assert_eq!(at(0.5), nb + (life * 2.0 / 3.0) as i64);
+        assert_eq!(at(0.0), nb + (life * 2.0 / 3.0 * 0.9) as i64);
+        let top = nb + (life * 2.0 / 3.0 * 1.1) as i64;
+        assert!((at(0.999_999) - top).abs() <= (life * 1e-5) as i64 + 1);
+        // Received later (serve backdates notBefore): measured from receipt.
+        let later = nb + 3_600;
+        let c = current(later);
+        assert_eq!(
+            c.renew_at(2.0 / 3.0, 0.0, 0.5),
+            later + ((na - later) as f64 * 2.0 / 3.0) as i64
+        );
+    }
+}

@@ -108,3 +108,66 @@ pub async fn run_all(actions: &[Action]) -> Result<(), AgentError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sighup_through_a_pidfile_reaches_the_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let tmp = anchorage_test_support::tempdir().unwrap();
+        let pidfile = tmp.path().join("app.pid");
+        anchorage_trust::atomic::write_file(&pidfile, format!("{}\n", child.id()).as_bytes())
+            .unwrap();
+        run(&Action::SignalPidfile(pidfile)).await.unwrap();
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(1), "SIGHUP ended sleep: {status:?}");
+        // A pidfile naming no process fails.
+        let gone = tmp.path().join("gone.pid");
+        anchorage_trust::atomic::write_file(&gone, b"999999999\n").unwrap();
+        assert!(run(&Action::SignalPidfile(gone)).await.is_err());
+        assert!(
+            run(&Action::SignalPidfile(tmp.path().join("none")))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_fails_on_exit_status_and_timeout() {
+        let cmd = |program: &str, args: &[&str], ms| Action::Command {
+            program: program.into(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: Duration::from_millis(ms),
+        };
+        run(&cmd("true", &[], 5_000)).await.unwrap();
+        let e = run(&cmd("false", &[], 5_000)).await.unwrap_err();
+        assert!(e.to_string().contains("exited with"), "{e}");
+        let started = std::time::Instant::now();
+        let e = run(&cmd("sleep", &["30"], 200)).await.unwrap_err();
+        assert!(e.to_string().contains("killed"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(run(&cmd("/nonexistent/reload", &[], 1_000)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn touch_creates_then_bumps_the_time() {
+        let tmp = anchorage_test_support::tempdir().unwrap();
+        let path = tmp.path().join("reload");
+        run(&Action::Touch(path.clone())).await.unwrap();
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        run(&Action::Touch(path.clone())).await.unwrap();
+        assert!(std::fs::metadata(&path).unwrap().modified().unwrap() > old);
+    }
+}

@@ -250,3 +250,97 @@ fn dir_holds(dir: &Path, files: &[(String, String)]) -> bool {
             .iter()
             .all(|(n, pem)| anchorage_trust::atomic::file_holds(&dir.join(n), pem.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use anchorage_test_support::pki;
+    use anchorage_x509::Certificate;
+
+    use super::*;
+
+    fn cert(issued: &pki::Issued) -> Certificate {
+        Certificate::from_der(&issued.der).unwrap()
+    }
+
+    fn eval(served: &str, own: &[Certificate], rotation: bool) -> Result<Accepted, Refusal> {
+        evaluate(
+            7,
+            served.as_bytes(),
+            &[],
+            &LoadOptions::default(),
+            &Policy::default(),
+            own,
+            rotation,
+        )
+    }
+
+    #[test]
+    fn dropping_the_own_root_is_refused_unless_marked_as_rotation() {
+        let (a, b) = (
+            pki::root_ca("Agent Own Root"),
+            pki::root_ca("Agent Other Root"),
+        );
+        let own = [cert(&a)];
+        // Negative control: a bundle that keeps the own root (or an agent without identity).
+        assert_eq!(
+            eval(&format!("{}{}", a.pem, b.pem), &own, false)
+                .unwrap()
+                .bundle
+                .len(),
+            2
+        );
+        assert!(eval(&b.pem, &[], false).is_ok());
+        let refused = eval(&b.pem, &own, false).unwrap_err();
+        assert!(
+            matches!(&refused, Refusal::DropsOwnRoot { version: 7, root } if root.contains("Agent Own Root")),
+            "{refused:?}"
+        );
+        // A deliberate rotation step may drop it.
+        assert_eq!(eval(&b.pem, &own, true).unwrap().bundle.len(), 1);
+    }
+
+    #[test]
+    fn empty_and_unparseable_bundles_are_refused() {
+        assert!(matches!(eval("", &[], false), Err(Refusal::Empty { .. })));
+        assert!(matches!(
+            eval("# nothing\n", &[], false),
+            Err(Refusal::Empty { .. })
+        ));
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            eval(broken, &[], false),
+            Err(Refusal::Unparseable { .. })
+        ));
+        // A good CA next to a broken block: still refused (serve never sends a broken block).
+        let a = pki::root_ca("Agent Mixed Root");
+        assert!(matches!(
+            eval(&format!("{}{broken}", a.pem), &[], false),
+            Err(Refusal::Unparseable { .. })
+        ));
+        // Only expired CAs: the policy leaves nothing, as `bundle build` would refuse.
+        let old = pki::expired_root_ca("Agent Expired Root");
+        assert!(matches!(
+            eval(&old.pem, &[], false),
+            Err(Refusal::Policy { .. })
+        ));
+    }
+
+    #[test]
+    fn the_wasmcloud_dir_is_left_alone_when_unchanged() {
+        let a = pki::root_ca("Agent Wasm Root");
+        let accepted = eval(&a.pem, &[], false).unwrap();
+        let tmp = anchorage_test_support::tempdir().unwrap();
+        let dir = tmp.path().join("wasm");
+        assert!(write_wasmcloud_dir(&accepted.bundle, &dir).unwrap().changed);
+        assert!(!write_wasmcloud_dir(&accepted.bundle, &dir).unwrap().changed);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, anchorage_k8s::wasmcloud_keys(&accepted.bundle));
+        // A stray file makes it differ (and is removed by the rewrite).
+        std::fs::File::create(dir.join("stray.crt")).unwrap();
+        assert!(write_wasmcloud_dir(&accepted.bundle, &dir).unwrap().changed);
+        assert!(!dir.join("stray.crt").exists());
+    }
+}

@@ -92,9 +92,11 @@ impl Serve {
             .call(
                 "PUT",
                 "/v1/roles/mesh",
-                Some(json!({"allowed_domains": ["mesh.local"], "allow_subdomains": true,
+                Some(
+                    json!({"allowed_domains": ["mesh.local"], "allow_subdomains": true,
                     "allowed_kinds": ["service", "server", "client"], "key_types": ["p256"],
-                    "max_ttl_seconds": max_ttl})),
+                    "max_ttl_seconds": max_ttl}),
+                ),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -133,12 +135,7 @@ fn fast_timing() -> Timing {
 }
 
 fn trust_agent(serve: &Serve, name: &str, dir: &Path, token: &Path) -> AgentConfig {
-    let mut config = AgentConfig::new(
-        &serve.url,
-        serve.ca_file(),
-        name,
-        dir.join("status.json"),
-    );
+    let mut config = AgentConfig::new(&serve.url, serve.ca_file(), name, dir.join("status.json"));
     config.token_file = Some(token.to_owned());
     config.labels.insert("zone".into(), "a".into());
     config.trust.pem = Some(dir.join("ca-bundle.pem"));
@@ -197,7 +194,12 @@ fn s_client_verifies(port: u16, capath: &Path) -> (bool, String) {
         std::process::Command::new(openssl)
             .args(["s_client", "-connect"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-servername", "localhost", "-verify_return_error", "-CApath"])
+            .args([
+                "-servername",
+                "localhost",
+                "-verify_return_error",
+                "-CApath",
+            ])
             .arg(capath)
             .args(["-no-CAfile", "-no-CAstore"]),
         Duration::from_secs(10),
@@ -218,12 +220,21 @@ async fn two_agents_follow_an_added_ca_within_two_seconds() {
     let dirs = [tmp.path().join("a1"), tmp.path().join("a2")];
     let mut stops = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        stops.push(spawn(trust_agent(&serve, &format!("node-{i}"), dir, &token)));
+        stops.push(spawn(trust_agent(
+            &serve,
+            &format!("node-{i}"),
+            dir,
+            &token,
+        )));
     }
-    until("both agents' first install", Duration::from_secs(10), || {
-        dirs.iter()
-            .all(|d| read_status(&d.join("status.json")).is_ok_and(|s| s.last_ack.is_some()))
-    })
+    until(
+        "both agents' first install",
+        Duration::from_secs(10),
+        || {
+            dirs.iter()
+                .all(|d| read_status(&d.join("status.json")).is_ok_and(|s| s.last_ack.is_some()))
+        },
+    )
     .await;
     let before: Vec<String> = dirs
         .iter()
@@ -262,9 +273,10 @@ async fn two_agents_follow_an_added_ca_within_two_seconds() {
                 .any(|f| f.certificate.sha256() == new_fp)
         });
         let listed = serve.consumers().await;
-        let acked = listed["consumers"].as_array().unwrap().iter().filter(|c| {
-            c["bundle_version"].as_u64() == Some(version) && c["state"] == "current"
-        });
+        let acked =
+            listed["consumers"].as_array().unwrap().iter().filter(|c| {
+                c["bundle_version"].as_u64() == Some(version) && c["state"] == "current"
+            });
         if files_done && acked.count() == 2 {
             break;
         }
@@ -279,7 +291,10 @@ async fn two_agents_follow_an_added_ca_within_two_seconds() {
     assert!(elapsed < Duration::from_secs(2));
 
     for (d, old) in dirs.iter().zip(&before) {
-        assert_ne!(&std::fs::read_to_string(d.join("ca-bundle.pem")).unwrap(), old);
+        assert_ne!(
+            &std::fs::read_to_string(d.join("ca-bundle.pem")).unwrap(),
+            old
+        );
         assert_eq!(
             std::fs::read_dir(d.join("certs")).unwrap().count(),
             entries_before + 1,
@@ -324,20 +339,25 @@ async fn a_short_lived_identity_is_renewed_reloaded_and_acked() {
     let status_file = config.status_file.clone();
     let (tx, handle) = spawn(config);
 
-    status_until(&status_file, "the first certificate", Duration::from_secs(10), |s| {
-        s.last_ack.is_some() && s.cert_serial.is_some()
-    })
+    status_until(
+        &status_file,
+        "the first certificate",
+        Duration::from_secs(10),
+        |s| s.last_ack.is_some() && s.cert_serial.is_some(),
+    )
     .await;
     let first = read_status(&status_file).unwrap();
     let first_serial = first.cert_serial.clone().unwrap();
-    let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&id.key).unwrap().permissions(),
-    );
+    let key_mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&id.key).unwrap().permissions());
     assert_eq!(key_mode & 0o777, 0o600, "the key is private");
     let first_key = std::fs::read_to_string(&id.key).unwrap();
     // Renewal at 8 % of 60 s ± 10 %: between 4.3 s and 5.3 s after issuance.
     let renew_in = first.renew_at.unwrap() - first.installed_at.unwrap();
-    assert!((3..=6).contains(&renew_in), "renewal planned {renew_in} s after install");
+    assert!(
+        (3..=6).contains(&renew_in),
+        "renewal planned {renew_in} s after install"
+    );
 
     until("the renewal", Duration::from_secs(15), || {
         read_status(&status_file)
@@ -346,11 +366,14 @@ async fn a_short_lived_identity_is_renewed_reloaded_and_acked() {
     .await;
     let renewed = read_status(&status_file).unwrap();
     let serial = renewed.cert_serial.clone().unwrap();
-    assert_ne!(std::fs::read_to_string(&id.key).unwrap(), first_key, "a new key");
-    let leaf = anchorage_x509::decode(std::fs::read(&id.cert).unwrap().as_slice()).certificates
-        [0]
-    .certificate
-    .clone();
+    assert_ne!(
+        std::fs::read_to_string(&id.key).unwrap(),
+        first_key,
+        "a new key"
+    );
+    let leaf = anchorage_x509::decode(std::fs::read(&id.cert).unwrap().as_slice()).certificates[0]
+        .certificate
+        .clone();
     assert_eq!(leaf.serial(), serial);
     // The on-change command ran for the first install and the renewal.
     until("two reloads", Duration::from_secs(5), || {
@@ -388,27 +411,43 @@ async fn serve_stopped_files_kept_status_stale_then_resumed_and_acked() {
     let status_file = config.status_file.clone();
     let pem = config.trust.pem.clone().unwrap();
     let (tx, handle) = spawn(config);
-    status_until(&status_file, "the first install", Duration::from_secs(10), |s| {
-        s.last_ack.is_some()
-    })
+    status_until(
+        &status_file,
+        "the first install",
+        Duration::from_secs(10),
+        |s| s.last_ack.is_some(),
+    )
     .await;
     let installed = std::fs::read(&pem).unwrap();
     let version = read_status(&status_file).unwrap().bundle_version.unwrap();
 
     serve.server.shutdown().await;
-    status_until(&status_file, "failures and a stale status", Duration::from_secs(10), |s| {
-        s.stale && s.consecutive_failures >= 2
-    })
+    status_until(
+        &status_file,
+        "failures and a stale status",
+        Duration::from_secs(10),
+        |s| s.stale && s.consecutive_failures >= 2,
+    )
     .await;
     let down = read_status(&status_file).unwrap();
-    assert!(down.last_error.as_deref().unwrap().contains("unreachable"), "{down:?}");
-    assert_eq!(down.bundle_version, Some(version), "still what is installed");
+    assert!(
+        down.last_error.as_deref().unwrap().contains("unreachable"),
+        "{down:?}"
+    );
+    assert_eq!(
+        down.bundle_version,
+        Some(version),
+        "still what is installed"
+    );
     assert_eq!(std::fs::read(&pem).unwrap(), installed, "files kept");
     // Backoff: a few retries in a second, not a hot loop.
     let failures = down.consecutive_failures;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = read_status(&status_file).unwrap().consecutive_failures;
-    assert!(later - failures <= 6, "{failures} then {later} failures in 1 s");
+    assert!(
+        later - failures <= 6,
+        "{failures} then {later} failures in 1 s"
+    );
 
     // serve returns (same data, same address) with a changed bundle.
     let serve = start_serve(&data, &addr).await;
@@ -458,10 +497,20 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     assert!(first.acked && first.identity_changed);
     assert_eq!(first.outputs.len(), 7, "{first:?}");
     assert!(first.outputs.iter().all(|o| o.changed), "{first:?}");
-    for p in ["ca-bundle.pem", "extra.pem", "trust.p12", "trust.jks", "crl.pem"] {
+    for p in [
+        "ca-bundle.pem",
+        "extra.pem",
+        "trust.p12",
+        "trust.jks",
+        "crl.pem",
+    ] {
         assert!(dir.join(p).is_file(), "{p}");
     }
-    assert!(std::fs::read_to_string(dir.join("crl.pem")).unwrap().contains("X509 CRL"));
+    assert!(
+        std::fs::read_to_string(dir.join("crl.pem"))
+            .unwrap()
+            .contains("X509 CRL")
+    );
     let wasm: Vec<_> = std::fs::read_dir(dir.join("wasmcloud")).unwrap().collect();
     assert_eq!(wasm.len(), 1, "one CA: serve's root");
     for p in ["cert.pem", "key.pem", "chain.pem", "ca.pem"] {
@@ -469,13 +518,23 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     }
     assert!(touched.exists(), "the on-change action ran");
     let touched_at = std::fs::metadata(&touched).unwrap().modified().unwrap();
-    let pem_ino = std::os::unix::fs::MetadataExt::ino(
-        &std::fs::metadata(dir.join("ca-bundle.pem")).unwrap(),
-    );
+    let pem_ino =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.join("ca-bundle.pem")).unwrap());
 
-    // Same bytes from `bundle build`'s writer: the agent's PEM is what write_pem renders.
-    let served = anchorage_x509::decode(&std::fs::read(serve.ca_file()).unwrap());
-    assert_eq!(served.certificates.len(), 1);
+    // The same bytes as `bundle build --pem` over the same CA.
+    let loaded = anchorage_trust::load(
+        &[anchorage_trust::Source::Path(serve.ca_file())],
+        &anchorage_trust::LoadOptions::default(),
+    );
+    let (built, _) = anchorage_trust::Policy::default().apply(loaded).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ca-bundle.pem")).unwrap(),
+        anchorage_trust::render_pem(&built, &anchorage_trust::PemOptions::default())
+    );
+    assert_eq!(
+        std::fs::read(dir.join("trust.jks")).unwrap(),
+        anchorage_trust::render_jks(&built, &"changeit".into()).unwrap()
+    );
 
     // A second run: nothing changes, nothing reloads.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -508,16 +567,31 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     let refused = Agent::new(bad.clone()).unwrap().once().await.unwrap();
     assert_eq!(refused.summary(), "refused", "{refused:?}");
     assert!(
-        matches!(refused.refused, Some(anchorage_agent::Refusal::Unparseable { .. })),
+        matches!(
+            refused.refused,
+            Some(anchorage_agent::Refusal::Unparseable { .. })
+        ),
         "{refused:?}"
     );
     assert_eq!(std::fs::read(dir.join("ca-bundle.pem")).unwrap(), before);
     let status = read_status(&bad.status_file).unwrap();
-    assert!(status.refused.as_deref().unwrap().contains("does not parse"), "{status:?}");
-    assert_eq!(status.bundle_version, second.bundle_version, "still installed");
+    assert!(
+        status
+            .refused
+            .as_deref()
+            .unwrap()
+            .contains("does not parse"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.bundle_version, second.bundle_version,
+        "still installed"
+    );
     // The refusal went out in an ack (the peer does not answer it, which is only recorded).
     assert!(
-        fake.requests().iter().any(|r| r.starts_with("POST /v1/acks")),
+        fake.requests()
+            .iter()
+            .any(|r| r.starts_with("POST /v1/acks")),
         "{:?}",
         fake.requests()
     );
@@ -531,9 +605,54 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     bad.server = format!("http://{}", empty.host());
     let refused = Agent::new(bad).unwrap().once().await.unwrap();
     assert!(
-        matches!(refused.refused, Some(anchorage_agent::Refusal::Empty { .. })),
+        matches!(
+            refused.refused,
+            Some(anchorage_agent::Refusal::Empty { .. })
+        ),
         "{refused:?}"
     );
     assert_eq!(std::fs::read(dir.join("ca-bundle.pem")).unwrap(), before);
+    serve.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_is_not_installed_nor_acked_and_is_retried() {
+    let tmp = anchorage_test_support::tempdir().unwrap();
+    let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
+    let token = tmp.path().join("agent.token");
+    serve.role_and_token(86_400, &token).await;
+    let dir = tmp.path().join("agent");
+    let mut config = trust_agent(&serve, "reload-1", &dir, &token);
+    config.on_change = vec![Action::Command {
+        program: "false".into(),
+        args: Vec::new(),
+        timeout: Duration::from_secs(5),
+    }];
+    let err = Agent::new(config.clone())
+        .unwrap()
+        .once()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, anchorage_agent::AgentError::Reload { .. }),
+        "{err}"
+    );
+    let status = read_status(&config.status_file).unwrap();
+    assert_eq!(status.bundle_version, None, "not installed: {status:?}");
+    assert!(status.last_error.unwrap().contains("on-change action"));
+    assert_eq!(serve.consumers().await["consumers"], json!([]), "not acked");
+    // The files are in place, but the reload is what makes them installed: with a working
+    // action the next run reloads (the version is new to it) and acks.
+    let touched = dir.join("reloaded");
+    config.on_change = vec![Action::Touch(touched.clone())];
+    let outcome = Agent::new(config.clone()).unwrap().once().await.unwrap();
+    assert!(
+        touched.exists(),
+        "reloaded although the files were already written"
+    );
+    assert!(outcome.acked);
+    assert_eq!(outcome.summary(), "changed");
+    let listed = serve.consumers().await;
+    assert_eq!(listed["consumers"][0]["consumer"], "reload-1");
     serve.server.shutdown().await;
 }
