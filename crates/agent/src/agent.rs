@@ -179,12 +179,32 @@ impl Agent {
             return Ok(false);
         }
         let (key, csr) = identity::new_request(&config)?;
-        let issued = match (&self.identity, &self.mtls) {
-            (Some(_), Some(mtls)) => mtls.renew(&csr, config.ttl).await?,
-            _ => {
+        // Renew over mTLS while the certificate is valid; sign with the token when there is
+        // none, it expired (serve was away too long), or serve refuses the renewal (revoked,
+        // role changed) and a token file is there to start over.
+        let valid = self
+            .identity
+            .as_ref()
+            .is_some_and(|c| c.leaf.not_after().unix() > now);
+        let renewed = match (&self.mtls, valid) {
+            (Some(mtls), true) => match mtls.renew(&csr, config.ttl).await {
+                Ok(issued) => Some(issued),
+                Err(AgentError::Server { status, code, .. })
+                    if (status == 401 || status == 403) && self.config.token_file.is_some() =>
+                {
+                    tracing::warn!(%code, "renewal refused; asking for a new certificate with the token");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            _ => None,
+        };
+        let issued = match renewed {
+            Some(issued) => issued,
+            None => {
                 let token = self.token()?.ok_or_else(|| {
                     AgentError::Config(
-                        "an identity without a current certificate needs a token file for /v1/sign"
+                        "an identity without a valid certificate needs a token file for /v1/sign"
                             .into(),
                     )
                 })?;

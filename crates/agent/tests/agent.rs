@@ -656,3 +656,63 @@ async fn a_failed_reload_is_not_installed_nor_acked_and_is_retried() {
     assert_eq!(listed["consumers"][0]["consumer"], "reload-1");
     serve.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_identity_starts_over_with_the_token_and_never_without_one() {
+    let tmp = anchorage_test_support::tempdir().unwrap();
+    let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
+    let token = tmp.path().join("agent.token");
+    serve.role_and_token(3_600, &token).await;
+    let dir = tmp.path().join("agent");
+    let mut config = trust_agent(&serve, "rev-1", &dir, &token);
+    config.identity = Some(IdentityConfig::in_dir("rev.mesh.local", dir.join("id")));
+    // Always due: every pass renews.
+    config.timing.renew_fraction = 0.0;
+    config.timing.renew_jitter = 0.0;
+    let first = Agent::new(config.clone()).unwrap().once().await.unwrap();
+    assert!(first.identity_changed);
+    let serial = read_status(&config.status_file)
+        .unwrap()
+        .cert_serial
+        .unwrap();
+    // A renewal over mTLS works while the certificate is good.
+    let renewed = Agent::new(config.clone()).unwrap().once().await.unwrap();
+    assert!(renewed.identity_changed);
+    let serial2 = read_status(&config.status_file)
+        .unwrap()
+        .cert_serial
+        .unwrap();
+    assert_ne!(serial, serial2);
+    let (status, body) = serve
+        .call(
+            "POST",
+            "/v1/revoke",
+            Some(json!({"serial": serial2, "reason": "key_compromise"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Without a token the refusal is the answer, and the files stay.
+    let mut no_token = config.clone();
+    no_token.token_file = None;
+    let err = Agent::new(no_token).unwrap().once().await.unwrap_err();
+    assert!(
+        matches!(&err, anchorage_agent::AgentError::Server { code, .. } if code == "certificate_revoked"),
+        "{err}"
+    );
+    assert_eq!(
+        read_status(&config.status_file)
+            .unwrap()
+            .cert_serial
+            .unwrap(),
+        serial2
+    );
+    // With the token: a new certificate through /v1/sign.
+    let again = Agent::new(config.clone()).unwrap().once().await.unwrap();
+    assert!(again.identity_changed && again.acked);
+    let serial3 = read_status(&config.status_file)
+        .unwrap()
+        .cert_serial
+        .unwrap();
+    assert_ne!(serial3, serial2);
+    serve.server.shutdown().await;
+}
