@@ -133,6 +133,9 @@ pub struct IdentityConfig {
     pub chain: PathBuf,
     /// The roots the leaf chains to.
     pub ca: PathBuf,
+    /// Also a PKCS#12 key store (for Java) holding the key and the chain, mode 0600, with this
+    /// password.
+    pub pkcs12: Option<(PathBuf, SecretString)>,
 }
 
 impl IdentityConfig {
@@ -149,6 +152,7 @@ impl IdentityConfig {
             key: dir.join("key.pem"),
             chain: dir.join("chain.pem"),
             ca: dir.join("ca.pem"),
+            pkcs12: None,
         }
     }
 }

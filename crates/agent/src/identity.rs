@@ -171,6 +171,34 @@ pub fn install(
         .map(|f| f.certificate)
         .collect();
     write(&config.key, key_pem.expose_secret().as_bytes(), true)?;
+    if let Some((path, password)) = &config.pkcs12 {
+        let private = anchorage_ca::keys::load(key_pem.expose_secret().as_bytes())
+            .map_err(|e| AgentError::Crypto(e.to_string()))?
+            .1;
+        let chain: Vec<Vec<u8>> = anchorage_x509::decode(chain_pem.as_bytes())
+            .certificates
+            .into_iter()
+            .map(|f| f.certificate.der().to_vec())
+            .collect();
+        let mut random = |buf: &mut [u8]| {
+            use ring::rand::SecureRandom as _;
+            // The system source does not fail on Linux; a zero salt would still be a valid file.
+            let _ = ring::rand::SystemRandom::new().fill(buf);
+        };
+        let store = anchorage_keystore::encode_pkcs12_identity(
+            private.pkcs8_der(),
+            &chain,
+            &config.name,
+            password,
+            anchorage_keystore::DEFAULT_ITERATIONS,
+            &mut random,
+        )
+        .map_err(|e| AgentError::Output {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write(path, &store, true)?;
+    }
     write(&config.chain, chain_pem.as_bytes(), false)?;
     write(&config.cert, leaf.to_pem().as_bytes(), false)?;
     write(&config.ca, roots_pem.as_bytes(), false)?;

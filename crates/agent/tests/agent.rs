@@ -488,7 +488,9 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     config.trust.jks = Some((dir.join("trust.jks"), "changeit".into()));
     config.trust.crl = Some(dir.join("crl.pem"));
     config.trust.wasmcloud_dir = Some(dir.join("wasmcloud"));
-    config.identity = Some(IdentityConfig::in_dir("init.mesh.local", dir.join("id")));
+    let mut id = IdentityConfig::in_dir("init.mesh.local", dir.join("id"));
+    id.pkcs12 = Some((dir.join("id").join("identity.p12"), "changeit".into()));
+    config.identity = Some(id);
     let touched = dir.join("reloaded");
     config.on_change = vec![Action::Touch(touched.clone())];
 
@@ -515,6 +517,34 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     assert_eq!(wasm.len(), 1, "one CA: serve's root");
     for p in ["cert.pem", "key.pem", "chain.pem", "ca.pem"] {
         assert!(dir.join("id").join(p).is_file(), "{p}");
+    }
+    // The identity key store opens with openssl (key and certificate, MAC checked), 0600.
+    let p12 = dir.join("id").join("identity.p12");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p12).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    if let Some(openssl) = peer::require("openssl") {
+        let run = peer::run_client(
+            std::process::Command::new(&openssl)
+                .args(["pkcs12", "-nodes", "-passin", "pass:changeit", "-in"])
+                .arg(&p12),
+            Duration::from_secs(10),
+        );
+        assert!(run.status.success(), "{}", run.output());
+        assert!(run.stdout.contains("PRIVATE KEY") && run.stdout.contains("CERTIFICATE"));
+        assert!(
+            run.stdout.contains("friendlyName: init.mesh.local"),
+            "{}",
+            run.stdout
+        );
+        // Negative control: the wrong password is refused.
+        let bad = peer::run_client(
+            std::process::Command::new(&openssl)
+                .args(["pkcs12", "-nodes", "-passin", "pass:wrong", "-in"])
+                .arg(&p12),
+            Duration::from_secs(10),
+        );
+        assert!(!bad.status.success());
     }
     assert!(touched.exists(), "the on-change action ran");
     let touched_at = std::fs::metadata(&touched).unwrap().modified().unwrap();
