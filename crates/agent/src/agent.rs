@@ -10,7 +10,7 @@ use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::identity::{self, Current};
 use crate::reload;
-use crate::status::{Status, read_status, write_status};
+use crate::status::{AckRecord, Status, read_status, write_status};
 use crate::trust::{self, OutputWritten, Refusal};
 
 /// The label an ack carries when the agent refused a bundle (serve's ack has no field for it).
@@ -326,7 +326,10 @@ impl Agent {
             tracing::debug!("no identity and no token file: the ack is skipped");
             return Ok(false);
         }
-        self.status.last_ack = Some((version, now_unix()));
+        self.status.last_ack = Some(AckRecord {
+            bundle_version: version,
+            at: now_unix(),
+        });
         tracing::info!(version, consumer = %self.config.consumer, "acknowledged");
         Ok(true)
     }
@@ -407,7 +410,7 @@ impl Agent {
         let mut at = self
             .status
             .last_ack
-            .map_or(now + heartbeat, |(_, t)| t + heartbeat);
+            .map_or(now + heartbeat, |a| a.at + heartbeat);
         if let Some(r) = self.renew_at {
             at = at.min(r);
         }
@@ -424,7 +427,7 @@ impl Agent {
         } else if self
             .status
             .last_ack
-            .is_none_or(|(_, t)| now - t >= self.config.timing.heartbeat.as_secs() as i64)
+            .is_none_or(|a| now - a.at >= self.config.timing.heartbeat.as_secs() as i64)
         {
             self.ack().await?;
             self.contact();

@@ -35,5 +35,5 @@ pub use client::{ROTATION_HEADER, ServeClient};
 pub use config::{AgentConfig, IdentityConfig, PolicySettings, Timing, TrustOutputs};
 pub use error::AgentError;
 pub use reload::Action;
-pub use status::{Status, read_status, write_status};
+pub use status::{AckRecord, Status, read_status, write_status};
 pub use trust::Refusal;

@@ -29,8 +29,8 @@ pub struct Status {
     pub renew_at: Option<i64>,
     /// The last time serve answered (Unix seconds).
     pub last_contact: Option<i64>,
-    /// The last acknowledged version and when.
-    pub last_ack: Option<(u64, i64)>,
+    /// The last acknowledgement.
+    pub last_ack: Option<AckRecord>,
     /// The last error (cleared by a success of the same step).
     pub last_error: Option<String>,
     /// The last refused bundle and why (cleared when a bundle is installed).
@@ -41,6 +41,15 @@ pub struct Status {
     pub stale: bool,
     /// When this status was written (Unix seconds).
     pub updated_at: i64,
+}
+
+/// One acknowledgement serve accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRecord {
+    /// The bundle version acknowledged.
+    pub bundle_version: u64,
+    /// When (Unix seconds).
+    pub at: i64,
 }
 
 /// Writes the status atomically (0644).

@@ -459,7 +459,9 @@ async fn serve_stopped_files_kept_status_stale_then_resumed_and_acked() {
     let new_version = body["bundle_version"].as_u64().unwrap();
     until("resumed and acked", Duration::from_secs(10), || {
         read_status(&status_file).is_ok_and(|s| {
-            !s.stale && s.last_ack.is_some_and(|(v, _)| v == new_version) && s.last_error.is_none()
+            !s.stale
+                && s.last_ack.is_some_and(|a| a.bundle_version == new_version)
+                && s.last_error.is_none()
         })
     })
     .await;
@@ -744,5 +746,58 @@ async fn a_revoked_identity_starts_over_with_the_token_and_never_without_one() {
         .cert_serial
         .unwrap();
     assert_ne!(serial3, serial2);
+    serve.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_sources_are_merged_as_bundle_build_merges_them_and_acks_repeat() {
+    let tmp = anchorage_test_support::tempdir().unwrap();
+    let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
+    let token = tmp.path().join("agent.token");
+    serve.role_and_token(86_400, &token).await;
+    let dir = tmp.path().join("agent");
+    let local = pki::root_ca("Agent Local Source CA");
+    let local_file = tmp.path().join("corp-ca.pem");
+    std::fs::write(&local_file, &local.pem).unwrap();
+    let mut config = trust_agent(&serve, "merge-1", &dir, &token);
+    config.local_sources = vec![anchorage_trust::Source::Path(local_file.clone())];
+    config.timing.heartbeat = Duration::from_secs(1);
+    let status_file = config.status_file.clone();
+    let (tx, handle) = spawn(config);
+    status_until(
+        &status_file,
+        "the first ack",
+        Duration::from_secs(10),
+        |s| s.last_ack.is_some(),
+    )
+    .await;
+    // `bundle build --pem out serve-ca.pem corp-ca.pem` gives the same bytes.
+    let loaded = anchorage_trust::load(
+        &[
+            anchorage_trust::Source::Path(serve.ca_file()),
+            anchorage_trust::Source::Path(local_file),
+        ],
+        &anchorage_trust::LoadOptions::default(),
+    );
+    let (built, _) = anchorage_trust::Policy::default().apply(loaded).unwrap();
+    assert_eq!(built.len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ca-bundle.pem")).unwrap(),
+        anchorage_trust::render_pem(&built, &anchorage_trust::PemOptions::default())
+    );
+    // Heartbeat: the ack repeats with nothing new.
+    let first = read_status(&status_file).unwrap().last_ack.unwrap();
+    status_until(
+        &status_file,
+        "a heartbeat ack",
+        Duration::from_secs(5),
+        |s| {
+            s.last_ack
+                .is_some_and(|a| a.at > first.at && a.bundle_version == first.bundle_version)
+        },
+    )
+    .await;
+    drop(tx);
+    handle.await.unwrap();
     serve.server.shutdown().await;
 }
