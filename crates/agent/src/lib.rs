@@ -16,7 +16,8 @@
 //! - **Ack** ([`client`]): `POST /v1/acks` only once files are in place and reloaded, with the
 //!   bundle version, certificate serial and not-after, consumer name and labels; repeated as a
 //!   heartbeat. A refusal is reported in the label [`REFUSED_LABEL`].
-//! - **Status** ([`status`]): a JSON file written atomically after every step.
+//! - **Status** ([`status`]): a JSON file written atomically after every step; [`health`]
+//!   serves it as `/healthz` for sidecars.
 //!
 //! [`Agent::once`] writes everything and returns (a second run reports `unchanged`);
 //! [`Agent::run`] keeps going until its shutdown future resolves. `docs/agent.md` is the guide.
@@ -25,6 +26,7 @@ pub mod agent;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod identity;
 pub mod reload;
 pub mod status;
@@ -34,6 +36,7 @@ pub use agent::{Agent, Outcome, REFUSED_LABEL};
 pub use client::{ROTATION_HEADER, ServeClient};
 pub use config::{AgentConfig, IdentityConfig, PolicySettings, Timing, TrustOutputs};
 pub use error::AgentError;
+pub use health::serve_health;
 pub use reload::Action;
 pub use status::{AckRecord, Status, read_status, write_status};
 pub use trust::Refusal;
