@@ -372,9 +372,21 @@ impl Agent {
         self.contact();
         let changed = self.apply(answer, &mut outcome).await?;
         if outcome.refused.is_some() {
-            // Report the refusal; the installed files stay as they are.
-            if let Err(e) = self.ack().await {
-                self.status.last_error = Some(e.to_string());
+            // The trust files stay as they are; a new identity is still put to use (reload),
+            // and the ack reports the refusal.
+            let acked = if outcome.identity_changed {
+                self.commit(true, &mut outcome)
+                    .await
+                    .map(|()| outcome.acked)
+            } else {
+                self.ack().await
+            };
+            match acked {
+                Ok(a) => outcome.acked = a,
+                Err(e) if !outcome.identity_changed => {
+                    self.status.last_error = Some(e.to_string());
+                }
+                Err(e) => return Err(e),
             }
             self.save();
             return Ok(outcome);

@@ -629,6 +629,39 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     );
     let _ = REFUSED_LABEL;
 
+    // A bundle that drops the root the agent's own certificate chains to: refused too (the
+    // identity is kept, so the check applies); serve has no rotation mark to allow it yet.
+    let other = pki::root_ca("Agent Foreign Root");
+    let foreign = FakeRegistry::start(vec![(
+        "/v1/bundle?format=pem".into(),
+        Reply::ok("application/x-pem-file", other.pem.clone()),
+    )]);
+    let mut drops = config.clone();
+    drops.server = format!("http://{}", foreign.host());
+    let refused = Agent::new(drops).unwrap().once().await.unwrap();
+    assert!(
+        matches!(
+            refused.refused,
+            Some(anchorage_agent::Refusal::DropsOwnRoot { .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(!refused.identity_changed);
+    assert_eq!(std::fs::read(dir.join("ca-bundle.pem")).unwrap(), before);
+    // Negative control: without an identity the same bundle is accepted (written to a
+    // scratch directory, not over the agent's files).
+    let scratch = tmp.path().join("scratch");
+    let mut plain = trust_agent(&serve, "init-2", &scratch, &token);
+    plain.server = format!("http://{}", foreign.host());
+    let accepted = Agent::new(plain).unwrap().once().await;
+    // The fake peer does not answer acks: the files are written, the ack fails.
+    assert!(accepted.is_err());
+    assert!(
+        std::fs::read_to_string(scratch.join("ca-bundle.pem"))
+            .unwrap()
+            .contains(other.pem.lines().nth(1).unwrap())
+    );
+
     // Negative control: an empty body (no CA at all) is refused as empty.
     let empty = FakeRegistry::start(vec![(
         "/v1/bundle?format=pem".into(),
