@@ -467,7 +467,11 @@ impl Agent {
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
         let mut full = true;
+        // Failures of any kind in a row (the status counts unreachable ones only): the backoff.
+        let mut streak = 0u32;
         loop {
+            let polled_at = tokio::time::Instant::now();
+            let mut early_304 = false;
             let result = if full {
                 tokio::select! {
                     r = self.full_pass() => r.map(|_| ()),
@@ -484,6 +488,11 @@ impl Agent {
                     () = &mut shutdown => return Ok(()),
                 };
                 match event {
+                    Some(Ok(BundleAnswer::Unchanged)) => {
+                        // A serve that caps the wait near zero must not make this a busy loop.
+                        early_304 = polled_at.elapsed() < Duration::from_secs(1);
+                        self.on_answer(BundleAnswer::Unchanged).await
+                    }
                     Some(Ok(answer)) => self.on_answer(answer).await,
                     Some(Err(e)) => Err(e),
                     None => self.on_timer().await,
@@ -495,12 +504,20 @@ impl Agent {
                         self.status.last_error = None;
                     }
                     full = false;
+                    streak = 0;
                     self.save();
+                    if early_304 {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = &mut shutdown => return Ok(()),
+                        }
+                    }
                 }
                 Err(e) => {
                     self.failed(&e);
                     full = true;
-                    let pause = self.backoff(self.status.consecutive_failures.max(1));
+                    streak = streak.saturating_add(1);
+                    let pause = self.backoff(streak);
                     tracing::info!(?pause, "backing off");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
