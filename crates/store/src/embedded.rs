@@ -14,6 +14,7 @@ use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefinition};
@@ -21,6 +22,7 @@ use zeroize::Zeroize as _;
 
 use crate::error::StoreError;
 use crate::key::{validate_key, validate_prefix};
+use crate::notify::{Changes, wait_notified};
 use crate::store::{Entry, Store};
 
 const ENTRIES: TableDefinition<'_, &str, (u64, &[u8])> = TableDefinition::new("entries");
@@ -46,6 +48,9 @@ struct Inner {
     /// the write side, so it never runs under a live transaction.
     db: RwLock<Database>,
     path: PathBuf,
+    /// Each write's revision, for [`Store::wait_for_change`] (one process opens a file, so
+    /// every writer is here).
+    changes: Changes,
 }
 
 impl EmbeddedStore {
@@ -130,6 +135,7 @@ impl EmbeddedStore {
         let inner = Inner {
             db: RwLock::new(db),
             path,
+            changes: Changes::default(),
         };
         inner.write("initialise", None, |_, _| Ok(()))?;
         Ok(Self {
@@ -288,37 +294,45 @@ impl Store for EmbeddedStore {
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
+        let announced = key;
         let key = key.to_owned();
         let mut value = value;
-        self.run("write", move |inner| {
-            let written = inner.write("write", Some(&key), |entries, last| {
-                inner.insert(entries, last, &key, &value)
-            });
-            value.zeroize();
-            written
-        })
-        .await
+        let written = self
+            .run("write", move |inner| {
+                let written = inner.write("write", Some(&key), |entries, last| {
+                    inner.insert(entries, last, &key, &value)
+                });
+                value.zeroize();
+                written
+            })
+            .await?;
+        self.inner.changes.announce(announced, written);
+        Ok(written)
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
+        let announced = key;
         let key = key.to_owned();
         let mut value = value;
-        self.run("create", move |inner| {
-            let written = inner.write("create", Some(&key), |entries, last| {
-                match inner.current(entries, &key)? {
-                    None => inner.insert(entries, last, &key, &value),
-                    current => Err(StoreError::Conflict {
-                        key: key.clone(),
-                        expected: None,
-                        current,
-                    }),
-                }
-            });
-            value.zeroize();
-            written
-        })
-        .await
+        let written = self
+            .run("create", move |inner| {
+                let written = inner.write("create", Some(&key), |entries, last| {
+                    match inner.current(entries, &key)? {
+                        None => inner.insert(entries, last, &key, &value),
+                        current => Err(StoreError::Conflict {
+                            key: key.clone(),
+                            expected: None,
+                            current,
+                        }),
+                    }
+                });
+                value.zeroize();
+                written
+            })
+            .await?;
+        self.inner.changes.announce(announced, written);
+        Ok(written)
     }
 
     async fn update(
@@ -328,25 +342,29 @@ impl Store for EmbeddedStore {
         expected_revision: u64,
     ) -> Result<u64, StoreError> {
         validate_key(key)?;
+        let announced = key;
         let key = key.to_owned();
         let mut value = value;
-        self.run("update", move |inner| {
-            let written = inner.write("update", Some(&key), |entries, last| {
-                match inner.current(entries, &key)? {
-                    Some(current) if current == expected_revision => {
-                        inner.insert(entries, last, &key, &value)
+        let written = self
+            .run("update", move |inner| {
+                let written = inner.write("update", Some(&key), |entries, last| {
+                    match inner.current(entries, &key)? {
+                        Some(current) if current == expected_revision => {
+                            inner.insert(entries, last, &key, &value)
+                        }
+                        current => Err(StoreError::Conflict {
+                            key: key.clone(),
+                            expected: Some(expected_revision),
+                            current,
+                        }),
                     }
-                    current => Err(StoreError::Conflict {
-                        key: key.clone(),
-                        expected: Some(expected_revision),
-                        current,
-                    }),
-                }
-            });
-            value.zeroize();
-            written
-        })
-        .await
+                });
+                value.zeroize();
+                written
+            })
+            .await?;
+        self.inner.changes.announce(announced, written);
+        Ok(written)
     }
 
     async fn delete(&self, key: &str, expected_revision: Option<u64>) -> Result<(), StoreError> {
@@ -412,6 +430,17 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    /// Woken by this store's own writes (through any clone), no polling: one process opens
+    /// the file, so no write comes from elsewhere.
+    async fn wait_for_change(
+        &self,
+        key: &str,
+        after_revision: u64,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        wait_notified(self, &self.inner.changes, key, after_revision, timeout).await
+    }
 }
 
 #[cfg(test)]
@@ -423,6 +452,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open_in(dir.path().join("data")).unwrap();
         crate::conformance::exercise(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_for_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_in(dir.path()).unwrap();
+        // The writer is another handle (a clone) on the same file.
+        crate::conformance::wait_for_change(&store, &store.clone()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
-//! [`StoreError`]: what went wrong, with the key and the file involved (never the value).
+//! [`StoreError`]: what went wrong, with the key and the file or bucket involved (never the
+//! value).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,54 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// A networked store's backend (a NATS JetStream KV bucket) failed the call or could not
+    /// be reached.
+    #[error(
+        "JetStream KV bucket {bucket:?} failed to {action}{}: {hint}",
+        key_text(key.as_deref())
+    )]
+    Backend {
+        /// The bucket.
+        bucket: String,
+        /// What we were doing (`read`, `write`, `create`, `list keys`, `open the bucket`).
+        action: &'static str,
+        /// The key involved, when there is one.
+        key: Option<String>,
+        /// What to check or do.
+        hint: String,
+        /// The client's error (never holds a value).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A networked store's backend gave no answer within the per-call timeout. For a write,
+    /// whether it was applied is unknown: read the key before trying again.
+    #[error(
+        "JetStream KV bucket {bucket:?} gave no answer within {} ms while trying to {action}{}: {hint}",
+        after.as_millis(),
+        key_text(key.as_deref())
+    )]
+    Timeout {
+        /// The bucket.
+        bucket: String,
+        /// What we were doing.
+        action: &'static str,
+        /// The key involved, when there is one.
+        key: Option<String>,
+        /// The timeout that passed.
+        after: Duration,
+        /// What to check.
+        hint: String,
+    },
+    /// A store's configuration is unusable (a bucket name, a replica count).
+    #[error("invalid store {what} {value:?}: {reason}")]
+    Config {
+        /// What is configured (`bucket name`, `replica count`).
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
     /// The blocking task running a store call panicked or was cancelled.
     #[error("store {} task failed while trying to {action}", path.display())]
     Task {
@@ -92,5 +142,38 @@ impl StoreError {
     /// True for a lost compare-and-swap ([`StoreError::Conflict`]).
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// True when the backend did not answer in time ([`StoreError::Timeout`]): a write's
+    /// outcome is unknown.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::Timeout { .. })
+    }
+
+    /// True when the store could not be used at all (its backend failed or did not answer, or
+    /// its file failed), as opposed to a refused call (a conflict, an invalid key): another
+    /// instance may still serve it.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend { .. }
+                | StoreError::Timeout { .. }
+                | StoreError::Database { .. }
+                | StoreError::Io { .. }
+                | StoreError::Task { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every crate returns `Result<_, StoreError>`: it stays under clippy's
+    /// `result_large_err` threshold (128 bytes).
+    #[test]
+    fn stays_small() {
+        let size = std::mem::size_of::<StoreError>();
+        assert!(size < 128, "{size} bytes");
     }
 }

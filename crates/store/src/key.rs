@@ -30,7 +30,7 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
 }
 
 /// Checks a prefix for [`crate::Store::keys`]: empty, or key characters (it may end with `.`).
-pub(crate) fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
+pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
     if prefix.chars().all(valid_char) && !prefix.starts_with('.') && !prefix.contains("..") {
         Ok(())
     } else {

@@ -2,11 +2,14 @@
 //! compare-and-swap, shaped after NATS JetStream KV so a JetStream-backed implementation can
 //! slot in later without changing callers.
 //!
-//! - [`Store`]: the async trait (`get`, `put`, `create`, `update`, `delete`, `keys`).
+//! - [`Store`]: the async trait (`get`, `put`, `create`, `update`, `delete`, `keys`, and
+//!   `wait_for_change`, a long poll on one key).
 //! - [`MemoryStore`]: in memory, for tests and embedding.
 //! - [`EmbeddedStore`]: one [redb](https://www.redb.org) file, created `0600` in a directory
 //!   created `0700`; revisions survive restarts, compare-and-swap happens inside one write
 //!   transaction.
+//! - NATS JetStream KV: `anchorage-store-nats`, for several instances sharing one state.
+//! - `conformance` (feature `conformance`): the behavioural tests every implementation runs.
 //!
 //! Revisions are `u64` values above zero that increase across the whole store (as JetStream's
 //! stream sequence does), so a revision is never handed out twice, even after a delete and a
@@ -33,13 +36,14 @@ mod embedded;
 mod error;
 mod key;
 mod memory;
+mod notify;
 mod store;
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
-pub use key::validate_key;
+pub use key::{validate_key, validate_prefix};
 pub use memory::MemoryStore;
-pub use store::{Entry, Store};
+pub use store::{Entry, Store, WAIT_POLL_INTERVAL};

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::key::{validate_key, validate_prefix};
+use crate::notify::{Changes, wait_notified};
 use crate::store::{Entry, Store};
 
 /// A [`Store`] in memory: for tests, and for embedding where nothing must outlive the process.
@@ -15,6 +17,8 @@ use crate::store::{Entry, Store};
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Each write's revision, for [`Store::wait_for_change`].
+    changes: Changes,
 }
 
 #[derive(Default)]
@@ -78,20 +82,27 @@ impl Store for MemoryStore {
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
-        Ok(self.state().write(key, value))
+        let revision = self.state().write(key, value);
+        self.changes.announce(key, revision);
+        Ok(revision)
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
         validate_key(key)?;
         let mut state = self.state();
-        match state.current(key) {
-            None => Ok(state.write(key, value)),
-            current => Err(StoreError::Conflict {
-                key: key.to_owned(),
-                expected: None,
-                current,
-            }),
-        }
+        let written = match state.current(key) {
+            None => state.write(key, value),
+            current => {
+                return Err(StoreError::Conflict {
+                    key: key.to_owned(),
+                    expected: None,
+                    current,
+                });
+            }
+        };
+        drop(state);
+        self.changes.announce(key, written);
+        Ok(written)
     }
 
     async fn update(
@@ -102,14 +113,19 @@ impl Store for MemoryStore {
     ) -> Result<u64, StoreError> {
         validate_key(key)?;
         let mut state = self.state();
-        match state.current(key) {
-            Some(current) if current == expected_revision => Ok(state.write(key, value)),
-            current => Err(StoreError::Conflict {
-                key: key.to_owned(),
-                expected: Some(expected_revision),
-                current,
-            }),
-        }
+        let written = match state.current(key) {
+            Some(current) if current == expected_revision => state.write(key, value),
+            current => {
+                return Err(StoreError::Conflict {
+                    key: key.to_owned(),
+                    expected: Some(expected_revision),
+                    current,
+                });
+            }
+        };
+        drop(state);
+        self.changes.announce(key, written);
+        Ok(written)
     }
 
     async fn delete(&self, key: &str, expected_revision: Option<u64>) -> Result<(), StoreError> {
@@ -138,6 +154,16 @@ impl Store for MemoryStore {
             .cloned()
             .collect())
     }
+
+    /// Woken by this store's own writes (no polling).
+    async fn wait_for_change(
+        &self,
+        key: &str,
+        after_revision: u64,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        wait_notified(self, &self.changes, key, after_revision, timeout).await
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +173,42 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         crate::conformance::exercise(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn wait_for_change() {
+        let store = MemoryStore::new();
+        crate::conformance::wait_for_change(&store, &store).await;
+    }
+
+    /// Waiters listen to their key only: a write elsewhere wakes none of them, and a key's
+    /// channel goes with its last waiter.
+    #[tokio::test]
+    async fn waiters_listen_to_their_key_only() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let r = store.put("bundle", b"v1".to_vec()).await.unwrap();
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    store
+                        .wait_for_change("bundle", r, Duration::from_secs(20))
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.changes.watched(), 1);
+        // Another key's write is announced to no one.
+        let before = store.changes.last_announced("bundle");
+        store.put("acks.a", b"x".to_vec()).await.unwrap();
+        assert_eq!(store.changes.last_announced("bundle"), before);
+        assert_eq!(store.changes.last_announced("acks.a"), None);
+        let r2 = store.put("bundle", b"v2".to_vec()).await.unwrap();
+        for w in waiters {
+            assert_eq!(w.await.unwrap().unwrap().unwrap().revision, r2);
+        }
+        assert_eq!(store.changes.watched(), 0);
     }
 
     #[test]

