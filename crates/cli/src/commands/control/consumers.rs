@@ -18,8 +18,9 @@ pub(crate) enum ConsumersCommand {
         concat!(
             "Examples:\n",
             "  anchorage consumers list\n",
-            "  anchorage consumers list --server https://anchorage.internal:8443 --token-file \\\n",
-            "    admin.token --ca ca.pem --output json | jq '.consumers[] | select(.state != \"current\")'\n",
+            "  anchorage consumers list --server https://anchorage.internal:8443 \\\n",
+            "    --token-file admin.token --ca ca.pem --output json \\\n",
+            "    | jq '.consumers[] | select(.state != \"current\")'\n",
             "\n",
             "state: current (acked the bundle version served now), stale (an older one), silent (no\n",
             "ack for an hour).\n",

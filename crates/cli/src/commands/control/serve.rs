@@ -23,9 +23,11 @@ use crate::options::{OutputFormat, parse_duration, read_passphrase};
     concat!(
         "Examples:\n",
         "  anchorage serve\n",
-        "  anchorage serve --listen 0.0.0.0:8443 --tls-name ca.internal --roles roles.json\n",
+        "  anchorage serve --listen 0.0.0.0:8443 --tls-name ca.internal \\\n",
+        "    --roles roles.json\n",
         "  anchorage serve --tls-cert server.pem --tls-key server.key --output json\n",
-        "  anchorage serve --nats-url nats://127.0.0.1:4222   # the API on anchorage.v1.<op> too\n",
+        "  # the API on NATS subjects anchorage.v1.<op> too:\n",
+        "  anchorage serve --nats-url nats://127.0.0.1:4222\n",
         "\n",
         "A newcomer's first certificate (serve running in another terminal; D is the data dir):\n",
         "  D=~/.local/share/anchorage; S=https://127.0.0.1:8443\n",
