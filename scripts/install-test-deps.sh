@@ -25,10 +25,11 @@ declare -A provides=(
     [skopeo]="skopeo"
     [umoci]="umoci"
     [libnss3-tools]="certutil"
+    [jq]="jq"
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.
-packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci libnss3-tools hyperfine)
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci libnss3-tools hyperfine jq)
 optional=(hyperfine)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }

@@ -11,6 +11,9 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::bundle::BundleCommand;
 use crate::commands::ca::CaCommand;
+use crate::commands::control::consumers::ConsumersCommand;
+use crate::commands::control::serve::ServeArgs;
+use crate::commands::control::token::TokenCommand;
 use crate::commands::doctor::DoctorArgs;
 use crate::commands::env::EnvArgs;
 use crate::commands::image::ImageCommand;
@@ -127,6 +130,15 @@ pub(crate) enum Command {
     Tls(TlsCommand),
     /// The internal CA: create it, issue mTLS certificates, show, export and import it.
     Ca(CaCommand),
+    /// The control plane: issue, renew and revoke certificates and serve the trust bundle over
+    /// an HTTPS API (with a Vault-PKI-compatible subset), until SIGTERM.
+    Serve(ServeArgs),
+    /// API tokens for `anchorage serve`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The consumers of a running `anchorage serve`: who installed which bundle.
+    #[command(subcommand)]
+    Consumers(ConsumersCommand),
     /// Serve wasmCloud secrets over NATS, and manage the secrets store.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -163,6 +175,9 @@ macro_rules! each_command {
             Command::K8s($args) => $body,
             Command::Tls($args) => $body,
             Command::Ca($args) => $body,
+            Command::Serve($args) => $body,
+            Command::Token($args) => $body,
+            Command::Consumers($args) => $body,
             Command::Secrets($args) => $body,
             Command::Image($args) => $body,
             Command::Trust($args) => $body,

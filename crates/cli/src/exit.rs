@@ -52,11 +52,13 @@ pub(crate) enum Code {
     /// `secrets serve`: stopped by a signal, but the drain was cut short (requests abandoned at
     /// `--drain-timeout`, replies not flushed, or a second signal).
     DrainCutShort = 17,
+    /// `serve`: the listen address cannot be bound (in use by another process, or not allowed).
+    Listen = 18,
 }
 
 impl Code {
     /// Every code, in order (`ALL[n] as u8 == n`).
-    pub(crate) const ALL: [Code; 18] = [
+    pub(crate) const ALL: [Code; 19] = [
         Code::Ok,
         Code::Failure,
         Code::Usage,
@@ -75,6 +77,7 @@ impl Code {
         Code::AuthFailed,
         Code::Unsupported,
         Code::DrainCutShort,
+        Code::Listen,
     ];
 
     /// What the code means, as `anchorage --help` lists it (each command's `--help` says it in
@@ -103,6 +106,7 @@ impl Code {
             Code::AuthFailed => "the server refused the credentials",
             Code::Unsupported => "image inject: an image that cannot be handled",
             Code::DrainCutShort => "secrets serve: stopped by a signal, drain cut short",
+            Code::Listen => "serve: the listen address is in use or not allowed",
         }
     }
 }
@@ -504,6 +508,65 @@ impl Classify for anchorage_secrets_server::AdminCallError {
     }
 }
 
+/// `anchorage serve`: why the control plane could not start.
+impl Classify for anchorage_serve::ServeError {
+    fn code(&self) -> Code {
+        use anchorage_serve::ServeError as E;
+        match self {
+            // --tls-cert/--tls-key that cannot be read.
+            E::Io { action: "read", .. } => Code::BadInput,
+            // The data directory, ca.pem or admin.token cannot be created or written.
+            E::Io { .. } => Code::Output,
+            // In use by another process (a second serve, a running `ca` command), or damaged.
+            E::Store(_) => Code::Store,
+            E::Ca(e) => e.code(),
+            E::Bind { .. } => Code::Listen,
+            // A --tls-cert/--tls-key pair that does not make a serving certificate, a bad
+            // --tls-name, a role in --roles.
+            E::Tls(_) | E::Role { .. } => Code::BadInput,
+            E::Token(e) => e.code(),
+            E::Nats { .. } => Code::Unreachable,
+            _ => Code::Failure,
+        }
+    }
+}
+
+/// `anchorage token create` on the store directly.
+impl Classify for anchorage_serve::MintError {
+    fn code(&self) -> Code {
+        match self {
+            anchorage_serve::MintError::Invalid(_) => Code::Usage,
+            _ => Code::Store,
+        }
+    }
+}
+
+/// A call to a running `anchorage serve` that got no answer (`token create --server`,
+/// `consumers list`).
+impl Classify for reqwest::Error {
+    fn code(&self) -> Code {
+        if self.is_connect() || self.is_timeout() || self.is_request() {
+            Code::Unreachable
+        } else {
+            Code::Failure
+        }
+    }
+}
+
+/// The exit code of an HTTP error status from `anchorage serve`'s API: a token refused (401,
+/// 403) is 15, something absent (404) 13, a request the server refused as invalid (400) 3, a
+/// server that cannot serve now (5xx) 7.
+pub(crate) fn api_status_code(status: u16) -> Code {
+    match status {
+        401 | 403 => Code::AuthFailed,
+        404 => Code::NotFound,
+        400 | 413 | 422 => Code::BadInput,
+        409 => Code::Conflict,
+        500..=599 => Code::Unreachable,
+        _ => Code::Failure,
+    }
+}
+
 /// The error's message followed by each cause's, `: `-separated; a cause whose text the message
 /// already holds (an error that prints its `#[source]` itself) is not said again, so no message
 /// reads "X: X".
@@ -543,7 +606,7 @@ mod tests {
             assert!(!code.meaning().is_empty());
         }
         // The last variant closes the list: a new code must be added to ALL.
-        assert_eq!(Code::DrainCutShort as usize + 1, Code::ALL.len());
+        assert_eq!(Code::Listen as usize + 1, Code::ALL.len());
     }
 
     #[test]

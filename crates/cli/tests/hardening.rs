@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anchorage_secrets_server::EncryptionKey;
+use anchorage_secrets_server::XKey;
 use secrecy::ExposeSecret as _;
 
 /// The soft and hard core limits of `pid`, as `/proc/<pid>/limits` shows them.
@@ -40,7 +40,7 @@ fn hardened(child: &Child) -> bool {
 #[test]
 fn secrets_commands_run_without_core_dumps() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = EncryptionKey::generate().seed().expose_secret().to_owned();
+    let seed = XKey::generate().seed().expose_secret().to_owned();
     let mut child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
         .args([
             "secrets",

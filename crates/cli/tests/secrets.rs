@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use anchorage_secrets::TransitKey;
-use anchorage_secrets_server::EncryptionKey;
+use anchorage_secrets::XKey;
 use anchorage_test_support::nats::NatsServer;
 use anchorage_test_support::{TempDir, tempdir};
 use secrecy::ExposeSecret as _;
@@ -25,7 +24,7 @@ impl Scratch {
     fn new() -> Self {
         Self {
             dir: tempdir().unwrap(),
-            seed: EncryptionKey::generate().seed().expose_secret().to_owned(),
+            seed: XKey::generate().seed().expose_secret().to_owned(),
         }
     }
 
@@ -173,7 +172,7 @@ fn put_get_reveal_delete_on_the_embedded_store() {
     assert_eq!(code(&out), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ANCHORAGE_SECRETS_ENCRYPTION_SEED"));
     // A wrong seed: the value opens with no key (11), and the seed is not echoed.
-    let other = EncryptionKey::generate().seed().expose_secret().to_owned();
+    let other = XKey::generate().seed().expose_secret().to_owned();
     let out = s.run(
         &["get", "tls-key", "--reveal"],
         &[("ANCHORAGE_SECRETS_ENCRYPTION_SEED", other.as_str())],
@@ -256,7 +255,7 @@ fn mappings_and_rotation() {
 
     s.ok(&["put", "a", "--value", "one"]);
     s.ok(&["put", "a", "--value", "two"]);
-    let new_seed = EncryptionKey::generate().seed().expose_secret().to_owned();
+    let new_seed = XKey::generate().seed().expose_secret().to_owned();
     let out = s.run(
         &["rotate-encryption-key", "--output", "json"],
         &[("ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED", new_seed.as_str())],
@@ -280,7 +279,7 @@ fn serve_answers_and_stops_on_sigterm() {
         return;
     };
     let s = Scratch::new();
-    let transit = TransitKey::generate();
+    let transit = XKey::generate();
     let seed = transit.seed().expose_secret().to_owned();
     let data = s.data();
     // --allow-any-issuer: starts, and says loudly what it means.
@@ -531,7 +530,7 @@ fn admin_over_nats_against_a_running_serve() {
     };
     let s = Scratch::new();
     let url = nats.url();
-    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let transit = XKey::generate().seed().expose_secret().to_owned();
     let encryption_file = private_file(&s, "encryption.seed", &s.seed);
     let admin = nkeys::KeyPair::new_user();
     let admin_file = private_file(&s, "admin.nk", &admin.seed().unwrap());
@@ -698,7 +697,7 @@ fn admin_over_nats_against_a_running_serve() {
     assert_eq!(code(&out), 13);
 
     // Online rotation: the server re-reads its seed file.
-    let new_seed = EncryptionKey::generate().seed().expose_secret().to_owned();
+    let new_seed = XKey::generate().seed().expose_secret().to_owned();
     private_file(&s, "encryption.seed", &new_seed);
     let rotated = ok_json(remote(&["rotate-encryption-key"]));
     assert_eq!(rotated["changed"], true);
@@ -814,7 +813,7 @@ fn keygen_writes_private_seeds_prints_public_keys_and_keeps_existing_files() {
         0o600
     );
     // The seed file holds the key whose public half was printed, and nothing else was printed.
-    let key = TransitKey::from_seed(&seed.clone().into(), "t.seed").unwrap();
+    let key = XKey::from_seed(&seed.clone().into(), "t.seed").unwrap();
     assert_eq!(public.trim(), key.public_key());
     assert!(!public.contains(seed.trim()));
 
@@ -1011,7 +1010,7 @@ fn long_help_shows_examples_and_the_store_notes() {
 #[test]
 fn serve_requires_issuers_unless_allow_any_issuer() {
     let s = Scratch::new();
-    let seed = TransitKey::generate().seed().expose_secret().to_owned();
+    let seed = XKey::generate().seed().expose_secret().to_owned();
     let env = [("ANCHORAGE_SECRETS_TRANSIT_SEED", seed.as_str())];
     let cluster = nkeys::KeyPair::new_cluster().public_key();
     let account = nkeys::KeyPair::new_account().public_key();
@@ -1133,7 +1132,7 @@ fn serve_refuses_forged_identities_and_audit_lines_cannot_be_forged() {
     };
     let s = Scratch::new();
     let url = nats.url();
-    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let transit = XKey::generate().seed().expose_secret().to_owned();
     let account = nkeys::KeyPair::new_account();
     let cluster = nkeys::KeyPair::new_cluster();
     let victim = nkeys::KeyPair::new_module().public_key();

@@ -11,8 +11,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anchorage_secrets::TransitKey;
-use anchorage_secrets_server::EncryptionKey;
+use anchorage_secrets::XKey;
 use anchorage_test_support::nats::{NatsCluster, server_at_least, server_version};
 use anchorage_test_support::tempdir;
 use secrecy::ExposeSecret as _;
@@ -57,8 +56,8 @@ fn serve_on_a_cluster_creates_r3_buckets_and_reports_under_replicated_ones() {
     };
     let cluster = NatsCluster::start_with_binary(binary, 3);
     let dir = tempdir().unwrap();
-    let seed = EncryptionKey::generate().seed().expose_secret().to_owned();
-    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let seed = XKey::generate().seed().expose_secret().to_owned();
+    let transit = XKey::generate().seed().expose_secret().to_owned();
     let urls = cluster.urls().join(",");
 
     // An R1 bucket made beforehand (JetStream needs its meta leader first: retry).
@@ -166,8 +165,8 @@ fn serve_on_one_server_creates_r1_buckets() {
         return;
     };
     let dir = tempdir().unwrap();
-    let seed = EncryptionKey::generate().seed().expose_secret().to_owned();
-    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let seed = XKey::generate().seed().expose_secret().to_owned();
+    let transit = XKey::generate().seed().expose_secret().to_owned();
     let stderr = serve_once(&["--nats-url", &nats.url()], dir.path(), &seed, &transit);
     assert!(
         stderr.contains(
@@ -196,8 +195,8 @@ fn serve_on_an_old_cluster_refuses_r3_unless_allowed() {
         return;
     }
     let dir = tempdir().unwrap();
-    let seed = EncryptionKey::generate().seed().expose_secret().to_owned();
-    let transit = TransitKey::generate().seed().expose_secret().to_owned();
+    let seed = XKey::generate().seed().expose_secret().to_owned();
+    let transit = XKey::generate().seed().expose_secret().to_owned();
     let urls = cluster.urls().join(",");
 
     // Refused (JetStream needs its meta leader first: until then the failure is another).

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use anchorage_secrets_server::EncryptionKey;
+use anchorage_secrets_server::XKey;
 use anchorage_secrets_server::async_nats;
 use anchorage_test_support::nats::NatsServer;
 use anchorage_test_support::{TempDir, tempdir};
@@ -30,7 +30,7 @@ impl Cli {
     fn new(nats: &NatsServer) -> Self {
         Self {
             dir: tempdir().unwrap(),
-            seed: EncryptionKey::generate().seed().expose_secret().to_owned(),
+            seed: XKey::generate().seed().expose_secret().to_owned(),
             url: nats.url(),
         }
     }

@@ -15,8 +15,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anchorage_secrets::TransitKey;
-use anchorage_secrets_server::EncryptionKey;
+use anchorage_secrets::XKey;
 use anchorage_test_support::nats::NatsServer;
 use anchorage_test_support::{TempDir, tempdir};
 use secrecy::ExposeSecret as _;
@@ -34,8 +33,8 @@ impl Scratch {
     fn new() -> Self {
         Self {
             dir: tempdir().unwrap(),
-            seed: EncryptionKey::generate().seed().expose_secret().to_owned(),
-            transit: TransitKey::generate().seed().expose_secret().to_owned(),
+            seed: XKey::generate().seed().expose_secret().to_owned(),
+            transit: XKey::generate().seed().expose_secret().to_owned(),
         }
     }
 

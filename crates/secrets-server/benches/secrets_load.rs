@@ -18,14 +18,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, TransitKey};
+use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, XKey};
 use anchorage_secrets_server::{
-    EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore,
-    SecretStore, Server, ServerConfig,
+    EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore, Server,
+    ServerConfig,
 };
 use anchorage_store::EmbeddedStore;
 use anchorage_test_support::nats::NatsServer;
-use nkeys::XKey;
 use wasmcloud_secrets_types::SecretRequest;
 
 const BACKEND: &str = "bench";
@@ -82,7 +81,7 @@ async fn load(url: &str, prefix: &str, j: Arc<Jwts>, concurrency: usize, seconds
     }
     // Warm-up.
     for c in &clients {
-        c.get(request(&j), XKey::new()).await.unwrap();
+        c.get(request(&j), nkeys::XKey::new()).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
@@ -94,7 +93,7 @@ async fn load(url: &str, prefix: &str, j: Arc<Jwts>, concurrency: usize, seconds
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let secret = client.get(request(&j), XKey::new()).await.unwrap();
+                let secret = client.get(request(&j), nkeys::XKey::new()).await.unwrap();
                 latencies.push(t.elapsed());
                 assert_eq!(secret.string_secret.as_deref(), Some("hunter2"));
             }
@@ -134,7 +133,7 @@ async fn run_store(
         .unwrap();
     let client = async_nats::connect(url).await.unwrap();
     let server = Server::new(
-        GetHandler::new(TransitKey::generate(), JwtPolicy::default()),
+        GetHandler::new(XKey::generate(), JwtPolicy::default()),
         store,
         mappings,
         ServerConfig::new(PREFIX, BACKEND),
@@ -183,7 +182,7 @@ async fn wait_ready(url: &str, prefix: &str) {
 async fn run_reference(
     url: &str,
     store: Arc<JetStreamSecrets>,
-    encryption: &XKey,
+    encryption: &nkeys::XKey,
     seconds: u64,
 ) -> Vec<(String, usize, Stats)> {
     let j = Arc::new(jwts());
@@ -196,8 +195,8 @@ async fn run_reference(
         .await
         .unwrap();
     let api = secrets_nats_kv::Api::new(
-        XKey::new(),
-        XKey::from_seed(&encryption.seed().unwrap()).unwrap(),
+        nkeys::XKey::new(),
+        nkeys::XKey::from_seed(&encryption.seed().unwrap()).unwrap(),
         async_nats::connect(url).await.unwrap(),
         REFERENCE_PREFIX.to_owned(),
         BACKEND.to_owned(),
@@ -235,9 +234,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let rows = runtime.block_on(async {
         // One encryption key for our stores and the reference, which reads our JetStream values.
-        let encryption = XKey::new();
+        let encryption = nkeys::XKey::new();
         let keys = Arc::new(Keyring::new(
-            EncryptionKey::from_seed(&encryption.seed().unwrap().into(), "bench").unwrap(),
+            XKey::from_seed(&encryption.seed().unwrap().into(), "bench").unwrap(),
         ));
         let embedded = Arc::new(EmbeddedSecrets::new(
             Arc::new(EmbeddedStore::open(dir.path().join("secrets.redb")).unwrap()),

@@ -34,7 +34,7 @@ use anchorage_secrets::admin::{
     AdminPolicy, AdminReplyError, AdminRequest, AdminSigner, AdminSubjects, AdminVerifier,
     DEFAULT_ADMIN_TOKEN_LIFETIME, VerifiedAdmin,
 };
-use anchorage_secrets::{SecretValue, TransitKey};
+use anchorage_secrets::{SecretValue, XKey};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
@@ -114,7 +114,7 @@ impl AdminService {
         op: &str,
         header: Option<&str>,
         body: &[u8],
-        transit: &TransitKey,
+        transit: &XKey,
         values: &dyn SecretStore,
         mappings: &dyn MappingStore,
     ) -> (Option<String>, Vec<u8>, AdminAudit) {

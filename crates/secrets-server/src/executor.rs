@@ -21,7 +21,9 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::admin::with_causes;
-use crate::keys::{EncryptionKey, Keyring, SeedSource};
+use anchorage_secrets::XKey;
+
+use crate::keys::{Keyring, SeedSource};
 use crate::store::{MappingStore, RotationReport, SecretStore, StoreFailure};
 
 /// One administration operation, with its arguments.
@@ -442,7 +444,7 @@ impl<'a> Executor<'a> {
         };
         let changed = match reread {
             Some(source) => {
-                let key = EncryptionKey::load(source).map_err(OperationError::Seed)?;
+                let key = XKey::load(source).map_err(OperationError::Seed)?;
                 let before = ring.current_public();
                 let changed = ring.rotate(key);
                 if changed {
@@ -542,7 +544,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::SystemTime;
 
-    use anchorage_secrets::TransitKey;
+    use anchorage_secrets::XKey;
     use anchorage_secrets::admin::{
         AdminClaims, AdminOp, AdminPolicy, AdminRequest, AdminSigner, DEFAULT_ADMIN_TOKEN_LIFETIME,
     };
@@ -558,7 +560,7 @@ mod tests {
         std::sync::LazyLock::new(|| nkeys::KeyPair::new_module().public_key());
 
     async fn store(with_db: bool) -> (Arc<EmbeddedSecrets>, Arc<Keyring>) {
-        let ring = Arc::new(Keyring::new(EncryptionKey::generate()));
+        let ring = Arc::new(Keyring::new(XKey::generate()));
         let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let store = Arc::new(EmbeddedSecrets::new(raw, Arc::clone(&ring)));
         if with_db {
@@ -595,7 +597,7 @@ mod tests {
     async fn over_admin(op: AdminOp, secrets: &[String], with_db: bool) -> serde_json::Value {
         let (store, ring) = store(with_db).await;
         let signer = AdminSigner::generate();
-        let transit = TransitKey::generate();
+        let transit = XKey::generate();
         let service = AdminService::new(
             AdminPolicy::new([signer.public_key()].into()),
             "nats-kv",

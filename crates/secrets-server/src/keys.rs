@@ -67,10 +67,6 @@ impl SeedProvider for SeedSource {
     }
 }
 
-/// One encryption xkey (curve25519): `anchorage_secrets`'s one [`XKey`] type, sealing values to
-/// itself ([`XKey::seal_to_self`]). Load it from a [`SeedSource`] with [`XKey::load`].
-pub type EncryptionKey = XKey;
-
 /// Sealing a value failed (the NaCl box refused it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a value could not be sealed with the encryption key")]
@@ -85,8 +81,8 @@ pub struct Keyring {
 }
 
 struct Ring {
-    current: Arc<EncryptionKey>,
-    previous: Vec<Arc<EncryptionKey>>,
+    current: Arc<XKey>,
+    previous: Vec<Arc<XKey>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -108,7 +104,7 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// A keyring with one key.
-    pub fn new(current: EncryptionKey) -> Self {
+    pub fn new(current: XKey) -> Self {
         Self {
             ring: RwLock::new(Arc::new(Ring {
                 current: Arc::new(current),
@@ -122,7 +118,7 @@ impl Keyring {
     }
 
     /// Adds a previous key, still used to open values sealed before a rotation.
-    pub fn with_previous(self, previous: EncryptionKey) -> Self {
+    pub fn with_previous(self, previous: XKey) -> Self {
         {
             let mut guard = self.ring.write().unwrap_or_else(PoisonError::into_inner);
             if previous.public_key() != guard.current.public_key()
@@ -143,7 +139,7 @@ impl Keyring {
     }
 
     /// The key values are sealed with.
-    pub fn current(&self) -> Arc<EncryptionKey> {
+    pub fn current(&self) -> Arc<XKey> {
         Arc::clone(&self.snapshot().current)
     }
 
@@ -155,7 +151,7 @@ impl Keyring {
     /// Makes `new` the current key; the old current key becomes the first previous key, so
     /// values sealed with it still open while they are re-sealed. Returns false (and changes
     /// nothing) when `new` already is the current key.
-    pub fn rotate(&self, new: EncryptionKey) -> bool {
+    pub fn rotate(&self, new: XKey) -> bool {
         let mut guard = self.ring.write().unwrap_or_else(PoisonError::into_inner);
         if new.public_key() == guard.current.public_key() {
             return false;
@@ -205,7 +201,7 @@ mod tests {
 
     #[test]
     fn seals_to_itself_like_the_reference() {
-        let ring = Keyring::new(EncryptionKey::generate());
+        let ring = Keyring::new(XKey::generate());
         let sealed = ring.seal(b"hunter2").unwrap();
         assert!(sealed.starts_with(b"xkv1"));
         // The reference opens with `encryption_xkey.open(value, &encryption_xkey)`.
@@ -217,34 +213,30 @@ mod tests {
 
     #[test]
     fn keyring_opens_with_previous_keys() {
-        let old = EncryptionKey::generate();
+        let old = XKey::generate();
         let sealed = old.seal_to_self(b"v").unwrap();
-        let old_again = EncryptionKey::from_seed(&old.seed(), "t").unwrap();
-        let ring = Keyring::new(EncryptionKey::generate()).with_previous(old_again);
+        let old_again = XKey::from_seed(&old.seed(), "t").unwrap();
+        let ring = Keyring::new(XKey::generate()).with_previous(old_again);
         let (plain, current) = ring.open(&sealed).unwrap();
         assert_eq!(&*plain, b"v");
         assert!(!current);
         let fresh = ring.seal(b"w").unwrap();
         assert!(ring.open(&fresh).unwrap().1);
-        assert!(
-            Keyring::new(EncryptionKey::generate())
-                .open(&sealed)
-                .is_none()
-        );
+        assert!(Keyring::new(XKey::generate()).open(&sealed).is_none());
     }
 
     #[test]
     fn rotate_keeps_the_old_key_for_reading() {
-        let ring = Keyring::new(EncryptionKey::generate());
+        let ring = Keyring::new(XKey::generate());
         let old_public = ring.current_public();
         let sealed = ring.seal(b"v").unwrap();
-        let new = EncryptionKey::generate();
+        let new = XKey::generate();
         let new_public = new.public_key().to_owned();
         assert!(ring.rotate(new));
         assert_eq!(ring.current_public(), new_public);
         let (plain, current) = ring.open(&sealed).unwrap();
         assert_eq!((&plain[..], current), (&b"v"[..], false));
-        assert!(!ring.rotate(EncryptionKey::from_seed(&ring.current().seed(), "t").unwrap()));
+        assert!(!ring.rotate(XKey::from_seed(&ring.current().seed(), "t").unwrap()));
         let debug = format!("{ring:?}");
         assert!(debug.contains(&old_public) && debug.contains(&new_public));
         assert!(!debug.contains(ring.current().seed().expose_secret()));
@@ -258,22 +250,22 @@ mod tests {
         assert!(err.to_string().contains("ANCHORAGE_SURELY_UNSET_SEED"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seed");
-        let key = EncryptionKey::generate();
+        let key = XKey::generate();
         #[allow(clippy::disallowed_methods)] // test fixture
         std::fs::write(&path, format!("{}\n", key.seed().expose_secret())).unwrap();
-        let loaded = EncryptionKey::load(&SeedSource::File(path)).unwrap();
+        let loaded = XKey::load(&SeedSource::File(path)).unwrap();
         assert_eq!(loaded.public_key(), key.public_key());
         // An unset variable is named (setting one needs `unsafe` in edition 2024, which the
         // workspace forbids; the CLI tests pass seeds through a child's environment).
         let var = format!("ANCHORAGE_TEST_UNSET_SEED_{}", std::process::id());
-        let err = EncryptionKey::load(&SeedSource::Env(var.clone())).unwrap_err();
+        let err = XKey::load(&SeedSource::Env(var.clone())).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("environment variable {var} is not set")
         );
         // A missing file names the file and is a read error, not a seed error.
         let missing = dir.path().join("missing");
-        let err = EncryptionKey::load(&SeedSource::File(missing.clone())).unwrap_err();
+        let err = XKey::load(&SeedSource::File(missing.clone())).unwrap_err();
         assert!(
             matches!(&err, KeyError::ReadFile { path, .. } if *path == missing),
             "{err:?}"
@@ -282,13 +274,13 @@ mod tests {
         let binary = dir.path().join("binary");
         #[allow(clippy::disallowed_methods)] // test fixture
         std::fs::write(&binary, [0xff, 0xfe]).unwrap();
-        let err = EncryptionKey::load(&SeedSource::File(binary.clone())).unwrap_err();
+        let err = XKey::load(&SeedSource::File(binary.clone())).unwrap_err();
         assert!(
             matches!(&err, KeyError::NotAnXkeySeed { origin } if *origin == binary.display().to_string()),
             "{err:?}"
         );
         let account = nkeys::KeyPair::new_account().seed().unwrap();
-        let err = EncryptionKey::from_seed(&SecretString::from(account.clone()), "x").unwrap_err();
+        let err = XKey::from_seed(&SecretString::from(account.clone()), "x").unwrap_err();
         assert!(!err.to_string().contains(&account));
     }
 }

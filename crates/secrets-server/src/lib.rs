@@ -21,13 +21,13 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use anchorage_secrets_server::{EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, SecretStore};
+//! use anchorage_secrets_server::{EmbeddedSecrets, Keyring, MappingStore, SecretStore, XKey};
 //! use anchorage_secrets::SecretValue;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store = EmbeddedSecrets::new(
 //!     Arc::new(anchorage_store::MemoryStore::new()),
-//!     Arc::new(Keyring::new(EncryptionKey::generate())),
+//!     Arc::new(Keyring::new(XKey::generate())),
 //! );
 //! let version = store.put("db-password", SecretValue::String("hunter2".into())).await?;
 //! assert_eq!(version, "1");
@@ -50,10 +50,11 @@ pub use admin::{
     AdminCallError, AdminClient, AdminService, Executor, Operation, OperationError, Outcome,
     ReplayGuard,
 };
+pub use anchorage_secrets::XKey;
 /// The NATS client this crate is built on (0.39), for callers that pass a connection.
 pub use async_nats;
 pub use hardening::{HardeningError, harden_process};
-pub use keys::{EncryptionKey, Keyring, SeedSource};
+pub use keys::{Keyring, SeedSource};
 pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
 pub use server::{
     AUDIT_FIELD_MAX_CHARS, DEFAULT_BACKEND, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,

@@ -14,19 +14,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anchorage_secrets::TransitKey;
+use anchorage_secrets::XKey;
 use anchorage_secrets::admin::{
     ADMIN_XKEY_HEADER, AdminClaims, AdminError, AdminOp, AdminPolicy, AdminRequest, AdminSigner,
     AdminSubjects, DEFAULT_ADMIN_TOKEN_LIFETIME, SealedAdminRequest,
 };
 use anchorage_secrets_server::{
-    AdminCallError, AdminClient, AdminService, EmbeddedSecrets, EncryptionKey, Keyring, SeedSource,
-    ServerConfig,
+    AdminCallError, AdminClient, AdminService, EmbeddedSecrets, Keyring, SeedSource, ServerConfig,
 };
 use anchorage_store::EmbeddedStore;
 use anchorage_test_support::nats::NatsServer;
 use common::{BACKEND, Identities, PREFIX, client, get, serve_with_admin};
-use nkeys::{KeyPair, XKey};
+use nkeys::KeyPair;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -62,9 +61,9 @@ async fn fixture() -> Option<Fixture> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir().unwrap();
     let seed_file = dir.path().join("encryption.seed");
-    write_seed(&seed_file, &EncryptionKey::generate().seed());
+    write_seed(&seed_file, &XKey::generate().seed());
     let keyring = Arc::new(Keyring::new(
-        EncryptionKey::load(&SeedSource::File(seed_file.clone())).unwrap(),
+        XKey::load(&SeedSource::File(seed_file.clone())).unwrap(),
     ));
     let raw = EmbeddedStore::open(dir.path().join("secrets.redb")).unwrap();
     let store = Arc::new(EmbeddedSecrets::new(Arc::new(raw), Arc::clone(&keyring)));
@@ -73,7 +72,7 @@ async fn fixture() -> Option<Fixture> {
         ids: Identities::new(),
         store,
         keyring,
-        seed: TransitKey::generate().seed(),
+        seed: XKey::generate().seed(),
         admin: SecretString::from(KeyPair::new_user().seed().unwrap()),
         seed_file,
         _dir: dir,
@@ -108,7 +107,7 @@ impl Fixture {
     }
 
     fn transit_public(&self) -> String {
-        TransitKey::from_seed(&self.seed, "t")
+        XKey::from_seed(&self.seed, "t")
             .unwrap()
             .public_key()
             .to_owned()
@@ -247,7 +246,7 @@ async fn administers_the_embedded_store_while_serving() {
     .unwrap();
     assert_eq!(unchanged["changed"], false);
     assert_eq!(unchanged["encryption_key"], old_public.as_str());
-    let new_key = EncryptionKey::generate();
+    let new_key = XKey::generate();
     write_seed(&f.seed_file, &new_key.seed());
     let rotated = call(
         &admin,
@@ -395,8 +394,8 @@ async fn refuses_forged_expired_replayed_misdirected_and_unknown_admins() {
     // naming the allowed key.
     let (key, body) = raw(&nc, put_subject.clone(), None, b"x".to_vec()).await;
     assert_eq!((key, error(&body)), (None, AdminError::InvalidXKey));
-    let requester = XKey::new();
-    let server_key = XKey::from_public_key(&f.transit_public()).unwrap();
+    let requester = nkeys::XKey::new();
+    let server_key = nkeys::XKey::from_public_key(&f.transit_public()).unwrap();
     let unsigned = requester
         .seal(br#"{"jwt":"not.a.token"}"#, &server_key)
         .unwrap();

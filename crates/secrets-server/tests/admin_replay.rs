@@ -18,14 +18,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anchorage_secrets::TransitKey;
+use anchorage_secrets::XKey;
 use anchorage_secrets::admin::{
     ADMIN_XKEY_HEADER, AdminClaims, AdminError, AdminOp, AdminPolicy, AdminRequest, AdminSigner,
     AdminSubjects, DEFAULT_ADMIN_TOKEN_LIFETIME, SealedAdminRequest,
 };
 use anchorage_secrets_server::{
-    AdminClient, AdminService, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets,
-    Keyring, MappingStore, ServerConfig,
+    AdminClient, AdminService, EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, Keyring,
+    MappingStore, ServerConfig,
 };
 use anchorage_store::EmbeddedStore;
 use anchorage_test_support::nats::NatsServer;
@@ -45,8 +45,8 @@ struct Shared {
 impl Shared {
     fn new() -> Self {
         Self {
-            transit: TransitKey::generate().seed(),
-            encryption: EncryptionKey::generate().seed(),
+            transit: XKey::generate().seed(),
+            encryption: XKey::generate().seed(),
             admin: SecretString::from(KeyPair::new_user().seed().unwrap()),
             entity: KeyPair::new_module().public_key(),
         }
@@ -58,7 +58,7 @@ impl Shared {
 
     fn keyring(&self) -> Arc<Keyring> {
         Arc::new(Keyring::new(
-            EncryptionKey::from_seed(&self.encryption, "test").unwrap(),
+            XKey::from_seed(&self.encryption, "test").unwrap(),
         ))
     }
 
@@ -90,7 +90,7 @@ impl Shared {
 
     /// Signs and seals `add_mapping` as the admin client would, keeping the bytes to replay.
     fn capture_add(&self) -> SealedAdminRequest {
-        let transit = TransitKey::from_seed(&self.transit, "t").unwrap();
+        let transit = XKey::from_seed(&self.transit, "t").unwrap();
         self.signer()
             .seal(
                 &self.mapping(AdminOp::AddMapping),

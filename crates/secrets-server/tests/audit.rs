@@ -8,10 +8,8 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use anchorage_secrets::{SecretValue, TransitKey};
-use anchorage_secrets_server::{
-    EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, SecretStore, ServerConfig,
-};
+use anchorage_secrets::{SecretValue, XKey};
+use anchorage_secrets_server::{EmbeddedSecrets, Keyring, MappingStore, SecretStore, ServerConfig};
 use anchorage_store::MemoryStore;
 use anchorage_test_support::nats::NatsServer;
 use common::{BACKEND, Identities, PREFIX, client, get, serve};
@@ -44,7 +42,7 @@ async fn audit_events_name_who_and_what_never_the_value() {
 
     let store = Arc::new(EmbeddedSecrets::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Keyring::new(EncryptionKey::generate())),
+        Arc::new(Keyring::new(XKey::generate())),
     ));
     let ids = Identities::new();
     store
@@ -58,7 +56,7 @@ async fn audit_events_name_who_and_what_never_the_value() {
         .add_mapping(&ids.entity(), &["db-password".to_owned()])
         .await
         .unwrap();
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let server = serve(
         &nats.url(),
         &seed,

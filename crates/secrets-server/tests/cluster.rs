@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, TransitKey};
+use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, XKey};
 use anchorage_secrets_server::{
-    EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore as _, NatsConfig,
-    ReplayGuard as _, SecretStore as _, Server, ServerConfig, Stopped, StoreFailure,
+    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore as _, NatsConfig, ReplayGuard as _,
+    SecretStore as _, Server, ServerConfig, Stopped, StoreFailure,
 };
 use anchorage_test_support::nats::{NatsCluster, server_at_least, server_version};
 use async_nats::jetstream;
@@ -405,7 +405,7 @@ async fn scenarios(consistent: bool, nodes: bool) {
     let long = long_form();
     let urls = cluster.urls();
     let ids = Arc::new(Identities::new());
-    let keys = Arc::new(Keyring::new(EncryptionKey::generate()));
+    let keys = Arc::new(Keyring::new(XKey::generate()));
     let mut config = JetStreamConfig::new(BACKEND);
     config.consistent_reads = consistent;
     let (client, store) = open_store(&urls, &config, Arc::clone(&keys)).await;
@@ -457,7 +457,7 @@ async fn scenarios(consistent: bool, nodes: bool) {
 
     // The backend: its own connection to every URL.
     let (server_client, server_store) = open_store(&urls, &config, Arc::clone(&keys)).await;
-    let transit = TransitKey::generate();
+    let transit = XKey::generate();
     let handler = GetHandler::new(transit, JwtPolicy::default());
     let server_store = Arc::new(server_store);
     let bare_store = Arc::clone(&server_store);
@@ -855,12 +855,8 @@ async fn stores_on_every_node(
     cluster: &NatsCluster,
     config: &JetStreamConfig,
 ) -> (Vec<Arc<JetStreamSecrets>>, JetStreamSecrets) {
-    let seed = EncryptionKey::generate().seed();
-    let keys = || {
-        Arc::new(Keyring::new(
-            EncryptionKey::from_seed(&seed, "test").expect("seed"),
-        ))
-    };
+    let seed = XKey::generate().seed();
+    let keys = || Arc::new(Keyring::new(XKey::from_seed(&seed, "test").expect("seed")));
     let mut stores = Vec::new();
     for i in 0..cluster.len() {
         let client = client_on(cluster, i).await;
@@ -922,7 +918,7 @@ async fn replicated_buckets_are_refused_on_a_server_without_serializable_cas() {
         );
         return;
     }
-    let keys = Arc::new(Keyring::new(EncryptionKey::generate()));
+    let keys = Arc::new(Keyring::new(XKey::generate()));
     let client = client_on(&cluster, 0).await;
     let js = jetstream::new(client.clone());
 

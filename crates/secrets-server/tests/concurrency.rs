@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anchorage_secrets::{SecretLookup, SecretValue, TransitKey, VersionedSecret};
+use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret, XKey};
 use anchorage_secrets_server::{
-    EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, RotationReport, SecretStore,
-    ServerConfig, StoreFailure,
+    EmbeddedSecrets, Keyring, MappingStore, RotationReport, SecretStore, ServerConfig, StoreFailure,
 };
 use anchorage_store::MemoryStore;
 use anchorage_test_support::peer::{free_port, require, wait_for_port};
@@ -88,7 +87,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let store = Arc::new(EmbeddedSecrets::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Keyring::new(EncryptionKey::generate())),
+        Arc::new(Keyring::new(XKey::generate())),
     ));
     let ids = Identities::new();
     for (key, value) in [
@@ -109,7 +108,7 @@ async fn fixture() -> Fixture {
     Fixture {
         ids: Arc::new(ids),
         store,
-        seed: TransitKey::generate().seed(),
+        seed: XKey::generate().seed(),
     }
 }
 

@@ -10,10 +10,8 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use anchorage_secrets::{Grant, JwtPolicy, SecretValue, TransitKey};
-use anchorage_secrets_server::{
-    EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, SecretStore, ServerConfig,
-};
+use anchorage_secrets::{Grant, JwtPolicy, SecretValue, XKey};
+use anchorage_secrets_server::{EmbeddedSecrets, Keyring, MappingStore, SecretStore, ServerConfig};
 use anchorage_store::MemoryStore;
 use anchorage_test_support::nats::NatsServer;
 use common::{BACKEND, Identities, PREFIX, client, get, serve_with_policy};
@@ -59,7 +57,7 @@ async fn forged_component_and_host_tokens_are_refused() {
     let a1 = victim.account.public_key();
     let store = Arc::new(EmbeddedSecrets::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Keyring::new(EncryptionKey::generate())),
+        Arc::new(Keyring::new(XKey::generate())),
     ));
     store
         .put("db-password", SecretValue::String("victim-pw".into()))
@@ -82,7 +80,7 @@ async fn forged_component_and_host_tokens_are_refused() {
         ..JwtPolicy::default()
     };
     let url = nats.url();
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let server = serve_with_policy(
         &url,
         &url,

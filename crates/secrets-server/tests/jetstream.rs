@@ -9,21 +9,23 @@ mod common;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use anchorage_secrets::{SecretLookup, SecretValue, TransitKey};
+use anchorage_secrets::{SecretLookup, SecretValue, XKey};
 use anchorage_secrets_server::{
-    EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore,
-    ServerConfig,
+    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore, ServerConfig,
 };
 use anchorage_test_support::nats::NatsServer;
 use async_nats::jetstream::{self, kv};
 use common::{BACKEND, Identities, PREFIX, client, get, serve};
-use nkeys::XKey;
 use secrecy::ExposeSecret as _;
 
 /// Writes what the reference backend writes: buckets as its `run` creates them (less
 /// compression, which nats-server 2.9 lacks), values sealed by the encryption key to itself,
 /// the mapping as a JSON set.
-async fn write_reference_layout(url: &str, encryption: &XKey, entity: &str) -> (u64, u64, u64) {
+async fn write_reference_layout(
+    url: &str,
+    encryption: &nkeys::XKey,
+    entity: &str,
+) -> (u64, u64, u64) {
     let js = jetstream::new(async_nats::connect(url).await.unwrap());
     let secrets = js
         .create_key_value(kv::Config {
@@ -70,10 +72,10 @@ async fn reference_layout_reads_back_and_is_served() {
     };
     let url = nats.url();
     let ids = Identities::new();
-    let encryption = XKey::new();
+    let encryption = nkeys::XKey::new();
     let (v1, v2, bin) = write_reference_layout(&url, &encryption, &ids.entity()).await;
 
-    let key = EncryptionKey::from_seed(&encryption.seed().unwrap().into(), "test").unwrap();
+    let key = XKey::from_seed(&encryption.seed().unwrap().into(), "test").unwrap();
     let store = Arc::new(
         JetStreamSecrets::open(
             async_nats::connect(&url).await.unwrap(),
@@ -83,7 +85,7 @@ async fn reference_layout_reads_back_and_is_served() {
         .await
         .unwrap(),
     );
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let server = serve(
         &url,
         &seed,
@@ -200,7 +202,7 @@ async fn concurrent_mapping_writers_all_land_and_rotation_reseals() {
         return;
     };
     let url = nats.url();
-    let old = EncryptionKey::generate();
+    let old = XKey::generate();
     let old_seed = old.seed();
     let store = Arc::new(
         JetStreamSecrets::open(
@@ -241,8 +243,8 @@ async fn concurrent_mapping_writers_all_land_and_rotation_reseals() {
         .await
         .unwrap();
     assert_eq!(store.keys().await.unwrap(), ["a", "b"]);
-    let ring = Keyring::new(EncryptionKey::generate())
-        .with_previous(EncryptionKey::from_seed(&old_seed, "old").unwrap());
+    let ring =
+        Keyring::new(XKey::generate()).with_previous(XKey::from_seed(&old_seed, "old").unwrap());
     let new_seed = ring.current().seed();
     let rotated = JetStreamSecrets::open(
         async_nats::connect(&url).await.unwrap(),
@@ -262,9 +264,7 @@ async fn concurrent_mapping_writers_all_land_and_rotation_reseals() {
     let fresh = JetStreamSecrets::open(
         async_nats::connect(&url).await.unwrap(),
         &JetStreamConfig::new("anchorage"),
-        Arc::new(Keyring::new(
-            EncryptionKey::from_seed(&new_seed, "new").unwrap(),
-        )),
+        Arc::new(Keyring::new(XKey::from_seed(&new_seed, "new").unwrap())),
     )
     .await
     .unwrap();

@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use anchorage_secrets::{SecretLookup, SecretValue};
 use anchorage_secrets_server::{
-    EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore,
-    StoreFailure,
+    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore, StoreFailure, XKey,
 };
 use anchorage_test_support::nats::NatsServer;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -34,8 +33,8 @@ async fn open(url: &str, ring: Keyring) -> Arc<JetStreamSecrets> {
 
 /// Two instances sharing one encryption key, as two servers do.
 async fn two(url: &str) -> [Arc<JetStreamSecrets>; 2] {
-    let seed = EncryptionKey::generate().seed();
-    let ring = || Keyring::new(EncryptionKey::from_seed(&seed, "test").unwrap());
+    let seed = XKey::generate().seed();
+    let ring = || Keyring::new(XKey::from_seed(&seed, "test").unwrap());
     [open(url, ring()).await, open(url, ring()).await]
 }
 
@@ -304,17 +303,16 @@ async fn reencrypt_and_put_races_lose_no_version() {
         return;
     };
     let url = nats.url();
-    let old = EncryptionKey::generate();
+    let old = XKey::generate();
     let before = open(
         &url,
-        Keyring::new(EncryptionKey::from_seed(&old.seed(), "old").unwrap()),
+        Keyring::new(XKey::from_seed(&old.seed(), "old").unwrap()),
     )
     .await;
     // A rotated instance re-seals while the old one keeps writing.
     let rotated = open(
         &url,
-        Keyring::new(EncryptionKey::generate())
-            .with_previous(EncryptionKey::from_seed(&old.seed(), "old").unwrap()),
+        Keyring::new(XKey::generate()).with_previous(XKey::from_seed(&old.seed(), "old").unwrap()),
     )
     .await;
     let mut written = BTreeMap::new();

@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anchorage_secrets::{SecretValue, TransitKey};
+use anchorage_secrets::{SecretValue, XKey};
 use anchorage_secrets_server::{
-    EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, OpenBaoAuth, OpenBaoConfig,
-    OpenBaoSecrets, SecretStore, ServerConfig, StoreFailure,
+    EmbeddedSecrets, Keyring, MappingStore, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets,
+    SecretStore, ServerConfig, StoreFailure,
 };
 use anchorage_store::MemoryStore;
 use anchorage_test_support::nats::NatsServer;
@@ -67,7 +67,7 @@ async fn kv2_fields_versions_and_approle() {
     let ids = Identities::new();
     let mappings = Arc::new(EmbeddedSecrets::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Keyring::new(EncryptionKey::generate())),
+        Arc::new(Keyring::new(XKey::generate())),
     ));
     // app/db from the default mount and from `team`, app/none from the default mount.
     let names = [
@@ -92,7 +92,7 @@ async fn kv2_fields_versions_and_approle() {
         },
     ));
     let url = nats.url();
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let server = serve(
         &url,
         &seed,
@@ -244,7 +244,7 @@ async fn policy_cannot_pick_an_unmapped_mount() {
     let other = Identities::new();
     let mappings = Arc::new(EmbeddedSecrets::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Keyring::new(EncryptionKey::generate())),
+        Arc::new(Keyring::new(XKey::generate())),
     ));
     mappings
         .add_mapping(&ids.entity(), &["db".to_owned()])
@@ -260,7 +260,7 @@ async fn policy_cannot_pick_an_unmapped_mount() {
         OpenBaoAuth::Token(bao.root_token().to_owned().into()),
     ));
     let url = nats.url();
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let server = serve(
         &url,
         &seed,

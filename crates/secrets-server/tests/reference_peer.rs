@@ -16,14 +16,13 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anchorage_secrets::{SecretLookup, SecretValue, TransitKey};
+use anchorage_secrets::{SecretLookup, SecretValue, XKey};
 use anchorage_secrets_server::{
-    EncryptionKey, JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore,
-    ServerConfig, StoreFailure,
+    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore, SecretStore, ServerConfig,
+    StoreFailure,
 };
 use anchorage_test_support::nats::NatsServer;
 use common::{BACKEND, Identities, PREFIX, client, get, serve};
-use nkeys::XKey;
 use secrecy::ExposeSecret as _;
 use secrets_nats_kv::PutSecretRequest;
 use tokio::task::JoinHandle;
@@ -35,10 +34,14 @@ const BUCKET: &str = "WASMCLOUD_SECRETS";
 
 /// Runs the reference backend (its `Api::run`, as its binary does) and waits until it answers
 /// `server_xkey` under [`REFERENCE_PREFIX`].
-async fn start_reference(url: &str, transit: &XKey, encryption: &XKey) -> JoinHandle<()> {
+async fn start_reference(
+    url: &str,
+    transit: &nkeys::XKey,
+    encryption: &nkeys::XKey,
+) -> JoinHandle<()> {
     let api = secrets_nats_kv::Api::new(
-        XKey::from_seed(&transit.seed().unwrap()).unwrap(),
-        XKey::from_seed(&encryption.seed().unwrap()).unwrap(),
+        nkeys::XKey::from_seed(&transit.seed().unwrap()).unwrap(),
+        nkeys::XKey::from_seed(&encryption.seed().unwrap()).unwrap(),
         async_nats::connect(url).await.unwrap(),
         REFERENCE_PREFIX.to_owned(),
         BACKEND.to_owned(),
@@ -70,8 +73,8 @@ async fn start_reference(url: &str, transit: &XKey, encryption: &XKey) -> JoinHa
 }
 
 /// Our store on the same buckets, sealing with `encryption`.
-async fn our_store(url: &str, encryption: &XKey) -> Arc<JetStreamSecrets> {
-    let key = EncryptionKey::from_seed(&encryption.seed().unwrap().into(), "test").unwrap();
+async fn our_store(url: &str, encryption: &nkeys::XKey) -> Arc<JetStreamSecrets> {
+    let key = XKey::from_seed(&encryption.seed().unwrap().into(), "test").unwrap();
     Arc::new(
         JetStreamSecrets::open(
             async_nats::connect(url).await.unwrap(),
@@ -124,8 +127,8 @@ async fn reference_writes_are_read_and_served_by_ours() {
         return;
     };
     let url = nats.url();
-    let transit = XKey::new();
-    let encryption = XKey::new();
+    let transit = nkeys::XKey::new();
+    let encryption = nkeys::XKey::new();
     // Ours first: it creates the buckets without compression, which nats-server 2.9 lacks
     // (the reference creates them with it and then only opens existing ones).
     let store = our_store(&url, &encryption).await;
@@ -142,7 +145,7 @@ async fn reference_writes_are_read_and_served_by_ours() {
         secrets_nats_kv::client::put_secret(
             &nc,
             REFERENCE_PREFIX,
-            &XKey::from_public_key(&transit.public_key()).unwrap(),
+            &nkeys::XKey::from_public_key(&transit.public_key()).unwrap(),
             PutSecretRequest {
                 key: key.to_owned(),
                 version: String::new(),
@@ -184,7 +187,7 @@ async fn reference_writes_are_read_and_served_by_ours() {
     );
 
     // Served by our server to the real wasmCloud client.
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let server = serve(
         &url,
         &seed,
@@ -208,7 +211,7 @@ async fn reference_writes_are_read_and_served_by_ours() {
 
     // Negative control: our store with another encryption key cannot open the reference's
     // values (an error naming the failure, never the value or a wrong value).
-    let stranger = our_store(&url, &XKey::new()).await;
+    let stranger = our_store(&url, &nkeys::XKey::new()).await;
     let err = stranger
         .get(SecretLookup {
             key: "db-password",
@@ -235,8 +238,8 @@ async fn our_writes_are_read_and_served_by_the_reference() {
         return;
     };
     let url = nats.url();
-    let transit = XKey::new();
-    let encryption = XKey::new();
+    let transit = nkeys::XKey::new();
+    let encryption = nkeys::XKey::new();
     let store = our_store(&url, &encryption).await;
     let reference = start_reference(&url, &transit, &encryption).await;
     let nc = async_nats::connect(&url).await.unwrap();
@@ -309,7 +312,8 @@ async fn our_writes_are_read_and_served_by_the_reference() {
 
     // Negative control: the reference's reader with another encryption key opens nothing.
     let Err(err) =
-        secrets_nats_kv::client::get_secret(&nc, BUCKET, &XKey::new(), "api-token", None).await
+        secrets_nats_kv::client::get_secret(&nc, BUCKET, &nkeys::XKey::new(), "api-token", None)
+            .await
     else {
         panic!("another encryption key opened our value");
     };

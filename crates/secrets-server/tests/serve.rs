@@ -9,15 +9,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anchorage_secrets::{SecretValue, TransitKey};
+use anchorage_secrets::{SecretValue, XKey};
 use anchorage_secrets_server::{
-    EmbeddedSecrets, EncryptionKey, Keyring, MappingStore, SecretStore, ServerConfig, StoreFailure,
+    EmbeddedSecrets, Keyring, MappingStore, SecretStore, ServerConfig, StoreFailure,
 };
 use anchorage_store::EmbeddedStore;
 use anchorage_test_support::nats::NatsServer;
 use async_trait::async_trait;
 use common::{BACKEND, Identities, PREFIX, client, get, serve};
-use nkeys::{KeyPair, XKey};
+use nkeys::KeyPair;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -35,7 +35,7 @@ async fn fixture() -> Option<Fixture> {
     let raw = EmbeddedStore::open(dir.path().join("secrets.redb")).unwrap();
     let store = Arc::new(EmbeddedSecrets::new(
         Arc::new(raw),
-        Arc::new(Keyring::new(EncryptionKey::generate())),
+        Arc::new(Keyring::new(XKey::generate())),
     ));
     let ids = Identities::new();
     store
@@ -72,7 +72,7 @@ async fn fixture() -> Option<Fixture> {
         nats,
         ids,
         store,
-        seed: TransitKey::generate().seed(),
+        seed: XKey::generate().seed(),
         _dir: dir,
     })
 }
@@ -233,7 +233,7 @@ async fn every_refusal_is_the_right_error_and_the_server_keeps_serving() {
     good().await;
 
     // Header problems: missing, malformed, someone else's key.
-    let server_key = XKey::from_public_key(
+    let server_key = nkeys::XKey::from_public_key(
         std::str::from_utf8(
             &nc.request(
                 format!("{PREFIX}.v1alpha1.{BACKEND}.server_xkey"),
@@ -246,7 +246,7 @@ async fn every_refusal_is_the_right_error_and_the_server_keeps_serving() {
         .unwrap(),
     )
     .unwrap();
-    let requester = XKey::new();
+    let requester = nkeys::XKey::new();
     let plain = serde_json::to_vec(&ids.request("db-password", None)).unwrap();
     let sealed = requester.seal(&plain, &server_key).unwrap();
     let invalid_xkey = json!({"error": "InvalidXKey"});
@@ -263,7 +263,7 @@ async fn every_refusal_is_the_right_error_and_the_server_keeps_serving() {
         (None, invalid_xkey)
     );
     assert_eq!(
-        raw_get(&nc, Some(&XKey::new().public_key()), sealed.clone()).await,
+        raw_get(&nc, Some(&nkeys::XKey::new().public_key()), sealed.clone()).await,
         (None, json!({"error": "DecryptionError"}))
     );
     good().await;

@@ -41,7 +41,7 @@ use wascap::jwt::{Claims, WascapEntity, validate_token};
 use zeroize::Zeroizing;
 
 use crate::protocol::RESPONSE_XKEY;
-use crate::xkey::{PublicXKey, SealError, TransitKey};
+use crate::xkey::{self, PublicXKey, SealError};
 
 /// The header holding the admin requester's one-time public xkey.
 pub const ADMIN_XKEY_HEADER: &str = "Anchorage-Admin-Xkey";
@@ -657,7 +657,7 @@ impl VerifiedAdmin {
     /// Seals a result to the requester from a fresh one-time key: the [`RESPONSE_XKEY`] value
     /// and the body.
     pub fn seal_result(&self, plain: &[u8]) -> Result<(String, Vec<u8>), SealError> {
-        TransitKey::seal_reply(plain, &self.requester)
+        xkey::XKey::seal_reply(plain, &self.requester)
     }
 }
 
@@ -709,7 +709,7 @@ impl AdminVerifier {
         subject_op: &str,
         header: Option<&str>,
         body: &[u8],
-        transit: &TransitKey,
+        transit: &xkey::XKey,
         now: SystemTime,
     ) -> Result<VerifiedAdmin, Box<(AdminError, AdminAudit)>> {
         let mut audit = AdminAudit {
@@ -967,7 +967,7 @@ mod tests {
     use super::*;
 
     struct Setup {
-        transit: TransitKey,
+        transit: xkey::XKey,
         signer: AdminSigner,
         verifier: AdminVerifier,
     }
@@ -977,7 +977,7 @@ mod tests {
         let signer = AdminSigner::from_seed(&seed, "test").unwrap();
         let keys = [signer.public_key()].into_iter().collect();
         Setup {
-            transit: TransitKey::generate(),
+            transit: xkey::XKey::generate(),
             signer,
             verifier: AdminVerifier::new(AdminPolicy::new(keys), "nats-kv"),
         }

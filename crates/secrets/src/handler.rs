@@ -17,7 +17,7 @@ use crate::protocol::{
     GetSecretError, RESPONSE_XKEY, SecretRequest, VersionedSecret, error_code, failure_body,
     success_body,
 };
-use crate::xkey::{PublicXKey, TransitKey};
+use crate::xkey::{PublicXKey, XKey};
 
 /// The largest sealed request accepted unless configured otherwise. A request holds two JWTs
 /// and a policy string: a few KiB.
@@ -226,14 +226,14 @@ impl Verified {
 /// Answers `get` requests with one transit key and JWT policy.
 #[derive(Debug)]
 pub struct GetHandler {
-    transit: TransitKey,
+    transit: XKey,
     jwt: JwtPolicy,
     max_request_bytes: usize,
 }
 
 impl GetHandler {
     /// A handler with [`DEFAULT_MAX_REQUEST_BYTES`].
-    pub fn new(transit: TransitKey, jwt: JwtPolicy) -> Self {
+    pub fn new(transit: XKey, jwt: JwtPolicy) -> Self {
         Self {
             transit,
             jwt,
@@ -253,7 +253,7 @@ impl GetHandler {
     }
 
     /// The transit key.
-    pub fn transit(&self) -> &TransitKey {
+    pub fn transit(&self) -> &XKey {
         &self.transit
     }
 
@@ -384,7 +384,7 @@ impl GetHandler {
         let plain = success_body(&secret);
         let version = secret.version.clone();
         drop(secret);
-        match TransitKey::seal_reply(&plain, &verified.requester) {
+        match XKey::seal_reply(&plain, &verified.requester) {
             Ok((response_xkey, body)) => {
                 audit.served_version = Some(version);
                 audit.outcome = Outcome::Served;
@@ -424,7 +424,7 @@ impl GetHandler {
 
 #[cfg(test)]
 mod tests {
-    use nkeys::{KeyPair, XKey};
+    use nkeys::KeyPair;
     use secrecy::SecretString;
     use wasmcloud_secrets_types::SecretResponse;
 
@@ -446,7 +446,7 @@ mod tests {
         mappings.allow(&ids.component.public_key(), "missing");
         Fixture {
             ids,
-            handler: GetHandler::new(TransitKey::generate(), JwtPolicy::default()),
+            handler: GetHandler::new(XKey::generate(), JwtPolicy::default()),
             mappings,
         }
     }
@@ -471,7 +471,7 @@ mod tests {
     }
 
     impl Fixture {
-        fn ask(&self, request: &SecretRequest) -> (XKey, Reply) {
+        fn ask(&self, request: &SecretRequest) -> (nkeys::XKey, Reply) {
             let (xkey, header, sealed) =
                 seal_like_client(request, self.handler.transit().public_key());
             let reply = self.handler.handle_get(
@@ -494,7 +494,7 @@ mod tests {
     }
 
     /// Reads a reply as `wasmcloud-secrets-client` 0.9 does.
-    fn read_like_client(xkey: &XKey, reply: &Reply) -> Result<SecretResponse, String> {
+    fn read_like_client(xkey: &nkeys::XKey, reply: &Reply) -> Result<SecretResponse, String> {
         let Some((_, key)) = reply
             .headers()
             .into_iter()
@@ -503,7 +503,7 @@ mod tests {
             let sr: SecretResponse = serde_json::from_slice(&reply.body).unwrap();
             return Err(sr.error.unwrap().to_string());
         };
-        let sender = XKey::from_public_key(key).unwrap();
+        let sender = nkeys::XKey::from_public_key(key).unwrap();
         let plain = xkey.open(&reply.body, &sender).unwrap();
         Ok(serde_json::from_slice(&plain).unwrap())
     }
@@ -701,7 +701,7 @@ mod tests {
             assert_eq!(error_json(&reply), invalid, "{bad:?}");
         }
         // A valid xkey that is not the one the request was sealed with.
-        let other = XKey::new().public_key();
+        let other = nkeys::XKey::new().public_key();
         let reply = f
             .handler
             .handle_get(Some(&other), &sealed, &f.mappings, now, store);
@@ -745,7 +745,7 @@ mod tests {
             serde_json::json!({"error": "InvalidPayload"})
         );
         let small = GetHandler::new(
-            TransitKey::from_seed(&f.handler.transit().seed(), "t").unwrap(),
+            XKey::from_seed(&f.handler.transit().seed(), "t").unwrap(),
             JwtPolicy::default(),
         )
         .with_max_request_bytes(100);
@@ -782,8 +782,8 @@ mod tests {
     #[test]
     fn bad_json_is_invalid_request() {
         let f = fixture();
-        let client = XKey::new();
-        let server = XKey::from_public_key(f.handler.transit().public_key()).unwrap();
+        let client = nkeys::XKey::new();
+        let server = nkeys::XKey::from_public_key(f.handler.transit().public_key()).unwrap();
         for body in [&b"not json"[..], b"{}", br#"{"key":1}"#, &[0xff, 0xfe]] {
             let sealed = client.seal(body, &server).unwrap();
             let reply = f.handler.handle_get(
@@ -834,7 +834,7 @@ mod tests {
         let legit_host = ids.host_jwt(None);
 
         let ask = |policy: JwtPolicy, mappings: &Mappings, entity: &str, host: &str| {
-            let handler = GetHandler::new(TransitKey::generate(), policy);
+            let handler = GetHandler::new(XKey::generate(), policy);
             let request = ids.request("db-password", entity.to_owned(), host.to_owned());
             let (_, header, sealed) = seal_like_client(&request, handler.transit().public_key());
             handler.handle_get(Some(&header), &sealed, mappings, SystemTime::now(), store)

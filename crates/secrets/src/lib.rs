@@ -8,7 +8,7 @@
 //!   `wasmcloud-secrets-types` (re-exported, so the wire format cannot drift), and the success
 //!   body written from [`secrecy`] values into a zeroizing buffer;
 //! - [`XKey`]: the one xkey type, from a seed (stable public key) given as bytes: as the
-//!   [`TransitKey`] it opens requests and seals replies from one-time keys, as an encryption key
+//!   transit key it opens requests and seals replies from one-time keys, as an encryption key
 //!   it seals values to itself; seed files and variables are read by the caller
 //!   ([`SeedProvider`]), never here;
 //! - [`verify_entity`] / [`verify_host`]: wascap JWT checks plus what wascap leaves out (kinds
@@ -26,9 +26,9 @@
 //!
 //! ```
 //! use std::time::SystemTime;
-//! use anchorage_secrets::{GetHandler, JwtPolicy, Mappings, TransitKey, WASMCLOUD_HOST_XKEY};
+//! use anchorage_secrets::{GetHandler, JwtPolicy, Mappings, XKey, WASMCLOUD_HOST_XKEY};
 //!
-//! let handler = GetHandler::new(TransitKey::generate(), JwtPolicy::default());
+//! let handler = GetHandler::new(XKey::generate(), JwtPolicy::default());
 //! assert!(handler.transit().public_key().starts_with('X'));
 //! // A request without the host's xkey header is refused with plain `{"error":"InvalidXKey"}`.
 //! let reply = handler.handle_get(None, b"", &Mappings::new(), SystemTime::now(), |_| Ok(None));
@@ -58,4 +58,4 @@ pub use protocol::{
     DEFAULT_PREFIX, GetSecretError, Operation, RESPONSE_XKEY, SecretRequest, SecretValue, Subjects,
     VersionedSecret, WASMCLOUD_HOST_XKEY,
 };
-pub use xkey::{KeyError, PublicXKey, SealError, SeedProvider, TransitKey, XKey};
+pub use xkey::{KeyError, PublicXKey, SealError, SeedProvider, XKey};

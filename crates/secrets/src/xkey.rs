@@ -2,7 +2,7 @@
 //!
 //! [`XKey`] is the one key type with a secret half, for both jobs a backend has for one:
 //!
-//! - the **transit key** ([`TransitKey`]), loaded from a seed (`SX…`) so its public key (`X…`,
+//! - the **transit key**, loaded from a seed (`SX…`) so its public key (`X…`,
 //!   which hosts cache for their whole life) stays the same across restarts: requests are opened
 //!   with it ([`XKey::open`]); every reply is sealed from a fresh one-time key
 //!   ([`XKey::seal_reply`]);
@@ -112,9 +112,6 @@ pub struct XKey {
     key: NkXKey,
     public: String,
 }
-
-/// The backend's transit key: an [`XKey`] used with [`XKey::open`] and [`XKey::seal_reply`].
-pub type TransitKey = XKey;
 
 impl std::fmt::Debug for XKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -8,9 +8,9 @@ use std::time::SystemTime;
 use anchorage_secrets::protocol::{Application, Context};
 use anchorage_secrets::{
     GetHandler, JwtPolicy, Mappings, Outcome, RESPONSE_XKEY, SecretRequest, SecretValue, Subjects,
-    TransitKey, VersionedSecret,
+    VersionedSecret, XKey,
 };
-use nkeys::{KeyPair, XKey};
+use nkeys::KeyPair;
 use secrecy::SecretString;
 use wascap::jwt::{Claims, ClaimsBuilder, Component, Host};
 
@@ -42,13 +42,13 @@ fn jwts() -> (String, String, String) {
 
 #[test]
 fn host_gets_a_secret_through_the_phases() {
-    let seed = TransitKey::generate().seed();
+    let seed = XKey::generate().seed();
     let handler = GetHandler::new(
-        TransitKey::from_seed(&seed, "test").unwrap(),
+        XKey::from_seed(&seed, "test").unwrap(),
         JwtPolicy::default(),
     );
     // A restart with the same seed answers `server_xkey` identically.
-    let restarted = TransitKey::from_seed(&seed, "test").unwrap();
+    let restarted = XKey::from_seed(&seed, "test").unwrap();
     assert_eq!(
         handler.server_xkey_body(),
         restarted.public_key().as_bytes()
@@ -75,8 +75,9 @@ fn host_gets_a_secret_through_the_phases() {
         },
     };
     let server_xkey =
-        XKey::from_public_key(std::str::from_utf8(handler.server_xkey_body()).unwrap()).unwrap();
-    let request_xkey = XKey::new();
+        nkeys::XKey::from_public_key(std::str::from_utf8(handler.server_xkey_body()).unwrap())
+            .unwrap();
+    let request_xkey = nkeys::XKey::new();
     let sealed = request_xkey
         .seal(
             serde_json::to_string(&request).unwrap().as_bytes(),
@@ -102,7 +103,10 @@ fn host_gets_a_secret_through_the_phases() {
     assert_eq!(headers.len(), 1);
     assert_eq!(headers[0].0, RESPONSE_XKEY);
     let opened = request_xkey
-        .open(&reply.body, &XKey::from_public_key(headers[0].1).unwrap())
+        .open(
+            &reply.body,
+            &nkeys::XKey::from_public_key(headers[0].1).unwrap(),
+        )
         .unwrap();
     let response: anchorage_secrets::protocol::SecretResponse =
         serde_json::from_slice(&opened).unwrap();

@@ -9,7 +9,7 @@ use anchorage_store::{Store, StoreError};
 use anchorage_trust::{Bundle, Origin};
 use anchorage_x509::Certificate;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::authority::Authority;
 use crate::error::ApiError;
@@ -120,8 +120,9 @@ pub struct AppState {
     pub bundle_cache: Mutex<Option<(u64, Arc<Bundle>)>>,
     /// Cached CRL.
     pub crl_cache: Mutex<Option<CachedCrl>>,
-    /// Woken by local bundle changes (long-polls also poll the store for other instances').
-    pub bundle_changed: Notify,
+    /// The bundle version last seen: set by local changes at once, and by
+    /// [`AppState::follow_bundle`] for other instances' changes; long-polls wait on it.
+    pub bundle_version: watch::Sender<u64>,
     /// True once shutdown began (long-polls return).
     pub shutting_down: watch::Receiver<bool>,
 }
@@ -217,7 +218,7 @@ impl AppState {
                 .await
             {
                 Ok(_) => {
-                    self.bundle_changed.notify_waiters();
+                    self.note_bundle_version(rec.version);
                     return Ok(rec.version);
                 }
                 Err(e) if e.is_conflict() => {}
@@ -229,6 +230,38 @@ impl AppState {
             "conflict",
             "the bundle kept changing under this request; retry",
         ))
+    }
+
+    /// Raises the watched bundle version to `version` (versions only grow, so a slow reader
+    /// never moves it back).
+    pub fn note_bundle_version(&self, version: u64) {
+        self.bundle_version.send_if_modified(|v| {
+            let newer = version > *v;
+            if newer {
+                *v = version;
+            }
+            newer
+        });
+    }
+
+    /// Follows the bundle record in the store while someone waits for a change, polling every
+    /// `interval`, until `shutdown` turns true.
+    pub async fn follow_bundle(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if self.bundle_version.receiver_count() == 0 {
+                continue;
+            }
+            match self.bundle_record().await {
+                Ok((rec, _)) => {
+                    self.note_bundle_version(rec.version);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the bundle version"),
+            }
+        }
     }
 
     /// The CRL number in the store.

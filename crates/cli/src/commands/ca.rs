@@ -26,7 +26,7 @@ use anchorage_store::{EmbeddedStore, Store as _};
 use anchorage_x509::{Certificate, NameConstraints, NameSubtree, Sha256Fingerprint, Timestamp};
 use secrecy::SecretString;
 use serde::Serialize;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroize as _;
 
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
@@ -35,10 +35,8 @@ use crate::options::OutputFormat;
 use crate::render::print_json;
 use args::{CaAction, CaInitArgs, CaShowArgs};
 
+pub(crate) use crate::options::{PASSPHRASE_ENV, parse_duration, read_passphrase};
 pub(crate) use args::CaCommand;
-
-/// The environment variable holding the CA key's passphrase (after `--passphrase-file`).
-pub(crate) const PASSPHRASE_ENV: &str = "ANCHORAGE_CA_PASSPHRASE";
 
 /// `anchorage ca …`. With `--output json`, `main` prints a failure's `{ "schema", "error",
 /// "exit_code" }` on stdout (the message goes to stderr too).
@@ -288,71 +286,6 @@ fn store_failure(e: &anchorage_store::StoreError) -> Failure {
         ));
     }
     Failure::new(e.code(), message)
-}
-
-/// The passphrase from `--passphrase-file` (its first line), else from the environment.
-fn read_passphrase(file: Option<&Path>) -> Result<(Option<SecretString>, String), Failure> {
-    if let Some(path) = file {
-        let origin = format!("--passphrase-file {}", path.display());
-        let text =
-            Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-                Failure::new(Code::BadInput, format!("{origin}: cannot be read: {e}"))
-            })?);
-        let line = text.lines().next().unwrap_or_default();
-        if line.is_empty() {
-            return Err(Failure::new(
-                Code::BadInput,
-                format!("{origin}: the first line is empty; it must hold the passphrase"),
-            ));
-        }
-        return Ok((Some(SecretString::from(line.to_owned())), origin));
-    }
-    let from_env = std::env::var(PASSPHRASE_ENV)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(SecretString::from);
-    Ok((from_env, PASSPHRASE_ENV.to_owned()))
-}
-
-/// Parses a lifetime: numbers with units, e.g. `24h`, `90d`, `10y`, `1h30m` (s, m, h, d, w,
-/// y = 365 days).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a duration: give a number and a unit (s, m, h, d, w, y), e.g. 24h, 90d, 10y"
-        )
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = rest[digits..].trim_start();
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = rest[unit_len..].trim_start();
-        let seconds: u64 = match unit.to_ascii_lowercase().as_str() {
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hour" | "hours" => 3_600,
-            "d" | "day" | "days" => 86_400,
-            "w" | "week" | "weeks" => 7 * 86_400,
-            "y" | "year" | "years" => 365 * 86_400,
-            _ => return Err(bad()),
-        };
-        total = number
-            .checked_mul(seconds)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
-    }
-    Ok(Duration::from_secs(total))
 }
 
 /// `3650 days`, `5 hours`, `1 minute`.

@@ -511,7 +511,7 @@ mod tests {
     use secrecy::{ExposeSecret as _, SecretString};
 
     use super::*;
-    use crate::keys::EncryptionKey;
+    use anchorage_secrets::XKey;
 
     fn lookup<'a>(key: &'a str, version: Option<&'a str>) -> SecretLookup<'a> {
         SecretLookup {
@@ -532,7 +532,7 @@ mod tests {
     #[tokio::test]
     async fn versions_kinds_history_and_rotation() {
         let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let old = EncryptionKey::generate();
+        let old = XKey::generate();
         let old_seed = old.seed();
         let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(old))).with_history(2);
         assert_eq!(
@@ -577,8 +577,8 @@ mod tests {
         assert_eq!(s.keys().await.unwrap(), ["bin", "db"]);
 
         // Rotation: new key current, old key previous.
-        let ring = Keyring::new(EncryptionKey::generate())
-            .with_previous(EncryptionKey::from_seed(&old_seed, "old").unwrap());
+        let ring = Keyring::new(XKey::generate())
+            .with_previous(XKey::from_seed(&old_seed, "old").unwrap());
         let rotated = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(ring));
         let report = rotated.reencrypt().await.unwrap();
         assert_eq!(
@@ -590,9 +590,7 @@ mod tests {
         // The old key alone no longer opens anything.
         let stale = EmbeddedSecrets::new(
             Arc::clone(&raw),
-            Arc::new(Keyring::new(
-                EncryptionKey::from_seed(&old_seed, "old").unwrap(),
-            )),
+            Arc::new(Keyring::new(XKey::from_seed(&old_seed, "old").unwrap())),
         );
         assert!(matches!(
             stale.get(lookup("db", None)).await,
@@ -611,10 +609,7 @@ mod tests {
     #[tokio::test]
     async fn describe_needs_no_key_and_tells_version_kind_and_length() {
         let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let s = EmbeddedSecrets::new(
-            Arc::clone(&raw),
-            Arc::new(Keyring::new(EncryptionKey::generate())),
-        );
+        let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(XKey::generate())));
         s.put("db", SecretValue::String(SecretString::from("hunter2")))
             .await
             .unwrap();
@@ -625,7 +620,7 @@ mod tests {
         .await
         .unwrap();
         // Another key entirely: get cannot open the values, describe still tells.
-        let other = EmbeddedSecrets::new(raw, Arc::new(Keyring::new(EncryptionKey::generate())));
+        let other = EmbeddedSecrets::new(raw, Arc::new(Keyring::new(XKey::generate())));
         let lookup = |key| SecretLookup {
             key,
             field: None,
@@ -656,7 +651,7 @@ mod tests {
     async fn mappings() {
         let s = EmbeddedSecrets::new(
             Arc::new(MemoryStore::new()),
-            Arc::new(Keyring::new(EncryptionKey::generate())),
+            Arc::new(Keyring::new(XKey::generate())),
         );
         let entity = nkeys::KeyPair::new_module().public_key();
         let names = ["a".to_owned(), "b".to_owned()];
@@ -736,7 +731,7 @@ mod tests {
         } else {
             Arc::new(NoCompaction(raw))
         };
-        let old = EncryptionKey::generate();
+        let old = XKey::generate();
         let old_seed = old.seed();
         let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(old)));
         let names = ["db", "api", "tls"];
@@ -751,8 +746,8 @@ mod tests {
         let old_texts = sealed_texts(raw.as_ref(), &names).await;
         assert_eq!(old_texts.len(), 9);
         let before = file_holds(path, &old_texts);
-        let ring = Keyring::new(EncryptionKey::generate())
-            .with_previous(EncryptionKey::from_seed(&old_seed, "old").unwrap());
+        let ring = Keyring::new(XKey::generate())
+            .with_previous(XKey::from_seed(&old_seed, "old").unwrap());
         let rotated = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(ring));
         let report = rotated.reencrypt().await.unwrap();
         assert_eq!(report.resealed, 9);
@@ -793,18 +788,13 @@ mod tests {
     #[tokio::test]
     async fn admin_tokens_are_recorded_once_and_swept_when_expired() {
         let raw: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let s = EmbeddedSecrets::new(
-            Arc::clone(&raw),
-            Arc::new(Keyring::new(EncryptionKey::generate())),
-        );
+        let s = EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(XKey::generate())));
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         assert!(s.record_token(&a, 1_000, 500).await.unwrap());
         assert!(!s.record_token(&a, 1_000, 500).await.unwrap());
         // Another handle on the same store (another instance) sees the record.
-        let other = EmbeddedSecrets::new(
-            Arc::clone(&raw),
-            Arc::new(Keyring::new(EncryptionKey::generate())),
-        );
+        let other =
+            EmbeddedSecrets::new(Arc::clone(&raw), Arc::new(Keyring::new(XKey::generate())));
         assert!(!other.record_token(&a, 1_000, 600).await.unwrap());
         assert!(other.record_token(&b, 5_000, 600).await.unwrap());
         // Past its time (and the sweep interval), `a` is swept; `b` is kept.
@@ -822,7 +812,7 @@ mod tests {
     async fn concurrent_puts_all_land() {
         let s = EmbeddedSecrets::new(
             Arc::new(MemoryStore::new()),
-            Arc::new(Keyring::new(EncryptionKey::generate())),
+            Arc::new(Keyring::new(XKey::generate())),
         );
         let mut tasks = Vec::new();
         for i in 0..16 {

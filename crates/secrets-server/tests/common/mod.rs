@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anchorage_secrets::{GetHandler, JwtPolicy, TransitKey};
+use anchorage_secrets::{GetHandler, JwtPolicy, XKey};
 use anchorage_secrets_server::{AdminService, MappingStore, SecretStore, Server, ServerConfig};
-use nkeys::{KeyPair, XKey};
+use nkeys::KeyPair;
 use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -198,10 +198,7 @@ pub async fn serve_with_policy(
     jwt: JwtPolicy,
 ) -> Running {
     let client = connect(url).await;
-    let handler = GetHandler::new(
-        TransitKey::from_seed(seed, "test").expect("transit seed"),
-        jwt,
-    );
+    let handler = GetHandler::new(XKey::from_seed(seed, "test").expect("transit seed"), jwt);
     let mut server = Server::new(handler, values, mappings, config);
     if let Some(admin) = admin {
         server = server.with_admin(admin);
@@ -248,7 +245,7 @@ pub async fn get(
     request: SecretRequest,
 ) -> Result<(Option<String>, Option<Vec<u8>>, String), String> {
     client
-        .get(request, XKey::new())
+        .get(request, nkeys::XKey::new())
         .await
         .map(|s| (s.string_secret, s.binary_secret, s.version))
         .map_err(|e| e.to_string())

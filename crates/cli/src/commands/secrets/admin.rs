@@ -4,9 +4,9 @@
 
 use std::io::IsTerminal as _;
 
-use anchorage_secrets::SecretValue;
+use anchorage_secrets::{SecretValue, XKey};
 use anchorage_secrets_server::{
-    EncryptionKey, Executor, Keyring, Operation, OperationError, Outcome, StoreFailure,
+    Executor, Keyring, Operation, OperationError, Outcome, StoreFailure,
 };
 use base64::Engine as _;
 use secrecy::ExposeSecret as _;
@@ -269,12 +269,11 @@ async fn rotate(a: &RotateArgs, outbound: &Outbound) -> Result<Code, Failure> {
             "no new encryption seed: set ANCHORAGE_SECRETS_NEW_ENCRYPTION_SEED or give --new-seed-file",
         ));
     };
-    let new = EncryptionKey::load(&new_source).map_err(|e| key_failure(&e))?;
+    let new = XKey::load(&new_source).map_err(|e| key_failure(&e))?;
     let current = keyring(&a.store)?;
     let new_public = new.public_key().to_owned();
     // Seal with the new key; open with it or with the current (and previous) keys.
-    let old = EncryptionKey::from_seed(&current.current().seed(), "current")
-        .map_err(|e| key_failure(&e))?;
+    let old = XKey::from_seed(&current.current().seed(), "current").map_err(|e| key_failure(&e))?;
     let ring = Keyring::new(new).with_previous(old);
     let stores = super::context::open_with_keyring(&a.store, outbound, ring).await?;
     let op = Operation::RotateEncryptionKey { reread: None };

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anchorage_secrets::{KeyError, SecretValue};
+use anchorage_secrets::{KeyError, SecretValue, XKey};
 use anchorage_secrets_server::{
-    BucketReport, ConnectError, EmbeddedSecrets, EncryptionKey, JetStreamConfig, JetStreamSecrets,
-    Keyring, MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets,
-    ReplayGuard, ReplicaChoice, SecretStore, SeedSource, StoreFailure,
+    BucketReport, ConnectError, EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, Keyring,
+    MappingStore, NatsAuth, NatsConfig, OpenBaoAuth, OpenBaoConfig, OpenBaoSecrets, ReplayGuard,
+    ReplicaChoice, SecretStore, SeedSource, StoreFailure,
 };
 use anchorage_store::{EmbeddedStore, StoreError};
 use secrecy::SecretString;
@@ -67,13 +67,13 @@ pub(crate) fn keyring(args: &StoreArgs) -> Result<Keyring, Failure> {
             "no encryption seed: set ANCHORAGE_SECRETS_ENCRYPTION_SEED or give --encryption-seed-file (an xkey seed, SX…)",
         ));
     };
-    let current = EncryptionKey::load(&source).map_err(|e| key_failure(&e))?;
+    let current = XKey::load(&source).map_err(|e| key_failure(&e))?;
     let mut ring = Keyring::new(current);
     if let Some(previous) = seed_source(
         args.previous_encryption_seed_file.as_deref(),
         &[PREVIOUS_ENCRYPTION_ENV],
     ) {
-        ring = ring.with_previous(EncryptionKey::load(&previous).map_err(|e| key_failure(&e))?);
+        ring = ring.with_previous(XKey::load(&previous).map_err(|e| key_failure(&e))?);
     }
     Ok(ring)
 }
@@ -244,7 +244,7 @@ async fn open_inner(
             keyring(args).map(Arc::new)
         } else {
             // Mappings are not encrypted; a throwaway key is never used.
-            Ok(Arc::new(Keyring::new(EncryptionKey::generate())))
+            Ok(Arc::new(Keyring::new(XKey::generate())))
         }
     };
 

@@ -2,7 +2,7 @@
 //! a component (M…) or account (A…) nkey seed, written 0600 to one file; only the public key is
 //! printed.
 
-use anchorage_secrets::TransitKey;
+use anchorage_secrets::XKey;
 use anchorage_secrets::admin::AdminSigner;
 use anchorage_trust::atomic::write_private_file;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -36,7 +36,7 @@ pub(super) fn keygen(args: &KeygenArgs) -> Result<Code, Failure> {
     }
     let (kind, public, seed) = match args.kind {
         KeyKind::Transit | KeyKind::Encryption => {
-            let key = TransitKey::generate();
+            let key = XKey::generate();
             let kind = if args.kind == KeyKind::Transit {
                 "transit"
             } else {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use anchorage_secrets::admin::{AdminPolicy, check_admin_key};
-use anchorage_secrets::{GetHandler, JwtPolicy, TransitKey};
+use anchorage_secrets::{GetHandler, JwtPolicy, XKey};
 use anchorage_secrets_server::{AdminService, Server, ServerConfig, StopSignals, connect};
 
 use super::args::{ServeArgs, StoreKind};
@@ -118,7 +118,7 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
     };
     let transit = transit_source
         .read()
-        .and_then(|seed| TransitKey::from_seed(&seed, &transit_source.origin()))
+        .and_then(|seed| XKey::from_seed(&seed, &transit_source.origin()))
         .map_err(|e| key_failure(&e))?;
     let jwt = jwt_policy(&args)?;
     let mut config = ServerConfig::new(&args.prefix, &args.store.backend);

@@ -1,0 +1,336 @@
+//! `anchorage serve`: the control plane (`anchorage_serve::run`) on the data directory `ca`
+//! uses, until SIGTERM/SIGINT, then drained. What it serves is printed once it listens: lines on
+//! stderr, or with `--output json` one document on stdout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anchorage_secrets_server::{NatsAuth, NatsConfig};
+use anchorage_serve::nats::NatsApi;
+use anchorage_serve::{Role, ServeConfig, Serving, TlsSource};
+use clap::Args;
+use serde::Serialize;
+
+use super::data_dir;
+use crate::exit::{Classify as _, Code, Failure, with_causes};
+use crate::globals::{Globals, Run};
+use crate::options::{OutputFormat, parse_duration, read_passphrase};
+
+/// `anchorage serve`.
+#[derive(Args, Debug)]
+#[command(after_help = crate::exit::help(
+    concat!(
+        "Examples:\n",
+        "  anchorage serve\n",
+        "  anchorage serve --listen 0.0.0.0:8443 --tls-name ca.internal --roles roles.json\n",
+        "  anchorage serve --tls-cert server.pem --tls-key server.key --output json\n",
+        "  anchorage serve --nats-url nats://127.0.0.1:4222   # the API on anchorage.v1.<op> too\n",
+        "\n",
+        "A newcomer's first certificate (serve running in another terminal; D is the data dir):\n",
+        "  D=~/.local/share/anchorage; S=https://127.0.0.1:8443\n",
+        "  curl --cacert $D/ca.pem -H \"Authorization: Bearer $(cat $D/admin.token)\" \\\n",
+        "    -X PUT $S/v1/roles/mesh -d '{\"allowed_domains\":[\"mesh.local\"],\"allow_subdomains\":true}'\n",
+        "  curl --cacert $D/ca.pem -H \"Authorization: Bearer $(cat $D/admin.token)\" \\\n",
+        "    $S/v1/issue -d '{\"common_name\":\"web.mesh.local\",\"role\":\"mesh\",\"ttl\":\"24h\"}'\n",
+        "  BAO_ADDR=$S BAO_CACERT=$D/ca.pem BAO_TOKEN=$(cat $D/admin.token) \\\n",
+        "    bao write pki/issue/mesh common_name=web.mesh.local ttl=24h\n",
+        "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj \\\n",
+        "    /CN=web.mesh.local -keyout web.key -out web.csr\n",
+        "  T=$(anchorage token create --role mesh --sub web.mesh.local --server $S)\n",
+        "  curl --cacert $D/ca.pem -H \"Authorization: Bearer $T\" $S/v1/sign \\\n",
+        "    -d \"$(jq -n --rawfile csr web.csr '{csr: $csr}')\"\n",
+        "\n",
+        "With no flags it opens (or creates) the CA in DIR/anchorage.redb, the store `anchorage ca`\n",
+        "uses (DIR: --data-dir, else $ANCHORAGE_DATA_DIR, $XDG_DATA_HOME/anchorage,\n",
+        "~/.local/share/anchorage), issues itself a certificate for localhost, 127.0.0.1 and ::1,\n",
+        "writes DIR/ca.pem (what clients trust) and a bootstrap admin token DIR/admin.token (0600),\n",
+        "and listens on 127.0.0.1:8443. The store is opened by one process at a time: a second\n",
+        "serve (or an `anchorage ca` command) on the same DIR is refused while it runs (exit 11).\n",
+        "SIGTERM or SIGINT stops accepting and drains in-flight requests (--drain-timeout), then\n",
+        "exits 0. The API (and the Vault-compatible routes) is in docs/serve.md.\n",
+        "\n",
+    ),
+    &[
+        (Code::Ok, "stopped by SIGTERM/SIGINT and drained"),
+        (Code::Failure, "unexpected failure"),
+        (Code::Usage, "invalid command line, or no data directory (no HOME)"),
+        (Code::BadInput, "--tls-cert/--tls-key, --roles or the passphrase file cannot be read or used"),
+        (Code::Output, "the data directory, ca.pem or admin.token cannot be written"),
+        (Code::Unreachable, "--nats-url: NATS could not be reached"),
+        (Code::Passphrase, "the stored CA key is encrypted and the passphrase is missing or wrong"),
+        (Code::Store, "the store cannot be used: in use by another serve or `anchorage ca`, or damaged"),
+        (Code::AuthFailed, "--nats-url: NATS refused the credentials"),
+        (Code::Listen, "the listen address is in use or not allowed (pick another with --listen)"),
+    ],
+    "With --output json, one document on stdout once listening: {\"schema\", \"url\", \"listen\",\n\"data_dir\", \"ca_file\", \"ca_subject\", \"ca_created\", \"admin_token_file\", \"admin_token_created\",\n\"store\", \"endpoints\"} (docs/cli.md); a failure prints {\"error\", \"exit_code\"} instead.",
+))]
+pub(crate) struct ServeArgs {
+    /// Directory of the store, the CA (the one `anchorage ca` uses), ca.pem and admin.token
+    /// (default: $ANCHORAGE_DATA_DIR, else $XDG_DATA_HOME/anchorage, else
+    /// ~/.local/share/anchorage).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub(crate) listen: SocketAddr,
+    /// The serving certificate chain (PEM, leaf first) instead of one issued by the CA.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The serving certificate's private key (PEM: PKCS#8, SEC 1 or PKCS#1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// An extra DNS name or IP address on the built-in serving certificate (besides
+    /// localhost, 127.0.0.1 and ::1). Repeatable.
+    #[arg(long, value_name = "NAME", conflicts_with = "tls_cert")]
+    pub(crate) tls_name: Vec<String>,
+    /// Roles created at start when absent (JSON: a list of roles with their "name", or an
+    /// object from name to role; fields as `PUT /v1/roles/<name>`, docs/serve.md).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) roles: Option<PathBuf>,
+    /// File whose first line is the passphrase of the CA key (default:
+    /// $ANCHORAGE_CA_PASSPHRASE), as for `anchorage ca`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// Do not write the bootstrap admin token DIR/admin.token.
+    #[arg(long)]
+    pub(crate) no_admin_token: bool,
+    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) drain_timeout: Duration,
+    /// A CRL's validity (it is re-signed at half of it).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub(crate) crl_validity: Duration,
+    /// Largest request body accepted, in bytes (413 above).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub(crate) max_body_bytes: usize,
+    /// Also answer the API over NATS request/reply (`<prefix>.v1.<op>`, for wasmCloud
+    /// lattices), on these servers (comma-separated or repeated). The state stays in the
+    /// embedded store.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub(crate) nats_url: Vec<String>,
+    /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
+    #[arg(long, value_name = "FILE", requires = "nats_url")]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// The NATS subject prefix: requests arrive on `<prefix>.v1.<op>`.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "anchorage",
+        requires = "nats_url"
+    )]
+    pub(crate) nats_prefix: String,
+    /// text: what is served, on stderr; json: one document on stdout once listening.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub(crate) output: OutputFormat,
+}
+
+/// What `serve --output json` prints once listening (docs/cli.md).
+#[derive(Serialize)]
+struct ServingView<'a> {
+    url: &'a str,
+    listen: String,
+    data_dir: &'a Path,
+    ca_file: &'a Path,
+    ca_subject: &'a str,
+    ca_created: bool,
+    admin_token_file: Option<&'a Path>,
+    admin_token_created: bool,
+    store: &'a str,
+    endpoints: &'a [&'static str],
+}
+
+impl Run for ServeArgs {
+    fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    /// `--nats-url` connects out (trusting --tls-ca-path).
+    fn connects_out(&self) -> bool {
+        !self.nats_url.is_empty()
+    }
+
+    fn run(self, globals: &Globals) -> Result<Code, Failure> {
+        // The CA keys are in memory for as long as it runs.
+        crate::harden::harden()?;
+        let dir = data_dir(self.data_dir.clone())?;
+        let mut config = ServeConfig::new(&dir);
+        config.listen = self.listen;
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                crate::io::check_inputs([
+                    ("--tls-cert", cert.as_path()),
+                    ("--tls-key", key.as_path()),
+                ])?;
+                TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }
+            }
+            _ => TlsSource::Builtin {
+                names: self.tls_name.clone(),
+            },
+        };
+        config.passphrase = read_passphrase(self.passphrase_file.as_deref())?.0;
+        if let Some(path) = &self.roles {
+            config.roles = read_roles(path)?;
+        }
+        config.bootstrap_admin_token = !self.no_admin_token;
+        config.crl_validity = self.crl_validity;
+        config.limits.drain_timeout = self.drain_timeout;
+        config.limits.max_body_bytes = self.max_body_bytes;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
+        let json = self.json();
+        let nats = if self.nats_url.is_empty() {
+            None
+        } else {
+            if let Some(creds) = &self.nats_creds {
+                crate::io::check_input("--nats-creds", creds)?;
+            }
+            let mut nats = NatsConfig::new(self.nats_url.clone());
+            nats.auth = self
+                .nats_creds
+                .clone()
+                .map_or(NatsAuth::None, NatsAuth::CredsFile);
+            nats.tls = Some(globals.outbound.client_config()?);
+            nats.name = "anchorage-serve".to_owned();
+            Some(nats)
+        };
+        let prefix = self.nats_prefix;
+        let nats_prefix = nats.is_some().then(|| prefix.clone());
+        let result = runtime.block_on(async {
+            if let Some(nats) = nats {
+                let urls = nats.servers.join(",");
+                let client = anchorage_secrets_server::connect(nats).await.map_err(|e| {
+                    Failure::new(e.code(), format!("--nats-url {urls}: {}", with_causes(&e)))
+                })?;
+                let mut api = NatsApi::new(client);
+                api.prefix = prefix;
+                config.nats = Some(api);
+            }
+            anchorage_serve::run(config, anchorage_serve::shutdown_signal(), |serving| {
+                print_serving(serving, &dir, json, nats_prefix.as_deref());
+            })
+            .await
+            .map_err(|e| serve_failure(&e, &dir))
+        });
+        result?;
+        diagln!("anchorage: stopped (drained)");
+        Ok(Code::Ok)
+    }
+}
+
+/// Roles from a JSON file: a list of roles, or an object from name to role.
+fn read_roles(path: &Path) -> Result<Vec<Role>, Failure> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Roles {
+        List(Vec<Role>),
+        Map(std::collections::BTreeMap<String, Role>),
+    }
+    crate::io::check_input("--roles", path)?;
+    let bad = |what: String| {
+        Failure::new(
+            Code::BadInput,
+            format!("--roles {}: {what}", path.display()),
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let roles = match serde_json::from_str::<Roles>(&text) {
+        Ok(Roles::List(list)) => list,
+        Ok(Roles::Map(map)) => map
+            .into_iter()
+            .map(|(name, mut role)| {
+                role.name = name;
+                role
+            })
+            .collect(),
+        Err(_) => {
+            // Say what is wrong with the list form, the one documented first.
+            let detail = serde_json::from_str::<Vec<Role>>(&text)
+                .err()
+                .map_or_else(String::new, |e| e.to_string());
+            return Err(bad(format!(
+                "not a JSON list of roles nor an object of roles: {detail}"
+            )));
+        }
+    };
+    Ok(roles)
+}
+
+/// Prints what is served, once listening.
+fn print_serving(serving: &Serving, dir: &Path, json: bool, nats_prefix: Option<&str>) {
+    if json {
+        crate::render::print_json(&ServingView {
+            url: &serving.url,
+            listen: serving.addr.to_string(),
+            data_dir: dir,
+            ca_file: &serving.ca_file,
+            ca_subject: &serving.ca_subject,
+            ca_created: serving.ca_created,
+            admin_token_file: serving.admin_token_file.as_deref(),
+            admin_token_created: serving.admin_token_created,
+            store: &serving.store,
+            endpoints: &serving.endpoints,
+        });
+        return;
+    }
+    diagln!("anchorage serve: listening on {}", serving.url);
+    diagln!(
+        "  CA:          {} ({}{})",
+        serving.ca_file.display(),
+        serving.ca_subject,
+        if serving.ca_created {
+            ", created now"
+        } else {
+            ""
+        }
+    );
+    if let Some(token) = &serving.admin_token_file {
+        diagln!(
+            "  admin token: {} (mode 0600{})",
+            token.display(),
+            if serving.admin_token_created {
+                ", new"
+            } else {
+                ""
+            }
+        );
+    }
+    diagln!("  store:       {}", serving.store);
+    if let Some(prefix) = nats_prefix {
+        diagln!("  NATS:        {prefix}.v1.<op>");
+    }
+    diagln!("  endpoints:   {}", serving.endpoints.join(" "));
+    diagln!(
+        "  try:         curl --cacert {} {}/readyz",
+        serving.ca_file.display(),
+        serving.url
+    );
+}
+
+/// Why serve did not start, with what to do.
+fn serve_failure(e: &anchorage_serve::ServeError, dir: &Path) -> Failure {
+    use anchorage_serve::ServeError as E;
+    let mut message = with_causes(e);
+    match e {
+        E::Store(_) if message.contains("already open") || message.contains("lock") => {
+            message.push_str(&format!(
+                "; another process (a running `anchorage serve`, or an `anchorage ca` command) is using the data directory {}: stop it, or give this one another --data-dir",
+                dir.display()
+            ));
+        }
+        E::Ca(anchorage_ca::CaError::PassphraseRequired) => {
+            message.push_str(&format!(
+                "; give the passphrase with --passphrase-file FILE or {}",
+                crate::options::PASSPHRASE_ENV
+            ));
+        }
+        _ => {}
+    }
+    Failure::new(e.code(), message)
+}
