@@ -269,8 +269,10 @@ impl std::fmt::Display for BucketReport {
 
 /// How long an automatic R3 bucket creation is asked again when JetStream refuses to place
 /// the replicas although the cluster advertises enough servers (their JetStream may not be
-/// registered yet: a freshly started cluster), before falling back to 1 for good.
-pub const PLACEMENT_WAIT: Duration = Duration::from_secs(5);
+/// registered yet: a freshly started cluster), before falling back to 1 for good. Generous,
+/// because the fall-back is permanent: on a loaded machine a fresh 3-node cluster took more
+/// than 5 s to accept an R3 stream (a CI run fell back to 1 replica).
+pub const PLACEMENT_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether compare-and-swap on a bucket of `replicas` replicas served by a nats-server of
 /// `server_version` (its INFO version) is serializable: one replica, or a server of at least
