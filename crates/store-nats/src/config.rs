@@ -267,10 +267,26 @@ impl std::fmt::Display for BucketReport {
     }
 }
 
+/// How long an automatic R3 bucket creation is asked again when JetStream refuses to place
+/// the replicas although the cluster advertises enough servers (their JetStream may not be
+/// registered yet: a freshly started cluster), before falling back to 1 for good. Generous,
+/// because the fall-back is permanent: on a loaded machine a fresh 3-node cluster took more
+/// than 5 s to accept an R3 stream (a CI run fell back to 1 replica).
+pub const PLACEMENT_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether compare-and-swap on a bucket of `replicas` replicas served by a nats-server of
+/// `server_version` (its INFO version) is serializable: one replica, or a server of at least
+/// [`SERIALIZABLE_CAS_SINCE`]. An unparsable version counts as too old.
+pub fn cas_serializable(server_version: &str, replicas: usize) -> bool {
+    replicas <= 1
+        || parse_server_version(server_version).is_some_and(|v| v >= SERIALIZABLE_CAS_SINCE)
+}
+
 /// Whether JetStream refused a stream create for want of servers to place its replicas on
 /// (10074: not clustered; 10005: no suitable peers; 10023: insufficient resources), as opposed
-/// to a transient failure (no meta leader yet), which must not lower the replicas.
-pub(crate) fn placement_refused(error: &str) -> bool {
+/// to a transient failure (no meta leader yet), which must not lower the replicas. `error` is
+/// the error's text with its sources.
+pub fn placement_refused(error: &str) -> bool {
     ["10074", "10005", "10023"]
         .iter()
         .any(|code| error.contains(&format!("error code {code}")))
@@ -329,6 +345,8 @@ mod tests {
         assert!(parse_server_version("2.9.10").unwrap() < SERIALIZABLE_CAS_SINCE);
         assert!(parse_server_version("2.9.21").unwrap() >= SERIALIZABLE_CAS_SINCE);
         assert!(parse_server_version("2.10.0").unwrap() >= SERIALIZABLE_CAS_SINCE);
+        assert!(cas_serializable("2.9.10", 1) && cas_serializable("2.10.25", 3));
+        assert!(!cas_serializable("2.9.10", 3) && !cas_serializable("garbage", 3));
     }
 
     #[test]

@@ -44,7 +44,7 @@ mod watch;
 
 pub use config::{
     AUTO_REPLICAS, BucketReport, DEFAULT_BUCKET, DEFAULT_HISTORY, DEFAULT_TIMEOUT,
-    JetStreamStoreConfig, MAX_HISTORY, MAX_REPLICAS, ReplicaChoice, SERIALIZABLE_CAS_SINCE,
-    parse_server_version,
+    JetStreamStoreConfig, MAX_HISTORY, MAX_REPLICAS, PLACEMENT_WAIT, ReplicaChoice,
+    SERIALIZABLE_CAS_SINCE, cas_serializable, parse_server_version, placement_refused,
 };
 pub use store::JetStreamStore;

@@ -18,16 +18,12 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 
 use crate::config::{
-    AUTO_REPLICAS, BucketReport, JetStreamStoreConfig, ReplicaChoice, SERIALIZABLE_CAS_SINCE,
-    parse_server_version, placement_refused,
+    AUTO_REPLICAS, BucketReport, JetStreamStoreConfig, PLACEMENT_WAIT, ReplicaChoice,
+    SERIALIZABLE_CAS_SINCE, cas_serializable, placement_refused,
 };
 use crate::watch::{WatchState, Watches};
 
 const KV_OPERATION: &str = "KV-Operation";
-/// How long an automatic R3 bucket creation is asked again when JetStream refuses to place
-/// the replicas although the cluster advertises enough servers (their JetStream may not be
-/// registered yet), before falling back to 1.
-const PLACEMENT_WAIT: Duration = Duration::from_secs(5);
 /// Compare-and-swap rounds a `create` makes over a deleted key before reporting a conflict.
 const CREATE_ATTEMPTS: usize = 5;
 
@@ -198,8 +194,7 @@ impl JetStreamStore {
         let info = kv.stream.cached_info().config.clone();
         let server_version = client.server_info().version;
         let bucket_replicas = info.num_replicas.max(1);
-        let serializable_cas = bucket_replicas == 1
-            || parse_server_version(&server_version).is_some_and(|v| v >= SERIALIZABLE_CAS_SINCE);
+        let serializable_cas = cas_serializable(&server_version, bucket_replicas);
         if !serializable_cas && !config.allow_unserializable_cas {
             let (a, b, c) = SERIALIZABLE_CAS_SINCE;
             return Err(StoreError::Config {

@@ -35,12 +35,26 @@
 //! a restart may answer an older value) unless [`JetStreamConfig::consistent_reads`], which
 //! reads through the stream leader (`STREAM.MSG.GET`): never stale, but every read goes to one
 //! node and none is answered while the stream has no leader.
+//!
+//! Servers: a replicated bucket needs nats-server 2.9.21 or later. Before it, JetStream checked
+//! the expected revision of a clustered write on the leader before replicating it, not in
+//! order with the writes (nats-server#4320): concurrent compare-and-swap writers could all
+//! succeed, so a mapping change or a delete could be lost and a replayed admin token accepted.
+//! Opening a replicated bucket (or creating one) on such a server fails with
+//! [`StoreFailure::UnserializableCas`] unless [`JetStreamConfig::allow_unserializable_cas`]
+//! (then a warning, and [`BucketReport::serializable_cas`] is false). On a freshly started
+//! cluster JetStream may refuse to place R3 until every server's JetStream has registered: an
+//! automatic R3 is asked again for up to [`PLACEMENT_WAIT`] when the cluster advertises
+//! enough servers, since the fall-back to 1 replica is permanent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anchorage_secrets::{SecretLookup, SecretValue, VersionedSecret};
+use anchorage_store_nats::{
+    PLACEMENT_WAIT, SERIALIZABLE_CAS_SINCE, cas_serializable, placement_refused,
+};
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
@@ -105,6 +119,12 @@ pub struct BucketReport {
     pub wanted: usize,
     /// Whether we created it now.
     pub created: bool,
+    /// The version of the nats-server the store is connected to.
+    pub server_version: String,
+    /// Whether compare-and-swap on it is serializable: one replica, or a server of at least
+    /// 2.9.21 ([`SERIALIZABLE_CAS_SINCE`]). False only when
+    /// [`JetStreamConfig::allow_unserializable_cas`] let it open.
+    pub serializable_cas: bool,
 }
 
 impl BucketReport {
@@ -139,7 +159,59 @@ impl std::fmt::Display for BucketReport {
                 self.fix_command()
             )?;
         }
+        if !self.serializable_cas {
+            write!(
+                f,
+                "; nats-server {} does not serialize compare-and-swap on a replicated bucket \
+                 (nats-server#4320: concurrent writers can all win, losing acknowledged writes): \
+                 upgrade every server to {} or later",
+                self.server_version,
+                since()
+            )?;
+        }
         Ok(())
+    }
+}
+
+/// [`SERIALIZABLE_CAS_SINCE`] as `2.9.21`.
+fn since() -> String {
+    let (a, b, c) = SERIALIZABLE_CAS_SINCE;
+    format!("{a}.{b}.{c}")
+}
+
+/// The connected server's version and whether replicated buckets may be used on it although
+/// its compare-and-swap is not serializable.
+#[derive(Debug, Clone)]
+struct CasPolicy {
+    server_version: String,
+    allow_unserializable: bool,
+}
+
+impl CasPolicy {
+    /// Whether compare-and-swap on `bucket` with `replicas` is serializable; refuses a bucket
+    /// on which it is not unless allowed (then warns).
+    fn check(&self, bucket: &str, replicas: usize) -> Result<bool, StoreFailure> {
+        if cas_serializable(&self.server_version, replicas) {
+            return Ok(true);
+        }
+        if !self.allow_unserializable {
+            return Err(StoreFailure::UnserializableCas {
+                server_version: self.server_version.clone(),
+                bucket: bucket.to_owned(),
+                replicas,
+                since: since(),
+            });
+        }
+        tracing::warn!(
+            bucket,
+            replicas,
+            server_version = %self.server_version,
+            "UNSAFE: compare-and-swap on this replicated bucket is not serializable on this \
+             nats-server (nats-server#4320, fixed in {}): concurrent writers can all succeed and \
+             acknowledged mapping changes can be lost; allowed by --allow-unserializable-cas",
+            since()
+        );
+        Ok(false)
     }
 }
 
@@ -159,6 +231,10 @@ pub struct JetStreamConfig {
     pub replicas: Option<usize>,
     /// Read through the stream leader instead of direct gets from any replica.
     pub consistent_reads: bool,
+    /// Use replicated buckets even on a nats-server older than 2.9.21, whose clustered
+    /// compare-and-swap is not serializable (nats-server#4320), with a warning. Off: opening
+    /// fails with [`StoreFailure::UnserializableCas`].
+    pub allow_unserializable_cas: bool,
 }
 
 impl JetStreamConfig {
@@ -171,6 +247,7 @@ impl JetStreamConfig {
             create: true,
             replicas: None,
             consistent_reads: false,
+            allow_unserializable_cas: false,
         }
     }
 
@@ -196,6 +273,7 @@ pub struct JetStreamSecrets {
     replay_bucket: String,
     replay: Arc<tokio::sync::OnceCell<(kv::Store, Duration)>>,
     replicas: ReplicaChoice,
+    cas: CasPolicy,
     consistent_reads: bool,
     reports: Vec<BucketReport>,
 }
@@ -217,11 +295,14 @@ struct NewBucket<'a> {
 }
 
 /// Opens `spec.name`, or creates it with `replicas` when `create`; reports its replicas.
+/// A replicated bucket on a server whose compare-and-swap is not serializable is refused
+/// (before it is created) unless `cas` allows it.
 async fn bucket(
     js: &jetstream::Context,
     spec: &NewBucket<'_>,
     replicas: &mut ReplicaChoice,
     create: bool,
+    cas: &CasPolicy,
 ) -> Result<(kv::Store, BucketReport), StoreFailure> {
     let name = spec.name;
     let (store, created) = match js.get_key_value(name).await {
@@ -230,6 +311,8 @@ async fn bucket(
             if create
                 && e.kind() == async_nats::jetstream::context::KeyValueErrorKind::GetBucket =>
         {
+            // Refused before it exists: a bucket created now would stay replicated.
+            cas.check(name, replicas.wanted_for_existing())?;
             let config = |num_replicas| kv::Config {
                 bucket: name.to_owned(),
                 description: spec.description.to_owned(),
@@ -238,29 +321,41 @@ async fn bucket(
                 num_replicas,
                 ..Default::default()
             };
-            let made = match js.create_key_value(config(replicas.replicas)).await {
-                Err(e)
-                    if replicas.automatic
-                        && replicas.replicas > 1
-                        && placement_refused(&crate::server::chain(&e)) =>
-                {
-                    // Not clustered, or fewer JetStream servers up than replicas: JetStream
-                    // refuses to place them. Fall back to 1, and say why.
-                    let why = crate::server::chain(&e);
-                    replicas.replicas = 1;
-                    replicas.reason =
-                        format!("automatic: {AUTO_REPLICAS} replicas refused ({why}), so 1");
-                    tracing::info!(bucket = name, reason = %replicas.reason, "bucket replicas");
-                    js.create_key_value(config(1)).await
+            let asked_since = tokio::time::Instant::now();
+            let made = loop {
+                match js.create_key_value(config(replicas.replicas)).await {
+                    Err(e)
+                        if replicas.automatic
+                            && replicas.replicas > 1
+                            && placement_refused(&crate::server::chain(&e)) =>
+                    {
+                        // A cluster that advertises enough servers may not have registered
+                        // their JetStream yet (a fresh start): ask again for a while, as a
+                        // fall-back to 1 is for good.
+                        if replicas.cluster_servers >= replicas.replicas
+                            && asked_since.elapsed() < PLACEMENT_WAIT
+                        {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            continue;
+                        }
+                        // Not clustered, or fewer JetStream servers up than replicas: JetStream
+                        // refuses to place them. Fall back to 1, and say why.
+                        let why = crate::server::chain(&e);
+                        replicas.replicas = 1;
+                        replicas.reason =
+                            format!("automatic: {AUTO_REPLICAS} replicas refused ({why}), so 1");
+                        tracing::info!(bucket = name, reason = %replicas.reason, "bucket replicas");
+                        break js.create_key_value(config(1)).await;
+                    }
+                    Ok(store) if replicas.automatic && replicas.replicas > 1 => {
+                        replicas.reason = format!(
+                            "automatic: JetStream placed {} replicas ({} cluster servers advertised)",
+                            replicas.replicas, replicas.cluster_servers
+                        );
+                        break Ok(store);
+                    }
+                    other => break other,
                 }
-                Ok(store) if replicas.automatic && replicas.replicas > 1 => {
-                    replicas.reason = format!(
-                        "automatic: JetStream placed {} replicas ({} cluster servers advertised)",
-                        replicas.replicas, replicas.cluster_servers
-                    );
-                    Ok(store)
-                }
-                other => other,
             };
             let store = made.map_err(|e| {
                 StoreFailure::backend(
@@ -283,32 +378,24 @@ async fn bucket(
         .status()
         .await
         .map_err(|e| StoreFailure::backend(STORE, format!("read bucket {name}"), e))?;
+    let bucket_replicas = status.info.config.num_replicas.max(1);
+    let serializable_cas = cas.check(name, bucket_replicas)?;
     let report = BucketReport {
         bucket: name.to_owned(),
-        replicas: status.info.config.num_replicas.max(1),
+        replicas: bucket_replicas,
         wanted: if created {
             replicas.replicas
         } else {
             replicas.wanted_for_existing()
         },
         created,
+        server_version: cas.server_version.clone(),
+        serializable_cas,
     };
     if report.under_replicated() {
         tracing::warn!(%report, "bucket has fewer replicas than wanted");
     }
     Ok((store, report))
-}
-
-/// Whether JetStream refused a stream create for want of servers to place its replicas on
-/// (10074: not clustered; 10005: no suitable peers; 10023: insufficient resources), as opposed
-/// to a transient failure (no meta leader yet), which must not lower the replicas.
-fn placement_refused(error: &str) -> bool {
-    ["10074", "10005", "10023"]
-        .iter()
-        .any(|code| error.contains(&format!("error code {code}")))
-        || error.contains("replicas > 1 not supported")
-        || error.contains("insufficient resources")
-        || error.contains("no suitable peers")
 }
 
 /// The replicas for the buckets we create: `configured`, or, automatically, [`AUTO_REPLICAS`]
@@ -357,6 +444,10 @@ impl JetStreamSecrets {
         keys: Arc<Keyring>,
     ) -> Result<Self, StoreFailure> {
         let mut replicas = choose_replicas(config.replicas, &client)?;
+        let cas = CasPolicy {
+            server_version: client.server_info().version,
+            allow_unserializable: config.allow_unserializable_cas,
+        };
         let js = jetstream::new(client);
         let history = i64::from(config.history.clamp(1, 64));
         let (values, values_report) = bucket(
@@ -369,6 +460,7 @@ impl JetStreamSecrets {
             },
             &mut replicas,
             config.create,
+            &cas,
         )
         .await?;
         let state_bucket = config.state_bucket();
@@ -382,6 +474,7 @@ impl JetStreamSecrets {
             },
             &mut replicas,
             config.create,
+            &cas,
         )
         .await?;
         Ok(Self {
@@ -393,6 +486,7 @@ impl JetStreamSecrets {
             replay_bucket: config.replay_bucket(),
             replay: Arc::new(tokio::sync::OnceCell::new()),
             replicas,
+            cas,
             consistent_reads: config.consistent_reads,
             reports: vec![values_report, state_report],
         })
@@ -425,6 +519,7 @@ impl JetStreamSecrets {
                     },
                     &mut replicas,
                     true,
+                    &self.cas,
                 )
                 .await?;
                 tracing::info!(%report, "admin token bucket");
@@ -525,6 +620,35 @@ impl JetStreamSecrets {
         store: &kv::Store,
         key: &str,
     ) -> Result<Option<kv::Entry>, StoreFailure> {
+        Ok(self
+            .last_from_leader(store, key)
+            .await?
+            .filter(|e| e.operation == kv::Operation::Put))
+    }
+
+    /// The latest put of `key` for a compare-and-swap write: on a retry (`retry`, the write
+    /// lost) read through the leader, so that a replica behind does not send the writer round
+    /// again with the revision it lost with.
+    async fn latest_for_write(
+        &self,
+        store: &kv::Store,
+        key: &str,
+        retry: bool,
+    ) -> Result<Option<kv::Entry>, StoreFailure> {
+        if retry {
+            self.latest_from_leader(store, key).await
+        } else {
+            self.latest(store, key).await
+        }
+    }
+
+    /// The last message of `key` (a put, or a delete or purge marker) read through the stream
+    /// leader (`STREAM.MSG.GET`).
+    async fn last_from_leader(
+        &self,
+        store: &kv::Store,
+        key: &str,
+    ) -> Result<Option<kv::Entry>, StoreFailure> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         let subject = format!("{}{key}", store.prefix);
         let message = match store.stream.get_last_raw_message_by_subject(&subject).await {
@@ -538,13 +662,11 @@ impl JetStreamSecrets {
                 ));
             }
         };
-        let deleted = message
-            .headers
-            .get(KV_OPERATION)
-            .is_some_and(|op| op.as_str() != "PUT");
-        if deleted {
-            return Ok(None);
-        }
+        let operation = match message.headers.get(KV_OPERATION).map(|op| op.as_str()) {
+            None | Some("PUT") => kv::Operation::Put,
+            Some("PURGE") => kv::Operation::Purge,
+            Some(_) => kv::Operation::Delete,
+        };
         Ok(Some(kv::Entry {
             bucket: store.name.clone(),
             key: key.to_owned(),
@@ -552,7 +674,7 @@ impl JetStreamSecrets {
             revision: message.sequence,
             delta: 0,
             created: message.time,
-            operation: kv::Operation::Put,
+            operation,
             seen_current: false,
         }))
     }
@@ -562,11 +684,16 @@ impl JetStreamSecrets {
         entity: &str,
         change: impl Fn(&mut BTreeSet<String>) + Send + Sync,
     ) -> Result<BTreeSet<String>, StoreFailure> {
-        for _ in 0..CAS_ATTEMPTS {
-            let entry =
+        for attempt in 0..CAS_ATTEMPTS {
+            // A retry reads through the leader (a replica behind would answer the revision
+            // that just lost again).
+            let entry = if attempt > 0 || self.consistent_reads {
+                self.last_from_leader(&self.state, entity).await?
+            } else {
                 self.state.entry(entity).await.map_err(|e| {
                     StoreFailure::backend(STORE, format!("read mapping {entity}"), e)
-                })?;
+                })?
+            };
             let mut set = match &entry {
                 Some(e) if e.operation == kv::Operation::Put => parse_set(entity, &e.value)?,
                 _ => BTreeSet::new(),
@@ -579,30 +706,21 @@ impl JetStreamSecrets {
             }
             let bytes = serde_json::to_vec(&set)
                 .map_err(|e| StoreFailure::backend(STORE, "encode a mapping", e))?;
-            let written = match &entry {
-                None => self
-                    .state
-                    .create(entity, bytes.into())
-                    .await
-                    .map(drop)
-                    .map_err(|e| {
-                        (
-                            e.kind() == kv::CreateErrorKind::AlreadyExists,
-                            e.to_string(),
-                        )
-                    }),
-                Some(e) => self
-                    .state
-                    .update(entity, bytes.into(), e.revision)
-                    .await
-                    .map(drop)
-                    .map_err(|e| {
-                        (
-                            e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
-                    }),
-            };
+            // Absent: expected last revision 0 (KV `create` would read the key back after a
+            // conflict, from a replica that may not have the winner's write yet, and then
+            // report the conflict as a publish failure).
+            let expected = entry.as_ref().map_or(0, |e| e.revision);
+            let written = self
+                .state
+                .update(entity, bytes.into(), expected)
+                .await
+                .map(drop)
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                });
             match written {
                 Ok(_) => return Ok(set),
                 Err((true, _)) => continue,
@@ -682,8 +800,11 @@ impl SecretStore for JetStreamSecrets {
     /// put landing between the read and the purge makes the delete read again.
     async fn delete(&self, key: &str) -> Result<bool, StoreFailure> {
         check_secret_name(key)?;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(entry) = self.latest(&self.values, key).await? else {
+        for attempt in 0..CAS_ATTEMPTS {
+            let Some(entry) = self
+                .latest_for_write(&self.values, key, attempt > 0)
+                .await?
+            else {
                 return Ok(false);
             };
             match self
@@ -726,7 +847,10 @@ impl SecretStore for JetStreamSecrets {
             report.secrets += 1;
             let mut attempts = 0;
             loop {
-                let Some(entry) = self.latest(&self.values, &key).await? else {
+                let Some(entry) = self
+                    .latest_for_write(&self.values, &key, attempts > 0)
+                    .await?
+                else {
                     break;
                 };
                 let Some((plain, current)) = self.keys.open(&entry.value) else {
@@ -863,12 +987,16 @@ impl ReplayGuard for JetStreamSecrets {
                 ),
             ));
         }
+        // Create-only: expected last revision 0, and any conflict means the id is recorded (ids
+        // are never deleted, they expire with the bucket's max_age). Not KV `create`: after a
+        // conflict it reads the key back, from a replica that may not have the winner's write
+        // yet, and reports a publish failure.
         match store
-            .create(replay_key, remember_until.to_string().into())
+            .update(replay_key, remember_until.to_string().into(), 0)
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(StoreFailure::backend(
                 STORE,
                 format!("record an admin token in {}", self.replay_bucket),
@@ -883,17 +1011,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_placement_refusals_lower_the_automatic_replicas() {
-        assert!(placement_refused(
-            "JetStream error: replicas > 1 not supported in non-clustered mode (code 400, error code 10074)"
+    fn replicated_buckets_need_a_serializable_server() {
+        let old = CasPolicy {
+            server_version: "2.9.10".into(),
+            allow_unserializable: false,
+        };
+        // One replica is serializable on any server.
+        assert!(old.check("WASMCLOUD_SECRETS", 1).unwrap());
+        let refused = old.check("WASMCLOUD_SECRETS", 3).unwrap_err();
+        let text = refused.to_string();
+        for part in [
+            "2.9.10",
+            "nats-server#4320",
+            "2.9.21",
+            "--replicas 1",
+            "nats stream edit KV_WASMCLOUD_SECRETS --replicas 1 --force",
+            "--allow-unserializable-cas",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(matches!(
+            refused,
+            StoreFailure::UnserializableCas { replicas: 3, .. }
         ));
-        assert!(placement_refused(
-            "JetStream error: insufficient resources (code 503, error code 10023)"
-        ));
-        assert!(!placement_refused(
-            "JetStream error: JetStream system temporarily unavailable (code 503, error code 10008)"
-        ));
-        assert!(!placement_refused("timed out"));
+        // The opt-in opens it, flagged.
+        let allowed = CasPolicy {
+            allow_unserializable: true,
+            ..old
+        };
+        assert!(!allowed.check("WASMCLOUD_SECRETS", 3).unwrap());
+        for version in ["2.9.21", "2.10.25"] {
+            let fixed = CasPolicy {
+                server_version: version.into(),
+                allow_unserializable: false,
+            };
+            assert!(fixed.check("WASMCLOUD_SECRETS", 3).unwrap(), "{version}");
+        }
     }
 
     #[test]
@@ -903,6 +1056,8 @@ mod tests {
             replicas: 1,
             wanted: 3,
             created: false,
+            server_version: "2.10.25".into(),
+            serializable_cas: true,
         };
         assert!(report.under_replicated());
         assert!(
@@ -915,5 +1070,16 @@ mod tests {
             ..report
         };
         assert!(!fine.under_replicated() && !fine.to_string().contains("nats stream edit"));
+        let unsafe_cas = BucketReport {
+            server_version: "2.9.10".into(),
+            serializable_cas: false,
+            ..fine
+        };
+        assert!(
+            unsafe_cas
+                .to_string()
+                .contains("nats-server 2.9.10 does not serialize compare-and-swap"),
+            "{unsafe_cas}"
+        );
     }
 }

@@ -86,6 +86,29 @@ pub enum StoreFailure {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// A replicated JetStream bucket on a nats-server older than 2.9.21, whose clustered
+    /// compare-and-swap is not serializable (nats-server#4320): concurrent writers expecting
+    /// one revision can all succeed, losing acknowledged writes (mapping changes, the admin
+    /// replay guard's create-only writes). Refused unless explicitly allowed.
+    #[error(
+        "bucket {bucket} has {replicas} replicas but nats-server {server_version} does not \
+         serialize compare-and-swap on a replicated stream (nats-server#4320, fixed in \
+         {since}: concurrent writers expecting one revision can all succeed, losing \
+         acknowledged mapping changes and admitting a replayed admin token): upgrade every \
+         nats-server to {since} or later, or use one replica (`--replicas 1`; an existing \
+         bucket: `nats stream edit KV_{bucket} --replicas 1 --force`), or accept the risk with \
+         --allow-unserializable-cas"
+    )]
+    UnserializableCas {
+        /// The version of the server the store is connected to.
+        server_version: String,
+        /// The bucket.
+        bucket: String,
+        /// Its replicas (or those about to be asked for).
+        replicas: usize,
+        /// The first serializable version (`2.9.21`).
+        since: String,
+    },
     /// The service refused our credentials (an OpenBao token without the policy, a failed
     /// login).
     #[error("{store} store refused the credentials to {action}")]

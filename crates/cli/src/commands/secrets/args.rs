@@ -459,6 +459,12 @@ pub(crate) struct StoreArgs {
     /// none is answered while the stream has no leader (see docs/secrets-cluster.md).
     #[arg(long)]
     pub(crate) consistent_reads: bool,
+    /// jetstream: use replicated buckets even on a nats-server older than 2.9.21, whose
+    /// clustered compare-and-swap is not serializable (nats-server#4320: concurrent writers
+    /// can all succeed, losing acknowledged mapping changes). Without it such a store is
+    /// refused; upgrade the servers or use --replicas 1 instead.
+    #[arg(long)]
+    pub(crate) allow_unserializable_cas: bool,
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
     #[command(flatten)]

@@ -274,6 +274,7 @@ async fn open_inner(
             config.history = args.history;
             config.replicas = args.replicas.map(usize::from);
             config.consistent_reads = args.consistent_reads;
+            config.allow_unserializable_cas = args.allow_unserializable_cas;
             let secrets = Arc::new(
                 JetStreamSecrets::open(client.clone(), &config, Arc::clone(&keys))
                     .await

@@ -181,7 +181,7 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
                 }
             );
             for bucket in buckets {
-                if bucket.under_replicated() {
+                if bucket.under_replicated() || !bucket.serializable_cas {
                     eprintln!("anchorage: WARNING: {bucket}");
                 } else {
                     eprintln!("anchorage: {bucket}");
