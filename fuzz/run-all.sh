@@ -32,8 +32,8 @@ for t in $targets; do
         status=1
     fi
     # libFuzzer's last status line: "#<execs> DONE cov: <n> ft: <n> corp: ...".
-    last=$(grep -E '^#[0-9]+' "logs/$t.log" | tail -1 | tr -s ' \t' ' ')
-    execs=$(grep -E '^stat::number_of_executed_units:' "logs/$t.log" | awk '{print $2}')
+    last=$(grep -E '^#[0-9]+' "logs/$t.log" | tail -1 | tr -s ' \t' ' ' || true)
+    execs=$(grep -E '^stat::number_of_executed_units:' "logs/$t.log" | awk '{print $2}' || true)
     printf '%-22s %-6s %5ss execs=%s | %s\n' "$t" "$result" "$((SECONDS - start))" "${execs:-?}" "$last"
 done
 exit $status
