@@ -66,7 +66,8 @@ fn bundle_round_trip(certs: impl IntoIterator<Item = Certificate>) {
         let decoded = decode(text.as_bytes());
         assert!(
             decoded.problems.is_empty(),
-            "render_pem output decodes cleanly"
+            "render_pem output (comments: {comments}) decodes cleanly: {:?}\n{text}",
+            decoded.problems
         );
         let got: Vec<&[u8]> = decoded
             .certificates
