@@ -1,0 +1,3 @@
+#![no_main]
+//! See `anchorage_fuzz_targets::x509_certificate`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| anchorage_fuzz_targets::x509_certificate(data));
