@@ -888,6 +888,64 @@ mod tests {
         assert!(next > *revisions.last().unwrap());
     }
 
+    /// Through the public calls, under concurrency: of many creates of one key exactly one
+    /// wins, and compare-and-swap increments from many tasks lose no update.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creates_of_one_key_and_cas_increments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_in(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.create("token.once", vec![i]).await })
+            })
+            .collect();
+        let mut won = Vec::new();
+        let mut refused = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(rev) => won.push(rev),
+                Err(StoreError::Conflict { current, .. }) => refused.push(current),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "exactly one create wins");
+        assert_eq!(refused.len(), 49);
+        // Each refusal names a current revision, the winner's (no other write touched the key).
+        assert!(refused.iter().all(|c| *c == Some(won[0])), "{refused:?}");
+
+        store
+            .put("counter", 0u32.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        loop {
+                            let entry = store.get("counter").await.unwrap().unwrap();
+                            let n = u32::from_be_bytes(entry.value.try_into().unwrap());
+                            match store
+                                .update("counter", (n + 1).to_be_bytes().to_vec(), entry.revision)
+                                .await
+                            {
+                                Ok(_) => break,
+                                Err(StoreError::Conflict { .. }) => continue,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let entry = store.get("counter").await.unwrap().unwrap();
+        assert_eq!(u32::from_be_bytes(entry.value.try_into().unwrap()), 160);
+    }
+
     /// Creates of one key in one batch: exactly the first wins, the others see its revision.
     #[test]
     fn same_key_creates_in_one_batch_one_wins() {
