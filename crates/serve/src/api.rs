@@ -25,7 +25,7 @@ use crate::authority::{
 use crate::error::ApiError;
 use crate::http::{JsonBody, PeerCertificate, Ttl, authenticate, require_admin};
 use crate::roles::{self, Role};
-use crate::state::{AppState, CONSUMERS_PREFIX, ConsumerRecord};
+use crate::state::{AppState, BUNDLE_KEY, CONSUMERS_PREFIX, ConsumerRecord};
 use crate::tokens::{Claims, TokenKind, TokenRequest, mint_with, now_unix, revoke_token};
 
 type St = State<Arc<AppState>>;
@@ -692,12 +692,28 @@ pub(crate) async fn get_bundle(
             }
             return Ok(resp);
         }
-        // Woken by a local change, or poll the store for other instances' changes.
-        let step = (deadline - now).min(Duration::from_millis(250));
+        // Woken by a local change, or by the store's own wait for another instance's change.
+        let step = deadline - now;
         let mut shutdown = state.shutting_down.clone();
+        let other_instance = async {
+            let waited = match state.bundle_record().await {
+                Ok((rec, rev)) if rec.version == version => state
+                    .store
+                    .wait_for_change(BUNDLE_KEY, rev, step)
+                    .await
+                    .map(drop),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = waited {
+                // The store did not answer: look again shortly rather than spin.
+                tracing::debug!(error = %e, "bundle long-poll: waiting on the store failed");
+                tokio::time::sleep(step.min(Duration::from_millis(250))).await;
+            }
+        };
         tokio::select! {
             () = state.bundle_changed.notified() => {}
-            () = tokio::time::sleep(step) => {}
+            () = other_instance => {}
             _ = shutdown.changed() => {}
         }
     };
