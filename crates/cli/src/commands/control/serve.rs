@@ -328,7 +328,8 @@ impl Run for ServeArgs {
     }
 }
 
-/// Opens the bucket, waiting (up to [`OPEN_PATIENCE`]) while JetStream cannot answer yet.
+/// Opens the bucket and reads from it, waiting (up to [`OPEN_PATIENCE`]) while JetStream or
+/// the bucket's stream (a leader being elected) cannot answer yet.
 async fn open_jetstream(
     client: anchorage_secrets_server::async_nats::Client,
     config: &JetStreamStoreConfig,
@@ -337,6 +338,17 @@ async fn open_jetstream(
     loop {
         match JetStreamStore::open(client.clone(), config).await {
             Ok(store) => {
+                // A bucket just created answers once its stream has elected a leader.
+                while let Err(e) = anchorage_store::Store::get(&store, "serve.bundle").await {
+                    if !(crate::exit::store_retryable(&e) && started.elapsed() < OPEN_PATIENCE) {
+                        return Err(Failure::new(
+                            crate::exit::jetstream_code(&e),
+                            format!("--store jetstream: {}", with_causes(&e)),
+                        ));
+                    }
+                    tracing::warn!(error = %with_causes(&e), "the state bucket does not answer yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
                 let report = store.report();
                 if report.under_replicated() {
                     diagln!(
