@@ -351,8 +351,8 @@ async fn open_jetstream(
                 }
                 let report = store.report();
                 if report.under_replicated() {
-                    diagln!(
-                        "anchorage serve: warning: bucket {} has {} replica(s), fewer than the {} wanted: {}",
+                    warnln!(
+                        "bucket {} has {} replica(s), fewer than the {} wanted: {}",
                         report.bucket,
                         report.replicas,
                         report.wanted,
