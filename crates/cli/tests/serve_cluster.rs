@@ -777,12 +777,23 @@ fn killing_a_nats_node_and_an_instance_under_load_loses_nothing() {
             lost.len()
         );
         for i in 0..2 {
-            let list: Value = fleet
-                .get_direct(i, "/v1/consumers")
-                .await
-                .json()
-                .await
-                .unwrap();
+            // Listing keys needs a new consumer on the stream: after a node (perhaps the meta
+            // leader) died it may answer 503 for a few seconds.
+            let t = Instant::now();
+            let list: Value = loop {
+                let resp = fleet.get_direct(i, "/v1/consumers").await;
+                let status = resp.status();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                if status == 200 {
+                    break body;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "instance {i} cannot list consumers: {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            eprintln!("instance {i} listed the consumers after {:?}", t.elapsed());
             let names: HashSet<&str> = list["consumers"]
                 .as_array()
                 .unwrap()
