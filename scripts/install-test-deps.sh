@@ -25,6 +25,7 @@ declare -A provides=(
     [skopeo]="skopeo"
     [umoci]="umoci"
     [libnss3-tools]="certutil"
+    [jq]="jq"
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.

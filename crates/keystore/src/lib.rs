@@ -65,7 +65,7 @@ pub use jks::{decode_jks, encode_jks};
 pub use p12::{
     DEFAULT_ITERATIONS, MAX_ITERATIONS, MAX_KDF_WORK, MAX_SCRYPT_LOG_N, MAX_SCRYPT_MEMORY,
     MAX_SCRYPT_P, MAX_SCRYPT_R, Pkcs12Options, Pkcs12Profile, SCRYPT_STEP_WORK, decode_pkcs12,
-    encode_pkcs12,
+    encode_pkcs12, encode_pkcs12_identity,
 };
 /// Re-exported: the password type of this API, so callers need not depend on `secrecy` themselves.
 pub use secrecy::SecretString;

@@ -25,7 +25,7 @@ use crate::authority::{
 use crate::error::ApiError;
 use crate::http::{JsonBody, PeerCertificate, Ttl, authenticate, require_admin};
 use crate::roles::{self, Role};
-use crate::state::{AppState, BUNDLE_KEY, CONSUMERS_PREFIX, ConsumerRecord};
+use crate::state::{AppState, CONSUMERS_PREFIX, ConsumerRecord};
 use crate::tokens::{Claims, TokenKind, TokenRequest, mint_with, now_unix, revoke_token};
 
 type St = State<Arc<AppState>>;
@@ -106,6 +106,11 @@ pub(crate) async fn issue(
         .unwrap_or_else(|| "-".into());
     let result = issue_inner(state, claims, operation, params, key).await;
     state.metrics.latency(started.elapsed());
+    // Metric labels only for roles that exist: a client cannot mint label values.
+    let role_label = match &result {
+        Err(e) if e.code == "role_unknown" || e.code == "token_role_mismatch" => "unknown".into(),
+        _ => role_label,
+    };
     match &result {
         Ok(issued) => {
             state.metrics.issuance(&role_label, operation, "issued");
@@ -157,6 +162,12 @@ async fn issue_inner(
     params: IssueParams,
     key: Option<&PublicKey>,
 ) -> Result<Issued, ApiError> {
+    if operation == "issue" && claims.typ == TokenKind::Ott {
+        return Err(ApiError::forbidden(
+            "token_kind_not_allowed",
+            "a one-time token may only have a CSR signed (/v1/sign); a server-made key needs a role or admin token",
+        ));
+    }
     let role = resolve_role(state, claims, params.role.as_deref()).await?;
     let Some(cn) = params.common_name.filter(|c| !c.is_empty()) else {
         return Err(ApiError::bad_request(
@@ -375,6 +386,29 @@ async fn current_certificate(
     state: &AppState,
     peer: Option<Extension<PeerCertificate>>,
 ) -> Result<(anchorage_x509::Certificate, Option<CertRecord>), ApiError> {
+    let subject = peer
+        .as_ref()
+        .and_then(|Extension(p)| p.0.as_ref())
+        .map(|c| c.subject().to_owned())
+        .unwrap_or_default();
+    let result = check_certificate(state, peer).await;
+    if let Err(e) = &result {
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "authenticate_certificate",
+            outcome = "refused",
+            who = %subject,
+            code = e.code,
+            reason = %e.message,
+        );
+    }
+    result
+}
+
+async fn check_certificate(
+    state: &AppState,
+    peer: Option<Extension<PeerCertificate>>,
+) -> Result<(anchorage_x509::Certificate, Option<CertRecord>), ApiError> {
     let Some(cert) = peer.and_then(|Extension(p)| p.0) else {
         return Err(ApiError::unauthorized(
             "client_certificate_required",
@@ -439,16 +473,7 @@ pub(crate) async fn post_renew(
         Some(csr) => parse_csr(csr.as_bytes()).map_err(sign_error)?.key,
         None => certificate_key(&cert).map_err(sign_error)?,
     };
-    let cn = cert
-        .subject()
-        .rsplit("CN=")
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let cn = crate::authority::common_name(&cert).unwrap_or_default();
     let mut sans = Vec::new();
     for name in cert.subject_alt_names() {
         use anchorage_x509::SubjectAltName as N;
@@ -692,28 +717,13 @@ pub(crate) async fn get_bundle(
             }
             return Ok(resp);
         }
-        // Woken by a local change, or by the store's own wait for another instance's change.
-        let step = deadline - now;
+        // One watcher per instance follows the store (and local changes wake it at once), so
+        // a thousand waiting consumers cost the store no more than one.
+        let mut versions = state.bundle_version.subscribe();
         let mut shutdown = state.shutting_down.clone();
-        let other_instance = async {
-            let waited = match state.bundle_record().await {
-                Ok((rec, rev)) if rec.version == version => state
-                    .store
-                    .wait_for_change(BUNDLE_KEY, rev, step)
-                    .await
-                    .map(drop),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = waited {
-                // The store did not answer: look again shortly rather than spin.
-                tracing::debug!(error = %e, "bundle long-poll: waiting on the store failed");
-                tokio::time::sleep(step.min(Duration::from_millis(250))).await;
-            }
-        };
         tokio::select! {
-            () = state.bundle_changed.notified() => {}
-            () = other_instance => {}
+            _ = versions.wait_for(|v| *v > version) => {}
+            () = tokio::time::sleep(deadline - now) => {}
             _ = shutdown.changed() => {}
         }
     };

@@ -632,6 +632,20 @@ fn public_key(spki_der: &[u8]) -> Result<PublicKey, SignError> {
     Ok(PublicKey { spki, key_type })
 }
 
+/// A certificate's subject CommonName (the first one), when it has one.
+pub fn common_name(cert: &Certificate) -> Option<String> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert.der()).ok()?;
+    let cn = c
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    Some(cn)
+}
+
 /// The kind a certificate was issued as, from its extended key usages.
 pub fn kind_of(cert: &Certificate) -> CertKind {
     let eku = cert.extended_key_usage();

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// Answer in Vault's shape (`{"errors":[message]}`).
     pub vault: bool,
+    /// Close the connection after the answer (the request body was not read to its end).
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -31,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             vault: false,
+            close_connection: false,
         }
     }
 
@@ -74,6 +77,12 @@ impl ApiError {
         )
     }
 
+    /// The same error, closing the connection after it.
+    pub fn closing(mut self) -> Self {
+        self.close_connection = true;
+        self
+    }
+
     /// The same error in Vault's shape.
     pub fn into_vault(mut self) -> Self {
         self.vault = true;
@@ -88,6 +97,14 @@ impl IntoResponse for ApiError {
         } else {
             json!({ "error": { "code": self.code, "message": self.message } })
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // The body was not read to its end: the connection cannot carry another request.
+        if self.close_connection {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }

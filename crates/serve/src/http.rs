@@ -32,7 +32,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        read_json(req, state).await.map(JsonBody)
+        audited_json(req, state).await.map(JsonBody)
     }
 }
 
@@ -40,11 +40,25 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for VaultBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        read_json(req, state)
+        audited_json(req, state)
             .await
             .map(VaultBody)
             .map_err(ApiError::into_vault)
     }
+}
+
+/// [`read_json`], with an audit event when the body is refused (never the body itself).
+async fn audited_json<T: DeserializeOwned>(req: Request, state: &AppState) -> Result<T, ApiError> {
+    let path = req.uri().path().to_owned();
+    read_json(req, state).await.inspect_err(|e| {
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "request",
+            outcome = "refused",
+            path = %path,
+            code = e.code,
+        );
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -55,19 +69,45 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// How much of an oversize body is read and thrown away so the client sees the 413 (a server
+/// that closes while the client is still sending makes the client fail on a broken pipe,
+/// without reading the answer). Beyond it the connection is closed.
+const DISCARD_LIMIT: usize = 1024 * 1024;
+
 async fn read_json<T: DeserializeOwned>(req: Request, state: &AppState) -> Result<T, ApiError> {
     let limit = state.limits.max_body_bytes;
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(too_large(limit));
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit.max(DISCARD_LIMIT)) {
+        return Err(too_large(limit).closing());
     }
-    let body = http_body_util::Limited::new(req.into_body(), limit);
-    let bytes = match tokio::time::timeout(state.limits.body_timeout, body.collect()).await {
+    let mut body = req.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(ApiError::bad_request(
+                    "body_unreadable",
+                    "the request body could not be read",
+                )
+                .closing());
+            };
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen <= limit {
+                    buf.extend_from_slice(&data);
+                } else if seen > limit.max(DISCARD_LIMIT) {
+                    return Err(too_large(limit).closing());
+                }
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(state.limits.body_timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -76,21 +116,20 @@ async fn read_json<T: DeserializeOwned>(req: Request, state: &AppState) -> Resul
                     "the request body did not arrive within {} s",
                     state.limits.body_timeout.as_secs()
                 ),
-            ));
+            )
+            .closing());
         }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
-        Ok(Err(_)) => {
-            return Err(ApiError::bad_request(
-                "body_unreadable",
-                "the request body could not be read",
-            ));
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+    if seen > limit {
+        // Read to its end: the connection stays usable.
+        return Err(too_large(limit));
+    }
+    let text: &[u8] = if buf.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
-        &bytes
+        &buf
     };
     serde_json::from_slice(text).map_err(|e| {
         ApiError::bad_request(
@@ -121,14 +160,27 @@ pub async fn authenticate(
     headers: &HeaderMap,
     endpoint: &str,
 ) -> Result<Claims, ApiError> {
-    let token = bearer(headers)
-        .ok_or(TokenError::Missing)
-        .map_err(token_error)?;
-    state
-        .tokens
-        .verify(state.store.as_ref(), token, endpoint, now_unix())
-        .await
-        .map_err(token_error)
+    let result = match bearer(headers) {
+        None => Err(TokenError::Missing),
+        Some(token) => {
+            state
+                .tokens
+                .verify(state.store.as_ref(), token, endpoint, now_unix())
+                .await
+        }
+    };
+    result.map_err(|e| {
+        // Every refusal is audited; the token itself never is.
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "authenticate",
+            outcome = "refused",
+            endpoint,
+            code = e.code(),
+            reason = %e,
+        );
+        token_error(e)
+    })
 }
 
 /// Checks that the request carries an admin token.

@@ -32,7 +32,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod api;
@@ -167,6 +167,40 @@ pub struct Serving {
     pub endpoints: Vec<&'static str>,
 }
 
+impl std::fmt::Display for Serving {
+    /// What a newcomer needs: where it listens, the CA file, the admin token, a first request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "anchorage serve: listening on {}", self.url)?;
+        writeln!(
+            f,
+            "  CA: {} ({}{})",
+            self.ca_subject,
+            if self.ca_created { "created, " } else { "" },
+            self.ca_file.display()
+        )?;
+        writeln!(f, "  store: {}", self.store)?;
+        if let Some(token) = &self.admin_token_file {
+            writeln!(
+                f,
+                "  admin token: {} ({})",
+                token.display(),
+                if self.admin_token_created {
+                    "new, mode 0600"
+                } else {
+                    "kept"
+                }
+            )?;
+        }
+        writeln!(f, "  endpoints: {}", self.endpoints.join(" "))?;
+        write!(
+            f,
+            "  try: curl --cacert {} {}/readyz",
+            self.ca_file.display(),
+            self.url
+        )
+    }
+}
+
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -291,6 +325,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/{mount}/sign/{role}",
             post(vault::sign_role).put(vault::sign_role),
+        )
+        .route(
+            "/v1/{mount}/roles/{role}",
+            post(vault::write_role)
+                .put(vault::write_role)
+                .get(vault::read_role),
         )
         .route("/v1/{mount}/ca/pem", get(vault::ca_pem))
         .route("/v1/{mount}/ca_chain", get(vault::ca_chain))
@@ -470,10 +510,11 @@ impl Server {
             crl_validity: config.crl_validity,
             bundle_cache: Mutex::new(None),
             crl_cache: Mutex::new(None),
-            bundle_changed: Notify::new(),
+            bundle_version: watch::channel(0).0,
             shutting_down: shutdown_rx.clone(),
         });
-        state.bundle_record().await?;
+        let (bundle, _) = state.bundle_record().await?;
+        state.note_bundle_version(bundle.version);
 
         let (first, mut renew_at) = match &config.tls {
             TlsSource::Builtin { names } => {
@@ -531,6 +572,15 @@ impl Server {
             config.limits,
             shutdown_rx.clone(),
         )));
+
+        // Other instances' bundle changes, for long-polls.
+        let follower = Arc::clone(&state);
+        let follow_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            follower
+                .follow_bundle(Duration::from_millis(250), follow_shutdown)
+                .await;
+        }));
 
         // Housekeeping: the CRL re-signed before its next-update, the built-in serving
         // certificate renewed at two thirds of its life.

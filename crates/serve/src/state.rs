@@ -9,7 +9,7 @@ use anchorage_store::{Store, StoreError};
 use anchorage_trust::{Bundle, Origin};
 use anchorage_x509::Certificate;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::authority::Authority;
 use crate::error::ApiError;
@@ -120,8 +120,9 @@ pub struct AppState {
     pub bundle_cache: Mutex<Option<(u64, Arc<Bundle>)>>,
     /// Cached CRL.
     pub crl_cache: Mutex<Option<CachedCrl>>,
-    /// Woken by local bundle changes (long-polls also poll the store for other instances').
-    pub bundle_changed: Notify,
+    /// The bundle version last seen: set by local changes at once, and by
+    /// [`AppState::follow_bundle`] for other instances' changes; long-polls wait on it.
+    pub bundle_version: watch::Sender<u64>,
     /// True once shutdown began (long-polls return).
     pub shutting_down: watch::Receiver<bool>,
 }
@@ -217,7 +218,7 @@ impl AppState {
                 .await
             {
                 Ok(_) => {
-                    self.bundle_changed.notify_waiters();
+                    self.note_bundle_version(rec.version);
                     return Ok(rec.version);
                 }
                 Err(e) if e.is_conflict() => {}
@@ -229,6 +230,63 @@ impl AppState {
             "conflict",
             "the bundle kept changing under this request; retry",
         ))
+    }
+
+    /// Raises the watched bundle version to `version` (versions only grow, so a slow reader
+    /// never moves it back).
+    pub fn note_bundle_version(&self, version: u64) {
+        self.bundle_version.send_if_modified(|v| {
+            let newer = version > *v;
+            if newer {
+                *v = version;
+            }
+            newer
+        });
+    }
+
+    /// Follows the bundle record in the store while someone waits for a change, until
+    /// `shutdown` turns true. It waits on [`Store::wait_for_change`] (a JetStream KV watch, or
+    /// the embedded store's own wake-ups), so another instance's change is seen at once and a
+    /// thousand waiting consumers cost the store one watch; when nobody waits, or the store
+    /// fails, it looks again every `interval`.
+    pub async fn follow_bundle(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        // How long one wait on the store lasts before it is renewed.
+        const WATCH_SPAN: Duration = Duration::from_secs(30);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if self.bundle_version.receiver_count() == 0 {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                continue;
+            }
+            let revision = match self.bundle_record().await {
+                Ok((rec, revision)) => {
+                    self.note_bundle_version(rec.version);
+                    revision
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the bundle version");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    continue;
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                waited = self.store.wait_for_change(BUNDLE_KEY, revision, WATCH_SPAN) => {
+                    if let Err(e) = waited {
+                        tracing::debug!(error = %e, "bundle watch: waiting on the store failed");
+                        tokio::time::sleep(interval).await;
+                    }
+                }
+            }
+        }
     }
 
     /// The CRL number in the store.

@@ -6,6 +6,7 @@
 //!   (`common_name`, `alt_names`, `ip_sans`, `uri_sans`, `ttl`, `csr`,
 //!   `exclude_cn_from_sans`, `key_type`, `key_bits`) → `data.certificate`, `issuing_ca`,
 //!   `ca_chain`, `private_key`, `private_key_type`, `serial_number`, `expiration`;
+//! - `POST|PUT|GET /v1/<mount>/roles/<name>` (admin): Vault's role fields mapped onto ours;
 //! - `GET /v1/<mount>/ca/pem`, `/v1/<mount>/ca_chain`, `/v1/<mount>/cert/ca_chain`,
 //!   `/v1/<mount>/issuer/<ref>/json`;
 //! - `X-Vault-Token` (our admin or role tokens) and `POST /v1/auth/approle/login`.
@@ -28,7 +29,7 @@ use crate::api::{IssueParams, Issued, issue};
 use crate::authority::parse_csr;
 use crate::error::ApiError;
 use crate::http::{Ttl, VaultBody, authenticate, require_admin};
-use crate::roles;
+use crate::roles::{self, Role};
 use crate::state::AppState;
 use crate::tokens::{TokenKind, TokenRequest, mint_with, now_unix, random_hex};
 
@@ -352,6 +353,159 @@ pub(crate) async fn issuer_json(State(state): St) -> Json<Value> {
         "ca_chain": state.authority.ca_chain_pem(),
         "issuer_name": "default",
     }))
+}
+
+/// Vault's role fields (`POST|PUT /v1/<mount>/roles/<name>`); unknown ones are ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VaultRole {
+    #[serde(default)]
+    allowed_domains: Option<List>,
+    #[serde(default)]
+    allow_subdomains: Option<Value>,
+    #[serde(default)]
+    allow_bare_domains: Option<Value>,
+    #[serde(default)]
+    allow_any_name: Option<Value>,
+    #[serde(default)]
+    allow_wildcard_certificates: Option<Value>,
+    #[serde(default)]
+    allow_ip_sans: Option<Value>,
+    #[serde(default)]
+    allowed_uri_sans: Option<List>,
+    #[serde(default)]
+    server_flag: Option<Value>,
+    #[serde(default)]
+    client_flag: Option<Value>,
+    #[serde(default)]
+    key_type: Option<String>,
+    #[serde(default)]
+    key_bits: Option<Num>,
+    #[serde(default)]
+    max_ttl: Option<Ttl>,
+}
+
+/// A Vault boolean: JSON `true`/`false` or the strings `"true"`/`"false"` (`bao write` sends
+/// strings).
+fn flag(v: Option<&Value>, default: bool, field: &str) -> Result<bool, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(false),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("{field} must be true or false, not {other}"),
+        )
+        .into_vault()),
+    }
+}
+
+impl VaultRole {
+    fn into_role(self, name: &str) -> Result<Role, ApiError> {
+        let bad = |m: String| ApiError::bad_request("invalid_role", m).into_vault();
+        let server = flag(self.server_flag.as_ref(), true, "server_flag")?;
+        let client = flag(self.client_flag.as_ref(), true, "client_flag")?;
+        let allowed_kinds = match (server, client) {
+            (true, true) => vec![anchorage_ca::CertKind::Service],
+            (true, false) => vec![anchorage_ca::CertKind::Server],
+            (false, true) => vec![anchorage_ca::CertKind::Client],
+            (false, false) => return Err(bad(
+                "server_flag and client_flag are both false: the certificates could not be used"
+                    .into(),
+            )),
+        };
+        let key_types = match (self.key_type.as_deref(), &self.key_bits) {
+            (None | Some("any"), _) => Vec::new(),
+            (Some(k), bits) => vault_key_type(Some(k), bits.as_ref())?
+                .into_iter()
+                .collect(),
+        };
+        // allowed_uri_sans: SPIFFE patterns `spiffe://<trust domain>/<path with *>` only.
+        let (mut spiffe_trust_domain, mut spiffe_path_pattern) = (None, None);
+        if let Some(list) = &self.allowed_uri_sans {
+            let items = list.items();
+            if items.len() > 1 {
+                return Err(bad("allowed_uri_sans takes one SPIFFE pattern here (spiffe://<trust domain>/<path>, * for a segment)".into()));
+            }
+            if let Some(item) = items.first() {
+                let rest = item.strip_prefix("spiffe://").ok_or_else(|| {
+                    bad(format!("allowed_uri_sans {item:?} is not a SPIFFE pattern (spiffe://<trust domain>/<path>)"))
+                })?;
+                let (td, path) = rest.split_once('/').unwrap_or((rest, "**"));
+                spiffe_trust_domain = Some(td.to_owned());
+                spiffe_path_pattern = Some(format!("/{path}"));
+            }
+        }
+        let max_ttl_seconds = match &self.max_ttl {
+            None => 0,
+            Some(t) => t.duration().map_err(bad)?.as_secs(),
+        };
+        let role = Role {
+            name: name.to_owned(),
+            allowed_domains: self
+                .allowed_domains
+                .as_ref()
+                .map(List::items)
+                .unwrap_or_default(),
+            allow_subdomains: flag(self.allow_subdomains.as_ref(), false, "allow_subdomains")?,
+            allow_bare_domains: flag(
+                self.allow_bare_domains.as_ref(),
+                false,
+                "allow_bare_domains",
+            )?,
+            allow_any_name: flag(self.allow_any_name.as_ref(), false, "allow_any_name")?,
+            allow_wildcards: flag(
+                self.allow_wildcard_certificates.as_ref(),
+                false,
+                "allow_wildcard_certificates",
+            )?,
+            // Vault allows IP SANs unless told otherwise.
+            allow_ip_sans: flag(self.allow_ip_sans.as_ref(), true, "allow_ip_sans")?,
+            spiffe_trust_domain,
+            spiffe_path_pattern,
+            allowed_kinds,
+            key_types,
+            max_ttl_seconds,
+        };
+        role.validate().map_err(bad)?;
+        Ok(role)
+    }
+}
+
+/// `POST|PUT /v1/{mount}/roles/{role}` (admin): writes an anchorage role from Vault's fields.
+pub(crate) async fn write_role(
+    State(state): St,
+    headers: HeaderMap,
+    Path((_mount, name)): Path<(String, String)>,
+    VaultBody(body): VaultBody<VaultRole>,
+) -> Result<Response, ApiError> {
+    let claims = require_admin(&state, &headers, "/v1/roles")
+        .await
+        .map_err(ApiError::into_vault)?;
+    let role = body.into_role(&name)?;
+    roles::put_role(state.store.as_ref(), &role)
+        .await
+        .map_err(|e| ApiError::store(&e).into_vault())?;
+    tracing::info!(target: "anchorage::audit", event = "role_put", who = %claims.sub, role = %role.name);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/{mount}/roles/{role}` (admin): the role, in anchorage's fields.
+pub(crate) async fn read_role(
+    State(state): St,
+    headers: HeaderMap,
+    Path((_mount, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers, "/v1/roles")
+        .await
+        .map_err(ApiError::into_vault)?;
+    match roles::get_role(state.store.as_ref(), &name).await {
+        Ok(Some(role)) => Ok(envelope(serde_json::to_value(&role).unwrap_or_default())),
+        Ok(None) => {
+            Err(ApiError::not_found("role_unknown", format!("no role {name:?}")).into_vault())
+        }
+        Err(e) => Err(ApiError::store(&e).into_vault()),
+    }
 }
 
 #[derive(Serialize, Deserialize)]

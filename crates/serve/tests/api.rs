@@ -365,64 +365,82 @@ async fn tokens_replayed_expired_future_wrong_audience_and_revoked_are_refused()
         exp: Some(exp),
         jti: jti.into(),
     };
-    let body = json!({"common_name": "a.mesh.local"});
+    // One-time tokens sign CSRs (server-made keys need a role or admin token).
+    let (csr_pem, _) = csr("a.mesh.local", &[], KeyType::P256);
+    let body = json!({"csr": csr_pem});
     let cases = [
         (
             "expired",
-            key.sign(&claims(now - 400, now - 100, "/v1/issue", "e1")),
+            key.sign(&claims(now - 400, now - 100, "/v1/sign", "e1")),
             "token_expired",
         ),
         (
             "future",
-            key.sign(&claims(now + 200, now + 400, "/v1/issue", "f1")),
+            key.sign(&claims(now + 200, now + 400, "/v1/sign", "f1")),
             "token_not_yet_valid",
         ),
         (
             "wrong audience",
-            key.sign(&claims(now, now + 60, "/v1/sign", "w1")),
+            key.sign(&claims(now, now + 60, "/v1/issue", "w1")),
             "token_wrong_audience",
         ),
         (
             "too long",
-            key.sign(&claims(now, now + 3600, "/v1/issue", "l1")),
+            key.sign(&claims(now, now + 3600, "/v1/sign", "l1")),
             "token_lifetime_too_long",
         ),
     ];
     for (what, token, code) in cases {
         let (status, answer) = s
-            .call("POST", "/v1/issue", Some(&token), Some(body.clone()))
+            .call("POST", "/v1/sign", Some(&token), Some(body.clone()))
             .await;
         assert_eq!(
             (status, error_code(&answer)),
             (401, code),
             "{what}: {answer}"
         );
-        let good = key.sign(&claims(now, now + 60, "/v1/issue", &format!("good-{code}")));
+        let good = key.sign(&claims(now, now + 60, "/v1/sign", &format!("good-{code}")));
         let (status, answer) = s
-            .call("POST", "/v1/issue", Some(&good), Some(body.clone()))
+            .call("POST", "/v1/sign", Some(&good), Some(body.clone()))
             .await;
         assert_eq!(status, 200, "after {what}: {answer}");
     }
     // Within the leeway (expired 30 s ago): accepted.
-    let late = key.sign(&claims(now - 200, now - 30, "/v1/issue", "leeway"));
+    let late = key.sign(&claims(now - 200, now - 30, "/v1/sign", "leeway"));
     assert_eq!(
-        s.call("POST", "/v1/issue", Some(&late), Some(body.clone()))
+        s.call("POST", "/v1/sign", Some(&late), Some(body.clone()))
             .await
             .0,
         200
     );
     // Replay.
-    let ott = s.ott("a.mesh.local", "/v1/issue").await;
+    let ott = s.ott("a.mesh.local", "/v1/sign").await;
     assert_eq!(
-        s.call("POST", "/v1/issue", Some(&ott), Some(body.clone()))
+        s.call("POST", "/v1/sign", Some(&ott), Some(body.clone()))
             .await
             .0,
         200
     );
     let (status, answer) = s
-        .call("POST", "/v1/issue", Some(&ott), Some(body.clone()))
+        .call("POST", "/v1/sign", Some(&ott), Some(body.clone()))
         .await;
     assert_eq!((status, error_code(&answer)), (401, "token_replayed"));
+    // A one-time token for /v1/issue (server-made key) is refused for its kind.
+    let ott = s.ott("a.mesh.local", "/v1/issue").await;
+    let (status, answer) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&ott),
+            Some(json!({"common_name": "a.mesh.local"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "token_kind_not_allowed"),
+        "{answer}"
+    );
+    let body = json!({"common_name": "a.mesh.local"});
     // A revoked role token.
     let role_token = s.role_token().await;
     let jti = key.decode(&role_token).unwrap().jti;
@@ -1142,6 +1160,23 @@ async fn slow_clients_hit_the_header_and_body_timeouts() {
     assert!(
         started.elapsed() >= Duration::from_millis(1500)
             && started.elapsed() < Duration::from_secs(8)
+    );
+    // A body declared far above the limit: 413 at once, and the connection is closed.
+    let mut tls = connect().await;
+    tls.write_all(
+        b"POST /v1/issue HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "the connection stayed open");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("\"code\":\"body_too_large\""), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
     );
     // The server keeps serving.
     assert_eq!(s.call("GET", "/healthz", None, None).await.0, 200);

@@ -36,6 +36,13 @@ async fn run_reports_what_it_serves_and_returns_after_shutdown() {
         Some(dir.path().join("admin.token").as_path())
     );
     assert!(serving.store.ends_with(".redb"), "{}", serving.store);
+    let text = serving.to_string();
+    assert!(
+        text.contains(&serving.url)
+            && text.contains("admin.token")
+            && text.contains("curl --cacert"),
+        "{text}"
+    );
     let ca = std::fs::read_to_string(&serving.ca_file).unwrap();
     let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let http = client(&ca, None);
@@ -140,4 +147,79 @@ async fn a_brought_serving_certificate_is_served() {
     };
     let err = anchorage_serve::Server::start(cfg).await.unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_routes_answer_errors_in_vault_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    s.put_role(mesh_role()).await;
+    let token = s.role_token().await;
+    let post = |body: &'static str, token: &str| {
+        s.client
+            .post(format!("{}/v1/pki/issue/mesh", s.url))
+            .header("x-vault-token", token)
+            .body(body)
+            .send()
+    };
+    for (body, tok, status, text) in [
+        ("{nope", token.as_str(), 400, "not the JSON"),
+        (
+            r#"{"common_name":"x.evil.com"}"#,
+            token.as_str(),
+            403,
+            "allowed_domains",
+        ),
+        (
+            r#"{"common_name":"x.mesh.local","ttl":"99h"}"#,
+            token.as_str(),
+            403,
+            "max_ttl",
+        ),
+        (
+            r#"{"common_name":"x.mesh.local","key_type":"dsa"}"#,
+            token.as_str(),
+            400,
+            "key_type",
+        ),
+        (
+            r#"{"common_name":"x.mesh.local"}"#,
+            "bad",
+            403,
+            "permission denied",
+        ),
+    ] {
+        let resp = post(body, tok).await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{body}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        let errors = v["errors"].as_array().unwrap_or_else(|| panic!("{v}"));
+        assert!(errors[0].as_str().unwrap().contains(text), "{body}: {v}");
+        // And a good request right after.
+        let resp = post(
+            r#"{"common_name":"ok.mesh.local","alt_names":"a.mesh.local,b.mesh.local"}"#,
+            &token,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        let cert = anchorage_x509::decode(v["data"]["certificate"].as_str().unwrap().as_bytes())
+            .certificates[0]
+            .certificate
+            .clone();
+        assert_eq!(cert.subject_alt_names().len(), 3);
+        assert_eq!(v["data"]["private_key_type"], "ec");
+        assert!(v["data"]["serial_number"].as_str().unwrap().contains(':'));
+    }
+    // A role token for mesh cannot issue under another role's path.
+    let resp = s
+        .client
+        .post(format!("{}/v1/pki/issue/other", s.url))
+        .header("x-vault-token", &token)
+        .body(r#"{"common_name":"x.mesh.local"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    s.server.shutdown().await;
 }

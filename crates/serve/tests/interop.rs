@@ -405,6 +405,103 @@ async fn the_bao_cli_issues_signs_and_logs_in_with_approle() {
         run.output()
     );
 
+    // A newcomer's role, written with bao and the admin token, then used.
+    let (h, a, c, adm) = (
+        home.path().to_owned(),
+        addr.clone(),
+        ca.clone(),
+        s.admin.clone(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        let w = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &[
+                "write",
+                "pki/roles/web",
+                "allowed_domains=web.local",
+                "allow_subdomains=true",
+                "max_ttl=72h",
+                "key_type=ec",
+                "key_bits=256",
+                "server_flag=true",
+                "client_flag=false",
+            ],
+        );
+        let r = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &["read", "-format=json", "pki/roles/web"],
+        );
+        let i = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &[
+                "write",
+                "-format=json",
+                "pki/issue/web",
+                "common_name=a.web.local",
+                "ttl=48h",
+            ],
+        );
+        let refused = bao(
+            &h,
+            &a,
+            &c,
+            Some(&adm),
+            &[
+                "write",
+                "pki/issue/web",
+                "common_name=a.web.local",
+                "ttl=100h",
+            ],
+        );
+        (w, r, i, refused)
+    })
+    .await
+    .unwrap();
+    let (w, r, i, refused) = run;
+    assert!(w.status.success(), "{}", w.output());
+    assert!(r.status.success(), "{}", r.output());
+    let role: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(role["data"]["allowed_kinds"], json!(["server"]), "{role}");
+    assert_eq!(role["data"]["max_ttl_seconds"], 72 * 3600);
+    assert!(i.status.success(), "{}", i.output());
+    let issued: Value = serde_json::from_str(&i.stdout).unwrap();
+    let leaf = anchorage_x509::decode(issued["data"]["certificate"].as_str().unwrap().as_bytes())
+        .certificates[0]
+        .certificate
+        .clone();
+    assert_eq!(leaf.extended_key_usage(), ["serverAuth".to_owned()]);
+    assert!(!refused.status.success());
+    assert!(refused.output().contains("max_ttl"), "{}", refused.output());
+    // A role token cannot write roles.
+    let (h, a, c, t) = (
+        home.path().to_owned(),
+        addr.clone(),
+        ca.clone(),
+        role_token.clone(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        bao(
+            &h,
+            &a,
+            &c,
+            Some(&t),
+            &["write", "pki/roles/evil", "allow_any_name=true"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!run.status.success());
+    assert!(run.output().contains("admin"), "{}", run.output());
+
     // AppRole: credentials from the admin API, login with bao, issue with the client token.
     let (status, creds) = s
         .call(
@@ -552,5 +649,91 @@ async fn anchorage_ca_vault_issues_through_serve() {
         let err = issuer.issue(&bad).await.unwrap_err();
         assert!(err.to_string().contains("allowed_domains"), "{err}");
     }
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_intermediate_the_chain_verifies_and_vault_gets_the_whole_chain() {
+    if require("openssl").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.ca_init.intermediate = Some(anchorage_ca::IntermediateOptions::default());
+    let s = start_with(cfg).await;
+    let work = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&s.admin),
+            Some(json!({"common_name": "chain.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let chain: Vec<String> = body["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(chain.len(), 1);
+    let untrusted = write(work.path(), "chain.pem", &chain.concat());
+    let leaf = write(
+        work.path(),
+        "leaf.pem",
+        body["certificate"].as_str().unwrap(),
+    );
+    let openssl = require("openssl").unwrap();
+    let run = run_client(
+        Command::new(&openssl)
+            .args(["verify", "-CAfile"])
+            .arg(&ca)
+            .arg("-untrusted")
+            .arg(&untrusted)
+            .arg(&leaf),
+        T,
+    );
+    assert!(run.status.success(), "{}", run.output());
+    // Negative control: without the intermediate the leaf does not verify.
+    assert!(!openssl_verify(
+        work.path(),
+        &ca,
+        body["certificate"].as_str().unwrap(),
+        "sslserver"
+    ));
+    // Vault's answer carries the issuing CA and the chain up to the root.
+    let (_, v) = s
+        .call(
+            "POST",
+            "/v1/pki/issue/none",
+            Some(&s.admin),
+            Some(json!({"common_name": "v.example.com"})),
+        )
+        .await;
+    assert_eq!(
+        v["errors"][0].as_str().map(|e| e.contains("no role")),
+        Some(true),
+        "{v}"
+    );
+    s.put_role(json!({"name": "any", "allow_any_name": true}))
+        .await;
+    let (status, v) = s
+        .call(
+            "POST",
+            "/v1/pki/issue/any",
+            Some(&s.admin),
+            Some(json!({"common_name": "v.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let ca_chain = v["data"]["ca_chain"].as_array().unwrap();
+    assert_eq!(ca_chain.len(), 2);
+    assert_eq!(
+        ca_chain[0].as_str().unwrap().trim(),
+        v["data"]["issuing_ca"].as_str().unwrap().trim()
+    );
+    assert_eq!(ca_chain[0].as_str().unwrap().trim(), chain[0].trim());
     s.server.shutdown().await;
 }

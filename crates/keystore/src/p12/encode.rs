@@ -188,7 +188,7 @@ fn cert_bag(entry: &TrustedEntry) -> Result<SafeBag, KeystoreError> {
 }
 
 /// A CMS `data` ContentInfo holding `content`.
-fn data(content: &[u8]) -> Result<ContentInfo, KeystoreError> {
+pub(super) fn data(content: &[u8]) -> Result<ContentInfo, KeystoreError> {
     Ok(ContentInfo {
         content_type: oid::DATA,
         content: octets(content.to_vec())?,
@@ -196,7 +196,7 @@ fn data(content: &[u8]) -> Result<ContentInfo, KeystoreError> {
 }
 
 /// An OCTET STRING as an `Any` (its value is the bytes themselves).
-fn octets(bytes: Vec<u8>) -> Result<Any, KeystoreError> {
+pub(super) fn octets(bytes: Vec<u8>) -> Result<Any, KeystoreError> {
     Any::new(der::Tag::OctetString, bytes).map_err(KeystoreError::encode)
 }
 

@@ -23,6 +23,7 @@ pub(crate) mod budget;
 mod crypto;
 mod decode;
 mod encode;
+mod identity;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +37,7 @@ pub use budget::{
 };
 pub use decode::decode_pkcs12;
 pub use encode::encode_pkcs12;
+pub use identity::encode_pkcs12_identity;
 
 use crate::error::KeystoreError;
 

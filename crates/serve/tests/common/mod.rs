@@ -188,3 +188,224 @@ pub fn csr(cn: &str, sans: &[&str], key_type: anchorage_ca::KeyType) -> (String,
 pub fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no code>")
 }
+
+/// Starts one instance per store (all must reach the same state: one shared store, or stores
+/// on one JetStream bucket) and checks they act as one: a single CA and token key, tokens
+/// minted through one accepted by all, a one-time token used on one refused on another,
+/// `issuances` concurrent issuances spread over all with every serial distinct and recorded,
+/// a revocation through the first in every other's CRL within 2 s, an ack through the last
+/// listed by the first, a CA added through the first waking a long-poll on the last.
+pub async fn shared_instances(
+    stores: Vec<std::sync::Arc<dyn anchorage_store::Store>>,
+    issuances: usize,
+) {
+    use std::collections::HashSet;
+    use std::time::Instant;
+    assert!(stores.len() >= 2);
+    let dirs: Vec<tempfile::TempDir> = stores
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, (store, dir)) in stores.iter().zip(&dirs).enumerate() {
+        let mut c = config(dir.path());
+        c.store = anchorage_serve::StoreChoice::Shared(std::sync::Arc::clone(store));
+        if i == 0 {
+            c.roles = vec![role_struct()];
+        }
+        nodes.push(start_with(c).await);
+    }
+    let (first, last) = (&nodes[0], &nodes[nodes.len() - 1]);
+    assert!(first.server.serving().ca_created);
+    for n in &nodes[1..] {
+        assert!(!n.server.serving().ca_created);
+        assert_eq!(n.ca_pem, first.ca_pem);
+    }
+
+    let t = first.role_token().await;
+    for n in &nodes {
+        assert_eq!(
+            n.call(
+                "POST",
+                "/v1/issue",
+                Some(&t),
+                Some(json!({"common_name": "x.mesh.local"}))
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let ott = first.ott("y.mesh.local", "/v1/sign").await;
+    let (csr_pem, _) = csr("y.mesh.local", &[], anchorage_ca::KeyType::P256);
+    assert_eq!(
+        first
+            .call(
+                "POST",
+                "/v1/sign",
+                Some(&ott),
+                Some(json!({"csr": csr_pem}))
+            )
+            .await
+            .0,
+        200
+    );
+    let (status, answer) = last
+        .call(
+            "POST",
+            "/v1/sign",
+            Some(&ott),
+            Some(json!({"csr": csr_pem})),
+        )
+        .await;
+    assert_eq!((status, error_code(&answer)), (401, "token_replayed"));
+
+    let mut tasks = Vec::new();
+    for i in 0..issuances {
+        let n = &nodes[i % nodes.len()];
+        let (client, url, t) = (n.client.clone(), n.url.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let (status, body) = call_with(
+                &client,
+                &url,
+                "POST",
+                "/v1/issue",
+                Some(&t),
+                Some(json!({"common_name": format!("n{i}.mesh.local")})),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["serial_number"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut serials = HashSet::new();
+    for task in tasks {
+        assert!(
+            serials.insert(task.await.unwrap()),
+            "a serial was issued twice"
+        );
+    }
+    let recorded: HashSet<String> = stores[0]
+        .keys("serve.certs.")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    for s in &serials {
+        assert!(
+            recorded.contains(&format!("serve.certs.{s}")),
+            "{s} not recorded"
+        );
+    }
+
+    let serial = serials.iter().next().unwrap().clone();
+    assert_eq!(
+        first
+            .call(
+                "POST",
+                "/v1/revoke",
+                Some(&first.admin),
+                Some(json!({"serial": serial}))
+            )
+            .await
+            .0,
+        200
+    );
+    let started = Instant::now();
+    for n in &nodes[1..] {
+        loop {
+            let pem = n
+                .client
+                .get(format!("{}/v1/crl?format=pem", n.url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+            use x509_parser::prelude::FromDer as _;
+            let (_, crl) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(&p.contents)
+                    .unwrap();
+            if crl
+                .iter_revoked_certificates()
+                .any(|r| r.raw_serial_as_string().replace(':', "") == serial)
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "revocation not in {}'s CRL after 2 s",
+                n.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    assert_eq!(
+        last.call(
+            "POST",
+            "/v1/acks",
+            Some(&t),
+            Some(json!({"consumer": "node-last", "bundle_version": 1}))
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, list) = first
+        .call("GET", "/v1/consumers", Some(&first.admin), None)
+        .await;
+    assert!(
+        list["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["consumer"] == "node-last"),
+        "{list}"
+    );
+    let waiter = {
+        let (client, url) = (last.client.clone(), last.url.clone());
+        tokio::spawn(async move {
+            client
+                .get(format!("{url}/v1/bundle?wait=10"))
+                .header("if-none-match", "\"1\"")
+                .send()
+                .await
+                .unwrap()
+                .headers()["etag"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let extra = anchorage_ca::BuiltinCa::init(&anchorage_ca::InitOptions {
+        common_name: "Extra".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        first
+            .call(
+                "POST",
+                "/v1/bundle/cas",
+                Some(&first.admin),
+                Some(json!({"add": extra.root().to_pem()}))
+            )
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap(),
+        "\"2\""
+    );
+    for n in nodes {
+        n.server.shutdown().await;
+    }
+}
