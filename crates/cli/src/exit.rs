@@ -47,7 +47,8 @@ pub(crate) enum Code {
     /// `secrets serve`/`image inject`: the NATS server or the registry refused the credentials.
     AuthFailed = 15,
     /// `image inject`: the image cannot be handled (a manifest media type we do not handle, a
-    /// layer that is not a valid tar).
+    /// layer that is not a valid tar); `serve --store jetstream`: a replicated bucket on a
+    /// nats-server older than 2.9.21.
     Unsupported = 16,
     /// `secrets serve`: stopped by a signal, but the drain was cut short (requests abandoned at
     /// `--drain-timeout`, replies not flushed, or a second signal).
@@ -508,6 +509,28 @@ impl Classify for anchorage_secrets_server::AdminCallError {
     }
 }
 
+/// A remote store (`serve --store jetstream`) that did not answer: the stream has no leader
+/// yet, or NATS is not reachable.
+pub(crate) fn store_retryable(e: &anchorage_store::StoreError) -> bool {
+    use anchorage_store::StoreError as E;
+    matches!(e, E::Timeout { .. } | E::Backend { .. })
+}
+
+/// `serve --store jetstream`: why the bucket could not be opened or used.
+pub(crate) fn jetstream_code(e: &anchorage_store::StoreError) -> Code {
+    use anchorage_store::StoreError as E;
+    match e {
+        _ if store_retryable(e) => Code::Unreachable,
+        // A replicated bucket on a server whose clustered compare-and-swap is not serializable.
+        E::Config {
+            what: "nats-server version",
+            ..
+        } => Code::Unsupported,
+        E::Config { .. } => Code::Usage,
+        _ => Code::Store,
+    }
+}
+
 /// `anchorage serve`: why the control plane could not start.
 impl Classify for anchorage_serve::ServeError {
     fn code(&self) -> Code {
@@ -517,6 +540,8 @@ impl Classify for anchorage_serve::ServeError {
             E::Io { action: "read", .. } => Code::BadInput,
             // The data directory, ca.pem or admin.token cannot be created or written.
             E::Io { .. } => Code::Output,
+            // --store jetstream: NATS or the stream's leader did not answer.
+            E::Store(s) if store_retryable(s) => Code::Unreachable,
             // In use by another process (a second serve, a running `ca` command), or damaged.
             E::Store(_) => Code::Store,
             E::Ca(e) => e.code(),

@@ -14,7 +14,7 @@ use anchorage_secrets::admin::{
     DEFAULT_MAX_ADMIN_REQUEST_BYTES,
 };
 use anchorage_secrets::{
-    GetHandler, JwtPolicy, Mappings, PublicXKey, TransitKey, verify_entity, verify_host,
+    GetHandler, JwtPolicy, Mappings, PublicXKey, XKey, verify_entity, verify_host,
 };
 use secrecy::SecretString;
 
@@ -30,8 +30,8 @@ fn now() -> SystemTime {
 }
 
 /// The fuzzed server's transit key, from [`TRANSIT_SEED`].
-pub fn transit_key() -> TransitKey {
-    TransitKey::from_seed(&SecretString::from(TRANSIT_SEED), "fuzz").expect("fuzz transit seed")
+pub fn transit_key() -> XKey {
+    XKey::from_seed(&SecretString::from(TRANSIT_SEED), "fuzz").expect("fuzz transit seed")
 }
 
 struct Server {
@@ -75,7 +75,7 @@ fn server() -> &'static Server {
 /// Seals `plain` to the server's transit key as a host would: the one-time public key for the
 /// header, and the body.
 fn seal(plain: &[u8]) -> Option<(String, Vec<u8>)> {
-    TransitKey::seal_reply(plain, &server().transit_public).ok()
+    XKey::seal_reply(plain, &server().transit_public).ok()
 }
 
 /// `GetHandler::handle_get`. First byte even: the rest is the sealed body as received (the
@@ -86,10 +86,7 @@ pub fn secrets_get(data: &[u8]) {
     };
     let server = server();
     let (header, body) = if mode % 2 == 0 {
-        (
-            TransitKey::generate().public_key().to_owned(),
-            rest.to_vec(),
-        )
+        (XKey::generate().public_key().to_owned(), rest.to_vec())
     } else {
         let Some(sealed) = seal(rest) else {
             return;

@@ -165,8 +165,19 @@ impl Authority {
                         created = true;
                         ca
                     }
+                    // Another instance saved its CA first: use that one. A shared store's
+                    // read may come from a replica that has not seen the winner's write yet.
                     Err(CaError::AlreadyInitialised { .. }) => {
-                        persist::load(store.as_ref(), passphrase).await?.ca
+                        let mut attempt = 0;
+                        loop {
+                            match persist::load(store.as_ref(), passphrase).await {
+                                Err(CaError::NotInitialised { .. }) if attempt < 50 => {
+                                    attempt += 1;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                other => break other?.ca,
+                            }
+                        }
                     }
                     Err(e) => return Err(e),
                 }

@@ -244,22 +244,47 @@ impl AppState {
         });
     }
 
-    /// Follows the bundle record in the store while someone waits for a change, polling every
-    /// `interval`, until `shutdown` turns true.
+    /// Follows the bundle record in the store while someone waits for a change, until
+    /// `shutdown` turns true. It waits on [`Store::wait_for_change`] (a JetStream KV watch, or
+    /// the embedded store's own wake-ups), so another instance's change is seen at once and a
+    /// thousand waiting consumers cost the store one watch; when nobody waits, or the store
+    /// fails, it looks again every `interval`.
     pub async fn follow_bundle(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        // How long one wait on the store lasts before it is renewed.
+        const WATCH_SPAN: Duration = Duration::from_secs(30);
         loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                () = tokio::time::sleep(interval) => {}
+            if *shutdown.borrow() {
+                return;
             }
             if self.bundle_version.receiver_count() == 0 {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
                 continue;
             }
-            match self.bundle_record().await {
-                Ok((rec, _)) => {
+            let revision = match self.bundle_record().await {
+                Ok((rec, revision)) => {
                     self.note_bundle_version(rec.version);
+                    revision
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read the bundle version"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the bundle version");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    continue;
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                waited = self.store.wait_for_change(BUNDLE_KEY, revision, WATCH_SPAN) => {
+                    if let Err(e) = waited {
+                        tracing::debug!(error = %e, "bundle watch: waiting on the store failed");
+                        tokio::time::sleep(interval).await;
+                    }
+                }
             }
         }
     }

@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anchorage_secrets_server::{NatsAuth, NatsConfig};
 use anchorage_serve::nats::NatsApi;
-use anchorage_serve::{Role, ServeConfig, Serving, TlsSource};
-use clap::Args;
+use anchorage_serve::{Role, ServeConfig, Serving, StoreChoice, TlsSource};
+use anchorage_store_nats::{JetStreamStore, JetStreamStoreConfig};
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::data_dir;
@@ -28,6 +31,9 @@ use crate::options::{OutputFormat, parse_duration, read_passphrase};
         "  anchorage serve --tls-cert server.pem --tls-key server.key --output json\n",
         "  # the API on NATS subjects anchorage.v1.<op> too:\n",
         "  anchorage serve --nats-url nats://127.0.0.1:4222\n",
+        "  # several instances sharing one JetStream KV bucket:\n",
+        "  anchorage serve --store jetstream \\\n",
+        "    --nats-url nats://n1:4222,nats://n2:4222,nats://n3:4222\n",
         "\n",
         "A newcomer's first certificate (serve running in another terminal; D is the data dir):\n",
         "  D=~/.local/share/anchorage; S=https://127.0.0.1:8443\n",
@@ -52,6 +58,11 @@ use crate::options::{OutputFormat, parse_duration, read_passphrase};
         "SIGTERM or SIGINT stops accepting and drains in-flight requests (--drain-timeout), then\n",
         "exits 0. The API (and the Vault-compatible routes) is in docs/serve.md.\n",
         "\n",
+        "Several instances: --store jetstream keeps the state (CA, token key, roles, serials,\n",
+        "revocations, bundle, acks) in the JetStream KV bucket --bucket on --nats-url, shared by\n",
+        "every serve started on it (each with its own --data-dir for ca.pem and admin.token). A\n",
+        "replicated bucket needs nats-server 2.9.21 or later on every node (docs/serve.md).\n",
+        "\n",
     ),
     &[
         (Code::Ok, "stopped by SIGTERM/SIGINT and drained"),
@@ -59,10 +70,11 @@ use crate::options::{OutputFormat, parse_duration, read_passphrase};
         (Code::Usage, "invalid command line, or no data directory (no HOME)"),
         (Code::BadInput, "--tls-cert/--tls-key, --roles or the passphrase file cannot be read or used"),
         (Code::Output, "the data directory, ca.pem or admin.token cannot be written"),
-        (Code::Unreachable, "--nats-url: NATS could not be reached"),
+        (Code::Unreachable, "--nats-url: NATS (or, with --store jetstream, the bucket's stream) could not be reached"),
         (Code::Passphrase, "the stored CA key is encrypted and the passphrase is missing or wrong"),
         (Code::Store, "the store cannot be used: in use by another serve or `anchorage ca`, or damaged"),
         (Code::AuthFailed, "--nats-url: NATS refused the credentials"),
+        (Code::Unsupported, "--store jetstream: a replicated bucket on nats-server older than 2.9.21"),
         (Code::Listen, "the listen address is in use or not allowed (pick another with --listen)"),
     ],
     "With --output json, one document on stdout once listening: {\"schema\", \"url\", \"listen\",\n\"data_dir\", \"ca_file\", \"ca_subject\", \"ca_created\", \"admin_token_file\", \"admin_token_created\",\n\"store\", \"endpoints\"} (docs/cli.md); a failure prints {\"error\", \"exit_code\"} instead.",
@@ -107,8 +119,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub(crate) max_body_bytes: usize,
     /// Also answer the API over NATS request/reply (`<prefix>.v1.<op>`, for wasmCloud
-    /// lattices), on these servers (comma-separated or repeated). The state stays in the
-    /// embedded store.
+    /// lattices), on these servers (comma-separated or repeated). With --store jetstream, the
+    /// store's servers too.
     #[arg(long, value_name = "URL", value_delimiter = ',')]
     pub(crate) nats_url: Vec<String>,
     /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
@@ -122,10 +134,55 @@ pub(crate) struct ServeArgs {
         requires = "nats_url"
     )]
     pub(crate) nats_prefix: String,
+    /// Where the state lives: embedded (the redb file in the data directory, one process at a
+    /// time) or jetstream (the KV bucket --bucket on --nats-url, shared by several instances).
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) store: ServeStore,
+    /// --store jetstream: the KV bucket (default: anchorage).
+    #[arg(long, value_name = "BUCKET")]
+    pub(crate) bucket: Option<String>,
+    /// --store jetstream, when creating the bucket: its replicas, auto or 1–5 (auto: 3 when
+    /// JetStream can place them, else 1). An existing bucket is used as it is.
+    #[arg(long, value_name = "auto|N", value_parser = parse_replicas)]
+    pub(crate) replicas: Option<Replicas>,
+    /// --store jetstream: how long one store call may take before the request fails (503).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) store_timeout: Option<Duration>,
     /// text: what is served, on stderr; json: one document on stdout once listening.
     #[arg(short, long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
 }
+
+/// `serve --store`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ServeStore {
+    /// The redb file in the data directory.
+    #[default]
+    Embedded,
+    /// A JetStream KV bucket, shared by several instances.
+    Jetstream,
+}
+
+/// `serve --replicas`: `auto` (`None`) or a count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replicas(Option<usize>);
+
+fn parse_replicas(text: &str) -> Result<Replicas, String> {
+    if text == "auto" {
+        return Ok(Replicas(None));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=anchorage_store_nats::MAX_REPLICAS).contains(&n) => Ok(Replicas(Some(n))),
+        _ => Err(format!(
+            "{text:?} is not auto nor a replica count from 1 to {}",
+            anchorage_store_nats::MAX_REPLICAS
+        )),
+    }
+}
+
+/// How long `serve --store jetstream` keeps trying to open the bucket while JetStream has no
+/// leader yet (a cluster starting with it).
+const OPEN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// What `serve --output json` prints once listening (docs/cli.md).
 #[derive(Serialize)]
@@ -187,6 +244,41 @@ impl Run for ServeArgs {
             .build()
             .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
         let json = self.json();
+        let jetstream = self.store == ServeStore::Jetstream;
+        if jetstream && self.nats_url.is_empty() {
+            return Err(Failure::new(
+                Code::Usage,
+                "--store jetstream needs --nats-url URL (the NATS servers of the bucket)",
+            ));
+        }
+        if !jetstream {
+            for (given, flag) in [
+                (self.bucket.is_some(), "--bucket"),
+                (self.replicas.is_some(), "--replicas"),
+                (self.store_timeout.is_some(), "--store-timeout"),
+            ] {
+                if given {
+                    return Err(Failure::new(
+                        Code::Usage,
+                        format!("{flag} is for --store jetstream (the store is embedded)"),
+                    ));
+                }
+            }
+        }
+        let mut store_config = JetStreamStoreConfig::new(
+            self.bucket
+                .as_deref()
+                .unwrap_or(anchorage_store_nats::DEFAULT_BUCKET),
+        );
+        store_config.replicas = self.replicas.and_then(|r| r.0);
+        if let Some(t) = self.store_timeout {
+            store_config.timeout = t;
+        }
+        if jetstream {
+            store_config
+                .validate()
+                .map_err(|e| Failure::new(Code::Usage, with_causes(&e)))?;
+        }
         let nats = if self.nats_url.is_empty() {
             None
         } else {
@@ -205,17 +297,31 @@ impl Run for ServeArgs {
         let prefix = self.nats_prefix;
         let nats_prefix = nats.is_some().then(|| prefix.clone());
         let result = runtime.block_on(async {
+            let mut store_desc = None;
             if let Some(nats) = nats {
                 let urls = nats.servers.join(",");
                 let client = anchorage_secrets_server::connect(nats).await.map_err(|e| {
                     Failure::new(e.code(), format!("--nats-url {urls}: {}", with_causes(&e)))
                 })?;
+                if jetstream {
+                    let store = open_jetstream(client.clone(), &store_config).await?;
+                    let report = store.report();
+                    store_desc = Some(format!(
+                        "jetstream bucket {} ({} replica(s), nats-server {})",
+                        report.bucket, report.replicas, report.server_version
+                    ));
+                    config.store = StoreChoice::Shared(Arc::new(store));
+                }
                 let mut api = NatsApi::new(client);
                 api.prefix = prefix;
                 config.nats = Some(api);
             }
             anchorage_serve::run(config, anchorage_serve::shutdown_signal(), |serving| {
-                print_serving(serving, &dir, json, nats_prefix.as_deref());
+                let mut serving = serving.clone();
+                if let Some(desc) = store_desc.take() {
+                    serving.store = desc;
+                }
+                print_serving(&serving, &dir, json, nats_prefix.as_deref());
             })
             .await
             .map_err(|e| serve_failure(&e, &dir))
@@ -223,6 +329,53 @@ impl Run for ServeArgs {
         result?;
         diagln!("anchorage: stopped (drained)");
         Ok(Code::Ok)
+    }
+}
+
+/// Opens the bucket and reads from it, waiting (up to [`OPEN_PATIENCE`]) while JetStream or
+/// the bucket's stream (a leader being elected) cannot answer yet.
+async fn open_jetstream(
+    client: anchorage_secrets_server::async_nats::Client,
+    config: &JetStreamStoreConfig,
+) -> Result<JetStreamStore, Failure> {
+    let started = std::time::Instant::now();
+    loop {
+        match JetStreamStore::open(client.clone(), config).await {
+            Ok(store) => {
+                // A bucket just created answers once its stream has elected a leader.
+                while let Err(e) = anchorage_store::Store::get(&store, "serve.bundle").await {
+                    if !(crate::exit::store_retryable(&e) && started.elapsed() < OPEN_PATIENCE) {
+                        return Err(Failure::new(
+                            crate::exit::jetstream_code(&e),
+                            format!("--store jetstream: {}", with_causes(&e)),
+                        ));
+                    }
+                    tracing::warn!(error = %with_causes(&e), "the state bucket does not answer yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                let report = store.report();
+                if report.under_replicated() {
+                    warnln!(
+                        "bucket {} has {} replica(s), fewer than the {} wanted: {}",
+                        report.bucket,
+                        report.replicas,
+                        report.wanted,
+                        report.fix_command()
+                    );
+                }
+                return Ok(store);
+            }
+            Err(e) if crate::exit::store_retryable(&e) && started.elapsed() < OPEN_PATIENCE => {
+                tracing::warn!(error = %with_causes(&e), "the state bucket cannot be opened yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    crate::exit::jetstream_code(&e),
+                    format!("--store jetstream: {}", with_causes(&e)),
+                ));
+            }
+        }
     }
 }
 
