@@ -9,6 +9,7 @@
 //! running agent with exit 0. The Kubernetes manifests' agent arguments parse.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+#![allow(clippy::print_stderr)] // the measured time and why openssl did not verify
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
