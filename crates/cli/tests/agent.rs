@@ -123,15 +123,20 @@ impl Serve {
 
     /// `POST /v1/bundle/cas {"add": pem}` with the admin token (curl).
     fn add_ca(&self, pem: &str) {
+        self.post("/v1/bundle/cas", &serde_json::json!({ "add": pem }));
+    }
+
+    /// `POST path body` with the admin token (curl).
+    fn post(&self, path: &str, body: &Value) {
         let token = std::fs::read_to_string(self.token_file()).unwrap();
-        let body = serde_json::json!({ "add": pem }).to_string();
+        let body = body.to_string();
         let out = Command::new("curl")
             .args(["-sS", "--fail-with-body", "--cacert"])
             .arg(self.ca())
             .arg("-H")
             .arg(format!("Authorization: Bearer {}", token.trim()))
             .args(["-H", "Content-Type: application/json", "-d", &body])
-            .arg(format!("{}/v1/bundle/cas", self.url))
+            .arg(format!("{}{path}", self.url))
             .output()
             .unwrap();
         assert!(
@@ -420,4 +425,44 @@ fn the_manifests_agent_arguments_are_real_flags() {
         }
     }
     assert!(checked >= 3, "{checked}");
+}
+
+/// An ack's `refused` reason (what the agent library sends when it refuses a bundle) is shown
+/// by `consumers list`, in JSON and in the table; a consumer that refused nothing has none.
+#[test]
+fn a_refusal_in_an_ack_is_listed_by_consumers_list() {
+    if peer::require("curl").is_none() {
+        return;
+    }
+    let serve = Serve::start();
+    let reason = "bundle version 2 holds no CA certificate: installing it would remove every CA";
+    serve.post(
+        "/v1/acks",
+        &serde_json::json!({"consumer": "web-1", "bundle_version": 1, "refused": reason}),
+    );
+    serve.post(
+        "/v1/acks",
+        &serde_json::json!({"consumer": "web-2", "bundle_version": 1}),
+    );
+    let listed = serve.consumers();
+    let by_name = |n: &str| {
+        listed["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["consumer"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_name("web-1")["refused"], reason, "{listed}");
+    assert!(by_name("web-2")["refused"].is_null(), "{listed}");
+    let table = serve.run(&[
+        "consumers".into(),
+        "list".into(),
+        format!("--server={}", serve.url),
+        format!("--ca={}", serve.ca().display()),
+        format!("--token-file={}", serve.token_file().display()),
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("REFUSED") && text.contains(reason), "{text}");
 }

@@ -891,7 +891,13 @@ pub(crate) struct AckBody {
     cert_serial: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// Why the consumer refused the bundle served last (it still runs `bundle_version`).
+    #[serde(default)]
+    refused: Option<String>,
 }
+
+/// The longest refusal reason stored (characters; longer ones are cut).
+pub(crate) const MAX_REFUSED_CHARS: usize = 512;
 
 pub(crate) async fn post_acks(
     State(state): St,
@@ -915,6 +921,10 @@ pub(crate) async fn post_acks(
         cert_serial: body.cert_serial,
         not_after: body.not_after,
         last_seen: now,
+        refused: body
+            .refused
+            .filter(|r| !r.is_empty())
+            .map(|r| r.chars().take(MAX_REFUSED_CHARS).collect()),
     };
     state
         .store
@@ -962,6 +972,7 @@ pub(crate) async fn get_consumers(
                 "not_after": r.not_after,
                 "last_seen": Timestamp::from_unix(r.last_seen).rfc3339(),
                 "state": staleness(&r, version, now),
+                "refused": r.refused,
             })
         })
         .collect();

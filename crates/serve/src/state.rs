@@ -100,6 +100,9 @@ pub struct ConsumerRecord {
     pub not_after: Option<String>,
     /// Unix seconds of the last ack.
     pub last_seen: i64,
+    /// Why the consumer refused the bundle served last (it keeps `bundle_version`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The handlers' state.

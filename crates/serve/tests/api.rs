@@ -951,7 +951,7 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
             "POST",
             "/v1/acks",
             Some(&t),
-            Some(json!({"consumer": "node-2", "bundle_version": 1})),
+            Some(json!({"consumer": "node-2", "bundle_version": 1, "refused": "bundle version 2 holds no CA certificate"})),
         )
         .await;
     assert_eq!(status, 200, "{answer}");
@@ -971,6 +971,12 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
     assert_eq!(list[0]["state"], "current");
     assert_eq!(list[0]["labels"]["zone"], "a");
     assert_eq!(list[1]["state"], "stale");
+    // A refusal is stored and shown; a consumer that refused nothing has none.
+    assert_eq!(
+        list[1]["refused"],
+        "bundle version 2 holds no CA certificate"
+    );
+    assert!(list[0]["refused"].is_null(), "{}", list[0]);
 
     // Metrics.
     let _ = s

@@ -22,7 +22,8 @@ pub(crate) enum ConsumersCommand {
             "    admin.token --ca ca.pem --output json | jq '.consumers[] | select(.state != \"current\")'\n",
             "\n",
             "state: current (acked the bundle version served now), stale (an older one), silent (no\n",
-            "ack for an hour).\n",
+            "ack for an hour). REFUSED: why the consumer refused the bundle served last (it keeps\n",
+            "running BUNDLE).\n",
             "\n",
         ),
         &[
@@ -95,6 +96,7 @@ fn list(args: &ConsumersListArgs, globals: &Globals) -> Result<Code, Failure> {
         "CERT SERIAL",
         "NOT AFTER",
         "LAST SEEN",
+        "REFUSED",
     ];
     let keys = [
         "consumer",
@@ -103,6 +105,7 @@ fn list(args: &ConsumersListArgs, globals: &Globals) -> Result<Code, Failure> {
         "cert_serial",
         "not_after",
         "last_seen",
+        "refused",
     ];
     let rows: Vec<Vec<String>> = consumers
         .iter()
