@@ -265,9 +265,11 @@ async fn issue_inner(
 /// The native JSON answer of an issuance.
 pub(crate) fn cert_json(state: &AppState, issued: &Issued) -> Value {
     let c = &issued.signed.certificate;
-    let nb = c.not_before().unix();
+    // Two thirds into the life counted from issuance (now), not from the backdated notBefore:
+    // a short certificate would otherwise get a refresh time in the past.
     let na = c.not_after().unix();
-    let refresh = Timestamp::from_unix(nb + (na - nb) * 2 / 3);
+    let issued_at = now_unix().clamp(c.not_before().unix(), na);
+    let refresh = Timestamp::from_unix(issued_at + (na - issued_at) * 2 / 3);
     let mut out = json!({
         "certificate": c.to_pem(),
         "chain": issued.signed.chain.iter().map(|c| c.to_pem()).collect::<Vec<_>>(),

@@ -82,6 +82,31 @@ async fn issue_and_sign_with_role_one_time_and_admin_tokens() {
     assert!((3600..=3600 + 300).contains(&life), "{life}");
     assert!(body["refresh_at"].as_str().unwrap() < body["not_after"].as_str().unwrap());
     assert_eq!(body["bundle_version"], 1);
+    // A short certificate (shorter than the notBefore backdating) still gets a refresh time in
+    // the future: two thirds counted from issuance, not from notBefore.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (status, short) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&role_token),
+            Some(json!({"common_name": "short.mesh.local", "ttl": "1m"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{short}");
+    let parse = |v: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp()
+    };
+    let (refresh, not_after) = (parse(&short["refresh_at"]), parse(&short["not_after"]));
+    assert!(refresh > now && refresh < not_after, "{short}");
     // The same token works again (long-lived).
     let (status, _) = s
         .call(
