@@ -753,11 +753,20 @@ pub(crate) async fn get_bundle(
             )
         }
     };
+    // The deliberate-rotation mark of exactly this version (a later change clears it).
+    let (rec, _) = state
+        .bundle_record()
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    let deliberate = rec.deliberate_rotation && rec.version == version;
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     if let Ok(v) = HeaderValue::from_str(&etag(version)) {
         h.insert(header::ETAG, v);
+    }
+    if deliberate {
+        h.insert(ROTATION_HEADER, HeaderValue::from_static("deliberate"));
     }
     Ok(resp)
 }
@@ -792,6 +801,11 @@ pub(crate) struct CasBody {
     add: Option<String>,
     #[serde(default)]
     remove: Option<String>,
+    /// Mark the resulting version as a deliberate rotation step (`Anchorage-Rotation:
+    /// deliberate` on `GET /v1/bundle`): agents install it even when it drops the root their
+    /// certificate chains to.
+    #[serde(default)]
+    deliberate_rotation: bool,
 }
 
 pub(crate) async fn post_bundle_cas(
@@ -837,6 +851,7 @@ pub(crate) async fn post_bundle_cas(
                     });
                     if !present {
                         rec.extra.push(pem.clone());
+                        rec.deliberate_rotation = body.deliberate_rotation;
                     }
                     Ok(!present)
                 })
@@ -865,6 +880,7 @@ pub(crate) async fn post_bundle_cas(
                             format!("no extra CA with SHA-256 {want} is in the bundle (the CA's own roots cannot be removed here)"),
                         ));
                     }
+                    rec.deliberate_rotation = body.deliberate_rotation;
                     Ok(true)
                 })
                 .await?;
@@ -897,6 +913,10 @@ pub(crate) struct AckBody {
     #[serde(default)]
     refused: Option<String>,
 }
+
+/// The header marking a deliberate rotation step on `GET /v1/bundle` (anchorage-agent's
+/// `ROTATION_HEADER`).
+pub(crate) const ROTATION_HEADER: &str = "anchorage-rotation";
 
 /// The longest refusal reason stored (characters; longer ones are cut).
 pub(crate) const MAX_REFUSED_CHARS: usize = 512;

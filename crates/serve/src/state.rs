@@ -60,6 +60,11 @@ pub struct BundleRecord {
     pub version: u64,
     /// Extra CA certificates, PEM, beside the CA's roots.
     pub extra: Vec<String>,
+    /// This version is a deliberate rotation step (an admin said so when changing it): served
+    /// with `Anchorage-Rotation: deliberate`, so agents install it even when it drops the root
+    /// their own certificate chains to. Every change clears it unless it sets it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deliberate_rotation: bool,
 }
 
 /// The CRL record: its number, bumped by every revocation.
@@ -147,6 +152,7 @@ impl AppState {
             let rec = BundleRecord {
                 version: 1,
                 extra: Vec::new(),
+                deliberate_rotation: false,
             };
             match self
                 .store
@@ -207,6 +213,9 @@ impl AppState {
                 .bundle_record()
                 .await
                 .map_err(|e| ApiError::store(&e))?;
+            // A mark belongs to one version: the change sets it again if it means it (an
+            // unchanged record is not written, so its mark stays).
+            rec.deliberate_rotation = false;
             if !change(&mut rec)? {
                 return Ok(rec.version);
             }

@@ -950,14 +950,26 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
         (400, "private_key_refused"),
         "{answer}"
     );
-    // Remove it again.
+    // An ordinary change carries no rotation mark (the negative control).
+    let rotation = |s: &Running| {
+        let (client, url) = (s.client.clone(), s.url.clone());
+        async move {
+            let resp = client.get(format!("{url}/v1/bundle")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.headers()
+                .get("anchorage-rotation")
+                .map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(rotation(&s).await, None);
+    // Remove it again, as a deliberate rotation step: that version is marked.
     let fp = extra.root().sha256().hex();
     let (status, answer) = s
         .call(
             "POST",
             "/v1/bundle/cas",
             Some(&s.admin),
-            Some(json!({"remove": fp})),
+            Some(json!({"remove": fp, "deliberate_rotation": true})),
         )
         .await;
     assert_eq!(
@@ -965,6 +977,7 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
         (200, Some(3)),
         "{answer}"
     );
+    assert_eq!(rotation(&s).await.as_deref(), Some("deliberate"));
 
     // Acks and consumers.
     s.put_role(mesh_role()).await;
