@@ -13,9 +13,6 @@ use crate::reload;
 use crate::status::{AckRecord, Status, read_status, write_status};
 use crate::trust::{self, OutputWritten, Refusal};
 
-/// The label an ack carries when the agent refused a bundle (serve's ack has no field for it).
-pub const REFUSED_LABEL: &str = "anchorage.io/refused";
-
 /// What one pass did.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
@@ -307,13 +304,14 @@ impl Agent {
         let Some(version) = self.installed else {
             return Ok(false);
         };
-        let mut labels = self.config.labels.clone();
-        if let Some(reason) = &self.status.refused {
-            labels.insert(REFUSED_LABEL.into(), reason.chars().take(256).collect());
-        }
         let ack = Ack {
             consumer: self.config.consumer.clone(),
-            labels,
+            labels: self.config.labels.clone(),
+            refused: self
+                .status
+                .refused
+                .as_ref()
+                .map(|r| r.chars().take(512).collect()),
             bundle_version: version,
             cert_serial: self.identity.as_ref().map(|c| c.leaf.serial().to_owned()),
             not_after: self.identity.as_ref().map(|c| c.leaf.not_after().rfc3339()),

@@ -53,7 +53,7 @@ pub struct Issued {
 pub struct Ack {
     /// The consumer.
     pub consumer: String,
-    /// Its labels (a refusal is reported as the label `anchorage.io/refused`).
+    /// Its labels.
     pub labels: std::collections::BTreeMap<String, String>,
     /// The bundle version installed.
     pub bundle_version: u64,
@@ -63,6 +63,9 @@ pub struct Ack {
     /// The identity's not-after, RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
+    /// Why the bundle served last was refused (`bundle_version` is what stays installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// A client of one serve.
@@ -292,5 +295,28 @@ impl ServeClient {
             .post_json("POST /v1/acks", "/v1/acks", token, &body)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_carries_a_refusal_in_its_own_field_not_a_label() {
+        let mut ack = Ack {
+            consumer: "web-1".into(),
+            labels: std::collections::BTreeMap::new(),
+            bundle_version: 3,
+            cert_serial: None,
+            not_after: None,
+            refused: Some("bundle version 4 holds no CA certificate".into()),
+        };
+        let v = serde_json::to_value(&ack).unwrap();
+        assert_eq!(v["refused"], "bundle version 4 holds no CA certificate");
+        assert!(v["labels"].as_object().unwrap().is_empty());
+        ack.refused = None;
+        let v = serde_json::to_value(&ack).unwrap();
+        assert!(v.get("refused").is_none(), "{v}");
     }
 }

@@ -15,7 +15,8 @@
 //!   file; a failed action means "not installed".
 //! - **Ack** ([`client`]): `POST /v1/acks` only once files are in place and reloaded, with the
 //!   bundle version, certificate serial and not-after, consumer name and labels; repeated as a
-//!   heartbeat. A refusal is reported in the label [`REFUSED_LABEL`].
+//!   heartbeat. A refusal is reported in the ack's `refused` field (serve shows it in
+//!   `GET /v1/consumers`).
 //! - **Status** ([`status`]): a JSON file written atomically after every step; [`health`]
 //!   serves it as `/healthz` for sidecars.
 //!
@@ -32,7 +33,7 @@ pub mod reload;
 pub mod status;
 pub mod trust;
 
-pub use agent::{Agent, Outcome, REFUSED_LABEL};
+pub use agent::{Agent, Outcome};
 pub use client::{ROTATION_HEADER, ServeClient};
 pub use config::{AgentConfig, IdentityConfig, PolicySettings, Timing, TrustOutputs};
 pub use error::AgentError;

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anchorage_agent::{
-    Action, Agent, AgentConfig, IdentityConfig, REFUSED_LABEL, Timing, read_status,
-};
+use anchorage_agent::{Action, Agent, AgentConfig, IdentityConfig, Timing, read_status};
 use anchorage_serve::{Limits, ServeConfig, Server};
 use anchorage_test_support::fake_registry::{FakeRegistry, Reply};
 use anchorage_test_support::{peer, pki};
@@ -627,7 +625,6 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
         "{:?}",
         fake.requests()
     );
-    let _ = REFUSED_LABEL;
 
     // A bundle that drops the root the agent's own certificate chains to: refused too (the
     // identity is kept, so the check applies); serve has no rotation mark to allow it yet.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
+use crate::commands::agent::AgentArgs;
 use crate::commands::bundle::BundleCommand;
 use crate::commands::ca::CaCommand;
 use crate::commands::control::consumers::ConsumersCommand;
@@ -139,6 +140,9 @@ pub(crate) enum Command {
     /// The consumers of a running `anchorage serve`: who installed which bundle.
     #[command(subcommand)]
     Consumers(ConsumersCommand),
+    /// Keep a workload's trust bundle (and identity) from `anchorage serve` current on disk,
+    /// reload it, and acknowledge; `agent status` shows what is installed.
+    Agent(Box<AgentArgs>),
     /// Serve wasmCloud secrets over NATS, and manage the secrets store.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -178,6 +182,7 @@ macro_rules! each_command {
             Command::Serve($args) => $body,
             Command::Token($args) => $body,
             Command::Consumers($args) => $body,
+            Command::Agent($args) => $body,
             Command::Secrets($args) => $body,
             Command::Image($args) => $body,
             Command::Trust($args) => $body,

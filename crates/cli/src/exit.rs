@@ -566,6 +566,25 @@ impl Classify for anchorage_serve::MintError {
     }
 }
 
+/// `anchorage agent`: why a pass failed.
+impl Classify for anchorage_agent::AgentError {
+    fn code(&self) -> Code {
+        use anchorage_agent::AgentError as E;
+        match self {
+            E::Read { .. } | E::BadInput { .. } | E::Tls(_) => Code::BadInput,
+            E::Config(_) => Code::Usage,
+            E::Unreachable { .. } => Code::Unreachable,
+            E::Server { status, .. } => match api_status_code(*status) {
+                Code::BadInput => Code::Refused,
+                other => other,
+            },
+            E::Output { .. } => Code::Output,
+            E::Reload { .. } => Code::Failure,
+            _ => Code::Failure,
+        }
+    }
+}
+
 /// A call to a running `anchorage serve` that got no answer (`token create --server`,
 /// `consumers list`).
 impl Classify for reqwest::Error {

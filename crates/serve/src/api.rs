@@ -265,9 +265,11 @@ async fn issue_inner(
 /// The native JSON answer of an issuance.
 pub(crate) fn cert_json(state: &AppState, issued: &Issued) -> Value {
     let c = &issued.signed.certificate;
-    let nb = c.not_before().unix();
+    // Two thirds into the life counted from issuance (now), not from the backdated notBefore:
+    // a short certificate would otherwise get a refresh time in the past.
     let na = c.not_after().unix();
-    let refresh = Timestamp::from_unix(nb + (na - nb) * 2 / 3);
+    let issued_at = now_unix().clamp(c.not_before().unix(), na);
+    let refresh = Timestamp::from_unix(issued_at + (na - issued_at) * 2 / 3);
     let mut out = json!({
         "certificate": c.to_pem(),
         "chain": issued.signed.chain.iter().map(|c| c.to_pem()).collect::<Vec<_>>(),
@@ -751,11 +753,20 @@ pub(crate) async fn get_bundle(
             )
         }
     };
+    // The deliberate-rotation mark of exactly this version (a later change clears it).
+    let (rec, _) = state
+        .bundle_record()
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    let deliberate = rec.deliberate_rotation && rec.version == version;
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     if let Ok(v) = HeaderValue::from_str(&etag(version)) {
         h.insert(header::ETAG, v);
+    }
+    if deliberate {
+        h.insert(ROTATION_HEADER, HeaderValue::from_static("deliberate"));
     }
     Ok(resp)
 }
@@ -790,6 +801,11 @@ pub(crate) struct CasBody {
     add: Option<String>,
     #[serde(default)]
     remove: Option<String>,
+    /// Mark the resulting version as a deliberate rotation step (`Anchorage-Rotation:
+    /// deliberate` on `GET /v1/bundle`): agents install it even when it drops the root their
+    /// certificate chains to.
+    #[serde(default)]
+    deliberate_rotation: bool,
 }
 
 pub(crate) async fn post_bundle_cas(
@@ -835,6 +851,7 @@ pub(crate) async fn post_bundle_cas(
                     });
                     if !present {
                         rec.extra.push(pem.clone());
+                        rec.deliberate_rotation = body.deliberate_rotation;
                     }
                     Ok(!present)
                 })
@@ -863,6 +880,7 @@ pub(crate) async fn post_bundle_cas(
                             format!("no extra CA with SHA-256 {want} is in the bundle (the CA's own roots cannot be removed here)"),
                         ));
                     }
+                    rec.deliberate_rotation = body.deliberate_rotation;
                     Ok(true)
                 })
                 .await?;
@@ -891,7 +909,17 @@ pub(crate) struct AckBody {
     cert_serial: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// Why the consumer refused the bundle served last (it still runs `bundle_version`).
+    #[serde(default)]
+    refused: Option<String>,
 }
+
+/// The header marking a deliberate rotation step on `GET /v1/bundle` (anchorage-agent's
+/// `ROTATION_HEADER`).
+pub(crate) const ROTATION_HEADER: &str = "anchorage-rotation";
+
+/// The longest refusal reason stored (characters; longer ones are cut).
+pub(crate) const MAX_REFUSED_CHARS: usize = 512;
 
 pub(crate) async fn post_acks(
     State(state): St,
@@ -915,6 +943,10 @@ pub(crate) async fn post_acks(
         cert_serial: body.cert_serial,
         not_after: body.not_after,
         last_seen: now,
+        refused: body
+            .refused
+            .filter(|r| !r.is_empty())
+            .map(|r| r.chars().take(MAX_REFUSED_CHARS).collect()),
     };
     state
         .store
@@ -962,6 +994,7 @@ pub(crate) async fn get_consumers(
                 "not_after": r.not_after,
                 "last_seen": Timestamp::from_unix(r.last_seen).rfc3339(),
                 "state": staleness(&r, version, now),
+                "refused": r.refused,
             })
         })
         .collect();

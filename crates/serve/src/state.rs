@@ -60,6 +60,11 @@ pub struct BundleRecord {
     pub version: u64,
     /// Extra CA certificates, PEM, beside the CA's roots.
     pub extra: Vec<String>,
+    /// This version is a deliberate rotation step (an admin said so when changing it): served
+    /// with `Anchorage-Rotation: deliberate`, so agents install it even when it drops the root
+    /// their own certificate chains to. Every change clears it unless it sets it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deliberate_rotation: bool,
 }
 
 /// The CRL record: its number, bumped by every revocation.
@@ -100,6 +105,9 @@ pub struct ConsumerRecord {
     pub not_after: Option<String>,
     /// Unix seconds of the last ack.
     pub last_seen: i64,
+    /// Why the consumer refused the bundle served last (it keeps `bundle_version`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The handlers' state.
@@ -144,6 +152,7 @@ impl AppState {
             let rec = BundleRecord {
                 version: 1,
                 extra: Vec::new(),
+                deliberate_rotation: false,
             };
             match self
                 .store
@@ -204,6 +213,9 @@ impl AppState {
                 .bundle_record()
                 .await
                 .map_err(|e| ApiError::store(&e))?;
+            // A mark belongs to one version: the change sets it again if it means it (an
+            // unchanged record is not written, so its mark stays).
+            rec.deliberate_rotation = false;
             if !change(&mut rec)? {
                 return Ok(rec.version);
             }

@@ -82,6 +82,31 @@ async fn issue_and_sign_with_role_one_time_and_admin_tokens() {
     assert!((3600..=3600 + 300).contains(&life), "{life}");
     assert!(body["refresh_at"].as_str().unwrap() < body["not_after"].as_str().unwrap());
     assert_eq!(body["bundle_version"], 1);
+    // A short certificate (shorter than the notBefore backdating) still gets a refresh time in
+    // the future: two thirds counted from issuance, not from notBefore.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (status, short) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&role_token),
+            Some(json!({"common_name": "short.mesh.local", "ttl": "1m"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{short}");
+    let parse = |v: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp()
+    };
+    let (refresh, not_after) = (parse(&short["refresh_at"]), parse(&short["not_after"]));
+    assert!(refresh > now && refresh < not_after, "{short}");
     // The same token works again (long-lived).
     let (status, _) = s
         .call(
@@ -925,14 +950,26 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
         (400, "private_key_refused"),
         "{answer}"
     );
-    // Remove it again.
+    // An ordinary change carries no rotation mark (the negative control).
+    let rotation = |s: &Running| {
+        let (client, url) = (s.client.clone(), s.url.clone());
+        async move {
+            let resp = client.get(format!("{url}/v1/bundle")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.headers()
+                .get("anchorage-rotation")
+                .map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(rotation(&s).await, None);
+    // Remove it again, as a deliberate rotation step: that version is marked.
     let fp = extra.root().sha256().hex();
     let (status, answer) = s
         .call(
             "POST",
             "/v1/bundle/cas",
             Some(&s.admin),
-            Some(json!({"remove": fp})),
+            Some(json!({"remove": fp, "deliberate_rotation": true})),
         )
         .await;
     assert_eq!(
@@ -940,6 +977,7 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
         (200, Some(3)),
         "{answer}"
     );
+    assert_eq!(rotation(&s).await.as_deref(), Some("deliberate"));
 
     // Acks and consumers.
     s.put_role(mesh_role()).await;
@@ -951,7 +989,7 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
             "POST",
             "/v1/acks",
             Some(&t),
-            Some(json!({"consumer": "node-2", "bundle_version": 1})),
+            Some(json!({"consumer": "node-2", "bundle_version": 1, "refused": "bundle version 2 holds no CA certificate"})),
         )
         .await;
     assert_eq!(status, 200, "{answer}");
@@ -971,6 +1009,12 @@ async fn bundle_etag_long_poll_formats_acks_and_consumers() {
     assert_eq!(list[0]["state"], "current");
     assert_eq!(list[0]["labels"]["zone"], "a");
     assert_eq!(list[1]["state"], "stale");
+    // A refusal is stored and shown; a consumer that refused nothing has none.
+    assert_eq!(
+        list[1]["refused"],
+        "bundle version 2 holds no CA certificate"
+    );
+    assert!(list[0]["refused"].is_null(), "{}", list[0]);
 
     // Metrics.
     let _ = s

@@ -3,6 +3,7 @@
 //! import each other, nor [`crate::cli`]: they depend only on the shared leaves (`globals`,
 //! `options`, `exit`, `io`, `render`, `harden`).
 
+pub(crate) mod agent;
 pub(crate) mod build;
 pub(crate) mod bundle;
 pub(crate) mod ca;

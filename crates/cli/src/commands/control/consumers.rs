@@ -23,7 +23,8 @@ pub(crate) enum ConsumersCommand {
             "    | jq '.consumers[] | select(.state != \"current\")'\n",
             "\n",
             "state: current (acked the bundle version served now), stale (an older one), silent (no\n",
-            "ack for an hour).\n",
+            "ack for an hour). REFUSED: why the consumer refused the bundle served last (it keeps\n",
+            "running BUNDLE).\n",
             "\n",
         ),
         &[
@@ -96,6 +97,7 @@ fn list(args: &ConsumersListArgs, globals: &Globals) -> Result<Code, Failure> {
         "CERT SERIAL",
         "NOT AFTER",
         "LAST SEEN",
+        "REFUSED",
     ];
     let keys = [
         "consumer",
@@ -104,6 +106,7 @@ fn list(args: &ConsumersListArgs, globals: &Globals) -> Result<Code, Failure> {
         "cert_serial",
         "not_after",
         "last_seen",
+        "refused",
     ];
     let rows: Vec<Vec<String>> = consumers
         .iter()
