@@ -673,8 +673,10 @@ fn the_readme_newcomer_path_works_as_written() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
+    // Bounded: a README command that never returns (a background process holding the output
+    // pipe) must fail this test, not hang the suite.
+    let out = Command::new("timeout")
+        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
         .current_dir(home.path())
         .env("HOME", home.path())
         .env("PATH", path)
