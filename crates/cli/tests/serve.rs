@@ -128,6 +128,19 @@ impl Serve {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it holds `needle` (serve prints the lines after "listening on" a moment
+    /// later than the URL reaches the test), or as it is after 10 s.
+    fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `signal`, returns the exit code and how long the exit took.
     fn stop(mut self, signal: &str) -> (Option<i32>, Duration) {
         let started = Instant::now();
@@ -606,7 +619,8 @@ fn serve_answers_over_nats_too() {
     };
     let home = Home::new();
     let serve = home.serve(&["--listen", "127.0.0.1:0", "--nats-url", &nats.url()]);
-    assert!(serve.log().contains("anchorage.v1.<op>"), "{}", serve.log());
+    let log = serve.log_with("anchorage.v1.<op>");
+    assert!(log.contains("anchorage.v1.<op>"), "{log}");
     let admin = home.admin_token();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -38,8 +38,9 @@ const DEFAULT_STATUS_FILE: &str = "anchorage-agent-status.json";
             "    --token-file agent.token --consumer web-1 --label app=web \\\n",
             "    --pem /etc/ssl/certs/ca-certificates.crt --openssl-dir /etc/ssl/certs \\\n",
             "    --on-change-pidfile /run/nginx.pid --status-file /run/anchorage/status.json\n",
-            "  anchorage agent --once --server $S --server-ca ca.pem --token-file t --consumer init \\\n",
-            "    --pem /out/ca.pem --status-file /out/status.json   # an init container\n",
+            "  # an init container:\n",
+            "  anchorage agent --once --server $S --server-ca ca.pem --token-file t \\\n",
+            "    --consumer init --pem /out/ca.pem --status-file /out/status.json\n",
             "  anchorage agent status --status-file /run/anchorage/status.json --output json\n",
             "\n",
             "It fetches the bundle (GET /v1/bundle, long-poll with the ETag), refuses a bundle that\n",
@@ -205,7 +206,8 @@ pub(crate) enum AgentCommand {
         concat!(
             "Examples:\n",
             "  anchorage agent status --status-file /run/anchorage/status.json\n",
-            "  anchorage agent status --status-file /out/status.json -o json | jq .bundle_version\n",
+            "  anchorage agent status --status-file /out/status.json -o json \\\n",
+            "    | jq .bundle_version\n",
             "\n",
         ),
         &[
