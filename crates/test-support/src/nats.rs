@@ -255,6 +255,16 @@ impl NatsCluster {
             .collect();
         drop(held);
         let ports: Vec<(u16, u16)> = picked.chunks(2).map(|p| (p[0], p[1])).collect();
+        // A cluster name of its own: clusters of tests running side by side (or a killed node's
+        // port taken by another test's node) must never route into each other. Servers refuse
+        // a route from a cluster of another name; with one shared name, two clusters merged and
+        // JetStream refused to place replicas ("no suitable peers").
+        static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let cluster_name = format!(
+            "anchorage-test-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let mut nodes = Vec::new();
         for (i, (port, route_port)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);
@@ -268,7 +278,7 @@ impl NatsCluster {
             let text = format!(
                 "server_name: \"{name}\"\nlisten: \"127.0.0.1:{port}\"\n\
                  jetstream {{\n  store_dir: \"{}\"\n}}\n\
-                 cluster {{\n  name: \"anchorage-test\"\n  listen: \"127.0.0.1:{route_port}\"\n  routes: [{routes}]\n}}\n",
+                 cluster {{\n  name: \"{cluster_name}\"\n  listen: \"127.0.0.1:{route_port}\"\n  routes: [{routes}]\n}}\n",
                 dir.path().join(&name).display()
             );
             let config = dir.path().join(format!("{name}.conf"));
