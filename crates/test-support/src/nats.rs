@@ -201,6 +201,36 @@ pub struct NatsCluster {
     binary: PathBuf,
     dir: TempDir,
     nodes: Vec<ClusterNode>,
+    // Dropped last: the next cluster of this test process starts only once this one is gone.
+    _turn: ClusterTurn,
+}
+
+/// One cluster at a time per test process. Clusters of tests running side by side (six to nine
+/// nats-servers plus their clients on two cores) intermittently left JetStream refusing to
+/// place three replicas ("no suitable peers for placement") for longer than any wait; one at
+/// a time they start cleanly. Held by the cluster, released when it drops (Send, unlike a
+/// `MutexGuard`, so a cluster can still move between threads).
+struct ClusterTurn;
+
+static CLUSTER_BUSY: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static CLUSTER_FREE: std::sync::Condvar = std::sync::Condvar::new();
+
+impl ClusterTurn {
+    fn take() -> Self {
+        let mut busy = CLUSTER_BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            busy = CLUSTER_FREE.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        ClusterTurn
+    }
+}
+
+impl Drop for ClusterTurn {
+    fn drop(&mut self) {
+        *CLUSTER_BUSY.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        CLUSTER_FREE.notify_one();
+    }
 }
 
 struct ClusterNode {
@@ -242,6 +272,7 @@ impl NatsCluster {
     }
 
     fn start_once(binary: PathBuf, size: usize) -> Self {
+        let turn = ClusterTurn::take();
         let dir = tempfile::tempdir().expect("temp dir for the nats cluster");
         // Distinct ports: every listener is held until all are picked.
         let held: Vec<std::net::TcpListener> = (0..size * 2)
@@ -292,7 +323,12 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = Self { binary, dir, nodes };
+        let mut cluster = Self {
+            binary,
+            dir,
+            nodes,
+            _turn: turn,
+        };
         for i in 0..size {
             cluster.spawn(i);
         }
