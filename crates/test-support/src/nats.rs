@@ -335,7 +335,41 @@ impl NatsCluster {
         for i in 0..size {
             cluster.wait(i);
         }
+        if size >= 3 {
+            cluster.wait_for_placement(3, Duration::from_secs(20));
+        }
         cluster
+    }
+
+    /// Waits until JetStream on this cluster really places a stream of `replicas` replicas: a
+    /// probe stream is created (in memory) and deleted again. Ports accepting connections say
+    /// nothing about the JetStream meta group; tests that created their R3 bucket right away
+    /// were intermittently refused "no suitable peers for placement" for longer than any wait
+    /// (on two loaded cores, once in about every full run). A cluster that does not place
+    /// within `within` panics, and [`Self::start_with_binary`] starts a new one on new ports.
+    fn wait_for_placement(&self, replicas: usize, within: Duration) {
+        let url = self.url(0);
+        // Its own thread and runtime: the caller may itself be inside a tokio runtime.
+        let probe = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the placement probe");
+            runtime.block_on(place_probe_stream(url, replicas, within))
+        });
+        match probe.join().expect("the placement probe thread") {
+            Ok(took) => eprintln!(
+                "nats cluster {}: JetStream placed {replicas} replicas after {took:?}",
+                self.dir.path().display()
+            ),
+            Err(last) => panic!(
+                "nats cluster: JetStream did not place {replicas} replicas within {within:?} \
+                 (last answer: {last}); node logs:\n{}",
+                (0..self.len())
+                    .map(|i| format!("--- {} ---\n{}", self.name(i), tail(&self.log(i), 15)))
+                    .collect::<String>()
+            ),
+        }
     }
 
     fn spawn(&mut self, i: usize) {
@@ -506,6 +540,49 @@ pub fn server_at_least(min: (u32, u32, u32), why: &str) -> Option<PathBuf> {
     }
     crate::peer::skip(&reason);
     None
+}
+
+/// Creates and deletes an in-memory stream of `replicas` replicas through `url` until
+/// JetStream accepts it; how long that took, or the last refusal once `within` has passed.
+async fn place_probe_stream(
+    url: String,
+    replicas: usize,
+    within: Duration,
+) -> Result<Duration, String> {
+    use async_nats::jetstream::{self, stream};
+    let started = std::time::Instant::now();
+    let mut last = String::from("no answer yet");
+    while started.elapsed() < within {
+        let attempt = async {
+            let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
+            let js = jetstream::new(client);
+            let config = stream::Config {
+                name: "anchorage_test_placement_probe".into(),
+                subjects: vec!["anchorage.test.placement.probe".into()],
+                num_replicas: replicas,
+                storage: stream::StorageType::Memory,
+                ..Default::default()
+            };
+            js.create_stream(config).await.map_err(|e| e.to_string())?;
+            js.delete_stream("anchorage_test_placement_probe")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(())) => return Ok(started.elapsed()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "no answer within 5 s".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last)
+}
+
+/// The last `lines` lines of a log file.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Whether our own nats-server (not another test's that took the same free port first: the
