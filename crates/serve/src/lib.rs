@@ -691,20 +691,28 @@ impl Server {
 }
 
 /// Resolves on SIGTERM or SIGINT (for [`run`]'s `shutdown`).
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is *called* (inside a tokio runtime), not when the
+/// future is first polled: [`run`] prints "listening" before it awaits `shutdown`, and a
+/// SIGTERM sent in between (a supervisor reacting to that line) killed the process undrained
+/// with the default action (seen in CI).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

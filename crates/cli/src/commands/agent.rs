@@ -300,11 +300,10 @@ impl Run for AgentArgs {
                     },
                 ));
             }
+            // Handlers installed before the line a supervisor may react to.
+            let shutdown = anchorage_serve::shutdown_signal();
             diagln!("anchorage agent: running (SIGTERM/SIGINT stops it)");
-            agent
-                .run(anchorage_serve::shutdown_signal())
-                .await
-                .map_err(|e| agent_failure(&e))?;
+            agent.run(shutdown).await.map_err(|e| agent_failure(&e))?;
             let _ = stop_tx.send(true);
             diagln!("anchorage agent: stopped");
             Ok(Code::Ok)
