@@ -15,19 +15,23 @@ use crate::source::{LoadError, Loaded, Origin};
 /// are refused with one problem. A `kubectl get -o yaml` export is one `List` document.
 pub const MAX_MANIFEST_DOCUMENTS: usize = 10_000;
 
-/// How far YAML aliases may expand one manifest file: the values built from it may hold at most
-/// this many times the file's size (each scalar counted by its bytes plus one, each sequence or
-/// mapping by one) plus [`MANIFEST_EXPANSION_SLACK`]. A file without aliases stays under its own
-/// size; a "billion laughs" file of 700 KB (100,000 aliases of a 100,000-item sequence, within
-/// `serde_yaml_ng`'s own repetition limit) would otherwise build 10^10 values.
-pub const MAX_MANIFEST_EXPANSION: usize = 4;
+/// How far one manifest file may expand once parsed, YAML aliases included: the values built
+/// from it may cost at most this many times the file's size plus [`MANIFEST_EXPANSION_SLACK`],
+/// each value counted at [`MANIFEST_VALUE_COST`] bytes plus its text. A manifest without
+/// aliases costs about its size (PEM values) to a few times it (many short fields); a "billion laughs" file of 700 KB (100,000 aliases of a 100,000-item
+/// sequence, within `serde_yaml_ng`'s own repetition limit) would otherwise build 10^10 values.
+pub const MAX_MANIFEST_EXPANSION: usize = 8;
 
-/// The part of the expansion budget that does not depend on the file's size.
-pub const MANIFEST_EXPANSION_SLACK: usize = 1024 * 1024;
+/// The part of the expansion budget that does not depend on the file's size (bytes).
+pub const MANIFEST_EXPANSION_SLACK: usize = 16 * 1024 * 1024;
+
+/// What one YAML value (scalar, sequence or mapping) counts toward the expansion budget besides
+/// its text: about the memory a `serde_yaml_ng::Value` and its container slot take.
+pub const MANIFEST_VALUE_COST: usize = 64;
 
 mod bounded {
     //! A `serde_yaml_ng::Value` built under a budget of expanded size (see
-    //! `MAX_MANIFEST_EXPANSION`), counted while it is built, so an alias bomb is refused before
+    //! `MAX_MANIFEST_EXPANSION`, `MANIFEST_VALUE_COST`), counted while it is built, so an alias bomb is refused before
     //! it costs memory. The same shapes as `Value`'s own `Deserialize` (duplicate keys refused,
     //! tags kept).
     use std::cell::Cell;
@@ -37,6 +41,8 @@ mod bounded {
     use serde::de::{VariantAccess as _, Visitor};
     use serde_yaml_ng::value::{Tag, TaggedValue};
     use serde_yaml_ng::{Mapping, Value};
+
+    use super::MANIFEST_VALUE_COST as ONE;
 
     /// The message an exhausted budget fails with (recognised by the caller).
     pub(super) const EXHAUSTED: &str = "alias expansion budget exhausted";
@@ -72,37 +78,37 @@ mod bounded {
         }
 
         fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             Ok(Value::Bool(b))
         }
 
         fn visit_i64<E: de::Error>(self, i: i64) -> Result<Value, E> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             Ok(Value::Number(i.into()))
         }
 
         fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             Ok(Value::Number(u.into()))
         }
 
         fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             Ok(Value::Number(f.into()))
         }
 
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
-            self.spend(s.len().saturating_add(1))?;
+            self.spend(s.len().saturating_add(ONE))?;
             Ok(Value::String(s.to_owned()))
         }
 
         fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
-            self.spend(s.len().saturating_add(1))?;
+            self.spend(s.len().saturating_add(ONE))?;
             Ok(Value::String(s))
         }
 
         fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             Ok(Value::Null)
         }
 
@@ -115,7 +121,7 @@ mod bounded {
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             let mut out = Vec::new();
             while let Some(v) = seq.next_element_seed(self)? {
                 out.push(v);
@@ -124,7 +130,7 @@ mod bounded {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            self.spend(1)?;
+            self.spend(ONE)?;
             let mut out = Mapping::new();
             while let Some(key) = map.next_key_seed(self)? {
                 if out.contains_key(&key) {
@@ -145,7 +151,7 @@ mod bounded {
 
         fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
             let (tag, contents): (String, _) = data.variant()?;
-            self.spend(tag.len().saturating_add(1))?;
+            self.spend(tag.len().saturating_add(ONE))?;
             let value = contents.newtype_variant_seed(self)?;
             Ok(Value::Tagged(Box::new(TaggedValue {
                 tag: Tag::new(tag),
@@ -246,7 +252,7 @@ pub(crate) fn load_manifests(
             Ok(v) => v,
             Err(_) if budget.get() == 0 => {
                 let reason = format!(
-                    "YAML aliases expand document {doc_no} past {MAX_MANIFEST_EXPANSION} times the file's size plus {MANIFEST_EXPANSION_SLACK} bytes (MAX_MANIFEST_EXPANSION, docs/limits.md); the rest of the file was not read: write the values out instead of aliasing them"
+                    "YAML aliases expand document {doc_no} past {MAX_MANIFEST_EXPANSION} times the file's size plus {MANIFEST_EXPANSION_SLACK} bytes (MAX_MANIFEST_EXPANSION, docs/limits.md); the rest of the file was not read: write the values out instead of aliasing them, or split the file"
                 );
                 return refuse(loaded, reason);
             }

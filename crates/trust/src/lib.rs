@@ -41,7 +41,8 @@ pub use anchorage_bundle::{
 };
 pub use error::TrustError;
 pub use kubernetes::{
-    KeyFilter, MANIFEST_EXPANSION_SLACK, MAX_MANIFEST_DOCUMENTS, MAX_MANIFEST_EXPANSION,
+    KeyFilter, MANIFEST_EXPANSION_SLACK, MANIFEST_VALUE_COST, MAX_MANIFEST_DOCUMENTS,
+    MAX_MANIFEST_EXPANSION,
 };
 pub use output::java::{write_jks, write_pkcs12};
 pub use output::openssl_dir::{OpensslDirOptions, write_openssl_dir};
