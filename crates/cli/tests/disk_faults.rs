@@ -11,14 +11,20 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stdout)] // the messages, for docs/faults.md
 
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use anchorage_test_support::pki;
 
-/// Runs `script` with `sh -eu` in a new user and mount namespace with `$MNT` a fresh 512 KiB
+/// Runs `script` with `sh -eu` in a new user and mount namespace (with `extra` environment) with `$MNT` a fresh 512 KiB
 /// tmpfs; `None` (the test skips, saying why) where namespaces are not allowed.
 fn in_small_fs(dir: &Path, script: &str) -> Option<Output> {
+    in_small_fs_with(dir, script, &[])
+}
+
+fn in_small_fs_with(dir: &Path, script: &str, extra: &[(&str, &str)]) -> Option<Output> {
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let probe = Command::new("unshare")
@@ -49,6 +55,7 @@ fn in_small_fs(dir: &Path, script: &str) -> Option<Output> {
             .current_dir(dir)
             .env("MNT", &mnt)
             .env("ANCHORAGE", env!("CARGO_BIN_EXE_anchorage"))
+            .envs(extra.iter().copied())
             .env_remove("ANCHORAGE_LOG")
             .output()
             .unwrap(),
@@ -175,4 +182,141 @@ cp "$out/bundle.pem" seen/after-ro.pem
     for case in ["full-pem", "full-dir", "ro"] {
         println!("{case}: {}", read_text(&format!("{case}.err")).trim());
     }
+}
+
+/// `anchorage serve` on `data` (outside the small disk); killed on drop.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The agent's writes (issue 18): a previous bundle on the small disk; the bundle serve gives
+/// differs, so the agent must write. Read-only, then full: the agent fails naming the reason and
+/// the previous file stays whole; with space again it installs (control).
+#[test]
+fn agent_on_a_full_or_read_only_disk_keeps_the_previous_output() {
+    if anchorage_test_support::peer::require("curl").is_none() {
+        return;
+    }
+    let dir = anchorage_test_support::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .current_dir(d)
+        .env("HOME", d)
+        .env_remove("ANCHORAGE_LOG")
+        .env_remove("ANCHORAGE_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _serve = Serve(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve listens");
+    // Twenty more CAs in serve's bundle (one per request): about 35 KB to write.
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    for i in 0..20 {
+        let pem = pki::root_ca(&format!("Agent Disk Fault CA {i}")).pem;
+        let out = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--cacert"])
+            .arg(data.join("ca.pem"))
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .args(["-d", &serde_json::json!({ "add": pem }).to_string()])
+            .arg(format!("{url}/v1/bundle/cas"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stdout));
+    }
+    bundle_of(d, "small.pem", 2);
+    std::fs::create_dir(d.join("seen")).unwrap();
+
+    let script = r#"
+out="$MNT/out"; mkdir "$out"
+agent() {
+    "$ANCHORAGE" agent --once --server "$URL" --server-ca data/ca.pem \
+        --token-file data/admin.token --consumer disk-fault --pem "$out/bundle.pem" \
+        --status-file status.json "$@"
+}
+"$ANCHORAGE" bundle build small.pem --pem "$out/bundle.pem" >/dev/null
+cp "$out/bundle.pem" seen/previous.pem
+set +e
+mount -o remount,ro "$MNT"
+agent 2> seen/ro.err; echo $? > seen/ro.code
+mount -o remount,rw "$MNT"
+cp "$out/bundle.pem" seen/after-ro.pem
+dd if=/dev/zero of="$MNT/fill" bs=4k >/dev/null 2>&1
+agent 2> seen/full.err; echo $? > seen/full.code
+cp "$out/bundle.pem" seen/after-full.pem
+ls -a "$out" > seen/after-full-ls.txt
+rm "$MNT/fill"
+agent 2> seen/freed.err; echo $? > seen/freed.code
+cp "$out/bundle.pem" seen/after-freed.pem
+"#;
+    let Some(out) = in_small_fs_with(d, script, &[("URL", url.as_str())]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "the scenario failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read(d.join("seen").join(name)).unwrap();
+    let read_text = |name: &str| text(&read(name));
+    let previous = read("previous.pem");
+    for (case, reason) in [
+        ("ro", "Read-only file system"),
+        ("full", "No space left on device"),
+    ] {
+        let err = read_text(&format!("{case}.err"));
+        let code = read_text(&format!("{case}.code"));
+        assert_ne!(code.trim(), "0", "{case}: {err}");
+        assert!(
+            err.contains(reason) && err.contains("bundle.pem"),
+            "{case}: {err}"
+        );
+        assert!(
+            read(&format!("after-{case}.pem")) == previous,
+            "{case}: the previous bundle changed"
+        );
+        println!("agent, {case}: exit {} {}", code.trim(), err.trim());
+    }
+    let left: Vec<String> = read_text("after-full-ls.txt")
+        .lines()
+        .filter(|l| !matches!(*l, "." | ".." | "bundle.pem"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "temporary files left on the full disk: {left:?}"
+    );
+    // Control: with space, the agent installs serve's bundle (its root and the twenty CAs).
+    assert_eq!(
+        read_text("freed.code").trim(),
+        "0",
+        "{}",
+        read_text("freed.err")
+    );
+    let installed = read_text("after-freed.pem");
+    assert_eq!(
+        installed.matches("BEGIN CERTIFICATE").count(),
+        21,
+        "{installed}"
+    );
 }
