@@ -21,7 +21,7 @@ const MAX_PEAK_KB: u64 = 128 * 1024;
 
 /// Runs `anchorage` under `/usr/bin/time -f %M`: the output, and the peak RSS in KiB.
 fn run_measured(dir: &Path, args: &[&str]) -> Option<(Output, u64)> {
-    let time = anchorage_test_support::peer::require("time")?;
+    let time = anchorage_test_support::peer::require("time")?; // /usr/bin/time (package `time`)
     let out = Command::new(time)
         .args(["-f", "peak-rss-kb=%M", "--"])
         .arg(env!("CARGO_BIN_EXE_anchorage"))
