@@ -6,7 +6,8 @@
 //! with the same delays), including kills during start-up (the CA and serving certificate
 //! written on the first run, the store opened on the next ones). Acknowledged means the client
 //! got a 200: an issued serial (`serve.certs.<serial>`), a revocation (`serve.revoked.<serial>`
-//! and the CRL), an ack (`serve.consumers.<name>`).
+//! and the CRL), an ack (`serve.consumers.<name>`), a CA added to the bundle (in the
+//! `serve.bundle` record, rewritten by compare-and-swap).
 //!
 //! `ANCHORAGE_SERVE_KILLS` sets the number of kills: 10 in CI, 200 by hand
 //! (`ANCHORAGE_SERVE_KILLS=200 cargo test -p anchorage-serve --test kill_random -- --nocapture`).
@@ -81,6 +82,36 @@ struct Acked {
     issued: Vec<String>,
     revoked: Vec<String>,
     acks: Vec<String>,
+    /// SHA-256 of CAs added to the bundle (`POST /v1/bundle/cas`, a compare-and-swap rewrite
+    /// of the bundle record, unlike the create-only writes above).
+    cas: Vec<String>,
+}
+
+/// CAs added per round (each add rewrites the whole bundle record).
+const CAS_PER_ROUND: usize = 20;
+
+fn sha256_hex(pem: &str) -> String {
+    anchorage_x509::decode(pem.as_bytes()).certificates[0]
+        .certificate
+        .sha256()
+        .hex()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// The SHA-256 of every extra CA in the stored bundle record.
+async fn bundle_cas(store: &std::sync::Arc<dyn anchorage_store::Store>) -> HashSet<String> {
+    let Some(entry) = store.get("serve.bundle").await.unwrap() else {
+        return HashSet::new();
+    };
+    let record: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+    record["extra"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .map(sha256_hex)
+        .collect()
 }
 
 fn spawn_child(dir: &std::path::Path) -> KillOnDrop {
@@ -116,6 +147,23 @@ async fn load(
 ) {
     let http = client(&ca, None);
     let mut workers = Vec::new();
+    {
+        let (http, url, admin, acked) =
+            (http.clone(), url.clone(), admin.clone(), Arc::clone(&acked));
+        workers.push(tokio::spawn(async move {
+            for i in 0..CAS_PER_ROUND {
+                let pem = anchorage_test_support::pki::root_ca(&format!("Kill CA {round} {i}")).pem;
+                let req = http
+                    .post(format!("{url}/v1/bundle/cas"))
+                    .bearer_auth(&admin)
+                    .json(&json!({ "add": pem }));
+                match req.send().await {
+                    Ok(r) if r.status() == 200 => acked.lock().unwrap().cas.push(sha256_hex(&pem)),
+                    _ => return,
+                }
+            }
+        }));
+    }
     for w in 0..4 {
         let (http, url, token, admin, acked) = (
             http.clone(),
@@ -230,9 +278,14 @@ async fn kill_9_at_random_points_loses_no_acknowledged_write() {
             token = Some(s.role_token().await);
         }
         let store = &s.server.state().store;
-        let (issued, revoked, acks) = {
+        let (issued, revoked, acks, cas) = {
             let a = acked.lock().unwrap();
-            (a.issued.clone(), a.revoked.clone(), a.acks.clone())
+            (
+                a.issued.clone(),
+                a.revoked.clone(),
+                a.acks.clone(),
+                a.cas.clone(),
+            )
         };
         for serial in &issued {
             let found = store.get(&format!("serve.certs.{serial}")).await.unwrap();
@@ -248,6 +301,10 @@ async fn kill_9_at_random_points_loses_no_acknowledged_write() {
                 found.unwrap().is_some(),
                 "round {round}: ack {consumer} lost"
             );
+        }
+        let stored = bundle_cas(store).await;
+        for fp in &cas {
+            assert!(stored.contains(fp), "round {round}: bundle CA {fp} lost");
         }
         s.server.shutdown().await;
     }
@@ -284,10 +341,11 @@ async fn kill_9_at_random_points_loses_no_acknowledged_write() {
     assert_eq!(status, 200);
     println!(
         "{kills} kills ({during_startup} during start-up, {idle} idle, {during_load} under load): \
-         {} issuances, {} revocations, {} acks acknowledged, none lost",
+         {} issuances, {} revocations, {} acks, {} bundle CAs acknowledged, none lost",
         acked.issued.len(),
         acked.revoked.len(),
-        acked.acks.len()
+        acked.acks.len(),
+        acked.cas.len()
     );
     assert!(
         kills < 10 || (during_load >= kills / 4 && acked.issued.len() >= kills),
