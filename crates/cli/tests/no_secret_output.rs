@@ -445,7 +445,7 @@ fn ca_serve_tokens_and_agent_print_no_secret_at_trace_level() {
 
     let log = serve.stop();
     printed.0.push(("serve log".into(), log));
-    printed.check(&secrets, 100_000);
+    printed.check(&secrets, 20_000);
 }
 
 #[test]
