@@ -274,8 +274,9 @@ async fn a_nats_requester_that_never_reads_replies_does_not_stop_good_requests()
 }
 
 /// JSON depth: a body nested 5,000 deep is a 400 naming the problem, not a stack overflow
-/// (bodies are typed with unknown fields refused, so the first mismatch stops the parser;
-/// untyped values stop at `serde_json`'s recursion limit, 128); a body over `max_body_bytes`
+/// (the API's bodies are typed with unknown fields refused, so the first mismatch stops the
+/// parser; the Vault-compatible bodies skip unknown fields, which `serde_json` does without
+/// recursing; untyped values stop at its recursion limit, 128); a body over `max_body_bytes`
 /// over NATS is 413 with the limit named (HTTP's 413 is in api.rs). The server answers a good
 /// request afterwards (control).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,6 +317,23 @@ async fn deep_json_and_oversized_nats_bodies_are_refused() {
     // Untyped, the same nesting stops at serde_json's recursion limit.
     let e = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
     assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
+    // The Vault-compatible bodies ignore unknown fields: serde_json skips an ignored value
+    // without recursing, so 5,000 levels there cost nothing and the request is served.
+    let vault_deep = format!(
+        "{{\"common_name\": \"v.mesh.local\", \"junk\": {}{}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let resp = s
+        .client
+        .post(format!("{}/v1/pki/issue/mesh", s.url))
+        .header("X-Vault-Token", &token)
+        .header("content-type", "application/json")
+        .body(vault_deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     // Control: the same body without the nesting issues.
     let (status, body) = s
         .call(
