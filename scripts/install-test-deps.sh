@@ -26,10 +26,13 @@ declare -A provides=(
     [umoci]="umoci"
     [libnss3-tools]="certutil"
     [jq]="jq"
+    # crates/cli/tests/limits.rs measures the peak RSS of the binary with it (`time` alone is
+    # a shell keyword, so the path).
+    [time]="/usr/bin/time"
 )
 # Installed in this order; hyperfine is only needed by scripts/bench.sh (which falls back to a
 # timing loop), so its absence from the archive is a warning, not a failure.
-packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci libnss3-tools hyperfine jq)
+packages=(openssl curl gnutls-bin p11-kit ca-certificates python3 nodejs openjdk-17-jdk-headless git nats-server docker-registry skopeo umoci libnss3-tools hyperfine jq time)
 optional=(hyperfine)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }

@@ -143,8 +143,21 @@ pub struct OutputWritten {
 fn out(path: &Path) -> impl Fn(anchorage_trust::TrustError) -> AgentError + '_ {
     move |e| AgentError::Output {
         path: path.to_owned(),
-        message: e.to_string(),
+        message: with_sources(&e),
     }
+}
+
+/// An error and its sources: the OS's reason ("No space left on device") is a source of
+/// `TrustError::Output`, and was lost with `to_string` alone.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Writes every trust output asked for (`crl`: the PEM CRL already fetched).

@@ -67,9 +67,20 @@ impl ApiError {
         )
     }
 
-    /// 503 `store_unavailable`.
+    /// 503 `store_unavailable`. The log has the whole error chain (the OS's reason, e.g. "No
+    /// space left on device", is a source of the store's error).
     pub fn store(error: &anchorage_store::StoreError) -> Self {
-        tracing::error!(%error, "store error");
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !reason.ends_with(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
+            source = s.source();
+        }
+        tracing::error!(error = %reason, "store error");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

@@ -11,6 +11,156 @@ use serde_yaml_ng::Value;
 
 use crate::source::{LoadError, Loaded, Origin};
 
+/// The most YAML documents read from one manifest file; past it the file's remaining documents
+/// are refused with one problem. A `kubectl get -o yaml` export is one `List` document.
+pub const MAX_MANIFEST_DOCUMENTS: usize = 10_000;
+
+/// How far one manifest file may expand once parsed, YAML aliases included: the values built
+/// from it may cost at most this many times the file's size plus [`MANIFEST_EXPANSION_SLACK`],
+/// each value counted at [`MANIFEST_VALUE_COST`] bytes plus its text. A manifest without
+/// aliases costs about its size (PEM values) to a few times it (many short fields); a "billion laughs" file of 700 KB (100,000 aliases of a 100,000-item
+/// sequence, within `serde_yaml_ng`'s own repetition limit) would otherwise build 10^10 values.
+pub const MAX_MANIFEST_EXPANSION: usize = 8;
+
+/// The part of the expansion budget that does not depend on the file's size (bytes).
+pub const MANIFEST_EXPANSION_SLACK: usize = 16 * 1024 * 1024;
+
+/// What one YAML value (scalar, sequence or mapping) counts toward the expansion budget besides
+/// its text: about the memory a `serde_yaml_ng::Value` and its container slot take.
+pub const MANIFEST_VALUE_COST: usize = 64;
+
+mod bounded {
+    //! A `serde_yaml_ng::Value` built under a budget of expanded size (see
+    //! `MAX_MANIFEST_EXPANSION`, `MANIFEST_VALUE_COST`), counted while it is built, so an alias bomb is refused before
+    //! it costs memory. The same shapes as `Value`'s own `Deserialize` (duplicate keys refused,
+    //! tags kept).
+    use std::cell::Cell;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess};
+    use serde::de::{VariantAccess as _, Visitor};
+    use serde_yaml_ng::value::{Tag, TaggedValue};
+    use serde_yaml_ng::{Mapping, Value};
+
+    use super::MANIFEST_VALUE_COST as ONE;
+
+    /// The message an exhausted budget fails with (recognised by the caller).
+    pub(super) const EXHAUSTED: &str = "alias expansion budget exhausted";
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Budget<'a>(pub(super) &'a Cell<usize>);
+
+    impl Budget<'_> {
+        fn spend<E: de::Error>(self, units: usize) -> Result<(), E> {
+            let left = self.0.get();
+            if units > left {
+                self.0.set(0);
+                return Err(E::custom(EXHAUSTED));
+            }
+            self.0.set(left - units);
+            Ok(())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Budget<'_> {
+        type Value = Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Budget<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any YAML value")
+        }
+
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+            self.spend(ONE)?;
+            Ok(Value::Bool(b))
+        }
+
+        fn visit_i64<E: de::Error>(self, i: i64) -> Result<Value, E> {
+            self.spend(ONE)?;
+            Ok(Value::Number(i.into()))
+        }
+
+        fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
+            self.spend(ONE)?;
+            Ok(Value::Number(u.into()))
+        }
+
+        fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
+            self.spend(ONE)?;
+            Ok(Value::Number(f.into()))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+            self.spend(s.len().saturating_add(ONE))?;
+            Ok(Value::String(s.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+            self.spend(s.len().saturating_add(ONE))?;
+            Ok(Value::String(s))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            self.spend(ONE)?;
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+            self.visit_unit()
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            self.deserialize(d)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            self.spend(ONE)?;
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(self)? {
+                out.push(v);
+            }
+            Ok(Value::Sequence(out))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            self.spend(ONE)?;
+            let mut out = Mapping::new();
+            while let Some(key) = map.next_key_seed(self)? {
+                if out.contains_key(&key) {
+                    let shown = match &key {
+                        Value::String(s) => format!("with key {s:?}"),
+                        Value::Number(n) => format!("with key {n}"),
+                        Value::Bool(b) => format!("with key `{b}`"),
+                        Value::Null => "with null key".into(),
+                        _ => "in YAML map".into(),
+                    };
+                    return Err(de::Error::custom(format!("duplicate entry {shown}")));
+                }
+                let value = map.next_value_seed(self)?;
+                out.insert(key, value);
+            }
+            Ok(Value::Mapping(out))
+        }
+
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+            let (tag, contents): (String, _) = data.variant()?;
+            self.spend(tag.len().saturating_add(ONE))?;
+            let value = contents.newtype_variant_seed(self)?;
+            Ok(Value::Tagged(Box::new(TaggedValue {
+                tag: Tag::new(tag),
+                value,
+            })))
+        }
+    }
+}
+
 /// Which keys of a ConfigMap or Secret hold certificates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyFilter {
@@ -75,10 +225,37 @@ pub(crate) fn load_manifests(
             return loaded.problem(origin.clone(), LoadError::Yaml { line: None, reason });
         }
     };
+    // A file past a limit is refused whole: what its earlier documents gave is dropped.
+    let (certificates_before, problems_before) = (loaded.certificates.len(), loaded.problems.len());
+    let refuse = |loaded: &mut Loaded, reason: String| {
+        loaded.certificates.truncate(certificates_before);
+        loaded.problems.truncate(problems_before);
+        loaded.problem(origin.clone(), LoadError::ManifestLimit { reason });
+    };
+    let budget = std::cell::Cell::new(
+        text.len()
+            .saturating_mul(MAX_MANIFEST_EXPANSION)
+            .saturating_add(MANIFEST_EXPANSION_SLACK),
+    );
     for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let doc_no = i + 1;
-        let value = match serde::Deserialize::deserialize(document) {
+        if doc_no > MAX_MANIFEST_DOCUMENTS {
+            let reason = format!(
+                "more than {MAX_MANIFEST_DOCUMENTS} YAML documents (MAX_MANIFEST_DOCUMENTS, docs/limits.md); the rest of the file was not read: split it"
+            );
+            return refuse(loaded, reason);
+        }
+        let value = match serde::de::DeserializeSeed::deserialize(
+            bounded::Budget(&budget),
+            document,
+        ) {
             Ok(v) => v,
+            Err(_) if budget.get() == 0 => {
+                let reason = format!(
+                    "YAML aliases expand document {doc_no} past {MAX_MANIFEST_EXPANSION} times the file's size plus {MANIFEST_EXPANSION_SLACK} bytes (MAX_MANIFEST_EXPANSION, docs/limits.md); the rest of the file was not read: write the values out instead of aliasing them, or split the file"
+                );
+                return refuse(loaded, reason);
+            }
             Err(e) => {
                 let line = e.location().map(|l| l.line());
                 loaded.problem(
@@ -248,6 +425,101 @@ fn describe_base64_error(e: &base64::DecodeError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A "billion laughs" manifest: an anchored sequence of `items` scalars, then a sequence of
+    /// `aliases` aliases to it (`items × aliases` values once expanded).
+    fn alias_bomb(items: usize, aliases: usize) -> String {
+        let mut yaml =
+            String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\nx: &a [");
+        yaml.push_str(&"l,".repeat(items));
+        yaml.push_str("]\ny: [");
+        yaml.push_str(&"*a,".repeat(aliases));
+        yaml.push_str("]\ndata: {ca.crt: x}\n");
+        yaml
+    }
+
+    fn load_text(name: &str, yaml: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        let origin = Origin::path(Path::new(name));
+        load_manifests(&origin, yaml.as_bytes(), &KeyFilter::default(), &mut loaded);
+        loaded
+    }
+
+    fn manifest_limit(loaded: &Loaded) -> Option<String> {
+        match loaded.problems.as_slice() {
+            [p] => match &p.error {
+                LoadError::ManifestLimit { reason } => {
+                    Some(format!("{}: {}", p.origin, p.error)).filter(|_| !reason.is_empty())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Alias expansion (issue 18): 3,000 aliases of a 3,000-item sequence (9 million values
+    /// from 15 KB) are refused with one problem naming the file and the limit; the same
+    /// aliases of a 30-item sequence (control) read as an ordinary ConfigMap.
+    #[test]
+    fn an_alias_bomb_is_refused_naming_the_limit() {
+        let loaded = load_text("bomb.yaml", &alias_bomb(3_000, 3_000));
+        let text = manifest_limit(&loaded).unwrap_or_else(|| panic!("{:?}", loaded.problems));
+        assert!(
+            text.starts_with(
+                "bomb.yaml: Kubernetes manifest refused: YAML aliases expand document 1"
+            ) && text.contains("MAX_MANIFEST_EXPANSION"),
+            "{text}"
+        );
+        let fine = load_text("fine.yaml", &alias_bomb(30, 3_000));
+        assert!(manifest_limit(&fine).is_none(), "{:?}", fine.problems);
+        assert!(
+            fine.problems
+                .iter()
+                .all(|p| matches!(p.error, LoadError::Decode(_))),
+            "{:?}",
+            fine.problems
+        );
+    }
+
+    /// YAML document count (issue 18): `MAX_MANIFEST_DOCUMENTS` ConfigMaps read; one more
+    /// refuses the file whole (the certificates' problems of earlier documents are dropped).
+    #[test]
+    fn a_manifest_past_the_document_limit_is_refused_whole() {
+        let doc = "---\nkind: ConfigMap\nmetadata: {name: x}\ndata: {ca.crt: x}\n";
+        let at = doc.repeat(MAX_MANIFEST_DOCUMENTS);
+        let loaded = load_text("many.yaml", &at);
+        assert_eq!(loaded.problems.len(), MAX_MANIFEST_DOCUMENTS);
+        assert!(manifest_limit(&loaded).is_none());
+        let past = load_text("many.yaml", &format!("{at}{doc}"));
+        let text = manifest_limit(&past).unwrap_or_else(|| panic!("{}", past.problems.len()));
+        assert!(
+            text.starts_with(
+                "many.yaml: Kubernetes manifest refused: more than 10000 YAML documents"
+            ) && text.contains("MAX_MANIFEST_DOCUMENTS"),
+            "{text}"
+        );
+    }
+
+    /// The bounded reader builds the same values as `Value`'s own `Deserialize`: tags, numbers,
+    /// null, nested maps, and duplicate keys refused.
+    #[test]
+    fn the_bounded_reader_matches_serde_yaml_values() {
+        let yaml =
+            "a: 1\nb: -2\nc: 1.5\nd: ~\ne: true\nf: !Custom {x: [1, 'two']}\ng: &r {k: v}\nh: *r\n";
+        let plain: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let budget = std::cell::Cell::new(1 << 20);
+        let doc = serde_yaml_ng::Deserializer::from_str(yaml).next().unwrap();
+        let bounded =
+            serde::de::DeserializeSeed::deserialize(bounded::Budget(&budget), doc).unwrap();
+        assert_eq!(bounded, plain);
+        let dup = "a: 1\na: 2\n";
+        let doc = serde_yaml_ng::Deserializer::from_str(dup).next().unwrap();
+        let e = serde::de::DeserializeSeed::deserialize(bounded::Budget(&budget), doc).unwrap_err();
+        assert!(
+            e.to_string().contains("duplicate entry with key \"a\""),
+            "{e}"
+        );
+    }
 
     #[test]
     fn detects_manifests() {

@@ -40,12 +40,16 @@ pub use anchorage_bundle::{
     render_pkcs12,
 };
 pub use error::TrustError;
-pub use kubernetes::KeyFilter;
+pub use kubernetes::{
+    KeyFilter, MANIFEST_EXPANSION_SLACK, MANIFEST_VALUE_COST, MAX_MANIFEST_DOCUMENTS,
+    MAX_MANIFEST_EXPANSION,
+};
 pub use output::java::{write_jks, write_pkcs12};
 pub use output::openssl_dir::{OpensslDirOptions, write_openssl_dir};
 pub use output::pem::write_pem;
 pub use output::{Written, write_file_if_changed};
 pub use policy::{Finding, FindingKind, Policy, Report};
 pub use source::{
-    LoadError, LoadOptions, Loaded, LoadedCertificate, NameFilter, Source, SourceProblem, load,
+    LoadError, LoadOptions, Loaded, LoadedCertificate, MAX_SOURCE_BYTES, NameFilter, Source,
+    SourceProblem, load,
 };

@@ -89,6 +89,21 @@ pub enum LoadError {
         /// What the OS said.
         reason: String,
     },
+    /// A file larger than [`MAX_SOURCE_BYTES`], refused before it is read into memory.
+    #[error(
+        "larger than the limit of {limit} bytes for one source (MAX_SOURCE_BYTES, docs/limits.md): refused unread; a trust bundle is a few megabytes, so check that this is the file meant"
+    )]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A Kubernetes manifest past one of the reader's limits ([`MAX_MANIFEST_DOCUMENTS`],
+    /// [`MAX_MANIFEST_EXPANSION`]): the rest of the file is not read.
+    #[error("Kubernetes manifest refused: {reason}")]
+    ManifestLimit {
+        /// Which limit, with its value and constant.
+        reason: String,
+    },
     /// A directory reached again through a symbolic link.
     #[error(
         "directory symlink loop: this directory was already read through another path, so it was skipped; remove the link if it is not needed"
@@ -231,6 +246,11 @@ pub fn load(sources: &[Source], options: &LoadOptions) -> Loaded {
                     position: Position::default(),
                 };
                 loaded.files_read += 1;
+                if bytes.len() as u64 > MAX_SOURCE_BYTES {
+                    let limit = MAX_SOURCE_BYTES;
+                    loaded.problem(origin, LoadError::TooLarge { limit });
+                    continue;
+                }
                 load_bytes(&origin, Path::new(name), bytes, options, &mut loaded);
             }
         }
@@ -310,18 +330,39 @@ fn load_path(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
     }
 }
 
+/// The largest file (or `-` input) read as one source: 256 MiB, the CLI's limit for standard
+/// input too. A larger file is refused before any of it is read (a regular file by its size; a
+/// FIFO or device after `MAX_SOURCE_BYTES + 1` bytes), so a wrong path (`/dev/zero`, a disk
+/// image) costs no memory. Trust bundles are a few megabytes.
+pub const MAX_SOURCE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads at most `limit` bytes of `path`: more is [`LoadError::TooLarge`].
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read as _;
+    let io = |e: std::io::Error| LoadError::Io {
+        reason: e.to_string(),
+    };
+    let file = fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_file() && meta.len() > limit {
+        return Err(LoadError::TooLarge { limit });
+    }
+    let capacity = if meta.is_file() { meta.len() } else { 0 };
+    let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(LoadError::TooLarge { limit });
+    }
+    Ok(bytes)
+}
+
 fn load_file(path: &Path, options: &LoadOptions, loaded: &mut Loaded) {
     let origin = Origin::path(path);
-    let bytes = match fs::read(path) {
+    let bytes = match read_bounded(path, MAX_SOURCE_BYTES) {
         Ok(bytes) => bytes,
-        Err(e) => {
-            return loaded.problem(
-                origin,
-                LoadError::Io {
-                    reason: e.to_string(),
-                },
-            );
-        }
+        Err(e) => return loaded.problem(origin, e),
     };
     loaded.files_read += 1;
     load_bytes(&origin, path, &bytes, options, loaded);
@@ -572,6 +613,53 @@ mod tests {
         assert_eq!(
             o.to_string(),
             "cm.yaml: document 2, ConfigMap ns/ca, key ca.crt: line 3"
+        );
+    }
+
+    /// PEM and bundle size (issue 18): a file one byte over `MAX_SOURCE_BYTES` (sparse: no disk
+    /// used) is one problem naming the file and the limit, refused by its size before a byte is
+    /// read; a file at the limit is read (control, the first 64 KiB only: `read_bounded`), and
+    /// standard input over the limit is refused too.
+    #[test]
+    fn a_source_over_the_size_limit_is_refused_unread() {
+        let dir = anchorage_test_support::tempdir().unwrap();
+        let path = dir.path().join("huge.pem");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_SOURCE_BYTES + 1).unwrap();
+        let loaded = load(&[Source::Path(path.clone())], &LoadOptions::default());
+        let [problem] = loaded.problems.as_slice() else {
+            panic!("{:?}", loaded.problems);
+        };
+        assert_eq!(
+            problem.error,
+            LoadError::TooLarge {
+                limit: MAX_SOURCE_BYTES
+            }
+        );
+        let text = format!("{}: {}", problem.origin, problem.error);
+        assert!(
+            text.starts_with(&format!(
+                "{}: larger than the limit of 268435456 bytes",
+                path.display()
+            )) && text.contains("MAX_SOURCE_BYTES"),
+            "{text}"
+        );
+        let small = dir.path().join("small.pem");
+        std::fs::File::create(&small)
+            .unwrap()
+            .set_len(64 * 1024)
+            .unwrap();
+        assert_eq!(read_bounded(&small, 64 * 1024).unwrap().len(), 64 * 1024);
+        assert_eq!(
+            read_bounded(&small, 64 * 1024 - 1),
+            Err(LoadError::TooLarge {
+                limit: 64 * 1024 - 1
+            })
+        );
+        // Not a regular file: read up to the limit, then refused.
+        assert_eq!(
+            read_bounded(Path::new("/dev/zero"), 1024),
+            Err(LoadError::TooLarge { limit: 1024 })
         );
     }
 

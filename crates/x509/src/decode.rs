@@ -81,11 +81,42 @@ impl Decoded {
     }
 }
 
+/// The most items, certificates and problems together, that one input yields (issue 18: a bound
+/// on certificates per source). Past it, one [`DecodeError::TooManyItems`] problem is added and
+/// the rest of the input is not read: a 256 MiB file of minimal certificates or of empty PEM
+/// blocks would otherwise become millions of owned values (gigabytes). Real bundles hold a few
+/// hundred certificates (Mozilla's ~150; large corporate bundles a few thousand).
+pub const MAX_ITEMS_PER_INPUT: usize = 100_000;
+
 /// Decodes every certificate in `input`, which may be PEM text (any number of blocks, comments,
 /// CRLF), one DER certificate, or a DER PKCS#7 certs-only bundle.
 ///
-/// Never fails as a whole: bad items become [`Problem`]s and the rest is still returned.
+/// Never fails as a whole: bad items become [`Problem`]s and the rest is still returned, up to
+/// [`MAX_ITEMS_PER_INPUT`] items.
 pub fn decode(input: &[u8]) -> Decoded {
+    decode_with_limit(input, MAX_ITEMS_PER_INPUT)
+}
+
+/// [`decode`] with another item limit (tests use small ones). An input past the limit is
+/// refused whole: its one problem is [`DecodeError::TooManyItems`], no certificate is kept.
+fn decode_with_limit(input: &[u8], max_items: usize) -> Decoded {
+    let mut out = decode_items(input, max_items);
+    if let Some(position) = out
+        .problems
+        .iter()
+        .find(|p| matches!(p.error, DecodeError::TooManyItems { .. }))
+        .map(|p| p.position)
+    {
+        out.certificates = Vec::new();
+        out.problems = vec![Problem {
+            position,
+            error: DecodeError::TooManyItems { limit: max_items },
+        }];
+    }
+    out
+}
+
+fn decode_items(input: &[u8], max_items: usize) -> Decoded {
     let mut out = Decoded {
         input: Input::Unknown,
         certificates: Vec::new(),
@@ -101,12 +132,15 @@ pub fn decode(input: &[u8]) -> Decoded {
     if pem::looks_like_pem(input) {
         out.input = Input::Pem;
         for block in pem::scan(input) {
-            decode_block(block, &mut out);
+            if out.is_full(max_items, Some(block.line)) {
+                break;
+            }
+            decode_block(block, max_items, &mut out);
         }
         return out;
     }
     if input.first() == Some(&tag::SEQUENCE) {
-        decode_der(input, None, &mut out);
+        decode_der(input, None, max_items, &mut out);
         return out;
     }
     out.problems.push(Problem {
@@ -116,7 +150,29 @@ pub fn decode(input: &[u8]) -> Decoded {
     out
 }
 
-fn decode_block(block: pem::Block, out: &mut Decoded) {
+impl Decoded {
+    /// True when `max_items` certificates and problems have been found; the first time, adds
+    /// the [`DecodeError::TooManyItems`] problem (at `line`) that refuses the input.
+    fn is_full(&mut self, max_items: usize, line: Option<usize>) -> bool {
+        let items = self.certificates.len() + self.problems.len();
+        if items < max_items {
+            return false;
+        }
+        let already = self
+            .problems
+            .last()
+            .is_some_and(|p| matches!(p.error, DecodeError::TooManyItems { .. }));
+        if !already {
+            self.problems.push(Problem {
+                position: Position { line, index: None },
+                error: DecodeError::TooManyItems { limit: max_items },
+            });
+        }
+        true
+    }
+}
+
+fn decode_block(block: pem::Block, max_items: usize, out: &mut Decoded) {
     let position = Position {
         line: Some(block.line),
         index: None,
@@ -182,7 +238,9 @@ fn decode_block(block: pem::Block, out: &mut Decoded) {
                 out,
             ),
         },
-        "PKCS7" | "CMS" | "PKCS #7 SIGNED DATA" => decode_pkcs7(&body, Some(block.line), out),
+        "PKCS7" | "CMS" | "PKCS #7 SIGNED DATA" => {
+            decode_pkcs7(&body, Some(block.line), max_items, out);
+        }
         other => {
             let hint = match other {
                 "X509 CRL" => "a certificate revocation list",
@@ -213,7 +271,7 @@ fn push(result: Result<Certificate, DecodeError>, position: Position, out: &mut 
 }
 
 /// Binary input: a certificate, a PKCS#7 bundle, or (refused) a private key.
-fn decode_der(input: &[u8], line: Option<usize>, out: &mut Decoded) {
+fn decode_der(input: &[u8], line: Option<usize>, max_items: usize, out: &mut Decoded) {
     let position = Position { line, index: None };
     if let Some(kind) = private_key_kind(input) {
         out.problems.push(Problem {
@@ -224,7 +282,7 @@ fn decode_der(input: &[u8], line: Option<usize>, out: &mut Decoded) {
     }
     if is_pkcs7(input) {
         out.input = Input::Pkcs7;
-        decode_pkcs7(input, line, out);
+        decode_pkcs7(input, line, max_items, out);
         return;
     }
     out.input = Input::Der;
@@ -244,7 +302,7 @@ fn is_pkcs7(input: &[u8]) -> bool {
     oid.tag == tag::OID && oid.content == OID_SIGNED_DATA
 }
 
-fn decode_pkcs7(input: &[u8], line: Option<usize>, out: &mut Decoded) {
+fn decode_pkcs7(input: &[u8], line: Option<usize>, max_items: usize, out: &mut Decoded) {
     let position = Position { line, index: None };
     let fail = |reason: String, out: &mut Decoded| {
         out.problems.push(Problem {
@@ -278,6 +336,9 @@ fn decode_pkcs7(input: &[u8], line: Option<usize>, out: &mut Decoded) {
     };
     let mut index = 0;
     for choice in certs.0.iter() {
+        if out.is_full(max_items, line) {
+            return;
+        }
         index += 1;
         let position = Position {
             line,
@@ -355,6 +416,114 @@ mod tests {
             .self_signed(&key)
             .unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// `depth` SEQUENCEs nested in each other, minimal DER lengths (built outside in, in one
+    /// pass: no quadratic copying).
+    fn nested_sequences(depth: usize) -> Vec<u8> {
+        let mut headers = Vec::with_capacity(depth);
+        let mut inner = 0usize;
+        for _ in 0..depth {
+            let mut header = vec![tag::SEQUENCE];
+            if inner < 0x80 {
+                header.push(inner as u8);
+            } else {
+                let bytes = inner.to_be_bytes();
+                let skip = bytes.iter().take_while(|&&b| b == 0).count();
+                header.push(0x80 | (bytes.len() - skip) as u8);
+                header.extend_from_slice(&bytes[skip..]);
+            }
+            inner += header.len();
+            headers.push(header);
+        }
+        headers.into_iter().rev().flatten().collect()
+    }
+
+    /// DER nesting depth (issue 18): a 200,000-deep SEQUENCE as a DER file, as a PEM
+    /// certificate, as a `TRUSTED CERTIFICATE` and inside a PKCS#7 SignedData is one problem
+    /// each, never a stack overflow (which would abort this test binary). Our DER walker reads
+    /// one level at a time; x509-parser stops at der-parser's `MAX_RECURSION` (50); `cms`/`der`
+    /// decode fixed schemas.
+    #[test]
+    fn deeply_nested_der_is_a_problem_not_a_stack_overflow() {
+        use base64::Engine as _;
+        let deep = nested_sequences(200_000);
+        assert!(deep.len() > 600_000, "{}", deep.len());
+        let der = decode(&deep);
+        assert!(der.certificates.is_empty());
+        assert_eq!(der.problems.len(), 1, "{:?}", der.problems);
+
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&deep);
+        for label in ["CERTIFICATE", "TRUSTED CERTIFICATE", "PKCS7"] {
+            let pem = format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n");
+            let d = decode(pem.as_bytes());
+            assert!(d.certificates.is_empty(), "{label}");
+            assert_eq!(d.problems.len(), 1, "{label}: {:?}", d.problems);
+        }
+
+        // ContentInfo { signedData, [0] { deep } }: the SignedData itself is the deep tree.
+        let mut wrapped = Vec::new();
+        tlv::write(tag::OID, OID_SIGNED_DATA, &mut wrapped);
+        let mut explicit = Vec::new();
+        tlv::write(tag::SEQUENCE, &deep, &mut explicit);
+        explicit[0] = 0xa0;
+        wrapped.extend_from_slice(&explicit);
+        let mut info = Vec::new();
+        tlv::write(tag::SEQUENCE, &wrapped, &mut info);
+        let p7 = decode(&info);
+        assert!(p7.certificates.is_empty());
+        assert_eq!(p7.problems.len(), 1, "{:?}", p7.problems);
+    }
+
+    /// Certificates per source (issue 18): past `max_items` the input is refused whole, with
+    /// one problem naming the limit; at the limit, everything is kept (control).
+    #[test]
+    fn an_input_past_the_item_limit_is_refused_whole() {
+        let (cert, _) = cert_and_key_pem();
+        let five = cert.repeat(5);
+        let at = decode_with_limit(five.as_bytes(), 5);
+        assert_eq!((at.certificates.len(), at.problems.len()), (5, 0));
+        let past = decode_with_limit(five.as_bytes(), 4);
+        assert!(past.certificates.is_empty());
+        let [problem] = past.problems.as_slice() else {
+            panic!("{:?}", past.problems)
+        };
+        assert_eq!(problem.error, DecodeError::TooManyItems { limit: 4 });
+        assert_eq!(problem.position.line, Some(1 + 4 * cert.lines().count()));
+        let text = problem.error.to_string();
+        assert!(text.contains("more than 4 ") && text.contains("MAX_ITEMS_PER_INPUT"));
+
+        // Problems count too: bad blocks after good certificates; and a key past the limit
+        // is never reached (the input is refused anyway).
+        let mixed = format!("{cert}{cert}-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n");
+        assert_eq!(decode_with_limit(mixed.as_bytes(), 3).problems.len(), 1);
+        let refused = decode_with_limit(mixed.as_bytes(), 2);
+        assert!(refused.certificates.is_empty());
+        assert!(matches!(
+            refused.problems.as_slice(),
+            [Problem {
+                error: DecodeError::TooManyItems { limit: 2 },
+                ..
+            }]
+        ));
+    }
+
+    /// The real limit: 100,000 empty CRL blocks are 100,000 problems; one more refuses the
+    /// input with one problem (3.4 MB of input that would otherwise become 100,001 values).
+    #[test]
+    fn the_default_item_limit_is_max_items_per_input() {
+        let block = "-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n";
+        let at = block.repeat(MAX_ITEMS_PER_INPUT);
+        assert_eq!(decode(at.as_bytes()).problems.len(), MAX_ITEMS_PER_INPUT);
+        let past = format!("{at}{block}");
+        let d = decode(past.as_bytes());
+        assert_eq!(d.problems.len(), 1);
+        assert_eq!(
+            d.problems[0].error,
+            DecodeError::TooManyItems {
+                limit: MAX_ITEMS_PER_INPUT
+            }
+        );
     }
 
     #[test]

@@ -90,6 +90,16 @@ pub enum DecodeError {
         /// What was wrong.
         reason: String,
     },
+    /// One input held more items (certificates and problems together) than
+    /// [`MAX_ITEMS_PER_INPUT`](crate::MAX_ITEMS_PER_INPUT): the input is refused whole, nothing
+    /// past the limit was read.
+    #[error(
+        "more than {limit} certificates and problems in one input (the limit MAX_ITEMS_PER_INPUT, docs/limits.md): the input is refused whole; split it into several files"
+    )]
+    TooManyItems {
+        /// The limit that was reached.
+        limit: usize,
+    },
 }
 
 impl DecodeError {

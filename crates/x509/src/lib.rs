@@ -33,7 +33,7 @@ mod timestamp;
 pub use certificate::{
     BasicConstraints, Certificate, KeyKind, KeyUsage, PublicKeyInfo, SubjectAltName,
 };
-pub use decode::{Decoded, Found, Input, Position, Problem, decode};
+pub use decode::{Decoded, Found, Input, MAX_ITEMS_PER_INPUT, Position, Problem, decode};
 pub use error::DecodeError;
 pub use fingerprint::{Sha1Fingerprint, Sha256Fingerprint};
 pub use name_constraints::{NAME_CONSTRAINTS_OID, NameConstraints, NameSubtree, Violation};

@@ -1,0 +1,377 @@
+//! Slow and malicious clients (issue 18): serve keeps answering good requests while it is
+//! attacked, and refuses hostile bodies with the limit named.
+//!
+//! - Slowloris on the HTTPS API: connections that never finish their TLS handshake, and TLS
+//!   connections that send their headers a few bytes at a time, reconnecting as soon as the
+//!   server closes them (the handshake and header timeouts).
+//! - A NATS requester that floods the request/reply API and never reads its replies (its
+//!   socket is never read, so nats-server must buffer them and finally cut it off as a slow
+//!   consumer).
+//! - JSON nested past `serde_json`'s recursion limit (128) and a NATS body over
+//!   `Limits::max_body_bytes`.
+//!
+//! The tests assert only that every good request is answered, each within a generous bound
+//! (`GOOD_BOUND`); the latencies (p50, p99, max) are printed, and `scripts/bench-attack.sh` runs
+//! the same tests longer and with more attackers (`ANCHORAGE_ATTACK_*`) and records the figures
+//! in docs/faults.md.
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::print_stdout)] // the latency figures
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anchorage_serve::nats::{NatsApi, STATUS_HEADER};
+use anchorage_test_support::nats::NatsServer;
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The longest a good request may take during an attack (the test's only timing assertion).
+const GOOD_BOUND: Duration = Duration::from_secs(10);
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// p50, p99 and max of `samples`, in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    (at(0.50), at(0.99), at(1.0))
+}
+
+fn tls_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for f in anchorage_x509::decode(ca_pem.as_bytes()).certificates {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                f.certificate.der().to_vec(),
+            ))
+            .unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+/// One slowloris attacker until `stop`: `tls` ones finish the handshake and then trickle a
+/// request's headers a few bytes every 200 ms; the others open TCP and send nothing. Each
+/// reconnects as soon as the server closes it. Counts the connections it made.
+async fn slowloris(
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    stop: Arc<AtomicBool>,
+    made: Arc<AtomicUsize>,
+) {
+    let header = b"GET /v1/bundle HTTP/1.1\r\nhost: localhost\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        made.fetch_add(1, Ordering::Relaxed);
+        match &tls {
+            None => {
+                // Hold the socket until the server drops it (handshake timeout) or we stop.
+                let mut tcp = tcp;
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    let read = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf));
+                    if let Ok(Ok(0) | Err(_)) = read.await {
+                        break;
+                    }
+                }
+            }
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let Ok(mut stream) = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, tcp)
+                    .await
+                else {
+                    continue;
+                };
+                for chunk in header.chunks(3).cycle() {
+                    if stop.load(Ordering::Relaxed) || stream.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                    let _ = stream.flush().await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slowloris_does_not_stop_good_requests() {
+    let connections = env_usize("ANCHORAGE_ATTACK_CONNECTIONS", 200);
+    let good = env_usize("ANCHORAGE_ATTACK_GOOD_REQUESTS", 100);
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let addr = s.server.serving().addr;
+    let config = tls_config(&s.ca_pem);
+    // Good clients come on new connections (a pooled one would dodge the accept loop).
+    let fresh = reqwest::Client::builder()
+        .use_preconfigured_tls((*config).clone())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    // Baseline, no attack.
+    let mut before = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert_eq!(
+            call_with(&fresh, &s.url, "GET", "/v1/bundle", None, None)
+                .await
+                .0,
+            200
+        );
+        before.push(t.elapsed());
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..connections)
+        .map(|i| {
+            let tls = (i % 2 == 0).then(|| Arc::clone(&config));
+            tokio::spawn(slowloris(addr, tls, Arc::clone(&stop), Arc::clone(&made)))
+        })
+        .collect();
+    // Let the attack take hold: every attacker connected and the first ones cut off and back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut during = Vec::new();
+    for n in 0..good {
+        let t = Instant::now();
+        let path = if n % 5 == 0 { "/readyz" } else { "/v1/bundle" };
+        let (status, body) = tokio::time::timeout(
+            GOOD_BOUND,
+            call_with(&fresh, &s.url, "GET", path, None, None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("good request {n} not answered within {GOOD_BOUND:?}"));
+        assert_eq!(status, 200, "good request {n}: {body}");
+        during.push(t.elapsed());
+    }
+    // A write too: an issuance with a role token.
+    s.put_role(mesh_role()).await;
+    let token = s.role_token().await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&token),
+            Some(json!({"common_name": "during.mesh.local"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+    }
+    let made = made.load(Ordering::Relaxed);
+    assert!(
+        made >= connections,
+        "the attack made only {made} connections"
+    );
+    let (b50, b99, bmax) = percentiles(&mut before);
+    let (d50, d99, dmax) = percentiles(&mut during);
+    println!(
+        "slowloris: {connections} attackers ({made} connections), {good} good requests: \
+         p50 {d50:.1} ms, p99 {d99:.1} ms, max {dmax:.1} ms (without attack: p50 {b50:.1} ms, \
+         p99 {b99:.1} ms, max {bmax:.1} ms)"
+    );
+    s.server.shutdown().await;
+}
+
+/// Sends `count` requests for `op` on a raw NATS connection that subscribes to their reply
+/// inbox and then never reads its socket again. Returns the connection (kept open by the
+/// caller) once everything is written, or when the server cuts it off.
+async fn flood_without_reading(url: &str, op: &str, count: usize) -> tokio::net::TcpStream {
+    let addr = url.trim_start_matches("nats://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Read the INFO line, then never read again.
+    let mut info = vec![0u8; 4096];
+    let _ = tcp.read(&mut info).await.unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true}\r\n");
+    out.extend_from_slice(b"SUB _INBOX.deaf.* 1\r\n");
+    for i in 0..count {
+        let body = b"{}";
+        out.extend_from_slice(
+            format!("PUB anchorage.v1.{op} _INBOX.deaf.{i} {}\r\n", body.len()).as_bytes(),
+        );
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = tcp.write_all(&out).await;
+    tcp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_requester_that_never_reads_replies_does_not_stop_good_requests() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let flood = env_usize("ANCHORAGE_ATTACK_NATS_REQUESTS", 5_000);
+    let good = env_usize("ANCHORAGE_ATTACK_GOOD_REQUESTS", 100);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.nats = Some(NatsApi::new(client.clone()));
+    let s = start_with(config).await;
+
+    let url = nats.url();
+    let attacker = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(flood_without_reading(&url, "bundle", flood / 4).await);
+        }
+        held
+    });
+
+    let mut during = Vec::new();
+    for n in 0..good {
+        let t = Instant::now();
+        let reply = tokio::time::timeout(
+            GOOD_BOUND,
+            client.request("anchorage.v1.health", "{}".into()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("good request {n} not answered within {GOOD_BOUND:?}"))
+        .unwrap();
+        let status = reply.headers.as_ref().unwrap().get(STATUS_HEADER).unwrap();
+        assert_eq!(status.as_str(), "200", "good request {n}");
+        during.push(t.elapsed());
+    }
+    let held = attacker.await.unwrap();
+    // And over HTTPS meanwhile.
+    assert_eq!(s.call("GET", "/readyz", None, None).await.0, 200);
+    drop(held);
+    let (d50, d99, dmax) = percentiles(&mut during);
+    println!(
+        "deaf NATS requester: {flood} requests never read, {good} good requests over NATS: \
+         p50 {d50:.1} ms, p99 {d99:.1} ms, max {dmax:.1} ms"
+    );
+    s.server.shutdown().await;
+}
+
+/// JSON depth: a body nested 5,000 deep is a 400 naming the problem, not a stack overflow
+/// (the API's bodies are typed with unknown fields refused, so the first mismatch stops the
+/// parser; the Vault-compatible bodies skip unknown fields, which `serde_json` does without
+/// recursing; untyped values stop at its recursion limit, 128); a body over `max_body_bytes`
+/// over NATS is 413 with the limit named (HTTP's 413 is in api.rs). The server answers a good
+/// request afterwards (control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_json_and_oversized_nats_bodies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start();
+    let mut config = config(dir.path());
+    let client = match &nats {
+        Some(n) => {
+            let c = async_nats::connect(n.url()).await.unwrap();
+            config.nats = Some(NatsApi::new(c.clone()));
+            Some(c)
+        }
+        None => None,
+    };
+    let s = start_with(config).await;
+    s.put_role(mesh_role()).await;
+    let token = s.role_token().await;
+
+    let deep = format!(
+        "{{\"common_name\": \"deep.mesh.local\", \"sans\": {}{}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    assert!(deep.len() < 16 * 1024);
+    let resp = s
+        .client
+        .post(format!("{}/v1/issue", s.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(deep.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("\"code\":\"malformed_json\""), "{text}");
+    // Untyped, the same nesting stops at serde_json's recursion limit.
+    let e = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+    assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
+    // The Vault-compatible bodies ignore unknown fields: serde_json skips an ignored value
+    // without recursing, so 5,000 levels there cost nothing and the request is served.
+    let vault_deep = format!(
+        "{{\"common_name\": \"v.mesh.local\", \"junk\": {}{}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let resp = s
+        .client
+        .post(format!("{}/v1/pki/issue/mesh", s.url))
+        .header("X-Vault-Token", &token)
+        .header("content-type", "application/json")
+        .body(vault_deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    // Control: the same body without the nesting issues.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/issue",
+            Some(&token),
+            Some(json!({"sans": ["a.deep.mesh.local"], "common_name": "deep.mesh.local"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    if let Some(client) = client {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Authorization", format!("Bearer {token}").as_str());
+        let big = format!(
+            "{{\"common_name\": \"big.mesh.local\", \"sans\": [\"{}\"]}}",
+            "a".repeat(20 * 1024)
+        );
+        let reply = client
+            .request_with_headers("anchorage.v1.issue", headers.clone(), big.into())
+            .await
+            .unwrap();
+        let status = reply.headers.as_ref().unwrap().get(STATUS_HEADER).unwrap();
+        let text = String::from_utf8_lossy(&reply.payload);
+        assert_eq!(status.as_str(), "413", "{text}");
+        assert!(text.contains("limit of 16384 bytes"), "{text}");
+        let reply = client
+            .request_with_headers(
+                "anchorage.v1.issue",
+                headers,
+                json!({"common_name": "small.mesh.local"})
+                    .to_string()
+                    .into(),
+            )
+            .await
+            .unwrap();
+        let status = reply.headers.as_ref().unwrap().get(STATUS_HEADER).unwrap();
+        assert_eq!(status.as_str(), "200");
+    }
+    s.server.shutdown().await;
+}

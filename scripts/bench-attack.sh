@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue 18: the good requests' latency while serve is attacked (docs/faults.md records the
+# figures). Runs crates/serve/tests/attack.rs with more attackers and more good requests than
+# the CI run, one test at a time, and prints the lines with p50/p99/max.
+#
+#   scripts/bench-attack.sh                       # 1000 slowloris connections, 1000 good requests,
+#                                                 # 20000 NATS requests never read
+#   ANCHORAGE_ATTACK_CONNECTIONS=5000 scripts/bench-attack.sh
+#
+# Debug build (the workspace's test profile), loopback, the machine's other load included:
+# compare figures taken on the same machine only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ANCHORAGE_ATTACK_CONNECTIONS="${ANCHORAGE_ATTACK_CONNECTIONS:-1000}"
+export ANCHORAGE_ATTACK_GOOD_REQUESTS="${ANCHORAGE_ATTACK_GOOD_REQUESTS:-1000}"
+export ANCHORAGE_ATTACK_NATS_REQUESTS="${ANCHORAGE_ATTACK_NATS_REQUESTS:-20000}"
+if (( $(ulimit -n) < ANCHORAGE_ATTACK_CONNECTIONS * 2 + 256 )); then
+    ulimit -n "$(( ANCHORAGE_ATTACK_CONNECTIONS * 2 + 256 ))" 2>/dev/null || {
+        echo "open-file limit $(ulimit -n) is too low for $ANCHORAGE_ATTACK_CONNECTIONS connections" >&2
+        exit 1
+    }
+fi
+cargo test -p anchorage-serve --test attack -- --nocapture --test-threads 1 2>&1 |
+    grep -oE '(slowloris|deaf NATS requester): .*|test result.*|panicked.*'
