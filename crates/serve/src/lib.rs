@@ -524,7 +524,8 @@ impl Server {
                 passphrase: config.passphrase.clone(),
                 init: config.ca_init.clone(),
                 ..config.rotation.clone()
-            }),
+            })
+            .with_ca_file(ca_file.clone()),
         });
         // A restart mid-rotation resumes: the signer follows the stored record before the
         // first request.

@@ -286,6 +286,9 @@ pub struct Rotation {
     pub current: watch::Sender<RotationRecord>,
     /// Renewal rate limits.
     pub limiter: Limiter,
+    /// The data directory's `ca.pem`, rewritten with every root trusted during a rotation (so
+    /// clients that read it trust this instance's serving certificate whichever CA signs it).
+    pub ca_file: Option<std::path::PathBuf>,
     signers: Mutex<HashMap<String, Arc<Signer>>>,
 }
 
@@ -307,8 +310,17 @@ impl Rotation {
             holder: random_hex(8),
             current: watch::channel(RotationRecord::default()).0,
             limiter,
+            ca_file: None,
             signers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same runtime rewriting `path` (the data directory's `ca.pem`) with the rotation's
+    /// roots.
+    #[must_use]
+    pub fn with_ca_file(mut self, path: std::path::PathBuf) -> Self {
+        self.ca_file = Some(path);
+        self
     }
 
     /// The phase last followed.
@@ -1159,10 +1171,32 @@ pub async fn apply(state: &AppState, rec: &RotationRecord) {
         }
         _ => Vec::new(),
     };
+    write_ca_file(state, rec);
     if state.authority.signer_root_sha256() != signer_ref.sha256 {
         tracing::info!(phase = %rec.phase, signer = %signer_ref.subject, "signing CA switched by the rotation record");
     }
     state.authority.set_signers(current, known, extra);
+}
+
+/// Rewrites the data directory's `ca.pem` with every root of `rec` (new, old, previous).
+fn write_ca_file(state: &AppState, rec: &RotationRecord) {
+    let Some(path) = &state.rotation.ca_file else {
+        return;
+    };
+    let mut pem = String::new();
+    let mut seen = Vec::new();
+    for r in [&rec.new, &rec.old, &rec.previous].into_iter().flatten() {
+        if !seen.contains(&r.sha256) {
+            seen.push(r.sha256.clone());
+            pem.push_str(&r.root_pem);
+        }
+    }
+    if pem.is_empty() || std::fs::read_to_string(path).is_ok_and(|t| t == pem) {
+        return;
+    }
+    if let Err(e) = anchorage_trust::atomic::write_file(path, pem.as_bytes()) {
+        tracing::warn!(error = %e, path = %path.display(), "cannot rewrite ca.pem");
+    }
 }
 
 /// Follows the rotation record until `shutdown`: every change (by any instance) switches
