@@ -289,6 +289,8 @@ pub struct Rotation {
     /// The data directory's `ca.pem`, rewritten with every root trusted during a rotation (so
     /// clients that read it trust this instance's serving certificate whichever CA signs it).
     pub ca_file: Option<std::path::PathBuf>,
+    /// The root (PEM) of this instance's built-in serving certificate, kept in `ca.pem`.
+    pub serving_root: Mutex<Option<String>>,
     signers: Mutex<HashMap<String, Arc<Signer>>>,
 }
 
@@ -311,6 +313,7 @@ impl Rotation {
             current: watch::channel(RotationRecord::default()).0,
             limiter,
             ca_file: None,
+            serving_root: Mutex::new(None),
             signers: Mutex::new(HashMap::new()),
         }
     }
@@ -1178,14 +1181,38 @@ pub async fn apply(state: &AppState, rec: &RotationRecord) {
     state.authority.set_signers(current, known, extra);
 }
 
-/// Rewrites the data directory's `ca.pem` with every root of `rec` (new, old, previous).
-fn write_ca_file(state: &AppState, rec: &RotationRecord) {
+/// Rewrites the data directory's `ca.pem` with the root of this instance's serving
+/// certificate and every root of `rec` (new, old, previous).
+pub(crate) fn write_ca_file(state: &AppState, rec: &RotationRecord) {
     let Some(path) = &state.rotation.ca_file else {
         return;
     };
     let mut pem = String::new();
     let mut seen = Vec::new();
-    for r in [&rec.new, &rec.old, &rec.previous].into_iter().flatten() {
+    let serving = state
+        .rotation
+        .serving_root
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .and_then(|p| {
+            anchorage_x509::decode(p.as_bytes())
+                .certificates
+                .first()
+                .map(|f| CaRef {
+                    sha256: root_fingerprint(&f.certificate),
+                    subject: String::new(),
+                    not_after: 0,
+                    root_pem: f.certificate.to_pem(),
+                })
+        });
+    if rec.old.is_none() {
+        return;
+    }
+    for r in [&serving, &rec.new, &rec.old, &rec.previous]
+        .into_iter()
+        .flatten()
+    {
         if !seen.contains(&r.sha256) {
             seen.push(r.sha256.clone());
             pem.push_str(&r.root_pem);
