@@ -1876,6 +1876,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transition_cut_before_its_bundle_step_is_finished_by_reconcile() {
+        let state = fresh().await;
+        run(&state, "start", true).await.unwrap();
+        run(&state, "advance", true).await.unwrap();
+        // A crash after the record's CAS, before the bundle write: Retiring with the step
+        // pending, the bundle still holding both roots.
+        let (mut rec, rev) = read(state.store.as_ref()).await.unwrap();
+        transition(&mut rec, Phase::Retiring, "admin", "advance", true);
+        write(state.store.as_ref(), &rec, rev).await.unwrap();
+        let (v_before, roots, _) = bundle_roots(&state).await;
+        assert_eq!(roots.len(), 2);
+        let g = gate(&state, &read(state.store.as_ref()).await.unwrap().0)
+            .await
+            .unwrap();
+        assert!(
+            !g.holds && g.reason.contains("still being written"),
+            "{}",
+            g.reason
+        );
+        // The driver's next step (or a restart's) finishes it.
+        let rec = reconcile(&state).await.unwrap();
+        assert!(!rec.bundle_pending);
+        let (v_after, roots, mark) = bundle_roots(&state).await;
+        assert!(v_after > v_before);
+        assert_eq!(roots, vec![rec.new.unwrap().sha256]);
+        assert!(mark);
+        assert_eq!(rec.old_removed_version, Some(v_after));
+    }
+
+    #[tokio::test]
     async fn force_overrides_a_gate_and_is_recorded() {
         let state = fresh().await;
         ack(&state, "web-1", 1, None).await;

@@ -243,7 +243,11 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
         "force": args.force,
     });
     if let Some(k) = &args.key_type {
-        body["key_type"] = Value::String(k.clone());
+        let key_type: anchorage_ca::KeyType = k
+            .parse()
+            .map_err(|e| Failure::new(Code::Usage, format!("--key-type {k}: {e}")))?;
+        body["key_type"] = serde_json::to_value(key_type)
+            .map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
     }
     if let Some(path) = &args.import {
         let bytes = crate::io::read_input("--import", path)?;
