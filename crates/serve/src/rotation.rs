@@ -850,7 +850,7 @@ pub async fn act(
                 tracing::warn!(
                     target: "anchorage::audit",
                     event = "rotation_force",
-                    who,
+                    who = %who,
                     from = %rec.phase,
                     to = %next,
                     reason = %g.reason,
@@ -893,7 +893,7 @@ pub async fn act(
         target: "anchorage::audit",
         event = "rotation",
         action = %request.action,
-        who,
+        who = %who,
         from = %from,
         to = %result.phase,
         force = request.force,
@@ -1026,7 +1026,7 @@ async fn takeover(
         },
     )
     .await?;
-    tracing::info!(target: "anchorage::audit", event = "rotation_takeover", who, subject = %ca.root().subject(), forced = !live.is_empty(), "the store's CA was replaced by an imported root, the old root of the rotation");
+    tracing::info!(target: "anchorage::audit", event = "rotation_takeover", who = %who, subject = %ca.root().subject(), forced = !live.is_empty(), "the store's CA was replaced by an imported root, the old root of the rotation");
     Ok(ca)
 }
 
