@@ -1124,7 +1124,7 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
                 replace_revision: Some(loaded.revision),
                 ..SaveOptions::default()
             };
-            persist::save(state.store.as_ref(), &signer_ca(&signer), &options).await?;
+            persist::save(state.store.as_ref(), signer.ca(), &options).await?;
             tracing::info!(target: "anchorage::audit", event = "rotation_ca_replaced", subject = %new.subject, "the store's CA is now the rotation's new CA");
         }
         if rec.previous.is_none() && rec.old.is_some() {
@@ -1137,10 +1137,6 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
         }
     }
     Ok(rec)
-}
-
-fn signer_ca(s: &Signer) -> BuiltinCa {
-    s.ca().clone()
 }
 
 /// Makes this instance's signer follow `rec`.
@@ -1509,11 +1505,6 @@ pub async fn status_json(state: &AppState) -> Result<Value, RotationError> {
         })),
         "history": rec.history,
     }))
-}
-
-/// Maps an error for the API.
-pub fn api_error(e: RotationError) -> ApiError {
-    e.into()
 }
 
 #[cfg(test)]
