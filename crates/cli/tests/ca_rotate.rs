@@ -200,3 +200,65 @@ fn rotate_takes_an_fsm_root_over_gates_forces_refuses_and_aborts() {
     assert_eq!(out.status.code(), Some(REFUSED), "{}", text(&out));
     assert!(home.data().join("ca.pem").is_file());
 }
+
+#[test]
+fn rotate_external_moves_trust_only_and_needs_both_roots() {
+    let home = Home {
+        dir: tempdir().unwrap(),
+    };
+    // Two roots of an "external issuer", as PEM files (certificates only are sent).
+    let mut roots = Vec::new();
+    for name in ["vault-a", "vault-b"] {
+        let dir = home.dir.path().join(name);
+        let out = home.run(&[
+            "ca",
+            "init",
+            "--cn",
+            name,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let out_dir = home.dir.path().join(format!("{name}-pem"));
+        let out = home.run(&[
+            "ca",
+            "export",
+            "--format",
+            "pem",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        roots.push(out_dir.join("ca.crt"));
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (_serve, url) = serve(&home, &["--listen", &listen, "--rotation-min-dwell", "0s"]);
+    let (a, b) = (roots[0].to_str().unwrap(), roots[1].to_str().unwrap());
+
+    // --external needs --old (clap: exit 2).
+    let out = rotate(&home, &url, &["start", "--external", "--import", b]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = rotate(
+        &home,
+        &url,
+        &[
+            "start",
+            "--external",
+            "--import",
+            b,
+            "--old",
+            a,
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = json(&out);
+    assert_eq!(doc["external"], true);
+    assert_eq!(doc["old"]["subject"], "CN=vault-a");
+    assert_eq!(doc["new"]["subject"], "CN=vault-b");
+    assert!(doc["signer"].is_null(), "serve's signer is not part of it");
+}
