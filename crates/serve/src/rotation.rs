@@ -833,6 +833,12 @@ fn transition(rec: &mut RotationRecord, to: Phase, by: &str, action: &str, force
         action: action.to_owned(),
         forced,
     });
+    // The retired CA is kept (until prune) from the moment the rotation ends.
+    if (to == Phase::Done || (to == Phase::Idle && rec.aborted_from.is_some()))
+        && rec.previous.is_none()
+    {
+        rec.previous.clone_from(&rec.old);
+    }
     rec.phase = to;
     rec.since = now;
     rec.bundle_pending =
@@ -876,6 +882,10 @@ pub async fn act(
                     reason = %g.reason,
                     "a rotation gate that does not hold was overridden"
                 );
+            }
+            if matches!(next, Phase::Done | Phase::Idle) {
+                // The store's CA is the new one by the time anyone sees the end.
+                make_store_ca(state, &rec).await?;
             }
             transition(&mut rec, next, who, "advance", forced);
             write(state.store.as_ref(), &rec, revision).await?;
@@ -1225,25 +1235,8 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
     }
     let finished =
         rec.phase == Phase::Done || (rec.phase == Phase::Idle && rec.aborted_from.is_some());
-    if finished
-        && !rec.external
-        && let Some(new) = rec.new.clone()
-    {
-        let loaded = persist::load(
-            state.store.as_ref(),
-            state.rotation.config.passphrase.as_ref(),
-        )
-        .await?;
-        if root_fingerprint(loaded.ca.root()) != new.sha256 {
-            let signer = load_signer(state, &new).await?;
-            let options = SaveOptions {
-                passphrase: state.rotation.config.passphrase.as_ref(),
-                replace_revision: Some(loaded.revision),
-                ..SaveOptions::default()
-            };
-            persist::save(state.store.as_ref(), signer.ca(), &options).await?;
-            tracing::info!(target: "anchorage::audit", event = "rotation_ca_replaced", subject = %new.subject, "the store's CA is now the rotation's new CA");
-        }
+    if finished {
+        make_store_ca(state, &rec).await?;
     }
     if finished && rec.previous.is_none() && rec.old.is_some() {
         let (mut again, rev) = read(state.store.as_ref()).await?;
@@ -1254,6 +1247,31 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
         rec = again;
     }
     Ok(rec)
+}
+
+/// Makes the rotation's new CA the store's CA (`ca.builtin`, what `anchorage ca` and a start
+/// read) unless it already is; nothing for an external issuer. Idempotent: done before the
+/// transition to Done (or the end of an abort), and again by [`reconcile`] after a crash.
+async fn make_store_ca(state: &AppState, rec: &RotationRecord) -> Result<(), RotationError> {
+    let (false, Some(new)) = (rec.external, rec.new.as_ref()) else {
+        return Ok(());
+    };
+    let loaded = persist::load(
+        state.store.as_ref(),
+        state.rotation.config.passphrase.as_ref(),
+    )
+    .await?;
+    if root_fingerprint(loaded.ca.root()) != new.sha256 {
+        let signer = load_signer(state, new).await?;
+        let options = SaveOptions {
+            passphrase: state.rotation.config.passphrase.as_ref(),
+            replace_revision: Some(loaded.revision),
+            ..SaveOptions::default()
+        };
+        persist::save(state.store.as_ref(), signer.ca(), &options).await?;
+        tracing::info!(target: "anchorage::audit", event = "rotation_ca_replaced", subject = %new.subject, "the store's CA is now the rotation's new CA");
+    }
+    Ok(())
 }
 
 /// Makes this instance's signer follow `rec`.
