@@ -68,6 +68,8 @@ fn unit() -> f64 {
 /// One agent.
 pub struct Agent {
     config: AgentConfig,
+    /// The serve CA file's content the clients were built with.
+    server_ca: Vec<u8>,
     client: ServeClient,
     mtls: Option<ServeClient>,
     identity: Option<Current>,
@@ -106,6 +108,7 @@ impl Agent {
         status.server.clone_from(&config.server);
         let mut agent = Self {
             config,
+            server_ca: ca,
             client,
             mtls: None,
             identity: None,
@@ -129,21 +132,50 @@ impl Agent {
         &self.status
     }
 
+    fn mtls_client(&self, ca: &[u8], current: &Current) -> Result<ServeClient, AgentError> {
+        Ok(ServeClient::new(
+            &self.config.server,
+            ca,
+            Some(ClientIdentity {
+                chain_pem: &current.chain_pem,
+                key_pem: &current.key_pem,
+            }),
+            self.config.timing.request_timeout,
+        )?
+        .with_consumer(&self.config.consumer))
+    }
+
+    /// Reads the serve CA file again and rebuilds the clients when it changed: after a root
+    /// rotation serve may present a certificate from the new root, and its `ca.pem` then holds
+    /// both (trust read once at start is what this avoids).
+    fn refresh_server_ca(&mut self) -> Result<(), AgentError> {
+        let Ok(ca) = std::fs::read(&self.config.server_ca) else {
+            return Ok(());
+        };
+        if ca == self.server_ca {
+            return Ok(());
+        }
+        self.client = ServeClient::new(
+            &self.config.server,
+            &ca,
+            None,
+            self.config.timing.request_timeout,
+        )?;
+        if let Some(current) = &self.identity {
+            self.mtls = Some(self.mtls_client(&ca, current)?);
+        }
+        self.server_ca = ca;
+        tracing::info!(file = %self.config.server_ca.display(), "the serve CA file changed: reconnecting with it");
+        Ok(())
+    }
+
     fn set_identity(&mut self, current: Current) -> Result<(), AgentError> {
         let ca = std::fs::read(&self.config.server_ca).map_err(|source| AgentError::Read {
             what: "the serve CA file",
             path: self.config.server_ca.clone(),
             source,
         })?;
-        self.mtls = Some(ServeClient::new(
-            &self.config.server,
-            &ca,
-            Some(ClientIdentity {
-                chain_pem: &current.chain_pem,
-                key_pem: &current.key_pem,
-            }),
-            self.config.timing.request_timeout,
-        )?);
+        self.mtls = Some(self.mtls_client(&ca, &current)?);
         let t = &self.config.timing;
         self.renew_at = Some(current.renew_at(t.renew_fraction, t.renew_jitter, unit()));
         self.status.cert_serial = Some(current.leaf.serial().to_owned());
@@ -316,13 +348,26 @@ impl Agent {
             cert_serial: self.identity.as_ref().map(|c| c.leaf.serial().to_owned()),
             not_after: self.identity.as_ref().map(|c| c.leaf.not_after().rfc3339()),
         };
-        if let Some(mtls) = &self.mtls {
-            mtls.ack(None, &ack).await?;
+        let answer = if let Some(mtls) = &self.mtls {
+            mtls.ack_answer(None, &ack).await?
         } else if let Some(token) = self.token()? {
-            self.client.ack(Some(&token), &ack).await?;
+            self.client.ack_answer(Some(&token), &ack).await?
         } else {
             tracing::debug!("no identity and no token file: the ack is skipped");
             return Ok(false);
+        };
+        // A root rotation pulls the renewal forward (serve says by when).
+        if let Some(before) = answer.renew_before
+            && self.identity.is_some()
+            && self.renew_at.is_none_or(|at| at > before)
+        {
+            let at = before.max(now_unix());
+            tracing::info!(
+                renew_at = at,
+                "serve pulls the renewal forward (root rotation)"
+            );
+            self.renew_at = Some(at);
+            self.status.renew_at = Some(at);
         }
         self.status.last_ack = Some(AckRecord {
             bundle_version: version,
@@ -362,6 +407,7 @@ impl Agent {
 
     /// A full pass: identity, the whole bundle (no ETag), outputs, reload, ack.
     async fn full_pass(&mut self) -> Result<Outcome, AgentError> {
+        self.refresh_server_ca()?;
         let mut outcome = Outcome {
             identity_changed: self.ensure_identity(now_unix()).await?,
             ..Outcome::default()
@@ -514,8 +560,14 @@ impl Agent {
                 Err(e) => {
                     self.failed(&e);
                     full = true;
-                    streak = streak.saturating_add(1);
-                    let pause = self.backoff(streak);
+                    // Rate-limited: wait as serve says (with jitter so a group does not come
+                    // back at once), not the failure backoff.
+                    let pause = if let AgentError::RateLimited { retry_after, .. } = &e {
+                        retry_after.mul_f64(1.0 + 0.5 * unit())
+                    } else {
+                        streak = streak.saturating_add(1);
+                        self.backoff(streak)
+                    };
                     tracing::info!(?pause, "backing off");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}

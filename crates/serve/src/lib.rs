@@ -42,6 +42,7 @@ pub mod http;
 pub mod metrics;
 pub mod nats;
 pub mod roles;
+pub mod rotation;
 pub mod server;
 pub mod state;
 pub mod tokens;
@@ -123,6 +124,8 @@ pub struct ServeConfig {
     pub bootstrap_admin_token: bool,
     /// Also serve the API over NATS request/reply (`<prefix>.v1.<op>`).
     pub nats: Option<nats::NatsApi>,
+    /// Root rotation (`/v1/rotation`): automatic driving, gates, renewal rate limits.
+    pub rotation: rotation::RotationConfig,
 }
 
 impl ServeConfig {
@@ -140,6 +143,7 @@ impl ServeConfig {
             roles: Vec::new(),
             bootstrap_admin_token: true,
             nats: None,
+            rotation: rotation::RotationConfig::default(),
         }
     }
 }
@@ -294,6 +298,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/bundle/cas", post(api::post_bundle_cas))
         .route("/v1/acks", post(api::post_acks))
         .route("/v1/consumers", get(api::get_consumers))
+        .route(
+            "/v1/rotation",
+            get(api::get_rotation).post(api::post_rotation),
+        )
         .route("/v1/roles", get(api::list_roles))
         .route(
             "/v1/roles/{name}",
@@ -512,13 +520,31 @@ impl Server {
             crl_cache: Mutex::new(None),
             bundle_version: watch::channel(0).0,
             shutting_down: shutdown_rx.clone(),
+            rotation: rotation::Rotation::new(rotation::RotationConfig {
+                passphrase: config.passphrase.clone(),
+                init: config.ca_init.clone(),
+                ..config.rotation.clone()
+            })
+            .with_ca_file(ca_file.clone()),
         });
+        // A restart mid-rotation resumes: the signer follows the stored record before the
+        // first request.
+        {
+            let (rec, _) = rotation::read(state.store.as_ref()).await?;
+            rotation::apply(&state, &rec).await;
+        }
         let (bundle, _) = state.bundle_record().await?;
         state.note_bundle_version(bundle.version);
 
         let (first, mut renew_at) = match &config.tls {
             TlsSource::Builtin { names } => {
                 let (ck, at) = builtin_serving_cert(&state.authority, names).await?;
+                // ca.pem keeps the root this serving certificate chains to, whatever a
+                // rotation does to the bundle.
+                if let Ok(mut root) = state.rotation.serving_root.lock() {
+                    *root = Some(state.authority.ca().root().to_pem());
+                }
+                rotation::write_ca_file(&state, &state.rotation.current.borrow().clone());
                 (ck, Some(at))
             }
             TlsSource::Files { cert, key } => (files_cert(cert, key)?, None),
@@ -582,6 +608,16 @@ impl Server {
                 .await;
         }));
 
+        // Root rotation: every instance follows the record; the lease holder drives it.
+        tasks.push(tokio::spawn(rotation::follow(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(rotation::drive(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
+
         // Housekeeping: the CRL re-signed before its next-update, the built-in serving
         // certificate renewed at two thirds of its life.
         let bg_state = Arc::clone(&state);
@@ -621,6 +657,11 @@ impl Server {
                             if let Ok(mut cur) = slot.0.write() {
                                 *cur = ck;
                             }
+                            if let Ok(mut root) = bg_state.rotation.serving_root.lock() {
+                                *root = Some(bg_state.authority.ca().root().to_pem());
+                            }
+                            let rec = bg_state.rotation.current.borrow().clone();
+                            rotation::write_ca_file(&bg_state, &rec);
                             renew_at = Some(next);
                             tracing::info!("serving certificate renewed");
                         }
@@ -653,6 +694,7 @@ impl Server {
                 "/v1/bundle",
                 "/v1/acks",
                 "/v1/consumers",
+                "/v1/rotation",
                 "/v1/<mount>/issue/<role>",
                 "/v1/<mount>/sign/<role>",
                 "/healthz",
