@@ -42,6 +42,7 @@ pub mod http;
 pub mod metrics;
 pub mod nats;
 pub mod roles;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tokens;
@@ -123,6 +124,8 @@ pub struct ServeConfig {
     pub bootstrap_admin_token: bool,
     /// Also serve the API over NATS request/reply (`<prefix>.v1.<op>`).
     pub nats: Option<nats::NatsApi>,
+    /// Also run the wasmCloud secrets backend (`serve --secrets`, [`secrets`]).
+    pub secrets: Option<secrets::SecretsSlot>,
 }
 
 impl ServeConfig {
@@ -140,6 +143,7 @@ impl ServeConfig {
             roles: Vec::new(),
             bootstrap_admin_token: true,
             nats: None,
+            secrets: None,
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct Serving {
     pub store: String,
     /// The main endpoints.
     pub endpoints: Vec<&'static str>,
+    /// The secrets backend, with `--secrets`.
+    pub secrets: Option<secrets::SecretsServing>,
 }
 
 impl std::fmt::Display for Serving {
@@ -192,6 +198,13 @@ impl std::fmt::Display for Serving {
             )?;
         }
         writeln!(f, "  endpoints: {}", self.endpoints.join(" "))?;
+        if let Some(s) = &self.secrets {
+            writeln!(
+                f,
+                "  secrets: {}.> (server xkey {}, {})",
+                s.subject, s.server_xkey, s.store
+            )?;
+        }
         write!(
             f,
             "  try: curl --cacert {} {}/readyz",
@@ -243,6 +256,15 @@ pub enum ServeError {
         /// The client's words.
         message: String,
     },
+    /// The secrets backend (`--secrets`): its subjects or admin settings.
+    #[error("the secrets backend cannot start: {0}")]
+    Secrets(#[source] anchorage_secrets_server::ServeError),
+    /// The secrets backend's stores (`--secrets --store jetstream`: its buckets).
+    #[error("the secrets backend's store cannot be opened: {0}")]
+    SecretsStore(#[source] anchorage_secrets_server::StoreFailure),
+    /// A [`secrets::SecretsSlot`] already taken by another start (a cloned configuration).
+    #[error("the secrets backend of this configuration was already started by another server")]
+    SecretsTaken,
     /// A role in the configuration.
     #[error("role {name:?} in the configuration is invalid: {reason}")]
     Role {
@@ -547,6 +569,15 @@ impl Server {
         })?;
         let app = router(Arc::clone(&state));
         let mut tasks = Vec::new();
+        let secrets_serving = match &config.secrets {
+            Some(slot) => {
+                let backend = slot.take().ok_or(ServeError::SecretsTaken)?;
+                let (serving, task) = secrets::start(backend, &store, shutdown_rx.clone()).await?;
+                tasks.push(task);
+                Some(serving)
+            }
+            None => None,
+        };
         if let Some(api) = config.nats.clone() {
             let subject = format!("{}.v1.>", api.prefix);
             let subscriber = api
@@ -659,6 +690,7 @@ impl Server {
                 "/readyz",
                 "/metrics",
             ],
+            secrets: secrets_serving,
         };
         tracing::info!(url = %serving.url, store = %serving.store, ca = %serving.ca_subject, "anchorage serve is listening");
         Ok(Self {
