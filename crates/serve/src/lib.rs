@@ -41,6 +41,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+pub mod nats_auth;
 pub mod roles;
 pub mod secrets;
 pub mod server;
@@ -593,6 +594,7 @@ impl Server {
                 api,
                 subscriber,
                 app.clone(),
+                Arc::clone(&store),
                 shutdown_rx.clone(),
             )));
         }

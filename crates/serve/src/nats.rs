@@ -32,6 +32,9 @@ pub struct NatsApi {
     pub queue_group: String,
     /// Requests handled at once.
     pub max_in_flight: usize,
+    /// Requesters identified by a signed nkey, mapped to a role or admin
+    /// ([`crate::nats_auth`]).
+    pub identities: crate::nats_auth::NatsIdentities,
 }
 
 impl NatsApi {
@@ -42,6 +45,7 @@ impl NatsApi {
             prefix: "anchorage".into(),
             queue_group: "anchorage-serve".into(),
             max_in_flight: 256,
+            identities: crate::nats_auth::NatsIdentities::new(),
         }
     }
 }
@@ -71,6 +75,7 @@ pub(crate) async fn serve(
     api: NatsApi,
     subscriber: async_nats::Subscriber,
     app: Router,
+    store: Arc<dyn anchorage_store::Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut subscriber = subscriber;
@@ -91,6 +96,7 @@ pub(crate) async fn serve(
             break;
         };
         let (client, app, base) = (api.client.clone(), app.clone(), base.clone());
+        let (identities, store) = (api.identities.clone(), Arc::clone(&store));
         tokio::spawn(async move {
             let _permit = permit;
             let op = message
@@ -98,7 +104,11 @@ pub(crate) async fn serve(
                 .as_str()
                 .strip_prefix(&base)
                 .unwrap_or_default();
-            let (status, headers, body) = handle(app, op, &message).await;
+            let (status, headers, body) =
+                match identify(&identities, store.as_ref(), op, &message).await {
+                    Ok(identity) => handle(app, op, &message, identity).await,
+                    Err(refused) => refused,
+                };
             let mut out = async_nats::HeaderMap::new();
             out.insert(STATUS_HEADER, status.to_string().as_str());
             for (name, value) in headers {
@@ -117,11 +127,57 @@ pub(crate) async fn serve(
     let _ = api.client.flush().await;
 }
 
+type Reply = (u16, Vec<(&'static str, String)>, bytes::Bytes);
+
+/// The bearer value of a request signed with a configured nkey (`None`: not signed); a
+/// refusal is the reply, audited.
+async fn identify(
+    identities: &crate::nats_auth::NatsIdentities,
+    store: &dyn anchorage_store::Store,
+    op: &str,
+    message: &async_nats::Message,
+) -> Result<Option<String>, Reply> {
+    let signed = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(crate::nats_auth::NKEY_HEADER).is_some());
+    if !signed {
+        return Ok(None);
+    }
+    let now = crate::tokens::now_unix();
+    match crate::nats_auth::verify(identities, store, message, now).await {
+        Ok(Some((nkey, identity))) => Ok(Some(crate::nats_auth::internal_token(
+            &nkey, &identity, now,
+        ))),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::info!(
+                target: "anchorage::audit",
+                event = "authenticate",
+                outcome = "refused",
+                endpoint = op,
+                transport = "nats",
+                nkey = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(crate::nats_auth::NKEY_HEADER))
+                    .map(|v| v.as_str())
+                    .unwrap_or_default(),
+                code = e.code(),
+                reason = %e,
+            );
+            let body = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+            Err((e.status(), vec![], body.to_string().into()))
+        }
+    }
+}
+
 async fn handle(
     app: Router,
     op: &str,
     message: &async_nats::Message,
-) -> (u16, Vec<(&'static str, String)>, bytes::Bytes) {
+    identity: Option<String>,
+) -> Reply {
     let Some((method, path)) = route(op) else {
         let body = serde_json::json!({"error": {"code": "route_unknown", "message": format!("no operation {op:?}: use sign, issue, revoke, acks, tokens, bundle-cas, bundle, crl, consumers or health")}});
         return (404, vec![], body.to_string().into());
@@ -160,6 +216,9 @@ async fn handle(
                 builder = builder.header(name, v.as_str());
             }
         }
+    }
+    if let Some(token) = identity {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let Ok(request) = builder
         .header(header::CONTENT_TYPE, "application/json")

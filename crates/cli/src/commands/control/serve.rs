@@ -128,6 +128,12 @@ pub(crate) struct ServeArgs {
     /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
     #[arg(long, value_name = "FILE", requires = "nats_url")]
     pub(crate) nats_creds: Option<PathBuf>,
+    /// A requester over NATS identified by its nkey instead of a token: `NKEY=ROLE` (requests
+    /// signed by that user or account nkey run as a role token of ROLE) or `NKEY=admin`.
+    /// Repeatable. Signed requests carry the key, a timestamp, a nonce and the signature in
+    /// headers (docs/serve.md, "NATS identity").
+    #[arg(long, value_name = "NKEY=ROLE", requires = "nats_url", value_parser = parse_identity)]
+    pub(crate) nats_identity: Vec<(String, anchorage_serve::nats_auth::NatsIdentity)>,
     /// The NATS subject prefix: requests arrive on `<prefix>.v1.<op>`.
     #[arg(
         long,
@@ -183,6 +189,30 @@ pub(crate) enum ServeStore {
     Embedded,
     /// A JetStream KV bucket, shared by several instances.
     Jetstream,
+}
+
+/// `serve --nats-identity NKEY=ROLE|admin`.
+fn parse_identity(
+    text: &str,
+) -> Result<(String, anchorage_serve::nats_auth::NatsIdentity), String> {
+    use anchorage_serve::nats_auth::NatsIdentity;
+    let (key, role) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NKEY=ROLE (or NKEY=admin)"))?;
+    let key = key.trim();
+    let valid = (key.starts_with('U') || key.starts_with('A'))
+        && nkeys::KeyPair::from_public_key(key).is_ok();
+    if !valid {
+        return Err(format!(
+            "{key:?} is not a user (U…) or account (A…) public nkey"
+        ));
+    }
+    let role = role.trim();
+    if role == "admin" {
+        return Ok((key.to_owned(), NatsIdentity::admin(key)));
+    }
+    anchorage_serve::roles::valid_name(role).map_err(|m| format!("role {role:?}: {m}"))?;
+    Ok((key.to_owned(), NatsIdentity::role(role, key)))
 }
 
 /// `serve --replicas`: `auto` (`None`) or a count.
@@ -328,6 +358,7 @@ impl Run for ServeArgs {
             Some(nats)
         };
         let mut secrets = self.secrets_parts(jetstream)?;
+        let identities = self.nats_identity.clone();
         let prefix = self.nats_prefix;
         let nats_prefix = nats.is_some().then(|| prefix.clone());
         let result = runtime.block_on(async {
@@ -351,6 +382,7 @@ impl Run for ServeArgs {
                 }
                 let mut api = NatsApi::new(client);
                 api.prefix = prefix;
+                api.identities = identities.into_iter().collect();
                 config.nats = Some(api);
             }
             anchorage_serve::run(config, anchorage_serve::shutdown_signal(), |serving| {
