@@ -11,6 +11,7 @@ use crate::error::AgentError;
 use crate::identity::{self, Current};
 use crate::reload;
 use crate::status::{AckRecord, Status, read_status, write_status};
+use crate::transport::{NatsTransport, Transport};
 use crate::trust::{self, OutputWritten, Refusal};
 
 /// What one pass did.
@@ -68,7 +69,7 @@ fn unit() -> f64 {
 /// One agent.
 pub struct Agent {
     config: AgentConfig,
-    client: ServeClient,
+    client: Transport,
     mtls: Option<ServeClient>,
     identity: Option<Current>,
     renew_at: Option<i64>,
@@ -93,12 +94,26 @@ impl Agent {
     /// Reads the serve CA, the current identity files and the last status (the installed
     /// version survives a restart).
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
-        let ca = std::fs::read(&config.server_ca).map_err(|source| AgentError::Read {
-            what: "the serve CA file",
-            path: config.server_ca.clone(),
-            source,
-        })?;
-        let client = ServeClient::new(&config.server, &ca, None, config.timing.request_timeout)?;
+        let client = match &config.nats {
+            Some(nats) => Transport::Nats(NatsTransport::new(
+                nats.client.clone(),
+                &nats.prefix,
+                config.timing.request_timeout,
+            )),
+            None => {
+                let ca = std::fs::read(&config.server_ca).map_err(|source| AgentError::Read {
+                    what: "the serve CA file",
+                    path: config.server_ca.clone(),
+                    source,
+                })?;
+                Transport::Http(ServeClient::new(
+                    &config.server,
+                    &ca,
+                    None,
+                    config.timing.request_timeout,
+                )?)
+            }
+        };
         let previous = read_status(&config.status_file).ok();
         let installed = previous.as_ref().and_then(|s| s.bundle_version);
         let mut status = previous.unwrap_or_default();
@@ -130,20 +145,23 @@ impl Agent {
     }
 
     fn set_identity(&mut self, current: Current) -> Result<(), AgentError> {
-        let ca = std::fs::read(&self.config.server_ca).map_err(|source| AgentError::Read {
-            what: "the serve CA file",
-            path: self.config.server_ca.clone(),
-            source,
-        })?;
-        self.mtls = Some(ServeClient::new(
-            &self.config.server,
-            &ca,
-            Some(ClientIdentity {
-                chain_pem: &current.chain_pem,
-                key_pem: &current.key_pem,
-            }),
-            self.config.timing.request_timeout,
-        )?);
+        // mTLS (renewal, acks by certificate) is HTTPS only: over NATS the token does both.
+        if !self.client.is_nats() {
+            let ca = std::fs::read(&self.config.server_ca).map_err(|source| AgentError::Read {
+                what: "the serve CA file",
+                path: self.config.server_ca.clone(),
+                source,
+            })?;
+            self.mtls = Some(ServeClient::new(
+                &self.config.server,
+                &ca,
+                Some(ClientIdentity {
+                    chain_pem: &current.chain_pem,
+                    key_pem: &current.key_pem,
+                }),
+                self.config.timing.request_timeout,
+            )?);
+        }
         let t = &self.config.timing;
         self.renew_at = Some(current.renew_at(t.renew_fraction, t.renew_jitter, unit()));
         self.status.cert_serial = Some(current.leaf.serial().to_owned());
@@ -464,6 +482,10 @@ impl Agent {
     /// pass again. The last good files stay in place throughout.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
+        // NATS: subscribed to the change announcements before the first fetch.
+        if let Err(e) = self.client.prepare().await {
+            self.failed(&e);
+        }
         let mut full = true;
         // Failures of any kind in a row (the status counts unreachable ones only): the backoff.
         let mut streak = 0u32;

@@ -590,6 +590,12 @@ impl Server {
                     message: e.to_string(),
                 })?;
             tracing::info!(%subject, "serving the API over NATS");
+            tasks.push(tokio::spawn(nats::announce_bundle_changes(
+                api.client.clone(),
+                api.prefix.clone(),
+                state.bundle_version.subscribe(),
+                shutdown_rx.clone(),
+            )));
             tasks.push(tokio::spawn(nats::serve(
                 api,
                 subscriber,

@@ -69,6 +69,44 @@ fn route(op: &str) -> Option<(Method, &'static str)> {
     })
 }
 
+/// The subject bundle changes are announced on: `<prefix>.v1.bundle.changed`.
+pub fn bundle_changed_subject(prefix: &str) -> String {
+    format!("{prefix}.v1.bundle.changed")
+}
+
+/// Announces every bundle version this instance learns of (its own changes and, through
+/// `follow_bundle`, other instances') on [`bundle_changed_subject`] as `{"version": N}` with
+/// the `ETag`, until `shutdown` turns true. Agents subscribed over NATS fetch on it. Several
+/// instances announce the same version; agents fetch only a version they have not seen.
+pub(crate) async fn announce_bundle_changes(
+    client: async_nats::Client,
+    prefix: String,
+    mut versions: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let subject = bundle_changed_subject(&prefix);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            changed = versions.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        let version = *versions.borrow_and_update();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("ETag", format!("\"{version}\"").as_str());
+        let body = serde_json::json!({ "version": version }).to_string();
+        if let Err(e) = client
+            .publish_with_headers(subject.clone(), headers, body.into())
+            .await
+        {
+            tracing::warn!(error = %e, %subject, "could not announce a bundle change");
+        }
+    }
+}
+
 /// Subscribes and answers until `shutdown` turns true; then unsubscribes and lets in-flight
 /// requests finish.
 pub(crate) async fn serve(
@@ -232,6 +270,10 @@ async fn handle(
     for (name, nats_name) in [
         (header::ETAG, "ETag"),
         (header::CONTENT_TYPE, "Content-Type"),
+        (
+            header::HeaderName::from_static(crate::api::ROTATION_HEADER),
+            "Anchorage-Rotation",
+        ),
     ] {
         if let Some(v) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
             headers.push((nats_name, v.to_owned()));
