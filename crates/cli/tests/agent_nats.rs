@@ -238,6 +238,21 @@ fn an_agent_over_nats_installs_and_acks_changes_announced_by_serve() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!none_dir.join("ca.pem").exists());
+    // --server with --nats-url: exit 2.
+    let out = anchorage(
+        serve.home.path(),
+        &[
+            "agent",
+            "--once",
+            "--nats-url",
+            &serve.nats,
+            "--server",
+            &serve.url,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 
     let _good_agent = serve.spawn(&serve.agent_args("nats-1", &good, &serve.token_file()));
     let _bad_agent = serve.spawn(&serve.agent_args("nats-bad", &bad, &bogus_token));

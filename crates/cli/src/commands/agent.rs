@@ -358,6 +358,12 @@ impl AgentArgs {
     /// The library's configuration from the command line (exit 2/3 on what is wrong).
     fn config(&self) -> Result<AgentConfig, Failure> {
         let nats = !self.nats_url.is_empty();
+        if nats && (self.server.is_some() || self.server_ca.is_some()) {
+            return Err(Failure::new(
+                Code::Usage,
+                "--nats-url reaches serve over NATS: give it, or --server and --server-ca, not both",
+            ));
+        }
         let server = match (&self.server, nats) {
             (Some(s), _) => s.clone(),
             (None, true) => format!("nats:{}", self.nats_url.join(",")),
