@@ -95,11 +95,17 @@ impl Agent {
     /// version survives a restart).
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
         let client = match &config.nats {
-            Some(nats) => Transport::Nats(NatsTransport::new(
-                nats.client.clone(),
-                &nats.prefix,
-                config.timing.request_timeout,
-            )),
+            Some(nats) => {
+                let mut t = NatsTransport::new(
+                    nats.client.clone(),
+                    &nats.prefix,
+                    config.timing.request_timeout,
+                );
+                if let Some(key) = &nats.nkey {
+                    t = t.with_nkey(std::sync::Arc::clone(key));
+                }
+                Transport::Nats(t)
+            }
             None => {
                 let ca = std::fs::read(&config.server_ca).map_err(|source| AgentError::Read {
                     what: "the serve CA file",
@@ -217,14 +223,9 @@ impl Agent {
         let issued = match renewed {
             Some(issued) => issued,
             None => {
-                let token = self.token()?.ok_or_else(|| {
-                    AgentError::Config(
-                        "an identity without a valid certificate needs a token file for /v1/sign"
-                            .into(),
-                    )
-                })?;
+                let token = self.token()?;
                 self.client
-                    .sign(&token, &csr, config.kind.as_str(), config.ttl)
+                    .sign(token.as_ref(), &csr, config.kind.as_str(), config.ttl)
                     .await?
             }
         };
@@ -338,6 +339,8 @@ impl Agent {
             mtls.ack(None, &ack).await?;
         } else if let Some(token) = self.token()? {
             self.client.ack(Some(&token), &ack).await?;
+        } else if self.client.signs() {
+            self.client.ack(None, &ack).await?;
         } else {
             tracing::debug!("no identity and no token file: the ack is skipped");
             return Ok(false);

@@ -54,6 +54,9 @@ pub struct NatsSettings {
     pub client: async_nats::Client,
     /// serve's subject prefix (default `anchorage`).
     pub prefix: String,
+    /// Sign every request with this nkey (serve maps it to a role with `--nats-identity`)
+    /// instead of sending the token file: sign and acks then need no token.
+    pub nkey: Option<std::sync::Arc<nkeys::KeyPair>>,
 }
 
 impl AgentConfig {

@@ -15,7 +15,10 @@
 //! - `sign` and `acks` are `<prefix>.v1.sign` and `<prefix>.v1.acks` with the token file as
 //!   `Authorization: Bearer`. Renewal needs mTLS, which serve offers over HTTPS only: over NATS
 //!   the agent renews by signing a new CSR with its token (a role token, long-lived), and acks
-//!   with the token too.
+//!   with the token too;
+//! - or, with an nkey ([`crate::NatsSettings::nkey`]), every request is signed with it
+//!   (`anchorage_serve::nats_auth`: subject, reply subject, time, nonce, payload hash) and serve
+//!   maps the key to a role (`serve --nats-identity NKEY=ROLE`): no token file at all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ pub struct NatsTransport {
     prefix: String,
     timeout: Duration,
     changes: Arc<tokio::sync::Mutex<Option<async_nats::Subscriber>>>,
+    nkey: Option<Arc<nkeys::KeyPair>>,
 }
 
 /// Where the agent reaches serve.
@@ -77,22 +81,30 @@ impl Transport {
         }
     }
 
-    /// `sign` with a token.
+    /// `sign` with a token (over NATS with an nkey, none is needed).
     pub async fn sign(
         &self,
-        token: &SecretString,
+        token: Option<&SecretString>,
         csr_pem: &str,
         kind: &str,
         ttl: Option<Duration>,
     ) -> Result<Issued, AgentError> {
         match self {
-            Transport::Http(c) => c.sign(token, csr_pem, kind, ttl).await,
+            Transport::Http(c) => {
+                let token = token.ok_or_else(|| {
+                    AgentError::Config(
+                        "an identity without a valid certificate needs a token file for /v1/sign"
+                            .into(),
+                    )
+                })?;
+                c.sign(token, csr_pem, kind, ttl).await
+            }
             Transport::Nats(n) => {
                 let mut body = serde_json::json!({ "csr": csr_pem, "kind": kind });
                 if let Some(ttl) = ttl {
                     body["ttl"] = ttl.as_secs().into();
                 }
-                n.post("sign", Some(token), &body).await
+                n.post("sign", token, &body).await
             }
         }
     }
@@ -116,6 +128,11 @@ impl Transport {
     pub fn is_nats(&self) -> bool {
         matches!(self, Transport::Nats(_))
     }
+
+    /// True when requests are signed with an nkey (no token needed).
+    pub fn signs(&self) -> bool {
+        matches!(self, Transport::Nats(n) if n.nkey.is_some())
+    }
 }
 
 /// A change announcement.
@@ -132,7 +149,14 @@ impl NatsTransport {
             prefix: prefix.to_owned(),
             timeout,
             changes: Arc::new(tokio::sync::Mutex::new(None)),
+            nkey: None,
         }
+    }
+
+    /// Signs every request with `key` instead of sending a token.
+    pub fn with_nkey(mut self, key: Arc<nkeys::KeyPair>) -> Self {
+        self.nkey = Some(key);
+        self
     }
 
     fn subject(&self, op: &str) -> String {
@@ -196,7 +220,39 @@ impl NatsTransport {
         headers: async_nats::HeaderMap,
         body: Vec<u8>,
     ) -> Result<(u16, async_nats::HeaderMap, bytes::Bytes), AgentError> {
-        let answer = tokio::time::timeout(
+        let answer = if let Some(key) = &self.nkey {
+            let if_none_match = headers.get("If-None-Match").map(|v| v.as_str().to_owned());
+            anchorage_serve::nats_auth::signed_request(
+                &self.client,
+                key,
+                &self.subject(op),
+                body.into(),
+                if_none_match.as_deref(),
+                self.timeout,
+            )
+            .await
+            .map_err(|e| self.unreachable(op, e.to_string()))?
+        } else {
+            self.plain_request(op, headers, body).await?
+        };
+        let headers = answer.headers.unwrap_or_default();
+        let status = headers
+            .get(STATUS_HEADER)
+            .and_then(|v| v.as_str().parse().ok())
+            .ok_or_else(|| AgentError::Protocol {
+                what: op,
+                message: format!("the reply has no {STATUS_HEADER} header: is it anchorage serve?"),
+            })?;
+        Ok((status, headers, answer.payload))
+    }
+
+    async fn plain_request(
+        &self,
+        op: &'static str,
+        headers: async_nats::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<async_nats::Message, AgentError> {
+        tokio::time::timeout(
             self.timeout,
             self.client
                 .request_with_headers(self.subject(op), headers, body.into()),
@@ -208,16 +264,7 @@ impl NatsTransport {
                 format!("no answer within {} s", self.timeout.as_secs_f32()),
             )
         })?
-        .map_err(|e| self.unreachable(op, e.to_string()))?;
-        let headers = answer.headers.unwrap_or_default();
-        let status = headers
-            .get(STATUS_HEADER)
-            .and_then(|v| v.as_str().parse().ok())
-            .ok_or_else(|| AgentError::Protocol {
-                what: op,
-                message: format!("the reply has no {STATUS_HEADER} header: is it anchorage serve?"),
-            })?;
-        Ok((status, headers, answer.payload))
+        .map_err(|e| self.unreachable(op, e.to_string()))
     }
 
     fn fail(what: &'static str, status: u16, body: &[u8]) -> AgentError {
@@ -269,7 +316,8 @@ impl NatsTransport {
         body: &serde_json::Value,
     ) -> Result<T, AgentError> {
         let mut headers = async_nats::HeaderMap::new();
-        if let Some(t) = token {
+        // With an nkey the signature is the credential: a token as well would be refused.
+        if let Some(t) = token.filter(|_| self.nkey.is_none()) {
             headers.insert(
                 "Authorization",
                 format!("Bearer {}", t.expose_secret()).as_str(),

@@ -32,6 +32,7 @@ fn nats_agent(client: &async_nats::Client, prefix: &str, dir: &Path, token: &Pat
     config.nats = Some(NatsSettings {
         client: client.clone(),
         prefix: prefix.to_owned(),
+        nkey: None,
     });
     config.token_file = Some(token.to_owned());
     config.trust.pem = Some(dir.join("ca-bundle.pem"));
@@ -165,5 +166,76 @@ async fn identity_signed_renewed_and_acked_over_nats_and_a_bad_bundle_refused() 
     let outcome = agent.once().await.unwrap();
     assert!(outcome.refused.is_some(), "{outcome:?}");
     assert_eq!(std::fs::read(dir.join("ca-bundle.pem")).unwrap(), before);
+    server.shutdown().await;
+}
+
+/// With an nkey serve maps to a role (`--nats-identity`), the agent needs no token: its
+/// requests are signed, the identity is issued and acknowledged. An nkey serve does not know
+/// is refused (`nkey_unknown`) and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nkey_identity_replaces_the_token_over_nats() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let tmp = anchorage_test_support::tempdir().unwrap();
+    let agent_key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let mut config = ServeConfig::new(tmp.path().join("serve"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let mut api = NatsApi::new(client.clone());
+    api.identities.insert(
+        agent_key.public_key(),
+        anchorage_serve::nats_auth::NatsIdentity::role("mesh", "lattice-agents"),
+    );
+    config.nats = Some(api);
+    config.roles = vec![
+        serde_json::from_value(json!({"name": "mesh", "allowed_domains": ["mesh.local"],
+            "allow_subdomains": true, "key_types": ["p256"], "max_ttl_seconds": 3600}))
+        .unwrap(),
+    ];
+    let server = Server::start(config).await.unwrap();
+
+    let dir = tmp.path().join("agent");
+    let mut config = nats_agent(&client, "anchorage", &dir, Path::new("/nonexistent"));
+    config.token_file = None;
+    if let Some(n) = config.nats.as_mut() {
+        n.nkey = Some(std::sync::Arc::clone(&agent_key));
+    }
+    config.identity = Some(IdentityConfig::in_dir("api.mesh.local", dir.join("id")));
+    let mut agent = Agent::new(config.clone()).unwrap();
+    let outcome = agent.once().await.unwrap();
+    assert!(outcome.identity_changed && outcome.acked, "{outcome:?}");
+    let status = read_status(&dir.join("status.json")).unwrap();
+    let serial = status.cert_serial.unwrap();
+    let mut acked = false;
+    for key in server.state().store.keys("serve.consumers.").await.unwrap() {
+        let value = server.state().store.get(&key).await.unwrap().unwrap().value;
+        let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        acked |= v["cert_serial"].as_str() == Some(serial.as_str());
+    }
+    assert!(acked, "the nkey agent's ack was not recorded");
+
+    // A key serve does not know.
+    let other = tmp.path().join("other");
+    let mut config = nats_agent(&client, "anchorage", &other, Path::new("/nonexistent"));
+    config.token_file = None;
+    if let Some(n) = config.nats.as_mut() {
+        n.nkey = Some(std::sync::Arc::new(nkeys::KeyPair::new_user()));
+    }
+    config.identity = Some(IdentityConfig::in_dir("api.mesh.local", other.join("id")));
+    let mut agent = Agent::new(config).unwrap();
+    let err = agent.once().await.unwrap_err();
+    assert!(
+        matches!(&err, anchorage_agent::AgentError::Server { status: 401, code, .. } if code == "nkey_unknown"),
+        "{err}"
+    );
+    assert!(
+        !other.join("id").exists()
+            || std::fs::read_dir(other.join("id"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    assert!(!other.join("ca-bundle.pem").exists());
     server.shutdown().await;
 }

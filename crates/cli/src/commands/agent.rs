@@ -83,6 +83,11 @@ pub(crate) struct AgentArgs {
     /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
     #[arg(long, value_name = "FILE", requires = "nats_url")]
     pub(crate) nats_creds: Option<PathBuf>,
+    /// A file holding the agent's nkey seed (SU… or SA…): every NATS request is signed with
+    /// it and serve maps the key to a role (`serve --nats-identity`), so sign and acks need no
+    /// --token-file.
+    #[arg(long, value_name = "FILE", requires = "nats_url")]
+    pub(crate) nats_nkey_file: Option<PathBuf>,
     /// serve's NATS subject prefix.
     #[arg(
         long,
@@ -298,6 +303,7 @@ impl Run for AgentArgs {
             Some(nats)
         };
         let prefix = self.nats_prefix.clone();
+        let nkey = self.nats_nkey_file.as_deref().map(read_nkey).transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -309,7 +315,11 @@ impl Run for AgentArgs {
                 let client = anchorage_secrets_server::connect(nats).await.map_err(|e| {
                     Failure::new(e.code(), format!("--nats-url {urls}: {}", with_causes(&e)))
                 })?;
-                config.nats = Some(anchorage_agent::NatsSettings { client, prefix });
+                config.nats = Some(anchorage_agent::NatsSettings {
+                    client,
+                    prefix,
+                    nkey,
+                });
             }
             let mut agent = Agent::new(config).map_err(|e| agent_failure(&e))?;
             if once {
@@ -352,6 +362,31 @@ impl Run for AgentArgs {
             Ok(Code::Ok)
         })
     }
+}
+
+/// `--nats-nkey-file`: a user or account seed (first line), never echoed.
+fn read_nkey(path: &std::path::Path) -> Result<std::sync::Arc<nkeys::KeyPair>, Failure> {
+    crate::io::check_input("--nats-nkey-file", path)?;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            Code::BadInput,
+            format!("--nats-nkey-file {}: cannot be read ({e})", path.display()),
+        )
+    })?);
+    let seed = text.lines().next().unwrap_or_default().trim();
+    let key = nkeys::KeyPair::from_seed(seed)
+        .ok()
+        .filter(|k| matches!(k.public_key().chars().next(), Some('U' | 'A')))
+        .ok_or_else(|| {
+            Failure::new(
+                Code::BadInput,
+                format!(
+                    "--nats-nkey-file {}: not a user (SU…) or account (SA…) nkey seed",
+                    path.display()
+                ),
+            )
+        })?;
+    Ok(std::sync::Arc::new(key))
 }
 
 impl AgentArgs {
