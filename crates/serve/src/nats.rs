@@ -11,6 +11,12 @@
 //! | `health` | `GET /readyz` |
 //!
 //! Renewal needs the certificate over mTLS and so is HTTPS only.
+//!
+//! Besides tokens, a request signed with an nkey that [`NatsApi::identities`] maps to a role or
+//! admin is served as that identity ([`crate::nats_auth`]: the model, the signed text, the
+//! refusals). Every bundle version the instance learns of is announced on
+//! `<prefix>.v1.bundle.changed` ([`bundle_changed_subject`]) for agents over NATS; bundle
+//! replies carry `Anchorage-Rotation` for a deliberate rotation step.
 
 use std::sync::Arc;
 

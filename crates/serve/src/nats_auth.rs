@@ -30,7 +30,7 @@
 //! A verified request runs the same handler as HTTP with the identity's claims: a role
 //! identity as a long-lived role token of that role (issue and sign within the role, acks), an
 //! admin identity as an admin token. The claims reach the handler as an internal bearer value
-//! MACed with a per-process random key ([`internal_token`]), so no HTTP or NATS client can
+//! MACed with a per-process random key (`internal_token`), so no HTTP or NATS client can
 //! forge one. [`sign_headers`] and [`signed_request`] are the client side.
 
 use std::collections::BTreeMap;
