@@ -253,8 +253,19 @@ fn secret_request(
 }
 
 /// Asks for `key` as each of `entities` (M… keys signed by the home's account, through a host
-/// signed by its cluster key) with the real client: the string values or the errors.
+/// signed by its cluster key, or by `cluster` when given) with the real client: the string
+/// values or the errors.
 fn get_as(home: &Home, url: &str, key: &str, entities: &[&str]) -> Vec<Result<String, String>> {
+    get_through(home, url, key, entities, &home.keys.cluster)
+}
+
+fn get_through(
+    home: &Home,
+    url: &str,
+    key: &str,
+    entities: &[&str],
+    cluster: &nkeys::KeyPair,
+) -> Vec<Result<String, String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -285,7 +296,7 @@ fn get_as(home: &Home, url: &str, key: &str, entities: &[&str]) -> Vec<Result<St
             let request = secret_request(
                 key,
                 component_token(&home.keys.account, entity),
-                host_token(&home.keys.cluster),
+                host_token(cluster),
             );
             results.push(
                 client
@@ -323,6 +334,15 @@ fn serve_secrets_on_the_embedded_store_with_the_real_client() {
     // The negative control: a component with no mapping is refused.
     let refused = results[1].as_ref().unwrap_err();
     assert!(!refused.contains("s3cret-pw"), "{refused}");
+    // And a host whose JWT is signed by a cluster key serve does not allow, for the mapped one.
+    let foreign = get_through(
+        &home,
+        &url,
+        "db-password",
+        &[&mapped],
+        &nkeys::KeyPair::new_cluster(),
+    );
+    assert!(foreign[0].is_err(), "{foreign:?}");
     // And the control plane still answers over NATS and HTTPS in the same process.
     let (code, log) = serve.stop();
     assert_eq!(code, Some(0), "{log}");
