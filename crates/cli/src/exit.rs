@@ -556,6 +556,9 @@ impl Classify for anchorage_serve::ServeError {
             E::Tls(_) | E::Role { .. } => Code::BadInput,
             E::Token(e) => e.code(),
             E::Nats { .. } => Code::Unreachable,
+            // --secrets: a bad --prefix/--secrets-backend/--queue-group; the buckets.
+            E::Secrets(_) => Code::Usage,
+            E::SecretsStore(e) => e.code(),
             _ => Code::Failure,
         }
     }

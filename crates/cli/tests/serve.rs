@@ -844,3 +844,73 @@ fn sigterm_drains_a_request_in_flight() {
     );
     assert_eq!(status, "304");
 }
+
+/// `--nats-identity NKEY=ROLE`: a request signed by that nkey issues under the role with no
+/// token; an unknown nkey is refused (`nkey_unknown`), and a malformed flag is exit 2.
+#[test]
+fn nats_identity_maps_a_signed_nkey_to_a_role() {
+    use anchorage_secrets_server::async_nats;
+    use anchorage_serve::nats_auth::signed_request;
+
+    let Some(nats) = anchorage_test_support::nats::NatsServer::start() else {
+        return;
+    };
+    let home = Home::new();
+    let roles = home.path().join("roles.json");
+    write(
+        &roles,
+        r#"{"mesh": {"allowed_domains": ["mesh.local"], "allow_subdomains": true}}"#,
+    );
+    let controller = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let identity = format!("{}=mesh", controller.public_key());
+    let serve = home.serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--nats-url",
+        &nats.url(),
+        "--roles",
+        roles.to_str().unwrap(),
+        "--nats-identity",
+        &identity,
+    ]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let body = serde_json::json!({"common_name": "web.mesh.local"}).to_string();
+        let mut answers = Vec::new();
+        for key in [&controller, &stranger] {
+            let m = signed_request(
+                &client,
+                key,
+                "anchorage.v1.issue",
+                body.clone().into(),
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            let status = m.headers.as_ref().unwrap().get("Anchorage-Status").unwrap();
+            let value: Value = serde_json::from_slice(&m.payload).unwrap();
+            answers.push((status.as_str().to_owned(), value));
+        }
+        answers
+    });
+    assert_eq!(answers[0].0, "200", "{}", answers[0].1);
+    assert!(answers[0].1["certificate"].is_string());
+    assert_eq!(answers[1].0, "401", "{}", answers[1].1);
+    assert_eq!(answers[1].1["error"]["code"], "nkey_unknown");
+    drop(serve);
+
+    let out = home.run(&[
+        "serve",
+        "--nats-url",
+        &nats.url(),
+        "--nats-identity",
+        "NOTAKEY=mesh",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

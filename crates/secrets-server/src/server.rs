@@ -108,6 +108,14 @@ impl ServerConfig {
     pub fn base_subject(&self) -> String {
         format!("{}.{SECRET_API_VERSION}.{}", self.prefix, self.backend)
     }
+
+    /// Checks that the prefix, backend and queue group form subjects, as [`Server::run`] does
+    /// first: for a caller that starts the server in a task and wants the error at start-up.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        check_token("prefix", &self.prefix, true)?;
+        check_token("backend", &self.backend, false)?;
+        check_token("queue group", &self.queue_group, true)
+    }
 }
 
 /// Why serving stopped with an error.
@@ -266,9 +274,7 @@ impl Server {
         client: async_nats::Client,
         shutdown: impl Future<Output = ()>,
     ) -> Result<Stopped, ServeError> {
-        check_token("prefix", &self.config.prefix, true)?;
-        check_token("backend", &self.config.backend, false)?;
-        check_token("queue group", &self.config.queue_group, true)?;
+        self.config.validate()?;
         let base = self.config.base_subject();
         let subject = format!("{base}.>");
         let subscription = client

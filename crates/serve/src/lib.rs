@@ -41,8 +41,10 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+pub mod nats_auth;
 pub mod roles;
 pub mod rotation;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tokens;
@@ -126,6 +128,8 @@ pub struct ServeConfig {
     pub nats: Option<nats::NatsApi>,
     /// Root rotation (`/v1/rotation`): automatic driving, gates, renewal rate limits.
     pub rotation: rotation::RotationConfig,
+    /// Also run the wasmCloud secrets backend (`serve --secrets`, [`secrets`]).
+    pub secrets: Option<secrets::SecretsSlot>,
 }
 
 impl ServeConfig {
@@ -144,6 +148,7 @@ impl ServeConfig {
             bootstrap_admin_token: true,
             nats: None,
             rotation: rotation::RotationConfig::default(),
+            secrets: None,
         }
     }
 }
@@ -169,6 +174,8 @@ pub struct Serving {
     pub store: String,
     /// The main endpoints.
     pub endpoints: Vec<&'static str>,
+    /// The secrets backend, with `--secrets`.
+    pub secrets: Option<secrets::SecretsServing>,
 }
 
 impl std::fmt::Display for Serving {
@@ -196,6 +203,13 @@ impl std::fmt::Display for Serving {
             )?;
         }
         writeln!(f, "  endpoints: {}", self.endpoints.join(" "))?;
+        if let Some(s) = &self.secrets {
+            writeln!(
+                f,
+                "  secrets: {}.> (server xkey {}, {})",
+                s.subject, s.server_xkey, s.store
+            )?;
+        }
         write!(
             f,
             "  try: curl --cacert {} {}/readyz",
@@ -247,6 +261,15 @@ pub enum ServeError {
         /// The client's words.
         message: String,
     },
+    /// The secrets backend (`--secrets`): its subjects or admin settings.
+    #[error("the secrets backend cannot start: {0}")]
+    Secrets(#[source] anchorage_secrets_server::ServeError),
+    /// The secrets backend's stores (`--secrets --store jetstream`: its buckets).
+    #[error("the secrets backend's store cannot be opened: {0}")]
+    SecretsStore(#[source] anchorage_secrets_server::StoreFailure),
+    /// A [`secrets::SecretsSlot`] already taken by another start (a cloned configuration).
+    #[error("the secrets backend of this configuration was already started by another server")]
+    SecretsTaken,
     /// A role in the configuration.
     #[error("role {name:?} in the configuration is invalid: {reason}")]
     Role {
@@ -573,6 +596,15 @@ impl Server {
         })?;
         let app = router(Arc::clone(&state));
         let mut tasks = Vec::new();
+        let secrets_serving = match &config.secrets {
+            Some(slot) => {
+                let backend = slot.take().ok_or(ServeError::SecretsTaken)?;
+                let (serving, task) = secrets::start(backend, &store, shutdown_rx.clone()).await?;
+                tasks.push(task);
+                Some(serving)
+            }
+            None => None,
+        };
         if let Some(api) = config.nats.clone() {
             let subject = format!("{}.v1.>", api.prefix);
             let subscriber = api
@@ -584,10 +616,17 @@ impl Server {
                     message: e.to_string(),
                 })?;
             tracing::info!(%subject, "serving the API over NATS");
+            tasks.push(tokio::spawn(nats::announce_bundle_changes(
+                api.client.clone(),
+                api.prefix.clone(),
+                state.bundle_version.subscribe(),
+                shutdown_rx.clone(),
+            )));
             tasks.push(tokio::spawn(nats::serve(
                 api,
                 subscriber,
                 app.clone(),
+                Arc::clone(&store),
                 shutdown_rx.clone(),
             )));
         }
@@ -701,6 +740,7 @@ impl Server {
                 "/readyz",
                 "/metrics",
             ],
+            secrets: secrets_serving,
         };
         tracing::info!(url = %serving.url, store = %serving.store, ca = %serving.ca_subject, "anchorage serve is listening");
         Ok(Self {

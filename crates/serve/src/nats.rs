@@ -12,6 +12,12 @@
 //! | `health` | `GET /readyz` |
 //!
 //! Renewal needs the certificate over mTLS and so is HTTPS only.
+//!
+//! Besides tokens, a request signed with an nkey that [`NatsApi::identities`] maps to a role or
+//! admin is served as that identity ([`crate::nats_auth`]: the model, the signed text, the
+//! refusals). Every bundle version the instance learns of is announced on
+//! `<prefix>.v1.bundle.changed` ([`bundle_changed_subject`]) for agents over NATS; bundle
+//! replies carry `Anchorage-Rotation` for a deliberate rotation step.
 
 use std::sync::Arc;
 
@@ -33,6 +39,9 @@ pub struct NatsApi {
     pub queue_group: String,
     /// Requests handled at once.
     pub max_in_flight: usize,
+    /// Requesters identified by a signed nkey, mapped to a role or admin
+    /// ([`crate::nats_auth`]).
+    pub identities: crate::nats_auth::NatsIdentities,
 }
 
 impl NatsApi {
@@ -43,6 +52,7 @@ impl NatsApi {
             prefix: "anchorage".into(),
             queue_group: "anchorage-serve".into(),
             max_in_flight: 256,
+            identities: crate::nats_auth::NatsIdentities::new(),
         }
     }
 }
@@ -67,12 +77,51 @@ fn route(op: &str) -> Option<(Method, &'static str)> {
     })
 }
 
+/// The subject bundle changes are announced on: `<prefix>.v1.bundle.changed`.
+pub fn bundle_changed_subject(prefix: &str) -> String {
+    format!("{prefix}.v1.bundle.changed")
+}
+
+/// Announces every bundle version this instance learns of (its own changes and, through
+/// `follow_bundle`, other instances') on [`bundle_changed_subject`] as `{"version": N}` with
+/// the `ETag`, until `shutdown` turns true. Agents subscribed over NATS fetch on it. Several
+/// instances announce the same version; agents fetch only a version they have not seen.
+pub(crate) async fn announce_bundle_changes(
+    client: async_nats::Client,
+    prefix: String,
+    mut versions: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let subject = bundle_changed_subject(&prefix);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            changed = versions.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        let version = *versions.borrow_and_update();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("ETag", format!("\"{version}\"").as_str());
+        let body = serde_json::json!({ "version": version }).to_string();
+        if let Err(e) = client
+            .publish_with_headers(subject.clone(), headers, body.into())
+            .await
+        {
+            tracing::warn!(error = %e, %subject, "could not announce a bundle change");
+        }
+    }
+}
+
 /// Subscribes and answers until `shutdown` turns true; then unsubscribes and lets in-flight
 /// requests finish.
 pub(crate) async fn serve(
     api: NatsApi,
     subscriber: async_nats::Subscriber,
     app: Router,
+    store: Arc<dyn anchorage_store::Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut subscriber = subscriber;
@@ -93,6 +142,7 @@ pub(crate) async fn serve(
             break;
         };
         let (client, app, base) = (api.client.clone(), app.clone(), base.clone());
+        let (identities, store) = (api.identities.clone(), Arc::clone(&store));
         tokio::spawn(async move {
             let _permit = permit;
             let op = message
@@ -100,7 +150,11 @@ pub(crate) async fn serve(
                 .as_str()
                 .strip_prefix(&base)
                 .unwrap_or_default();
-            let (status, headers, body) = handle(app, op, &message).await;
+            let (status, headers, body) =
+                match identify(&identities, store.as_ref(), op, &message).await {
+                    Ok(identity) => handle(app, op, &message, identity).await,
+                    Err(refused) => refused,
+                };
             let mut out = async_nats::HeaderMap::new();
             out.insert(STATUS_HEADER, status.to_string().as_str());
             for (name, value) in headers {
@@ -119,11 +173,57 @@ pub(crate) async fn serve(
     let _ = api.client.flush().await;
 }
 
+type Reply = (u16, Vec<(&'static str, String)>, bytes::Bytes);
+
+/// The bearer value of a request signed with a configured nkey (`None`: not signed); a
+/// refusal is the reply, audited.
+async fn identify(
+    identities: &crate::nats_auth::NatsIdentities,
+    store: &dyn anchorage_store::Store,
+    op: &str,
+    message: &async_nats::Message,
+) -> Result<Option<String>, Reply> {
+    let signed = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(crate::nats_auth::NKEY_HEADER).is_some());
+    if !signed {
+        return Ok(None);
+    }
+    let now = crate::tokens::now_unix();
+    match crate::nats_auth::verify(identities, store, message, now).await {
+        Ok(Some((nkey, identity))) => Ok(Some(crate::nats_auth::internal_token(
+            &nkey, &identity, now,
+        ))),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::info!(
+                target: "anchorage::audit",
+                event = "authenticate",
+                outcome = "refused",
+                endpoint = op,
+                transport = "nats",
+                nkey = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(crate::nats_auth::NKEY_HEADER))
+                    .map(|v| v.as_str())
+                    .unwrap_or_default(),
+                code = e.code(),
+                reason = %e,
+            );
+            let body = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+            Err((e.status(), vec![], body.to_string().into()))
+        }
+    }
+}
+
 async fn handle(
     app: Router,
     op: &str,
     message: &async_nats::Message,
-) -> (u16, Vec<(&'static str, String)>, bytes::Bytes) {
+    identity: Option<String>,
+) -> Reply {
     let Some((method, path)) = route(op) else {
         let body = serde_json::json!({"error": {"code": "route_unknown", "message": format!("no operation {op:?}: use sign, issue, revoke, acks, tokens, bundle-cas, bundle, crl, consumers or health")}});
         return (404, vec![], body.to_string().into());
@@ -163,6 +263,9 @@ async fn handle(
             }
         }
     }
+    if let Some(token) = identity {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     let Ok(request) = builder
         .header(header::CONTENT_TYPE, "application/json")
         .body(axum::body::Body::from(body))
@@ -175,6 +278,10 @@ async fn handle(
     for (name, nats_name) in [
         (header::ETAG, "ETag"),
         (header::CONTENT_TYPE, "Content-Type"),
+        (
+            header::HeaderName::from_static(crate::api::ROTATION_HEADER),
+            "Anchorage-Rotation",
+        ),
     ] {
         if let Some(v) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
             headers.push((nats_name, v.to_owned()));

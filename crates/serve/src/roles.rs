@@ -263,7 +263,7 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 }
 
 /// A role or consumer name: 1 to 64 of letters, digits, `-`, `_`.
-pub(crate) fn valid_name(name: &str) -> Result<(), String> {
+pub fn valid_name(name: &str) -> Result<(), String> {
     if !name.is_empty()
         && name.len() <= 64
         && name

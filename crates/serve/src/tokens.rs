@@ -345,7 +345,7 @@ impl TokenKey {
     }
 }
 
-fn jti_key(exp: i64, jti: &str) -> String {
+pub(crate) fn jti_key(exp: i64, jti: &str) -> String {
     format!("{JTI_PREFIX}{:012}.{jti}", exp.max(0))
 }
 

@@ -73,6 +73,29 @@ pub(crate) struct AgentArgs {
     /// The CA file serve's certificate is checked against (serve's ca.pem).
     #[arg(long, value_name = "FILE")]
     pub(crate) server_ca: Option<PathBuf>,
+    /// Reach serve over NATS instead of HTTPS (a wasmCloud lattice): these servers
+    /// (comma-separated or repeated), serve's subjects `<prefix>.v1.<op>`. The bundle is
+    /// fetched when serve announces a change on `<prefix>.v1.bundle.changed` (or after
+    /// --wait); sign and acks use --token-file (no mTLS over NATS). --server and --server-ca
+    /// are then not needed.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub(crate) nats_url: Vec<String>,
+    /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
+    #[arg(long, value_name = "FILE", requires = "nats_url")]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// A file holding the agent's nkey seed (SU… or SA…): every NATS request is signed with
+    /// it and serve maps the key to a role (`serve --nats-identity`), so sign and acks need no
+    /// --token-file.
+    #[arg(long, value_name = "FILE", requires = "nats_url")]
+    pub(crate) nats_nkey_file: Option<PathBuf>,
+    /// serve's NATS subject prefix.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "anchorage",
+        requires = "nats_url"
+    )]
+    pub(crate) nats_prefix: String,
     /// A token file (for /v1/sign, and for acks while there is no identity certificate).
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
@@ -250,11 +273,12 @@ impl Run for AgentArgs {
         }
     }
 
+    /// `--nats-url` connects out (trusting --tls-ca-path).
     fn connects_out(&self) -> bool {
-        false
+        !self.nats_url.is_empty()
     }
 
-    fn run(mut self, _globals: &Globals) -> Result<Code, Failure> {
+    fn run(mut self, globals: &Globals) -> Result<Code, Failure> {
         if let Some(AgentCommand::Status(a)) = self.command.take() {
             return status(&a);
         }
@@ -262,13 +286,41 @@ impl Run for AgentArgs {
         let once = self.once;
         let healthz = self.healthz_listen;
         let status_file = self.status_file.clone();
-        let config = self.config()?;
+        let mut config = self.config()?;
+        let nats = if self.nats_url.is_empty() {
+            None
+        } else {
+            if let Some(creds) = &self.nats_creds {
+                crate::io::check_input("--nats-creds", creds)?;
+            }
+            let mut nats = anchorage_secrets_server::NatsConfig::new(self.nats_url.clone());
+            nats.auth = self.nats_creds.clone().map_or(
+                anchorage_secrets_server::NatsAuth::None,
+                anchorage_secrets_server::NatsAuth::CredsFile,
+            );
+            nats.tls = Some(globals.outbound.client_config()?);
+            nats.name = "anchorage-agent".to_owned();
+            Some(nats)
+        };
+        let prefix = self.nats_prefix.clone();
+        let nkey = self.nats_nkey_file.as_deref().map(read_nkey).transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
         runtime.block_on(async move {
+            if let Some(nats) = nats {
+                let urls = nats.servers.join(",");
+                let client = anchorage_secrets_server::connect(nats).await.map_err(|e| {
+                    Failure::new(e.code(), format!("--nats-url {urls}: {}", with_causes(&e)))
+                })?;
+                config.nats = Some(anchorage_agent::NatsSettings {
+                    client,
+                    prefix,
+                    nkey,
+                });
+            }
             let mut agent = Agent::new(config).map_err(|e| agent_failure(&e))?;
             if once {
                 let outcome = agent.once().await.map_err(|e| agent_failure(&e))?;
@@ -311,18 +363,64 @@ impl Run for AgentArgs {
     }
 }
 
+/// `--nats-nkey-file`: a user or account seed (first line), never echoed.
+fn read_nkey(path: &std::path::Path) -> Result<std::sync::Arc<nkeys::KeyPair>, Failure> {
+    crate::io::check_input("--nats-nkey-file", path)?;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            Code::BadInput,
+            format!("--nats-nkey-file {}: cannot be read ({e})", path.display()),
+        )
+    })?);
+    let seed = text.lines().next().unwrap_or_default().trim();
+    let key = nkeys::KeyPair::from_seed(seed)
+        .ok()
+        .filter(|k| matches!(k.public_key().chars().next(), Some('U' | 'A')))
+        .ok_or_else(|| {
+            Failure::new(
+                Code::BadInput,
+                format!(
+                    "--nats-nkey-file {}: not a user (SU…) or account (SA…) nkey seed",
+                    path.display()
+                ),
+            )
+        })?;
+    Ok(std::sync::Arc::new(key))
+}
+
 impl AgentArgs {
     /// The library's configuration from the command line (exit 2/3 on what is wrong).
     fn config(&self) -> Result<AgentConfig, Failure> {
-        let server = self
-            .server
-            .clone()
-            .ok_or_else(|| Failure::new(Code::Usage, "give --server URL (serve's address)"))?;
-        let server_ca = self
-            .server_ca
-            .clone()
-            .ok_or_else(|| Failure::new(Code::Usage, "give --server-ca FILE (serve's ca.pem)"))?;
-        crate::io::check_input("--server-ca", &server_ca)?;
+        let nats = !self.nats_url.is_empty();
+        if nats && (self.server.is_some() || self.server_ca.is_some()) {
+            return Err(Failure::new(
+                Code::Usage,
+                "--nats-url reaches serve over NATS: give it, or --server and --server-ca, not both",
+            ));
+        }
+        let server = match (&self.server, nats) {
+            (Some(s), _) => s.clone(),
+            (None, true) => format!("nats:{}", self.nats_url.join(",")),
+            (None, false) => {
+                return Err(Failure::new(
+                    Code::Usage,
+                    "give --server URL (serve's address), or --nats-url URL",
+                ));
+            }
+        };
+        let server_ca = match (&self.server_ca, nats) {
+            (Some(ca), _) => {
+                crate::io::check_input("--server-ca", ca)?;
+                ca.clone()
+            }
+            (None, true) => PathBuf::new(),
+            (None, false) => {
+                return Err(Failure::new(
+                    Code::Usage,
+                    "give --server-ca FILE (serve's ca.pem)",
+                ));
+            }
+        };
         if let Some(t) = &self.token_file {
             crate::io::check_input("--token-file", t)?;
         }

@@ -18,6 +18,10 @@ mod remote;
 mod serve;
 
 pub(crate) use args::SecretsCommand;
+// `anchorage serve --secrets` runs the same backend from the same options.
+pub(crate) use args::{KeyArgs, ProtocolArgs};
+pub(crate) use context::{ENCRYPTION_ENV, keyring, seed_source};
+pub(crate) use serve::{Protocol, protocol, warn_any_issuer};
 
 use crate::exit::{Code, Failure};
 use crate::globals::{Globals, Run};

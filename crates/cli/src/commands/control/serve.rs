@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use anchorage_secrets_server::{NatsAuth, NatsConfig};
 use anchorage_serve::nats::NatsApi;
+use anchorage_serve::secrets::{SecretsAdmin, SecretsBackend, SecretsSlot, SecretsStores};
 use anchorage_serve::{Role, ServeConfig, Serving, StoreChoice, TlsSource};
 use anchorage_store_nats::{JetStreamStore, JetStreamStoreConfig};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::data_dir;
+use crate::commands::secrets::{KeyArgs, ProtocolArgs};
 use crate::exit::{Classify as _, Code, Failure, with_causes};
 use crate::globals::{Globals, Run};
 use crate::options::{OutputFormat, parse_duration, read_passphrase};
@@ -126,6 +128,12 @@ pub(crate) struct ServeArgs {
     /// A NATS `.creds` file (user JWT and nkey seed) for --nats-url.
     #[arg(long, value_name = "FILE", requires = "nats_url")]
     pub(crate) nats_creds: Option<PathBuf>,
+    /// A requester over NATS identified by its nkey instead of a token: `NKEY=ROLE` (requests
+    /// signed by that user or account nkey run as a role token of ROLE) or `NKEY=admin`.
+    /// Repeatable. Signed requests carry the key, a timestamp, a nonce and the signature in
+    /// headers (docs/serve.md, "NATS identity").
+    #[arg(long, value_name = "NKEY=ROLE", requires = "nats_url", value_parser = parse_identity)]
+    pub(crate) nats_identity: Vec<(String, anchorage_serve::nats_auth::NatsIdentity)>,
     /// The NATS subject prefix: requests arrive on `<prefix>.v1.<op>`.
     #[arg(
         long,
@@ -179,7 +187,27 @@ pub(crate) struct ServeArgs {
     /// text: what is served, on stderr; json: one document on stdout once listening.
     #[arg(short, long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
+    /// Also run the wasmCloud secrets backend (what `anchorage secrets serve` runs) in this
+    /// process on --nats-url, its secrets in the same store: the redb file of the data
+    /// directory, or with --store jetstream the reference layout's buckets. The options below
+    /// are those of `secrets serve`.
+    #[arg(long, requires = "nats_url", help_heading = SECRETS_HEADING)]
+    pub(crate) secrets: bool,
+    /// --secrets: the backend name (subjects `<prefix>.v1alpha1.<backend>.*`; with --store
+    /// jetstream, the mappings bucket SECRETS_<backend>_state).
+    #[arg(long, value_name = "NAME", default_value = anchorage_secrets_server::DEFAULT_BACKEND, help_heading = SECRETS_HEADING)]
+    pub(crate) secrets_backend: String,
+    /// --secrets --store jetstream: the secrets bucket.
+    #[arg(long, value_name = "BUCKET", default_value = "WASMCLOUD_SECRETS", help_heading = SECRETS_HEADING)]
+    pub(crate) secrets_bucket: String,
+    #[command(flatten, next_help_heading = SECRETS_HEADING)]
+    pub(crate) secrets_protocol: ProtocolArgs,
+    #[command(flatten, next_help_heading = SECRETS_HEADING)]
+    pub(crate) secrets_keys: KeyArgs,
 }
+
+/// The help heading of the `--secrets` options.
+const SECRETS_HEADING: &str = "Secrets backend (--secrets)";
 
 /// `serve --store`.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,6 +217,30 @@ pub(crate) enum ServeStore {
     Embedded,
     /// A JetStream KV bucket, shared by several instances.
     Jetstream,
+}
+
+/// `serve --nats-identity NKEY=ROLE|admin`.
+fn parse_identity(
+    text: &str,
+) -> Result<(String, anchorage_serve::nats_auth::NatsIdentity), String> {
+    use anchorage_serve::nats_auth::NatsIdentity;
+    let (key, role) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NKEY=ROLE (or NKEY=admin)"))?;
+    let key = key.trim();
+    let valid = (key.starts_with('U') || key.starts_with('A'))
+        && nkeys::KeyPair::from_public_key(key).is_ok();
+    if !valid {
+        return Err(format!(
+            "{key:?} is not a user (U…) or account (A…) public nkey"
+        ));
+    }
+    let role = role.trim();
+    if role == "admin" {
+        return Ok((key.to_owned(), NatsIdentity::admin(key)));
+    }
+    anchorage_serve::roles::valid_name(role).map_err(|m| format!("role {role:?}: {m}"))?;
+    Ok((key.to_owned(), NatsIdentity::role(role, key)))
 }
 
 /// `serve --replicas`: `auto` (`None`) or a count.
@@ -225,6 +277,17 @@ struct ServingView<'a> {
     admin_token_created: bool,
     store: &'a str,
     endpoints: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secrets: Option<SecretsView<'a>>,
+}
+
+/// `--secrets` in `serve --output json`.
+#[derive(Serialize)]
+struct SecretsView<'a> {
+    subject: &'a str,
+    server_xkey: &'a str,
+    store: &'a str,
+    admin_subject: Option<&'a str>,
 }
 
 impl Run for ServeArgs {
@@ -343,6 +406,8 @@ impl Run for ServeArgs {
             nats.name = "anchorage-serve".to_owned();
             Some(nats)
         };
+        let mut secrets = self.secrets_parts(jetstream)?;
+        let identities = self.nats_identity.clone();
         let prefix = self.nats_prefix;
         let nats_prefix = nats.is_some().then(|| prefix.clone());
         let result = runtime.block_on(async {
@@ -361,8 +426,12 @@ impl Run for ServeArgs {
                     ));
                     config.store = StoreChoice::Shared(Arc::new(store));
                 }
+                if let Some(parts) = secrets.take() {
+                    config.secrets = Some(SecretsSlot::new(parts.backend(client.clone())));
+                }
                 let mut api = NatsApi::new(client);
                 api.prefix = prefix;
+                api.identities = identities.into_iter().collect();
                 config.nats = Some(api);
             }
             anchorage_serve::run(config, anchorage_serve::shutdown_signal(), |serving| {
@@ -378,6 +447,108 @@ impl Run for ServeArgs {
         result?;
         diagln!("anchorage: stopped (drained)");
         Ok(Code::Ok)
+    }
+}
+
+/// `--secrets`: the backend but for its NATS client.
+struct SecretsParts {
+    protocol: crate::commands::secrets::Protocol,
+    keyring: Arc<anchorage_secrets_server::Keyring>,
+    stores: SecretsStores,
+    encryption_source: Option<anchorage_secrets_server::SeedSource>,
+}
+
+impl SecretsParts {
+    fn backend(self, client: anchorage_secrets_server::async_nats::Client) -> SecretsBackend {
+        let crate::commands::secrets::Protocol {
+            transit,
+            jwt,
+            admin_keys,
+            config,
+        } = self.protocol;
+        let admin = (!admin_keys.is_empty()).then(|| SecretsAdmin {
+            policy: anchorage_secrets::admin::AdminPolicy::new(admin_keys),
+            encryption_source: self.encryption_source,
+        });
+        SecretsBackend {
+            client,
+            handler: anchorage_secrets::GetHandler::new(transit, jwt),
+            config,
+            keyring: self.keyring,
+            stores: self.stores,
+            admin,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// `--secrets`: the transit key, allow-lists and encryption keys read and checked before
+    /// anything starts, with the same options and checks as `anchorage secrets serve`; the
+    /// secrets options without `--secrets` are refused.
+    fn secrets_parts(&self, jetstream: bool) -> Result<Option<SecretsParts>, Failure> {
+        let p = &self.secrets_protocol;
+        let k = &self.secrets_keys;
+        if !self.secrets {
+            for (given, flag) in [
+                (p.transit_seed_file.is_some(), "--transit-seed-file"),
+                (p.queue_group.is_some(), "--queue-group"),
+                (!p.entity_issuer.is_empty(), "--entity-issuer"),
+                (!p.host_issuer.is_empty(), "--host-issuer"),
+                (p.allow_any_issuer, "--allow-any-issuer"),
+                (!p.admin_key.is_empty(), "--admin-key"),
+                (p.admin_keys_file.is_some(), "--admin-keys-file"),
+                (k.encryption_seed_file.is_some(), "--encryption-seed-file"),
+                (
+                    k.previous_encryption_seed_file.is_some(),
+                    "--previous-encryption-seed-file",
+                ),
+            ] {
+                if given {
+                    return Err(Failure::new(
+                        Code::Usage,
+                        format!("{flag} is for the secrets backend: add --secrets"),
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        let files: Vec<(&str, &Path)> = [
+            ("--transit-seed-file", p.transit_seed_file.as_deref()),
+            ("--admin-keys-file", p.admin_keys_file.as_deref()),
+            ("--encryption-seed-file", k.encryption_seed_file.as_deref()),
+            (
+                "--previous-encryption-seed-file",
+                k.previous_encryption_seed_file.as_deref(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| path.map(|p| (flag, p)))
+        .collect();
+        crate::io::check_inputs(files)?;
+        let mut protocol = crate::commands::secrets::protocol(p, &self.secrets_backend)?;
+        protocol.config.drain_timeout = self.drain_timeout;
+        crate::commands::secrets::warn_any_issuer(&protocol.jwt, &protocol.config);
+        let keyring = Arc::new(crate::commands::secrets::keyring(k)?);
+        let stores = if jetstream {
+            let mut config = anchorage_secrets_server::JetStreamConfig::new(&self.secrets_backend);
+            config.bucket.clone_from(&self.secrets_bucket);
+            config.replicas = self.replicas.and_then(|r| r.0);
+            SecretsStores::JetStream(config)
+        } else {
+            SecretsStores::Serve {
+                history: anchorage_secrets_server::store::DEFAULT_HISTORY,
+            }
+        };
+        let encryption_source = crate::commands::secrets::seed_source(
+            k.encryption_seed_file.as_deref(),
+            crate::commands::secrets::ENCRYPTION_ENV,
+        );
+        Ok(Some(SecretsParts {
+            protocol,
+            keyring,
+            stores,
+            encryption_source,
+        }))
     }
 }
 
@@ -480,6 +651,12 @@ fn print_serving(serving: &Serving, dir: &Path, json: bool, nats_prefix: Option<
             admin_token_created: serving.admin_token_created,
             store: &serving.store,
             endpoints: &serving.endpoints,
+            secrets: serving.secrets.as_ref().map(|s| SecretsView {
+                subject: &s.subject,
+                server_xkey: &s.server_xkey,
+                store: &s.store,
+                admin_subject: s.admin_subject.as_deref(),
+            }),
         });
         return;
     }
@@ -508,6 +685,17 @@ fn print_serving(serving: &Serving, dir: &Path, json: bool, nats_prefix: Option<
     diagln!("  store:       {}", serving.store);
     if let Some(prefix) = nats_prefix {
         diagln!("  NATS:        {prefix}.v1.<op>");
+    }
+    if let Some(s) = &serving.secrets {
+        diagln!(
+            "  secrets:     {}.> (server xkey {}, {}{})",
+            s.subject,
+            s.server_xkey,
+            s.store,
+            s.admin_subject
+                .as_deref()
+                .map_or_else(String::new, |a| format!(", administration on {a}"))
+        );
     }
     diagln!("  endpoints:   {}", serving.endpoints.join(" "));
     diagln!(

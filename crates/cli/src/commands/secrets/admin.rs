@@ -270,7 +270,7 @@ async fn rotate(a: &RotateArgs, outbound: &Outbound) -> Result<Code, Failure> {
         ));
     };
     let new = XKey::load(&new_source).map_err(|e| key_failure(&e))?;
-    let current = keyring(&a.store)?;
+    let current = keyring(&a.store.keys)?;
     let new_public = new.public_key().to_owned();
     // Seal with the new key; open with it or with the current (and previous) keys.
     let old = XKey::from_seed(&current.current().seed(), "current").map_err(|e| key_failure(&e))?;

@@ -431,13 +431,8 @@ pub(crate) struct StoreArgs {
     /// $XDG_DATA_HOME/anchorage, else ~/.local/share/anchorage).
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// File holding the encryption xkey seed (default: $ANCHORAGE_SECRETS_ENCRYPTION_SEED).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) encryption_seed_file: Option<PathBuf>,
-    /// File holding an older encryption seed still accepted for reading (default:
-    /// $ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) previous_encryption_seed_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) keys: KeyArgs,
     /// The backend name: subjects `<prefix>.v1alpha1.<backend>.*` and, for jetstream, the
     /// mappings bucket SECRETS_<backend>_state.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_BACKEND)]
@@ -469,6 +464,19 @@ pub(crate) struct StoreArgs {
     pub(crate) nats: NatsArgs,
     #[command(flatten)]
     pub(crate) openbao: Box<OpenBaoArgs>,
+}
+
+/// The encryption seeds values are sealed with (every store command, and `anchorage serve
+/// --secrets`).
+#[derive(Args, Debug)]
+pub(crate) struct KeyArgs {
+    /// File holding the encryption xkey seed (default: $ANCHORAGE_SECRETS_ENCRYPTION_SEED).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) encryption_seed_file: Option<PathBuf>,
+    /// File holding an older encryption seed still accepted for reading (default:
+    /// $ANCHORAGE_SECRETS_PREVIOUS_ENCRYPTION_SEED).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) previous_encryption_seed_file: Option<PathBuf>,
 }
 
 /// NATS connection options (serve, and the jetstream store).
@@ -547,6 +555,22 @@ pub(crate) struct OpenBaoArgs {
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) protocol: ProtocolArgs,
+    /// On SIGINT/SIGTERM, how long to wait in all for requests in flight and their replies
+    /// before abandoning them, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_drain_timeout)]
+    pub(crate) drain_timeout: std::time::Duration,
+    /// How long one get may wait on the store (mapping and value) before the host is answered
+    /// with an upstream error saying so, in seconds (fractions allowed, 0.1 to 60).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_store_timeout)]
+    pub(crate) store_timeout: std::time::Duration,
+}
+
+/// The secrets protocol's options: transit key, subjects, limits, who may ask and who may
+/// administer (`secrets serve`, and `anchorage serve --secrets`).
+#[derive(Args, Debug)]
+pub(crate) struct ProtocolArgs {
     /// File holding the transit xkey seed (default: $ANCHORAGE_SECRETS_TRANSIT_SEED). Hosts
     /// cache its public key for their whole life: keep it stable.
     #[arg(long, value_name = "FILE")]
@@ -585,14 +609,6 @@ pub(crate) struct ServeArgs {
     /// File of admin public keys, one per line (# comments allowed).
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_keys_file: Option<PathBuf>,
-    /// On SIGINT/SIGTERM, how long to wait in all for requests in flight and their replies
-    /// before abandoning them, in seconds (fractions allowed).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_drain_timeout)]
-    pub(crate) drain_timeout: std::time::Duration,
-    /// How long one get may wait on the store (mapping and value) before the host is answered
-    /// with an upstream error saying so, in seconds (fractions allowed, 0.1 to 60).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_store_timeout)]
-    pub(crate) store_timeout: std::time::Duration,
 }
 
 /// `--store-timeout`: seconds, 0.1 to 60.
@@ -815,11 +831,11 @@ impl SecretsCommand {
             paths.extend([
                 (
                     "--encryption-seed-file",
-                    store.encryption_seed_file.as_ref(),
+                    store.keys.encryption_seed_file.as_ref(),
                 ),
                 (
                     "--previous-encryption-seed-file",
-                    store.previous_encryption_seed_file.as_ref(),
+                    store.keys.previous_encryption_seed_file.as_ref(),
                 ),
                 ("--nats-creds", store.nats.creds.as_ref()),
                 ("--nats-nkey-file", store.nats.nkey_file.as_ref()),
@@ -837,8 +853,8 @@ impl SecretsCommand {
         }
         match self {
             SecretsCommand::Serve(a) => paths.extend([
-                ("--transit-seed-file", a.transit_seed_file.as_ref()),
-                ("--admin-keys-file", a.admin_keys_file.as_ref()),
+                ("--transit-seed-file", a.protocol.transit_seed_file.as_ref()),
+                ("--admin-keys-file", a.protocol.admin_keys_file.as_ref()),
             ]),
             SecretsCommand::Put(a) => paths.push(("--value-file", a.value_file.as_ref())),
             SecretsCommand::RotateEncryptionKey(a) => {

@@ -15,7 +15,7 @@ use anchorage_store::{EmbeddedStore, StoreError};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::args::{NatsArgs, OpenBaoArgs, PutArgs, StoreArgs, StoreKind};
+use super::args::{KeyArgs, NatsArgs, OpenBaoArgs, PutArgs, StoreArgs, StoreKind};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
@@ -60,7 +60,7 @@ pub(crate) fn key_failure(e: &KeyError) -> Failure {
 }
 
 /// The encryption keyring: the current key, and the previous one if configured.
-pub(crate) fn keyring(args: &StoreArgs) -> Result<Keyring, Failure> {
+pub(crate) fn keyring(args: &KeyArgs) -> Result<Keyring, Failure> {
     let Some(source) = seed_source(args.encryption_seed_file.as_deref(), ENCRYPTION_ENV) else {
         return Err(Failure::new(
             Code::Usage,
@@ -241,7 +241,7 @@ async fn open_inner(
         if let Some(ring) = ring.take() {
             Ok(Arc::new(ring))
         } else if needed {
-            keyring(args).map(Arc::new)
+            keyring(&args.keys).map(Arc::new)
         } else {
             // Mappings are not encrypted; a throwaway key is never used.
             Ok(Arc::new(Keyring::new(XKey::generate())))

@@ -6,7 +6,7 @@ use anchorage_secrets::admin::{AdminPolicy, check_admin_key};
 use anchorage_secrets::{GetHandler, JwtPolicy, XKey};
 use anchorage_secrets_server::{AdminService, Server, ServerConfig, StopSignals, connect};
 
-use super::args::{ServeArgs, StoreKind};
+use super::args::{ProtocolArgs, ServeArgs, StoreKind};
 use super::context::{
     ENCRYPTION_ENV, TRANSIT_ENV, connect_failure, key_failure, nats_config, open, seed_source,
 };
@@ -14,7 +14,7 @@ use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
 
 /// The admin keys of `--admin-key` and `--admin-keys-file`.
-fn admin_keys(args: &ServeArgs) -> Result<BTreeSet<String>, Failure> {
+fn admin_keys(args: &ProtocolArgs) -> Result<BTreeSet<String>, Failure> {
     let mut keys = BTreeSet::new();
     for key in &args.admin_key {
         keys.insert(
@@ -54,7 +54,7 @@ fn admin_keys(args: &ServeArgs) -> Result<BTreeSet<String>, Failure> {
 /// The issuer allow-lists of `--entity-issuer` and `--host-issuer`. Both are required unless
 /// `--allow-any-issuer`: without them, anyone who can publish on the get subject can mint a
 /// host token and a component token for a mapped entity's key (issue 19, item 2).
-fn jwt_policy(args: &ServeArgs) -> Result<JwtPolicy, Failure> {
+fn jwt_policy(args: &ProtocolArgs) -> Result<JwtPolicy, Failure> {
     let mut jwt = JwtPolicy::default();
     for key in &args.entity_issuer {
         if !anchorage_secrets::is_account_key(key) {
@@ -109,7 +109,21 @@ fn describe(keys: &BTreeSet<String>) -> String {
     }
 }
 
-pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failure> {
+/// The protocol side of a secrets backend, from its options: what `secrets serve` and
+/// `anchorage serve --secrets` both run.
+pub(crate) struct Protocol {
+    /// The transit key.
+    pub(crate) transit: XKey,
+    /// The issuer allow-lists.
+    pub(crate) jwt: JwtPolicy,
+    /// The admin keys (empty: no administration over NATS).
+    pub(crate) admin_keys: BTreeSet<String>,
+    /// Subjects, queue group and limits (drain and store timeouts at their defaults).
+    pub(crate) config: ServerConfig,
+}
+
+/// Reads the transit seed and checks the protocol options for `backend`.
+pub(crate) fn protocol(args: &ProtocolArgs, backend: &str) -> Result<Protocol, Failure> {
     let Some(transit_source) = seed_source(args.transit_seed_file.as_deref(), TRANSIT_ENV) else {
         return Err(Failure::new(
             Code::Usage,
@@ -120,16 +134,46 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
         .read()
         .and_then(|seed| XKey::from_seed(&seed, &transit_source.origin()))
         .map_err(|e| key_failure(&e))?;
-    let jwt = jwt_policy(&args)?;
-    let mut config = ServerConfig::new(&args.prefix, &args.store.backend);
+    let jwt = jwt_policy(args)?;
+    let mut config = ServerConfig::new(&args.prefix, backend);
     if let Some(group) = &args.queue_group {
         config.queue_group.clone_from(group);
     }
     config.max_in_flight = args.max_in_flight;
     config.max_request_bytes = args.max_request_bytes;
+    let admin_keys = admin_keys(args)?;
+    Ok(Protocol {
+        transit,
+        jwt,
+        admin_keys,
+        config,
+    })
+}
+
+/// Warns on stderr when `--allow-any-issuer` leaves an issuer open.
+pub(crate) fn warn_any_issuer(jwt: &JwtPolicy, config: &ServerConfig) {
+    if jwt.any_host_issuer() || jwt.any_entity_issuer() {
+        eprintln!(
+            "anchorage: WARNING: --allow-any-issuer: JWTs signed by ANY {} are accepted; anyone who can publish on {}.get can mint tokens for a mapped entity's key and read its secrets (unless its mapping is bound with add-mapping --issuer)",
+            match (jwt.any_host_issuer(), jwt.any_entity_issuer()) {
+                (true, true) => "host or entity issuer",
+                (true, false) => "host issuer",
+                _ => "entity issuer",
+            },
+            config.base_subject()
+        );
+    }
+}
+
+pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failure> {
+    let Protocol {
+        transit,
+        jwt,
+        admin_keys,
+        mut config,
+    } = protocol(&args.protocol, &args.store.backend)?;
     config.drain_timeout = args.drain_timeout;
     config.store_timeout = args.store_timeout;
-    let admin_keys = admin_keys(&args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,17 +188,7 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
                 .await
                 .map_err(|e| connect_failure(&e))?,
         };
-        if jwt.any_host_issuer() || jwt.any_entity_issuer() {
-            eprintln!(
-                "anchorage: WARNING: --allow-any-issuer: JWTs signed by ANY {} are accepted; anyone who can publish on {}.get can mint tokens for a mapped entity's key and read its secrets (unless its mapping is bound with add-mapping --issuer)",
-                match (jwt.any_host_issuer(), jwt.any_entity_issuer()) {
-                    (true, true) => "host or entity issuer",
-                    (true, false) => "host issuer",
-                    _ => "entity issuer",
-                },
-                config.base_subject()
-            );
-        }
+        warn_any_issuer(&jwt, &config);
         eprintln!(
             "anchorage: serving {}.> (queue group {}, {} store, server xkey {}, host issuers {}, entity issuers {}{})",
             config.base_subject(),
@@ -163,7 +197,7 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
             transit.public_key(),
             describe(&jwt.host_issuers),
             describe(&jwt.entity_issuers),
-            if args.allow_any_issuer {
+            if args.protocol.allow_any_issuer {
                 ", --allow-any-issuer"
             } else {
                 ""
@@ -191,7 +225,7 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
         let mut admin = None;
         if !admin_keys.is_empty() {
             let subjects =
-                anchorage_secrets::admin::AdminSubjects::new(&args.prefix, &args.store.backend);
+                anchorage_secrets::admin::AdminSubjects::new(&args.protocol.prefix, &args.store.backend);
             eprintln!(
                 "anchorage: administration on {} for {} admin key(s)",
                 subjects.wildcard(),
@@ -199,7 +233,7 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
             );
             // Rotation over NATS re-reads this source (a file can change; a variable cannot).
             let source = needs_values_key
-                .then(|| seed_source(args.store.encryption_seed_file.as_deref(), ENCRYPTION_ENV))
+                .then(|| seed_source(args.store.keys.encryption_seed_file.as_deref(), ENCRYPTION_ENV))
                 .flatten();
             admin = Some(
                 AdminService::new(
