@@ -82,6 +82,10 @@ pub(crate) struct RunArgs {
     /// openssl s_client runs per second per agent (each is a new process).
     #[arg(long, default_value_t = 4.0)]
     pub(crate) openssl_rate: f64,
+    /// anchorage: serve's `--rotation-min-dwell`, the least time in each phase [default: 20s;
+    /// --short: 3s].
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) min_dwell: Option<Duration>,
     /// anchorage: abort the rotation when it reaches this phase (then wait until it is over).
     #[arg(long, value_enum)]
     pub(crate) abort_at: Option<RotationPhase>,
@@ -312,6 +316,26 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
         cp.join("tls.crt"),
         cp.join("tls.key"),
     )?;
+    if args.procedure == Procedure::Anchorage {
+        let dwell = args
+            .min_dwell
+            .unwrap_or(Duration::from_secs(if args.short { 3 } else { 20 }));
+        // A serve without these options (the rotation's library defaults: 60 s dwell, 5 s
+        // interval) is still driven, only slower.
+        let help = Command::new(&bin)
+            .args(["serve", "--help"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if help.contains("--rotation-min-dwell") {
+            serve.extra_args = vec![
+                format!("--rotation-min-dwell={}s", dwell.as_secs()),
+                "--rotation-interval=1s".into(),
+            ];
+        } else {
+            say("this anchorage serve has no --rotation-min-dwell: its default dwell applies");
+        }
+    }
     serve.start().await?;
     let max_ttl = leaf_ttl.as_secs().max(3600);
     serve
@@ -483,7 +507,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
     tokio::time::sleep(warmup).await;
 
     let agent_pids: Vec<i32> = fleet.agents.iter().map(Proc::pid).collect();
-    let outcome = procedure::drive(&args, &mut serve, &monitor, &agent_pids, &files).await;
+    let outcome = procedure::drive(&args, &mut serve, &monitor, &agent_pids).await;
     let (notes, procedure_error) = match outcome {
         Ok(notes) => (notes, None),
         Err(e) => {

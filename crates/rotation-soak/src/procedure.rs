@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::SoakError;
-use crate::files::AgentFiles;
 use crate::harness::{RunArgs, signal};
 use crate::monitor::Monitor;
 use crate::serve::Serve;
@@ -58,11 +57,10 @@ pub(crate) async fn drive(
     serve: &mut Serve,
     monitor: &Monitor,
     agent_pids: &[i32],
-    files: &[AgentFiles],
 ) -> Result<Value, SoakError> {
     match args.procedure {
         Procedure::Naive => naive(serve, monitor).await,
-        Procedure::Anchorage => anchorage(args, serve, monitor, agent_pids, files).await,
+        Procedure::Anchorage => anchorage(args, serve, monitor, agent_pids).await,
     }
 }
 
@@ -93,12 +91,20 @@ async fn naive(serve: &mut Serve, monitor: &Monitor) -> Result<Value, SoakError>
     Ok(json!({"serve_down_seconds": (seconds * 10.0).round() / 10.0}))
 }
 
-/// The phase name in a `GET /v1/rotation` answer (lower case), `None` when no rotation runs.
+/// The phase name in a `GET /v1/rotation` answer (lower case).
 fn phase_of(v: &Value) -> Option<String> {
-    let p = v
-        .get("phase")
-        .or_else(|| v.get("rotation").and_then(|r| r.get("phase")))?;
-    p.as_str().map(str::to_lowercase)
+    v.get("phase")?.as_str().map(str::to_lowercase)
+}
+
+/// The rank of a phase in a forward rotation (a restart may let the driver move on at once).
+fn rank(phase: &str) -> u8 {
+    match phase {
+        "staged" => 1,
+        "signing" => 2,
+        "retiring" => 3,
+        "done" => 4,
+        _ => 0,
+    }
 }
 
 async fn status(serve: &Serve) -> Result<Value, SoakError> {
@@ -115,27 +121,48 @@ async fn action(serve: &Serve, action: &str) -> Result<Value, SoakError> {
         .await
 }
 
-/// Kills serve (SIGKILL), starts it again and checks the rotation resumes in `phase`.
+/// Kills serve (SIGKILL), starts it again and checks the same rotation resumes in `phase` (or
+/// the driver already moved it on).
 async fn crash_and_resume(
     serve: &mut Serve,
     monitor: &Monitor,
-    phase: &str,
+    before: &Value,
 ) -> Result<Value, SoakError> {
+    let phase = phase_of(before).unwrap_or_default();
     let began = Instant::now();
     serve.kill();
     serve.start().await?;
     let after = status(serve).await?;
-    let resumed = phase_of(&after);
+    let resumed = phase_of(&after).unwrap_or_default();
+    let seconds = began.elapsed().as_secs_f64();
     monitor.say(&format!(
-        "serve killed and restarted in {:.1} s: phase {resumed:?} (was {phase})",
-        began.elapsed().as_secs_f64()
+        "serve killed (SIGKILL) in {phase} and started again in {seconds:.1} s: phase {resumed}"
     ));
-    if resumed.as_deref() != Some(phase) {
+    let same_rotation = after.get("id") == before.get("id");
+    let aborted = before.get("aborted_from").is_some_and(|a| !a.is_null());
+    let in_order = if aborted {
+        !resumed.is_empty()
+    } else {
+        rank(&resumed) >= rank(&phase)
+    };
+    if !same_rotation || !in_order {
         return Err(SoakError::Rotation(format!(
-            "after a restart in {phase}, serve reports {resumed:?}: {after}"
+            "after a restart in {phase}, serve reports another rotation or phase: {after}"
         )));
     }
-    Ok(json!({"phase": phase, "resumed": true, "seconds": began.elapsed().as_secs_f64()}))
+    Ok(json!({"phase": phase, "resumed_in": resumed, "seconds": (seconds * 10.0).round() / 10.0}))
+}
+
+/// Who the status names as holding the gate.
+fn laggards(v: &Value) -> Vec<String> {
+    v.get("laggards")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|c| c.get("consumer").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn anchorage(
@@ -143,113 +170,116 @@ async fn anchorage(
     serve: &mut Serve,
     monitor: &Monitor,
     agent_pids: &[i32],
-    files: &[AgentFiles],
 ) -> Result<Value, SoakError> {
-    let _ = files;
-    let mut notes = json!({"restarts": [], "refusals": 0});
+    let mut notes = json!({"restarts": [], "phases": []});
     let frozen = args.freeze_agent.then(|| agent_pids[0]);
     if let Some(pid) = frozen {
         signal(pid, rustix::process::Signal::STOP);
         monitor.say("agent peer-0 frozen (SIGSTOP)");
     }
-    let started = action(serve, "start").await?;
-    let mut phase = phase_of(&started)
-        .or(phase_of(&status(serve).await?))
-        .ok_or_else(|| SoakError::Rotation(format!("no phase after start: {started}")))?;
+    let mut st = action(serve, "start").await?;
+    let mut phase = phase_of(&st).unwrap_or_default();
     monitor.phase(&phase);
     let began = Instant::now();
-    let mut frozen_since: Option<Instant> = None;
+    let mut entered = Instant::now();
     let mut thawed = frozen.is_none();
+    let mut held_since: Option<Instant> = None;
     let mut restarted = std::collections::BTreeSet::new();
     let mut aborted = false;
     loop {
-        if args.restart_serve_in_each_phase && restarted.insert(phase.clone()) {
-            let r = crash_and_resume(serve, monitor, &phase).await?;
+        if args.restart_serve_in_each_phase && restarted.insert(format!("{aborted}{phase}")) {
+            let r = crash_and_resume(serve, monitor, &st).await?;
             if let Some(list) = notes["restarts"].as_array_mut() {
                 list.push(r);
             }
         }
-        if matches!(phase.as_str(), "done" | "idle" | "aborted" | "none") {
+        if phase == "done" && !aborted {
+            // A stays in "previous" until pruned; prune drops it and ends the rotation.
+            let p = action(serve, "prune").await?;
+            monitor.say(&format!(
+                "pruned: phase {}",
+                phase_of(&p).unwrap_or_default()
+            ));
+            notes["pruned"] = json!(true);
+            break;
+        }
+        if phase == "idle" {
             break;
         }
         if began.elapsed() > args.max_rotation {
             return Err(SoakError::Rotation(format!(
-                "still in {phase} after {:?} (--max-rotation)",
+                "still in {phase} after {:?} (--max-rotation): {st}",
                 args.max_rotation
             )));
         }
         if !aborted && args.abort_at.is_some_and(|p| p.name() == phase) {
-            let a = action(serve, "abort").await?;
-            monitor.say(&format!("abort requested in {phase}"));
+            action(serve, "abort").await?;
+            monitor.say(&format!("abort in {phase}"));
             notes["aborted_in"] = json!(phase);
             aborted = true;
-            if let Some(p) = phase_of(&a)
-                && p != phase
-            {
-                phase = p;
-                monitor.phase(&format!("abort:{phase}"));
-                continue;
-            }
-        }
-        let step = if aborted {
-            status(serve).await
         } else {
-            action(serve, "advance").await
-        };
-        match step {
-            Ok(v) => {
-                let now = phase_of(&v).or(phase_of(&status(serve).await?));
-                if let Some(p) = now
-                    && p != phase
-                {
-                    phase = p;
-                    monitor.phase(&if aborted {
-                        format!("abort:{phase}")
-                    } else {
-                        phase.clone()
-                    });
-                    continue;
-                }
-            }
-            Err(SoakError::Serve { message, .. }) => {
-                // The gate holds: serve says why (and names the laggards).
-                notes["refusals"] = json!(notes["refusals"].as_u64().unwrap_or(0) + 1);
-                if notes.get("first_refusal").is_none() {
-                    monitor.say(&format!("advance refused in {phase}: {message}"));
-                    notes["first_refusal"] = json!(message);
-                }
-                if frozen.is_some() && !thawed {
-                    let st = status(serve).await.unwrap_or(Value::Null);
-                    let named = st.to_string().contains("peer-0") || message.contains("peer-0");
-                    if notes.get("frozen_named").is_none() || named {
-                        notes["frozen_named"] = json!(named);
-                        notes["frozen_status"] = st;
+            let gate = &st["gate"];
+            let holds = gate["holds"].as_bool().unwrap_or(false);
+            if let Some(pid) = frozen
+                && !thawed
+            {
+                // The gate must hold the rotation while peer-0 cannot acknowledge: once the
+                // dwell is over, the gate alone keeps it; serve must name peer-0.
+                let dwell_over = gate["dwell_remaining_s"].as_u64() == Some(0);
+                if dwell_over {
+                    let since = *held_since.get_or_insert_with(Instant::now);
+                    if notes.get("frozen_refusal").is_none() {
+                        let refusal = match action(serve, "advance").await {
+                            Ok(v) => format!("advance accepted: {}", v["phase"]),
+                            Err(e) => e.to_string(),
+                        };
+                        monitor.say(&format!("advance with peer-0 frozen: {refusal}"));
+                        notes["frozen_refusal"] = json!(refusal);
+                        notes["frozen_laggards"] = json!(laggards(&st));
+                        notes["frozen_named"] = json!(laggards(&st).iter().any(|l| l == "peer-0"));
                     }
-                    let since = *frozen_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= args.freeze_for {
-                        if let Some(pid) = frozen {
-                            signal(pid, rustix::process::Signal::CONT);
-                        }
+                        signal(pid, rustix::process::Signal::CONT);
                         thawed = true;
-                        notes["frozen_held_seconds"] = json!(since.elapsed().as_secs_f64());
+                        notes["frozen_held_seconds"] =
+                            json!((since.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+                        notes["frozen_phase_kept"] = json!(phase);
                         monitor.say("agent peer-0 thawed (SIGCONT)");
                     }
                 }
+            } else if holds {
+                // The driver advances by itself; asking too is harmless (a lost race is 409).
+                let _ = action(serve, "advance").await;
             }
-            Err(e) => return Err(e),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        st = status(serve).await?;
+        let now = phase_of(&st).unwrap_or_default();
+        if now != phase {
+            if let Some(list) = notes["phases"].as_array_mut() {
+                list.push(json!({"phase": phase, "seconds": (entered.elapsed().as_secs_f64() * 10.0).round() / 10.0}));
+            }
+            if frozen.is_some() && !thawed {
+                notes["frozen_gate_held"] = json!(false);
+            }
+            phase = now;
+            entered = Instant::now();
+            monitor.phase(&if aborted {
+                format!("abort:{phase}")
+            } else {
+                phase.clone()
+            });
+        }
     }
-    if frozen.is_some() && !thawed {
-        // The rotation moved although an agent was frozen: the gate did not hold.
-        notes["frozen_gate_held"] = json!(false);
-        if let Some(pid) = frozen {
+    if let Some(pid) = frozen {
+        if !thawed {
             signal(pid, rustix::process::Signal::CONT);
         }
-    } else if frozen.is_some() {
-        notes["frozen_gate_held"] = json!(true);
+        if notes.get("frozen_gate_held").is_none() {
+            notes["frozen_gate_held"] = json!(true);
+        }
     }
     notes["final_phase"] = json!(phase);
-    notes["rotation_seconds"] = json!(began.elapsed().as_secs_f64());
+    notes["rotation_seconds"] = json!((began.elapsed().as_secs_f64() * 10.0).round() / 10.0);
     Ok(notes)
 }

@@ -25,6 +25,8 @@ pub(crate) struct Serve {
     http: reqwest::Client,
     /// Starts (for the summary).
     pub(crate) starts: u32,
+    /// More `serve` options (the rotation's dwell and interval).
+    pub(crate) extra_args: Vec<String>,
 }
 
 impl Serve {
@@ -66,6 +68,7 @@ impl Serve {
             child: None,
             http,
             starts: 0,
+            extra_args: Vec::new(),
         })
     }
 
@@ -97,6 +100,7 @@ impl Serve {
             .arg("--tls-key")
             .arg(&self.tls_key)
             .args(["--drain-timeout", "2s"])
+            .args(&self.extra_args)
             .env_remove("ANCHORAGE_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
