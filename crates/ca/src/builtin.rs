@@ -489,6 +489,122 @@ fn ca_params(
     Ok(params)
 }
 
+/// Cross-signs `cert` (a CA certificate of another CA, whose key is `key`) with `issuer`'s
+/// root key: a certificate with `cert`'s subject, public key, basic constraints and key usages,
+/// issued by `issuer`'s root, valid as `cert` but never beyond that root. Sent in a chain after
+/// a leaf of the other CA, it lets a peer that trusts only `issuer`'s root verify that leaf
+/// (the cross-signing strategy of a root rotation). Needs `issuer`'s root key (held when the
+/// root signs, or when it was kept beside an intermediate).
+pub fn cross_sign(
+    issuer: &BuiltinCa,
+    cert: &Certificate,
+    key: &PrivateKey,
+) -> Result<Certificate, CaError> {
+    let root_key = match (issuer.root_key(), issuer.chain().is_empty()) {
+        (Some(k), _) => k,
+        (None, true) => issuer.signing_key(),
+        (None, false) => {
+            return Err(CaError::MissingKey {
+                subject: issuer.root().subject().to_owned(),
+            });
+        }
+    };
+    let (root_kp, _) =
+        keys::load_der(crate::KeyForm::Pkcs8, root_key.pkcs8_der()).map_err(|e| {
+            CaError::Crypto {
+                action: "load the cross-signing root key".to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+    let (subject_kp, _) =
+        keys::load_der(crate::KeyForm::Pkcs8, key.pkcs8_der()).map_err(|e| CaError::Crypto {
+            action: "load the cross-signed CA's key".to_owned(),
+            message: e.to_string(),
+        })?;
+    let root_issuer =
+        rcgen::Issuer::from_ca_cert_der(&CertificateDer::from(issuer.root().der()), root_kp)
+            .map_err(sign_error("load the cross-signing root"))?;
+    let mut params = cross_params(cert)?;
+    params.serial_number = Some(random_serial().map_err(|message| CaError::Crypto {
+        action: "draw a serial".to_owned(),
+        message,
+    })?);
+    params.not_before = to_datetime(cert.not_before()).map_err(|message| CaError::Crypto {
+        action: "set the validity".to_owned(),
+        message,
+    })?;
+    params.not_after =
+        to_datetime(cert.not_after().min(issuer.root().not_after())).map_err(|message| {
+            CaError::Crypto {
+                action: "set the validity".to_owned(),
+                message,
+            }
+        })?;
+    params.use_authority_key_identifier_extension = true;
+    let crossed = params
+        .signed_by(&subject_kp, &root_issuer)
+        .map_err(sign_error("cross-sign the certificate"))?;
+    decode_rcgen(&crossed, "read back the cross-signed certificate")
+}
+
+/// The subject (same string types, so the bytes match), basic constraints and CA key usages
+/// of `cert`, for [`cross_sign`].
+fn cross_params(cert: &Certificate) -> Result<CertificateParams, CaError> {
+    use x509_parser::prelude::FromDer as _;
+    let bad = |message: String| CaError::Crypto {
+        action: "read the certificate to cross-sign".to_owned(),
+        message,
+    };
+    let (_, x) = x509_parser::certificate::X509Certificate::from_der(cert.der())
+        .map_err(|e| bad(e.to_string()))?;
+    let mut dn = DistinguishedName::new();
+    for rdn in x.subject().iter() {
+        for attr in rdn.iter() {
+            let oid: Vec<u64> = attr
+                .attr_type()
+                .iter()
+                .map(|arcs| arcs.collect())
+                .ok_or_else(|| bad("an attribute OID does not fit".to_owned()))?;
+            let kind = match oid.as_slice() {
+                [2, 5, 4, 3] => DnType::CommonName,
+                [2, 5, 4, 10] => DnType::OrganizationName,
+                [2, 5, 4, 11] => DnType::OrganizationalUnitName,
+                [2, 5, 4, 6] => DnType::CountryName,
+                [2, 5, 4, 8] => DnType::StateOrProvinceName,
+                [2, 5, 4, 7] => DnType::LocalityName,
+                _ => DnType::CustomDnType(oid),
+            };
+            let text = attr
+                .as_str()
+                .map_err(|e| bad(format!("a subject attribute is not text: {e}")))?;
+            let value = if attr.attr_value().header.tag()
+                == x509_parser::der_parser::asn1_rs::Tag::PrintableString
+            {
+                rcgen::DnValue::PrintableString(
+                    rcgen::string::PrintableString::try_from(text)
+                        .map_err(|e| bad(e.to_string()))?,
+                )
+            } else {
+                rcgen::DnValue::Utf8String(text.to_owned())
+            };
+            dn.push(kind, value);
+        }
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    let path_len = x
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .and_then(|b| b.value.path_len_constraint);
+    params.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(u8::try_from(n).unwrap_or(u8::MAX)),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
 fn decode_rcgen(cert: &rcgen::Certificate, action: &str) -> Result<Certificate, CaError> {
     Certificate::from_der(cert.der()).map_err(|e| CaError::Crypto {
         action: action.to_owned(),

@@ -263,6 +263,17 @@ pub async fn save(
     ca: &BuiltinCa,
     options: &SaveOptions<'_>,
 ) -> Result<u64, CaError> {
+    save_at(store, STORE_KEY, ca, options).await
+}
+
+/// Saves `ca` under `key` in the same record layout as [`save`] (a root rotation keeps the
+/// incoming and outgoing CAs beside [`STORE_KEY`]). Returns the record's new revision.
+pub async fn save_at(
+    store: &dyn Store,
+    key: &str,
+    ca: &BuiltinCa,
+    options: &SaveOptions<'_>,
+) -> Result<u64, CaError> {
     let key_text = |key: &PrivateKey| -> Result<KeyText, CaError> {
         Ok(KeyText(match options.passphrase {
             Some(p) => encrypt_key(key, p, options.kdf)?.expose_secret().to_owned(),
@@ -280,8 +291,8 @@ pub async fn save(
     let value = record_json(&record)?;
     drop(record);
     let result = match options.replace_revision {
-        None => store.create(STORE_KEY, value).await,
-        Some(revision) => store.update(STORE_KEY, value, revision).await,
+        None => store.create(key, value).await,
+        Some(revision) => store.update(key, value, revision).await,
     };
     match result {
         Ok(revision) => Ok(revision),
@@ -290,7 +301,7 @@ pub async fn save(
             current: Some(revision),
             ..
         }) => Err(CaError::AlreadyInitialised {
-            key: STORE_KEY.to_owned(),
+            key: key.to_owned(),
             revision,
         }),
         Err(e) => Err(e.into()),
@@ -302,7 +313,16 @@ pub async fn save(
 /// otherwise. An expired CA loads (issuing with it fails with `CaNotValid`), so it can still be
 /// shown and replaced.
 pub async fn load(store: &dyn Store, passphrase: Option<&SecretString>) -> Result<Loaded, CaError> {
-    let (record, revision) = read_record(store).await?;
+    load_from(store, STORE_KEY, passphrase).await
+}
+
+/// Loads a CA saved with [`save_at`] under `key` (as [`load`] does for [`STORE_KEY`]).
+pub async fn load_from(
+    store: &dyn Store,
+    key: &str,
+    passphrase: Option<&SecretString>,
+) -> Result<Loaded, CaError> {
+    let (record, revision) = read_record(store, key).await?;
     let (roots, chain) = record_certificates(&record)?;
     let Some(anchor) = roots.first().cloned() else {
         return Err(corrupt("no root certificate"));
@@ -351,7 +371,7 @@ impl StoredCertificates {
 /// Reads the certificates of the CA saved under [`STORE_KEY`] without touching its keys, so no
 /// passphrase is needed (for showing an encrypted CA).
 pub async fn load_certificates(store: &dyn Store) -> Result<StoredCertificates, CaError> {
-    let (record, revision) = read_record(store).await?;
+    let (record, revision) = read_record(store, STORE_KEY).await?;
     let (roots, chain) = record_certificates(&record)?;
     if roots.is_empty() {
         return Err(corrupt("no root certificate"));
@@ -370,12 +390,12 @@ pub async fn load_certificates(store: &dyn Store) -> Result<StoredCertificates, 
     })
 }
 
-async fn read_record(store: &dyn Store) -> Result<(Record, u64), CaError> {
+async fn read_record(store: &dyn Store, key: &str) -> Result<(Record, u64), CaError> {
     let entry = store
-        .get(STORE_KEY)
+        .get(key)
         .await?
         .ok_or_else(|| CaError::NotInitialised {
-            key: STORE_KEY.to_owned(),
+            key: key.to_owned(),
         })?;
     let value = Zeroizing::new(entry.value);
     let record: Record = serde_json::from_slice(&value)

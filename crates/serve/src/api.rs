@@ -465,12 +465,60 @@ async fn check_certificate(
     Ok((cert, record))
 }
 
+/// The header naming the consumer a renewal is for (its labels pick the rate-limit group).
+pub(crate) const CONSUMER_HEADER: &str = "anchorage-consumer";
+
+/// While a rotation pulls renewals forward: one more renewal for the caller's consumer group,
+/// or 429 with `Retry-After`.
+async fn rate_limit(
+    state: &AppState,
+    headers: &HeaderMap,
+    cert: &anchorage_x509::Certificate,
+) -> Result<(), ApiError> {
+    let name = headers
+        .get(CONSUMER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| crate::authority::common_name(cert));
+    let labels = match name.filter(|n| roles::valid_name(n).is_ok()) {
+        Some(n) => state
+            .store
+            .get(&format!("{CONSUMERS_PREFIX}{n}"))
+            .await
+            .map_err(|e| ApiError::store(&e))?
+            .and_then(|e| serde_json::from_slice::<ConsumerRecord>(&e.value).ok())
+            .map(|r| r.labels)
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let group = crate::rotation::group_of(&labels, &state.rotation.config.group_labels);
+    match state.rotation.limiter.check(&group) {
+        Ok(()) => Ok(()),
+        Err(retry) => {
+            let secs = retry.as_secs().max(1);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "renewals of consumer group {group} are rate-limited during the root rotation; retry after {secs}s"
+                ),
+            );
+            e.retry_after = Some(secs);
+            Err(e)
+        }
+    }
+}
+
 pub(crate) async fn post_renew(
     State(state): St,
+    headers: HeaderMap,
     peer: Option<Extension<PeerCertificate>>,
     JsonBody(body): JsonBody<RenewBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (cert, record) = current_certificate(&state, peer).await?;
+    if crate::rotation::pulling_forward(&state) {
+        rate_limit(&state, &headers, &cert).await?;
+    }
     let key = match &body.csr {
         Some(csr) => parse_csr(csr.as_bytes()).map_err(sign_error)?.key,
         None => certificate_key(&cert).map_err(sign_error)?,
@@ -956,9 +1004,14 @@ pub(crate) async fn post_acks(
         )
         .await
         .map_err(|e| ApiError::store(&e))?;
-    Ok(Json(
-        json!({ "consumer": rec.name, "last_seen": Timestamp::from_unix(now).rfc3339() }),
-    ))
+    let mut answer =
+        json!({ "consumer": rec.name, "last_seen": Timestamp::from_unix(now).rfc3339() });
+    // A root rotation pulls renewals forward: a leaf not under the signing root should be
+    // renewed by this time (unix seconds).
+    if let Some(at) = crate::rotation::renew_before(&state, rec.cert_serial.as_deref()).await {
+        answer["renew_before"] = json!(at);
+    }
+    Ok(Json(answer))
 }
 
 /// Staleness of a consumer: `current`, `stale` (older bundle) or `silent` (no ack for an hour).
@@ -1000,6 +1053,45 @@ pub(crate) async fn get_consumers(
         .collect();
     Ok(Json(
         json!({ "bundle_version": version, "consumers": list }),
+    ))
+}
+
+/// `GET /v1/rotation` (admin): phase, since, gate, laggards.
+pub(crate) async fn get_rotation(
+    State(state): St,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers, "/v1/rotation").await?;
+    Ok(Json(
+        crate::rotation::status_json(&state)
+            .await
+            .map_err(ApiError::from)?,
+    ))
+}
+
+/// `POST /v1/rotation` (admin): `{"action": "start"|"advance"|"abort"|"prune"|"status", …}`.
+pub(crate) async fn post_rotation(
+    State(state): St,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<crate::rotation::ActionRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = require_admin(&state, &headers, "/v1/rotation").await?;
+    if let Err(e) = crate::rotation::act(&state, &body, &claims.sub).await {
+        tracing::info!(
+            target: "anchorage::audit",
+            event = "rotation",
+            action = %body.action,
+            who = %claims.sub,
+            outcome = "refused",
+            force = body.force,
+            reason = %e,
+        );
+        return Err(e.into());
+    }
+    Ok(Json(
+        crate::rotation::status_json(&state)
+            .await
+            .map_err(ApiError::from)?,
     ))
 }
 

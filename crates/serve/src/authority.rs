@@ -84,6 +84,10 @@ pub struct CertRecord {
     pub issued_at: i64,
     /// Unix seconds.
     pub not_after: i64,
+    /// SHA-256 (hex) of the root the signing CA chains to (absent in records written before
+    /// root rotation existed: those are under the CA of the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 /// A revocation record.
@@ -128,17 +132,93 @@ pub struct ParsedCsr {
     pub sans: Vec<San>,
 }
 
-/// The CA and its signer.
-pub struct Authority {
+/// One CA ready to sign: the CA and its rcgen issuer.
+pub(crate) struct Signer {
     ca: BuiltinCa,
     issuer: rcgen::Issuer<'static, KeyPair>,
+    /// SHA-256 of the anchoring root, lowercase hex without separators.
+    root_sha256: String,
+}
+
+impl Signer {
+    /// Prepares `ca` for signing.
+    pub(crate) fn new(ca: BuiltinCa) -> Result<Self, CaError> {
+        let (key_pair, _) = anchorage_ca::keys::load_der(
+            anchorage_ca::KeyForm::Pkcs8,
+            ca.signing_key().pkcs8_der(),
+        )
+        .map_err(|e| CaError::Crypto {
+            action: "load the CA key".into(),
+            message: e.to_string(),
+        })?;
+        let issuer = rcgen::Issuer::from_ca_cert_der(
+            &CertificateDer::from(ca.signing_certificate().der()),
+            key_pair,
+        )
+        .map_err(|e| CaError::Crypto {
+            action: "read the CA certificate".into(),
+            message: e.to_string(),
+        })?;
+        let root_sha256 = root_fingerprint(ca.root());
+        Ok(Self {
+            ca,
+            issuer,
+            root_sha256,
+        })
+    }
+
+    /// The CA.
+    pub(crate) fn ca(&self) -> &BuiltinCa {
+        &self.ca
+    }
+
+    /// SHA-256 (hex) of its anchoring root.
+    pub(crate) fn root_sha256(&self) -> &str {
+        &self.root_sha256
+    }
+
+    /// Whether `cert` was signed by this CA's signing certificate.
+    fn signed(&self, cert: &Certificate) -> bool {
+        use x509_parser::prelude::FromDer as _;
+        let signer = self.ca.signing_certificate();
+        if cert.issuer_der() != signer.subject_der() {
+            return false;
+        }
+        let (Ok((_, c)), Ok((_, p))) = (
+            x509_parser::certificate::X509Certificate::from_der(cert.der()),
+            x509_parser::certificate::X509Certificate::from_der(signer.der()),
+        ) else {
+            return false;
+        };
+        c.verify_signature(Some(p.public_key())).is_ok()
+    }
+}
+
+/// A root's SHA-256 as lowercase hex without separators (how rotation records name CAs).
+pub fn root_fingerprint(cert: &Certificate) -> String {
+    cert.sha256().hex().replace(':', "").to_ascii_lowercase()
+}
+
+/// The signers: the one that signs now, and every CA whose leaves count as issued here (both
+/// CAs during a root rotation, see [`crate::rotation`]).
+struct Signers {
+    current: Arc<Signer>,
+    known: Vec<Arc<Signer>>,
+    /// Extra certificates sent after the signer's chain (a cross-signed intermediate).
+    extra_chain: Vec<Certificate>,
+}
+
+/// The CA and its signer. During a root rotation the signer follows the rotation record
+/// ([`Authority::set_signers`]).
+pub struct Authority {
+    signers: std::sync::RwLock<Arc<Signers>>,
     store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authority")
-            .field("signer", &self.ca.signing_certificate().subject())
+            .field("signer", &self.ca().signing_certificate().subject())
             .finish_non_exhaustive()
     }
 }
@@ -184,62 +264,87 @@ impl Authority {
             }
             Err(e) => return Err(e),
         };
-        let (key_pair, _) = anchorage_ca::keys::load_der(
-            anchorage_ca::KeyForm::Pkcs8,
-            ca.signing_key().pkcs8_der(),
-        )
-        .map_err(|e| CaError::Crypto {
-            action: "load the CA key".into(),
-            message: e.to_string(),
-        })?;
-        let issuer = rcgen::Issuer::from_ca_cert_der(
-            &CertificateDer::from(ca.signing_certificate().der()),
-            key_pair,
-        )
-        .map_err(|e| CaError::Crypto {
-            action: "read the CA certificate".into(),
-            message: e.to_string(),
-        })?;
-        Ok((Self { ca, issuer, store }, created))
+        let signer = Arc::new(Signer::new(ca)?);
+        let signers = Signers {
+            current: Arc::clone(&signer),
+            known: vec![signer],
+            extra_chain: Vec::new(),
+        };
+        Ok((
+            Self {
+                signers: std::sync::RwLock::new(Arc::new(signers)),
+                store,
+            },
+            created,
+        ))
     }
 
-    /// The CA.
-    pub fn ca(&self) -> &BuiltinCa {
-        &self.ca
+    fn signers(&self) -> Arc<Signers> {
+        match self.signers.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Switches the signer to `current`; leaves of every CA in `known` (and of `current`) are
+    /// accepted as issued here (renewal over mTLS, acks); `extra_chain` is sent after the
+    /// signer's own chain (a cross-signed intermediate).
+    pub(crate) fn set_signers(
+        &self,
+        current: Arc<Signer>,
+        known: Vec<Arc<Signer>>,
+        extra_chain: Vec<Certificate>,
+    ) {
+        let mut all = vec![Arc::clone(&current)];
+        for k in known {
+            if !all.iter().any(|s| s.root_sha256 == k.root_sha256) {
+                all.push(k);
+            }
+        }
+        let next = Arc::new(Signers {
+            current,
+            known: all,
+            extra_chain,
+        });
+        match self.signers.write() {
+            Ok(mut s) => *s = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    /// The CA that signs now (a cheap clone).
+    pub fn ca(&self) -> BuiltinCa {
+        self.signers().current.ca.clone()
+    }
+
+    /// SHA-256 (hex) of the root anchoring the signer.
+    pub fn signer_root_sha256(&self) -> String {
+        self.signers().current.root_sha256.clone()
     }
 
     /// The validating roots as PEM.
     pub fn roots_pem(&self) -> String {
-        self.ca.roots().iter().map(Certificate::to_pem).collect()
+        self.ca().roots().iter().map(Certificate::to_pem).collect()
     }
 
     /// The issuing CA certificate (signer) PEM.
     pub fn issuing_ca_pem(&self) -> String {
-        self.ca.signing_certificate().to_pem()
+        self.ca().signing_certificate().to_pem()
     }
 
     /// The chain from the signer up to and including the anchoring root, PEM each.
     pub fn ca_chain_pem(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.ca.chain().iter().map(Certificate::to_pem).collect();
-        out.push(self.ca.root().to_pem());
+        let ca = self.ca();
+        let mut out: Vec<String> = ca.chain().iter().map(Certificate::to_pem).collect();
+        out.push(ca.root().to_pem());
         out.dedup();
         out
     }
 
-    /// Whether `cert` was signed by this CA's signing certificate.
+    /// Whether `cert` was signed by this CA's signing certificate (by either CA during a
+    /// root rotation).
     pub fn issued_here(&self, cert: &Certificate) -> bool {
-        use x509_parser::prelude::FromDer as _;
-        let signer = self.ca.signing_certificate();
-        if cert.issuer_der() != signer.subject_der() {
-            return false;
-        }
-        let (Ok((_, c)), Ok((_, p))) = (
-            x509_parser::certificate::X509Certificate::from_der(cert.der()),
-            x509_parser::certificate::X509Certificate::from_der(signer.der()),
-        ) else {
-            return false;
-        };
-        c.verify_signature(Some(p.public_key())).is_ok()
+        self.signers().known.iter().any(|s| s.signed(cert))
     }
 
     /// Signs a leaf for `request`: for `key` when given (a CSR's or a renewed certificate's),
@@ -254,9 +359,11 @@ impl Authority {
         request
             .validate()
             .map_err(|e| SignError::Request(e.to_string()))?;
+        let signers = self.signers();
+        let signer = &signers.current;
         let now = now_unix();
-        let ca_nb = self.ca.signing_certificate().not_before().unix();
-        let ca_na = self.ca.not_after().unix();
+        let ca_nb = signer.ca.signing_certificate().not_before().unix();
+        let ca_na = signer.ca.not_after().unix();
         if now < ca_nb || now >= ca_na {
             return Err(SignError::CaNotValid {
                 not_before: Timestamp::from_unix(ca_nb).rfc3339(),
@@ -305,6 +412,7 @@ impl Authority {
                 kind: request.kind,
                 issued_at: now,
                 not_after,
+                ca: Some(signer.root_sha256.clone()),
             };
             match self
                 .store
@@ -321,7 +429,7 @@ impl Authority {
             let params = leaf_params(request, &serial, not_before, not_after)?;
             let signed =
                 params
-                    .signed_by(&public, &self.issuer)
+                    .signed_by(&public, &signer.issuer)
                     .map_err(|e| SignError::Crypto {
                         action: "sign the certificate",
                         message: e.to_string(),
@@ -331,9 +439,11 @@ impl Authority {
                     action: "read back the signed certificate",
                     message: e.to_string(),
                 })?;
+            let mut chain = signer.ca.chain().to_vec();
+            chain.extend(signers.extra_chain.iter().cloned());
             return Ok(Signed {
                 certificate,
-                chain: self.ca.chain().to_vec(),
+                chain,
                 private_key,
                 serial: serial_hex,
             });
@@ -384,7 +494,7 @@ impl Authority {
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
         let crl = params
-            .signed_by(&self.issuer)
+            .signed_by(&self.signers().current.issuer)
             .map_err(|e| SignError::Crypto {
                 action: "sign the CRL",
                 message: e.to_string(),

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub vault: bool,
     /// Close the connection after the answer (the request body was not read to its end).
     pub close_connection: bool,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             message: message.into(),
             vault: false,
             close_connection: false,
+            retry_after: None,
         }
     }
 
@@ -104,6 +107,13 @@ impl IntoResponse for ApiError {
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),
             );
+        }
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         response
     }

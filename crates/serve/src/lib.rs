@@ -42,6 +42,7 @@ pub mod http;
 pub mod metrics;
 pub mod nats;
 pub mod roles;
+pub mod rotation;
 pub mod server;
 pub mod state;
 pub mod tokens;
@@ -123,6 +124,8 @@ pub struct ServeConfig {
     pub bootstrap_admin_token: bool,
     /// Also serve the API over NATS request/reply (`<prefix>.v1.<op>`).
     pub nats: Option<nats::NatsApi>,
+    /// Root rotation (`/v1/rotation`): automatic driving, gates, renewal rate limits.
+    pub rotation: rotation::RotationConfig,
 }
 
 impl ServeConfig {
@@ -140,6 +143,7 @@ impl ServeConfig {
             roles: Vec::new(),
             bootstrap_admin_token: true,
             nats: None,
+            rotation: rotation::RotationConfig::default(),
         }
     }
 }
@@ -294,6 +298,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/bundle/cas", post(api::post_bundle_cas))
         .route("/v1/acks", post(api::post_acks))
         .route("/v1/consumers", get(api::get_consumers))
+        .route(
+            "/v1/rotation",
+            get(api::get_rotation).post(api::post_rotation),
+        )
         .route("/v1/roles", get(api::list_roles))
         .route(
             "/v1/roles/{name}",
@@ -512,7 +520,18 @@ impl Server {
             crl_cache: Mutex::new(None),
             bundle_version: watch::channel(0).0,
             shutting_down: shutdown_rx.clone(),
+            rotation: rotation::Rotation::new(rotation::RotationConfig {
+                passphrase: config.passphrase.clone(),
+                init: config.ca_init.clone(),
+                ..config.rotation.clone()
+            }),
         });
+        // A restart mid-rotation resumes: the signer follows the stored record before the
+        // first request.
+        {
+            let (rec, _) = rotation::read(state.store.as_ref()).await?;
+            rotation::apply(&state, &rec).await;
+        }
         let (bundle, _) = state.bundle_record().await?;
         state.note_bundle_version(bundle.version);
 
@@ -581,6 +600,16 @@ impl Server {
                 .follow_bundle(Duration::from_millis(250), follow_shutdown)
                 .await;
         }));
+
+        // Root rotation: every instance follows the record; the lease holder drives it.
+        tasks.push(tokio::spawn(rotation::follow(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(rotation::drive(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
 
         // Housekeeping: the CRL re-signed before its next-update, the built-in serving
         // certificate renewed at two thirds of its life.
@@ -653,6 +682,7 @@ impl Server {
                 "/v1/bundle",
                 "/v1/acks",
                 "/v1/consumers",
+                "/v1/rotation",
                 "/v1/<mount>/issue/<role>",
                 "/v1/<mount>/sign/<role>",
                 "/healthz",

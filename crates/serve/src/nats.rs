@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `sign`, `issue`, `revoke`, `acks`, `tokens`, `bundle-cas` | `POST /v1/<op>` (body: the same JSON) |
 //! | `bundle`, `crl`, `consumers` | `GET /v1/<op>`; the body is a JSON object of query parameters (`{"format":"pem","wait":30}`), `If-None-Match` as a header |
+//! | `rotation` | `POST /v1/rotation` (`{"action":"status"}` answers as `GET /v1/rotation`) |
 //! | `health` | `GET /readyz` |
 //!
 //! Renewal needs the certificate over mTLS and so is HTTPS only.
@@ -60,6 +61,7 @@ fn route(op: &str) -> Option<(Method, &'static str)> {
         "bundle" => (Method::GET, "/v1/bundle"),
         "crl" => (Method::GET, "/v1/crl"),
         "consumers" => (Method::GET, "/v1/consumers"),
+        "rotation" => (Method::POST, "/v1/rotation"),
         "health" => (Method::GET, "/readyz"),
         _ => return None,
     })

@@ -65,6 +65,11 @@ pub struct BundleRecord {
     /// their own certificate chains to. Every change clears it unless it sets it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deliberate_rotation: bool,
+    /// The CA roots (PEM) a root rotation puts in the bundle in place of the CA's own roots
+    /// (`None`: the CA's roots). Kept in this record so a version always names one content,
+    /// whichever instance serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roots: Option<Vec<String>>,
 }
 
 /// The CRL record: its number, bumped by every revocation.
@@ -133,6 +138,8 @@ pub struct AppState {
     pub bundle_version: watch::Sender<u64>,
     /// True once shutdown began (long-polls return).
     pub shutting_down: watch::Receiver<bool>,
+    /// Root rotation: configuration, the record followed, renewal limits.
+    pub rotation: crate::rotation::Rotation,
 }
 
 impl std::fmt::Debug for AppState {
@@ -151,8 +158,7 @@ impl AppState {
             }
             let rec = BundleRecord {
                 version: 1,
-                extra: Vec::new(),
-                deliberate_rotation: false,
+                ..BundleRecord::default()
             };
             match self
                 .store
@@ -183,13 +189,20 @@ impl AppState {
             detail: None,
             position: Default::default(),
         };
-        let mut items: Vec<(Certificate, Origin)> = self
-            .authority
-            .ca()
-            .roots()
-            .iter()
-            .map(|c| (c.clone(), origin("anchorage CA")))
-            .collect();
+        let mut items: Vec<(Certificate, Origin)> = match &rec.roots {
+            Some(roots) => roots
+                .iter()
+                .flat_map(|pem| anchorage_x509::decode(pem.as_bytes()).certificates)
+                .map(|found| (found.certificate, origin("anchorage CA")))
+                .collect(),
+            None => self
+                .authority
+                .ca()
+                .roots()
+                .iter()
+                .map(|c| (c.clone(), origin("anchorage CA")))
+                .collect(),
+        };
         for pem in &rec.extra {
             for found in anchorage_x509::decode(pem.as_bytes()).certificates {
                 items.push((found.certificate, origin("extra CA")));
