@@ -149,6 +149,10 @@ pub(crate) struct Summary {
     procedure_notes: serde_json::Value,
     /// The procedure could not be carried out (the figures are then no verdict).
     procedure_error: Option<String>,
+    /// Bundle roots and leaf issuers in the agents' files when the load started.
+    installed_before: serde_json::Value,
+    /// The same when the load stopped.
+    installed_after: serde_json::Value,
     work_dir: Option<PathBuf>,
 }
 
@@ -503,6 +507,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
     let monitor = Monitor::new(sources, files.clone(), verbose);
     let progress_stop = Arc::new(AtomicBool::new(false));
     let progress = tokio::spawn(Arc::clone(&monitor).progress(Arc::clone(&progress_stop)));
+    let installed_before = installed_state(&files);
     monitor.phase("warmup");
     tokio::time::sleep(warmup).await;
 
@@ -534,6 +539,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
             break;
         }
     }
+    let installed_after = installed_state(&files);
     // Clients first (every server still up), then the servers, so the end makes no failures.
     std::fs::remove_file(&go).map_err(|e| SoakError::file("remove", &go, e))?;
     fleet.openssl_stop.store(true, Ordering::SeqCst);
@@ -560,11 +566,40 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
         (notes, procedure_error),
         args.keep.then(|| work.clone()),
     );
+    let summary = Summary {
+        installed_before,
+        installed_after,
+        ..summary
+    };
     if args.keep {
         let kept = tmp.keep();
         say(&format!("work directory kept: {}", kept.display()));
     }
     Ok(summary)
+}
+
+/// What the agents' files hold: for each bundle root and each leaf issuer (subjects), how
+/// many agents have it. Shows the rotation really happened where the workloads read.
+fn installed_state(files: &[AgentFiles]) -> serde_json::Value {
+    let mut roots = std::collections::BTreeMap::<String, u64>::new();
+    let mut issuers = std::collections::BTreeMap::<String, u64>::new();
+    for f in files {
+        if let Ok(pem) = std::fs::read(f.bundle()) {
+            for found in anchorage_x509::decode(&pem).certificates {
+                *roots
+                    .entry(found.certificate.subject().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        if let Ok(pem) = std::fs::read(f.cert())
+            && let Some(found) = anchorage_x509::decode(&pem).certificates.first()
+        {
+            *issuers
+                .entry(found.certificate.issuer().to_owned())
+                .or_default() += 1;
+        }
+    }
+    json!({"bundle_roots": roots, "leaf_issuers": issuers})
 }
 
 /// The bundle version an agent's status says is installed.
@@ -635,6 +670,8 @@ fn summarize(
         phases,
         procedure_notes: notes,
         procedure_error,
+        installed_before: serde_json::Value::Null,
+        installed_after: serde_json::Value::Null,
         work_dir,
     }
 }
@@ -664,6 +701,15 @@ pub(crate) fn render_text(s: &Summary) -> String {
     }
     for (r, n) in &s.failures_by_reason {
         out.push_str(&format!("  failed {n}× {r}\n"));
+    }
+    for (when, state) in [
+        ("before", &s.installed_before),
+        ("after", &s.installed_after),
+    ] {
+        out.push_str(&format!(
+            "  installed {when}: bundle roots {}; leaf issuers {}\n",
+            state["bundle_roots"], state["leaf_issuers"]
+        ));
     }
     if let Some(e) = &s.procedure_error {
         out.push_str(&format!("  the procedure failed: {e}\n"));

@@ -70,7 +70,6 @@ fn naive_rotation_fails_handshakes() {
 }
 
 #[test]
-#[ignore = "needs serve's rotation API (GET/POST /v1/rotation, issue 16): run once it is merged"]
 fn anchorage_rotation_fails_no_handshake() {
     if peer::require("openssl").is_none() {
         return;
@@ -81,5 +80,13 @@ fn anchorage_rotation_fails_no_handshake() {
     assert_eq!(s["procedure_notes"]["final_phase"], "done", "{s:#}");
     assert_eq!(s["failed"], 0, "{s:#}");
     assert!(s["handshakes"].as_u64().unwrap() > 1000, "{s:#}");
+    // Not vacuous: every agent's files moved from the old root to the new one alone.
+    let before = s["installed_before"]["bundle_roots"].as_object().unwrap();
+    let after = s["installed_after"]["bundle_roots"].as_object().unwrap();
+    assert_eq!(after.len(), 1, "{s:#}");
+    assert!(before.keys().all(|k| !after.contains_key(k)), "{s:#}");
+    assert_eq!(after.values().next().unwrap(), 8, "{s:#}");
+    let issuers = s["installed_after"]["leaf_issuers"].as_object().unwrap();
+    assert_eq!(issuers.len(), 1, "{s:#}");
     assert_eq!(code, Some(0), "{s:#}");
 }
