@@ -66,9 +66,10 @@ pub(crate) struct RunArgs {
     /// Load before the rotation starts [default: 20s; --short: 8s].
     #[arg(long, value_parser = parse_duration)]
     pub(crate) warmup: Option<Duration>,
-    /// Load after the procedure ends [default: naive: leaf TTL + 30 s (every agent renews
-    /// or expires once); anchorage: 15 s; --short: naive 70 s, anchorage 5 s].
-    #[arg(long, value_parser = parse_duration)]
+    /// Load after the procedure ends (`--duration` too) [default: naive: leaf TTL + 30 s
+    /// (every agent renews or expires once); anchorage: 15 s; --short: naive 70 s (ends 5 s
+    /// after the first failure), anchorage 5 s].
+    #[arg(long, alias = "duration", value_parser = parse_duration)]
     pub(crate) observe: Option<Duration>,
     /// Stop the procedure (and fail) if it is not over after this long.
     #[arg(long, value_parser = parse_duration, default_value = "30m")]

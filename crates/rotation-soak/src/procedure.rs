@@ -213,10 +213,18 @@ async fn anchorage(
             )));
         }
         if !aborted && args.abort_at.is_some_and(|p| p.name() == phase) {
-            action(serve, "abort").await?;
+            let turned = action(serve, "abort").await?;
             monitor.say(&format!("abort in {phase}"));
             notes["aborted_in"] = json!(phase);
             aborted = true;
+            // The turned-around rotation (old = B, new = A) starts in the phase that matches
+            // what is deployed, often the same name: a phase of its own in the figures.
+            if let Some(list) = notes["phases"].as_array_mut() {
+                list.push(json!({"phase": phase, "seconds": (entered.elapsed().as_secs_f64() * 10.0).round() / 10.0}));
+            }
+            phase = phase_of(&turned).unwrap_or(phase);
+            entered = Instant::now();
+            monitor.phase(&format!("abort:{phase}"));
         } else {
             let gate = &st["gate"];
             let holds = gate["holds"].as_bool().unwrap_or(false);
