@@ -135,15 +135,18 @@ impl Agent {
             path: self.config.server_ca.clone(),
             source,
         })?;
-        self.mtls = Some(ServeClient::new(
-            &self.config.server,
-            &ca,
-            Some(ClientIdentity {
-                chain_pem: &current.chain_pem,
-                key_pem: &current.key_pem,
-            }),
-            self.config.timing.request_timeout,
-        )?);
+        self.mtls = Some(
+            ServeClient::new(
+                &self.config.server,
+                &ca,
+                Some(ClientIdentity {
+                    chain_pem: &current.chain_pem,
+                    key_pem: &current.key_pem,
+                }),
+                self.config.timing.request_timeout,
+            )?
+            .with_consumer(&self.config.consumer),
+        );
         let t = &self.config.timing;
         self.renew_at = Some(current.renew_at(t.renew_fraction, t.renew_jitter, unit()));
         self.status.cert_serial = Some(current.leaf.serial().to_owned());
@@ -316,13 +319,26 @@ impl Agent {
             cert_serial: self.identity.as_ref().map(|c| c.leaf.serial().to_owned()),
             not_after: self.identity.as_ref().map(|c| c.leaf.not_after().rfc3339()),
         };
-        if let Some(mtls) = &self.mtls {
-            mtls.ack(None, &ack).await?;
+        let answer = if let Some(mtls) = &self.mtls {
+            mtls.ack_answer(None, &ack).await?
         } else if let Some(token) = self.token()? {
-            self.client.ack(Some(&token), &ack).await?;
+            self.client.ack_answer(Some(&token), &ack).await?
         } else {
             tracing::debug!("no identity and no token file: the ack is skipped");
             return Ok(false);
+        };
+        // A root rotation pulls the renewal forward (serve says by when).
+        if let Some(before) = answer.renew_before
+            && self.identity.is_some()
+            && self.renew_at.is_none_or(|at| at > before)
+        {
+            let at = before.max(now_unix());
+            tracing::info!(
+                renew_at = at,
+                "serve pulls the renewal forward (root rotation)"
+            );
+            self.renew_at = Some(at);
+            self.status.renew_at = Some(at);
         }
         self.status.last_ack = Some(AckRecord {
             bundle_version: version,
@@ -514,8 +530,14 @@ impl Agent {
                 Err(e) => {
                     self.failed(&e);
                     full = true;
-                    streak = streak.saturating_add(1);
-                    let pause = self.backoff(streak);
+                    // Rate-limited: wait as serve says (with jitter so a group does not come
+                    // back at once), not the failure backoff.
+                    let pause = if let AgentError::RateLimited { retry_after, .. } = &e {
+                        retry_after.mul_f64(1.0 + 0.5 * unit())
+                    } else {
+                        streak = streak.saturating_add(1);
+                        self.backoff(streak)
+                    };
                     tracing::info!(?pause, "backing off");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}

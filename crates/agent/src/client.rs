@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::AgentError;
 
 /// The response header by which serve marks a bundle as a deliberate rotation step: a bundle
-/// carrying it may drop the root the agent's own certificate chains to. serve does not send it
-/// yet (see docs/agent.md).
+/// carrying it may drop the root the agent's own certificate chains to (serve sends it on an
+/// admin's `deliberate_rotation` change and on a root rotation's Retiring step).
 pub const ROTATION_HEADER: &str = "anchorage-rotation";
 
 /// What `GET /v1/bundle` answered.
@@ -68,12 +68,26 @@ pub struct Ack {
     pub refused: Option<String>,
 }
 
+/// What serve answered to an ack (the fields the agent uses).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AckAnswer {
+    /// During a root rotation: renew the identity by this time (unix seconds), because its
+    /// leaf is not under the root that signs now.
+    #[serde(default)]
+    pub renew_before: Option<i64>,
+}
+
+/// The request header naming the consumer on renewals (serve's rate limit groups by its
+/// labels).
+pub const CONSUMER_HEADER: &str = "anchorage-consumer";
+
 /// A client of one serve.
 #[derive(Clone)]
 pub struct ServeClient {
     base: String,
     http: reqwest::Client,
     timeout: Duration,
+    consumer: Option<String>,
 }
 
 impl std::fmt::Debug for ServeClient {
@@ -144,7 +158,15 @@ impl ServeClient {
             base: base.trim_end_matches('/').to_owned(),
             http,
             timeout,
+            consumer: None,
         })
+    }
+
+    /// The same client naming `consumer` on renewals ([`CONSUMER_HEADER`]).
+    #[must_use]
+    pub fn with_consumer(mut self, consumer: &str) -> Self {
+        self.consumer = Some(consumer.to_owned());
+        self
     }
 
     /// The base URL.
@@ -169,6 +191,18 @@ impl ServeClient {
 
     async fn fail(what: &'static str, resp: reqwest::Response) -> AgentError {
         let status = resp.status().as_u16();
+        if status == 429 {
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(5);
+            return AgentError::RateLimited {
+                what,
+                retry_after: Duration::from_secs(retry_after.clamp(1, 3600)),
+            };
+        }
         let text = resp.text().await.unwrap_or_default();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let code = value["error"]["code"]
@@ -249,6 +283,9 @@ impl ServeClient {
         if let Some(t) = token {
             req = req.bearer_auth(t.expose_secret());
         }
+        if let Some(c) = &self.consumer {
+            req = req.header(CONSUMER_HEADER, c);
+        }
         let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         if !resp.status().is_success() {
             return Err(Self::fail(what, resp).await);
@@ -287,14 +324,21 @@ impl ServeClient {
 
     /// `POST /v1/acks`, with a token, or over mTLS when `token` is None.
     pub async fn ack(&self, token: Option<&SecretString>, ack: &Ack) -> Result<(), AgentError> {
+        self.ack_answer(token, ack).await.map(|_| ())
+    }
+
+    /// `POST /v1/acks`, returning what serve answered (`renew_before` during a rotation).
+    pub async fn ack_answer(
+        &self,
+        token: Option<&SecretString>,
+        ack: &Ack,
+    ) -> Result<AckAnswer, AgentError> {
         let body = serde_json::to_value(ack).map_err(|e| AgentError::Protocol {
             what: "POST /v1/acks",
             message: e.to_string(),
         })?;
-        let _: serde_json::Value = self
-            .post_json("POST /v1/acks", "/v1/acks", token, &body)
-            .await?;
-        Ok(())
+        self.post_json("POST /v1/acks", "/v1/acks", token, &body)
+            .await
     }
 }
 

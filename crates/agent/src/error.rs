@@ -55,6 +55,15 @@ pub enum AgentError {
         /// serve's message.
         message: String,
     },
+    /// Serve rate-limits this request (429, during a root rotation's re-issue): retry after
+    /// `retry_after`.
+    #[error("serve rate-limits {what}: retry in {}s (the agent keeps its files and waits)", retry_after.as_secs())]
+    RateLimited {
+        /// The operation.
+        what: &'static str,
+        /// serve's `Retry-After`.
+        retry_after: std::time::Duration,
+    },
     /// serve's answer could not be understood.
     #[error("serve's answer to {what} is malformed: {message}")]
     Protocol {

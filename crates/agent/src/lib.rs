@@ -34,7 +34,7 @@ pub mod status;
 pub mod trust;
 
 pub use agent::{Agent, Outcome};
-pub use client::{ROTATION_HEADER, ServeClient};
+pub use client::{AckAnswer, CONSUMER_HEADER, ROTATION_HEADER, ServeClient};
 pub use config::{AgentConfig, IdentityConfig, PolicySettings, Timing, TrustOutputs};
 pub use error::AgentError;
 pub use health::serve_health;

@@ -55,11 +55,14 @@ pub(crate) enum Code {
     DrainCutShort = 17,
     /// `serve`: the listen address cannot be bound (in use by another process, or not allowed).
     Listen = 18,
+    /// `ca rotate advance`: the gate to the next phase does not hold (consumers named in the
+    /// message have not installed what it needs, or the dwell has not passed).
+    GateNotHolding = 19,
 }
 
 impl Code {
     /// Every code, in order (`ALL[n] as u8 == n`).
-    pub(crate) const ALL: [Code; 19] = [
+    pub(crate) const ALL: [Code; 20] = [
         Code::Ok,
         Code::Failure,
         Code::Usage,
@@ -79,6 +82,7 @@ impl Code {
         Code::Unsupported,
         Code::DrainCutShort,
         Code::Listen,
+        Code::GateNotHolding,
     ];
 
     /// What the code means, as `anchorage --help` lists it (each command's `--help` says it in
@@ -108,6 +112,7 @@ impl Code {
             Code::Unsupported => "image inject: an image that cannot be handled",
             Code::DrainCutShort => "secrets serve: stopped by a signal, drain cut short",
             Code::Listen => "serve: the listen address is in use or not allowed",
+            Code::GateNotHolding => "ca rotate advance: the rotation's gate does not hold",
         }
     }
 }

@@ -495,7 +495,8 @@ async fn rate_limit(
     match state.rotation.limiter.check(&group) {
         Ok(()) => Ok(()),
         Err(retry) => {
-            let secs = retry.as_secs().max(1);
+            state.metrics.rate_limited();
+            let secs = (retry.as_secs() + u64::from(retry.subsec_nanos() > 0)).max(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -19,6 +19,7 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -28,6 +29,16 @@ impl Metrics {
             *map.entry((role.to_owned(), operation, outcome))
                 .or_default() += 1;
         }
+    }
+
+    /// Counts one renewal refused by the rotation's rate limit (429).
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renewals refused by the rotation's rate limit so far.
+    pub fn rate_limited_total(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
     }
 
     /// Records the latency of one issuance request.
@@ -75,6 +86,11 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP anchorage_bundle_version The trust bundle version served.\n# TYPE anchorage_bundle_version gauge\nanchorage_bundle_version {bundle_version}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP anchorage_rotation_rate_limited_total Renewals refused (429) by the root rotation's per-group rate limit.\n# TYPE anchorage_rotation_rate_limited_total counter\nanchorage_rotation_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
         );
         out.push_str("# HELP anchorage_consumers Consumers by staleness (current: acked the served bundle; stale: an older one; silent: no ack for an hour).\n# TYPE anchorage_consumers gauge\n");
         for (state, n) in consumers {

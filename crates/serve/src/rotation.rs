@@ -640,7 +640,7 @@ pub async fn gate(state: &AppState, rec: &RotationRecord) -> Result<Gate, StoreE
 // Actions
 
 /// A rotation action (`POST /v1/rotation`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// `start`, `advance`, `abort`, `prune`, `status`.
@@ -657,6 +657,31 @@ pub struct ActionRequest {
     /// Cross-sign the new CA's signing certificate with the old root (`start`).
     #[serde(default)]
     pub cross_sign: bool,
+    /// Take this CA over as the old root A first (`start`): certificates and key(s) as PEM,
+    /// e.g. from an FSM/OSM `fsm-ca-bundle` Secret. It replaces the store's CA; refused while a
+    /// consumer holds a live leaf under the store's CA, unless `force`.
+    #[serde(default)]
+    pub takeover_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ActionRequest {
+    /// The PEM fields hold keys: only whether they are present is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionRequest")
+            .field("action", &self.action)
+            .field("force", &self.force)
+            .field("key_type", &self.key_type)
+            .field(
+                "import_pem",
+                &self.import_pem.as_ref().map(|_| "[withheld]"),
+            )
+            .field("cross_sign", &self.cross_sign)
+            .field(
+                "takeover_pem",
+                &self.takeover_pem.as_ref().map(|_| "[withheld]"),
+            )
+            .finish()
+    }
 }
 
 impl std::fmt::Display for ActionRequest {
@@ -669,57 +694,67 @@ impl std::fmt::Display for ActionRequest {
     }
 }
 
-fn split_pem(text: &str) -> (String, String) {
-    let (mut certs, mut keys) = (String::new(), String::new());
+/// Splits PEM text into its certificate blocks (one string) and its private key blocks.
+fn split_pem(text: &str) -> (String, Vec<String>) {
+    let (mut certs, mut keys) = (String::new(), Vec::new());
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let block = &rest[start..];
-        let label_end = block[11..].find("-----").map_or(block.len(), |i| i + 11);
-        let label = &block[11..label_end];
+        let Some(label_len) = block[11..].find("-----") else {
+            break;
+        };
+        let label = &block[11..11 + label_len];
         let end_marker = format!("-----END {label}-----");
         let Some(end) = block.find(&end_marker) else {
             break;
         };
-        let whole = &block[..end + end_marker.len()];
+        let whole = format!("{}\n", &block[..end + end_marker.len()]);
         if label.contains("PRIVATE KEY") {
-            keys.push_str(whole);
-            keys.push('\n');
+            keys.push(whole);
         } else {
-            certs.push_str(whole);
-            certs.push('\n');
+            certs.push_str(&whole);
         }
         rest = &block[end + end_marker.len()..];
     }
     (certs, keys)
 }
 
-/// Takes a CA from PEM text holding its certificates and key(s).
+/// Takes a CA from PEM text holding its certificates and key(s) (the signing CA's key, and the
+/// root's when it is not the signer and is to be kept).
 pub fn import_ca(pem: &str) -> Result<BuiltinCa, RotationError> {
+    use anchorage_ca::builtin::import::Source;
     let (certs, keys) = split_pem(pem);
     if keys.is_empty() {
         return Err(RotationError::Invalid(
-            "import_pem holds no private key: give the new CA's certificate(s) and its key".into(),
+            "the PEM holds no private key: give the CA's certificate(s) and its key".into(),
         ));
     }
-    let key_blocks: Vec<String> = keys
-        .split_inclusive("-----\n")
-        .collect::<String>()
-        .split("-----BEGIN ")
-        .filter(|b| !b.trim().is_empty())
-        .map(|b| format!("-----BEGIN {b}"))
-        .collect();
-    let key_sources: Vec<anchorage_ca::builtin::import::Source<'_>> = key_blocks
+    let key_sources: Vec<Source<'_>> = keys
         .iter()
-        .map(|k| anchorage_ca::builtin::import::Source::new("import_pem key", k.as_bytes()))
+        .map(|k| Source::new("the PEM's key", k.as_bytes()))
         .collect();
     Ok(BuiltinCa::from_pem(
-        &[anchorage_ca::builtin::import::Source::new(
-            "import_pem certificates",
-            certs.as_bytes(),
-        )],
+        &[Source::new("the PEM's certificates", certs.as_bytes())],
         &key_sources,
         now_ts(),
     )?)
+}
+
+/// A CA as one PEM text (certificates, then keys): what [`import_ca`] reads.
+pub fn ca_pem_text(ca: &BuiltinCa) -> secrecy::SecretString {
+    use secrecy::ExposeSecret as _;
+    let pem = ca.to_pem();
+    let mut text = pem.roots.clone();
+    if let Some(chain) = &pem.chain {
+        text.push_str(chain);
+    }
+    for key in [&pem.intermediate_key, &pem.root_key].into_iter().flatten() {
+        text.push_str(key.expose_secret());
+    }
+    if pem.intermediate_key.is_none() {
+        text.push_str(ca.signing_key_pem().expose_secret());
+    }
+    secrecy::SecretString::from(text)
 }
 
 async fn save_ca(state: &AppState, ca: &BuiltinCa) -> Result<CaRef, RotationError> {
@@ -878,7 +913,10 @@ async fn start(
             prev.subject
         )));
     }
-    let old_ca = state.authority.ca();
+    let old_ca = match &request.takeover_pem {
+        Some(pem) => takeover(state, pem, request.force, who).await?,
+        None => state.authority.ca(),
+    };
     let new_ca = match &request.import_pem {
         Some(pem) => import_ca(pem)?,
         None => {
@@ -925,6 +963,56 @@ async fn start(
     transition(&mut next, Phase::Staged, who, "start", false);
     write(state.store.as_ref(), &next, revision).await?;
     Ok(next)
+}
+
+/// Makes the CA in `pem` the store's CA (the old root of the rotation about to start).
+async fn takeover(
+    state: &AppState,
+    pem: &str,
+    force: bool,
+    who: &str,
+) -> Result<BuiltinCa, RotationError> {
+    let ca = import_ca(pem)?;
+    let now = now_unix();
+    let live: Vec<String> = state
+        .consumers()
+        .await?
+        .into_iter()
+        .filter(|c| {
+            c.cert_serial.is_some()
+                && c.not_after
+                    .as_deref()
+                    .and_then(parse_rfc3339)
+                    .is_none_or(|t| t > now)
+        })
+        .map(|c| c.name)
+        .collect();
+    if !live.is_empty() && !force {
+        return Err(RotationError::Invalid(format!(
+            "taking over another root drops the current one from the bundle, and these consumers hold live leaves under it: {}; rotate from the current root instead, or add force",
+            live.join(", ")
+        )));
+    }
+    let options = SaveOptions {
+        passphrase: state.rotation.config.passphrase.as_ref(),
+        ..SaveOptions::default()
+    };
+    let replace = match persist::load(state.store.as_ref(), options.passphrase).await {
+        Ok(loaded) => Some(loaded.revision),
+        Err(CaError::NotInitialised { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    persist::save(
+        state.store.as_ref(),
+        &ca,
+        &SaveOptions {
+            replace_revision: replace,
+            ..options
+        },
+    )
+    .await?;
+    tracing::info!(target: "anchorage::audit", event = "rotation_takeover", who, subject = %ca.root().subject(), forced = !live.is_empty(), "the store's CA was replaced by an imported root, the old root of the rotation");
+    Ok(ca)
 }
 
 /// The new CA's signing certificate, cross-signed by the old root's key.

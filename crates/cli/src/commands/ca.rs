@@ -13,6 +13,7 @@
 
 mod args;
 mod issue;
+mod rotate;
 mod transfer;
 
 use std::fs;
@@ -48,13 +49,14 @@ impl Run for CaCommand {
             CaAction::Show(a) => a.output,
             CaAction::Export(a) => a.output,
             CaAction::Import(a) => a.output,
+            CaAction::Rotate(a) => a.output(),
         };
         output == OutputFormat::Json
     }
 
     /// `ca issue --backend vault` connects to OpenBao.
     fn connects_out(&self) -> bool {
-        matches!(self.action, CaAction::Issue(_))
+        matches!(self.action, CaAction::Issue(_) | CaAction::Rotate(_))
     }
 
     fn run(self, globals: &Globals) -> Result<Code, Failure> {
@@ -68,6 +70,11 @@ fn run(cmd: CaCommand, globals: &Globals) -> Result<Code, Failure> {
         passphrase_file,
         action,
     } = cmd;
+    // `rotate` talks to a running serve: no store, no key here.
+    let action = match action {
+        CaAction::Rotate(a) => return rotate::run(a, data_dir, globals),
+        other => other,
+    };
     // CA keys are read (or made) by every action but `show`: no core dumps, no same-user
     // inspection, before any is.
     crate::harden::harden()
@@ -78,6 +85,10 @@ fn run(cmd: CaCommand, globals: &Globals) -> Result<Code, Failure> {
             CaAction::Show(a) => show(&ctx, &a),
             CaAction::Export(a) => transfer::export(&ctx, &a),
             CaAction::Import(a) => transfer::import(&ctx, &a),
+            CaAction::Rotate(_) => Err(Failure::new(
+                Code::Failure,
+                "ca rotate runs before the store is opened",
+            )),
         })
 }
 

@@ -211,6 +211,10 @@ pub(crate) enum CaAction {
         "",
     ))]
     Import(CaImportArgs),
+    /// Rotate the root with zero downtime, through a running `anchorage serve`: start, status,
+    /// advance, abort, prune.
+    #[command(subcommand)]
+    Rotate(super::rotate::RotateAction),
 }
 
 #[derive(Args, Debug)]

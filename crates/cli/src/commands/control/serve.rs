@@ -148,6 +148,34 @@ pub(crate) struct ServeArgs {
     /// --store jetstream: how long one store call may take before the request fails (503).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) store_timeout: Option<Duration>,
+    /// Root rotation (`anchorage ca rotate`): advance automatically whenever a gate holds and
+    /// the dwell passed (one instance drives, through a lease in the store).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) rotation_auto: bool,
+    /// Root rotation: how often the driver renews its lease and looks at the gates.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) rotation_interval: Duration,
+    /// Root rotation: the least time spent in a phase before a gate may let it go.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub(crate) rotation_min_dwell: Duration,
+    /// Root rotation: the fraction of counted consumers a gate needs (0 < F ≤ 1).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub(crate) rotation_fraction: f64,
+    /// Root rotation: leave consumers silent for longer than this out of the gates (default:
+    /// every consumer counts).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) rotation_stale_after: Option<Duration>,
+    /// Root rotation: renewals allowed per consumer group and --rotation-window while Signing
+    /// pulls renewals forward (above: 429 with Retry-After).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) rotation_rate: u32,
+    /// Root rotation: the rate limit's window.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) rotation_window: Duration,
+    /// Root rotation: the consumer label(s) that form the rate-limit group (repeatable;
+    /// default: all labels).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) rotation_group_label: Vec<String>,
     /// text: what is served, on stderr; json: one document on stdout once listening.
     #[arg(short, long, value_enum, default_value_t)]
     pub(crate) output: OutputFormat,
@@ -236,6 +264,27 @@ impl Run for ServeArgs {
         }
         config.bootstrap_admin_token = !self.no_admin_token;
         config.crl_validity = self.crl_validity;
+        if !(self.rotation_fraction > 0.0 && self.rotation_fraction <= 1.0) {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "--rotation-fraction {} is not in (0, 1]",
+                    self.rotation_fraction
+                ),
+            ));
+        }
+        config.rotation = anchorage_serve::rotation::RotationConfig {
+            auto: self.rotation_auto,
+            interval: self.rotation_interval.max(Duration::from_secs(1)),
+            lease_ttl: self.rotation_interval.max(Duration::from_secs(1)) * 3,
+            min_dwell: self.rotation_min_dwell,
+            fraction: self.rotation_fraction,
+            stale_after: self.rotation_stale_after,
+            rate_limit: self.rotation_rate.max(1),
+            rate_window: self.rotation_window.max(Duration::from_secs(1)),
+            group_labels: self.rotation_group_label.clone(),
+            ..anchorage_serve::rotation::RotationConfig::default()
+        };
         config.limits.drain_timeout = self.drain_timeout;
         config.limits.max_body_bytes = self.max_body_bytes;
 
