@@ -67,8 +67,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_parser = parse_duration)]
     pub(crate) warmup: Option<Duration>,
     /// Load after the procedure ends (`--duration` too) [default: naive: leaf TTL + 30 s
-    /// (every agent renews or expires once); anchorage: 15 s; --short: naive 70 s (ends 5 s
-    /// after the first failure), anchorage 5 s].
+    /// (every agent renews or expires once); anchorage: the leaf TTL (every agent renews under
+    /// the new root alone); --short: naive 70 s (ends 5 s after the first failure), anchorage
+    /// 5 s].
     #[arg(long, alias = "duration", value_parser = parse_duration)]
     pub(crate) observe: Option<Duration>,
     /// Stop the procedure (and fail) if it is not over after this long.
@@ -279,7 +280,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
         (Procedure::Naive, true) => Duration::from_secs(70),
         (Procedure::Naive, false) => leaf_ttl + Duration::from_secs(30),
         (Procedure::Anchorage, true) => Duration::from_secs(5),
-        (Procedure::Anchorage, false) => Duration::from_secs(15),
+        (Procedure::Anchorage, false) => leaf_ttl,
     });
     let tmp = anchorage_test_support::tempdir()
         .map_err(|e| SoakError::file("create", std::env::temp_dir(), e))?;
