@@ -88,7 +88,8 @@ pub(crate) struct RunArgs {
     /// --short: 3s].
     #[arg(long, value_parser = parse_duration)]
     pub(crate) min_dwell: Option<Duration>,
-    /// anchorage: abort the rotation when it reaches this phase (then wait until it is over).
+    /// anchorage: abort the rotation in this phase, once every agent acknowledged it (its gate
+    /// holds) or its dwell is over; then wait until the turned-around rotation is over.
     #[arg(long, value_enum)]
     pub(crate) abort_at: Option<RotationPhase>,
     /// anchorage: SIGSTOP agent 0 before the rotation starts; check the gate holds and names

@@ -212,7 +212,11 @@ async fn anchorage(
                 args.max_rotation
             )));
         }
-        if !aborted && args.abort_at.is_some_and(|p| p.name() == phase) {
+        // Abort once the phase is fully deployed (every agent acked what it asks: the gate
+        // holds) or its dwell is over: the most the phase has changed by then.
+        let deployed = st["gate"]["holds"].as_bool() == Some(true)
+            || st["gate"]["dwell_remaining_s"].as_u64() == Some(0);
+        if !aborted && deployed && args.abort_at.is_some_and(|p| p.name() == phase) {
             let turned = action(serve, "abort").await?;
             monitor.say(&format!("abort in {phase}"));
             notes["aborted_in"] = json!(phase);
@@ -260,7 +264,7 @@ async fn anchorage(
                 let _ = action(serve, "advance").await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         st = status(serve).await?;
         let now = phase_of(&st).unwrap_or_default();
         if now != phase {
