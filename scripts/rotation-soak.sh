@@ -12,8 +12,9 @@
 #   scripts/rotation-soak.sh [--short] [--only naive|anchorage] [rotation-soak options...]
 #
 # --short is the CI form (< 2 min per procedure; debug binaries, 60 s leaves); the test
-# crates/rotation-soak/tests/short.rs runs the same. Without it: 3-minute leaves, the figures
-# docs/benchmarks.md records ("Root rotation"). Extra options go to every run (e.g.
+# crates/rotation-soak/tests/short.rs runs the same. Without it: 3-minute leaves and a release
+# build of rotation-soak alone (its rustls peers make the >= 500 handshakes/s; serve and the
+# agents stay debug builds), the figures docs/benchmarks.md records ("Root rotation"). Extra options go to every run (e.g.
 # --freeze-agent, --restart-serve-in-each-phase, --abort-at signing, --agents 12).
 #
 # Writes one JSON summary per procedure to target/bench/rotation-soak/<procedure>[-short].json
@@ -37,19 +38,24 @@ done
 say() { printf 'rotation-soak.sh: %s\n' "$*" >&2; }
 
 command -v openssl >/dev/null || { say "openssl not found (scripts/install-test-deps.sh installs it)"; exit 2; }
-say "building anchorage and rotation-soak (debug)"
-cargo build --quiet -p anchorage -p anchorage-rotation-soak
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-soak=$target_dir/debug/rotation-soak
 out=$target_dir/bench/rotation-soak
 mkdir -p "$out"
 
 suffix=
-flags=()
+flags=(--anchorage "$target_dir/debug/anchorage")
 if [[ $short == 1 ]]; then
+    say "building anchorage and rotation-soak (debug)"
+    cargo build --quiet -p anchorage -p anchorage-rotation-soak
+    soak=$target_dir/debug/rotation-soak
     suffix=-short
     flags+=(--short)
+else
+    say "building anchorage (debug) and rotation-soak (release)"
+    cargo build --quiet -p anchorage
+    cargo build --quiet --release -p anchorage-rotation-soak
+    soak=$target_dir/release/rotation-soak
 fi
 
 status=0
