@@ -68,6 +68,8 @@ fn unit() -> f64 {
 /// One agent.
 pub struct Agent {
     config: AgentConfig,
+    /// The serve CA file's content the clients were built with.
+    server_ca: Vec<u8>,
     client: ServeClient,
     mtls: Option<ServeClient>,
     identity: Option<Current>,
@@ -106,6 +108,7 @@ impl Agent {
         status.server.clone_from(&config.server);
         let mut agent = Self {
             config,
+            server_ca: ca,
             client,
             mtls: None,
             identity: None,
@@ -129,24 +132,50 @@ impl Agent {
         &self.status
     }
 
+    fn mtls_client(&self, ca: &[u8], current: &Current) -> Result<ServeClient, AgentError> {
+        Ok(ServeClient::new(
+            &self.config.server,
+            ca,
+            Some(ClientIdentity {
+                chain_pem: &current.chain_pem,
+                key_pem: &current.key_pem,
+            }),
+            self.config.timing.request_timeout,
+        )?
+        .with_consumer(&self.config.consumer))
+    }
+
+    /// Reads the serve CA file again and rebuilds the clients when it changed: after a root
+    /// rotation serve may present a certificate from the new root, and its `ca.pem` then holds
+    /// both (trust read once at start is what this avoids).
+    fn refresh_server_ca(&mut self) -> Result<(), AgentError> {
+        let Ok(ca) = std::fs::read(&self.config.server_ca) else {
+            return Ok(());
+        };
+        if ca == self.server_ca {
+            return Ok(());
+        }
+        self.client = ServeClient::new(
+            &self.config.server,
+            &ca,
+            None,
+            self.config.timing.request_timeout,
+        )?;
+        if let Some(current) = &self.identity {
+            self.mtls = Some(self.mtls_client(&ca, current)?);
+        }
+        self.server_ca = ca;
+        tracing::info!(file = %self.config.server_ca.display(), "the serve CA file changed: reconnecting with it");
+        Ok(())
+    }
+
     fn set_identity(&mut self, current: Current) -> Result<(), AgentError> {
         let ca = std::fs::read(&self.config.server_ca).map_err(|source| AgentError::Read {
             what: "the serve CA file",
             path: self.config.server_ca.clone(),
             source,
         })?;
-        self.mtls = Some(
-            ServeClient::new(
-                &self.config.server,
-                &ca,
-                Some(ClientIdentity {
-                    chain_pem: &current.chain_pem,
-                    key_pem: &current.key_pem,
-                }),
-                self.config.timing.request_timeout,
-            )?
-            .with_consumer(&self.config.consumer),
-        );
+        self.mtls = Some(self.mtls_client(&ca, &current)?);
         let t = &self.config.timing;
         self.renew_at = Some(current.renew_at(t.renew_fraction, t.renew_jitter, unit()));
         self.status.cert_serial = Some(current.leaf.serial().to_owned());
@@ -378,6 +407,7 @@ impl Agent {
 
     /// A full pass: identity, the whole bundle (no ETag), outputs, reload, ack.
     async fn full_pass(&mut self) -> Result<Outcome, AgentError> {
+        self.refresh_server_ca()?;
         let mut outcome = Outcome {
             identity_changed: self.ensure_identity(now_unix()).await?,
             ..Outcome::default()

@@ -299,11 +299,73 @@ async fn agents_carry_a_rotation_to_done_with_renewals_pulled_forward_and_rate_l
     assert_eq!(status, 200, "{pruned}");
     assert_eq!(pruned["phase"], "idle");
 
+    // serve restarts: its serving certificate now comes from B. The agents (started with a
+    // ca.pem holding A only) read serve's rewritten ca.pem and carry on.
+    let addr = serve.server.serving().addr;
+    let dir = serve.dir.clone();
+    // Acks before the restart are at least a second older than any after it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    serve.server.shutdown().await;
+    let restarted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut config = ServeConfig::new(&dir);
+    config.listen = addr;
+    config.rotation = rotation_config(100);
+    let server = Server::start(config).await.unwrap();
+    let a_only = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates({
+                let mut r = rustls::RootCertStore::empty();
+                let pem = done["old"]["sha256"].as_str().unwrap();
+                let bundle_a =
+                    anchorage_x509::decode(std::fs::read(dir.join("ca.pem")).unwrap().as_slice());
+                for f in bundle_a.certificates {
+                    if anchorage_serve::authority::root_fingerprint(&f.certificate) == pem {
+                        r.add(CertificateDer::from(f.certificate.der().to_vec()))
+                            .unwrap();
+                    }
+                }
+                r
+            })
+            .with_no_client_auth(),
+        )
+        .build()
+        .unwrap();
+    assert!(
+        a_only
+            .get(format!("{}/healthz", server.serving().url))
+            .send()
+            .await
+            .is_err(),
+        "the serving certificate is B's now: a client trusting only A fails (negative control)"
+    );
+    let start = Instant::now();
+    for dir in &dirs {
+        while !read_status(&dir.join("status.json")).is_ok_and(|s| {
+            s.last_ack.is_some_and(|a| a.at >= restarted_at) && s.last_error.is_none()
+        }) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "agent {} did not come back: {:#?}",
+                dir.display(),
+                read_status(&dir.join("status.json"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     for (tx, handle) in agents {
         drop(tx);
         handle.await.unwrap();
     }
-    serve.server.shutdown().await;
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

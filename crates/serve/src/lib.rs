@@ -524,7 +524,8 @@ impl Server {
                 passphrase: config.passphrase.clone(),
                 init: config.ca_init.clone(),
                 ..config.rotation.clone()
-            }),
+            })
+            .with_ca_file(ca_file.clone()),
         });
         // A restart mid-rotation resumes: the signer follows the stored record before the
         // first request.
@@ -538,6 +539,12 @@ impl Server {
         let (first, mut renew_at) = match &config.tls {
             TlsSource::Builtin { names } => {
                 let (ck, at) = builtin_serving_cert(&state.authority, names).await?;
+                // ca.pem keeps the root this serving certificate chains to, whatever a
+                // rotation does to the bundle.
+                if let Ok(mut root) = state.rotation.serving_root.lock() {
+                    *root = Some(state.authority.ca().root().to_pem());
+                }
+                rotation::write_ca_file(&state, &state.rotation.current.borrow().clone());
                 (ck, Some(at))
             }
             TlsSource::Files { cert, key } => (files_cert(cert, key)?, None),
@@ -650,6 +657,11 @@ impl Server {
                             if let Ok(mut cur) = slot.0.write() {
                                 *cur = ck;
                             }
+                            if let Ok(mut root) = bg_state.rotation.serving_root.lock() {
+                                *root = Some(bg_state.authority.ca().root().to_pem());
+                            }
+                            let rec = bg_state.rotation.current.borrow().clone();
+                            rotation::write_ca_file(&bg_state, &rec);
                             renew_at = Some(next);
                             tracing::info!("serving certificate renewed");
                         }

@@ -189,6 +189,11 @@ pub struct RotationRecord {
     /// Every transition of this rotation.
     #[serde(default)]
     pub history: Vec<Transition>,
+    /// The trust half only, for an external issuer (Vault/OpenBao, cert-manager): serve holds
+    /// neither key, never switches its signer, cannot see which root the issuer's leaves chain
+    /// to, and does not advance out of Signing by itself (the user switches the issuer then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
 }
 
 impl RotationRecord {
@@ -215,8 +220,12 @@ impl RotationRecord {
         }
     }
 
-    /// The CA that signs in this phase (`None`: the store's CA).
+    /// The CA that signs in this phase (`None`: the store's CA, and always for an external
+    /// issuer).
     pub fn signer(&self) -> Option<&CaRef> {
+        if self.external {
+            return None;
+        }
         match self.phase {
             Phase::Staged => self.old.as_ref(),
             Phase::Signing | Phase::Retiring | Phase::Done | Phase::Idle => self.new.as_ref(),
@@ -286,6 +295,11 @@ pub struct Rotation {
     pub current: watch::Sender<RotationRecord>,
     /// Renewal rate limits.
     pub limiter: Limiter,
+    /// The data directory's `ca.pem`, rewritten with every root trusted during a rotation (so
+    /// clients that read it trust this instance's serving certificate whichever CA signs it).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The root (PEM) of this instance's built-in serving certificate, kept in `ca.pem`.
+    pub serving_root: Mutex<Option<String>>,
     signers: Mutex<HashMap<String, Arc<Signer>>>,
 }
 
@@ -307,8 +321,18 @@ impl Rotation {
             holder: random_hex(8),
             current: watch::channel(RotationRecord::default()).0,
             limiter,
+            ca_file: None,
+            serving_root: Mutex::new(None),
             signers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same runtime rewriting `path` (the data directory's `ca.pem`) with the rotation's
+    /// roots.
+    #[must_use]
+    pub fn with_ca_file(mut self, path: std::path::PathBuf) -> Self {
+        self.ca_file = Some(path);
+        self
     }
 
     /// The phase last followed.
@@ -551,6 +575,8 @@ pub fn evaluate(rec: &RotationRecord, config: &RotationConfig, input: &GateInput
                     )
                 })
             }
+            // serve cannot see an external issuer's leaves: the user advances.
+            Phase::Retiring if rec.external => None,
             Phase::Retiring => (!matches!(leaf, "new" | "none" | "expired")).then(|| {
                 format!(
                     "its leaf {} is not under the new root ({leaf})",
@@ -662,6 +688,13 @@ pub struct ActionRequest {
     /// consumer holds a live leaf under the store's CA, unless `force`.
     #[serde(default)]
     pub takeover_pem: Option<String>,
+    /// The trust half only, for an external issuer (`start`): `import_pem` is B's root
+    /// certificate (no key) and `old_pem` A's, the root the issuer chains to now.
+    #[serde(default)]
+    pub external: bool,
+    /// A's root certificate for an external rotation.
+    #[serde(default)]
+    pub old_pem: Option<String>,
 }
 
 impl std::fmt::Debug for ActionRequest {
@@ -680,6 +713,8 @@ impl std::fmt::Debug for ActionRequest {
                 "takeover_pem",
                 &self.takeover_pem.as_ref().map(|_| "[withheld]"),
             )
+            .field("external", &self.external)
+            .field("old_pem", &self.old_pem.is_some())
             .finish()
     }
 }
@@ -835,7 +870,7 @@ pub async fn act(
                 tracing::warn!(
                     target: "anchorage::audit",
                     event = "rotation_force",
-                    who,
+                    who = %who,
                     from = %rec.phase,
                     to = %next,
                     reason = %g.reason,
@@ -878,7 +913,7 @@ pub async fn act(
         target: "anchorage::audit",
         event = "rotation",
         action = %request.action,
-        who,
+        who = %who,
         from = %from,
         to = %result.phase,
         force = request.force,
@@ -912,6 +947,9 @@ async fn start(
             "the retired root {} is still kept; prune it first",
             prev.subject
         )));
+    }
+    if request.external {
+        return start_external(state, rec, revision, request, who).await;
     }
     let old_ca = match &request.takeover_pem {
         Some(pem) => takeover(state, pem, request.force, who).await?,
@@ -965,6 +1003,72 @@ async fn start(
     Ok(next)
 }
 
+/// A root certificate (no key) named in an external rotation.
+fn root_ref(pem: Option<&str>, field: &str) -> Result<CaRef, RotationError> {
+    let Some(pem) = pem else {
+        return Err(RotationError::Invalid(format!(
+            "an external rotation needs {field} (a root certificate, PEM)"
+        )));
+    };
+    let decoded = anchorage_x509::decode(pem.as_bytes());
+    if decoded.has_private_key() {
+        return Err(RotationError::Invalid(format!(
+            "{field} holds a private key: an external issuer's key stays with the issuer; send its root certificate only"
+        )));
+    }
+    let Some(root) = decoded
+        .certificates
+        .iter()
+        .map(|f| &f.certificate)
+        .find(|c| c.is_ca() && c.is_self_signed())
+    else {
+        return Err(RotationError::Invalid(format!(
+            "{field} holds no self-signed CA certificate (a root)"
+        )));
+    };
+    Ok(CaRef {
+        sha256: root_fingerprint(root),
+        subject: root.subject().to_owned(),
+        not_after: root.not_after().unix(),
+        root_pem: root.to_pem(),
+    })
+}
+
+/// `start` of the trust half for an external issuer: B (and A) as certificates only.
+async fn start_external(
+    state: &AppState,
+    rec: RotationRecord,
+    revision: Option<u64>,
+    request: &ActionRequest,
+    who: &str,
+) -> Result<RotationRecord, RotationError> {
+    if request.takeover_pem.is_some() || request.cross_sign || request.key_type.is_some() {
+        return Err(RotationError::Invalid(
+            "an external rotation takes only import_pem (B's root) and old_pem (A's root): serve makes, imports and cross-signs no key for it".into(),
+        ));
+    }
+    let new = root_ref(request.import_pem.as_deref(), "import_pem")?;
+    let old = root_ref(request.old_pem.as_deref(), "old_pem")?;
+    if new.sha256 == old.sha256 {
+        return Err(RotationError::Invalid(
+            "import_pem and old_pem are the same root".into(),
+        ));
+    }
+    let mut next = RotationRecord {
+        phase: Phase::Idle,
+        since: now_unix(),
+        id: random_hex(8),
+        old: Some(old),
+        new: Some(new),
+        legacy_ca: rec.legacy_ca.clone(),
+        external: true,
+        ..RotationRecord::default()
+    };
+    transition(&mut next, Phase::Staged, who, "start", false);
+    write(state.store.as_ref(), &next, revision).await?;
+    Ok(next)
+}
+
 /// Makes the CA in `pem` the store's CA (the old root of the rotation about to start).
 async fn takeover(
     state: &AppState,
@@ -1011,7 +1115,7 @@ async fn takeover(
         },
     )
     .await?;
-    tracing::info!(target: "anchorage::audit", event = "rotation_takeover", who, subject = %ca.root().subject(), forced = !live.is_empty(), "the store's CA was replaced by an imported root, the old root of the rotation");
+    tracing::info!(target: "anchorage::audit", event = "rotation_takeover", who = %who, subject = %ca.root().subject(), forced = !live.is_empty(), "the store's CA was replaced by an imported root, the old root of the rotation");
     Ok(ca)
 }
 
@@ -1057,6 +1161,7 @@ async fn abort(
         aborted_from: Some(rec.phase),
         legacy_ca: rec.legacy_ca.clone(),
         history: rec.history.clone(),
+        external: rec.external,
         ..RotationRecord::default()
     };
     transition(&mut next, enter, who, "abort", false);
@@ -1070,12 +1175,36 @@ async fn abort(
 pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError> {
     let (mut rec, revision) = read(state.store.as_ref()).await?;
     if rec.bundle_pending {
-        let roots = rec.roots();
+        let mut roots = rec.roots();
         let drops = matches!(rec.phase, Phase::Retiring);
+        // An external issuer's roots come beside serve's own CA, and the old one also leaves
+        // the extra CAs (where an admin may have put it).
+        let mut drop_extra = None;
+        if rec.external {
+            let own: Vec<String> = state
+                .authority
+                .ca()
+                .roots()
+                .iter()
+                .map(Certificate::to_pem)
+                .collect();
+            roots = roots.map(|r| own.into_iter().chain(r).collect());
+            if drops {
+                drop_extra = rec.old.as_ref().map(|o| o.sha256.clone());
+            }
+        }
         let version = state
             .change_bundle(|b| {
                 if let Some(r) = &roots {
                     b.roots = Some(r.clone());
+                }
+                if let Some(fp) = &drop_extra {
+                    b.extra.retain(|p| {
+                        !anchorage_x509::decode(p.as_bytes())
+                            .certificates
+                            .iter()
+                            .any(|f| root_fingerprint(&f.certificate) == *fp)
+                    });
                 }
                 b.deliberate_rotation = drops;
                 Ok(true)
@@ -1096,7 +1225,10 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
     }
     let finished =
         rec.phase == Phase::Done || (rec.phase == Phase::Idle && rec.aborted_from.is_some());
-    if finished && let Some(new) = rec.new.clone() {
+    if finished
+        && !rec.external
+        && let Some(new) = rec.new.clone()
+    {
         let loaded = persist::load(
             state.store.as_ref(),
             state.rotation.config.passphrase.as_ref(),
@@ -1109,23 +1241,19 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
                 replace_revision: Some(loaded.revision),
                 ..SaveOptions::default()
             };
-            persist::save(state.store.as_ref(), &signer_ca(&signer), &options).await?;
+            persist::save(state.store.as_ref(), signer.ca(), &options).await?;
             tracing::info!(target: "anchorage::audit", event = "rotation_ca_replaced", subject = %new.subject, "the store's CA is now the rotation's new CA");
         }
-        if rec.previous.is_none() && rec.old.is_some() {
-            let (mut again, rev) = read(state.store.as_ref()).await?;
-            if again.previous.is_none() {
-                again.previous.clone_from(&again.old);
-                write(state.store.as_ref(), &again, rev).await?;
-            }
-            rec = again;
+    }
+    if finished && rec.previous.is_none() && rec.old.is_some() {
+        let (mut again, rev) = read(state.store.as_ref()).await?;
+        if again.previous.is_none() {
+            again.previous.clone_from(&again.old);
+            write(state.store.as_ref(), &again, rev).await?;
         }
+        rec = again;
     }
     Ok(rec)
-}
-
-fn signer_ca(s: &Signer) -> BuiltinCa {
-    s.ca().clone()
 }
 
 /// Makes this instance's signer follow `rec`.
@@ -1159,10 +1287,56 @@ pub async fn apply(state: &AppState, rec: &RotationRecord) {
         }
         _ => Vec::new(),
     };
+    write_ca_file(state, rec);
     if state.authority.signer_root_sha256() != signer_ref.sha256 {
         tracing::info!(phase = %rec.phase, signer = %signer_ref.subject, "signing CA switched by the rotation record");
     }
     state.authority.set_signers(current, known, extra);
+}
+
+/// Rewrites the data directory's `ca.pem` with the root of this instance's serving
+/// certificate and every root of `rec` (new, old, previous).
+pub(crate) fn write_ca_file(state: &AppState, rec: &RotationRecord) {
+    let Some(path) = &state.rotation.ca_file else {
+        return;
+    };
+    let mut pem = String::new();
+    let mut seen = Vec::new();
+    let serving = state
+        .rotation
+        .serving_root
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .and_then(|p| {
+            anchorage_x509::decode(p.as_bytes())
+                .certificates
+                .first()
+                .map(|f| CaRef {
+                    sha256: root_fingerprint(&f.certificate),
+                    subject: String::new(),
+                    not_after: 0,
+                    root_pem: f.certificate.to_pem(),
+                })
+        });
+    if rec.old.is_none() {
+        return;
+    }
+    for r in [&serving, &rec.new, &rec.old, &rec.previous]
+        .into_iter()
+        .flatten()
+    {
+        if !seen.contains(&r.sha256) {
+            seen.push(r.sha256.clone());
+            pem.push_str(&r.root_pem);
+        }
+    }
+    if pem.is_empty() || std::fs::read_to_string(path).is_ok_and(|t| t == pem) {
+        return;
+    }
+    if let Err(e) = anchorage_trust::atomic::write_file(path, pem.as_bytes()) {
+        tracing::warn!(error = %e, path = %path.display(), "cannot rewrite ca.pem");
+    }
 }
 
 /// Follows the rotation record until `shutdown`: every change (by any instance) switches
@@ -1286,7 +1460,8 @@ pub async fn drive(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
 /// One driver step (the lease held): reconcile, then advance when `auto` and the gate holds.
 pub async fn step(state: &AppState, auto: bool) -> Result<Option<Phase>, RotationError> {
     let rec = reconcile(state).await?;
-    if !auto || !rec.active() {
+    // Out of an external rotation's Signing only the user moves (after switching the issuer).
+    if !auto || !rec.active() || (rec.external && rec.phase == Phase::Signing) {
         return Ok(None);
     }
     let g = gate(state, &rec).await?;
@@ -1364,7 +1539,8 @@ pub fn group_of(labels: &BTreeMap<String, String>, group_labels: &[String]) -> S
 
 /// Whether renewals are pulled forward now (Signing, either direction).
 pub fn pulling_forward(state: &AppState) -> bool {
-    state.rotation.phase() == Phase::Signing
+    let rec = state.rotation.current.borrow();
+    rec.phase == Phase::Signing && !rec.external
 }
 
 /// For an ack with `cert_serial`: the unix time by which the consumer should renew (now), when
@@ -1424,6 +1600,7 @@ pub async fn status_json(state: &AppState) -> Result<Value, RotationError> {
         "previous": ca_json(rec.previous.as_ref()),
         "signer": ca_json(rec.signer()),
         "cross_sign": rec.cross_sign,
+        "external": rec.external,
         "bundle_version": bundle.version,
         "bundle_pending": rec.bundle_pending,
         "new_trusted_version": rec.new_trusted_version,
@@ -1448,11 +1625,6 @@ pub async fn status_json(state: &AppState) -> Result<Value, RotationError> {
         })),
         "history": rec.history,
     }))
-}
-
-/// Maps an error for the API.
-pub fn api_error(e: RotationError) -> ApiError {
-    e.into()
 }
 
 #[cfg(test)]
@@ -1812,6 +1984,121 @@ mod tests {
     #[tokio::test]
     async fn abort_from_done() {
         abort_from(Phase::Done).await;
+    }
+
+    #[tokio::test]
+    async fn a_transition_cut_before_its_bundle_step_is_finished_by_reconcile() {
+        let state = fresh().await;
+        run(&state, "start", true).await.unwrap();
+        run(&state, "advance", true).await.unwrap();
+        // A crash after the record's CAS, before the bundle write: Retiring with the step
+        // pending, the bundle still holding both roots.
+        let (mut rec, rev) = read(state.store.as_ref()).await.unwrap();
+        transition(&mut rec, Phase::Retiring, "admin", "advance", true);
+        write(state.store.as_ref(), &rec, rev).await.unwrap();
+        let (v_before, roots, _) = bundle_roots(&state).await;
+        assert_eq!(roots.len(), 2);
+        let g = gate(&state, &read(state.store.as_ref()).await.unwrap().0)
+            .await
+            .unwrap();
+        assert!(
+            !g.holds && g.reason.contains("still being written"),
+            "{}",
+            g.reason
+        );
+        // The driver's next step (or a restart's) finishes it.
+        let rec = reconcile(&state).await.unwrap();
+        assert!(!rec.bundle_pending);
+        let (v_after, roots, mark) = bundle_roots(&state).await;
+        assert!(v_after > v_before);
+        assert_eq!(roots, vec![rec.new.unwrap().sha256]);
+        assert!(mark);
+        assert_eq!(rec.old_removed_version, Some(v_after));
+    }
+
+    #[tokio::test]
+    async fn an_external_issuer_rotation_moves_trust_only_and_waits_for_the_user_in_signing() {
+        let state = fresh().await;
+        let own = state.authority.signer_root_sha256();
+        let vault_a = BuiltinCa::init(&InitOptions {
+            common_name: "Vault Root A".into(),
+            ..InitOptions::default()
+        })
+        .unwrap();
+        let vault_b = BuiltinCa::init(&InitOptions {
+            common_name: "Vault Root B".into(),
+            ..InitOptions::default()
+        })
+        .unwrap();
+        // The admin put the issuer's root A in the bundle as an extra CA.
+        let a_pem = vault_a.root().to_pem();
+        state
+            .change_bundle(|b| {
+                b.extra.push(a_pem.clone());
+                Ok(true)
+            })
+            .await
+            .unwrap();
+        let a = root_fingerprint(vault_a.root());
+        let b = root_fingerprint(vault_b.root());
+        let request = |import: String| ActionRequest {
+            action: "start".into(),
+            external: true,
+            import_pem: Some(import),
+            old_pem: Some(vault_a.root().to_pem()),
+            ..ActionRequest::default()
+        };
+        // Never a key for an external issuer.
+        let with_key = format!(
+            "{}{}",
+            vault_b.root().to_pem(),
+            secrecy::ExposeSecret::expose_secret(&vault_b.signing_key_pem())
+        );
+        assert!(matches!(
+            act(&state, &request(with_key), "admin").await,
+            Err(RotationError::Invalid(_))
+        ));
+        let rec = act(&state, &request(vault_b.root().to_pem()), "admin")
+            .await
+            .unwrap();
+        assert!(rec.external);
+        let (v, roots, _) = bundle_roots(&state).await;
+        assert_eq!(roots, vec![own.clone(), a.clone(), b.clone()]);
+        assert_eq!(
+            state.authority.signer_root_sha256(),
+            own,
+            "serve's signer stays"
+        );
+        ack(&state, "web-1", v, Some("00aa")).await;
+        let rec = run(&state, "advance", false).await.unwrap();
+        assert_eq!(rec.phase, Phase::Signing);
+        assert_eq!(state.authority.signer_root_sha256(), own);
+        assert!(renew_before(&state, Some("00aa")).await.is_none());
+        // The driver leaves Signing to the user (who switches the issuer now).
+        assert_eq!(step(&state, true).await.unwrap(), None);
+        let (v, _, _) = bundle_roots(&state).await;
+        ack(&state, "web-1", v, Some("00aa")).await;
+        let rec = run(&state, "advance", false).await.unwrap();
+        assert_eq!(rec.phase, Phase::Retiring);
+        let (v, roots, mark) = bundle_roots(&state).await;
+        assert_eq!(roots, vec![own.clone(), b.clone()]);
+        assert!(mark);
+        let (bundle, _) = state.bundle_record().await.unwrap();
+        assert!(bundle.extra.is_empty(), "A left the extra CAs too");
+        ack(&state, "web-1", v, Some("00aa")).await;
+        let rec = run(&state, "advance", false).await.unwrap();
+        assert_eq!(rec.phase, Phase::Done);
+        assert_eq!(rec.previous.as_ref().unwrap().sha256, a);
+        let stored = persist::load(state.store.as_ref(), None).await.unwrap();
+        assert_eq!(
+            root_fingerprint(stored.ca.root()),
+            own,
+            "serve's own CA is untouched"
+        );
+        assert_eq!(
+            run(&state, "prune", false).await.unwrap().phase,
+            Phase::Idle
+        );
     }
 
     #[tokio::test]

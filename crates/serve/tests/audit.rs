@@ -106,6 +106,50 @@ async fn every_issuance_revocation_and_refusal_is_audited_without_secrets() {
             .0,
         403
     );
+    // A rotation to an imported root (its key in the request), a refused advance, a forced one.
+    let new_ca = anchorage_ca::BuiltinCa::init(&anchorage_ca::InitOptions::default()).unwrap();
+    let import =
+        secrecy::ExposeSecret::expose_secret(&anchorage_serve::rotation::ca_pem_text(&new_ca))
+            .to_owned();
+    let import_key: String = secrecy::ExposeSecret::expose_secret(&new_ca.signing_key_pem())
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/rotation",
+            Some(&s.admin),
+            Some(json!({"action": "start", "import_pem": import})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // One consumer that never acked B holds the gate.
+    s.call(
+        "POST",
+        "/v1/acks",
+        Some(&s.admin),
+        Some(json!({"consumer": "late-1", "bundle_version": 1})),
+    )
+    .await;
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/rotation",
+            Some(&s.admin),
+            Some(json!({"action": "advance"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/rotation",
+            Some(&s.admin),
+            Some(json!({"action": "advance", "force": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
     s.server.shutdown().await;
 
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
@@ -156,6 +200,28 @@ async fn every_issuance_revocation_and_refusal_is_audited_without_secrets() {
         "outcome=\"refused\"",
         "code=\"certificate_revoked\"",
     ]);
+    line(&[
+        "event=\"rotation\"",
+        "action=start",
+        "who=bootstrap-admin",
+        "to=staged",
+    ]);
+    line(&[
+        "event=\"rotation\"",
+        "action=advance",
+        "outcome=\"refused\"",
+        "late-1",
+    ]);
+    line(&[
+        "event=\"rotation_force\"",
+        "who=bootstrap-admin",
+        "to=signing",
+        "late-1",
+    ]);
+    assert!(
+        !log.contains(&import_key[..40]),
+        "the imported CA key is in the log"
+    );
     // Never a key or a token.
     assert!(!log.contains("PRIVATE KEY"), "{log}");
     assert!(!log.contains(&token), "the role token is in the audit log");

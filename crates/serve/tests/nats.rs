@@ -131,5 +131,35 @@ async fn the_api_over_nats_request_reply() {
     assert_eq!(status, "200");
     let (_, list) = s.call("GET", "/v1/consumers", Some(&s.admin), None).await;
     assert_eq!(list["consumers"][0]["consumer"], "wasm-host-1");
+
+    // Root rotation over NATS (op `rotation`): admin only; status, then start.
+    let (status, _, _) = request(
+        &client,
+        "rotation",
+        Some(&token),
+        json!({"action": "status"}),
+    )
+    .await;
+    assert_eq!(status, "403", "a role token cannot drive a rotation");
+    let (status, body, _) = request(
+        &client,
+        "rotation",
+        Some(&s.admin),
+        json!({"action": "status"}),
+    )
+    .await;
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(body["phase"], "idle");
+    let (status, body, _) = request(
+        &client,
+        "rotation",
+        Some(&s.admin),
+        json!({"action": "start"}),
+    )
+    .await;
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(body["phase"], "staged");
+    let (_, over_https) = s.call("GET", "/v1/rotation", Some(&s.admin), None).await;
+    assert_eq!(over_https["id"], body["id"]);
     s.server.shutdown().await;
 }

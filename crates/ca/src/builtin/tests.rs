@@ -868,3 +868,42 @@ fn wildcards_over_public_suffixes_are_refused() {
             .unwrap_or_else(|e| panic!("{fine}: {e}"));
     }
 }
+
+#[test]
+fn a_cross_signed_certificate_keeps_subject_and_key_and_is_issued_by_the_other_root() {
+    use x509_parser::prelude::FromDer as _;
+    let a = BuiltinCa::init(&InitOptions {
+        common_name: "Root A".into(),
+        ..InitOptions::default()
+    })
+    .unwrap();
+    let b = BuiltinCa::init(&InitOptions {
+        common_name: "Root B".into(),
+        ..with_intermediate()
+    })
+    .unwrap();
+    let crossed = cross_sign(&a, b.signing_certificate(), b.signing_key()).unwrap();
+    assert_eq!(crossed.subject(), b.signing_certificate().subject());
+    assert_eq!(crossed.subject_der(), b.signing_certificate().subject_der());
+    assert_eq!(crossed.issuer(), a.root().subject());
+    assert!(crossed.is_ca());
+    assert!(crossed.not_after() <= a.root().not_after());
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(crossed.der()).unwrap();
+    let (_, orig) =
+        x509_parser::certificate::X509Certificate::from_der(b.signing_certificate().der()).unwrap();
+    assert_eq!(c.public_key().raw, orig.public_key().raw, "the same key");
+    assert_eq!(
+        c.basic_constraints()
+            .unwrap()
+            .unwrap()
+            .value
+            .path_len_constraint,
+        Some(0),
+        "B's intermediate keeps its pathLen"
+    );
+    let (_, a_root) = x509_parser::certificate::X509Certificate::from_der(a.root().der()).unwrap();
+    let (_, b_root) = x509_parser::certificate::X509Certificate::from_der(b.root().der()).unwrap();
+    assert!(c.verify_signature(Some(a_root.public_key())).is_ok());
+    // Negative control: it is not B's root that signed it.
+    assert!(c.verify_signature(Some(b_root.public_key())).is_err());
+}

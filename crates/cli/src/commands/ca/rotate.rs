@@ -30,6 +30,7 @@ const EXAMPLES: &str = concat!(
     "  anchorage ca rotate start --import new-root.pem --cross-sign\n",
     "  kubectl get secret -n fsm-system fsm-ca-bundle -o yaml > fsm.yaml\n",
     "  anchorage ca rotate start --fsm-secret fsm.yaml   # the mesh root is A\n",
+    "  anchorage ca rotate start --external --import vault-b.crt --old vault-a.crt\n",
     "  anchorage ca rotate status --server https://anchorage.internal:8443 \\\n",
     "    --token-file admin.token --ca ca.pem --output json | jq .laggards\n",
     "\n",
@@ -57,7 +58,7 @@ pub(crate) enum RotateAction {
             (Code::Refused, "a rotation is already under way (or a finished one is not pruned)"),
             (Code::AuthFailed, "the token was refused (an admin token is needed)"),
         ],
-        "--import FILE: the new root B as PEM (its certificates and keys).\n--fsm-secret FILE: an FSM/OSM fsm-ca-bundle Secret manifest (ca.crt,\nprivate.key) whose root becomes A, the root the mesh trusts today; serve\nrefuses it while a consumer holds a live leaf under its current CA (--force\noverrides). Both may be given.",
+        "--import FILE: the new root B as PEM (its certificates and keys).\n--fsm-secret FILE: an FSM/OSM fsm-ca-bundle Secret manifest (ca.crt,\nprivate.key) whose root becomes A, the root the mesh trusts today; serve\nrefuses it while a consumer holds a live leaf under its current CA (--force\noverrides). Both may be given. --external --import B.crt --old A.crt: the trust\nhalf only, for Vault/OpenBao or cert-manager issuers (no key; serve never\nleaves Signing by itself: switch the issuer, then advance).",
     ))]
     Start(StartArgs),
     /// Show the phase, since when, the gate to the next phase and the laggards by name.
@@ -176,6 +177,14 @@ pub(crate) struct StartArgs {
     /// With --fsm-secret: take over even while consumers hold live leaves under serve's CA.
     #[arg(long)]
     pub(crate) force: bool,
+    /// The trust half only, for an external issuer (Vault/OpenBao, cert-manager): --import is
+    /// B's root certificate (no key), --old A's; serve moves the bundle and gates, you switch
+    /// the issuer while in Signing and advance.
+    #[arg(long, requires_all = ["import", "old"], conflicts_with_all = ["fsm_secret", "cross_sign", "key_type"])]
+    pub(crate) external: bool,
+    /// With --external: the root certificate the issuer chains to now (A).
+    #[arg(long, value_name = "FILE", requires = "external")]
+    pub(crate) old: Option<PathBuf>,
 }
 
 /// `ca rotate advance`.
@@ -243,7 +252,11 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
         "force": args.force,
     });
     if let Some(k) = &args.key_type {
-        body["key_type"] = Value::String(k.clone());
+        let key_type: anchorage_ca::KeyType = k
+            .parse()
+            .map_err(|e| Failure::new(Code::Usage, format!("--key-type {k}: {e}")))?;
+        body["key_type"] = serde_json::to_value(key_type)
+            .map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
     }
     if let Some(path) = &args.import {
         let bytes = crate::io::read_input("--import", path)?;
@@ -254,6 +267,19 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
             )
         })?;
         body["import_pem"] = Value::String(text);
+    }
+    if args.external {
+        body["external"] = Value::Bool(true);
+    }
+    if let Some(path) = &args.old {
+        let bytes = crate::io::read_input("--old", path)?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+            Failure::new(
+                Code::BadInput,
+                format!("--old {}: not PEM text", crate::io::display(path)),
+            )
+        })?;
+        body["old_pem"] = Value::String(text);
     }
     if let Some(path) = &args.fsm_secret {
         let bytes = crate::io::read_input("--fsm-secret", path)?;
