@@ -555,6 +555,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Summary, SoakError> {
     // A rustls handshake takes at most 5 s (its timeout); then each peer's last line counts all.
     tokio::time::sleep(Duration::from_secs(2)).await;
     fleet.shutdown();
+    monitor.poll_serials();
     let end = monitor.snapshot();
     serve.stop().await;
 
