@@ -17,7 +17,7 @@
 //!   the agent renews by signing a new CSR with its token (a role token, long-lived), and acks
 //!   with the token too;
 //! - or, with an nkey ([`crate::NatsSettings::nkey`]), every request is signed with it
-//!   (`anchorage_serve::nats_auth`: subject, reply subject, time, nonce, payload hash) and serve
+//!   (`anchorage_nats_sign`: subject, reply subject, time, nonce, payload hash) and serve
 //!   maps the key to a role (`serve --nats-identity NKEY=ROLE`): no token file at all.
 
 use std::sync::Arc;
@@ -226,7 +226,7 @@ impl NatsTransport {
     ) -> Result<(u16, async_nats::HeaderMap, bytes::Bytes), AgentError> {
         let answer = if let Some(key) = &self.nkey {
             let if_none_match = headers.get("If-None-Match").map(|v| v.as_str().to_owned());
-            anchorage_serve::nats_auth::signed_request(
+            anchorage_nats_sign::signed_request(
                 &self.client,
                 key,
                 &self.subject(op),

@@ -31,29 +31,24 @@
 //! identity as a long-lived role token of that role (issue and sign within the role, acks), an
 //! admin identity as an admin token. The claims reach the handler as an internal bearer value
 //! MACed with a per-process random key (`internal_token`), so no HTTP or NATS client can
-//! forge one. [`sign_headers`] and [`signed_request`] are the client side.
+//! forge one. [`sign_headers`] and [`signed_request`] (from `anchorage-nats-sign`, where the
+//! signed format lives) are the client side.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures::StreamExt as _;
 use sha2::Digest as _;
 
 use crate::tokens::{Claims, LEEWAY, TokenKind};
 
-/// The requester's public nkey (`U…` user, `A…` account, …).
-pub const NKEY_HEADER: &str = "Anchorage-Nkey";
-/// When the request was signed (Unix seconds).
-pub const TIMESTAMP_HEADER: &str = "Anchorage-Timestamp";
-/// A value never used twice by the requester.
-pub const NONCE_HEADER: &str = "Anchorage-Nonce";
-/// The ed25519 signature, base64url without padding.
-pub const SIGNATURE_HEADER: &str = "Anchorage-Signature";
+pub use anchorage_nats_sign::{
+    NKEY_HEADER, NONCE_HEADER, SIGNATURE_HEADER, SignError, SignedRequestError, TIMESTAMP_HEADER,
+    sign_headers, signed_request,
+};
+use anchorage_nats_sign::{signed_text, valid_nonce};
 
-const DOMAIN: &str = "anchorage-nats-request-v1";
 const INTERNAL_PREFIX: &str = "anchorage-nats-identity.";
 
 /// What a configured nkey may do.
@@ -145,136 +140,6 @@ impl IdentityError {
             Self::Store(_) => 503,
             _ => 401,
         }
-    }
-}
-
-/// The bytes signed.
-fn signed_text(
-    subject: &str,
-    reply: &str,
-    timestamp: &str,
-    nonce: &str,
-    payload: &[u8],
-    if_none_match: &str,
-) -> Vec<u8> {
-    let digest = sha2::Sha256::digest(payload);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{DOMAIN}\n{subject}\n{reply}\n{timestamp}\n{nonce}\n{hex}\n{if_none_match}")
-        .into_bytes()
-}
-
-fn valid_nonce(nonce: &str) -> bool {
-    (16..=64).contains(&nonce.len())
-        && nonce
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The signing headers for a request on `subject` with reply subject `reply` (client side).
-/// `if_none_match` must be the value sent as `If-None-Match`, if any.
-pub fn sign_headers(
-    key: &nkeys::KeyPair,
-    subject: &str,
-    reply: &str,
-    payload: &[u8],
-    if_none_match: Option<&str>,
-    now: i64,
-) -> Result<async_nats::HeaderMap, SignError> {
-    let mut nonce = [0u8; 18];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| SignError::Random)?;
-    let nonce = URL_SAFE_NO_PAD.encode(nonce);
-    let timestamp = now.to_string();
-    let text = signed_text(
-        subject,
-        reply,
-        &timestamp,
-        &nonce,
-        payload,
-        if_none_match.unwrap_or_default(),
-    );
-    let signature = key.sign(&text).map_err(|e| SignError::Key(e.to_string()))?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(NKEY_HEADER, key.public_key().as_str());
-    headers.insert(TIMESTAMP_HEADER, timestamp.as_str());
-    headers.insert(NONCE_HEADER, nonce.as_str());
-    headers.insert(SIGNATURE_HEADER, URL_SAFE_NO_PAD.encode(signature).as_str());
-    if let Some(tag) = if_none_match {
-        headers.insert("If-None-Match", tag);
-    }
-    Ok(headers)
-}
-
-/// Why a request could not be signed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignError {
-    /// No randomness for the nonce.
-    #[error("the system random generator failed")]
-    Random,
-    /// The key cannot sign (a public key only).
-    #[error("the nkey cannot sign: {0} (give a seed, not a public key)")]
-    Key(String),
-}
-
-/// Why a [`signed_request`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignedRequestError {
-    /// Signing.
-    #[error("cannot sign the request: {0}")]
-    Sign(#[from] SignError),
-    /// NATS.
-    #[error("NATS: {0}")]
-    Nats(String),
-    /// No answer in time.
-    #[error("no answer on {subject} within {} s: is anchorage serve running with --nats-url?", timeout.as_secs_f32())]
-    Timeout {
-        /// The subject.
-        subject: String,
-        /// The wait.
-        timeout: Duration,
-    },
-}
-
-/// Sends `payload` on `subject` signed by `key` (reply on a fresh inbox bound into the
-/// signature) and waits up to `timeout` for the answer.
-pub async fn signed_request(
-    client: &async_nats::Client,
-    key: &nkeys::KeyPair,
-    subject: &str,
-    payload: bytes::Bytes,
-    if_none_match: Option<&str>,
-    timeout: Duration,
-) -> Result<async_nats::Message, SignedRequestError> {
-    let inbox = client.new_inbox();
-    let mut sub = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| SignedRequestError::Nats(e.to_string()))?;
-    let headers = sign_headers(
-        key,
-        subject,
-        &inbox,
-        &payload,
-        if_none_match,
-        crate::tokens::now_unix(),
-    )?;
-    client
-        .publish_with_reply_and_headers(subject.to_owned(), inbox, headers, payload)
-        .await
-        .map_err(|e| SignedRequestError::Nats(e.to_string()))?;
-    let answer = tokio::time::timeout(timeout, sub.next()).await;
-    let _ = sub.unsubscribe().await;
-    match answer {
-        Ok(Some(message)) => Ok(message),
-        Ok(None) => Err(SignedRequestError::Nats(
-            "the reply subscription ended".into(),
-        )),
-        Err(_) => Err(SignedRequestError::Timeout {
-            subject: subject.to_owned(),
-            timeout,
-        }),
     }
 }
 
