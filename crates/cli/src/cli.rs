@@ -133,7 +133,7 @@ pub(crate) enum Command {
     Ca(CaCommand),
     /// The control plane: issue, renew and revoke certificates and serve the trust bundle over
     /// an HTTPS API (with a Vault-PKI-compatible subset), until SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// API tokens for `anchorage serve`.
     #[command(subcommand)]
     Token(TokenCommand),
