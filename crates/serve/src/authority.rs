@@ -209,7 +209,7 @@ struct Signers {
 }
 
 /// The CA and its signer. During a root rotation the signer follows the rotation record
-/// ([`Authority::set_signers`]).
+/// (`Authority::set_signers`).
 pub struct Authority {
     signers: std::sync::RwLock<Arc<Signers>>,
     store: Arc<dyn Store>,

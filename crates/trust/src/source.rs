@@ -97,8 +97,8 @@ pub enum LoadError {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// A Kubernetes manifest past one of the reader's limits ([`MAX_MANIFEST_DOCUMENTS`],
-    /// [`MAX_MANIFEST_EXPANSION`]): the rest of the file is not read.
+    /// A Kubernetes manifest past one of the reader's limits ([`crate::kubernetes::MAX_MANIFEST_DOCUMENTS`],
+    /// [`crate::kubernetes::MAX_MANIFEST_EXPANSION`]): the rest of the file is not read.
     #[error("Kubernetes manifest refused: {reason}")]
     ManifestLimit {
         /// Which limit, with its value and constant.
