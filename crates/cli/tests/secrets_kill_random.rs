@@ -204,14 +204,17 @@ async fn check(data: &Path, keyring: &Arc<Keyring>, acked: &Acked, when: &str) -
     };
     let store = EmbeddedSecrets::new(Arc::new(raw), Arc::clone(keyring));
     for (key, (version, value)) in &acked.puts {
+        // That very version: a put the client gave up on (no answer in time) and sent again
+        // may commit after the acknowledged one, as a later version of the same value.
         let lookup = SecretLookup {
             key,
             field: None,
-            version: None,
+            version: Some(version),
             policy: "{}",
         };
         let found = store.get(lookup).await.unwrap();
-        let found = found.unwrap_or_else(|| panic!("{when}: acknowledged put {key} lost"));
+        let found = found
+            .unwrap_or_else(|| panic!("{when}: acknowledged put {key} version {version} lost"));
         assert_eq!(&found.version, version, "{when}: {key}");
         match &found.value {
             SecretValue::String(s) => assert!(s.expose_secret() == value, "{when}: {key}"),
