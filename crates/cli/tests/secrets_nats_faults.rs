@@ -7,7 +7,10 @@
 //! - on a 3-node cluster, the node it is connected to is killed (it was given that node's URL
 //!   only, so it must move to a node it learned from the cluster) and restored later.
 //!
-//! Gets fail only between the kill and the service's return (in flight or sent while there was
+//! The same for `anchorage serve`'s issuance over NATS request/reply (`anchorage.v1.issue` with
+//! the admin token), a lost node and then a whole restart, on one serve process.
+//!
+//! Requests fail only between the kill and the service's return (in flight or sent while there was
 //! no route to the server), service returns within a bound and stays, and the server process is
 //! the same one throughout (never restarted). The figures are printed (`--nocapture`) for
 //! docs/faults.md.
@@ -190,51 +193,108 @@ async fn provision(url: &str, admin: &SecretString, entity: &str) {
 /// Each get: when it was sent, how long it took, whether it returned the value.
 type Samples = Arc<Mutex<Vec<(Instant, Duration, Result<(), String>)>>>;
 
-async fn requesters(url: &str, entity: &str, stop: Arc<AtomicBool>) -> Samples {
+/// What the requesters ask for.
+#[derive(Clone)]
+enum Target {
+    /// A secret, with the real `wasmcloud-secrets-client`, for this mapped entity.
+    Secret(String),
+    /// A certificate from `anchorage serve` over NATS request/reply, with this admin token.
+    Issue(String),
+}
+
+/// One request to `target`: `Ok` when answered as expected.
+async fn ask(
+    target: &Target,
+    secrets: Option<&wasmcloud_secrets_client::Client>,
+    nc: &anchorage_secrets_server::async_nats::Client,
+    account: &nkeys::KeyPair,
+) -> Result<(), String> {
+    match target {
+        Target::Secret(entity) => {
+            let got = tokio::time::timeout(
+                GET_TIMEOUT,
+                secrets
+                    .unwrap()
+                    .get(get_request(entity, account), nkeys::XKey::new()),
+            )
+            .await;
+            match got {
+                Ok(Ok(s)) if s.string_secret.as_deref() == Some("s3cr3t") => Ok(()),
+                Ok(Ok(_)) => Err("another value".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer within the get timeout".to_owned()),
+            }
+        }
+        Target::Issue(token) => {
+            let mut headers = anchorage_secrets_server::async_nats::HeaderMap::new();
+            headers.insert("Authorization", format!("Bearer {token}").as_str());
+            let got = tokio::time::timeout(
+                GET_TIMEOUT,
+                nc.request_with_headers(
+                    "anchorage.v1.issue",
+                    headers,
+                    r#"{"common_name":"web.mesh.local","role":"mesh","ttl":"1h"}"#.into(),
+                ),
+            )
+            .await;
+            match got {
+                Ok(Ok(m)) => {
+                    let status = m
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Anchorage-Status"))
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default();
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&m.payload).unwrap_or_default();
+                    if status == "200" && body["certificate"].is_string() {
+                        Ok(())
+                    } else {
+                        Err(format!("status {status}: {body}"))
+                    }
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer within the get timeout".to_owned()),
+            }
+        }
+    }
+}
+
+async fn requesters(url: &str, target: &Target, stop: Arc<AtomicBool>) -> Samples {
     let samples: Samples = Arc::default();
     let account = Arc::new(nkeys::KeyPair::new_account());
     for _ in 0..REQUESTERS {
         let nc = anchorage_secrets_server::async_nats::connect(url)
             .await
             .unwrap();
-        let client = wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc)
-            .await
-            .unwrap();
+        let secrets = match target {
+            Target::Secret(_) => Some(
+                wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc.clone())
+                    .await
+                    .unwrap(),
+            ),
+            Target::Issue(_) => None,
+        };
         let (samples, stop, account) = (
             Arc::clone(&samples),
             Arc::clone(&stop),
             Arc::clone(&account),
         );
-        let entity = entity.to_owned();
-        // Warm up: one answered get on this connection before measuring.
+        let target = target.clone();
+        // Warm up: one answered request on this connection before measuring.
         let mut warm = false;
         for _ in 0..50 {
-            let got = tokio::time::timeout(
-                GET_TIMEOUT,
-                client.get(get_request(&entity, &account), nkeys::XKey::new()),
-            )
-            .await;
-            if matches!(got, Ok(Ok(_))) {
+            if ask(&target, secrets.as_ref(), &nc, &account).await.is_ok() {
                 warm = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(warm, "no get answered before the fault");
+        assert!(warm, "no request answered before the fault");
         tokio::spawn(async move {
             while !stop.load(Ordering::Acquire) {
                 let sent = Instant::now();
-                let got = tokio::time::timeout(
-                    GET_TIMEOUT,
-                    client.get(get_request(&entity, &account), nkeys::XKey::new()),
-                )
-                .await;
-                let result = match got {
-                    Ok(Ok(s)) if s.string_secret.as_deref() == Some("s3cr3t") => Ok(()),
-                    Ok(Ok(_)) => Err("another value".to_owned()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("no answer within the get timeout".to_owned()),
-                };
+                let result = ask(&target, secrets.as_ref(), &nc, &account).await;
                 let failed = result.is_err();
                 samples.lock().unwrap().push((sent, sent.elapsed(), result));
                 if failed {
@@ -269,12 +329,20 @@ fn judge(name: &str, samples: &Samples, fault: Instant, back: Instant, end: Inst
         .first()
         .map(|(_, _, r)| r.clone().unwrap_err())
         .unwrap_or_default();
+    // The first request sent after the fault that was answered.
+    let first_ok = samples
+        .iter()
+        .filter(|(t, _, r)| *t >= fault && r.is_ok())
+        .map(|(t, _, _)| *t)
+        .min()
+        .unwrap_or(end);
     println!(
-        "{name}: {} gets before, {} failed (first: {example:?}); service back {:.1?} after the fault ({:.1?} after NATS was back); {} gets after, none failed",
+        "{name}: {} requests before, {} failed (first: {example:?}); first answered request sent {:.1?} after the fault ({:.1?} after NATS was back); last failure over {:.1?} after the fault; {} requests after it, none failed",
         before.len(),
         failures.len(),
+        first_ok.saturating_duration_since(fault),
+        first_ok.saturating_duration_since(back),
         resumed.saturating_duration_since(fault),
-        resumed.saturating_duration_since(back),
         after.len()
     );
     for (t, d, r) in &failures {
@@ -317,7 +385,7 @@ fn gets_resume_after_a_nats_restart_without_restarting_serve() {
     rt.block_on(async {
         provision(&url, &admin, &entity).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = requesters(&url, &entity, Arc::clone(&stop)).await;
+        let samples = requesters(&url, &Target::Secret(entity.clone()), Arc::clone(&stop)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let fault = Instant::now();
         for i in 0..3 {
@@ -355,7 +423,12 @@ fn gets_resume_after_losing_a_cluster_node_without_restarting_serve() {
     rt.block_on(async {
         provision(&requester_url, &admin, &entity).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = requesters(&requester_url, &entity, Arc::clone(&stop)).await;
+        let samples = requesters(
+            &requester_url,
+            &Target::Secret(entity.clone()),
+            Arc::clone(&stop),
+        )
+        .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let fault = Instant::now();
         nats.kill(0);
@@ -372,5 +445,97 @@ fn gets_resume_after_losing_a_cluster_node_without_restarting_serve() {
         serve.0.try_wait().unwrap().is_none(),
         "secrets serve exited"
     );
+    rt.shutdown_background();
+}
+
+/// `anchorage serve` with `--nats-url`: the process and its admin token.
+fn spawn_cert_serve(dir: &Path, nats_url: &str) -> (KillOnDrop, String) {
+    let roles = private_file(
+        dir,
+        "roles.json",
+        r#"{"mesh": {"allowed_domains": ["mesh.local"], "allow_subdomains": true}}"#,
+    );
+    let data = dir.join("serve-data");
+    let child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--nats-url", nats_url])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--roles")
+        .arg(&roles)
+        .env("HOME", dir)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("ANCHORAGE_DATA_DIR")
+        .env_remove("ANCHORAGE_SERVER")
+        .env_remove("ANCHORAGE_CA_PASSPHRASE")
+        .env("ANCHORAGE_LOG", "info")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let token_file = data.join("admin.token");
+    let started = Instant::now();
+    while !token_file.is_file() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve wrote no admin token"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let token = std::fs::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, token)
+}
+
+#[test]
+fn issuance_over_nats_resumes_after_a_nats_restart_and_a_lost_node_without_restarting_serve() {
+    let Some(mut nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // serve knows node 0 only; the requesters use node 2.
+    let (mut serve, token) = spawn_cert_serve(dir.path(), &nats.url(0));
+    let url = nats.url(2);
+    let target = Target::Issue(token);
+    let rt = runtime();
+    rt.block_on(async {
+        // A lost node: the one serve is connected to.
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = requesters(&url, &target, Arc::clone(&stop)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let fault = Instant::now();
+        nats.kill(0);
+        tokio::time::sleep(RESUME_BOUND + Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Release);
+        let end = Instant::now();
+        tokio::time::sleep(GET_TIMEOUT).await;
+        judge("issuance, cluster node lost", &samples, fault, fault, end);
+        nats.restart(0);
+
+        // NATS restarts: every node.
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = requesters(&url, &target, Arc::clone(&stop)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let fault = Instant::now();
+        for i in 0..3 {
+            nats.kill(i);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for i in 0..3 {
+            nats.restart(i);
+        }
+        let back = Instant::now();
+        tokio::time::sleep(RESUME_BOUND + Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Release);
+        let end = Instant::now();
+        tokio::time::sleep(GET_TIMEOUT).await;
+        judge("issuance, nats restart", &samples, fault, back, end);
+    });
+    assert!(serve.0.try_wait().unwrap().is_none(), "serve exited");
     rt.shutdown_background();
 }
