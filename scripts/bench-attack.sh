@@ -7,9 +7,11 @@
 #                                                 # 20000 NATS requests never read
 #   ANCHORAGE_ATTACK_CONNECTIONS=5000 scripts/bench-attack.sh
 #   ANCHORAGE_ATTACK_BAD_RATE=1000 scripts/bench-attack.sh   # bad signatures a second against
-#                                                 # the secrets server (default 10000, for 5 s)
+#                                                 # serve's NATS API and the secrets server
+#                                                 # (default 10000, for 5 s)
 #
-# Then crates/secrets-server/tests/attack.rs: forged host JWTs and tampered xkey envelopes at
+# serve's attack.rs also floods its NATS API with forged tokens at ANCHORAGE_ATTACK_BAD_RATE a
+# second. Then crates/secrets-server/tests/attack.rs: forged host JWTs and tampered xkey envelopes at
 # ANCHORAGE_ATTACK_BAD_RATE a second while good gets are measured. A debug build does not keep
 # up with 10,000 a second (docs/faults.md): the run then ends with the good get that timed out.
 #
@@ -28,7 +30,9 @@ if (( $(ulimit -n) < ANCHORAGE_ATTACK_CONNECTIONS * 2 + 256 )); then
         exit 1
     }
 fi
+# `|| true`: at 10,000 bad signatures a second a debug build fails the good-request bound
+# (docs/faults.md, row 14); the other figures are printed all the same.
 cargo test -p anchorage-serve --test attack -- --nocapture --test-threads 1 2>&1 |
-    grep -oE '(slowloris|deaf NATS requester): .*|test result.*|panicked.*'
+    grep -oE '(slowloris|deaf NATS requester|bad signatures over NATS): .*|test result.*|panicked.*|good request .*' || true
 cargo test -p anchorage-secrets-server --test attack -- --nocapture --test-threads 1 2>&1 |
     grep -oE '(bad signatures): .*|test result.*|panicked.*|good get .*' || true
