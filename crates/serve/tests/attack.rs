@@ -7,6 +7,9 @@
 //! - A NATS requester that floods the request/reply API and never reads its replies (its
 //!   socket is never read, so nats-server must buffer them and finally cut it off as a slow
 //!   consumer).
+//! - Requests with bad signatures over NATS (the admin token with its signature broken) at
+//!   `ANCHORAGE_ATTACK_BAD_RATE` a second (1,000 in CI, 10,000 in `scripts/bench-attack.sh`),
+//!   from their own thread and connection, while good requests with the real token are timed.
 //! - JSON nested past `serde_json`'s recursion limit (128) and a NATS body over
 //!   `Limits::max_body_bytes`.
 //!
@@ -373,5 +376,138 @@ async fn deep_json_and_oversized_nats_bodies_are_refused() {
         let status = reply.headers.as_ref().unwrap().get(STATUS_HEADER).unwrap();
         assert_eq!(status.as_str(), "200");
     }
+    s.server.shutdown().await;
+}
+
+/// Bad signatures over NATS: `anchorage.v1.consumers` with the admin token's signature broken
+/// (refused 401), flooded at `ANCHORAGE_ATTACK_BAD_RATE` a second for
+/// `ANCHORAGE_ATTACK_SECONDS`, while the same request with the real token is answered 200,
+/// each within `GOOD_BOUND`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_over_nats_do_not_stop_good_requests() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rate = env_usize("ANCHORAGE_ATTACK_BAD_RATE", 1_000);
+    let seconds = env_usize("ANCHORAGE_ATTACK_SECONDS", 3);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.nats = Some(NatsApi::new(client.clone()));
+    let s = start_with(config).await;
+    let status = |m: &async_nats::Message| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(STATUS_HEADER))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    let with_token = |token: &str| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Authorization", format!("Bearer {token}").as_str());
+        headers
+    };
+    // The forged token: the real one with its last character changed (its signature).
+    // A character in the signature changed (the fifth from the end: all six of its bits are
+    // used, so the token still decodes and only the signature is wrong).
+    let mut forged: Vec<u8> = s.admin.clone().into_bytes();
+    let at = forged.len() - 5;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    // Controls: the forged token is refused, the real one accepted.
+    let refused = client
+        .request_with_headers("anchorage.v1.consumers", with_token(&forged), "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&refused), "401");
+    let good_headers = with_token(&s.admin);
+    let ok = client
+        .request_with_headers("anchorage.v1.consumers", good_headers.clone(), "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&ok), "200");
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (sent, answered) = (Arc::clone(&sent), Arc::clone(&answered));
+        let url = nats.url();
+        let headers = with_token(&forged);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use futures::StreamExt as _;
+                let attacker = async_nats::connect(url.as_str()).await.unwrap();
+                let inbox = attacker.new_inbox();
+                let mut replies = attacker.subscribe(inbox.clone()).await.unwrap();
+                let drain = tokio::spawn(async move {
+                    while replies.next().await.is_some() {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                let per_tick = (rate / 100).max(1);
+                let tick = Duration::from_secs(1) / (rate / per_tick).max(1) as u32;
+                let mut interval = tokio::time::interval(tick);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(seconds as u64) {
+                    interval.tick().await;
+                    for _ in 0..per_tick {
+                        attacker
+                            .publish_with_reply_and_headers(
+                                "anchorage.v1.consumers",
+                                inbox.clone(),
+                                headers.clone(),
+                                "{}".into(),
+                            )
+                            .await
+                            .unwrap();
+                    }
+                    sent.fetch_add(per_tick, Ordering::Relaxed);
+                }
+                attacker.flush().await.unwrap();
+                let took = start.elapsed();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                drain.abort();
+                took
+            })
+        })
+    };
+
+    let mut during = Vec::new();
+    while !flood.is_finished() {
+        let t = Instant::now();
+        let reply = tokio::time::timeout(
+            GOOD_BOUND,
+            client.request_with_headers(
+                "anchorage.v1.consumers",
+                good_headers.clone(),
+                "{}".into(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "good request {} not answered within {GOOD_BOUND:?}",
+                during.len()
+            )
+        })
+        .unwrap();
+        assert_eq!(status(&reply), "200", "good request {}", during.len());
+        during.push(t.elapsed());
+    }
+    let took = flood.join().unwrap();
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(!during.is_empty());
+    let (d50, d99, dmax) = percentiles(&mut during);
+    println!(
+        "bad signatures over NATS: {sent} bad requests in {took:.1?} ({:.0}/s), {} answered; {} good requests: p50 {d50:.1} ms, p99 {d99:.1} ms, max {dmax:.1} ms",
+        sent as f64 / took.as_secs_f64(),
+        answered.load(Ordering::Relaxed),
+        during.len()
+    );
     s.server.shutdown().await;
 }

@@ -3,10 +3,11 @@
 //! work, and after a restart every acknowledged write is there. A data directory on a read-only
 //! file system is refused at start with an error naming it.
 //!
-//! Found here: after an I/O error the embedded store (redb) refuses every later write until the
-//! process restarts, even once space is back (`space again: 503`); the test records it and
-//! checks the restart. The client sees `503 store_unavailable`; the server's log names the OS's
-//! reason.
+//! Found here, then fixed: after an I/O error redb refuses every later write until the database
+//! is closed (`PreviousIo`), so writes failed until the process restarted even once space was
+//! back (`space again: 503`). The store now reopens the database; once space is back the next
+//! issuance is 200 without a restart. The client sees `503 store_unavailable`; the server's log
+//! names the OS's reason.
 //!
 //! The disk is a 4 MiB `tmpfs` mounted in a private user and mount namespace: the test binary
 //! runs itself again under `unshare -rm` (`disk_child` below), and the child mounts the `tmpfs`
@@ -148,9 +149,8 @@ fn disk_child() {
         std::fs::remove_file(mnt.join("fill")).unwrap();
         let (status, body) = issue(&s, &token, "freed.mesh.local").await;
         println!("space again: {status}");
-        if status == 200 {
-            acked.push(body["serial_number"].as_str().unwrap().to_owned());
-        }
+        assert_eq!(status, 200, "space again, no restart: {body}");
+        acked.push(body["serial_number"].as_str().unwrap().to_owned());
         s.server.shutdown().await;
 
         // A restart opens the store; every acknowledged write is there; writes work.

@@ -21,8 +21,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -55,14 +57,40 @@ pub struct EmbeddedStore {
 
 struct Inner {
     /// Every call holds the read side for as long as its transaction lives; compaction takes
-    /// the write side, so it never runs under a live transaction.
-    db: RwLock<Database>,
+    /// the write side, so it never runs under a live transaction; so does a reopen after an
+    /// I/O error ([`Inner::reopen`]). `None`: closed after an I/O error and not reopened yet
+    /// (the reopen failed; the next call tries again).
+    db: RwLock<Option<Database>>,
+    /// How many times the database was reopened, so that callers failing on the same
+    /// poisoned database reopen it once.
+    generation: AtomicU64,
     path: PathBuf,
     /// Each write's revision, for [`Store::wait_for_change`] (one process opens a file, so
     /// every writer is here).
     changes: Changes,
     /// Writes waiting for, or being committed in, one shared write transaction.
     group: Group,
+}
+
+/// A read lock on the open database, and the generation it was opened in.
+struct DbGuard<'a> {
+    guard: RwLockReadGuard<'a, Option<Database>>,
+    generation: u64,
+}
+
+impl Deref for DbGuard<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        self.guard
+            .as_ref()
+            .expect("a DbGuard is made only over an open database")
+    }
+}
+
+/// True when redb refused a call because an earlier write to the file failed.
+fn is_previous_io(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database { source, .. } if matches!(**source, redb::Error::PreviousIo))
 }
 
 impl EmbeddedStore {
@@ -87,65 +115,10 @@ impl EmbeddedStore {
                     source,
                 })?;
         }
-        // Create the file ourselves so that it never exists with a mode wider than 0600.
-        let io = |action: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        // O_NOFOLLOW: the file holds CA keys and sealed secrets, so it is never reached
-        // through a symbolic link someone planted at its name; and only a regular file is used
-        // (a FIFO or device there is refused, never written through). redb is handed this very
-        // handle, so what was checked is what is used.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)
-            .map_err(|source| {
-                if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                    StoreError::NotRegular {
-                        path: path.clone(),
-                        what: "a symbolic link",
-                    }
-                } else {
-                    io("open")(source)
-                }
-            })?;
-        let metadata = file.metadata().map_err(io("read the mode of"))?;
-        if !metadata.file_type().is_file() {
-            return Err(StoreError::NotRegular {
-                path: path.clone(),
-                what: "not a regular file (a FIFO, device, socket or directory)",
-            });
-        }
-        if metadata.permissions().mode() & 0o777 != 0o600 {
-            file.set_permissions(Permissions::from_mode(0o600))
-                .map_err(io("set the mode of"))?;
-        }
-        let backend = redb::backends::FileBackend::new(file).map_err(|e| StoreError::Database {
-            path: path.clone(),
-            action: "open",
-            key: None,
-            source: Box::new(e.into()),
-        })?;
-
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|e| StoreError::Database {
-                path: path.clone(),
-                action: "open",
-                key: None,
-                source: Box::new(e.into()),
-            })?;
+        let db = open_database(&path)?;
         let inner = Inner {
-            db: RwLock::new(db),
+            db: RwLock::new(Some(db)),
+            generation: AtomicU64::new(0),
             path,
             changes: Changes::default(),
             group: Group::default(),
@@ -184,6 +157,69 @@ impl EmbeddedStore {
             Err(_) => f(&inner),
         }
     }
+}
+
+/// Opens the redb database in the store file at `path` (created `0600` when absent, never
+/// through a symbolic link, only a regular file); the parent directory exists.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let path = path.to_path_buf();
+    // Create the file ourselves so that it never exists with a mode wider than 0600.
+    let io = |action: &'static str| {
+        let path = path.clone();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    // O_NOFOLLOW: the file holds CA keys and sealed secrets, so it is never reached
+    // through a symbolic link someone planted at its name; and only a regular file is used
+    // (a FIFO or device there is refused, never written through). redb is handed this very
+    // handle, so what was checked is what is used.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                StoreError::NotRegular {
+                    path: path.clone(),
+                    what: "a symbolic link",
+                }
+            } else {
+                io("open")(source)
+            }
+        })?;
+    let metadata = file.metadata().map_err(io("read the mode of"))?;
+    if !metadata.file_type().is_file() {
+        return Err(StoreError::NotRegular {
+            path: path.clone(),
+            what: "not a regular file (a FIFO, device, socket or directory)",
+        });
+    }
+    if metadata.permissions().mode() & 0o777 != 0o600 {
+        file.set_permissions(Permissions::from_mode(0o600))
+            .map_err(io("set the mode of"))?;
+    }
+    let backend = redb::backends::FileBackend::new(file).map_err(|e| StoreError::Database {
+        path: path.clone(),
+        action: "open",
+        key: None,
+        source: Box::new(e.into()),
+    })?;
+
+    Database::builder()
+        .create_with_backend(backend)
+        .map_err(|e| StoreError::Database {
+            path: path.clone(),
+            action: "open",
+            key: None,
+            source: Box::new(e.into()),
+        })
 }
 
 impl fmt::Debug for EmbeddedStore {
@@ -353,8 +389,47 @@ impl Drop for LeaderGuard<'_> {
 }
 
 impl Inner {
-    fn db(&self) -> RwLockReadGuard<'_, Database> {
-        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    /// The open database, reopened first when an earlier reopen failed.
+    fn db(&self) -> Result<DbGuard<'_>, StoreError> {
+        loop {
+            let generation = self.generation.load(Ordering::Acquire);
+            let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            if guard.is_some() {
+                return Ok(DbGuard { guard, generation });
+            }
+            drop(guard);
+            self.reopen(generation)?;
+        }
+    }
+
+    /// Closes the database and opens its file again. redb refuses every call on a database
+    /// whose file failed a write (`PreviousIo`: a full disk, an I/O error) until it is closed,
+    /// even once the cause is gone; a reopen (which repairs the file when the failure left it
+    /// unclean) makes the store usable again without restarting the process. `seen` is the
+    /// generation the caller failed on: when another call reopened meanwhile, nothing is done.
+    /// Runs under the write lock, so no transaction is live.
+    fn reopen(&self, seen: u64) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if db.is_some() && self.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        // Closing a failed database fails too; its file is repaired on the open below.
+        drop(db.take());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match open_database(&self.path) {
+            Ok(open) => {
+                *db = Some(open);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "store reopened after an I/O error (a full or failing disk); writes work again"
+                );
+                Ok(())
+            }
+            Err(source) => Err(StoreError::Reopen {
+                path: self.path.clone(),
+                source: Box::new(source),
+            }),
+        }
     }
 
     fn db_error<E: Into<redb::Error>>(
@@ -378,10 +453,37 @@ impl Inner {
         &self,
         action: &'static str,
         key: Option<&str>,
-        f: impl FnOnce(&mut Entries<'_>, &mut u64) -> Result<T, StoreError>,
+        f: impl Fn(&mut Entries<'_>, &mut u64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let db = self.db();
-        let txn = db.begin_write().map_err(self.db_error(action, key))?;
+        let db = self.db()?;
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let e = self.db_error(action, key)(e);
+                if !is_previous_io(&e) {
+                    return Err(e);
+                }
+                // A failed write earlier poisoned the database: reopen it and try once more
+                // (nothing of this write was done yet).
+                let generation = db.generation;
+                drop(db);
+                self.reopen(generation)?;
+                let db = self.db()?;
+                let txn = db.begin_write().map_err(self.db_error(action, key))?;
+                return self.write_in(txn, action, key, &f);
+            }
+        };
+        self.write_in(txn, action, key, &f)
+    }
+
+    /// The body of [`Inner::write`] on an open write transaction.
+    fn write_in<T>(
+        &self,
+        txn: redb::WriteTransaction,
+        action: &'static str,
+        key: Option<&str>,
+        f: &impl Fn(&mut Entries<'_>, &mut u64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let result = (|| {
             let mut entries = txn
                 .open_table(ENTRIES)
@@ -410,6 +512,21 @@ impl Inner {
                 let _ = txn.abort();
                 Err(e)
             }
+        }
+    }
+
+    /// Runs the read `f` on the open database; when redb refuses it for an earlier I/O error
+    /// (`PreviousIo`), reopens the database and runs it once more.
+    fn read<T>(&self, f: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let db = self.db()?;
+        match f(&db) {
+            Err(e) if is_previous_io(&e) => {
+                let generation = db.generation;
+                drop(db);
+                self.reopen(generation)?;
+                f(&*self.db()?)
+            }
+            other => other,
         }
     }
 
@@ -532,22 +649,23 @@ impl Store for EmbeddedStore {
         validate_key(key)?;
         let key = key.to_owned();
         self.run("read", move |inner| {
-            let k = Some(key.as_str());
-            let db = inner.db();
-            let txn = db.begin_read().map_err(inner.db_error("read", k))?;
-            let entries = txn.open_table(ENTRIES).map_err(inner.db_error("read", k))?;
-            let found = entries
-                .get(key.as_str())
-                .map_err(inner.db_error("read", k))?
-                .map(|g| {
-                    let (revision, value) = g.value();
-                    (revision, value.to_vec())
-                });
-            Ok(found.map(|(revision, value)| Entry {
-                key,
-                value,
-                revision,
-            }))
+            inner.read(|db| {
+                let k = Some(key.as_str());
+                let txn = db.begin_read().map_err(inner.db_error("read", k))?;
+                let entries = txn.open_table(ENTRIES).map_err(inner.db_error("read", k))?;
+                let found = entries
+                    .get(key.as_str())
+                    .map_err(inner.db_error("read", k))?
+                    .map(|g| {
+                        let (revision, value) = g.value();
+                        (revision, value.to_vec())
+                    });
+                Ok(found.map(|(revision, value)| Entry {
+                    key: key.clone(),
+                    value,
+                    revision,
+                }))
+            })
         })
         .await
     }
@@ -605,24 +723,25 @@ impl Store for EmbeddedStore {
         validate_prefix(prefix)?;
         let prefix = prefix.to_owned();
         self.run("list keys", move |inner| {
-            let db = inner.db();
-            let txn = db.begin_read().map_err(inner.db_error("list keys", None))?;
-            let entries = txn
-                .open_table(ENTRIES)
-                .map_err(inner.db_error("list keys", None))?;
-            let mut out = Vec::new();
-            for item in entries
-                .range(prefix.as_str()..)
-                .map_err(inner.db_error("list keys", None))?
-            {
-                let (key, _) = item.map_err(inner.db_error("list keys", None))?;
-                let key = key.value();
-                if !key.starts_with(prefix.as_str()) {
-                    break;
+            inner.read(|db| {
+                let txn = db.begin_read().map_err(inner.db_error("list keys", None))?;
+                let entries = txn
+                    .open_table(ENTRIES)
+                    .map_err(inner.db_error("list keys", None))?;
+                let mut out = Vec::new();
+                for item in entries
+                    .range(prefix.as_str()..)
+                    .map_err(inner.db_error("list keys", None))?
+                {
+                    let (key, _) = item.map_err(inner.db_error("list keys", None))?;
+                    let key = key.value();
+                    if !key.starts_with(prefix.as_str()) {
+                        break;
+                    }
+                    out.push(key.to_owned());
                 }
-                out.push(key.to_owned());
-            }
-            Ok(out)
+                Ok(out)
+            })
         })
         .await
     }
@@ -632,7 +751,18 @@ impl Store for EmbeddedStore {
     /// rewrite.
     async fn compact(&self) -> Result<bool, StoreError> {
         self.run("compact", |inner| {
-            let mut db = inner.db.write().unwrap_or_else(PoisonError::into_inner);
+            // Open (reopened after an I/O error if need be), then held alone.
+            drop(inner.db()?);
+            let mut guard = inner.db.write().unwrap_or_else(PoisonError::into_inner);
+            let Some(db) = guard.as_mut() else {
+                return Err(StoreError::Reopen {
+                    path: inner.path.clone(),
+                    source: Box::new(StoreError::Task {
+                        path: inner.path.clone(),
+                        action: "compact",
+                    }),
+                });
+            };
             // `false` from redb means nothing was left to move: the file is compact already.
             db.compact()
                 .map(|_| true)

@@ -114,6 +114,20 @@ pub enum StoreError {
         /// The rule it breaks.
         reason: String,
     },
+    /// The store file failed a write earlier (a full disk, an I/O error), after which redb
+    /// refuses every call until the database is closed; closing and opening it again failed.
+    /// The next call tries again.
+    #[error(
+        "store {} stopped after an I/O error (a full or failing disk) and could not be reopened; free space or fix the disk: the next call tries again",
+        path.display()
+    )]
+    Reopen {
+        /// The store file.
+        path: PathBuf,
+        /// Why the open failed.
+        #[source]
+        source: Box<StoreError>,
+    },
     /// The blocking task running a store call panicked or was cancelled.
     #[error("store {} task failed while trying to {action}", path.display())]
     Task {
@@ -161,6 +175,7 @@ impl StoreError {
                 | StoreError::Database { .. }
                 | StoreError::Io { .. }
                 | StoreError::Task { .. }
+                | StoreError::Reopen { .. }
         )
     }
 }
