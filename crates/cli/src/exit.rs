@@ -658,7 +658,7 @@ mod tests {
             assert!(!code.meaning().is_empty());
         }
         // The last variant closes the list: a new code must be added to ALL.
-        assert_eq!(Code::Listen as usize + 1, Code::ALL.len());
+        assert_eq!(Code::GateNotHolding as usize + 1, Code::ALL.len());
     }
 
     #[test]
