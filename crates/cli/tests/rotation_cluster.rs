@@ -8,8 +8,8 @@
 //! - The gates are made to hold by acknowledgements posted with the admin token (`POST
 //!   /v1/acks`, as an agent posts them; no agent processes): while they are missing the
 //!   rotation stays in Staged past its dwell.
-//! - Exactly one instance holds the lease: each instance's `lease.this_instance`, and the lease
-//!   record read from the bucket itself.
+//! - Exactly one instance holds the lease: each instance's `lease.this_instance`, its
+//!   `anchorage_rotation_lease_held` metric, and the lease record read from the bucket itself.
 //! - Leaves issued through every instance once Signing is entered chain to B (`openssl verify`
 //!   with B alone; with A alone they do not).
 //! - The lease holder is killed (SIGKILL) in Signing: another instance takes the lease and
@@ -300,6 +300,15 @@ impl Cluster {
         }
     }
 
+    /// A metric's value in instance `i`'s `/metrics`.
+    fn metric(&self, i: usize, name: &str) -> u64 {
+        let text = self.call(i, reqwest::Method::GET, "/metrics", None);
+        let text = text.as_str().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+
     /// Every instance's log (for a failure's message).
     fn logs(&self) -> String {
         self.serves
@@ -366,9 +375,15 @@ impl Cluster {
             if let [h] = holding[..] {
                 let names: Vec<&Value> = statuses.iter().map(|s| &s["lease"]["holder"]).collect();
                 assert!(names.iter().all(|n| *n == names[0]), "{names:?}");
-                assert!(seen.is_none_or(|s| s == h), "the lease moved: {seen:?} → {h}");
+                assert!(
+                    seen.is_none_or(|s| s == h),
+                    "the lease moved: {seen:?} → {h}"
+                );
                 if seen.is_none() {
-                    eprintln!("instance {h} holds the lease (seen after {:?})", t.elapsed());
+                    eprintln!(
+                        "instance {h} holds the lease (seen after {:?})",
+                        t.elapsed()
+                    );
                 }
                 seen = Some(h);
                 samples += 1;
@@ -442,6 +457,12 @@ fn three_instances_one_driver_which_dies_and_another_finishes_the_rotation() {
         .unwrap()
         .to_owned();
     assert_eq!(c.stored_lease(0).unwrap().holder, holder_id);
+    let held: Vec<u64> = (0..3)
+        .map(|i| c.metric(i, "anchorage_rotation_lease_held"))
+        .collect();
+    let mut expected = vec![0; 3];
+    expected[first] = 1;
+    assert_eq!(held, expected, "anchorage_rotation_lease_held");
     eprintln!("instance {first} holds the lease ({holder_id})");
 
     // Started through instance 0; the same phase through 1 and 2 (`ca rotate status`).
@@ -550,6 +571,14 @@ fn three_instances_one_driver_which_dies_and_another_finishes_the_rotation() {
         killed_at.elapsed()
     );
     assert_eq!(c.stored_lease(live[0]).unwrap().holder, next_id);
+    for i in &live {
+        let (held, taken) = (
+            c.metric(*i, "anchorage_rotation_lease_held"),
+            c.metric(*i, "anchorage_rotation_lease_taken_total"),
+        );
+        assert_eq!(held, u64::from(*i == next), "instance {i}");
+        assert!(*i != next || taken > 0, "instance {i}: taken {taken} times");
+    }
 
     // Still Signing: the leaves under A hold the gate whoever holds the lease.
     let s = c.status(live[0]);

@@ -1450,24 +1450,36 @@ pub async fn lease(store: &dyn Store) -> Result<Option<Lease>, StoreError> {
 /// holding it, finish pending bundle steps and (with `auto`) advance when the gate holds.
 pub async fn drive(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let config = state.rotation.config.clone();
+    let mut held = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(config.interval) => {}
         }
-        match acquire_lease(
+        let holds = match acquire_lease(
             state.store.as_ref(),
             &state.rotation.holder,
             config.lease_ttl,
         )
         .await
         {
-            Ok(true) => {}
-            Ok(false) => continue,
+            Ok(holds) => holds,
             Err(e) => {
                 tracing::debug!(error = %e, "rotation lease: the store failed");
-                continue;
+                false
             }
+        };
+        state.metrics.rotation_lease(holds, holds && !held);
+        if holds != held {
+            if holds {
+                tracing::info!(holder = %state.rotation.holder, "rotation lease taken: this instance drives the rotation");
+            } else {
+                tracing::info!(holder = %state.rotation.holder, "rotation lease lost: another instance drives the rotation");
+            }
+            held = holds;
+        }
+        if !holds {
+            continue;
         }
         if let Err(e) = step(&state, config.auto).await {
             tracing::warn!(error = %e, "rotation driver step failed");

@@ -81,6 +81,22 @@ fn issuer_of(pem: &str) -> String {
         .to_owned()
 }
 
+/// A metric's value in `node`'s `/metrics`.
+async fn metric(node: &Running, name: &str) -> u64 {
+    let text = node
+        .client
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
 async fn holders(nodes: &[&Running]) -> Vec<bool> {
     let mut out = Vec::new();
     for n in nodes {
@@ -124,6 +140,19 @@ async fn two_instances_one_lease_holder_failover_and_a_follower_that_switches_it
         status(&one).await["lease"]["holder"],
         status(&two).await["lease"]["holder"]
     );
+    // The metric says the same: 1 on the holder, 0 on the other.
+    let h = holders(&[&one, &two]).await;
+    for (node, holds) in [&one, &two].into_iter().zip(&h) {
+        assert_eq!(
+            metric(node, "anchorage_rotation_lease_held").await,
+            u64::from(*holds),
+            "{h:?}"
+        );
+        assert_eq!(
+            metric(node, "anchorage_rotation_lease_taken_total").await,
+            u64::from(*holds)
+        );
+    }
 
     // A change through one instance is the other's phase and signer.
     let (code, started) = act(&two, json!({"action": "start"})).await;
@@ -171,6 +200,11 @@ async fn two_instances_one_lease_holder_failover_and_a_follower_that_switches_it
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status(&other).await["phase"], "signing");
+    assert_eq!(metric(&other, "anchorage_rotation_lease_held").await, 1);
+    assert_eq!(
+        metric(&other, "anchorage_rotation_lease_taken_total").await,
+        1
+    );
     other.server.shutdown().await;
 }
 
