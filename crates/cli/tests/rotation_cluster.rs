@@ -414,6 +414,26 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `check` until it passes, for up to 3 s: a write acknowledged through one instance reaches
+/// the replica another instance reads a moment later (docs/serve.md, "Several instances").
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let t = Instant::now();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match check() {
+            Ok(v) => {
+                if tries > 1 {
+                    eprintln!("{what}: after {:?} ({tries} tries)", t.elapsed());
+                }
+                return v;
+            }
+            Err(e) if t.elapsed() > Duration::from_secs(3) => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 fn u64_of(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -471,20 +491,27 @@ fn three_instances_one_driver_which_dies_and_another_finishes_the_rotation() {
     let b_subject = started["new"]["subject"].as_str().unwrap().to_owned();
     let b_sha = started["new"]["sha256"].as_str().unwrap().to_owned();
     for i in [1, 2] {
-        let s = c.rotate_json(i, &["status"]);
-        assert_eq!(s["phase"], "staged", "instance {i}: {s:#}");
-        assert_eq!(s["id"], started["id"], "instance {i}");
+        eventually(&format!("staged through {i}"), || {
+            let s = c.rotate_json(i, &["status"]);
+            (s["phase"] == "staged" && s["id"] == started["id"])
+                .then_some(())
+                .ok_or(format!("{s:#}"))
+        });
     }
     // The bundle holds A and B: the client trusts both from now on (serve's own certificate
     // may come from either).
-    let bundle = c.call(1, reqwest::Method::GET, "/v1/bundle", None);
-    let bundle = bundle.as_str().unwrap().to_owned();
-    let b_pem: String = certs(&bundle)
-        .iter()
-        .filter(|x| anchorage_serve::authority::root_fingerprint(x) == b_sha)
-        .map(anchorage_x509::Certificate::to_pem)
-        .collect();
-    assert!(!b_pem.is_empty(), "B is not in the bundle: {bundle}");
+    let b_pem = eventually("B in instance 1's bundle", || {
+        let bundle = c.call(1, reqwest::Method::GET, "/v1/bundle", None);
+        let bundle = bundle.as_str().unwrap().to_owned();
+        let b_pem: String = certs(&bundle)
+            .iter()
+            .filter(|x| anchorage_serve::authority::root_fingerprint(x) == b_sha)
+            .map(anchorage_x509::Certificate::to_pem)
+            .collect();
+        (!b_pem.is_empty())
+            .then_some(b_pem)
+            .ok_or(format!("B is not in the bundle: {bundle}"))
+    });
     c.http = client(&[&c.a_pem, &b_pem]);
 
     // Past the dwell and several driver rounds, the missing acks hold the gate: still
@@ -506,19 +533,30 @@ fn three_instances_one_driver_which_dies_and_another_finishes_the_rotation() {
     c.ack(1, "node-b", trusted, Some(&a_leaves[1]));
     c.wait_phase(2, "signing", Duration::from_secs(20));
     for i in [0, 1] {
-        assert_eq!(c.rotate_json(i, &["status"])["phase"], "signing");
+        eventually(&format!("signing through {i}"), || {
+            let s = c.rotate_json(i, &["status"]);
+            (s["phase"] == "signing")
+                .then_some(())
+                .ok_or(format!("{s:#}"))
+        });
     }
-    // Renewals are pulled forward: an ack with the leaf under A is answered `renew_before`.
-    let answer = c.call(
-        0,
-        reqwest::Method::POST,
-        "/v1/acks",
-        Some(&json!({"consumer": "node-a", "bundle_version": trusted,
-            "labels": {"node": "node-a"},
-            "cert_serial": a_leaves[0]["serial_number"],
-            "not_after": a_leaves[0]["not_after"]})),
-    );
-    assert!(answer["renew_before"].is_i64(), "{answer}");
+    // Renewals are pulled forward: an ack with the leaf under A is answered `renew_before`
+    // (by an instance once it followed the record into Signing).
+    eventually("renew_before from instance 0", || {
+        let answer = c.call(
+            0,
+            reqwest::Method::POST,
+            "/v1/acks",
+            Some(&json!({"consumer": "node-a", "bundle_version": trusted,
+                "labels": {"node": "node-a"},
+                "cert_serial": a_leaves[0]["serial_number"],
+                "not_after": a_leaves[0]["not_after"]})),
+        );
+        answer["renew_before"]
+            .is_i64()
+            .then_some(())
+            .ok_or(format!("{answer}"))
+    });
 
     // Leaves issued through every instance chain to B (and not to A).
     let work = tempdir().unwrap();
@@ -608,20 +646,22 @@ fn three_instances_one_driver_which_dies_and_another_finishes_the_rotation() {
     // The killed instance, restarted, resumes at Done; every instance serves a bundle
     // without A (and with B).
     c.serves[holder] = spawn_serve(c.home.path(), &c.nats.urls(), holder, true);
-    assert_eq!(c.rotate_json(holder, &["status"])["phase"], "done");
+    eventually("done through the restarted instance", || {
+        let s = c.rotate_json(holder, &["status"]);
+        (s["phase"] == "done").then_some(()).ok_or(format!("{s:#}"))
+    });
     for i in 0..3 {
-        let bundle = c.call(i, reqwest::Method::GET, "/v1/bundle", None);
-        let roots = certs(bundle.as_str().unwrap());
-        assert!(
-            roots.iter().all(|r| r.der() != a.der()),
-            "instance {i}'s bundle still holds A"
-        );
-        assert!(
-            roots
+        eventually(&format!("instance {i}'s bundle: B without A"), || {
+            let bundle = c.call(i, reqwest::Method::GET, "/v1/bundle", None);
+            let roots = certs(bundle.as_str().unwrap());
+            let has_a = roots.iter().any(|r| r.der() == a.der());
+            let has_b = roots
                 .iter()
-                .any(|r| anchorage_serve::authority::root_fingerprint(r) == b_sha),
-            "instance {i}'s bundle lacks B"
-        );
+                .any(|r| anchorage_serve::authority::root_fingerprint(r) == b_sha);
+            (!has_a && has_b)
+                .then_some(())
+                .ok_or(format!("A in it: {has_a}, B in it: {has_b}"))
+        });
     }
 }
 
@@ -648,5 +688,10 @@ fn with_auto_advance_off_nothing_advances_by_itself() {
     }
     let moved = c.rotate_json(2, &["advance"]);
     assert_eq!(moved["phase"], "signing", "{moved:#}");
-    assert_eq!(c.rotate_json(1, &["status"])["phase"], "signing");
+    eventually("signing through 1", || {
+        let s = c.rotate_json(1, &["status"]);
+        (s["phase"] == "signing")
+            .then_some(())
+            .ok_or(format!("{s:#}"))
+    });
 }
