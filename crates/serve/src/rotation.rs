@@ -1244,8 +1244,12 @@ async fn abort(
 /// its writes), and at Done (or the end of an abort) makes the store's CA the new one.
 /// Returns the record as it is afterwards.
 pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError> {
-    let (mut rec, revision) = read_fresh(state).await?;
+    let (mut rec, mut revision) = read_fresh(state).await?;
     if rec.bundle_pending {
+        // Claim the step first: a compare-and-swap of the record as read proves it is the
+        // latest (the stream leader checks it), so a lagging replica's older pending record
+        // fails here, before the bundle is touched with an earlier phase's roots.
+        revision = Some(write(state, &rec, revision).await?);
         let mut roots = rec.roots();
         let drops = matches!(rec.phase, Phase::Retiring);
         // An external issuer's roots come beside serve's own CA, and the old one also leaves
@@ -2111,6 +2115,70 @@ mod tests {
         assert_eq!(roots, vec![rec.new.unwrap().sha256]);
         assert!(mark);
         assert_eq!(rec.old_removed_version, Some(v_after));
+    }
+
+    /// A store whose rotation record is frozen at an older entry (a lagging replica).
+    struct Stale {
+        inner: Arc<MemoryStore>,
+        frozen: anchorage_store::Entry,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Stale {
+        async fn get(&self, key: &str) -> Result<Option<anchorage_store::Entry>, StoreError> {
+            if key == ROTATION_KEY {
+                return Ok(Some(self.frozen.clone()));
+            }
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.inner.put(key, value).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.inner.create(key, value).await
+        }
+        async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<u64, StoreError> {
+            self.inner.update(key, value, rev).await
+        }
+        async fn delete(&self, key: &str, rev: Option<u64>) -> Result<(), StoreError> {
+            self.inner.delete(key, rev).await
+        }
+        async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.keys(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_pending_record_from_a_lagging_replica_does_not_touch_the_bundle() {
+        let inner = Arc::new(MemoryStore::new());
+        let state = state_on(Arc::clone(&inner) as Arc<dyn Store>, config()).await;
+        run(&state, "start", true).await.unwrap();
+        run(&state, "advance", true).await.unwrap();
+        let (mut rec, rev) = read(state.store.as_ref()).await.unwrap();
+        transition(&mut rec, Phase::Retiring, "admin", "advance", true);
+        write(&state, &rec, rev).await.unwrap();
+        let pending = inner.get(ROTATION_KEY).await.unwrap().unwrap();
+        // This instance finishes the step; another reads the pending record from a replica
+        // that has not seen that.
+        assert!(!reconcile(&state).await.unwrap().bundle_pending);
+        let (v_before, _, _) = bundle_roots(&state).await;
+        let other = state_on(
+            Arc::new(Stale {
+                inner: Arc::clone(&inner),
+                frozen: pending,
+            }),
+            config(),
+        )
+        .await;
+        let e = reconcile(&other).await.unwrap_err();
+        assert!(matches!(e, RotationError::Conflict { .. }), "{e}");
+        let (v_after, _, _) = bundle_roots(&state).await;
+        assert_eq!(
+            v_after, v_before,
+            "the bundle step was redone from a stale record"
+        );
+        // Control: the current record is untouched and not pending.
+        assert!(!read(state.store.as_ref()).await.unwrap().0.bundle_pending);
     }
 
     #[tokio::test]
