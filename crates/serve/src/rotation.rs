@@ -33,6 +33,10 @@
 //! [`LEASE_KEY`] (holder id + expiry, renewed by CAS). Every instance follows the record
 //! ([`follow`]) and switches its signer ([`crate::Authority`]) to match. The CAs themselves
 //! are stored under [`CA_PREFIX`]`<sha256 of the root>` in `anchorage-ca`'s record layout.
+//!
+//! A shared store may answer from a replica that lags (JetStream direct gets): the record is
+//! read through [`read_fresh`], never older than a revision this instance read or wrote, and
+//! [`reconcile`] claims a pending bundle step by compare-and-swap before touching the bundle.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
