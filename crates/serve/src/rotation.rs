@@ -449,7 +449,7 @@ const FRESH_WAIT: Duration = Duration::from_secs(2);
 /// such a record would answer an action with the phase before it, switch this instance's
 /// signer back, or redo a bundle step of an earlier phase (whose record write then fails its
 /// compare-and-swap, but the bundle write would stand). So the read is retried until the
-/// replica caught up (within [`FRESH_WAIT`]), else [`RotationError::Lagging`].
+/// replica caught up (within 2 s), else [`RotationError::Lagging`].
 pub async fn read_fresh(state: &AppState) -> Result<(RotationRecord, Option<u64>), RotationError> {
     use std::sync::atomic::Ordering;
     let seen = state.rotation.seen.load(Ordering::SeqCst);
