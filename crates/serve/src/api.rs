@@ -1077,20 +1077,23 @@ pub(crate) async fn post_rotation(
     JsonBody(body): JsonBody<crate::rotation::ActionRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let claims = require_admin(&state, &headers, "/v1/rotation").await?;
-    if let Err(e) = crate::rotation::act(&state, &body, &claims.sub).await {
-        tracing::info!(
-            target: "anchorage::audit",
-            event = "rotation",
-            action = %body.action,
-            who = %claims.sub,
-            outcome = "refused",
-            force = body.force,
-            reason = %e,
-        );
-        return Err(e.into());
-    }
+    let rec = match crate::rotation::act(&state, &body, &claims.sub).await {
+        Ok(rec) => rec,
+        Err(e) => {
+            tracing::info!(
+                target: "anchorage::audit",
+                event = "rotation",
+                action = %body.action,
+                who = %claims.sub,
+                outcome = "refused",
+                force = body.force,
+                reason = %e,
+            );
+            return Err(e.into());
+        }
+    };
     Ok(Json(
-        crate::rotation::status_json(&state)
+        crate::rotation::status_of(&state, &rec)
             .await
             .map_err(ApiError::from)?,
     ))

@@ -1,10 +1,11 @@
 //! Prometheus text metrics: issuances by role, operation and outcome, an issuance latency
-//! histogram, the bundle version and consumers by staleness (computed at scrape time).
+//! histogram, the bundle version and consumers by staleness (computed at scrape time), and
+//! whether this instance holds the root rotation's driver lease.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Latency bucket bounds, seconds.
@@ -20,6 +21,8 @@ pub struct Metrics {
     count: AtomicU64,
     sum_micros: AtomicU64,
     rate_limited: AtomicU64,
+    lease_held: AtomicBool,
+    lease_taken: AtomicU64,
 }
 
 impl Metrics {
@@ -39,6 +42,15 @@ impl Metrics {
     /// Renewals refused by the rotation's rate limit so far.
     pub fn rate_limited_total(&self) -> u64 {
         self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Records whether this instance holds the rotation's driver lease after a renewal
+    /// attempt (`taken`: it did not hold it before).
+    pub fn rotation_lease(&self, held: bool, taken: bool) {
+        self.lease_held.store(held, Ordering::Relaxed);
+        if taken {
+            self.lease_taken.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Records the latency of one issuance request.
@@ -91,6 +103,16 @@ impl Metrics {
             out,
             "# HELP anchorage_rotation_rate_limited_total Renewals refused (429) by the root rotation's per-group rate limit.\n# TYPE anchorage_rotation_rate_limited_total counter\nanchorage_rotation_rate_limited_total {}",
             self.rate_limited.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP anchorage_rotation_lease_held 1 when this instance holds the root rotation's driver lease (it alone advances the rotation).\n# TYPE anchorage_rotation_lease_held gauge\nanchorage_rotation_lease_held {}",
+            u8::from(self.lease_held.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# HELP anchorage_rotation_lease_taken_total Times this instance took the root rotation's driver lease (at start, or over from an expired holder).\n# TYPE anchorage_rotation_lease_taken_total counter\nanchorage_rotation_lease_taken_total {}",
+            self.lease_taken.load(Ordering::Relaxed)
         );
         out.push_str("# HELP anchorage_consumers Consumers by staleness (current: acked the served bundle; stale: an older one; silent: no ack for an hour).\n# TYPE anchorage_consumers gauge\n");
         for (state, n) in consumers {

@@ -33,6 +33,10 @@
 //! [`LEASE_KEY`] (holder id + expiry, renewed by CAS). Every instance follows the record
 //! ([`follow`]) and switches its signer ([`crate::Authority`]) to match. The CAs themselves
 //! are stored under [`CA_PREFIX`]`<sha256 of the root>` in `anchorage-ca`'s record layout.
+//!
+//! A shared store may answer from a replica that lags (JetStream direct gets): the record is
+//! read through [`read_fresh`], never older than a revision this instance read or wrote, and
+//! [`reconcile`] claims a pending bundle step by compare-and-swap before touching the bundle.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -300,6 +304,9 @@ pub struct Rotation {
     pub ca_file: Option<std::path::PathBuf>,
     /// The root (PEM) of this instance's built-in serving certificate, kept in `ca.pem`.
     pub serving_root: Mutex<Option<String>>,
+    /// The highest revision of the record this instance has read or written: reads never go
+    /// back before it ([`read_fresh`]).
+    seen: std::sync::atomic::AtomicU64,
     signers: Mutex<HashMap<String, Arc<Signer>>>,
 }
 
@@ -323,6 +330,7 @@ impl Rotation {
             limiter,
             ca_file: None,
             serving_root: Mutex::new(None),
+            seen: std::sync::atomic::AtomicU64::new(0),
             signers: Mutex::new(HashMap::new()),
         }
     }
@@ -381,6 +389,17 @@ pub enum RotationError {
     /// The bundle could not be changed.
     #[error("the bundle could not be changed: {0}")]
     Bundle(ApiError),
+    /// The store's replica answering this instance has not caught up with a record revision
+    /// this instance already read or wrote.
+    #[error(
+        "the store answered the rotation record at revision {got}, older than revision {seen} this instance already saw (a lagging replica); try again"
+    )]
+    Lagging {
+        /// The revision answered.
+        got: u64,
+        /// The revision already seen.
+        seen: u64,
+    },
 }
 
 impl From<RotationError> for ApiError {
@@ -400,6 +419,11 @@ impl From<RotationError> for ApiError {
             RotationError::Ca(_) => ApiError::bad_request("rotation_ca", message),
             RotationError::Store(s) => ApiError::store(&s),
             RotationError::Bundle(b) => b,
+            RotationError::Lagging { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                message,
+            ),
         }
     }
 }
@@ -415,19 +439,60 @@ pub async fn read(store: &dyn Store) -> Result<(RotationRecord, Option<u64>), St
     })
 }
 
-/// Writes `rec` if the record is still at `revision`.
+/// How long [`read_fresh`] waits for a lagging replica.
+const FRESH_WAIT: Duration = Duration::from_secs(2);
+
+/// Reads the rotation record no older than a revision this instance already read or wrote.
+///
+/// A JetStream bucket answers gets from any replica, which may not yet hold a write
+/// acknowledged through another node (or made by this very instance a moment ago). Acting on
+/// such a record would answer an action with the phase before it, switch this instance's
+/// signer back, or redo a bundle step of an earlier phase (whose record write then fails its
+/// compare-and-swap, but the bundle write would stand). So the read is retried until the
+/// replica caught up (within 2 s), else [`RotationError::Lagging`].
+pub async fn read_fresh(state: &AppState) -> Result<(RotationRecord, Option<u64>), RotationError> {
+    use std::sync::atomic::Ordering;
+    let seen = state.rotation.seen.load(Ordering::SeqCst);
+    let started = Instant::now();
+    loop {
+        let (rec, revision) = read(state.store.as_ref()).await?;
+        let got = revision.unwrap_or(0);
+        if got >= seen {
+            state.rotation.seen.fetch_max(got, Ordering::SeqCst);
+            return Ok((rec, revision));
+        }
+        if started.elapsed() >= FRESH_WAIT {
+            return Err(RotationError::Lagging { got, seen });
+        }
+        tracing::debug!(
+            got,
+            seen,
+            "rotation record: the replica lags; reading again"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Writes `rec` if the record is still at `revision` (and remembers the revision written).
 async fn write(
-    store: &dyn Store,
+    state: &AppState,
     rec: &RotationRecord,
     revision: Option<u64>,
 ) -> Result<u64, RotationError> {
+    let store = state.store.as_ref();
     let value = serde_json::to_vec(rec).unwrap_or_default();
     let result = match revision {
         Some(r) => store.update(ROTATION_KEY, value, r).await,
         None => store.create(ROTATION_KEY, value).await,
     };
     match result {
-        Ok(r) => Ok(r),
+        Ok(r) => {
+            state
+                .rotation
+                .seen
+                .fetch_max(r, std::sync::atomic::Ordering::SeqCst);
+            Ok(r)
+        }
         Err(e) if e.is_conflict() => {
             let (now, _) = read(store).await?;
             Err(RotationError::Conflict { phase: now.phase })
@@ -851,7 +916,7 @@ pub async fn act(
     request: &ActionRequest,
     who: &str,
 ) -> Result<RotationRecord, RotationError> {
-    let (mut rec, revision) = read(state.store.as_ref()).await?;
+    let (mut rec, revision) = read_fresh(state).await?;
     let from = rec.phase;
     let result = match request.action.as_str() {
         "status" => return Ok(rec),
@@ -888,7 +953,7 @@ pub async fn act(
                 make_store_ca(state, &rec).await?;
             }
             transition(&mut rec, next, who, "advance", forced);
-            write(state.store.as_ref(), &rec, revision).await?;
+            write(state, &rec, revision).await?;
             Ok(rec)
         }
         "abort" => abort(state, rec, revision, who).await,
@@ -906,7 +971,7 @@ pub async fn act(
                 transition(&mut rec, Phase::Idle, who, "prune", false);
             }
             rec.bundle_pending = false;
-            write(state.store.as_ref(), &rec, revision).await?;
+            write(state, &rec, revision).await?;
             if let Some(prev) = prev {
                 state.store.delete(&prev.store_key(), None).await?;
                 if let Ok(mut cache) = state.rotation.signers.lock() {
@@ -1009,7 +1074,7 @@ async fn start(
         ..RotationRecord::default()
     };
     transition(&mut next, Phase::Staged, who, "start", false);
-    write(state.store.as_ref(), &next, revision).await?;
+    write(state, &next, revision).await?;
     Ok(next)
 }
 
@@ -1075,7 +1140,7 @@ async fn start_external(
         ..RotationRecord::default()
     };
     transition(&mut next, Phase::Staged, who, "start", false);
-    write(state.store.as_ref(), &next, revision).await?;
+    write(state, &next, revision).await?;
     Ok(next)
 }
 
@@ -1175,7 +1240,7 @@ async fn abort(
         ..RotationRecord::default()
     };
     transition(&mut next, enter, who, "abort", false);
-    write(state.store.as_ref(), &next, revision).await?;
+    write(state, &next, revision).await?;
     Ok(next)
 }
 
@@ -1183,8 +1248,12 @@ async fn abort(
 /// its writes), and at Done (or the end of an abort) makes the store's CA the new one.
 /// Returns the record as it is afterwards.
 pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError> {
-    let (mut rec, revision) = read(state.store.as_ref()).await?;
+    let (mut rec, mut revision) = read_fresh(state).await?;
     if rec.bundle_pending {
+        // Claim the step first: a compare-and-swap of the record as read proves it is the
+        // latest (the stream leader checks it), so a lagging replica's older pending record
+        // fails here, before the bundle is touched with an earlier phase's roots.
+        revision = Some(write(state, &rec, revision).await?);
         let mut roots = rec.roots();
         let drops = matches!(rec.phase, Phase::Retiring);
         // An external issuer's roots come beside serve's own CA, and the old one also leaves
@@ -1231,7 +1300,7 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
             Phase::Idle | Phase::Done => {}
         }
         rec.bundle_pending = false;
-        write(state.store.as_ref(), &rec, revision).await?;
+        write(state, &rec, revision).await?;
     }
     let finished =
         rec.phase == Phase::Done || (rec.phase == Phase::Idle && rec.aborted_from.is_some());
@@ -1239,10 +1308,10 @@ pub async fn reconcile(state: &AppState) -> Result<RotationRecord, RotationError
         make_store_ca(state, &rec).await?;
     }
     if finished && rec.previous.is_none() && rec.old.is_some() {
-        let (mut again, rev) = read(state.store.as_ref()).await?;
+        let (mut again, rev) = read_fresh(state).await?;
         if again.previous.is_none() {
             again.previous.clone_from(&again.old);
-            write(state.store.as_ref(), &again, rev).await?;
+            write(state, &again, rev).await?;
         }
         rec = again;
     }
@@ -1365,7 +1434,7 @@ pub async fn follow(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        let revision = match read(state.store.as_ref()).await {
+        let revision = match read_fresh(&state).await {
             Ok((rec, rev)) => {
                 apply(&state, &rec).await;
                 rev.unwrap_or(0)
@@ -1450,24 +1519,36 @@ pub async fn lease(store: &dyn Store) -> Result<Option<Lease>, StoreError> {
 /// holding it, finish pending bundle steps and (with `auto`) advance when the gate holds.
 pub async fn drive(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let config = state.rotation.config.clone();
+    let mut held = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(config.interval) => {}
         }
-        match acquire_lease(
+        let holds = match acquire_lease(
             state.store.as_ref(),
             &state.rotation.holder,
             config.lease_ttl,
         )
         .await
         {
-            Ok(true) => {}
-            Ok(false) => continue,
+            Ok(holds) => holds,
             Err(e) => {
                 tracing::debug!(error = %e, "rotation lease: the store failed");
-                continue;
+                false
             }
+        };
+        state.metrics.rotation_lease(holds, holds && !held);
+        if holds != held {
+            if holds {
+                tracing::info!(holder = %state.rotation.holder, "rotation lease taken: this instance drives the rotation");
+            } else {
+                tracing::info!(holder = %state.rotation.holder, "rotation lease lost: another instance drives the rotation");
+            }
+            held = holds;
+        }
+        if !holds {
+            continue;
         }
         if let Err(e) = step(&state, config.auto).await {
             tracing::warn!(error = %e, "rotation driver step failed");
@@ -1602,8 +1683,14 @@ fn ca_json(r: Option<&CaRef>) -> Value {
 
 /// `GET /v1/rotation`'s answer.
 pub async fn status_json(state: &AppState) -> Result<Value, RotationError> {
-    let (rec, _) = read(state.store.as_ref()).await?;
-    let g = gate(state, &rec).await?;
+    let (rec, _) = read_fresh(state).await?;
+    status_of(state, &rec).await
+}
+
+/// The status document of `rec` (an action's answer: the record it wrote, not one read back
+/// from a replica that may not have it yet).
+pub async fn status_of(state: &AppState, rec: &RotationRecord) -> Result<Value, RotationError> {
+    let g = gate(state, rec).await?;
     let lease = lease(state.store.as_ref()).await?;
     let (bundle, _) = state.bundle_record().await.map_err(RotationError::Store)?;
     Ok(json!({
@@ -2013,7 +2100,7 @@ mod tests {
         // pending, the bundle still holding both roots.
         let (mut rec, rev) = read(state.store.as_ref()).await.unwrap();
         transition(&mut rec, Phase::Retiring, "admin", "advance", true);
-        write(state.store.as_ref(), &rec, rev).await.unwrap();
+        write(&state, &rec, rev).await.unwrap();
         let (v_before, roots, _) = bundle_roots(&state).await;
         assert_eq!(roots.len(), 2);
         let g = gate(&state, &read(state.store.as_ref()).await.unwrap().0)
@@ -2032,6 +2119,70 @@ mod tests {
         assert_eq!(roots, vec![rec.new.unwrap().sha256]);
         assert!(mark);
         assert_eq!(rec.old_removed_version, Some(v_after));
+    }
+
+    /// A store whose rotation record is frozen at an older entry (a lagging replica).
+    struct Stale {
+        inner: Arc<MemoryStore>,
+        frozen: anchorage_store::Entry,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Stale {
+        async fn get(&self, key: &str) -> Result<Option<anchorage_store::Entry>, StoreError> {
+            if key == ROTATION_KEY {
+                return Ok(Some(self.frozen.clone()));
+            }
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.inner.put(key, value).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
+            self.inner.create(key, value).await
+        }
+        async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<u64, StoreError> {
+            self.inner.update(key, value, rev).await
+        }
+        async fn delete(&self, key: &str, rev: Option<u64>) -> Result<(), StoreError> {
+            self.inner.delete(key, rev).await
+        }
+        async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.keys(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_pending_record_from_a_lagging_replica_does_not_touch_the_bundle() {
+        let inner = Arc::new(MemoryStore::new());
+        let state = state_on(Arc::clone(&inner) as Arc<dyn Store>, config()).await;
+        run(&state, "start", true).await.unwrap();
+        run(&state, "advance", true).await.unwrap();
+        let (mut rec, rev) = read(state.store.as_ref()).await.unwrap();
+        transition(&mut rec, Phase::Retiring, "admin", "advance", true);
+        write(&state, &rec, rev).await.unwrap();
+        let pending = inner.get(ROTATION_KEY).await.unwrap().unwrap();
+        // This instance finishes the step; another reads the pending record from a replica
+        // that has not seen that.
+        assert!(!reconcile(&state).await.unwrap().bundle_pending);
+        let (v_before, _, _) = bundle_roots(&state).await;
+        let other = state_on(
+            Arc::new(Stale {
+                inner: Arc::clone(&inner),
+                frozen: pending,
+            }),
+            config(),
+        )
+        .await;
+        let e = reconcile(&other).await.unwrap_err();
+        assert!(matches!(e, RotationError::Conflict { .. }), "{e}");
+        let (v_after, _, _) = bundle_roots(&state).await;
+        assert_eq!(
+            v_after, v_before,
+            "the bundle step was redone from a stale record"
+        );
+        // Control: the current record is untouched and not pending.
+        assert!(!read(state.store.as_ref()).await.unwrap().0.bundle_pending);
     }
 
     #[tokio::test]

@@ -81,6 +81,22 @@ fn issuer_of(pem: &str) -> String {
         .to_owned()
 }
 
+/// A metric's value in `node`'s `/metrics`.
+async fn metric(node: &Running, name: &str) -> u64 {
+    let text = node
+        .client
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
 async fn holders(nodes: &[&Running]) -> Vec<bool> {
     let mut out = Vec::new();
     for n in nodes {
@@ -124,6 +140,19 @@ async fn two_instances_one_lease_holder_failover_and_a_follower_that_switches_it
         status(&one).await["lease"]["holder"],
         status(&two).await["lease"]["holder"]
     );
+    // The metric says the same: 1 on the holder, 0 on the other.
+    let h = holders(&[&one, &two]).await;
+    for (node, holds) in [&one, &two].into_iter().zip(&h) {
+        assert_eq!(
+            metric(node, "anchorage_rotation_lease_held").await,
+            u64::from(*holds),
+            "{h:?}"
+        );
+        assert_eq!(
+            metric(node, "anchorage_rotation_lease_taken_total").await,
+            u64::from(*holds)
+        );
+    }
 
     // A change through one instance is the other's phase and signer.
     let (code, started) = act(&two, json!({"action": "start"})).await;
@@ -171,6 +200,11 @@ async fn two_instances_one_lease_holder_failover_and_a_follower_that_switches_it
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status(&other).await["phase"], "signing");
+    assert_eq!(metric(&other, "anchorage_rotation_lease_held").await, 1);
+    assert_eq!(
+        metric(&other, "anchorage_rotation_lease_taken_total").await,
+        1
+    );
     other.server.shutdown().await;
 }
 
@@ -392,5 +426,105 @@ async fn a_cross_signed_intermediate_lets_a_peer_trusting_only_a_verify_a_leaf_o
         .map(|c| c.to_pem())
         .collect();
     assert!(handshake(&served, &key, roots_of(&[&b_pem])).await);
+    node.server.shutdown().await;
+}
+
+/// A shared store whose reads of the rotation record lag its writes by `lag` reads (a
+/// JetStream replica that has not yet seen a write acknowledged through another node).
+struct LaggingRotation {
+    inner: MemoryStore,
+    lag: std::sync::atomic::AtomicUsize,
+    reads_behind: std::sync::atomic::AtomicUsize,
+    before: std::sync::Mutex<Option<anchorage_store::Entry>>,
+}
+
+impl LaggingRotation {
+    async fn remember(&self, key: &str) {
+        use std::sync::atomic::Ordering;
+        if key == anchorage_serve::rotation::ROTATION_KEY {
+            *self.before.lock().unwrap() = self.inner.get(key).await.unwrap();
+            self.reads_behind
+                .store(self.lag.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for LaggingRotation {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<anchorage_store::Entry>, anchorage_store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if key == anchorage_serve::rotation::ROTATION_KEY
+            && self
+                .reads_behind
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Ok(self.before.lock().unwrap().clone());
+        }
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, anchorage_store::StoreError> {
+        self.remember(key).await;
+        self.inner.put(key, value).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, anchorage_store::StoreError> {
+        self.remember(key).await;
+        self.inner.create(key, value).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        rev: u64,
+    ) -> Result<u64, anchorage_store::StoreError> {
+        self.remember(key).await;
+        self.inner.update(key, value, rev).await
+    }
+    async fn delete(&self, key: &str, rev: Option<u64>) -> Result<(), anchorage_store::StoreError> {
+        self.inner.delete(key, rev).await
+    }
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, anchorage_store::StoreError> {
+        self.inner.keys(prefix).await
+    }
+}
+
+/// Found by the three-instance test on a NATS cluster: an action's answer (and the signer)
+/// came from a replica that had not seen the action's own write yet (`start` answered
+/// `idle`). The record is read again until it is at least as new as the instance's last write;
+/// a replica that never catches up is a 503, not a phase from the past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_never_answers_an_older_phase_than_the_instance_wrote() {
+    use std::sync::atomic::Ordering;
+    let lagging = Arc::new(LaggingRotation {
+        inner: MemoryStore::new(),
+        lag: std::sync::atomic::AtomicUsize::new(4),
+        reads_behind: std::sync::atomic::AtomicUsize::new(0),
+        before: std::sync::Mutex::new(None),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::clone(&lagging) as Arc<dyn Store>;
+    let node = start_with(config_on(dir.path(), Some(store), rotation(false))).await;
+    let (code, started) = act(&node, json!({"action": "start"})).await;
+    assert_eq!(code, 200, "{started}");
+    assert_eq!(started["phase"], "staged", "{started:#}");
+    let b_subject = started["new"]["subject"].as_str().unwrap().to_owned();
+    let (code, forced) = act(&node, json!({"action": "advance", "force": true})).await;
+    assert_eq!(code, 200, "{forced}");
+    assert_eq!(forced["phase"], "signing", "{forced:#}");
+    assert_eq!(status(&node).await["phase"], "signing");
+    assert_eq!(issuer_of(&issue(&node, "g.mesh.local").await.0), b_subject);
+
+    // Control: a replica that never catches up (after the next write) is refused with 503.
+    lagging.lag.store(usize::MAX, Ordering::SeqCst);
+    let (code, _) = act(&node, json!({"action": "abort"})).await;
+    assert_eq!(code, 200);
+    let (code, body) = node
+        .call("GET", "/v1/rotation", Some(&node.admin), None)
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
     node.server.shutdown().await;
 }
