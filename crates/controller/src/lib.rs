@@ -4,12 +4,16 @@
 //!   generated CRD.
 //! - [`desired`]: the desired state, pure: (Bundle, source objects, namespaces) → target objects
 //!   or typed refusals.
+//! - [`reconcile`]: the kube-rs `Controller` that writes them (server-side apply, content hash,
+//!   owner labels and cleanup, status conditions, Events).
 //!
 //! Not here yet: the pod-injection webhook, the Kubernetes secrets store, ClusterTrustBundle and
 //! Java store targets, `anchorage serve` URL sources.
 
 pub mod crd;
 pub mod desired;
+pub mod reconcile;
 
 pub use crd::{Bundle, BundleSpec, BundleStatus, GROUP, crd_yaml};
 pub use desired::{Desired, Namespace, Refusal, Sources, TargetObject, desired};
+pub use reconcile::{FIELD_MANAGER, Settings, run};
