@@ -16,4 +16,4 @@ pub mod reconcile;
 
 pub use crd::{Bundle, BundleSpec, BundleStatus, GROUP, crd_yaml};
 pub use desired::{Desired, Namespace, Refusal, Sources, TargetObject, desired};
-pub use reconcile::{FIELD_MANAGER, Settings, run};
+pub use reconcile::{FIELD_MANAGER, Settings, run, run_with_default_client};

@@ -406,14 +406,12 @@ async fn write(
     // Not among the labelled targets: absent (create it) or someone else's (refuse).
     let (kind, ns, name) = key;
     let found = match target {
-        TargetObject::ConfigMap(_) => Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .get_opt(&name)
-            .await?
-            .is_some(),
-        TargetObject::Secret(_) => Api::<Secret>::namespaced(client.clone(), &ns)
-            .get_opt(&name)
-            .await?
-            .is_some(),
+        TargetObject::ConfigMap(_) => {
+            exists(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &name).await?
+        }
+        TargetObject::Secret(_) => {
+            exists(&Api::<Secret>::namespaced(client.clone(), &ns), &name).await?
+        }
     };
     if found {
         return Ok(Err(Refusal::Conflict {
@@ -440,6 +438,19 @@ async fn write(
         }
     }
     Ok(Ok("Created"))
+}
+
+/// Whether the object exists. Any 404 means no (kube's `get_opt` wants the reason `NotFound`
+/// as well, which not every server, nor the kmock emulator, sends).
+async fn exists<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get(name).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The target with the Bundle as its controlling owner.
@@ -487,4 +498,16 @@ fn apply_body<T: serde::Serialize>(o: &T, kind: &str) -> Result<serde_json::Valu
     v["apiVersion"] = json!("v1");
     v["kind"] = json!(kind);
     Ok(v)
+}
+
+/// [`run`] with the client from the environment: the in-cluster service account, else
+/// `KUBECONFIG` / `~/.kube/config`.
+///
+/// # Errors
+///
+/// No client configuration could be found or used.
+pub async fn run_with_default_client(settings: Settings) -> Result<(), kube::Error> {
+    let client = Client::try_default().await?;
+    run(client, settings).await;
+    Ok(())
 }
