@@ -290,7 +290,27 @@ async fn the_loop_keeps_targets_in_sync_and_a_bad_bundle_does_not_stop_it() {
         .is_none()
     );
 
-    // 4. A source change reaches the target (through the trust-namespace watch).
+    // 4. An unchanged target is not rewritten: a change in the trust namespace that does not
+    //    touch this Bundle's sources reconciles it again (`Unchanged` in its condition), and the
+    //    target's resourceVersion (stamped on every write) stays the same.
+    let before = target(&client, "apps").await.unwrap().resource_version();
+    let unrelated: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "unrelated", "namespace": "trust-ns"},
+        "data": {"x": "y"}
+    }))
+    .unwrap();
+    cms.create(&pp, &unrelated).await.unwrap();
+    eventually("the target reported Unchanged", || async {
+        let b = bundles.get("trust").await.unwrap();
+        condition(&b, "Target/apps") == Some(("True".into(), "Unchanged".into()))
+    })
+    .await;
+    assert_eq!(
+        target(&client, "apps").await.unwrap().resource_version(),
+        before
+    );
+
+    // 5. A source change reaches the target (through the trust-namespace watch).
     cms.patch(
         "cas",
         &PatchParams::default(),
@@ -305,7 +325,7 @@ async fn the_loop_keeps_targets_in_sync_and_a_bad_bundle_does_not_stop_it() {
     })
     .await;
 
-    // 5. The selector: `other` gains the label (a target appears), `apps` loses it (its target
+    // 6. The selector: `other` gains the label (a target appears), `apps` loses it (its target
     //    is deleted).
     namespaces
         .patch(
