@@ -6,6 +6,8 @@
 //!   or typed refusals.
 //! - [`reconcile`]: the kube-rs `Controller` that writes them (server-side apply, content hash,
 //!   owner labels and cleanup, status conditions, Events).
+//! - [`trust_manager`]: trust-manager's `Bundle` (`trust.cert-manager.io/v1alpha1`) read and
+//!   turned into an anchorage one (pure; not yet reconciled by the running controller).
 //!
 //! Not here yet: the pod-injection webhook, the Kubernetes secrets store, ClusterTrustBundle and
 //! Java store targets, `anchorage serve` URL sources.
@@ -13,6 +15,7 @@
 pub mod crd;
 pub mod desired;
 pub mod reconcile;
+pub mod trust_manager;
 
 pub use crd::{Bundle, BundleSpec, BundleStatus, GROUP, crd_yaml};
 pub use desired::{Desired, Namespace, Refusal, Sources, TargetObject, desired};
