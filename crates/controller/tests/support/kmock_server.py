@@ -59,4 +59,5 @@ async def main() -> None:
             await loop.run_in_executor(None, sys.stdin.read)
 
 
-asyncio.run(main())
+if __name__ == '__main__':
+    asyncio.run(main())
