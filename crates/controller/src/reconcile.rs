@@ -39,7 +39,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 
-use crate::crd::{Bundle, Condition};
+use crate::crd::{Bundle, BundleStatus, Condition};
 use crate::desired::{
     BUNDLE_LABEL, CONTENT_HASH_ANNOTATION, Namespace, Refusal, Sources, TargetObject, desired,
 };
@@ -284,16 +284,25 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
         }
     };
     conditions.insert(0, ready);
-    let status = json!({
-        "status": {
-            "certificates": certificates,
-            "conditions": conditions,
-            "observedGeneration": bundle.metadata.generation,
-        }
-    });
-    bundles
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
+    let new_status = BundleStatus {
+        certificates,
+        conditions,
+        observed_generation: bundle.metadata.generation,
+    };
+    // Written only when it changed: a status write is a Bundle change, which the Controller's
+    // watch would bring back here (API servers drop no-op patches, not every server does).
+    if bundle.status.as_ref() != Some(&new_status) {
+        let status = json!({
+            "status": {
+                "certificates": new_status.certificates,
+                "conditions": new_status.conditions,
+                "observedGeneration": new_status.observed_generation,
+            }
+        });
+        bundles
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+    }
     Ok(Action::requeue(ctx.settings.resync))
 }
 
