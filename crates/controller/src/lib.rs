@@ -1,0 +1,22 @@
+//! The Bundle controller behind `anchorage controller` (issue 17, first slice).
+//!
+//! - [`crd`]: the cluster-scoped `Bundle` custom resource (`trust.anchorage.dev/v1alpha1`) and its
+//!   generated CRD.
+//! - [`desired`]: the desired state, pure: (Bundle, source objects, namespaces) → target objects
+//!   or typed refusals.
+//! - [`reconcile`]: the kube-rs `Controller` that writes them (server-side apply, content hash,
+//!   owner labels and cleanup, status conditions, Events).
+//! - [`trust_manager`]: trust-manager's `Bundle` (`trust.cert-manager.io/v1alpha1`) read and
+//!   turned into an anchorage one (pure; not yet reconciled by the running controller).
+//!
+//! Not here yet: the pod-injection webhook, the Kubernetes secrets store, ClusterTrustBundle and
+//! Java store targets, `anchorage serve` URL sources.
+
+pub mod crd;
+pub mod desired;
+pub mod reconcile;
+pub mod trust_manager;
+
+pub use crd::{Bundle, BundleSpec, BundleStatus, GROUP, crd_yaml};
+pub use desired::{Desired, Namespace, Refusal, Sources, TargetObject, desired};
+pub use reconcile::{FIELD_MANAGER, Settings, run, run_with_default_client};

@@ -1,0 +1,199 @@
+//! Reading trust-manager's `Bundle` (`trust.cert-manager.io/v1alpha1`), so a cluster can move
+//! over without rewriting its Bundles: [`TrustManagerBundle`] is the subset of its schema that
+//! matters here, and [`to_anchorage`] turns one into an anchorage [`Bundle`] (pure), or refuses
+//! what this slice does not do yet, naming the field.
+//!
+//! Mapping: `sources[].configMap`/`secret` `{name, key | includeAllKeys}` → the same source;
+//! `inLine` → `inline`; `useDefaultCAs: true` → `mozillaRoots: true` (trust-manager's default
+//! CA package is Debian's `ca-certificates`, which is Mozilla's list); `target.configMap.key` or
+//! `target.secret.key` → the `BundleKey` layout under that key (trust-manager writes the bundle
+//! under one key); `namespaceSelector.matchLabels` → the same. Not yet (refused):
+//! `additionalFormats` (JKS/PKCS#12), a source `selector` over labels, both targets at once.
+//! Not wired into the running controller yet: `anchorage controller` reconciles only
+//! `trust.anchorage.dev` Bundles.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::crd::{
+    Bundle, BundleSource, BundleSpec, BundleTarget, KeySelector, NamespaceSelector, TargetKeys,
+    TargetLayout,
+};
+use crate::desired::Refusal;
+
+/// trust-manager's Bundle spec (the fields read; others are ignored).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "trust.cert-manager.io",
+    version = "v1alpha1",
+    kind = "Bundle",
+    root = "TrustManagerBundle"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustManagerBundleSpec {
+    /// The sources.
+    #[serde(default)]
+    pub sources: Vec<TmSource>,
+    /// The target.
+    #[serde(default)]
+    pub target: TmTarget,
+}
+
+/// One trust-manager source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TmSource {
+    /// A ConfigMap in trust-manager's trust namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<TmKeySelector>,
+    /// A Secret in the trust namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TmKeySelector>,
+    /// PEM in the Bundle.
+    #[serde(default, rename = "inLine", skip_serializing_if = "Option::is_none")]
+    pub in_line: Option<String>,
+    /// trust-manager's default CA package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_default_c_as: Option<bool>,
+}
+
+/// trust-manager's source object selection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TmKeySelector {
+    /// The object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Every key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_all_keys: Option<bool>,
+    /// Objects by label (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<serde_json::Value>,
+}
+
+/// trust-manager's target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TmTarget {
+    /// A ConfigMap, the bundle under `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<TmTargetKey>,
+    /// A Secret, the bundle under `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TmTargetKey>,
+    /// JKS/PKCS#12 (not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_formats: Option<serde_json::Value>,
+    /// Namespaces by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<TmNamespaceSelector>,
+}
+
+/// A target key.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TmTargetKey {
+    /// The key.
+    pub key: String,
+}
+
+/// trust-manager's namespace selector.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TmNamespaceSelector {
+    /// Labels a namespace must carry.
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// The anchorage Bundle a trust-manager Bundle means (same name, so same target names).
+///
+/// # Errors
+///
+/// Every field this slice cannot honour, as [`Refusal::InvalidSpec`] naming it.
+pub fn to_anchorage(tm: &TrustManagerBundle) -> Result<Bundle, Vec<Refusal>> {
+    let name = kube::ResourceExt::name_any(tm);
+    let mut refusals = Vec::new();
+    let mut unsupported = |what: String| {
+        refusals.push(Refusal::InvalidSpec(format!(
+            "trust-manager Bundle `{name}`: {what} is not supported yet"
+        )));
+    };
+    let mut sources = Vec::new();
+    for (i, s) in tm.spec.sources.iter().enumerate() {
+        let select = |sel: &TmKeySelector, kind: &str, unsupported: &mut dyn FnMut(String)| {
+            if sel.selector.is_some() {
+                unsupported(format!("sources[{i}].{kind}.selector"));
+            }
+            KeySelector {
+                name: sel.name.clone().unwrap_or_default(),
+                key: sel.key.clone(),
+                key_suffix: None,
+                include_all_keys: sel.include_all_keys.filter(|all| *all),
+            }
+        };
+        let source = if let Some(sel) = &s.config_map {
+            BundleSource {
+                config_map: Some(select(sel, "configMap", &mut unsupported)),
+                ..BundleSource::default()
+            }
+        } else if let Some(sel) = &s.secret {
+            BundleSource {
+                secret: Some(select(sel, "secret", &mut unsupported)),
+                ..BundleSource::default()
+            }
+        } else if let Some(pem) = &s.in_line {
+            BundleSource {
+                inline: Some(pem.clone()),
+                ..BundleSource::default()
+            }
+        } else if s.use_default_c_as == Some(true) {
+            BundleSource {
+                mozilla_roots: Some(true),
+                ..BundleSource::default()
+            }
+        } else {
+            continue;
+        };
+        sources.push(source);
+    }
+    let t = &tm.spec.target;
+    if t.additional_formats.is_some() {
+        unsupported("target.additionalFormats (JKS/PKCS#12)".into());
+    }
+    let keys = |k: &TmTargetKey| TargetKeys {
+        layout: TargetLayout::BundleKey,
+        key: Some(k.key.clone()),
+    };
+    let (config_map, secret) = match (&t.config_map, &t.secret) {
+        (Some(_), Some(_)) => {
+            unsupported("a ConfigMap and a Secret target at once".into());
+            (None, None)
+        }
+        (cm, s) => (cm.as_ref().map(keys), s.as_ref().map(keys)),
+    };
+    if !refusals.is_empty() {
+        return Err(refusals);
+    }
+    Ok(Bundle::new(
+        &name,
+        BundleSpec {
+            sources,
+            target: BundleTarget {
+                name: None,
+                config_map,
+                secret,
+                namespace_selector: t.namespace_selector.as_ref().map(|s| NamespaceSelector {
+                    match_labels: s.match_labels.clone(),
+                    match_expressions: Vec::new(),
+                }),
+            },
+        },
+    ))
+}

@@ -1,0 +1,439 @@
+//! The desired-state function, pure (layer 1 of issue 17's three test layers): sources and
+//! namespaces in, target objects or typed refusals out. Proves the content of targets and every
+//! refusal; says nothing about the API server (tests/loop.rs does).
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::collections::BTreeMap;
+
+use anchorage_controller::crd::{
+    BundleSource, BundleTarget, KeySelector, NamespaceSelector, TargetKeys, TargetLayout,
+};
+use anchorage_controller::desired::{BUNDLE_LABEL, CONTENT_HASH_ANNOTATION};
+use anchorage_controller::{
+    Bundle, BundleSpec, Namespace, Refusal, Sources, TargetObject, desired,
+};
+use anchorage_test_support::pki;
+
+fn ns(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
+    }
+}
+
+fn cm_source(name: &str, sel: impl FnOnce(&mut KeySelector)) -> BundleSource {
+    let mut s = KeySelector {
+        name: name.into(),
+        ..KeySelector::default()
+    };
+    sel(&mut s);
+    BundleSource {
+        config_map: Some(s),
+        ..BundleSource::default()
+    }
+}
+
+fn bundle(name: &str, sources: Vec<BundleSource>, target: BundleTarget) -> Bundle {
+    Bundle::new(name, BundleSpec { sources, target })
+}
+
+fn cm_target(layout: TargetLayout) -> BundleTarget {
+    BundleTarget {
+        config_map: Some(TargetKeys { layout, key: None }),
+        ..BundleTarget::default()
+    }
+}
+
+struct Fixture {
+    sources: Sources,
+    a: pki::Issued,
+    b: pki::Issued,
+}
+
+fn fixture() -> Fixture {
+    let a = pki::root_ca("Controller Test Root A");
+    let b = pki::root_ca("Controller Test Root B");
+    let mut sources = Sources {
+        namespace: "trust".into(),
+        ..Sources::default()
+    };
+    let data: BTreeMap<String, Vec<u8>> = [
+        ("a.crt".to_owned(), a.pem.clone().into_bytes()),
+        ("b.crt".to_owned(), b.pem.clone().into_bytes()),
+        ("README".to_owned(), b"not a certificate".to_vec()),
+    ]
+    .into();
+    sources.config_maps.insert("cas".into(), data);
+    Fixture { sources, a, b }
+}
+
+fn data_of(t: &TargetObject) -> BTreeMap<String, String> {
+    match t {
+        TargetObject::ConfigMap(cm) => cm.data.clone().unwrap_or_default(),
+        TargetObject::Secret(s) => s
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_suffix_source_becomes_the_certs_dir_layout_in_each_selected_namespace() {
+    let f = fixture();
+    let mut target = cm_target(TargetLayout::CertsDir);
+    target.namespace_selector = Some(NamespaceSelector {
+        match_labels: [("trust".to_owned(), "on".to_owned())].into(),
+        ..NamespaceSelector::default()
+    });
+    let b = bundle(
+        "trust",
+        vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))],
+        target,
+    );
+    let namespaces = [
+        ns("apps", &[("trust", "on")]),
+        ns("other", &[]),
+        ns("web", &[("trust", "on")]),
+    ];
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(d.certificates, 2);
+    let names: Vec<String> = d.targets.iter().map(TargetObject::namespace).collect();
+    assert_eq!(names, ["apps", "web"]);
+    let t = &d.targets[0];
+    assert_eq!(t.kind(), "ConfigMap");
+    assert_eq!(t.name(), "trust");
+    let data = data_of(t);
+    let bundle_pem = &data["ca-certificates.crt"];
+    assert!(bundle_pem.contains(f.a.pem.trim()) && bundle_pem.contains(f.b.pem.trim()));
+    assert_eq!(
+        data.keys()
+            .filter(|k| anchorage_bundle::is_openssl_hash_name(k))
+            .count(),
+        2,
+        "one <hash>.<n> key per certificate: {:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+    let TargetObject::ConfigMap(cm) = t else {
+        panic!()
+    };
+    assert_eq!(cm.metadata.labels.as_ref().unwrap()[BUNDLE_LABEL], "trust");
+    assert!(
+        cm.metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .contains_key(CONTENT_HASH_ANNOTATION)
+    );
+}
+
+#[test]
+fn the_certs_dir_target_holds_the_bytes_bundle_build_writes() {
+    // The same certificates through anchorage-trust's loader and anchorage-k8s (what `anchorage
+    // k8s configmap` / `bundle build` use): the data must be byte-identical.
+    let f = fixture();
+    let b = bundle(
+        "trust",
+        vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))],
+        cm_target(TargetLayout::CertsDir),
+    );
+    let d = desired(&b, &[], &f.sources, &[ns("apps", &[])]).unwrap();
+    let loaded = anchorage_trust::load(
+        &[anchorage_trust::Source::Bytes {
+            name: "x".into(),
+            bytes: format!("{}{}", f.a.pem, f.b.pem).into_bytes(),
+        }],
+        &anchorage_trust::LoadOptions::default(),
+    );
+    let reference = anchorage_bundle::Bundle::new(
+        loaded
+            .certificates
+            .into_iter()
+            .map(|c| (c.certificate, c.origin)),
+    );
+    let expected = anchorage_k8s::trust_configmap(
+        &reference,
+        &anchorage_k8s::ObjectName::new("trust").in_namespace("apps"),
+        &anchorage_k8s::Layout::default(),
+    )
+    .unwrap();
+    assert_eq!(data_of(&d.targets[0]), expected.data.unwrap());
+}
+
+#[test]
+fn a_changed_source_changes_the_content_hash_and_an_unchanged_one_does_not() {
+    let f = fixture();
+    let b = bundle(
+        "trust",
+        vec![cm_source("cas", |s| s.key = Some("a.crt".into()))],
+        cm_target(TargetLayout::BundleKey),
+    );
+    let one = desired(&b, &[], &f.sources, &[ns("apps", &[])]).unwrap();
+    let again = desired(&b, &[], &f.sources, &[ns("apps", &[])]).unwrap();
+    assert_eq!(
+        one.targets[0].content_hash(),
+        again.targets[0].content_hash()
+    );
+    let mut changed = f.sources.clone();
+    changed
+        .config_maps
+        .get_mut("cas")
+        .unwrap()
+        .insert("a.crt".into(), f.b.pem.into_bytes());
+    let other = desired(&b, &[], &changed, &[ns("apps", &[])]).unwrap();
+    assert_ne!(
+        one.targets[0].content_hash(),
+        other.targets[0].content_hash()
+    );
+    // BundleKey: the bundle alone, no hashed keys.
+    assert_eq!(
+        data_of(&one.targets[0]).keys().collect::<Vec<_>>(),
+        ["ca-certificates.crt"]
+    );
+}
+
+#[test]
+fn a_private_key_in_a_source_is_refused_naming_object_and_key_never_the_value() {
+    let mut f = fixture();
+    let leaf = pki::server_leaf(&["x.test"], &f.a);
+    f.sources.secrets.insert(
+        "leaky".into(),
+        [(
+            "tls.crt".to_owned(),
+            format!("{}{}", leaf.pem, leaf.key_pem).into_bytes(),
+        )]
+        .into(),
+    );
+    let b = bundle(
+        "trust",
+        vec![BundleSource {
+            secret: Some(KeySelector {
+                name: "leaky".into(),
+                include_all_keys: Some(true),
+                ..KeySelector::default()
+            }),
+            ..BundleSource::default()
+        }],
+        cm_target(TargetLayout::CertsDir),
+    );
+    let refusals = desired(&b, &[], &f.sources, &[ns("apps", &[])]).unwrap_err();
+    assert_eq!(
+        refusals,
+        [Refusal::PrivateKey {
+            object: "Secret trust/leaky".into(),
+            key: "tls.crt".into()
+        }]
+    );
+    let text = refusals[0].to_string();
+    assert!(text.contains("Secret trust/leaky") && text.contains("tls.crt"));
+    assert!(!text.contains("PRIVATE KEY") && !text.contains(&leaf.key_pem[40..80]));
+    assert_eq!(refusals[0].reason(), "PrivateKeyInSource");
+}
+
+#[test]
+fn a_non_pem_value_a_missing_source_and_a_missing_key_are_each_refused() {
+    let f = fixture();
+    let b = bundle(
+        "trust",
+        vec![
+            cm_source("cas", |s| s.include_all_keys = Some(true)),
+            cm_source("absent", |s| s.key = Some("ca.crt".into())),
+            cm_source("cas", |s| s.key = Some("nope.crt".into())),
+            cm_source("cas", |s| s.key_suffix = Some(".pem".into())),
+        ],
+        cm_target(TargetLayout::CertsDir),
+    );
+    let refusals = desired(&b, &[], &f.sources, &[ns("apps", &[])]).unwrap_err();
+    let reasons: Vec<&str> = refusals.iter().map(Refusal::reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            "NotPem",
+            "SourceMissing",
+            "SourceKeyMissing",
+            "SourceKeyMissing"
+        ]
+    );
+    assert!(
+        matches!(&refusals[0], Refusal::NotPem { object, key, .. } if object == "ConfigMap trust/cas" && key == "README")
+    );
+    assert!(refusals[1].to_string().contains("ConfigMap trust/absent"));
+    assert!(refusals[2].to_string().contains("`nope.crt`"));
+    assert!(refusals[3].to_string().contains("ending in `.pem`"));
+    // Negative control: the good keys alone are accepted.
+    let good = bundle(
+        "trust",
+        vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))],
+        cm_target(TargetLayout::CertsDir),
+    );
+    assert!(desired(&good, &[], &f.sources, &[ns("apps", &[])]).is_ok());
+}
+
+#[test]
+fn zero_certificates_is_refused() {
+    let f = fixture();
+    // PrivateOnly over Mozilla's roots alone: nothing private is left.
+    let mozilla: Vec<_> = webpki_mozilla(3);
+    let sources = Sources {
+        mozilla,
+        ..f.sources
+    };
+    let b = bundle(
+        "trust",
+        vec![BundleSource {
+            mozilla_roots: Some(true),
+            ..BundleSource::default()
+        }],
+        cm_target(TargetLayout::PrivateOnly),
+    );
+    assert_eq!(
+        desired(&b, &[], &sources, &[ns("apps", &[])]).unwrap_err(),
+        [Refusal::NoCertificates]
+    );
+    let empty = bundle("trust", vec![], cm_target(TargetLayout::CertsDir));
+    assert_eq!(
+        desired(&empty, &[], &sources, &[ns("apps", &[])]).unwrap_err(),
+        [Refusal::NoCertificates]
+    );
+}
+
+#[test]
+fn private_only_keeps_what_mozilla_lacks() {
+    let f = fixture();
+    let sources = Sources {
+        mozilla: webpki_mozilla(3),
+        ..f.sources.clone()
+    };
+    let b = bundle(
+        "trust",
+        vec![
+            BundleSource {
+                mozilla_roots: Some(true),
+                ..BundleSource::default()
+            },
+            cm_source("cas", |s| s.key = Some("a.crt".into())),
+        ],
+        cm_target(TargetLayout::PrivateOnly),
+    );
+    let d = desired(&b, &[], &sources, &[ns("apps", &[])]).unwrap();
+    assert_eq!(d.certificates, 1);
+    let data = data_of(&d.targets[0]);
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["extra-ca.pem"]);
+    assert!(data["extra-ca.pem"].contains(f.a.pem.trim()));
+}
+
+#[test]
+fn a_target_over_one_mib_is_refused() {
+    // Inline PEM of the full Mozilla set repeated under distinct roots would be slow to make;
+    // instead, many distinct test roots (each ~600 bytes of PEM, twice with the hashed keys).
+    let mut pem = String::new();
+    for i in 0..1000 {
+        pem.push_str(&pki::root_ca(&format!("Controller Big Root {i:04} {}", "x".repeat(40))).pem);
+    }
+    let b = bundle(
+        "trust",
+        vec![BundleSource {
+            inline: Some(pem),
+            ..BundleSource::default()
+        }],
+        cm_target(TargetLayout::CertsDir),
+    );
+    let refusals = desired(&b, &[], &Sources::default(), &[ns("apps", &[])]).unwrap_err();
+    assert_eq!(refusals.len(), 1);
+    assert_eq!(refusals[0].reason(), "TargetInvalid", "{}", refusals[0]);
+    assert!(
+        refusals[0].to_string().contains("1 MiB") || refusals[0].to_string().contains("1048576"),
+        "{}",
+        refusals[0]
+    );
+}
+
+#[test]
+fn two_bundles_writing_one_target_the_first_by_name_keeps_it() {
+    let f = fixture();
+    let mut target = cm_target(TargetLayout::CertsDir);
+    target.name = Some("shared".into());
+    let first = bundle(
+        "alpha",
+        vec![cm_source("cas", |s| s.key = Some("a.crt".into()))],
+        target.clone(),
+    );
+    let second = bundle(
+        "beta",
+        vec![cm_source("cas", |s| s.key = Some("b.crt".into()))],
+        target,
+    );
+    let namespaces = [ns("apps", &[])];
+    let d1 = desired(
+        &first,
+        std::slice::from_ref(&second),
+        &f.sources,
+        &namespaces,
+    )
+    .unwrap();
+    assert_eq!(d1.targets.len(), 1);
+    assert!(d1.refused.is_empty());
+    let d2 = desired(
+        &second,
+        std::slice::from_ref(&first),
+        &f.sources,
+        &namespaces,
+    )
+    .unwrap();
+    assert!(d2.targets.is_empty());
+    assert_eq!(d2.refused.len(), 1);
+    assert_eq!(d2.refused[0].1.reason(), "TargetConflict");
+    assert!(
+        d2.refused[0]
+            .1
+            .to_string()
+            .contains("ConfigMap apps/shared is written by Bundle `alpha`")
+    );
+}
+
+#[test]
+fn selector_expressions_pick_namespaces() {
+    let sel = NamespaceSelector {
+        match_expressions: vec![
+            anchorage_controller::crd::LabelRequirement {
+                key: "env".into(),
+                operator: "In".into(),
+                values: vec!["prod".into()],
+            },
+            anchorage_controller::crd::LabelRequirement {
+                key: "skip".into(),
+                operator: "DoesNotExist".into(),
+                values: vec![],
+            },
+        ],
+        ..NamespaceSelector::default()
+    };
+    let l = |p: &[(&str, &str)]| {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert!(sel.matches(&l(&[("env", "prod")])));
+    assert!(!sel.matches(&l(&[("env", "dev")])));
+    assert!(!sel.matches(&l(&[("env", "prod"), ("skip", "1")])));
+    assert!(NamespaceSelector::default().matches(&l(&[])));
+}
+
+fn webpki_mozilla(n: usize) -> Vec<(anchorage_x509::Certificate, anchorage_bundle::Origin)> {
+    let loaded = anchorage_trust::load(
+        &[anchorage_trust::Source::Mozilla],
+        &anchorage_trust::LoadOptions::default(),
+    );
+    loaded
+        .certificates
+        .into_iter()
+        .take(n)
+        .map(|c| (c.certificate, c.origin))
+        .collect()
+}

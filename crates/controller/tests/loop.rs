@@ -1,0 +1,368 @@
+//! The reconcile loop with the real kube-rs client and `Controller` against PyPI's `kmock` 0.8
+//! Kubernetes emulator (layer 2 of issue 17's three test layers; the emulator is someone else's,
+//! started by tests/support/kmock_server.py). Proves: targets appear in selected namespaces only,
+//! a source change reaches them through the trust-namespace watch, a selector change adds and
+//! removes targets, a refused Bundle gets `Ready=False` and a Warning Event while the good one is
+//! kept in sync, and status conditions are written.
+//!
+//! What kmock does not prove (a real cluster does, see tests/cluster.rs): server-side apply field
+//! ownership (kmock merges JSON, so a key dropped from a target is not removed by it), label
+//! selectors (kmock returns every object; the controller filters by label itself too), garbage
+//! collection through owner references, resource versions.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anchorage_controller::crd::{
+    BundleSource, BundleTarget, KeySelector, NamespaceSelector, TargetKeys,
+};
+use anchorage_controller::{Bundle, BundleSpec, Settings};
+use anchorage_test_support::pki;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt as _};
+use serde_json::json;
+
+struct Kmock {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Kmock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// kmock on a free port, or `None` (skipped loudly) when python3 or kmock is missing.
+fn start_kmock() -> Option<Kmock> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/kmock_server.py");
+    let has_kmock = Command::new("python3")
+        .args(["-c", "import kmock"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_kmock {
+        anchorage_test_support::peer::skip(
+            "python3 with PyPI's kmock is not installed (scripts/install-test-deps.sh installs it), so the controller's loop test did not run",
+        );
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .unwrap_or_else(|| panic!("kmock_server.py printed {line:?}"))
+        .parse()
+        .unwrap();
+    Some(Kmock { child, port })
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 20 s: {what}");
+}
+
+fn namespace(name: &str, labels: serde_json::Value) -> Namespace {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+}
+
+/// The object, or `None` on any 404 (kmock's 404 carries the reason `Object Not Found`, not
+/// `NotFound`, so kube's `get_opt` does not recognise it).
+async fn get<K>(api: &Api<K>, name: &str) -> Option<K>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get(name).await {
+        Ok(o) => Some(o),
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => panic!("GET {name}: {e}"),
+    }
+}
+
+async fn target(client: &Client, ns: &str) -> Option<ConfigMap> {
+    get(&Api::<ConfigMap>::namespaced(client.clone(), ns), "trust").await
+}
+
+fn condition(b: &Bundle, type_: &str) -> Option<(String, String)> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_keeps_targets_in_sync_and_a_bad_bundle_does_not_stop_it() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("ANCHORAGE_LOG").unwrap_or_else(|_| "anchorage_controller=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let Some(kmock) = start_kmock() else { return };
+    let config = kube::Config::new(format!("http://127.0.0.1:{}", kmock.port).parse().unwrap());
+    let client = Client::try_from(config).unwrap();
+    let pp = PostParams::default();
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&pp, &namespace("trust-ns", json!({})))
+        .await
+        .unwrap();
+    namespaces
+        .create(&pp, &namespace("apps", json!({"trust": "on"})))
+        .await
+        .unwrap();
+    namespaces
+        .create(&pp, &namespace("other", json!({})))
+        .await
+        .unwrap();
+
+    let a = pki::root_ca("Loop Test Root A");
+    let b = pki::root_ca("Loop Test Root B");
+    let leaf = pki::server_leaf(&["x.test"], &a);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "trust-ns");
+    let source: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "cas", "namespace": "trust-ns"},
+        "data": {"a.crt": a.pem, "notes.txt": "not a certificate"}
+    }))
+    .unwrap();
+    cms.create(&pp, &source).await.unwrap();
+    let leaky: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "leaky", "namespace": "trust-ns"},
+        "stringData": {"tls.crt": format!("{}{}", leaf.pem, leaf.key_pem)}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "trust-ns")
+        .create(&pp, &leaky)
+        .await
+        .unwrap();
+
+    let bundles: Api<Bundle> = Api::all(client.clone());
+    let good = Bundle::new(
+        "trust",
+        BundleSpec {
+            sources: vec![BundleSource {
+                config_map: Some(KeySelector {
+                    name: "cas".into(),
+                    key_suffix: Some(".crt".into()),
+                    ..KeySelector::default()
+                }),
+                ..BundleSource::default()
+            }],
+            target: BundleTarget {
+                config_map: Some(TargetKeys::default()),
+                namespace_selector: Some(NamespaceSelector {
+                    match_labels: [("trust".to_owned(), "on".to_owned())].into(),
+                    ..NamespaceSelector::default()
+                }),
+                ..BundleTarget::default()
+            },
+        },
+    );
+    let mut bad = good.clone();
+    bad.metadata.name = Some("bad".into());
+    bad.spec.target.name = Some("bad-trust".into());
+    bad.spec.sources = vec![BundleSource {
+        secret: Some(KeySelector {
+            name: "leaky".into(),
+            include_all_keys: Some(true),
+            ..KeySelector::default()
+        }),
+        ..BundleSource::default()
+    }];
+    // kmock assigns no uid (a real API server does); owner references need one.
+    let mut good = good;
+    good.metadata.uid = Some("0b0e5b3c-0000-4000-8000-000000000001".into());
+    bad.metadata.uid = Some("0b0e5b3c-0000-4000-8000-000000000002".into());
+    bundles.create(&pp, &bad).await.unwrap();
+    bundles.create(&pp, &good).await.unwrap();
+
+    let mut settings = Settings {
+        trust_namespace: "trust-ns".into(),
+        resync: Duration::from_secs(600),
+        retry: Duration::from_millis(500),
+        mozilla: Vec::new(),
+        system: Vec::new(),
+    };
+    settings.retry = Duration::from_millis(500);
+    let controller = tokio::spawn(anchorage_controller::run(client.clone(), settings));
+
+    // 1. The target appears in the selected namespace only, with the certs-dir layout.
+    eventually("the target in `apps`", || async {
+        target(&client, "apps").await.is_some()
+    })
+    .await;
+    let cm = target(&client, "apps").await.unwrap();
+    let data = cm.data.clone().unwrap();
+    assert!(data["ca-certificates.crt"].contains(a.pem.trim()));
+    assert_eq!(
+        data.keys()
+            .filter(|k| anchorage_bundle::is_openssl_hash_name(k))
+            .count(),
+        1
+    );
+    assert_eq!(cm.labels()["trust.anchorage.dev/bundle"], "trust");
+    assert!(
+        cm.annotations()
+            .contains_key("trust.anchorage.dev/content-sha256")
+    );
+    assert_eq!(
+        cm.metadata.owner_references.as_ref().unwrap()[0].name,
+        "trust",
+        "owned by the Bundle"
+    );
+    assert!(target(&client, "other").await.is_none());
+
+    // 2. Status: Ready and one condition per target.
+    eventually("the good Bundle Ready=True", || async {
+        let b = bundles.get("trust").await.unwrap();
+        condition(&b, "Ready") == Some(("True".into(), "Synced".into()))
+            && condition(&b, "Target/apps").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        bundles
+            .get("trust")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .certificates,
+        Some(1)
+    );
+
+    // 3. The bad Bundle is refused: a condition and a Warning Event naming object and key, no
+    //    target written, and (above) the good one went on.
+    eventually("the bad Bundle Ready=False", || async {
+        let b = bundles.get("bad").await.unwrap();
+        condition(&b, "Ready") == Some(("False".into(), "PrivateKeyInSource".into()))
+    })
+    .await;
+    let events: Vec<Event> = Api::<Event>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let refusal = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("PrivateKeyInSource"))
+        .expect("a Warning Event for the refusal");
+    let note = refusal.note.clone().unwrap_or_default();
+    assert!(
+        note.contains("Secret trust-ns/leaky") && note.contains("tls.crt"),
+        "{note}"
+    );
+    assert!(!note.contains("PRIVATE KEY"));
+    assert_eq!(refusal.type_.as_deref(), Some("Warning"));
+    assert!(
+        get(
+            &Api::<ConfigMap>::namespaced(client.clone(), "apps"),
+            "bad-trust"
+        )
+        .await
+        .is_none()
+    );
+
+    // 4. An unchanged target is not rewritten: a change in the trust namespace that does not
+    //    touch this Bundle's sources reconciles it again (`Unchanged` in its condition), and the
+    //    target's resourceVersion (stamped on every write) stays the same.
+    let before = target(&client, "apps").await.unwrap().resource_version();
+    let unrelated: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "unrelated", "namespace": "trust-ns"},
+        "data": {"x": "y"}
+    }))
+    .unwrap();
+    cms.create(&pp, &unrelated).await.unwrap();
+    eventually("the target reported Unchanged", || async {
+        let b = bundles.get("trust").await.unwrap();
+        condition(&b, "Target/apps") == Some(("True".into(), "Unchanged".into()))
+    })
+    .await;
+    assert_eq!(
+        target(&client, "apps").await.unwrap().resource_version(),
+        before
+    );
+
+    // 5. A source change reaches the target (through the trust-namespace watch).
+    cms.patch(
+        "cas",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"b.crt": b.pem}})),
+    )
+    .await
+    .unwrap();
+    eventually("root B in the target", || async {
+        target(&client, "apps")
+            .await
+            .is_some_and(|cm| cm.data.unwrap()["ca-certificates.crt"].contains(b.pem.trim()))
+    })
+    .await;
+
+    // 6. The selector: `other` gains the label (a target appears), `apps` loses it (its target
+    //    is deleted).
+    namespaces
+        .patch(
+            "other",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"trust": "on"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the target in `other`", || async {
+        target(&client, "other").await.is_some()
+    })
+    .await;
+    namespaces
+        .patch(
+            "apps",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"trust": null}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the target in `apps` deleted", || async {
+        target(&client, "apps").await.is_none()
+    })
+    .await;
+    let names: Vec<String> = bundles
+        .get("trust")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_.clone())
+        .collect();
+    assert!(names.contains(&"Target/other".to_owned()), "{names:?}");
+
+    controller.abort();
+    drop(kmock);
+}

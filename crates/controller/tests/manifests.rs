@@ -1,0 +1,99 @@
+//! deploy/kubernetes/controller: the RBAC is exactly the list of verbs per resource below (what
+//! the reconciler calls; a grant more or less fails), the kustomization lists every file, and
+//! the Deployment runs `anchorage controller` under the service account the RBAC binds.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_yaml_ng::Value;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/controller")
+}
+
+fn documents(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir().join(file)).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+/// What the controller does, per `group/resource` (core group: empty).
+const EXPECTED: &[(&str, &[&str])] = &[
+    ("trust.anchorage.dev/bundles", &["get", "list", "watch"]),
+    ("trust.anchorage.dev/bundles/status", &["patch"]),
+    ("/namespaces", &["list", "watch"]),
+    (
+        "/configmaps",
+        &["create", "delete", "get", "list", "patch", "watch"],
+    ),
+    (
+        "/secrets",
+        &["create", "delete", "get", "list", "patch", "watch"],
+    ),
+    ("events.k8s.io/events", &["create", "patch"]),
+];
+
+#[test]
+fn rbac_grants_exactly_the_verbs_per_resource() {
+    let docs = documents("rbac.yaml");
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        for group in rule["apiGroups"].as_sequence().unwrap() {
+            for resource in rule["resources"].as_sequence().unwrap() {
+                let key = format!("{}/{}", group.as_str().unwrap(), resource.as_str().unwrap());
+                for verb in rule["verbs"].as_sequence().unwrap() {
+                    let verb = verb.as_str().unwrap();
+                    assert_ne!(verb, "*", "no wildcard verbs");
+                    granted
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(verb.to_owned());
+                }
+            }
+        }
+    }
+    let expected: BTreeMap<String, BTreeSet<String>> = EXPECTED
+        .iter()
+        .map(|(r, v)| ((*r).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+        .collect();
+    assert_eq!(granted, expected);
+    // Only cluster-wide grants through the one binding, to the controller's service account.
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "anchorage-controller");
+    assert_eq!(binding["subjects"][0]["namespace"], "anchorage-trust");
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest_and_the_deployment_runs_the_controller() {
+    let k = &documents("kustomization.yaml")[0];
+    let listed: BTreeSet<String> = k["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, on_disk);
+    let deployment = &documents("deployment.yaml")[0];
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(spec["serviceAccountName"], "anchorage-controller");
+    let args: Vec<&str> = spec["containers"][0]["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(args, ["controller", "--trust-namespace=anchorage-trust"]);
+}

@@ -1,0 +1,63 @@
+"""A Kubernetes API emulator for the controller's loop tests: PyPI's kmock (not written here).
+
+Declares the resources the controller uses, listens on 127.0.0.1 on a free port, prints
+`PORT <n>` on one line, and serves until stdin closes (the test process ends).
+Install: `python3 -m pip install kmock==0.8` (scripts/install-test-deps.sh does).
+"""
+import asyncio
+import sys
+
+import kmock
+from kmock._internal import parsing
+
+# kmock 0.8 reads `/api/v1/namespaces` and `/api/v1/namespaces/<name>` as a namespaced path with
+# no resource (a ValueError, HTTP 500): Namespace objects themselves are unreachable. Parse those
+# two shapes as the cluster-scoped `namespaces` resource; every other path goes to kmock as is.
+_parse_path = parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
+    parts = path.strip('/').split('/')
+    if parts[:3] == ['api', 'v1', 'namespaces'] and len(parts) <= 4:
+        name = parts[3] if len(parts) == 4 else None
+        return parsing.ParsedPath('', 'v1', 'namespaces', None, name, None)
+    return _parse_path(path)
+
+
+parsing.parse_path = _parse_path_with_namespaces
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock 0.8 stores objects without `metadata.resourceVersion`, and kube-rs's watcher refuses
+    watch events without one. Stamp a counter on every create and update (as an API server
+    does); everything else is kmock's."""
+
+    _version = 0
+
+    async def _handle(self, request):
+        if request.action in (kmock.action.CREATE, kmock.action.UPDATE) and isinstance(request.data, dict):
+            Emulator._version += 1
+            request.data.setdefault('metadata', {})['resourceVersion'] = str(Emulator._version)
+        return await super()._handle(request)
+
+RESOURCES = {
+    'v1/namespaces': dict(namespaced=False, kind='Namespace'),
+    'v1/configmaps': dict(namespaced=True, kind='ConfigMap'),
+    'v1/secrets': dict(namespaced=True, kind='Secret'),
+    'events.k8s.io/v1/events': dict(namespaced=True, kind='Event'),
+    'trust.anchorage.dev/v1alpha1/bundles': dict(namespaced=False, kind='Bundle', subresources={'status'}),
+}
+
+
+async def main() -> None:
+    async with Emulator() as emulator:
+        for key, info in RESOURCES.items():
+            emulator.resources[key] = kmock.ResourceInfo(**info)
+        async with kmock.Server(emulator) as server:
+            print(f'PORT {server.port}', flush=True)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, sys.stdin.read)
+
+
+if __name__ == '__main__':
+    asyncio.run(main())
