@@ -2,7 +2,7 @@
 //!
 //! - [`crd`]: the cluster-scoped `Bundle` custom resource (`trust.anchorage.dev/v1alpha1`) and its
 //!   generated CRD.
-//! - [`desired`]: the desired state, pure: (Bundle, source objects, namespaces) → target objects
+//! - [`desired`](mod@desired): the desired state, pure: (Bundle, source objects, namespaces) → target objects
 //!   or typed refusals.
 //! - [`reconcile`]: the kube-rs `Controller` that writes them (server-side apply, content hash,
 //!   owner labels and cleanup, status conditions, Events).
