@@ -131,12 +131,15 @@ impl Home {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // Appended before the signal, so the log read after it holds the line.
+                {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if line.contains("secrets:") {
                     let _ = tx.send(());
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {

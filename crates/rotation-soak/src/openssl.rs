@@ -83,7 +83,7 @@ pub(crate) fn reload(args: &ReloadArgs) -> Result<(), SoakError> {
         let to = generation.join(name);
         std::fs::copy(&from, &to).map_err(|e| SoakError::file("copy", &from, e))?;
     }
-    let port = anchorage_test_support::peer::free_port();
+    let port = unused_port(&args.dir)?;
     let log = std::fs::File::create(generation.join("s_server.log"))
         .map_err(|e| SoakError::file("create", generation.join("s_server.log"), e))?;
     let g = |n: &str| generation.join(n);
@@ -147,6 +147,35 @@ pub(crate) fn reload(args: &ReloadArgs) -> Result<(), SoakError> {
         write_atomic(&files.ossl().join(format!("retire-{}", old.pid)), "")?;
     }
     Ok(())
+}
+
+/// A free port no s_server of this run has had before. Without this, a port freed by a
+/// retired s_server was handed to another agent's next one, and a client that had read the
+/// old port just before the switch reached the wrong peer ("hostname mismatch", seen in CI):
+/// a failure of the harness, not of the rotation. The run's ports are recorded with
+/// create-only files beside the agents' directories (reload commands are separate processes).
+fn unused_port(agent_dir: &Path) -> Result<u16, SoakError> {
+    let registry = agent_dir.parent().unwrap_or(agent_dir).join("ossl-ports");
+    std::fs::create_dir_all(&registry).map_err(|e| SoakError::file("create", &registry, e))?;
+    let mut last = None;
+    for _ in 0..1000 {
+        let port = anchorage_test_support::peer::free_port();
+        let marker = registry.join(port.to_string());
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+        {
+            Ok(_) => return Ok(port),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(port),
+            Err(e) => return Err(SoakError::file("create", &marker, e)),
+        }
+    }
+    Err(SoakError::NotReady {
+        what: "a loopback port not used before in this run".into(),
+        seconds: 0,
+        detail: format!("1000 tries, the last {last:?}"),
+    })
 }
 
 /// SIGTERM to `pid` (a process this harness started, through the reload command).
@@ -249,12 +278,21 @@ fn one(openssl: &Path, own: &AgentFiles, peer: &AgentFiles, peer_name: &str) -> 
     if out.status.success() && stdout.contains("HTTP/1.0 200 ok") {
         Ok(())
     } else {
-        Err(reason(
-            &String::from_utf8_lossy(&out.stderr),
-            out.status.code(),
-        ))
+        let why = reason(&String::from_utf8_lossy(&out.stderr), out.status.code());
+        // Refused by a port whose s_server was retired after we read it (the client started
+        // more than the 2 s grace later, on a loaded machine): no handshake took place, and a
+        // real client would have been told the new endpoint. Not counted either way.
+        if why.ends_with("Connection refused")
+            && Current::read(peer).is_some_and(|now| now.port != theirs.port)
+        {
+            return Err(STALE.to_owned());
+        }
+        Err(why)
     }
 }
+
+/// [`one`]'s error when the peer's server was retired under it (not a handshake).
+const STALE: &str = "stale endpoint";
 
 /// s_client runs from agent `own` to agent `peer` at `rate` per second until `stop`.
 pub(crate) fn client_loop(
@@ -273,6 +311,7 @@ pub(crate) fn client_loop(
         if let Ok(mut c) = counts.lock() {
             match outcome {
                 Ok(()) => c.ok += 1,
+                Err(r) if r == STALE => {}
                 Err(r) => c.fail(r),
             }
         }
