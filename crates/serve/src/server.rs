@@ -120,7 +120,12 @@ pub(crate) async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection task, so that when this returns none is left holding the app (and
+    // through it the store): an embedded store reopened right after a shutdown was refused
+    // "database already open" while a finished connection's task was still being dropped.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -136,7 +141,7 @@ pub(crate) async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let stream =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
@@ -180,4 +185,7 @@ pub(crate) async fn serve(
             limits.drain_timeout.as_secs()
         );
     }
+    // Drained (or cut): what is left is handshakes in progress and tasks finishing.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }
