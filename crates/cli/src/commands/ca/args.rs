@@ -213,7 +213,7 @@ pub(crate) enum CaAction {
     Import(CaImportArgs),
     /// Rotate the root with zero downtime, through a running `anchorage serve`: start, status,
     /// advance, abort, prune.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = super::rotate::EXAMPLES.trim_end())]
     Rotate(super::rotate::RotateAction),
 }
 

@@ -18,7 +18,7 @@ use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Globals;
 use crate::options::OutputFormat;
 
-const EXAMPLES: &str = concat!(
+pub(crate) const EXAMPLES: &str = concat!(
     "Examples:\n",
     "  anchorage ca rotate start          # B made by serve, A's key type\n",
     "  anchorage ca rotate status         # phase, since, gate, laggards\n",
