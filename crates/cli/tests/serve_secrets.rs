@@ -408,6 +408,15 @@ fn secrets_options_without_secrets_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
         assert!(stderr.contains("add --secrets"), "{stderr}");
     }
+    // Options with a default are refused too when given without --secrets (clap says so).
+    for extra in [["--secrets-backend", "other"], ["--secrets-bucket", "B"]] {
+        let mut args = vec!["serve", "--data-dir", data.to_str().unwrap()];
+        args.extend(extra);
+        let out = home.anchorage(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--secrets"), "{stderr}");
+    }
     // --secrets needs --nats-url.
     let out = home
         .anchorage(&["serve", "--secrets", "--data-dir", data.to_str().unwrap()])
