@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 
 use anchorage_bundle::{Bundle as CertBundle, Origin};
-use anchorage_k8s::{K8sError, Layout, ObjectName, trust_configmap, trust_secret};
+use anchorage_k8s::{
+    JKS_PASSWORD, K8sError, Layout, ObjectName, trust_configmap, trust_secret, wasmcloud_configmap,
+};
 use anchorage_x509::{Certificate, Input};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::crd::{Bundle, BundleSource, KeySelector, TargetLayout};
+use crate::crd::{AdditionalFormats, Bundle, BundleSource, KeySelector, TargetLayout};
 
 /// The label naming the Bundle that owns a target; the controller caches targets by it alone.
 pub const BUNDLE_LABEL: &str = "trust.anchorage.dev/bundle";
@@ -267,7 +269,7 @@ pub fn desired(
         .or(bundle.spec.target.secret.as_ref())
         .cloned()
         .unwrap_or_default();
-    let (content, layout) = match keys.layout {
+    let (content, mut layout) = match keys.layout {
         TargetLayout::CertsDir => (
             certs,
             Layout {
@@ -299,7 +301,23 @@ pub fn desired(
                 },
             )
         }
+        TargetLayout::WasmCloud => {
+            if keys.key.is_some() || bundle.spec.target.additional_formats.is_some() {
+                return Err(vec![Refusal::InvalidSpec(
+                    "the WasmCloud layout names its own `.crt` keys (the operator reads nothing else): remove `key` and `additionalFormats`".into(),
+                )]);
+            }
+            (certs, Layout::bundle_only())
+        }
     };
+    let shape = if keys.layout == TargetLayout::WasmCloud {
+        Shape::WasmCloud
+    } else {
+        Shape::Layout
+    };
+    if let Some(formats) = &bundle.spec.target.additional_formats {
+        java_stores(formats, &mut layout).map_err(|r| vec![r])?;
+    }
     let selector = bundle
         .spec
         .target
@@ -336,11 +354,39 @@ pub fn desired(
         let meta = ObjectName::new(&name)
             .in_namespace(&ns.name)
             .with_label(BUNDLE_LABEL, &owner);
-        let target = build(kind, &content, &meta, &layout)
+        let target = build(kind, &content, &meta, &layout, shape)
             .map_err(|e| vec![Refusal::Target(e.to_string())])?;
         out.targets.push(target);
     }
     Ok(out)
+}
+
+/// The `additionalFormats` keys added to `layout`; a password other than the default refused.
+fn java_stores(formats: &AdditionalFormats, layout: &mut Layout) -> Result<(), Refusal> {
+    if let Some(p12) = &formats.pkcs12 {
+        if p12.password.as_deref().is_some_and(|p| !p.is_empty()) {
+            return Err(Refusal::InvalidSpec(
+                "target.additionalFormats.pkcs12.password: only the empty password is supported (the store is written without protection, and Java opens it with any password); remove the field".into(),
+            ));
+        }
+        layout.pkcs12_key = Some(p12.key.clone());
+    }
+    if let Some(jks) = &formats.jks {
+        if jks.password.as_deref().is_some_and(|p| p != JKS_PASSWORD) {
+            return Err(Refusal::InvalidSpec(format!(
+                "target.additionalFormats.jks.password: only `{JKS_PASSWORD}` (Java's default) is supported; remove the field"
+            )));
+        }
+        layout.jks_key = Some(jks.key.clone());
+    }
+    Ok(())
+}
+
+/// How the target's keys are made: by [`Layout`], or as wasmCloud's operator reads them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Layout,
+    WasmCloud,
 }
 
 /// The object with its [`CONTENT_HASH_ANNOTATION`] set.
@@ -349,11 +395,31 @@ fn build(
     content: &CertBundle,
     meta: &ObjectName,
     layout: &Layout,
+    shape: Shape,
 ) -> Result<TargetObject, K8sError> {
-    let mut target = if kind == "ConfigMap" {
-        TargetObject::ConfigMap(trust_configmap(content, meta, layout)?)
-    } else {
-        TargetObject::Secret(trust_secret(content, meta, layout)?)
+    let mut target = match (kind, shape) {
+        ("ConfigMap", Shape::Layout) => {
+            TargetObject::ConfigMap(trust_configmap(content, meta, layout)?)
+        }
+        (_, Shape::Layout) => TargetObject::Secret(trust_secret(content, meta, layout)?),
+        ("ConfigMap", Shape::WasmCloud) => {
+            TargetObject::ConfigMap(wasmcloud_configmap(content, meta)?)
+        }
+        (_, Shape::WasmCloud) => {
+            // The same keys and values as the ConfigMap, in an Opaque Secret (the operator
+            // reads `.crt` keys from either).
+            let cm = wasmcloud_configmap(content, meta)?;
+            TargetObject::Secret(Secret {
+                metadata: cm.metadata,
+                type_: Some("Opaque".into()),
+                data: cm.data.map(|data| {
+                    data.into_iter()
+                        .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes())))
+                        .collect()
+                }),
+                ..Secret::default()
+            })
+        }
     };
     let hash = content_hash(&target);
     let annotations = match &mut target {

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use anchorage_controller::crd::{
-    BundleSource, BundleTarget, KeySelector, NamespaceSelector, TargetKeys, TargetLayout,
+    AdditionalFormats, BundleSource, BundleTarget, KeySelector, KeystoreFormat, NamespaceSelector,
+    TargetKeys, TargetLayout,
 };
 use anchorage_controller::desired::{BUNDLE_LABEL, CONTENT_HASH_ANNOTATION};
 use anchorage_controller::{
@@ -436,4 +437,157 @@ fn webpki_mozilla(n: usize) -> Vec<(anchorage_x509::Certificate, anchorage_bundl
         .take(n)
         .map(|c| (c.certificate, c.origin))
         .collect()
+}
+
+/// `additionalFormats`: a PKCS#12 and a JKS trust store of the same certificates next to the PEM,
+/// binary (`binaryData`), deterministic (so the content hash is stable), read back by our
+/// decoder and by Java's `keytool`; a non-default password is refused naming the field.
+#[test]
+fn additional_formats_add_java_trust_stores_of_the_same_certificates() {
+    let f = fixture();
+    let mut target = cm_target(TargetLayout::BundleKey);
+    target.additional_formats = Some(AdditionalFormats {
+        pkcs12: Some(KeystoreFormat {
+            key: "truststore.p12".into(),
+            password: Some(String::new()),
+        }),
+        jks: Some(KeystoreFormat {
+            key: "truststore.jks".into(),
+            password: None,
+        }),
+    });
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+    let b = bundle("java", source(), target.clone());
+    let namespaces = [ns("apps", &[])];
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    let TargetObject::ConfigMap(cm) = &d.targets[0] else {
+        panic!("a ConfigMap")
+    };
+    let binary = cm.binary_data.clone().unwrap();
+    assert_eq!(
+        binary.keys().collect::<Vec<_>>(),
+        ["truststore.jks", "truststore.p12"]
+    );
+    let changeit = secrecy::SecretString::from("changeit");
+    let jks = anchorage_keystore::decode(&binary["truststore.jks"].0, Some(&changeit)).unwrap();
+    let p12 = anchorage_keystore::decode(&binary["truststore.p12"].0, None).unwrap();
+    assert_eq!(jks.certificates.len(), 2);
+    assert_eq!(p12.certificates.len(), 2);
+    // Same input, same bytes and hash: an unchanged Bundle is not rewritten.
+    let again = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(again.targets[0].content_hash(), d.targets[0].content_hash());
+    // Negative control: without additionalFormats there is no binary key.
+    let plain = bundle("plain", source(), cm_target(TargetLayout::BundleKey));
+    let TargetObject::ConfigMap(cm_plain) = &desired(&plain, &[], &f.sources, &namespaces)
+        .unwrap()
+        .targets[0]
+    else {
+        panic!("a ConfigMap")
+    };
+    assert!(cm_plain.binary_data.is_none());
+
+    // Java's own reader lists both certificates in each store.
+    if let Some(keytool) = anchorage_test_support::peer::require("keytool") {
+        let dir = anchorage_test_support::tempdir().unwrap();
+        for (key, kind) in [("truststore.jks", "JKS"), ("truststore.p12", "PKCS12")] {
+            let path = dir.path().join(key);
+            #[allow(clippy::disallowed_methods)] // a test fixture for keytool, not an output
+            std::fs::write(&path, &binary[key].0).unwrap();
+            let out = std::process::Command::new(&keytool)
+                .args([
+                    "-list",
+                    "-storetype",
+                    kind,
+                    "-storepass",
+                    "changeit",
+                    "-keystore",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{key}: {text}");
+            assert_eq!(text.matches("trustedCertEntry").count(), 2, "{key}: {text}");
+        }
+    }
+
+    // A password other than the default: refused, naming the field; nothing is written.
+    for (p12, jks, field) in [
+        (Some("secret"), None, "additionalFormats.pkcs12.password"),
+        (None, Some("hunter2"), "additionalFormats.jks.password"),
+    ] {
+        let mut t = target.clone();
+        let formats = t.additional_formats.as_mut().unwrap();
+        formats.pkcs12.as_mut().unwrap().password = p12.map(String::from);
+        formats.jks.as_mut().unwrap().password = jks.map(String::from);
+        let refusals =
+            desired(&bundle("pw", source(), t), &[], &f.sources, &namespaces).unwrap_err();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].to_string().contains(field), "{}", refusals[0]);
+        assert!(!refusals[0].to_string().contains("hunter2"));
+        assert!(!refusals[0].to_string().contains("secret\""));
+    }
+}
+
+/// The `WasmCloud` layout: one `.crt` key per certificate and nothing else (what the wasmCloud
+/// operator passes to a host as `--tls-ca-path`), in a ConfigMap or a Secret; `key` refused.
+#[test]
+fn the_wasmcloud_layout_writes_one_crt_key_per_certificate() {
+    let f = fixture();
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+    let namespaces = [ns("lattice", &[])];
+    let b = bundle(
+        "wasmcloud-cas",
+        source(),
+        cm_target(TargetLayout::WasmCloud),
+    );
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    let data = data_of(&d.targets[0]);
+    assert_eq!(data.len(), 2, "{:?}", data.keys().collect::<Vec<_>>());
+    let mut found = Vec::new();
+    for (key, value) in &data {
+        assert!(key.ends_with(".crt"), "{key}");
+        let decoded = anchorage_x509::decode(value.as_bytes());
+        assert_eq!(decoded.certificates.len(), 1, "{key}");
+        found.push(value.trim().to_owned());
+    }
+    found.sort();
+    let mut expected = vec![f.a.pem.trim().to_owned(), f.b.pem.trim().to_owned()];
+    expected.sort();
+    assert_eq!(found, expected);
+
+    // A Secret target carries the same keys and values.
+    let secret = bundle(
+        "wasmcloud-cas",
+        source(),
+        BundleTarget {
+            secret: Some(TargetKeys {
+                layout: TargetLayout::WasmCloud,
+                key: None,
+            }),
+            ..BundleTarget::default()
+        },
+    );
+    let ds = desired(&secret, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(ds.targets[0].kind(), "Secret");
+    assert_eq!(data_of(&ds.targets[0]), data);
+
+    // Negative control: a `key` does not apply to this layout and is refused, not ignored.
+    let keyed = bundle(
+        "wasmcloud-cas",
+        source(),
+        BundleTarget {
+            config_map: Some(TargetKeys {
+                layout: TargetLayout::WasmCloud,
+                key: Some("ca.crt".into()),
+            }),
+            ..BundleTarget::default()
+        },
+    );
+    let refusals = desired(&keyed, &[], &f.sources, &namespaces).unwrap_err();
+    assert!(
+        refusals[0].to_string().contains("WasmCloud layout"),
+        "{}",
+        refusals[0]
+    );
 }
