@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
+use common::wasmcloud::{component_token, host_token, secret_request};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -204,54 +207,6 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
-    use wascap::jwt::{ClaimsBuilder, Component};
-    ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(subject)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap()
-}
-
-fn host_token(cluster: &nkeys::KeyPair) -> String {
-    wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(cluster)
-    .unwrap()
-}
-
-fn secret_request(
-    key: &str,
-    entity_jwt: String,
-    host_jwt: String,
-) -> anchorage_secrets::SecretRequest {
-    use anchorage_secrets::protocol::{Application, Context};
-    anchorage_secrets::SecretRequest {
-        key: key.into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt,
-            host_jwt,
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
-                    .into(),
-            },
-        },
     }
 }
 
