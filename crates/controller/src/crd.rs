@@ -73,8 +73,8 @@ pub struct KeySelector {
     pub include_all_keys: Option<bool>,
 }
 
-/// The object written in each selected namespace, named like the Bundle: exactly one of
-/// `configMap` and `secret`.
+/// The object written, named like the Bundle: exactly one of `configMap` and `secret` (in each
+/// selected namespace) and `clusterTrustBundle` (one, cluster-scoped).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleTarget {
@@ -87,6 +87,11 @@ pub struct BundleTarget {
     /// Write an `Opaque` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<TargetKeys>,
+    /// Write one cluster-scoped `ClusterTrustBundle` (`certificates.k8s.io/v1beta1`, Kubernetes
+    /// 1.33+ with the API enabled), which pods read through a `clusterTrustBundle` projected
+    /// volume; `namespaceSelector` does not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_trust_bundle: Option<ClusterTrustBundleTarget>,
     /// The namespaces written to; absent: every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,
@@ -94,6 +99,17 @@ pub struct BundleTarget {
     /// `binaryData` in a ConfigMap), as trust-manager's `additionalFormats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_formats: Option<AdditionalFormats>,
+}
+
+/// A `ClusterTrustBundle` target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTrustBundleTarget {
+    /// The signer the trust anchors belong to (such as `example.com/mesh`); the object's name is
+    /// then `<signerName with / as :>:<name>`, as Kubernetes requires, and pods select it by
+    /// signer name and labels. Absent: a bundle not linked to a signer, selected by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_name: Option<String>,
 }
 
 /// Java trust stores next to the PEM keys.

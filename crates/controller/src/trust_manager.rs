@@ -229,6 +229,7 @@ pub fn to_anchorage(tm: &TrustManagerBundle) -> Result<Bundle, Vec<Refusal>> {
                     match_expressions: Vec::new(),
                 }),
                 additional_formats,
+                cluster_trust_bundle: None,
             },
         },
     ))

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use anchorage_controller::crd::{
-    AdditionalFormats, BundleSource, BundleTarget, KeySelector, KeystoreFormat, NamespaceSelector,
-    TargetKeys, TargetLayout,
+    AdditionalFormats, BundleSource, BundleTarget, ClusterTrustBundleTarget, KeySelector,
+    KeystoreFormat, NamespaceSelector, TargetKeys, TargetLayout,
 };
 use anchorage_controller::desired::{BUNDLE_LABEL, CONTENT_HASH_ANNOTATION};
 use anchorage_controller::{
@@ -82,6 +82,9 @@ fn data_of(t: &TargetObject) -> BTreeMap<String, String> {
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
             .collect(),
+        TargetObject::ClusterTrustBundle(o) => {
+            [("trustBundle".to_owned(), o.spec.trust_bundle.clone())].into()
+        }
     }
 }
 
@@ -590,4 +593,159 @@ fn the_wasmcloud_layout_writes_one_crt_key_per_certificate() {
         "{}",
         refusals[0]
     );
+}
+
+fn ctb_target(signer: Option<&str>) -> BundleTarget {
+    BundleTarget {
+        cluster_trust_bundle: Some(ClusterTrustBundleTarget {
+            signer_name: signer.map(String::from),
+        }),
+        ..BundleTarget::default()
+    }
+}
+
+/// A `clusterTrustBundle` target: one cluster-scoped object, named as Kubernetes requires for
+/// its signer, holding the certificates as bare PEM blocks (no comments, no headers), with the
+/// label and content hash of every target.
+#[test]
+fn a_cluster_trust_bundle_target_is_one_object_named_for_its_signer() {
+    let f = fixture();
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+    let namespaces = [ns("apps", &[]), ns("web", &[])];
+    let b = bundle("corp-trust", source(), ctb_target(Some("example.com/mesh")));
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(d.targets.len(), 1, "one object, whatever the namespaces");
+    let TargetObject::ClusterTrustBundle(ctb) = &d.targets[0] else {
+        panic!("a ClusterTrustBundle")
+    };
+    assert_eq!(d.targets[0].kind(), "ClusterTrustBundle");
+    assert_eq!(d.targets[0].namespace(), "");
+    assert_eq!(d.targets[0].name(), "example.com:mesh:corp-trust");
+    assert_eq!(ctb.spec.signer_name.as_deref(), Some("example.com/mesh"));
+    let pem = &ctb.spec.trust_bundle;
+    assert!(pem.contains(f.a.pem.trim()) && pem.contains(f.b.pem.trim()));
+    assert!(!pem.contains('#'), "no comments: {pem}");
+    assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+    assert_eq!(
+        ctb.metadata.labels.as_ref().unwrap()[BUNDLE_LABEL],
+        "corp-trust"
+    );
+    let again = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(again.targets[0].content_hash(), d.targets[0].content_hash());
+    assert!(d.targets[0].content_hash().is_some());
+    // Without a signer the Bundle's name is the object's.
+    let plain = bundle("corp-trust", source(), ctb_target(None));
+    let d = desired(&plain, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(d.targets[0].name(), "corp-trust");
+    // The JSON is what the API server takes (k8s-openapi's own type, camelCase fields).
+    let TargetObject::ClusterTrustBundle(ctb) = &d.targets[0] else {
+        panic!()
+    };
+    let json = serde_json::to_value(ctb).unwrap();
+    assert!(json["spec"]["trustBundle"].is_string(), "{json}");
+}
+
+/// What Kubernetes would refuse is refused first, naming the field or the certificate: a leaf
+/// (ClusterTrustBundles hold CA certificates only), a malformed signer name, a `:` in a name
+/// without a signer, a namespace selector; and a second Bundle writing the same object.
+#[test]
+fn cluster_trust_bundle_refusals() {
+    let f = fixture();
+    let namespaces = [ns("apps", &[])];
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+
+    let leaf = pki::server_leaf(&["svc.example"], &f.a);
+    let mut sources = f.sources.clone();
+    sources
+        .config_maps
+        .get_mut("cas")
+        .unwrap()
+        .insert("leaf.crt".into(), leaf.pem.into_bytes());
+    let b = bundle("corp-trust", source(), ctb_target(Some("example.com/mesh")));
+    let refusals = desired(&b, &[], &sources, &namespaces).unwrap_err();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    let text = refusals[0].to_string();
+    assert!(
+        text.contains("not a CA certificate") && text.contains("ConfigMap trust/cas key leaf.crt"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not a CA certificate") && text.contains("key leaf.crt")
+            || text.contains("ConfigMap trust/cas"),
+        "{text}"
+    );
+    // Negative control: the same Bundle into a ConfigMap takes the leaf.
+    let cm = bundle("corp-trust", source(), cm_target(TargetLayout::BundleKey));
+    assert!(desired(&cm, &[], &sources, &namespaces).is_ok());
+
+    for (target, needle) in [
+        (ctb_target(Some("mesh")), "not a signer name"),
+        (ctb_target(Some("example.com/")), "not a signer name"),
+        (
+            BundleTarget {
+                name: Some("a:b".into()),
+                ..ctb_target(None)
+            },
+            "reserves for signer-linked",
+        ),
+        (
+            BundleTarget {
+                namespace_selector: Some(NamespaceSelector::default()),
+                ..ctb_target(None)
+            },
+            "remove namespaceSelector",
+        ),
+        (
+            BundleTarget {
+                config_map: Some(TargetKeys::default()),
+                ..ctb_target(None)
+            },
+            "exactly one of configMap, secret and clusterTrustBundle",
+        ),
+    ] {
+        let refusals =
+            desired(&bundle("x", source(), target), &[], &f.sources, &namespaces).unwrap_err();
+        assert!(refusals[0].to_string().contains(needle), "{}", refusals[0]);
+    }
+
+    // Two Bundles, one object: the first by name keeps it.
+    let first = bundle(
+        "a-first",
+        source(),
+        BundleTarget {
+            name: Some("shared".into()),
+            ..ctb_target(None)
+        },
+    );
+    let second = bundle(
+        "b-second",
+        source(),
+        BundleTarget {
+            name: Some("shared".into()),
+            ..ctb_target(None)
+        },
+    );
+    let d = desired(
+        &second,
+        std::slice::from_ref(&first),
+        &f.sources,
+        &namespaces,
+    )
+    .unwrap();
+    assert!(d.targets.is_empty());
+    assert_eq!(d.refused.len(), 1);
+    assert_eq!(d.refused[0].0, "cluster");
+    assert!(
+        d.refused[0].1.to_string().contains("a-first"),
+        "{}",
+        d.refused[0].1
+    );
+    let d = desired(
+        &first,
+        std::slice::from_ref(&second),
+        &f.sources,
+        &namespaces,
+    )
+    .unwrap();
+    assert_eq!(d.targets.len(), 1);
 }
