@@ -472,7 +472,8 @@ impl Classify for anchorage_secrets_server::StoreFailure {
             E::AuthFailed { .. } => Code::AuthFailed,
             E::Unsupported { .. } => Code::Usage,
             E::Backend {
-                store: "openbao", ..
+                store: "openbao" | "kubernetes",
+                ..
             } => Code::Unreachable,
             _ => Code::Store,
         }
