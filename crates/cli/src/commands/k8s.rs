@@ -334,7 +334,7 @@ pub(crate) struct K8sPatchArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) current: Option<PathBuf>,
     /// --kind wasmcloudhostconfig: the authority's volume name (default: the ConfigMap's or
-    /// Secret's name); the operator mounts it at /wasmcloud/certificates/ca-<name>.
+    /// Secret's name); the operator mounts it at `/wasmcloud/certificates/ca-<name>`.
     #[arg(long, value_name = "NAME")]
     pub(crate) authority: Option<String>,
 }
