@@ -175,11 +175,15 @@ fn is_not_found(e: &kube::Error) -> bool {
 impl KubernetesSecrets {
     /// The store over `client` (no request is sent yet).
     pub fn new(client: kube::Client, config: KubernetesConfig) -> Result<Self, StoreFailure> {
-        if !crate::is_secret_name(&config.namespace) || config.namespace.contains('.') {
+        if !crate::is_secret_name(&config.namespace)
+            || config.namespace.contains('.')
+            || config.namespace.len() > 63
+        {
             return Err(StoreFailure::InvalidName {
                 what: "namespace",
                 name: config.namespace,
-                reason: "a Kubernetes namespace name (lowercase letters, digits and -)".to_owned(),
+                reason: "a Kubernetes namespace name (at most 63 lowercase letters, digits and -)"
+                    .to_owned(),
             });
         }
         if !crate::is_secret_name(&config.mappings_configmap) {
