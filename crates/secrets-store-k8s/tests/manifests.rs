@@ -156,3 +156,41 @@ fn the_deployment_serves_the_namespace_the_role_covers() {
     // The name wasmCloud's own Kubernetes backend answers to.
     assert!(args.contains(&"--backend=kube"));
 }
+
+#[test]
+fn kubectl_kustomize_renders_the_directory() {
+    let Some(kubectl) = anchorage_test_support::peer::require("kubectl") else {
+        anchorage_test_support::peer::skip("kubectl is not installed");
+        return;
+    };
+    let out = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| {
+            let v: Value = serde::Deserialize::deserialize(d).unwrap();
+            v["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let expected: BTreeSet<String> = [
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(kinds, expected);
+    // The image is the one kustomize sets.
+    assert!(text.contains("image: anchorage:latest"), "{text}");
+}
