@@ -6,18 +6,15 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)] // test fixtures written to a temp dir, not outputs
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
 fn anchorage(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anchorage"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("ANCHORAGE_LOG")
-        .output()
-        .unwrap()
+    common::anchorage(dir, args).output().unwrap()
 }
 
 fn host_config() -> Value {

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -76,56 +78,17 @@ fn post(port: u16, path: &str, body: &serde_json::Value) {
     assert!(answer.starts_with("HTTP/1.1 20"), "POST {path}: {answer}");
 }
 
-fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
-    use wascap::jwt::{ClaimsBuilder, Component};
-    ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(subject)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap()
-}
-
-fn host_token(cluster: &nkeys::KeyPair) -> String {
-    wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(cluster)
-    .unwrap()
-}
-
+/// The request wasmCloud sends for `db`'s `password` on the backend `kube`.
 fn request(entity: &str, account: &nkeys::KeyPair) -> anchorage_secrets::SecretRequest {
-    use anchorage_secrets::protocol::{Application, Context};
-    anchorage_secrets::SecretRequest {
-        key: "db".into(),
-        field: Some("password".into()),
-        version: None,
-        context: Context {
-            entity_jwt: component_token(account, entity),
-            host_jwt: host_token(&nkeys::KeyPair::new_cluster()),
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{"backend":"kube"}}"#
-                    .into(),
-            },
-        },
-    }
+    let mut r = common::wasmcloud::request("db", entity, account);
+    r.field = Some("password".into());
+    r
 }
 
+/// The binary with a clean environment (tests/common), no `KUBECONFIG`, and a transit seed.
 fn anchorage(dir: &std::path::Path, transit: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-    cmd.current_dir(dir)
-        .env_remove("ANCHORAGE_LOG")
-        .env_remove("ANCHORAGE_NATS_URL")
-        .env_remove("KUBECONFIG")
+    let mut cmd = common::anchorage(dir, &[]);
+    cmd.env_remove("KUBECONFIG")
         .env("ANCHORAGE_SECRETS_TRANSIT_SEED", transit);
     cmd
 }
