@@ -15,6 +15,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stdout)] // how much was scanned
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -555,49 +557,25 @@ fn secrets_commands_and_server_print_no_secret_at_trace_level() {
 }
 
 /// One real `get` of `db` for `entity` with the wasmCloud client: the value it received.
+/// A get through the real wasmCloud client, retried for up to 30 s (each try has the client's
+/// own short timeout, which a loaded CI machine can miss while the server starts).
 async fn get_over_nats(url: &str, entity: &str, account: &nkeys::KeyPair) -> Option<String> {
-    use anchorage_secrets::protocol::{Application, Context};
-    use wascap::jwt::{ClaimsBuilder, Component};
     let nc = anchorage_secrets_server::async_nats::connect(url)
         .await
         .ok()?;
     let client = wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc)
         .await
         .ok()?;
-    let entity_jwt = ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(entity)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap();
-    let cluster = nkeys::KeyPair::new_cluster();
-    let host_jwt = wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(&cluster)
-    .unwrap();
-    let request = anchorage_secrets::SecretRequest {
-        key: "db".into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt,
-            host_jwt,
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
-                    .into(),
-            },
-        },
-    };
-    let secret = client.get(request, nkeys::XKey::new()).await.ok()?;
-    secret.string_secret
+    let start = std::time::Instant::now();
+    loop {
+        let request = common::wasmcloud::request("db", entity, account);
+        match client.get(request, nkeys::XKey::new()).await {
+            Ok(secret) => return secret.string_secret,
+            Err(e) if start.elapsed() < std::time::Duration::from_secs(30) => {
+                println!("get over NATS: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(_) => return None,
+        }
+    }
 }
