@@ -234,6 +234,42 @@ pub struct EnvRequest {
     pub java: Option<JavaTrustStore>,
 }
 
+/// A trust directory mounted into a container (a ConfigMap or Secret volume, or a
+/// ClusterTrustBundle projection), described by which of its files exist: what
+/// `anchorage k8s patch` and the pod-injection webhook both turn into an [`EnvRequest`], so the
+/// two set the same variables.
+#[derive(Clone, Copy, Debug)]
+pub struct MountedTrust<'a> {
+    /// Where the volume is mounted, e.g. `/etc/ssl/certs`.
+    pub mount: &'a std::path::Path,
+    /// The bundle's file name in the volume, e.g. `ca-certificates.crt`.
+    pub bundle_file: &'a str,
+    /// The volume holds `<hash>.<n>` entries too, so `SSL_CERT_DIR` names it.
+    pub hashed: bool,
+    /// The private-CAs-only file, e.g. `extra-ca.pem` (for `NODE_EXTRA_CA_CERTS`, `DENO_CERT`).
+    pub extra_file: Option<&'a str>,
+    /// A password-less PKCS#12 trust store, e.g. `truststore.p12` (for `JAVA_TOOL_OPTIONS`).
+    pub pkcs12_file: Option<&'a str>,
+}
+
+impl EnvRequest {
+    /// The request for a mounted trust directory: paths as the container sees them.
+    pub fn mounted(trust: &MountedTrust<'_>) -> Self {
+        let mount = trust.mount;
+        Self {
+            bundle: mount.join(trust.bundle_file),
+            dir: trust.hashed.then(|| mount.to_path_buf()),
+            extra: trust.extra_file.map(|f| mount.join(f)),
+            java: trust.pkcs12_file.map(|f| JavaTrustStore {
+                path: mount.join(f),
+                store_type: JavaStoreType::Pkcs12,
+                // Password-less (no MAC): the JVM loads it without one.
+                password: None,
+            }),
+        }
+    }
+}
+
 /// A Java trust store for `JAVA_TOOL_OPTIONS`.
 #[derive(Clone, Debug)]
 pub struct JavaTrustStore {
