@@ -378,6 +378,58 @@ fn java_options(store: &JavaTrustStore) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_mounted_directory_names_its_files_as_the_container_sees_them() {
+        let mount = std::path::Path::new("/etc/ssl/certs");
+        let names = |trust: &MountedTrust<'_>| -> Vec<(&'static str, String)> {
+            variables(&EnvRequest::mounted(trust))
+                .into_iter()
+                .map(|v| (v.name, v.value))
+                .collect()
+        };
+        let plain = MountedTrust {
+            mount,
+            bundle_file: "ca-certificates.crt",
+            hashed: false,
+            extra_file: None,
+            pkcs12_file: None,
+        };
+        let vars = names(&plain);
+        let get = |vars: &[(&str, String)], name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&vars, "SSL_CERT_FILE").as_deref(),
+            Some("/etc/ssl/certs/ca-certificates.crt")
+        );
+        assert_eq!(get(&vars, "SSL_CERT_DIR"), None, "not hashed");
+        assert_eq!(get(&vars, "JAVA_TOOL_OPTIONS"), None);
+        let full = MountedTrust {
+            hashed: true,
+            extra_file: Some("extra-ca.pem"),
+            pkcs12_file: Some("truststore.p12"),
+            ..plain
+        };
+        let vars = names(&full);
+        assert_eq!(
+            get(&vars, "SSL_CERT_DIR").as_deref(),
+            Some("/etc/ssl/certs")
+        );
+        assert_eq!(
+            get(&vars, "NODE_EXTRA_CA_CERTS").as_deref(),
+            Some("/etc/ssl/certs/extra-ca.pem")
+        );
+        let java = get(&vars, "JAVA_TOOL_OPTIONS").unwrap_or_default();
+        assert!(
+            java.contains("-Djavax.net.ssl.trustStore=/etc/ssl/certs/truststore.p12")
+                && java.contains("trustStoreType=PKCS12")
+                && !java.contains("trustStorePassword"),
+            "{java}"
+        );
+    }
+
     fn full() -> EnvRequest {
         EnvRequest {
             bundle: "/b/ca.pem".into(),
