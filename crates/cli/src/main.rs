@@ -76,8 +76,18 @@ fn main() -> ExitCode {
 /// A command line clap refused: its message (help and version are not errors), and with
 /// `--output json` (or `-o json`) in it the failure document on stdout as every other failure.
 fn usage_error(e: &clap::Error) -> ExitCode {
-    // Help and version go to stdout, errors to stderr; a stdout that cannot take them is exit 5.
+    // Help and version go to stdout, errors to stderr; a stdout that cannot take them is exit 5,
+    // except help or version read by a pager or `head` that hung up once it had enough: that
+    // reader has what it asked for, so it ends quietly (exit 0), as ripgrep does.
     if let Err(write) = e.print() {
+        if write.kind() == std::io::ErrorKind::BrokenPipe
+            && matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            )
+        {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("anchorage: error: cannot write to stdout: {write}");
         return exit::Code::Output.into();
     }

@@ -835,6 +835,38 @@ fn a_full_or_closed_stdout_is_exit_5() {
     assert!(stderr(&o).contains("rc=0"), "{}", stderr(&o));
 }
 
+/// `anchorage … --help | head -3`: the reader hung up once it had what it wanted; help (and
+/// version) end quietly, while a command's data output on the same closed pipe stays exit 5.
+#[test]
+fn help_into_a_closed_pipe_ends_quietly() {
+    let run = |args: &[&str]| {
+        // A pipe whose read end is closed before anchorage starts: its first write is EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_anchorage"))
+            .args(args)
+            .env_remove("ANCHORAGE_LOG")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--help"][..],
+        &["bundle", "build", "--help"],
+        &["serve", "-h"],
+        &["--version"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+    // Negative control: data on the same closed pipe is still a failure that says so.
+    let o = run(&["bundle", "build", "--mozilla"]);
+    assert_eq!(o.status.code(), Some(OUTPUT), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write to stdout"));
+}
+
 #[test]
 fn a_closed_pipe_is_exit_5() {
     use std::io::Read as _;

@@ -21,10 +21,12 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 #![allow(clippy::print_stderr)] // the measured figures
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+mod common;
+
+use common::{Serve, anchorage};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchorage_secrets_server::async_nats;
@@ -37,46 +39,6 @@ use serde_json::{Value, json};
 
 const BUCKET: &str = "anchorage";
 
-/// A running `anchorage serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn anchorage(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-    cmd.args(args)
-        .current_dir(home)
-        .env("HOME", home)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ANCHORAGE_LOG")
-        .env_remove("ANCHORAGE_DATA_DIR")
-        .env_remove("ANCHORAGE_NATS_URL")
-        .env_remove("ANCHORAGE_SERVER")
-        .env_remove("ANCHORAGE_CA_PASSPHRASE")
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// Spawns instance `i` (`anchorage serve --store jetstream`, its own NATS node first) in
 /// `home/serve<i>`; waits until it listens.
 fn spawn_serve(home: &Path, urls: &[String], i: usize, auto: bool) -> Serve {
@@ -88,7 +50,7 @@ fn spawn_serve(home: &Path, urls: &[String], i: usize, auto: bool) -> Serve {
             .map(|(_, u)| u.clone()),
     );
     let dir = home.join(format!("serve{i}"));
-    let mut child = anchorage(
+    let cmd = anchorage(
         home,
         &[
             "serve",
@@ -116,41 +78,8 @@ fn spawn_serve(home: &Path, urls: &[String], i: usize, auto: bool) -> Serve {
             "--rotation-auto",
             if auto { "true" } else { "false" },
         ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let Ok(url) = rx.recv_timeout(Duration::from_secs(60)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("serve {i} never listened:\n{}", log.lock().unwrap());
-    };
-    let t = Instant::now();
-    while !log.lock().unwrap().contains("  try:") && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Serve {
-        child,
-        url,
-        dir,
-        log,
-    }
+    );
+    Serve::start(cmd, dir, &format!("serve {i}"))
 }
 
 fn read(path: &Path) -> String {

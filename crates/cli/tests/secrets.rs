@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
+use common::wasmcloud::{component_token, host_token, secret_request};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -1070,54 +1073,6 @@ fn serve_requires_issuers_unless_allow_any_issuer() {
     // Both given: past the usage checks (NATS is down: 7).
     let out = with(&["--host-issuer", &cluster, "--entity-issuer", &account]);
     assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
-    use wascap::jwt::{ClaimsBuilder, Component};
-    ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(subject)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap()
-}
-
-fn host_token(cluster: &nkeys::KeyPair) -> String {
-    wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(cluster)
-    .unwrap()
-}
-
-fn secret_request(
-    key: &str,
-    entity_jwt: String,
-    host_jwt: String,
-) -> anchorage_secrets::SecretRequest {
-    use anchorage_secrets::protocol::{Application, Context};
-    anchorage_secrets::SecretRequest {
-        key: key.into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt,
-            host_jwt,
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
-                    .into(),
-            },
-        },
-    }
 }
 
 /// Issue 19 items 2 and 7 through the real binary: a mapping bound with `add-mapping --issuer`,

@@ -10,6 +10,9 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stderr)] // the measured figures, for docs/secrets-cluster.md
 
+mod common;
+
+use common::wasmcloud::request;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
@@ -100,50 +103,6 @@ fn slow_openbao(delay: Duration) -> String {
         }
     });
     format!("http://{addr}")
-}
-
-fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
-    use wascap::jwt::{ClaimsBuilder, Component};
-    ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(subject)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap()
-}
-
-fn host_token(cluster: &nkeys::KeyPair) -> String {
-    wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(cluster)
-    .unwrap()
-}
-
-fn request(key: &str, entity: &str, account: &nkeys::KeyPair) -> anchorage_secrets::SecretRequest {
-    use anchorage_secrets::protocol::{Application, Context};
-    anchorage_secrets::SecretRequest {
-        key: key.into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt: component_token(account, entity),
-            host_jwt: host_token(&nkeys::KeyPair::new_cluster()),
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
-                    .into(),
-            },
-        },
-    }
 }
 
 /// Waits until serve answers `server_xkey` on `url`.

@@ -18,6 +18,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stdout)] // the measured figures, for docs/faults.md
 
+mod common;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,50 +104,6 @@ fn spawn_serve(dir: &Path, nats_url: &str) -> (KillOnDrop, SecretString) {
     (KillOnDrop(child), admin)
 }
 
-fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
-    use wascap::jwt::{ClaimsBuilder, Component};
-    ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(subject)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap()
-}
-
-fn host_token(cluster: &nkeys::KeyPair) -> String {
-    wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(cluster)
-    .unwrap()
-}
-
-fn get_request(entity: &str, account: &nkeys::KeyPair) -> anchorage_secrets::SecretRequest {
-    use anchorage_secrets::protocol::{Application, Context};
-    anchorage_secrets::SecretRequest {
-        key: "db".into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt: component_token(account, entity),
-            host_jwt: host_token(&nkeys::KeyPair::new_cluster()),
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
-                    .into(),
-            },
-        },
-    }
-}
-
 /// Stores `db` and maps `entity` to it through the running server (waits until it is up).
 async fn provision(url: &str, admin: &SecretString, entity: &str) {
     let nc = anchorage_secrets_server::async_nats::connect(url)
@@ -213,9 +171,10 @@ async fn ask(
         Target::Secret(entity) => {
             let got = tokio::time::timeout(
                 GET_TIMEOUT,
-                secrets
-                    .unwrap()
-                    .get(get_request(entity, account), nkeys::XKey::new()),
+                secrets.unwrap().get(
+                    common::wasmcloud::request("db", entity, account),
+                    nkeys::XKey::new(),
+                ),
             )
             .await;
             match got {

@@ -23,12 +23,13 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stderr)] // the measured figures
 
+mod common;
+
+use common::{Logged, SERVE_LISTENING, Serve, anchorage};
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anchorage_secrets_server::async_nats;
@@ -41,52 +42,8 @@ use serde_json::{Value, json};
 const UNSUPPORTED: i32 = 16;
 const BUCKET: &str = "anchorage";
 
-/// A running `anchorage serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn anchorage(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-    cmd.args(args)
-        .current_dir(home)
-        .env("HOME", home)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ANCHORAGE_LOG")
-        .env_remove("ANCHORAGE_DATA_DIR")
-        .env_remove("ANCHORAGE_NATS_URL")
-        .env_remove("ANCHORAGE_CA_PASSPHRASE")
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// Spawns `anchorage serve --store jetstream` on `urls` (its own node first) in `dir`.
-fn spawn_serve(
-    home: &Path,
-    dir: &Path,
-    urls: &[String],
-    first: usize,
-) -> (Child, mpsc::Receiver<String>, Arc<Mutex<String>>) {
+fn spawn_serve(home: &Path, dir: &Path, urls: &[String], first: usize) -> Logged {
     let mut ordered = vec![urls[first].clone()];
     ordered.extend(
         urls.iter()
@@ -95,7 +52,7 @@ fn spawn_serve(
             .map(|(_, u)| u.clone()),
     );
     let nats_urls = ordered.join(",");
-    let mut child = anchorage(
+    let cmd = anchorage(
         home,
         &[
             "serve",
@@ -116,27 +73,8 @@ fn spawn_serve(
             "--drain-timeout",
             "1s",
         ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    (child, rx, log)
+    );
+    Logged::spawn(cmd, SERVE_LISTENING)
 }
 
 /// Starts three instances at once (so they race to create the CA).
@@ -144,36 +82,13 @@ fn start_three(home: &Path, urls: &[String]) -> Vec<Serve> {
     let spawned: Vec<_> = (0..3)
         .map(|i| {
             let dir = home.join(format!("serve{i}"));
-            let (child, rx, log) = spawn_serve(home, &dir, urls, i);
-            (child, rx, log, dir)
+            (spawn_serve(home, &dir, urls, i), dir)
         })
         .collect();
     spawned
         .into_iter()
-        .map(
-            |(mut child, rx, log, dir)| match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(url) => {
-                    // The lines after "listening on" (the CA, the store) come at once.
-                    let t = Instant::now();
-                    while !log.lock().unwrap().contains("  try:")
-                        && t.elapsed() < Duration::from_secs(10)
-                    {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Serve {
-                        child,
-                        url,
-                        dir,
-                        log,
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("serve never listened:\n{}", log.lock().unwrap());
-                }
-            },
-        )
+        .enumerate()
+        .map(|(i, (process, dir))| Serve::finish(process, dir, &format!("serve {i}")))
         .collect()
 }
 
@@ -812,7 +727,7 @@ fn killing_a_nats_node_and_an_instance_under_load_loses_nothing() {
         }
     });
     assert!(
-        c.serves[0].child.try_wait().unwrap().is_none(),
+        c.serves[0].process.child.try_wait().unwrap().is_none(),
         "{}",
         c.serves[0].log()
     );

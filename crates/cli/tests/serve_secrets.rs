@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
+use common::wasmcloud::{component_token, host_token, secret_request};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -207,54 +210,6 @@ impl Drop for Serve {
     }
 }
 
-fn component_token(account: &nkeys::KeyPair, subject: &str) -> String {
-    use wascap::jwt::{ClaimsBuilder, Component};
-    ClaimsBuilder::<Component>::new()
-        .issuer(&account.public_key())
-        .subject(subject)
-        .with_metadata(Component {
-            name: Some("c".into()),
-            module_hash: "abc".into(),
-            ..Component::default()
-        })
-        .build()
-        .encode(account)
-        .unwrap()
-}
-
-fn host_token(cluster: &nkeys::KeyPair) -> String {
-    wascap::jwt::Claims::<wascap::jwt::Host>::new(
-        "host".into(),
-        cluster.public_key(),
-        nkeys::KeyPair::new_server().public_key(),
-        Some(std::collections::HashMap::new()),
-    )
-    .encode(cluster)
-    .unwrap()
-}
-
-fn secret_request(
-    key: &str,
-    entity_jwt: String,
-    host_jwt: String,
-) -> anchorage_secrets::SecretRequest {
-    use anchorage_secrets::protocol::{Application, Context};
-    anchorage_secrets::SecretRequest {
-        key: key.into(),
-        field: None,
-        version: None,
-        context: Context {
-            entity_jwt,
-            host_jwt,
-            application: Application {
-                name: Some("app".into()),
-                policy: r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#
-                    .into(),
-            },
-        },
-    }
-}
-
 /// Asks for `key` as each of `entities` (M… keys signed by the home's account, through a host
 /// signed by its cluster key, or by `cluster` when given) with the real client: the string
 /// values or the errors.
@@ -407,6 +362,15 @@ fn secrets_options_without_secrets_are_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
         assert!(stderr.contains("add --secrets"), "{stderr}");
+    }
+    // Options with a default are refused too when given without --secrets (clap says so).
+    for extra in [["--secrets-backend", "other"], ["--secrets-bucket", "B"]] {
+        let mut args = vec!["serve", "--data-dir", data.to_str().unwrap()];
+        args.extend(extra);
+        let out = home.anchorage(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--secrets"), "{stderr}");
     }
     // --secrets needs --nats-url.
     let out = home

@@ -73,8 +73,8 @@ pub struct KeySelector {
     pub include_all_keys: Option<bool>,
 }
 
-/// The object written in each selected namespace, named like the Bundle: exactly one of
-/// `configMap` and `secret`.
+/// The object written, named like the Bundle: exactly one of `configMap` and `secret` (in each
+/// selected namespace) and `clusterTrustBundle` (one, cluster-scoped).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleTarget {
@@ -87,9 +87,55 @@ pub struct BundleTarget {
     /// Write an `Opaque` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<TargetKeys>,
+    /// Write one cluster-scoped `ClusterTrustBundle` (`certificates.k8s.io/v1beta1`, Kubernetes
+    /// 1.33+ with the API enabled), which pods read through a `clusterTrustBundle` projected
+    /// volume; `namespaceSelector` does not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_trust_bundle: Option<ClusterTrustBundleTarget>,
     /// The namespaces written to; absent: every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,
+    /// Java trust stores of the same certificates, written as more keys of the target (binary:
+    /// `binaryData` in a ConfigMap), as trust-manager's `additionalFormats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_formats: Option<AdditionalFormats>,
+}
+
+/// A `ClusterTrustBundle` target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTrustBundleTarget {
+    /// The signer the trust anchors belong to (such as `example.com/mesh`); the object's name is
+    /// then `<signerName with / as :>:<name>`, as Kubernetes requires, and pods select it by
+    /// signer name and labels. Absent: a bundle not linked to a signer, selected by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_name: Option<String>,
+}
+
+/// Java trust stores next to the PEM keys.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalFormats {
+    /// A PKCS#12 trust store without encryption or MAC, which Java 9+ opens with any password
+    /// (`-Djavax.net.ssl.trustStoreType=PKCS12`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12: Option<KeystoreFormat>,
+    /// A JKS trust store sealed with `changeit`, Java's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jks: Option<KeystoreFormat>,
+}
+
+/// The key of a Java trust store in the target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeystoreFormat {
+    /// The key, such as `truststore.p12` or `truststore.jks`.
+    pub key: String,
+    /// Accepted only at its default, as trust-manager writes it (`""` for PKCS#12, whose store
+    /// then has no protection; `changeit` for JKS): a trust store holds public certificates, and
+    /// a password written in a cluster-wide object would protect nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// The keys of a target object.
@@ -116,6 +162,10 @@ pub enum TargetLayout {
     BundleKey,
     /// Only the private CAs (what Mozilla's roots lack), for `NODE_EXTRA_CA_CERTS`.
     PrivateOnly,
+    /// What wasmCloud's operator reads (a host config's `certificates.authorities`): one
+    /// `<name>_<fingerprint>.crt` key per certificate and nothing else, the keys
+    /// `anchorage k8s wasmcloud` writes. `key` and `additionalFormats` do not apply.
+    WasmCloud,
 }
 
 /// A label selector over namespaces (the `metav1.LabelSelector` subset: `matchLabels` and

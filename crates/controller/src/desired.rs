@@ -10,13 +10,19 @@
 use std::collections::BTreeMap;
 
 use anchorage_bundle::{Bundle as CertBundle, Origin};
-use anchorage_k8s::{K8sError, Layout, ObjectName, trust_configmap, trust_secret};
+use anchorage_k8s::{
+    JKS_PASSWORD, K8sError, Layout, ObjectName, trust_configmap, trust_secret, wasmcloud_configmap,
+};
 use anchorage_x509::{Certificate, Input};
+use k8s_openapi::api::certificates::v1beta1::{ClusterTrustBundle, ClusterTrustBundleSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::crd::{Bundle, BundleSource, KeySelector, TargetLayout};
+use crate::crd::{
+    AdditionalFormats, Bundle, BundleSource, ClusterTrustBundleTarget, KeySelector, TargetLayout,
+};
 
 /// The label naming the Bundle that owns a target; the controller caches targets by it alone.
 pub const BUNDLE_LABEL: &str = "trust.anchorage.dev/bundle";
@@ -24,6 +30,11 @@ pub const BUNDLE_LABEL: &str = "trust.anchorage.dev/bundle";
 pub const CONTENT_HASH_ANNOTATION: &str = "trust.anchorage.dev/content-sha256";
 /// The default key of the `PrivateOnly` layout.
 pub const DEFAULT_PRIVATE_KEY: &str = anchorage_k8s::DEFAULT_EXTRA_KEY;
+/// The kind of a cluster-scoped [`TargetObject::ClusterTrustBundle`].
+pub const CLUSTER_TRUST_BUNDLE: &str = "ClusterTrustBundle";
+/// What stands for the namespace of a cluster-scoped target in conditions (`Target/cluster`)
+/// and messages.
+pub const CLUSTER_SCOPE: &str = "cluster";
 
 /// Why a Bundle (or one of its targets) is not written. Names objects and keys, never values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +86,14 @@ pub enum Refusal {
     /// The target would be over Kubernetes' 1 MiB limit, or is otherwise invalid.
     #[error("the target cannot be built: {0}")]
     Target(String),
+    /// The cluster does not serve the API the target needs.
+    #[error(
+        "the cluster does not serve {api}; enable it (ClusterTrustBundle: Kubernetes 1.33+, feature gate ClusterTrustBundle and --runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true) or use a ConfigMap target"
+    )]
+    ApiNotServed {
+        /// `certificates.k8s.io/v1beta1 ClusterTrustBundle`.
+        api: &'static str,
+    },
     /// Another Bundle already writes this target in this namespace.
     #[error(
         "{kind} {namespace}/{name} is written by Bundle `{other}` already; give one of the two Bundles another target name"
@@ -102,6 +121,7 @@ impl Refusal {
             Self::InvalidSpec(_) => "InvalidSpec",
             Self::NoCertificates => "NoCertificates",
             Self::Target(_) => "TargetInvalid",
+            Self::ApiNotServed { .. } => "ApiNotServed",
             Self::Conflict { .. } => "TargetConflict",
         }
     }
@@ -176,41 +196,54 @@ pub enum TargetObject {
     ConfigMap(ConfigMap),
     /// An `Opaque` Secret.
     Secret(Secret),
+    /// A cluster-scoped `ClusterTrustBundle` (`certificates.k8s.io/v1beta1`).
+    ClusterTrustBundle(ClusterTrustBundle),
 }
 
 impl TargetObject {
-    /// `ConfigMap` or `Secret`.
+    /// `ConfigMap`, `Secret` or `ClusterTrustBundle`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::ConfigMap(_) => "ConfigMap",
             Self::Secret(_) => "Secret",
+            Self::ClusterTrustBundle(_) => CLUSTER_TRUST_BUNDLE,
         }
     }
 
-    /// The namespace the object goes to.
+    /// The namespace the object goes to; empty for a cluster-scoped one.
     pub fn namespace(&self) -> String {
-        match self {
-            Self::ConfigMap(o) => o.namespace(),
-            Self::Secret(o) => o.namespace(),
-        }
-        .unwrap_or_default()
+        self.metadata().namespace.clone().unwrap_or_default()
     }
 
     /// The object's name.
     pub fn name(&self) -> String {
-        match self {
-            Self::ConfigMap(o) => o.name_any(),
-            Self::Secret(o) => o.name_any(),
-        }
+        self.metadata().name.clone().unwrap_or_default()
     }
 
     /// Its [`CONTENT_HASH_ANNOTATION`].
     pub fn content_hash(&self) -> Option<String> {
-        let annotations = match self {
-            Self::ConfigMap(o) => o.annotations(),
-            Self::Secret(o) => o.annotations(),
-        };
-        annotations.get(CONTENT_HASH_ANNOTATION).cloned()
+        self.metadata()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CONTENT_HASH_ANNOTATION).cloned())
+    }
+
+    /// Its metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Self::ConfigMap(o) => &o.metadata,
+            Self::Secret(o) => &o.metadata,
+            Self::ClusterTrustBundle(o) => &o.metadata,
+        }
+    }
+
+    /// Its metadata, to change.
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Self::ConfigMap(o) => &mut o.metadata,
+            Self::Secret(o) => &mut o.metadata,
+            Self::ClusterTrustBundle(o) => &mut o.metadata,
+        }
     }
 }
 
@@ -225,20 +258,45 @@ pub struct Desired {
     pub refused: Vec<(String, Refusal)>,
 }
 
-/// The target kind and name of a Bundle: `configMap` or `secret`, named `target.name` or like the
-/// Bundle.
+/// The target kind and name of a Bundle: `configMap`, `secret` or `clusterTrustBundle`, named
+/// `target.name` or like the Bundle (a ClusterTrustBundle with a signer: prefixed
+/// `<signerName with / as :>:`, as Kubernetes requires).
 pub fn target_of(bundle: &Bundle) -> Result<(&'static str, String), Refusal> {
     let t = &bundle.spec.target;
-    let kind = match (&t.config_map, &t.secret) {
-        (Some(_), None) => "ConfigMap",
-        (None, Some(_)) => "Secret",
-        _ => {
-            return Err(Refusal::InvalidSpec(
-                "target needs exactly one of configMap and secret".into(),
-            ));
+    let name = t.name.clone().unwrap_or_else(|| bundle.name_any());
+    match (&t.config_map, &t.secret, &t.cluster_trust_bundle) {
+        (Some(_), None, None) => Ok(("ConfigMap", name)),
+        (None, Some(_), None) => Ok(("Secret", name)),
+        (None, None, Some(ctb)) => {
+            Ok((CLUSTER_TRUST_BUNDLE, cluster_trust_bundle_name(ctb, &name)?))
         }
-    };
-    Ok((kind, t.name.clone().unwrap_or_else(|| bundle.name_any())))
+        _ => Err(Refusal::InvalidSpec(
+            "target needs exactly one of configMap, secret and clusterTrustBundle".into(),
+        )),
+    }
+}
+
+/// The name Kubernetes requires of a ClusterTrustBundle: with a signer `a.example/b`,
+/// `a.example:b:<name>`; without, `<name>`, which must then hold no `:`.
+fn cluster_trust_bundle_name(
+    target: &ClusterTrustBundleTarget,
+    name: &str,
+) -> Result<String, Refusal> {
+    match &target.signer_name {
+        Some(signer) => {
+            let (domain, path) = signer.split_once('/').unwrap_or_default();
+            if domain.is_empty() || path.is_empty() || !domain.contains('.') {
+                return Err(Refusal::InvalidSpec(format!(
+                    "target.clusterTrustBundle.signerName `{signer}` is not a signer name: write it as `<domain>/<path>`, such as `example.com/mesh`"
+                )));
+            }
+            Ok(format!("{}:{name}", signer.replace('/', ":")))
+        }
+        None if name.contains(':') => Err(Refusal::InvalidSpec(format!(
+            "the ClusterTrustBundle name `{name}` holds `:`, which Kubernetes reserves for signer-linked bundles: set target.clusterTrustBundle.signerName or another name"
+        ))),
+        None => Ok(name.to_owned()),
+    }
 }
 
 /// The desired state of `bundle` (see the module docs). `others` are every other Bundle in the
@@ -259,6 +317,9 @@ pub fn desired(
     if certs.is_empty() {
         return Err(vec![Refusal::NoCertificates]);
     }
+    if let Some(ctb) = &bundle.spec.target.cluster_trust_bundle {
+        return cluster_trust_bundle(bundle, others, ctb, &name, &certs);
+    }
     let keys = bundle
         .spec
         .target
@@ -267,7 +328,7 @@ pub fn desired(
         .or(bundle.spec.target.secret.as_ref())
         .cloned()
         .unwrap_or_default();
-    let (content, layout) = match keys.layout {
+    let (content, mut layout) = match keys.layout {
         TargetLayout::CertsDir => (
             certs,
             Layout {
@@ -299,7 +360,23 @@ pub fn desired(
                 },
             )
         }
+        TargetLayout::WasmCloud => {
+            if keys.key.is_some() || bundle.spec.target.additional_formats.is_some() {
+                return Err(vec![Refusal::InvalidSpec(
+                    "the WasmCloud layout names its own `.crt` keys (the operator reads nothing else): remove `key` and `additionalFormats`".into(),
+                )]);
+            }
+            (certs, Layout::bundle_only())
+        }
     };
+    let shape = if keys.layout == TargetLayout::WasmCloud {
+        Shape::WasmCloud
+    } else {
+        Shape::Layout
+    };
+    if let Some(formats) = &bundle.spec.target.additional_formats {
+        java_stores(formats, &mut layout).map_err(|r| vec![r])?;
+    }
     let selector = bundle
         .spec
         .target
@@ -336,11 +413,125 @@ pub fn desired(
         let meta = ObjectName::new(&name)
             .in_namespace(&ns.name)
             .with_label(BUNDLE_LABEL, &owner);
-        let target = build(kind, &content, &meta, &layout)
+        let target = build(kind, &content, &meta, &layout, shape)
             .map_err(|e| vec![Refusal::Target(e.to_string())])?;
         out.targets.push(target);
     }
     Ok(out)
+}
+
+/// The `additionalFormats` keys added to `layout`; a password other than the default refused.
+fn java_stores(formats: &AdditionalFormats, layout: &mut Layout) -> Result<(), Refusal> {
+    if let Some(p12) = &formats.pkcs12 {
+        if p12.password.as_deref().is_some_and(|p| !p.is_empty()) {
+            return Err(Refusal::InvalidSpec(
+                "target.additionalFormats.pkcs12.password: only the empty password is supported (the store is written without protection, and Java opens it with any password); remove the field".into(),
+            ));
+        }
+        layout.pkcs12_key = Some(p12.key.clone());
+    }
+    if let Some(jks) = &formats.jks {
+        if jks.password.as_deref().is_some_and(|p| p != JKS_PASSWORD) {
+            return Err(Refusal::InvalidSpec(format!(
+                "target.additionalFormats.jks.password: only `{JKS_PASSWORD}` (Java's default) is supported; remove the field"
+            )));
+        }
+        layout.jks_key = Some(jks.key.clone());
+    }
+    Ok(())
+}
+
+/// The desired state of a Bundle whose target is a ClusterTrustBundle: one object, or a
+/// conflict with a Bundle whose name sorts first.
+fn cluster_trust_bundle(
+    bundle: &Bundle,
+    others: &[Bundle],
+    target: &ClusterTrustBundleTarget,
+    name: &str,
+    certs: &CertBundle,
+) -> Result<Desired, Vec<Refusal>> {
+    let t = &bundle.spec.target;
+    if t.namespace_selector.is_some() || t.additional_formats.is_some() {
+        return Err(vec![Refusal::InvalidSpec(
+            "a clusterTrustBundle target is one cluster-scoped object of PEM certificates: remove namespaceSelector and additionalFormats".into(),
+        )]);
+    }
+    // Kubernetes accepts CA certificates only in a ClusterTrustBundle.
+    let not_ca: Vec<Refusal> = certs
+        .entries()
+        .iter()
+        .filter(|e| !e.certificate.is_ca())
+        .map(|e| {
+            let from = e.origins.first().map_or_else(String::new, |o| match &o.detail {
+                Some(detail) => format!(" (from {} {detail})", o.source),
+                None => format!(" (from {})", o.source),
+            });
+            Refusal::Target(format!(
+                "`{}`{from} is not a CA certificate, and a ClusterTrustBundle holds CA certificates only; remove it from the sources or use a ConfigMap target",
+                e.certificate.subject()
+            ))
+        })
+        .collect();
+    if !not_ca.is_empty() {
+        return Err(not_ca);
+    }
+    let owner = bundle.name_any();
+    let mut out = Desired {
+        certificates: certs.len(),
+        ..Desired::default()
+    };
+    if let Some(other) = others
+        .iter()
+        .filter(|o| o.name_any() < owner)
+        .find(|o| target_of(o).is_ok_and(|t| t == (CLUSTER_TRUST_BUNDLE, name.to_owned())))
+    {
+        out.refused.push((
+            CLUSTER_SCOPE.to_owned(),
+            Refusal::Conflict {
+                namespace: CLUSTER_SCOPE.to_owned(),
+                kind: CLUSTER_TRUST_BUNDLE,
+                name: name.to_owned(),
+                other: other.name_any(),
+            },
+        ));
+        return Ok(out);
+    }
+    // Certificates only: Kubernetes refuses PEM block headers, and comments serve nobody here.
+    let pem =
+        anchorage_bundle::render_pem(certs, &anchorage_bundle::PemOptions { comments: false });
+    if pem.len() > anchorage_k8s::MAX_DATA_BYTES {
+        return Err(vec![Refusal::Target(format!(
+            "the ClusterTrustBundle would hold {} bytes of PEM, over Kubernetes' {} byte limit; select fewer certificates",
+            pem.len(),
+            anchorage_k8s::MAX_DATA_BYTES
+        ))]);
+    }
+    let mut object = TargetObject::ClusterTrustBundle(ClusterTrustBundle {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some([(BUNDLE_LABEL.to_owned(), owner)].into()),
+            ..ObjectMeta::default()
+        },
+        spec: ClusterTrustBundleSpec {
+            signer_name: target.signer_name.clone(),
+            trust_bundle: pem,
+        },
+    });
+    let hash = content_hash(&object);
+    object
+        .metadata_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CONTENT_HASH_ANNOTATION.into(), hash);
+    out.targets.push(object);
+    Ok(out)
+}
+
+/// How the target's keys are made: by [`Layout`], or as wasmCloud's operator reads them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Layout,
+    WasmCloud,
 }
 
 /// The object with its [`CONTENT_HASH_ANNOTATION`] set.
@@ -349,18 +540,38 @@ fn build(
     content: &CertBundle,
     meta: &ObjectName,
     layout: &Layout,
+    shape: Shape,
 ) -> Result<TargetObject, K8sError> {
-    let mut target = if kind == "ConfigMap" {
-        TargetObject::ConfigMap(trust_configmap(content, meta, layout)?)
-    } else {
-        TargetObject::Secret(trust_secret(content, meta, layout)?)
+    let mut target = match (kind, shape) {
+        ("ConfigMap", Shape::Layout) => {
+            TargetObject::ConfigMap(trust_configmap(content, meta, layout)?)
+        }
+        (_, Shape::Layout) => TargetObject::Secret(trust_secret(content, meta, layout)?),
+        ("ConfigMap", Shape::WasmCloud) => {
+            TargetObject::ConfigMap(wasmcloud_configmap(content, meta)?)
+        }
+        (_, Shape::WasmCloud) => {
+            // The same keys and values as the ConfigMap, in an Opaque Secret (the operator
+            // reads `.crt` keys from either).
+            let cm = wasmcloud_configmap(content, meta)?;
+            TargetObject::Secret(Secret {
+                metadata: cm.metadata,
+                type_: Some("Opaque".into()),
+                data: cm.data.map(|data| {
+                    data.into_iter()
+                        .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes())))
+                        .collect()
+                }),
+                ..Secret::default()
+            })
+        }
     };
     let hash = content_hash(&target);
-    let annotations = match &mut target {
-        TargetObject::ConfigMap(o) => o.annotations_mut(),
-        TargetObject::Secret(o) => o.annotations_mut(),
-    };
-    annotations.insert(CONTENT_HASH_ANNOTATION.into(), hash);
+    target
+        .metadata_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CONTENT_HASH_ANNOTATION.into(), hash);
     Ok(target)
 }
 
@@ -373,11 +584,12 @@ fn content_hash(target: &TargetObject) -> String {
         h.update((v.len() as u64).to_be_bytes());
         h.update(v);
     };
-    let (labels, annotations) = match target {
-        TargetObject::ConfigMap(o) => (o.labels(), o.annotations()),
-        TargetObject::Secret(o) => (o.labels(), o.annotations()),
-    };
-    for (k, v) in labels {
+    let meta = target.metadata();
+    let (labels, annotations) = (
+        meta.labels.clone().unwrap_or_default(),
+        meta.annotations.clone().unwrap_or_default(),
+    );
+    for (k, v) in &labels {
         feed(&format!("label:{k}"), v.as_bytes());
     }
     for (k, v) in annotations
@@ -399,6 +611,12 @@ fn content_hash(target: &TargetObject) -> String {
             for (k, v) in o.data.iter().flatten() {
                 feed(&format!("data:{k}"), &v.0);
             }
+        }
+        TargetObject::ClusterTrustBundle(o) => {
+            if let Some(signer) = &o.spec.signer_name {
+                feed("signerName", signer.as_bytes());
+            }
+            feed("trustBundle", o.spec.trust_bundle.as_bytes());
         }
     }
     let digest = h.finalize();

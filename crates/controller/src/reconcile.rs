@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace as K8sNamespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -41,8 +42,12 @@ use serde_json::json;
 
 use crate::crd::{Bundle, BundleStatus, Condition};
 use crate::desired::{
-    BUNDLE_LABEL, CONTENT_HASH_ANNOTATION, Namespace, Refusal, Sources, TargetObject, desired,
+    BUNDLE_LABEL, CLUSTER_SCOPE, CLUSTER_TRUST_BUNDLE, CONTENT_HASH_ANNOTATION, Namespace, Refusal,
+    Sources, TargetObject, desired,
 };
+
+/// The API a ClusterTrustBundle target needs, as refusals name it.
+const CTB_API: &str = "certificates.k8s.io/v1beta1 ClusterTrustBundle";
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "anchorage-controller";
@@ -217,7 +222,15 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
         .filter(|b| b.name_any() != name)
         .collect();
 
-    let existing = Existing::list(client, &name).await?;
+    // ClusterTrustBundles are listed only for a Bundle that writes one now or wrote one before
+    // (its status has `Target/cluster`): a cluster without that API answers 404.
+    let cluster_scoped = bundle.spec.target.cluster_trust_bundle.is_some()
+        || bundle.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == format!("Target/{CLUSTER_SCOPE}"))
+        });
+    let existing = Existing::list(client, &name, cluster_scoped).await?;
     let mut conditions = Vec::new();
     let (certificates, ready) = match desired(&bundle, &others, &sources, &namespaces) {
         Err(refusals) => {
@@ -241,6 +254,11 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
             for target in &d.targets {
                 let ns = target.namespace();
                 wanted.insert((target.kind(), ns.clone(), target.name()));
+                let ns = if ns.is_empty() {
+                    CLUSTER_SCOPE.to_owned()
+                } else {
+                    ns
+                };
                 let c = match write(client, &bundle, target, &existing).await? {
                     Ok(reason) => condition(&format!("Target/{ns}"), true, reason, "up to date"),
                     Err(r) => {
@@ -332,12 +350,18 @@ async fn publish(ctx: &Context, bundle: &Bundle, refusal: &Refusal) {
 
 /// The Bundle's labelled targets, as the API server has them now.
 struct Existing {
-    /// (kind, namespace, name) → content hash.
+    /// (kind, namespace, name) → content hash; cluster-scoped objects have namespace "".
     objects: BTreeMap<(&'static str, String, String), Option<String>>,
+    /// Whether the ClusterTrustBundle API answered its list (`None`: not asked).
+    cluster_trust_bundles: Option<bool>,
 }
 
 impl Existing {
-    async fn list(client: &Client, bundle: &str) -> Result<Self, kube::Error> {
+    async fn list(
+        client: &Client,
+        bundle: &str,
+        cluster_scoped: bool,
+    ) -> Result<Self, kube::Error> {
         let lp = ListParams::default().labels(&format!("{BUNDLE_LABEL}={bundle}"));
         let mut objects = BTreeMap::new();
         // The label is checked here too: the selector is what keeps the list small, this what
@@ -361,7 +385,32 @@ impl Existing {
                 );
             }
         }
-        Ok(Self { objects })
+        let mut cluster_trust_bundles = None;
+        if cluster_scoped {
+            // A list of a served resource never answers 404: a 404 is an API not served.
+            match Api::<ClusterTrustBundle>::all(client.clone())
+                .list(&lp)
+                .await
+            {
+                Ok(list) => {
+                    cluster_trust_bundles = Some(true);
+                    for o in list {
+                        if mine(o.labels()) {
+                            objects.insert(
+                                (CLUSTER_TRUST_BUNDLE, String::new(), o.name_any()),
+                                o.annotations().get(CONTENT_HASH_ANNOTATION).cloned(),
+                            );
+                        }
+                    }
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => cluster_trust_bundles = Some(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Self {
+            objects,
+            cluster_trust_bundles,
+        })
     }
 
     async fn delete_unwanted(
@@ -377,6 +426,11 @@ impl Existing {
             let dp = DeleteParams::default();
             let result = if *kind == "ConfigMap" {
                 Api::<ConfigMap>::namespaced(client.clone(), ns)
+                    .delete(name, &dp)
+                    .await
+                    .map(|_| ())
+            } else if *kind == CLUSTER_TRUST_BUNDLE {
+                Api::<ClusterTrustBundle>::all(client.clone())
                     .delete(name, &dp)
                     .await
                     .map(|_| ())
@@ -405,6 +459,11 @@ async fn write(
     existing: &Existing,
 ) -> Result<Result<&'static str, Refusal>, ReconcileError> {
     let key = (target.kind(), target.namespace(), target.name());
+    if matches!(target, TargetObject::ClusterTrustBundle(_))
+        && existing.cluster_trust_bundles == Some(false)
+    {
+        return Ok(Err(Refusal::ApiNotServed { api: CTB_API }));
+    }
     if let Some(hash) = existing.objects.get(&key) {
         if hash.is_some() && *hash == target.content_hash() {
             return Ok(Ok("Unchanged"));
@@ -420,6 +479,9 @@ async fn write(
         }
         TargetObject::Secret(_) => {
             exists(&Api::<Secret>::namespaced(client.clone(), &ns), &name).await?
+        }
+        TargetObject::ClusterTrustBundle(_) => {
+            exists(&Api::<ClusterTrustBundle>::all(client.clone()), &name).await?
         }
     };
     if found {
@@ -445,6 +507,11 @@ async fn write(
                 .create(&pp, &o)
                 .await?;
         }
+        TargetObject::ClusterTrustBundle(o) => {
+            Api::<ClusterTrustBundle>::all(client.clone())
+                .create(&pp, &o)
+                .await?;
+        }
     }
     Ok(Ok("Created"))
 }
@@ -466,11 +533,7 @@ where
 fn owned(bundle: &Bundle, target: &TargetObject) -> TargetObject {
     let mut target = target.clone();
     let owner = bundle.controller_owner_ref(&());
-    let meta = match &mut target {
-        TargetObject::ConfigMap(o) => &mut o.metadata,
-        TargetObject::Secret(o) => &mut o.metadata,
-    };
-    meta.owner_references = owner.map(|o| vec![o]);
+    target.metadata_mut().owner_references = owner.map(|o| vec![o]);
     target
 }
 
@@ -497,6 +560,13 @@ async fn apply(
                 .patch(&name, &pp, &Patch::Apply(body))
                 .await?;
         }
+        TargetObject::ClusterTrustBundle(mut o) => {
+            o.metadata.managed_fields = None;
+            let body = apply_body(&o, CLUSTER_TRUST_BUNDLE)?;
+            Api::<ClusterTrustBundle>::all(client.clone())
+                .patch(&name, &pp, &Patch::Apply(body))
+                .await?;
+        }
     }
     Ok(())
 }
@@ -504,7 +574,11 @@ async fn apply(
 /// Server-side apply needs `apiVersion` and `kind` in the body.
 fn apply_body<T: serde::Serialize>(o: &T, kind: &str) -> Result<serde_json::Value, ReconcileError> {
     let mut v = serde_json::to_value(o).map_err(|e| ReconcileError::Serialise(kind.into(), e))?;
-    v["apiVersion"] = json!("v1");
+    v["apiVersion"] = json!(if kind == CLUSTER_TRUST_BUNDLE {
+        "certificates.k8s.io/v1beta1"
+    } else {
+        "v1"
+    });
     v["kind"] = json!(kind);
     Ok(v)
 }

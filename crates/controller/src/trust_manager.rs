@@ -8,7 +8,9 @@
 //! CA package is Debian's `ca-certificates`, which is Mozilla's list); `target.configMap.key` or
 //! `target.secret.key` → the `BundleKey` layout under that key (trust-manager writes the bundle
 //! under one key); `namespaceSelector.matchLabels` → the same. Not yet (refused):
-//! `additionalFormats` (JKS/PKCS#12), a source `selector` over labels, both targets at once.
+//! a source `selector` over labels, both targets at once. `additionalFormats` (JKS/PKCS#12) is
+//! carried over; a password other than trust-manager's default is then refused by the desired
+//! state, naming the field.
 //! Not wired into the running controller yet: `anchorage controller` reconciles only
 //! `trust.anchorage.dev` Bundles.
 
@@ -19,8 +21,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crd::{
-    Bundle, BundleSource, BundleSpec, BundleTarget, KeySelector, NamespaceSelector, TargetKeys,
-    TargetLayout,
+    AdditionalFormats, Bundle, BundleSource, BundleSpec, BundleTarget, KeySelector, KeystoreFormat,
+    NamespaceSelector, TargetKeys, TargetLayout,
 };
 use crate::desired::Refusal;
 
@@ -88,12 +90,38 @@ pub struct TmTarget {
     /// A Secret, the bundle under `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<TmTargetKey>,
-    /// JKS/PKCS#12 (not supported yet).
+    /// JKS/PKCS#12 trust stores next to the PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub additional_formats: Option<serde_json::Value>,
+    pub additional_formats: Option<TmAdditionalFormats>,
     /// Namespaces by label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<TmNamespaceSelector>,
+}
+
+/// trust-manager's `additionalFormats`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TmAdditionalFormats {
+    /// A JKS trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jks: Option<TmKeystore>,
+    /// A PKCS#12 trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12: Option<TmKeystore>,
+}
+
+/// One of trust-manager's keystore formats.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TmKeystore {
+    /// The key.
+    pub key: String,
+    /// The store password (trust-manager's defaults: `changeit` for JKS, `""` for PKCS#12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// PKCS#12 only: trust-manager's encryption profile (`LegacyRC2`, `LegacyDES`,
+    /// `Modern2023`). Not carried over: anchorage writes the store without encryption or MAC,
+    /// which every reader those profiles exist for opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// A target key.
@@ -164,9 +192,16 @@ pub fn to_anchorage(tm: &TrustManagerBundle) -> Result<Bundle, Vec<Refusal>> {
         sources.push(source);
     }
     let t = &tm.spec.target;
-    if t.additional_formats.is_some() {
-        unsupported("target.additionalFormats (JKS/PKCS#12)".into());
-    }
+    let additional_formats = t.additional_formats.as_ref().map(|f| {
+        let format = |k: &TmKeystore| KeystoreFormat {
+            key: k.key.clone(),
+            password: k.password.clone(),
+        };
+        AdditionalFormats {
+            pkcs12: f.pkcs12.as_ref().map(format),
+            jks: f.jks.as_ref().map(format),
+        }
+    });
     let keys = |k: &TmTargetKey| TargetKeys {
         layout: TargetLayout::BundleKey,
         key: Some(k.key.clone()),
@@ -193,6 +228,8 @@ pub fn to_anchorage(tm: &TrustManagerBundle) -> Result<Bundle, Vec<Refusal>> {
                     match_labels: s.match_labels.clone(),
                     match_expressions: Vec::new(),
                 }),
+                additional_formats,
+                cluster_trust_bundle: None,
             },
         },
     ))

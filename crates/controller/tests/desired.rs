@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use anchorage_controller::crd::{
-    BundleSource, BundleTarget, KeySelector, NamespaceSelector, TargetKeys, TargetLayout,
+    AdditionalFormats, BundleSource, BundleTarget, ClusterTrustBundleTarget, KeySelector,
+    KeystoreFormat, NamespaceSelector, TargetKeys, TargetLayout,
 };
 use anchorage_controller::desired::{BUNDLE_LABEL, CONTENT_HASH_ANNOTATION};
 use anchorage_controller::{
@@ -81,6 +82,9 @@ fn data_of(t: &TargetObject) -> BTreeMap<String, String> {
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
             .collect(),
+        TargetObject::ClusterTrustBundle(o) => {
+            [("trustBundle".to_owned(), o.spec.trust_bundle.clone())].into()
+        }
     }
 }
 
@@ -436,4 +440,312 @@ fn webpki_mozilla(n: usize) -> Vec<(anchorage_x509::Certificate, anchorage_bundl
         .take(n)
         .map(|c| (c.certificate, c.origin))
         .collect()
+}
+
+/// `additionalFormats`: a PKCS#12 and a JKS trust store of the same certificates next to the PEM,
+/// binary (`binaryData`), deterministic (so the content hash is stable), read back by our
+/// decoder and by Java's `keytool`; a non-default password is refused naming the field.
+#[test]
+fn additional_formats_add_java_trust_stores_of_the_same_certificates() {
+    let f = fixture();
+    let mut target = cm_target(TargetLayout::BundleKey);
+    target.additional_formats = Some(AdditionalFormats {
+        pkcs12: Some(KeystoreFormat {
+            key: "truststore.p12".into(),
+            password: Some(String::new()),
+        }),
+        jks: Some(KeystoreFormat {
+            key: "truststore.jks".into(),
+            password: None,
+        }),
+    });
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+    let b = bundle("java", source(), target.clone());
+    let namespaces = [ns("apps", &[])];
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    let TargetObject::ConfigMap(cm) = &d.targets[0] else {
+        panic!("a ConfigMap")
+    };
+    let binary = cm.binary_data.clone().unwrap();
+    assert_eq!(
+        binary.keys().collect::<Vec<_>>(),
+        ["truststore.jks", "truststore.p12"]
+    );
+    let changeit = secrecy::SecretString::from("changeit");
+    let jks = anchorage_keystore::decode(&binary["truststore.jks"].0, Some(&changeit)).unwrap();
+    let p12 = anchorage_keystore::decode(&binary["truststore.p12"].0, None).unwrap();
+    assert_eq!(jks.certificates.len(), 2);
+    assert_eq!(p12.certificates.len(), 2);
+    // Same input, same bytes and hash: an unchanged Bundle is not rewritten.
+    let again = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(again.targets[0].content_hash(), d.targets[0].content_hash());
+    // Negative control: without additionalFormats there is no binary key.
+    let plain = bundle("plain", source(), cm_target(TargetLayout::BundleKey));
+    let TargetObject::ConfigMap(cm_plain) = &desired(&plain, &[], &f.sources, &namespaces)
+        .unwrap()
+        .targets[0]
+    else {
+        panic!("a ConfigMap")
+    };
+    assert!(cm_plain.binary_data.is_none());
+
+    // Java's own reader lists both certificates in each store.
+    if let Some(keytool) = anchorage_test_support::peer::require("keytool") {
+        let dir = anchorage_test_support::tempdir().unwrap();
+        for (key, kind) in [("truststore.jks", "JKS"), ("truststore.p12", "PKCS12")] {
+            let path = dir.path().join(key);
+            #[allow(clippy::disallowed_methods)] // a test fixture for keytool, not an output
+            std::fs::write(&path, &binary[key].0).unwrap();
+            let out = std::process::Command::new(&keytool)
+                .args([
+                    "-list",
+                    "-storetype",
+                    kind,
+                    "-storepass",
+                    "changeit",
+                    "-keystore",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{key}: {text}");
+            assert_eq!(text.matches("trustedCertEntry").count(), 2, "{key}: {text}");
+        }
+    }
+
+    // A password other than the default: refused, naming the field; nothing is written.
+    for (p12, jks, field) in [
+        (Some("secret"), None, "additionalFormats.pkcs12.password"),
+        (None, Some("hunter2"), "additionalFormats.jks.password"),
+    ] {
+        let mut t = target.clone();
+        let formats = t.additional_formats.as_mut().unwrap();
+        formats.pkcs12.as_mut().unwrap().password = p12.map(String::from);
+        formats.jks.as_mut().unwrap().password = jks.map(String::from);
+        let refusals =
+            desired(&bundle("pw", source(), t), &[], &f.sources, &namespaces).unwrap_err();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].to_string().contains(field), "{}", refusals[0]);
+        assert!(!refusals[0].to_string().contains("hunter2"));
+        assert!(!refusals[0].to_string().contains("secret\""));
+    }
+}
+
+/// The `WasmCloud` layout: one `.crt` key per certificate and nothing else (what the wasmCloud
+/// operator passes to a host as `--tls-ca-path`), in a ConfigMap or a Secret; `key` refused.
+#[test]
+fn the_wasmcloud_layout_writes_one_crt_key_per_certificate() {
+    let f = fixture();
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+    let namespaces = [ns("lattice", &[])];
+    let b = bundle(
+        "wasmcloud-cas",
+        source(),
+        cm_target(TargetLayout::WasmCloud),
+    );
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    let data = data_of(&d.targets[0]);
+    assert_eq!(data.len(), 2, "{:?}", data.keys().collect::<Vec<_>>());
+    let mut found = Vec::new();
+    for (key, value) in &data {
+        assert!(key.ends_with(".crt"), "{key}");
+        let decoded = anchorage_x509::decode(value.as_bytes());
+        assert_eq!(decoded.certificates.len(), 1, "{key}");
+        found.push(value.trim().to_owned());
+    }
+    found.sort();
+    let mut expected = vec![f.a.pem.trim().to_owned(), f.b.pem.trim().to_owned()];
+    expected.sort();
+    assert_eq!(found, expected);
+
+    // A Secret target carries the same keys and values.
+    let secret = bundle(
+        "wasmcloud-cas",
+        source(),
+        BundleTarget {
+            secret: Some(TargetKeys {
+                layout: TargetLayout::WasmCloud,
+                key: None,
+            }),
+            ..BundleTarget::default()
+        },
+    );
+    let ds = desired(&secret, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(ds.targets[0].kind(), "Secret");
+    assert_eq!(data_of(&ds.targets[0]), data);
+
+    // Negative control: a `key` does not apply to this layout and is refused, not ignored.
+    let keyed = bundle(
+        "wasmcloud-cas",
+        source(),
+        BundleTarget {
+            config_map: Some(TargetKeys {
+                layout: TargetLayout::WasmCloud,
+                key: Some("ca.crt".into()),
+            }),
+            ..BundleTarget::default()
+        },
+    );
+    let refusals = desired(&keyed, &[], &f.sources, &namespaces).unwrap_err();
+    assert!(
+        refusals[0].to_string().contains("WasmCloud layout"),
+        "{}",
+        refusals[0]
+    );
+}
+
+fn ctb_target(signer: Option<&str>) -> BundleTarget {
+    BundleTarget {
+        cluster_trust_bundle: Some(ClusterTrustBundleTarget {
+            signer_name: signer.map(String::from),
+        }),
+        ..BundleTarget::default()
+    }
+}
+
+/// A `clusterTrustBundle` target: one cluster-scoped object, named as Kubernetes requires for
+/// its signer, holding the certificates as bare PEM blocks (no comments, no headers), with the
+/// label and content hash of every target.
+#[test]
+fn a_cluster_trust_bundle_target_is_one_object_named_for_its_signer() {
+    let f = fixture();
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+    let namespaces = [ns("apps", &[]), ns("web", &[])];
+    let b = bundle("corp-trust", source(), ctb_target(Some("example.com/mesh")));
+    let d = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(d.targets.len(), 1, "one object, whatever the namespaces");
+    let TargetObject::ClusterTrustBundle(ctb) = &d.targets[0] else {
+        panic!("a ClusterTrustBundle")
+    };
+    assert_eq!(d.targets[0].kind(), "ClusterTrustBundle");
+    assert_eq!(d.targets[0].namespace(), "");
+    assert_eq!(d.targets[0].name(), "example.com:mesh:corp-trust");
+    assert_eq!(ctb.spec.signer_name.as_deref(), Some("example.com/mesh"));
+    let pem = &ctb.spec.trust_bundle;
+    assert!(pem.contains(f.a.pem.trim()) && pem.contains(f.b.pem.trim()));
+    assert!(!pem.contains('#'), "no comments: {pem}");
+    assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+    assert_eq!(
+        ctb.metadata.labels.as_ref().unwrap()[BUNDLE_LABEL],
+        "corp-trust"
+    );
+    let again = desired(&b, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(again.targets[0].content_hash(), d.targets[0].content_hash());
+    assert!(d.targets[0].content_hash().is_some());
+    // Without a signer the Bundle's name is the object's.
+    let plain = bundle("corp-trust", source(), ctb_target(None));
+    let d = desired(&plain, &[], &f.sources, &namespaces).unwrap();
+    assert_eq!(d.targets[0].name(), "corp-trust");
+    // The JSON is what the API server takes (k8s-openapi's own type, camelCase fields).
+    let TargetObject::ClusterTrustBundle(ctb) = &d.targets[0] else {
+        panic!()
+    };
+    let json = serde_json::to_value(ctb).unwrap();
+    assert!(json["spec"]["trustBundle"].is_string(), "{json}");
+}
+
+/// What Kubernetes would refuse is refused first, naming the field or the certificate: a leaf
+/// (ClusterTrustBundles hold CA certificates only), a malformed signer name, a `:` in a name
+/// without a signer, a namespace selector; and a second Bundle writing the same object.
+#[test]
+fn cluster_trust_bundle_refusals() {
+    let f = fixture();
+    let namespaces = [ns("apps", &[])];
+    let source = || vec![cm_source("cas", |s| s.key_suffix = Some(".crt".into()))];
+
+    let leaf = pki::server_leaf(&["svc.example"], &f.a);
+    let mut sources = f.sources.clone();
+    sources
+        .config_maps
+        .get_mut("cas")
+        .unwrap()
+        .insert("leaf.crt".into(), leaf.pem.into_bytes());
+    let b = bundle("corp-trust", source(), ctb_target(Some("example.com/mesh")));
+    let refusals = desired(&b, &[], &sources, &namespaces).unwrap_err();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    let text = refusals[0].to_string();
+    assert!(
+        text.contains("not a CA certificate") && text.contains("ConfigMap trust/cas key leaf.crt"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not a CA certificate") && text.contains("key leaf.crt")
+            || text.contains("ConfigMap trust/cas"),
+        "{text}"
+    );
+    // Negative control: the same Bundle into a ConfigMap takes the leaf.
+    let cm = bundle("corp-trust", source(), cm_target(TargetLayout::BundleKey));
+    assert!(desired(&cm, &[], &sources, &namespaces).is_ok());
+
+    for (target, needle) in [
+        (ctb_target(Some("mesh")), "not a signer name"),
+        (ctb_target(Some("example.com/")), "not a signer name"),
+        (
+            BundleTarget {
+                name: Some("a:b".into()),
+                ..ctb_target(None)
+            },
+            "reserves for signer-linked",
+        ),
+        (
+            BundleTarget {
+                namespace_selector: Some(NamespaceSelector::default()),
+                ..ctb_target(None)
+            },
+            "remove namespaceSelector",
+        ),
+        (
+            BundleTarget {
+                config_map: Some(TargetKeys::default()),
+                ..ctb_target(None)
+            },
+            "exactly one of configMap, secret and clusterTrustBundle",
+        ),
+    ] {
+        let refusals =
+            desired(&bundle("x", source(), target), &[], &f.sources, &namespaces).unwrap_err();
+        assert!(refusals[0].to_string().contains(needle), "{}", refusals[0]);
+    }
+
+    // Two Bundles, one object: the first by name keeps it.
+    let first = bundle(
+        "a-first",
+        source(),
+        BundleTarget {
+            name: Some("shared".into()),
+            ..ctb_target(None)
+        },
+    );
+    let second = bundle(
+        "b-second",
+        source(),
+        BundleTarget {
+            name: Some("shared".into()),
+            ..ctb_target(None)
+        },
+    );
+    let d = desired(
+        &second,
+        std::slice::from_ref(&first),
+        &f.sources,
+        &namespaces,
+    )
+    .unwrap();
+    assert!(d.targets.is_empty());
+    assert_eq!(d.refused.len(), 1);
+    assert_eq!(d.refused[0].0, "cluster");
+    assert!(
+        d.refused[0].1.to_string().contains("a-first"),
+        "{}",
+        d.refused[0].1
+    );
+    let d = desired(
+        &first,
+        std::slice::from_ref(&second),
+        &f.sources,
+        &namespaces,
+    )
+    .unwrap();
+    assert_eq!(d.targets.len(), 1);
 }

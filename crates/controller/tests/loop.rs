@@ -17,10 +17,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anchorage_controller::crd::{
-    BundleSource, BundleTarget, KeySelector, NamespaceSelector, TargetKeys,
+    BundleSource, BundleTarget, ClusterTrustBundleTarget, KeySelector, NamespaceSelector,
+    TargetKeys,
 };
 use anchorage_controller::{Bundle, BundleSpec, Settings};
 use anchorage_test_support::pki;
+use k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -41,6 +43,11 @@ impl Drop for Kmock {
 
 /// kmock on a free port, or `None` (skipped loudly) when python3 or kmock is missing.
 fn start_kmock() -> Option<Kmock> {
+    start_kmock_with(false)
+}
+
+/// [`start_kmock`], serving the ClusterTrustBundle API or not.
+fn start_kmock_with(cluster_trust_bundles: bool) -> Option<Kmock> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/kmock_server.py");
     let has_kmock = Command::new("python3")
         .args(["-c", "import kmock"])
@@ -55,6 +62,10 @@ fn start_kmock() -> Option<Kmock> {
     }
     let mut child = Command::new("python3")
         .arg(script)
+        .env(
+            "KMOCK_CLUSTER_TRUST_BUNDLES",
+            if cluster_trust_bundles { "1" } else { "0" },
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -365,4 +376,103 @@ async fn the_loop_keeps_targets_in_sync_and_a_bad_bundle_does_not_stop_it() {
 
     controller.abort();
     drop(kmock);
+}
+
+/// A Bundle with a `clusterTrustBundle` target on a cluster serving that API: the object is
+/// created with its signer-prefixed name, the certificates and the Bundle's label, and the
+/// Bundle's status has `Target/cluster`; a source change reaches it. On a cluster without the
+/// API (negative control): `Ready=False` with `ApiNotServed`, and nothing else breaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_trust_bundle_target_is_written_where_the_api_is_served() {
+    for served in [true, false] {
+        let Some(kmock) = start_kmock_with(served) else {
+            return;
+        };
+        let config = kube::Config::new(format!("http://127.0.0.1:{}", kmock.port).parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let pp = PostParams::default();
+        Api::<Namespace>::all(client.clone())
+            .create(&pp, &namespace("trust-ns", json!({})))
+            .await
+            .unwrap();
+        let a = pki::root_ca("CTB Loop Root A");
+        let b = pki::root_ca("CTB Loop Root B");
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "trust-ns");
+        let source: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "cas", "namespace": "trust-ns"},
+            "data": {"a.crt": a.pem}
+        }))
+        .unwrap();
+        cms.create(&pp, &source).await.unwrap();
+        let mut bundle = Bundle::new(
+            "mesh-roots",
+            BundleSpec {
+                sources: vec![BundleSource {
+                    config_map: Some(KeySelector {
+                        name: "cas".into(),
+                        key_suffix: Some(".crt".into()),
+                        ..KeySelector::default()
+                    }),
+                    ..BundleSource::default()
+                }],
+                target: BundleTarget {
+                    cluster_trust_bundle: Some(ClusterTrustBundleTarget {
+                        signer_name: Some("example.com/mesh".into()),
+                    }),
+                    ..BundleTarget::default()
+                },
+            },
+        );
+        bundle.metadata.uid = Some("0b0e5b3c-0000-4000-8000-000000000010".into());
+        let bundles: Api<Bundle> = Api::all(client.clone());
+        bundles.create(&pp, &bundle).await.unwrap();
+        let settings = Settings {
+            trust_namespace: "trust-ns".into(),
+            resync: Duration::from_secs(600),
+            retry: Duration::from_millis(500),
+            mozilla: Vec::new(),
+            system: Vec::new(),
+        };
+        let controller = tokio::spawn(anchorage_controller::run(client.clone(), settings));
+        let ctbs: Api<ClusterTrustBundle> = Api::all(client.clone());
+        let name = "example.com:mesh:mesh-roots";
+        if served {
+            eventually("the ClusterTrustBundle", || async {
+                get(&ctbs, name).await.is_some()
+            })
+            .await;
+            let ctb = get(&ctbs, name).await.unwrap();
+            assert_eq!(ctb.spec.signer_name.as_deref(), Some("example.com/mesh"));
+            assert!(ctb.spec.trust_bundle.contains(a.pem.trim()));
+            assert_eq!(ctb.labels()["trust.anchorage.dev/bundle"], "mesh-roots");
+            eventually("Target/cluster True", || async {
+                let b = bundles.get("mesh-roots").await.unwrap();
+                condition(&b, "Ready") == Some(("True".into(), "Synced".into()))
+                    && condition(&b, "Target/cluster").is_some_and(|c| c.0 == "True")
+            })
+            .await;
+            // A second CA in the source reaches the object.
+            cms.patch(
+                "cas",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"b.crt": b.pem}})),
+            )
+            .await
+            .unwrap();
+            eventually("root B in the ClusterTrustBundle", || async {
+                get(&ctbs, name)
+                    .await
+                    .is_some_and(|c| c.spec.trust_bundle.contains(b.pem.trim()))
+            })
+            .await;
+        } else {
+            eventually("Ready=False ApiNotServed", || async {
+                let b = bundles.get("mesh-roots").await.unwrap();
+                condition(&b, "Target/cluster") == Some(("False".into(), "ApiNotServed".into()))
+                    && condition(&b, "Ready").is_some_and(|c| c.0 == "False")
+            })
+            .await;
+        }
+        controller.abort();
+    }
 }

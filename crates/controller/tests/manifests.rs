@@ -34,6 +34,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["create", "delete", "get", "list", "patch", "watch"],
     ),
     ("events.k8s.io/events", &["create", "patch"]),
+    (
+        "certificates.k8s.io/clustertrustbundles",
+        &["create", "delete", "get", "list", "patch"],
+    ),
 ];
 
 #[test]

@@ -104,8 +104,8 @@ pub enum K8sError {
         /// What to do, with the numbers of the alternatives that would fit.
         advice: String,
     },
-    /// The PKCS#12 trust store could not be encoded.
-    #[error("cannot encode the PKCS#12 trust store for key `{key}`")]
+    /// The PKCS#12 or JKS trust store could not be encoded.
+    #[error("cannot encode the Java trust store for key `{key}`")]
     Keystore {
         /// The key it was for.
         key: String,

@@ -77,7 +77,7 @@ pub use patch::{
 };
 pub use render::{Object, to_json, to_yaml};
 pub use trust_store::{
-    DEFAULT_BUNDLE_KEY, DEFAULT_EXTRA_KEY, DEFAULT_PKCS12_KEY, Layout, MAX_DATA_BYTES,
-    RHEL_BUNDLE_ALIASES, trust_configmap, trust_secret,
+    DEFAULT_BUNDLE_KEY, DEFAULT_EXTRA_KEY, DEFAULT_JKS_KEY, DEFAULT_PKCS12_KEY, JKS_PASSWORD,
+    Layout, MAX_DATA_BYTES, RHEL_BUNDLE_ALIASES, trust_configmap, trust_secret,
 };
 pub use wasmcloud::{wasmcloud_configmap, wasmcloud_keys};

@@ -50,7 +50,7 @@
 use std::collections::BTreeMap;
 
 use anchorage_bundle::{
-    Bundle, PemOptions, Pkcs12Options, hashed_names, render_pem, render_pkcs12,
+    Bundle, PemOptions, Pkcs12Options, hashed_names, render_jks, render_pem, render_pkcs12,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -80,6 +80,14 @@ pub const DEFAULT_EXTRA_KEY: &str = "extra-ca.pem";
 /// `JAVA_TOOL_OPTIONS=-Djavax.net.ssl.trustStore=…`.
 pub const DEFAULT_PKCS12_KEY: &str = "truststore.p12";
 
+/// The key of the JKS trust store ([`Layout::jks_key`]), for Java 8 and tools that still read
+/// only JKS.
+pub const DEFAULT_JKS_KEY: &str = "truststore.jks";
+
+/// The password a JKS trust store is sealed with: Java's default (`changeit`), as trust-manager
+/// writes it. A JKS password only guards the store's integrity; the certificates are public.
+pub const JKS_PASSWORD: &str = "changeit";
+
 /// Which keys a trust ConfigMap or Secret holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -97,6 +105,9 @@ pub struct Layout {
     /// Key of the bundle as a password-less PKCS#12 trust store (binary: `binaryData` in a
     /// ConfigMap), for Java; default none.
     pub pkcs12_key: Option<String>,
+    /// Key of the bundle as a JKS trust store sealed with [`JKS_PASSWORD`] (binary); default
+    /// none.
+    pub jks_key: Option<String>,
 }
 
 impl Default for Layout {
@@ -107,6 +118,7 @@ impl Default for Layout {
             hashed_keys: true,
             extra_key: None,
             pkcs12_key: None,
+            jks_key: None,
         }
     }
 }
@@ -220,6 +232,14 @@ fn plan(
                 key: key.clone(),
                 source,
             }
+        })?;
+        insert(key.clone(), Value::Binary(bytes))?;
+    }
+    if let Some(key) = &layout.jks_key {
+        let password = secrecy::SecretString::from(JKS_PASSWORD);
+        let bytes = render_jks(bundle, &password).map_err(|source| K8sError::Keystore {
+            key: key.clone(),
+            source,
         })?;
         insert(key.clone(), Value::Binary(bytes))?;
     }
@@ -581,6 +601,32 @@ mod tests {
         assert!(plain.binary_data.is_none());
         let plain = plain.data.unwrap();
         assert!(!plain.contains_key(DEFAULT_EXTRA_KEY) && !plain.contains_key(DEFAULT_PKCS12_KEY));
+    }
+
+    #[test]
+    fn the_jks_key_holds_the_whole_bundle_sealed_with_changeit() {
+        let (_, all) = private_and_mozilla();
+        let layout = Layout {
+            jks_key: Some(DEFAULT_JKS_KEY.into()),
+            ..Layout::default()
+        };
+        let cm = trust_configmap(&all, &name(), &layout).unwrap();
+        let binary = cm.binary_data.unwrap();
+        assert_eq!(binary.keys().collect::<Vec<_>>(), [DEFAULT_JKS_KEY]);
+        let password = secrecy::SecretString::from(JKS_PASSWORD);
+        let store =
+            anchorage_keystore::decode(&binary[DEFAULT_JKS_KEY].0, Some(&password)).unwrap();
+        assert_eq!(store.certificates.len(), all.len());
+        // Deterministic: the same bundle gives the same bytes (the controller's content hash
+        // relies on it), and the Secret carries them under data.
+        let again = trust_secret(&all, &name(), &layout).unwrap();
+        assert_eq!(
+            again.data.unwrap()[DEFAULT_JKS_KEY].0,
+            binary[DEFAULT_JKS_KEY].0
+        );
+        // Negative control: another password does not open it.
+        let wrong = secrecy::SecretString::from("not-changeit");
+        assert!(anchorage_keystore::decode(&binary[DEFAULT_JKS_KEY].0, Some(&wrong)).is_err());
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub(crate) fn reason(stderr: &str, code: Option<i32>) -> String {
 }
 
 /// One s_client run from agent `own`'s current files to agent `peer`'s current s_server.
-fn one(openssl: &Path, own: &AgentFiles, peer: &AgentFiles, peer_name: &str) -> Result<(), String> {
+fn one(openssl: &Path, own: &AgentFiles, peer: &AgentFiles, peer_name: &str) -> Result<(), Miss> {
     let mine = Current::read(own).ok_or("openssl client: no s_server generation yet (own)")?;
     let theirs = Current::read(peer).ok_or("openssl client: no s_server generation yet (peer)")?;
     let g = |n: &str| mine.generation.join(n);
@@ -285,14 +285,31 @@ fn one(openssl: &Path, own: &AgentFiles, peer: &AgentFiles, peer_name: &str) -> 
         if why.ends_with("Connection refused")
             && Current::read(peer).is_some_and(|now| now.port != theirs.port)
         {
-            return Err(STALE.to_owned());
+            return Err(Miss::Stale);
         }
-        Err(why)
+        Err(Miss::Failed(why))
     }
 }
 
-/// [`one`]'s error when the peer's server was retired under it (not a handshake).
-const STALE: &str = "stale endpoint";
+/// Why [`one`] did not complete a handshake.
+enum Miss {
+    /// The peer's server was retired under the client: no handshake took place, not counted.
+    Stale,
+    /// A failed handshake (or client), with openssl's reason.
+    Failed(String),
+}
+
+impl From<String> for Miss {
+    fn from(why: String) -> Self {
+        Miss::Failed(why)
+    }
+}
+
+impl From<&str> for Miss {
+    fn from(why: &str) -> Self {
+        Miss::Failed(why.to_owned())
+    }
+}
 
 /// s_client runs from agent `own` to agent `peer` at `rate` per second until `stop`.
 pub(crate) fn client_loop(
@@ -311,8 +328,8 @@ pub(crate) fn client_loop(
         if let Ok(mut c) = counts.lock() {
             match outcome {
                 Ok(()) => c.ok += 1,
-                Err(r) if r == STALE => {}
-                Err(r) => c.fail(r),
+                Err(Miss::Stale) => {}
+                Err(Miss::Failed(r)) => c.fail(r),
             }
         }
         next += period;

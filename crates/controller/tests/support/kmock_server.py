@@ -1,10 +1,13 @@
 """A Kubernetes API emulator for the controller's loop tests: PyPI's kmock (not written here).
 
 Declares the resources the controller uses, listens on 127.0.0.1 on a free port, prints
-`PORT <n>` on one line, and serves until stdin closes (the test process ends).
+`PORT <n>` on one line, and serves until stdin closes (the test process ends). With
+KMOCK_CLUSTER_TRUST_BUNDLES=1 it also serves `certificates.k8s.io/v1beta1` ClusterTrustBundles
+(a cluster with that API enabled); without, that API is not served (404), as on most clusters.
 Install: `python3 -m pip install kmock==0.8` (scripts/install-test-deps.sh does).
 """
 import asyncio
+import os
 import sys
 
 import kmock
@@ -47,6 +50,9 @@ RESOURCES = {
     'events.k8s.io/v1/events': dict(namespaced=True, kind='Event'),
     'trust.anchorage.dev/v1alpha1/bundles': dict(namespaced=False, kind='Bundle', subresources={'status'}),
 }
+if os.environ.get('KMOCK_CLUSTER_TRUST_BUNDLES') == '1':
+    RESOURCES['certificates.k8s.io/v1beta1/clustertrustbundles'] = dict(
+        namespaced=False, kind='ClusterTrustBundle')
 
 
 async def main() -> None:

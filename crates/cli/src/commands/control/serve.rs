@@ -195,10 +195,10 @@ pub(crate) struct ServeArgs {
     pub(crate) secrets: bool,
     /// --secrets: the backend name (subjects `<prefix>.v1alpha1.<backend>.*`; with --store
     /// jetstream, the mappings bucket SECRETS_<backend>_state).
-    #[arg(long, value_name = "NAME", default_value = anchorage_secrets_server::DEFAULT_BACKEND, help_heading = SECRETS_HEADING)]
+    #[arg(long, value_name = "NAME", default_value = anchorage_secrets_server::DEFAULT_BACKEND, requires = "secrets", help_heading = SECRETS_HEADING)]
     pub(crate) secrets_backend: String,
     /// --secrets --store jetstream: the secrets bucket.
-    #[arg(long, value_name = "BUCKET", default_value = "WASMCLOUD_SECRETS", help_heading = SECRETS_HEADING)]
+    #[arg(long, value_name = "BUCKET", default_value = "WASMCLOUD_SECRETS", requires = "secrets", help_heading = SECRETS_HEADING)]
     pub(crate) secrets_bucket: String,
     #[command(flatten, next_help_heading = SECRETS_HEADING)]
     pub(crate) secrets_protocol: ProtocolArgs,
