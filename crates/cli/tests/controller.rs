@@ -329,4 +329,25 @@ fn webhook_refuses_bad_settings_and_files_at_start() {
     );
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no PEM certificate"));
+    // A ClusterTrustBundle projection holds one file: no PKCS#12 to name.
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook",
+            "--ctb-signer",
+            "example.com/mesh",
+            "--pkcs12",
+            "--tls-cert",
+            n,
+            "--tls-key",
+            n,
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -190,6 +190,42 @@ fn extra_pem_and_pkcs12_name_the_node_and_java_files() {
 }
 
 #[test]
+fn a_cluster_trust_bundle_projection_sets_no_ssl_cert_dir() {
+    let settings = InjectSettings::new(TrustSource::ClusterTrustBundle(
+        anchorage_k8s::CtbSelector::Signer {
+            signer_name: "example.com/mesh".into(),
+            match_labels: Default::default(),
+        },
+    ));
+    let review = labelled();
+    let patch = patch_of(&answer(&settings, &review)).unwrap();
+    let pod = apply(&review["request"]["object"], &patch);
+    let spec = pod.spec.unwrap();
+    let projection = spec.volumes.as_ref().unwrap()[1]
+        .projected
+        .as_ref()
+        .unwrap()
+        .sources
+        .as_ref()
+        .unwrap()[0]
+        .cluster_trust_bundle
+        .clone()
+        .unwrap();
+    assert_eq!(projection.signer_name.as_deref(), Some("example.com/mesh"));
+    assert_eq!(projection.path, "ca-certificates.crt");
+    let env = env_of(&spec.containers[0]);
+    assert_eq!(
+        value_of(&env, "SSL_CERT_FILE"),
+        Some("/etc/ssl/certs/ca-certificates.crt")
+    );
+    assert_eq!(
+        value_of(&env, "SSL_CERT_DIR"),
+        None,
+        "one file, no hashed names"
+    );
+}
+
+#[test]
 fn an_injected_pod_is_not_changed_again() {
     let review = labelled();
     let patch = patch_of(&answer(&settings(), &review)).unwrap();

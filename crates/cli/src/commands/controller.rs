@@ -97,7 +97,7 @@ pub(crate) enum ControllerCommand {
 
 /// `anchorage controller webhook`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
 pub(crate) struct WebhookArgs {
     /// The trust ConfigMap mounted into pods (a Bundle's target, in each pod's namespace).
     #[arg(long, value_name = "NAME")]
@@ -105,14 +105,20 @@ pub(crate) struct WebhookArgs {
     /// The trust Secret mounted into pods instead.
     #[arg(long, value_name = "NAME")]
     pub(crate) secret: Option<String>,
+    /// A ClusterTrustBundle by name, projected (one bundle file: no SSL_CERT_DIR).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster_trust_bundle: Option<String>,
+    /// Every ClusterTrustBundle of this signer, projected (a Bundle's clusterTrustBundle target).
+    #[arg(long, value_name = "SIGNER")]
+    pub(crate) ctb_signer: Option<String>,
     /// The object has only the bundle key (BundleKey layout): no SSL_CERT_DIR.
     #[arg(long)]
     pub(crate) bundle_only: bool,
     /// The object holds extra-ca.pem: NODE_EXTRA_CA_CERTS and DENO_CERT name it.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
     pub(crate) extra_pem: bool,
     /// The object holds truststore.p12: JAVA_TOOL_OPTIONS names it.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
     pub(crate) pkcs12: bool,
     /// Where the volume is mounted (read-only).
     #[arg(long, value_name = "PATH", default_value = anchorage_k8s::DEFAULT_MOUNT_PATH)]
@@ -148,13 +154,24 @@ pub(crate) struct WebhookConfigArgs {
 }
 
 fn webhook(args: WebhookArgs) -> Result<Code, Failure> {
-    let source = match (&args.configmap, &args.secret) {
-        (Some(name), _) => anchorage_k8s::TrustSource::ConfigMap(name.clone()),
-        (_, Some(name)) => anchorage_k8s::TrustSource::Secret(name.clone()),
+    use anchorage_k8s::{CtbSelector, TrustSource};
+    let source = match (
+        &args.configmap,
+        &args.secret,
+        &args.cluster_trust_bundle,
+        &args.ctb_signer,
+    ) {
+        (Some(name), ..) => TrustSource::ConfigMap(name.clone()),
+        (_, Some(name), ..) => TrustSource::Secret(name.clone()),
+        (_, _, Some(name), _) => TrustSource::ClusterTrustBundle(CtbSelector::Name(name.clone())),
+        (_, _, _, Some(signer)) => TrustSource::ClusterTrustBundle(CtbSelector::Signer {
+            signer_name: signer.clone(),
+            match_labels: Default::default(),
+        }),
         _ => {
             return Err(Failure::new(
                 Code::Usage,
-                "--configmap or --secret is needed",
+                "--configmap, --secret, --cluster-trust-bundle or --ctb-signer is needed",
             ));
         }
     };
