@@ -305,13 +305,38 @@ pub fn review(settings: &InjectSettings, body: &[u8]) -> AdmissionReview<Dynamic
                 .ok()
                 .and_then(|v| str_at(&v, "/request/uid").map(str::to_owned))
                 .unwrap_or_default();
-            tracing::warn!(%uid, error = %error, cause = ?std::error::Error::source(&error).map(ToString::to_string), "admission review not injected; the pod is admitted unchanged");
+            let cause = cause(&error);
+            tracing::warn!(%uid, error = %error, %cause, "admission review not injected; the pod is admitted unchanged");
             let mut response = AdmissionResponse::invalid("");
             response.allowed = true;
             response.result = kube::core::Status::success();
             response.uid = uid;
-            response.warnings = Some(vec![format!("anchorage: trust not injected: {error}")]);
+            response.warnings = Some(vec![format!(
+                "anchorage: trust not injected: {error}: {cause}"
+            )]);
             response.into_review()
+        }
+    }
+}
+
+/// Why `error` happened, without the request's values: a JSON error says only its kind and
+/// position (serde's message may quote a value from the pod, e.g. an environment variable).
+fn cause(error: &InjectError) -> String {
+    let json = |e: &serde_json::Error| {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+        .to_lowercase()
+    };
+    match error {
+        InjectError::NotAReview(e) | InjectError::Json { source: e, .. } => json(e),
+        InjectError::Patch(e) => e.to_string(),
+        InjectError::SerializePatch(e) => e.to_string(),
+        InjectError::NoRequest | InjectError::NotAPod { .. } | InjectError::NoObject => {
+            "nothing to inject".to_owned()
         }
     }
 }

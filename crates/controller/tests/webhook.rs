@@ -357,6 +357,22 @@ fn malformed_or_foreign_reviews_are_allowed_without_a_patch() {
     };
     let recorded = serde_json::to_vec(&labelled()).unwrap();
     check(&recorded[..recorded.len() / 2], "", "truncated");
+    // A value in a malformed pod never reaches the warning (serde's own message quotes it).
+    let mut malformed = labelled();
+    malformed["request"]["object"]["metadata"]["annotations"] = "s3cr3t-value".into();
+    let serde_says = serde_json::from_value::<Pod>(malformed["request"]["object"].clone())
+        .unwrap_err()
+        .to_string();
+    assert!(serde_says.contains("s3cr3t-value"), "{serde_says}");
+    let a = review_json(&settings(), &serde_json::to_vec(&malformed).unwrap());
+    assert_eq!(a["response"]["allowed"], true);
+    assert!(
+        a["response"]["warnings"]
+            .to_string()
+            .contains("trust not injected"),
+        "{a:#}"
+    );
+    assert!(!a.to_string().contains("s3cr3t-value"), "{a:#}");
     check(b"", "", "empty body");
     check(
         b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"}",
