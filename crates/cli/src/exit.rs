@@ -272,7 +272,9 @@ impl Classify for anchorage_k8s::K8sError {
             | K8sError::NotCa { .. }
             | K8sError::ContainerNotFound { .. }
             | K8sError::WrongKind { .. }
-            | K8sError::NoPodSpec { .. } => Code::BadInput,
+            | K8sError::NoPodSpec { .. }
+            | K8sError::MalformedObject { .. }
+            | K8sError::AuthorityConflict { .. } => Code::BadInput,
             K8sError::Yaml(_) | K8sError::Json(_) | K8sError::Keystore { .. } => Code::Failure,
             // A name, key, label, path or option Kubernetes would refuse, all from the command
             // line (`--container App` included): exit 2, as the help says.
@@ -472,7 +474,8 @@ impl Classify for anchorage_secrets_server::StoreFailure {
             E::AuthFailed { .. } => Code::AuthFailed,
             E::Unsupported { .. } => Code::Usage,
             E::Backend {
-                store: "openbao", ..
+                store: "openbao" | "kubernetes",
+                ..
             } => Code::Unreachable,
             _ => Code::Store,
         }

@@ -53,6 +53,31 @@ pub struct BundleSource {
     /// The controller container's own system trust store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_store: Option<bool>,
+    /// The trust bundle of an `anchorage serve` control plane (`GET <url>/v1/bundle`), fetched
+    /// over HTTPS and refreshed every minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeSource>,
+}
+
+/// An `anchorage serve` control plane as a source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServeSource {
+    /// serve's base URL, `https://…` (such as `https://anchorage-serve.anchorage:8443`).
+    pub url: String,
+    /// The ConfigMap key (in the trust namespace) holding the CA that serve's TLS certificate
+    /// chains to: serve's `ca.pem`.
+    pub ca_config_map: ObjectKey,
+}
+
+/// One key of one object in the trust namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectKey {
+    /// The object's name.
+    pub name: String,
+    /// The key.
+    pub key: String,
 }
 
 /// Which keys of a ConfigMap or Secret are read: `key` (one key), `keySuffix` (every key ending

@@ -86,6 +86,14 @@ pub enum Refusal {
     /// The target would be over Kubernetes' 1 MiB limit, or is otherwise invalid.
     #[error("the target cannot be built: {0}")]
     Target(String),
+    /// A source fetched over the network could not be read (the targets keep what they have).
+    #[error("{object} could not be fetched: {detail}; the targets keep their current contents")]
+    SourceUnavailable {
+        /// `anchorage serve <url>`.
+        object: String,
+        /// Why.
+        detail: String,
+    },
     /// The cluster does not serve the API the target needs.
     #[error(
         "the cluster does not serve {api}; enable it (ClusterTrustBundle: Kubernetes 1.33+, feature gate ClusterTrustBundle and --runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true) or use a ConfigMap target"
@@ -122,6 +130,7 @@ impl Refusal {
             Self::NoCertificates => "NoCertificates",
             Self::Target(_) => "TargetInvalid",
             Self::ApiNotServed { .. } => "ApiNotServed",
+            Self::SourceUnavailable { .. } => "SourceUnavailable",
             Self::Conflict { .. } => "TargetConflict",
         }
     }
@@ -141,6 +150,9 @@ pub struct Sources {
     pub mozilla: Vec<(Certificate, Origin)>,
     /// The system store, with its origins.
     pub system: Vec<(Certificate, Origin)>,
+    /// What each `serve` source's URL answered (fetched by the caller): the PEM bundle, or why
+    /// it could not be fetched.
+    pub fetched: BTreeMap<String, Result<Vec<u8>, String>>,
 }
 
 impl Sources {
@@ -647,11 +659,34 @@ fn read_source(
         + usize::from(source.secret.is_some())
         + usize::from(source.inline.is_some())
         + usize::from(source.mozilla_roots.is_some())
-        + usize::from(source.system_store.is_some());
+        + usize::from(source.system_store.is_some())
+        + usize::from(source.serve.is_some());
     if set != 1 {
         refusals.push(Refusal::InvalidSpec(format!(
-            "each source needs exactly one of configMap, secret, inline, mozillaRoots, systemStore ({set} set)"
+            "each source needs exactly one of configMap, secret, inline, mozillaRoots, systemStore, serve ({set} set)"
         )));
+        return;
+    }
+    if let Some(serve) = &source.serve {
+        let object = serve_source_name(&serve.url);
+        if !serve.url.starts_with("https://") {
+            refusals.push(Refusal::InvalidSpec(format!(
+                "the serve source `{}` is not an https:// URL: serve answers over TLS only",
+                serve.url
+            )));
+            return;
+        }
+        match sources.fetched.get(&serve.url) {
+            Some(Ok(body)) => read_value(&object, "/v1/bundle", body, items, refusals),
+            Some(Err(detail)) => refusals.push(Refusal::SourceUnavailable {
+                object,
+                detail: detail.clone(),
+            }),
+            None => refusals.push(Refusal::SourceUnavailable {
+                object,
+                detail: "not fetched".into(),
+            }),
+        }
         return;
     }
     if let Some(sel) = &source.config_map {
@@ -685,6 +720,11 @@ fn read_source(
     } else if source.system_store == Some(true) {
         items.extend(sources.system.iter().cloned());
     }
+}
+
+/// How a `serve` source is named in refusals and origins.
+pub fn serve_source_name(url: &str) -> String {
+    format!("anchorage serve {url}")
 }
 
 fn read_object(

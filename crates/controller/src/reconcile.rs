@@ -40,11 +40,19 @@ use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 
-use crate::crd::{Bundle, BundleStatus, Condition};
+use anchorage_agent::client::{BundleAnswer, ServeClient};
+
+use crate::crd::{Bundle, BundleStatus, Condition, ObjectKey, ServeSource};
 use crate::desired::{
     BUNDLE_LABEL, CLUSTER_SCOPE, CLUSTER_TRUST_BUNDLE, CONTENT_HASH_ANNOTATION, Namespace, Refusal,
     Sources, TargetObject, desired,
 };
+
+/// How often a Bundle with a `serve` source is reconciled (and serve asked again), so a change
+/// made in serve reaches the targets.
+pub const SERVE_REFRESH: Duration = Duration::from_secs(60);
+/// How long a fetch from serve may take.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API a ClusterTrustBundle target needs, as refusals name it.
 const CTB_API: &str = "certificates.k8s.io/v1beta1 ClusterTrustBundle";
@@ -205,6 +213,7 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
             .secrets
             .insert(s.name_any(), Sources::secret_data(&s));
     }
+    fetch_serve_sources(&bundle, &mut sources).await;
     let namespaces: Vec<Namespace> = Api::<K8sNamespace>::all(client.clone())
         .list(&lp)
         .await?
@@ -321,7 +330,51 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await?;
     }
-    Ok(Action::requeue(ctx.settings.resync))
+    let serve_sources = bundle.spec.sources.iter().any(|s| s.serve.is_some());
+    Ok(Action::requeue(if serve_sources {
+        ctx.settings.resync.min(SERVE_REFRESH)
+    } else {
+        ctx.settings.resync
+    }))
+}
+
+/// Fetches each `serve` source's bundle into [`Sources::fetched`]: serve's CA from the trust
+/// namespace's ConfigMap, then `GET <url>/v1/bundle` through the agent's client. A failure is
+/// recorded, not returned: the desired state refuses the Bundle and the targets stay as they are.
+async fn fetch_serve_sources(bundle: &Bundle, sources: &mut Sources) {
+    for serve in bundle.spec.sources.iter().filter_map(|s| s.serve.as_ref()) {
+        if !serve.url.starts_with("https://") || sources.fetched.contains_key(&serve.url) {
+            continue;
+        }
+        let result = fetch_serve(serve, sources).await;
+        if let Err(e) = &result {
+            tracing::warn!(bundle = %bundle.name_any(), url = %serve.url, error = %e, "serve source unavailable");
+        }
+        sources.fetched.insert(serve.url.clone(), result);
+    }
+}
+
+async fn fetch_serve(serve: &ServeSource, sources: &Sources) -> Result<Vec<u8>, String> {
+    let ObjectKey { name, key } = &serve.ca_config_map;
+    let ca = sources
+        .config_maps
+        .get(name)
+        .and_then(|data| data.get(key))
+        .ok_or_else(|| {
+            format!(
+                "ConfigMap {}/{name} has no key `{key}` (serve's CA, its ca.pem)",
+                sources.namespace
+            )
+        })?;
+    let client =
+        ServeClient::new(&serve.url, ca, None, SERVE_TIMEOUT).map_err(|e| e.to_string())?;
+    match client.bundle("pem", None, None).await {
+        Ok(BundleAnswer::Bundle { body, .. }) => Ok(body),
+        Ok(BundleAnswer::Unchanged) => {
+            Err("serve answered 304 to a request without a version".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: &str) -> Condition {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use anchorage_controller::crd::{
     AdditionalFormats, BundleSource, BundleTarget, ClusterTrustBundleTarget, KeySelector,
-    KeystoreFormat, NamespaceSelector, TargetKeys, TargetLayout,
+    KeystoreFormat, NamespaceSelector, ObjectKey, ServeSource, TargetKeys, TargetLayout,
 };
 use anchorage_controller::desired::{BUNDLE_LABEL, CONTENT_HASH_ANNOTATION};
 use anchorage_controller::{
@@ -748,4 +748,70 @@ fn cluster_trust_bundle_refusals() {
     )
     .unwrap();
     assert_eq!(d.targets.len(), 1);
+}
+
+fn serve_source(url: &str) -> BundleSource {
+    BundleSource {
+        serve: Some(ServeSource {
+            url: url.into(),
+            ca_config_map: ObjectKey {
+                name: "serve-ca".into(),
+                key: "ca.pem".into(),
+            },
+        }),
+        ..BundleSource::default()
+    }
+}
+
+/// A `serve` source: what the URL answered (fetched by the reconciler) is read like any other
+/// value; unreachable, a private key in the answer, or a plain http:// URL refuse the Bundle, so
+/// the targets keep what they have.
+#[test]
+fn a_serve_source_reads_what_serve_answered_and_refuses_when_it_cannot() {
+    let f = fixture();
+    let url = "https://anchorage-serve.anchorage:8443";
+    let namespaces = [ns("apps", &[])];
+    let b = bundle(
+        "from-serve",
+        vec![serve_source(url)],
+        cm_target(TargetLayout::BundleKey),
+    );
+
+    let mut sources = f.sources.clone();
+    sources
+        .fetched
+        .insert(url.into(), Ok(f.a.pem.clone().into_bytes()));
+    let d = desired(&b, &[], &sources, &namespaces).unwrap();
+    assert_eq!(d.certificates, 1);
+    assert!(data_of(&d.targets[0])["ca-certificates.crt"].contains(f.a.pem.trim()));
+
+    // Unreachable: refused, naming the URL and why.
+    sources
+        .fetched
+        .insert(url.into(), Err("connection refused".into()));
+    let r = desired(&b, &[], &sources, &namespaces).unwrap_err();
+    assert_eq!(r[0].reason(), "SourceUnavailable");
+    assert!(r[0].to_string().contains(url) && r[0].to_string().contains("connection refused"));
+    // Not fetched at all (no entry): the same refusal.
+    let r = desired(&b, &[], &f.sources, &namespaces).unwrap_err();
+    assert_eq!(r[0].reason(), "SourceUnavailable");
+
+    // A private key in the answer: refused like a private key in a ConfigMap.
+    let leaf = pki::server_leaf(&["x.test"], &f.a);
+    sources.fetched.insert(
+        url.into(),
+        Ok(format!("{}{}", leaf.pem, leaf.key_pem).into_bytes()),
+    );
+    let r = desired(&b, &[], &sources, &namespaces).unwrap_err();
+    assert_eq!(r[0].reason(), "PrivateKeyInSource");
+    assert!(!r[0].to_string().contains("PRIVATE KEY-----\n"), "{}", r[0]);
+
+    // http:// is refused before anything is fetched.
+    let plain = bundle(
+        "from-serve",
+        vec![serve_source("http://anchorage-serve:8443")],
+        cm_target(TargetLayout::BundleKey),
+    );
+    let r = desired(&plain, &[], &sources, &namespaces).unwrap_err();
+    assert!(r[0].to_string().contains("not an https:// URL"), "{}", r[0]);
 }

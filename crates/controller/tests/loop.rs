@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anchorage_controller::crd::{
     BundleSource, BundleTarget, ClusterTrustBundleTarget, KeySelector, NamespaceSelector,
-    TargetKeys,
+    ObjectKey, ServeSource, TargetKeys, TargetLayout,
 };
 use anchorage_controller::{Bundle, BundleSpec, Settings};
 use anchorage_test_support::pki;
@@ -475,4 +475,144 @@ async fn a_cluster_trust_bundle_target_is_written_where_the_api_is_served() {
         }
         controller.abort();
     }
+}
+
+/// A `serve` source against a real `anchorage serve` (in-process, its own CA and TLS): the
+/// target holds serve's bundle; a CA an admin adds in serve reaches the target on the next
+/// refresh; with the wrong CA in the ConfigMap (negative control) the Bundle is refused with
+/// `SourceUnavailable` and its target keeps its contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serve_source_brings_serves_bundle_and_its_changes() {
+    let Some(kmock) = start_kmock() else { return };
+    let dir = anchorage_test_support::tempdir().unwrap();
+    let mut config = anchorage_serve::ServeConfig::new(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let server = anchorage_serve::Server::start(config).await.unwrap();
+    let url = server.serving().url.clone();
+    let serve_ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    let config = kube::Config::new(format!("http://127.0.0.1:{}", kmock.port).parse().unwrap());
+    let client = Client::try_from(config).unwrap();
+    let pp = PostParams::default();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for n in ["trust-ns", "apps"] {
+        namespaces
+            .create(&pp, &namespace(n, json!({})))
+            .await
+            .unwrap();
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "trust-ns");
+    let ca_map: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "serve-ca", "namespace": "trust-ns"},
+        "data": {"ca.pem": serve_ca}
+    }))
+    .unwrap();
+    cms.create(&pp, &ca_map).await.unwrap();
+    let mut bundle = Bundle::new(
+        "from-serve",
+        BundleSpec {
+            sources: vec![BundleSource {
+                serve: Some(ServeSource {
+                    url: url.clone(),
+                    ca_config_map: ObjectKey {
+                        name: "serve-ca".into(),
+                        key: "ca.pem".into(),
+                    },
+                }),
+                ..BundleSource::default()
+            }],
+            target: BundleTarget {
+                config_map: Some(TargetKeys {
+                    layout: TargetLayout::BundleKey,
+                    key: None,
+                }),
+                ..BundleTarget::default()
+            },
+        },
+    );
+    bundle.metadata.uid = Some("0b0e5b3c-0000-4000-8000-000000000020".into());
+    let bundles: Api<Bundle> = Api::all(client.clone());
+    bundles.create(&pp, &bundle).await.unwrap();
+    let settings = Settings {
+        trust_namespace: "trust-ns".into(),
+        // A short resync: a Bundle with a serve source is asked again at most this often.
+        resync: Duration::from_secs(1),
+        retry: Duration::from_millis(500),
+        mozilla: Vec::new(),
+        system: Vec::new(),
+    };
+    let controller = tokio::spawn(anchorage_controller::run(client.clone(), settings));
+    let target_of = |client: Client| async move {
+        get(&Api::<ConfigMap>::namespaced(client, "apps"), "from-serve").await
+    };
+    let pem_of = |cm: &ConfigMap| cm.data.as_ref().unwrap()["ca-certificates.crt"].clone();
+
+    // 1. serve's bundle (its own CA) in the target.
+    eventually("serve's bundle in the target", || async {
+        target_of(client.clone()).await.is_some()
+    })
+    .await;
+    let first = pem_of(&target_of(client.clone()).await.unwrap());
+    assert!(first.contains(serve_ca.trim()), "{first}");
+
+    // 2. An admin adds a CA in serve: it reaches the target.
+    let added = pki::root_ca("Added In Serve");
+    let mut roots = rustls::RootCertStore::empty();
+    for f in anchorage_x509::decode(serve_ca.as_bytes()).certificates {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                f.certificate.der().to_vec(),
+            ))
+            .unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap();
+    let resp = http
+        .post(format!("{url}/v1/bundle/cas"))
+        .bearer_auth(&admin)
+        .json(&json!({"add": added.pem}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    eventually("the added CA in the target", || async {
+        target_of(client.clone())
+            .await
+            .is_some_and(|cm| pem_of(&cm).contains(added.pem.trim()))
+    })
+    .await;
+
+    // 3. Negative control: serve's CA replaced by another one in the ConfigMap. TLS to serve
+    //    fails, the Bundle is refused, and the target keeps what it had.
+    let other = pki::root_ca("Not Serve's CA");
+    cms.patch(
+        "serve-ca",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"ca.pem": other.pem}})),
+    )
+    .await
+    .unwrap();
+    eventually("Ready=False SourceUnavailable", || async {
+        let b = bundles.get("from-serve").await.unwrap();
+        condition(&b, "Ready") == Some(("False".into(), "SourceUnavailable".into()))
+    })
+    .await;
+    let kept = pem_of(&target_of(client.clone()).await.unwrap());
+    assert!(kept.contains(added.pem.trim()) && kept.contains(serve_ca.trim()));
+
+    controller.abort();
+    server.shutdown().await;
 }

@@ -206,6 +206,30 @@ pub enum K8sError {
         /// The JSON pointer looked at.
         path: String,
     },
+    /// The object given has something else than the expected shape at `path`.
+    #[error(
+        "the {object} given holds something other than {expected} at `{path}`; pass the object as `kubectl get -o json` prints it"
+    )]
+    MalformedObject {
+        /// The kind of object.
+        object: &'static str,
+        /// The JSON pointer.
+        path: String,
+        /// What belongs there.
+        expected: &'static str,
+    },
+    /// A host config's authority of that name already names another object.
+    #[error(
+        "the WasmCloudHostConfig already has an authority `{authority}`, for {existing}, not {wanted}; give another name (--authority) or remove that entry first"
+    )]
+    AuthorityConflict {
+        /// The volume name.
+        authority: String,
+        /// The object asked for.
+        wanted: String,
+        /// The object the existing entry names.
+        existing: String,
+    },
     /// Serialising to YAML failed.
     #[error("cannot render the objects as YAML")]
     Yaml(#[source] serde_yaml_ng::Error),

@@ -7,6 +7,9 @@
 //! - [`cluster_trust_bundle`]: the bundle published cluster-wide (`certificates.k8s.io/v1beta1`).
 //! - [`workload_patch`]: a strategic-merge or JSON patch mounting one of those into the containers
 //!   of a Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob or Pod.
+//! - [`wasmcloud_host_config_patch`]: the JSON or merge patch adding a `certificates.authorities`
+//!   entry to a wasmCloud `WasmCloudHostConfig`, so the operator passes the ConfigMap's `.crt`
+//!   keys to the host as `--tls-ca-path` ([`wasmcloud_ca_path`]); empty when already there.
 //! - [`write_ca_secret`] / [`read_ca_secret`]: a CA's certificate and key in a Secret, in the
 //!   Flomesh/OSM `fsm-ca-bundle` or the `kubernetes.io/tls` layout ([`CaSecretLayout`]), written
 //!   as a manifest and read back from `kubectl get secret -o yaml|json`.
@@ -50,6 +53,7 @@
 mod ca_secret;
 mod cluster_trust_bundle;
 mod error;
+mod host_config;
 mod meta;
 mod patch;
 mod render;
@@ -67,6 +71,11 @@ pub use ca_secret::{
 };
 pub use cluster_trust_bundle::cluster_trust_bundle;
 pub use error::K8sError;
+pub use host_config::{
+    AuthoritySource, HostConfigAuthority, HostConfigPatchFormat, WASMCLOUD_CERTIFICATES_DIR,
+    WASMCLOUD_HOST_CONFIG_API_VERSION, WASMCLOUD_HOST_CONFIG_KIND, wasmcloud_ca_path,
+    wasmcloud_host_config_patch,
+};
 pub use meta::{
     BUNDLE_SHA256_ANNOTATION, CERTIFICATES_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, ObjectName,
     bundle_sha256,

@@ -23,6 +23,24 @@ impl Run for K8sCommand {
 
 /// `anchorage k8s patch`.
 fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
+    if args
+        .kind
+        .eq_ignore_ascii_case(anchorage_k8s::WASMCLOUD_HOST_CONFIG_KIND)
+    {
+        return host_config_patch(&args);
+    }
+    if args.patch_type == PatchType::Merge {
+        return Err(Failure::new(
+            Code::Usage,
+            "--type merge is for --kind wasmcloudhostconfig; a workload takes strategic or json",
+        ));
+    }
+    if args.authority.is_some() {
+        return Err(Failure::new(
+            Code::Usage,
+            "--authority is for --kind wasmcloudhostconfig",
+        ));
+    }
     let kind = WorkloadKind::from_kind(&args.kind).ok_or_else(|| {
         let kinds: Vec<_> = WorkloadKind::ALL.iter().map(|k| k.kind()).collect();
         Failure::new(
@@ -114,6 +132,89 @@ fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
     Ok(Code::Ok)
 }
 
+/// `anchorage k8s patch --kind wasmcloudhostconfig`: the `certificates.authorities` entry for
+/// the ConfigMap (or Secret), computed from the object given with --current.
+fn host_config_patch(args: &K8sPatchArgs) -> Result<Code, Failure> {
+    use anchorage_k8s::{AuthoritySource, HostConfigAuthority, HostConfigPatchFormat};
+    let usage = |m: &str| Err(Failure::new(Code::Usage, m.to_owned()));
+    let ignored = [
+        ("--container", !args.containers.is_empty()),
+        ("--init-container", !args.init_containers.is_empty()),
+        ("--extra-pem", args.extra_pem),
+        ("--pkcs12", args.pkcs12),
+        ("--bundle-only", args.bundle_only),
+        ("--bundle", args.bundle.is_some()),
+        ("--no-env", args.no_env),
+    ];
+    if let Some((option, _)) = ignored.iter().find(|(_, set)| *set) {
+        return Err(Failure::new(
+            Code::Usage,
+            format!(
+                "{option} is for workloads, not --kind wasmcloudhostconfig: the operator mounts the authority and passes its .crt keys itself"
+            ),
+        ));
+    }
+    let source = match (&args.configmap, &args.secret) {
+        (Some(name), _) => AuthoritySource::ConfigMap(name.clone()),
+        (_, Some(name)) => AuthoritySource::Secret(name.clone()),
+        _ => {
+            return usage(
+                "--kind wasmcloudhostconfig takes --configmap or --secret: the operator reads CA certificates from ConfigMaps and Secrets only",
+            );
+        }
+    };
+    let authority = HostConfigAuthority {
+        name: args.authority.clone().unwrap_or_else(|| match &source {
+            AuthoritySource::ConfigMap(n) | AuthoritySource::Secret(n) => n.clone(),
+        }),
+        source,
+    };
+    let format = match args.patch_type {
+        // A custom resource takes no strategic merge patch: json stands in for the default.
+        PatchType::Strategic | PatchType::Json => HostConfigPatchFormat::Json,
+        PatchType::Merge => HostConfigPatchFormat::Merge,
+    };
+    let Some(path) = &args.current else {
+        return usage(
+            "--kind wasmcloudhostconfig needs --current FILE (`kubectl get wasmcloudhostconfig NAME -o json`): the patch keeps the authorities already there and is empty when the entry exists",
+        );
+    };
+    crate::io::check_inputs(std::iter::once(("--current", path.as_path())))?;
+    let bytes = crate::io::read_input("--current", path)?;
+    let current: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::new(
+            Code::BadInput,
+            format!(
+                "--current {}: not JSON ({e}); use `kubectl get wasmcloudhostconfig NAME -o json`",
+                crate::io::display(path)
+            ),
+        )
+    })?;
+    let meta = |field: &str| current["metadata"][field].as_str().map(str::to_owned);
+    for (option, given, field) in [
+        ("--name", &args.name, "name"),
+        ("--namespace", &args.namespace, "namespace"),
+    ] {
+        if let Some(given) = given
+            && meta(field).is_some_and(|found| &found != given)
+        {
+            return Err(Failure::new(
+                Code::BadInput,
+                format!(
+                    "{option} {given}, but --current {} is {}: pass the object the patch is for",
+                    crate::io::display(path),
+                    meta(field).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let patch = anchorage_k8s::wasmcloud_host_config_patch(&current, &authority, format)?;
+    let text = serde_json::to_string_pretty(&patch)
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot render JSON: {e}")))?;
+    outln!("{text}");
+    Ok(Code::Ok)
+}
+
 // The command line of this command.
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +236,16 @@ pub(crate) enum K8sCommand {
             "    --k8s-extra-pem --k8s-pkcs12 -n apps\n",
             "  anchorage k8s patch --configmap trust --extra-pem --pkcs12 --kind \\\n",
             "    deployment --name api -n apps --container app\n",
+            "  kubectl get wasmcloudhostconfig host -o json > host.json\n",
+            "  anchorage k8s patch --kind wasmcloudhostconfig --name host \\\n",
+            "    --configmap corp-cas --current host.json \\\n",
+            "    | kubectl patch wasmcloudhostconfig host --type json --patch-file /dev/stdin\n",
+            "\n",
+            "--kind wasmcloudhostconfig adds the certificates.authorities entry for --configmap (or\n",
+            "--secret) to a wasmCloud operator host config (k8s.wasmcloud.dev/v1alpha1), read from\n",
+            "--current; the operator then passes each .crt key as --tls-ca-path\n",
+            "/wasmcloud/certificates/ca-<name>/<key>. An RFC 6902 patch (or --type merge), empty ([]) when\n",
+            "the entry is there already.\n",
             "\n",
             "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
             "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
@@ -146,7 +257,7 @@ pub(crate) enum K8sCommand {
             (Code::Ok, "printed"),
             (Code::Failure, "unexpected failure"),
             (Code::Usage, "invalid command line, or a name Kubernetes would refuse"),
-            (Code::BadInput, "--current is unreadable or not the named kind, or a container is not in it"),
+            (Code::BadInput, "--current is unreadable or not the named kind, a container is not in it, or\nthe host config has an authority of that name for another object"),
         ],
         "",
     ))]
@@ -180,7 +291,8 @@ pub(crate) struct K8sPatchArgs {
     /// truststore.p12 (-Djavax.net.ssl.trustStore=..., trustStoreType=PKCS12).
     #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
     pub(crate) pkcs12: bool,
-    /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod.
+    /// Kind of workload: deployment, statefulset, daemonset, replicaset, job, cronjob, pod; or
+    /// wasmcloudhostconfig (a wasmCloud operator host config: its certificates.authorities).
     #[arg(long, value_name = "KIND")]
     pub(crate) kind: String,
     /// Workload name (adds apiVersion/kind/metadata, which kustomize matches patches on).
@@ -210,9 +322,14 @@ pub(crate) struct K8sPatchArgs {
     /// needs --current).
     #[arg(long = "type", value_enum, default_value_t)]
     pub(crate) patch_type: PatchType,
-    /// The workload as `kubectl get -o json` prints it (for --type json).
+    /// The workload as `kubectl get -o json` prints it (for --type json, and for --kind
+    /// wasmcloudhostconfig).
     #[arg(long, value_name = "FILE")]
     pub(crate) current: Option<PathBuf>,
+    /// --kind wasmcloudhostconfig: the authority's volume name (default: the ConfigMap's or
+    /// Secret's name); the operator mounts it at `/wasmcloud/certificates/ca-<name>`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) authority: Option<String>,
 }
 
 /// Patch flavour.
@@ -223,4 +340,6 @@ pub(crate) enum PatchType {
     Strategic,
     /// RFC 6902 JSON patch.
     Json,
+    /// RFC 7386 JSON merge patch (--kind wasmcloudhostconfig only).
+    Merge,
 }

@@ -73,7 +73,7 @@ async fn run_async(cmd: SecretsCommand, outbound: &Outbound) -> Result<Code, Fai
         SecretsCommand::Serve(_) | SecretsCommand::Keygen(_) => Ok(Code::Usage),
         SecretsCommand::Put(a) => {
             let value = read_value(a)?;
-            let needs_key = store_args.store != StoreKind::Openbao;
+            let needs_key = !matches!(store_args.store, StoreKind::Openbao | StoreKind::Kubernetes);
             let stores = open(store_args, outbound, needs_key, true).await?;
             let Outcome::Put {
                 key,
@@ -199,7 +199,7 @@ async fn get(a: &GetArgs, outbound: &Outbound) -> Result<Code, Failure> {
     let needs_key = match a.store.store {
         StoreKind::Embedded => a.reveal,
         StoreKind::Jetstream => true,
-        StoreKind::Openbao => false,
+        StoreKind::Openbao | StoreKind::Kubernetes => false,
     };
     let stores = open(&a.store, outbound, needs_key, false).await?;
     let op = Operation::Get {
@@ -261,6 +261,12 @@ async fn rotate(a: &RotateArgs, outbound: &Outbound) -> Result<Code, Failure> {
         return Err(Failure::new(
             Code::Usage,
             "the openbao store keeps no encryption key of ours: OpenBao encrypts its own storage",
+        ));
+    }
+    if a.store.store == StoreKind::Kubernetes {
+        return Err(Failure::new(
+            Code::Usage,
+            "the kubernetes store keeps no encryption key of ours: the API server encrypts Secrets at rest with its own configuration",
         ));
     }
     let Some(new_source) = seed_source(a.new_seed_file.as_deref(), &[NEW_ENCRYPTION_ENV]) else {

@@ -25,6 +25,10 @@ macro_rules! store_help {
              switches without migrating data
   openbao    Vault/OpenBao KV v2 (key = path, --field-like `field` selects a value); mappings
              are kept in the embedded file
+  kubernetes Kubernetes Secrets of one namespace (--k8s-namespace), read-only, as wasmCloud's
+             Kubernetes backend reads them: key = Secret name, field = data key, version =
+             resourceVersion; mappings in a ConfigMap there (--k8s-mappings-configmap). Use
+             --backend kube to answer where wasmCloud's backend did (docs/secrets-kubernetes.md)
 
 Administration over NATS: with --admin-seed-file FILE (or ANCHORAGE_SECRETS_ADMIN_SEED) holding
 a user (SU…) or account (SA…) nkey seed whose public key the server allows (serve --admin-key),
@@ -419,12 +423,14 @@ pub(crate) enum StoreKind {
     Jetstream,
     /// Vault/OpenBao KV v2.
     Openbao,
+    /// Kubernetes Secrets of one namespace, read-only.
+    Kubernetes,
 }
 
 /// Where the store is and how to reach it.
 #[derive(Args, Debug)]
 pub(crate) struct StoreArgs {
-    /// The store: embedded (default), jetstream or openbao.
+    /// The store: embedded (default), jetstream, openbao or kubernetes.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) store: StoreKind,
     /// Directory of the embedded store file secrets.redb (default: $ANCHORAGE_DATA_DIR, else
@@ -464,6 +470,28 @@ pub(crate) struct StoreArgs {
     pub(crate) nats: NatsArgs,
     #[command(flatten)]
     pub(crate) openbao: Box<OpenBaoArgs>,
+    #[command(flatten)]
+    pub(crate) kubernetes: KubernetesArgs,
+}
+
+/// Kubernetes options (the kubernetes store).
+#[derive(Args, Debug)]
+pub(crate) struct KubernetesArgs {
+    /// The namespace whose Secrets are served (default: the kubeconfig context's namespace, or
+    /// the pod's own).
+    #[arg(id = "k8s_namespace", long = "k8s-namespace", value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+    /// A kubeconfig file (default: $KUBECONFIG or ~/.kube/config, else the pod's service
+    /// account).
+    #[arg(long = "kubeconfig", value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig (default: its current context).
+    #[arg(id = "k8s_context", long = "k8s-context", value_name = "NAME")]
+    pub(crate) context: Option<String>,
+    /// The ConfigMap in that namespace holding the mappings (entity key -> Secret names, one
+    /// per line).
+    #[arg(long = "k8s-mappings-configmap", value_name = "NAME", default_value = anchorage_secrets_store_k8s::DEFAULT_MAPPINGS_CONFIGMAP)]
+    pub(crate) mappings_configmap: String,
 }
 
 /// The encryption seeds values are sealed with (every store command, and `anchorage serve
@@ -891,6 +919,21 @@ impl SecretsCommand {
             && let Some((option, _)) = openbao_given.iter().find(|(_, set)| *set)
         {
             return Err(usage(format!("{option} needs --store openbao")));
+        }
+        let k8s = &store.kubernetes;
+        let k8s_given = [
+            ("--k8s-namespace", k8s.namespace.is_some()),
+            ("--kubeconfig", k8s.kubeconfig.is_some()),
+            ("--k8s-context", k8s.context.is_some()),
+            (
+                "--k8s-mappings-configmap",
+                k8s.mappings_configmap != anchorage_secrets_store_k8s::DEFAULT_MAPPINGS_CONFIGMAP,
+            ),
+        ];
+        if store.store != StoreKind::Kubernetes
+            && let Some((option, _)) = k8s_given.iter().find(|(_, set)| *set)
+        {
+            return Err(usage(format!("{option} needs --store kubernetes")));
         }
         let nats = &store.nats;
         let nats_given = [

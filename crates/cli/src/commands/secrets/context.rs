@@ -15,7 +15,9 @@ use anchorage_store::{EmbeddedStore, StoreError};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::args::{KeyArgs, NatsArgs, OpenBaoArgs, PutArgs, StoreArgs, StoreKind};
+use anchorage_secrets_store_k8s::KubernetesSecrets;
+
+use super::args::{KeyArgs, KubernetesArgs, NatsArgs, OpenBaoArgs, PutArgs, StoreArgs, StoreKind};
 use crate::exit::Classify as _;
 use crate::exit::{Code, Failure, with_causes};
 use crate::globals::Outbound;
@@ -292,6 +294,23 @@ async fn open_inner(
                 replay: secrets,
             })
         }
+        StoreKind::Kubernetes => {
+            let store = Arc::new(kubernetes(&args.kubernetes).await?);
+            // Nothing is administered through this store (it is read-only and `serve` refuses
+            // admin keys with it): an in-memory record satisfies the type.
+            let replay = Arc::new(EmbeddedSecrets::new(
+                Arc::new(anchorage_store::MemoryStore::new()),
+                keys(false)?,
+            ));
+            Ok(Stores {
+                values: store.clone(),
+                mappings: store,
+                nats: None,
+                keyring: None,
+                replay,
+                buckets: None,
+            })
+        }
         StoreKind::Openbao => {
             let values = Arc::new(openbao(&args.openbao, outbound)?);
             let mappings = Arc::new(EmbeddedSecrets::new(
@@ -308,6 +327,31 @@ async fn open_inner(
             })
         }
     }
+}
+
+/// The Kubernetes store: the client from the kubeconfig or the service account, the namespace
+/// given or the configuration's.
+async fn kubernetes(args: &KubernetesArgs) -> Result<KubernetesSecrets, Failure> {
+    use anchorage_secrets_store_k8s::{ClientError, ClientSource, KubernetesConfig};
+    let source = ClientSource {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    let (client, default_namespace) =
+        anchorage_secrets_store_k8s::client(&source)
+            .await
+            .map_err(|e| {
+                let code = match e {
+                    ClientError::Kubeconfig { .. } => Code::BadInput,
+                    _ => Code::Unreachable,
+                };
+                Failure::new(code, with_causes(&e))
+            })?;
+    let mut config = KubernetesConfig::new(args.namespace.clone().unwrap_or(default_namespace));
+    config
+        .mappings_configmap
+        .clone_from(&args.mappings_configmap);
+    KubernetesSecrets::new(client, config).map_err(|e| store_failure(&e))
 }
 
 fn openbao(args: &OpenBaoArgs, outbound: &Outbound) -> Result<OpenBaoSecrets, Failure> {

@@ -174,13 +174,20 @@ pub(crate) fn serve(args: ServeArgs, outbound: &Outbound) -> Result<Code, Failur
     } = protocol(&args.protocol, &args.store.backend)?;
     config.drain_timeout = args.drain_timeout;
     config.store_timeout = args.store_timeout;
+    if args.store.store == StoreKind::Kubernetes && !admin_keys.is_empty() {
+        return Err(Failure::new(
+            Code::Usage,
+            "--admin-key with --store kubernetes: the store is read-only and mappings live in its ConfigMap; administer Kubernetes Secrets and that ConfigMap with kubectl",
+        ));
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
     let result = runtime.block_on(async {
-        let needs_values_key = args.store.store != StoreKind::Openbao;
+        let needs_values_key =
+            !matches!(args.store.store, StoreKind::Openbao | StoreKind::Kubernetes);
         let stores = open(&args.store, outbound, needs_values_key, true).await?;
         let client = match stores.nats {
             Some(c) => c,
