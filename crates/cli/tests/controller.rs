@@ -4,6 +4,12 @@
 
 use std::process::Command;
 
+/// Writes a test input (not an output of ours, so not through anchorage_trust::atomic).
+fn write_input(path: &std::path::Path, bytes: impl AsRef<[u8]>) {
+    #[allow(clippy::disallowed_methods)] // test inputs
+    std::fs::write(path, bytes).expect("write a test input");
+}
+
 fn anchorage(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
     cmd.args(args)
@@ -55,5 +61,293 @@ fn no_client_configuration_exits_7() {
     assert!(
         err.contains("no Kubernetes client") && err.contains("KUBECONFIG"),
         "{err}"
+    );
+}
+
+#[test]
+fn webhook_config_prints_the_committed_configuration_and_fills_the_ca_bundle() {
+    let out = anchorage(&["controller", "webhook-config"], &[]);
+    assert!(out.status.success());
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubernetes/webhook/mutatingwebhookconfiguration.yaml"
+    ))
+    .expect("read mutatingwebhookconfiguration.yaml");
+    assert_eq!(out.stdout, committed);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, _) = issue_webhook_certificate(dir.path());
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook-config",
+            "--ca-bundle",
+            ca.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    let pem = std::fs::read(&ca).expect("read ca.pem");
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(&pem);
+    assert!(yaml.contains(&format!("caBundle: {expected}")), "{yaml}");
+
+    // Negative control: a file without a certificate is refused, exit 3.
+    let not_pem = dir.path().join("not.pem");
+    write_input(&not_pem, "hello");
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook-config",
+            "--ca-bundle",
+            not_pem.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+/// `ca init` and `ca issue --kind webhook` with the real binary: (ca.pem, the out directory).
+fn issue_webhook_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pass = dir.join("pass");
+    write_input(&pass, "webhook-test-passphrase\n");
+    let data = dir.join("data");
+    let env = [("ANCHORAGE_DATA_DIR", data.to_str().expect("utf-8"))];
+    let p = pass.to_str().expect("utf-8");
+    let out = anchorage(&["ca", "init", "--passphrase-file", p], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls = dir.join("tls");
+    let out = anchorage(
+        &[
+            "ca",
+            "issue",
+            "--kind",
+            "webhook",
+            "--cn",
+            "anchorage-webhook.anchorage-trust.svc",
+            "--out",
+            tls.to_str().expect("utf-8"),
+            "--passphrase-file",
+            p,
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (tls.join("ca.pem"), tls)
+}
+
+/// Kills the child when dropped (a failing assertion must not leave the server running).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+#[test]
+fn webhook_serves_reviews_with_the_ca_issued_certificate() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: curl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, tls) = issue_webhook_certificate(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cert = tls.join("chain.pem");
+    let key = tls.join("key.pem");
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_anchorage"))
+            .args([
+                "controller",
+                "webhook",
+                "--configmap",
+                "corp-trust",
+                "--listen",
+                &listen,
+            ])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the webhook"),
+    );
+    let host = "anchorage-webhook.anchorage-trust.svc";
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = |path: &str| format!("https://{host}:{port}{path}");
+    let cacert = ca.to_str().expect("utf-8");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = curl(&["--cacert", cacert, "--resolve", &resolve, &url("/healthz")]);
+        if out.status.success() {
+            assert_eq!(out.stdout, b"ok");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../controller/tests/fixtures/admission/pod-create-gke.json"
+    );
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("read fixture")).expect("json");
+    review["request"]["object"]["metadata"]["labels"]["trust.anchorage.dev/inject"] = "true".into();
+    let body = dir.path().join("review.json");
+    write_input(&body, serde_json::to_vec(&review).expect("json"));
+    let data = format!("@{}", body.display());
+    let out = curl(&[
+        "--cacert",
+        cacert,
+        "--resolve",
+        &resolve,
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &data,
+        &url("/mutate"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json answer");
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().expect("patch"))
+        .expect("base64");
+    let patch = String::from_utf8(patch).expect("utf-8");
+    assert!(
+        patch.contains("\"corp-trust\"") && patch.contains("SSL_CERT_FILE"),
+        "{patch}"
+    );
+
+    // Negative control: curl without the CA refuses the certificate (exit 60).
+    let out = curl(&["--resolve", &resolve, &url("/healthz")]);
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn webhook_refuses_bad_settings_and_files_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.pem");
+    let m = missing.to_str().expect("utf-8");
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook",
+            "--configmap",
+            "Not_A_Name",
+            "--tls-cert",
+            m,
+            "--tls-key",
+            m,
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid ConfigMap name"));
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook",
+            "--configmap",
+            "corp-trust",
+            "--tls-cert",
+            m,
+            "--tls-key",
+            m,
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let not_pem = dir.path().join("not.pem");
+    write_input(&not_pem, "hello");
+    let n = not_pem.to_str().expect("utf-8");
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook",
+            "--configmap",
+            "corp-trust",
+            "--tls-cert",
+            n,
+            "--tls-key",
+            n,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no PEM certificate"));
+    // A ClusterTrustBundle projection holds one file: no PKCS#12 to name.
+    let out = anchorage(
+        &[
+            "controller",
+            "webhook",
+            "--ctb-signer",
+            "example.com/mesh",
+            "--pkcs12",
+            "--tls-cert",
+            n,
+            "--tls-key",
+            n,
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -8,15 +8,23 @@
 //!   owner labels and cleanup, status conditions, Events).
 //! - [`trust_manager`]: trust-manager's `Bundle` (`trust.cert-manager.io/v1alpha1`) read and
 //!   turned into an anchorage one (pure; not yet reconciled by the running controller).
+//! - [`inject`]: pod injection, pure: an AdmissionReview → the JSON patch mounting the trust
+//!   volume and setting the runtime variables (the same ones `anchorage k8s patch` sets).
+//! - [`webhook`]: the mutating admission webhook around it (HTTPS, serving certificate from
+//!   Anchorage's CA, the `MutatingWebhookConfiguration`).
 //!
-//! Not here yet: the pod-injection webhook, the Kubernetes secrets store, ClusterTrustBundle and
-//! Java store targets, `anchorage serve` URL sources.
+//! Not here yet: the agent sidecar injection, the Kubernetes secrets store, ClusterTrustBundle
+//! and Java store targets, `anchorage serve` URL sources.
 
 pub mod crd;
 pub mod desired;
+pub mod inject;
 pub mod reconcile;
 pub mod trust_manager;
+pub mod webhook;
 
 pub use crd::{Bundle, BundleSpec, BundleStatus, GROUP, crd_yaml};
 pub use desired::{Desired, Namespace, Refusal, Sources, TargetObject, desired};
+pub use inject::{INJECT_LABEL, INJECTED_ANNOTATION, InjectSettings};
 pub use reconcile::{FIELD_MANAGER, Settings, run, run_with_default_client};
+pub use webhook::{WebhookService, webhook_configuration};

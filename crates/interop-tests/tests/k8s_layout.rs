@@ -23,7 +23,9 @@
 //! way, and the variables `anchorage k8s patch --extra-pem --pkcs12` puts in the patch
 //! (`NODE_EXTRA_CA_CERTS`, `JAVA_TOOL_OPTIONS`), taken from the patch itself, are given to real
 //! Node and Java 17: they verify the server with the trusted volume and fail with the untrusted
-//! one, and without the variables (the negative control) they do not trust the private CA.
+//! one, and without the variables (the negative control) they do not trust the private CA. The
+//! same runs with the variables the pod-injection webhook puts in a pod (its JSON patch applied to
+//! a recorded AdmissionReview's Pod).
 //!
 //! **Patches.** For every workload kind, the strategic-merge patch and the JSON patch are applied
 //! with `kubectl patch --local` to a manifest of that kind, and a kustomization with our patch is
@@ -406,17 +408,14 @@ const JAVA_NO_PATH: &str = "unable to find valid certification path to requested
 /// The variables `anchorage k8s patch --extra-pem --pkcs12 --mount-path MOUNT` sets (built as the
 /// CLI builds them), read back from the strategic-merge patch's `app` container.
 fn patched_env(mount: &Path) -> Vec<(String, String)> {
-    use anchorage_trust::env::{EnvRequest, JavaStoreType, JavaTrustStore, variables};
-    let request = EnvRequest {
-        bundle: mount.join(DEFAULT_BUNDLE_KEY),
-        dir: Some(mount.to_path_buf()),
-        extra: Some(mount.join(DEFAULT_EXTRA_KEY)),
-        java: Some(JavaTrustStore {
-            path: mount.join(DEFAULT_PKCS12_KEY),
-            store_type: JavaStoreType::Pkcs12,
-            password: None,
-        }),
-    };
+    use anchorage_trust::env::{EnvRequest, MountedTrust, variables};
+    let request = EnvRequest::mounted(&MountedTrust {
+        mount,
+        bundle_file: DEFAULT_BUNDLE_KEY,
+        hashed: true,
+        extra_file: Some(DEFAULT_EXTRA_KEY),
+        pkcs12_file: Some(DEFAULT_PKCS12_KEY),
+    });
     let mut req = PatchRequest::new(
         WorkloadKind::Deployment,
         TrustSource::ConfigMap("anchorage-trust".into()),
@@ -443,8 +442,64 @@ fn patched_env(mount: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The variables the pod-injection webhook (`anchorage controller webhook --extra-pem --pkcs12
+/// --mount-path MOUNT`) sets, read from the pod after applying the JSON patch of its answer to
+/// the recorded AdmissionReview (crates/controller/tests/fixtures/admission) labelled for
+/// injection.
+fn webhook_env(mount: &Path) -> Vec<(String, String)> {
+    use anchorage_controller::inject::{INJECT_LABEL, InjectSettings, review_json};
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../controller/tests/fixtures/admission/pod-create-gke.json"
+    );
+    let mut review: Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("read the recorded review"))
+            .expect("JSON");
+    review["request"]["object"]["metadata"]["labels"][INJECT_LABEL] = "true".into();
+    let mut settings = InjectSettings::configmap("anchorage-trust");
+    settings.mount_path = mount.display().to_string();
+    settings.extra_pem = true;
+    settings.pkcs12 = true;
+    let answer = review_json(&settings, &serde_json::to_vec(&review).expect("JSON"));
+    assert_eq!(answer["response"]["allowed"], true);
+    use base64::Engine as _;
+    let ops = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().expect("a patch"))
+        .expect("base64");
+    let ops: json_patch::Patch = serde_json::from_slice(&ops).expect("a JSON patch");
+    let mut pod = review["request"]["object"].clone();
+    json_patch::patch(&mut pod, &ops).expect("the patch applies");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).expect("a Pod");
+    let container = &pod.spec.expect("a spec").containers[0];
+    assert!(
+        container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == settings.mount_path)
+    );
+    container
+        .env
+        .iter()
+        .flatten()
+        .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+        .collect()
+}
+
 #[test]
 fn node_and_java_trust_the_projected_extra_pem_and_pkcs12_through_the_patch() {
+    node_and_java_trust_the_projected_files(patched_env);
+}
+
+#[test]
+fn node_and_java_trust_the_projected_extra_pem_and_pkcs12_through_the_webhook() {
+    node_and_java_trust_the_projected_files(webhook_env);
+}
+
+/// Node and Java given the variables `env_for(volume)` sets, for a trusted and an untrusted
+/// projected volume, and with none (the negative control).
+#[allow(clippy::unwrap_used)] // the body of two tests
+fn node_and_java_trust_the_projected_files(env_for: fn(&Path) -> Vec<(String, String)>) {
     let (Some(node), Some(java)) = (peer::require("node"), peer::require("java")) else {
         return;
     };
@@ -505,7 +560,7 @@ fn node_and_java_trust_the_projected_extra_pem_and_pkcs12_through_the_patch() {
 
     let mut failures = Vec::new();
     for (volume, trust) in [(&trusted, true), (&untrusted, false)] {
-        let env = patched_env(volume);
+        let env = env_for(volume);
         let node_env = pick(&env, "NODE_EXTRA_CA_CERTS");
         assert_eq!(
             node_env[0].1,

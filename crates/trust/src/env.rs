@@ -234,6 +234,42 @@ pub struct EnvRequest {
     pub java: Option<JavaTrustStore>,
 }
 
+/// A trust directory mounted into a container (a ConfigMap or Secret volume, or a
+/// ClusterTrustBundle projection), described by which of its files exist: what
+/// `anchorage k8s patch` and the pod-injection webhook both turn into an [`EnvRequest`], so the
+/// two set the same variables.
+#[derive(Clone, Copy, Debug)]
+pub struct MountedTrust<'a> {
+    /// Where the volume is mounted, e.g. `/etc/ssl/certs`.
+    pub mount: &'a std::path::Path,
+    /// The bundle's file name in the volume, e.g. `ca-certificates.crt`.
+    pub bundle_file: &'a str,
+    /// The volume holds `<hash>.<n>` entries too, so `SSL_CERT_DIR` names it.
+    pub hashed: bool,
+    /// The private-CAs-only file, e.g. `extra-ca.pem` (for `NODE_EXTRA_CA_CERTS`, `DENO_CERT`).
+    pub extra_file: Option<&'a str>,
+    /// A password-less PKCS#12 trust store, e.g. `truststore.p12` (for `JAVA_TOOL_OPTIONS`).
+    pub pkcs12_file: Option<&'a str>,
+}
+
+impl EnvRequest {
+    /// The request for a mounted trust directory: paths as the container sees them.
+    pub fn mounted(trust: &MountedTrust<'_>) -> Self {
+        let mount = trust.mount;
+        Self {
+            bundle: mount.join(trust.bundle_file),
+            dir: trust.hashed.then(|| mount.to_path_buf()),
+            extra: trust.extra_file.map(|f| mount.join(f)),
+            java: trust.pkcs12_file.map(|f| JavaTrustStore {
+                path: mount.join(f),
+                store_type: JavaStoreType::Pkcs12,
+                // Password-less (no MAC): the JVM loads it without one.
+                password: None,
+            }),
+        }
+    }
+}
+
 /// A Java trust store for `JAVA_TOOL_OPTIONS`.
 #[derive(Clone, Debug)]
 pub struct JavaTrustStore {
@@ -341,6 +377,58 @@ fn java_options(store: &JavaTrustStore) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mounted_directory_names_its_files_as_the_container_sees_them() {
+        let mount = std::path::Path::new("/etc/ssl/certs");
+        let names = |trust: &MountedTrust<'_>| -> Vec<(&'static str, String)> {
+            variables(&EnvRequest::mounted(trust))
+                .into_iter()
+                .map(|v| (v.name, v.value))
+                .collect()
+        };
+        let plain = MountedTrust {
+            mount,
+            bundle_file: "ca-certificates.crt",
+            hashed: false,
+            extra_file: None,
+            pkcs12_file: None,
+        };
+        let vars = names(&plain);
+        let get = |vars: &[(&str, String)], name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&vars, "SSL_CERT_FILE").as_deref(),
+            Some("/etc/ssl/certs/ca-certificates.crt")
+        );
+        assert_eq!(get(&vars, "SSL_CERT_DIR"), None, "not hashed");
+        assert_eq!(get(&vars, "JAVA_TOOL_OPTIONS"), None);
+        let full = MountedTrust {
+            hashed: true,
+            extra_file: Some("extra-ca.pem"),
+            pkcs12_file: Some("truststore.p12"),
+            ..plain
+        };
+        let vars = names(&full);
+        assert_eq!(
+            get(&vars, "SSL_CERT_DIR").as_deref(),
+            Some("/etc/ssl/certs")
+        );
+        assert_eq!(
+            get(&vars, "NODE_EXTRA_CA_CERTS").as_deref(),
+            Some("/etc/ssl/certs/extra-ca.pem")
+        );
+        let java = get(&vars, "JAVA_TOOL_OPTIONS").unwrap_or_default();
+        assert!(
+            java.contains("-Djavax.net.ssl.trustStore=/etc/ssl/certs/truststore.p12")
+                && java.contains("trustStoreType=PKCS12")
+                && !java.contains("trustStorePassword"),
+            "{java}"
+        );
+    }
 
     fn full() -> EnvRequest {
         EnvRequest {

@@ -1,7 +1,11 @@
 //! `anchorage controller`: thin wiring over `anchorage-controller` (docs/controller.md). It runs
 //! the Bundle controller until SIGTERM/SIGINT; `anchorage controller crd` prints the Bundle CRD
-//! generated from the Rust type (what deploy/kubernetes/controller/crd.yaml holds).
+//! generated from the Rust type (what deploy/kubernetes/controller/crd.yaml holds);
+//! `anchorage controller webhook` serves the pod-injection webhook and `webhook-config` prints its
+//! `MutatingWebhookConfiguration` with the CA filled in (deploy/kubernetes/webhook).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -58,15 +62,196 @@ pub(crate) enum ControllerCommand {
         after_help = "Example:\n  anchorage controller crd > crd.yaml && kubectl apply -f crd.yaml"
     )]
     Crd,
+    /// Serve the pod-injection webhook (HTTPS): pods labelled trust.anchorage.dev/inject=true get
+    /// the trust volume over /etc/ssl/certs and the runtime variables (as `k8s patch` sets them).
+    #[command(after_help = crate::exit::help(
+        concat!(
+            "Examples:\n",
+            "  anchorage ca issue --kind webhook --cn anchorage-webhook.anchorage-trust.svc \\\n",
+            "    --san anchorage-webhook.anchorage-trust.svc.cluster.local --out tls\n",
+            "  anchorage controller webhook --configmap corp-trust \\\n",
+            "    --tls-cert tls/chain.pem --tls-key tls/key.pem\n",
+            "\n",
+            "Every answer allows the pod: a review it cannot read or a patch it cannot build is\n",
+            "answered without a patch and with a warning (and logged). A container that mounts its\n",
+            "own /etc/ssl/certs or sets one of the variables itself is left as it is; an injected pod\n",
+            "is not changed again. docs/controller.md, \"Pod injection\", is the guide.\n",
+            "\n",
+        ),
+        &[
+            (Code::Ok, "stopped by a signal"),
+            (Code::Failure, "unexpected failure"),
+            (Code::Usage, "invalid command line"),
+            (Code::BadInput, "--tls-cert/--tls-key unreadable, not PEM, or not a pair"),
+            (Code::Unreachable, "--listen cannot be bound"),
+        ],
+        "",
+    ))]
+    Webhook(WebhookArgs),
+    /// Print the webhook's MutatingWebhookConfiguration (YAML), caBundle from --ca-bundle.
+    #[command(
+        after_help = "Example:\n  anchorage controller webhook-config --ca-bundle tls/ca.pem | kubectl apply -f -"
+    )]
+    WebhookConfig(WebhookConfigArgs),
+}
+
+/// `anchorage controller webhook`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
+pub(crate) struct WebhookArgs {
+    /// The trust ConfigMap mounted into pods (a Bundle's target, in each pod's namespace).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) configmap: Option<String>,
+    /// The trust Secret mounted into pods instead.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) secret: Option<String>,
+    /// A ClusterTrustBundle by name, projected (one bundle file: no SSL_CERT_DIR).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster_trust_bundle: Option<String>,
+    /// Every ClusterTrustBundle of this signer, projected (a Bundle's clusterTrustBundle target).
+    #[arg(long, value_name = "SIGNER")]
+    pub(crate) ctb_signer: Option<String>,
+    /// The object has only the bundle key (BundleKey layout): no SSL_CERT_DIR.
+    #[arg(long)]
+    pub(crate) bundle_only: bool,
+    /// The object holds extra-ca.pem: NODE_EXTRA_CA_CERTS and DENO_CERT name it.
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) extra_pem: bool,
+    /// The object holds truststore.p12: JAVA_TOOL_OPTIONS names it.
+    #[arg(long, conflicts_with_all = ["cluster_trust_bundle", "ctb_signer"])]
+    pub(crate) pkcs12: bool,
+    /// Where the volume is mounted (read-only).
+    #[arg(long, value_name = "PATH", default_value = anchorage_k8s::DEFAULT_MOUNT_PATH)]
+    pub(crate) mount_path: String,
+    /// The serving certificate chain, PEM (leaf first), e.g. from `ca issue --kind webhook`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_cert: PathBuf,
+    /// Its private key, PEM.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_key: PathBuf,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub(crate) listen: SocketAddr,
+}
+
+/// `anchorage controller webhook-config`.
+#[derive(Args, Debug)]
+pub(crate) struct WebhookConfigArgs {
+    /// The webhook's Service.
+    #[arg(long, value_name = "NAME", default_value = "anchorage-webhook")]
+    pub(crate) service: String,
+    /// The Service's namespace.
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NS",
+        default_value = "anchorage-trust"
+    )]
+    pub(crate) namespace: String,
+    /// The CA certificates (PEM) that signed the serving certificate: the caBundle.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_bundle: Option<PathBuf>,
+}
+
+fn webhook(args: WebhookArgs) -> Result<Code, Failure> {
+    use anchorage_k8s::{CtbSelector, TrustSource};
+    let source = match (
+        &args.configmap,
+        &args.secret,
+        &args.cluster_trust_bundle,
+        &args.ctb_signer,
+    ) {
+        (Some(name), ..) => TrustSource::ConfigMap(name.clone()),
+        (_, Some(name), ..) => TrustSource::Secret(name.clone()),
+        (_, _, Some(name), _) => TrustSource::ClusterTrustBundle(CtbSelector::Name(name.clone())),
+        (_, _, _, Some(signer)) => TrustSource::ClusterTrustBundle(CtbSelector::Signer {
+            signer_name: signer.clone(),
+            match_labels: Default::default(),
+        }),
+        _ => {
+            return Err(Failure::new(
+                Code::Usage,
+                "--configmap, --secret, --cluster-trust-bundle or --ctb-signer is needed",
+            ));
+        }
+    };
+    let mut settings = anchorage_controller::InjectSettings::new(source);
+    settings.hashed = !args.bundle_only;
+    settings.extra_pem = args.extra_pem;
+    settings.pkcs12 = args.pkcs12;
+    settings.mount_path = args.mount_path.clone();
+    settings.validate().map_err(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Failure::new(Code::Usage, format!("{e}: {cause}"))
+    })?;
+    let cert = crate::io::read_input("--tls-cert", &args.tls_cert)?;
+    let key = crate::io::read_input("--tls-key", &args.tls_key)?;
+    let tls = anchorage_controller::webhook::tls_config(&cert, &key)
+        .map_err(|e| Failure::new(Code::BadInput, format!("--tls-cert/--tls-key: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    Code::Unreachable,
+                    format!("--listen {}: cannot listen ({e})", args.listen),
+                )
+            })?;
+        tracing::info!(listen = %args.listen, "pod-injection webhook serving");
+        anchorage_controller::webhook::serve(
+            listener,
+            tls,
+            settings,
+            anchorage_serve::shutdown_signal(),
+        )
+        .await;
+        Ok::<_, Failure>(())
+    })?;
+    Ok(Code::Ok)
+}
+
+fn webhook_config(args: WebhookConfigArgs) -> Result<Code, Failure> {
+    let ca = match &args.ca_bundle {
+        Some(path) => {
+            let bytes = crate::io::read_input("--ca-bundle", path)?;
+            let text = String::from_utf8(bytes.to_vec()).ok().filter(|t| t.contains("-----BEGIN CERTIFICATE-----")).ok_or_else(|| {
+                Failure::new(
+                    Code::BadInput,
+                    format!("--ca-bundle {}: no PEM certificate; pass the ca.pem `anchorage ca issue` wrote", crate::io::display(path)),
+                )
+            })?;
+            Some(text)
+        }
+        None => None,
+    };
+    let service = anchorage_controller::WebhookService::new(&args.service, &args.namespace);
+    let config = anchorage_controller::webhook_configuration(&service, ca.as_deref());
+    let yaml = serde_yaml_ng::to_string(&config)
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot render YAML: {e}")))?;
+    crate::io::write_stdout_bytes(yaml.as_bytes())?;
+    Ok(Code::Ok)
 }
 
 impl Run for ControllerArgs {
     fn run(self, _globals: &Globals) -> Result<Code, Failure> {
-        if let Some(ControllerCommand::Crd) = self.command {
-            let yaml = anchorage_controller::crd_yaml()
-                .map_err(|e| Failure::new(Code::Failure, format!("cannot render the CRD: {e}")))?;
-            crate::io::write_stdout_bytes(yaml.as_bytes())?;
-            return Ok(Code::Ok);
+        match self.command {
+            Some(ControllerCommand::Crd) => {
+                let yaml = anchorage_controller::crd_yaml().map_err(|e| {
+                    Failure::new(Code::Failure, format!("cannot render the CRD: {e}"))
+                })?;
+                crate::io::write_stdout_bytes(yaml.as_bytes())?;
+                return Ok(Code::Ok);
+            }
+            Some(ControllerCommand::Webhook(args)) => return webhook(args),
+            Some(ControllerCommand::WebhookConfig(args)) => return webhook_config(args),
+            None => {}
         }
         let mut settings = anchorage_controller::Settings::new(&self.trust_namespace);
         settings.resync = self.resync;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anchorage_k8s::{
     CtbSelector, PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var, workload_patch,
 };
-use anchorage_trust::env::{EnvRequest, JavaStoreType, JavaTrustStore, variables};
+use anchorage_trust::env::{EnvRequest, MountedTrust, variables};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::exit::{Code, Failure};
@@ -75,20 +75,13 @@ fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
     if !args.no_env {
         // Paths as the container sees them. Without --extra-pem, NODE_EXTRA_CA_CERTS and
         // DENO_CERT name the combined bundle (harmless: they add to Node's own roots).
-        let mount = Path::new(&args.mount_path);
-        let env = EnvRequest {
-            bundle: mount.join(&request.bundle_file),
-            dir: hashed_keys.then(|| mount.to_path_buf()),
-            extra: args
-                .extra_pem
-                .then(|| mount.join(anchorage_k8s::DEFAULT_EXTRA_KEY)),
-            java: args.pkcs12.then(|| JavaTrustStore {
-                path: mount.join(anchorage_k8s::DEFAULT_PKCS12_KEY),
-                store_type: JavaStoreType::Pkcs12,
-                // Password-less (no MAC): the JVM loads it without one.
-                password: None,
-            }),
-        };
+        let env = EnvRequest::mounted(&MountedTrust {
+            mount: Path::new(&args.mount_path),
+            bundle_file: &request.bundle_file,
+            hashed: hashed_keys,
+            extra_file: args.extra_pem.then_some(anchorage_k8s::DEFAULT_EXTRA_KEY),
+            pkcs12_file: args.pkcs12.then_some(anchorage_k8s::DEFAULT_PKCS12_KEY),
+        });
         request.env = variables(&env)
             .into_iter()
             .map(|v| env_var(v.name, v.value))

@@ -1,0 +1,423 @@
+//! Pod injection, pure: an `admission.k8s.io/v1` AdmissionReview for a Pod in, the review's
+//! answer out, with an RFC 6902 patch that mounts the trust volume and sets the runtime
+//! variables. The HTTPS server around it is [`crate::webhook`].
+//!
+//! What a pod gets, and when:
+//!
+//! - Only pods labelled [`INJECT_LABEL`]`: "true"` are changed (the webhook configuration's
+//!   `objectSelector` already sends only those; the label is checked again here).
+//! - The patch is [`anchorage_k8s::workload_patch`]'s JSON patch for a `Pod`, computed against
+//!   the pod in the review, with the variables of [`anchorage_trust::env::variables`] for the
+//!   mounted directory ([`anchorage_trust::env::EnvRequest::mounted`]): the same volume, mount
+//!   and variables `anchorage k8s patch` writes, from the same functions.
+//! - Nothing the pod's author set is removed or replaced: a container that already mounts
+//!   something at the mount path, or sets one of the variables itself (`SSL_CERT_FILE`,
+//!   `JAVA_TOOL_OPTIONS`, ...), is left as it is and named in a warning; a pod that already has a
+//!   volume of the trust volume's name or the [`INJECTED_ANNOTATION`] is not changed at all
+//!   (that is also what makes a second pass, e.g. a reinvocation, change nothing).
+//! - A pod asking for an identity ([`IDENTITY_ANNOTATION`]) would get the agent sidecar; no
+//!   sidecar spec exists in `anchorage-k8s` yet, so it gets a warning saying so (and the trust
+//!   part when it is labelled).
+//!
+//! [`review`] never fails: a review it cannot read, a request that is not for a Pod, or a patch
+//! it cannot build is answered `allowed: true` without a patch, with a warning the API server
+//! passes to the client, and a `tracing` warning. The pod is never refused.
+
+use std::path::Path;
+
+use anchorage_k8s::{PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var};
+use anchorage_trust::env::{EnvRequest, MountedTrust, variables};
+use k8s_openapi::api::core::v1::EnvVar;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde_json::Value;
+
+/// The pod label that opts a pod in, with the value `"true"`.
+pub const INJECT_LABEL: &str = "trust.anchorage.dev/inject";
+/// The annotation the webhook sets on a pod it changed: the containers it injected, comma
+/// separated. A pod carrying it is not changed again.
+pub const INJECTED_ANNOTATION: &str = "trust.anchorage.dev/injected";
+/// The pod annotation asking for a workload identity (the agent sidecar).
+pub const IDENTITY_ANNOTATION: &str = "trust.anchorage.dev/identity";
+
+/// What the webhook injects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectSettings {
+    /// The trust ConfigMap or Secret (in the pod's namespace), e.g. a Bundle's target.
+    pub source: TrustSource,
+    /// The volume's name; default [`anchorage_k8s::DEFAULT_VOLUME_NAME`].
+    pub volume_name: String,
+    /// Where it is mounted; default [`anchorage_k8s::DEFAULT_MOUNT_PATH`].
+    pub mount_path: String,
+    /// The object holds the `<hash>.<n>` keys (the Bundle controller's `CertsDir` layout), so
+    /// `SSL_CERT_DIR` is set.
+    pub hashed: bool,
+    /// The object holds `extra-ca.pem` (`NODE_EXTRA_CA_CERTS`, `DENO_CERT` name it).
+    pub extra_pem: bool,
+    /// The object holds `truststore.p12` (`JAVA_TOOL_OPTIONS` names it).
+    pub pkcs12: bool,
+}
+
+impl InjectSettings {
+    /// The ConfigMap `name` in the `CertsDir` layout, mounted over `/etc/ssl/certs`.
+    pub fn configmap(name: impl Into<String>) -> Self {
+        Self::new(TrustSource::ConfigMap(name.into()))
+    }
+
+    /// `source` in the `CertsDir` layout (hashed keys), mounted over `/etc/ssl/certs`.
+    pub fn new(source: TrustSource) -> Self {
+        Self {
+            source,
+            volume_name: anchorage_k8s::DEFAULT_VOLUME_NAME.to_owned(),
+            mount_path: anchorage_k8s::DEFAULT_MOUNT_PATH.to_owned(),
+            hashed: true,
+            extra_pem: false,
+            pkcs12: false,
+        }
+    }
+
+    /// Checks the names and the path as the API server would (what a start-up should refuse,
+    /// rather than answer every pod with a warning).
+    ///
+    /// # Errors
+    ///
+    /// [`InjectError::Patch`] naming the invalid value.
+    pub fn validate(&self) -> Result<(), InjectError> {
+        let mut request = PatchRequest::new(WorkloadKind::Pod, self.source.clone(), ["app"]);
+        request.volume_name = self.volume_name.clone();
+        request.mount_path = self.mount_path.clone();
+        request.env = self.env();
+        anchorage_k8s::workload_patch(&request)
+            .map(drop)
+            .map_err(InjectError::Patch)
+    }
+
+    /// The variables set in each injected container, as `anchorage k8s patch` sets them.
+    pub fn env(&self) -> Vec<EnvVar> {
+        let hashed = self.hashed && !matches!(self.source, TrustSource::ClusterTrustBundle(_));
+        let request = EnvRequest::mounted(&MountedTrust {
+            mount: Path::new(&self.mount_path),
+            bundle_file: anchorage_k8s::DEFAULT_BUNDLE_KEY,
+            hashed,
+            extra_file: self.extra_pem.then_some(anchorage_k8s::DEFAULT_EXTRA_KEY),
+            pkcs12_file: self.pkcs12.then_some(anchorage_k8s::DEFAULT_PKCS12_KEY),
+        });
+        variables(&request)
+            .into_iter()
+            .map(|v| env_var(v.name, v.value))
+            .collect()
+    }
+}
+
+/// Why a review got no patch.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// The body is not an `admission.k8s.io/v1` AdmissionReview.
+    #[error(
+        "the request body is not an AdmissionReview (admission.k8s.io/v1); the webhook configuration must send v1 reviews"
+    )]
+    NotAReview(#[source] serde_json::Error),
+    /// The review has no `request`.
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    /// The review is for another kind of object.
+    #[error(
+        "the AdmissionReview is for a {kind}, not a Pod; the webhook configuration's rules must name pods only"
+    )]
+    NotAPod {
+        /// The kind the review named.
+        kind: String,
+    },
+    /// The review has no object.
+    #[error("the AdmissionReview for a Pod has no object")]
+    NoObject,
+    /// The patch could not be built.
+    #[error("cannot build the patch for the pod")]
+    Patch(#[source] anchorage_k8s::K8sError),
+    /// The patch could not be put in the response.
+    #[error("cannot put the patch in the admission response")]
+    SerializePatch(#[source] kube::core::admission::SerializePatchError),
+    /// A value could not be (de)serialised.
+    #[error("cannot serialise the {what}")]
+    Json {
+        /// What was being serialised.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What [`inject`] decided for one pod.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// The pod does not carry [`INJECT_LABEL`]`: "true"`: unchanged.
+    NotOptedIn,
+    /// The pod already has the trust volume or [`INJECTED_ANNOTATION`]: unchanged.
+    AlreadyInjected,
+    /// Every container sets its own trust (see the warnings): unchanged.
+    NoContainer,
+    /// The RFC 6902 operations, and the containers (then init containers) they inject.
+    Patch {
+        /// The operations.
+        ops: Value,
+        /// The containers injected.
+        containers: Vec<String>,
+    },
+}
+
+/// [`inject`]'s answer: the decision and what the pod's author should know.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Injection {
+    /// What is done to the pod.
+    pub decision: Decision,
+    /// Warnings for the client (containers left out and why, an identity not served).
+    pub warnings: Vec<String>,
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+fn list<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Why `container` keeps its own trust settings, if it does.
+fn own_trust(container: &Value, settings: &InjectSettings, env: &[EnvVar]) -> Option<String> {
+    if let Some(mount) = list(container, "/volumeMounts")
+        .iter()
+        .find(|m| str_at(m, "/mountPath") == Some(settings.mount_path.as_str()))
+    {
+        return Some(format!(
+            "mounts volume `{}` at {} itself",
+            str_at(mount, "/name").unwrap_or("?"),
+            settings.mount_path
+        ));
+    }
+    list(container, "/env")
+        .iter()
+        .filter_map(|v| str_at(v, "/name"))
+        .find(|name| env.iter().any(|e| e.name == *name))
+        .map(|name| format!("sets {name} itself"))
+}
+
+/// The patch for `pod` (a Pod as JSON, as the review carries it), or why there is none.
+///
+/// # Errors
+///
+/// [`InjectError::Patch`] when [`anchorage_k8s::workload_patch`] refuses (an invalid name in the
+/// settings, a pod without a spec).
+pub fn inject(settings: &InjectSettings, pod: &Value) -> Result<Injection, InjectError> {
+    let mut warnings = Vec::new();
+    let annotation = |key: &str| {
+        pod.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    };
+    if annotation(IDENTITY_ANNOTATION).is_some() {
+        warnings.push(format!(
+            "anchorage: {IDENTITY_ANNOTATION} is not served yet: no agent sidecar was added"
+        ));
+    }
+    let opted_in = pod
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(INJECT_LABEL))
+        .and_then(Value::as_str)
+        == Some("true");
+    if !opted_in {
+        return Ok(Injection {
+            decision: Decision::NotOptedIn,
+            warnings,
+        });
+    }
+    let has_volume = list(pod, "/spec/volumes")
+        .iter()
+        .any(|v| str_at(v, "/name") == Some(settings.volume_name.as_str()));
+    if has_volume || annotation(INJECTED_ANNOTATION).is_some() {
+        return Ok(Injection {
+            decision: Decision::AlreadyInjected,
+            warnings,
+        });
+    }
+    let env = settings.env();
+    let mut pick = |field: &str| -> Vec<String> {
+        let mut names = Vec::new();
+        for container in list(pod, &format!("/spec/{field}")) {
+            let Some(name) = str_at(container, "/name") else {
+                continue;
+            };
+            match own_trust(container, settings, &env) {
+                Some(why) => warnings.push(format!(
+                    "anchorage: container {name} {why}: trust not injected into it"
+                )),
+                None => names.push(name.to_owned()),
+            }
+        }
+        names
+    };
+    let containers = pick("containers");
+    let init_containers = pick("initContainers");
+    if containers.is_empty() && init_containers.is_empty() {
+        return Ok(Injection {
+            decision: Decision::NoContainer,
+            warnings,
+        });
+    }
+    let injected: Vec<String> = containers.iter().chain(&init_containers).cloned().collect();
+    let mut current = pod.clone();
+    if let Some(object) = current.as_object_mut() {
+        // A review's object carries its kind; a bare pod may not.
+        object
+            .entry("kind")
+            .or_insert_with(|| WorkloadKind::Pod.kind().into());
+    }
+    let mut request = PatchRequest::new(WorkloadKind::Pod, settings.source.clone(), containers);
+    request.init_containers = init_containers;
+    request.volume_name = settings.volume_name.clone();
+    request.mount_path = settings.mount_path.clone();
+    request.env = env;
+    request
+        .pod_annotations
+        .insert(INJECTED_ANNOTATION.to_owned(), injected.join(","));
+    request.format = PatchFormat::Json { current };
+    let ops = anchorage_k8s::workload_patch(&request).map_err(InjectError::Patch)?;
+    Ok(Injection {
+        decision: Decision::Patch {
+            ops,
+            containers: injected,
+        },
+        warnings,
+    })
+}
+
+/// The answer to an AdmissionReview `body`: always `allowed: true`; with a JSON patch when the
+/// pod is injected; with warnings when something was left out or went wrong (also logged).
+pub fn review(settings: &InjectSettings, body: &[u8]) -> AdmissionReview<DynamicObject> {
+    match respond(settings, body) {
+        Ok(response) => response.into_review(),
+        Err(error) => {
+            // The uid must be echoed; read it from whatever JSON there is.
+            let uid = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| str_at(&v, "/request/uid").map(str::to_owned))
+                .unwrap_or_default();
+            let cause = cause(&error);
+            tracing::warn!(%uid, error = %error, %cause, "admission review not injected; the pod is admitted unchanged");
+            let mut response = AdmissionResponse::invalid("");
+            response.allowed = true;
+            response.result = kube::core::Status::success();
+            response.uid = uid;
+            response.warnings = Some(vec![format!(
+                "anchorage: trust not injected: {error}: {cause}"
+            )]);
+            response.into_review()
+        }
+    }
+}
+
+/// Why `error` happened, without the request's values: a JSON error says only its kind and
+/// position (serde's message may quote a value from the pod, e.g. an environment variable).
+fn cause(error: &InjectError) -> String {
+    let json = |e: &serde_json::Error| {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+        .to_lowercase()
+    };
+    match error {
+        InjectError::NotAReview(e) | InjectError::Json { source: e, .. } => json(e),
+        InjectError::Patch(e) => e.to_string(),
+        InjectError::SerializePatch(e) => e.to_string(),
+        InjectError::NoRequest | InjectError::NotAPod { .. } | InjectError::NoObject => {
+            "nothing to inject".to_owned()
+        }
+    }
+}
+
+/// [`review`] as the JSON the webhook sends: `response.patch` is the base64 string the
+/// `admission.k8s.io/v1` API documents (kube's type serialises the bytes as a number array,
+/// which Go's decoder also reads; the documented form is the safe one).
+pub fn review_json(settings: &InjectSettings, body: &[u8]) -> Value {
+    use base64::Engine as _;
+    let answer = review(settings, body);
+    let mut value = serde_json::to_value(&answer).unwrap_or_else(|e| {
+        // Plain data always serialises; were it not to, the pod is still let through.
+        tracing::warn!(error = %e, "cannot serialise the admission review");
+        serde_json::json!({ "response": { "uid": "", "allowed": true } })
+    });
+    if let Some(patch) = value.pointer_mut("/response/patch") {
+        let bytes: Option<Vec<u8>> = patch.as_array().map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect()
+        });
+        if let Some(bytes) = bytes {
+            *patch = base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into();
+        }
+    }
+    if let Some(object) = value.as_object_mut() {
+        object.insert("apiVersion".into(), "admission.k8s.io/v1".into());
+        object.insert("kind".into(), "AdmissionReview".into());
+    }
+    value
+}
+
+fn respond(settings: &InjectSettings, body: &[u8]) -> Result<AdmissionResponse, InjectError> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(InjectError::NotAReview)?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| InjectError::NoRequest)?;
+    if request.kind.kind != "Pod" || !request.kind.group.is_empty() {
+        return Err(InjectError::NotAPod {
+            kind: request.kind.kind,
+        });
+    }
+    let response = AdmissionResponse::from(&request);
+    if request.operation != Operation::Create {
+        // Pod volumes cannot change after creation.
+        return Ok(response);
+    }
+    let object = request.object.as_ref().ok_or(InjectError::NoObject)?;
+    let pod = serde_json::to_value(object).map_err(|source| InjectError::Json {
+        what: "pod",
+        source,
+    })?;
+    let injection = inject(settings, &pod)?;
+    let name = object
+        .metadata
+        .name
+        .as_deref()
+        .or(object.metadata.generate_name.as_deref())
+        .unwrap_or("");
+    let namespace = request.namespace.as_deref().unwrap_or("");
+    let mut response = response;
+    if !injection.warnings.is_empty() {
+        response.warnings = Some(injection.warnings);
+    }
+    match injection.decision {
+        Decision::Patch { ops, containers } => {
+            let patch: json_patch::Patch =
+                serde_json::from_value(ops).map_err(|source| InjectError::Json {
+                    what: "patch",
+                    source,
+                })?;
+            tracing::info!(%namespace, pod = %name, containers = %containers.join(","), "trust injected");
+            response
+                .with_patch(patch)
+                .map_err(InjectError::SerializePatch)
+        }
+        decision => {
+            tracing::debug!(%namespace, pod = %name, ?decision, "pod unchanged");
+            Ok(response)
+        }
+    }
+}
