@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::grant::{Grant, policy_mount};
-use crate::jwt::{Entity, HostIdentity, JwtPolicy, verify_entity, verify_host};
+use crate::jwt::{Entity, HostIdentity, JwtPolicy, VerifiedTokens};
 use crate::protocol::{
     GetSecretError, RESPONSE_XKEY, SecretRequest, VersionedSecret, error_code, failure_body,
     success_body,
@@ -229,6 +229,9 @@ pub struct GetHandler {
     transit: XKey,
     jwt: JwtPolicy,
     max_request_bytes: usize,
+    /// Host and component tokens that passed, so their signatures are not checked on every
+    /// request (dates and allow-lists still are).
+    verified: VerifiedTokens,
 }
 
 impl GetHandler {
@@ -238,6 +241,7 @@ impl GetHandler {
             transit,
             jwt,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -317,7 +321,10 @@ impl GetHandler {
         audit.key = Some(request.key.clone());
         audit.field.clone_from(&request.field);
         audit.requested_version.clone_from(&request.version);
-        let entity = match verify_entity(&request.context.entity_jwt, &self.jwt, now) {
+        let entity = match self
+            .verified
+            .entity(&request.context.entity_jwt, &self.jwt, now)
+        {
             Ok(e) => e,
             Err(e) => {
                 return Err(Box::new(Reply::failure(
@@ -330,7 +337,10 @@ impl GetHandler {
         audit.entity = Some(entity.public_key.clone());
         audit.entity_issuer = Some(entity.issuer.clone());
         audit.entity_kind = Some(entity.kind);
-        let host = match verify_host(&request.context.host_jwt, &self.jwt, now) {
+        let host = match self
+            .verified
+            .host(&request.context.host_jwt, &self.jwt, now)
+        {
             Ok(h) => h,
             Err(e) => {
                 return Err(Box::new(Reply::failure(

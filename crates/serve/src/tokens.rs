@@ -196,9 +196,21 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Long-lived tokens whose signature was verified, at most this many ([`TokenKey::decode`]).
+pub const VERIFIED_CACHE_MAX: usize = 1024;
+
 /// The server's token key: signs and verifies.
+///
+/// A controller sends the same long-lived (role or admin) token with every request, so the
+/// outcome of its signature check is kept: keyed on the SHA-256 of the token's full bytes (a
+/// token that differs in any byte is checked afresh; the token itself is not kept), only for
+/// tokens that verified, at most [`VERIFIED_CACHE_MAX`] of them (the cache is emptied when
+/// full). Only the signature and the decoding are skipped: times, audience and the revocation
+/// record are checked on every request ([`TokenKey::verify`]). The signature is a pure function
+/// of the key, which never changes for a `TokenKey`, and the token bytes.
 pub struct TokenKey {
     pair: Ed25519KeyPair,
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -215,7 +227,10 @@ impl TokenKey {
             if let Some(entry) = store.get(KEY_STORE_KEY).await? {
                 let der = Zeroizing::new(entry.value);
                 return Ed25519KeyPair::from_pkcs8(&der)
-                    .map(|pair| Self { pair })
+                    .map(|pair| Self {
+                        pair,
+                        verified: Default::default(),
+                    })
                     .map_err(|_| StoreError::InvalidKey {
                         key: KEY_STORE_KEY.to_owned(),
                         reason: "the stored token key is not an Ed25519 PKCS#8 key",
@@ -242,8 +257,40 @@ impl TokenKey {
         format!("{input}.{sig}")
     }
 
-    /// Checks the signature and decodes the claims (no time or audience checks).
+    /// Checks the signature and decodes the claims (no time or audience checks). A long-lived
+    /// token that verified before is not checked again (see [`TokenKey`]).
     pub fn decode(&self, token: &str) -> Result<Claims, TokenError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
+        if let Some(claims) = self.verified_lock().get(&digest) {
+            return Ok(claims.clone());
+        }
+        let claims = self.decode_uncached(token)?;
+        if claims.typ != TokenKind::Ott {
+            let mut cache = self.verified_lock();
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(digest, claims.clone());
+        }
+        Ok(claims)
+    }
+
+    fn verified_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Claims>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many verified tokens are kept (for tests).
+    #[cfg(test)]
+    pub(crate) fn verified_cached(&self) -> usize {
+        self.verified_lock().len()
+    }
+
+    fn decode_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.trim().split('.');
         let (Some(h), Some(b), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -548,5 +595,56 @@ mod tests {
         revoke_token(&store, &claims.jti).await.unwrap();
         let gone = key.verify(&store, &t, "/v1/issue", now_unix()).await;
         assert_eq!(gone.unwrap_err().code(), "token_revoked");
+    }
+
+    #[tokio::test]
+    async fn verified_long_lived_tokens_are_kept_by_their_bytes_and_still_checked() {
+        let store = MemoryStore::new();
+        let key = TokenKey::load_or_create(&store).await.unwrap();
+        let now = now_unix();
+        let req = TokenRequest {
+            kind: TokenKind::Role,
+            audience: String::new(),
+            ttl_seconds: Some(100),
+            ..ott("")
+        };
+        let t = mint_with(&key, &store, &req, now).await.unwrap();
+        let first = key.verify(&store, &t, "/v1/issue", now).await.unwrap();
+        assert_eq!(key.verified_cached(), 1);
+        assert_eq!(
+            key.verify(&store, &t, "/v1/issue", now).await.unwrap(),
+            first
+        );
+        // Negative controls once the token is kept: any other byte is checked afresh…
+        let mut bad = t.clone();
+        bad.pop();
+        bad.push(if t.ends_with('A') { 'B' } else { 'A' });
+        let refused = key.verify(&store, &bad, "/v1/issue", now).await;
+        assert_eq!(refused.unwrap_err().code(), "token_invalid");
+        let (head, rest) = t.split_once('.').unwrap();
+        let forged = format!("{head}.x{rest}");
+        let refused = key.verify(&store, &forged, "/v1/issue", now).await;
+        assert_eq!(refused.unwrap_err().code(), "token_invalid");
+        assert_eq!(key.verified_cached(), 1);
+        // …the expiry is checked on every use…
+        let late = key
+            .verify(&store, &t, "/v1/issue", now + 100 + LEEWAY)
+            .await;
+        assert_eq!(late.unwrap_err().code(), "token_expired");
+        // …and so is revocation.
+        revoke_token(&store, &first.jti).await.unwrap();
+        let gone = key.verify(&store, &t, "/v1/issue", now).await;
+        assert_eq!(gone.unwrap_err().code(), "token_revoked");
+        // One-time tokens are not kept; the cache stays bounded.
+        let o = mint_with(&key, &store, &ott("/v1/sign"), now)
+            .await
+            .unwrap();
+        key.verify(&store, &o, "/v1/sign", now).await.unwrap();
+        assert_eq!(key.verified_cached(), 1);
+        for _ in 0..VERIFIED_CACHE_MAX + 1 {
+            let t = mint_with(&key, &store, &req, now).await.unwrap();
+            key.verify(&store, &t, "/v1/issue", now).await.unwrap();
+            assert!(key.verified_cached() <= VERIFIED_CACHE_MAX);
+        }
     }
 }
