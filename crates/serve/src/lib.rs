@@ -53,7 +53,7 @@ pub mod vault;
 pub use authority::Authority;
 pub use error::ApiError;
 pub use roles::Role;
-pub use state::Limits;
+pub use state::{DEFAULT_MAX_CONNECTIONS, Limits, RESERVED_FDS};
 pub use tokens::{Claims, MintError, TokenKind, TokenRequest, mint_token, revoke_token};
 
 use crate::authority::RecordInfo;
