@@ -38,6 +38,8 @@ use tokio::task::JoinHandle;
 pub mod api;
 pub mod authority;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod nats;
