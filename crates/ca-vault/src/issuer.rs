@@ -586,7 +586,7 @@ async fn generate_key(key_type: KeyType) -> Result<(rcgen::KeyPair, PrivateKey),
 }
 
 /// Parses PEM strings (each may hold several certificates) in order.
-fn parse_certificates<'a>(
+pub(crate) fn parse_certificates<'a>(
     pems: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<Certificate>, String> {
     let mut out = Vec::new();

@@ -76,6 +76,8 @@
 mod auth;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod issuer;
 mod wire;

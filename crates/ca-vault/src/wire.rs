@@ -105,7 +105,10 @@ pub(crate) struct LoginAuth<'a> {
 }
 
 /// The `errors` of a failed request, joined with `; `, or a short excerpt of a body that is
-/// not OpenBao's JSON (a proxy's error page).
+/// not OpenBao's JSON (a proxy's error page). Control characters never pass: OpenBao's
+/// multi-error text (`1 error occurred:\n\t* …`) has its line breaks and tabs folded into
+/// single spaces, and anything else (an escape sequence from whatever answered) is dropped, so
+/// the text is one line fit for a log or a terminal (found by the `vault_answer` fuzz target).
 pub(crate) fn error_text(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Errors {
@@ -113,7 +116,7 @@ pub(crate) fn error_text(body: &[u8]) -> String {
         errors: Vec<String>,
     }
     match serde_json::from_slice::<Errors>(body) {
-        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
+        Ok(e) if !e.errors.is_empty() => one_line(&e.errors.join("; ")),
         Ok(_) => "no error text".to_owned(),
         Err(_) => {
             let text = String::from_utf8_lossy(body);
@@ -125,6 +128,16 @@ pub(crate) fn error_text(body: &[u8]) -> String {
             }
         }
     }
+}
+
+/// `text` with every run of whitespace (line breaks and tabs included) folded into one space
+/// and other control characters dropped.
+fn one_line(text: &str) -> String {
+    text.split(char::is_whitespace)
+        .map(|word| word.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Unescapes a JSON string literal (as borrowed raw JSON) into zeroizing memory; `null` is
@@ -212,6 +225,15 @@ mod tests {
             "common name evil.test not allowed by this role"
         );
         assert_eq!(error_text(br#"{"errors":["a","b"]}"#), "a; b");
+        // OpenBao's multi-error text on one line; an escape sequence never passes.
+        assert_eq!(
+            error_text(b"{\"errors\":[\"1 error occurred:\\n\\t* role not found\\n\\n\"]}"),
+            "1 error occurred: * role not found"
+        );
+        assert_eq!(
+            error_text(b"{\"errors\":[\"bad\\u001b[2J\\u0007 role\"]}"),
+            "bad[2J role"
+        );
         assert_eq!(error_text(b""), "empty answer");
         let html = error_text(b"<html>\n<body>502 Bad Gateway</body></html>");
         assert!(

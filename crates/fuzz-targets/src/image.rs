@@ -93,7 +93,8 @@ const COMPONENTS: &[&str] = &[
 ];
 
 /// Files built from the fuzzer's bytes written with `write_layer`, then read back with `find`:
-/// each path must hold the last contents given for it.
+/// each path must hold the last contents given for it; a path with a `.wh.` component is
+/// refused, and nothing else is for that reason.
 pub fn image_write_layer(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let mut files = Vec::new();
@@ -123,9 +124,19 @@ pub fn image_write_layer(data: &[u8]) {
             contents: contents.to_vec(),
         });
     }
-    let Ok(layer) = write_layer(&files) else {
-        return;
+    // A `.wh.` component is refused (it would be a whiteout), and only then.
+    let whiteout = files
+        .iter()
+        .any(|f| f.path.split('/').any(|c| c.starts_with(".wh.")));
+    let layer = match write_layer(&files) {
+        Ok(layer) => layer,
+        Err(anchorage_image::ImageError::WhiteoutPath { .. }) => {
+            assert!(whiteout, "refused as a whiteout without a .wh. component");
+            return;
+        }
+        Err(_) => return,
     };
+    assert!(!whiteout, "a .wh. component was written");
     assert!(layer.digest.matches(&layer.blob), "layer digest");
     assert_eq!(layer.size, layer.blob.len() as u64);
     let lookup = Lookup {

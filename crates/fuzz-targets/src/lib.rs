@@ -13,8 +13,9 @@
 //! secrets requests sealed to a fixed transit key so the fuzzer reaches the JSON and JWT checks
 //! behind the envelope.
 //!
-//! Not covered here: the serve HTTP request bodies (private types behind the axum router) and
-//! the Vault response decoder (private, reached only over HTTP); see docs/fuzzing.md.
+//! The serve request bodies and the Vault answer decoders are private types: their crates
+//! expose a hidden `fuzzing` module that runs them as their extractors and issuer do
+//! ([`serve_request_body`], [`vault_answer`]).
 
 mod der;
 mod image;
@@ -50,6 +51,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("secrets_jwt", secrets_jwt),
     ("secrets_admin", secrets_admin),
     ("serve_csr", serve_csr),
+    ("serve_request_body", serve_request_body),
+    ("vault_answer", vault_answer),
 ];
 
 /// `anchorage_k8s::read_ca_secret`; a Secret that reads and has a layout's keys is written
@@ -121,6 +124,20 @@ pub fn trust_source(data: &[u8]) {
         &options,
     );
     let _ = format!("{loaded:?}");
+}
+
+/// Every JSON request body of `serve`'s API (byte 0 picks the endpoint: see
+/// `anchorage_serve::fuzzing::BODIES`), decoded as its extractor does, then the handler's
+/// first checks; a role must survive encode → decode.
+pub fn serve_request_body(data: &[u8]) {
+    let _ = anchorage_serve::fuzzing::request_body(data);
+}
+
+/// Every reader `anchorage-ca-vault` applies to an OpenBao/Vault answer body: error text, CA
+/// chain, issue/sign envelope (private key unescaped into zeroizing memory, checked against
+/// `serde_json`), AppRole login (client token and its header).
+pub fn vault_answer(data: &[u8]) {
+    let _ = anchorage_ca_vault::fuzzing::decode_answer(data);
 }
 
 /// `anchorage_serve::authority::parse_csr`: PEM or DER certification requests, signature checked.

@@ -54,3 +54,27 @@ fn a_panicking_target_fails_the_replay() {
     let outcome = std::panic::catch_unwind(|| target(b"x"));
     assert!(outcome.is_ok(), "control: panicked");
 }
+
+/// The seeds of the targets whose decoders are lenient about what they refuse (serve bodies,
+/// Vault answers) decode, so the fuzzer starts past the decoders, not at their first error.
+#[test]
+fn the_body_and_answer_seeds_decode() {
+    for name in ["serve_request_body", "vault_answer"] {
+        for entry in std::fs::read_dir(corpus_dir(name)).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !file.starts_with("seed-") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            let decoded = if name == "serve_request_body" {
+                usize::from(anchorage_serve::fuzzing::request_body(&data))
+            } else {
+                anchorage_ca_vault::fuzzing::decode_answer(&data)
+            };
+            // The error answers (OpenBao's, a proxy's page) only go through the error text.
+            let error_answer = file.contains("errors") || file.contains("proxy");
+            assert_eq!(decoded > 0, !error_answer, "{name}/{file}: {decoded}");
+        }
+    }
+}

@@ -163,4 +163,18 @@ pub enum ImageError {
     /// Writing the layer failed (in memory; only a bug or exhausted memory gets here).
     #[error("the new layer could not be written")]
     Write(#[source] std::io::Error),
+    /// A path to write has a component starting with `.wh.`: in a layer that is a whiteout
+    /// (it deletes the name after the prefix, or with `.wh..wh..opq` a directory's lower
+    /// contents), so the file would not be there and something else would vanish.
+    #[error(
+        "cannot write {path}: its component {component:?} starts with \".wh.\", which image \
+         layers reserve for whiteouts (the file would be read as deleting another); the path \
+         comes from a trust-store location or a link in the image: check them"
+    )]
+    WhiteoutPath {
+        /// The path as given.
+        path: String,
+        /// The offending component.
+        component: String,
+    },
 }

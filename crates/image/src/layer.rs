@@ -193,12 +193,19 @@ pub const FILE_MODE: u32 = 0o644;
 pub const DIR_MODE: u32 = 0o755;
 
 /// Writes `files` as a reproducible gzip-compressed tar layer. A path given twice keeps the
-/// last contents.
+/// last contents. A path with a component starting with `.wh.` is refused
+/// ([`ImageError::WhiteoutPath`]): readers and runtimes would take it for a whiteout.
 pub fn write_layer(files: &[LayerFile]) -> Result<Layer, ImageError> {
     // Relative tar paths; directories end in '/' and sort before their contents.
     let mut entries: BTreeMap<String, Option<&[u8]>> = BTreeMap::new();
     for file in files {
         let path = normalize(&file.path);
+        if let Some(component) = path.split('/').find(|c| c.starts_with(".wh.")) {
+            return Err(ImageError::WhiteoutPath {
+                path: file.path.clone(),
+                component: component.to_owned(),
+            });
+        }
         let mut dir = parent(&path);
         while dir != "/" {
             entries.insert(format!("{}/", &dir[1..]), None);
@@ -253,6 +260,48 @@ mod tests {
     use std::io::Read as _;
 
     use super::*;
+
+    #[test]
+    fn a_path_with_a_whiteout_component_is_refused() {
+        let file = |path: &str| LayerFile {
+            path: path.to_owned(),
+            contents: b"x".to_vec(),
+        };
+        for (path, component) in [
+            (
+                "/etc/ssl/certs/.wh.ca-certificates.crt",
+                ".wh.ca-certificates.crt",
+            ),
+            ("/etc/.wh.ssl/cert.pem", ".wh.ssl"),
+            ("/etc/ssl/.wh..wh..opq", ".wh..wh..opq"),
+            ("/etc/./.wh.x/../y", ".wh.x"),
+        ] {
+            let err = write_layer(&[file("/etc/ok.pem"), file(path)]).unwrap_err();
+            assert!(
+                matches!(&err, ImageError::WhiteoutPath { path: p, component: c }
+                    if p == path && c == component),
+                "{path}: {err:?}"
+            );
+            assert!(err.to_string().contains("reserve for whiteouts"), "{err}");
+        }
+        // Control: `.wh.` only inside a component, or without its leading dot, is a name.
+        for path in ["/etc/ssl/a.wh.b", "/etc/wh.x/c.pem", "/etc/..wh.x"] {
+            let layer = write_layer(&[file(path)]).unwrap();
+            let found = crate::find(
+                &mut vec![layer.blob.as_slice()],
+                &crate::Lookup {
+                    paths: vec![path.to_owned()],
+                    ..crate::Lookup::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                found.file(path).map(|f| f.contents.as_slice()),
+                Some(&b"x"[..]),
+                "{path}: {found:?}"
+            );
+        }
+    }
 
     #[test]
     fn digests_are_parsed_strictly() {

@@ -44,6 +44,7 @@ pub mod hardening;
 pub mod keys;
 pub mod nats;
 mod server;
+pub mod shed;
 pub mod store;
 
 pub use admin::{
@@ -59,6 +60,10 @@ pub use nats::{ConnectError, NatsAuth, NatsConfig, connect};
 pub use server::{
     AUDIT_FIELD_MAX_CHARS, DEFAULT_BACKEND, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_QUEUE_BASE, DEFAULT_STORE_TIMEOUT, ServeError, Server, ServerConfig, Stopped,
+};
+pub use shed::{
+    DEFAULT_MAX_QUEUE_WAIT, DEFAULT_MAX_QUEUED, MAX_IN_FLIGHT_PER_REQUESTER,
+    MAX_TRACKED_REQUESTERS, REQUESTER_FAILURE_BURST, REQUESTER_FAILURE_REFILL,
 };
 pub use store::{
     BucketReport, EmbeddedSecrets, JetStreamConfig, JetStreamSecrets, MappingStore, OpenBaoAuth,

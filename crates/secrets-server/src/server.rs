@@ -16,6 +16,11 @@
 //! to start unless told `--allow-any-issuer`). Every request leaves one audit line whose fields
 //! are all quoted and escaped ([`AUDIT_FIELD_MAX_CHARS`]); see docs/secrets-threat-model.md.
 //!
+//! Overload (issue 18): before anything is opened, a requester xkey with too many requests in
+//! flight or too many failed verifications is refused, and requests that waited too long for
+//! a slot are answered "busy" ([`crate::shed`]); opening runs on the blocking pool, one
+//! request per core at a time, so a flood cannot starve the loop that reads and answers.
+//!
 //! Stopping (issue 22): when `shutdown` completes the server stops taking requests and drains,
 //! every step bounded by one deadline ([`ServerConfig::drain_timeout`], default
 //! [`DEFAULT_DRAIN_TIMEOUT`]): unsubscribing, waiting for the requests in flight, and flushing
@@ -23,6 +28,7 @@
 //! still running at the deadline are abandoned (their tasks aborted; the host's request times
 //! out). [`Server::run`] says how it went ([`Stopped`]).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -41,6 +47,10 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::admin::AdminService;
+use crate::shed::{
+    DEFAULT_MAX_QUEUE_WAIT, DEFAULT_MAX_QUEUED, InFlight, MAX_IN_FLIGHT_PER_REQUESTER,
+    RequesterLimiter,
+};
 use crate::store::{MappingStore, SecretStore};
 
 /// The reference backend's name, so hosts' existing policies (`backend: nats-kv`) keep working.
@@ -82,6 +92,12 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// How long one `get` may wait on the stores ([`DEFAULT_STORE_TIMEOUT`]).
     pub store_timeout: Duration,
+    /// Requests waiting for a free slot beyond `max_in_flight` ([`DEFAULT_MAX_QUEUED`]); when
+    /// full, the oldest is answered "busy" unopened.
+    pub max_queued: usize,
+    /// The longest a request waits for a free slot before it is answered "busy" unopened
+    /// ([`DEFAULT_MAX_QUEUE_WAIT`]).
+    pub max_queue_wait: Duration,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +117,8 @@ impl ServerConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            max_queued: DEFAULT_MAX_QUEUED,
+            max_queue_wait: DEFAULT_MAX_QUEUE_WAIT,
         }
     }
 
@@ -352,42 +370,99 @@ impl Server {
             admin_subjects,
             client: client.clone(),
             store_timeout: self.config.store_timeout,
+            limiter: Arc::default(),
+            verifying: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            )),
         });
         let mut tasks = JoinSet::new();
+        // Requests read while every permit is taken, with the time they were read.
+        let mut queue: VecDeque<Queued> = VecDeque::new();
+        let max_queued = self.config.max_queued;
+        let max_wait = self.config.max_queue_wait;
         tokio::pin!(shutdown);
         loop {
             // Reap the finished requests (their results are `()`).
             while tasks.try_join_next().is_some() {}
-            let message = tokio::select! {
+            let event = tokio::select! {
+                biased;
                 () = &mut shutdown => break,
-                message = subscription.next() => message,
+                permit = Arc::clone(&permits).acquire_owned(), if !queue.is_empty() => {
+                    Event::Permit(permit)
+                }
+                message = subscription.next() => Event::Message(message),
             };
-            let Some(message) = message else {
-                tracing::warn!("the subscription ended (connection closed)");
-                break;
+            let (queued, permit) = match event {
+                Event::Permit(permit) => {
+                    let Ok(permit) = permit else { break };
+                    let Some(queued) = queue.pop_front() else {
+                        continue;
+                    };
+                    if queued.read.elapsed() > max_wait {
+                        shared
+                            .busy(queued, "it waited longer than the queue allows")
+                            .await;
+                        continue;
+                    }
+                    (queued, permit)
+                }
+                Event::Message(message) => {
+                    let Some(message) = message else {
+                        tracing::warn!("the subscription ended (connection closed)");
+                        break;
+                    };
+                    let Some(reply_to) = message.reply.clone() else {
+                        tracing::debug!(subject = %message.subject, "message without a reply subject ignored");
+                        continue;
+                    };
+                    let queued = Queued {
+                        message,
+                        reply_to,
+                        read: Instant::now(),
+                        guard: None,
+                    };
+                    // Before any cryptography: a requester key that keeps failing verification.
+                    let Some(queued) = shared.limit(queued).await else {
+                        continue;
+                    };
+                    let permit = if queue.is_empty() {
+                        Arc::clone(&permits).try_acquire_owned().ok()
+                    } else {
+                        None
+                    };
+                    let Some(permit) = permit else {
+                        queue.push_back(queued);
+                        if queue.len() > max_queued
+                            && let Some(oldest) = queue.pop_front()
+                        {
+                            shared.busy(oldest, "the queue is full").await;
+                        }
+                        continue;
+                    };
+                    (queued, permit)
+                }
             };
-            let Some(reply_to) = message.reply.clone() else {
-                tracing::debug!(subject = %message.subject, "message without a reply subject ignored");
-                continue;
-            };
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&permits).acquire_owned() => permit,
-            };
-            let Ok(permit) = permit else { break };
             let shared = Arc::clone(&shared);
             // The subject's tail is the requester's: escaped like the audit fields.
             let span = tracing::info_span!(
                 "secret_request",
-                subject = ?Field(Some(message.subject.as_str()))
+                subject = ?Field(Some(queued.message.subject.as_str()))
             );
             tasks.spawn(
                 async move {
-                    shared.answer(message, reply_to).await;
+                    shared.answer(queued, max_wait).await;
                     drop(permit);
                 }
                 .instrument(span),
             );
+        }
+        // Requests never started: their hosts get an answer rather than a timeout.
+        let unstarted = queue.len();
+        for queued in queue.drain(..) {
+            shared.busy(queued, "the server is stopping").await;
+        }
+        if unstarted > 0 {
+            tracing::info!(unstarted, "stopping: queued requests answered busy");
         }
         let started = Instant::now();
         let deadline = started + drain;
@@ -454,14 +529,116 @@ struct Shared {
     admin_subjects: AdminSubjects,
     client: async_nats::Client,
     store_timeout: Duration,
+    limiter: Arc<RequesterLimiter>,
+    /// Requests being opened at once: one per core.
+    verifying: Arc<Semaphore>,
+}
+
+/// A request read from the subscription, waiting for a permit.
+struct Queued {
+    message: async_nats::Message,
+    reply_to: async_nats::Subject,
+    read: Instant,
+    /// The requester key's in-flight count, held until the request is answered.
+    guard: Option<InFlight>,
+}
+
+enum Event {
+    Permit(Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>),
+    Message(Option<async_nats::Message>),
 }
 
 impl Shared {
-    async fn answer(&self, message: async_nats::Message, reply_to: async_nats::Subject) {
+    fn host_xkey(message: &async_nats::Message) -> Option<&str> {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(WASMCLOUD_HOST_XKEY))
+            .map(|v| v.as_str())
+    }
+
+    /// The request back when its requester key may still fail and has fewer than
+    /// [`MAX_IN_FLIGHT_PER_REQUESTER`] requests in flight; else it is answered at once,
+    /// unopened. Checked when the request is read and again just before it is opened (the
+    /// failures of requests opened meanwhile count).
+    async fn limit(&self, mut queued: Queued) -> Option<Queued> {
+        let subject = queued.message.subject.as_str();
+        if subject.strip_prefix(self.base.as_str()) != Some(".get") {
+            return Some(queued);
+        }
+        let Some(requester) = Self::host_xkey(&queued.message) else {
+            return Some(queued);
+        };
+        let refusal = match self.limiter.check(requester, Instant::now()) {
+            Err(wait) => format!(
+                "too many requests from this requester xkey failed verification; retry in {} ms",
+                wait.as_millis().max(1)
+            ),
+            Ok(()) if queued.guard.is_some() => return Some(queued),
+            Ok(()) => match RequesterLimiter::admit(&self.limiter, requester) {
+                Some(guard) => {
+                    queued.guard = Some(guard);
+                    return Some(queued);
+                }
+                None => format!(
+                    "more than {MAX_IN_FLIGHT_PER_REQUESTER} requests from this requester xkey \
+                     in flight (a host uses a new xkey for every request)"
+                ),
+            },
+        };
+        let event = AuditEvent {
+            requester_xkey: Some(requester.to_owned()),
+            outcome: Outcome::Rejected {
+                error: "Other",
+                reason: Some(refusal.clone()),
+            },
+            ..AuditEvent::default()
+        };
+        audit(&event);
+        let body = failure_body(&GetSecretError::Other(refusal));
+        if let Err(e) = self.client.publish(queued.reply_to, body.into()).await {
+            tracing::warn!(error = %e, "could not send a reply");
+        }
+        None
+    }
+
+    /// Answers a request that is not opened: the server is overloaded (or stopping).
+    async fn busy(&self, queued: Queued, why: &str) {
+        let reason = format!("the secrets server is busy: {why}; retry later");
+        let body = if let Some(op) = self
+            .admin_subjects
+            .operation(queued.message.subject.as_str())
+        {
+            crate::admin::audit(&anchorage_secrets::admin::AdminAudit {
+                op: op.to_owned(),
+                result: "rejected",
+                error: Some("Store"),
+                reason: Some(reason.clone()),
+                ..Default::default()
+            });
+            anchorage_secrets::admin::AdminError::Store(reason).body()
+        } else {
+            audit(&AuditEvent {
+                requester_xkey: Self::host_xkey(&queued.message).map(str::to_owned),
+                outcome: Outcome::Rejected {
+                    error: "Other",
+                    reason: Some(reason.clone()),
+                },
+                ..AuditEvent::default()
+            });
+            failure_body(&GetSecretError::Other(reason))
+        };
+        if let Err(e) = self.client.publish(queued.reply_to, body.into()).await {
+            tracing::warn!(error = %e, "could not send a busy reply");
+        }
+    }
+
+    async fn answer(self: Arc<Self>, queued: Queued, max_wait: Duration) {
+        let (message, reply_to) = (&queued.message, queued.reply_to.clone());
         if let Some(admin) = &self.admin
             && let Some(op) = self.admin_subjects.operation(message.subject.as_str())
         {
-            self.answer_admin(admin, op, &message, reply_to).await;
+            self.answer_admin(admin, op, message, reply_to).await;
             return;
         }
         let operation = message
@@ -469,8 +646,9 @@ impl Shared {
             .as_str()
             .strip_prefix(&self.base)
             .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or_default();
-        match operation {
+            .unwrap_or_default()
+            .to_owned();
+        match operation.as_str() {
             "server_xkey" => {
                 let body = bytes::Bytes::copy_from_slice(self.handler.server_xkey_body());
                 if let Err(e) = self.client.publish(reply_to, body).await {
@@ -478,7 +656,22 @@ impl Shared {
                 }
             }
             "get" => {
-                let reply = self.get(&message).await;
+                // Opening costs cryptography: at most one request per core at a time, on the
+                // blocking pool, so a flood cannot take the threads that read the subscription
+                // and send the replies (busy answers included).
+                let Ok(verifying) = Arc::clone(&self).verifying_owned().await else {
+                    return;
+                };
+                if queued.read.elapsed() > max_wait {
+                    self.busy(queued, "it waited longer than the queue allows")
+                        .await;
+                    return;
+                }
+                // Again: failures of this requester's requests opened meanwhile count.
+                let Some(queued) = self.limit(queued).await else {
+                    return;
+                };
+                let reply = Arc::clone(&self).get(&queued.message, verifying).await;
                 audit(&reply.audit);
                 let mut headers = async_nats::HeaderMap::new();
                 for (name, value) in reply.headers() {
@@ -554,18 +747,63 @@ impl Shared {
         }
     }
 
-    async fn get(&self, message: &async_nats::Message) -> Reply {
-        let host_xkey = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(WASMCLOUD_HOST_XKEY))
-            .map(|v| v.as_str());
-        let mut verified = match self
-            .handler
-            .open(host_xkey, &message.payload, SystemTime::now())
-        {
+    /// A permit to open one request (see `verifying`).
+    async fn verifying_owned(
+        self: Arc<Self>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
+        Arc::clone(&self.verifying).acquire_owned().await
+    }
+
+    /// Opens the request (holding `verifying` only while it does), then looks the secret up.
+    async fn get(
+        self: Arc<Self>,
+        message: &async_nats::Message,
+        verifying: tokio::sync::OwnedSemaphorePermit,
+    ) -> Reply {
+        let host_xkey = Self::host_xkey(message);
+        let opened = {
+            let (shared, header, payload) = (
+                Arc::clone(&self),
+                host_xkey.map(str::to_owned),
+                message.payload.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                shared
+                    .handler
+                    .open(header.as_deref(), &payload, SystemTime::now())
+            })
+            .await
+        };
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::error!(error = %e, "opening a request failed");
+                let reason = "internal error opening the request".to_owned();
+                return Reply {
+                    response_xkey: None,
+                    body: failure_body(&GetSecretError::Other(reason.clone())),
+                    audit: AuditEvent {
+                        outcome: Outcome::Rejected {
+                            error: "Other",
+                            reason: Some(reason),
+                        },
+                        ..AuditEvent::default()
+                    },
+                };
+            }
+        };
+        drop(verifying);
+        let mut verified = match opened {
             Ok(v) => v,
-            Err(reply) => return *reply,
+            Err(reply) => {
+                // Only a key that parsed (the failure then cost cryptography).
+                if let Some(requester) = host_xkey
+                    && reply.audit.requester_xkey.is_some()
+                {
+                    self.limiter.failed(requester, Instant::now());
+                }
+                return *reply;
+            }
         };
         // One deadline for both store calls: a store that cannot answer (no quorum, no stream
         // leader, unreachable) is an UpstreamError saying so, before the host times out.

@@ -157,6 +157,9 @@ async fn peak_with_limit(nats: &str, f: &Fixture, limit: usize) -> usize {
     ));
     let mut config = ServerConfig::new(PREFIX, BACKEND);
     config.max_in_flight = limit;
+    // 64 requests 4 at a time, 100 ms each: the last wait well over the default queue wait
+    // (2 s), past which they would be answered busy; here every one must be served.
+    config.max_queue_wait = Duration::from_secs(60);
     let server = serve(nats, &f.seed, gauge.clone(), f.store.clone(), config).await;
     let answers = burst(nats, &f.ids, 64).await;
     for (i, answer) in answers.into_iter().enumerate() {

@@ -314,6 +314,26 @@ pub(crate) struct IssueBody {
     role: Option<String>,
 }
 
+impl IssueBody {
+    /// The checks `POST /v1/issue` makes on the body before anything else (for the fuzz
+    /// targets: [`crate::fuzzing`]).
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        parse_sans(&self.sans)?;
+        parse_ttl_opt(self.ttl.as_ref())?;
+        Ok(())
+    }
+}
+
+impl SignBody {
+    /// The body checks of `POST /v1/sign`: the CSR (signature included), SANs and TTL.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        parse_sans(&self.sans)?;
+        parse_ttl_opt(self.ttl.as_ref())?;
+        let _ = crate::authority::parse_csr(self.csr.as_bytes());
+        Ok(())
+    }
+}
+
 pub(crate) async fn post_issue(
     State(state): St,
     headers: HeaderMap,

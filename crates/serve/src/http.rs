@@ -126,10 +126,16 @@ async fn read_json<T: DeserializeOwned>(req: Request, state: &AppState) -> Resul
         // Read to its end: the connection stays usable.
         return Err(too_large(limit));
     }
+    parse_body(&buf)
+}
+
+/// A request body as every JSON endpoint reads it once it arrived within the limits: blank is
+/// `{}`, anything else must be the endpoint's JSON (`malformed_json` otherwise).
+pub(crate) fn parse_body<T: DeserializeOwned>(buf: &[u8]) -> Result<T, ApiError> {
     let text: &[u8] = if buf.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
-        &buf
+        buf
     };
     serde_json::from_slice(text).map_err(|e| {
         ApiError::bad_request(

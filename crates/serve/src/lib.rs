@@ -38,6 +38,8 @@ use tokio::task::JoinHandle;
 pub mod api;
 pub mod authority;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod nats;
@@ -53,7 +55,7 @@ pub mod vault;
 pub use authority::Authority;
 pub use error::ApiError;
 pub use roles::Role;
-pub use state::Limits;
+pub use state::{DEFAULT_MAX_CONNECTIONS, Limits, RESERVED_FDS};
 pub use tokens::{Claims, MintError, TokenKind, TokenRequest, mint_token, revoke_token};
 
 use crate::authority::RecordInfo;

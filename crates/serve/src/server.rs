@@ -1,6 +1,12 @@
 //! The HTTPS listener: rustls (ring) with an optional client certificate, hyper's HTTP/1
 //! connections with a header timeout, the client certificate handed to the handlers as a
 //! request extension, and a graceful drain on shutdown.
+//!
+//! Connections are capped ([`Limits::max_connections`], fitted under the open-file limit by
+//! `connection_cap`): one accepted past the cap is closed at once, so an attacker holding
+//! connections cannot make `accept` fail with `EMFILE` for everyone, and the server's memory
+//! stays bounded; a slot frees as soon as any connection ends (handshake, header, body and
+//! idle keep-alive are all bounded by the timeouts in [`Limits`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -21,7 +27,40 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::http::PeerCertificate;
-use crate::state::Limits;
+use crate::state::{Limits, RESERVED_FDS};
+
+/// The connection cap to apply: `wanted`, lowered so that it and [`RESERVED_FDS`] fit under the
+/// soft `RLIMIT_NOFILE`, which is first raised towards the hard limit when it is lower (as Go
+/// and nginx's `worker_rlimit_nofile` do). At least 1.
+pub(crate) fn connection_cap(wanted: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let wanted = wanted.max(1);
+    let needed = (wanted as u64).saturating_add(RESERVED_FDS);
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < needed) {
+        let raised = Rlimit {
+            current: Some(limit.maximum.map_or(needed, |hard| hard.min(needed))),
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(soft) = limit.current else {
+        return wanted;
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    if room < wanted {
+        tracing::warn!(
+            wanted,
+            applied = room.max(1),
+            open_file_limit = soft,
+            "the HTTPS connection cap is lowered to fit the open-file limit (raise `ulimit -n` / \
+             LimitNOFILE= to allow more)"
+        );
+    }
+    wanted.min(room).max(1)
+}
 
 /// The serving certificate, swappable while running (the built-in one is renewed).
 #[derive(Debug)]
@@ -124,6 +163,10 @@ pub(crate) async fn serve(
     // through it the store): an embedded store reopened right after a shutdown was refused
     // "database already open" while a finished connection's task was still being dropped.
     let mut connections = tokio::task::JoinSet::new();
+    let cap = connection_cap(limits.max_connections);
+    tracing::debug!(max_connections = cap, "HTTPS connection cap");
+    let mut refusing = false;
+    let mut refused: u64 = 0;
     loop {
         while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
@@ -137,6 +180,30 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // Reap what ended while we waited, then count.
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= cap {
+            refused += 1;
+            if !refusing {
+                refusing = true;
+                tracing::warn!(
+                    max_connections = cap,
+                    "HTTPS connection cap reached: new connections are closed until one ends"
+                );
+            }
+            tracing::debug!(%peer, "connection closed: the connection cap is reached");
+            // Closed at once: no handshake, no task, the descriptor given back.
+            drop(tcp);
+            continue;
+        }
+        if refusing {
+            refusing = false;
+            tracing::info!(
+                max_connections = cap,
+                refused,
+                "HTTPS connections accepted again (below the cap)"
+            );
+        }
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -188,4 +255,27 @@ pub(crate) async fn serve(
     // Drained (or cut): what is left is handshakes in progress and tasks finishing.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_under_the_open_file_limit() {
+        use rustix::process::{Resource, getrlimit};
+        assert_eq!(connection_cap(0), 1);
+        let applied = connection_cap(usize::MAX);
+        let soft = getrlimit(Resource::Nofile).current;
+        if let Some(soft) = soft {
+            assert!(
+                applied as u64 <= soft.saturating_sub(RESERVED_FDS).max(1),
+                "{applied}"
+            );
+            // Control: a cap that fits is kept as it is.
+            if soft > RESERVED_FDS + 10 {
+                assert_eq!(connection_cap(10), 10);
+            }
+        }
+    }
 }

@@ -38,7 +38,20 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// The longest `?wait=` of `GET /v1/bundle`.
     pub max_wait: Duration,
+    /// HTTPS connections open at once, handshakes included ([`DEFAULT_MAX_CONNECTIONS`]);
+    /// lowered at start to what the open-file limit leaves room for. A connection past it is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
 }
+
+/// HTTPS connections open at once unless configured otherwise (`serve --max-connections`).
+/// Each agent holds one (its `?wait=` long poll), so this must exceed the fleet that polls one
+/// instance; an idle TLS connection costs tens of kilobytes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// File descriptors kept for everything but HTTPS connections (the store, NATS, the log,
+/// outgoing connections) when the connection cap is fitted under `RLIMIT_NOFILE`.
+pub const RESERVED_FDS: u64 = 256;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -49,6 +62,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(300),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -511,3 +511,88 @@ async fn bad_signatures_over_nats_do_not_stop_good_requests() {
     );
     s.server.shutdown().await;
 }
+
+/// Row 7 of docs/faults.md: `Limits::max_connections`. Connections held open past the cap (raw
+/// TCP that never starts TLS, as a connection-exhaustion attacker does) are closed by the
+/// server as soon as it accepts them, the server keeps answering, and once the holders are
+/// gone a good request is served again. Fails without the cap: the connection past it is
+/// served (and, with enough of them, `accept` runs out of descriptors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_good_requests_served_below_it() {
+    const CAP: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.limits.max_connections = CAP;
+    // Long enough that the holders keep their slots for the whole test.
+    config.limits.handshake_timeout = Duration::from_secs(60);
+    let s = start_with(config).await;
+    let addr = s.server.serving().addr;
+    let fresh = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls_config(&s.ca_pem)).clone())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    // Control: served below the cap.
+    assert_eq!(
+        call_with(&fresh, &s.url, "GET", "/readyz", None, None)
+            .await
+            .0,
+        200
+    );
+
+    // CAP holders take every slot (each accepted in turn: wait until the server has them).
+    let mut holders = Vec::new();
+    for _ in 0..CAP {
+        holders.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Past the cap: closed at once (EOF, or a reset), while the holders stay open.
+    let mut closed = 0;
+    for _ in 0..CAP {
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(n)) => panic!("{n} bytes from a connection past the cap"),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        closed, CAP,
+        "every connection past the cap was closed at once"
+    );
+    let past = tokio::time::timeout(GOOD_BOUND, fresh.get(format!("{}/readyz", s.url)).send())
+        .await
+        .expect("a request past the cap is refused promptly, not left waiting");
+    assert!(past.is_err(), "a request past the cap was served: {past:?}");
+    for holder in &mut holders {
+        let mut buf = [0u8; 1];
+        let still_open = tokio::time::timeout(Duration::from_millis(10), holder.read(&mut buf))
+            .await
+            .is_err();
+        assert!(still_open, "a holder below the cap was closed");
+    }
+
+    // One holder leaves: a good request is served again (the server is alive) once the server
+    // has seen that connection end; then all leave.
+    let served_again = |path: &'static str| {
+        let (fresh, url) = (fresh.clone(), s.url.clone());
+        async move {
+            let deadline = Instant::now() + GOOD_BOUND;
+            loop {
+                match fresh.get(format!("{url}{path}")).send().await {
+                    Ok(r) if r.status() == 200 => break,
+                    other if Instant::now() > deadline => {
+                        panic!("{path} not served below the cap: {other:?}")
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+    };
+    drop(holders.pop());
+    served_again("/readyz").await;
+    drop(holders);
+    served_again("/v1/bundle").await;
+    s.server.shutdown().await;
+}

@@ -28,6 +28,7 @@ pub fn config(dir: &Path) -> ServeConfig {
         handshake_timeout: Duration::from_secs(5),
         drain_timeout: Duration::from_secs(5),
         max_wait: Duration::from_secs(30),
+        max_connections: anchorage_serve::DEFAULT_MAX_CONNECTIONS,
     };
     config
 }

@@ -120,6 +120,11 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub(crate) max_body_bytes: usize,
+    /// HTTPS connections open at once (each agent holds one); one past it is closed when
+    /// accepted. Lowered at start to fit the open-file limit (`ulimit -n`) less 256.
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections: u32,
     /// Also answer the API over NATS request/reply (`<prefix>.v1.<op>`, for wasmCloud
     /// lattices), on these servers (comma-separated or repeated). With --store jetstream, the
     /// store's servers too.
@@ -350,6 +355,7 @@ impl Run for ServeArgs {
         };
         config.limits.drain_timeout = self.drain_timeout;
         config.limits.max_body_bytes = self.max_body_bytes;
+        config.limits.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
