@@ -265,7 +265,7 @@ impl Agent {
                     .await?
             }
         };
-        let current = identity::install(&config, &issued, key, now_unix())?;
+        let current = blocking(|| identity::install(&config, &issued, key, now_unix()))?;
         tracing::info!(serial = %current.leaf.serial(), not_after = %current.leaf.not_after(), "identity certificate installed");
         self.set_identity(current)?;
         Ok(true)
@@ -316,7 +316,9 @@ impl Agent {
             },
             None => None,
         };
-        let written = trust::write_outputs(&accepted.bundle, &self.config.trust, crl.as_deref())?;
+        let written = blocking(|| {
+            trust::write_outputs(&accepted.bundle, &self.config.trust, crl.as_deref())
+        })?;
         let changed = written.iter().any(|w| w.changed) || self.installed != Some(version);
         outcome.outputs = written;
         self.status.refused = None;
@@ -416,7 +418,7 @@ impl Agent {
                 .status
                 .last_contact
                 .is_none_or(|t| now - t > stale_after);
-        if let Err(e) = write_status(&self.config.status_file, &self.status) {
+        if let Err(e) = blocking(|| write_status(&self.config.status_file, &self.status)) {
             tracing::warn!(error = %e, "cannot write the status file");
         }
     }
@@ -605,5 +607,20 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// Runs file work that blocks (atomic writes: an fsync of the file and of its directory)
+/// without stalling the other tasks of a multi-threaded runtime. Without it, every agent of a
+/// process running many (the fan-out benchmark's load process, an application embedding the
+/// library) held a worker thread through each fsync, so a change reached the last of 1,000
+/// agents only after the others' flushes one worker at a time (docs/benchmarks.md, "Agent
+/// fan-out"). On a current-thread runtime, or outside one, it runs inline.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

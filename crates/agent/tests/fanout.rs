@@ -1,15 +1,21 @@
 //! Issue 15's scale figures (ignored by default; run explicitly):
 //!
 //! ```sh
-//! ANCHORAGE_AGENTS=1000 cargo test -p anchorage-agent --test fanout -- --ignored --nocapture fanout
+//! cargo build --release -p anchorage   # the `anchorage agent` processes
+//! ANCHORAGE_AGENTS=1000 ANCHORAGE_AGENT_PROCS=50 cargo test --release -p anchorage-agent \
+//!   --test fanout -- --ignored --nocapture --exact fanout
 //! ```
 //!
 //! serve runs in its own process (this test binary re-run with only the hidden `serve_child`
 //! test), so its RSS and CPU are its own; N agents run as tasks of this process through the
 //! library, each with its own HTTPS client (one long-poll connection each), writing a PEM
-//! bundle into `ANCHORAGE_AGENT_DIR` (default a temporary directory). Measured: the time from
-//! an admin adding a CA to the last acknowledgement seen in `/v1/consumers`, serve's RSS with N
-//! consumers, its CPU while idle with N long-polls open (the fan-out cost) and for the change.
+//! bundle into `ANCHORAGE_AGENT_DIR` (default a temporary directory), and
+//! `ANCHORAGE_AGENT_PROCS` (default 50) more are real `anchorage agent` processes: the binary
+//! beside this test's profile directory (`target/release/anchorage` for a release test), or
+//! `ANCHORAGE_BIN`. Measured: the time from an admin adding a CA to the last acknowledgement
+//! seen in `/v1/consumers` (all, tasks, processes; polled every 20 ms), serve's RSS with all
+//! consumers, its CPU while idle with their long-polls open (the fan-out cost) and for the
+//! change, and the agent processes' RSS.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
@@ -32,6 +38,18 @@ async fn serve_child() {
     let server = anchorage_serve::Server::start(config).await.unwrap();
     eprintln!("FANOUT_URL={}", server.serving().url);
     std::future::pending::<()>().await;
+}
+
+/// Processes killed (and reaped) when dropped, also when the test fails half-way.
+struct Reap(Vec<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 fn proc_stat(pid: u32) -> (u64, u64) {
@@ -82,13 +100,31 @@ async fn fanout() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let procs: usize = std::env::var("ANCHORAGE_AGENT_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let bin = std::env::var_os("ANCHORAGE_BIN").map_or_else(
+        || {
+            // target/<profile>/deps/fanout-<hash> → target/<profile>/anchorage
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().join("anchorage")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        procs == 0 || bin.is_file(),
+        "{} is missing: build it (`cargo build [--release] -p anchorage`, the test's profile), \
+         name it with ANCHORAGE_BIN, or set ANCHORAGE_AGENT_PROCS=0",
+        bin.display()
+    );
     let tmp = anchorage_test_support::tempdir().unwrap();
     let out_root = std::env::var_os("ANCHORAGE_AGENT_DIR")
         .map_or_else(|| tmp.path().join("agents"), PathBuf::from);
     let data = tmp.path().join("serve");
     std::fs::create_dir_all(&data).unwrap();
     let log = tmp.path().join("serve.log");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "serve_child", "--nocapture"])
         .env("ANCHORAGE_FANOUT_SERVE_DIR", &data)
         .stdout(std::process::Stdio::null())
@@ -96,6 +132,7 @@ async fn fanout() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    let _serve = Reap(vec![child]);
     let start = Instant::now();
     let url = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -164,20 +201,54 @@ async fn fanout() {
             }),
         ));
     }
-    let version_of_all = |listed: &Value, v: u64| {
-        listed["consumers"]
-            .as_array()
-            .map_or(0, |a| a.iter().filter(|c| c["bundle_version"] == v).count())
+    // The real processes, consumers `proc-<i>` (the tasks are `node-<i>`).
+    let mut children = Reap(Vec::new());
+    for i in 0..procs {
+        let dir = out_root.join(format!("p{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg("agent")
+            .arg(format!("--server={url}"))
+            .arg(format!("--server-ca={}", ca.display()))
+            .arg(format!("--token-file={}", token_file.display()))
+            .arg(format!("--consumer=proc-{i}"))
+            .arg(format!("--pem={}", dir.join("bundle.pem").display()))
+            .arg(format!(
+                "--status-file={}",
+                dir.join("status.json").display()
+            ))
+            .args(["--wait=280s", "--heartbeat=3600s"])
+            .env_remove("ANCHORAGE_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap();
+        children.0.push(child);
+    }
+    // (tasks, processes) that acknowledged version `v`.
+    let acked = |listed: &Value, v: u64| {
+        let mut counts = (0, 0);
+        for c in listed["consumers"].as_array().into_iter().flatten() {
+            if c["bundle_version"] == v {
+                match c["consumer"].as_str() {
+                    Some(name) if name.starts_with("proc-") => counts.1 += 1,
+                    _ => counts.0 += 1,
+                }
+            }
+        }
+        counts
     };
     let started = Instant::now();
     loop {
         let listed = call("GET", "/v1/consumers", None).await;
-        if version_of_all(&listed, 1) == n {
+        let counts = acked(&listed, 1);
+        if counts == (n, procs) {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "registration stalled"
+            "registration stalled: (tasks, processes) {counts:?} of {:?}",
+            (n, procs)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -195,28 +266,48 @@ async fn fanout() {
     let t0 = Instant::now();
     let answer = call("POST", "/v1/bundle/cas", Some(json!({"add": new_ca.pem}))).await;
     let v = answer["bundle_version"].as_u64().unwrap();
+    let (mut tasks_done, mut procs_done) = (None, None);
     loop {
+        // Every 20 ms: listing 1,050 consumers costs serve too, so not more often.
         let listed = call("GET", "/v1/consumers", None).await;
-        if version_of_all(&listed, v) == n {
+        let (t, p) = acked(&listed, v);
+        if t == n && tasks_done.is_none() {
+            tasks_done = Some(t0.elapsed());
+        }
+        if p == procs && procs_done.is_none() {
+            procs_done = Some(t0.elapsed());
+        }
+        if tasks_done.is_some() && procs_done.is_some() {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "not all acked");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "not all acked: {t}/{n} tasks, {p}/{procs} processes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let to_last_ack = t0.elapsed();
     let (cpu1, rss_after) = proc_stat(pid);
+    let proc_rss: Vec<u64> = children.0.iter().map(|c| proc_stat(c.id()).1).collect();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let consumers = n + procs;
     eprintln!(
-        "agents={n} registered_in={registered_in:?} change_to_last_ack={to_last_ack:?} \
+        "agents={n} agent_processes={procs} registered_in={registered_in:?} \
+         change_to_last_ack={to_last_ack:?} (tasks {:?}, processes {:?}) \
          serve_rss_empty={rss_empty}KiB serve_rss_with_n={rss_n}KiB serve_rss_after_change={rss_after}KiB \
-         rss_per_consumer={:.1}KiB serve_idle_cpu_with_n_long_polls={:.1}% serve_cpu_for_change={:.2}s",
-        (rss_n.saturating_sub(rss_empty)) as f64 / n as f64,
+         rss_per_consumer={:.1}KiB serve_idle_cpu_with_n_long_polls={:.1}% serve_cpu_for_change={:.2}s \
+         agent_process_rss_mean={}KiB loadavg={}",
+        tasks_done.unwrap_or_default(),
+        procs_done.unwrap_or_default(),
+        (rss_n.saturating_sub(rss_empty)) as f64 / consumers as f64,
         idle_cpu * 100.0,
         (cpu1 - cpu0) as f64 / tick,
+        proc_rss.iter().sum::<u64>() / (procs.max(1) as u64),
+        load.trim(),
     );
+    drop(children);
     for (tx, h) in stops {
         drop(tx);
         let _ = h.await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

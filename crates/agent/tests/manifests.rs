@@ -188,11 +188,11 @@ fn the_daemonset_writes_to_the_host_and_the_sidecar_over_etc_ssl_certs() {
         .unwrap();
     let app = pod.containers.iter().find(|c| c.name == "app").unwrap();
     assert!(has(init, "--once") && !has(sidecar, "--once"));
-    assert_eq!(mount(app, "trust"), "/etc/ssl/certs");
+    assert_eq!(mount(app, "anchorage-trust"), "/etc/ssl/certs");
     for agent in [init, sidecar] {
         // The PEM in the mount (the image's default CA file), the hashed directory below it:
         // a directory is swapped in one step, which a mount point cannot be.
-        let m = mount(agent, "trust");
+        let m = mount(agent, "anchorage-trust");
         assert_eq!(
             arg(agent, "--pem").unwrap(),
             format!("{m}/ca-certificates.crt")
@@ -217,7 +217,7 @@ fn the_daemonset_writes_to_the_host_and_the_sidecar_over_etc_ssl_certs() {
         .volumes
         .unwrap()
         .into_iter()
-        .find(|v| v.name == "trust")
+        .find(|v| v.name == "anchorage-trust")
         .unwrap();
     assert!(trust.empty_dir.is_some());
     assert!(sidecar.liveness_probe.is_some());

@@ -466,3 +466,99 @@ fn a_refusal_in_an_ack_is_listed_by_consumers_list() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("REFUSED") && text.contains(reason), "{text}");
 }
+
+/// `--identity --identity-pkcs12 FILE --identity-pkcs12-password-file PW`: the identity is also
+/// a PKCS#12 key store (mode 0600) that `openssl pkcs12` opens with that password, holding the
+/// key that matches `key.pem` and the certificate of `cert.pem`; a wrong password does not open
+/// it (the negative control).
+#[test]
+#[allow(clippy::disallowed_methods)] // test fixtures, not outputs
+fn once_writes_the_identity_as_a_pkcs12_key_store_too() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if peer::require("curl").is_none() || peer::require("openssl").is_none() {
+        return;
+    }
+    let serve = Serve::start();
+    let admin = std::fs::read_to_string(serve.token_file()).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "PUT", "--cacert"])
+        .arg(serve.ca())
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", admin.trim()))
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(r#"{"allowed_domains":["web.test"],"allow_subdomains":true}"#)
+        .arg(format!("{}/v1/roles/web", serve.url))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let token = serve.run(&[
+        "token".into(),
+        "create".into(),
+        "--role=web".into(),
+        "--sub=api.web.test".into(),
+        "--kind=role".into(),
+        format!("--server={}", serve.url),
+        format!("--token-file={}", serve.token_file().display()),
+        format!("--ca={}", serve.ca().display()),
+    ]);
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let dir = tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("role.token"), &token.stdout).unwrap();
+    std::fs::write(d.join("pw"), "s3cret-store\n").unwrap();
+    let mut args = serve.agent_args("api", d);
+    args.retain(|a| !a.starts_with("--token-file="));
+    args.extend([
+        format!("--token-file={}", d.join("role.token").display()),
+        "--identity=api.web.test".into(),
+        format!("--identity-dir={}", d.join("id").display()),
+        format!("--identity-pkcs12={}", d.join("id/api.p12").display()),
+        format!("--identity-pkcs12-password-file={}", d.join("pw").display()),
+        "--once".into(),
+    ]);
+    let out = serve.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p12 = d.join("id/api.p12");
+    let mode = std::fs::metadata(&p12).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let open = |password: &str| {
+        Command::new("openssl")
+            .args([
+                "pkcs12",
+                "-nodes",
+                "-passin",
+                &format!("pass:{password}"),
+                "-in",
+            ])
+            .arg(&p12)
+            .output()
+            .unwrap()
+    };
+    let opened = open("s3cret-store");
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let text = String::from_utf8_lossy(&opened.stdout);
+    let cert = std::fs::read_to_string(d.join("id/cert.pem")).unwrap();
+    assert!(text.contains(cert.trim()), "{text}");
+    assert!(text.contains("PRIVATE KEY"), "the key is in it");
+    assert!(
+        !open("wrong").status.success(),
+        "a wrong password opens nothing"
+    );
+}

@@ -411,3 +411,255 @@ fn names_kubernetes_would_refuse_are_exit_2() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// Applies a strategic-merge `patch` to `object` with `kubectl patch --local`.
+#[allow(clippy::disallowed_methods)] // test fixtures, not outputs
+fn kubectl_patch(kubectl: &Path, object: &serde_json::Value, patch: &[u8]) -> serde_json::Value {
+    let dir = anchorage_test_support::tempdir().unwrap();
+    std::fs::write(dir.path().join("w.json"), object.to_string()).unwrap();
+    std::fs::write(dir.path().join("p.json"), patch).unwrap();
+    let out = Command::new(kubectl)
+        .current_dir(dir.path())
+        .args(["patch", "--local", "-f", "w.json", "--type", "strategic"])
+        .args(["--patch-file", "p.json", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `k8s patch --agent`: the sidecar, its volumes, the emptyDir over the app's /etc/ssl/certs
+/// with SSL_CERT_DIR on its hashed directory, as kubectl applies it and k8s-openapi decodes it;
+/// applying it twice is applying it once; `--once` is an init container; what would not work is
+/// refused with exit 2.
+#[test]
+fn agent_patch_adds_the_sidecar_and_applying_it_twice_is_once() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+
+    let dir = anchorage_test_support::tempdir().unwrap();
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--agent",
+            "--kind",
+            "deployment",
+            "--container",
+            "app",
+            "--server",
+            "https://serve.example:8443",
+            "--server-ca-secret",
+            "serve-ca",
+            "--token-secret",
+            "web-token",
+            "--agent-label",
+            "app=web",
+            "--agent-image",
+            "registry.example/anchorage:1.0",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let Some(kubectl) = anchorage_test_support::peer::require("kubectl") else {
+        return;
+    };
+    let workload = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web" },
+        "spec": {
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "app", "image": "web:1" }] },
+            },
+        },
+    });
+    let once = kubectl_patch(&kubectl, &workload, &o.stdout);
+    assert_eq!(
+        kubectl_patch(&kubectl, &once, &o.stdout),
+        once,
+        "applying twice is once"
+    );
+    let deploy: Deployment = serde_json::from_value(once).unwrap();
+    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let volumes: Vec<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(volumes.len(), 3, "{volumes:?}");
+    let volume = |n: &str| pod.volumes.iter().flatten().find(|v| v.name == n).unwrap();
+    assert!(volume("anchorage-trust").empty_dir.is_some());
+    assert_eq!(
+        volume("anchorage-serve-ca")
+            .secret
+            .as_ref()
+            .unwrap()
+            .secret_name
+            .as_deref(),
+        Some("serve-ca")
+    );
+    assert_eq!(
+        volume("anchorage-agent-token")
+            .secret
+            .as_ref()
+            .unwrap()
+            .secret_name
+            .as_deref(),
+        Some("web-token")
+    );
+    let app = pod.containers.iter().find(|c| c.name == "app").unwrap();
+    assert_eq!(app.image.as_deref(), Some("web:1"));
+    let m = &app.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(
+        (m.name.as_str(), m.mount_path.as_str(), m.read_only),
+        ("anchorage-trust", "/etc/ssl/certs", Some(true))
+    );
+    let env = |n: &str| {
+        app.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == n)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        env("SSL_CERT_DIR").as_deref(),
+        Some("/etc/ssl/certs/hashed")
+    );
+    assert_eq!(
+        env("SSL_CERT_FILE").as_deref(),
+        Some("/etc/ssl/certs/ca-certificates.crt")
+    );
+    let agent = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "anchorage-agent")
+        .unwrap();
+    assert_eq!(
+        agent.image.as_deref(),
+        Some("registry.example/anchorage:1.0")
+    );
+    let args = agent.args.as_ref().unwrap();
+    for want in [
+        "agent",
+        "--server=https://serve.example:8443",
+        "--label=app=web",
+        "--pem=/out/ca-certificates.crt",
+        "--openssl-dir=/out/hashed",
+        "--healthz-listen=0.0.0.0:8088",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+    }
+    assert!(!args.iter().any(|a| a == "--once"));
+    // The agent's arguments are real `anchorage agent` flags.
+    let mut help = Command::new(env!("CARGO_BIN_EXE_anchorage"));
+    help.args(args).arg("--help");
+    assert!(help.output().unwrap().status.success());
+
+    // --once: an init container, the only mode for a Job.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--agent",
+            "--once",
+            "--kind",
+            "job",
+            "--container",
+            "migrate",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let job = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "migrate" },
+        "spec": { "template": { "spec": {
+            "restartPolicy": "Never",
+            "containers": [{ "name": "migrate", "image": "m:1" }],
+        } } },
+    });
+    let job: Job = serde_json::from_value(kubectl_patch(&kubectl, &job, &o.stdout)).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.name, "anchorage-agent-init");
+    assert!(init.args.as_ref().unwrap().iter().any(|a| a == "--once"));
+    assert!(init.liveness_probe.is_none());
+    assert_eq!(pod.containers.len(), 1, "no sidecar in a Job");
+
+    // Refused, exit 2, with what to do.
+    for (args, expected) in [
+        (
+            &["--agent", "--kind", "service", "--container", "app"][..],
+            "--kind service: not a workload kind; one of Deployment",
+        ),
+        (
+            &["--agent", "--kind", "cronjob", "--container", "app"][..],
+            "add the agent as an init container (--once)",
+        ),
+        (
+            &[
+                "--agent",
+                "--kind",
+                "deployment",
+                "--container",
+                "anchorage-agent",
+            ][..],
+            "it is the agent's own container",
+        ),
+        (
+            &[
+                "--agent",
+                "--kind",
+                "deployment",
+                "--container",
+                "app",
+                "--server",
+                "serve:8443",
+            ][..],
+            "invalid serve URL `serve:8443`",
+        ),
+        (
+            &[
+                "--configmap",
+                "t",
+                "--kind",
+                "deployment",
+                "--container",
+                "app",
+                "--token-secret",
+                "x",
+            ][..],
+            "--token-secret is an option of --agent",
+        ),
+        (
+            &[
+                "--agent",
+                "--configmap",
+                "t",
+                "--kind",
+                "deployment",
+                "--container",
+                "app",
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--agent",
+                "--kind",
+                "deployment",
+                "--container",
+                "app",
+                "--type",
+                "json",
+            ][..],
+            "--type json needs --current FILE",
+        ),
+    ] {
+        let o = anchorage(dir.path(), &[&["k8s", "patch"][..], args].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+}

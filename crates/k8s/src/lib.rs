@@ -10,6 +10,10 @@
 //! - [`wasmcloud_host_config_patch`]: the JSON or merge patch adding a `certificates.authorities`
 //!   entry to a wasmCloud `WasmCloudHostConfig`, so the operator passes the ConfigMap's `.crt`
 //!   keys to the host as `--tls-ca-path` ([`wasmcloud_ca_path`]); empty when already there.
+//! - [`agent_patch`]: `anchorage agent` added to a workload as a sidecar (or an init container
+//!   with `--once`) writing to an emptyDir mounted over the app's `/etc/ssl/certs`;
+//!   [`agent_container`] and [`agent_volumes`] are the agent's container and volumes, as in
+//!   `deploy/kubernetes/agent-sidecar`.
 //! - [`write_ca_secret`] / [`read_ca_secret`]: a CA's certificate and key in a Secret, in the
 //!   Flomesh/OSM `fsm-ca-bundle` or the `kubernetes.io/tls` layout ([`CaSecretLayout`]), written
 //!   as a manifest and read back from `kubectl get secret -o yaml|json`.
@@ -50,6 +54,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod agent;
 mod ca_secret;
 mod cluster_trust_bundle;
 mod error;
@@ -63,6 +68,13 @@ mod trust_store;
 mod validate;
 mod wasmcloud;
 
+pub use agent::{
+    AGENT_CONTAINER, AGENT_HASHED_DIR, AGENT_INIT_CONTAINER, AGENT_PEM_FILE, AgentIdentity,
+    AgentMode, AgentPatchRequest, AgentSpec, DEFAULT_AGENT_IMAGE, DEFAULT_HEALTHZ_PORT,
+    DEFAULT_IDENTITY_MOUNT_PATH, DEFAULT_SERVE_CA_KEY, DEFAULT_SERVE_CA_NAME, DEFAULT_SERVE_URL,
+    DEFAULT_TOKEN_KEY, DEFAULT_TOKEN_SECRET, ServeCaSource, agent_container, agent_patch,
+    agent_volumes,
+};
 pub use ca_secret::{
     CA_TLS_SECRET_NAME, CaSecret, CaSecretError, CaSecretLayout, FSM_CA_BUNDLE_NAME,
     FSM_CA_CERT_KEY, FSM_EXPIRATION_KEY, FSM_PRIVATE_KEY_KEY, ManifestFormat, OSM_CA_BUNDLE_NAME,

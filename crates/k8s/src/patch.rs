@@ -257,7 +257,7 @@ pub fn env_var(name: impl Into<String>, value: impl Into<String>) -> EnvVar {
     }
 }
 
-fn invalid(field: &'static str, value: &str, reason: String) -> K8sError {
+pub(crate) fn invalid(field: &'static str, value: &str, reason: String) -> K8sError {
     K8sError::InvalidPatch {
         field,
         value: value.to_owned(),
@@ -265,14 +265,20 @@ fn invalid(field: &'static str, value: &str, reason: String) -> K8sError {
     }
 }
 
-/// The checked parts of a request, as k8s-openapi values.
-struct Parts {
-    volume: Volume,
-    mount: VolumeMount,
-    containers: Vec<String>,
-    init_containers: Vec<String>,
-    env: Vec<EnvVar>,
-    annotations: BTreeMap<String, String>,
+/// The checked parts of a request, as k8s-openapi values (also built by [`crate::agent`]).
+pub(crate) struct Parts {
+    pub(crate) volumes: Vec<Volume>,
+    /// Mounted in each named container.
+    pub(crate) mounts: Vec<VolumeMount>,
+    pub(crate) containers: Vec<String>,
+    pub(crate) init_containers: Vec<String>,
+    pub(crate) env: Vec<EnvVar>,
+    pub(crate) annotations: BTreeMap<String, String>,
+    /// Whole containers added after the named ones (replacing one of the same name).
+    pub(crate) added_containers: Vec<Container>,
+    /// Whole init containers added before the workload's own (they run first), or replacing
+    /// one of the same name where it is.
+    pub(crate) added_init_containers: Vec<Container>,
 }
 
 fn dedup(names: &[String]) -> Vec<String> {
@@ -361,18 +367,51 @@ fn parts(req: &PatchRequest) -> Result<Parts, K8sError> {
         .map_err(|reason| invalid("volume name", &req.volume_name, reason))?;
     validate::mount_path(&req.mount_path)
         .map_err(|reason| invalid("mount path", &req.mount_path, reason))?;
+    let mut parts = common_parts(&Target {
+        kind: req.kind,
+        workload_name: req.workload_name.as_deref(),
+        workload_namespace: req.workload_namespace.as_deref(),
+        containers: &req.containers,
+        init_containers: &req.init_containers,
+        env: &req.env,
+        annotations: &req.pod_annotations,
+    })?;
+    parts.volumes = vec![volume(req)?];
+    parts.mounts = vec![VolumeMount {
+        name: req.volume_name.clone(),
+        mount_path: req.mount_path.clone(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    Ok(parts)
+}
+
+/// What every patch says about its workload, whatever it mounts.
+pub(crate) struct Target<'a> {
+    pub(crate) kind: WorkloadKind,
+    pub(crate) workload_name: Option<&'a str>,
+    pub(crate) workload_namespace: Option<&'a str>,
+    pub(crate) containers: &'a [String],
+    pub(crate) init_containers: &'a [String],
+    pub(crate) env: &'a [EnvVar],
+    pub(crate) annotations: &'a BTreeMap<String, String>,
+}
+
+/// Checks a [`Target`] (containers, the workload's name and namespace, variables, annotations)
+/// into [`Parts`] without volumes, mounts or added containers.
+pub(crate) fn common_parts(req: &Target<'_>) -> Result<Parts, K8sError> {
     if req.containers.is_empty() && req.init_containers.is_empty() {
         return Err(K8sError::NoContainers);
     }
-    for name in req.containers.iter().chain(&req.init_containers) {
+    for name in req.containers.iter().chain(req.init_containers) {
         validate::dns1123_label(name).map_err(|reason| invalid("container name", name, reason))?;
     }
-    if let Some(name) = &req.workload_name {
+    if let Some(name) = req.workload_name {
         crate::meta::object_name(req.kind.kind(), name)?;
     }
-    if let Some(namespace) = &req.workload_namespace {
+    if let Some(namespace) = req.workload_namespace {
         validate::dns1123_label(namespace).map_err(|reason| K8sError::InvalidNamespace {
-            namespace: namespace.clone(),
+            namespace: namespace.to_owned(),
             reason,
         })?;
         if req.workload_name.is_none() {
@@ -383,11 +422,11 @@ fn parts(req: &PatchRequest) -> Result<Parts, K8sError> {
             ));
         }
     }
-    for var in &req.env {
+    for var in req.env {
         validate::env_var_name(&var.name)
             .map_err(|reason| invalid("environment variable name", &var.name, reason))?;
     }
-    for key in req.pod_annotations.keys() {
+    for key in req.annotations.keys() {
         validate::qualified_name(key).map_err(|reason| K8sError::InvalidAnnotation {
             key: key.clone(),
             reason,
@@ -395,22 +434,19 @@ fn parts(req: &PatchRequest) -> Result<Parts, K8sError> {
     }
     // The last value given for a variable wins, as it would in the container.
     let mut env: Vec<EnvVar> = Vec::new();
-    for var in &req.env {
+    for var in req.env {
         env.retain(|v| v.name != var.name);
         env.push(var.clone());
     }
     Ok(Parts {
-        volume: volume(req)?,
-        mount: VolumeMount {
-            name: req.volume_name.clone(),
-            mount_path: req.mount_path.clone(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-        containers: dedup(&req.containers),
-        init_containers: dedup(&req.init_containers),
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+        containers: dedup(req.containers),
+        init_containers: dedup(req.init_containers),
         env,
-        annotations: req.pod_annotations.clone(),
+        annotations: req.annotations.clone(),
+        added_containers: Vec::new(),
+        added_init_containers: Vec::new(),
     })
 }
 
@@ -427,16 +463,43 @@ fn to_value(value: &impl serde::Serialize) -> Result<Value, K8sError> {
 /// spec, or without a named container.
 pub fn workload_patch(req: &PatchRequest) -> Result<Value, K8sError> {
     let parts = parts(req)?;
-    match &req.format {
-        PatchFormat::StrategicMerge => strategic_merge(req, &parts),
-        PatchFormat::Json { current } => json_patch(req.kind, &parts, current),
+    render(&req.kind_target(), &parts, &req.format)
+}
+
+/// Which workload a patch is for: its kind, and the name and namespace a strategic-merge patch
+/// carries for kustomize.
+pub(crate) struct KindTarget<'a> {
+    pub(crate) kind: WorkloadKind,
+    pub(crate) workload_name: Option<&'a str>,
+    pub(crate) workload_namespace: Option<&'a str>,
+}
+
+impl PatchRequest {
+    fn kind_target(&self) -> KindTarget<'_> {
+        KindTarget {
+            kind: self.kind,
+            workload_name: self.workload_name.as_deref(),
+            workload_namespace: self.workload_namespace.as_deref(),
+        }
     }
 }
 
-fn strategic_merge(req: &PatchRequest, parts: &Parts) -> Result<Value, K8sError> {
+/// Writes checked [`Parts`] as a patch in `format`.
+pub(crate) fn render(
+    target: &KindTarget<'_>,
+    parts: &Parts,
+    format: &PatchFormat,
+) -> Result<Value, K8sError> {
+    match format {
+        PatchFormat::StrategicMerge => strategic_merge(target, parts),
+        PatchFormat::Json { current } => json_patch(target.kind, parts, current),
+    }
+}
+
+fn strategic_merge(req: &KindTarget<'_>, parts: &Parts) -> Result<Value, K8sError> {
     let container = |name: &String| Container {
         name: name.clone(),
-        volume_mounts: Some(vec![parts.mount.clone()]),
+        volume_mounts: Some(parts.mounts.clone()),
         env: (!parts.env.is_empty()).then(|| parts.env.clone()),
         ..Container::default()
     };
@@ -446,10 +509,25 @@ fn strategic_merge(req: &PatchRequest, parts: &Parts) -> Result<Value, K8sError>
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: parts.containers.iter().map(container).collect(),
-            init_containers: (!parts.init_containers.is_empty())
-                .then(|| parts.init_containers.iter().map(container).collect()),
-            volumes: Some(vec![parts.volume.clone()]),
+            containers: parts
+                .containers
+                .iter()
+                .map(container)
+                .chain(parts.added_containers.iter().cloned())
+                .collect(),
+            init_containers: (!parts.init_containers.is_empty()
+                || !parts.added_init_containers.is_empty())
+            .then(|| {
+                // Added init containers first: the merge keeps the patch's order, so they run
+                // before the workload's own.
+                parts
+                    .added_init_containers
+                    .iter()
+                    .cloned()
+                    .chain(parts.init_containers.iter().map(container))
+                    .collect()
+            }),
+            volumes: Some(parts.volumes.clone()),
             ..PodSpec::default()
         }),
     };
@@ -468,16 +546,16 @@ fn strategic_merge(req: &PatchRequest, parts: &Parts) -> Result<Value, K8sError>
         value = json!({ *key: value });
     }
     // The patch is a JSON object: the serialised pod template, wrapped in objects.
-    if let (Some(name), Some(root)) = (&req.workload_name, value.as_object_mut()) {
+    if let (Some(name), Some(root)) = (req.workload_name, value.as_object_mut()) {
         root.insert("apiVersion".into(), req.kind.api_version().into());
         root.insert("kind".into(), req.kind.kind().into());
         let metadata = root
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()));
         if let Some(metadata) = metadata.as_object_mut() {
-            metadata.insert("name".into(), name.clone().into());
-            if let Some(namespace) = &req.workload_namespace {
-                metadata.insert("namespace".into(), namespace.clone().into());
+            metadata.insert("name".into(), name.into());
+            if let Some(namespace) = req.workload_namespace {
+                metadata.insert("namespace".into(), namespace.into());
             }
         }
     }
@@ -551,13 +629,22 @@ fn json_patch(kind: WorkloadKind, parts: &Parts, current: &Value) -> Result<Valu
         })?;
 
     let mut ops = Ops::default();
+    let volumes = parts
+        .volumes
+        .iter()
+        .map(to_value)
+        .collect::<Result<Vec<_>, _>>()?;
     ops.upsert(
         &format!("{spec_path}/volumes"),
         spec.get("volumes"),
         "name",
-        &[to_value(&parts.volume)?],
+        &volumes,
     );
-    let mount = [to_value(&parts.mount)?];
+    let mount = parts
+        .mounts
+        .iter()
+        .map(to_value)
+        .collect::<Result<Vec<_>, _>>()?;
     let env = parts
         .env
         .iter()
@@ -598,6 +685,43 @@ fn json_patch(kind: WorkloadKind, parts: &Parts, current: &Value) -> Result<Valu
             );
             if !env.is_empty() {
                 ops.upsert(&format!("{path}/env"), field_of("env"), "name", &env);
+            }
+        }
+    }
+    // After the named containers' changes, which address containers by their index now.
+    // Containers are appended, which moves no index.
+    if !parts.added_containers.is_empty() {
+        let added = parts
+            .added_containers
+            .iter()
+            .map(to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        ops.upsert(
+            &format!("{spec_path}/containers"),
+            spec.get("containers"),
+            "name",
+            &added,
+        );
+    }
+    // Init containers go first (they run before the workload's own): inserted at index 0, last
+    // of all changes, in reverse so they keep their order.
+    let path = format!("{spec_path}/initContainers");
+    let added = parts
+        .added_init_containers
+        .iter()
+        .map(to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let current_init = spec.get("initContainers");
+    match current_init.and_then(Value::as_array) {
+        _ if added.is_empty() => {}
+        None => ops.changes.push(op("add", &path, Value::Array(added))),
+        Some(list) => {
+            let (present, new): (Vec<Value>, Vec<Value>) = added
+                .into_iter()
+                .partition(|a| list.iter().any(|c| c.get("name") == a.get("name")));
+            ops.upsert(&path, current_init, "name", &present);
+            for item in new.into_iter().rev() {
+                ops.changes.push(op("add", &format!("{path}/0"), item));
             }
         }
     }

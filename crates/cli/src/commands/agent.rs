@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anchorage_agent::{
@@ -176,6 +176,13 @@ pub(crate) struct AgentArgs {
     /// The certificate lifetime asked for [default: the role's].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "identity")]
     pub(crate) identity_ttl: Option<Duration>,
+    /// Also write the identity as a PKCS#12 key store (key and chain, mode 0600; for Java),
+    /// protected by the password in --identity-pkcs12-password-file.
+    #[arg(long, value_name = "FILE", requires_all = ["identity", "identity_pkcs12_password_file"])]
+    pub(crate) identity_pkcs12: Option<PathBuf>,
+    /// File whose first line is the identity key store's password.
+    #[arg(long, value_name = "FILE", requires = "identity_pkcs12")]
+    pub(crate) identity_pkcs12_password_file: Option<PathBuf>,
     /// After a change: SIGHUP this process ID. Repeatable.
     #[arg(long, value_name = "PID")]
     pub(crate) on_change_signal_pid: Vec<i32>,
@@ -444,15 +451,7 @@ impl AgentArgs {
             .clone()
             .map(|p| (p, Pkcs12Options::unprotected()));
         if let (Some(jks), Some(pw)) = (&self.jks, &self.jks_password_file) {
-            crate::io::check_input("--jks-password-file", pw)?;
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(pw).map_err(|e| {
-                Failure::new(
-                    Code::BadInput,
-                    format!("--jks-password-file {}: {e}", pw.display()),
-                )
-            })?);
-            let line = text.lines().next().unwrap_or_default().to_owned();
-            t.jks = Some((jks.clone(), SecretString::from(line)));
+            t.jks = Some((jks.clone(), first_line("--jks-password-file", pw)?));
         }
         t.crl.clone_from(&self.crl);
         t.wasmcloud_dir.clone_from(&self.wasmcloud_dir);
@@ -478,6 +477,14 @@ impl AgentArgs {
                 .parse::<KeyType>()
                 .map_err(|e| Failure::new(Code::Usage, format!("--identity-key-type: {e}")))?;
             id.ttl = self.identity_ttl;
+            if let (Some(p12), Some(pw)) =
+                (&self.identity_pkcs12, &self.identity_pkcs12_password_file)
+            {
+                id.pkcs12 = Some((
+                    p12.clone(),
+                    first_line("--identity-pkcs12-password-file", pw)?,
+                ));
+            }
             config.identity = Some(id);
         }
         let on_change = &mut config.on_change;
@@ -653,4 +660,16 @@ impl Run for Box<AgentArgs> {
     fn run(self, globals: &Globals) -> Result<Code, Failure> {
         (*self).run(globals)
     }
+}
+
+/// The first line of a password file given as `option`.
+fn first_line(option: &str, path: &Path) -> Result<SecretString, Failure> {
+    crate::io::check_input(option, path)?;
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(Code::BadInput, format!("{option} {}: {e}", path.display()))
+        })?);
+    Ok(SecretString::from(
+        text.lines().next().unwrap_or_default().to_owned(),
+    ))
 }

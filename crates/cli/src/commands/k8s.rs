@@ -1,5 +1,8 @@
-//! `anchorage k8s patch`: the patch that mounts the trust volume into a workload. (The objects
-//! `bundle build --k8s-*` emits are rendered by [`super::build`].)
+//! `anchorage k8s patch`: the patch that mounts the trust volume into a workload, or adds the
+//! agent to it ([`agent`], `--agent`). (The objects `bundle build --k8s-*` emits are rendered by
+//! [`super::build`].)
+
+mod agent;
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -27,6 +30,13 @@ fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
         .kind
         .eq_ignore_ascii_case(anchorage_k8s::WASMCLOUD_HOST_CONFIG_KIND)
     {
+        if args.agent.agent {
+            return Err(Failure::new(
+                Code::Usage,
+                "--agent adds the agent to a workload; a WasmCloudHostConfig is not one",
+            ));
+        }
+        args.agent.check_unused()?;
         return host_config_patch(&args);
     }
     if args.patch_type == PatchType::Merge {
@@ -41,6 +51,10 @@ fn patch(args: K8sPatchArgs) -> Result<Code, Failure> {
             "--authority is for --kind wasmcloudhostconfig",
         ));
     }
+    if args.agent.agent {
+        return agent::patch(&args);
+    }
+    args.agent.check_unused()?;
     let kind = WorkloadKind::from_kind(&args.kind).ok_or_else(|| {
         let kinds: Vec<_> = WorkloadKind::ALL.iter().map(|k| k.kind()).collect();
         Failure::new(
@@ -220,7 +234,8 @@ fn host_config_patch(args: &K8sPatchArgs) -> Result<Code, Failure> {
 #[derive(Subcommand, Debug)]
 pub(crate) enum K8sCommand {
     /// Print a patch that mounts the trust volume over /etc/ssl/certs in a workload's containers
-    /// and sets the runtime variables (see `anchorage env`).
+    /// and sets the runtime variables (see `anchorage env`), or adds the agent that writes it
+    /// (--agent).
     #[command(after_help = crate::exit::help(
         concat!(
             "Examples:\n",
@@ -246,11 +261,24 @@ pub(crate) enum K8sCommand {
             "--current; the operator then passes each .crt key as --tls-ca-path\n",
             "/wasmcloud/certificates/ca-<name>/<key>. An RFC 6902 patch (or --type merge), empty ([]) when\n",
             "the entry is there already.\n",
+            "  anchorage k8s patch --agent --kind deployment --container app \\\n",
+            "    --server https://anchorage-serve.anchorage.svc:8443 \\\n",
+            "    --server-ca-configmap anchorage-serve-ca --token-secret anchorage-agent-token \\\n",
+            "    --agent-label app=api --agent-image registry.example/anchorage:1.0 \\\n",
+            "    | kubectl patch deployment api --type strategic --patch-file /dev/stdin\n",
+            "  anchorage k8s patch --agent --once --kind job --container migrate\n",
             "\n",
             "Containers are matched by name (--container, repeatable). A ClusterTrustBundle volume holds\n",
             "only the bundle file, so SSL_CERT_DIR is not set for it. NODE_EXTRA_CA_CERTS and DENO_CERT\n",
             "name the combined bundle, or extra-ca.pem with --extra-pem; JAVA_TOOL_OPTIONS is set only\n",
             "with --pkcs12 (it replaces a value the workload sets itself).\n",
+            "\n",
+            "--agent adds `anchorage agent` (container anchorage-agent; with --once the init container\n",
+            "anchorage-agent-init) writing ca-certificates.crt and hashed/ into an emptyDir mounted over\n",
+            "the containers' /etc/ssl/certs (SSL_CERT_DIR=/etc/ssl/certs/hashed), with serve's CA and\n",
+            "the token Secret mounted in the agent only. The mount hides the image's own trust store:\n",
+            "serve's bundle must hold every root the app needs. Applying the patch twice is applying it\n",
+            "once. The containers are those of deploy/kubernetes/agent-sidecar (docs/agent.md).\n",
             "\n",
         ),
         &[
@@ -265,7 +293,7 @@ pub(crate) enum K8sCommand {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["configmap", "secret", "cluster_trust_bundle", "ctb_signer", "agent"])))]
 #[command(group(clap::ArgGroup::new("hashed_source").args(["configmap", "secret"])))]
 pub(crate) struct K8sPatchArgs {
     /// The trust ConfigMap (from `bundle build --k8s-configmap`).
@@ -330,6 +358,8 @@ pub(crate) struct K8sPatchArgs {
     /// Secret's name); the operator mounts it at `/wasmcloud/certificates/ca-<name>`.
     #[arg(long, value_name = "NAME")]
     pub(crate) authority: Option<String>,
+    #[command(flatten)]
+    pub(crate) agent: agent::AgentArgs,
 }
 
 /// Patch flavour.
