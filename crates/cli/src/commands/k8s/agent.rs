@@ -175,6 +175,12 @@ pub(super) fn patch(args: &K8sPatchArgs) -> Result<Code, Failure> {
             .collect();
     }
     match (&args.current, args.patch_type) {
+        (_, PatchType::Merge) => {
+            return Err(Failure::new(
+                Code::Usage,
+                "--type merge is for --kind wasmcloudhostconfig; a workload takes strategic or json",
+            ));
+        }
         (Some(_), PatchType::Strategic) => {
             return Err(Failure::new(
                 Code::Usage,
