@@ -397,7 +397,7 @@ async fn a_short_lived_identity_is_renewed_reloaded_and_acked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_stopped_files_kept_status_stale_then_resumed_and_acked() {
+async fn serve_stopped_a_minute_files_kept_status_stale_then_resumed_and_acked() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let data = tmp.path().join("serve");
     let serve = start_serve(&data, "127.0.0.1:0").await;
@@ -446,6 +446,21 @@ async fn serve_stopped_files_kept_status_stale_then_resumed_and_acked() {
         later - failures <= 6,
         "{failures} then {later} failures in 1 s"
     );
+    // The rest of the outage: a minute in all (issue 15: "serve stopped for a minute"), or
+    // ANCHORAGE_AGENT_OUTAGE_SECS. The files stay, the status stays stale, the agent keeps trying.
+    let outage = std::env::var("ANCHORAGE_AGENT_OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let stopped = Instant::now();
+    while stopped.elapsed() + Duration::from_secs(3) < outage {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = read_status(&status_file).unwrap();
+        assert!(s.stale, "stale all through the outage: {s:?}");
+        assert_eq!(std::fs::read(&pem).unwrap(), installed, "files kept");
+    }
+    let tried = read_status(&status_file).unwrap().consecutive_failures;
+    assert!(tried > later, "still retrying: {later} then {tried}");
 
     // serve returns (same data, same address) with a changed bundle.
     let serve = start_serve(&data, &addr).await;
