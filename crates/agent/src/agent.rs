@@ -261,7 +261,13 @@ impl Agent {
             None => {
                 let token = self.token()?;
                 self.client
-                    .sign(token.as_ref(), &csr, config.kind.as_str(), config.ttl)
+                    .sign(
+                        token.as_ref(),
+                        &csr,
+                        config.kind.as_str(),
+                        config.ttl,
+                        config.role.as_deref(),
+                    )
                     .await?
             }
         };

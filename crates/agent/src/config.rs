@@ -141,6 +141,9 @@ pub struct IdentityConfig {
     pub key_type: KeyType,
     /// The lifetime asked for (None: the role's default).
     pub ttl: Option<Duration>,
+    /// The role asked for on `/v1/sign` (None: the token's). serve refuses one the token is not
+    /// bound to (`token_role_mismatch`), so a token for another role fails at once, by name.
+    pub role: Option<String>,
     /// The leaf certificate (PEM).
     pub cert: PathBuf,
     /// The private key (PKCS#8 PEM, mode 0600).
@@ -164,6 +167,7 @@ impl IdentityConfig {
             kind: CertKind::Service,
             key_type: KeyType::P256,
             ttl: None,
+            role: None,
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
             chain: dir.join("chain.pem"),

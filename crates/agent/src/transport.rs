@@ -88,6 +88,7 @@ impl Transport {
         csr_pem: &str,
         kind: &str,
         ttl: Option<Duration>,
+        role: Option<&str>,
     ) -> Result<Issued, AgentError> {
         match self {
             Transport::Http(c) => {
@@ -97,13 +98,10 @@ impl Transport {
                             .into(),
                     )
                 })?;
-                c.sign(token, csr_pem, kind, ttl).await
+                c.sign(token, csr_pem, kind, ttl, role).await
             }
             Transport::Nats(n) => {
-                let mut body = serde_json::json!({ "csr": csr_pem, "kind": kind });
-                if let Some(ttl) = ttl {
-                    body["ttl"] = ttl.as_secs().into();
-                }
+                let body = crate::client::sign_body(csr_pem, kind, ttl, role);
                 n.post("sign", token, &body).await
             }
         }

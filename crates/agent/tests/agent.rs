@@ -846,3 +846,35 @@ async fn local_sources_are_merged_as_bundle_build_merges_them_and_acks_repeat() 
     handle.await.unwrap();
     serve.server.shutdown().await;
 }
+
+/// `IdentityConfig::role` (`anchorage agent --role R`): the role is asked for on `/v1/sign`; the
+/// token's own role is issued, and a role the token is not bound to is refused by serve by name
+/// (`token_role_mismatch`) with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_role_asked_for_must_be_the_tokens() {
+    let tmp = anchorage_test_support::tempdir().unwrap();
+    let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
+    let token = tmp.path().join("agent.token");
+    serve.role_and_token(86_400, &token).await;
+
+    let dir = tmp.path().join("right");
+    let mut config = trust_agent(&serve, "role-1", &dir, &token);
+    let mut id = IdentityConfig::in_dir("role.mesh.local", dir.join("id"));
+    id.role = Some("mesh".into());
+    config.identity = Some(id.clone());
+    let done = Agent::new(config).unwrap().once().await.unwrap();
+    assert!(done.identity_changed, "{done:?}");
+    assert!(id.cert.exists());
+
+    // Negative control: another role with the same token.
+    let dir = tmp.path().join("wrong");
+    let mut config = trust_agent(&serve, "role-2", &dir, &token);
+    let mut id = IdentityConfig::in_dir("role.mesh.local", dir.join("id"));
+    id.role = Some("db".into());
+    config.identity = Some(id.clone());
+    let refused = Agent::new(config).unwrap().once().await;
+    let err = format!("{:?}", refused.map(|r| r.summary()));
+    assert!(err.contains("token_role_mismatch"), "{err}");
+    assert!(!id.cert.exists() && !id.key.exists(), "nothing written");
+    serve.server.shutdown().await;
+}

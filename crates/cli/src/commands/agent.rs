@@ -176,6 +176,10 @@ pub(crate) struct AgentArgs {
     /// The certificate lifetime asked for [default: the role's].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "identity")]
     pub(crate) identity_ttl: Option<Duration>,
+    /// The serve role the identity is issued under [default: the token's]; a token bound to
+    /// another role is refused by serve (`token_role_mismatch`).
+    #[arg(long, value_name = "ROLE", requires = "identity")]
+    pub(crate) role: Option<String>,
     /// Also write the identity as a PKCS#12 key store (key and chain, mode 0600; for Java),
     /// protected by the password in --identity-pkcs12-password-file.
     #[arg(long, value_name = "FILE", requires_all = ["identity", "identity_pkcs12_password_file"])]
@@ -477,6 +481,7 @@ impl AgentArgs {
                 .parse::<KeyType>()
                 .map_err(|e| Failure::new(Code::Usage, format!("--identity-key-type: {e}")))?;
             id.ttl = self.identity_ttl;
+            id.role.clone_from(&self.role);
             if let (Some(p12), Some(pw)) =
                 (&self.identity_pkcs12, &self.identity_pkcs12_password_file)
             {
