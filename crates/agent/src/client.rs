@@ -340,6 +340,23 @@ impl ServeClient {
     }
 }
 
+/// The `/v1/sign` body (HTTP and NATS): the CSR, the kind, and the lifetime and role when asked.
+pub(crate) fn sign_body(
+    csr_pem: &str,
+    kind: &str,
+    ttl: Option<Duration>,
+    role: Option<&str>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({ "csr": csr_pem, "kind": kind });
+    if let Some(ttl) = ttl {
+        body["ttl"] = ttl.as_secs().into();
+    }
+    if let Some(role) = role {
+        body["role"] = role.into();
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,21 +378,4 @@ mod tests {
         let v = serde_json::to_value(&ack).unwrap();
         assert!(v.get("refused").is_none(), "{v}");
     }
-}
-
-/// The `/v1/sign` body (HTTP and NATS): the CSR, the kind, and the lifetime and role when asked.
-pub(crate) fn sign_body(
-    csr_pem: &str,
-    kind: &str,
-    ttl: Option<Duration>,
-    role: Option<&str>,
-) -> serde_json::Value {
-    let mut body = serde_json::json!({ "csr": csr_pem, "kind": kind });
-    if let Some(ttl) = ttl {
-        body["ttl"] = ttl.as_secs().into();
-    }
-    if let Some(role) = role {
-        body["role"] = role.into();
-    }
-    body
 }
