@@ -115,8 +115,14 @@ mod tests {
 
     #[tokio::test]
     async fn sighup_through_a_pidfile_reaches_the_process() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
+        // A process whose SIGHUP has its default action even when this test inherited it
+        // ignored (a run under `nohup` passes SIG_IGN on through exec, and `sleep` would then
+        // outlive the signal): Python resets it, then waits.
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); time.sleep(30)",
+            ])
             .spawn()
             .unwrap();
         let tmp = anchorage_test_support::tempdir().unwrap();

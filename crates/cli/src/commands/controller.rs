@@ -90,7 +90,7 @@ pub(crate) enum ControllerCommand {
     Webhook(WebhookArgs),
     /// Print the webhook's MutatingWebhookConfiguration (YAML), caBundle from --ca-bundle.
     #[command(
-        after_help = "Example:\n  anchorage controller webhook-config --ca-bundle tls/ca.pem | kubectl apply -f -"
+        after_help = "Example:\n  anchorage controller webhook-config --ca-bundle tls/ca.pem \\\n    | kubectl apply -f -"
     )]
     WebhookConfig(WebhookConfigArgs),
 }
