@@ -10,57 +10,21 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anchorage_secrets::XKey;
+use anchorage_test_support::kmock::Kmock;
 use anchorage_test_support::nats::NatsServer;
 use anchorage_test_support::tempdir;
 use secrecy::ExposeSecret as _;
 
 const NAMESPACE: &str = "wasmcloud-secrets";
 
-struct Kmock {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Kmock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// kmock on a free port, or `None` (skipped loudly) when python3 or kmock is missing.
 fn start_kmock() -> Option<Kmock> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../controller/tests/support/kmock_server.py"
-    );
-    let has_kmock = Command::new("python3")
-        .args(["-c", "import kmock"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_kmock {
-        anchorage_test_support::peer::skip(
-            "python3 with PyPI's kmock is not installed (scripts/install-test-deps.sh installs it), so `secrets serve --store kubernetes` was not run",
-        );
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
-    Some(Kmock { child, port })
+    Kmock::start("`secrets serve --store kubernetes`", &[])
 }
 
 /// POSTs `body` to kmock (plain HTTP/1.1, one request per connection).

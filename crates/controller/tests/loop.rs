@@ -12,8 +12,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anchorage_controller::crd::{
@@ -21,6 +19,7 @@ use anchorage_controller::crd::{
     ObjectKey, ServeSource, TargetKeys, TargetLayout,
 };
 use anchorage_controller::{Bundle, BundleSpec, Settings};
+use anchorage_test_support::kmock::Kmock;
 use anchorage_test_support::pki;
 use k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -29,18 +28,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
 
-struct Kmock {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Kmock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// kmock on a free port, or `None` (skipped loudly) when python3 or kmock is missing.
 fn start_kmock() -> Option<Kmock> {
     start_kmock_with(false)
@@ -48,39 +35,11 @@ fn start_kmock() -> Option<Kmock> {
 
 /// [`start_kmock`], serving the ClusterTrustBundle API or not.
 fn start_kmock_with(cluster_trust_bundles: bool) -> Option<Kmock> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/kmock_server.py");
-    let has_kmock = Command::new("python3")
-        .args(["-c", "import kmock"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_kmock {
-        anchorage_test_support::peer::skip(
-            "python3 with PyPI's kmock is not installed (scripts/install-test-deps.sh installs it), so the controller's loop test did not run",
-        );
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .arg(script)
-        .env(
-            "KMOCK_CLUSTER_TRUST_BUNDLES",
-            if cluster_trust_bundles { "1" } else { "0" },
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .unwrap_or_else(|| panic!("kmock_server.py printed {line:?}"))
-        .parse()
-        .unwrap();
-    Some(Kmock { child, port })
+    let ctb = if cluster_trust_bundles { "1" } else { "0" };
+    Kmock::start(
+        "the controller's loop test",
+        &[("KMOCK_CLUSTER_TRUST_BUNDLES", ctb)],
+    )
 }
 
 async fn eventually<F, Fut>(what: &str, mut check: F)

@@ -16,13 +16,12 @@
 #[path = "../../secrets-server/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use anchorage_secrets::XKey;
 use anchorage_secrets_server::ServerConfig;
 use anchorage_secrets_store_k8s::{KubernetesConfig, KubernetesSecrets};
+use anchorage_test_support::kmock::Kmock;
 use anchorage_test_support::nats::NatsServer;
 use common::{BACKEND, Identities, PREFIX, client, get, serve};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -32,53 +31,9 @@ const NOT_FOUND: &str = "server error: Secret not found";
 const UNAUTHORIZED: &str = "server error: Error fetching secret: unauthorized";
 const NAMESPACE: &str = "wasmcloud-apps";
 
-struct Kmock {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Kmock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// kmock on a free port (the controller's launcher script), or `None` (skipped loudly) when
-/// python3 or kmock is missing.
+/// kmock on a free port, or `None` (skipped loudly) when python3 or kmock is missing.
 fn start_kmock() -> Option<Kmock> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../controller/tests/support/kmock_server.py"
-    );
-    let has_kmock = Command::new("python3")
-        .args(["-c", "import kmock"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_kmock {
-        anchorage_test_support::peer::skip(
-            "python3 with PyPI's kmock is not installed (scripts/install-test-deps.sh installs it), so the Kubernetes secrets store's end-to-end test did not run",
-        );
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .unwrap_or_else(|| panic!("kmock_server.py printed {line:?}"))
-        .parse()
-        .unwrap();
-    Some(Kmock { child, port })
+    Kmock::start("the Kubernetes secrets store's end-to-end test", &[])
 }
 
 fn secret(name: &str, data: serde_json::Value) -> Secret {

@@ -13,6 +13,7 @@
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod fake_registry;
+pub mod kmock;
 pub mod nats;
 pub mod openbao;
 pub mod peer;
