@@ -65,6 +65,27 @@ fn serializable_cluster() -> Option<NatsCluster> {
 /// The bound on full service after the quorum is restored.
 const RESTORE: Duration = Duration::from_secs(10);
 
+/// The bounds of a run that depend on timing (elections, deadlines, leader moves) on a shared
+/// machine: a miss is recorded, not a panic, so the run goes on and the caller can run the
+/// scenarios once more on a fresh cluster ([`scenarios_twice`]). What is never timing (a value
+/// older than the last acknowledged write, an abandoned request) still panics at once.
+#[derive(Default)]
+struct Bounds {
+    missed: Vec<String>,
+}
+
+impl Bounds {
+    /// Records `what` as missed unless `held`; says so at once, so the figures are in the
+    /// output even if a later step panics.
+    fn check(&mut self, held: bool, what: impl FnOnce() -> String) {
+        if !held {
+            let what = what();
+            eprintln!("bound missed: {what}");
+            self.missed.push(what);
+        }
+    }
+}
+
 fn long_form() -> bool {
     std::env::var_os("ANCHORAGE_CLUSTER_LONG").is_some_and(|v| v == "1")
 }
@@ -336,6 +357,7 @@ async fn single_nodes(
     long: bool,
     consistent: bool,
     table: &mut Vec<(&'static str, Figures)>,
+    bounds: &mut Bounds,
 ) {
     let election = if consistent {
         CONSISTENT_ELECTION
@@ -364,8 +386,9 @@ async fn single_nodes(
     cluster.kill(victim);
     tokio::time::sleep(observe(3, 15)).await;
     let f = figures(&load.since(t).await, t, Instant::now());
-    assert!(f.gets > 0, "{f:?}");
-    assert_eq!(f.failures, 0, "kill a follower: {f:?}");
+    bounds.check(f.gets > 0 && f.failures == 0, || {
+        format!("kill a follower: {f:?}")
+    });
     table.push(("kill a follower", f));
     cluster.restart(victim);
     wait_healthy(js).await;
@@ -386,22 +409,52 @@ async fn single_nodes(
     cluster.kill(target);
     tokio::time::sleep(observe(8, 20)).await;
     let f = figures(&load.since(t).await, t, Instant::now());
-    assert!(f.gets > 0, "{f:?}");
+    bounds.check(f.gets > 0, || format!("kill the leader, no get: {f:?}"));
     if let Some(last) = f.last_failure_after {
-        assert!(last <= election, "failures after the election: {f:?}");
+        bounds.check(last <= election, || {
+            format!("kill the leader, failures after the election: {f:?}")
+        });
     }
-    assert!(f.longest_gap <= election, "kill the leader: {f:?}");
+    bounds.check(f.longest_gap <= election, || {
+        format!("kill the leader, longest gap: {f:?}")
+    });
     table.push(("kill the stream leader", f));
     cluster.restart(target);
     wait_healthy(js).await;
 }
 
+/// Runs [`scenarios`], and once more on a fresh cluster if a timing bound was missed (a load
+/// spike from other tests on two cores); panics if the second run misses one too, with both
+/// runs' misses. A real regression misses every time.
+async fn scenarios_twice(consistent: bool, nodes: bool) {
+    let mut first = None;
+    for run in 1..=2 {
+        match scenarios(consistent, nodes).await {
+            Ok(()) => {
+                if let Some(first) = first {
+                    eprintln!("run 1 missed {first:?}; run 2 held every bound");
+                }
+                return;
+            }
+            Err(missed) if run == 1 => {
+                eprintln!("run 1 missed timing bounds {missed:?}; once more on a fresh cluster");
+                first = Some(missed);
+            }
+            Err(missed) => {
+                panic!("both runs missed timing bounds: run 1 {first:?}, run 2 {missed:?}")
+            }
+        }
+    }
+}
+
 /// Runs the scenarios; `consistent`: the server reads through the stream leader; `nodes`: the
-/// single-node scenarios (follower, leader) too.
-async fn scenarios(consistent: bool, nodes: bool) {
+/// single-node scenarios (follower, leader) too. `Err`: the timing bounds missed (see
+/// [`Bounds`]).
+async fn scenarios(consistent: bool, nodes: bool) -> Result<(), Vec<String>> {
     let Some(mut cluster) = serializable_cluster() else {
-        return;
+        return Ok(());
     };
+    let mut bounds = Bounds::default();
     let long = long_form();
     let urls = cluster.urls();
     let ids = Arc::new(Identities::new());
@@ -498,7 +551,7 @@ async fn scenarios(consistent: bool, nodes: bool) {
     let t = Instant::now();
     tokio::time::sleep(observe(1, 5)).await;
     let f = figures(&load.since(t).await, t, Instant::now());
-    assert!(f.gets > 0 && f.failures == 0, "baseline: {f:?}");
+    bounds.check(f.gets > 0 && f.failures == 0, || format!("baseline: {f:?}"));
     table.push(("baseline", f));
 
     if nodes {
@@ -511,6 +564,7 @@ async fn scenarios(consistent: bool, nodes: bool) {
             long,
             consistent,
             &mut table,
+            &mut bounds,
         )
         .await;
     }
@@ -568,33 +622,33 @@ async fn scenarios(consistent: bool, nodes: bool) {
     tokio::time::sleep(observe(4, 15)).await;
     let samples = load.since(t).await;
     let f = figures(&samples, t, Instant::now());
-    assert!(f.gets > 0, "{f:?}");
-    assert!(
-        f.slowest_failure <= FAIL_FAST,
-        "two nodes down: a get took longer than {FAIL_FAST:?} to fail: {f:?}"
-    );
+    bounds.check(f.gets > 0, || format!("two nodes down, no get: {f:?}"));
+    bounds.check(f.slowest_failure <= FAIL_FAST, || {
+        format!("two nodes down: a get took longer than {FAIL_FAST:?} to fail: {f:?}")
+    });
     for s in &samples {
         match &s.result {
             Ok(v) => assert_eq!(v, "v2", "no value older than the last acknowledged write"),
-            Err(e) => assert!(
-                e.contains("Error fetching secret"),
-                "an upstream error, not a timeout: {e}"
-            ),
+            Err(e) => bounds.check(e.contains("Error fetching secret"), || {
+                format!("two nodes down: an upstream error, not a timeout: {e}")
+            }),
         }
     }
     if let Some(control) = control {
         let (bare_took, shown) = control.await.expect("control");
         eprintln!("control: the store alone, asked at the kill: {bare_took:?}: {shown}");
-        assert!(bare_took > FAIL_FAST, "{bare_took:?}: {shown}");
+        bounds.check(bare_took > FAIL_FAST, || {
+            format!("the control answered within {FAIL_FAST:?}: {bare_took:?}: {shown}")
+        });
     }
     if consistent {
         // Through the leader, a leaderless stream cannot answer: every get fails fast.
-        assert!(f.failures > 0, "{f:?}");
-        assert!(
-            f.errors
-                .iter()
-                .any(|e| e.contains("did not answer") || e.contains("jetstream store failed")),
-            "{f:?}"
+        bounds.check(
+            f.failures > 0
+                && f.errors
+                    .iter()
+                    .any(|e| e.contains("did not answer") || e.contains("jetstream store failed")),
+            || format!("two nodes down, consistent reads: no failing get: {f:?}"),
         );
     }
     assert!(!backend.task.is_finished(), "the backend keeps running");
@@ -626,11 +680,12 @@ async fn scenarios(consistent: bool, nodes: bool) {
     let samples = load.since(t).await;
     let f = figures(&samples, t, now);
     let failures_end = f.last_failure_after.unwrap_or_default();
-    assert!(
-        failures_end <= RESTORE,
-        "restored: failures until {failures_end:?}: {f:?}"
-    );
-    assert!(samples.iter().any(|s| s.result.is_ok()), "{f:?}");
+    bounds.check(failures_end <= RESTORE, || {
+        format!("restored: failures until {failures_end:?}: {f:?}")
+    });
+    bounds.check(samples.iter().any(|s| s.result.is_ok()), || {
+        format!("restored, no good get: {f:?}")
+    });
     for s in &samples {
         if let Ok(v) = &s.result {
             assert_eq!(v, "v2", "no value older than the last acknowledged write");
@@ -663,7 +718,9 @@ async fn scenarios(consistent: bool, nodes: bool) {
                 } else {
                     ELECTION
                 };
-                assert!(f.longest_gap <= election, "rolling restart: {f:?}");
+                bounds.check(f.longest_gap <= election, || {
+                    format!("rolling restart: {f:?}")
+                });
             }
             table.push((
                 if own {
@@ -701,6 +758,11 @@ async fn scenarios(consistent: bool, nodes: bool) {
             eprintln!("|   errors: {:?}", f.errors);
         }
     }
+    if bounds.missed.is_empty() {
+        Ok(())
+    } else {
+        Err(bounds.missed)
+    }
 }
 
 /// One cluster at a time: six nodes and two loads on a small machine slow the elections down
@@ -710,7 +772,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_buckets_survive_node_loss_and_fail_fast_without_quorum() {
     let _one = ONE_AT_A_TIME.lock().await;
-    scenarios(false, true).await;
+    scenarios_twice(false, true).await;
 }
 
 /// Reads through the leader: a stream without quorum answers nothing, and every get is an
@@ -718,7 +780,7 @@ async fn r3_buckets_survive_node_loss_and_fail_fast_without_quorum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_reads_fail_fast_without_quorum() {
     let _one = ONE_AT_A_TIME.lock().await;
-    scenarios(true, long_form()).await;
+    scenarios_twice(true, long_form()).await;
 }
 
 /// What concurrent compare-and-swap writers did.

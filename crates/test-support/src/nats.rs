@@ -259,7 +259,14 @@ impl NatsCluster {
                 Self::start_once(binary.clone(), size)
             }));
             match started {
-                Ok(cluster) => return cluster,
+                Ok(Ok(cluster)) => return cluster,
+                Ok(Err(why)) if attempt < 5 => {
+                    eprintln!(
+                        "nats cluster did not start (attempt {attempt}): {}; retrying on new ports",
+                        why.lines().next().unwrap_or_default()
+                    );
+                }
+                Ok(Err(why)) => panic!("nats cluster did not start in 5 attempts: {why}"),
                 Err(_) if attempt < 5 => {
                     eprintln!(
                         "nats cluster did not start (attempt {attempt}); retrying on new ports"
@@ -271,7 +278,9 @@ impl NatsCluster {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn start_once(binary: PathBuf, size: usize) -> Self {
+    /// One start; `Err` (quietly, with the nodes' logs) when JetStream does not place three
+    /// replicas in time, a panic for anything else.
+    fn start_once(binary: PathBuf, size: usize) -> Result<Self, String> {
         let turn = ClusterTurn::take();
         let dir = tempfile::tempdir().expect("temp dir for the nats cluster");
         // Distinct ports: every listener is held until all are picked.
@@ -336,9 +345,9 @@ impl NatsCluster {
             cluster.wait(i);
         }
         if size >= 3 {
-            cluster.wait_for_placement(3, Duration::from_secs(20));
+            cluster.wait_for_placement(3, Duration::from_secs(30))?;
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Waits until JetStream on this cluster really places a stream of `replicas` replicas: a
@@ -346,8 +355,10 @@ impl NatsCluster {
     /// nothing about the JetStream meta group; tests that created their R3 bucket right away
     /// were intermittently refused "no suitable peers for placement" for longer than any wait
     /// (on two loaded cores, once in about every full run). A cluster that does not place
-    /// within `within` panics, and [`Self::start_with_binary`] starts a new one on new ports.
-    fn wait_for_placement(&self, replicas: usize, within: Duration) {
+    /// within `within` is an `Err` naming the last refusal, with the nodes' logs, and
+    /// [`Self::start_with_binary`] starts a new one on new ports. (Unloaded, placement takes
+    /// about 5.5 s after the nodes are up.)
+    fn wait_for_placement(&self, replicas: usize, within: Duration) -> Result<(), String> {
         let url = self.url(0);
         // Its own thread and runtime: the caller may itself be inside a tokio runtime.
         let probe = std::thread::spawn(move || {
@@ -358,17 +369,20 @@ impl NatsCluster {
             runtime.block_on(place_probe_stream(url, replicas, within))
         });
         match probe.join().expect("the placement probe thread") {
-            Ok(took) => eprintln!(
-                "nats cluster {}: JetStream placed {replicas} replicas after {took:?}",
-                self.dir.path().display()
-            ),
-            Err(last) => panic!(
+            Ok(took) => {
+                eprintln!(
+                    "nats cluster {}: JetStream placed {replicas} replicas after {took:?}",
+                    self.dir.path().display()
+                );
+                Ok(())
+            }
+            Err(last) => Err(format!(
                 "nats cluster: JetStream did not place {replicas} replicas within {within:?} \
                  (last answer: {last}); node logs:\n{}",
                 (0..self.len())
                     .map(|i| format!("--- {} ---\n{}", self.name(i), tail(&self.log(i), 15)))
                     .collect::<String>()
-            ),
+            )),
         }
     }
 
