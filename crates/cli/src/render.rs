@@ -18,6 +18,50 @@ pub(crate) fn plural(n: usize, one: &str) -> String {
     }
 }
 
+/// A JSON field as a table cell: strings as they are, `null` or absent as `-`, other values in
+/// their JSON form.
+pub(crate) fn json_cell(v: &serde_json::Value, key: &str) -> String {
+    match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".to_owned(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A text table of JSON objects: one column per `(header, key)`, cells from [`json_cell`],
+/// columns padded to their widest cell and two spaces apart, trailing spaces trimmed. The header
+/// line first.
+pub(crate) fn json_table(columns: &[(&str, &str)], rows: &[serde_json::Value]) -> Vec<String> {
+    let cells: Vec<Vec<String>> =
+        std::iter::once(columns.iter().map(|(h, _)| (*h).to_owned()).collect())
+            .chain(
+                rows.iter()
+                    .map(|r| columns.iter().map(|(_, k)| json_cell(r, k)).collect()),
+            )
+            .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    cells
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Sets `-q/--quiet` for the process (once, from `main`).
 pub(crate) fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
@@ -188,4 +232,35 @@ pub(crate) fn constraints_text(nc: &anchorage_x509::NameConstraints) -> String {
         parts.join("; "),
         if nc.critical { "" } else { " (not critical)" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_tables_pad_columns_and_show_absent_fields_as_a_dash() {
+        let rows = [
+            serde_json::json!({"consumer": "web-1", "bundle_version": 12, "missing": null}),
+            serde_json::json!({"consumer": "a", "bundle_version": "3", "missing": "root B"}),
+        ];
+        let columns = [
+            ("CONSUMER", "consumer"),
+            ("BUNDLE", "bundle_version"),
+            ("LEAF", "leaf"),
+            ("MISSING", "missing"),
+        ];
+        assert_eq!(
+            json_table(&columns, &rows),
+            [
+                "CONSUMER  BUNDLE  LEAF  MISSING",
+                "web-1     12      -     -",
+                "a         3       -     root B",
+            ]
+        );
+        assert_eq!(
+            json_table(&columns, &[]),
+            ["CONSUMER  BUNDLE  LEAF  MISSING"]
+        );
+    }
 }

@@ -309,13 +309,7 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
     Ok(body)
 }
 
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".to_owned(),
-        Some(other) => other.to_string(),
-    }
-}
+use crate::render::json_cell as text;
 
 fn ca_line(v: &Value) -> String {
     if v.is_null() {
@@ -375,33 +369,14 @@ fn print_status(answer: &Value) {
         return;
     }
     outln!("laggards ({}):", laggards.len());
-    let header = ["CONSUMER", "BUNDLE", "LEAF", "LAST SEEN", "MISSING"];
-    let keys = ["consumer", "bundle_version", "leaf", "last_seen", "missing"];
-    let rows: Vec<Vec<String>> = laggards
-        .iter()
-        .map(|l| keys.iter().map(|k| text(l, k)).collect())
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    outln!("  {}", line(&header.map(str::to_owned)));
-    for row in &rows {
-        outln!("  {}", line(row));
+    let columns = [
+        ("CONSUMER", "consumer"),
+        ("BUNDLE", "bundle_version"),
+        ("LEAF", "leaf"),
+        ("LAST SEEN", "last_seen"),
+        ("MISSING", "missing"),
+    ];
+    for line in crate::render::json_table(&columns, &laggards) {
+        outln!("  {line}");
     }
 }

@@ -75,65 +75,27 @@ fn list(args: &ConsumersListArgs, globals: &Globals) -> Result<Code, Failure> {
         crate::render::print_json(&answer);
         return Ok(Code::Ok);
     }
-    let text = |v: &Value, key: &str| match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".to_owned(),
-        Some(other) => other.to_string(),
-    };
     let consumers = answer
         .get("consumers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let version = text(&answer, "bundle_version");
+    let version = crate::render::json_cell(&answer, "bundle_version");
     if consumers.is_empty() {
         diagln!("no consumer has acked yet (bundle version {version})");
         return Ok(Code::Ok);
     }
-    let header = [
-        "CONSUMER",
-        "STATE",
-        "BUNDLE",
-        "CERT SERIAL",
-        "NOT AFTER",
-        "LAST SEEN",
-        "REFUSED",
+    let columns = [
+        ("CONSUMER", "consumer"),
+        ("STATE", "state"),
+        ("BUNDLE", "bundle_version"),
+        ("CERT SERIAL", "cert_serial"),
+        ("NOT AFTER", "not_after"),
+        ("LAST SEEN", "last_seen"),
+        ("REFUSED", "refused"),
     ];
-    let keys = [
-        "consumer",
-        "state",
-        "bundle_version",
-        "cert_serial",
-        "not_after",
-        "last_seen",
-        "refused",
-    ];
-    let rows: Vec<Vec<String>> = consumers
-        .iter()
-        .map(|c| keys.iter().map(|k| text(c, k)).collect())
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    outln!("{}", line(&header.map(str::to_owned)));
-    for row in &rows {
-        outln!("{}", line(row));
+    for line in crate::render::json_table(&columns, &consumers) {
+        outln!("{line}");
     }
     diagln!("bundle version served: {version}");
     Ok(Code::Ok)
