@@ -52,13 +52,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[derive(Default)]
-struct Acked {
-    issued: Vec<String>,
-    revoked: Vec<String>,
-    acks: Vec<String>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,42 +120,14 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
             admin.clone(),
             Arc::clone(&acked),
         );
-        workers.push(tokio::spawn(async move {
-            for n in 0.. {
-                let req = http
-                    .post(format!("{url}/v1/issue"))
-                    .bearer_auth(&token)
-                    .json(&json!({"common_name": format!("w{w}-{n}.mesh.local")}));
-                let Ok(resp) = req.send().await else { return };
-                if resp.status() != 200 {
-                    return;
-                }
-                let Ok(body) = resp.json::<serde_json::Value>().await else {
-                    return;
-                };
-                let serial = body["serial_number"].as_str().unwrap().to_owned();
-                acked.lock().unwrap().issued.push(serial.clone());
-                if n % 3 == 0 {
-                    let req = http
-                        .post(format!("{url}/v1/revoke"))
-                        .bearer_auth(&admin)
-                        .json(&json!({"serial": serial}));
-                    match req.send().await {
-                        Ok(r) if r.status() == 200 => acked.lock().unwrap().revoked.push(serial),
-                        _ => return,
-                    }
-                }
-                let consumer = format!("w{w}-{n}");
-                let req = http
-                    .post(format!("{url}/v1/acks"))
-                    .bearer_auth(&token)
-                    .json(&json!({"consumer": consumer, "bundle_version": 1}));
-                match req.send().await {
-                    Ok(r) if r.status() == 200 => acked.lock().unwrap().acks.push(consumer),
-                    _ => return,
-                }
-            }
-        }));
+        workers.push(tokio::spawn(issue_revoke_ack(
+            http,
+            url,
+            token,
+            admin,
+            format!("w{w}"),
+            acked,
+        )));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     child.0.kill().unwrap(); // SIGKILL

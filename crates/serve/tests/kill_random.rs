@@ -77,16 +77,6 @@ impl Schedule {
     }
 }
 
-#[derive(Default)]
-struct Acked {
-    issued: Vec<String>,
-    revoked: Vec<String>,
-    acks: Vec<String>,
-    /// SHA-256 of CAs added to the bundle (`POST /v1/bundle/cas`, a compare-and-swap rewrite
-    /// of the bundle record, unlike the create-only writes above).
-    cas: Vec<String>,
-}
-
 /// CAs added per round (each add rewrites the whole bundle record).
 const CAS_PER_ROUND: usize = 20;
 
@@ -172,42 +162,14 @@ async fn load(
             admin.clone(),
             Arc::clone(&acked),
         );
-        workers.push(tokio::spawn(async move {
-            for n in 0.. {
-                let req = http
-                    .post(format!("{url}/v1/issue"))
-                    .bearer_auth(&token)
-                    .json(&json!({"common_name": format!("w{w}-{n}.mesh.local")}));
-                let Ok(resp) = req.send().await else { return };
-                if resp.status() != 200 {
-                    return;
-                }
-                let Ok(body) = resp.json::<serde_json::Value>().await else {
-                    return;
-                };
-                let serial = body["serial_number"].as_str().unwrap().to_owned();
-                acked.lock().unwrap().issued.push(serial.clone());
-                if n % 3 == 0 {
-                    let req = http
-                        .post(format!("{url}/v1/revoke"))
-                        .bearer_auth(&admin)
-                        .json(&json!({"serial": serial}));
-                    match req.send().await {
-                        Ok(r) if r.status() == 200 => acked.lock().unwrap().revoked.push(serial),
-                        _ => return,
-                    }
-                }
-                let consumer = format!("r{round}-w{w}-{n}");
-                let req = http
-                    .post(format!("{url}/v1/acks"))
-                    .bearer_auth(&token)
-                    .json(&json!({"consumer": consumer, "bundle_version": 1}));
-                match req.send().await {
-                    Ok(r) if r.status() == 200 => acked.lock().unwrap().acks.push(consumer),
-                    _ => return,
-                }
-            }
-        }));
+        workers.push(tokio::spawn(issue_revoke_ack(
+            http,
+            url,
+            token,
+            admin,
+            format!("r{round}-w{w}"),
+            acked,
+        )));
     }
     for w in workers {
         w.await.unwrap();

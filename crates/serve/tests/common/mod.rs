@@ -410,3 +410,65 @@ pub async fn shared_instances(
         n.server.shutdown().await;
     }
 }
+
+/// What load workers had acknowledged (answered 200) before serve was killed: every one must
+/// be there after a restart (`crash.rs`, `kill_random.rs`).
+#[derive(Default)]
+pub struct Acked {
+    /// Serials issued.
+    pub issued: Vec<String>,
+    /// Serials revoked.
+    pub revoked: Vec<String>,
+    /// Consumers whose ack was recorded.
+    pub acks: Vec<String>,
+    /// SHA-256 of CAs added to the bundle (`POST /v1/bundle/cas`, a compare-and-swap rewrite of
+    /// the bundle record, unlike the create-only writes above).
+    pub cas: Vec<String>,
+}
+
+/// One load worker named `name`: issues `<name>-<n>.mesh.local` with `token`, revokes every
+/// third with `admin`, acks as consumer `<name>-<n>`; each write recorded in `acked` once
+/// answered 200. Returns at the first request that is not answered 200 (serve killed).
+pub async fn issue_revoke_ack(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    admin: String,
+    name: String,
+    acked: Arc<std::sync::Mutex<Acked>>,
+) {
+    for n in 0.. {
+        let req = http
+            .post(format!("{url}/v1/issue"))
+            .bearer_auth(&token)
+            .json(&json!({"common_name": format!("{name}-{n}.mesh.local")}));
+        let Ok(resp) = req.send().await else { return };
+        if resp.status() != 200 {
+            return;
+        }
+        let Ok(body) = resp.json::<Value>().await else {
+            return;
+        };
+        let serial = body["serial_number"].as_str().unwrap().to_owned();
+        acked.lock().unwrap().issued.push(serial.clone());
+        if n % 3 == 0 {
+            let req = http
+                .post(format!("{url}/v1/revoke"))
+                .bearer_auth(&admin)
+                .json(&json!({"serial": serial}));
+            match req.send().await {
+                Ok(r) if r.status() == 200 => acked.lock().unwrap().revoked.push(serial),
+                _ => return,
+            }
+        }
+        let consumer = format!("{name}-{n}");
+        let req = http
+            .post(format!("{url}/v1/acks"))
+            .bearer_auth(&token)
+            .json(&json!({"consumer": consumer, "bundle_version": 1}));
+        match req.send().await {
+            Ok(r) if r.status() == 200 => acked.lock().unwrap().acks.push(consumer),
+            _ => return,
+        }
+    }
+}
