@@ -5,119 +5,37 @@
 //! a bundle that parses to nothing refused, and `once` twice.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anchorage_agent::{Action, Agent, AgentConfig, IdentityConfig, Timing, read_status};
-use anchorage_serve::{Limits, ServeConfig, Server};
 use anchorage_test_support::fake_registry::{FakeRegistry, Reply};
 use anchorage_test_support::{peer, pki};
-use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
-struct Serve {
-    server: Server,
-    url: String,
-    dir: PathBuf,
-    admin: String,
-    http: reqwest::Client,
-}
-
-fn serve_config(dir: &Path, listen: &str) -> ServeConfig {
-    let mut config = ServeConfig::new(dir);
-    config.listen = listen.parse().unwrap();
-    config.limits = Limits {
-        drain_timeout: Duration::from_secs(2),
-        max_wait: Duration::from_secs(30),
-        ..Limits::default()
-    };
-    config
-}
+mod common;
+use common::{Serve, serve_config, spawn};
 
 async fn start_serve(dir: &Path, listen: &str) -> Serve {
-    let server = Server::start(serve_config(dir, listen)).await.unwrap();
-    let url = server.serving().url.clone();
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for f in anchorage_x509::decode(&ca).certificates {
-        roots
-            .add(CertificateDer::from(f.certificate.der().to_vec()))
-            .unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .unwrap();
-    Serve {
-        server,
-        url,
-        dir: dir.to_owned(),
-        admin,
-        http,
-    }
+    Serve::start(serve_config(dir, listen)).await
 }
 
-impl Serve {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.url))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
+/// The role `mesh` for these tests (max TTL `max_ttl` seconds) and its token in `file`.
+async fn role_and_token(serve: &Serve, max_ttl: u64, file: &Path) {
+    serve
+        .role_and_token(
+            json!({"allowed_domains": ["mesh.local"], "allow_subdomains": true,
+            "allowed_kinds": ["service", "server", "client"], "key_types": ["p256"],
+            "max_ttl_seconds": max_ttl}),
+            file,
+        )
+        .await;
+}
 
-    /// The mesh role (max TTL `max_ttl` seconds) and a role token for it, written to a file.
-    async fn role_and_token(&self, max_ttl: u64, file: &Path) {
-        let (status, body) = self
-            .call(
-                "PUT",
-                "/v1/roles/mesh",
-                Some(
-                    json!({"allowed_domains": ["mesh.local"], "allow_subdomains": true,
-                    "allowed_kinds": ["service", "server", "client"], "key_types": ["p256"],
-                    "max_ttl_seconds": max_ttl}),
-                ),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = self
-            .call(
-                "POST",
-                "/v1/tokens",
-                Some(json!({"kind": "role", "sub": "agents", "role": "mesh"})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        std::fs::write(file, body["token"].as_str().unwrap()).unwrap();
-    }
-
-    async fn consumers(&self) -> Value {
-        let (status, body) = self.call("GET", "/v1/consumers", None).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
+async fn consumers(serve: &Serve) -> Value {
+    let (status, body) = serve.call("GET", "/v1/consumers", None).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 fn fast_timing() -> Timing {
@@ -140,21 +58,6 @@ fn trust_agent(serve: &Serve, name: &str, dir: &Path, token: &Path) -> AgentConf
     config.trust.openssl_dir = Some(dir.join("certs"));
     config.timing = fast_timing();
     config
-}
-
-/// Runs the agent in a task until the sender is dropped or fired.
-fn spawn(config: AgentConfig) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let mut agent = Agent::new(config).unwrap();
-        agent
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (tx, handle)
 }
 
 async fn until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
@@ -214,7 +117,7 @@ async fn two_agents_follow_an_added_ca_within_two_seconds() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(86_400, &token).await;
+    role_and_token(&serve, 86_400, &token).await;
     let dirs = [tmp.path().join("a1"), tmp.path().join("a2")];
     let mut stops = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
@@ -270,7 +173,7 @@ async fn two_agents_follow_an_added_ca_within_two_seconds() {
                 .iter()
                 .any(|f| f.certificate.sha256() == new_fp)
         });
-        let listed = serve.consumers().await;
+        let listed = consumers(&serve).await;
         let acked =
             listed["consumers"].as_array().unwrap().iter().filter(|c| {
                 c["bundle_version"].as_u64() == Some(version) && c["state"] == "current"
@@ -301,7 +204,7 @@ async fn two_agents_follow_an_added_ca_within_two_seconds() {
     }
     let (ok, output) = s_client_verifies(server.port(), &dirs[1].join("certs"));
     assert!(ok, "not trusted after the CA was added: {output}");
-    let listed = serve.consumers().await;
+    let listed = consumers(&serve).await;
     for c in listed["consumers"].as_array().unwrap() {
         assert_eq!(c["labels"]["zone"], "a");
     }
@@ -317,7 +220,7 @@ async fn a_short_lived_identity_is_renewed_reloaded_and_acked() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(60, &token).await;
+    role_and_token(&serve, 60, &token).await;
     let dir = tmp.path().join("agent");
     let mut config = trust_agent(&serve, "web-1", &dir, &token);
     let mut id = IdentityConfig::in_dir("web.mesh.local", dir.join("id"));
@@ -381,7 +284,7 @@ async fn a_short_lived_identity_is_renewed_reloaded_and_acked() {
     // serve saw the new serial in an ack (over mTLS with the renewed certificate).
     let start = Instant::now();
     loop {
-        let listed = serve.consumers().await;
+        let listed = consumers(&serve).await;
         let c = &listed["consumers"][0];
         if c["cert_serial"].as_str() == Some(serial.as_str()) {
             assert_eq!(c["consumer"], "web-1");
@@ -403,7 +306,7 @@ async fn serve_stopped_a_minute_files_kept_status_stale_then_resumed_and_acked()
     let serve = start_serve(&data, "127.0.0.1:0").await;
     let addr = serve.server.serving().addr.to_string();
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(86_400, &token).await;
+    role_and_token(&serve, 86_400, &token).await;
     let dir = tmp.path().join("agent");
     let config = trust_agent(&serve, "node-s", &dir, &token);
     let status_file = config.status_file.clone();
@@ -479,7 +382,7 @@ async fn serve_stopped_a_minute_files_kept_status_stale_then_resumed_and_acked()
     })
     .await;
     assert_ne!(std::fs::read(&pem).unwrap(), installed);
-    let listed = serve.consumers().await;
+    let listed = consumers(&serve).await;
     assert_eq!(listed["consumers"][0]["bundle_version"], new_version);
     assert_eq!(listed["consumers"][0]["state"], "current");
     drop(tx);
@@ -492,7 +395,7 @@ async fn once_writes_everything_then_a_second_run_changes_nothing_and_garbage_is
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(86_400, &token).await;
+    role_and_token(&serve, 86_400, &token).await;
     let dir = tmp.path().join("fresh");
     let mut config = trust_agent(&serve, "init-1", &dir, &token);
     config.trust.extra_pem = Some(dir.join("extra.pem"));
@@ -697,7 +600,7 @@ async fn a_failed_reload_is_not_installed_nor_acked_and_is_retried() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(86_400, &token).await;
+    role_and_token(&serve, 86_400, &token).await;
     let dir = tmp.path().join("agent");
     let mut config = trust_agent(&serve, "reload-1", &dir, &token);
     config.on_change = vec![Action::Command {
@@ -717,7 +620,7 @@ async fn a_failed_reload_is_not_installed_nor_acked_and_is_retried() {
     let status = read_status(&config.status_file).unwrap();
     assert_eq!(status.bundle_version, None, "not installed: {status:?}");
     assert!(status.last_error.unwrap().contains("on-change action"));
-    assert_eq!(serve.consumers().await["consumers"], json!([]), "not acked");
+    assert_eq!(consumers(&serve).await["consumers"], json!([]), "not acked");
     // The files are in place, but the reload is what makes them installed: with a working
     // action the next run reloads (the version is new to it) and acks.
     let touched = dir.join("reloaded");
@@ -729,7 +632,7 @@ async fn a_failed_reload_is_not_installed_nor_acked_and_is_retried() {
     );
     assert!(outcome.acked);
     assert_eq!(outcome.summary(), "changed");
-    let listed = serve.consumers().await;
+    let listed = consumers(&serve).await;
     assert_eq!(listed["consumers"][0]["consumer"], "reload-1");
     serve.server.shutdown().await;
 }
@@ -739,7 +642,7 @@ async fn a_revoked_identity_starts_over_with_the_token_and_never_without_one() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(3_600, &token).await;
+    role_and_token(&serve, 3_600, &token).await;
     let dir = tmp.path().join("agent");
     let mut config = trust_agent(&serve, "rev-1", &dir, &token);
     config.identity = Some(IdentityConfig::in_dir("rev.mesh.local", dir.join("id")));
@@ -799,7 +702,7 @@ async fn local_sources_are_merged_as_bundle_build_merges_them_and_acks_repeat() 
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(86_400, &token).await;
+    role_and_token(&serve, 86_400, &token).await;
     let dir = tmp.path().join("agent");
     let local = pki::root_ca("Agent Local Source CA");
     let local_file = tmp.path().join("corp-ca.pem");
@@ -855,7 +758,7 @@ async fn the_role_asked_for_must_be_the_tokens() {
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), "127.0.0.1:0").await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(86_400, &token).await;
+    role_and_token(&serve, 86_400, &token).await;
 
     let dir = tmp.path().join("right");
     let mut config = trust_agent(&serve, "role-1", &dir, &token);

@@ -5,102 +5,41 @@
 //! the status, until it comes back.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anchorage_agent::{Agent, AgentConfig, IdentityConfig, Timing, read_status};
+use anchorage_agent::{AgentConfig, IdentityConfig, Timing, read_status};
 use anchorage_serve::rotation::RotationConfig;
-use anchorage_serve::{Limits, ServeConfig, Server};
+use anchorage_serve::{ServeConfig, Server};
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
-struct Serve {
-    server: Server,
-    url: String,
-    dir: PathBuf,
-    admin: String,
-    http: reqwest::Client,
-}
+mod common;
+use common::{Serve, serve_config, spawn};
 
 async fn start_serve(dir: &Path, rotation: RotationConfig) -> Serve {
-    let mut config = ServeConfig::new(dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.limits = Limits {
-        drain_timeout: Duration::from_secs(2),
-        max_wait: Duration::from_secs(30),
-        ..Limits::default()
-    };
+    let mut config = serve_config(dir, "127.0.0.1:0");
     config.rotation = rotation;
-    let server = Server::start(config).await.unwrap();
-    let url = server.serving().url.clone();
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for f in anchorage_x509::decode(&ca).certificates {
-        roots
-            .add(CertificateDer::from(f.certificate.der().to_vec()))
-            .unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .unwrap();
-    Serve {
-        server,
-        url,
-        dir: dir.to_owned(),
-        admin,
-        http,
-    }
+    Serve::start(config).await
 }
 
-impl Serve {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.url))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
+/// What these tests need of serve beyond `common`.
+trait RotationCalls {
+    async fn role_and_token_for_agents(&self, file: &Path);
+    async fn rotation(&self) -> Value;
+    async fn act(&self, body: Value) -> (u16, Value);
+    async fn metric(&self, name: &str) -> u64;
+}
 
-    async fn role_and_token(&self, file: &Path) {
-        let (status, body) = self
-            .call(
-                "PUT",
-                "/v1/roles/mesh",
-                Some(
-                    json!({"allowed_domains": ["mesh.local"], "allow_subdomains": true,
-                    "allowed_kinds": ["service"], "key_types": ["p256"]}),
-                ),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = self
-            .call(
-                "POST",
-                "/v1/tokens",
-                Some(json!({"kind": "role", "sub": "agents", "role": "mesh"})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        std::fs::write(file, body["token"].as_str().unwrap()).unwrap();
+impl RotationCalls for Serve {
+    async fn role_and_token_for_agents(&self, file: &Path) {
+        self.role_and_token(
+            json!({"allowed_domains": ["mesh.local"], "allow_subdomains": true,
+            "allowed_kinds": ["service"], "key_types": ["p256"]}),
+            file,
+        )
+        .await;
     }
 
     async fn rotation(&self) -> Value {
@@ -156,20 +95,6 @@ fn agent_config(serve: &Serve, name: &str, dir: &Path, token: &Path) -> AgentCon
     config
 }
 
-fn spawn(config: AgentConfig) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let mut agent = Agent::new(config).unwrap();
-        agent
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (tx, handle)
-}
-
 async fn phase_until(serve: &Serve, want: &str, timeout: Duration) -> Value {
     let start = Instant::now();
     loop {
@@ -211,7 +136,7 @@ async fn agents_carry_a_rotation_to_done_with_renewals_pulled_forward_and_rate_l
     // One renewal per 2 s for the group zone=a: three agents cannot all renew at once.
     let serve = start_serve(&tmp.path().join("serve"), rotation_config(1)).await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(&token).await;
+    serve.role_and_token_for_agents(&token).await;
     let mut agents = Vec::new();
     let mut dirs = Vec::new();
     for i in 0..3 {
@@ -373,7 +298,7 @@ async fn a_silent_agent_blocks_signing_is_named_and_the_rotation_goes_on_when_it
     let tmp = anchorage_test_support::tempdir().unwrap();
     let serve = start_serve(&tmp.path().join("serve"), rotation_config(100)).await;
     let token = tmp.path().join("agent.token");
-    serve.role_and_token(&token).await;
+    serve.role_and_token_for_agents(&token).await;
     let live_dir = tmp.path().join("live");
     let frozen_dir = tmp.path().join("frozen");
     let live = spawn(agent_config(&serve, "web-live", &live_dir, &token));
