@@ -11,29 +11,17 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stderr)] // the measured time and why openssl did not verify
 
-use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anchorage_test_support::pki::Pki;
 use anchorage_test_support::{TempDir, peer, tempdir};
 use serde_json::Value;
 
-fn anchorage(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-    cmd.args(args)
-        .current_dir(home)
-        .env("HOME", home)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ANCHORAGE_LOG")
-        .env_remove("ANCHORAGE_DATA_DIR")
-        .env_remove("ANCHORAGE_SERVER")
-        .stdin(Stdio::null());
-    cmd
-}
+mod common;
+use common::anchorage;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -57,35 +45,24 @@ impl Drop for Proc {
 struct Serve {
     home: TempDir,
     url: String,
-    _child: Proc,
+    _serve: common::Serve,
 }
 
 impl Serve {
     fn start() -> Self {
         let home = tempdir().unwrap();
         let listen = format!("127.0.0.1:{}", free_port());
-        let mut child = anchorage(home.path(), &["serve", "--listen", &listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("serve listens");
+        let data = home.path().join(".local/share/anchorage");
+        let serve = common::Serve::start(
+            anchorage(home.path(), &["serve", "--listen", &listen]),
+            data,
+            "serve",
+        );
+        let url = serve.url.clone();
         Self {
             home,
             url,
-            _child: Proc(child),
+            _serve: serve,
         }
     }
 

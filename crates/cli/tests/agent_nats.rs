@@ -11,10 +11,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stderr)] // the measured time
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anchorage_test_support::nats::NatsServer;
@@ -22,18 +20,8 @@ use anchorage_test_support::pki::Pki;
 use anchorage_test_support::{TempDir, peer, tempdir};
 use serde_json::Value;
 
-fn anchorage(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-    cmd.args(args)
-        .current_dir(home)
-        .env("HOME", home)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ANCHORAGE_LOG")
-        .env_remove("ANCHORAGE_DATA_DIR")
-        .env_remove("ANCHORAGE_SERVER")
-        .stdin(Stdio::null());
-    cmd
-}
+mod common;
+use common::anchorage;
 
 /// A running child killed on drop.
 struct Proc(Child);
@@ -49,38 +37,27 @@ struct Serve {
     home: TempDir,
     url: String,
     nats: String,
-    _child: Proc,
+    _serve: common::Serve,
 }
 
 impl Serve {
     fn start(nats: &str) -> Self {
         let home = tempdir().unwrap();
-        let mut child = anchorage(
-            home.path(),
-            &["serve", "--listen", "127.0.0.1:0", "--nats-url", nats],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("serve listens");
+        let data = home.path().join(".local/share/anchorage");
+        let serve = common::Serve::start(
+            anchorage(
+                home.path(),
+                &["serve", "--listen", "127.0.0.1:0", "--nats-url", nats],
+            ),
+            data,
+            "serve",
+        );
+        let url = serve.url.clone();
         Self {
             home,
             url,
             nats: nats.to_owned(),
-            _child: Proc(child),
+            _serve: serve,
         }
     }
 
