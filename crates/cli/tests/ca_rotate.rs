@@ -4,15 +4,14 @@
 //! text and JSON status.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use anchorage_test_support::{TempDir, tempdir};
 use serde_json::Value;
+
+mod common;
 
 const REFUSED: i32 = 12;
 const GATE_NOT_HOLDING: i32 = 19;
@@ -27,17 +26,7 @@ impl Home {
     }
 
     fn anchorage(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("ANCHORAGE_LOG")
-            .env_remove("ANCHORAGE_DATA_DIR")
-            .env_remove("ANCHORAGE_SERVER")
-            .env_remove("ANCHORAGE_CA_PASSPHRASE")
-            .stdin(Stdio::null());
-        cmd
+        common::anchorage(self.dir.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -45,35 +34,15 @@ impl Home {
     }
 }
 
-/// A running `anchorage serve`, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(home: &Home, args: &[&str]) -> (Serve, String) {
-    let mut child = home
-        .anchorage(&[&["serve"], args].concat())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    (Serve(child), url)
+/// A running `anchorage serve` (killed when dropped) and its URL.
+fn serve(home: &Home, args: &[&str]) -> (common::Serve, String) {
+    let serve = common::Serve::start(
+        home.anchorage(&[&["serve"], args].concat()),
+        home.data(),
+        "serve",
+    );
+    let url = serve.url.clone();
+    (serve, url)
 }
 
 fn free_port() -> u16 {
