@@ -11,12 +11,12 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 #![allow(clippy::print_stdout)] // the messages, for docs/faults.md
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use anchorage_test_support::pki;
+
+mod common;
 
 /// Runs `script` with `sh -eu` in a new user and mount namespace (with `extra` environment) with `$MNT` a fresh 512 KiB
 /// tmpfs; `None` (the test skips, saying why) where namespaces are not allowed.
@@ -184,16 +184,6 @@ cp "$out/bundle.pem" seen/after-ro.pem
     }
 }
 
-/// `anchorage serve` on `data` (outside the small disk); killed on drop.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The agent's writes (issue 18): a previous bundle on the small disk; the bundle serve gives
 /// differs, so the agent must write. Read-only, then full: the agent fails naming the reason and
 /// the previous file stays whole; with space again it installs (control).
@@ -205,30 +195,10 @@ fn agent_on_a_full_or_read_only_disk_keeps_the_previous_output() {
     let dir = anchorage_test_support::tempdir().unwrap();
     let d = dir.path();
     let data = d.join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .current_dir(d)
-        .env("HOME", d)
-        .env_remove("ANCHORAGE_LOG")
-        .env_remove("ANCHORAGE_DATA_DIR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _serve = Serve(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("serve listens");
+    let mut cmd = common::anchorage(d, &["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+    cmd.arg(&data);
+    let serve = common::Serve::start(cmd, data.clone(), "serve");
+    let url = serve.url.clone();
     // Twenty more CAs in serve's bundle (one per request): about 35 KB to write.
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
     for i in 0..20 {
