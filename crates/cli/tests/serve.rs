@@ -19,13 +19,13 @@
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anchorage_test_support::{TempDir, peer, tempdir};
 use serde_json::Value;
+
+mod common;
 
 const STORE: i32 = 11;
 const AUTH_FAILED: i32 = 15;
@@ -64,17 +64,7 @@ impl Home {
     }
 
     fn anchorage(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchorage"));
-        cmd.args(args)
-            .current_dir(self.path())
-            .env("HOME", self.path())
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("ANCHORAGE_LOG")
-            .env_remove("ANCHORAGE_DATA_DIR")
-            .env_remove("ANCHORAGE_SERVER")
-            .env_remove("ANCHORAGE_CA_PASSPHRASE")
-            .stdin(Stdio::null());
-        cmd
+        common::anchorage(self.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -83,91 +73,57 @@ impl Home {
 
     /// Starts `anchorage serve ARGS` and waits until it says where it listens (text mode).
     fn serve(&self, args: &[&str]) -> Serve {
-        let mut child = self
-            .anchorage(&[&["serve"], args].concat())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("anchorage serve: listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve never listened:\n{}", log.lock().unwrap());
-            }
-        };
-        Serve { child, url, log }
+        let inner = common::Serve::start(
+            self.anchorage(&[&["serve"], args].concat()),
+            self.data(),
+            "serve",
+        );
+        Serve {
+            url: inner.url.clone(),
+            inner,
+        }
     }
 }
 
 /// A running `anchorage serve`, killed when dropped.
 struct Serve {
-    child: Child,
+    inner: common::Serve,
     url: String,
-    log: Arc<Mutex<String>>,
 }
 
 impl Serve {
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.inner.log()
     }
 
     /// The log once it holds `needle` (serve prints the lines after "listening on" a moment
     /// later than the URL reaches the test), or as it is after 10 s.
     fn log_with(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) || Instant::now() >= deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.inner.process.wait_log(needle, Duration::from_secs(10));
+        self.log()
     }
 
     /// Sends `signal`, returns the exit code and how long the exit took.
     fn stop(mut self, signal: &str) -> (Option<i32>, Duration) {
+        let child = &mut self.inner.process.child;
         let started = Instant::now();
         let status = Command::new("kill")
-            .args(["-s", signal, &self.child.id().to_string()])
+            .args(["-s", signal, &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         let deadline = started + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = child.try_wait().unwrap() {
                 return (status.code(), started.elapsed());
             }
             assert!(
                 Instant::now() < deadline,
                 "serve did not exit:\n{}",
-                self.log()
+                self.inner.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

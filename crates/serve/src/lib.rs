@@ -617,6 +617,16 @@ impl Server {
                     subject: subject.clone(),
                     message: e.to_string(),
                 })?;
+            // async-nats queues the SUB without waiting for the server, so a request sent
+            // from another connection right after start could find no responder. A request
+            // on this connection to a subject nobody serves makes the round trip: the server
+            // answers it ("no responders") only after the SUB before it is in place.
+            let probe = api.client.new_inbox();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                api.client.request(probe, bytes::Bytes::new()),
+            )
+            .await;
             tracing::info!(%subject, "serving the API over NATS");
             tasks.push(tokio::spawn(nats::announce_bundle_changes(
                 api.client.clone(),
