@@ -75,38 +75,8 @@ const KV_OPERATION: &str = "KV-Operation";
 /// token must be kept longer than the bucket keeps ids is refused.
 pub const ADMIN_REPLAY_MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// The most replicas a JetStream stream can have (the server's own limit).
-pub const MAX_REPLICAS: usize = 5;
-
-/// The replicas chosen when none is configured and the cluster has at least this many servers.
-pub const AUTO_REPLICAS: usize = 3;
-
-/// The replicas the buckets we create get, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaChoice {
-    /// The replica count.
-    pub replicas: usize,
-    /// Whether it was chosen automatically (no `replicas` configured).
-    pub automatic: bool,
-    /// Why, for the start-up line.
-    pub reason: String,
-    /// The cluster members the connected server advertised (1 when not clustered).
-    pub cluster_servers: usize,
-}
-
-impl ReplicaChoice {
-    /// The replicas an existing bucket should have: those configured, or automatically
-    /// [`AUTO_REPLICAS`] when the cluster advertises that many servers (else 1).
-    pub fn wanted_for_existing(&self) -> usize {
-        if !self.automatic {
-            self.replicas
-        } else if self.cluster_servers >= AUTO_REPLICAS {
-            AUTO_REPLICAS
-        } else {
-            1
-        }
-    }
-}
+/// The replica limits and choice, shared with serve's JetStream store.
+pub use anchorage_store_nats::{AUTO_REPLICAS, MAX_REPLICAS, ReplicaChoice};
 
 /// A bucket as opened: its replicas against those wanted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,34 +376,14 @@ pub fn choose_replicas(
     configured: Option<usize>,
     client: &async_nats::Client,
 ) -> Result<ReplicaChoice, StoreFailure> {
-    let cluster_servers = client
-        .server_info()
-        .connect_urls
-        .iter()
-        .collect::<BTreeSet<_>>()
-        .len()
-        .max(1);
-    if let Some(n) = configured {
-        if !(1..=MAX_REPLICAS).contains(&n) {
-            return Err(StoreFailure::InvalidName {
-                what: "replica count",
-                name: n.to_string(),
-                reason: format!("must be 1 to {MAX_REPLICAS} (JetStream's limit)"),
-            });
-        }
-        return Ok(ReplicaChoice {
-            replicas: n,
-            automatic: false,
-            reason: "configured".to_owned(),
-            cluster_servers,
+    if let Some(n) = configured.filter(|n| !(1..=MAX_REPLICAS).contains(n)) {
+        return Err(StoreFailure::InvalidName {
+            what: "replica count",
+            name: n.to_string(),
+            reason: format!("must be 1 to {MAX_REPLICAS} (JetStream's limit)"),
         });
     }
-    Ok(ReplicaChoice {
-        replicas: AUTO_REPLICAS,
-        automatic: true,
-        reason: format!("automatic: {cluster_servers} cluster server(s) advertised"),
-        cluster_servers,
-    })
+    Ok(ReplicaChoice::choose(configured, client))
 }
 
 impl JetStreamSecrets {
