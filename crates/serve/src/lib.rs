@@ -628,7 +628,7 @@ impl Server {
                 api,
                 subscriber,
                 app.clone(),
-                Arc::clone(&store),
+                Arc::clone(&state),
                 shutdown_rx.clone(),
             )));
         }
