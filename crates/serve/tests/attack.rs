@@ -768,3 +768,199 @@ async fn connections_past_the_cap_are_closed_and_good_requests_served_below_it()
     served_again("/v1/bundle").await;
     s.server.shutdown().await;
 }
+
+/// `count` pipelined `GET /v1/bundle?format=pem` requests on one TLS connection with a small
+/// receive buffer, written from their own task (the server stops reading once it cannot
+/// write); the read half is returned unread. Retries the connection while the server closes
+/// it at once (a slot not yet given back).
+async fn pipelined(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    count: usize,
+) -> (
+    tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let deadline = Instant::now() + GOOD_BOUND;
+    let stream = loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        match tokio_rustls::TlsConnector::from(Arc::clone(&config))
+            .connect(name, tcp)
+            .await
+        {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() > deadline => panic!("no TLS connection: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let (read, mut write) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        let request = b"GET /v1/bundle?format=pem HTTP/1.1\r\nhost: localhost\r\n\r\n";
+        for _ in 0..count {
+            if write.write_all(request).await.is_err() {
+                return;
+            }
+        }
+        let _ = write.flush().await;
+        // Keep the write half open: the client has not gone, it just does not read.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
+    (read, writer)
+}
+
+/// Reads until the connection ends (or `GOOD_BOUND` passes): the answers' status lines seen,
+/// and whether it ended.
+async fn read_answers(
+    mut read: tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+) -> (usize, bool) {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + GOOD_BOUND * 2;
+    let ended = loop {
+        match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let answers = all
+        .windows(b"HTTP/1.1 200".len())
+        .filter(|w| *w == b"HTTP/1.1 200")
+        .count();
+    (answers, ended)
+}
+
+/// Row 7 of docs/faults.md: `Limits::write_timeout`. A client that sends requests whose
+/// answers fill the kernel's buffers and never reads them holds its connection slot only until
+/// the write timeout: with a cap of one connection, a good request is refused while it holds
+/// the slot and served once the server gave up writing to it; its connection ends having
+/// received a part of the answers. Control: a client that pauses reading for less than the
+/// timeout gets every answer. Fails without the write timeout (the slot is held for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_never_read_does_not_hold_its_connection_slot() {
+    // About 1 KB an answer: well past the server's send buffer (4 MiB at most here) and the
+    // client's receive buffer.
+    const COUNT: usize = 8_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.limits.max_connections = 1;
+    config.limits.write_timeout = Duration::from_secs(3);
+    let s = start_with(config).await;
+    let addr = s.server.serving().addr;
+    let tls = tls_config(&s.ca_pem);
+    let fresh = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    // Control: a reader that pauses (1 s, under the 3 s timeout) gets every answer.
+    let (read, writer) = pipelined(addr, Arc::clone(&tls), COUNT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (answers, ended) = read_answers(read).await;
+    writer.abort();
+    assert_eq!(
+        answers, COUNT,
+        "a client that pauses reading gets every answer"
+    );
+    assert!(ended, "the idle connection ends (header timeout)");
+
+    // Never read: it holds the only slot until the write timeout.
+    let (read, writer) = pipelined(addr, Arc::clone(&tls), COUNT).await;
+    let held = fresh.get(format!("{}/readyz", s.url)).send().await;
+    assert!(held.is_err(), "the slot is not held: {held:?}");
+    let start = Instant::now();
+    loop {
+        match fresh.get(format!("{}/readyz", s.url)).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other if start.elapsed() > GOOD_BOUND * 2 => {
+                panic!("the slot of a client that never reads is still held: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let freed = start.elapsed();
+    let (answers, ended) = read_answers(read).await;
+    writer.abort();
+    println!("never read: the slot freed after {freed:.1?}; {answers} of {COUNT} answers sent");
+    assert!(ended, "the connection of a client that never reads ended");
+    assert!(
+        answers < COUNT,
+        "the server wrote every answer ({answers}) to a client that never read"
+    );
+    s.server.shutdown().await;
+}
+
+/// Row 7 of docs/faults.md: `Limits::max_connections_per_address`. With a limit of 4, four raw
+/// TCP holders from 127.0.0.1 (never starting TLS) take that address's share: a fifth
+/// connection from it is closed at once and an HTTPS request from it fails promptly, while a
+/// request from 127.0.0.2 (another address, same host) is served; once the holders leave,
+/// 127.0.0.1 is served again. Fails without the limit (the fifth connection is served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_address_limit_are_closed_and_other_addresses_served() {
+    const LIMIT: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.limits.max_connections_per_address = LIMIT;
+    config.limits.handshake_timeout = Duration::from_secs(60);
+    let s = start_with(config).await;
+    let addr = s.server.serving().addr;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*tls_config(&s.ca_pem)).clone())
+            .pool_max_idle_per_host(0)
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (from("127.0.0.1"), from("127.0.0.2"));
+    let get = |client: &reqwest::Client| {
+        let (client, url) = (client.clone(), format!("{}/readyz", s.url));
+        async move {
+            tokio::time::timeout(GOOD_BOUND, client.get(url).send())
+                .await
+                .expect("answered or refused promptly")
+        }
+    };
+    // Controls: both addresses served below the limit.
+    assert_eq!(get(&one).await.unwrap().status(), 200);
+    assert_eq!(get(&two).await.unwrap().status(), 200);
+
+    let mut holders = Vec::new();
+    for _ in 0..LIMIT {
+        holders.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => {}
+        Ok(Ok(n)) => panic!("{n} bytes from a connection past the per-address limit"),
+        Err(_) => panic!("a connection past the per-address limit was kept open"),
+    }
+    let past = get(&one).await;
+    assert!(
+        past.is_err(),
+        "a request past the per-address limit was served: {past:?}"
+    );
+    assert_eq!(
+        get(&two).await.unwrap().status(),
+        200,
+        "another address is served while 127.0.0.1 is at its limit"
+    );
+    drop(holders);
+    let deadline = Instant::now() + GOOD_BOUND;
+    loop {
+        match get(&one).await {
+            Ok(r) if r.status() == 200 => break,
+            other if Instant::now() > deadline => {
+                panic!("127.0.0.1 not served again after its holders left: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    s.server.shutdown().await;
+}
