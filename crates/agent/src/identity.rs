@@ -198,7 +198,7 @@ fn write_set(files: &[(&std::path::Path, &[u8], bool)]) -> Result<(), AgentError
     Ok(())
 }
 
-/// Checks serve's answer against the key and writes the files as a set ([`write_set`]): the
+/// Checks serve's answer against the key and writes the files as a set (`write_set`): the
 /// key (0600) and the chain first, then the leaf and the roots.
 pub fn install(
     config: &IdentityConfig,

@@ -12,7 +12,7 @@
 //! connections from one address are capped too ([`Limits::max_connections_per_address`],
 //! counted by IPv4 address or IPv6 /64), and a write of an answer that makes no progress for
 //! [`Limits::write_timeout`] (a client that sent requests and never reads the answers, once
-//! the kernel's buffers are full) fails, which closes the connection ([`WriteTimeout`]).
+//! the kernel's buffers are full) fails, which closes the connection (`WriteTimeout`).
 
 use std::collections::HashMap;
 use std::future::Future as _;
