@@ -571,14 +571,14 @@ async fn a_burst_of_bad_signatures_is_shed_and_good_requests_served_past_it() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let burst = env_usize("ANCHORAGE_ATTACK_BURST", 30_000);
+    let burst = env_usize("ANCHORAGE_ATTACK_BURST", 10_000);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     let mut api = NatsApi::new(client.clone());
     api.verifiers = 1;
     api.max_queue_wait = Duration::from_millis(500);
-    api.max_queued = 5_000;
+    api.max_queued = 1_000;
     config.nats = Some(api);
     let s = start_with(config).await;
     let status = |m: &async_nats::Message| {
