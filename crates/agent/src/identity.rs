@@ -118,20 +118,88 @@ pub fn new_request(config: &IdentityConfig) -> Result<(SecretString, String), Ag
     Ok((private.to_pkcs8_pem(), csr))
 }
 
-fn write(path: &std::path::Path, bytes: &[u8], private: bool) -> Result<(), AgentError> {
-    let result = if private {
-        anchorage_trust::atomic::write_private_file(path, bytes)
-    } else {
-        anchorage_trust::atomic::write_file(path, bytes)
-    };
-    result.map_err(|e| AgentError::Output {
+fn output_error(path: &std::path::Path, e: &std::io::Error) -> AgentError {
+    AgentError::Output {
         path: path.to_owned(),
         message: e.to_string(),
-    })
+    }
 }
 
-/// Checks serve's answer against the key and writes the files: the key (0600) and the chain
-/// first, then the leaf and the roots.
+/// The name a file of the identity is staged under, beside it, before the set is swapped in.
+fn staged_path(path: &std::path::Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.anchorage-staged"))
+}
+
+/// Writes the identity's files as a set: each is first written whole beside its target
+/// ([`staged_path`], through the atomic writers: 0600 for private ones), and only when every
+/// one is there are they renamed over their targets (a rename needs no space). A failure while
+/// staging (a full disk) removes what was staged and leaves every previous file as it was, so
+/// a new key never sits beside an old certificate. A target that is a device or FIFO (not a
+/// file to swap) is written through last, as `anchorage_trust::atomic::write_file` does.
+fn write_set(files: &[(&std::path::Path, &[u8], bool)]) -> Result<(), AgentError> {
+    let mut staged: Vec<(std::path::PathBuf, &std::path::Path)> = Vec::new();
+    let mut through = Vec::new();
+    let unstage = |staged: &[(std::path::PathBuf, &std::path::Path)]| {
+        for (tmp, _) in staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    // As `write_private_file` does: a private target that is a link, FIFO, device, socket or
+    // directory is refused before anything is written.
+    for &(path, _, private) in files {
+        if private
+            && let Ok(meta) = std::fs::symlink_metadata(path)
+            && !meta.is_file()
+        {
+            return Err(AgentError::Output {
+                path: path.to_owned(),
+                message: "the path is not a regular file: private keys are written only as a \
+                          regular file, never through a link or into a FIFO, device, socket or \
+                          directory; remove it or give another path"
+                    .into(),
+            });
+        }
+    }
+    for &(path, bytes, private) in files {
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) && !private {
+            through.push((path, bytes));
+            continue;
+        }
+        let tmp = staged_path(path);
+        let written = if private {
+            anchorage_trust::atomic::write_private_file(&tmp, bytes)
+        } else {
+            anchorage_trust::atomic::write_file(&tmp, bytes)
+        };
+        if let Err(e) = written {
+            // What is left is the staged copy of a file whose write failed part way, if any.
+            let _ = std::fs::remove_file(&tmp);
+            unstage(&staged);
+            return Err(output_error(path, &e));
+        }
+        staged.push((tmp, path));
+    }
+    for (i, (tmp, path)) in staged.iter().enumerate() {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            unstage(&staged[i..]);
+            return Err(output_error(path, &e));
+        }
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+        }
+    }
+    for (path, bytes) in through {
+        anchorage_trust::atomic::write_file(path, bytes).map_err(|e| output_error(path, &e))?;
+    }
+    Ok(())
+}
+
+/// Checks serve's answer against the key and writes the files as a set (`write_set`): the
+/// key (0600) and the chain first, then the leaf and the roots.
 pub fn install(
     config: &IdentityConfig,
     issued: &Issued,
@@ -170,7 +238,7 @@ pub fn install(
         .into_iter()
         .map(|f| f.certificate)
         .collect();
-    write(&config.key, key_pem.expose_secret().as_bytes(), true)?;
+    let mut pkcs12 = None;
     if let Some((path, password)) = &config.pkcs12 {
         let private = anchorage_ca::keys::load(key_pem.expose_secret().as_bytes())
             .map_err(|e| AgentError::Crypto(e.to_string()))?
@@ -197,11 +265,20 @@ pub fn install(
             path: path.clone(),
             message: e.to_string(),
         })?;
-        write(path, &store, true)?;
+        pkcs12 = Some((path, store));
     }
-    write(&config.chain, chain_pem.as_bytes(), false)?;
-    write(&config.cert, leaf.to_pem().as_bytes(), false)?;
-    write(&config.ca, roots_pem.as_bytes(), false)?;
+    let leaf_pem = leaf.to_pem();
+    // The key and the chain first, then the leaf and the roots, all staged before any is
+    // replaced.
+    let mut files: Vec<(&std::path::Path, &[u8], bool)> =
+        vec![(&config.key, key_pem.expose_secret().as_bytes(), true)];
+    if let Some((path, store)) = &pkcs12 {
+        files.push((path.as_path(), store.as_slice(), true));
+    }
+    files.push((&config.chain, chain_pem.as_bytes(), false));
+    files.push((&config.cert, leaf_pem.as_bytes(), false));
+    files.push((&config.ca, roots_pem.as_bytes(), false));
+    write_set(&files)?;
     Ok(Current {
         leaf,
         chain_pem,

@@ -152,6 +152,13 @@ pub enum CaSecretError {
         /// The parser's message (a position, never the input).
         reason: String,
     },
+    /// The YAML is past a manifest limit (`anchorage_trust::MAX_MANIFEST_DOCUMENTS`, the alias
+    /// expansion budget `MAX_MANIFEST_EXPANSION`): refused whole.
+    #[error("refused: {reason}")]
+    ManifestLimit {
+        /// Which limit, and what to do (never the input).
+        reason: String,
+    },
     /// A YAML document with keys that are not strings.
     #[error("a YAML document has keys that are not strings; it is not a Kubernetes object")]
     NotAnObject,
@@ -345,17 +352,31 @@ pub fn read_ca_secret(manifest: &[u8]) -> Result<CaSecret, CaSecretError> {
         })?;
         documents.push(value);
     } else {
-        use serde::Deserialize as _;
-        for document in serde_yaml_ng::Deserializer::from_str(text) {
-            let value =
-                serde_yaml_ng::Value::deserialize(document).map_err(|e| CaSecretError::Yaml {
-                    reason: e.to_string(),
-                })?;
-            if value.is_null() {
-                continue;
+        // Under the manifest limits of `anchorage-trust` (document count, alias expansion):
+        // an alias bomb stops before it costs memory.
+        let mut not_object = false;
+        let read = anchorage_trust::read_yaml_documents(text, |_, value| {
+            if not_object || value.is_null() {
+                return;
             }
-            let value = serde_json::to_value(&value).map_err(|_| CaSecretError::NotAnObject)?;
-            documents.push(value);
+            match serde_json::to_value(&value) {
+                Ok(value) => documents.push(value),
+                Err(_) => not_object = true,
+            }
+        });
+        if not_object {
+            return Err(CaSecretError::NotAnObject);
+        }
+        match read {
+            Ok(()) => {}
+            Err(anchorage_trust::YamlLimitError::Yaml { reason, .. }) => {
+                return Err(CaSecretError::Yaml { reason });
+            }
+            Err(limit) => {
+                return Err(CaSecretError::ManifestLimit {
+                    reason: limit.to_string(),
+                });
+            }
         }
     }
     let mut secrets: Vec<Value> = Vec::new();
@@ -479,6 +500,42 @@ mod tests {
     /// Every message and `Debug` of `e`, to search for key material.
     fn said(e: &CaSecretError) -> String {
         format!("{e} {e:?}")
+    }
+
+    /// Issue 18: a YAML alias bomb (3,000 aliases of a 3,000-item sequence: 9 million values
+    /// from 15 KB) is refused naming the limit, before it is built; the same aliases of a
+    /// 30-item sequence (control) read as an ordinary manifest (no Secret in it).
+    #[test]
+    fn a_yaml_alias_bomb_is_refused_naming_the_limit() {
+        let bomb = |items: usize| {
+            let mut yaml =
+                String::from("apiVersion: v1\nkind: Secret\nmetadata: {name: bomb}\nx: &a [");
+            yaml.push_str(&"l,".repeat(items));
+            yaml.push_str("]\ny: [");
+            yaml.push_str(&"*a,".repeat(3_000));
+            yaml.push_str("]\ndata: {ca.crt: eA==}\n");
+            yaml
+        };
+        let started = std::time::Instant::now();
+        let e = read_ca_secret(bomb(3_000).as_bytes()).expect_err("refused");
+        assert!(
+            matches!(e, CaSecretError::ManifestLimit { .. })
+                && e.to_string().contains("MAX_MANIFEST_EXPANSION"),
+            "{}",
+            said(&e)
+        );
+        println!("alias bomb refused in {:?}: {e}", started.elapsed());
+        let fine = read_ca_secret(bomb(30).as_bytes()).expect("read");
+        assert_eq!(fine.name(), Some("bomb"));
+        // And the document limit.
+        let doc = "---\nkind: ConfigMap\nmetadata: {name: x}\n";
+        let many = doc.repeat(anchorage_trust::MAX_MANIFEST_DOCUMENTS + 1);
+        let e = read_ca_secret(many.as_bytes()).expect_err("refused");
+        assert!(
+            e.to_string().contains("MAX_MANIFEST_DOCUMENTS"),
+            "{}",
+            said(&e)
+        );
     }
 
     #[test]

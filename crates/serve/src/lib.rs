@@ -55,7 +55,10 @@ pub mod vault;
 pub use authority::Authority;
 pub use error::ApiError;
 pub use roles::Role;
-pub use state::{DEFAULT_MAX_CONNECTIONS, Limits, RESERVED_FDS};
+pub use state::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_WRITE_TIMEOUT, Limits,
+    RESERVED_FDS,
+};
 pub use tokens::{Claims, MintError, TokenKind, TokenRequest, mint_token, revoke_token};
 
 use crate::authority::RecordInfo;
@@ -638,7 +641,7 @@ impl Server {
                 api,
                 subscriber,
                 app.clone(),
-                Arc::clone(&store),
+                Arc::clone(&state),
                 shutdown_rx.clone(),
             )));
         }

@@ -7,8 +7,20 @@
 //! connections cannot make `accept` fail with `EMFILE` for everyone, and the server's memory
 //! stays bounded; a slot frees as soon as any connection ends (handshake, header, body and
 //! idle keep-alive are all bounded by the timeouts in [`Limits`]).
+//!
+//! Two more bounds keep one client from holding slots (issue 18, row 7 of docs/faults.md):
+//! connections from one address are capped too ([`Limits::max_connections_per_address`],
+//! counted by IPv4 address or IPv6 /64), and a write of an answer that makes no progress for
+//! [`Limits::write_timeout`] (a client that sent requests and never reads the answers, once
+//! the kernel's buffers are full) fails, which closes the connection (`WriteTimeout`).
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::future::Future as _;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anchorage_x509::Certificate;
@@ -22,6 +34,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
@@ -60,6 +73,159 @@ pub(crate) fn connection_cap(wanted: usize) -> usize {
         );
     }
     wanted.min(room).max(1)
+}
+
+/// The address a client's connections are counted under: an IPv4 address (an IPv4-mapped
+/// IPv6 one as IPv4), or an IPv6 address's /64 (one host is usually given a whole /64).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Connections open per client address (see [`address_key`]); an entry exists only while one
+/// of its connections is open.
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address until dropped (its task ended).
+#[derive(Debug)]
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    /// Counts one more connection from `key`, or `None` when it already has `limit`.
+    fn admit(this: &Arc<Self>, key: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut counts = this
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(key).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(this),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A stream whose writes (and flushes) fail with [`io::ErrorKind::TimedOut`] once they made no
+/// progress for `timeout`: the peer stopped reading and the kernel's buffers are full. Any
+/// progress rearms it; reads are untouched. Under TLS, so the TLS layer's own writes count.
+pub(crate) struct WriteTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    /// Armed when a write could not proceed; cleared when one does.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    pub(crate) fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing of the answer for {} s (write timeout)",
+                    timeout.as_secs_f64()
+                ),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progress(cx, poll)
+    }
 }
 
 /// The serving certificate, swappable while running (the built-in one is renewed).
@@ -167,6 +333,13 @@ pub(crate) async fn serve(
     tracing::debug!(max_connections = cap, "HTTPS connection cap");
     let mut refusing = false;
     let mut refused: u64 = 0;
+    let per_address = Arc::new(PerAddress::default());
+    let address_limit = limits.max_connections_per_address;
+    tracing::debug!(
+        max_connections_per_address = address_limit,
+        "HTTPS connection limit per client address (0: none)"
+    );
+    let mut refused_per_address: u64 = 0;
     loop {
         while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
@@ -204,11 +377,32 @@ pub(crate) async fn serve(
                 "HTTPS connections accepted again (below the cap)"
             );
         }
+        let address_slot = if address_limit == 0 {
+            None
+        } else {
+            let key = address_key(peer.ip());
+            let Some(slot) = PerAddress::admit(&per_address, key, address_limit) else {
+                refused_per_address += 1;
+                if refused_per_address.is_power_of_two() {
+                    tracing::warn!(
+                        address = %key,
+                        max_connections_per_address = address_limit,
+                        refused = refused_per_address,
+                        "HTTPS connection closed: its client address has as many open as allowed"
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
+            Some(slot)
+        };
         let _ = tcp.set_nodelay(true);
+        let tcp = WriteTimeout::new(tcp, limits.write_timeout);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         connections.spawn(async move {
+            let _address_slot = address_slot;
             let stream =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
@@ -277,5 +471,28 @@ mod tests {
                 assert_eq!(connection_cap(10), 10);
             }
         }
+    }
+
+    #[test]
+    fn connections_are_counted_per_address_and_ipv6_per_64() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), v4);
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+
+        let counts = Arc::new(PerAddress::default());
+        let held: Vec<_> = (0..3)
+            .map(|_| PerAddress::admit(&counts, address_key(a), 3).unwrap())
+            .collect();
+        assert!(PerAddress::admit(&counts, address_key(b), 3).is_none());
+        // Another address is not affected (control).
+        assert!(PerAddress::admit(&counts, address_key(other), 3).is_some());
+        drop(held);
+        assert!(PerAddress::admit(&counts, address_key(b), 3).is_some());
+        assert!(counts.0.lock().unwrap().is_empty());
     }
 }

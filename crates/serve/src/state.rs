@@ -42,7 +42,24 @@ pub struct Limits {
     /// lowered at start to what the open-file limit leaves room for. A connection past it is
     /// closed as soon as it is accepted.
     pub max_connections: usize,
+    /// HTTPS connections open at once from one client address (an IPv6 client counts by its
+    /// /64), handshakes included ([`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]); 0: no limit. A
+    /// connection past it is closed as soon as it is accepted.
+    pub max_connections_per_address: usize,
+    /// The longest a write of an answer may make no progress (a client that stopped reading,
+    /// with the kernel's buffers full); the connection is then closed and its slot freed. A
+    /// long poll's wait writes nothing and is not affected.
+    pub write_timeout: Duration,
 }
+
+/// HTTPS connections open at once from one client address unless configured otherwise
+/// (`serve --max-connections-per-address`): a quarter of [`DEFAULT_MAX_CONNECTIONS`], so one
+/// address cannot take every slot. Agents behind one NAT address each hold a connection (their
+/// long poll): raise it (or set 0) for a fleet larger than this behind one address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
+
+/// The longest a write of an answer may make no progress unless configured otherwise.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// HTTPS connections open at once unless configured otherwise (`serve --max-connections`).
 /// Each agent holds one (its `?wait=` long poll), so this must exceed the fleet that polls one
@@ -63,6 +80,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(300),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }

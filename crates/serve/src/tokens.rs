@@ -276,6 +276,16 @@ impl TokenKey {
         Ok(claims)
     }
 
+    /// Whether `token` verified before and is kept (see [`TokenKey`]): its signature will not
+    /// be checked again. One SHA-256 and a lookup; nothing else about the token is checked.
+    /// The NATS API serves such requests without queueing them behind unverified ones
+    /// ([`crate::nats`]).
+    pub(crate) fn is_verified(&self, token: &str) -> bool {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
+        self.verified_lock().contains_key(&digest)
+    }
+
     fn verified_lock(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Claims>> {

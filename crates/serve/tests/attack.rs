@@ -10,6 +10,10 @@
 //! - Requests with bad signatures over NATS (the admin token with its signature broken) at
 //!   `ANCHORAGE_ATTACK_BAD_RATE` a second (1,000 in CI, 10,000 in `scripts/bench-attack.sh`),
 //!   from their own thread and connection, while good requests with the real token are timed.
+//!   Requests needing a signature check wait in a bounded queue, served one per core off the
+//!   runtime's threads and answered `503 busy` past the queue wait; a token verified before
+//!   is served past them (`anchorage_serve::nats`). A burst far beyond what serve can verify
+//!   must be shed with busy answers while good requests are served.
 //! - JSON nested past `serde_json`'s recursion limit (128) and a NATS body over
 //!   `Limits::max_body_bytes`.
 //!
@@ -429,8 +433,9 @@ async fn bad_signatures_over_nats_do_not_stop_good_requests() {
 
     let sent = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
+    let busy = Arc::new(AtomicUsize::new(0));
     let flood = {
-        let (sent, answered) = (Arc::clone(&sent), Arc::clone(&answered));
+        let (sent, answered, busy) = (Arc::clone(&sent), Arc::clone(&answered), Arc::clone(&busy));
         let url = nats.url();
         let headers = with_token(&forged);
         std::thread::spawn(move || {
@@ -444,8 +449,16 @@ async fn bad_signatures_over_nats_do_not_stop_good_requests() {
                 let inbox = attacker.new_inbox();
                 let mut replies = attacker.subscribe(inbox.clone()).await.unwrap();
                 let drain = tokio::spawn(async move {
-                    while replies.next().await.is_some() {
+                    while let Some(reply) = replies.next().await {
                         answered.fetch_add(1, Ordering::Relaxed);
+                        let status = reply.headers.as_ref().and_then(|h| h.get(STATUS_HEADER));
+                        match status.map(|v| v.as_str()) {
+                            Some("401") => {}
+                            Some("503") => {
+                                busy.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => panic!("a forged request answered {other:?}"),
+                        }
                     }
                 });
                 let per_tick = (rate / 100).max(1);
@@ -477,6 +490,24 @@ async fn bad_signatures_over_nats_do_not_stop_good_requests() {
         })
     };
 
+    // A token serve has not verified yet needs its signature checked, as the forged ones do:
+    // answered all the same during the flood (403: a role token on an admin route, or 503
+    // busy), never left to time out.
+    s.put_role(mesh_role()).await;
+    let role = with_token(&s.role_token().await);
+    let fresh = {
+        let (client, role) = (client.clone(), role.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t = Instant::now();
+            let reply = tokio::time::timeout(
+                GOOD_BOUND,
+                client.request_with_headers("anchorage.v1.consumers", role, "{}".into()),
+            )
+            .await;
+            (reply, t.elapsed())
+        })
+    };
     let mut during = Vec::new();
     while !flood.is_finished() {
         let t = Instant::now();
@@ -502,13 +533,154 @@ async fn bad_signatures_over_nats_do_not_stop_good_requests() {
     let took = flood.join().unwrap();
     let sent = sent.load(Ordering::Relaxed);
     assert!(!during.is_empty());
+    let (fresh, fresh_took) = fresh.await.unwrap();
+    let fresh = fresh
+        .expect("a request with a token not verified before was not answered during the flood")
+        .unwrap();
+    assert!(
+        ["403", "503"].contains(&status(&fresh).as_str()),
+        "a token not verified before, during the flood: {}",
+        status(&fresh)
+    );
+    // After the flood, a new token is verified and served (control).
+    let after = client
+        .request_with_headers("anchorage.v1.consumers", role, "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&after), "403");
     let (d50, d99, dmax) = percentiles(&mut during);
     println!(
-        "bad signatures over NATS: {sent} bad requests in {took:.1?} ({:.0}/s), {} answered; {} good requests: p50 {d50:.1} ms, p99 {d99:.1} ms, max {dmax:.1} ms",
+        "bad signatures over NATS: {sent} bad requests in {took:.1?} ({:.0}/s), {} answered ({} busy); {} good requests: p50 {d50:.1} ms, p99 {d99:.1} ms, max {dmax:.1} ms; a token not verified before: {} in {fresh_took:.1?}",
         sent as f64 / took.as_secs_f64(),
         answered.load(Ordering::Relaxed),
+        busy.load(Ordering::Relaxed),
+        during.len(),
+        status(&fresh),
+    );
+    s.server.shutdown().await;
+}
+
+/// Row 14: a burst of forged tokens far beyond what serve can verify (sent at once, then
+/// good requests), with one verifier and a short queue wait so the queue must shed: good
+/// requests (a token verified before) are served 200 past the queue, each within
+/// `GOOD_BOUND`, and forged requests that waited too long are answered `503 busy` rather than
+/// left to time out. Without the queue (arrival order) the forged requests are never answered
+/// busy and the good ones wait behind the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_bad_signatures_is_shed_and_good_requests_served_past_it() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let burst = env_usize("ANCHORAGE_ATTACK_BURST", 10_000);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    let mut api = NatsApi::new(client.clone());
+    api.verifiers = 1;
+    api.max_queue_wait = Duration::from_millis(500);
+    api.max_queued = 1_000;
+    config.nats = Some(api);
+    let s = start_with(config).await;
+    let status = |m: &async_nats::Message| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(STATUS_HEADER))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    let with_token = |token: &str| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Authorization", format!("Bearer {token}").as_str());
+        headers
+    };
+    let mut forged: Vec<u8> = s.admin.clone().into_bytes();
+    let at = forged.len() - 5;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    // Controls: refused and served as they should be (the real token is now verified).
+    let refused = client
+        .request_with_headers("anchorage.v1.consumers", with_token(&forged), "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&refused), "401");
+    let good = with_token(&s.admin);
+    let ok = client
+        .request_with_headers("anchorage.v1.consumers", good.clone(), "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&ok), "200");
+
+    let attacker = async_nats::connect(nats.url()).await.unwrap();
+    let inbox = attacker.new_inbox();
+    let mut replies = attacker.subscribe(inbox.clone()).await.unwrap();
+    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let drain = {
+        let counts = Arc::clone(&counts);
+        tokio::spawn(async move {
+            use futures::StreamExt as _;
+            while let Some(reply) = replies.next().await {
+                let status = reply.headers.as_ref().and_then(|h| h.get(STATUS_HEADER));
+                match status.map(|v| v.as_str()) {
+                    Some("401") => counts[0].fetch_add(1, Ordering::Relaxed),
+                    Some("503") => counts[1].fetch_add(1, Ordering::Relaxed),
+                    other => panic!("a forged request answered {other:?}"),
+                };
+            }
+        })
+    };
+    let bad = with_token(&forged);
+    for _ in 0..burst {
+        attacker
+            .publish_with_reply_and_headers(
+                "anchorage.v1.consumers",
+                inbox.clone(),
+                bad.clone(),
+                "{}".into(),
+            )
+            .await
+            .unwrap();
+    }
+    attacker.flush().await.unwrap();
+    let mut during = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let t = Instant::now();
+        let reply = tokio::time::timeout(
+            GOOD_BOUND,
+            client.request_with_headers("anchorage.v1.consumers", good.clone(), "{}".into()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "good request {} not answered within {GOOD_BOUND:?} after the burst",
+                during.len()
+            )
+        })
+        .unwrap();
+        assert_eq!(status(&reply), "200", "good request {}", during.len());
+        during.push(t.elapsed());
+    }
+    // Every forged request is answered (401 or busy) once the queue has emptied.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let total = || counts[0].load(Ordering::Relaxed) + counts[1].load(Ordering::Relaxed);
+    while total() < burst && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drain.abort();
+    let (refused, busy) = (
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+    );
+    let (d50, d99, dmax) = percentiles(&mut during);
+    println!(
+        "a burst of {burst} forged tokens: {refused} refused, {busy} busy; {} good requests: p50 {d50:.1} ms, p99 {d99:.1} ms, max {dmax:.1} ms",
         during.len()
     );
+    assert!(
+        busy > 0,
+        "no forged request was answered busy ({refused} refused of {burst})"
+    );
+    assert_eq!(refused + busy, burst, "every forged request is answered");
     s.server.shutdown().await;
 }
 
@@ -594,5 +766,201 @@ async fn connections_past_the_cap_are_closed_and_good_requests_served_below_it()
     served_again("/readyz").await;
     drop(holders);
     served_again("/v1/bundle").await;
+    s.server.shutdown().await;
+}
+
+/// `count` pipelined `GET /v1/bundle?format=pem` requests on one TLS connection with a small
+/// receive buffer, written from their own task (the server stops reading once it cannot
+/// write); the read half is returned unread. Retries the connection while the server closes
+/// it at once (a slot not yet given back).
+async fn pipelined(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    count: usize,
+) -> (
+    tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let deadline = Instant::now() + GOOD_BOUND;
+    let stream = loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        match tokio_rustls::TlsConnector::from(Arc::clone(&config))
+            .connect(name, tcp)
+            .await
+        {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() > deadline => panic!("no TLS connection: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let (read, mut write) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        let request = b"GET /v1/bundle?format=pem HTTP/1.1\r\nhost: localhost\r\n\r\n";
+        for _ in 0..count {
+            if write.write_all(request).await.is_err() {
+                return;
+            }
+        }
+        let _ = write.flush().await;
+        // Keep the write half open: the client has not gone, it just does not read.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
+    (read, writer)
+}
+
+/// Reads until the connection ends (or `GOOD_BOUND` passes): the answers' status lines seen,
+/// and whether it ended.
+async fn read_answers(
+    mut read: tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+) -> (usize, bool) {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + GOOD_BOUND * 2;
+    let ended = loop {
+        match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let answers = all
+        .windows(b"HTTP/1.1 200".len())
+        .filter(|w| *w == b"HTTP/1.1 200")
+        .count();
+    (answers, ended)
+}
+
+/// Row 7 of docs/faults.md: `Limits::write_timeout`. A client that sends requests whose
+/// answers fill the kernel's buffers and never reads them holds its connection slot only until
+/// the write timeout: with a cap of one connection, a good request is refused while it holds
+/// the slot and served once the server gave up writing to it; its connection ends having
+/// received a part of the answers. Control: a client that pauses reading for less than the
+/// timeout gets every answer. Fails without the write timeout (the slot is held for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_never_read_does_not_hold_its_connection_slot() {
+    // About 1 KB an answer: well past the server's send buffer (4 MiB at most here) and the
+    // client's receive buffer.
+    const COUNT: usize = 8_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.limits.max_connections = 1;
+    config.limits.write_timeout = Duration::from_secs(3);
+    let s = start_with(config).await;
+    let addr = s.server.serving().addr;
+    let tls = tls_config(&s.ca_pem);
+    let fresh = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    // Control: a reader that pauses (1 s, under the 3 s timeout) gets every answer.
+    let (read, writer) = pipelined(addr, Arc::clone(&tls), COUNT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (answers, ended) = read_answers(read).await;
+    writer.abort();
+    assert_eq!(
+        answers, COUNT,
+        "a client that pauses reading gets every answer"
+    );
+    assert!(ended, "the idle connection ends (header timeout)");
+
+    // Never read: it holds the only slot until the write timeout.
+    let (read, writer) = pipelined(addr, Arc::clone(&tls), COUNT).await;
+    let held = fresh.get(format!("{}/readyz", s.url)).send().await;
+    assert!(held.is_err(), "the slot is not held: {held:?}");
+    let start = Instant::now();
+    loop {
+        match fresh.get(format!("{}/readyz", s.url)).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other if start.elapsed() > GOOD_BOUND * 2 => {
+                panic!("the slot of a client that never reads is still held: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let freed = start.elapsed();
+    let (answers, ended) = read_answers(read).await;
+    writer.abort();
+    println!("never read: the slot freed after {freed:.1?}; {answers} of {COUNT} answers sent");
+    assert!(ended, "the connection of a client that never reads ended");
+    assert!(
+        answers < COUNT,
+        "the server wrote every answer ({answers}) to a client that never read"
+    );
+    s.server.shutdown().await;
+}
+
+/// Row 7 of docs/faults.md: `Limits::max_connections_per_address`. With a limit of 4, four raw
+/// TCP holders from 127.0.0.1 (never starting TLS) take that address's share: a fifth
+/// connection from it is closed at once and an HTTPS request from it fails promptly, while a
+/// request from 127.0.0.2 (another address, same host) is served; once the holders leave,
+/// 127.0.0.1 is served again. Fails without the limit (the fifth connection is served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_address_limit_are_closed_and_other_addresses_served() {
+    const LIMIT: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.limits.max_connections_per_address = LIMIT;
+    config.limits.handshake_timeout = Duration::from_secs(60);
+    let s = start_with(config).await;
+    let addr = s.server.serving().addr;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*tls_config(&s.ca_pem)).clone())
+            .pool_max_idle_per_host(0)
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (from("127.0.0.1"), from("127.0.0.2"));
+    let get = |client: &reqwest::Client| {
+        let (client, url) = (client.clone(), format!("{}/readyz", s.url));
+        async move {
+            tokio::time::timeout(GOOD_BOUND, client.get(url).send())
+                .await
+                .expect("answered or refused promptly")
+        }
+    };
+    // Controls: both addresses served below the limit.
+    assert_eq!(get(&one).await.unwrap().status(), 200);
+    assert_eq!(get(&two).await.unwrap().status(), 200);
+
+    let mut holders = Vec::new();
+    for _ in 0..LIMIT {
+        holders.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => {}
+        Ok(Ok(n)) => panic!("{n} bytes from a connection past the per-address limit"),
+        Err(_) => panic!("a connection past the per-address limit was kept open"),
+    }
+    let past = get(&one).await;
+    assert!(
+        past.is_err(),
+        "a request past the per-address limit was served: {past:?}"
+    );
+    assert_eq!(
+        get(&two).await.unwrap().status(),
+        200,
+        "another address is served while 127.0.0.1 is at its limit"
+    );
+    drop(holders);
+    let deadline = Instant::now() + GOOD_BOUND;
+    loop {
+        match get(&one).await {
+            Ok(r) if r.status() == 200 => break,
+            other if Instant::now() > deadline => {
+                panic!("127.0.0.1 not served again after its holders left: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
     s.server.shutdown().await;
 }

@@ -161,6 +161,76 @@ mod bounded {
     }
 }
 
+/// Why [`read_yaml_documents`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum YamlLimitError {
+    /// More than [`MAX_MANIFEST_DOCUMENTS`] documents.
+    #[error(
+        "more than {MAX_MANIFEST_DOCUMENTS} YAML documents (MAX_MANIFEST_DOCUMENTS, docs/limits.md); the rest of the file was not read: split it"
+    )]
+    TooManyDocuments,
+    /// The expansion budget ran out while document `document` (from 1) was built.
+    #[error(
+        "YAML aliases expand document {document} past {MAX_MANIFEST_EXPANSION} times the file's size plus {MANIFEST_EXPANSION_SLACK} bytes (MAX_MANIFEST_EXPANSION, docs/limits.md); the rest of the file was not read: write the values out instead of aliasing them, or split the file"
+    )]
+    Expansion {
+        /// The document (from 1).
+        document: usize,
+    },
+    /// A document does not parse (the stream cannot be resumed after it).
+    #[error("{reason}")]
+    Yaml {
+        /// The line, when the parser knows it.
+        line: Option<usize>,
+        /// The parser's message (a position, never the input).
+        reason: String,
+    },
+}
+
+impl YamlLimitError {
+    /// True for the limits ([`MAX_MANIFEST_DOCUMENTS`], the expansion budget), false for a
+    /// syntax error.
+    pub fn is_limit(&self) -> bool {
+        !matches!(self, Self::Yaml { .. })
+    }
+}
+
+/// Reads the YAML documents of `text` one at a time under the manifest limits (at most
+/// [`MAX_MANIFEST_DOCUMENTS`]; every value built counted against the expansion budget of
+/// [`MAX_MANIFEST_EXPANSION`] × the text's size + [`MANIFEST_EXPANSION_SLACK`], so an alias
+/// bomb stops before it costs memory), handing each to `each` with its number (from 1). Stops
+/// at the first error; the documents before it were handed over. Shared by the manifest
+/// sources here and `anchorage_k8s::read_ca_secret`.
+pub fn read_yaml_documents(
+    text: &str,
+    mut each: impl FnMut(usize, Value),
+) -> Result<(), YamlLimitError> {
+    let budget = std::cell::Cell::new(
+        text.len()
+            .saturating_mul(MAX_MANIFEST_EXPANSION)
+            .saturating_add(MANIFEST_EXPANSION_SLACK),
+    );
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let doc_no = i + 1;
+        if doc_no > MAX_MANIFEST_DOCUMENTS {
+            return Err(YamlLimitError::TooManyDocuments);
+        }
+        match serde::de::DeserializeSeed::deserialize(bounded::Budget(&budget), document) {
+            Ok(v) => each(doc_no, v),
+            Err(_) if budget.get() == 0 => {
+                return Err(YamlLimitError::Expansion { document: doc_no });
+            }
+            Err(e) => {
+                return Err(YamlLimitError::Yaml {
+                    line: e.location().map(|l| l.line()),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which keys of a ConfigMap or Secret hold certificates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyFilter {
@@ -232,44 +302,15 @@ pub(crate) fn load_manifests(
         loaded.problems.truncate(problems_before);
         loaded.problem(origin.clone(), LoadError::ManifestLimit { reason });
     };
-    let budget = std::cell::Cell::new(
-        text.len()
-            .saturating_mul(MAX_MANIFEST_EXPANSION)
-            .saturating_add(MANIFEST_EXPANSION_SLACK),
-    );
-    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let doc_no = i + 1;
-        if doc_no > MAX_MANIFEST_DOCUMENTS {
-            let reason = format!(
-                "more than {MAX_MANIFEST_DOCUMENTS} YAML documents (MAX_MANIFEST_DOCUMENTS, docs/limits.md); the rest of the file was not read: split it"
-            );
-            return refuse(loaded, reason);
-        }
-        let value = match serde::de::DeserializeSeed::deserialize(
-            bounded::Budget(&budget),
-            document,
-        ) {
-            Ok(v) => v,
-            Err(_) if budget.get() == 0 => {
-                let reason = format!(
-                    "YAML aliases expand document {doc_no} past {MAX_MANIFEST_EXPANSION} times the file's size plus {MANIFEST_EXPANSION_SLACK} bytes (MAX_MANIFEST_EXPANSION, docs/limits.md); the rest of the file was not read: write the values out instead of aliasing them, or split the file"
-                );
-                return refuse(loaded, reason);
-            }
-            Err(e) => {
-                let line = e.location().map(|l| l.line());
-                loaded.problem(
-                    origin.clone(),
-                    LoadError::Yaml {
-                        line,
-                        reason: e.to_string(),
-                    },
-                );
-                // The YAML stream cannot be resumed after a syntax error.
-                return;
-            }
-        };
+    match read_yaml_documents(text, |doc_no, value| {
         load_object(origin, doc_no, &value, filter, loaded);
+    }) {
+        Ok(()) => {}
+        Err(YamlLimitError::Yaml { line, reason }) => {
+            // The YAML stream cannot be resumed after a syntax error.
+            loaded.problem(origin.clone(), LoadError::Yaml { line, reason });
+        }
+        Err(limit) => refuse(loaded, limit.to_string()),
     }
 }
 

@@ -42,7 +42,7 @@ pub use anchorage_bundle::{
 pub use error::TrustError;
 pub use kubernetes::{
     KeyFilter, MANIFEST_EXPANSION_SLACK, MANIFEST_VALUE_COST, MAX_MANIFEST_DOCUMENTS,
-    MAX_MANIFEST_EXPANSION,
+    MAX_MANIFEST_EXPANSION, YamlLimitError, read_yaml_documents,
 };
 pub use output::java::{write_jks, write_pkcs12};
 pub use output::openssl_dir::{OpensslDirOptions, write_openssl_dir};

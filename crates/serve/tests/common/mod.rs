@@ -29,6 +29,8 @@ pub fn config(dir: &Path) -> ServeConfig {
         drain_timeout: Duration::from_secs(5),
         max_wait: Duration::from_secs(30),
         max_connections: anchorage_serve::DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: anchorage_serve::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        write_timeout: anchorage_serve::DEFAULT_WRITE_TIMEOUT,
     };
     config
 }

@@ -125,6 +125,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) max_connections: u32,
+    /// HTTPS connections open at once from one client address (an IPv6 one by its /64); one
+    /// past it is closed when accepted. 0: no limit. Agents behind one NAT address each hold
+    /// one: raise it for a larger fleet behind one address.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub(crate) max_connections_per_address: u32,
     /// Also answer the API over NATS request/reply (`<prefix>.v1.<op>`, for wasmCloud
     /// lattices), on these servers (comma-separated or repeated). With --store jetstream, the
     /// store's servers too.
@@ -356,6 +362,8 @@ impl Run for ServeArgs {
         config.limits.drain_timeout = self.drain_timeout;
         config.limits.max_body_bytes = self.max_body_bytes;
         config.limits.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
+        config.limits.max_connections_per_address =
+            usize::try_from(self.max_connections_per_address).unwrap_or(usize::MAX);
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
