@@ -14,44 +14,16 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use anchorage_agent::client::Issued;
 use anchorage_agent::identity::{Current, install};
 use anchorage_agent::{IdentityConfig, Status, read_status, write_status};
 use anchorage_test_support::pki;
+use anchorage_test_support::small_disk::{self, fill, mount_tmpfs};
 use secrecy::SecretString;
 
 const CHILD_DIR: &str = "ANCHORAGE_AGENT_DISK_CHILD_DIR";
 const PAGE: usize = 4096;
-
-fn mount(args: &[&str]) {
-    let out = Command::new("mount").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mount {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Fills the file system holding `dir` until `ENOSPC`.
-fn fill(dir: &Path) {
-    let mut f = std::fs::File::create(dir.join("fill")).unwrap();
-    let block = vec![0u8; 16 * 1024];
-    loop {
-        match f.write_all(&block) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(28) => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
-    for _ in 0..PAGE {
-        if f.write_all(&[0u8; 1]).is_err() {
-            break;
-        }
-    }
-    f.sync_all().unwrap();
-}
 
 /// An answer of serve for a new leaf under `root`, with `copies` of the intermediate in its
 /// chain (to make the chain file as large as wanted), and the leaf's key.
@@ -97,14 +69,7 @@ fn disk_child() {
         return;
     };
     let mnt = std::path::PathBuf::from(dir);
-    mount(&[
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=1m",
-        "tmpfs",
-        mnt.to_str().unwrap(),
-    ]);
+    mount_tmpfs(&mnt, "1m");
     let out = mnt.join("identity");
     std::fs::create_dir(&out).unwrap();
     let config = IdentityConfig::in_dir("agent.test", &out);
@@ -183,43 +148,13 @@ fn disk_child() {
 #[test]
 fn the_identity_and_status_files_on_a_full_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = Command::new("unshare")
-        .args(["-rm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(dir.path())
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {}
-        other => {
-            anchorage_test_support::peer::skip(&format!(
-                "unshare -rm with a tmpfs mount is not allowed here: {other:?}"
-            ));
-            return;
-        }
-    }
-    let out = Command::new("unshare")
-        .arg("-rm")
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "disk_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let Some((stdout, _stderr)) = small_disk::run_child("disk_child", CHILD_DIR, dir.path()) else {
+        return;
+    };
     for line in stdout
         .lines()
         .filter(|l| l.contains("disk full") || l.starts_with("space again"))
     {
         println!("{line}");
     }
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the child failed:\n{stdout}\n{stderr}"
-    );
 }

@@ -17,56 +17,20 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
+
+use anchorage_test_support::small_disk::{self, error_chain, fill, mount, mount_tmpfs};
 
 use common::*;
 use serde_json::json;
 
 const CHILD_DIR: &str = "ANCHORAGE_SERVE_DISK_CHILD_DIR";
 
-fn mount(args: &[&str]) {
-    let out = Command::new("mount").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mount {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Fills the file system holding `dir` until `ENOSPC`.
-fn fill(dir: &Path) {
-    let mut f = std::fs::File::create(dir.join("fill")).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    loop {
-        match f.write_all(&block) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(28) => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
-    // And the last few bytes.
-    let _ = f.write_all(&[0u8; 4096]);
-    let _ = f.write_all(&[0u8; 1]);
-}
-
-/// An error with its sources, as the CLI prints it.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
 /// Starts serve on `data`, panicking with the whole error chain.
 async fn start_on(data: &Path) -> Running {
     match anchorage_serve::Server::start(config(data)).await {
         Ok(server) => server.shutdown().await,
-        Err(e) => panic!("serve did not start: {}", chain(&e)),
+        Err(e) => panic!("serve did not start: {}", error_chain(&e)),
     }
     start(data).await
 }
@@ -93,14 +57,7 @@ fn disk_child() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    mount(&[
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=4m",
-        "tmpfs",
-        mnt.to_str().unwrap(),
-    ]);
+    mount_tmpfs(&mnt, "4m");
     let data = mnt.join("serve");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -172,7 +129,7 @@ fn disk_child() {
         mount(&["-o", "remount,ro", mnt.to_str().unwrap()]);
         let e = match anchorage_serve::Server::start(config(&data)).await {
             Ok(_) => panic!("serve started on a read-only data directory"),
-            Err(e) => chain(&e),
+            Err(e) => error_chain(&e),
         };
         println!("read-only: {e}");
         assert!(
@@ -195,35 +152,9 @@ fn disk_child() {
 #[test]
 fn the_embedded_store_on_a_full_and_a_read_only_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = Command::new("unshare")
-        .args(["-rm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(dir.path())
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {}
-        other => {
-            anchorage_test_support::peer::skip(&format!(
-                "unshare -rm with a tmpfs mount is not allowed here: {other:?}"
-            ));
-            return;
-        }
-    }
-    let out = Command::new("unshare")
-        .arg("-rm")
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "disk_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let Some((stdout, stderr)) = small_disk::run_child("disk_child", CHILD_DIR, dir.path()) else {
+        return;
+    };
     for line in stdout.lines().filter(|l| {
         l.contains("disk full:")
             || l.starts_with("space again")
@@ -232,10 +163,6 @@ fn the_embedded_store_on_a_full_and_a_read_only_disk() {
     }) {
         println!("{line}");
     }
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the child failed:\n{stdout}\n{stderr}"
-    );
     // The server's log says why writes failed (the client sees `store_unavailable`).
     let reason = stderr
         .lines()

@@ -11,39 +11,10 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::print_stdout)] // the errors seen, for docs/faults.md
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::Command;
-
 use anchorage_store::{EmbeddedStore, Store as _};
+use anchorage_test_support::small_disk::{self, error_chain, fill, mount_tmpfs};
 
 const CHILD_DIR: &str = "ANCHORAGE_STORE_DISK_CHILD_DIR";
-
-/// Fills the file system holding `dir` until `ENOSPC`.
-fn fill(dir: &Path) {
-    let mut f = std::fs::File::create(dir.join("fill")).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    loop {
-        match f.write_all(&block) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(28) => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
-    let _ = f.write_all(&[0u8; 4096]);
-    let _ = f.write_all(&[0u8; 1]);
-}
-
-/// An error with its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
 
 /// 8 KiB, different for each `n`.
 fn value(n: usize) -> Vec<u8> {
@@ -69,16 +40,7 @@ fn disk_child() {
         return;
     };
     let mnt = std::path::PathBuf::from(dir);
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mount_tmpfs(&mnt, "2m");
     let path = mnt.join("data").join(EmbeddedStore::FILE_NAME);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -108,23 +70,23 @@ fn disk_child() {
             }
         }
         let e = refused.expect("the full disk never refused a write");
-        println!("disk full: {}", chain(&e));
+        println!("disk full: {}", error_chain(&e));
         assert!(e.is_unavailable(), "{e:?}");
         assert!(
-            chain(&e).contains("No space left on device"),
+            error_chain(&e).contains("No space left on device"),
             "{}",
-            chain(&e)
+            error_chain(&e)
         );
         // Still full: the next write fails too, with an error saying what happened.
         let e = store.put("still-full", value(0)).await.unwrap_err();
-        println!("still full: {}", chain(&e));
+        println!("still full: {}", error_chain(&e));
         assert!(e.is_unavailable(), "{e:?}");
 
         // Space again: the next write succeeds in this process, without a restart.
         std::fs::remove_file(mnt.join("fill")).unwrap();
         let rev = match store.put("freed", value(7)).await {
             Ok(rev) => rev,
-            Err(e) => panic!("space again, the write still fails: {}", chain(&e)),
+            Err(e) => panic!("space again, the write still fails: {}", error_chain(&e)),
         };
         println!("space again: written at revision {rev}");
         // Compare-and-swap and create work too.
@@ -145,35 +107,9 @@ fn disk_child() {
 #[test]
 fn the_embedded_store_recovers_from_a_full_disk_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = Command::new("unshare")
-        .args(["-rm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(dir.path())
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {}
-        other => {
-            anchorage_test_support::peer::skip(&format!(
-                "unshare -rm with a tmpfs mount is not allowed here: {other:?}"
-            ));
-            return;
-        }
-    }
-    let out = Command::new("unshare")
-        .arg("-rm")
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "disk_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let Some((stdout, _stderr)) = small_disk::run_child("disk_child", CHILD_DIR, dir.path()) else {
+        return;
+    };
     for line in stdout.lines().filter(|l| {
         l.contains("disk full:")
             || l.starts_with("still full")
@@ -182,8 +118,4 @@ fn the_embedded_store_recovers_from_a_full_disk_without_a_restart() {
     }) {
         println!("{line}");
     }
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the child failed:\n{stdout}\n{stderr}"
-    );
 }

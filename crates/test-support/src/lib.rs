@@ -19,5 +19,6 @@ pub mod openbao;
 pub mod peer;
 pub mod pki;
 pub mod registry;
+pub mod small_disk;
 
 pub use tempfile::{TempDir, tempdir};
