@@ -46,6 +46,48 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The API status a NATS reply carries (`Anchorage-Status`), or `""`.
+fn status(m: &async_nats::Message) -> String {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(STATUS_HEADER))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// Headers carrying `token` as a bearer credential.
+fn with_token(token: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {token}").as_str());
+    headers
+}
+
+/// A forged copy of `admin` (a character of its signature changed: the fifth from the end,
+/// all six of whose bits are used, so the token still decodes and only the signature is
+/// wrong) and the real token's headers, after the controls: over NATS the forged token is
+/// refused (401), the real one served (200).
+async fn forged_and_controls(
+    client: &async_nats::Client,
+    admin: &str,
+) -> (String, async_nats::HeaderMap) {
+    let mut forged: Vec<u8> = admin.as_bytes().to_vec();
+    let at = forged.len() - 5;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let refused = client
+        .request_with_headers("anchorage.v1.consumers", with_token(&forged), "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&refused), "401");
+    let good = with_token(admin);
+    let ok = client
+        .request_with_headers("anchorage.v1.consumers", good.clone(), "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(status(&ok), "200");
+    (forged, good)
+}
+
 /// p50, p99 and max of `samples`, in milliseconds.
 fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort();
@@ -399,37 +441,7 @@ async fn bad_signatures_over_nats_do_not_stop_good_requests() {
     let mut config = config(dir.path());
     config.nats = Some(NatsApi::new(client.clone()));
     let s = start_with(config).await;
-    let status = |m: &async_nats::Message| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(STATUS_HEADER))
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default()
-    };
-    let with_token = |token: &str| {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Authorization", format!("Bearer {token}").as_str());
-        headers
-    };
-    // The forged token: the real one with its last character changed (its signature).
-    // A character in the signature changed (the fifth from the end: all six of its bits are
-    // used, so the token still decodes and only the signature is wrong).
-    let mut forged: Vec<u8> = s.admin.clone().into_bytes();
-    let at = forged.len() - 5;
-    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
-    let forged = String::from_utf8(forged).unwrap();
-    // Controls: the forged token is refused, the real one accepted.
-    let refused = client
-        .request_with_headers("anchorage.v1.consumers", with_token(&forged), "{}".into())
-        .await
-        .unwrap();
-    assert_eq!(status(&refused), "401");
-    let good_headers = with_token(&s.admin);
-    let ok = client
-        .request_with_headers("anchorage.v1.consumers", good_headers.clone(), "{}".into())
-        .await
-        .unwrap();
-    assert_eq!(status(&ok), "200");
+    let (forged, good_headers) = forged_and_controls(&client, &s.admin).await;
 
     let sent = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -581,34 +593,8 @@ async fn a_burst_of_bad_signatures_is_shed_and_good_requests_served_past_it() {
     api.max_queued = 1_000;
     config.nats = Some(api);
     let s = start_with(config).await;
-    let status = |m: &async_nats::Message| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(STATUS_HEADER))
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default()
-    };
-    let with_token = |token: &str| {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Authorization", format!("Bearer {token}").as_str());
-        headers
-    };
-    let mut forged: Vec<u8> = s.admin.clone().into_bytes();
-    let at = forged.len() - 5;
-    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
-    let forged = String::from_utf8(forged).unwrap();
     // Controls: refused and served as they should be (the real token is now verified).
-    let refused = client
-        .request_with_headers("anchorage.v1.consumers", with_token(&forged), "{}".into())
-        .await
-        .unwrap();
-    assert_eq!(status(&refused), "401");
-    let good = with_token(&s.admin);
-    let ok = client
-        .request_with_headers("anchorage.v1.consumers", good.clone(), "{}".into())
-        .await
-        .unwrap();
-    assert_eq!(status(&ok), "200");
+    let (forged, good) = forged_and_controls(&client, &s.admin).await;
 
     let attacker = async_nats::connect(nats.url()).await.unwrap();
     let inbox = attacker.new_inbox();
