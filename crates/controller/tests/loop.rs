@@ -175,6 +175,7 @@ async fn the_loop_keeps_targets_in_sync_and_a_bad_bundle_does_not_stop_it() {
     bundles.create(&pp, &good).await.unwrap();
 
     let mut settings = Settings {
+        trust_manager_bundles: false,
         trust_namespace: "trust-ns".into(),
         resync: Duration::from_secs(600),
         retry: Duration::from_millis(500),
@@ -386,6 +387,7 @@ async fn a_cluster_trust_bundle_target_is_written_where_the_api_is_served() {
         let bundles: Api<Bundle> = Api::all(client.clone());
         bundles.create(&pp, &bundle).await.unwrap();
         let settings = Settings {
+            trust_manager_bundles: false,
             trust_namespace: "trust-ns".into(),
             resync: Duration::from_secs(600),
             retry: Duration::from_millis(500),
@@ -497,6 +499,7 @@ async fn a_serve_source_brings_serves_bundle_and_its_changes() {
     let bundles: Api<Bundle> = Api::all(client.clone());
     bundles.create(&pp, &bundle).await.unwrap();
     let settings = Settings {
+        trust_manager_bundles: false,
         trust_namespace: "trust-ns".into(),
         // A short resync: a Bundle with a serve source is asked again at most this often.
         resync: Duration::from_secs(1),

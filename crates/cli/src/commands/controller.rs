@@ -23,6 +23,7 @@ use crate::options::parse_duration;
             "Examples:\n",
             "  anchorage controller --trust-namespace anchorage-trust\n",
             "  anchorage controller crd | kubectl apply -f -\n",
+            "  anchorage controller --trust-manager-bundles   # also trust-manager's Bundles\n",
             "  kubectl apply -k deploy/kubernetes/controller\n",
             "\n",
             "It keeps every Bundle (trust.anchorage.dev/v1alpha1) written as a ConfigMap or Secret in\n",
@@ -52,6 +53,10 @@ pub(crate) struct ControllerArgs {
     /// How often each Bundle is reconciled without a change.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub(crate) resync: Duration,
+    /// Also reconcile trust-manager's Bundles (trust.cert-manager.io/v1alpha1); where the
+    /// cluster does not serve that API it is logged and skipped.
+    #[arg(long)]
+    pub(crate) trust_manager_bundles: bool,
 }
 
 /// `anchorage controller <subcommand>`.
@@ -308,6 +313,7 @@ impl Run for ControllerArgs {
         }
         let mut settings = anchorage_controller::Settings::new(&self.trust_namespace);
         settings.resync = self.resync;
+        settings.trust_manager_bundles = self.trust_manager_bundles;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
