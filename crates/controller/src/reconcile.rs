@@ -13,7 +13,7 @@
 //! 2. on a refusal (private key, non-PEM value, missing source, no certificate, over 1 MiB) it
 //!    publishes a Warning Event per refusal, sets `Ready=False` and leaves every existing target
 //!    as it was: never a half-written target;
-//! 3. otherwise, for each target: skipped when its [`CONTENT_HASH_ANNOTATION`] is already the
+//! 3. otherwise, for each target ([`WRITE_CONCURRENCY`] at a time): skipped when its [`CONTENT_HASH_ANNOTATION`] is already the
 //!    desired one; created (when absent) or server-side applied with the field manager
 //!    [`FIELD_MANAGER`] (force: the controller owns the fields it writes); an object of that
 //!    name that the controller did not create is refused (`TargetConflict`), never taken over;
@@ -65,6 +65,10 @@ const SERVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API a ClusterTrustBundle target needs, as refusals name it.
 const CTB_API: &str = "certificates.k8s.io/v1beta1 ClusterTrustBundle";
+
+/// How many targets of one Bundle are written at once (each a create or server-side apply, and
+/// a GET for a name not yet labelled).
+pub const WRITE_CONCURRENCY: usize = 16;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "anchorage-controller";
@@ -543,17 +547,32 @@ async fn sync(
     let (certificates, ready) = match desired(bundle, others, &sources, &namespaces) {
         Err(refusals) => (None, refused(ctx, &name, owner, &refusals).await),
         Ok(d) => {
-            let mut wanted = BTreeSet::new();
             let mut failed = 0usize;
+            let wanted: BTreeSet<_> = d
+                .targets
+                .iter()
+                .map(|t| (t.kind(), t.namespace(), t.name()))
+                .collect();
+            // Up to WRITE_CONCURRENCY writes in flight; `buffered` keeps the targets' order, so
+            // the conditions are the same as written one after another.
+            // (Collected first: a lazy `map` closure over `&TargetObject` inside the stream
+            // makes the future fail the `Send` check rustc needs for the Controller.)
+            let mut writes = Vec::with_capacity(d.targets.len());
             for target in &d.targets {
+                writes.push(write(client, owner, target, &existing));
+            }
+            let results: Vec<_> = futures::stream::iter(writes)
+                .buffered(WRITE_CONCURRENCY)
+                .collect()
+                .await;
+            for (target, result) in d.targets.iter().zip(results) {
                 let ns = target.namespace();
-                wanted.insert((target.kind(), ns.clone(), target.name()));
                 let ns = if ns.is_empty() {
                     CLUSTER_SCOPE.to_owned()
                 } else {
                     ns
                 };
-                let c = match write(client, owner, target, &existing).await? {
+                let c = match result? {
                     Ok(reason) => condition(&format!("Target/{ns}"), true, reason, "up to date"),
                     Err(r) => {
                         failed += 1;
