@@ -351,3 +351,66 @@ fn webhook_refuses_bad_settings_and_files_at_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn webhook_agent_flags_come_together_and_are_checked_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.pem");
+    let m = missing.to_str().expect("utf-8");
+    let base = [
+        "controller",
+        "webhook",
+        "--configmap",
+        "corp-trust",
+        "--tls-cert",
+        m,
+        "--tls-key",
+        m,
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        anchorage(&args, &[])
+    };
+    // --serve-url without --agent-image (and the reverse): a usage error.
+    for extra in [
+        &["--serve-url", "https://serve:8443"][..],
+        &["--agent-image", "anchorage:1"][..],
+        &["--agent-token-secret", "t"][..],
+    ] {
+        let out = run(extra);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // An agent setting the agent would refuse: a usage error naming it, before the files.
+    let out = run(&["--agent-image", "anchorage:1", "--serve-url", "ftp://serve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("serve URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Valid agent flags: only the missing TLS files stop it (exit 3, as without them).
+    let out = run(&[
+        "--agent-image",
+        "anchorage:1",
+        "--serve-url",
+        "https://serve:8443",
+        "--agent-token-secret",
+        "web-token",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

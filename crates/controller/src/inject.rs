@@ -15,9 +15,19 @@
 //!   `JAVA_TOOL_OPTIONS`, ...), is left as it is and named in a warning; a pod that already has a
 //!   volume of the trust volume's name or the [`INJECTED_ANNOTATION`] is not changed at all
 //!   (that is also what makes a second pass, e.g. a reinvocation, change nothing).
-//! - A pod asking for an identity ([`IDENTITY_ANNOTATION`]) would get the agent sidecar; no
-//!   sidecar spec exists in `anchorage-k8s` yet, so it gets a warning saying so (and the trust
-//!   part when it is labelled).
+//! - A labelled pod asking for an identity ([`IDENTITY_ANNOTATION`], with
+//!   [`IDENTITY_SANS_ANNOTATION`] and [`IDENTITY_ROLE_ANNOTATION`]) gets the agent instead of the
+//!   trust object, when the webhook has an agent configured ([`InjectSettings::agent`]): the patch
+//!   is [`anchorage_k8s::agent_patch`]'s JSON patch (the same container, volumes and mounts as
+//!   `anchorage k8s patch --agent --with-init`, from the same function): the agent's init
+//!   container (`--once`, the trust and the identity in place before the app starts) and its
+//!   sidecar (keeps them current), the emptyDir the agent writes mounted read-only over the mount
+//!   path in the app's containers, the identity's files at
+//!   [`anchorage_k8s::DEFAULT_IDENTITY_MOUNT_PATH`], serve's CA and the token Secret mounted in
+//!   the agent only. `agent_patch` has no native-sidecar form (an init container with
+//!   `restartPolicy: Always`), so the sidecar is an ordinary container. Without an agent
+//!   configured, or when the pod already has a container of the agent's name, the pod gets a
+//!   warning saying so and the trust object as any labelled pod.
 //!
 //! [`review`] never fails: a review it cannot read, a request that is not for a Pod, or a patch
 //! it cannot build is answered `allowed: true` without a patch, with a warning the API server
@@ -25,7 +35,10 @@
 
 use std::path::Path;
 
-use anchorage_k8s::{PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var};
+use anchorage_k8s::{
+    AGENT_CONTAINER, AGENT_INIT_CONTAINER, AgentIdentity, AgentMode, AgentPatchRequest, AgentSpec,
+    PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var,
+};
 use anchorage_trust::env::{EnvRequest, MountedTrust, variables};
 use k8s_openapi::api::core::v1::EnvVar;
 use kube::core::DynamicObject;
@@ -37,8 +50,14 @@ pub const INJECT_LABEL: &str = "trust.anchorage.dev/inject";
 /// The annotation the webhook sets on a pod it changed: the containers it injected, comma
 /// separated. A pod carrying it is not changed again.
 pub const INJECTED_ANNOTATION: &str = "trust.anchorage.dev/injected";
-/// The pod annotation asking for a workload identity (the agent sidecar).
+/// The pod annotation asking for a workload identity (the agent sidecar): the name asked for
+/// (the agent's `--identity`; may use `$(POD_NAME)` and `$(POD_NAMESPACE)`).
 pub const IDENTITY_ANNOTATION: &str = "trust.anchorage.dev/identity";
+/// More names for the identity, comma separated (the agent's `--identity-san`).
+pub const IDENTITY_SANS_ANNOTATION: &str = "trust.anchorage.dev/identity-sans";
+/// The serve role the identity is issued under (the agent's `--role`); absent: the token's. The
+/// token Secret must be bound to it (serve refuses another role: `token_role_mismatch`).
+pub const IDENTITY_ROLE_ANNOTATION: &str = "trust.anchorage.dev/identity-role";
 
 /// What the webhook injects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +75,10 @@ pub struct InjectSettings {
     pub extra_pem: bool,
     /// The object holds `truststore.p12` (`JAVA_TOOL_OPTIONS` names it).
     pub pkcs12: bool,
+    /// The agent for pods asking for an identity (image, serve's URL and CA, the token Secret);
+    /// its `identity` is ignored (each pod's comes from its annotations). `None`: such pods get
+    /// a warning and the trust object.
+    pub agent: Option<AgentSpec>,
 }
 
 impl InjectSettings {
@@ -73,6 +96,7 @@ impl InjectSettings {
             hashed: true,
             extra_pem: false,
             pkcs12: false,
+            agent: None,
         }
     }
 
@@ -89,7 +113,47 @@ impl InjectSettings {
         request.env = self.env();
         anchorage_k8s::workload_patch(&request)
             .map(drop)
-            .map_err(InjectError::Patch)
+            .map_err(InjectError::Patch)?;
+        if let Some(agent) = &self.agent {
+            let mut spec = agent.clone();
+            spec.identity = Some(AgentIdentity::new("$(POD_NAME)"));
+            let mut request = self.agent_request(spec, vec!["app".to_owned()], Vec::new());
+            request.format = PatchFormat::StrategicMerge;
+            anchorage_k8s::agent_patch(&request)
+                .map(drop)
+                .map_err(InjectError::Patch)?;
+        }
+        Ok(())
+    }
+
+    /// The variables set in each app container of a pod that gets the agent: the agent's bundle
+    /// and hashed directory under the mount path, as `anchorage k8s patch --agent` sets them.
+    pub fn agent_env(&self) -> Vec<EnvVar> {
+        let request = self.agent_request(AgentSpec::default(), Vec::new(), Vec::new());
+        let env = EnvRequest {
+            bundle: request.bundle_path().into(),
+            dir: Some(request.hashed_dir_path().into()),
+            extra: None,
+            java: None,
+        };
+        variables(&env)
+            .into_iter()
+            .map(|v| env_var(v.name, v.value))
+            .collect()
+    }
+
+    fn agent_request(
+        &self,
+        agent: AgentSpec,
+        containers: Vec<String>,
+        init_containers: Vec<String>,
+    ) -> AgentPatchRequest {
+        let mut request = AgentPatchRequest::new(WorkloadKind::Pod, containers);
+        request.init_containers = init_containers;
+        request.agent = agent;
+        request.mode = AgentMode::SidecarWithInit;
+        request.mount_path = self.mount_path.clone();
+        request
     }
 
     /// The variables set in each injected container, as `anchorage k8s patch` sets them.
@@ -218,32 +282,37 @@ pub fn inject(settings: &InjectSettings, pod: &Value) -> Result<Injection, Injec
             .and_then(|a| a.get(key))
             .and_then(Value::as_str)
     };
-    if annotation(IDENTITY_ANNOTATION).is_some() {
-        warnings.push(format!(
-            "anchorage: {IDENTITY_ANNOTATION} is not served yet: no agent sidecar was added"
-        ));
-    }
     let opted_in = pod
         .pointer("/metadata/labels")
         .and_then(|l| l.get(INJECT_LABEL))
         .and_then(Value::as_str)
         == Some("true");
+    let agent = match annotation(IDENTITY_ANNOTATION) {
+        None => None,
+        Some(name) => agent_for(settings, pod, name, &annotation, opted_in, &mut warnings),
+    };
     if !opted_in {
         return Ok(Injection {
             decision: Decision::NotOptedIn,
             warnings,
         });
     }
-    let has_volume = list(pod, "/spec/volumes")
-        .iter()
-        .any(|v| str_at(v, "/name") == Some(settings.volume_name.as_str()));
+    let has_volume = list(pod, "/spec/volumes").iter().any(|v| {
+        let name = str_at(v, "/name");
+        name == Some(settings.volume_name.as_str())
+            || (agent.is_some() && name == Some(anchorage_k8s::DEFAULT_VOLUME_NAME))
+    });
     if has_volume || annotation(INJECTED_ANNOTATION).is_some() {
         return Ok(Injection {
             decision: Decision::AlreadyInjected,
             warnings,
         });
     }
-    let env = settings.env();
+    let env = if agent.is_some() {
+        settings.agent_env()
+    } else {
+        settings.env()
+    };
     let mut pick = |field: &str| -> Vec<String> {
         let mut names = Vec::new();
         for container in list(pod, &format!("/spec/{field}")) {
@@ -275,16 +344,27 @@ pub fn inject(settings: &InjectSettings, pod: &Value) -> Result<Injection, Injec
             .entry("kind")
             .or_insert_with(|| WorkloadKind::Pod.kind().into());
     }
-    let mut request = PatchRequest::new(WorkloadKind::Pod, settings.source.clone(), containers);
-    request.init_containers = init_containers;
-    request.volume_name = settings.volume_name.clone();
-    request.mount_path = settings.mount_path.clone();
-    request.env = env;
-    request
-        .pod_annotations
-        .insert(INJECTED_ANNOTATION.to_owned(), injected.join(","));
-    request.format = PatchFormat::Json { current };
-    let ops = anchorage_k8s::workload_patch(&request).map_err(InjectError::Patch)?;
+    let format = PatchFormat::Json { current };
+    let ops = if let Some(spec) = agent {
+        let mut request = settings.agent_request(spec, containers, init_containers);
+        request.env = env;
+        request
+            .pod_annotations
+            .insert(INJECTED_ANNOTATION.to_owned(), injected.join(","));
+        request.format = format;
+        anchorage_k8s::agent_patch(&request).map_err(InjectError::Patch)?
+    } else {
+        let mut request = PatchRequest::new(WorkloadKind::Pod, settings.source.clone(), containers);
+        request.init_containers = init_containers;
+        request.volume_name = settings.volume_name.clone();
+        request.mount_path = settings.mount_path.clone();
+        request.env = env;
+        request
+            .pod_annotations
+            .insert(INJECTED_ANNOTATION.to_owned(), injected.join(","));
+        request.format = format;
+        anchorage_k8s::workload_patch(&request).map_err(InjectError::Patch)?
+    };
     Ok(Injection {
         decision: Decision::Patch {
             ops,
@@ -292,6 +372,58 @@ pub fn inject(settings: &InjectSettings, pod: &Value) -> Result<Injection, Injec
         },
         warnings,
     })
+}
+
+/// The agent for a pod asking for the identity `name`, or `None` with a warning saying why not.
+fn agent_for<'a>(
+    settings: &InjectSettings,
+    pod: &'a Value,
+    name: &str,
+    annotation: &impl Fn(&str) -> Option<&'a str>,
+    opted_in: bool,
+    warnings: &mut Vec<String>,
+) -> Option<AgentSpec> {
+    let Some(agent) = &settings.agent else {
+        warnings.push(format!(
+            "anchorage: {IDENTITY_ANNOTATION} asks for an identity, but this webhook has no agent \
+             configured (anchorage controller webhook --agent-image, --serve-url, \
+             --serve-ca-configmap, --agent-token-secret): no agent sidecar was added"
+        ));
+        return None;
+    };
+    if !opted_in {
+        warnings.push(format!(
+            "anchorage: {IDENTITY_ANNOTATION} asks for an identity, but the pod is not labelled \
+             {INJECT_LABEL}=true: no agent sidecar was added"
+        ));
+        return None;
+    }
+    let taken = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|field| list(pod, &format!("/spec/{field}")))
+        .filter_map(|c| str_at(c, "/name"))
+        .find(|n| *n == AGENT_CONTAINER || *n == AGENT_INIT_CONTAINER);
+    if let Some(taken) = taken {
+        warnings.push(format!(
+            "anchorage: the pod has a container named {taken} already: no agent sidecar was \
+             added (the trust object is mounted instead)"
+        ));
+        return None;
+    }
+    let mut identity = AgentIdentity::new(name);
+    identity.sans = annotation(IDENTITY_SANS_ANNOTATION)
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    identity.role = annotation(IDENTITY_ROLE_ANNOTATION).map(str::to_owned);
+    let mut spec = agent.clone();
+    spec.identity = Some(identity);
+    Some(spec)
 }
 
 /// The answer to an AdmissionReview `body`: always `allowed: true`; with a JSON patch when the

@@ -7,14 +7,14 @@
 //! - [`reconcile`]: the kube-rs `Controller` that writes them (server-side apply, content hash,
 //!   owner labels and cleanup, status conditions, Events).
 //! - [`trust_manager`]: trust-manager's `Bundle` (`trust.cert-manager.io/v1alpha1`) read and
-//!   turned into an anchorage one (pure; not yet reconciled by the running controller).
+//!   turned into an anchorage one (pure); reconciled by [`reconcile`] with
+//!   `Settings::trust_manager_bundles`.
 //! - [`inject`]: pod injection, pure: an AdmissionReview → the JSON patch mounting the trust
 //!   volume and setting the runtime variables (the same ones `anchorage k8s patch` sets).
 //! - [`webhook`]: the mutating admission webhook around it (HTTPS, serving certificate from
 //!   Anchorage's CA, the `MutatingWebhookConfiguration`).
 //!
-//! Not here yet: the agent sidecar injection, the Kubernetes secrets store, ClusterTrustBundle
-//! and Java store targets, `anchorage serve` URL sources.
+//! Not here: the Kubernetes secrets store (`anchorage-secrets-store-k8s`), leader election.
 
 pub mod crd;
 pub mod desired;

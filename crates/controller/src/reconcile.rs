@@ -13,7 +13,7 @@
 //! 2. on a refusal (private key, non-PEM value, missing source, no certificate, over 1 MiB) it
 //!    publishes a Warning Event per refusal, sets `Ready=False` and leaves every existing target
 //!    as it was: never a half-written target;
-//! 3. otherwise, for each target: skipped when its [`CONTENT_HASH_ANNOTATION`] is already the
+//! 3. otherwise, for each target ([`WRITE_CONCURRENCY`] at a time): skipped when its [`CONTENT_HASH_ANNOTATION`] is already the
 //!    desired one; created (when absent) or server-side applied with the field manager
 //!    [`FIELD_MANAGER`] (force: the controller owns the fields it writes); an object of that
 //!    name that the controller did not create is refused (`TargetConflict`), never taken over;
@@ -21,6 +21,11 @@
 //!    an owner reference to the Bundle lets Kubernetes' garbage collector remove the rest when
 //!    the Bundle is deleted;
 //! 5. writes `status`: `Ready`, one `Target/<namespace>` condition per target, the count.
+//!
+//! With [`Settings::trust_manager_bundles`], trust-manager's Bundles get a second `Controller`
+//! with the same watches (their targets by [`TRUST_MANAGER_LABEL`]), converted by
+//! [`to_anchorage`] and written by the same code, plus a watch of their deletions that deletes
+//! their targets.
 //!
 //! A bad Bundle never stops the others: a refusal is a condition and a requeue, not an error of
 //! the controller's stream, and an API error is retried for that Bundle alone.
@@ -31,13 +36,16 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace as K8sNamespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource as _, ResourceExt as _};
+use kube::{Client, ResourceExt as _};
 use serde_json::json;
 
 use anchorage_agent::client::{BundleAnswer, ServeClient};
@@ -47,6 +55,7 @@ use crate::desired::{
     BUNDLE_LABEL, CLUSTER_SCOPE, CLUSTER_TRUST_BUNDLE, CONTENT_HASH_ANNOTATION, Namespace, Refusal,
     Sources, TargetObject, desired,
 };
+use crate::trust_manager::{TRUST_MANAGER_LABEL, TmCondition, TrustManagerBundle, to_anchorage};
 
 /// How often a Bundle with a `serve` source is reconciled (and serve asked again), so a change
 /// made in serve reaches the targets.
@@ -56,6 +65,10 @@ const SERVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API a ClusterTrustBundle target needs, as refusals name it.
 const CTB_API: &str = "certificates.k8s.io/v1beta1 ClusterTrustBundle";
+
+/// How many targets of one Bundle are written at once (each a create or server-side apply, and
+/// a GET for a name not yet labelled).
+pub const WRITE_CONCURRENCY: usize = 16;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "anchorage-controller";
@@ -84,6 +97,10 @@ pub struct Settings {
     pub mozilla: Vec<(anchorage_x509::Certificate, anchorage_bundle::Origin)>,
     /// The controller container's system store.
     pub system: Vec<(anchorage_x509::Certificate, anchorage_bundle::Origin)>,
+    /// Also reconcile trust-manager's Bundles (`trust.cert-manager.io/v1alpha1`,
+    /// `--trust-manager-bundles`; default off). Where the cluster does not serve that API it is
+    /// logged once and only anchorage Bundles are reconciled.
+    pub trust_manager_bundles: bool,
 }
 
 impl Settings {
@@ -102,6 +119,7 @@ impl Settings {
             retry: Duration::from_secs(15),
             mozilla: load(anchorage_trust::Source::Mozilla),
             system: load(anchorage_trust::Source::System),
+            trust_manager_bundles: false,
         }
     }
 }
@@ -112,15 +130,106 @@ struct Context {
     recorder: Recorder,
 }
 
+/// Whose targets these are: an anchorage Bundle, or a trust-manager Bundle read through
+/// [`to_anchorage`]. Each kind labels its targets with its own key (so neither cleans up the
+/// other's) and is their owner.
+struct Owner {
+    /// The label key on the targets; its value is the Bundle's name.
+    label: &'static str,
+    /// The owner reference set on each target.
+    reference: Option<OwnerReference>,
+    /// What Events are about.
+    object: ObjectReference,
+}
+
+impl Owner {
+    fn of<K: kube::Resource<DynamicType = ()>>(label: &'static str, object: &K) -> Self {
+        Self {
+            label,
+            reference: object.controller_owner_ref(&()),
+            object: object.object_ref(&()),
+        }
+    }
+}
+
 /// Runs the controller until the stream ends (it does not, short of a shutdown signal handled
-/// by kube-runtime's `shutdown_on_signal`).
+/// by kube-runtime's `shutdown_on_signal`). With [`Settings::trust_manager_bundles`] it also
+/// runs a second `Controller` over trust-manager's Bundles, when the cluster serves that API.
 pub async fn run(client: Client, settings: Settings) {
-    let bundles: Api<Bundle> = Api::all(client.clone());
-    let trust_ns = settings.trust_namespace.clone();
-    let owned = watcher::Config::default().labels(BUNDLE_LABEL);
-    let controller = Controller::new(bundles, watcher::Config::default());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let trust_manager = settings.trust_manager_bundles;
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings,
+        recorder,
+    });
+    let bundles = run_kind::<Bundle, _, _>(ctx.clone(), BUNDLE_LABEL, reconcile);
+    if !trust_manager || !trust_manager_served(&client).await {
+        bundles.await;
+        return;
+    }
+    let trust_manager = run_kind::<TrustManagerBundle, _, _>(
+        ctx.clone(),
+        TRUST_MANAGER_LABEL,
+        reconcile_trust_manager,
+    );
+    let both = futures::future::join(bundles, trust_manager);
+    // The cleanup never ends on its own: the controllers' end (a signal) ends the run.
+    futures::future::select(
+        Box::pin(both),
+        Box::pin(clean_up_trust_manager_targets(client)),
+    )
+    .await;
+}
+
+/// Whether the cluster serves trust-manager's Bundle (`trust.cert-manager.io/v1alpha1`). Only a
+/// 404 means no (logged once); another error is logged and the watch tried anyway (it retries).
+async fn trust_manager_served(client: &Client) -> bool {
+    let api: Api<TrustManagerBundle> = Api::all(client.clone());
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => {
+            tracing::info!("reconciling trust-manager Bundles (trust.cert-manager.io/v1alpha1)");
+            true
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            tracing::warn!(
+                "--trust-manager-bundles: the cluster does not serve trust.cert-manager.io/v1alpha1 Bundles (trust-manager's CRD is not installed); not watching them"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list trust-manager Bundles; watching them anyway (retried)");
+            true
+        }
+    }
+}
+
+/// One `Controller` over `K` (a Bundle kind), watching what its targets are made of: the trust
+/// namespace's ConfigMaps and Secrets, the Namespaces, and its own targets by `label`.
+async fn run_kind<K, F, Fut>(ctx: Arc<Context>, label: &'static str, reconcile: F)
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
+{
+    let client = ctx.client.clone();
+    let trust_ns = ctx.settings.trust_namespace.clone();
+    let owned = watcher::Config::default().labels(label);
+    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     // A source or a namespace changing can change any Bundle: requeue them all, from the
-    // controller's own Bundle cache.
+    // controller's own cache.
     let store = controller.store();
     let every = move || {
         store
@@ -130,18 +239,8 @@ pub async fn run(client: Client, settings: Settings) {
             .collect::<Vec<_>>()
     };
     let (e1, e2, e3) = (every.clone(), every.clone(), every);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        settings,
-        recorder,
-    });
+    let owner_of =
+        move |labels: &BTreeMap<String, String>| labels.get(label).map(|b| ObjectRef::<K>::new(b));
     controller
         .watches(
             Api::<ConfigMap>::namespaced(client.clone(), &trust_ns),
@@ -161,9 +260,11 @@ pub async fn run(client: Client, settings: Settings) {
         .watches(
             Api::<ConfigMap>::all(client.clone()),
             owned.clone(),
-            owner_of,
+            move |o| owner_of(o.labels()),
         )
-        .watches(Api::<Secret>::all(client), owned, owner_of)
+        .watches(Api::<Secret>::all(client), owned, move |o| {
+            owner_of(o.labels())
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -175,17 +276,226 @@ pub async fn run(client: Client, settings: Settings) {
         .await;
 }
 
-/// The Bundle a labelled target belongs to.
-fn owner_of<K: kube::Resource>(obj: K) -> Option<ObjectRef<Bundle>> {
-    obj.labels().get(BUNDLE_LABEL).map(|b| ObjectRef::new(b))
-}
-
-fn error_policy(bundle: Arc<Bundle>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy<K: kube::Resource>(
+    bundle: Arc<K>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
     tracing::warn!(bundle = %bundle.name_any(), %error, "reconcile failed; retrying");
     Action::requeue(ctx.settings.retry)
 }
 
 async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let name = bundle.name_any();
+    let bundles: Api<Bundle> = Api::all(ctx.client.clone());
+    let others: Vec<Bundle> = bundles
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|b| b.name_any() != name)
+        .collect();
+    let owner = Owner::of(BUNDLE_LABEL, bundle.as_ref());
+    let (certificates, conditions) = sync(&ctx, &bundle, &others, &owner).await?;
+    let new_status = BundleStatus {
+        certificates,
+        conditions,
+        observed_generation: bundle.metadata.generation,
+    };
+    // Written only when it changed: a status write is a Bundle change, which the Controller's
+    // watch would bring back here (API servers drop no-op patches, not every server does).
+    if bundle.status.as_ref() != Some(&new_status) {
+        let status = json!({
+            "status": {
+                "certificates": new_status.certificates,
+                "conditions": new_status.conditions,
+                "observedGeneration": new_status.observed_generation,
+            }
+        });
+        bundles
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+    }
+    Ok(requeue_after(&ctx, &bundle))
+}
+
+fn requeue_after(ctx: &Context, bundle: &Bundle) -> Action {
+    let serve_sources = bundle.spec.sources.iter().any(|s| s.serve.is_some());
+    Action::requeue(if serve_sources {
+        ctx.settings.resync.min(SERVE_REFRESH)
+    } else {
+        ctx.settings.resync
+    })
+}
+
+/// A trust-manager Bundle: converted ([`to_anchorage`]; a field it cannot honour is a
+/// `Ready=False` condition and an Event, nothing written), then the same [`sync`] as an
+/// anchorage Bundle, against the other trust-manager Bundles for conflicts. Its
+/// `status.conditions` get the same conditions in trust-manager's shape.
+async fn reconcile_trust_manager(
+    tm: Arc<TrustManagerBundle>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let name = tm.name_any();
+    let owner = Owner::of(TRUST_MANAGER_LABEL, tm.as_ref());
+    let api: Api<TrustManagerBundle> = Api::all(ctx.client.clone());
+    let (conditions, action) = match to_anchorage(&tm) {
+        Err(refusals) => (
+            vec![refused(&ctx, &name, &owner, &refusals).await],
+            Action::requeue(ctx.settings.resync),
+        ),
+        Ok(bundle) => {
+            let others: Vec<Bundle> = api
+                .list(&ListParams::default())
+                .await?
+                .iter()
+                .filter(|t| t.name_any() != name)
+                .filter_map(|t| to_anchorage(t).ok())
+                .collect();
+            let (_, conditions) = sync(&ctx, &bundle, &others, &owner).await?;
+            (conditions, requeue_after(&ctx, &bundle))
+        }
+    };
+    let old = tm
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = tm.metadata.generation;
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let new: Vec<TmCondition> = conditions
+        .into_iter()
+        .map(|c| {
+            // The transition time changes only with the status, as for any metav1.Condition.
+            let since = old
+                .iter()
+                .find(|o| o.type_ == c.type_ && o.status == c.status)
+                .map_or_else(|| now.clone(), |o| o.last_transition_time.clone());
+            TmCondition {
+                type_: c.type_,
+                status: c.status,
+                reason: c.reason,
+                message: c.message,
+                last_transition_time: since,
+                observed_generation: generation,
+            }
+        })
+        .collect();
+    if old != new.as_slice() {
+        let status = json!({ "status": { "conditions": new } });
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+    }
+    Ok(action)
+}
+
+/// Deletes the targets of trust-manager Bundles that are gone: at each (re)list, those whose
+/// Bundle is not in it, and at each deletion, that Bundle's. A real cluster's garbage collector
+/// does the same through the owner references; this also covers a cluster where they were
+/// removed, and the kmock emulator (no garbage collector).
+async fn clean_up_trust_manager_targets(client: Client) {
+    let api: Api<TrustManagerBundle> = Api::all(client.clone());
+    let mut live = BTreeSet::new();
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Init) => live.clear(),
+            Ok(watcher::Event::InitApply(tm) | watcher::Event::Apply(tm)) => {
+                live.insert(tm.name_any());
+            }
+            Ok(watcher::Event::InitDone) => {
+                delete_trust_manager_targets(&client, |owner| !live.contains(owner)).await;
+            }
+            Ok(watcher::Event::Delete(tm)) => {
+                let gone = tm.name_any();
+                live.remove(&gone);
+                delete_trust_manager_targets(&client, |owner| owner == gone).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "watching trust-manager Bundles for cleanup"),
+        }
+    }
+}
+
+/// Deletes the ConfigMaps and Secrets labelled [`TRUST_MANAGER_LABEL`] whose Bundle `gone`
+/// names. Failures are logged (the next deletion or relist tries again).
+async fn delete_trust_manager_targets(client: &Client, gone: impl Fn(&str) -> bool) {
+    let lp = ListParams::default().labels(TRUST_MANAGER_LABEL);
+    let dp = DeleteParams::default();
+    let configmaps: Api<ConfigMap> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let mut doomed = Vec::new();
+    match configmaps.list(&lp).await {
+        Ok(list) => doomed.extend(list.into_iter().map(|o| ("ConfigMap", o.metadata))),
+        Err(e) => tracing::warn!(error = %e, "listing trust-manager targets (ConfigMaps)"),
+    }
+    match secrets.list(&lp).await {
+        Ok(list) => doomed.extend(list.into_iter().map(|o| ("Secret", o.metadata))),
+        Err(e) => tracing::warn!(error = %e, "listing trust-manager targets (Secrets)"),
+    }
+    for (kind, meta) in doomed {
+        let Some(owner) = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TRUST_MANAGER_LABEL))
+        else {
+            continue;
+        };
+        if !gone(owner) {
+            continue;
+        }
+        let (ns, name) = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        tracing::info!(kind, namespace = %ns, name = %name, bundle = %owner, "deleting a target of a deleted trust-manager Bundle");
+        let result = if kind == "ConfigMap" {
+            Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                .delete(&name, &dp)
+                .await
+                .map(drop)
+        } else {
+            Api::<Secret>::namespaced(client.clone(), &ns)
+                .delete(&name, &dp)
+                .await
+                .map(drop)
+        };
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(kind, namespace = %ns, name = %name, error = %e, "cannot delete");
+            }
+        }
+    }
+}
+
+/// A refused Bundle: an Event per refusal, and the `Ready=False` condition.
+async fn refused(ctx: &Context, name: &str, owner: &Owner, refusals: &[Refusal]) -> Condition {
+    for r in refusals {
+        tracing::warn!(bundle = %name, reason = r.reason(), "refused: {r}");
+        publish(ctx, owner, r).await;
+    }
+    let message = refusals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let reason = refusals.first().map_or("Refused", Refusal::reason);
+    condition("Ready", false, reason, &message)
+}
+
+/// Computes `bundle`'s targets and writes them as `owner`'s: the certificate count and the
+/// conditions (`Ready` first, then one per target).
+async fn sync(
+    ctx: &Context,
+    bundle: &Bundle,
+    others: &[Bundle],
+    owner: &Owner,
+) -> Result<(Option<u32>, Vec<Condition>), ReconcileError> {
     let client = &ctx.client;
     let name = bundle.name_any();
     let trust_ns = &ctx.settings.trust_namespace;
@@ -213,7 +523,7 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
             .secrets
             .insert(s.name_any(), Sources::secret_data(&s));
     }
-    fetch_serve_sources(&bundle, &mut sources).await;
+    fetch_serve_sources(bundle, &mut sources).await;
     let namespaces: Vec<Namespace> = Api::<K8sNamespace>::all(client.clone())
         .list(&lp)
         .await?
@@ -222,13 +532,6 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
             labels: ns.labels().clone(),
             name: ns.name_any(),
         })
-        .collect();
-    let bundles: Api<Bundle> = Api::all(client.clone());
-    let others: Vec<Bundle> = bundles
-        .list(&lp)
-        .await?
-        .into_iter()
-        .filter(|b| b.name_any() != name)
         .collect();
 
     // ClusterTrustBundles are listed only for a Bundle that writes one now or wrote one before
@@ -239,40 +542,41 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
                 .iter()
                 .any(|c| c.type_ == format!("Target/{CLUSTER_SCOPE}"))
         });
-    let existing = Existing::list(client, &name, cluster_scoped).await?;
+    let existing = Existing::list(client, owner.label, &name, cluster_scoped).await?;
     let mut conditions = Vec::new();
-    let (certificates, ready) = match desired(&bundle, &others, &sources, &namespaces) {
-        Err(refusals) => {
-            for r in &refusals {
-                tracing::warn!(bundle = %name, reason = r.reason(), "refused: {r}");
-                publish(&ctx, &bundle, r).await;
-            }
-            let message = refusals
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            (
-                None,
-                condition("Ready", false, refusals[0].reason(), &message),
-            )
-        }
+    let (certificates, ready) = match desired(bundle, others, &sources, &namespaces) {
+        Err(refusals) => (None, refused(ctx, &name, owner, &refusals).await),
         Ok(d) => {
-            let mut wanted = BTreeSet::new();
             let mut failed = 0usize;
+            let wanted: BTreeSet<_> = d
+                .targets
+                .iter()
+                .map(|t| (t.kind(), t.namespace(), t.name()))
+                .collect();
+            // Up to WRITE_CONCURRENCY writes in flight; `buffered` keeps the targets' order, so
+            // the conditions are the same as written one after another.
+            // (Collected first: a lazy `map` closure over `&TargetObject` inside the stream
+            // makes the future fail the `Send` check rustc needs for the Controller.)
+            let mut writes = Vec::with_capacity(d.targets.len());
             for target in &d.targets {
+                writes.push(write(client, owner, target, &existing));
+            }
+            let results: Vec<_> = futures::stream::iter(writes)
+                .buffered(WRITE_CONCURRENCY)
+                .collect()
+                .await;
+            for (target, result) in d.targets.iter().zip(results) {
                 let ns = target.namespace();
-                wanted.insert((target.kind(), ns.clone(), target.name()));
                 let ns = if ns.is_empty() {
                     CLUSTER_SCOPE.to_owned()
                 } else {
                     ns
                 };
-                let c = match write(client, &bundle, target, &existing).await? {
+                let c = match result? {
                     Ok(reason) => condition(&format!("Target/{ns}"), true, reason, "up to date"),
                     Err(r) => {
                         failed += 1;
-                        publish(&ctx, &bundle, &r).await;
+                        publish(ctx, owner, &r).await;
                         condition(&format!("Target/{ns}"), false, r.reason(), &r.to_string())
                     }
                 };
@@ -280,7 +584,7 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
             }
             for (ns, r) in &d.refused {
                 failed += 1;
-                publish(&ctx, &bundle, r).await;
+                publish(ctx, owner, r).await;
                 conditions.push(condition(
                     &format!("Target/{ns}"),
                     false,
@@ -311,31 +615,7 @@ async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Rec
         }
     };
     conditions.insert(0, ready);
-    let new_status = BundleStatus {
-        certificates,
-        conditions,
-        observed_generation: bundle.metadata.generation,
-    };
-    // Written only when it changed: a status write is a Bundle change, which the Controller's
-    // watch would bring back here (API servers drop no-op patches, not every server does).
-    if bundle.status.as_ref() != Some(&new_status) {
-        let status = json!({
-            "status": {
-                "certificates": new_status.certificates,
-                "conditions": new_status.conditions,
-                "observedGeneration": new_status.observed_generation,
-            }
-        });
-        bundles
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-            .await?;
-    }
-    let serve_sources = bundle.spec.sources.iter().any(|s| s.serve.is_some());
-    Ok(Action::requeue(if serve_sources {
-        ctx.settings.resync.min(SERVE_REFRESH)
-    } else {
-        ctx.settings.resync
-    }))
+    Ok((certificates, conditions))
 }
 
 /// Fetches each `serve` source's bundle into [`Sources::fetched`]: serve's CA from the trust
@@ -386,7 +666,7 @@ fn condition(type_: &str, ok: bool, reason: &str, message: &str) -> Condition {
     }
 }
 
-async fn publish(ctx: &Context, bundle: &Bundle, refusal: &Refusal) {
+async fn publish(ctx: &Context, owner: &Owner, refusal: &Refusal) {
     let mut note = refusal.to_string();
     note.truncate(1000);
     let event = Event {
@@ -396,8 +676,9 @@ async fn publish(ctx: &Context, bundle: &Bundle, refusal: &Refusal) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &bundle.object_ref(&())).await {
-        tracing::warn!(bundle = %bundle.name_any(), error = %e, "could not publish an Event");
+    if let Err(e) = ctx.recorder.publish(&event, &owner.object).await {
+        let bundle = owner.object.name.as_deref().unwrap_or_default();
+        tracing::warn!(%bundle, error = %e, "could not publish an Event");
     }
 }
 
@@ -412,15 +693,16 @@ struct Existing {
 impl Existing {
     async fn list(
         client: &Client,
+        label: &str,
         bundle: &str,
         cluster_scoped: bool,
     ) -> Result<Self, kube::Error> {
-        let lp = ListParams::default().labels(&format!("{BUNDLE_LABEL}={bundle}"));
+        let lp = ListParams::default().labels(&format!("{label}={bundle}"));
         let mut objects = BTreeMap::new();
         // The label is checked here too: the selector is what keeps the list small, this what
         // keeps it right.
         let mine = |labels: &BTreeMap<String, String>| {
-            labels.get(BUNDLE_LABEL).map(String::as_str) == Some(bundle)
+            labels.get(label).map(String::as_str) == Some(bundle)
         };
         for o in Api::<ConfigMap>::all(client.clone()).list(&lp).await? {
             if mine(o.labels()) {
@@ -507,7 +789,7 @@ impl Existing {
 /// object of that name exists that the controller does not own.
 async fn write(
     client: &Client,
-    bundle: &Bundle,
+    owner: &Owner,
     target: &TargetObject,
     existing: &Existing,
 ) -> Result<Result<&'static str, Refusal>, ReconcileError> {
@@ -521,7 +803,7 @@ async fn write(
         if hash.is_some() && *hash == target.content_hash() {
             return Ok(Ok("Unchanged"));
         }
-        apply(client, bundle, target).await?;
+        apply(client, owner, target).await?;
         return Ok(Ok("Applied"));
     }
     // Not among the labelled targets: absent (create it) or someone else's (refuse).
@@ -549,7 +831,7 @@ async fn write(
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    match owned(bundle, target) {
+    match owned(owner, target) {
         TargetObject::ConfigMap(o) => {
             Api::<ConfigMap>::namespaced(client.clone(), &ns)
                 .create(&pp, &o)
@@ -582,23 +864,29 @@ where
     }
 }
 
-/// The target with the Bundle as its controlling owner.
-fn owned(bundle: &Bundle, target: &TargetObject) -> TargetObject {
+/// The target with its Bundle as its controlling owner, labelled with the owner's label.
+fn owned(owner: &Owner, target: &TargetObject) -> TargetObject {
     let mut target = target.clone();
-    let owner = bundle.controller_owner_ref(&());
-    target.metadata_mut().owner_references = owner.map(|o| vec![o]);
+    let meta = target.metadata_mut();
+    meta.owner_references = owner.reference.clone().map(|o| vec![o]);
+    if owner.label != BUNDLE_LABEL {
+        let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+        if let Some(name) = labels.remove(BUNDLE_LABEL) {
+            labels.insert(owner.label.to_owned(), name);
+        }
+    }
     target
 }
 
 async fn apply(
     client: &Client,
-    bundle: &Bundle,
+    owner: &Owner,
     target: &TargetObject,
 ) -> Result<(), ReconcileError> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let ns = target.namespace();
     let name = target.name();
-    match owned(bundle, target) {
+    match owned(owner, target) {
         TargetObject::ConfigMap(mut o) => {
             o.metadata.managed_fields = None;
             let body = apply_body(&o, "ConfigMap")?;

@@ -11,8 +11,11 @@
 //! a source `selector` over labels, both targets at once. `additionalFormats` (JKS/PKCS#12) is
 //! carried over; a password other than trust-manager's default is then refused by the desired
 //! state, naming the field.
-//! Not wired into the running controller yet: `anchorage controller` reconciles only
-//! `trust.anchorage.dev` Bundles.
+//! The running controller reconciles them with `--trust-manager-bundles`
+//! ([`crate::Settings::trust_manager_bundles`]): through the same desired-state path, their
+//! targets labelled [`TRUST_MANAGER_LABEL`] (not [`crate::desired::BUNDLE_LABEL`]) and owned by
+//! the trust-manager Bundle, and their `status.conditions` written in trust-manager's condition
+//! shape ([`TmCondition`]).
 
 use std::collections::BTreeMap;
 
@@ -26,13 +29,18 @@ use crate::crd::{
 };
 use crate::desired::Refusal;
 
+/// The label on the targets of a trust-manager Bundle: its name. Targets of anchorage Bundles
+/// carry [`crate::desired::BUNDLE_LABEL`] instead, so neither kind cleans up the other's.
+pub const TRUST_MANAGER_LABEL: &str = "trust.anchorage.dev/trust-manager-bundle";
+
 /// trust-manager's Bundle spec (the fields read; others are ignored).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "trust.cert-manager.io",
     version = "v1alpha1",
     kind = "Bundle",
-    root = "TrustManagerBundle"
+    root = "TrustManagerBundle",
+    status = "TrustManagerBundleStatus"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrustManagerBundleSpec {
@@ -42,6 +50,39 @@ pub struct TrustManagerBundleSpec {
     /// The target.
     #[serde(default)]
     pub target: TmTarget,
+}
+
+/// trust-manager's Bundle status: the conditions (trust-manager's own `defaultCAVersion` is not
+/// written).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustManagerBundleStatus {
+    /// `Ready` and one `Target/<namespace>` per target, as on an anchorage Bundle.
+    #[serde(default)]
+    pub conditions: Vec<TmCondition>,
+}
+
+/// trust-manager's condition shape (a `metav1.Condition`: `lastTransitionTime` required).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TmCondition {
+    /// The type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// One CamelCase word.
+    #[serde(default)]
+    pub reason: String,
+    /// What happened.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    #[serde(default)]
+    pub last_transition_time: String,
+    /// The generation the condition is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// One trust-manager source.

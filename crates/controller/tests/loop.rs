@@ -175,6 +175,7 @@ async fn the_loop_keeps_targets_in_sync_and_a_bad_bundle_does_not_stop_it() {
     bundles.create(&pp, &good).await.unwrap();
 
     let mut settings = Settings {
+        trust_manager_bundles: false,
         trust_namespace: "trust-ns".into(),
         resync: Duration::from_secs(600),
         retry: Duration::from_millis(500),
@@ -386,6 +387,7 @@ async fn a_cluster_trust_bundle_target_is_written_where_the_api_is_served() {
         let bundles: Api<Bundle> = Api::all(client.clone());
         bundles.create(&pp, &bundle).await.unwrap();
         let settings = Settings {
+            trust_manager_bundles: false,
             trust_namespace: "trust-ns".into(),
             resync: Duration::from_secs(600),
             retry: Duration::from_millis(500),
@@ -497,6 +499,7 @@ async fn a_serve_source_brings_serves_bundle_and_its_changes() {
     let bundles: Api<Bundle> = Api::all(client.clone());
     bundles.create(&pp, &bundle).await.unwrap();
     let settings = Settings {
+        trust_manager_bundles: false,
         trust_namespace: "trust-ns".into(),
         // A short resync: a Bundle with a serve source is asked again at most this often.
         resync: Duration::from_secs(1),
@@ -574,4 +577,87 @@ async fn a_serve_source_brings_serves_bundle_and_its_changes() {
 
     controller.abort();
     server.shutdown().await;
+}
+
+/// More targets than are written at once (`WRITE_CONCURRENCY`): every namespace gets its target,
+/// and the status has exactly one `Target/<namespace>` per namespace, in the namespaces' order,
+/// as when they were written one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_targets_are_written_in_parallel_with_exact_conditions() {
+    let Some(kmock) = start_kmock() else { return };
+    let config = kube::Config::new(format!("http://127.0.0.1:{}", kmock.port).parse().unwrap());
+    let client = Client::try_from(config).unwrap();
+    let pp = PostParams::default();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let count = anchorage_controller::reconcile::WRITE_CONCURRENCY + 8;
+    let mut names: Vec<String> = (0..count).map(|i| format!("ns-{i:02}")).collect();
+    names.push("trust-ns".into());
+    for name in &names {
+        namespaces
+            .create(&pp, &namespace(name, json!({})))
+            .await
+            .unwrap();
+    }
+    let a = pki::root_ca("Parallel Root");
+    let source: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "cas", "namespace": "trust-ns"},
+        "data": {"a.crt": a.pem}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), "trust-ns")
+        .create(&pp, &source)
+        .await
+        .unwrap();
+    let mut bundle = Bundle::new(
+        "trust",
+        BundleSpec {
+            sources: vec![BundleSource {
+                config_map: Some(KeySelector {
+                    name: "cas".into(),
+                    include_all_keys: Some(true),
+                    ..KeySelector::default()
+                }),
+                ..BundleSource::default()
+            }],
+            target: BundleTarget {
+                config_map: Some(TargetKeys::default()),
+                ..BundleTarget::default()
+            },
+        },
+    );
+    bundle.metadata.uid = Some("0b0e5b3c-0000-4000-8000-0000000000d1".into());
+    let bundles: Api<Bundle> = Api::all(client.clone());
+    bundles.create(&pp, &bundle).await.unwrap();
+    let settings = Settings {
+        trust_manager_bundles: false,
+        trust_namespace: "trust-ns".into(),
+        resync: Duration::from_secs(600),
+        retry: Duration::from_millis(500),
+        mozilla: Vec::new(),
+        system: Vec::new(),
+    };
+    let controller = tokio::spawn(anchorage_controller::run(client.clone(), settings));
+    eventually("Ready=True with every target", || async {
+        let b = bundles.get("trust").await.unwrap();
+        condition(&b, "Ready").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    let b = bundles.get("trust").await.unwrap();
+    let types: Vec<String> = b
+        .status
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_.clone())
+        .collect();
+    let mut expected = vec!["Ready".to_owned()];
+    let mut sorted = names.clone();
+    sorted.sort();
+    expected.extend(sorted.iter().map(|n| format!("Target/{n}")));
+    assert_eq!(types, expected);
+    for name in &names {
+        assert!(target(&client, name).await.is_some(), "{name}");
+    }
+    controller.abort();
+    drop(kmock);
 }

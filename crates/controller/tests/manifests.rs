@@ -38,6 +38,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "certificates.k8s.io/clustertrustbundles",
         &["create", "delete", "get", "list", "patch"],
     ),
+    ("trust.cert-manager.io/bundles", &["get", "list", "watch"]),
+    ("trust.cert-manager.io/bundles/status", &["patch"]),
 ];
 
 #[test]

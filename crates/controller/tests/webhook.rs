@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use anchorage_ca::{BuiltinCa, Clock as _, InitOptions};
 use anchorage_controller::inject::{
-    Decision, IDENTITY_ANNOTATION, INJECT_LABEL, INJECTED_ANNOTATION, InjectSettings, inject,
-    review_json,
+    Decision, IDENTITY_ANNOTATION, IDENTITY_ROLE_ANNOTATION, IDENTITY_SANS_ANNOTATION,
+    INJECT_LABEL, INJECTED_ANNOTATION, InjectSettings, inject, review_json,
 };
 use anchorage_controller::webhook::{
     MUTATE_PATH, TIMEOUT_SECONDS, WebhookService, serving_certificate, tls_config,
@@ -635,4 +635,303 @@ async fn the_https_endpoint_answers_a_client_trusting_the_ca_and_only_that_one()
         .await
         .unwrap()
         .unwrap();
+}
+
+/// The webhook with an agent configured, as `controller webhook --agent-image ... --serve-url ...
+/// --serve-ca-configmap serve-ca --agent-token-secret web-token` sets it.
+fn agent_settings() -> InjectSettings {
+    let mut settings = settings();
+    settings.agent = Some(anchorage_k8s::AgentSpec {
+        image: "registry.example/anchorage:1".into(),
+        server: "https://anchorage-serve.anchorage.svc:8443".into(),
+        serve_ca: anchorage_k8s::ServeCaSource::ConfigMap("serve-ca".into()),
+        token_secret: "web-token".into(),
+        ..anchorage_k8s::AgentSpec::default()
+    });
+    settings
+}
+
+/// The labelled review asking for the identity `web` (with a SAN and a role).
+fn asking_for_identity() -> Value {
+    let mut review = labelled();
+    let annotations = &mut review["request"]["object"]["metadata"]["annotations"];
+    annotations[IDENTITY_ANNOTATION] = "web.$(POD_NAMESPACE).svc".into();
+    annotations[IDENTITY_SANS_ANNOTATION] = "web, web.corp.example".into();
+    annotations[IDENTITY_ROLE_ANNOTATION] = "web-server".into();
+    review
+}
+
+fn mounts_of(c: &Container) -> Vec<(String, String, bool)> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.mount_path.clone(),
+                m.read_only == Some(true),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_pod_asking_for_an_identity_gets_the_agent_built_by_anchorage_k8s() {
+    let settings = agent_settings();
+    let review = asking_for_identity();
+    let answer = answer(&settings, &review);
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("warnings").is_none(), "{answer:#}");
+    let patch = patch_of(&answer).unwrap();
+    let pod = apply(&review["request"]["object"], &patch);
+    let spec = pod.spec.as_ref().unwrap();
+
+    // The agent's containers are exactly what `anchorage k8s patch --agent` builds.
+    let mut agent = settings.agent.clone().unwrap();
+    let mut identity = anchorage_k8s::AgentIdentity::new("web.$(POD_NAMESPACE).svc");
+    identity.sans = vec!["web".into(), "web.corp.example".into()];
+    identity.role = Some("web-server".into());
+    agent.identity = Some(identity);
+    let sidecar = anchorage_k8s::agent_container(&agent, false).unwrap();
+    let init = anchorage_k8s::agent_container(&agent, true).unwrap();
+    assert_eq!(spec.containers.len(), 2);
+    assert_eq!(spec.containers[1], sidecar);
+    assert_eq!(spec.init_containers.as_ref().unwrap(), &vec![init]);
+    let args = sidecar.args.clone().unwrap();
+    for expected in [
+        "--server=https://anchorage-serve.anchorage.svc:8443",
+        "--identity=web.$(POD_NAMESPACE).svc",
+        "--identity-san=web",
+        "--identity-san=web.corp.example",
+        "--role=web-server",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "{expected}: {args:?}");
+    }
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("registry.example/anchorage:1")
+    );
+
+    // Volumes: the service-account token kept, then the agent's.
+    let volumes = spec.volumes.as_ref().unwrap();
+    let mut expected_volumes = before_volumes(&review);
+    expected_volumes.extend(anchorage_k8s::agent_volumes(&agent).unwrap());
+    assert_eq!(volumes, &expected_volumes);
+    let token_volume = volumes
+        .iter()
+        .find(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("web-token"))
+        .unwrap();
+    let serve_ca = volumes
+        .iter()
+        .find(|v| v.config_map.as_ref().map(|c| c.name.as_str()) == Some("serve-ca"))
+        .unwrap();
+    assert!(
+        !volumes
+            .iter()
+            .any(|v| v.config_map.as_ref().map(|c| c.name.as_str()) == Some("corp-trust")),
+        "the agent writes the trust: the trust object is not mounted"
+    );
+
+    // The app: the agent's emptyDir read-only over /etc/ssl/certs, the identity read-only, the
+    // token and serve's CA not at all.
+    let app = &spec.containers[0];
+    assert_eq!(app.name, "echo-server");
+    let mounts = mounts_of(app);
+    assert!(
+        mounts.contains(&("anchorage-trust".into(), "/etc/ssl/certs".into(), true)),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts.contains(&(
+            "anchorage-identity".into(),
+            anchorage_k8s::DEFAULT_IDENTITY_MOUNT_PATH.into(),
+            true
+        )),
+        "{mounts:?}"
+    );
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let has_token = mounts_of(c).iter().any(|(n, _, _)| *n == token_volume.name);
+        let has_ca = mounts_of(c).iter().any(|(n, _, _)| *n == serve_ca.name);
+        let is_agent = c.name.starts_with("anchorage-agent");
+        assert_eq!(has_token, is_agent, "token mounted in {}", c.name);
+        assert_eq!(has_ca, is_agent, "serve CA mounted in {}", c.name);
+        if is_agent {
+            let token_mount = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == token_volume.name)
+                .unwrap();
+            assert_eq!(token_mount.read_only, Some(true));
+        }
+    }
+    // The variables name the agent's files, as `k8s patch --agent` sets them.
+    let env = env_of(app);
+    assert_eq!(
+        value_of(&env, "SSL_CERT_FILE"),
+        Some("/etc/ssl/certs/ca-certificates.crt")
+    );
+    assert_eq!(
+        value_of(&env, "SSL_CERT_DIR"),
+        Some("/etc/ssl/certs/hashed")
+    );
+    let expected: Vec<(String, String)> = settings
+        .agent_env()
+        .into_iter()
+        .map(|e: EnvVar| (e.name, e.value.unwrap()))
+        .collect();
+    assert_eq!(env, expected);
+    assert_eq!(
+        pod.metadata.annotations.as_ref().unwrap()[INJECTED_ANNOTATION],
+        "echo-server"
+    );
+
+    // Idempotent: the patched pod is not changed again.
+    let mut again = review;
+    again["request"]["object"] = serde_json::to_value(&pod).unwrap();
+    let second = self::answer(&settings, &again);
+    assert_eq!(second["response"]["allowed"], true);
+    assert!(second["response"].get("patch").is_none(), "{second:#}");
+    // Even without the injected annotation: the agent's volume is there.
+    again["request"]["object"]["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove(INJECTED_ANNOTATION);
+    assert_eq!(
+        inject(&settings, &again["request"]["object"])
+            .unwrap()
+            .decision,
+        Decision::AlreadyInjected
+    );
+}
+
+fn before_volumes(review: &Value) -> Vec<k8s_openapi::api::core::v1::Volume> {
+    let before: Pod = serde_json::from_value(review["request"]["object"].clone()).unwrap();
+    before.spec.unwrap().volumes.unwrap()
+}
+
+#[test]
+fn no_identity_annotation_no_agent() {
+    let review = labelled();
+    let answer = answer(&agent_settings(), &review);
+    assert_eq!(answer["response"]["allowed"], true);
+    let pod = apply(&review["request"]["object"], &patch_of(&answer).unwrap());
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.containers.len(), 1);
+    assert!(spec.init_containers.is_none());
+    assert!(
+        spec.volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.config_map.as_ref().map(|c| c.name.as_str()) == Some("corp-trust")),
+        "the trust object, as without an agent configured"
+    );
+}
+
+#[test]
+fn without_an_agent_configured_an_identity_gets_a_warning_and_the_trust_object() {
+    let review = asking_for_identity();
+    let answer = answer(&settings(), &review);
+    assert_eq!(answer["response"]["allowed"], true);
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("no agent sidecar") && warnings.contains("--agent-image"),
+        "{warnings}"
+    );
+    let pod = apply(&review["request"]["object"], &patch_of(&answer).unwrap());
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.containers.len(), 1);
+    assert!(spec.init_containers.is_none());
+}
+
+#[test]
+fn a_pod_with_its_own_agent_named_container_gets_no_agent() {
+    for field in ["containers", "initContainers"] {
+        for name in ["anchorage-agent", "anchorage-agent-init"] {
+            let mut review = asking_for_identity();
+            let spec = &mut review["request"]["object"]["spec"];
+            let own = json!({ "name": name, "image": "mine" });
+            match spec[field].as_array_mut() {
+                Some(list) => list.push(own),
+                None => spec[field] = json!([own]),
+            }
+            let answer = answer(&agent_settings(), &review);
+            assert_eq!(answer["response"]["allowed"], true);
+            let warnings = answer["response"]["warnings"].to_string();
+            assert!(
+                warnings.contains(&format!("a container named {name} already")),
+                "{field}/{name}: {warnings}"
+            );
+            let pod = apply(&review["request"]["object"], &patch_of(&answer).unwrap());
+            let spec = pod.spec.unwrap();
+            let all: Vec<&Container> = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .collect();
+            assert_eq!(all.len(), 2, "{field}/{name}: nothing added");
+            let own = all.iter().find(|c| c.name == name).unwrap();
+            assert_eq!(
+                own.image.as_deref(),
+                Some("mine"),
+                "the author's container kept"
+            );
+            assert!(
+                !spec.volumes.unwrap().iter().any(|v| v
+                    .secret
+                    .as_ref()
+                    .and_then(|s| s.secret_name.as_deref())
+                    == Some("web-token")),
+                "{field}/{name}: no token mounted"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unlabelled_pod_asking_for_an_identity_is_not_changed() {
+    let mut review = asking_for_identity();
+    review["request"]["object"]["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove(INJECT_LABEL);
+    let answer = answer(&agent_settings(), &review);
+    assert_eq!(answer["response"]["allowed"], true);
+    assert!(answer["response"].get("patch").is_none(), "{answer:#}");
+    assert!(
+        answer["response"]["warnings"]
+            .to_string()
+            .contains("not labelled")
+    );
+}
+
+#[test]
+fn an_identity_the_agent_refuses_is_allowed_without_a_patch() {
+    let mut review = asking_for_identity();
+    review["request"]["object"]["metadata"]["annotations"][IDENTITY_ANNOTATION] =
+        "two words".into();
+    let answer = answer(&agent_settings(), &review);
+    assert_eq!(answer["response"]["allowed"], true);
+    assert!(answer["response"].get("patch").is_none(), "{answer:#}");
+    assert!(
+        answer["response"]["warnings"]
+            .to_string()
+            .contains("cannot build the patch")
+    );
+}
+
+#[test]
+fn agent_settings_are_checked_at_start() {
+    assert!(agent_settings().validate().is_ok());
+    let mut bad = agent_settings();
+    bad.agent.as_mut().unwrap().server = "ftp://serve".into();
+    assert!(bad.validate().is_err());
+    let mut bad = agent_settings();
+    bad.agent.as_mut().unwrap().token_secret = "Not A Name".into();
+    assert!(bad.validate().is_err());
 }

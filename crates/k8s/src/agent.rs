@@ -116,6 +116,8 @@ pub struct AgentIdentity {
     pub name: String,
     /// More names (`--identity-san`).
     pub sans: Vec<String>,
+    /// The serve role it is issued under (`--role`); `None`: the token's.
+    pub role: Option<String>,
     /// Where `cert.pem`, `key.pem`, `chain.pem` and `ca.pem` appear in the app's containers;
     /// default [`DEFAULT_IDENTITY_MOUNT_PATH`].
     pub mount_path: String,
@@ -127,6 +129,7 @@ impl AgentIdentity {
         Self {
             name: name.into(),
             sans: Vec::new(),
+            role: None,
             mount_path: DEFAULT_IDENTITY_MOUNT_PATH.to_owned(),
         }
     }
@@ -335,6 +338,9 @@ fn check(spec: &AgentSpec) -> Result<(), K8sError> {
         for san in &identity.sans {
             word("identity SAN", san)?;
         }
+        if let Some(role) = &identity.role {
+            word("identity role", role)?;
+        }
         validate::mount_path(&identity.mount_path)
             .map_err(|reason| invalid("identity mount path", &identity.mount_path, reason))?;
     }
@@ -377,6 +383,9 @@ pub fn agent_container(spec: &AgentSpec, once: bool) -> Result<Container, K8sErr
         args.push(format!("--identity={}", identity.name));
         args.push(format!("--identity-dir={IDENTITY_DIR}"));
         args.extend(identity.sans.iter().map(|s| format!("--identity-san={s}")));
+        if let Some(role) = &identity.role {
+            args.push(format!("--role={role}"));
+        }
     }
     let mut mounts = vec![
         mount(DEFAULT_VOLUME_NAME, OUT_DIR, false),

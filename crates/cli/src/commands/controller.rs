@@ -23,6 +23,7 @@ use crate::options::parse_duration;
             "Examples:\n",
             "  anchorage controller --trust-namespace anchorage-trust\n",
             "  anchorage controller crd | kubectl apply -f -\n",
+            "  anchorage controller --trust-manager-bundles   # also trust-manager's Bundles\n",
             "  kubectl apply -k deploy/kubernetes/controller\n",
             "\n",
             "It keeps every Bundle (trust.anchorage.dev/v1alpha1) written as a ConfigMap or Secret in\n",
@@ -52,6 +53,10 @@ pub(crate) struct ControllerArgs {
     /// How often each Bundle is reconciled without a change.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub(crate) resync: Duration,
+    /// Also reconcile trust-manager's Bundles (trust.cert-manager.io/v1alpha1); where the
+    /// cluster does not serve that API it is logged and skipped.
+    #[arg(long)]
+    pub(crate) trust_manager_bundles: bool,
 }
 
 /// `anchorage controller <subcommand>`.
@@ -71,6 +76,14 @@ pub(crate) enum ControllerCommand {
             "    --san anchorage-webhook.anchorage-trust.svc.cluster.local --out tls\n",
             "  anchorage controller webhook --configmap corp-trust \\\n",
             "    --tls-cert tls/chain.pem --tls-key tls/key.pem\n",
+            "  anchorage controller webhook --configmap corp-trust \\\n",
+            "    --agent-image registry.example/anchorage:1 \\\n",
+            "    --serve-url https://anchorage-serve.anchorage.svc:8443 \\\n",
+            "    --tls-cert tls/chain.pem --tls-key tls/key.pem\n",
+            "\n",
+            "Pods also annotated trust.anchorage.dev/identity=NAME get the agent (init container and\n",
+            "sidecar, as `k8s patch --agent --with-init`) instead of the trust object when\n",
+            "--agent-image and --serve-url are given; else a warning.\n",
             "\n",
             "Every answer allows the pod: a review it cannot read or a patch it cannot build is\n",
             "answered without a patch and with a warning (and logged). A container that mounts its\n",
@@ -87,7 +100,7 @@ pub(crate) enum ControllerCommand {
         ],
         "",
     ))]
-    Webhook(WebhookArgs),
+    Webhook(Box<WebhookArgs>),
     /// Print the webhook's MutatingWebhookConfiguration (YAML), caBundle from --ca-bundle.
     #[command(
         after_help = "Example:\n  anchorage controller webhook-config --ca-bundle tls/ca.pem \\\n    | kubectl apply -f -"
@@ -132,6 +145,34 @@ pub(crate) struct WebhookArgs {
     /// The address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
     pub(crate) listen: SocketAddr,
+    /// The agent's image, for pods asking for an identity (trust.anchorage.dev/identity); with
+    /// --serve-url. Without both, those pods get a warning and the trust object.
+    #[arg(long, value_name = "IMAGE", requires = "serve_url")]
+    pub(crate) agent_image: Option<String>,
+    /// The `anchorage serve` URL the agent talks to (https://).
+    #[arg(long, value_name = "URL", requires = "agent_image")]
+    pub(crate) serve_url: Option<String>,
+    /// The ConfigMap (in each pod's namespace) holding serve's CA [default: anchorage-serve-ca].
+    #[arg(long, value_name = "NAME", requires = "agent_image")]
+    pub(crate) serve_ca_configmap: Option<String>,
+    /// A Secret holding serve's CA instead.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "agent_image",
+        conflicts_with = "serve_ca_configmap"
+    )]
+    pub(crate) serve_ca_secret: Option<String>,
+    /// The key of serve's CA in it [default: ca.pem].
+    #[arg(long, value_name = "KEY", requires = "agent_image")]
+    pub(crate) serve_ca_key: Option<String>,
+    /// The Secret (in each pod's namespace) holding the agent's role token, mounted in the agent
+    /// only [default: anchorage-agent-token].
+    #[arg(long, value_name = "NAME", requires = "agent_image")]
+    pub(crate) agent_token_secret: Option<String>,
+    /// The token's key in it [default: token].
+    #[arg(long, value_name = "KEY", requires = "agent_image")]
+    pub(crate) agent_token_key: Option<String>,
 }
 
 /// `anchorage controller webhook-config`.
@@ -180,6 +221,23 @@ fn webhook(args: WebhookArgs) -> Result<Code, Failure> {
     settings.extra_pem = args.extra_pem;
     settings.pkcs12 = args.pkcs12;
     settings.mount_path = args.mount_path.clone();
+    if let (Some(image), Some(server)) = (&args.agent_image, &args.serve_url) {
+        let defaults = anchorage_k8s::AgentSpec::default();
+        let or = |given: &Option<String>, default: String| given.clone().unwrap_or(default);
+        settings.agent = Some(anchorage_k8s::AgentSpec {
+            image: image.clone(),
+            server: server.clone(),
+            serve_ca: match (&args.serve_ca_secret, &args.serve_ca_configmap) {
+                (Some(name), _) => anchorage_k8s::ServeCaSource::Secret(name.clone()),
+                (None, Some(name)) => anchorage_k8s::ServeCaSource::ConfigMap(name.clone()),
+                (None, None) => defaults.serve_ca,
+            },
+            serve_ca_key: or(&args.serve_ca_key, defaults.serve_ca_key),
+            token_secret: or(&args.agent_token_secret, defaults.token_secret),
+            token_key: or(&args.agent_token_key, defaults.token_key),
+            ..defaults
+        });
+    }
     settings.validate().map_err(|e| {
         let cause = std::error::Error::source(&e)
             .map(ToString::to_string)
@@ -249,12 +307,13 @@ impl Run for ControllerArgs {
                 crate::io::write_stdout_bytes(yaml.as_bytes())?;
                 return Ok(Code::Ok);
             }
-            Some(ControllerCommand::Webhook(args)) => return webhook(args),
+            Some(ControllerCommand::Webhook(args)) => return webhook(*args),
             Some(ControllerCommand::WebhookConfig(args)) => return webhook_config(args),
             None => {}
         }
         let mut settings = anchorage_controller::Settings::new(&self.trust_namespace);
         settings.resync = self.resync;
+        settings.trust_manager_bundles = self.trust_manager_bundles;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -4,6 +4,8 @@ Declares the resources the controller uses, listens on 127.0.0.1 on a free port,
 `PORT <n>` on one line, and serves until stdin closes (the test process ends). With
 KMOCK_CLUSTER_TRUST_BUNDLES=1 it also serves `certificates.k8s.io/v1beta1` ClusterTrustBundles
 (a cluster with that API enabled); without, that API is not served (404), as on most clusters.
+With KMOCK_TRUST_MANAGER=1 it also serves trust-manager's `trust.cert-manager.io/v1alpha1`
+Bundles (a cluster with trust-manager's CRD installed).
 Install: `python3 -m pip install kmock==0.8` (scripts/install-test-deps.sh does).
 """
 import asyncio
@@ -53,6 +55,9 @@ RESOURCES = {
 if os.environ.get('KMOCK_CLUSTER_TRUST_BUNDLES') == '1':
     RESOURCES['certificates.k8s.io/v1beta1/clustertrustbundles'] = dict(
         namespaced=False, kind='ClusterTrustBundle')
+if os.environ.get('KMOCK_TRUST_MANAGER') == '1':
+    RESOURCES['trust.cert-manager.io/v1alpha1/bundles'] = dict(
+        namespaced=False, kind='Bundle', subresources={'status'})
 
 
 async def main() -> None:

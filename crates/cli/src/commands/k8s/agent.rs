@@ -154,6 +154,7 @@ pub(super) fn patch(args: &K8sPatchArgs) -> Result<Code, Failure> {
         identity: a.identity.as_ref().map(|name| AgentIdentity {
             name: name.clone(),
             sans: a.identity_sans.clone(),
+            role: None,
             mount_path: or(
                 &a.identity_mount_path,
                 anchorage_k8s::DEFAULT_IDENTITY_MOUNT_PATH.to_owned(),
