@@ -4,9 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use anchorage_test_support::manifests;
 use serde_yaml_ng::Value;
 
 fn dir() -> PathBuf {
@@ -14,10 +15,7 @@ fn dir() -> PathBuf {
 }
 
 fn documents(file: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(dir().join(file)).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+    manifests::documents(&dir().join(file))
 }
 
 /// What the controller does, per `group/resource` (core group: empty).
@@ -46,26 +44,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
 fn rbac_grants_exactly_the_verbs_per_resource() {
     let docs = documents("rbac.yaml");
     let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
-    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for rule in role["rules"].as_sequence().unwrap() {
-        for group in rule["apiGroups"].as_sequence().unwrap() {
-            for resource in rule["resources"].as_sequence().unwrap() {
-                let key = format!("{}/{}", group.as_str().unwrap(), resource.as_str().unwrap());
-                for verb in rule["verbs"].as_sequence().unwrap() {
-                    let verb = verb.as_str().unwrap();
-                    assert_ne!(verb, "*", "no wildcard verbs");
-                    granted
-                        .entry(key.clone())
-                        .or_default()
-                        .insert(verb.to_owned());
-                }
-            }
-        }
-    }
-    let expected: BTreeMap<String, BTreeSet<String>> = EXPECTED
-        .iter()
-        .map(|(r, v)| ((*r).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
-        .collect();
+    let granted = manifests::granted_verbs(role);
+    let expected = manifests::expected_verbs(EXPECTED);
     assert_eq!(granted, expected);
     // Only cluster-wide grants through the one binding, to the controller's service account.
     let binding = docs

@@ -6,9 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use anchorage_test_support::manifests;
 use serde_yaml_ng::Value;
 
 const SERVED: &str = "wasmcloud-secrets";
@@ -18,16 +19,13 @@ fn dir() -> PathBuf {
 }
 
 fn documents(file: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(dir().join(file)).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+    manifests::documents(&dir().join(file))
 }
 
-/// What the store does, per `resource[/resourceName]` (all core group).
+/// What the store does, per `group/resource[/resourceName]` (all core group: empty).
 const EXPECTED: &[(&str, &[&str])] = &[
-    ("secrets", &["get", "list"]),
-    ("configmaps/anchorage-secrets-mappings", &["get"]),
+    ("/secrets", &["get", "list"]),
+    ("/configmaps/anchorage-secrets-mappings", &["get"]),
 ];
 
 #[test]
@@ -40,42 +38,19 @@ fn rbac_is_read_only_and_namespaced() {
     );
     let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
     assert_eq!(role["metadata"]["namespace"], SERVED);
-    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for rule in role["rules"].as_sequence().unwrap() {
-        let groups = rule["apiGroups"].as_sequence().unwrap();
-        assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0], "", "core group only");
-        let names: Vec<&str> = rule["resourceNames"]
-            .as_sequence()
-            .map(|n| n.iter().map(|v| v.as_str().unwrap()).collect())
-            .unwrap_or_default();
-        for resource in rule["resources"].as_sequence().unwrap() {
-            let resource = resource.as_str().unwrap();
-            let keys: Vec<String> = if names.is_empty() {
-                vec![resource.to_owned()]
-            } else {
-                names.iter().map(|n| format!("{resource}/{n}")).collect()
-            };
-            for key in keys {
-                for verb in rule["verbs"].as_sequence().unwrap() {
-                    let verb = verb.as_str().unwrap();
-                    assert_ne!(verb, "*", "no wildcard verbs");
-                    granted
-                        .entry(key.clone())
-                        .or_default()
-                        .insert(verb.to_owned());
-                }
-            }
-        }
+        assert_eq!(
+            rule["apiGroups"].as_sequence().unwrap(),
+            &[Value::from("")],
+            "core group only"
+        );
     }
-    let expected: BTreeMap<String, BTreeSet<String>> = EXPECTED
-        .iter()
-        .map(|(r, v)| ((*r).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
-        .collect();
+    let granted = manifests::granted_verbs(role);
+    let expected = manifests::expected_verbs(EXPECTED);
     assert_eq!(granted, expected);
     // The mappings ConfigMap the Role names is the store's default.
     assert!(expected.contains_key(&format!(
-        "configmaps/{}",
+        "/configmaps/{}",
         anchorage_secrets_store_k8s::DEFAULT_MAPPINGS_CONFIGMAP
     )));
     let binding = docs.iter().find(|d| d["kind"] == "RoleBinding").unwrap();

@@ -14,6 +14,7 @@
 
 pub mod fake_registry;
 pub mod kmock;
+pub mod manifests;
 pub mod nats;
 pub mod openbao;
 pub mod peer;
