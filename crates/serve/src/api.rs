@@ -114,11 +114,7 @@ pub(crate) async fn issue(
         Ok(issued) => {
             state.metrics.issuance(&role_label, operation, "issued");
             let c = &issued.signed.certificate;
-            let names: Vec<String> = c
-                .subject_alt_names()
-                .iter()
-                .map(|n| format!("{n:?}"))
-                .collect();
+            // The field values below are built only when a subscriber takes the event.
             tracing::info!(
                 target: "anchorage::audit",
                 event = operation,
@@ -127,7 +123,11 @@ pub(crate) async fn issue(
                 token = ?claims.typ,
                 role = %role_label,
                 subject = %c.subject(),
-                names = ?names,
+                names = ?c
+                    .subject_alt_names()
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<String>>(),
                 serial = %issued.signed.serial,
                 not_after = %c.not_after().rfc3339(),
             );

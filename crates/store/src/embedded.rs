@@ -15,8 +15,13 @@
 //! is added: the first waiting caller runs the batch (leader), the others block on a
 //! condition variable (on the blocking pool).
 //!
-//! redb calls block on disk I/O, so inside a Tokio runtime each call runs on the blocking
-//! pool (`spawn_blocking`); outside one it runs inline.
+//! redb calls block on disk I/O, so inside a Tokio runtime each write, listing and compaction
+//! runs on the blocking pool (`spawn_blocking`); outside one it runs inline. A `get` runs on the
+//! calling thread: a redb read transaction waits for no writer (a commit's fsync holds no lock
+//! a reader takes), and the pages it reads are in redb's cache or the kernel's once read, so
+//! the hand-off to the pool and back would cost more than the read. When the database is
+//! being compacted or reopened (its lock held for writing), or the read fails with an earlier
+//! I/O error, the `get` goes to the blocking pool as before.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -530,6 +535,39 @@ impl Inner {
         }
     }
 
+    /// Runs the read `f` on the calling thread when the database is open and its lock free
+    /// for readers; `None` (nothing done) when it is held for a compaction or a reopen, is
+    /// closed, or `f` failed for an earlier I/O error: the caller then takes the blocking
+    /// path ([`Inner::read`], which waits for the lock and reopens).
+    fn try_read_inline<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let guard = self.db.try_read().ok()?;
+        let db = guard.as_ref()?;
+        match f(db) {
+            Err(e) if is_previous_io(&e) => None,
+            other => Some(other),
+        }
+    }
+
+    /// One `get` in a read transaction of `db`.
+    fn get_in(&self, db: &Database, key: &str) -> Result<Option<Entry>, StoreError> {
+        // The error is built only on failure (`db_error` clones the path and key up front).
+        let fail = |e: redb::Error| self.db_error("read", Some(key))(e);
+        let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| fail(e.into()))?;
+        let found = entries.get(key).map_err(|e| fail(e.into()))?.map(|g| {
+            let (revision, value) = g.value();
+            (revision, value.to_vec())
+        });
+        Ok(found.map(|(revision, value)| Entry {
+            key: key.to_owned(),
+            value,
+            revision,
+        }))
+    }
+
     fn group_state(&self) -> MutexGuard<'_, GroupState> {
         self.group
             .state
@@ -647,27 +685,12 @@ impl Inner {
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         validate_key(key)?;
+        if let Some(found) = self.inner.try_read_inline(|db| self.inner.get_in(db, key)) {
+            return found;
+        }
         let key = key.to_owned();
-        self.run("read", move |inner| {
-            inner.read(|db| {
-                let k = Some(key.as_str());
-                let txn = db.begin_read().map_err(inner.db_error("read", k))?;
-                let entries = txn.open_table(ENTRIES).map_err(inner.db_error("read", k))?;
-                let found = entries
-                    .get(key.as_str())
-                    .map_err(inner.db_error("read", k))?
-                    .map(|g| {
-                        let (revision, value) = g.value();
-                        (revision, value.to_vec())
-                    });
-                Ok(found.map(|(revision, value)| Entry {
-                    key: key.clone(),
-                    value,
-                    revision,
-                }))
-            })
-        })
-        .await
+        self.run("read", move |inner| inner.read(|db| inner.get_in(db, &key)))
+            .await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
@@ -891,6 +914,49 @@ mod tests {
 
         // Control: a plain path opens.
         EmbeddedStore::open(dir.path().join("ok.redb")).unwrap();
+    }
+
+    /// A `get` runs on the calling thread, so it answers while the blocking pool is busy; a
+    /// listing (control) still goes through the pool and waits for it.
+    #[test]
+    fn get_answers_while_the_blocking_pool_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_in(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let rev = store.put("role.mesh", b"r".to_vec()).await.unwrap();
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let (busy, started) = tokio::sync::oneshot::channel();
+            let blocker = tokio::task::spawn_blocking(move || {
+                busy.send(()).unwrap();
+                wait.recv().ok();
+            });
+            started.await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), store.get("role.mesh"))
+                .await
+                .expect("get waited for the busy blocking pool")
+                .unwrap()
+                .unwrap();
+            assert_eq!((got.value.as_slice(), got.revision), (&b"r"[..], rev));
+            assert_eq!(store.get("role.other").await.unwrap(), None);
+            // Control: keys() needs the pool, which is busy.
+            let keys = store.keys("role.");
+            let mut keys = std::pin::pin!(keys);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), &mut keys)
+                    .await
+                    .is_err(),
+                "keys() answered although the blocking pool was busy"
+            );
+            release.send(()).unwrap();
+            blocker.await.unwrap();
+            assert_eq!(keys.await.unwrap(), vec!["role.mesh".to_owned()]);
+        });
     }
 
     /// A minimal executor: the future never waits when no runtime is present.
