@@ -152,7 +152,7 @@ pub enum CaSecretError {
         /// The parser's message (a position, never the input).
         reason: String,
     },
-    /// The YAML is past a manifest limit (`anchorage_trust::MAX_MANIFEST_DOCUMENTS`, the alias
+    /// The YAML is past a manifest limit (`crate::yaml::MAX_MANIFEST_DOCUMENTS`, the alias
     /// expansion budget `MAX_MANIFEST_EXPANSION`): refused whole.
     #[error("refused: {reason}")]
     ManifestLimit {
@@ -352,10 +352,10 @@ pub fn read_ca_secret(manifest: &[u8]) -> Result<CaSecret, CaSecretError> {
         })?;
         documents.push(value);
     } else {
-        // Under the manifest limits of `anchorage-trust` (document count, alias expansion):
+        // Under the manifest limits (`crate::yaml`) (document count, alias expansion):
         // an alias bomb stops before it costs memory.
         let mut not_object = false;
-        let read = anchorage_trust::read_yaml_documents(text, |_, value| {
+        let read = crate::yaml::read_yaml_documents(text, |_, value| {
             if not_object || value.is_null() {
                 return;
             }
@@ -369,7 +369,7 @@ pub fn read_ca_secret(manifest: &[u8]) -> Result<CaSecret, CaSecretError> {
         }
         match read {
             Ok(()) => {}
-            Err(anchorage_trust::YamlLimitError::Yaml { reason, .. }) => {
+            Err(crate::yaml::YamlLimitError::Yaml { reason, .. }) => {
                 return Err(CaSecretError::Yaml { reason });
             }
             Err(limit) => {
@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(fine.name(), Some("bomb"));
         // And the document limit.
         let doc = "---\nkind: ConfigMap\nmetadata: {name: x}\n";
-        let many = doc.repeat(anchorage_trust::MAX_MANIFEST_DOCUMENTS + 1);
+        let many = doc.repeat(crate::yaml::MAX_MANIFEST_DOCUMENTS + 1);
         let e = read_ca_secret(many.as_bytes()).expect_err("refused");
         assert!(
             e.to_string().contains("MAX_MANIFEST_DOCUMENTS"),

@@ -67,6 +67,7 @@ mod test_util;
 mod trust_store;
 mod validate;
 mod wasmcloud;
+pub mod yaml;
 
 pub use agent::{
     AGENT_CONTAINER, AGENT_HASHED_DIR, AGENT_INIT_CONTAINER, AGENT_PEM_FILE, AgentIdentity,
