@@ -563,11 +563,22 @@ async fn get_over_nats(url: &str, entity: &str, account: &nkeys::KeyPair) -> Opt
     let nc = anchorage_secrets_server::async_nats::connect(url)
         .await
         .ok()?;
-    let client = wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc)
-        .await
-        .ok()?;
     let start = std::time::Instant::now();
     loop {
+        // The client asks the backend for its xkey first: retried like the get, as a host
+        // retries a backend that does not answer yet.
+        let client =
+            match wasmcloud_secrets_client::Client::new("nats-kv", "wasmcloud.secrets", nc.clone())
+                .await
+            {
+                Ok(client) => client,
+                Err(e) if start.elapsed() < std::time::Duration::from_secs(30) => {
+                    println!("server xkey over NATS: {e}; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(_) => return None,
+            };
         let request = common::wasmcloud::request("db", entity, account);
         match client.get(request, nkeys::XKey::new()).await {
             Ok(secret) => return secret.string_secret,

@@ -323,6 +323,16 @@ impl Server {
                 Some(sub)
             }
         };
+        // async-nats queues the SUBs without waiting for the server, so a host asking right
+        // after start could find no responder. A request on this connection to a subject
+        // nobody serves makes the round trip: the server answers it ("no responders") only
+        // after the SUBs before it are in place.
+        let probe = client.new_inbox();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            client.request(probe, bytes::Bytes::new()),
+        )
+        .await;
         let jwt = self.handler.jwt();
         let issuers = |any: bool, keys: &std::collections::BTreeSet<String>| {
             if any {
