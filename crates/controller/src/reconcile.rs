@@ -285,15 +285,33 @@ fn error_policy<K: kube::Resource>(
     Action::requeue(ctx.settings.retry)
 }
 
+/// Whether `bundle` (from the controller's cache) is no longer among `all` (just listed): it was
+/// deleted, or deleted and made again (another uid), after it was queued. Its reconcile then
+/// writes nothing: a target written for it would outlive the cleanup of its deletion (a real
+/// API server's garbage collector would still remove it through the owner reference; an
+/// emulator without one keeps it).
+fn gone<K: kube::Resource>(all: &[K], bundle: &K) -> bool {
+    let (name, uid) = (bundle.meta().name.as_deref(), bundle.meta().uid.as_deref());
+    let gone = !all
+        .iter()
+        .any(|b| b.meta().name.as_deref() == name && b.meta().uid.as_deref() == uid);
+    if gone {
+        tracing::debug!(
+            bundle = name.unwrap_or(""),
+            "deleted since it was queued: nothing written"
+        );
+    }
+    gone
+}
+
 async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let name = bundle.name_any();
     let bundles: Api<Bundle> = Api::all(ctx.client.clone());
-    let others: Vec<Bundle> = bundles
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|b| b.name_any() != name)
-        .collect();
+    let all = bundles.list(&ListParams::default()).await?.items;
+    if gone(&all, bundle.as_ref()) {
+        return Ok(Action::await_change());
+    }
+    let others: Vec<Bundle> = all.into_iter().filter(|b| b.name_any() != name).collect();
     let owner = Owner::of(BUNDLE_LABEL, bundle.as_ref());
     let (certificates, conditions) = sync(&ctx, &bundle, &others, &owner).await?;
     let new_status = BundleStatus {
@@ -338,15 +356,17 @@ async fn reconcile_trust_manager(
     let name = tm.name_any();
     let owner = Owner::of(TRUST_MANAGER_LABEL, tm.as_ref());
     let api: Api<TrustManagerBundle> = Api::all(ctx.client.clone());
+    let all = api.list(&ListParams::default()).await?.items;
+    if gone(&all, tm.as_ref()) {
+        return Ok(Action::await_change());
+    }
     let (conditions, action) = match to_anchorage(&tm) {
         Err(refusals) => (
             vec![refused(&ctx, &name, &owner, &refusals).await],
             Action::requeue(ctx.settings.resync),
         ),
         Ok(bundle) => {
-            let others: Vec<Bundle> = api
-                .list(&ListParams::default())
-                .await?
+            let others: Vec<Bundle> = all
                 .iter()
                 .filter(|t| t.name_any() != name)
                 .filter_map(|t| to_anchorage(t).ok())
