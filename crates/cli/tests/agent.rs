@@ -253,7 +253,14 @@ fn two_agents_install_a_new_ca_and_serve_lists_both_within_2s() {
     let elapsed = started.elapsed();
     eprintln!("both agents acknowledged version {want} in {elapsed:?}");
     for dir in &dirs {
-        assert_eq!(installed_version(&dir.join("status.json")), Some(want));
+        // The agent writes its status (with the ack it recorded) right after the ack returns,
+        // so serve may list the version a moment before the file says it.
+        let status = dir.join("status.json");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while installed_version(&status) != Some(want) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(installed_version(&status), Some(want));
         let pem = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
         assert!(
             pem.contains(pki.root.pem.lines().nth(1).unwrap()),

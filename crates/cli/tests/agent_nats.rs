@@ -263,7 +263,13 @@ fn an_agent_over_nats_installs_and_acks_changes_announced_by_serve() {
     );
     let pem = std::fs::read_to_string(good.join("ca.pem")).unwrap();
     assert!(pem.contains(pki.root.pem.lines().nth(1).unwrap()));
-    assert_eq!(installed_version(&good), Some(want));
+    // The status file (with the ack recorded) is written right after the ack returns: serve
+    // may list the version a moment before the file says it.
+    wait_until(
+        &format!("the NATS agent's status not at version {want} within 2 s of its ack"),
+        Duration::from_secs(2),
+        || installed_version(&good) == Some(want),
+    );
 
     // The agent with a refused token: the bundle is public so its files are written, but its
     // acks are refused (said in its status), and serve never lists it.

@@ -955,7 +955,7 @@ fn a_client_certificate_required_under_tls_1_3_exits_7() {
     let target = format!("localhost:{}", addr.port());
     let (code, report) = doctor_json(case.path(), &target, &["--bundle", "root.pem"]);
     assert_eq!(code, Some(UNREACHABLE), "{report:#}");
-    assert_eq!(report["protocol"], "TLSv1_3");
+    assert_eq!(report["protocol"], "TLSv1_3", "{report:#}");
     assert_eq!(kind(&report), "trusted", "{report:#}");
     assert_eq!(report["client_certificate_requested"], true);
     let error = report["handshake_error"].as_str().unwrap();
