@@ -414,3 +414,53 @@ fn webhook_agent_flags_come_together_and_are_checked_at_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn webhook_events_without_a_client_configuration_exits_7() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, tls) = issue_webhook_certificate(dir.path());
+    let missing = dir.path().join("no-kubeconfig");
+    let args = |events: bool| {
+        let mut args = vec![
+            "controller".to_owned(),
+            "webhook".to_owned(),
+            "--configmap=corp-trust".to_owned(),
+            format!("--tls-cert={}", tls.join("chain.pem").display()),
+            format!("--tls-key={}", tls.join("key.pem").display()),
+            "--listen=127.0.0.1:0".to_owned(),
+        ];
+        if events {
+            args.push("--events".to_owned());
+        }
+        args
+    };
+    let envs = [
+        ("KUBECONFIG", missing.to_str().expect("utf-8 path")),
+        ("HOME", dir.path().to_str().expect("utf-8 path")),
+    ];
+    let with: Vec<String> = args(true);
+    let out = anchorage(&with.iter().map(String::as_str).collect::<Vec<_>>(), &envs);
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--events") && err.contains("KUBECONFIG"),
+        "{err}"
+    );
+    // Control: the same without --events needs no client; it serves until stopped.
+    let without: Vec<String> = args(false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anchorage"))
+        .args(&without)
+        .envs(envs)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the webhook");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let still_running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        still_running,
+        "the webhook without --events needs no client"
+    );
+}

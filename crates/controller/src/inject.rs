@@ -40,7 +40,7 @@ use anchorage_k8s::{
     PatchFormat, PatchRequest, TrustSource, WorkloadKind, env_var,
 };
 use anchorage_trust::env::{EnvRequest, MountedTrust, variables};
-use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::api::core::v1::{EnvVar, ObjectReference};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use serde_json::Value;
@@ -429,8 +429,44 @@ fn agent_for<'a>(
 /// The answer to an AdmissionReview `body`: always `allowed: true`; with a JSON patch when the
 /// pod is injected; with warnings when something was left out or went wrong (also logged).
 pub fn review(settings: &InjectSettings, body: &[u8]) -> AdmissionReview<DynamicObject> {
-    match respond(settings, body) {
-        Ok(response) => response.into_review(),
+    review_noticed(settings, body).0
+}
+
+/// The reason of the Event for a pod that got no patch ([`review`] answered with a warning).
+pub const NOT_INJECTED_REASON: &str = "TrustNotInjected";
+/// The reason of the Event for a pod injected with warnings (containers left out, an identity
+/// the webhook cannot serve).
+pub const INJECTED_WITH_WARNINGS_REASON: &str = "TrustInjectedWithWarnings";
+/// The longest Event note the Events API takes (1 kB).
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// What the pod's owner should see as a Warning Event: a labelled pod that got no patch, or one
+/// injected with warnings. The webhook ([`crate::webhook::Events`]) publishes it when it has API
+/// access; building it is pure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    /// The object the Event is about: the pod's controller (its ReplicaSet, Job, StatefulSet,
+    /// ...: the pod is not created yet, and that is what `kubectl describe` shows the author),
+    /// else the pod itself by name.
+    pub regarding: ObjectReference,
+    /// [`NOT_INJECTED_REASON`] or [`INJECTED_WITH_WARNINGS_REASON`].
+    pub reason: &'static str,
+    /// What happened, as the admission warning says it (at most 1 kB; never a value of the pod).
+    pub note: String,
+}
+
+/// [`review`], and the [`Notice`] for the pod's owner when the pod got a warning. No notice for
+/// a body that names no pod in a namespace (nothing to put an Event on: it is logged), nor for
+/// a pod answered without a warning.
+pub fn review_noticed(
+    settings: &InjectSettings,
+    body: &[u8],
+) -> (AdmissionReview<DynamicObject>, Option<Notice>) {
+    let (review, warnings, failed) = match respond(settings, body) {
+        Ok(response) => {
+            let warnings = response.warnings.clone().unwrap_or_default();
+            (response.into_review(), warnings, false)
+        }
         Err(error) => {
             // The uid must be echoed; read it from whatever JSON there is.
             let uid = serde_json::from_slice::<Value>(body)
@@ -443,12 +479,100 @@ pub fn review(settings: &InjectSettings, body: &[u8]) -> AdmissionReview<Dynamic
             response.allowed = true;
             response.result = kube::core::Status::success();
             response.uid = uid;
-            response.warnings = Some(vec![format!(
-                "anchorage: trust not injected: {error}: {cause}"
-            )]);
-            response.into_review()
+            let warning = format!("anchorage: trust not injected: {error}: {cause}");
+            response.warnings = Some(vec![warning.clone()]);
+            (response.into_review(), vec![warning], true)
         }
+    };
+    if warnings.is_empty() {
+        return (review, None);
     }
+    let notice = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| regarding(&v))
+        .map(|regarding| Notice {
+            regarding,
+            reason: if failed {
+                NOT_INJECTED_REASON
+            } else {
+                INJECTED_WITH_WARNINGS_REASON
+            },
+            note: truncate(warnings.join("; "), MAX_NOTE_BYTES),
+        });
+    (review, notice)
+}
+
+/// The object an Event about the reviewed pod goes on: its controller owner (in the pod's
+/// namespace), else the reviewed object by name (or `generateName`) and kind. `None` without a
+/// namespace or a name.
+fn regarding(review: &Value) -> Option<ObjectReference> {
+    let namespace = str_at(review, "/request/namespace")
+        .or_else(|| str_at(review, "/request/object/metadata/namespace"))
+        .filter(|n| !n.is_empty())?;
+    let meta = review.pointer("/request/object/metadata")?;
+    let owner = meta
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|owners| {
+            owners
+                .iter()
+                .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        });
+    let text = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(owner) = owner {
+        return Some(ObjectReference {
+            api_version: text(owner, "apiVersion"),
+            kind: text(owner, "kind"),
+            name: Some(text(owner, "name")?),
+            uid: text(owner, "uid"),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectReference::default()
+        });
+    }
+    let name = text(meta, "name").or_else(|| {
+        // An Event's name starts with this name, and a name may not end in '-'.
+        text(meta, "generateName").map(|g| g.trim_end_matches('-').to_owned())
+    })?;
+    // The reviewed object's kind (a Pod, unless the configuration sends something else).
+    let kind = review.pointer("/request/kind");
+    let (group, version) = (
+        kind.and_then(|k| text(k, "group")),
+        kind.and_then(|k| text(k, "version"))
+            .unwrap_or_else(|| "v1".to_owned()),
+    );
+    Some(ObjectReference {
+        api_version: Some(match group {
+            Some(g) => format!("{g}/{version}"),
+            None => version,
+        }),
+        kind: Some(
+            kind.and_then(|k| text(k, "kind"))
+                .unwrap_or_else(|| "Pod".to_owned()),
+        ),
+        name: Some(name).filter(|n| !n.is_empty()),
+        namespace: Some(namespace.to_owned()),
+        ..ObjectReference::default()
+    })
+    .filter(|r| r.name.is_some())
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// Why `error` happened, without the request's values: a JSON error says only its kind and
@@ -477,8 +601,13 @@ fn cause(error: &InjectError) -> String {
 /// `admission.k8s.io/v1` API documents (kube's type serialises the bytes as a number array,
 /// which Go's decoder also reads; the documented form is the safe one).
 pub fn review_json(settings: &InjectSettings, body: &[u8]) -> Value {
+    review_json_noticed(settings, body).0
+}
+
+/// [`review_json`] and [`review_noticed`]'s notice.
+pub fn review_json_noticed(settings: &InjectSettings, body: &[u8]) -> (Value, Option<Notice>) {
     use base64::Engine as _;
-    let answer = review(settings, body);
+    let (answer, notice) = review_noticed(settings, body);
     let mut value = serde_json::to_value(&answer).unwrap_or_else(|e| {
         // Plain data always serialises; were it not to, the pod is still let through.
         tracing::warn!(error = %e, "cannot serialise the admission review");
@@ -500,7 +629,7 @@ pub fn review_json(settings: &InjectSettings, body: &[u8]) -> Value {
         object.insert("apiVersion".into(), "admission.k8s.io/v1".into());
         object.insert("kind".into(), "AdmissionReview".into());
     }
-    value
+    (value, notice)
 }
 
 fn respond(settings: &InjectSettings, body: &[u8]) -> Result<AdmissionResponse, InjectError> {

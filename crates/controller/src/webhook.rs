@@ -9,9 +9,13 @@
 //! never those of `kube-system` or the webhook's own namespace (`namespaceSelector`), so the
 //! webhook cannot hold up its own restart.
 //!
-//! It needs no Kubernetes API access: the pod arrives in the review and the answer is a patch.
-//! Not here: reading the Bundle to learn the trust object's name (it is configured), Events
-//! (it has no client; failures are `tracing` warnings and admission warnings).
+//! It needs no Kubernetes API access to answer: the pod arrives in the review and the answer is
+//! a patch. With [`Events`] (`anchorage controller webhook --events`, what the manifests run) it
+//! also publishes a Warning Event on the pod's owner for each labelled pod that was not injected
+//! or was injected with warnings ([`crate::inject::Notice`]): after the answer, from a bounded
+//! queue, so a slow or refusing API server never delays an admission (a full queue drops the
+//! Event and logs it). Not here: reading the Bundle to learn the trust object's name (it is
+//! configured).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +45,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use crate::inject::{INJECT_LABEL, InjectSettings, review_json};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::inject::{INJECT_LABEL, InjectSettings, Notice, review_json_noticed};
 
 /// The path the API server posts reviews to.
 pub const MUTATE_PATH: &str = "/mutate";
@@ -210,19 +216,97 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-async fn mutate(
-    State(settings): State<Arc<InjectSettings>>,
-    body: Bytes,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(review_json(&settings, &body))
+/// How many notices wait for the API server before new ones are dropped.
+pub const EVENT_QUEUE: usize = 256;
+/// The Events' reporting controller (`reportingController`).
+pub const EVENTS_REPORTER: &str = "anchorage.dev/webhook";
+
+/// Publishes the webhook's [`Notice`]s as Warning Events (events.k8s.io/v1; RBAC: `create` and
+/// `patch` on `events` in the pods' namespaces). A clone shares the queue.
+#[derive(Clone, Debug)]
+pub struct Events {
+    queue: tokio::sync::mpsc::Sender<Notice>,
 }
 
-/// The routes: `POST /mutate`, `GET /healthz`.
-pub fn router(settings: InjectSettings) -> Router {
+impl Events {
+    /// Starts the publishing task on the current Tokio runtime; `instance` is the
+    /// `reportingInstance` (the pod's name). kube-runtime's `Recorder` turns the same Event
+    /// repeated within minutes into one with a count (an Event series).
+    pub fn start(client: kube::Client, instance: Option<String>) -> Self {
+        let (queue, mut notices) = tokio::sync::mpsc::channel::<Notice>(EVENT_QUEUE);
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: EVENTS_REPORTER.into(),
+                instance,
+            },
+        );
+        tokio::spawn(async move {
+            while let Some(notice) = notices.recv().await {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: notice.reason.to_owned(),
+                    note: Some(notice.note.clone()),
+                    action: "Inject".to_owned(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &notice.regarding).await {
+                    let kind = notice.regarding.kind.as_deref().unwrap_or("");
+                    let name = notice.regarding.name.as_deref().unwrap_or("");
+                    tracing::warn!(error = %e, %kind, %name, reason = notice.reason, "could not publish an Event");
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// [`Events::start`] with the client from the environment: the in-cluster service account,
+    /// else `KUBECONFIG` / `~/.kube/config`.
+    ///
+    /// # Errors
+    ///
+    /// No client configuration could be found or used.
+    pub async fn start_with_default_client(instance: Option<String>) -> Result<Self, kube::Error> {
+        Ok(Self::start(kube::Client::try_default().await?, instance))
+    }
+
+    /// Queues `notice`; when the queue is full the notice is dropped (and logged): the
+    /// admission answer never waits for the API server.
+    fn send(&self, notice: Notice) {
+        if let Err(e) = self.queue.try_send(notice) {
+            let notice = match e {
+                tokio::sync::mpsc::error::TrySendError::Full(n)
+                | tokio::sync::mpsc::error::TrySendError::Closed(n) => n,
+            };
+            tracing::warn!(
+                kind = notice.regarding.kind.as_deref().unwrap_or(""),
+                name = notice.regarding.name.as_deref().unwrap_or(""),
+                reason = notice.reason,
+                "Event dropped: {EVENT_QUEUE} are waiting for the API server"
+            );
+        }
+    }
+}
+
+struct Shared {
+    settings: InjectSettings,
+    events: Option<Events>,
+}
+
+async fn mutate(State(shared): State<Arc<Shared>>, body: Bytes) -> axum::Json<serde_json::Value> {
+    let (answer, notice) = review_json_noticed(&shared.settings, &body);
+    if let (Some(events), Some(notice)) = (&shared.events, notice) {
+        events.send(notice);
+    }
+    axum::Json(answer)
+}
+
+/// The routes: `POST /mutate`, `GET /healthz`; notices go to `events` when given.
+pub fn router(settings: InjectSettings, events: Option<Events>) -> Router {
     Router::new()
         .route(MUTATE_PATH, post(mutate))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(Arc::new(settings))
+        .with_state(Arc::new(Shared { settings, events }))
 }
 
 /// Serves [`router`] over TLS on `listener` until `shutdown` completes, then lets requests in
@@ -231,9 +315,10 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     settings: InjectSettings,
+    events: Option<Events>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let app = router(settings);
+    let app = router(settings, events);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();

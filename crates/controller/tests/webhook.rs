@@ -520,6 +520,7 @@ async fn start(ca: &BuiltinCa, service: &WebhookService) -> Running {
         listener,
         tls,
         settings(),
+        None,
         async move {
             let _ = stopped.await;
         },
@@ -934,4 +935,125 @@ fn agent_settings_are_checked_at_start() {
     let mut bad = agent_settings();
     bad.agent.as_mut().unwrap().token_secret = "Not A Name".into();
     assert!(bad.validate().is_err());
+}
+
+/// `webhook --events`: through the real kube client against PyPI's kmock (someone else's fake
+/// API server), a labelled pod that was not injected, and one injected with warnings, each get
+/// a Warning Event on the pod's controller owner (the ReplicaSet: the pod does not exist yet);
+/// a pod injected without warnings, an unlabelled pod and a body that is no review get none
+/// (negative controls, sent first so the FIFO queue would have published them before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_not_injected_or_injected_with_warnings_get_a_warning_event_on_their_owner() {
+    use anchorage_controller::inject::{INJECTED_WITH_WARNINGS_REASON, NOT_INJECTED_REASON};
+    use anchorage_controller::webhook::{Events, router};
+    use k8s_openapi::api::events::v1::Event;
+    use kube::Api;
+    use tower::ServiceExt as _;
+
+    let Some(kmock) = anchorage_test_support::kmock::Kmock::start("the webhook's Events test", &[])
+    else {
+        return;
+    };
+    let config = kube::Config::new(kmock.url().parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let owned = |mut review: Value, replica_set: &str| {
+        review["request"]["object"]["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set,
+            "uid": format!("uid-{replica_set}"), "controller": true, "blockOwnerDeletion": true
+        }]);
+        review
+    };
+    let post = |app: axum::Router, review: Vec<u8>| async move {
+        let request = axum::http::Request::post(MUTATE_PATH)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(review))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    let events = Events::start(client.clone(), Some("webhook-0".into()));
+    let plain = router(settings(), Some(events.clone()));
+    let with_agent = router(agent_settings(), Some(events));
+
+    // Negative controls first: injected cleanly, not labelled, not a review.
+    post(
+        plain.clone(),
+        serde_json::to_vec(&owned(labelled(), "clean")).unwrap(),
+    )
+    .await;
+    post(
+        plain.clone(),
+        serde_json::to_vec(&owned(fixture(), "unlabelled")).unwrap(),
+    )
+    .await;
+    post(plain.clone(), b"{not json".to_vec()).await;
+    // A warning: an identity asked for, no agent configured (the trust object instead).
+    post(
+        plain.clone(),
+        serde_json::to_vec(&owned(asking_for_identity(), "web-7d9f")).unwrap(),
+    )
+    .await;
+    // Not injected: an identity the agent refuses; no owner, so the Event is on the pod.
+    let mut refused = asking_for_identity();
+    refused["request"]["object"]["metadata"]["annotations"][IDENTITY_ANNOTATION] =
+        "two words".into();
+    post(with_agent, serde_json::to_vec(&refused).unwrap()).await;
+
+    let namespace = fixture()["request"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let start = std::time::Instant::now();
+    let mut events = loop {
+        let events = api.list(&Default::default()).await.unwrap().items;
+        if events.len() >= 2 || start.elapsed() > std::time::Duration::from_secs(20) {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // By reason: TrustInjectedWithWarnings, then TrustNotInjected.
+    events.sort_by(|a, b| a.reason.cmp(&b.reason));
+    let seen: Vec<(String, String, String, String)> = events
+        .iter()
+        .map(|e| {
+            let regarding = e.regarding.clone().unwrap_or_default();
+            (
+                e.reason.clone().unwrap_or_default(),
+                regarding.kind.unwrap_or_default(),
+                regarding.name.unwrap_or_default(),
+                e.type_.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let pod_name = fixture()["request"]["object"]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                INJECTED_WITH_WARNINGS_REASON.to_owned(),
+                "ReplicaSet".to_owned(),
+                "web-7d9f".to_owned(),
+                "Warning".to_owned()
+            ),
+            (
+                NOT_INJECTED_REASON.to_owned(),
+                "Pod".to_owned(),
+                pod_name,
+                "Warning".to_owned()
+            ),
+        ],
+        "exactly the two Warning Events: {events:#?}"
+    );
+    let notes: Vec<&str> = events.iter().filter_map(|e| e.note.as_deref()).collect();
+    assert!(notes[0].contains("no agent sidecar"), "{notes:?}");
+    assert!(notes[1].contains("cannot build the patch"), "{notes:?}");
+    assert!(events.iter().all(|e| e.reporting_controller.as_deref()
+        == Some("anchorage.dev/webhook")
+        && e.reporting_instance.as_deref() == Some("webhook-0")
+        && e.action.as_deref() == Some("Inject")));
+    drop(kmock);
 }

@@ -2,7 +2,8 @@
 //! k8s-openapi, the kustomization lists every file, and the wiring holds: the Deployment runs
 //! `anchorage controller webhook` with the serving certificate from its Secret on the port the
 //! Service targets, the configuration points at that Service with `failurePolicy: Ignore`, and
-//! least privilege is *no* API access: no RBAC object and no service-account token.
+//! least privilege: the only API access is `create`/`patch` on events.k8s.io events (`--events`),
+//! bound to the webhook's account, with the token mounted in its pod only.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -14,6 +15,7 @@ use anchorage_test_support::peer;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize as _;
 
@@ -66,7 +68,7 @@ fn the_kustomization_lists_every_manifest() {
 }
 
 #[test]
-fn the_webhook_runs_with_its_certificate_behind_its_service_and_no_api_access() {
+fn the_webhook_runs_with_its_certificate_behind_its_service_and_may_only_publish_events() {
     let Some(objects) = render() else {
         peer::skip("kubectl is not installed");
         return;
@@ -78,15 +80,45 @@ fn the_webhook_runs_with_its_certificate_behind_its_service_and_no_api_access() 
     assert_eq!(
         kinds,
         BTreeSet::from([
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
             "MutatingWebhookConfiguration",
             "Service",
             "ServiceAccount"
         ]),
-        "no Role, ClusterRole or binding: the webhook calls no API"
+        "no Role or RoleBinding: the one ClusterRole is for Events"
     );
     let account: ServiceAccount = one(&objects, "ServiceAccount");
     assert_eq!(account.automount_service_account_token, Some(false));
+    let role = objects.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
+    let role: serde_yaml_ng::Value = serde_json::from_value(role.clone()).unwrap();
+    assert_eq!(
+        anchorage_test_support::manifests::granted_verbs(&role),
+        anchorage_test_support::manifests::expected_verbs(&[(
+            "events.k8s.io/events",
+            &["create", "patch"]
+        )]),
+        "Events only (kube-runtime's Recorder creates, and patches a repeated one)"
+    );
+    let binding: ClusterRoleBinding = one(&objects, "ClusterRoleBinding");
+    assert_eq!(
+        binding.role_ref.name,
+        role["metadata"]["name"].as_str().unwrap()
+    );
+    let subject = &binding.subjects.as_ref().unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        (
+            "ServiceAccount",
+            account.metadata.name.as_deref().unwrap(),
+            account.metadata.namespace.as_deref()
+        )
+    );
 
     let deployment: Deployment = one(&objects, "Deployment");
     let pod = deployment.spec.unwrap().template.spec.unwrap();
@@ -94,10 +126,25 @@ fn the_webhook_runs_with_its_certificate_behind_its_service_and_no_api_access() 
         pod.service_account_name.as_deref(),
         Some("anchorage-webhook")
     );
-    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.automount_service_account_token, Some(true));
     let c = &pod.containers[0];
     let args = c.args.clone().unwrap();
     assert_eq!(args[..2], ["controller", "webhook"]);
+    assert!(args.iter().any(|a| a == "--events"), "{args:?}");
+    let pod_name = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "POD_NAME")
+        .unwrap();
+    assert_eq!(
+        pod_name
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str()),
+        Some("metadata.name")
+    );
     let flag = |name: &str| {
         args.iter()
             .find_map(|a| a.strip_prefix(&format!("{name}=")))

@@ -74,7 +74,7 @@ pub(crate) enum ControllerCommand {
             "Examples:\n",
             "  anchorage ca issue --kind webhook --cn anchorage-webhook.anchorage-trust.svc \\\n",
             "    --san anchorage-webhook.anchorage-trust.svc.cluster.local --out tls\n",
-            "  anchorage controller webhook --configmap corp-trust \\\n",
+            "  anchorage controller webhook --configmap corp-trust --events \\\n",
             "    --tls-cert tls/chain.pem --tls-key tls/key.pem\n",
             "  anchorage controller webhook --configmap corp-trust \\\n",
             "    --agent-image registry.example/anchorage:1 \\\n",
@@ -86,9 +86,11 @@ pub(crate) enum ControllerCommand {
             "--agent-image and --serve-url are given; else a warning.\n",
             "\n",
             "Every answer allows the pod: a review it cannot read or a patch it cannot build is\n",
-            "answered without a patch and with a warning (and logged). A container that mounts its\n",
-            "own /etc/ssl/certs or sets one of the variables itself is left as it is; an injected pod\n",
-            "is not changed again. docs/controller.md, \"Pod injection\", is the guide.\n",
+            "answered without a patch and with a warning (and logged). With --events, a labelled pod\n",
+            "that was not injected, or was injected with warnings, also gets a Warning Event on its\n",
+            "owner (kubectl describe replicaset ...). A container that mounts its own /etc/ssl/certs\n",
+            "or sets one of the variables itself is left as it is; an injected pod is not changed\n",
+            "again. docs/controller.md, \"Pod injection\", is the guide.\n",
             "\n",
         ),
         &[
@@ -96,7 +98,7 @@ pub(crate) enum ControllerCommand {
             (Code::Failure, "unexpected failure"),
             (Code::Usage, "invalid command line"),
             (Code::BadInput, "--tls-cert/--tls-key unreadable, not PEM, or not a pair"),
-            (Code::Unreachable, "--listen cannot be bound"),
+            (Code::Unreachable, "--listen cannot be bound; --events without a Kubernetes client configuration"),
         ],
         "",
     ))]
@@ -173,6 +175,11 @@ pub(crate) struct WebhookArgs {
     /// The token's key in it [default: token].
     #[arg(long, value_name = "KEY", requires = "agent_image")]
     pub(crate) agent_token_key: Option<String>,
+    /// Publish a Warning Event on the owner of each labelled pod that was not injected or was
+    /// injected with warnings (needs the pod's service account, or KUBECONFIG, with create and
+    /// patch on events.k8s.io events).
+    #[arg(long)]
+    pub(crate) events: bool,
 }
 
 /// `anchorage controller webhook-config`.
@@ -262,11 +269,26 @@ fn webhook(args: WebhookArgs) -> Result<Code, Failure> {
                     format!("--listen {}: cannot listen ({e})", args.listen),
                 )
             })?;
-        tracing::info!(listen = %args.listen, "pod-injection webhook serving");
+        let events = if args.events {
+            let instance = std::env::var("POD_NAME").ok();
+            let events = anchorage_controller::webhook::Events::start_with_default_client(instance)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        Code::Unreachable,
+                        format!("--events: no Kubernetes client configuration (no service account, no KUBECONFIG): {e}"),
+                    )
+                })?;
+            Some(events)
+        } else {
+            None
+        };
+        tracing::info!(listen = %args.listen, events = args.events, "pod-injection webhook serving");
         anchorage_controller::webhook::serve(
             listener,
             tls,
             settings,
+            events,
             anchorage_serve::shutdown_signal(),
         )
         .await;
