@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,19 +27,13 @@ fn start_kmock() -> Option<Kmock> {
     Kmock::start("`secrets serve --store kubernetes`", &[])
 }
 
-/// POSTs `body` to kmock (plain HTTP/1.1, one request per connection).
-fn post(port: u16, path: &str, body: &serde_json::Value) {
-    let body = body.to_string();
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 20"), "POST {path}: {answer}");
+/// POSTs `body` to kmock; a 2xx answer.
+fn post(kmock: &Kmock, path: &str, body: &serde_json::Value) {
+    let (status, answer) = kmock.post(path, &body.to_string());
+    assert!(
+        (200..300).contains(&status),
+        "POST {path}: {status} {answer}"
+    );
 }
 
 /// The request wasmCloud sends for `db`'s `password` on the backend `kube`.
@@ -66,19 +60,12 @@ fn serve_reads_kubernetes_secrets_for_mapped_components_only() {
     let dir = tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     #[allow(clippy::disallowed_methods)] // a test fixture, not an output
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: kmock\nclusters:\n- name: kmock\n  cluster:\n    server: http://127.0.0.1:{}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: nobody\n    namespace: {NAMESPACE}\nusers:\n- name: nobody\n  user: {{}}\n",
-            kmock.port
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, kmock.kubeconfig(NAMESPACE)).unwrap();
     let account = nkeys::KeyPair::new_account();
     let mapped = nkeys::KeyPair::new_module().public_key();
     let stranger = nkeys::KeyPair::new_module().public_key();
     post(
-        kmock.port,
+        &kmock,
         &format!("/api/v1/namespaces/{NAMESPACE}/secrets"),
         &serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -87,7 +74,7 @@ fn serve_reads_kubernetes_secrets_for_mapped_components_only() {
         }),
     );
     post(
-        kmock.port,
+        &kmock,
         &format!("/api/v1/namespaces/{NAMESPACE}/configmaps"),
         &serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap",

@@ -14,11 +14,15 @@
 //! - [`webhook`]: the mutating admission webhook around it (HTTPS, serving certificate from
 //!   Anchorage's CA, the `MutatingWebhookConfiguration`).
 //!
-//! Not here: the Kubernetes secrets store (`anchorage-secrets-store-k8s`), leader election.
+//! - [`leader`]: leader election on a Lease (`--leader-elect`): one of several replicas
+//!   reconciles, another takes over when it stops or dies.
+//!
+//! Not here: the Kubernetes secrets store (`anchorage-secrets-store-k8s`).
 
 pub mod crd;
 pub mod desired;
 pub mod inject;
+pub mod leader;
 pub mod reconcile;
 pub mod trust_manager;
 pub mod webhook;
@@ -26,5 +30,6 @@ pub mod webhook;
 pub use crd::{Bundle, BundleSpec, BundleStatus, GROUP, crd_yaml};
 pub use desired::{Desired, Namespace, Refusal, Sources, TargetObject, desired};
 pub use inject::{INJECT_LABEL, INJECTED_ANNOTATION, InjectSettings};
+pub use leader::{LeaderElection, LeaderError, run_elected, run_elected_with_default_client};
 pub use reconcile::{FIELD_MANAGER, Settings, run, run_with_default_client};
 pub use webhook::{WebhookService, webhook_configuration};

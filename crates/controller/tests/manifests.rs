@@ -55,6 +55,26 @@ fn rbac_grants_exactly_the_verbs_per_resource() {
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     assert_eq!(binding["subjects"][0]["name"], "anchorage-controller");
     assert_eq!(binding["subjects"][0]["namespace"], "anchorage-trust");
+    // Leader election: the Lease in the controller's own namespace only (a Role, not cluster-wide).
+    let lease_role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    assert_eq!(lease_role["metadata"]["namespace"], "anchorage-trust");
+    assert_eq!(
+        manifests::granted_verbs(lease_role),
+        manifests::expected_verbs(&[("coordination.k8s.io/leases", &["create", "get", "patch"])])
+    );
+    let lease_binding = docs.iter().find(|d| d["kind"] == "RoleBinding").unwrap();
+    assert_eq!(lease_binding["metadata"]["namespace"], "anchorage-trust");
+    assert_eq!(lease_binding["roleRef"]["kind"], "Role");
+    assert_eq!(
+        lease_binding["roleRef"]["name"],
+        lease_role["metadata"]["name"]
+    );
+    assert_eq!(lease_binding["subjects"][0]["name"], "anchorage-controller");
+    assert_eq!(
+        docs.iter().filter(|d| d["kind"] == "ClusterRole").count(),
+        1,
+        "one ClusterRole"
+    );
 }
 
 #[test]
@@ -81,5 +101,17 @@ fn the_kustomization_lists_every_manifest_and_the_deployment_runs_the_controller
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(args, ["controller", "--trust-namespace=anchorage-trust"]);
+    assert_eq!(
+        args,
+        [
+            "controller",
+            "--trust-namespace=anchorage-trust",
+            "--leader-elect"
+        ]
+    );
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    // The election's identity: the pod's name.
+    let env = &spec["containers"][0]["env"][0];
+    assert_eq!(env["name"], "POD_NAME");
+    assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
 }

@@ -68,4 +68,58 @@ impl Kmock {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// A kubeconfig naming it (no credentials), with `namespace` as the context's namespace.
+    pub fn kubeconfig(&self, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: kmock\nclusters:\n- name: kmock\n  cluster:\n    server: {}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: nobody\n    namespace: {namespace}\nusers:\n- name: nobody\n  user: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// `POST path` with the JSON `body`: the answer's status and body (plain HTTP/1.1, one
+    /// request per connection), for tests without a Kubernetes client of their own.
+    ///
+    /// # Panics
+    ///
+    /// When kmock does not answer (a test failure).
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.request("POST", path, Some(body))
+    }
+
+    /// `GET path`: the answer's status and body.
+    ///
+    /// # Panics
+    ///
+    /// When kmock does not answer (a test failure).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, None)
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        #[allow(clippy::unwrap_used)] // test support: kmock not answering is a failure
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let body = body.unwrap_or("");
+        #[allow(clippy::unwrap_used)]
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        #[allow(clippy::unwrap_used)]
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {path}: not an HTTP answer: {answer}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
 }

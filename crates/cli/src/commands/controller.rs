@@ -24,6 +24,7 @@ use crate::options::parse_duration;
             "  anchorage controller --trust-namespace anchorage-trust\n",
             "  anchorage controller crd | kubectl apply -f -\n",
             "  anchorage controller --trust-manager-bundles   # also trust-manager's Bundles\n",
+            "  anchorage controller --leader-elect   # one of several replicas reconciles\n",
             "  kubectl apply -k deploy/kubernetes/controller\n",
             "\n",
             "It keeps every Bundle (trust.anchorage.dev/v1alpha1) written as a ConfigMap or Secret in\n",
@@ -37,9 +38,9 @@ use crate::options::parse_duration;
         ),
         &[
             (Code::Ok, "stopped by a signal; `crd`: printed"),
-            (Code::Failure, "unexpected failure"),
+            (Code::Failure, "--leader-elect: the lease was lost to another replica (restart to stand again); unexpected failure"),
             (Code::Usage, "invalid command line"),
-            (Code::Unreachable, "no Kubernetes client configuration (no service account, no KUBECONFIG)"),
+            (Code::Unreachable, "no Kubernetes client configuration (no service account, no KUBECONFIG); --leader-elect: the Lease cannot be read or created"),
         ],
         "",
     )
@@ -57,6 +58,23 @@ pub(crate) struct ControllerArgs {
     /// cluster does not serve that API it is logged and skipped.
     #[arg(long)]
     pub(crate) trust_manager_bundles: bool,
+    /// Run as one of several replicas: only the holder of a Lease reconciles; another takes
+    /// over when it stops (at once: the lease is released) or dies (when the lease expires).
+    #[arg(long)]
+    pub(crate) leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, value_name = "NAME", default_value = anchorage_controller::leader::DEFAULT_LEASE_NAME, requires = "leader_elect")]
+    pub(crate) lease_name: String,
+    /// The Lease's namespace [default: --trust-namespace].
+    #[arg(long, value_name = "NS", requires = "leader_elect")]
+    pub(crate) lease_namespace: Option<String>,
+    /// How long the lease holds without a renewal (whole seconds, at least 2 s); the holder
+    /// renews it when a third of that is left.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, requires = "leader_elect")]
+    pub(crate) lease_duration: Duration,
+    /// This replica's name in the election [default: POD_NAME, else host name and pid].
+    #[arg(long, value_name = "NAME", requires = "leader_elect")]
+    pub(crate) lease_identity: Option<String>,
 }
 
 /// `anchorage controller <subcommand>`.
@@ -341,18 +359,64 @@ impl Run for ControllerArgs {
             .enable_all()
             .build()
             .map_err(|e| Failure::new(Code::Failure, format!("cannot start a runtime: {e}")))?;
+        let no_client = |e: &dyn std::fmt::Display| {
+            Failure::new(
+                Code::Unreachable,
+                format!(
+                    "no Kubernetes client: {e}; run it in a pod with a service account, or set KUBECONFIG"
+                ),
+            )
+        };
+        if !self.leader_elect {
+            runtime.block_on(async move {
+                anchorage_controller::run_with_default_client(settings)
+                    .await
+                    .map_err(|e| no_client(&e))
+            })?;
+            return Ok(Code::Ok);
+        }
+        let seconds = self.lease_duration.as_secs();
+        if seconds < 2 || self.lease_duration.subsec_nanos() != 0 {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "--lease-duration {:?}: whole seconds, at least 2 s",
+                    self.lease_duration
+                ),
+            ));
+        }
+        let mut election = anchorage_controller::LeaderElection::new(
+            self.lease_namespace
+                .unwrap_or_else(|| self.trust_namespace.clone()),
+            self.lease_identity
+                .unwrap_or_else(anchorage_controller::leader::default_identity),
+        );
+        election.lease_name = self.lease_name;
+        election.duration = self.lease_duration;
+        election.grace = Duration::from_secs((seconds / 3).max(1));
         runtime.block_on(async move {
-            anchorage_controller::run_with_default_client(settings)
-                .await
-                .map_err(|e| {
-                    Failure::new(
+            use anchorage_controller::LeaderError;
+            match anchorage_controller::run_elected_with_default_client(
+                settings,
+                election,
+                anchorage_serve::shutdown_signal(),
+            )
+            .await
+            {
+                Ok(()) => Ok(Code::Ok),
+                Err(LeaderError::Client(e)) => Err(no_client(&e)),
+                Err(e @ LeaderError::Timing { .. }) => Err(Failure::new(Code::Usage, e.to_string())),
+                Err(e @ LeaderError::Lease { .. }) => {
+                    let cause = std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    Err(Failure::new(
                         Code::Unreachable,
-                        format!(
-                            "no Kubernetes client: {e}; run it in a pod with a service account, or set KUBECONFIG"
-                        ),
-                    )
-                })
-        })?;
-        Ok(Code::Ok)
+                        format!("{e}: {cause}; the service account needs get, create and patch on leases in that namespace"),
+                    ))
+                }
+                Err(e @ LeaderError::Lost { .. }) => Err(Failure::new(Code::Failure, e.to_string())),
+            }
+        })
     }
 }

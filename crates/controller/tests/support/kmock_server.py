@@ -50,6 +50,7 @@ RESOURCES = {
     'v1/configmaps': dict(namespaced=True, kind='ConfigMap'),
     'v1/secrets': dict(namespaced=True, kind='Secret'),
     'events.k8s.io/v1/events': dict(namespaced=True, kind='Event'),
+    'coordination.k8s.io/v1/leases': dict(namespaced=True, kind='Lease'),
     'trust.anchorage.dev/v1alpha1/bundles': dict(namespaced=False, kind='Bundle', subresources={'status'}),
 }
 if os.environ.get('KMOCK_CLUSTER_TRUST_BUNDLES') == '1':
