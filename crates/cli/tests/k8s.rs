@@ -587,6 +587,52 @@ fn agent_patch_adds_the_sidecar_and_applying_it_twice_is_once() {
     assert!(init.liveness_probe.is_none());
     assert_eq!(pod.containers.len(), 1, "no sidecar in a Job");
 
+    // --native-sidecar: one init container with restartPolicy Always, for a Job too.
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--agent",
+            "--native-sidecar",
+            "--kind",
+            "job",
+            "--container",
+            "migrate",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let job = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "migrate" },
+        "spec": { "template": { "spec": {
+            "restartPolicy": "Never",
+            "containers": [{ "name": "migrate", "image": "m:1" }],
+        } } },
+    });
+    let job: Job = serde_json::from_value(kubectl_patch(&kubectl, &job, &o.stdout)).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.name, "anchorage-agent");
+    assert_eq!(init.restart_policy.as_deref(), Some("Always"));
+    assert!(init.startup_probe.is_some());
+    assert!(!init.args.as_ref().unwrap().iter().any(|a| a == "--once"));
+    assert_eq!(pod.containers.len(), 1, "nothing added to the containers");
+    let o = anchorage(
+        dir.path(),
+        &[
+            "k8s",
+            "patch",
+            "--agent",
+            "--native-sidecar",
+            "--once",
+            "--kind",
+            "job",
+            "--container",
+            "migrate",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     // Refused, exit 2, with what to do.
     for (args, expected) in [
         (

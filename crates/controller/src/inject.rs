@@ -79,6 +79,9 @@ pub struct InjectSettings {
     /// its `identity` is ignored (each pod's comes from its annotations). `None`: such pods get
     /// a warning and the trust object.
     pub agent: Option<AgentSpec>,
+    /// The agent as one native sidecar ([`AgentMode::NativeSidecar`], Kubernetes 1.29+) instead
+    /// of an init container and a sidecar.
+    pub agent_native_sidecar: bool,
 }
 
 impl InjectSettings {
@@ -97,6 +100,7 @@ impl InjectSettings {
             extra_pem: false,
             pkcs12: false,
             agent: None,
+            agent_native_sidecar: false,
         }
     }
 
@@ -151,7 +155,11 @@ impl InjectSettings {
         let mut request = AgentPatchRequest::new(WorkloadKind::Pod, containers);
         request.init_containers = init_containers;
         request.agent = agent;
-        request.mode = AgentMode::SidecarWithInit;
+        request.mode = if self.agent_native_sidecar {
+            AgentMode::NativeSidecar
+        } else {
+            AgentMode::SidecarWithInit
+        };
         request.mount_path = self.mount_path.clone();
         request
     }

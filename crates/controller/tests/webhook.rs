@@ -811,6 +811,33 @@ fn a_pod_asking_for_an_identity_gets_the_agent_built_by_anchorage_k8s() {
     );
 }
 
+/// `--agent-native-sidecar`: the same agent as one native sidecar (an init container with
+/// `restartPolicy: Always`, first), nothing added to `containers`.
+#[test]
+fn with_native_sidecars_a_pod_asking_for_an_identity_gets_one_agent_it_waits_for() {
+    let mut settings = agent_settings();
+    settings.agent_native_sidecar = true;
+    let review = asking_for_identity();
+    let answer = answer(&settings, &review);
+    assert!(answer["response"].get("warnings").is_none(), "{answer:#}");
+    let pod = apply(&review["request"]["object"], &patch_of(&answer).unwrap());
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.containers.len(), 1, "only the app");
+    let init = spec.init_containers.as_ref().unwrap();
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0].name, anchorage_k8s::AGENT_CONTAINER);
+    assert_eq!(init[0].restart_policy.as_deref(), Some("Always"));
+    let mut agent = settings.agent.unwrap();
+    let mut identity = anchorage_k8s::AgentIdentity::new("web.$(POD_NAMESPACE).svc");
+    identity.sans = vec!["web".into(), "web.corp.example".into()];
+    identity.role = Some("web-server".into());
+    agent.identity = Some(identity);
+    assert_eq!(
+        init[0],
+        anchorage_k8s::agent_native_sidecar(&agent).unwrap()
+    );
+}
+
 fn before_volumes(review: &Value) -> Vec<k8s_openapi::api::core::v1::Volume> {
     let before: Pod = serde_json::from_value(review["request"]["object"].clone()).unwrap();
     before.spec.unwrap().volumes.unwrap()

@@ -185,6 +185,13 @@ pub enum AgentMode {
     /// Both: the init container puts the trust in place before the app starts, the sidecar keeps
     /// it current (the kustomize example).
     SidecarWithInit,
+    /// One Kubernetes native sidecar ([`agent_native_sidecar`]: an init container named
+    /// [`AGENT_CONTAINER`] with `restartPolicy: Always`, Kubernetes 1.29 and later): it starts
+    /// before the app's init containers and containers, which wait for its startup probe
+    /// (`/healthz`: the trust, and the identity when asked for, installed), and keeps them
+    /// current for the pod's life. One agent instead of two; the only sidecar form for a Job or
+    /// CronJob (a native sidecar does not keep a finished pod running).
+    NativeSidecar,
 }
 
 impl AgentMode {
@@ -195,6 +202,34 @@ impl AgentMode {
     fn init(self) -> bool {
         matches!(self, Self::Once | Self::SidecarWithInit)
     }
+}
+
+/// How long a native sidecar's startup probe waits for the first install before the kubelet
+/// restarts it: `periodSeconds` × `failureThreshold` (1 s × 600: ten minutes).
+pub const NATIVE_SIDECAR_STARTUP_SECONDS: i32 = 600;
+
+/// The agent as a Kubernetes native sidecar ([`AgentMode::NativeSidecar`]): the sidecar of
+/// [`agent_container`] with `restartPolicy: Always`, for the pod's `initContainers`, and a
+/// startup probe on `/healthz` (200 once the trust, and the identity when asked for, are
+/// installed), so the containers after it start only then.
+///
+/// # Errors
+///
+/// As [`agent_container`].
+pub fn agent_native_sidecar(spec: &AgentSpec) -> Result<Container, K8sError> {
+    let mut container = agent_container(spec, false)?;
+    container.restart_policy = Some("Always".to_owned());
+    container.startup_probe = Some(Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::String(HEALTHZ_PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(NATIVE_SIDECAR_STARTUP_SECONDS),
+        ..Probe::default()
+    });
+    Ok(container)
 }
 
 /// What to patch and how. [`AgentPatchRequest::new`] fills in the defaults.
@@ -503,7 +538,8 @@ pub fn agent_patch(req: &AgentPatchRequest) -> Result<Value, K8sError> {
             "sidecar",
             format!(
                 "a {}'s pod completes when its containers exit, and the agent's sidecar never \
-                 does: add the agent as an init container (--once)",
+                 does: add the agent as an init container (--once), or as a native sidecar \
+                 (--native-sidecar, Kubernetes 1.29+)",
                 req.kind.kind()
             ),
         ));
@@ -555,6 +591,10 @@ pub fn agent_patch(req: &AgentPatchRequest) -> Result<Value, K8sError> {
         // agent goes first in the list; a strategic merge appends, so this holds for a workload
         // without init containers, and the JSON patch keeps a list that exists in its order.
         parts.added_init_containers = vec![agent_container(&req.agent, true)?];
+    }
+    if req.mode == AgentMode::NativeSidecar {
+        // First too: the app's init containers start once its startup probe passes.
+        parts.added_init_containers = vec![agent_native_sidecar(&req.agent)?];
     }
     render(
         &KindTarget {

@@ -73,8 +73,8 @@ pub use agent::{
     AGENT_CONTAINER, AGENT_HASHED_DIR, AGENT_INIT_CONTAINER, AGENT_PEM_FILE, AgentIdentity,
     AgentMode, AgentPatchRequest, AgentSpec, DEFAULT_AGENT_IMAGE, DEFAULT_HEALTHZ_PORT,
     DEFAULT_IDENTITY_MOUNT_PATH, DEFAULT_SERVE_CA_KEY, DEFAULT_SERVE_CA_NAME, DEFAULT_SERVE_URL,
-    DEFAULT_TOKEN_KEY, DEFAULT_TOKEN_SECRET, ServeCaSource, agent_container, agent_patch,
-    agent_volumes,
+    DEFAULT_TOKEN_KEY, DEFAULT_TOKEN_SECRET, NATIVE_SIDECAR_STARTUP_SECONDS, ServeCaSource,
+    agent_container, agent_native_sidecar, agent_patch, agent_volumes,
 };
 pub use ca_secret::{
     CA_TLS_SECRET_NAME, CaSecret, CaSecretError, CaSecretLayout, FSM_CA_BUNDLE_NAME,

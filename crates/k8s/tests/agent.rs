@@ -12,8 +12,8 @@ use std::process::Command;
 
 use anchorage_k8s::{
     AGENT_CONTAINER, AGENT_INIT_CONTAINER, AgentIdentity, AgentMode, AgentPatchRequest, AgentSpec,
-    K8sError, PatchFormat, ServeCaSource, WorkloadKind, agent_container, agent_patch,
-    agent_volumes, env_var,
+    K8sError, NATIVE_SIDECAR_STARTUP_SECONDS, PatchFormat, ServeCaSource, WorkloadKind,
+    agent_container, agent_native_sidecar, agent_patch, agent_volumes, env_var,
 };
 use anchorage_test_support::peer;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -233,6 +233,7 @@ fn check_pod(kind: WorkloadKind, req: &AgentPatchRequest, spec: &PodSpec) {
 
     let sidecar = container(Some(&spec.containers), AGENT_CONTAINER);
     let init = container(spec.init_containers.as_ref(), AGENT_INIT_CONTAINER);
+    let native = container(spec.init_containers.as_ref(), AGENT_CONTAINER);
     match req.mode {
         AgentMode::Sidecar => {
             assert_eq!(sidecar, Some(&agent_container(&req.agent, false).unwrap()));
@@ -245,8 +246,20 @@ fn check_pod(kind: WorkloadKind, req: &AgentPatchRequest, spec: &PodSpec) {
         AgentMode::SidecarWithInit => {
             assert!(sidecar.is_some() && init.is_some());
         }
+        AgentMode::NativeSidecar => {
+            assert_eq!(native, Some(&agent_native_sidecar(&req.agent).unwrap()));
+            assert!(sidecar.is_none() && init.is_none(), "{kind:?}");
+            // First of the init containers: everything after it waits for its startup probe.
+            assert_eq!(
+                spec.init_containers.as_ref().unwrap()[0].name,
+                AGENT_CONTAINER
+            );
+        }
     }
-    let agent = sidecar.or(init).unwrap();
+    if req.mode != AgentMode::NativeSidecar {
+        assert!(native.is_none(), "{kind:?}");
+    }
+    let agent = sidecar.or(init).or(native).unwrap();
     let args = agent.args.as_ref().unwrap();
     assert_eq!(args[0], "agent");
     assert_eq!(
@@ -403,6 +416,57 @@ fn json_patch_for_every_kind_and_twice_is_once() {
         let twice = json_apply(once.clone(), &agent_patch(&req).unwrap());
         assert_eq!(twice, once, "{kind:?}");
     }
+}
+
+/// `NativeSidecar`, every kind (Jobs and CronJobs too: a native sidecar does not keep a finished
+/// pod running), through kubectl's strategic merge and the JSON patch, twice is once; the
+/// container is the sidecar with `restartPolicy: Always` and a startup probe on `/healthz`
+/// (what makes the app wait for the first install), nothing in `containers`.
+#[test]
+fn a_native_sidecar_for_every_kind_is_one_init_container_the_app_waits_for() {
+    let kubectl = peer::require("kubectl");
+    for kind in KINDS {
+        let mut req = request(kind);
+        req.mode = AgentMode::NativeSidecar;
+        if let Some(kubectl) = &kubectl {
+            let patch = agent_patch(&req).unwrap();
+            let once = kubectl_patch(kubectl, &workload(kind), &patch);
+            check_pod(kind, &req, &pod_spec(kind, &once));
+            assert_eq!(kubectl_patch(kubectl, &once, &patch), once, "{kind:?}");
+        }
+        let current = workload(kind);
+        req.format = PatchFormat::Json {
+            current: current.clone(),
+        };
+        let once = json_apply(current, &agent_patch(&req).unwrap());
+        check_pod(kind, &req, &pod_spec(kind, &once));
+        req.format = PatchFormat::Json {
+            current: once.clone(),
+        };
+        assert_eq!(json_apply(once.clone(), &agent_patch(&req).unwrap()), once);
+    }
+    let native = agent_native_sidecar(&AgentSpec::default()).unwrap();
+    assert_eq!(native.restart_policy.as_deref(), Some("Always"));
+    let probe = native.startup_probe.as_ref().unwrap();
+    assert_eq!(
+        probe.http_get.as_ref().unwrap().path.as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        probe.period_seconds.unwrap() * probe.failure_threshold.unwrap(),
+        NATIVE_SIDECAR_STARTUP_SECONDS
+    );
+    assert!(
+        native
+            .args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("--healthz-listen="))
+    );
+    // Negative control: the ordinary sidecar has neither.
+    let ordinary = agent_container(&AgentSpec::default(), false).unwrap();
+    assert!(ordinary.restart_policy.is_none() && ordinary.startup_probe.is_none());
 }
 
 /// The agent's init container runs first, before the workload's own (which may need the trust

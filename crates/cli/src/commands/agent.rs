@@ -297,6 +297,7 @@ impl Run for AgentArgs {
         let once = self.once;
         let healthz = self.healthz_listen;
         let status_file = self.status_file.clone();
+        let needs_identity = self.identity.is_some();
         let mut config = self.config()?;
         let nats = if self.nats_url.is_empty() {
             None
@@ -358,6 +359,7 @@ impl Run for AgentArgs {
                 tokio::spawn(anchorage_agent::serve_health(
                     listener,
                     status_file,
+                    needs_identity,
                     async move {
                         let _ = rx.wait_for(|s| *s).await;
                     },

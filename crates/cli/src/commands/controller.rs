@@ -101,7 +101,8 @@ pub(crate) enum ControllerCommand {
             "\n",
             "Pods also annotated trust.anchorage.dev/identity=NAME get the agent (init container and\n",
             "sidecar, as `k8s patch --agent --with-init`) instead of the trust object when\n",
-            "--agent-image and --serve-url are given; else a warning.\n",
+            "--agent-image and --serve-url are given (one native sidecar with\n",
+            "--agent-native-sidecar); else a warning.\n",
             "\n",
             "Every answer allows the pod: a review it cannot read or a patch it cannot build is\n",
             "answered without a patch and with a warning (and logged). With --events, a labelled pod\n",
@@ -193,6 +194,10 @@ pub(crate) struct WebhookArgs {
     /// The token's key in it [default: token].
     #[arg(long, value_name = "KEY", requires = "agent_image")]
     pub(crate) agent_token_key: Option<String>,
+    /// The agent as one native sidecar (an init container with restartPolicy: Always, which the
+    /// app waits for; Kubernetes 1.29+) instead of an init container and a sidecar.
+    #[arg(long, requires = "agent_image")]
+    pub(crate) agent_native_sidecar: bool,
     /// Publish a Warning Event on the owner of each labelled pod that was not injected or was
     /// injected with warnings (needs the pod's service account, or KUBECONFIG, with create and
     /// patch on events.k8s.io events).
@@ -246,6 +251,7 @@ fn webhook(args: WebhookArgs) -> Result<Code, Failure> {
     settings.extra_pem = args.extra_pem;
     settings.pkcs12 = args.pkcs12;
     settings.mount_path = args.mount_path.clone();
+    settings.agent_native_sidecar = args.agent_native_sidecar;
     if let (Some(image), Some(server)) = (&args.agent_image, &args.serve_url) {
         let defaults = anchorage_k8s::AgentSpec::default();
         let or = |given: &Option<String>, default: String| given.clone().unwrap_or(default);

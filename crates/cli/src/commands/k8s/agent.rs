@@ -29,6 +29,11 @@ pub(crate) struct AgentArgs {
     /// Add the init container too, before the sidecar (as deploy/kubernetes/agent-sidecar).
     #[arg(long, conflicts_with = "once")]
     pub(crate) with_init: bool,
+    /// Add the agent as one Kubernetes native sidecar instead (an init container with
+    /// restartPolicy: Always, Kubernetes 1.29+): the app starts once its startup probe says the
+    /// trust (and the identity) are in place, and it keeps them current; Jobs too.
+    #[arg(long, conflicts_with_all = ["once", "with_init"])]
+    pub(crate) native_sidecar: bool,
     // The options below need --agent: checked by `check_unused` (clap's `requires = "agent"`
     // counts the flag's implicit `false` as given). They have no `default_value`, so the
     // check sees what was typed; `patch` applies the defaults the help names.
@@ -82,6 +87,7 @@ impl AgentArgs {
         let given = [
             ("--once", self.once),
             ("--with-init", self.with_init),
+            ("--native-sidecar", self.native_sidecar),
             ("--agent-image", self.agent_image.is_some()),
             ("--server", self.server.is_some()),
             ("--server-ca-configmap", self.server_ca_configmap.is_some()),
@@ -132,10 +138,11 @@ pub(super) fn patch(args: &K8sPatchArgs) -> Result<Code, Failure> {
     req.workload_name = args.name.clone();
     req.workload_namespace = args.namespace.clone();
     req.mount_path = args.mount_path.clone();
-    req.mode = match (a.once, a.with_init) {
-        (true, _) => AgentMode::Once,
-        (false, true) => AgentMode::SidecarWithInit,
-        (false, false) => AgentMode::Sidecar,
+    req.mode = match (a.once, a.with_init, a.native_sidecar) {
+        (true, ..) => AgentMode::Once,
+        (false, true, _) => AgentMode::SidecarWithInit,
+        (false, false, true) => AgentMode::NativeSidecar,
+        (false, false, false) => AgentMode::Sidecar,
     };
     let defaults = AgentSpec::default();
     let or = |given: &Option<String>, default: String| given.clone().unwrap_or(default);
