@@ -110,7 +110,12 @@ async def main() -> None:
                     print(f'controller {hwm.split(":")[1].strip()} peak, {rss.split(":")[1].strip()} now', flush=True)
                 finally:
                     proc.terminate()
-                    proc.wait()
+                    # Wait without blocking the event loop: kmock runs on it, and the controller
+                    # finishes its requests to kmock before it exits.
+                    t = time.monotonic()
+                    while proc.poll() is None:
+                        await asyncio.sleep(0.1)
+                    print(f'controller stopped {time.monotonic() - t:.1f} s after SIGTERM, exit {proc.returncode}', flush=True)
                     os.unlink(kc.name)
 
 
