@@ -55,7 +55,10 @@ use crate::desired::{
     BUNDLE_LABEL, CLUSTER_SCOPE, CLUSTER_TRUST_BUNDLE, CONTENT_HASH_ANNOTATION, Namespace, Refusal,
     Sources, TargetObject, desired,
 };
-use crate::trust_manager::{TRUST_MANAGER_LABEL, TmCondition, TrustManagerBundle, to_anchorage};
+use crate::trust_manager::{
+    TRUST_MANAGER_LABEL, TmCondition, TrustManagerBundle, TrustNamespaceLabels, has_selector,
+    to_anchorage, to_anchorage_in,
+};
 
 /// How often a Bundle with a `serve` source is reconciled (and serve asked again), so a change
 /// made in serve reaches the targets.
@@ -285,6 +288,36 @@ fn error_policy<K: kube::Resource>(
     Action::requeue(ctx.settings.retry)
 }
 
+/// The labels of the trust namespace's ConfigMaps and Secrets (metadata only), for
+/// trust-manager sources that select by label.
+async fn trust_namespace_labels(ctx: &Context) -> Result<TrustNamespaceLabels, ReconcileError> {
+    let ns = &ctx.settings.trust_namespace;
+    let lp = ListParams::default();
+    fn of<K>(
+        items: Vec<kube::core::PartialObjectMeta<K>>,
+    ) -> BTreeMap<String, BTreeMap<String, String>> {
+        items
+            .into_iter()
+            .map(|o| {
+                (
+                    o.metadata.name.unwrap_or_default(),
+                    o.metadata.labels.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+    Ok(TrustNamespaceLabels {
+        config_maps: of(Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+            .list_metadata(&lp)
+            .await?
+            .items),
+        secrets: of(Api::<Secret>::namespaced(ctx.client.clone(), ns)
+            .list_metadata(&lp)
+            .await?
+            .items),
+    })
+}
+
 /// Whether `bundle` (from the controller's cache) is no longer among `all` (just listed): it was
 /// deleted, or deleted and made again (another uid), after it was queued. Its reconcile then
 /// writes nothing: a target written for it would outlive the cleanup of its deletion (a real
@@ -360,7 +393,12 @@ async fn reconcile_trust_manager(
     if gone(&all, tm.as_ref()) {
         return Ok(Action::await_change());
     }
-    let (conditions, action) = match to_anchorage(&tm) {
+    let labels = if has_selector(&tm) {
+        trust_namespace_labels(&ctx).await?
+    } else {
+        TrustNamespaceLabels::default()
+    };
+    let (conditions, action) = match to_anchorage_in(&tm, &labels) {
         Err(refusals) => (
             vec![refused(&ctx, &name, &owner, &refusals).await],
             Action::requeue(ctx.settings.resync),

@@ -7,8 +7,11 @@
 //! `inLine` → `inline`; `useDefaultCAs: true` → `mozillaRoots: true` (trust-manager's default
 //! CA package is Debian's `ca-certificates`, which is Mozilla's list); `target.configMap.key` or
 //! `target.secret.key` → the `BundleKey` layout under that key (trust-manager writes the bundle
-//! under one key); `namespaceSelector.matchLabels` → the same. Not yet (refused):
-//! a source `selector` over labels, both targets at once. `additionalFormats` (JKS/PKCS#12) is
+//! under one key); `namespaceSelector.matchLabels` → the same; a source `selector` over labels
+//! (`matchLabels`, `matchExpressions`) → one source per ConfigMap or Secret of the trust
+//! namespace it matches, with the same `key`/`includeAllKeys` ([`to_anchorage_in`], given the
+//! trust namespace's labels; none matching: nothing from that source, as trust-manager). Not yet
+//! (refused): both targets at once. `additionalFormats` (JKS/PKCS#12) is
 //! carried over; a password other than trust-manager's default is then refused by the desired
 //! state, naming the field.
 //! The running controller reconciles them with `--trust-manager-bundles`
@@ -116,7 +119,7 @@ pub struct TmKeySelector {
     /// Every key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_all_keys: Option<bool>,
-    /// Objects by label (not supported yet).
+    /// Objects by label (a `metav1.LabelSelector`), instead of `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<serde_json::Value>,
 }
@@ -181,43 +184,116 @@ pub struct TmNamespaceSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-/// The anchorage Bundle a trust-manager Bundle means (same name, so same target names).
+/// The labels of the trust namespace's ConfigMaps and Secrets, by name: what a source
+/// `selector` is matched against ([`to_anchorage_in`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustNamespaceLabels {
+    /// ConfigMap name → its labels.
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Secret name → its labels.
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Whether any source of `tm` selects objects by label (so the caller needs
+/// [`TrustNamespaceLabels`]).
+pub fn has_selector(tm: &TrustManagerBundle) -> bool {
+    tm.spec.sources.iter().any(|s| {
+        [&s.config_map, &s.secret]
+            .into_iter()
+            .flatten()
+            .any(|k| k.selector.is_some())
+    })
+}
+
+/// [`to_anchorage_in`] without labels: a source `selector` matches nothing. For what does not
+/// depend on sources (the target names), e.g. telling which Bundles write the same target.
 ///
 /// # Errors
 ///
-/// Every field this slice cannot honour, as [`Refusal::InvalidSpec`] naming it.
+/// As [`to_anchorage_in`].
 pub fn to_anchorage(tm: &TrustManagerBundle) -> Result<Bundle, Vec<Refusal>> {
+    to_anchorage_in(tm, &TrustNamespaceLabels::default())
+}
+
+/// The anchorage Bundle a trust-manager Bundle means (same name, so same target names), a
+/// source `selector` matched against `labels` (one source per matching object, by name, in
+/// name order).
+///
+/// # Errors
+///
+/// Every field this slice cannot honour, and a selector that does not parse (or a source with
+/// both `name` and `selector`, or neither), as [`Refusal::InvalidSpec`] naming it.
+pub fn to_anchorage_in(
+    tm: &TrustManagerBundle,
+    labels: &TrustNamespaceLabels,
+) -> Result<Bundle, Vec<Refusal>> {
+    use kube::core::{Selector, SelectorExt as _};
     let name = kube::ResourceExt::name_any(tm);
     let mut refusals = Vec::new();
-    let mut unsupported = |what: String| {
-        refusals.push(Refusal::InvalidSpec(format!(
-            "trust-manager Bundle `{name}`: {what} is not supported yet"
-        )));
-    };
     let mut sources = Vec::new();
     for (i, s) in tm.spec.sources.iter().enumerate() {
-        let select = |sel: &TmKeySelector, kind: &str, unsupported: &mut dyn FnMut(String)| {
-            if sel.selector.is_some() {
-                unsupported(format!("sources[{i}].{kind}.selector"));
-            }
-            KeySelector {
-                name: sel.name.clone().unwrap_or_default(),
+        let mut select = |sel: &TmKeySelector,
+                          kind: &str,
+                          objects: &BTreeMap<String, BTreeMap<String, String>>|
+         -> Vec<KeySelector> {
+            let keys = |name: &str| KeySelector {
+                name: name.to_owned(),
                 key: sel.key.clone(),
                 key_suffix: None,
                 include_all_keys: sel.include_all_keys.filter(|all| *all),
+            };
+            let field = format!("sources[{i}].{kind}");
+            match (&sel.name, &sel.selector) {
+                (Some(n), None) => vec![keys(n)],
+                (None, Some(value)) => {
+                    let parsed = serde_json::from_value::<
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+                    >(value.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|l| Selector::try_from(l).map_err(|e| e.to_string()));
+                    match parsed {
+                        Ok(selector) => objects
+                            .iter()
+                            .filter(|(_, l)| selector.matches(l))
+                            .map(|(n, _)| keys(n))
+                            .collect(),
+                        Err(e) => {
+                            refusals.push(Refusal::InvalidSpec(format!(
+                                "trust-manager Bundle `{name}`: {field}.selector is not a label selector ({e})"
+                            )));
+                            Vec::new()
+                        }
+                    }
+                }
+                _ => {
+                    refusals.push(Refusal::InvalidSpec(format!(
+                        "trust-manager Bundle `{name}`: {field} needs exactly one of `name` and `selector`"
+                    )));
+                    Vec::new()
+                }
             }
         };
-        let source = if let Some(sel) = &s.config_map {
-            BundleSource {
-                config_map: Some(select(sel, "configMap", &mut unsupported)),
-                ..BundleSource::default()
-            }
-        } else if let Some(sel) = &s.secret {
-            BundleSource {
-                secret: Some(select(sel, "secret", &mut unsupported)),
-                ..BundleSource::default()
-            }
-        } else if let Some(pem) = &s.in_line {
+        if let Some(sel) = &s.config_map {
+            sources.extend(
+                select(sel, "configMap", &labels.config_maps)
+                    .into_iter()
+                    .map(|k| BundleSource {
+                        config_map: Some(k),
+                        ..BundleSource::default()
+                    }),
+            );
+            continue;
+        }
+        if let Some(sel) = &s.secret {
+            sources.extend(select(sel, "secret", &labels.secrets).into_iter().map(|k| {
+                BundleSource {
+                    secret: Some(k),
+                    ..BundleSource::default()
+                }
+            }));
+            continue;
+        }
+        let source = if let Some(pem) = &s.in_line {
             BundleSource {
                 inline: Some(pem.clone()),
                 ..BundleSource::default()
@@ -249,7 +325,9 @@ pub fn to_anchorage(tm: &TrustManagerBundle) -> Result<Bundle, Vec<Refusal>> {
     };
     let (config_map, secret) = match (&t.config_map, &t.secret) {
         (Some(_), Some(_)) => {
-            unsupported("a ConfigMap and a Secret target at once".into());
+            refusals.push(Refusal::InvalidSpec(format!(
+                "trust-manager Bundle `{name}`: a ConfigMap and a Secret target at once is not supported yet"
+            )));
             (None, None)
         }
         (cm, s) => (cm.as_ref().map(keys), s.as_ref().map(keys)),

@@ -1,11 +1,14 @@
 //! trust-manager's `Bundle` (trust.cert-manager.io/v1alpha1) read from YAML in its documented
 //! shape and turned into an anchorage Bundle, whose desired state is then computed as usual;
-//! what this slice does not do yet is refused naming the field.
+//! a source `selector` over the trust namespace's labels; what this slice does not do yet is
+//! refused naming the field.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use anchorage_controller::crd::TargetLayout;
-use anchorage_controller::trust_manager::{TrustManagerBundle, to_anchorage};
+use anchorage_controller::trust_manager::{
+    TrustManagerBundle, TrustNamespaceLabels, to_anchorage, to_anchorage_in,
+};
 use anchorage_controller::{Namespace, Sources, TargetObject, desired};
 use anchorage_test_support::pki;
 
@@ -62,13 +65,78 @@ fn a_trust_manager_bundle_becomes_an_anchorage_one_and_yields_its_target() {
 #[test]
 fn what_this_slice_does_not_do_is_refused_naming_the_field() {
     let tm = read(
-        "apiVersion: trust.cert-manager.io/v1alpha1\nkind: Bundle\nmetadata: {name: b}\nspec:\n  sources:\n  - configMap: {selector: {matchLabels: {a: b}}, key: ca.crt}\n  - inLine: x\n  target:\n    configMap: {key: a.pem}\n    secret: {key: a.pem}\n    additionalFormats: {jks: {key: a.jks}}\n",
+        "apiVersion: trust.cert-manager.io/v1alpha1\nkind: Bundle\nmetadata: {name: b}\nspec:\n  sources:\n  - configMap: {selector: {matchExpressions: [{key: a, operator: Sideways}]}, key: ca.crt}\n  - secret: {key: ca.crt}\n  - inLine: x\n  target:\n    configMap: {key: a.pem}\n    secret: {key: a.pem}\n    additionalFormats: {jks: {key: a.jks}}\n",
     );
     let refusals = to_anchorage(&tm).unwrap_err();
     let text: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-    assert_eq!(text.len(), 2, "{text:?}");
-    assert!(text[0].contains("sources[0].configMap.selector"));
-    assert!(text[1].contains("a ConfigMap and a Secret target at once"));
+    assert_eq!(text.len(), 3, "{text:?}");
+    assert!(
+        text[0].contains("sources[0].configMap.selector is not a label selector"),
+        "{text:?}"
+    );
+    assert!(
+        text[1].contains("sources[1].secret needs exactly one of `name` and `selector`"),
+        "{text:?}"
+    );
+    assert!(text[2].contains("a ConfigMap and a Secret target at once"));
+}
+
+/// A source `selector` (trust-manager's `metav1.LabelSelector`) becomes one source per object
+/// of the trust namespace it matches, by name, with the source's key; `matchExpressions` as
+/// the API server reads them; nothing matching: nothing from it (no refusal), as trust-manager.
+#[test]
+fn a_source_selector_becomes_one_source_per_matching_object() {
+    let tm = read(
+        "apiVersion: trust.cert-manager.io/v1alpha1\nkind: Bundle\nmetadata: {name: b}\nspec:\n  sources:\n  - configMap:\n      selector:\n        matchLabels: {trust: corp}\n        matchExpressions: [{key: tier, operator: NotIn, values: [test]}]\n      key: ca.crt\n  - secret: {selector: {matchLabels: {trust: corp}}, includeAllKeys: true}\n  - configMap: {selector: {matchLabels: {nothing: here}}, key: ca.crt}\n  target:\n    configMap: {key: trust-bundle.pem}\n",
+    );
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let mut trust_ns = TrustNamespaceLabels::default();
+    trust_ns
+        .config_maps
+        .insert("corp-b".into(), labels(&[("trust", "corp")]));
+    trust_ns.config_maps.insert(
+        "corp-a".into(),
+        labels(&[("trust", "corp"), ("tier", "prod")]),
+    );
+    trust_ns.config_maps.insert(
+        "corp-test".into(),
+        labels(&[("trust", "corp"), ("tier", "test")]),
+    );
+    trust_ns
+        .config_maps
+        .insert("other".into(), labels(&[("trust", "other")]));
+    trust_ns
+        .secrets
+        .insert("corp-secret".into(), labels(&[("trust", "corp")]));
+    let b = to_anchorage_in(&tm, &trust_ns).unwrap();
+    let names: Vec<(&str, &str, Option<&str>, Option<bool>)> = b
+        .spec
+        .sources
+        .iter()
+        .map(|s| {
+            let (kind, k) = match (&s.config_map, &s.secret) {
+                (Some(k), None) => ("configMap", k),
+                (None, Some(k)) => ("secret", k),
+                _ => panic!("{s:?}"),
+            };
+            (kind, k.name.as_str(), k.key.as_deref(), k.include_all_keys)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("configMap", "corp-a", Some("ca.crt"), None),
+            ("configMap", "corp-b", Some("ca.crt"), None),
+            ("secret", "corp-secret", None, Some(true)),
+        ]
+    );
+    // Without labels (what conflict detection uses) the selectors match nothing.
+    assert!(to_anchorage(&tm).unwrap().spec.sources.is_empty());
 }
 
 #[test]

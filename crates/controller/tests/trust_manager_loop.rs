@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anchorage_controller::crd::{BundleSource, BundleTarget, KeySelector, TargetKeys};
 use anchorage_controller::desired::BUNDLE_LABEL;
-use anchorage_controller::trust_manager::{TRUST_MANAGER_LABEL, TrustManagerBundle};
+use anchorage_controller::trust_manager::{TRUST_MANAGER_LABEL, TmTargetKey, TrustManagerBundle};
 use anchorage_controller::{Bundle, BundleSpec, Settings};
 use anchorage_test_support::kmock::Kmock;
 use anchorage_test_support::pki;
@@ -162,12 +162,15 @@ async fn a_trust_manager_bundle_is_reconciled_and_its_targets_cleaned_up() {
         "0b0e5b3c-0000-4000-8000-0000000000b1",
         json!({"configMap": {"name": "cas", "key": "a.crt"}}),
     );
-    // A source selector over labels is not supported: refused, naming the field.
-    let bad = trust_manager_bundle(
+    // A ConfigMap and a Secret target at once is not supported: refused, naming the field.
+    let mut bad = trust_manager_bundle(
         "tm-bad",
         "0b0e5b3c-0000-4000-8000-0000000000b2",
-        json!({"configMap": {"selector": {"matchLabels": {"x": "y"}}, "key": "a.crt"}}),
+        json!({"configMap": {"name": "cas", "key": "a.crt"}}),
     );
+    bad.spec.target.secret = Some(TmTargetKey {
+        key: "trust-bundle.pem".into(),
+    });
     tms.create(&pp, &good).await.unwrap();
     tms.create(&pp, &bad).await.unwrap();
     let controller = tokio::spawn(anchorage_controller::run(client.clone(), settings(true)));
@@ -241,6 +244,67 @@ async fn a_trust_manager_bundle_is_reconciled_and_its_targets_cleaned_up() {
     })
     .await;
 
+    controller.abort();
+    drop(kmock);
+}
+
+/// A source `selector`: the target holds the CAs of the labelled ConfigMaps only (negative
+/// control: `cas`, unlabelled, is left out), and labelling `cas` brings its CA in (a label change
+/// in the trust namespace is a change the controller watches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_selector_takes_the_labelled_configmaps_and_follows_their_labels() {
+    let Some((kmock, client, a)) = cluster(true).await else {
+        return;
+    };
+    let pp = PostParams::default();
+    let b = pki::root_ca("Trust Manager Selector Root B");
+    let labelled: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "corp-b", "namespace": "trust-ns", "labels": {"trust": "corp"}},
+        "data": {"a.crt": b.pem}
+    }))
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "trust-ns");
+    cms.create(&pp, &labelled).await.unwrap();
+    Api::<TrustManagerBundle>::all(client.clone())
+        .create(
+            &pp,
+            &trust_manager_bundle(
+                "tm-sel",
+                "0b0e5b3c-0000-4000-8000-0000000000d1",
+                json!({"configMap": {"selector": {"matchLabels": {"trust": "corp"}}, "key": "a.crt"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let controller = tokio::spawn(anchorage_controller::run(client.clone(), settings(true)));
+    let apps: Api<ConfigMap> = Api::namespaced(client.clone(), "apps");
+    let bundle = || async {
+        get(&apps, "tm-sel")
+            .await
+            .and_then(|cm| cm.data)
+            .map(|d| d["trust-bundle.pem"].clone())
+            .unwrap_or_default()
+    };
+    eventually("root B (labelled) in the target", || async {
+        bundle().await.contains(b.pem.trim())
+    })
+    .await;
+    assert!(
+        !bundle().await.contains(a.pem.trim()),
+        "`cas` is not labelled"
+    );
+    cms.patch(
+        "cas",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"trust": "corp"}}})),
+    )
+    .await
+    .unwrap();
+    eventually("root A in the target once `cas` is labelled", || async {
+        let pem = bundle().await;
+        pem.contains(a.pem.trim()) && pem.contains(b.pem.trim())
+    })
+    .await;
     controller.abort();
     drop(kmock);
 }
