@@ -77,6 +77,9 @@ pub(crate) struct ControllerArgs {
     pub(crate) lease_identity: Option<String>,
 }
 
+/// How long `anchorage controller` waits after SIGTERM/SIGINT for its API requests in flight.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
 /// `anchorage controller <subcommand>`.
 #[derive(Subcommand, Debug)]
 pub(crate) enum ControllerCommand {
@@ -375,9 +378,26 @@ impl Run for ControllerArgs {
         };
         if !self.leader_elect {
             runtime.block_on(async move {
-                anchorage_controller::run_with_default_client(settings)
-                    .await
-                    .map_err(|e| no_client(&e))
+                // The controller stops on SIGTERM/SIGINT once its reconciles in flight end; an
+                // API server that never answers would hold it until the kubelet's SIGKILL, so it
+                // stops anyway SHUTDOWN_DEADLINE after the signal.
+                let signalled = anchorage_serve::shutdown_signal();
+                let deadline = async move {
+                    signalled.await;
+                    tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+                };
+                tokio::select! {
+                    outcome = anchorage_controller::run_with_default_client(settings) => {
+                        outcome.map_err(|e| no_client(&e))
+                    }
+                    () = deadline => {
+                        tracing::warn!(
+                            "API requests still in flight {}s after the signal; stopping without them",
+                            SHUTDOWN_DEADLINE.as_secs()
+                        );
+                        Ok(())
+                    }
+                }
             })?;
             return Ok(Code::Ok);
         }
