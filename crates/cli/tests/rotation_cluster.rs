@@ -212,11 +212,15 @@ impl Cluster {
     }
 
     /// Waits until instance `i` reports `phase` (within `within`).
+    /// Instance `i`'s status once it is in `phase` with that phase's bundle step done: the
+    /// record is written first (`bundle_pending`), then the bundle, then the version the step
+    /// made (`new_trusted_version`, `old_removed_version`), so a read in between sees the phase
+    /// without its version.
     fn wait_phase(&self, i: usize, phase: &str, within: Duration) -> Value {
         let t = Instant::now();
         loop {
             let s = self.status(i);
-            if s["phase"] == phase {
+            if s["phase"] == phase && s["bundle_pending"] != true {
                 eprintln!("instance {i} in {phase} after {:?}", t.elapsed());
                 return s;
             }
