@@ -12,7 +12,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use anchorage_controller::crd::{
     BundleSource, BundleTarget, ClusterTrustBundleTarget, KeySelector, NamespaceSelector,
@@ -27,6 +29,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
+use support::{eventually, get};
 
 /// kmock on a free port, or `None` (skipped loudly) when python3 or kmock is missing.
 fn start_kmock() -> Option<Kmock> {
@@ -42,36 +45,8 @@ fn start_kmock_with(cluster_trust_bundles: bool) -> Option<Kmock> {
     )
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within 20 s: {what}");
-}
-
 fn namespace(name: &str, labels: serde_json::Value) -> Namespace {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
-}
-
-/// The object, or `None` on any 404 (kmock's 404 carries the reason `Object Not Found`, not
-/// `NotFound`, so kube's `get_opt` does not recognise it).
-async fn get<K>(api: &Api<K>, name: &str) -> Option<K>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.get(name).await {
-        Ok(o) => Some(o),
-        Err(kube::Error::Api(e)) if e.code == 404 => None,
-        Err(e) => panic!("GET {name}: {e}"),
-    }
 }
 
 async fn target(client: &Client, ns: &str) -> Option<ConfigMap> {

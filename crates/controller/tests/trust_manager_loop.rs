@@ -10,7 +10,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use anchorage_controller::crd::{BundleSource, BundleTarget, KeySelector, TargetKeys};
 use anchorage_controller::desired::BUNDLE_LABEL;
@@ -22,32 +24,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within 20 s: {what}");
-}
-
-async fn get<K>(api: &Api<K>, name: &str) -> Option<K>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.get(name).await {
-        Ok(o) => Some(o),
-        Err(kube::Error::Api(e)) if e.code == 404 => None,
-        Err(e) => panic!("GET {name}: {e}"),
-    }
-}
+use support::{eventually, get};
 
 fn settings(trust_manager_bundles: bool) -> Settings {
     Settings {
